@@ -1,0 +1,109 @@
+//! The action catalogue, in the order of the product brief, and the dispatch to handlers.
+
+mod batch_entity_actions;
+mod create_attribute;
+mod create_entity;
+mod delete_entity;
+mod get_attribute;
+mod get_current_user;
+mod get_entities_metadata;
+mod get_entity;
+mod get_entity_metadata;
+mod list_attributes;
+mod list_entities;
+mod list_entity_types;
+mod query_attributes;
+mod query_entities;
+mod raw_request;
+mod run_fetch_xml_query;
+mod update_attribute;
+mod update_entity;
+mod upsert_entity;
+
+use serde_json::Value;
+
+use crate::bindings::dynamics::connector::types::{self as wit, Connection, ConnectorError, ErrorCode};
+use crate::client::Client;
+use crate::connection::Settings;
+use crate::definition::{inputs_to_wit, InputDef};
+use crate::error::{error, invalid_field, with_hint, Result};
+use crate::input::{closest, Input};
+
+/// What a handler gets besides its input.
+pub struct Context<'a> {
+    pub client: Client<'a>,
+}
+
+pub type Handler = fn(&Context, &Input) -> Result<Value>;
+
+/// One action: its definition next to its handler. `run: None` marks actions whose handler has
+/// not landed yet; they validate their input and answer `unsupported`.
+pub struct ActionDef {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub description: &'static str,
+    pub group: Option<&'static str>,
+    pub inputs: &'static [InputDef],
+    pub example_output: Option<&'static str>,
+    pub run: Option<Handler>,
+}
+
+pub const CATALOGUE: &[ActionDef] = &[
+    batch_entity_actions::ACTION,
+    create_attribute::ACTION,
+    create_entity::ACTION,
+    delete_entity::ACTION,
+    get_attribute::ACTION,
+    get_current_user::ACTION,
+    get_entities_metadata::ACTION,
+    get_entity::ACTION,
+    get_entity_metadata::ACTION,
+    list_attributes::ACTION,
+    list_entities::ACTION,
+    query_attributes::ACTION,
+    query_entities::ACTION,
+    raw_request::CRM_ACTION,
+    run_fetch_xml_query::ACTION,
+    update_attribute::ACTION,
+    update_entity::ACTION,
+    upsert_entity::ACTION,
+    list_entity_types::ACTION,
+    raw_request::ACTION,
+];
+
+pub fn definitions() -> Vec<wit::ActionDefinition> {
+    CATALOGUE
+        .iter()
+        .map(|action| wit::ActionDefinition {
+            key: action.key.to_string(),
+            label: action.label.to_string(),
+            description: action.description.to_string(),
+            group: action.group.map(str::to_string),
+            inputs: inputs_to_wit(action.inputs),
+            example_output: action.example_output.map(str::to_string),
+        })
+        .collect()
+}
+
+/// Finds the action, checks the input and the connection, then runs the handler.
+pub fn invoke(key: &str, connection: &Connection, input_json: &str) -> Result<String, ConnectorError> {
+    let action = CATALOGUE.iter().find(|action| action.key == key).ok_or_else(|| {
+        let keys: Vec<&str> = CATALOGUE.iter().map(|action| action.key).collect();
+        let suggestion = closest(key, &keys).map(|near| format!("; did you mean {near:?}?")).unwrap_or_default();
+        invalid_field("action", Some("Action"), format!("unknown action {key:?}{suggestion}"))
+    })?;
+    let input = Input::parse(action.inputs, input_json)?;
+    let settings = Settings::from_connection(connection)?;
+    let Some(run) = action.run else {
+        return Err(with_hint(
+            error(
+                ErrorCode::Unsupported,
+                format!("action {:?} ({}) is not available in this version of the connector", action.key, action.label),
+            ),
+            "use Raw Request for this operation until the action lands",
+        ));
+    };
+    let context = Context { client: Client::new(&settings, connection.token.as_ref()) };
+    let output = run(&context, &input)?;
+    Ok(output.to_string())
+}

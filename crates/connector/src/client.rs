@@ -1,0 +1,228 @@
+//! Requests to the environment through the host's `http` import: standard OData headers, the
+//! bearer token for the environment's own origin only, retries, and error answers read.
+
+use dataverse::retry::{Outcome, RetryPolicy};
+use serde_json::Value;
+
+use crate::bindings::dynamics::connector::http::{self, HttpError, Request as WitRequest};
+use crate::bindings::dynamics::connector::types::{ConnectorError, ErrorCode, Token};
+use crate::connection::{origin_of, Settings};
+use crate::error::{error, from_http_error, from_service, malformed, with_hint, Result};
+use crate::log;
+
+/// A response with lower-case header names.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// How many attempts it took, retries included.
+    pub attempts: u32,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as JSON (`null` when empty).
+    pub fn json(&self) -> Result<Value> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&self.body).map_err(|problem| {
+            let snippet: String = String::from_utf8_lossy(&self.body).chars().take(120).collect();
+            malformed(format!("the response is not valid JSON ({problem}): {snippet}"))
+        })
+    }
+
+    /// Turns a non-2xx response into the service's error.
+    pub fn into_success(self) -> Result<Response> {
+        if self.is_success() {
+            Ok(self)
+        } else {
+            let failure = from_service(dataverse::error::read_error(
+                self.status,
+                &self.body,
+                self.header("retry-after"),
+            ));
+            Err(add_attempts(failure, self.attempts))
+        }
+    }
+}
+
+/// One request, before the standard headers are added.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: Option<u32>,
+}
+
+impl Request {
+    pub fn new(method: &str, url: String) -> Request {
+        Request { method: method.to_string(), url, headers: Vec::new(), body: Vec::new(), timeout_ms: None }
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Request {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    fn has_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|(key, _)| key.eq_ignore_ascii_case(name))
+    }
+
+    /// `METHOD path` without the query, for messages (queries can hold personal data).
+    pub fn target(&self) -> String {
+        let without_query = self.url.split('?').next().unwrap_or_default();
+        let path = without_query.split_once("://").map(|(_, rest)| rest).unwrap_or(without_query);
+        let path = path.find('/').map(|index| &path[index..]).unwrap_or("/");
+        format!("{} {}", self.method, path)
+    }
+}
+
+/// The environment as seen by one invocation.
+pub struct Client<'a> {
+    pub settings: &'a Settings,
+    token: Option<&'a Token>,
+    /// False for the token endpoint, which may share the environment's origin (emulators) but
+    /// must never receive a bearer token.
+    authenticate: bool,
+}
+
+impl<'a> Client<'a> {
+    pub fn new(settings: &'a Settings, token: Option<&'a Token>) -> Client<'a> {
+        Client { settings, token, authenticate: true }
+    }
+
+    /// A client for the token endpoint: no bearer token, no OData headers.
+    pub fn for_identity(settings: &'a Settings) -> Client<'a> {
+        Client { settings, token: None, authenticate: false }
+    }
+
+    /// `root/relative`, where root is the Web API root (`https://org.crm.dynamics.com/api/data/v9.2`).
+    pub fn api_url(&self, relative: &str) -> String {
+        format!("{}/{}", self.settings.environment.web_api_root(), relative.trim_start_matches('/'))
+    }
+
+    /// Sends with the OData headers and the token, retrying as `policy` says. Any status is
+    /// returned; transport failures that outlast the retries are errors.
+    pub fn send(&self, request: Request, policy: RetryPolicy) -> Result<Response> {
+        let request = self.prepare(request)?;
+        let target = request.target();
+        let wit_request = WitRequest {
+            method: request.method.clone(),
+            url: request.url.clone(),
+            headers: request.headers.clone(),
+            body: request.body,
+            timeout_ms: request.timeout_ms,
+        };
+        let mut attempt = 1u32;
+        let mut seed = jitter_seed();
+        loop {
+            let result = http::send(&wit_request);
+            let (outcome, retry_after) = match &result {
+                Ok(response) => (
+                    Outcome::Status(response.status),
+                    header_of(&response.headers, "retry-after").and_then(dataverse::error::parse_retry_after),
+                ),
+                Err(HttpError::ConnectionFailed(_) | HttpError::Timeout) => (Outcome::NoResponse, None),
+                Err(_) => (Outcome::Status(0), None),
+            };
+            let retryable = !matches!(outcome, Outcome::Status(0)) && policy.should_retry(attempt, outcome);
+            if retryable {
+                seed = next_random(seed);
+                let delay = policy.delay_ms(attempt, retry_after, (seed >> 11) as f64 / (1u64 << 53) as f64);
+                let delay = u32::try_from(delay).unwrap_or(u32::MAX);
+                log::info(format!("{target}: attempt {attempt} got {}; retrying in {delay} ms", describe(&outcome)));
+                if http::wait(delay) {
+                    attempt += 1;
+                    continue;
+                }
+                log::warn(format!("{target}: not retrying, the invocation's time limit is near"));
+            }
+            return match result {
+                Ok(response) => Ok(Response {
+                    status: response.status,
+                    headers: response.headers,
+                    body: response.body,
+                    attempts: attempt,
+                }),
+                Err(failure) => Err(add_attempts(from_http_error(failure, &target), attempt)),
+            };
+        }
+    }
+
+    /// GET `relative` under the Web API root and read the JSON of a 2xx answer.
+    pub fn get_json(&self, relative: &str) -> Result<Value> {
+        let response = self.send(Request::new("GET", self.api_url(relative)), RetryPolicy::NONE)?;
+        response.into_success()?.json()
+    }
+
+    fn prepare(&self, mut request: Request) -> Result<Request> {
+        let own = self.authenticate && origin_of(&request.url).is_some_and(|origin| self.settings.environment.is_own_origin(&origin));
+        if own {
+            let token = self.token.ok_or_else(|| {
+                with_hint(
+                    error(ErrorCode::Unauthenticated, "the connection has no access token"),
+                    "sign in (auth code) or let the host acquire a token (client credentials, password) first",
+                )
+            })?;
+            request.headers.retain(|(key, _)| !key.eq_ignore_ascii_case("authorization"));
+            request.headers.push(("Authorization".to_string(), format!("Bearer {}", token.access_token)));
+            for (name, value) in [("Accept", "application/json"), ("OData-MaxVersion", "4.0"), ("OData-Version", "4.0")] {
+                if !request.has_header(name) {
+                    request.headers.push((name.to_string(), value.to_string()));
+                }
+            }
+            if !request.body.is_empty() && !request.has_header("content-type") {
+                request.headers.push(("Content-Type".to_string(), "application/json".to_string()));
+            }
+        }
+        Ok(request)
+    }
+}
+
+fn header_of<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+}
+
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Status(status) => format!("HTTP {status}"),
+        Outcome::NoResponse => "no response".to_string(),
+    }
+}
+
+fn add_attempts(mut failure: ConnectorError, attempts: u32) -> ConnectorError {
+    if attempts > 1 {
+        failure.message = format!("{} (after {attempts} attempts)", failure.message);
+    }
+    failure
+}
+
+fn jitter_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes) | 1,
+        Err(_) => 0x9e37_79b9_7f4a_7c15,
+    }
+}
+
+fn next_random(state: u64) -> u64 {
+    let mut x = state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}

@@ -1,0 +1,316 @@
+//! An action's input JSON, checked against the action's input definitions before any request.
+//!
+//! Low-code hosts send what their designers hold: numbers as strings, lists as comma-separated
+//! text, empty strings for empty fields. Those forms are accepted; anything else that does not
+//! fit an input's kind is refused with the input's key and label, and so are unknown keys, which
+//! are almost always typos that would otherwise be silently ignored.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::definition::{Format, InputDef, Kind};
+use crate::error::{invalid_field, invalid_input, Result};
+
+/// A checked input value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Typed {
+    Text(String),
+    Flag(bool),
+    Number(f64),
+    Json(Value),
+    List(Vec<String>),
+    Pairs(Vec<(String, String)>),
+}
+
+/// Checked inputs of one invocation, keyed by input key. Absent optional inputs without a default
+/// are not in the map.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    values: BTreeMap<&'static str, Typed>,
+}
+
+impl Input {
+    /// Parses `json` and checks it against `definitions`.
+    pub fn parse(definitions: &[InputDef], json: &str) -> Result<Input> {
+        let object = parse_object(json)?;
+        for key in object.keys() {
+            if !definitions.iter().any(|d| d.key == key && d.kind != Kind::Connection) {
+                let known: Vec<&str> = definitions
+                    .iter()
+                    .filter(|d| d.kind != Kind::Connection)
+                    .map(|d| d.key)
+                    .collect();
+                let suggestion = closest(key, &known)
+                    .map(|near| format!("; did you mean \"{near}\"?"))
+                    .unwrap_or_default();
+                return Err(invalid_field(
+                    key,
+                    None,
+                    format!("this action has no such input{suggestion} (inputs: {})", known.join(", ")),
+                ));
+            }
+        }
+        let mut values = BTreeMap::new();
+        for definition in definitions.iter().filter(|d| d.kind != Kind::Connection) {
+            let given = object.get(definition.key).filter(|value| !is_empty(value));
+            let value = match (given, definition.default) {
+                (Some(value), _) => value.clone(),
+                (None, Some(default)) => default_value(definition, default),
+                (None, None) if definition.required => {
+                    return Err(invalid_input(definition, "is required"));
+                }
+                (None, None) => continue,
+            };
+            let typed = convert(definition, value)?;
+            check_format(definition, &typed)?;
+            values.insert(definition.key, typed);
+        }
+        Ok(Input { values })
+    }
+
+    pub fn text(&self, key: &str) -> Option<&str> {
+        match self.values.get(key) {
+            Some(Typed::Text(text)) => Some(text),
+            _ => None,
+        }
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.values.get(key), Some(Typed::Flag(true)))
+    }
+
+    pub fn number(&self, key: &str) -> Option<f64> {
+        match self.values.get(key) {
+            Some(Typed::Number(number)) => Some(*number),
+            _ => None,
+        }
+    }
+
+    pub fn json(&self, key: &str) -> Option<&Value> {
+        match self.values.get(key) {
+            Some(Typed::Json(value)) => Some(value),
+            _ => None,
+        }
+    }
+
+
+    pub fn pairs(&self, key: &str) -> &[(String, String)] {
+        match self.values.get(key) {
+            Some(Typed::Pairs(pairs)) => pairs,
+            _ => &[],
+        }
+    }
+}
+
+fn parse_object(json: &str) -> Result<Map<String, Value>> {
+    if json.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(Value::Null) => Ok(Map::new()),
+        Ok(other) => Err(invalid_field(
+            "input",
+            None,
+            format!("must be a JSON object of input keys and values, got {}", type_name(&other)),
+        )),
+        Err(problem) => Err(invalid_field("input", None, format!("is not valid JSON: {problem}"))),
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(text) => text.trim().is_empty(),
+        _ => false,
+    }
+}
+
+/// Defaults are written as designers show them; code defaults are JSON text.
+fn default_value(definition: &InputDef, default: &str) -> Value {
+    match definition.kind {
+        Kind::Code => serde_json::from_str(default).unwrap_or_else(|_| Value::String(default.to_string())),
+        _ => Value::String(default.to_string()),
+    }
+}
+
+fn convert(definition: &InputDef, value: Value) -> Result<Typed> {
+    let wrong = |expected: &str, value: &Value| {
+        invalid_input(definition, format!("must be {expected}, got {}", type_name(value)))
+    };
+    Ok(match definition.kind {
+        Kind::Text | Kind::Multiline | Kind::Secret | Kind::Picklist => {
+            let text = match value {
+                Value::String(text) => text,
+                Value::Number(number) => number.to_string(),
+                Value::Bool(flag) => flag.to_string(),
+                other => return Err(wrong("text", &other)),
+            };
+            if definition.kind == Kind::Picklist
+                && !definition.choices.is_empty()
+                && !definition.choices.iter().any(|(_, choice)| *choice == text)
+            {
+                let allowed: Vec<&str> = definition.choices.iter().map(|(_, choice)| *choice).collect();
+                return Err(invalid_input(
+                    definition,
+                    format!("{text:?} is not one of {}", allowed.join(", ")),
+                ));
+            }
+            Typed::Text(text)
+        }
+        Kind::Boolean => match &value {
+            Value::Bool(flag) => Typed::Flag(*flag),
+            Value::String(text) if text.eq_ignore_ascii_case("true") => Typed::Flag(true),
+            Value::String(text) if text.eq_ignore_ascii_case("false") => Typed::Flag(false),
+            other => return Err(wrong("true or false", other)),
+        },
+        Kind::Number => match &value {
+            Value::Number(number) => Typed::Number(number.as_f64().unwrap_or(f64::NAN)),
+            Value::String(text) => match text.trim().parse::<f64>() {
+                Ok(number) if number.is_finite() => Typed::Number(number),
+                _ => return Err(invalid_input(definition, format!("must be a number, got {text:?}"))),
+            },
+            other => return Err(wrong("a number", other)),
+        },
+        Kind::Code => match value {
+            Value::String(text) => match serde_json::from_str(&text) {
+                Ok(parsed) => Typed::Json(parsed),
+                Err(_) => Typed::Json(Value::String(text)),
+            },
+            other => Typed::Json(other),
+        },
+        Kind::StringList => match value {
+            Value::String(text) => Typed::List(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|entry| !entry.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            Value::Array(entries) => {
+                let mut list = Vec::with_capacity(entries.len());
+                for (index, entry) in entries.into_iter().enumerate() {
+                    match entry {
+                        Value::String(text) if !text.trim().is_empty() => list.push(text.trim().to_string()),
+                        Value::String(_) | Value::Null => {}
+                        other => {
+                            return Err(invalid_input(
+                                definition,
+                                format!("entry {index} must be text, got {}", type_name(&other)),
+                            ));
+                        }
+                    }
+                }
+                Typed::List(list)
+            }
+            other => return Err(wrong("a list of text", &other)),
+        },
+        Kind::KeyValueList => Typed::Pairs(key_values(definition, value)?),
+        Kind::Connection => return Err(invalid_input(definition, "is passed as the connection, not in the input")),
+    })
+}
+
+fn key_values(definition: &InputDef, value: Value) -> Result<Vec<(String, String)>> {
+    let scalar = |key: &str, value: Value| -> Result<String> {
+        match value {
+            Value::String(text) => Ok(text),
+            Value::Number(number) => Ok(number.to_string()),
+            Value::Bool(flag) => Ok(flag.to_string()),
+            Value::Null => Ok(String::new()),
+            other => Err(invalid_input(
+                definition,
+                format!("the value of {key:?} must be text, got {}", type_name(&other)),
+            )),
+        }
+    };
+    match value {
+        Value::Object(object) => object.into_iter().map(|(key, value)| Ok((key.clone(), scalar(&key, value)?))).collect(),
+        Value::Array(entries) => entries
+            .into_iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                let Value::Object(mut pair) = entry else {
+                    return Err(invalid_input(definition, format!("entry {index} must be an object with \"key\" and \"value\"")));
+                };
+                let Some(Value::String(key)) = pair.remove("key") else {
+                    return Err(invalid_input(definition, format!("entry {index} has no text \"key\"")));
+                };
+                let value = pair.remove("value").unwrap_or(Value::Null);
+                Ok((key.clone(), scalar(&key, value)?))
+            })
+            .collect(),
+        Value::String(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(parsed @ (Value::Object(_) | Value::Array(_))) => key_values(definition, parsed),
+            _ => Err(invalid_input(definition, "must be a JSON object of keys and values, or a list of {\"key\", \"value\"} objects")),
+        },
+        other => Err(invalid_input(definition, format!("must be a list of keys and values, got {}", type_name(&other)))),
+    }
+}
+
+fn check_format(definition: &InputDef, typed: &Typed) -> Result<()> {
+    match (definition.format, typed) {
+        (Format::Any, _) => Ok(()),
+        (Format::Guid, Typed::Text(text)) if dataverse::guid::is_guid(text) => Ok(()),
+        (Format::Guid, Typed::Text(text)) => Err(invalid_input(
+            definition,
+            format!("{text:?} is not a GUID (expected 8-4-4-4-12 hex digits, such as 00000000-0000-0000-0000-000000000001)"),
+        )),
+        (Format::Identifier, Typed::Text(text)) if dataverse::odata::is_identifier(text) => Ok(()),
+        (Format::Identifier, Typed::Text(text)) => Err(invalid_input(
+            definition,
+            format!("{text:?} is not a table or column name (letters, digits and underscores only)"),
+        )),
+        (Format::Identifiers, Typed::List(list)) => match list.iter().find(|name| !dataverse::odata::is_identifier(name)) {
+            None => Ok(()),
+            Some(bad) => Err(invalid_input(
+                definition,
+                format!("{bad:?} is not a column name (letters, digits and underscores only)"),
+            )),
+        },
+        (Format::Range(low, high), Typed::Number(number)) => {
+            if number.fract() != 0.0 || *number < low as f64 || *number > high as f64 {
+                Err(invalid_input(definition, format!("must be a whole number from {low} to {high}, got {number}")))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The known key closest to `key` by edit distance, when it is close enough to be a typo.
+pub fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|candidate| (edit_distance(&key.to_ascii_lowercase(), &candidate.to_ascii_lowercase()), *candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(2))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+

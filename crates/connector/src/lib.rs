@@ -1,0 +1,150 @@
+//! The Microsoft Dynamics 365 / Dataverse connector, as a component of the `connector` world.
+//!
+//! Definitions live next to their handlers (`actions/*`); Dataverse knowledge that needs no I/O
+//! lives in the `dataverse` crate; every request leaves through the host's `http` import.
+
+mod actions;
+mod auth;
+mod client;
+mod connection;
+mod definition;
+mod error;
+mod input;
+mod inputs;
+mod log;
+mod triggers;
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "connector",
+    });
+}
+
+use bindings::dynamics::connector::types::{
+    Choice, ComponentDefinition, Connection, ConnectorError, ErrorCode, Token,
+};
+use bindings::exports::dynamics::connector::{actions as actions_export, component, connections, triggers as triggers_export};
+
+use crate::connection::Settings;
+use crate::error::{error, with_hint};
+
+/// The icon: a rounded square with a stylised "D", drawn for this project.
+const ICON: &str = "data:image/svg+xml;base64,PHN2ZyB4bWxucz0naHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmcnIHZpZXdCb3g9JzAgMCA2NCA2NCc+PHJlY3Qgd2lkdGg9JzY0JyBoZWlnaHQ9JzY0JyByeD0nMTInIGZpbGw9JyMwMDJDNTEnLz48cGF0aCBkPSdNMTggMTRoMTRhMTggMTggMCAwIDEgMCAzNkgxOHonIGZpbGw9JyMwMDc4RDQnLz48L3N2Zz4=";
+
+struct Connector;
+
+impl component::Guest for Connector {
+    fn definition() -> ComponentDefinition {
+        ComponentDefinition {
+            key: "ms-dynamics".to_string(),
+            name: "Microsoft Dynamics 365".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            description: "Query, create, update or delete Microsoft Dynamics 365 API records".to_string(),
+            category: "Application Connectors".to_string(),
+            icon: ICON.to_string(),
+            connections: connection::definitions(),
+            actions: actions::definitions(),
+            triggers: triggers::definitions(),
+            data_sources: Vec::new(),
+        }
+    }
+}
+
+impl connections::Guest for Connector {
+    fn endpoints(connection: Connection) -> Result<Vec<String>, ConnectorError> {
+        Ok(Settings::from_connection(&connection)?.endpoints())
+    }
+
+    fn begin_authorization(
+        connection: Connection,
+        redirect_uri: String,
+    ) -> Result<connections::AuthorizationRequest, ConnectorError> {
+        auth::begin(&Settings::from_connection(&connection)?, &redirect_uri)
+    }
+
+    fn exchange_code(
+        connection: Connection,
+        redirect_uri: String,
+        code: String,
+        code_verifier: String,
+    ) -> Result<Token, ConnectorError> {
+        auth::exchange(&Settings::from_connection(&connection)?, &redirect_uri, &code, &code_verifier)
+    }
+
+    fn refresh(connection: Connection, refresh_token: String) -> Result<Token, ConnectorError> {
+        auth::refresh(&Settings::from_connection(&connection)?, &refresh_token)
+    }
+
+    fn acquire_token(connection: Connection) -> Result<Token, ConnectorError> {
+        auth::acquire(&Settings::from_connection(&connection)?)
+    }
+
+    fn test(connection: Connection) -> Result<String, ConnectorError> {
+        let settings = Settings::from_connection(&connection)?;
+        let output = actions::invoke("get-current-user", &connection, "{}")?;
+        let mut value: serde_json::Value = serde_json::from_str(&output)
+            .map_err(|problem| error(ErrorCode::Internal, format!("get-current-user output is not JSON: {problem}")))?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("webApiRoot".into(), settings.environment.web_api_root().into());
+            object.insert("scope".into(), settings.scopes.clone().into());
+        }
+        Ok(value.to_string())
+    }
+}
+
+impl actions_export::Guest for Connector {
+    fn invoke(key: String, connection: Connection, input: String) -> Result<String, ConnectorError> {
+        actions::invoke(&key, &connection, &input)
+    }
+
+    fn choices(key: String, _connection: Connection, _input: String) -> Result<Vec<Choice>, ConnectorError> {
+        Err(error(ErrorCode::InvalidInput, format!("unknown data source {key:?}; this version declares none")))
+    }
+}
+
+impl triggers_export::Guest for Connector {
+    fn handle_webhook(
+        key: String,
+        _connection: Option<Connection>,
+        _config: String,
+        _request: triggers_export::IncomingRequest,
+    ) -> Result<triggers_export::WebhookOutcome, ConnectorError> {
+        Err(trigger_not_ready(&key))
+    }
+
+    fn enable(
+        key: String,
+        _connection: Connection,
+        _config: String,
+        _webhook_url: Option<String>,
+    ) -> Result<String, ConnectorError> {
+        Err(trigger_not_ready(&key))
+    }
+
+    fn disable(key: String, _connection: Connection, _config: String, _state: String) -> Result<(), ConnectorError> {
+        Err(trigger_not_ready(&key))
+    }
+
+    fn poll(
+        key: String,
+        _connection: Connection,
+        _config: String,
+        _state: Option<String>,
+    ) -> Result<triggers_export::PollOutcome, ConnectorError> {
+        Err(trigger_not_ready(&key))
+    }
+}
+
+fn trigger_not_ready(key: &str) -> ConnectorError {
+    if key == triggers::WEBHOOK {
+        with_hint(
+            error(ErrorCode::Unsupported, "the webhook trigger's validation and registration are not available in this version"),
+            "configure the webhook in Dataverse by hand for now",
+        )
+    } else {
+        error(ErrorCode::InvalidInput, format!("unknown trigger {key:?}"))
+    }
+}
+
+bindings::export!(Connector with_types_in bindings);

@@ -1,0 +1,50 @@
+//! OData identifiers and literals, written so that user values cannot change a URL's meaning.
+
+/// True for names Dataverse uses for entity sets, columns and navigation properties:
+/// a letter or underscore, then letters, digits or underscores, at most 128 characters.
+pub fn is_identifier(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    match bytes.next() {
+        Some(first) if first.is_ascii_alphabetic() || first == b'_' => {}
+        _ => return false,
+    }
+    text.len() <= 128 && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// An OData string literal: single quotes, a quote inside doubled (`O'Brien` → `'O''Brien'`).
+pub fn string_literal(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for character in value.chars() {
+        if character == '\'' {
+            out.push('\'');
+        }
+        out.push(character);
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_accept_dataverse_names_and_refuse_anything_that_changes_a_url() {
+        for good in ["accounts", "new_projects", "_parentcustomerid_value", "msevtmgt_events"] {
+            assert!(is_identifier(good), "{good}");
+        }
+        for bad in ["", "1accounts", "accounts(1)", "accounts?$top=1", "a b", "accounts/x", "ä"] {
+            assert!(!is_identifier(bad), "{bad}");
+        }
+        assert!(!is_identifier(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn string_literals_double_quotes_so_values_cannot_break_out() {
+        assert_eq!(string_literal("O'Brien"), "'O''Brien'");
+        assert_eq!(string_literal("'"), "''''");
+        assert_eq!(string_literal("a') or (1 eq 1"), "'a'') or (1 eq 1'");
+        assert_eq!(string_literal("Zoë"), "'Zoë'");
+    }
+}

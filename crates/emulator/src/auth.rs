@@ -1,0 +1,685 @@
+//! An Entra ID-shaped token service: `/{tenant}/oauth2/v2.0/token` for the client-credentials,
+//! authorization-code (with PKCE), refresh-token and password grants, an authorize endpoint
+//! that approves at once, and opaque bearer tokens the Web API validates.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+use crate::datetime;
+use crate::guid::Guid;
+
+/// An app registration.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub client_id: String,
+    /// None for a public client (no secret accepted).
+    pub client_secret: Option<String>,
+    pub display_name: String,
+    /// False makes every grant fail with AADSTS65001 (consent missing).
+    pub consented: bool,
+    /// Allowed redirect URIs for the authorization-code flow; empty allows any.
+    pub redirect_uris: Vec<String>,
+}
+
+/// A user who can sign in with the password or authorization-code grants.
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub username: String,
+    pub password: String,
+    /// Password grant fails with AADSTS50076 for this user.
+    pub mfa_required: bool,
+}
+
+/// Who a token speaks for.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    pub user: Guid,
+    pub expires: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct CodeInfo {
+    client_id: String,
+    redirect_uri: String,
+    scope: String,
+    challenge: Option<(String, String)>,
+    user: Guid,
+    expires: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct RefreshInfo {
+    client_id: String,
+    scope: String,
+    user: Guid,
+}
+
+/// Token service state.
+pub struct Auth {
+    pub tenant_id: String,
+    pub tenant_name: String,
+    pub apps: Vec<AppConfig>,
+    pub users: Vec<(UserConfig, Guid)>,
+    pub application_user: Guid,
+    pub lifetime: Duration,
+    tokens: HashMap<String, TokenInfo>,
+    codes: HashMap<String, CodeInfo>,
+    used_codes: HashMap<String, ()>,
+    refresh: HashMap<String, RefreshInfo>,
+    counter: u64,
+    key: u64,
+}
+
+/// A token endpoint answer: status, JSON body.
+pub type TokenAnswer = (u16, serde_json::Value);
+
+fn trace_ids() -> (String, String) {
+    let t = datetime::now_secs() as u64;
+    (
+        Guid::from_seed(t, 0x7ace).to_string(),
+        Guid::from_seed(t, 0xc044).to_string(),
+    )
+}
+
+/// An AADSTS-shaped error body.
+pub fn aad_error(status: u16, error: &str, code: u32, message: &str, suberror: Option<&str>) -> TokenAnswer {
+    let (trace, corr) = trace_ids();
+    let now = datetime::format_iso(datetime::now_secs()).replace('T', " ");
+    let mut body = serde_json::json!({
+        "error": error,
+        "error_description": format!("AADSTS{code}: {message}\r\nTrace ID: {trace}\r\nCorrelation ID: {corr}\r\nTimestamp: {now}"),
+        "error_codes": [code],
+        "timestamp": now,
+        "trace_id": trace,
+        "correlation_id": corr,
+        "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
+    });
+    if let Some(s) = suberror {
+        body["suberror"] = serde_json::Value::String(s.into());
+    }
+    (status, body)
+}
+
+fn missing(param: &str) -> TokenAnswer {
+    aad_error(
+        400,
+        "invalid_request",
+        900144,
+        &format!("The request body must contain the following parameter: '{param}'."),
+        None,
+    )
+}
+
+/// The resource scopes a token request may name, given the origins the emulator answers on.
+fn check_scope(scope: &str, origins: &[String], tenant_name: &str, app_only: bool) -> Result<(), TokenAnswer> {
+    let mut resource_scopes = 0;
+    for s in scope.split_whitespace() {
+        if matches!(s, "openid" | "profile" | "offline_access" | "email") {
+            if app_only {
+                return Err(invalid_scope(scope));
+            }
+            continue;
+        }
+        let Some((resource, perm)) = s.rsplit_once('/') else {
+            return Err(invalid_scope(scope));
+        };
+        if !resource.starts_with("http://") && !resource.starts_with("https://") {
+            return Err(invalid_scope(scope));
+        }
+        let resource = resource.trim_end_matches('/');
+        if !origins.iter().any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(resource)) {
+            return Err(aad_error(
+                400,
+                "invalid_resource",
+                500011,
+                &format!(
+                    "The resource principal named {resource} was not found in the tenant named {tenant_name}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
+                ),
+                None,
+            ));
+        }
+        match perm {
+            ".default" => {}
+            "user_impersonation" if !app_only => {}
+            _ => return Err(invalid_scope(scope)),
+        }
+        resource_scopes += 1;
+    }
+    if resource_scopes != 1 {
+        return Err(invalid_scope(scope));
+    }
+    Ok(())
+}
+
+fn invalid_scope(scope: &str) -> TokenAnswer {
+    aad_error(
+        400,
+        "invalid_scope",
+        70011,
+        &format!("The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."),
+        None,
+    )
+}
+
+impl Auth {
+    pub fn new(
+        tenant_id: String,
+        tenant_name: String,
+        apps: Vec<AppConfig>,
+        users: Vec<(UserConfig, Guid)>,
+        application_user: Guid,
+        lifetime: Duration,
+    ) -> Auth {
+        let key = std::collections::hash_map::RandomState::new();
+        let key = std::hash::BuildHasher::hash_one(&key, 0x5eed_u64);
+        Auth {
+            tenant_id,
+            tenant_name,
+            apps,
+            users,
+            application_user,
+            lifetime,
+            tokens: HashMap::new(),
+            codes: HashMap::new(),
+            used_codes: HashMap::new(),
+            refresh: HashMap::new(),
+            counter: 0,
+            key,
+        }
+    }
+
+    fn opaque(&mut self, kind: &str) -> String {
+        self.counter += 1;
+        let mut h = Sha256::new();
+        h.update(self.key.to_le_bytes());
+        h.update(self.counter.to_le_bytes());
+        h.update(kind.as_bytes());
+        format!("{kind}.{}", URL_SAFE_NO_PAD.encode(h.finalize()))
+    }
+
+    /// Issues an access token for `user`.
+    pub fn issue(&mut self, user: Guid) -> String {
+        let token = self.opaque("dvemu");
+        self.tokens.insert(
+            token.clone(),
+            TokenInfo {
+                user,
+                expires: Instant::now() + self.lifetime,
+            },
+        );
+        token
+    }
+
+    /// The token's identity when it is known and not expired.
+    pub fn validate(&self, token: &str) -> Option<&TokenInfo> {
+        self.tokens.get(token).filter(|t| t.expires > Instant::now())
+    }
+
+    /// Makes every issued access token expire now.
+    pub fn expire_all(&mut self) {
+        let now = Instant::now();
+        for t in self.tokens.values_mut() {
+            t.expires = now;
+        }
+    }
+
+    /// Revokes every refresh token.
+    pub fn revoke_refresh_tokens(&mut self) {
+        self.refresh.clear();
+    }
+
+    fn tenant_ok(&self, tenant: &str, allow_orgs: bool) -> bool {
+        tenant.eq_ignore_ascii_case(&self.tenant_id)
+            || tenant.eq_ignore_ascii_case(&self.tenant_name)
+            || (allow_orgs && tenant == "organizations")
+    }
+
+    fn unknown_tenant(tenant: &str) -> TokenAnswer {
+        aad_error(
+            400,
+            "invalid_request",
+            90002,
+            &format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."),
+            None,
+        )
+    }
+
+    fn app(&self, client_id: &str) -> Result<AppConfig, TokenAnswer> {
+        self.apps
+            .iter()
+            .find(|a| a.client_id == client_id)
+            .cloned()
+            .ok_or_else(|| {
+                aad_error(
+                    400,
+                    "unauthorized_client",
+                    700016,
+                    &format!("Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", self.tenant_name),
+                    None,
+                )
+            })
+    }
+
+    fn consent(app: &AppConfig) -> Result<(), TokenAnswer> {
+        if app.consented {
+            return Ok(());
+        }
+        Err(aad_error(
+            400,
+            "invalid_grant",
+            65001,
+            &format!("The user or administrator has not consented to use the application with ID '{}' named '{}'. Send an interactive authorization request for this user and resource.", app.client_id, app.display_name),
+            Some("consent_required"),
+        ))
+    }
+
+    /// Handles `POST /{tenant}/oauth2/v2.0/token`. `basic` is a decoded HTTP Basic credential.
+    pub fn token(&mut self, tenant: &str, form: &HashMap<String, String>, basic: Option<(String, String)>, origins: &[String]) -> TokenAnswer {
+        let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
+        if !self.tenant_ok(tenant, matches!(grant, "password" | "authorization_code" | "refresh_token")) {
+            return Self::unknown_tenant(tenant);
+        }
+        if grant.is_empty() {
+            return missing("grant_type");
+        }
+        let (client_id, secret) = match (form.get("client_id"), basic) {
+            (_, Some((id, secret))) => (id, Some(secret)),
+            (Some(id), None) => (id.clone(), form.get("client_secret").cloned()),
+            (None, None) => return missing("client_id"),
+        };
+        let app = match self.app(&client_id) {
+            Ok(a) => a,
+            Err(e) => return e,
+        };
+        match (&app.client_secret, &secret) {
+            (None, Some(_)) => {
+                return aad_error(401, "invalid_client", 700025, "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.", None);
+            }
+            (Some(expected), Some(given)) if expected != given => {
+                return aad_error(401, "invalid_client", 7000215, &format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."), None);
+            }
+            (Some(_), None) if grant == "client_credentials" => {
+                return aad_error(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", None);
+            }
+            _ => {}
+        }
+        match grant {
+            "client_credentials" => {
+                let Some(scope) = form.get("scope") else {
+                    return missing("scope");
+                };
+                if let Err(e) = check_scope(scope, origins, &self.tenant_name, true) {
+                    return e;
+                }
+                if let Err(e) = Self::consent(&app) {
+                    return e;
+                }
+                let user = self.application_user;
+                let token = self.issue(user);
+                self.answer(token, None, None)
+            }
+            "password" => {
+                let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
+                    return missing(if form.contains_key("username") { "password" } else { "username" });
+                };
+                let Some(scope) = form.get("scope") else {
+                    return missing("scope");
+                };
+                if let Err(e) = check_scope(scope, origins, &self.tenant_name, false) {
+                    return e;
+                }
+                let Some((user, uid)) = self
+                    .users
+                    .iter()
+                    .find(|(u, _)| u.username.eq_ignore_ascii_case(username))
+                    .cloned()
+                else {
+                    return aad_error(400, "invalid_grant", 50034, &format!("The user account {{EmailHidden}} does not exist in the {} directory. To sign into this application, the account must be added to the directory.", self.tenant_name), None);
+                };
+                if user.password != *password {
+                    return aad_error(400, "invalid_grant", 50126, "Error validating credentials due to invalid username or password.", None);
+                }
+                if user.mfa_required {
+                    return aad_error(400, "invalid_grant", 50076, "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access the resource.", Some("basic_action"));
+                }
+                if let Err(e) = Self::consent(&app) {
+                    return e;
+                }
+                self.delegated(uid, &client_id, scope)
+            }
+            "authorization_code" => {
+                let Some(code) = form.get("code") else {
+                    return missing("code");
+                };
+                if self.used_codes.contains_key(code) {
+                    return aad_error(400, "invalid_grant", 54005, "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.", None);
+                }
+                let Some(info) = self.codes.remove(code) else {
+                    return aad_error(400, "invalid_grant", 70000, "The provided value for the 'code' parameter is not valid.", None);
+                };
+                self.used_codes.insert(code.clone(), ());
+                if info.expires < Instant::now() {
+                    return aad_error(400, "invalid_grant", 70008, "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.", None);
+                }
+                if info.client_id != client_id {
+                    return aad_error(400, "invalid_grant", 70000, "The provided value for the 'code' parameter is not valid. The code was issued to a different client.", None);
+                }
+                if form.get("redirect_uri").map(String::as_str) != Some(info.redirect_uri.as_str()) {
+                    return aad_error(400, "invalid_grant", 70000, "The provided value for the input parameter 'redirect_uri' is not valid. The value must exactly match the redirect URI used to obtain the authorization code.", None);
+                }
+                if let Some((challenge, method)) = &info.challenge {
+                    let Some(verifier) = form.get("code_verifier") else {
+                        return missing("code_verifier");
+                    };
+                    let computed = if method.eq_ignore_ascii_case("S256") {
+                        URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+                    } else {
+                        verifier.clone()
+                    };
+                    if computed != *challenge {
+                        return aad_error(400, "invalid_grant", 501481, "The Code_Verifier does not match the code_challenge supplied in the authorization request.", None);
+                    }
+                }
+                if let Err(e) = Self::consent(&app) {
+                    return e;
+                }
+                let scope = form.get("scope").cloned().unwrap_or(info.scope);
+                self.delegated(info.user, &client_id, &scope)
+            }
+            "refresh_token" => {
+                let Some(rt) = form.get("refresh_token") else {
+                    return missing("refresh_token");
+                };
+                let Some(info) = self.refresh.remove(rt) else {
+                    return aad_error(400, "invalid_grant", 50173, "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.", None);
+                };
+                if info.client_id != client_id {
+                    return aad_error(400, "invalid_grant", 70000, "Provided grant is invalid or malformed: the refresh token was issued to a different client.", None);
+                }
+                if let Err(e) = Self::consent(&app) {
+                    return e;
+                }
+                let scope = form.get("scope").cloned().unwrap_or(info.scope);
+                if let Err(e) = check_scope(&scope, origins, &self.tenant_name, false) {
+                    return e;
+                }
+                self.delegated(info.user, &client_id, &scope)
+            }
+            other => aad_error(
+                400,
+                "unsupported_grant_type",
+                70003,
+                &format!("The app requested an unsupported grant type '{other}'."),
+                None,
+            ),
+        }
+    }
+
+    fn delegated(&mut self, user: Guid, client_id: &str, scope: &str) -> TokenAnswer {
+        let token = self.issue(user);
+        let refresh = scope.split_whitespace().any(|s| s == "offline_access").then(|| {
+            let rt = self.opaque("dvemu-rt");
+            self.refresh.insert(
+                rt.clone(),
+                RefreshInfo {
+                    client_id: client_id.into(),
+                    scope: scope.into(),
+                    user,
+                },
+            );
+            rt
+        });
+        let id_token = scope
+            .split_whitespace()
+            .any(|s| s == "openid")
+            .then(|| self.id_token(user, client_id));
+        let scope_out = scope
+            .split_whitespace()
+            .filter(|s| *s != "offline_access")
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (status, mut body) = self.answer(token, refresh, id_token);
+        body["scope"] = serde_json::Value::String(scope_out);
+        (status, body)
+    }
+
+    fn id_token(&self, user: Guid, client_id: &str) -> String {
+        let name = self
+            .users
+            .iter()
+            .find(|(_, g)| *g == user)
+            .map(|(u, _)| u.username.clone())
+            .unwrap_or_default();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"none"}"#);
+        let claims = serde_json::json!({
+            "aud": client_id,
+            "iss": format!("https://login.microsoftonline.com/{}/v2.0", self.tenant_id),
+            "tid": self.tenant_id,
+            "oid": user.to_string(),
+            "preferred_username": name,
+            "iat": datetime::now_secs(),
+            "exp": datetime::now_secs() + self.lifetime.as_secs() as i64,
+        });
+        format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims.to_string()))
+    }
+
+    fn answer(&self, token: String, refresh: Option<String>, id_token: Option<String>) -> TokenAnswer {
+        let secs = self.lifetime.as_secs();
+        let mut body = serde_json::json!({
+            "token_type": "Bearer",
+            "expires_in": secs,
+            "ext_expires_in": secs,
+            "access_token": token,
+        });
+        if let Some(rt) = refresh {
+            body["refresh_token"] = serde_json::Value::String(rt);
+        }
+        if let Some(it) = id_token {
+            body["id_token"] = serde_json::Value::String(it);
+        }
+        (200, body)
+    }
+
+    /// Handles `GET /{tenant}/oauth2/v2.0/authorize`: approves at once. Returns the redirect
+    /// location, or an error answer when no redirect is safe.
+    pub fn authorize(&mut self, tenant: &str, q: &HashMap<String, String>) -> Result<String, TokenAnswer> {
+        if !self.tenant_ok(tenant, true) {
+            return Err(Self::unknown_tenant(tenant));
+        }
+        let Some(client_id) = q.get("client_id") else {
+            return Err(missing("client_id"));
+        };
+        let app = self.app(client_id)?;
+        let Some(redirect) = q.get("redirect_uri") else {
+            return Err(missing("redirect_uri"));
+        };
+        if !app.redirect_uris.is_empty() && !app.redirect_uris.contains(redirect) {
+            return Err(aad_error(400, "invalid_request", 50011, &format!("The redirect URI '{redirect}' specified in the request does not match the redirect URIs configured for the application '{client_id}'."), None));
+        }
+        let sep = if redirect.contains('?') { '&' } else { '?' };
+        let state = q
+            .get("state")
+            .map(|s| format!("&state={}", enc(s)))
+            .unwrap_or_default();
+        let fail = |error: &str, desc: &str| format!("{redirect}{sep}error={error}&error_description={}{state}", enc(desc));
+        if q.get("response_type").map(String::as_str) != Some("code") {
+            return Ok(fail("unsupported_response_type", "AADSTS700054: response_type 'code' is required by the emulator."));
+        }
+        let scope = q.get("scope").cloned().unwrap_or_default();
+        if !app.consented {
+            return Ok(fail("consent_required", &format!("AADSTS65001: The user or administrator has not consented to use the application with ID '{client_id}'.")));
+        }
+        let user = match q.get("login_hint") {
+            Some(hint) => match self.users.iter().find(|(u, _)| u.username.eq_ignore_ascii_case(hint)) {
+                Some((_, g)) => *g,
+                None => return Ok(fail("invalid_request", "AADSTS50034: The user account does not exist in the directory.")),
+            },
+            None => self.users.first().map(|(_, g)| *g).unwrap_or_default(),
+        };
+        let challenge = q.get("code_challenge").map(|c| {
+            (
+                c.clone(),
+                q.get("code_challenge_method").cloned().unwrap_or_else(|| "plain".into()),
+            )
+        });
+        let code = self.opaque("dvemu-code");
+        self.codes.insert(
+            code.clone(),
+            CodeInfo {
+                client_id: client_id.clone(),
+                redirect_uri: redirect.clone(),
+                scope,
+                challenge,
+                user,
+                expires: Instant::now() + Duration::from_secs(600),
+            },
+        );
+        Ok(format!("{redirect}{sep}code={}{state}", enc(&code)))
+    }
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "http://127.0.0.1:9";
+
+    fn auth() -> Auth {
+        Auth::new(
+            "tenant-1".into(),
+            "Emulator".into(),
+            vec![
+                AppConfig {
+                    client_id: "app".into(),
+                    client_secret: Some("s3cret".into()),
+                    display_name: "App".into(),
+                    consented: true,
+                    redirect_uris: vec![],
+                },
+                AppConfig {
+                    client_id: "noconsent".into(),
+                    client_secret: Some("x".into()),
+                    display_name: "No Consent".into(),
+                    consented: false,
+                    redirect_uris: vec![],
+                },
+            ],
+            vec![
+                (
+                    UserConfig { username: "u@x".into(), password: "pw".into(), mfa_required: false },
+                    Guid::from_seed(1, 1),
+                ),
+                (
+                    UserConfig { username: "mfa@x".into(), password: "pw".into(), mfa_required: true },
+                    Guid::from_seed(1, 2),
+                ),
+            ],
+            Guid::from_seed(2, 2),
+            Duration::from_secs(3599),
+        )
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn code_of(a: &TokenAnswer) -> u64 {
+        a.1["error_codes"][0].as_u64().unwrap_or(0)
+    }
+
+    fn origins() -> Vec<String> {
+        vec![BASE.to_string()]
+    }
+
+    #[test]
+    fn client_credentials_issue_a_token_that_validates_until_expired() {
+        let mut a = auth();
+        let (status, body) = a.token("tenant-1", &form(&[("grant_type", "client_credentials"), ("client_id", "app"), ("client_secret", "s3cret"), ("scope", &format!("{BASE}/.default"))]), None, &origins());
+        assert_eq!(status, 200);
+        assert_eq!(body["expires_in"], 3599);
+        assert!(body.get("refresh_token").is_none());
+        let token = body["access_token"].as_str().unwrap().to_string();
+        assert_eq!(a.validate(&token).unwrap().user, Guid::from_seed(2, 2));
+        a.expire_all();
+        assert!(a.validate(&token).is_none());
+    }
+
+    #[test]
+    fn token_errors_carry_their_aadsts_codes() {
+        let mut a = auth();
+        let scope = format!("{BASE}/.default");
+        let cc = |id: &str, secret: &str, scope: &str| form(&[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret), ("scope", scope)]);
+        let r = a.token("tenant-1", &cc("app", "wrong", &scope), None, &origins());
+        assert_eq!((r.0, code_of(&r), r.1["error"].as_str()), (401, 7000215, Some("invalid_client")));
+        let r = a.token("other-tenant", &cc("app", "s3cret", &scope), None, &origins());
+        assert_eq!(code_of(&r), 90002);
+        let r = a.token("tenant-1", &cc("ghost", "s3cret", &scope), None, &origins());
+        assert_eq!(code_of(&r), 700016);
+        let r = a.token("tenant-1", &cc("app", "s3cret", "https://contoso.crm.dynamics.com/.default"), None, &origins());
+        assert_eq!((code_of(&r), r.1["error"].as_str()), (500011, Some("invalid_resource")));
+        let r = a.token("tenant-1", &cc("app", "s3cret", &format!("{BASE}/bogus")), None, &origins());
+        assert_eq!(code_of(&r), 70011);
+        let r = a.token("tenant-1", &cc("noconsent", "x", &scope), None, &origins());
+        assert_eq!((code_of(&r), r.1["suberror"].as_str()), (65001, Some("consent_required")));
+    }
+
+    #[test]
+    fn trailing_slash_resource_scope_is_accepted() {
+        let mut a = auth();
+        let r = a.token("tenant-1", &form(&[("grant_type", "client_credentials"), ("client_id", "app"), ("client_secret", "s3cret"), ("scope", &format!("{BASE}//.default"))]), None, &origins());
+        assert_eq!(r.0, 200);
+    }
+
+    #[test]
+    fn password_grant_checks_password_and_mfa() {
+        let mut a = auth();
+        let scope = format!("{BASE}/user_impersonation offline_access");
+        let pw = |u: &str, p: &str| form(&[("grant_type", "password"), ("client_id", "app"), ("username", u), ("password", p), ("scope", &scope)]);
+        let ok = a.token("tenant-1", &pw("u@x", "pw"), None, &origins());
+        assert_eq!(ok.0, 200);
+        assert!(ok.1["refresh_token"].is_string());
+        assert_eq!(code_of(&a.token("tenant-1", &pw("u@x", "nope"), None, &origins())), 50126);
+        assert_eq!(code_of(&a.token("tenant-1", &pw("mfa@x", "pw"), None, &origins())), 50076);
+    }
+
+    #[test]
+    fn authorization_code_with_pkce_then_rotating_refresh() {
+        let mut a = auth();
+        let verifier = "ThisIsntRandomButItNeedsToBe43CharactersLong";
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let q = form(&[("client_id", "app"), ("response_type", "code"), ("redirect_uri", "http://localhost/cb"), ("scope", &format!("{BASE}/user_impersonation offline_access")), ("state", "xyz"), ("code_challenge", &challenge), ("code_challenge_method", "S256")]);
+        let loc = a.authorize("tenant-1", &q).unwrap();
+        assert!(loc.starts_with("http://localhost/cb?code=") && loc.ends_with("&state=xyz"), "{loc}");
+        let code = loc.split("code=").nth(1).unwrap().split('&').next().unwrap();
+        let code: String = form_urlencoded::parse(format!("c={code}").as_bytes()).next().unwrap().1.into_owned();
+        let redeem = |v: &str| form(&[("grant_type", "authorization_code"), ("client_id", "app"), ("code", &code), ("redirect_uri", "http://localhost/cb"), ("code_verifier", v)]);
+        let bad = a.token("tenant-1", &redeem("wrong-verifier"), None, &origins());
+        assert_eq!(code_of(&bad), 501481);
+        // A code is single use, even after a failed attempt.
+        let again = a.token("tenant-1", &redeem(verifier), None, &origins());
+        assert_eq!(code_of(&again), 54005);
+
+        let loc = a.authorize("tenant-1", &q).unwrap();
+        let code = loc.split("code=").nth(1).unwrap().split('&').next().unwrap().to_string();
+        let code: String = form_urlencoded::parse(format!("c={code}").as_bytes()).next().unwrap().1.into_owned();
+        let ok = a.token("tenant-1", &form(&[("grant_type", "authorization_code"), ("client_id", "app"), ("code", &code), ("redirect_uri", "http://localhost/cb"), ("code_verifier", verifier)]), None, &origins());
+        assert_eq!(ok.0, 200, "{}", ok.1);
+        let rt1 = ok.1["refresh_token"].as_str().unwrap().to_string();
+        let r = |rt: &str| form(&[("grant_type", "refresh_token"), ("client_id", "app"), ("refresh_token", rt)]);
+        let second = a.token("tenant-1", &r(&rt1), None, &origins());
+        assert_eq!(second.0, 200);
+        let rt2 = second.1["refresh_token"].as_str().unwrap().to_string();
+        assert_ne!(rt1, rt2);
+        assert_eq!(code_of(&a.token("tenant-1", &r(&rt1), None, &origins())), 50173);
+        a.revoke_refresh_tokens();
+        assert_eq!(code_of(&a.token("tenant-1", &r(&rt2), None, &origins())), 50173);
+    }
+}

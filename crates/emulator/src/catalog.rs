@@ -1,0 +1,603 @@
+//! The tables the emulator serves: a slice of the standard Dataverse schema plus one custom
+//! table with the `new_` publisher prefix.
+
+use crate::schema::{EntityBuilder as B, Ownership::*, RelDecl, Schema};
+
+const ACTIVE_INACTIVE: &[(i64, &str)] = &[(0, "Active"), (1, "Inactive")];
+const ACTIVE_INACTIVE_STATUS: &[(i64, &str)] = &[(1, "Active"), (2, "Inactive")];
+
+fn rel(
+    schema_name: &str,
+    referencing: &str,
+    attribute: &str,
+    referenced: &str,
+    referencing_nav: &str,
+    referenced_nav: &str,
+) -> RelDecl {
+    RelDecl {
+        schema_name: schema_name.into(),
+        referencing: referencing.into(),
+        attribute: attribute.into(),
+        referenced: referenced.into(),
+        referencing_nav: referencing_nav.into(),
+        referenced_nav: referenced_nav.into(),
+    }
+}
+
+/// Builds the schema.
+pub fn schema() -> Schema {
+    let businessunit = B::new(
+        "businessunit",
+        "BusinessUnit",
+        "businessunits",
+        "Business Unit",
+        "Business Units",
+        10,
+        BusinessOwned,
+        "Business, division, or department in the Microsoft Dynamics 365 database.",
+    )
+    .id("businessunitid", "Business Unit")
+    .name("name", "Name", 160)
+    .lookup("parentbusinessunitid", "Parent Business", &["businessunit"])
+    .string("websiteurl", "Website", 200)
+    .boolean("isdisabled", "Is Disabled", "Yes", "No")
+    .audit()
+    .build();
+
+    let systemuser = B::new(
+        "systemuser",
+        "SystemUser",
+        "systemusers",
+        "User",
+        "Users",
+        8,
+        BusinessOwned,
+        "Person with access to the Microsoft CRM system and who owns objects in the Microsoft CRM database.",
+    )
+    .id("systemuserid", "User")
+    .name("fullname", "Full Name", 200)
+    .string("firstname", "First Name", 64)
+    .string("lastname", "Last Name", 64)
+    .string("domainname", "User Name", 1024)
+    .string("internalemailaddress", "Primary Email", 100)
+    .string("title", "Title", 128)
+    .lookup("businessunitid", "Business Unit", &["businessunit"])
+    .boolean("isdisabled", "Status", "Disabled", "Enabled")
+    .picklist(
+        "accessmode",
+        "Access Mode",
+        &[
+            (0, "Read-Write"),
+            (1, "Administrative"),
+            (2, "Read"),
+            (3, "Support User"),
+            (4, "Non-interactive"),
+            (5, "Delegated Admin"),
+        ],
+    )
+    .string("applicationid", "Application ID", 36)
+    .string("azureactivedirectoryobjectid", "Azure AD Object ID", 36)
+    .audit()
+    .build();
+
+    let team = B::new(
+        "team",
+        "Team",
+        "teams",
+        "Team",
+        "Teams",
+        9,
+        BusinessOwned,
+        "Collection of system users that routinely collaborate.",
+    )
+    .id("teamid", "Team")
+    .name("name", "Team Name", 160)
+    .lookup("businessunitid", "Business Unit", &["businessunit"])
+    .picklist(
+        "teamtype",
+        "Team Type",
+        &[(0, "Owner"), (1, "Access"), (2, "Security Group"), (3, "Office Group")],
+    )
+    .string("emailaddress", "Email", 100)
+    .audit()
+    .build();
+
+    let currency = B::new(
+        "transactioncurrency",
+        "TransactionCurrency",
+        "transactioncurrencies",
+        "Currency",
+        "Currencies",
+        9105,
+        OrganizationOwned,
+        "Currency in which a financial transaction is carried out.",
+    )
+    .id("transactioncurrencyid", "Transaction Currency")
+    .name("currencyname", "Currency Name", 100)
+    .string("isocurrencycode", "Currency Code", 5)
+    .string("currencysymbol", "Currency Symbol", 13)
+    .decimal("exchangerate", "Exchange Rate", 10)
+    .int("currencyprecision", "Currency Precision", 0, 4)
+    .state_status(ACTIVE_INACTIVE, ACTIVE_INACTIVE_STATUS)
+    .audit()
+    .build();
+
+    let account = B::new(
+        "account",
+        "Account",
+        "accounts",
+        "Account",
+        "Accounts",
+        1,
+        UserOwned,
+        "Business that represents a customer or potential customer. The company that is billed in business transactions.",
+    )
+    .id("accountid", "Account")
+    .name("name", "Account Name", 160)
+    .described("name", "Type the company or business name.")
+    .string("accountnumber", "Account Number", 20)
+    .string("telephone1", "Main Phone", 50)
+    .string("emailaddress1", "Email", 100)
+    .string("websiteurl", "Website", 200)
+    .string("address1_line1", "Address 1: Street 1", 250)
+    .string("address1_city", "Address 1: City", 80)
+    .string("address1_stateorprovince", "Address 1: State/Province", 50)
+    .string("address1_postalcode", "Address 1: ZIP/Postal Code", 20)
+    .string("address1_country", "Address 1: Country/Region", 80)
+    .memo("description", "Description")
+    .int("numberofemployees", "Number of Employees", 0, 1_000_000_000)
+    .money("revenue", "Annual Revenue")
+    .money("creditlimit", "Credit Limit")
+    .boolean("creditonhold", "Credit Hold", "Yes", "No")
+    .boolean("donotpostalmail", "Do not allow Mails", "Do Not Allow", "Allow")
+    .picklist(
+        "accountcategorycode",
+        "Category",
+        &[(1, "Preferred Customer"), (2, "Standard")],
+    )
+    .picklist(
+        "industrycode",
+        "Industry",
+        &[
+            (1, "Accounting"),
+            (2, "Agriculture and Non-petrol Natural Resource Extraction"),
+            (3, "Broadcasting Printing and Publishing"),
+            (4, "Brokers"),
+            (5, "Building Supply Retail"),
+            (6, "Business Services"),
+            (7, "Consulting"),
+            (8, "Consumer Services"),
+            (9, "Design, Direction and Creative Management"),
+            (10, "Distributors, Dispatchers and Processors"),
+        ],
+    )
+    .lookup("primarycontactid", "Primary Contact", &["contact"])
+    .lookup("parentaccountid", "Parent Account", &["account"])
+    .lookup("transactioncurrencyid", "Currency", &["transactioncurrency"])
+    .lookup("ownerid", "Owner", &["systemuser", "team"])
+    .state_status(ACTIVE_INACTIVE, ACTIVE_INACTIVE_STATUS)
+    .audit()
+    .alt_key("AccountNumberKey", "Account Number", &["accountnumber"])
+    .build();
+
+    let contact = B::new(
+        "contact",
+        "Contact",
+        "contacts",
+        "Contact",
+        "Contacts",
+        2,
+        UserOwned,
+        "Person with whom a business unit has a relationship, such as customer, supplier, and colleague.",
+    )
+    .id("contactid", "Contact")
+    .name("fullname", "Full Name", 160)
+    .string("firstname", "First Name", 50)
+    .string("lastname", "Last Name", 50)
+    .string("emailaddress1", "Email", 100)
+    .string("telephone1", "Business Phone", 50)
+    .string("jobtitle", "Job Title", 100)
+    .string("address1_city", "Address 1: City", 80)
+    .datetime("birthdate", "Birthday", true)
+    .picklist("gendercode", "Gender", &[(1, "Male"), (2, "Female")])
+    .boolean("donotemail", "Do not allow Emails", "Do Not Allow", "Allow")
+    .money("annualincome", "Annual Income")
+    .lookup("parentcustomerid", "Company Name", &["account", "contact"])
+    .lookup("transactioncurrencyid", "Currency", &["transactioncurrency"])
+    .lookup("ownerid", "Owner", &["systemuser", "team"])
+    .state_status(ACTIVE_INACTIVE, ACTIVE_INACTIVE_STATUS)
+    .audit()
+    .build();
+
+    let lead = B::new(
+        "lead",
+        "Lead",
+        "leads",
+        "Lead",
+        "Leads",
+        4,
+        UserOwned,
+        "Prospect or potential sales opportunity.",
+    )
+    .id("leadid", "Lead")
+    .name("subject", "Topic", 300)
+    .string("firstname", "First Name", 50)
+    .string("lastname", "Last Name", 50)
+    .string("fullname", "Name", 160)
+    .string("companyname", "Company Name", 100)
+    .string("emailaddress1", "Email", 100)
+    .picklist(
+        "leadsourcecode",
+        "Lead Source",
+        &[
+            (1, "Advertisement"),
+            (2, "Employee Referral"),
+            (3, "External Referral"),
+            (4, "Partner"),
+            (5, "Public Relations"),
+            (6, "Seminar"),
+            (7, "Trade Show"),
+            (8, "Web"),
+            (9, "Word of Mouth"),
+            (10, "Other"),
+        ],
+    )
+    .money("estimatedamount", "Est. Value")
+    .lookup("parentaccountid", "Parent Account for lead", &["account"])
+    .lookup("transactioncurrencyid", "Currency", &["transactioncurrency"])
+    .lookup("ownerid", "Owner", &["systemuser", "team"])
+    .state_status(
+        &[(0, "Open"), (1, "Qualified"), (2, "Disqualified")],
+        &[(1, "New"), (2, "Contacted"), (3, "Qualified"), (4, "Lost")],
+    )
+    .audit()
+    .build();
+
+    let opportunity = B::new(
+        "opportunity",
+        "Opportunity",
+        "opportunities",
+        "Opportunity",
+        "Opportunities",
+        3,
+        UserOwned,
+        "Potential revenue-generating event, or sale to an account, which needs to be tracked through a sales process to completion.",
+    )
+    .id("opportunityid", "Opportunity")
+    .name("name", "Topic", 300)
+    .money("estimatedvalue", "Est. Revenue")
+    .datetime("estimatedclosedate", "Est. Close Date", true)
+    .int("closeprobability", "Probability", 0, 100)
+    .memo("description", "Description")
+    .lookup("customerid", "Potential Customer", &["account", "contact"])
+    .lookup("parentaccountid", "Account", &["account"])
+    .lookup("parentcontactid", "Contact", &["contact"])
+    .lookup("transactioncurrencyid", "Currency", &["transactioncurrency"])
+    .lookup("ownerid", "Owner", &["systemuser", "team"])
+    .state_status(
+        &[(0, "Open"), (1, "Won"), (2, "Lost")],
+        &[(1, "In Progress"), (2, "On Hold"), (3, "Won"), (4, "Canceled")],
+    )
+    .audit()
+    .build();
+
+    let product = B::new(
+        "product",
+        "Product",
+        "products",
+        "Product",
+        "Products",
+        1024,
+        OrganizationOwned,
+        "Information about products and their pricing information.",
+    )
+    .id("productid", "Product")
+    .name("name", "Name", 100)
+    .string("productnumber", "Product ID", 100)
+    .memo("description", "Description")
+    .money("price", "List Price")
+    .money("standardcost", "Standard Cost")
+    .decimal("stockweight", "Stock Weight", 2)
+    .int("quantitydecimal", "Decimals Supported", 0, 5)
+    .picklist(
+        "producttypecode",
+        "Product Type",
+        &[
+            (1, "Sales Inventory"),
+            (2, "Miscellaneous Charges"),
+            (3, "Services"),
+            (4, "Flat Fees"),
+        ],
+    )
+    .lookup("transactioncurrencyid", "Currency", &["transactioncurrency"])
+    .state_status(
+        &[(0, "Active"), (1, "Retired"), (2, "Draft"), (3, "Under Revision")],
+        &[(1, "Active"), (2, "Retired"), (0, "Draft"), (3, "Under Revision")],
+    )
+    .audit()
+    .alt_key("ProductNumberKey", "Product Number", &["productnumber"])
+    .build();
+
+    let salesorder = B::new(
+        "salesorder",
+        "SalesOrder",
+        "salesorders",
+        "Order",
+        "Orders",
+        1088,
+        UserOwned,
+        "Quote that has been accepted.",
+    )
+    .id("salesorderid", "Order")
+    .name("name", "Name", 300)
+    .string("ordernumber", "Order ID", 100)
+    .money("totalamount", "Total Amount")
+    .datetime("datefulfilled", "Date Fulfilled", false)
+    .lookup("customerid", "Customer", &["account", "contact"])
+    .lookup("transactioncurrencyid", "Currency", &["transactioncurrency"])
+    .lookup("ownerid", "Owner", &["systemuser", "team"])
+    .state_status(
+        &[
+            (0, "Active"),
+            (1, "Submitted"),
+            (2, "Canceled"),
+            (3, "Fulfilled"),
+            (4, "Invoiced"),
+        ],
+        &[
+            (1, "New"),
+            (2, "Pending"),
+            (3, "In Progress"),
+            (4, "No Money"),
+            (100001, "Complete"),
+            (100002, "Partial"),
+            (100003, "Invoiced"),
+        ],
+    )
+    .audit()
+    .build();
+
+    let salesorderdetail = B::new(
+        "salesorderdetail",
+        "SalesOrderDetail",
+        "salesorderdetails",
+        "Order Product",
+        "Order Products",
+        1089,
+        UserOwned,
+        "Line item in a sales order.",
+    )
+    .id("salesorderdetailid", "Order Product")
+    .name("productdescription", "Write-In Product", 500)
+    .lookup("salesorderid", "Order", &["salesorder"])
+    .lookup("productid", "Existing Product", &["product"])
+    .decimal("quantity", "Quantity", 5)
+    .money("priceperunit", "Price Per Unit")
+    .money("extendedamount", "Extended Amount")
+    .int("lineitemnumber", "Line Item Number", 0, 1_000_000)
+    .lookup("transactioncurrencyid", "Currency", &["transactioncurrency"])
+    .lookup("ownerid", "Owner", &["systemuser", "team"])
+    .audit()
+    .build();
+
+    let annotation = B::new(
+        "annotation",
+        "Annotation",
+        "annotations",
+        "Note",
+        "Notes",
+        5,
+        UserOwned,
+        "Note that is attached to one or more objects, including other notes.",
+    )
+    .id("annotationid", "Note")
+    .name("subject", "Title", 500)
+    .memo("notetext", "Description")
+    .boolean("isdocument", "Is Document", "Yes", "No")
+    .string("filename", "File Name", 255)
+    .string("mimetype", "Mime Type", 256)
+    .int("filesize", "File Size (Bytes)", 0, 2_147_483_647)
+    .lookup("objectid", "Regarding", &["account", "contact", "opportunity", "new_project"])
+    .lookup("ownerid", "Owner", &["systemuser", "team"])
+    .audit()
+    .build();
+
+    let task = B::new(
+        "task",
+        "Task",
+        "tasks",
+        "Task",
+        "Tasks",
+        4212,
+        UserOwned,
+        "Generic activity representing work needed to be done.",
+    )
+    .activity()
+    .id("activityid", "Task")
+    .name("subject", "Subject", 200)
+    .memo("description", "Description")
+    .datetime("scheduledend", "Due", false)
+    .int("percentcomplete", "Percent Complete", 0, 100)
+    .picklist("prioritycode", "Priority", &[(0, "Low"), (1, "Normal"), (2, "High")])
+    .lookup("regardingobjectid", "Regarding", &["account", "contact", "opportunity"])
+    .lookup("ownerid", "Owner", &["systemuser", "team"])
+    .state_status(
+        &[(0, "Open"), (1, "Completed"), (2, "Canceled")],
+        &[
+            (2, "Not Started"),
+            (3, "In Progress"),
+            (4, "Waiting on someone else"),
+            (5, "Completed"),
+            (6, "Canceled"),
+            (7, "Deferred"),
+        ],
+    )
+    .audit()
+    .build();
+
+    let project = B::new(
+        "new_project",
+        "new_Project",
+        "new_projects",
+        "Project",
+        "Projects",
+        10_042,
+        UserOwned,
+        "A customer project (custom table of the emulator's sample publisher).",
+    )
+    .id("new_projectid", "Project")
+    .name("new_name", "Name", 100)
+    .string("new_code", "Code", 20)
+    .memo("new_description", "Description")
+    .money("new_budget", "Budget")
+    .decimal("new_hours", "Estimated Hours", 2)
+    .datetime("new_startdate", "Start Date", true)
+    .boolean("new_billable", "Billable", "Yes", "No")
+    .picklist(
+        "new_phase",
+        "Phase",
+        &[
+            (100_000_000, "Planning"),
+            (100_000_001, "Execution"),
+            (100_000_002, "Closed"),
+        ],
+    )
+    .lookup("new_accountid", "Account", &["account"])
+    .lookup("transactioncurrencyid", "Currency", &["transactioncurrency"])
+    .lookup("ownerid", "Owner", &["systemuser", "team"])
+    .state_status(ACTIVE_INACTIVE, ACTIVE_INACTIVE_STATUS)
+    .audit()
+    .alt_key("new_CodeKey", "Project Code", &["new_code"])
+    .build();
+
+    let entities = vec![
+        businessunit,
+        systemuser,
+        team,
+        currency,
+        account,
+        contact,
+        lead,
+        opportunity,
+        product,
+        salesorder,
+        salesorderdetail,
+        annotation,
+        task,
+        project,
+    ];
+
+    let mut rels = vec![
+        rel("business_unit_parent_business_unit", "businessunit", "parentbusinessunitid", "businessunit", "parentbusinessunitid", "business_unit_parent_business_unit"),
+        rel("business_unit_system_users", "systemuser", "businessunitid", "businessunit", "businessunitid", "business_unit_system_users"),
+        rel("business_unit_teams", "team", "businessunitid", "businessunit", "businessunitid", "business_unit_teams"),
+        rel("account_primary_contact", "account", "primarycontactid", "contact", "primarycontactid", "account_primary_contact"),
+        rel("account_parent_account", "account", "parentaccountid", "account", "parentaccountid", "account_parent_account"),
+        rel("contact_customer_accounts", "contact", "parentcustomerid", "account", "parentcustomerid_account", "contact_customer_accounts"),
+        rel("contact_customer_contacts", "contact", "parentcustomerid", "contact", "parentcustomerid_contact", "contact_customer_contacts"),
+        rel("account_originating_lead", "lead", "parentaccountid", "account", "parentaccountid", "lead_parent_account"),
+        rel("opportunity_customer_accounts", "opportunity", "customerid", "account", "customerid_account", "opportunity_customer_accounts"),
+        rel("opportunity_customer_contacts", "opportunity", "customerid", "contact", "customerid_contact", "opportunity_customer_contacts"),
+        rel("opportunity_parent_account", "opportunity", "parentaccountid", "account", "parentaccountid", "opportunity_parent_account"),
+        rel("opportunity_parent_contact", "opportunity", "parentcontactid", "contact", "parentcontactid", "opportunity_parent_contact"),
+        rel("order_customer_accounts", "salesorder", "customerid", "account", "customerid_account", "order_customer_accounts"),
+        rel("contact_as_customer_salesorder", "salesorder", "customerid", "contact", "customerid_contact", "order_customer_contacts"),
+        rel("order_details", "salesorderdetail", "salesorderid", "salesorder", "salesorderid", "order_details"),
+        rel("product_order_details", "salesorderdetail", "productid", "product", "productid", "product_order_details"),
+        rel("Account_Annotation", "annotation", "objectid", "account", "objectid_account", "Account_Annotation"),
+        rel("Contact_Annotation", "annotation", "objectid", "contact", "objectid_contact", "Contact_Annotation"),
+        rel("Opportunity_Annotation", "annotation", "objectid", "opportunity", "objectid_opportunity", "Opportunity_Annotation"),
+        rel("new_project_Annotations", "annotation", "objectid", "new_project", "objectid_new_project", "new_project_Annotations"),
+        rel("Account_Tasks", "task", "regardingobjectid", "account", "regardingobjectid_account_task", "Account_Tasks"),
+        rel("Contact_Tasks", "task", "regardingobjectid", "contact", "regardingobjectid_contact_task", "Contact_Tasks"),
+        rel("Opportunity_Tasks", "task", "regardingobjectid", "opportunity", "regardingobjectid_opportunity_task", "Opportunity_Tasks"),
+        rel("new_account_new_project", "new_project", "new_accountid", "account", "new_AccountId", "new_account_new_project"),
+    ];
+    for logical in [
+        "account",
+        "contact",
+        "lead",
+        "opportunity",
+        "salesorder",
+        "salesorderdetail",
+        "annotation",
+        "task",
+        "new_project",
+    ] {
+        rels.push(owner_rel(logical));
+    }
+    for logical in [
+        "account",
+        "contact",
+        "lead",
+        "opportunity",
+        "product",
+        "salesorder",
+        "salesorderdetail",
+        "new_project",
+    ] {
+        rels.push(currency_rel(logical));
+    }
+    for logical in [
+        "businessunit",
+        "systemuser",
+        "team",
+        "transactioncurrency",
+        "account",
+        "contact",
+        "lead",
+        "opportunity",
+        "product",
+        "salesorder",
+        "salesorderdetail",
+        "annotation",
+        "task",
+        "new_project",
+    ] {
+        rels.extend(audit_rels(logical));
+    }
+    Schema::new(entities, &rels)
+}
+
+fn owner_rel(logical: &str) -> RelDecl {
+    rel(
+        &format!("user_{logical}"),
+        logical,
+        "ownerid",
+        "systemuser",
+        "ownerid",
+        &format!("user_{logical}"),
+    )
+}
+
+fn currency_rel(logical: &str) -> RelDecl {
+    rel(
+        &format!("transactioncurrency_{logical}"),
+        logical,
+        "transactioncurrencyid",
+        "transactioncurrency",
+        "transactioncurrencyid",
+        &format!("transactioncurrency_{logical}"),
+    )
+}
+
+fn audit_rels(logical: &str) -> [RelDecl; 2] {
+    [
+        rel(
+            &format!("lk_{logical}_createdby"),
+            logical,
+            "createdby",
+            "systemuser",
+            "createdby",
+            &format!("lk_{logical}_createdby"),
+        ),
+        rel(
+            &format!("lk_{logical}_modifiedby"),
+            logical,
+            "modifiedby",
+            "systemuser",
+            "modifiedby",
+            &format!("lk_{logical}_modifiedby"),
+        ),
+    ]
+}

@@ -1,0 +1,470 @@
+//! A Dataverse Web API emulator on loopback.
+//!
+//! [`Emulator::start`] seeds deterministic tables, binds `127.0.0.1`, and serves the Web API
+//! (`/api/data/v9.2/...`), an Entra ID-shaped token endpoint and fault injection from its own
+//! thread and tokio runtime, so synchronous callers (tests, a wasmtime host) can use it.
+
+mod auth;
+mod catalog;
+mod csdl;
+mod datetime;
+mod error;
+mod faults;
+mod guid;
+mod metadata_api;
+mod odata;
+mod paging;
+mod render;
+mod schema;
+mod seed;
+mod server;
+mod store;
+mod throttle;
+mod webapi;
+mod writes;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+
+pub use auth::{AppConfig, UserConfig};
+pub use error::DvError;
+pub use faults::{Fault, FaultHandle};
+pub use guid::Guid;
+pub use store::ChangeKind;
+pub use throttle::RateLimit;
+
+/// The default tenant id of the emulator's directory.
+pub const TENANT_ID: &str = "4d9a7e2c-3f1b-4c6e-9a8d-2b7f0e5c1a90";
+/// The default confidential app (client credentials).
+pub const CLIENT_ID: &str = "7c2e1f4a-9b3d-4e8f-a6c1-5d0b2e9f3a71";
+/// The secret of [`CLIENT_ID`]: a fixed value that only this emulator accepts.
+pub const CLIENT_SECRET: &str = "dataverse-emulator-demo-secret";
+/// A public client (password and authorization-code grants without a secret).
+pub const PUBLIC_CLIENT_ID: &str = "3e8b5d2f-6a1c-4f9e-b7d0-8c4a2e1f6b53";
+/// An app nobody consented to: every grant fails with AADSTS65001.
+pub const UNCONSENTED_CLIENT_ID: &str = "9f4c7a1e-2d6b-4e3a-8f5c-1b9d7e0a4c26";
+/// The password of the seeded users.
+pub const USER_PASSWORD: &str = "emulator-demo-password";
+
+/// How the emulator is seeded and behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Rows seeded per business table (reference tables stay small). Default 50.
+    pub rows_per_table: usize,
+    /// Per-table overrides of the row count, by logical or entity set name.
+    pub table_rows: Vec<(String, usize)>,
+    /// Answer 401 without a valid bearer token. Default true.
+    pub require_auth: bool,
+    /// Largest page served; `Prefer: odata.maxpagesize` is capped to it. Default 5000.
+    pub max_page_size: usize,
+    /// `$count` and `/$count` stop counting here, as the service does. Default 5000.
+    pub count_limit: usize,
+    /// Service protection: requests per caller per window; None disables it (default).
+    pub rate_limit: Option<RateLimit>,
+    /// Access token lifetime. Default 3599 s.
+    pub token_lifetime: Duration,
+    pub tenant_id: String,
+    /// The directory name used in AADSTS messages.
+    pub tenant_name: String,
+    pub apps: Vec<AppConfig>,
+    pub users: Vec<UserConfig>,
+    /// Keep every request for [`Emulator::requests`]. Default true.
+    pub record_requests: bool,
+    /// Answer an upsert by alternate key with `OData-EntityId: set(<guid>)` instead of the
+    /// documented key form `set(key='v')`. Default false (the documented form).
+    pub alt_key_entity_id_as_guid: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            rows_per_table: 50,
+            table_rows: Vec::new(),
+            require_auth: true,
+            max_page_size: 5000,
+            count_limit: 5000,
+            rate_limit: None,
+            token_lifetime: Duration::from_secs(3599),
+            tenant_id: TENANT_ID.into(),
+            tenant_name: "emulator.onmicrosoft.com".into(),
+            apps: vec![
+                AppConfig {
+                    client_id: CLIENT_ID.into(),
+                    client_secret: Some(CLIENT_SECRET.into()),
+                    display_name: "Dataverse Emulator Demo".into(),
+                    consented: true,
+                    redirect_uris: Vec::new(),
+                },
+                AppConfig {
+                    client_id: PUBLIC_CLIENT_ID.into(),
+                    client_secret: None,
+                    display_name: "Dataverse Emulator Public Client".into(),
+                    consented: true,
+                    redirect_uris: Vec::new(),
+                },
+                AppConfig {
+                    client_id: UNCONSENTED_CLIENT_ID.into(),
+                    client_secret: Some("unconsented-demo-secret".into()),
+                    display_name: "Unconsented App".into(),
+                    consented: false,
+                    redirect_uris: Vec::new(),
+                },
+            ],
+            users: vec![
+                UserConfig {
+                    username: seed::ADMIN_USERNAME.into(),
+                    password: USER_PASSWORD.into(),
+                    mfa_required: false,
+                },
+                UserConfig {
+                    username: seed::MFA_USERNAME.into(),
+                    password: USER_PASSWORD.into(),
+                    mfa_required: true,
+                },
+            ],
+            record_requests: true,
+            alt_key_entity_id_as_guid: false,
+        }
+    }
+}
+
+/// What a client needs to connect.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub public_client_id: String,
+    pub unconsented_client_id: String,
+    /// The interactive user (password / authorization-code grants).
+    pub username: String,
+    pub password: String,
+    /// A user the password grant refuses with AADSTS50076 (MFA required).
+    pub mfa_username: String,
+    /// systemuserid of [`Credentials::mfa_username`].
+    pub mfa_user_id: String,
+    /// systemuserid of [`Credentials::username`].
+    pub user_id: String,
+    /// systemuserid behind client-credentials tokens.
+    pub application_user_id: String,
+    pub business_unit_id: String,
+    pub organization_id: String,
+}
+
+/// One write, as recorded in the change log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRecord {
+    pub version: u64,
+    pub entity_set: String,
+    pub id: String,
+    pub kind: ChangeKind,
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Path and query, as sent.
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RecordedRequest {
+    /// The first value of a header (name compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A running emulator. Stops on [`Emulator::stop`] or drop.
+pub struct Emulator {
+    app: Arc<server::App>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Seeds the tables, binds `127.0.0.1:port` (0 = any free port) and serves on a thread of
+    /// its own with its own tokio runtime.
+    pub fn start(config: Config, port: u16) -> anyhow::Result<Emulator> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+            .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        listener.set_nonblocking(true).context("making the listener non-blocking")?;
+        let addr: SocketAddr = listener.local_addr().context("reading the bound address")?;
+
+        let schema = Arc::new(catalog::schema());
+        let mut store = store::Store::new(schema);
+        let main_client = config
+            .apps
+            .first()
+            .map(|a| a.client_id.clone())
+            .unwrap_or_default();
+        let ids = seed::seed(&mut store, config.rows_per_table, &config.table_rows, &main_client);
+        let users = resolve_users(&store, &config.users, &ids);
+        let auth = auth::Auth::new(
+            config.tenant_id.clone(),
+            config.tenant_name.clone(),
+            config.apps.clone(),
+            users,
+            ids.application_user,
+            config.token_lifetime,
+        );
+        let app = Arc::new(server::App {
+            rate_limit: Mutex::new(config.rate_limit),
+            config,
+            store: RwLock::new(store),
+            auth: Mutex::new(auth),
+            throttle: Mutex::new(throttle::Throttle::default()),
+            faults: FaultHandle::default(),
+            requests: Mutex::new(Vec::new()),
+            ids,
+            addr,
+        });
+
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let served = app.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("dataverse-emulator-{}", addr.port()))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("dataverse-emulator-worker")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("starting the runtime: {e}")));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(format!("adopting the listener: {e}")));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    let stopping = Arc::new(tokio::sync::Notify::new());
+                    let signal = stopping.clone();
+                    let server = axum::serve(listener, server::router(served))
+                        .with_graceful_shutdown(async move {
+                            let _ = rx.await;
+                            signal.notify_one();
+                        });
+                    tokio::select! {
+                        _ = server => {}
+                        _ = async {
+                            stopping.notified().await;
+                            tokio::time::sleep(server::SHUTDOWN_GRACE).await;
+                        } => {}
+                    }
+                });
+                rt.shutdown_timeout(Duration::from_millis(500));
+            })
+            .context("spawning the emulator thread")?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(anyhow!("emulator failed to start: {e}")),
+            Err(_) => return Err(anyhow!("emulator thread exited during start-up")),
+        }
+        Ok(Emulator {
+            app,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        self.app.base_url()
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.app.addr.port()
+    }
+
+    /// `http://127.0.0.1:PORT/api/data/v9.2`
+    pub fn web_api_url(&self) -> String {
+        format!("{}/api/data/v9.2", self.base_url())
+    }
+
+    /// `http://127.0.0.1:PORT/<tenant>/oauth2/v2.0/token`
+    pub fn token_url(&self) -> String {
+        format!("{}/{}/oauth2/v2.0/token", self.base_url(), self.app.config.tenant_id)
+    }
+
+    /// `http://127.0.0.1:PORT/<tenant>/oauth2/v2.0/authorize`
+    pub fn authorize_url(&self) -> String {
+        format!("{}/{}/oauth2/v2.0/authorize", self.base_url(), self.app.config.tenant_id)
+    }
+
+    /// The scope a client-credentials request must name: `<base url>/.default`.
+    pub fn default_scope(&self) -> String {
+        format!("{}/.default", self.base_url())
+    }
+
+    /// Tenant, apps, users and ids a client needs.
+    pub fn credentials(&self) -> Credentials {
+        let c = &self.app.config;
+        let ids = &self.app.ids;
+        let secret = c
+            .apps
+            .first()
+            .and_then(|a| a.client_secret.clone())
+            .unwrap_or_default();
+        Credentials {
+            tenant_id: c.tenant_id.clone(),
+            client_id: c.apps.first().map(|a| a.client_id.clone()).unwrap_or_default(),
+            client_secret: secret,
+            public_client_id: PUBLIC_CLIENT_ID.into(),
+            unconsented_client_id: UNCONSENTED_CLIENT_ID.into(),
+            username: c.users.first().map(|u| u.username.clone()).unwrap_or_default(),
+            password: c.users.first().map(|u| u.password.clone()).unwrap_or_default(),
+            mfa_username: seed::MFA_USERNAME.into(),
+            mfa_user_id: ids.mfa_user.to_string(),
+            user_id: ids.admin_user.to_string(),
+            application_user_id: ids.application_user.to_string(),
+            business_unit_id: ids.root_business_unit.to_string(),
+            organization_id: ids.organization_id.to_string(),
+        }
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.app.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        if let Ok(mut r) = self.app.requests.lock() {
+            r.clear();
+        }
+    }
+
+    /// Switches fault injection.
+    pub fn faults(&self) -> FaultHandle {
+        self.app.faults.clone()
+    }
+
+    /// Changes the service-protection limit while running (None disables it).
+    pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        if let Ok(mut l) = self.app.rate_limit.lock() {
+            *l = limit;
+        }
+    }
+
+    /// A snapshot of a table's rows (all columns, wire names, with `@odata.etag`), ordered by
+    /// primary key. Unknown tables give an empty list.
+    pub fn table(&self, entity_set_or_logical_name: &str) -> Vec<serde_json::Value> {
+        let Ok(store) = self.app.store.read() else {
+            return Vec::new();
+        };
+        let e = store
+            .schema
+            .entity_by_set(entity_set_or_logical_name)
+            .or_else(|| store.schema.entity(entity_set_or_logical_name));
+        let Some(e) = e else {
+            return Vec::new();
+        };
+        store.tables[e]
+            .rows
+            .values()
+            .map(|r| render::row_to_json(&store, e, r))
+            .collect()
+    }
+
+    /// An access token for the application user, without the token dance.
+    pub fn issue_token_for_tests(&self) -> String {
+        self.app
+            .auth
+            .lock()
+            .map(|mut a| a.issue(self.app.ids.application_user))
+            .unwrap_or_default()
+    }
+
+    /// Makes every access token issued so far expire now.
+    pub fn expire_tokens(&self) {
+        if let Ok(mut a) = self.app.auth.lock() {
+            a.expire_all();
+        }
+    }
+
+    /// Revokes every refresh token issued so far.
+    pub fn revoke_refresh_tokens(&self) {
+        if let Ok(mut a) = self.app.auth.lock() {
+            a.revoke_refresh_tokens();
+        }
+    }
+
+    /// Writes since the row version `after` (0 for all), oldest first: the log that change
+    /// tracking and webhooks build on.
+    pub fn changes_since(&self, after: u64) -> Vec<ChangeRecord> {
+        let Ok(store) = self.app.store.read() else {
+            return Vec::new();
+        };
+        store
+            .changes
+            .iter()
+            .filter(|c| c.version > after)
+            .map(|c| ChangeRecord {
+                version: c.version,
+                entity_set: store.entity(c.entity).entity_set_name.clone(),
+                id: c.id.to_string(),
+                kind: c.kind,
+            })
+            .collect()
+    }
+
+    /// Stops the server and waits for its thread.
+    pub fn stop(mut self) {
+        self.shutdown_now();
+    }
+
+    fn shutdown_now(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.shutdown_now();
+    }
+}
+
+fn resolve_users(store: &store::Store, users: &[UserConfig], ids: &seed::Identities) -> Vec<(UserConfig, Guid)> {
+    let su = store.schema.entity("systemuser");
+    users
+        .iter()
+        .map(|u| {
+            let id = su
+                .and_then(|su| {
+                    let col = store.entity(su).attr("domainname")?;
+                    store.tables[su].rows.iter().find_map(|(id, r)| match &r.vals[col] {
+                        store::Val::Str(s) if s.eq_ignore_ascii_case(&u.username) => Some(*id),
+                        _ => None,
+                    })
+                })
+                .unwrap_or(ids.admin_user);
+            (u.clone(), id)
+        })
+        .collect()
+}

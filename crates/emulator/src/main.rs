@@ -1,0 +1,45 @@
+//! `dataverse-emulator --port P --rows N`: serve the emulator until interrupted.
+
+use anyhow::{Context, bail};
+use dataverse_emulator::{Config, Emulator};
+
+fn main() -> anyhow::Result<()> {
+    let mut port: u16 = 0;
+    let mut config = Config::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--port" => port = args.next().context("--port needs a value")?.parse().context("--port must be a number")?,
+            "--rows" => config.rows_per_table = args.next().context("--rows needs a value")?.parse().context("--rows must be a number")?,
+            "--no-auth" => config.require_auth = false,
+            "--table-rows" => {
+                let v = args.next().context("--table-rows needs TABLE=N")?;
+                let (t, n) = v.split_once('=').context("--table-rows needs TABLE=N")?;
+                config.table_rows.push((t.to_string(), n.parse().context("--table-rows count must be a number")?));
+            }
+            "--no-record" => config.record_requests = false,
+            "-h" | "--help" => {
+                println!("usage: dataverse-emulator [--port P] [--rows N] [--table-rows TABLE=N]... [--no-auth] [--no-record]");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    let emu = Emulator::start(config, port)?;
+    let c = emu.credentials();
+    println!("base url:      {}", emu.base_url());
+    println!("web api url:   {}", emu.web_api_url());
+    println!("token url:     {}", emu.token_url());
+    println!("authorize url: {}", emu.authorize_url());
+    println!("scope:         {}", emu.default_scope());
+    println!("tenant id:     {}", c.tenant_id);
+    println!("client id:     {}", c.client_id);
+    println!("client secret: {}", c.client_secret);
+    println!("public client: {}", c.public_client_id);
+    println!("username:      {}", c.username);
+    println!("password:      {}", c.password);
+    println!("ready");
+    loop {
+        std::thread::park();
+    }
+}

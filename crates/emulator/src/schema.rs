@@ -1,0 +1,552 @@
+//! The table definitions behind both the data and the metadata endpoints.
+
+use std::collections::HashMap;
+
+use crate::guid::Guid;
+
+/// How a column is typed; drives JSON conversion, `$filter` literals, metadata and CSDL.
+#[derive(Debug, Clone)]
+pub enum AttrKind {
+    Uniqueidentifier,
+    String { max_len: u32 },
+    Memo { max_len: u32 },
+    Integer { min: i64, max: i64 },
+    BigInt,
+    Decimal { precision: u32 },
+    Money,
+    Boolean { true_label: String, false_label: String },
+    DateTime { date_only: bool },
+    Picklist { options: Vec<(i64, String)> },
+    State { options: Vec<(i64, String)> },
+    Status { options: Vec<(i64, String)> },
+    /// `Lookup`, `Customer` and `Owner` columns; `type_name` is the metadata AttributeType.
+    Lookup { targets: Vec<String>, type_name: &'static str },
+}
+
+impl AttrKind {
+    /// The `AttributeType` metadata value.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            AttrKind::Uniqueidentifier => "Uniqueidentifier",
+            AttrKind::String { .. } => "String",
+            AttrKind::Memo { .. } => "Memo",
+            AttrKind::Integer { .. } => "Integer",
+            AttrKind::BigInt => "BigInt",
+            AttrKind::Decimal { .. } => "Decimal",
+            AttrKind::Money => "Money",
+            AttrKind::Boolean { .. } => "Boolean",
+            AttrKind::DateTime { .. } => "DateTime",
+            AttrKind::Picklist { .. } => "Picklist",
+            AttrKind::State { .. } => "State",
+            AttrKind::Status { .. } => "Status",
+            AttrKind::Lookup { type_name, .. } => type_name,
+        }
+    }
+
+    /// The derived metadata type, e.g. `StringAttributeMetadata`.
+    pub fn metadata_type(&self) -> &'static str {
+        match self {
+            AttrKind::Uniqueidentifier => "UniqueIdentifierAttributeMetadata",
+            AttrKind::String { .. } => "StringAttributeMetadata",
+            AttrKind::Memo { .. } => "MemoAttributeMetadata",
+            AttrKind::Integer { .. } => "IntegerAttributeMetadata",
+            AttrKind::BigInt => "BigIntAttributeMetadata",
+            AttrKind::Decimal { .. } => "DecimalAttributeMetadata",
+            AttrKind::Money => "MoneyAttributeMetadata",
+            AttrKind::Boolean { .. } => "BooleanAttributeMetadata",
+            AttrKind::DateTime { .. } => "DateTimeAttributeMetadata",
+            AttrKind::Picklist { .. } => "PicklistAttributeMetadata",
+            AttrKind::State { .. } => "StateAttributeMetadata",
+            AttrKind::Status { .. } => "StatusAttributeMetadata",
+            AttrKind::Lookup { .. } => "LookupAttributeMetadata",
+        }
+    }
+
+    /// The CSDL primitive type of the column (lookups are exposed as `_x_value` GUIDs).
+    pub fn edm_type(&self) -> &'static str {
+        match self {
+            AttrKind::Uniqueidentifier | AttrKind::Lookup { .. } => "Edm.Guid",
+            AttrKind::String { .. } | AttrKind::Memo { .. } => "Edm.String",
+            AttrKind::Integer { .. }
+            | AttrKind::Picklist { .. }
+            | AttrKind::State { .. }
+            | AttrKind::Status { .. } => "Edm.Int32",
+            AttrKind::BigInt => "Edm.Int64",
+            AttrKind::Decimal { .. } | AttrKind::Money => "Edm.Decimal",
+            AttrKind::Boolean { .. } => "Edm.Boolean",
+            AttrKind::DateTime { date_only: true } => "Edm.Date",
+            AttrKind::DateTime { date_only: false } => "Edm.DateTimeOffset",
+        }
+    }
+
+    /// Options of a choice column.
+    pub fn options(&self) -> Option<&[(i64, String)]> {
+        match self {
+            AttrKind::Picklist { options }
+            | AttrKind::State { options }
+            | AttrKind::Status { options } => Some(options),
+            _ => None,
+        }
+    }
+
+    pub fn is_lookup(&self) -> bool {
+        matches!(self, AttrKind::Lookup { .. })
+    }
+}
+
+/// One column.
+#[derive(Debug, Clone)]
+pub struct Attribute {
+    pub logical_name: String,
+    pub schema_name: String,
+    pub display_name: String,
+    pub description: String,
+    pub kind: AttrKind,
+    pub required: &'static str,
+    pub is_primary_id: bool,
+    pub is_primary_name: bool,
+    pub is_custom: bool,
+    /// False for system-maintained columns (createdon, versionnumber, ...): ignored on write.
+    pub writable: bool,
+    pub metadata_id: Guid,
+}
+
+impl Attribute {
+    /// The property name on the wire: `_x_value` for lookups, the logical name otherwise.
+    pub fn wire_name(&self) -> String {
+        if self.kind.is_lookup() {
+            format!("_{}_value", self.logical_name)
+        } else {
+            self.logical_name.clone()
+        }
+    }
+}
+
+/// An alternate key.
+#[derive(Debug, Clone)]
+pub struct AltKey {
+    pub schema_name: String,
+    pub logical_name: String,
+    pub display_name: String,
+    pub attributes: Vec<String>,
+    pub metadata_id: Guid,
+}
+
+/// A one-to-many relationship, seen as many-to-one from the referencing table.
+#[derive(Debug, Clone)]
+pub struct Relationship {
+    pub schema_name: String,
+    pub referenced_entity: usize,
+    pub referencing_entity: usize,
+    /// Attribute index in the referencing table.
+    pub referencing_attribute: usize,
+    /// Single-valued navigation property on the referencing table.
+    pub referencing_nav: String,
+    /// Collection-valued navigation property on the referenced table.
+    pub referenced_nav: String,
+    pub is_custom: bool,
+    pub metadata_id: Guid,
+}
+
+/// Who owns the rows of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    UserOwned,
+    OrganizationOwned,
+    BusinessOwned,
+}
+
+impl Ownership {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Ownership::UserOwned => "UserOwned",
+            Ownership::OrganizationOwned => "OrganizationOwned",
+            Ownership::BusinessOwned => "BusinessOwned",
+        }
+    }
+}
+
+/// One table.
+#[derive(Debug, Clone)]
+pub struct Entity {
+    pub logical_name: String,
+    pub schema_name: String,
+    pub entity_set_name: String,
+    pub display_name: String,
+    pub display_collection_name: String,
+    pub description: String,
+    pub object_type_code: i64,
+    pub is_custom: bool,
+    pub is_activity: bool,
+    pub ownership: Ownership,
+    pub primary_id: usize,
+    pub primary_name: usize,
+    pub attributes: Vec<Attribute>,
+    pub alternate_keys: Vec<AltKey>,
+    pub metadata_id: Guid,
+    index: HashMap<String, usize>,
+    wire_index: HashMap<String, usize>,
+}
+
+impl Entity {
+    /// Column by logical name.
+    pub fn attr(&self, logical_name: &str) -> Option<usize> {
+        self.index.get(logical_name).copied()
+    }
+
+    /// Column by wire name (`name`, `_primarycontactid_value`).
+    pub fn attr_by_wire(&self, wire: &str) -> Option<usize> {
+        self.wire_index.get(wire).copied()
+    }
+
+    pub fn primary_id_name(&self) -> &str {
+        &self.attributes[self.primary_id].logical_name
+    }
+
+    pub fn primary_name_name(&self) -> &str {
+        &self.attributes[self.primary_name].logical_name
+    }
+
+}
+
+/// A builder for [`Entity`], used by the catalogue.
+pub struct EntityBuilder {
+    entity: Entity,
+}
+
+impl EntityBuilder {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        logical_name: &str,
+        schema_name: &str,
+        entity_set_name: &str,
+        display_name: &str,
+        display_collection_name: &str,
+        object_type_code: i64,
+        ownership: Ownership,
+        description: &str,
+    ) -> EntityBuilder {
+        EntityBuilder {
+            entity: Entity {
+                logical_name: logical_name.into(),
+                schema_name: schema_name.into(),
+                entity_set_name: entity_set_name.into(),
+                display_name: display_name.into(),
+                display_collection_name: display_collection_name.into(),
+                description: description.into(),
+                object_type_code,
+                is_custom: logical_name.contains('_'),
+                is_activity: false,
+                ownership,
+                primary_id: 0,
+                primary_name: 0,
+                attributes: Vec::new(),
+                alternate_keys: Vec::new(),
+                metadata_id: meta_guid(logical_name, ""),
+                index: HashMap::new(),
+                wire_index: HashMap::new(),
+            },
+        }
+    }
+
+    pub fn activity(mut self) -> Self {
+        self.entity.is_activity = true;
+        self
+    }
+
+    fn push(&mut self, logical: &str, display: &str, kind: AttrKind) -> &mut Attribute {
+        let schema = schema_case(logical, self.entity.is_custom);
+        let custom = self.entity.is_custom && logical.starts_with("new_");
+        self.entity.attributes.push(Attribute {
+            logical_name: logical.into(),
+            schema_name: schema,
+            display_name: display.into(),
+            description: String::new(),
+            kind,
+            required: "None",
+            is_primary_id: false,
+            is_primary_name: false,
+            is_custom: custom,
+            writable: true,
+            metadata_id: meta_guid(&self.entity.logical_name, logical),
+        });
+        let last = self.entity.attributes.len() - 1;
+        &mut self.entity.attributes[last]
+    }
+
+    pub fn id(mut self, logical: &str, display: &str) -> Self {
+        let i = self.entity.attributes.len();
+        let a = self.push(logical, display, AttrKind::Uniqueidentifier);
+        a.is_primary_id = true;
+        a.required = "SystemRequired";
+        self.entity.primary_id = i;
+        self
+    }
+
+    pub fn name(mut self, logical: &str, display: &str, max_len: u32) -> Self {
+        let i = self.entity.attributes.len();
+        let a = self.push(logical, display, AttrKind::String { max_len });
+        a.is_primary_name = true;
+        a.required = "ApplicationRequired";
+        self.entity.primary_name = i;
+        self
+    }
+
+    pub fn string(mut self, logical: &str, display: &str, max_len: u32) -> Self {
+        self.push(logical, display, AttrKind::String { max_len });
+        self
+    }
+
+    pub fn memo(mut self, logical: &str, display: &str) -> Self {
+        self.push(logical, display, AttrKind::Memo { max_len: 100_000 });
+        self
+    }
+
+    pub fn int(mut self, logical: &str, display: &str, min: i64, max: i64) -> Self {
+        self.push(logical, display, AttrKind::Integer { min, max });
+        self
+    }
+
+    pub fn decimal(mut self, logical: &str, display: &str, precision: u32) -> Self {
+        self.push(logical, display, AttrKind::Decimal { precision });
+        self
+    }
+
+    pub fn money(mut self, logical: &str, display: &str) -> Self {
+        self.push(logical, display, AttrKind::Money);
+        self
+    }
+
+    pub fn boolean(mut self, logical: &str, display: &str, yes: &str, no: &str) -> Self {
+        self.push(
+            logical,
+            display,
+            AttrKind::Boolean {
+                true_label: yes.into(),
+                false_label: no.into(),
+            },
+        );
+        self
+    }
+
+    pub fn datetime(mut self, logical: &str, display: &str, date_only: bool) -> Self {
+        self.push(logical, display, AttrKind::DateTime { date_only });
+        self
+    }
+
+    pub fn picklist(mut self, logical: &str, display: &str, options: &[(i64, &str)]) -> Self {
+        let options = options.iter().map(|(v, l)| (*v, l.to_string())).collect();
+        self.push(logical, display, AttrKind::Picklist { options });
+        self
+    }
+
+    pub fn lookup(mut self, logical: &str, display: &str, targets: &[&str]) -> Self {
+        let type_name = if logical == "ownerid" {
+            "Owner"
+        } else if targets.len() > 1 && targets.contains(&"account") && targets.contains(&"contact")
+        {
+            "Customer"
+        } else {
+            "Lookup"
+        };
+        let targets = targets.iter().map(|t| t.to_string()).collect();
+        self.push(logical, display, AttrKind::Lookup { targets, type_name });
+        self
+    }
+
+    /// statecode / statuscode with their options.
+    pub fn state_status(mut self, states: &[(i64, &str)], statuses: &[(i64, &str)]) -> Self {
+        let states = states.iter().map(|(v, l)| (*v, l.to_string())).collect();
+        let statuses = statuses.iter().map(|(v, l)| (*v, l.to_string())).collect();
+        self.push("statecode", "Status", AttrKind::State { options: states })
+            .required = "SystemRequired";
+        self.push(
+            "statuscode",
+            "Status Reason",
+            AttrKind::Status { options: statuses },
+        );
+        self
+    }
+
+    /// createdon, modifiedon, createdby, modifiedby, versionnumber (system maintained).
+    pub fn audit(mut self) -> Self {
+        for (l, d) in [("createdon", "Created On"), ("modifiedon", "Modified On")] {
+            self.push(l, d, AttrKind::DateTime { date_only: false }).writable = false;
+        }
+        for (l, d) in [("createdby", "Created By"), ("modifiedby", "Modified By")] {
+            self.push(
+                l,
+                d,
+                AttrKind::Lookup {
+                    targets: vec!["systemuser".into()],
+                    type_name: "Lookup",
+                },
+            )
+            .writable = false;
+        }
+        self.push("versionnumber", "Version Number", AttrKind::BigInt)
+            .writable = false;
+        self
+    }
+
+    pub fn described(mut self, logical: &str, description: &str) -> Self {
+        if let Some(a) = self
+            .entity
+            .attributes
+            .iter_mut()
+            .find(|a| a.logical_name == logical)
+        {
+            a.description = description.into();
+        }
+        self
+    }
+
+    pub fn alt_key(mut self, schema_name: &str, display: &str, attrs: &[&str]) -> Self {
+        self.entity.alternate_keys.push(AltKey {
+            schema_name: schema_name.into(),
+            logical_name: schema_name.to_lowercase(),
+            display_name: display.into(),
+            attributes: attrs.iter().map(|a| a.to_string()).collect(),
+            metadata_id: meta_guid(&self.entity.logical_name, schema_name),
+        });
+        self
+    }
+
+    pub fn build(mut self) -> Entity {
+        for (i, a) in self.entity.attributes.iter().enumerate() {
+            self.entity.index.insert(a.logical_name.clone(), i);
+            self.entity.wire_index.insert(a.wire_name(), i);
+        }
+        self.entity
+    }
+}
+
+/// `new_projectid` → `new_ProjectId`-style schema names for custom columns; system columns keep
+/// their logical name with an upper-case first letter, which is close enough for tooling.
+fn schema_case(logical: &str, custom: bool) -> String {
+    if custom && let Some(rest) = logical.strip_prefix("new_") {
+        let mut s = String::from("new_");
+        let mut up = true;
+        for c in rest.chars() {
+            s.extend(if up { c.to_uppercase().collect::<Vec<_>>() } else { vec![c] });
+            up = false;
+        }
+        return s;
+    }
+    let mut c = logical.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Deterministic metadata ids.
+pub fn meta_guid(entity: &str, attribute: &str) -> Guid {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in entity.bytes().chain([0u8]).chain(attribute.bytes()) {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    Guid::from_seed(h, 0x6d65_7461)
+}
+
+/// All tables and their relationships.
+#[derive(Debug)]
+pub struct Schema {
+    pub entities: Vec<Entity>,
+    pub relationships: Vec<Relationship>,
+    by_logical: HashMap<String, usize>,
+    by_set: HashMap<String, usize>,
+    /// (entity, single-valued nav name) → relationship
+    single_nav: HashMap<(usize, String), usize>,
+    /// (entity, collection nav name) → relationship
+    collection_nav: HashMap<(usize, String), usize>,
+}
+
+/// A relationship declaration, resolved by [`Schema::new`].
+pub struct RelDecl {
+    pub schema_name: String,
+    pub referencing: String,
+    pub attribute: String,
+    pub referenced: String,
+    pub referencing_nav: String,
+    pub referenced_nav: String,
+}
+
+impl Schema {
+    pub fn new(entities: Vec<Entity>, rels: &[RelDecl]) -> Schema {
+        let mut s = Schema {
+            by_logical: entities
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.logical_name.clone(), i))
+                .collect(),
+            by_set: entities
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.entity_set_name.clone(), i))
+                .collect(),
+            entities,
+            relationships: Vec::new(),
+            single_nav: HashMap::new(),
+            collection_nav: HashMap::new(),
+        };
+        for r in rels {
+            let (Some(ing), Some(ed)) = (s.entity(&r.referencing), s.entity(&r.referenced)) else {
+                continue;
+            };
+            let Some(attr) = s.entities[ing].attr(&r.attribute) else {
+                continue;
+            };
+            let idx = s.relationships.len();
+            s.relationships.push(Relationship {
+                schema_name: r.schema_name.clone(),
+                referenced_entity: ed,
+                referencing_entity: ing,
+                referencing_attribute: attr,
+                referencing_nav: r.referencing_nav.clone(),
+                referenced_nav: r.referenced_nav.clone(),
+                is_custom: r.schema_name.starts_with("new_"),
+                metadata_id: meta_guid(&r.schema_name, "relationship"),
+            });
+            s.single_nav.insert((ing, r.referencing_nav.clone()), idx);
+            s.collection_nav.insert((ed, r.referenced_nav.clone()), idx);
+        }
+        s
+    }
+
+    pub fn entity(&self, logical_name: &str) -> Option<usize> {
+        self.by_logical.get(logical_name).copied()
+    }
+
+    pub fn entity_by_set(&self, set: &str) -> Option<usize> {
+        self.by_set.get(set).copied()
+    }
+
+    /// Single-valued navigation property of `entity`.
+    pub fn single_nav(&self, entity: usize, nav: &str) -> Option<&Relationship> {
+        self.single_nav
+            .get(&(entity, nav.to_string()))
+            .map(|&i| &self.relationships[i])
+    }
+
+    /// Collection-valued navigation property of `entity`.
+    pub fn collection_nav(&self, entity: usize, nav: &str) -> Option<&Relationship> {
+        self.collection_nav
+            .get(&(entity, nav.to_string()))
+            .map(|&i| &self.relationships[i])
+    }
+
+    /// The relationship behind a lookup value pointing at `target`.
+    pub fn relationship_for(
+        &self,
+        entity: usize,
+        attribute: usize,
+        target: usize,
+    ) -> Option<&Relationship> {
+        self.relationships.iter().find(|r| {
+            r.referencing_entity == entity
+                && r.referencing_attribute == attribute
+                && r.referenced_entity == target
+        })
+    }
+}

@@ -1,0 +1,391 @@
+//! The HTTP front: recording, fault injection, auth, service protection, then dispatch to the
+//! token service or the Web API.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use base64::Engine;
+
+use crate::auth::Auth;
+use crate::error::{self, DvError};
+use crate::faults::{Fault, FaultHandle};
+use crate::odata::eval::Caller;
+use crate::seed::Identities;
+use crate::store::{Store, Val};
+use crate::throttle::{RateLimit, Throttle, Verdict};
+use crate::webapi::{self, Limits, Req, Resp};
+use crate::{Config, RecordedRequest};
+
+/// Shared state of a running emulator.
+pub struct App {
+    pub config: Config,
+    pub store: RwLock<Store>,
+    pub auth: Mutex<Auth>,
+    pub throttle: Mutex<Throttle>,
+    pub rate_limit: Mutex<Option<RateLimit>>,
+    pub faults: FaultHandle,
+    pub requests: Mutex<Vec<RecordedRequest>>,
+    pub ids: Identities,
+    pub addr: SocketAddr,
+}
+
+impl App {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// The router: every path goes through one handler, which routes OData paths itself.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new().fallback(handle).with_state(app)
+}
+
+fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn response(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            r.headers_mut().append(name, value);
+        }
+    }
+    r
+}
+
+fn dv_error_parts(e: &DvError) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut headers = vec![
+        ("Content-Type".to_string(), webapi::JSON.to_string()),
+        ("OData-Version".to_string(), "4.0".to_string()),
+    ];
+    headers.extend(e.headers.iter().cloned());
+    (e.status, headers, e.body())
+}
+
+async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = DvError::new(413, "0x8004418a", "The request body is too large.");
+            let (s, h, b) = dv_error_parts(&e);
+            return response(s, h, b);
+        }
+    };
+    let method = parts.method.as_str().to_string();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or("").to_string();
+    let headers = header_pairs(&parts.headers);
+    if app.config.record_requests
+        && let Ok(mut log) = app.requests.lock()
+    {
+        log.push(RecordedRequest {
+            method: method.clone(),
+            path: if query.is_empty() { path.clone() } else { format!("{path}?{query}") },
+            headers: headers.clone(),
+            body: body.to_vec(),
+        });
+    }
+    let fault = app.faults.take(&path);
+    match &fault {
+        Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
+        Some(Fault::Throttle { retry_after_secs }) => {
+            let e = DvError::new(
+                429,
+                error::THROTTLED_REQUESTS,
+                "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
+            )
+            .with_header("Retry-After", retry_after_secs.to_string());
+            let (s, h, b) = dv_error_parts(&e);
+            return response(s, h, b);
+        }
+        Some(Fault::Unavailable) => {
+            let e = DvError::new(503, "0x80040216", "The service is temporarily unavailable. Please try again later.");
+            let (s, h, b) = dv_error_parts(&e);
+            return response(s, h, b);
+        }
+        Some(Fault::BadGateway) => {
+            return response(
+                502,
+                vec![("Content-Type".into(), "text/html".into())],
+                b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>".to_vec(),
+            );
+        }
+        _ => {}
+    }
+    let host = headers
+        .iter()
+        .find(|(k, _)| k == "host")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| app.addr.to_string());
+    let origin = format!("http://{host}");
+    let app2 = app.clone();
+    let (status, hdrs, bytes) = tokio::task::spawn_blocking(move || {
+        dispatch(&app2, &method, &path, &query, &headers, &body, &origin)
+    })
+    .await
+    .unwrap_or_else(|_| {
+        let (s, h, b) = dv_error_parts(&DvError::internal("handler panicked"));
+        (s, h, b)
+    });
+    match fault {
+        Some(Fault::CutMidBody) => {
+            let full = bytes.len().max(2);
+            let part = Bytes::from(bytes[..bytes.len() / 2].to_vec());
+            let stream = futures_util::stream::iter(vec![
+                Ok::<Bytes, std::io::Error>(part),
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection cut by fault injection")),
+            ]);
+            let mut r = Response::new(Body::from_stream(stream));
+            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            for (k, v) in hdrs {
+                if let (Ok(n), Ok(v)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+                    r.headers_mut().append(n, v);
+                }
+            }
+            if let Ok(v) = HeaderValue::from_str(&full.to_string()) {
+                r.headers_mut().insert(header::CONTENT_LENGTH, v);
+            }
+            r
+        }
+        Some(Fault::MalformedJson) => {
+            let mut broken = bytes[..bytes.len() / 2].to_vec();
+            broken.extend_from_slice(b"{\"value\":[{\"name\":\"trunc");
+            let mut hdrs = hdrs;
+            hdrs.retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+            hdrs.push(("Content-Type".into(), webapi::JSON.into()));
+            let status = if status == 204 { 200 } else { status };
+            response(status, hdrs, broken)
+        }
+        _ => response(status, hdrs, bytes),
+    }
+}
+
+type Parts = (u16, Vec<(String, String)>, Vec<u8>);
+
+fn dispatch(app: &App, method: &str, path: &str, query: &str, headers: &[(String, String)], body: &[u8], origin: &str) -> Parts {
+    if let Some(rest) = path.strip_prefix("/api/data/") {
+        return web_api(app, method, rest, query, headers, body, origin);
+    }
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method, segs.as_slice()) {
+        ("POST", [tenant, "oauth2", "v2.0", "token"]) => token(app, tenant, headers, body, origin),
+        ("GET", [tenant, "oauth2", "v2.0", "authorize"]) => authorize(app, tenant, query),
+        ("GET", [tenant, "v2.0", ".well-known", "openid-configuration"]) => {
+            let base = origin;
+            let body = serde_json::json!({
+                "token_endpoint": format!("{base}/{tenant}/oauth2/v2.0/token"),
+                "authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/authorize"),
+                "issuer": format!("{base}/{tenant}/v2.0"),
+                "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+                "response_types_supported": ["code"],
+                "response_modes_supported": ["query"],
+                "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token", "password"],
+                "code_challenge_methods_supported": ["S256", "plain"],
+                "tenant_region_scope": "NA",
+            });
+            (200, vec![("Content-Type".into(), "application/json; charset=utf-8".into())], body.to_string().into_bytes())
+        }
+        _ => {
+            let e = DvError::new(404, "0x80060888", format!("Resource not found for the segment '{}'.", segs.first().copied().unwrap_or("")));
+            dv_error_parts(&e)
+        }
+    }
+}
+
+fn token(app: &App, tenant: &str, headers: &[(String, String)], body: &[u8], origin: &str) -> Parts {
+    let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
+    let basic = headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .and_then(|(_, v)| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            let (id, secret) = s.split_once(':')?;
+            let dec = |x: &str| {
+                percent_encoding::percent_decode_str(&x.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            Some((dec(id), dec(secret)))
+        });
+    let mut origins = vec![app.base_url(), origin.to_string()];
+    origins.push(format!("http://localhost:{}", app.addr.port()));
+    let (status, json) = match app.auth.lock() {
+        Ok(mut auth) => auth.token(tenant, &form, basic, &origins),
+        Err(_) => (500, serde_json::json!({"error": "server_error"})),
+    };
+    (
+        status,
+        vec![
+            ("Content-Type".into(), "application/json; charset=utf-8".into()),
+            ("Cache-Control".into(), "no-store, no-cache".into()),
+            ("Pragma".into(), "no-cache".into()),
+        ],
+        json.to_string().into_bytes(),
+    )
+}
+
+fn authorize(app: &App, tenant: &str, query: &str) -> Parts {
+    let q: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let result = match app.auth.lock() {
+        Ok(mut auth) => auth.authorize(tenant, &q),
+        Err(_) => Err((500, serde_json::json!({"error": "server_error"}))),
+    };
+    match result {
+        Ok(location) => (302, vec![("Location".into(), location)], Vec::new()),
+        Err((status, json)) => (
+            status,
+            vec![("Content-Type".into(), "application/json; charset=utf-8".into())],
+            json.to_string().into_bytes(),
+        ),
+    }
+}
+
+fn caller_for(app: &App, user: crate::guid::Guid) -> Caller {
+    let bu = app
+        .store
+        .read()
+        .ok()
+        .and_then(|s| {
+            let su = s.schema.entity("systemuser")?;
+            let col = s.entity(su).attr("businessunitid")?;
+            match &s.get(su, &user)?.vals[col] {
+                Val::Ref(g, _) => Some(*g),
+                _ => None,
+            }
+        })
+        .unwrap_or(app.ids.root_business_unit);
+    Caller { user, business_unit: bu }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn web_api(app: &App, method: &str, rest: &str, query: &str, headers: &[(String, String)], body: &[u8], origin: &str) -> Parts {
+    let (version, sub) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_version = version
+        .strip_prefix('v')
+        .is_some_and(|v| !v.is_empty() && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())));
+    if !valid_version {
+        return dv_error_parts(&DvError::segment_not_found(version));
+    }
+    let auth_header = headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .map(|(_, v)| v.as_str());
+    let bearer = auth_header.and_then(|v| {
+        let (scheme, token) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    });
+    let user = bearer.as_deref().and_then(|t| {
+        app.auth.lock().ok().and_then(|a| a.validate(t).map(|i| i.user))
+    });
+    let tenant = app.auth.lock().map(|a| a.tenant_id.clone()).unwrap_or_default();
+    let user = match (user, app.config.require_auth) {
+        (Some(u), _) => u,
+        (None, false) => app.ids.admin_user,
+        (None, true) => {
+            let e = DvError::new(401, error::NOT_AUTHENTICATED, "Bearer token is missing, expired or not valid for this organization.")
+                .with_header(
+                    "WWW-Authenticate",
+                    format!("Bearer authorization_uri={}/{tenant}/oauth2/authorize, resource_id={}/", app.base_url(), origin),
+                );
+            return dv_error_parts(&e);
+        }
+    };
+    let mut extra = vec![("OData-Version".to_string(), "4.0".to_string())];
+    let limit = app.rate_limit.lock().ok().and_then(|l| *l);
+    let remaining = match limit {
+        Some(limit) => {
+            let verdict = app
+                .throttle
+                .lock()
+                .map(|mut t| t.check(user, limit, Instant::now()))
+                .unwrap_or(Verdict::Allowed { remaining: limit.requests });
+            match verdict {
+                Verdict::Allowed { remaining } => remaining,
+                Verdict::Throttled { retry_after } => {
+                    let e = DvError::new(
+                        429,
+                        error::THROTTLED_REQUESTS,
+                        format!(
+                            "Number of requests exceeded the limit of {} over time window of {} seconds.",
+                            limit.requests,
+                            limit.window.as_secs()
+                        ),
+                    )
+                    .with_header("Retry-After", retry_after.to_string());
+                    return dv_error_parts(&e);
+                }
+            }
+        }
+        None => 5999,
+    };
+    extra.push(("x-ms-ratelimit-burst-remaining-xrm-requests".into(), remaining.to_string()));
+    extra.push(("x-ms-ratelimit-time-remaining-xrm-requests".into(), "1,200.00".into()));
+    extra.push(("x-ms-service-request-id".into(), crate::guid::Guid::from_seed(app.addr.port() as u64, remaining as u64 ^ crate::datetime::now_secs() as u64).to_string()));
+    let req = Req {
+        method,
+        path: sub,
+        query,
+        headers,
+        body,
+        api: format!("{origin}/api/data/{version}"),
+        caller: caller_for(app, user),
+        organization_id: app.ids.organization_id,
+        limits: Limits {
+            max_page_size: app.config.max_page_size,
+            count_limit: app.config.count_limit,
+            alt_key_entity_id_as_guid: app.config.alt_key_entity_id_as_guid,
+        },
+    };
+    let method_eff = if method == "HEAD" { "GET" } else { method };
+    let result = if webapi::is_read(method_eff) {
+        match app.store.read() {
+            Ok(store) => webapi::handle_read(&store, &req),
+            Err(_) => Err(DvError::internal("store lock poisoned")),
+        }
+    } else {
+        match app.store.write() {
+            Ok(mut store) => webapi::handle_write(&mut store, &req),
+            Err(_) => Err(DvError::internal("store lock poisoned")),
+        }
+    };
+    match result {
+        Ok(Resp { status, headers, body, content_type }) => {
+            let mut h = extra;
+            if let Some(ct) = content_type {
+                h.push(("Content-Type".into(), ct.into()));
+            }
+            h.extend(headers);
+            (status, h, body)
+        }
+        Err(e) => {
+            let (s, mut h, b) = dv_error_parts(&e);
+            h.extend(extra.into_iter().filter(|(k, _)| k != "OData-Version"));
+            (s, h, b)
+        }
+    }
+}
+
+/// How long a stopping server waits for open connections before it gives up on them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);

@@ -1,0 +1,345 @@
+//! The in-memory rows. One `BTreeMap` per table, keyed by primary key, so the default order
+//! (by primary key) pages by key range in O(page) and single rows are O(log n).
+//!
+//! Every write goes through [`Store::insert`], [`Store::update`] or [`Store::remove`], which
+//! stamp a store-wide version (the row version behind ETags) and append to the change log.
+//! Change tracking (delta links), webhooks and `$batch` change sets can be layered on that log
+//! later: a change set can record the versions it touched and undo them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::datetime;
+use crate::error::DvError;
+use crate::guid::Guid;
+use crate::schema::{AttrKind, Entity, Schema};
+
+/// A typed cell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Null,
+    Str(Box<str>),
+    Int(i64),
+    Num(f64),
+    Bool(bool),
+    /// Seconds since the epoch, UTC.
+    Date(i64),
+    Guid(Guid),
+    /// A lookup: the target row id and the target table index.
+    Ref(Guid, u16),
+}
+
+impl Val {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Val::Null)
+    }
+
+    pub fn str(s: &str) -> Val {
+        Val::Str(s.into())
+    }
+}
+
+/// One row: values in schema column order plus its row version.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub vals: Vec<Val>,
+    pub version: u64,
+}
+
+/// What happened to a row, in version order.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub version: u64,
+    pub entity: usize,
+    pub id: Guid,
+    pub kind: ChangeKind,
+}
+
+/// The kind of a [`Change`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Create,
+    Update,
+    Delete,
+}
+
+/// One table's rows and alternate-key indexes.
+#[derive(Debug, Default)]
+pub struct Table {
+    pub rows: BTreeMap<Guid, Row>,
+    /// One map per alternate key: joined key values → row id.
+    alt: Vec<HashMap<String, Guid>>,
+}
+
+/// All tables.
+pub struct Store {
+    pub schema: Arc<Schema>,
+    pub tables: Vec<Table>,
+    version: u64,
+    id_counter: u64,
+    pub changes: Vec<Change>,
+    /// The clock used for createdon/modifiedon; tests may pin it.
+    pub clock: fn() -> i64,
+}
+
+impl Store {
+    pub fn new(schema: Arc<Schema>) -> Store {
+        let tables = schema
+            .entities
+            .iter()
+            .map(|e| Table {
+                rows: BTreeMap::new(),
+                alt: vec![HashMap::new(); e.alternate_keys.len()],
+            })
+            .collect();
+        Store {
+            schema,
+            tables,
+            version: 1_000,
+            id_counter: 0,
+            changes: Vec::new(),
+            clock: datetime::now_secs,
+        }
+    }
+
+    /// The next row version.
+    pub fn next_version(&mut self) -> u64 {
+        self.version += 1;
+        self.version
+    }
+
+    /// A new, deterministic id for a created row.
+    pub fn new_id(&mut self, entity: usize) -> Guid {
+        self.id_counter += 1;
+        Guid::from_seed(0xc0ffee ^ entity as u64, self.id_counter)
+    }
+
+    pub fn entity(&self, entity: usize) -> &Entity {
+        &self.schema.entities[entity]
+    }
+
+    pub fn get(&self, entity: usize, id: &Guid) -> Option<&Row> {
+        self.tables[entity].rows.get(id)
+    }
+
+    /// The key string of alternate key `k` for a row, or None when a key column is null.
+    fn alt_key_string(&self, entity: usize, k: usize, vals: &[Val]) -> Option<String> {
+        let e = self.entity(entity);
+        let mut key = String::new();
+        for name in &e.alternate_keys[k].attributes {
+            let i = e.attr(name)?;
+            match &vals[i] {
+                Val::Null => return None,
+                v => key.push_str(&key_text(v)),
+            }
+            key.push('\u{1f}');
+        }
+        Some(key)
+    }
+
+    /// Finds a row by alternate key values given as (column, value) pairs.
+    pub fn find_by_alt_key(&self, entity: usize, values: &[(usize, Val)]) -> Option<Guid> {
+        let e = self.entity(entity);
+        for (k, key) in e.alternate_keys.iter().enumerate() {
+            if key.attributes.len() != values.len() {
+                continue;
+            }
+            let mut text = String::new();
+            let mut complete = true;
+            for name in &key.attributes {
+                let Some(i) = e.attr(name) else {
+                    complete = false;
+                    break;
+                };
+                match values.iter().find(|(c, _)| *c == i) {
+                    Some((_, v)) => text.push_str(&key_text(v)),
+                    None => {
+                        complete = false;
+                        break;
+                    }
+                }
+                text.push('\u{1f}');
+            }
+            if complete {
+                return self.tables[entity].alt[k].get(&text).copied();
+            }
+        }
+        // Not a declared key: scan (used for ad-hoc key addressing).
+        self.tables[entity]
+            .rows
+            .iter()
+            .find(|(_, r)| {
+                values
+                    .iter()
+                    .all(|(c, v)| vals_equal_for_key(&r.vals[*c], v))
+            })
+            .map(|(id, _)| *id)
+    }
+
+    /// Inserts a complete row (primary key already set in `vals`). Fails on a duplicate
+    /// primary or alternate key.
+    pub fn insert(&mut self, entity: usize, mut vals: Vec<Val>, log: bool) -> Result<Guid, DvError> {
+        let e = self.entity(entity);
+        let Val::Guid(id) = vals[e.primary_id] else {
+            return Err(DvError::internal("row without primary key"));
+        };
+        if self.tables[entity].rows.contains_key(&id) {
+            return Err(DvError::duplicate_key());
+        }
+        let mut keys = Vec::new();
+        for k in 0..self.tables[entity].alt.len() {
+            if let Some(text) = self.alt_key_string(entity, k, &vals) {
+                if self.tables[entity].alt[k].contains_key(&text) {
+                    return Err(DvError::duplicate_key());
+                }
+                keys.push((k, text));
+            }
+        }
+        let version = self.next_version();
+        if let Some(vn) = self.entity(entity).attr("versionnumber") {
+            vals[vn] = Val::Int(version as i64);
+        }
+        let table = &mut self.tables[entity];
+        for (k, text) in keys {
+            table.alt[k].insert(text, id);
+        }
+        table.rows.insert(id, Row { vals, version });
+        if log {
+            self.changes.push(Change {
+                version,
+                entity,
+                id,
+                kind: ChangeKind::Create,
+            });
+        }
+        Ok(id)
+    }
+
+    /// Applies column changes to an existing row; returns the new version.
+    pub fn update(&mut self, entity: usize, id: Guid, changes: Vec<(usize, Val)>) -> Result<u64, DvError> {
+        let Some(row) = self.tables[entity].rows.get(&id) else {
+            return Err(DvError::not_found(&self.entity(entity).logical_name, &id));
+        };
+        let mut vals = row.vals.clone();
+        for (c, v) in changes {
+            vals[c] = v;
+        }
+        // Alternate keys must stay unique.
+        let mut rekey = Vec::new();
+        for k in 0..self.tables[entity].alt.len() {
+            let old = self.alt_key_string(entity, k, &row.vals);
+            let new = self.alt_key_string(entity, k, &vals);
+            if old != new {
+                if let Some(n) = &new
+                    && self.tables[entity].alt[k].get(n).is_some_and(|g| *g != id)
+                {
+                    return Err(DvError::duplicate_key());
+                }
+                rekey.push((k, old, new));
+            }
+        }
+        let version = self.next_version();
+        if let Some(vn) = self.entity(entity).attr("versionnumber") {
+            vals[vn] = Val::Int(version as i64);
+        }
+        let table = &mut self.tables[entity];
+        for (k, old, new) in rekey {
+            if let Some(o) = old {
+                table.alt[k].remove(&o);
+            }
+            if let Some(n) = new {
+                table.alt[k].insert(n, id);
+            }
+        }
+        table.rows.insert(id, Row { vals, version });
+        self.changes.push(Change {
+            version,
+            entity,
+            id,
+            kind: ChangeKind::Update,
+        });
+        Ok(version)
+    }
+
+    /// Deletes a row and clears lookups that pointed at it (remove-link cascade).
+    pub fn remove(&mut self, entity: usize, id: Guid) -> Result<(), DvError> {
+        let Some(row) = self.tables[entity].rows.remove(&id) else {
+            return Err(DvError::not_found(&self.entity(entity).logical_name, &id));
+        };
+        for k in 0..self.tables[entity].alt.len() {
+            if let Some(text) = self.alt_key_string(entity, k, &row.vals) {
+                self.tables[entity].alt[k].remove(&text);
+            }
+        }
+        let version = self.next_version();
+        self.changes.push(Change {
+            version,
+            entity,
+            id,
+            kind: ChangeKind::Delete,
+        });
+        let schema = self.schema.clone();
+        for rel in schema.relationships.iter().filter(|r| r.referenced_entity == entity) {
+            let col = rel.referencing_attribute;
+            let t = &mut self.tables[rel.referencing_entity];
+            for r in t.rows.values_mut() {
+                if matches!(&r.vals[col], Val::Ref(g, e) if *g == id && *e as usize == entity) {
+                    r.vals[col] = Val::Null;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The primary-name text of a lookup target, for formatted values.
+    pub fn primary_name_of(&self, entity: usize, id: &Guid) -> Option<String> {
+        let e = self.entity(entity);
+        match &self.get(entity, id)?.vals[e.primary_name] {
+            Val::Str(s) => Some(s.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The stored default values of a new row.
+    pub fn blank_row(&self, entity: usize) -> Vec<Val> {
+        vec![Val::Null; self.entity(entity).attributes.len()]
+    }
+
+    /// Whether a column holds a value of its declared type (used by debug assertions in seeding).
+    pub fn fits(kind: &AttrKind, v: &Val) -> bool {
+        matches!(
+            (kind, v),
+            (_, Val::Null)
+                | (AttrKind::Uniqueidentifier, Val::Guid(_))
+                | (AttrKind::String { .. } | AttrKind::Memo { .. }, Val::Str(_))
+                | (
+                    AttrKind::Integer { .. }
+                        | AttrKind::BigInt
+                        | AttrKind::Picklist { .. }
+                        | AttrKind::State { .. }
+                        | AttrKind::Status { .. },
+                    Val::Int(_)
+                )
+                | (AttrKind::Decimal { .. } | AttrKind::Money, Val::Num(_))
+                | (AttrKind::Boolean { .. }, Val::Bool(_))
+                | (AttrKind::DateTime { .. }, Val::Date(_))
+                | (AttrKind::Lookup { .. }, Val::Ref(..))
+        )
+    }
+}
+
+fn key_text(v: &Val) -> String {
+    match v {
+        Val::Null => String::new(),
+        Val::Str(s) => s.to_lowercase(),
+        Val::Int(i) => i.to_string(),
+        Val::Num(n) => n.to_string(),
+        Val::Bool(b) => b.to_string(),
+        Val::Date(d) => d.to_string(),
+        Val::Guid(g) | Val::Ref(g, _) => g.to_string(),
+    }
+}
+
+fn vals_equal_for_key(a: &Val, b: &Val) -> bool {
+    !a.is_null() && key_text(a) == key_text(b)
+}

@@ -1,0 +1,575 @@
+//! The Web API below `/api/data/v9.x/`: routing and the read side. Writes live in
+//! `writes.rs`, metadata in `metadata_api.rs`.
+
+use std::ops::Bound;
+
+use crate::error::DvError;
+use crate::guid::Guid;
+use crate::odata::eval::{Caller, Filter, Order};
+use crate::odata::filter::Lit;
+use crate::odata::path::{self, Key, Segment};
+use crate::odata::query::{Prefer, QueryOptions};
+use crate::paging;
+use crate::render::{self, Annotations, Ctx, Selection};
+use crate::schema::AttrKind;
+use crate::store::{Row, Store, Val};
+use crate::{metadata_api, writes};
+
+/// Settings of the Web API that come from [`crate::Config`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_page_size: usize,
+    pub count_limit: usize,
+    pub alt_key_entity_id_as_guid: bool,
+}
+
+/// A request, reduced to what the Web API needs.
+pub struct Req<'a> {
+    pub method: &'a str,
+    /// The path below the version segment, raw (still percent-encoded).
+    pub path: &'a str,
+    pub query: &'a str,
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    /// `http://host:port/api/data/v9.2`, from the request's own scheme and Host.
+    pub api: String,
+    pub caller: Caller,
+    pub organization_id: Guid,
+    pub limits: Limits,
+}
+
+impl Req<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn prefer(&self) -> Prefer {
+        Prefer::parse(
+            self.headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("prefer"))
+                .map(|(_, v)| v.as_str()),
+        )
+    }
+}
+
+/// A response.
+#[derive(Debug, Default)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub content_type: Option<&'static str>,
+}
+
+pub const JSON: &str = "application/json; odata.metadata=minimal";
+
+impl Resp {
+    pub fn json(status: u16, body: Vec<u8>) -> Resp {
+        Resp {
+            status,
+            headers: Vec::new(),
+            body,
+            content_type: Some(JSON),
+        }
+    }
+
+    pub fn empty(status: u16) -> Resp {
+        Resp {
+            status,
+            ..Default::default()
+        }
+    }
+
+    pub fn text(body: String) -> Resp {
+        Resp {
+            status: 200,
+            headers: Vec::new(),
+            body: body.into_bytes(),
+            content_type: Some("text/plain"),
+        }
+    }
+
+    pub fn header(mut self, k: &str, v: impl Into<String>) -> Resp {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+/// Where rows of a collection come from: a whole table, or the children of one row.
+#[derive(Debug, Clone, Copy)]
+pub struct Parent {
+    pub col: usize,
+    pub id: Guid,
+    pub entity: usize,
+}
+
+/// Read-only requests run under the read lock; everything else under the write lock.
+pub fn is_read(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD")
+}
+
+/// Handles a read request.
+pub fn handle_read(store: &Store, req: &Req) -> Result<Resp, DvError> {
+    let segs = path::segments(req.path)?;
+    let Some(first) = segs.first() else {
+        return Ok(service_document(store, req));
+    };
+    match first.name.as_str() {
+        "$metadata" => return Ok(crate::csdl::document(store, req)),
+        "WhoAmI" if first.key.as_deref().is_none_or(str::is_empty) && segs.len() == 1 => {
+            return whoami(store, req);
+        }
+        "EntityDefinitions" | "RelationshipDefinitions" | "GlobalOptionSetDefinitions" => {
+            return metadata_api::handle(store, req, &segs);
+        }
+        _ => {}
+    }
+    let Some(e) = store.schema.entity_by_set(&first.name) else {
+        return Err(DvError::segment_not_found(&first.name));
+    };
+    let rest = &segs[1..];
+    let opts = QueryOptions::parse(req.query)?;
+    match (&first.key, rest) {
+        (None, []) => collection(store, req, e, &opts, None),
+        (None, [s]) if s.name == "$count" && s.key.is_none() => {
+            let n = count_rows(store, req, e, &opts, None)?;
+            Ok(Resp::text(n.min(req.limits.count_limit).to_string()))
+        }
+        (Some(k), rest) => {
+            let id = resolve_existing(store, e, k)?;
+            entity_read(store, req, e, id, rest, &opts)
+        }
+        (None, [s, ..]) => Err(DvError::segment_not_found(&s.name)),
+    }
+}
+
+/// Handles a write request.
+pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
+    let segs = path::segments(req.path)?;
+    let Some(first) = segs.first() else {
+        return Err(DvError::method_not_allowed(req.method, "the service document"));
+    };
+    match first.name.as_str() {
+        "$batch" => {
+            return Err(DvError::new(
+                501,
+                "0x80060888",
+                "$batch is not implemented by the emulator yet.",
+            ));
+        }
+        "WhoAmI" => return Err(DvError::method_not_allowed(req.method, "the function WhoAmI")),
+        "EntityDefinitions" => {
+            return Err(DvError::new(
+                501,
+                "0x80060888",
+                "Metadata changes are not implemented by the emulator yet.",
+            ));
+        }
+        _ => {}
+    }
+    let Some(e) = store.schema.entity_by_set(&first.name) else {
+        return Err(DvError::segment_not_found(&first.name));
+    };
+    writes::handle(store, req, e, first, &segs[1..])
+}
+
+fn service_document(store: &Store, req: &Req) -> Resp {
+    let mut value: Vec<serde_json::Value> = store
+        .schema
+        .entities
+        .iter()
+        .map(|e| serde_json::json!({"name": e.entity_set_name, "kind": "EntitySet", "url": e.entity_set_name}))
+        .collect();
+    for name in ["EntityDefinitions", "RelationshipDefinitions"] {
+        value.push(serde_json::json!({"name": name, "kind": "EntitySet", "url": name}));
+    }
+    value.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let body = serde_json::json!({"@odata.context": format!("{}/$metadata", req.api), "value": value});
+    Resp::json(200, body.to_string().into_bytes())
+}
+
+fn whoami(store: &Store, req: &Req) -> Result<Resp, DvError> {
+    let user = req.caller.user;
+    let su = store
+        .schema
+        .entity("systemuser")
+        .ok_or_else(|| DvError::internal("no systemuser table"))?;
+    let e = store.entity(su);
+    let bu = store
+        .get(su, &user)
+        .and_then(|r| e.attr("businessunitid").map(|c| &r.vals[c]))
+        .and_then(|v| match v {
+            Val::Ref(g, _) => Some(*g),
+            _ => None,
+        })
+        .unwrap_or(req.caller.business_unit);
+    let body = serde_json::json!({
+        "@odata.context": format!("{}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse", req.api),
+        "BusinessUnitId": bu.to_string(),
+        "UserId": user.to_string(),
+        "OrganizationId": req.organization_id.to_string(),
+    });
+    Ok(Resp::json(200, body.to_string().into_bytes()))
+}
+
+/// Converts a key/filter literal to a cell value of a column.
+pub fn lit_to_val(kind: &AttrKind, lit: &Lit) -> Option<Val> {
+    Some(match (kind, lit) {
+        (_, Lit::Null) => Val::Null,
+        (AttrKind::String { .. } | AttrKind::Memo { .. }, Lit::Str(s)) => Val::str(s),
+        (AttrKind::Lookup { .. } | AttrKind::Uniqueidentifier, Lit::Guid(g)) => Val::Guid(*g),
+        (AttrKind::Lookup { .. } | AttrKind::Uniqueidentifier, Lit::Str(s)) => Val::Guid(Guid::parse(s)?),
+        (_, Lit::Int(i)) if matches!(kind, AttrKind::Decimal { .. } | AttrKind::Money) => Val::Num(*i as f64),
+        (_, Lit::Int(i)) => Val::Int(*i),
+        (_, Lit::Num(n)) => Val::Num(*n),
+        (_, Lit::Bool(b)) => Val::Bool(*b),
+        (_, Lit::Date(d, _)) => Val::Date(*d),
+        (_, Lit::Str(s)) => Val::str(s),
+        _ => return None,
+    })
+}
+
+/// A key from the URL, resolved against the schema but not yet against the rows.
+pub enum KeyRef {
+    Id(Guid),
+    Alt(Vec<(usize, Val)>),
+}
+
+/// Parses a key of table `e`.
+pub fn key_ref(store: &Store, e: usize, raw: &str) -> Result<KeyRef, DvError> {
+    let ent = store.entity(e);
+    match path::parse_key(raw)? {
+        Key::Id(g) => Ok(KeyRef::Id(g)),
+        Key::Single(_) => Err(DvError::bad_request(format!(
+            "Bad Request - Error in query syntax: the key '({raw})' is not a valid key of '{}'.",
+            ent.entity_set_name
+        ))),
+        Key::Named(pairs) => {
+            let mut vals = Vec::new();
+            for (name, lit) in pairs {
+                let col = ent
+                    .attr_by_wire(&name)
+                    .or_else(|| ent.attr(&name))
+                    .ok_or_else(|| DvError::unknown_property(&name, &ent.logical_name))?;
+                if col == ent.primary_id
+                    && let Lit::Guid(g) = lit
+                {
+                    return Ok(KeyRef::Id(g));
+                }
+                let mut v = lit_to_val(&ent.attributes[col].kind, &lit).ok_or_else(|| {
+                    DvError::bad_request(format!("The key value for '{name}' is not valid."))
+                })?;
+                if let (AttrKind::Lookup { targets, .. }, Val::Guid(g)) = (&ent.attributes[col].kind, &v) {
+                    let t = targets
+                        .first()
+                        .and_then(|t| store.schema.entity(t))
+                        .unwrap_or(0);
+                    v = Val::Ref(*g, t as u16);
+                }
+                vals.push((col, v));
+            }
+            Ok(KeyRef::Alt(vals))
+        }
+    }
+}
+
+/// Finds the row a key names, if it exists.
+pub fn find(store: &Store, e: usize, key: &KeyRef) -> Option<Guid> {
+    match key {
+        KeyRef::Id(g) => store.get(e, g).map(|_| *g),
+        KeyRef::Alt(vals) => store.find_by_alt_key(e, vals),
+    }
+}
+
+/// Resolves a key to an existing row, or the 404 the service gives.
+pub fn resolve_existing(store: &Store, e: usize, raw: &str) -> Result<Guid, DvError> {
+    let key = key_ref(store, e, raw)?;
+    find(store, e, &key).ok_or_else(|| match key {
+        KeyRef::Id(g) => DvError::not_found(&store.entity(e).logical_name, &g),
+        KeyRef::Alt(_) => DvError::not_found_by_key(&store.entity(e).logical_name),
+    })
+}
+
+fn entity_read(store: &Store, req: &Req, e: usize, id: Guid, rest: &[Segment], opts: &QueryOptions) -> Result<Resp, DvError> {
+    let ent = store.entity(e);
+    let row = store
+        .get(e, &id)
+        .ok_or_else(|| DvError::not_found(&ent.logical_name, &id))?;
+    match rest {
+        [] => {
+            let prefer = req.prefer();
+            if opts.expand.is_empty()
+                && prefer.include_annotations.is_none()
+                && req.header("if-none-match") == Some(&format!("W/\"{}\"", row.version))
+            {
+                return Ok(Resp {
+                    status: 304,
+                    content_type: Some(JSON),
+                    ..Default::default()
+                });
+            }
+            Ok(single_row(store, req, e, row, opts, 200)?)
+        }
+        [s] if s.key.is_none() && ent.attr_by_wire(&s.name).is_some() => {
+            let col = ent.attr_by_wire(&s.name).unwrap_or(0);
+            let mut out = Vec::new();
+            out.extend_from_slice(b"{\"@odata.context\":");
+            render::write_str(&mut out, &format!("{}/$metadata#{}({id})/{}", req.api, ent.entity_set_name, s.name));
+            out.extend_from_slice(b",\"value\":");
+            render::write_val(&mut out, &ent.attributes[col].kind, &row.vals[col]);
+            out.push(b'}');
+            Ok(Resp::json(200, out))
+        }
+        [s, v] if v.name == "$value" && ent.attr_by_wire(&s.name).is_some() => {
+            let col = ent.attr_by_wire(&s.name).unwrap_or(0);
+            let mut out = Vec::new();
+            render::write_val(&mut out, &ent.attributes[col].kind, &row.vals[col]);
+            let text = String::from_utf8_lossy(&out).trim_matches('"').to_string();
+            if row.vals[col].is_null() {
+                return Ok(Resp::empty(204));
+            }
+            Ok(Resp::text(text))
+        }
+        [s, tail @ ..] if s.key.is_none() && store.schema.single_nav(e, &s.name).is_some() => {
+            let rel = store.schema.single_nav(e, &s.name).ok_or_else(|| DvError::segment_not_found(&s.name))?;
+            let target = rel.referenced_entity;
+            let child = match &row.vals[rel.referencing_attribute] {
+                Val::Ref(g, t) if *t as usize == target => store.get(target, g).map(|r| (*g, r)),
+                _ => None,
+            };
+            match (tail, child) {
+                ([], Some((_, r))) => single_row(store, req, target, r, opts, 200),
+                ([], None) => Ok(Resp::empty(204)),
+                ([t], Some((g, _))) if t.name == "$ref" => {
+                    let body = serde_json::json!({
+                        "@odata.context": format!("{}/$metadata#$ref", req.api),
+                        "@odata.id": format!("{}/{}({g})", req.api, store.entity(target).entity_set_name),
+                    });
+                    Ok(Resp::json(200, body.to_string().into_bytes()))
+                }
+                ([t], None) if t.name == "$ref" => Ok(Resp::empty(204)),
+                ([t, ..], _) => Err(DvError::segment_not_found(&t.name)),
+            }
+        }
+        [s, tail @ ..] if store.schema.collection_nav(e, &s.name).is_some() => {
+            let rel = store.schema.collection_nav(e, &s.name).ok_or_else(|| DvError::segment_not_found(&s.name))?;
+            let parent = Parent {
+                col: rel.referencing_attribute,
+                id,
+                entity: e,
+            };
+            let child = rel.referencing_entity;
+            match (&s.key, tail) {
+                (None, []) => collection(store, req, child, opts, Some(parent)),
+                (None, [t]) if t.name == "$count" => {
+                    let n = count_rows(store, req, child, opts, Some(parent))?;
+                    Ok(Resp::text(n.min(req.limits.count_limit).to_string()))
+                }
+                (None, [t]) if t.name == "$ref" => {
+                    let mut refs = Vec::new();
+                    for (cid, r) in &store.tables[child].rows {
+                        if matches!(&r.vals[parent.col], Val::Ref(g, pe) if *g == id && *pe as usize == e) {
+                            refs.push(serde_json::json!({"@odata.id": format!("{}/{}({cid})", req.api, store.entity(child).entity_set_name)}));
+                        }
+                    }
+                    let body = serde_json::json!({"@odata.context": format!("{}/$metadata#Collection($ref)", req.api), "value": refs});
+                    Ok(Resp::json(200, body.to_string().into_bytes()))
+                }
+                (Some(k), []) => {
+                    let cid = resolve_existing(store, child, k)?;
+                    let r = store.get(child, &cid).ok_or_else(|| DvError::not_found(&store.entity(child).logical_name, &cid))?;
+                    if !matches!(&r.vals[parent.col], Val::Ref(g, _) if *g == id) {
+                        return Err(DvError::not_found(&store.entity(child).logical_name, &cid));
+                    }
+                    single_row(store, req, child, r, opts, 200)
+                }
+                (_, [t, ..]) => Err(DvError::segment_not_found(&t.name)),
+            }
+        }
+        [s, ..] => Err(DvError::segment_not_found(&s.name)),
+    }
+}
+
+/// Renders one row as a single-entity response (`.../$entity`).
+pub fn single_row(store: &Store, req: &Req, e: usize, row: &Row, opts: &QueryOptions, status: u16) -> Result<Resp, DvError> {
+    let prefer = req.prefer();
+    let sel = Selection::compile(store, e, opts, req.caller)?;
+    let ctx = Ctx {
+        store,
+        api: &req.api,
+        ann: Annotations::from_prefer(&prefer),
+        child_index: render::child_indexes(store, &sel, e),
+    };
+    let mut row_json = Vec::new();
+    render::write_row(&mut row_json, &ctx, &sel, row, true);
+    let mut out = Vec::with_capacity(row_json.len() + 128);
+    out.extend_from_slice(b"{\"@odata.context\":");
+    render::write_str(
+        &mut out,
+        &format!(
+            "{}/$metadata#{}{}/$entity",
+            req.api,
+            store.entity(e).entity_set_name,
+            sel.context_list(opts)
+        ),
+    );
+    out.push(b',');
+    out.extend_from_slice(&row_json[1..]);
+    let mut resp = Resp::json(status, out).header("ETag", format!("W/\"{}\"", row.version));
+    if let Some(a) = &prefer.include_annotations {
+        resp = resp.header("Preference-Applied", format!("odata.include-annotations=\"{a}\""));
+    }
+    Ok(resp)
+}
+
+fn belongs(row: &Row, parent: &Option<Parent>) -> bool {
+    match parent {
+        None => true,
+        Some(p) => matches!(&row.vals[p.col], Val::Ref(g, e) if *g == p.id && *e as usize == p.entity),
+    }
+}
+
+fn count_rows(store: &Store, req: &Req, e: usize, opts: &QueryOptions, parent: Option<Parent>) -> Result<usize, DvError> {
+    let filter = match &opts.filter {
+        Some(f) => Some(Filter::compile(store, e, f, req.caller)?),
+        None => None,
+    };
+    Ok(store.tables[e]
+        .rows
+        .values()
+        .filter(|r| belongs(r, &parent) && filter.as_ref().is_none_or(|f| f.matches(store, r)))
+        .count())
+}
+
+/// Serves a collection page.
+pub fn collection(store: &Store, req: &Req, e: usize, opts: &QueryOptions, parent: Option<Parent>) -> Result<Resp, DvError> {
+    let prefer = req.prefer();
+    let ent = store.entity(e);
+    let filter = match &opts.filter {
+        Some(f) => Some(Filter::compile(store, e, f, req.caller)?),
+        None => None,
+    };
+    let order = Order::compile(store, e, &opts.orderby)?;
+    let sel = Selection::compile(store, e, opts, req.caller)?;
+    let max = req.limits.max_page_size.max(1);
+    let pref_size = prefer.max_page_size.map(|n| n.clamp(1, max));
+    let page_size = pref_size.unwrap_or(max);
+    // $top is ignored when odata.maxpagesize is also sent (the 2024 documented behaviour).
+    let top = if pref_size.is_none() { opts.top } else { None };
+    let want = top.map_or(page_size, |t| t.min(page_size));
+    let cookie = match &opts.skiptoken {
+        Some(t) => Some(paging::parse(t).ok_or_else(|| {
+            DvError::bad_request(format!("The skiptoken value '{t}' is not valid."))
+        })?),
+        None => None,
+    };
+    let matches = |r: &Row| belongs(r, &parent) && filter.as_ref().is_none_or(|f| f.matches(store, r));
+    let table = &store.tables[e].rows;
+    let mut total: Option<usize> = None;
+    let page: Vec<(&Guid, &Row)>;
+    let more: bool;
+    if order.is_empty() {
+        let start = match cookie.as_ref().and_then(|c| c.last) {
+            Some(last) => Bound::Excluded(last),
+            None => Bound::Unbounded,
+        };
+        let mut rows: Vec<(&Guid, &Row)> = table
+            .range((start, Bound::Unbounded))
+            .filter(|(_, r)| matches(r))
+            .take(want + 1)
+            .collect();
+        more = rows.len() > want;
+        rows.truncate(want);
+        page = rows;
+    } else {
+        let mut all: Vec<(&Guid, &Row)> = table.iter().filter(|(_, r)| matches(r)).collect();
+        total = Some(all.len());
+        all.sort_by(|a, b| order.cmp(store, a.1, b.1).then(a.0.cmp(b.0)));
+        let start = match &cookie {
+            Some(c) => match c.last.and_then(|l| all.iter().position(|(g, _)| **g == l)) {
+                Some(p) => p + 1,
+                None => c.page_number.saturating_sub(1) * page_size,
+            },
+            None => 0,
+        };
+        let end = (start + want).min(all.len());
+        more = all.len() > end;
+        page = all.get(start.min(all.len())..end).map(<[_]>::to_vec).unwrap_or_default();
+    }
+    let more = more && top.is_none_or(|t| t > page_size);
+    if opts.count && total.is_none() {
+        total = Some(table.values().filter(|r| matches(r)).count());
+    }
+    let ann = Annotations::from_prefer(&prefer);
+    let ctx = Ctx {
+        store,
+        api: &req.api,
+        ann,
+        child_index: render::child_indexes(store, &sel, e),
+    };
+    let mut out = Vec::with_capacity(page.len() * 600 + 256);
+    out.extend_from_slice(b"{\"@odata.context\":");
+    render::write_str(
+        &mut out,
+        &format!("{}/$metadata#{}{}", req.api, ent.entity_set_name, sel.context_list(opts)),
+    );
+    let limit = req.limits.count_limit;
+    if opts.count {
+        let n = total.unwrap_or(0);
+        out.extend_from_slice(format!(",\"@odata.count\":{}", n.min(limit)).as_bytes());
+    }
+    if prefer.wants("Microsoft.Dynamics.CRM.totalrecordcount") {
+        let n = if opts.count { total.unwrap_or(0).min(limit) as i64 } else { -1 };
+        out.extend_from_slice(format!(",\"@Microsoft.Dynamics.CRM.totalrecordcount\":{n}").as_bytes());
+    }
+    if prefer.wants("Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded") {
+        let exceeded = opts.count && total.unwrap_or(0) > limit;
+        out.extend_from_slice(format!(",\"@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded\":{exceeded}").as_bytes());
+    }
+    out.extend_from_slice(b",\"value\":[");
+    for (i, (_, r)) in page.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        render::write_row(&mut out, &ctx, &sel, r, true);
+    }
+    out.push(b']');
+    if more && let (Some((first, _)), Some((last, _))) = (page.first(), page.last()) {
+        let next_page = cookie.as_ref().map_or(2, |c| c.page_number + 1);
+        let token = paging::skiptoken(next_page, ent.primary_id_name(), first, last);
+        let kept: Vec<&str> = req
+            .query
+            .split('&')
+            .filter(|p| {
+                let k = p.split('=').next().unwrap_or("");
+                !p.is_empty() && k != "$skiptoken" && k != "%24skiptoken"
+            })
+            .collect();
+        let mut link = format!("{}/{}?", req.api, req.path.trim_start_matches('/'));
+        for p in kept {
+            link.push_str(p);
+            link.push('&');
+        }
+        link.push_str("$skiptoken=");
+        link.push_str(&token);
+        out.extend_from_slice(b",\"@odata.nextLink\":");
+        render::write_str(&mut out, &link);
+    }
+    out.push(b'}');
+    let mut resp = Resp::json(200, out);
+    let mut applied = Vec::new();
+    if let Some(n) = pref_size {
+        applied.push(format!("odata.maxpagesize={n}"));
+    }
+    if let Some(a) = &prefer.include_annotations {
+        applied.push(format!("odata.include-annotations=\"{a}\""));
+    }
+    if !applied.is_empty() {
+        resp = resp.header("Preference-Applied", applied.join(","));
+    }
+    Ok(resp)
+}

@@ -1,0 +1,402 @@
+//! Loading a component once and running each call in a fresh, limited `Store`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::dynamics::connector::{http as http_import, log as log_import, types};
+use crate::bindings::exports::dynamics::connector::connections::AuthorizationRequest;
+use crate::bindings::{Connector, ConnectorPre};
+use crate::logging::{redact, Level, LogLine, LogSink, StderrLog};
+use crate::outbound::{AllowList, Sender};
+use crate::{ComponentDefinition, Connection, ConnectorError, InputType, Token};
+
+/// Per-call resource limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest linear memory a call may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock time a call may take, HTTP waits included.
+    pub time: Duration,
+    /// Largest response body the `http` import accepts, in bytes.
+    pub max_response_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { memory_bytes: 64 << 20, time: Duration::from_secs(120), max_response_bytes: 64 << 20 }
+    }
+}
+
+/// Where calls may send requests, beyond the origins each connection declares.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkPolicy {
+    /// Allow loopback and private addresses (the emulator, tests).
+    pub allow_private: bool,
+    /// Host names allowed in addition to the connection's own origins.
+    pub extra_hosts: Vec<String>,
+}
+
+/// How a host runs components.
+#[derive(Clone)]
+pub struct HostConfig {
+    pub limits: Limits,
+    pub network: NetworkPolicy,
+    pub log: Arc<dyn LogSink>,
+}
+
+impl Default for HostConfig {
+    fn default() -> HostConfig {
+        HostConfig {
+            limits: Limits::default(),
+            network: NetworkPolicy::default(),
+            log: Arc::new(StderrLog { min_level: Level::Warn }),
+        }
+    }
+}
+
+/// A call that did not produce the component's own answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("the component ran longer than the time limit of {0:?} and was stopped")]
+    TimeLimit(Duration),
+    #[error("the component tried to use more than the memory limit of {0} MiB and was stopped")]
+    MemoryLimit(usize),
+    #[error("the component trapped: {0}")]
+    Trap(String),
+    #[error("the host failed: {0}")]
+    Host(String),
+}
+
+/// Everything one call's `Store` holds.
+struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    allow: AllowList,
+    sender: Sender,
+    deadline: Instant,
+    secrets: Vec<String>,
+    log: Arc<dyn LogSink>,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for State {}
+
+impl http_import::Host for State {
+    fn send(&mut self, request: http_import::Request) -> Result<http_import::Response, http_import::HttpError> {
+        let started = Instant::now();
+        let target = describe_target(&request.method, &request.url);
+        let result = self.sender.send(request, &self.allow, self.deadline);
+        let message = match &result {
+            Ok(response) => format!(
+                "{target} -> {} ({} ms, {} bytes)",
+                response.status,
+                started.elapsed().as_millis(),
+                response.body.len()
+            ),
+            Err(failure) => format!("{target} -> {failure:?}"),
+        };
+        self.write_log(Level::Debug, "host", &message);
+        result
+    }
+
+    fn wait(&mut self, duration_ms: u32) -> bool {
+        let wanted = Duration::from_millis(u64::from(duration_ms));
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        // Keep a margin so the request after the wait still has time to run.
+        if wanted + Duration::from_millis(50) >= left {
+            return false;
+        }
+        thread::sleep(wanted);
+        true
+    }
+}
+
+impl log_import::Host for State {
+    fn log(&mut self, level: log_import::Level, message: String) {
+        let level = match level {
+            log_import::Level::Trace => Level::Trace,
+            log_import::Level::Debug => Level::Debug,
+            log_import::Level::Info => Level::Info,
+            log_import::Level::Warn => Level::Warn,
+            log_import::Level::Error => Level::Error,
+        };
+        self.write_log(level, "component", &message);
+    }
+}
+
+impl State {
+    fn write_log(&self, level: Level, source: &'static str, message: &str) {
+        self.log.write(LogLine { level, source, message: redact(message, &self.secrets) });
+    }
+}
+
+/// `METHOD scheme://host/path`, without the query string (it can carry personal data).
+fn describe_target(method: &str, url: &str) -> String {
+    format!("{method} {}", url.split('?').next().unwrap_or_default())
+}
+
+/// Time slices of the epoch ticker; the time limit is enforced to this precision.
+const TICK: Duration = Duration::from_millis(5);
+
+/// A loaded component, ready to run calls.
+pub struct Host {
+    engine: Engine,
+    pre: ConnectorPre<State>,
+    config: HostConfig,
+    sender: Sender,
+    definition: ComponentDefinition,
+}
+
+impl Host {
+    /// Compiles `bytes` (a component of the `connector` world) and links it.
+    pub fn new(bytes: &[u8], config: HostConfig) -> anyhow::Result<Host> {
+        let mut wasm_config = Config::new();
+        wasm_config.epoch_interruption(true);
+        let engine = Engine::new(&wasm_config)?;
+        let component = Component::new(&engine, bytes).map_err(anyhow::Error::from).context("compiling the component")?;
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Connector::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("the component does not fit the connector world")?;
+        let pre = ConnectorPre::new(instance_pre)?;
+        spawn_ticker(&engine);
+        let sender = Sender::new(config.limits.max_response_bytes);
+        let mut host = Host { engine, pre, config, sender, definition: empty_definition() };
+        host.definition = host.call(None, |connector, store| connector.dynamics_connector_component().call_definition(store))?;
+        Ok(host)
+    }
+
+    /// Loads the Dynamics component embedded in this binary.
+    pub fn builtin(config: HostConfig) -> anyhow::Result<Host> {
+        Host::new(crate::DYNAMICS_COMPONENT, config)
+    }
+
+    /// Loads a component file.
+    pub fn from_file(path: &Path, config: HostConfig) -> anyhow::Result<Host> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading component {}", path.display()))?;
+        Host::new(&bytes, config)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The component's definitions, read once at load time.
+    pub fn definition(&self) -> &ComponentDefinition {
+        &self.definition
+    }
+
+    /// Runs action `key` with `input` (a JSON object) on `connection`.
+    pub fn invoke(&self, key: &str, connection: &Connection, input: &str) -> Result<Result<String, ConnectorError>, HostError> {
+        let (key, input) = (key.to_string(), input.to_string());
+        self.call(Some(connection), |connector, store| {
+            connector.dynamics_connector_actions().call_invoke(store, &key, connection, &input)
+        })
+    }
+
+    /// Asks the component for a token without a user (client credentials, password).
+    pub fn acquire_token(&self, connection: &Connection) -> Result<Result<Token, ConnectorError>, HostError> {
+        self.call(Some(connection), |connector, store| {
+            connector.dynamics_connector_connections().call_acquire_token(store, connection)
+        })
+    }
+
+    /// Refreshes an auth-code connection's token.
+    pub fn refresh(&self, connection: &Connection, refresh_token: &str) -> Result<Result<Token, ConnectorError>, HostError> {
+        self.call(Some(connection), |connector, store| {
+            connector.dynamics_connector_connections().call_refresh(store, connection, refresh_token)
+        })
+    }
+
+    /// Starts an authorization-code sign-in.
+    pub fn begin_authorization(&self, connection: &Connection, redirect_uri: &str) -> Result<Result<AuthorizationRequest, ConnectorError>, HostError> {
+        self.call(Some(connection), |connector, store| {
+            connector.dynamics_connector_connections().call_begin_authorization(store, connection, redirect_uri)
+        })
+    }
+
+    /// Finishes an authorization-code sign-in.
+    pub fn exchange_code(&self, connection: &Connection, redirect_uri: &str, code: &str, verifier: &str) -> Result<Result<Token, ConnectorError>, HostError> {
+        self.call(Some(connection), |connector, store| {
+            connector.dynamics_connector_connections().call_exchange_code(store, connection, redirect_uri, code, verifier)
+        })
+    }
+
+    /// Tests a connection.
+    pub fn test_connection(&self, connection: &Connection) -> Result<Result<String, ConnectorError>, HostError> {
+        self.call(Some(connection), |connector, store| connector.dynamics_connector_connections().call_test(store, connection))
+    }
+
+    /// Runs `f` on a fresh instance. With a connection, the instance may reach the origins the
+    /// connection declares (asked of the same instance first), and the connection's secrets are
+    /// redacted from its log lines.
+    fn call<R>(
+        &self,
+        connection: Option<&Connection>,
+        f: impl FnOnce(&Connector, &mut Store<State>) -> wasmtime::Result<R>,
+    ) -> Result<R, HostError> {
+        let limits = &self.config.limits;
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        let state = State {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
+            allow: AllowList::new(self.config.network.allow_private, &self.config.network.extra_hosts),
+            sender: self.sender.clone(),
+            deadline: Instant::now() + limits.time,
+            secrets: connection.map(|c| self.secrets_of(c)).unwrap_or_default(),
+            log: self.config.log.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        let ticks = (limits.time.as_millis() / TICK.as_millis()).max(1) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let classify = |error: wasmtime::Error| self.classify(error);
+        let connector = self.pre.instantiate(&mut store).map_err(classify)?;
+        if let Some(connection) = connection {
+            // A connection the component cannot read declares no origins; the call that follows
+            // reports the problem itself.
+            let endpoints = connector
+                .dynamics_connector_connections()
+                .call_endpoints(&mut store, connection)
+                .map_err(classify)?;
+            for origin in endpoints.unwrap_or_default() {
+                store.data_mut().allow.add_origin(&origin);
+            }
+        }
+        f(&connector, &mut store).map_err(classify)
+    }
+
+    fn classify(&self, error: wasmtime::Error) -> HostError {
+        if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            return HostError::TimeLimit(self.config.limits.time);
+        }
+        let text = format!("{error:?}");
+        if text.contains("forcing trap when growing memory") || text.contains("memory") && text.contains("limit") {
+            return HostError::MemoryLimit(self.config.limits.memory_bytes >> 20);
+        }
+        HostError::Trap(format!("{error:#}"))
+    }
+
+    /// Values of the connection's secret fields and tokens: never logged.
+    fn secrets_of(&self, connection: &Connection) -> Vec<String> {
+        let secret_keys: Vec<&str> = self
+            .definition
+            .connections
+            .iter()
+            .filter(|definition| definition.key == connection.definition)
+            .flat_map(|definition| definition.inputs.iter())
+            .filter(|input| input.input_type == InputType::Secret)
+            .map(|input| input.key.as_str())
+            .collect();
+        let mut secrets: Vec<String> = connection
+            .fields
+            .iter()
+            .filter(|(key, _)| secret_keys.contains(&key.as_str()))
+            .map(|(_, value)| value.clone())
+            .collect();
+        if let Some(token) = &connection.token {
+            secrets.push(token.access_token.clone());
+            secrets.extend(token.refresh_token.clone());
+        }
+        secrets
+    }
+}
+
+/// Advances the engine's epoch every tick while the engine lives.
+fn spawn_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    thread::Builder::new()
+        .name("epoch-ticker".to_string())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                thread::sleep(TICK);
+            }
+        })
+        .map(|_| ())
+        .unwrap_or_else(|problem| eprintln!("could not start the epoch ticker: {problem}"));
+}
+
+fn empty_definition() -> ComponentDefinition {
+    ComponentDefinition {
+        key: String::new(),
+        name: String::new(),
+        version: String::new(),
+        description: String::new(),
+        category: String::new(),
+        icon: String::new(),
+        connections: Vec::new(),
+        actions: Vec::new(),
+        triggers: Vec::new(),
+        data_sources: Vec::new(),
+    }
+}
+
+impl Host {
+    /// The connection type's kind, from the component's definitions.
+    pub fn connection_kind(&self, connection: &Connection) -> Option<types::ConnectionKind> {
+        self.definition
+            .connections
+            .iter()
+            .find(|definition| definition.key == connection.definition)
+            .map(|definition| definition.kind)
+    }
+
+    /// Gets a token for connections that can get one without a user, when there is none.
+    pub fn ensure_token(&self, connection: &mut Connection) -> Result<Result<(), ConnectorError>, HostError> {
+        if connection.token.is_some() {
+            return Ok(Ok(()));
+        }
+        match self.connection_kind(connection) {
+            Some(types::ConnectionKind::Oauth2ClientCredentials | types::ConnectionKind::Oauth2Password) => {
+                Ok(self.acquire_token(connection)?.map(|token| connection.token = Some(token)))
+            }
+            _ => Ok(Ok(())),
+        }
+    }
+
+    /// Runs an action the way a workflow host does: get a token if the connection can, run, and
+    /// on `unauthenticated` renew the token once (refresh or re-acquire) and run again.
+    pub fn run_action(&self, key: &str, connection: &mut Connection, input: &str) -> Result<Result<String, ConnectorError>, HostError> {
+        if let Err(failure) = self.ensure_token(connection)? {
+            return Ok(Err(failure));
+        }
+        let first = self.invoke(key, connection, input)?;
+        match &first {
+            Err(failure) if failure.code == crate::ErrorCode::Unauthenticated && connection.token.is_some() => {}
+            _ => return Ok(first),
+        }
+        let renewed = match (self.connection_kind(connection), connection.token.as_ref().and_then(|t| t.refresh_token.clone())) {
+            (Some(types::ConnectionKind::Oauth2AuthorizationCode), Some(refresh_token)) => self.refresh(connection, &refresh_token)?,
+            (Some(types::ConnectionKind::Oauth2AuthorizationCode), None) => return Ok(first),
+            _ => self.acquire_token(connection)?,
+        };
+        match renewed {
+            Ok(token) => {
+                connection.token = Some(token);
+                self.invoke(key, connection, input)
+            }
+            Err(failure) => Ok(Err(failure)),
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! A wasmtime host for components of the `connector` world.
+//!
+//! It compiles a component once into an `InstancePre`, then runs every call in a fresh `Store`
+//! with a memory cap, an epoch-based time limit and WASI locked down (no environment, files or
+//! sockets). The only way out is the `http` import implemented in [`outbound`], which checks
+//! every request against the allow-list the connection itself declares.
+
+pub mod connection_file;
+pub mod host;
+pub mod logging;
+pub mod manifest;
+pub mod outbound;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "connector",
+    });
+}
+
+pub use bindings::dynamics::connector::types::{
+    ActionDefinition, ComponentDefinition, Connection, ConnectionDefinition, ConnectorError, ErrorCode,
+    InputDefinition, InputType, Token,
+};
+pub use host::{Host, HostConfig, HostError, Limits, NetworkPolicy};
+pub use logging::{Level, LogLine, LogSink, MemoryLog, StderrLog};
+
+/// The Dynamics 365 component built with this harness, embedded in the binary.
+pub static DYNAMICS_COMPONENT: &[u8] = include_bytes!(env!("DYNAMICS_CONNECTOR_WASM"));
+
+/// Path of a deliberately misbehaving component, for tests of the host's limits.
+pub const RUNAWAY_COMPONENT_PATH: &str = env!("RUNAWAY_CONNECTOR_WASM");
+
+/// Path of the built Dynamics component file.
+pub const DYNAMICS_COMPONENT_PATH: &str = env!("DYNAMICS_CONNECTOR_WASM");
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            ErrorCode::InvalidInput => "invalid-input",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not-found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PreconditionFailed => "precondition-failed",
+            ErrorCode::Throttled => "throttled",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Upstream => "upstream",
+            ErrorCode::MalformedResponse => "malformed-response",
+            ErrorCode::Unsupported => "unsupported",
+            ErrorCode::Internal => "internal",
+        };
+        f.write_str(name)
+    }
+}
+
+/// A connector error as a person reads it: code and message, the service's status and code,
+/// then the hint on its own line.
+pub fn describe_error(error: &ConnectorError) -> String {
+    let mut text = format!("{}: {}", error.code, error.message);
+    if let Some(status) = error.http_status {
+        text.push_str(&format!(" (HTTP {status}"));
+        if let Some(code) = &error.service_code {
+            text.push_str(&format!(", {code}"));
+        }
+        text.push(')');
+    }
+    if let Some(field) = &error.field {
+        text.push_str(&format!("\nfield: {field}"));
+    }
+    if let Some(hint) = &error.hint {
+        text.push_str(&format!("\nhint: {hint}"));
+    }
+    text
+}

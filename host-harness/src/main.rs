@@ -1,0 +1,178 @@
+//! `dynamics`: run the Dynamics 365 connector component from the command line.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use host_harness::manifest::{input_type_name, render};
+use host_harness::{connection_file, describe_error, Host, HostConfig, Level, Limits, NetworkPolicy, StderrLog};
+
+#[derive(Parser)]
+#[command(name = "dynamics", version, about = "Run the Microsoft Dynamics 365 connector component")]
+struct Cli {
+    /// Load this component instead of the built-in Dynamics 365 one.
+    #[arg(long, global = true, value_name = "PATH")]
+    component: Option<PathBuf>,
+    /// Let the component reach loopback and private addresses (local emulators).
+    #[arg(long, global = true)]
+    allow_private: bool,
+    /// Let the component reach this host besides the connection's own (repeatable).
+    #[arg(long = "allow-host", global = true, value_name = "HOST")]
+    allow_hosts: Vec<String>,
+    /// Time limit of one call, in seconds.
+    #[arg(long, global = true, default_value_t = 120)]
+    time_limit_secs: u64,
+    /// Memory limit of one call, in MiB.
+    #[arg(long, global = true, default_value_t = 64)]
+    memory_limit_mib: usize,
+    /// Lowest log level written to stderr: trace, debug, info, warn, error.
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the component's actions.
+    Actions,
+    /// Show one action's inputs: keys, types, defaults and comments.
+    Describe {
+        /// The action key, such as query-entities.
+        action: String,
+    },
+    /// Run an action and print its JSON output.
+    Invoke {
+        /// The action key, such as get-current-user.
+        action: String,
+        /// The connection file (JSON: type, fields, optional token).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        connection: PathBuf,
+        /// The input JSON object: a file, or - for stdin. Omitted means {}.
+        #[arg(long, short = 'i', value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// The input JSON object given inline.
+        #[arg(long, conflicts_with = "input", value_name = "JSON")]
+        input_json: Option<String>,
+    },
+    /// Print the component.yaml manifest generated from the component's definitions.
+    Manifest {
+        /// Compare with this file instead of printing; fails when they differ.
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(problem) => {
+            eprintln!("error: {problem:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let Some(min_level) = Level::parse(&cli.log_level) else {
+        bail!("--log-level must be one of trace, debug, info, warn, error; got {:?}", cli.log_level);
+    };
+    let config = HostConfig {
+        limits: Limits {
+            memory_bytes: cli.memory_limit_mib << 20,
+            time: Duration::from_secs(cli.time_limit_secs),
+            ..Limits::default()
+        },
+        network: NetworkPolicy { allow_private: cli.allow_private, extra_hosts: cli.allow_hosts.clone() },
+        log: Arc::new(StderrLog { min_level }),
+    };
+    let host = match &cli.component {
+        Some(path) => Host::from_file(path, config)?,
+        None => Host::builtin(config)?,
+    };
+    match cli.command {
+        Command::Actions => {
+            for action in &host.definition().actions {
+                let group = action.group.as_deref().unwrap_or("-");
+                println!("{:<24} {:<5} {}", action.key, group, action.label);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Describe { action } => describe(&host, &action),
+        Command::Invoke { action, connection, input, input_json } => {
+            let mut connection = connection_file::load(&connection)?;
+            let input = match (input, input_json) {
+                (_, Some(json)) => json,
+                (Some(path), None) if path.as_os_str() == "-" => {
+                    let mut text = String::new();
+                    std::io::stdin().read_to_string(&mut text).context("reading the input from stdin")?;
+                    text
+                }
+                (Some(path), None) => std::fs::read_to_string(&path).with_context(|| format!("reading input file {}", path.display()))?,
+                (None, None) => "{}".to_string(),
+            };
+            match host.run_action(&action, &mut connection, &input)? {
+                Ok(output) => {
+                    let pretty = serde_json::from_str::<serde_json::Value>(&output)
+                        .and_then(|value| serde_json::to_string_pretty(&value))
+                        .unwrap_or(output);
+                    println!("{pretty}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(failure) => {
+                    eprintln!("{}", describe_error(&failure));
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Manifest { check } => {
+            let manifest = render(host.definition())?;
+            match check {
+                None => {
+                    print!("{manifest}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(path) => {
+                    let existing = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    if existing == manifest {
+                        println!("{} matches the component", path.display());
+                        Ok(ExitCode::SUCCESS)
+                    } else {
+                        eprintln!("{} differs from the component's definitions; regenerate it with `dynamics manifest > {}`", path.display(), path.display());
+                        Ok(ExitCode::from(1))
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn describe(host: &Host, key: &str) -> anyhow::Result<ExitCode> {
+    let Some(action) = host.definition().actions.iter().find(|action| action.key == key) else {
+        let keys: Vec<&str> = host.definition().actions.iter().map(|action| action.key.as_str()).collect();
+        bail!("unknown action {key:?}; the actions are: {}", keys.join(", "));
+    };
+    println!("{} ({})", action.label, action.key);
+    println!("{}", action.description);
+    println!();
+    for input in &action.inputs {
+        let required = if input.required { "required" } else { "optional" };
+        println!("  {:<28} {:<15} {}  {}", input.key, input_type_name(input.input_type), required, input.label);
+        if let Some(default) = &input.default {
+            let one_line: String = default.split_whitespace().collect::<Vec<_>>().join(" ");
+            println!("  {:<28} default: {}", "", one_line);
+        }
+        if !input.choices.is_empty() {
+            let values: Vec<&str> = input.choices.iter().map(|choice| choice.value.as_str()).collect();
+            println!("  {:<28} one of: {}", "", values.join(", "));
+        }
+        if let Some(comments) = &input.comments {
+            println!("  {:<28} {}", "", comments);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

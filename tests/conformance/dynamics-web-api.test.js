@@ -1,0 +1,242 @@
+// The real npm client `dynamics-web-api` against the emulator. The emulator must answer the
+// way Dataverse does for this client to get the results asserted here.
+//
+// Needs EMULATOR_URL (e.g. http://127.0.0.1:PORT) and EMULATOR_TENANT, EMULATOR_CLIENT_ID,
+// EMULATOR_CLIENT_SECRET; run.sh starts the emulator and sets them.
+
+"use strict";
+
+const { test, before } = require("node:test");
+const assert = require("node:assert/strict");
+const { DynamicsWebApi } = require("dynamics-web-api");
+
+const base = process.env.EMULATOR_URL;
+const tenant = process.env.EMULATOR_TENANT;
+const clientId = process.env.EMULATOR_CLIENT_ID;
+const clientSecret = process.env.EMULATOR_CLIENT_SECRET;
+if (!base || !tenant || !clientId || !clientSecret) {
+  throw new Error("set EMULATOR_URL, EMULATOR_TENANT, EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET (run.sh does)");
+}
+
+let token;
+let api;
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+async function fetchToken() {
+  const res = await fetch(`${base}/${tenant}/oauth2/v2.0/token`, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "client_credentials",
+      client_id: clientId,
+      client_secret: clientSecret,
+      scope: `${base}/.default`,
+    }),
+  });
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.equal(body.token_type, "Bearer");
+  assert.ok(body.expires_in > 0);
+  return body.access_token;
+}
+
+before(async () => {
+  token = await fetchToken();
+  api = new DynamicsWebApi({
+    serverUrl: `${base}/`,
+    dataApi: { version: "9.2" },
+    onTokenRefresh: async () => token,
+    timeout: 20000,
+  });
+});
+
+test("the token endpoint refuses a wrong secret with AADSTS7000215", async () => {
+  const res = await fetch(`${base}/${tenant}/oauth2/v2.0/token`, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "client_credentials",
+      client_id: clientId,
+      client_secret: "wrong",
+      scope: `${base}/.default`,
+    }),
+  });
+  assert.equal(res.status, 401);
+  const body = await res.json();
+  assert.equal(body.error, "invalid_client");
+  assert.deepEqual(body.error_codes, [7000215]);
+});
+
+test("the web api answers 401 without a token", async () => {
+  const res = await fetch(`${base}/api/data/v9.2/WhoAmI`);
+  assert.equal(res.status, 401);
+  assert.match(res.headers.get("www-authenticate"), /^Bearer authorization_uri=/);
+});
+
+test("WhoAmI through callFunction names an existing systemuser", async () => {
+  const who = await api.callFunction("WhoAmI");
+  assert.match(who.UserId, GUID);
+  assert.match(who.BusinessUnitId, GUID);
+  assert.match(who.OrganizationId, GUID);
+  const user = await api.retrieve({
+    collection: "systemusers",
+    key: who.UserId,
+    select: ["fullname", "domainname", "_businessunitid_value"],
+  });
+  assert.equal(user.systemuserid, who.UserId);
+  assert.equal(user._businessunitid_value, who.BusinessUnitId);
+  assert.ok(user.fullname.length > 0);
+});
+
+test("retrieveMultiple pages with maxPageSize and follows the nextLink", async () => {
+  const first = await api.retrieveMultiple({
+    collection: "accounts",
+    select: ["name", "revenue"],
+    filter: "revenue gt 0",
+    orderBy: ["name asc"],
+    maxPageSize: 7,
+    count: true,
+  });
+  assert.equal(first.value.length, 7);
+  assert.ok(first.oDataCount >= 7);
+  assert.ok(first.oDataNextLink, "a nextLink on a partial page");
+  for (const row of first.value) {
+    assert.ok(row.revenue > 0);
+    assert.match(row.accountid, GUID);
+    assert.match(row["@odata.etag"], /^W\/"\d+"$/);
+  }
+  const second = await api.retrieveMultiple({ maxPageSize: 7 }, first.oDataNextLink);
+  assert.equal(second.value.length, Math.min(7, first.oDataCount - 7));
+  const seen = new Set(first.value.map((r) => r.accountid));
+  for (const row of second.value) assert.ok(!seen.has(row.accountid), "pages do not overlap");
+  const names = [...first.value, ...second.value].map((r) => r.name.toLowerCase());
+  assert.deepEqual(names, [...names].sort(), "order survives paging");
+});
+
+test("retrieveAll gathers every row across pages", async () => {
+  const total = await api.count({ collection: "contacts" });
+  const all = await api.retrieveAll({ collection: "contacts", select: ["fullname"], maxPageSize: 9 });
+  assert.equal(all.value.length, total);
+  assert.equal(new Set(all.value.map((r) => r.contactid)).size, total);
+  assert.equal(all.oDataNextLink, undefined);
+});
+
+test("count and countAll agree with a filter", async () => {
+  const n = await api.count({ collection: "accounts", filter: "statecode eq 0" });
+  const all = await api.countAll({ collection: "accounts", filter: "statecode eq 0", select: ["accountid"] });
+  assert.ok(n > 0);
+  assert.equal(all, n);
+});
+
+test("retrieve with expand and formatted values", async () => {
+  const page = await api.retrieveMultiple({
+    collection: "contacts",
+    select: ["fullname", "_parentcustomerid_value"],
+    filter: "_parentcustomerid_value ne null",
+    maxPageSize: 1,
+  });
+  const contact = page.value[0];
+  const got = await api.retrieve({
+    collection: "contacts",
+    key: contact.contactid,
+    select: ["fullname", "_parentcustomerid_value", "statecode"],
+    includeAnnotations: "*",
+  });
+  assert.equal(got.fullname, contact.fullname);
+  assert.equal(got["statecode@OData.Community.Display.V1.FormattedValue"].length > 0, true);
+  assert.ok(["account", "contact"].includes(got["_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname"]));
+  const acc = await api.retrieveMultiple({
+    collection: "accounts",
+    select: ["name"],
+    filter: "_primarycontactid_value ne null",
+    expand: [{ property: "primarycontactid", select: ["fullname"] }],
+    maxPageSize: 1,
+  });
+  assert.ok(acc.value[0].primarycontactid.fullname.length > 0);
+});
+
+test("create without and with return representation, then retrieve", async () => {
+  const id = await api.create({ collection: "accounts", data: { name: "Conformance One", revenue: 1234.5, accountcategorycode: 1 } });
+  assert.match(id, GUID);
+  const rep = await api.create({
+    collection: "accounts",
+    data: { name: "Conformance Two", numberofemployees: 42 },
+    returnRepresentation: true,
+    select: ["name", "numberofemployees"],
+  });
+  assert.equal(rep.name, "Conformance Two");
+  assert.equal(rep.numberofemployees, 42);
+  assert.match(rep.accountid, GUID);
+  const back = await api.retrieve({ collection: "accounts", key: id, select: ["name", "revenue", "accountcategorycode", "createdon"] });
+  assert.equal(back.name, "Conformance One");
+  assert.equal(back.revenue, 1234.5);
+  assert.equal(back.accountcategorycode, 1);
+  assert.ok(back.createdon instanceof Date, "ISO dates are revived by the client");
+});
+
+test("update, then update with a stale etag fails with 412", async () => {
+  const id = await api.create({ collection: "accounts", data: { name: "Before" } });
+  const before = await api.retrieve({ collection: "accounts", key: id, select: ["name"] });
+  const updated = await api.update({ collection: "accounts", key: id, data: { name: "After" }, returnRepresentation: true, select: ["name"] });
+  assert.equal(updated.name, "After");
+  await assert.rejects(
+    api.update({ collection: "accounts", key: id, data: { name: "Stale" }, ifmatch: before["@odata.etag"] }),
+    (err) => err.status === 412 && err.code === "0x80060882",
+  );
+});
+
+test("upsert creates, then updates, by id and by alternate key", async () => {
+  const key = "0d1ce5e5-0000-4000-8000-00000000abcd";
+  const created = await api.upsert({ collection: "accounts", key, data: { name: "Upserted" } });
+  assert.equal(created, key);
+  await api.upsert({ collection: "accounts", key, data: { name: "Upserted again" } });
+  const row = await api.retrieve({ collection: "accounts", key, select: ["name"] });
+  assert.equal(row.name, "Upserted again");
+  await api.upsert({ collection: "accounts", key: "accountnumber='CONF-1'", data: { name: "By key" } });
+  const byKey = await api.retrieve({ collection: "accounts", key: "accountnumber='CONF-1'", select: ["name", "accountnumber"] });
+  assert.equal(byKey.name, "By key");
+  assert.equal(byKey.accountnumber, "CONF-1");
+  await assert.rejects(
+    api.upsert({ collection: "accounts", key, data: { name: "x" }, ifnonematch: "*" }),
+    (err) => err.status === 412,
+  );
+});
+
+test("delete removes the row; deleting again is a 404 with 0x80040217", async () => {
+  const id = await api.create({ collection: "tasks", data: { subject: "Delete me" } });
+  await api.deleteRecord({ collection: "tasks", key: id });
+  await assert.rejects(api.retrieve({ collection: "tasks", key: id }), (err) => err.status === 404 && err.code === "0x80040217");
+  await assert.rejects(api.deleteRecord({ collection: "tasks", key: id }), (err) => err.status === 404);
+});
+
+test("errors carry Dataverse codes: unknown set, unknown property, bad filter", async () => {
+  await assert.rejects(api.retrieveMultiple({ collection: "acounts" }), (err) => err.status === 404 && /segment 'acounts'/.test(err.message));
+  await assert.rejects(
+    api.create({ collection: "accounts", data: { name: "x", bogus: 1 } }),
+    (err) => err.status === 400 && err.code === "0x80060888",
+  );
+  await assert.rejects(api.retrieveMultiple({ collection: "accounts", filter: "name eqq 'x'" }), (err) => err.status === 400);
+});
+
+test("metadata: entity definition, entity list, attributes with a cast", async () => {
+  const account = await api.retrieveEntity({ key: "LogicalName='account'", select: ["LogicalName", "EntitySetName", "PrimaryIdAttribute", "ObjectTypeCode"] });
+  assert.equal(account.LogicalName, "account");
+  assert.equal(account.EntitySetName, "accounts");
+  assert.equal(account.PrimaryIdAttribute, "accountid");
+  assert.equal(account.ObjectTypeCode, 1);
+  const custom = await api.retrieveEntities({ select: ["LogicalName", "EntitySetName"], filter: "IsCustomEntity eq true" });
+  assert.deepEqual(custom.value.map((e) => e.LogicalName), ["new_project"]);
+  const attrs = await api.retrieveAttributes({ entityKey: "LogicalName='account'", select: ["LogicalName", "AttributeType"] });
+  const types = Object.fromEntries(attrs.value.map((a) => [a.LogicalName, a.AttributeType]));
+  assert.equal(types.name, "String");
+  assert.equal(types.revenue, "Money");
+  assert.equal(types.primarycontactid, "Lookup");
+  const picklists = await api.retrieveAttributes({
+    entityKey: "LogicalName='account'",
+    castType: "Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
+    select: ["LogicalName"],
+    expand: [{ property: "OptionSet" }],
+  });
+  const category = picklists.value.find((a) => a.LogicalName === "accountcategorycode");
+  assert.ok(category.OptionSet.Options.some((o) => o.Value === 1));
+});

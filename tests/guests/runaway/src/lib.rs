@@ -1,0 +1,123 @@
+//! A component that misbehaves on purpose, so the harness's limits can be seen to hold:
+//! `spin` loops forever, `hoard` allocates until memory runs out, `escape` sends a request to
+//! a host no connection names. Everything else mirrors a well-behaved connector minimally.
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../../wit",
+        world: "connector",
+    });
+}
+
+use bindings::dynamics::connector::http;
+use bindings::dynamics::connector::types::{
+    Choice, ComponentDefinition, Connection, ConnectorError, ErrorCode, Token,
+};
+use bindings::exports::dynamics::connector::{actions, component, connections, triggers};
+
+struct Runaway;
+
+fn refuse() -> ConnectorError {
+    ConnectorError {
+        code: ErrorCode::Unsupported,
+        message: "the runaway component only misbehaves".to_string(),
+        http_status: None,
+        service_code: None,
+        retry_after_ms: None,
+        hint: None,
+        field: None,
+    }
+}
+
+impl component::Guest for Runaway {
+    fn definition() -> ComponentDefinition {
+        ComponentDefinition {
+            key: "runaway".to_string(),
+            name: "Runaway".to_string(),
+            version: "0.0.0".to_string(),
+            description: "Misbehaves on purpose.".to_string(),
+            category: "Test".to_string(),
+            icon: String::new(),
+            connections: Vec::new(),
+            actions: Vec::new(),
+            triggers: Vec::new(),
+            data_sources: Vec::new(),
+        }
+    }
+}
+
+impl connections::Guest for Runaway {
+    fn endpoints(_connection: Connection) -> Result<Vec<String>, ConnectorError> {
+        Ok(vec!["http://127.0.0.1:9".to_string()])
+    }
+    fn begin_authorization(_: Connection, _: String) -> Result<connections::AuthorizationRequest, ConnectorError> {
+        Err(refuse())
+    }
+    fn exchange_code(_: Connection, _: String, _: String, _: String) -> Result<Token, ConnectorError> {
+        Err(refuse())
+    }
+    fn refresh(_: Connection, _: String) -> Result<Token, ConnectorError> {
+        Err(refuse())
+    }
+    fn acquire_token(_: Connection) -> Result<Token, ConnectorError> {
+        Err(refuse())
+    }
+    fn test(_: Connection) -> Result<String, ConnectorError> {
+        Err(refuse())
+    }
+}
+
+impl actions::Guest for Runaway {
+    fn invoke(key: String, _connection: Connection, input: String) -> Result<String, ConnectorError> {
+        match key.as_str() {
+            "spin" => {
+                let mut counter: u64 = 0;
+                loop {
+                    counter = std::hint::black_box(counter.wrapping_add(1));
+                }
+            }
+            "hoard" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "escape" => {
+                let request = http::Request {
+                    method: "GET".to_string(),
+                    url: input,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                    timeout_ms: Some(1000),
+                };
+                match http::send(&request) {
+                    Ok(response) => Ok(format!("{{\"status\":{}}}", response.status)),
+                    Err(http::HttpError::Denied(reason)) => Ok(format!("{{\"denied\":{reason:?}}}")),
+                    Err(other) => Ok(format!("{{\"other\":{:?}}}", format!("{other:?}"))),
+                }
+            }
+            _ => Err(refuse()),
+        }
+    }
+    fn choices(_: String, _: Connection, _: String) -> Result<Vec<Choice>, ConnectorError> {
+        Err(refuse())
+    }
+}
+
+impl triggers::Guest for Runaway {
+    fn handle_webhook(_: String, _: Option<Connection>, _: String, _: triggers::IncomingRequest) -> Result<triggers::WebhookOutcome, ConnectorError> {
+        Err(refuse())
+    }
+    fn enable(_: String, _: Connection, _: String, _: Option<String>) -> Result<String, ConnectorError> {
+        Err(refuse())
+    }
+    fn disable(_: String, _: Connection, _: String, _: String) -> Result<(), ConnectorError> {
+        Err(refuse())
+    }
+    fn poll(_: String, _: Connection, _: String, _: Option<String>) -> Result<triggers::PollOutcome, ConnectorError> {
+        Err(refuse())
+    }
+}
+
+bindings::export!(Runaway with_types_in bindings);
