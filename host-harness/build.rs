@@ -7,8 +7,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("host-harness sits in the workspace root").to_path_buf();
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("host-harness sits in the workspace root")
+        .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is <target>/<profile>/build/<package>-<hash>/out; share one component build
     // between debug and release builds of the harness.
@@ -39,11 +43,27 @@ fn main() {
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "building the components for wasm32-wasip2 failed");
+    assert!(
+        status.success(),
+        "building the components for wasm32-wasip2 failed"
+    );
     let artifacts = target_dir.join("wasm32-wasip2").join("component");
-    println!("cargo:rustc-env=DYNAMICS_CONNECTOR_WASM={}", artifacts.join("dynamics_connector.wasm").display());
-    println!("cargo:rustc-env=RUNAWAY_CONNECTOR_WASM={}", artifacts.join("runaway_connector.wasm").display());
-    for path in ["wit", "crates/connector", "crates/dataverse", "tests/guests/runaway", "Cargo.lock", "Cargo.toml"] {
+    println!(
+        "cargo:rustc-env=DYNAMICS_CONNECTOR_WASM={}",
+        artifacts.join("dynamics_connector.wasm").display()
+    );
+    println!(
+        "cargo:rustc-env=RUNAWAY_CONNECTOR_WASM={}",
+        artifacts.join("runaway_connector.wasm").display()
+    );
+    for path in [
+        "wit",
+        "crates/connector",
+        "crates/dataverse",
+        "tests/guests/runaway",
+        "Cargo.lock",
+        "Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
 }

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -49,13 +49,15 @@ struct TokenFile {
 
 /// Reads a connection file.
 pub fn load(path: &Path) -> anyhow::Result<Connection> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading connection file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading connection file {}", path.display()))?;
     parse(&text).with_context(|| format!("in connection file {}", path.display()))
 }
 
 /// Parses the JSON of a connection file.
 pub fn parse(text: &str) -> anyhow::Result<Connection> {
-    let file: ConnectionFile = serde_json::from_str(text).context("the connection file is not valid")?;
+    let file: ConnectionFile =
+        serde_json::from_str(text).context("the connection file is not valid")?;
     let mut fields = Vec::with_capacity(file.fields.len());
     for (key, value) in file.fields {
         let text = match value {
@@ -91,7 +93,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(connection.definition, "oauth2-client-credentials");
-        assert!(connection.fields.contains(&("port".to_string(), "5".to_string())));
+        assert!(
+            connection
+                .fields
+                .contains(&("port".to_string(), "5".to_string()))
+        );
         assert_eq!(connection.token.unwrap().token_type, "Bearer");
     }
 

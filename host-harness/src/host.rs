@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::bindings::dynamics::connector::{http as http_import, log as log_import, types};
 use crate::bindings::exports::dynamics::connector::connections::AuthorizationRequest;
 use crate::bindings::{Connector, ConnectorPre};
-use crate::logging::{redact, Level, LogLine, LogSink, StderrLog};
+use crate::logging::{Level, LogLine, LogSink, StderrLog, redact};
 use crate::outbound::{AllowList, Sender};
 use crate::{ComponentDefinition, Connection, ConnectorError, InputType, Token};
 
@@ -30,7 +30,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { memory_bytes: 64 << 20, time: Duration::from_secs(120), max_response_bytes: 64 << 20 }
+        Limits {
+            memory_bytes: 64 << 20,
+            time: Duration::from_secs(120),
+            max_response_bytes: 64 << 20,
+        }
     }
 }
 
@@ -56,7 +60,9 @@ impl Default for HostConfig {
         HostConfig {
             limits: Limits::default(),
             network: NetworkPolicy::default(),
-            log: Arc::new(StderrLog { min_level: Level::Warn }),
+            log: Arc::new(StderrLog {
+                min_level: Level::Warn,
+            }),
         }
     }
 }
@@ -88,14 +94,20 @@ struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl types::Host for State {}
 
 impl http_import::Host for State {
-    fn send(&mut self, request: http_import::Request) -> Result<http_import::Response, http_import::HttpError> {
+    fn send(
+        &mut self,
+        request: http_import::Request,
+    ) -> Result<http_import::Response, http_import::HttpError> {
         let started = Instant::now();
         let target = describe_target(&request.method, &request.url);
         let result = self.sender.send(request, &self.allow, self.deadline);
@@ -139,7 +151,11 @@ impl log_import::Host for State {
 
 impl State {
     fn write_log(&self, level: Level, source: &'static str, message: &str) {
-        self.log.write(LogLine { level, source, message: redact(message, &self.secrets) });
+        self.log.write(LogLine {
+            level,
+            source,
+            message: redact(message, &self.secrets),
+        });
     }
 }
 
@@ -166,7 +182,9 @@ impl Host {
         let mut wasm_config = Config::new();
         wasm_config.epoch_interruption(true);
         let engine = Engine::new(&wasm_config)?;
-        let component = Component::new(&engine, bytes).map_err(anyhow::Error::from).context("compiling the component")?;
+        let component = Component::new(&engine, bytes)
+            .map_err(anyhow::Error::from)
+            .context("compiling the component")?;
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         Connector::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
@@ -177,8 +195,18 @@ impl Host {
         let pre = ConnectorPre::new(instance_pre)?;
         spawn_ticker(&engine);
         let sender = Sender::new(config.limits.max_response_bytes);
-        let mut host = Host { engine, pre, config, sender, definition: empty_definition() };
-        host.definition = host.call(None, |connector, store| connector.dynamics_connector_component().call_definition(store))?;
+        let mut host = Host {
+            engine,
+            pre,
+            config,
+            sender,
+            definition: empty_definition(),
+        };
+        host.definition = host.call(None, |connector, store| {
+            connector
+                .dynamics_connector_component()
+                .call_definition(store)
+        })?;
         Ok(host)
     }
 
@@ -189,7 +217,8 @@ impl Host {
 
     /// Loads a component file.
     pub fn from_file(path: &Path, config: HostConfig) -> anyhow::Result<Host> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading component {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading component {}", path.display()))?;
         Host::new(&bytes, config)
     }
 
@@ -203,44 +232,85 @@ impl Host {
     }
 
     /// Runs action `key` with `input` (a JSON object) on `connection`.
-    pub fn invoke(&self, key: &str, connection: &Connection, input: &str) -> Result<Result<String, ConnectorError>, HostError> {
+    pub fn invoke(
+        &self,
+        key: &str,
+        connection: &Connection,
+        input: &str,
+    ) -> Result<Result<String, ConnectorError>, HostError> {
         let (key, input) = (key.to_string(), input.to_string());
         self.call(Some(connection), |connector, store| {
-            connector.dynamics_connector_actions().call_invoke(store, &key, connection, &input)
+            connector
+                .dynamics_connector_actions()
+                .call_invoke(store, &key, connection, &input)
         })
     }
 
     /// Asks the component for a token without a user (client credentials, password).
-    pub fn acquire_token(&self, connection: &Connection) -> Result<Result<Token, ConnectorError>, HostError> {
+    pub fn acquire_token(
+        &self,
+        connection: &Connection,
+    ) -> Result<Result<Token, ConnectorError>, HostError> {
         self.call(Some(connection), |connector, store| {
-            connector.dynamics_connector_connections().call_acquire_token(store, connection)
+            connector
+                .dynamics_connector_connections()
+                .call_acquire_token(store, connection)
         })
     }
 
     /// Refreshes an auth-code connection's token.
-    pub fn refresh(&self, connection: &Connection, refresh_token: &str) -> Result<Result<Token, ConnectorError>, HostError> {
+    pub fn refresh(
+        &self,
+        connection: &Connection,
+        refresh_token: &str,
+    ) -> Result<Result<Token, ConnectorError>, HostError> {
         self.call(Some(connection), |connector, store| {
-            connector.dynamics_connector_connections().call_refresh(store, connection, refresh_token)
+            connector.dynamics_connector_connections().call_refresh(
+                store,
+                connection,
+                refresh_token,
+            )
         })
     }
 
     /// Starts an authorization-code sign-in.
-    pub fn begin_authorization(&self, connection: &Connection, redirect_uri: &str) -> Result<Result<AuthorizationRequest, ConnectorError>, HostError> {
+    pub fn begin_authorization(
+        &self,
+        connection: &Connection,
+        redirect_uri: &str,
+    ) -> Result<Result<AuthorizationRequest, ConnectorError>, HostError> {
         self.call(Some(connection), |connector, store| {
-            connector.dynamics_connector_connections().call_begin_authorization(store, connection, redirect_uri)
+            connector
+                .dynamics_connector_connections()
+                .call_begin_authorization(store, connection, redirect_uri)
         })
     }
 
     /// Finishes an authorization-code sign-in.
-    pub fn exchange_code(&self, connection: &Connection, redirect_uri: &str, code: &str, verifier: &str) -> Result<Result<Token, ConnectorError>, HostError> {
+    pub fn exchange_code(
+        &self,
+        connection: &Connection,
+        redirect_uri: &str,
+        code: &str,
+        verifier: &str,
+    ) -> Result<Result<Token, ConnectorError>, HostError> {
         self.call(Some(connection), |connector, store| {
-            connector.dynamics_connector_connections().call_exchange_code(store, connection, redirect_uri, code, verifier)
+            connector
+                .dynamics_connector_connections()
+                .call_exchange_code(store, connection, redirect_uri, code, verifier)
         })
     }
 
     /// Tests a connection.
-    pub fn test_connection(&self, connection: &Connection) -> Result<Result<String, ConnectorError>, HostError> {
-        self.call(Some(connection), |connector, store| connector.dynamics_connector_connections().call_test(store, connection))
+    pub fn test_connection(
+        &self,
+        connection: &Connection,
+    ) -> Result<Result<String, ConnectorError>, HostError> {
+        self.call(Some(connection), |connector, store| {
+            connector
+                .dynamics_connector_connections()
+                .call_test(store, connection)
+        })
     }
 
     /// Runs `f` on a fresh instance. With a connection, the instance may reach the origins the
@@ -253,12 +323,20 @@ impl Host {
     ) -> Result<R, HostError> {
         let limits = &self.config.limits;
         let mut wasi = WasiCtxBuilder::new();
-        wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         let state = State {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
-            allow: AllowList::new(self.config.network.allow_private, &self.config.network.extra_hosts),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            allow: AllowList::new(
+                self.config.network.allow_private,
+                &self.config.network.extra_hosts,
+            ),
             sender: self.sender.clone(),
             deadline: Instant::now() + limits.time,
             secrets: connection.map(|c| self.secrets_of(c)).unwrap_or_default(),
@@ -290,7 +368,9 @@ impl Host {
             return HostError::TimeLimit(self.config.limits.time);
         }
         let text = format!("{error:?}");
-        if text.contains("forcing trap when growing memory") || text.contains("memory") && text.contains("limit") {
+        if text.contains("forcing trap when growing memory")
+            || text.contains("memory") && text.contains("limit")
+        {
             return HostError::MemoryLimit(self.config.limits.memory_bytes >> 20);
         }
         HostError::Trap(format!("{error:#}"))
@@ -363,31 +443,52 @@ impl Host {
     }
 
     /// Gets a token for connections that can get one without a user, when there is none.
-    pub fn ensure_token(&self, connection: &mut Connection) -> Result<Result<(), ConnectorError>, HostError> {
+    pub fn ensure_token(
+        &self,
+        connection: &mut Connection,
+    ) -> Result<Result<(), ConnectorError>, HostError> {
         if connection.token.is_some() {
             return Ok(Ok(()));
         }
         match self.connection_kind(connection) {
-            Some(types::ConnectionKind::Oauth2ClientCredentials | types::ConnectionKind::Oauth2Password) => {
-                Ok(self.acquire_token(connection)?.map(|token| connection.token = Some(token)))
-            }
+            Some(
+                types::ConnectionKind::Oauth2ClientCredentials
+                | types::ConnectionKind::Oauth2Password,
+            ) => Ok(self
+                .acquire_token(connection)?
+                .map(|token| connection.token = Some(token))),
             _ => Ok(Ok(())),
         }
     }
 
     /// Runs an action the way a workflow host does: get a token if the connection can, run, and
     /// on `unauthenticated` renew the token once (refresh or re-acquire) and run again.
-    pub fn run_action(&self, key: &str, connection: &mut Connection, input: &str) -> Result<Result<String, ConnectorError>, HostError> {
+    pub fn run_action(
+        &self,
+        key: &str,
+        connection: &mut Connection,
+        input: &str,
+    ) -> Result<Result<String, ConnectorError>, HostError> {
         if let Err(failure) = self.ensure_token(connection)? {
             return Ok(Err(failure));
         }
         let first = self.invoke(key, connection, input)?;
         match &first {
-            Err(failure) if failure.code == crate::ErrorCode::Unauthenticated && connection.token.is_some() => {}
+            Err(failure)
+                if failure.code == crate::ErrorCode::Unauthenticated
+                    && connection.token.is_some() => {}
             _ => return Ok(first),
         }
-        let renewed = match (self.connection_kind(connection), connection.token.as_ref().and_then(|t| t.refresh_token.clone())) {
-            (Some(types::ConnectionKind::Oauth2AuthorizationCode), Some(refresh_token)) => self.refresh(connection, &refresh_token)?,
+        let renewed = match (
+            self.connection_kind(connection),
+            connection
+                .token
+                .as_ref()
+                .and_then(|t| t.refresh_token.clone()),
+        ) {
+            (Some(types::ConnectionKind::Oauth2AuthorizationCode), Some(refresh_token)) => {
+                self.refresh(connection, &refresh_token)?
+            }
             (Some(types::ConnectionKind::Oauth2AuthorizationCode), None) => return Ok(first),
             _ => self.acquire_token(connection)?,
         };

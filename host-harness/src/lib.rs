@@ -6,12 +6,13 @@
 //! every request against the allow-list the connection itself declares.
 
 pub mod connection_file;
+pub mod demo;
 pub mod host;
 pub mod logging;
 pub mod manifest;
 pub mod outbound;
 
-mod bindings {
+pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "connector",
@@ -19,8 +20,8 @@ mod bindings {
 }
 
 pub use bindings::dynamics::connector::types::{
-    ActionDefinition, ComponentDefinition, Connection, ConnectionDefinition, ConnectorError, ErrorCode,
-    InputDefinition, InputType, Token,
+    ActionDefinition, ComponentDefinition, Connection, ConnectionDefinition, ConnectorError,
+    ErrorCode, InputDefinition, InputType, Token,
 };
 pub use host::{Host, HostConfig, HostError, Limits, NetworkPolicy};
 pub use logging::{Level, LogLine, LogSink, MemoryLog, StderrLog};

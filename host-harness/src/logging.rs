@@ -24,9 +24,15 @@ impl Level {
     }
 
     pub fn parse(text: &str) -> Option<Level> {
-        [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error]
-            .into_iter()
-            .find(|level| level.name().eq_ignore_ascii_case(text))
+        [
+            Level::Trace,
+            Level::Debug,
+            Level::Info,
+            Level::Warn,
+            Level::Error,
+        ]
+        .into_iter()
+        .find(|level| level.name().eq_ignore_ascii_case(text))
     }
 }
 
@@ -65,7 +71,10 @@ pub struct MemoryLog {
 
 impl MemoryLog {
     pub fn lines(&self) -> Vec<LogLine> {
-        self.lines.lock().map(|lines| lines.clone()).unwrap_or_default()
+        self.lines
+            .lock()
+            .map(|lines| lines.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -111,8 +120,14 @@ mod tests {
     #[test]
     fn known_secrets_and_bearer_values_are_redacted() {
         let secrets = vec!["s3cr3t-value".to_string()];
-        let line = redact("secret s3cr3t-value and Authorization: Bearer eyJabc.def, done", &secrets);
-        assert_eq!(line, "secret [REDACTED] and Authorization: Bearer [REDACTED], done");
+        let line = redact(
+            "secret s3cr3t-value and Authorization: Bearer eyJabc.def, done",
+            &secrets,
+        );
+        assert_eq!(
+            line,
+            "secret [REDACTED] and Authorization: Bearer [REDACTED], done"
+        );
         assert_eq!(redact("Bearer", &[]), "Bearer");
         assert_eq!(redact("a Basic dXNlcjpwYXNz", &[]), "a Basic [REDACTED]");
     }

@@ -6,13 +6,19 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use host_harness::manifest::{input_type_name, render};
-use host_harness::{connection_file, describe_error, Host, HostConfig, Level, Limits, NetworkPolicy, StderrLog};
+use host_harness::{
+    Host, HostConfig, Level, Limits, NetworkPolicy, StderrLog, connection_file, describe_error,
+};
 
 #[derive(Parser)]
-#[command(name = "dynamics", version, about = "Run the Microsoft Dynamics 365 connector component")]
+#[command(
+    name = "dynamics",
+    version,
+    about = "Run the Microsoft Dynamics 365 connector component"
+)]
 struct Cli {
     /// Load this component instead of the built-in Dynamics 365 one.
     #[arg(long, global = true, value_name = "PATH")]
@@ -59,6 +65,21 @@ enum Command {
         #[arg(long, conflicts_with = "input", value_name = "JSON")]
         input_json: Option<String>,
     },
+    /// Start the embedded Dataverse emulator and run a tour of the connector against it.
+    Demo {
+        /// Rows seeded per table.
+        #[arg(long, default_value_t = 25)]
+        rows: usize,
+    },
+    /// Serve the Dataverse emulator on loopback until stopped (Ctrl-C).
+    Emulator {
+        /// Port on 127.0.0.1; 0 picks a free one.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Rows seeded per table.
+        #[arg(long, default_value_t = 100)]
+        rows: usize,
+    },
     /// Print the component.yaml manifest generated from the component's definitions.
     Manifest {
         /// Compare with this file instead of printing; fails when they differ.
@@ -79,7 +100,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let Some(min_level) = Level::parse(&cli.log_level) else {
-        bail!("--log-level must be one of trace, debug, info, warn, error; got {:?}", cli.log_level);
+        bail!(
+            "--log-level must be one of trace, debug, info, warn, error; got {:?}",
+            cli.log_level
+        );
     };
     let config = HostConfig {
         limits: Limits {
@@ -87,9 +111,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             time: Duration::from_secs(cli.time_limit_secs),
             ..Limits::default()
         },
-        network: NetworkPolicy { allow_private: cli.allow_private, extra_hosts: cli.allow_hosts.clone() },
+        network: NetworkPolicy {
+            allow_private: cli.allow_private,
+            extra_hosts: cli.allow_hosts.clone(),
+        },
         log: Arc::new(StderrLog { min_level }),
     };
+    match cli.command {
+        Command::Demo { rows } => {
+            host_harness::demo::run(rows, &mut std::io::stdout())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Emulator { port, rows } => {
+            let emulator = dataverse_emulator::Emulator::start(
+                dataverse_emulator::Config {
+                    rows_per_table: rows,
+                    ..Default::default()
+                },
+                port,
+            )?;
+            let credentials = emulator.credentials();
+            println!("Dataverse emulator serving {}", emulator.web_api_url());
+            println!("token URL:     {}", emulator.token_url());
+            println!("client ID:     {}", credentials.client_id);
+            println!(
+                "client secret: {} (an emulator-only value)",
+                credentials.client_secret
+            );
+            println!("Press Ctrl-C to stop.");
+            loop {
+                std::thread::park();
+            }
+        }
+        _ => {}
+    }
     let host = match &cli.component {
         Some(path) => Host::from_file(path, config)?,
         None => Host::builtin(config)?,
@@ -103,16 +158,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Describe { action } => describe(&host, &action),
-        Command::Invoke { action, connection, input, input_json } => {
+        Command::Demo { .. } | Command::Emulator { .. } => {
+            unreachable!("handled before loading the component")
+        }
+        Command::Invoke {
+            action,
+            connection,
+            input,
+            input_json,
+        } => {
             let mut connection = connection_file::load(&connection)?;
             let input = match (input, input_json) {
                 (_, Some(json)) => json,
                 (Some(path), None) if path.as_os_str() == "-" => {
                     let mut text = String::new();
-                    std::io::stdin().read_to_string(&mut text).context("reading the input from stdin")?;
+                    std::io::stdin()
+                        .read_to_string(&mut text)
+                        .context("reading the input from stdin")?;
                     text
                 }
-                (Some(path), None) => std::fs::read_to_string(&path).with_context(|| format!("reading input file {}", path.display()))?,
+                (Some(path), None) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading input file {}", path.display()))?,
                 (None, None) => "{}".to_string(),
             };
             match host.run_action(&action, &mut connection, &input)? {
@@ -137,12 +203,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(path) => {
-                    let existing = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let existing = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
                     if existing == manifest {
                         println!("{} matches the component", path.display());
                         Ok(ExitCode::SUCCESS)
                     } else {
-                        eprintln!("{} differs from the component's definitions; regenerate it with `dynamics manifest > {}`", path.display(), path.display());
+                        eprintln!(
+                            "{} differs from the component's definitions; regenerate it with `dynamics manifest > {}`",
+                            path.display(),
+                            path.display()
+                        );
                         Ok(ExitCode::from(1))
                     }
                 }
@@ -152,22 +223,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn describe(host: &Host, key: &str) -> anyhow::Result<ExitCode> {
-    let Some(action) = host.definition().actions.iter().find(|action| action.key == key) else {
-        let keys: Vec<&str> = host.definition().actions.iter().map(|action| action.key.as_str()).collect();
-        bail!("unknown action {key:?}; the actions are: {}", keys.join(", "));
+    let Some(action) = host
+        .definition()
+        .actions
+        .iter()
+        .find(|action| action.key == key)
+    else {
+        let keys: Vec<&str> = host
+            .definition()
+            .actions
+            .iter()
+            .map(|action| action.key.as_str())
+            .collect();
+        bail!(
+            "unknown action {key:?}; the actions are: {}",
+            keys.join(", ")
+        );
     };
     println!("{} ({})", action.label, action.key);
     println!("{}", action.description);
     println!();
     for input in &action.inputs {
-        let required = if input.required { "required" } else { "optional" };
-        println!("  {:<28} {:<15} {}  {}", input.key, input_type_name(input.input_type), required, input.label);
+        let required = if input.required {
+            "required"
+        } else {
+            "optional"
+        };
+        println!(
+            "  {:<28} {:<15} {}  {}",
+            input.key,
+            input_type_name(input.input_type),
+            required,
+            input.label
+        );
         if let Some(default) = &input.default {
             let one_line: String = default.split_whitespace().collect::<Vec<_>>().join(" ");
             println!("  {:<28} default: {}", "", one_line);
         }
         if !input.choices.is_empty() {
-            let values: Vec<&str> = input.choices.iter().map(|choice| choice.value.as_str()).collect();
+            let values: Vec<&str> = input
+                .choices
+                .iter()
+                .map(|choice| choice.value.as_str())
+                .collect();
             println!("  {:<28} one of: {}", "", values.join(", "));
         }
         if let Some(comments) = &input.comments {

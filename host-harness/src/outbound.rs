@@ -29,7 +29,10 @@ impl AllowList {
     pub fn new(allow_private: bool, extra_hosts: &[String]) -> AllowList {
         AllowList {
             origins: Vec::new(),
-            hosts: extra_hosts.iter().map(|host| host.trim().to_ascii_lowercase()).collect(),
+            hosts: extra_hosts
+                .iter()
+                .map(|host| host.trim().to_ascii_lowercase())
+                .collect(),
             allow_private,
         }
     }
@@ -58,7 +61,10 @@ impl AllowList {
         if self.origins.contains(&target.origin()) || self.hosts.contains(&target.host) {
             None
         } else {
-            Some(format!("{} is not an origin of this connection nor an allowed host", target.origin()))
+            Some(format!(
+                "{} is not an origin of this connection nor an allowed host",
+                target.origin()
+            ))
         }
     }
 }
@@ -79,11 +85,19 @@ impl Target {
             "http" => 80,
             _ => return None,
         };
-        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = uri
+            .host()?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         if host.is_empty() || uri.authority().is_some_and(|a| a.as_str().contains('@')) {
             return None;
         }
-        Some(Target { port: uri.port_u16().unwrap_or(default_port), scheme, host })
+        Some(Target {
+            port: uri.port_u16().unwrap_or(default_port),
+            scheme,
+            host,
+        })
     }
 
     fn origin(&self) -> String {
@@ -95,9 +109,14 @@ impl Target {
             return true;
         }
         match self.host.parse::<IpAddr>() {
-            Ok(IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified(),
+            Ok(IpAddr::V4(ip)) => {
+                ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+            }
             Ok(IpAddr::V6(ip)) => {
-                ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00 || (ip.segments()[0] & 0xffc0) == 0xfe80
+                ip.is_loopback()
+                    || ip.is_unspecified()
+                    || (ip.segments()[0] & 0xfe00) == 0xfc00
+                    || (ip.segments()[0] & 0xffc0) == 0xfe80
             }
             Err(_) => false,
         }
@@ -117,13 +136,24 @@ impl Sender {
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
-            .user_agent(concat!("dynamics-connector-host/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "dynamics-connector-host/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build();
-        Sender { agent: config.into(), max_response_bytes }
+        Sender {
+            agent: config.into(),
+            max_response_bytes,
+        }
     }
 
     /// Sends `request` if `allow` permits, waiting at most until `deadline`.
-    pub fn send(&self, request: Request, allow: &AllowList, deadline: Instant) -> Result<Response, HttpError> {
+    pub fn send(
+        &self,
+        request: Request,
+        allow: &AllowList,
+        deadline: Instant,
+    ) -> Result<Response, HttpError> {
         if let Some(reason) = allow.refusal(&request.url) {
             return Err(HttpError::Denied(reason));
         }
@@ -135,17 +165,33 @@ impl Sender {
             Some(ms) => left.min(Duration::from_millis(u64::from(ms))),
             None => left,
         };
-        let mut builder = http::Request::builder().method(request.method.as_str()).uri(request.url.as_str());
+        let mut builder = http::Request::builder()
+            .method(request.method.as_str())
+            .uri(request.url.as_str());
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
-        let result = if request.body.is_empty() && matches!(request.method.as_str(), "GET" | "HEAD" | "DELETE") {
-            let built = builder.body(()).map_err(|e| HttpError::InvalidRequest(e.to_string()))?;
-            let configured = self.agent.configure_request(built).timeout_global(Some(timeout)).build();
+        let result = if request.body.is_empty()
+            && matches!(request.method.as_str(), "GET" | "HEAD" | "DELETE")
+        {
+            let built = builder
+                .body(())
+                .map_err(|e| HttpError::InvalidRequest(e.to_string()))?;
+            let configured = self
+                .agent
+                .configure_request(built)
+                .timeout_global(Some(timeout))
+                .build();
             self.agent.run(configured)
         } else {
-            let built = builder.body(request.body).map_err(|e| HttpError::InvalidRequest(e.to_string()))?;
-            let configured = self.agent.configure_request(built).timeout_global(Some(timeout)).build();
+            let built = builder
+                .body(request.body)
+                .map_err(|e| HttpError::InvalidRequest(e.to_string()))?;
+            let configured = self
+                .agent
+                .configure_request(built)
+                .timeout_global(Some(timeout))
+                .build();
             self.agent.run(configured)
         };
         let mut response = result.map_err(transport_error)?;
@@ -153,7 +199,12 @@ impl Sender {
         let headers: Vec<(String, String)> = response
             .headers()
             .iter()
-            .map(|(name, value)| (name.as_str().to_ascii_lowercase(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         if (300..400).contains(&status)
             && let Some((_, location)) = headers.iter().find(|(name, _)| name == "location")
@@ -165,13 +216,25 @@ impl Sender {
         }
         let mut body = Vec::new();
         let limit = self.max_response_bytes;
-        let mut reader = response.body_mut().with_config().limit(limit.saturating_add(1)).reader();
-        match reader.by_ref().take(limit.saturating_add(1)).read_to_end(&mut body) {
+        let mut reader = response
+            .body_mut()
+            .with_config()
+            .limit(limit.saturating_add(1))
+            .reader();
+        match reader
+            .by_ref()
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut body)
+        {
             Ok(_) if body.len() as u64 > limit => return Err(HttpError::TooLarge(limit)),
             Ok(_) => {}
             Err(problem) => return Err(read_error(problem, limit)),
         }
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -187,7 +250,9 @@ fn transport_error(error: ureq::Error) -> HttpError {
 
 fn read_error(problem: std::io::Error, limit: u64) -> HttpError {
     let text = problem.to_string();
-    if text.to_ascii_lowercase().contains("timeout") || problem.kind() == std::io::ErrorKind::TimedOut {
+    if text.to_ascii_lowercase().contains("timeout")
+        || problem.kind() == std::io::ErrorKind::TimedOut
+    {
         HttpError::Timeout
     } else if text.contains("limit") {
         HttpError::TooLarge(limit)
@@ -220,11 +285,21 @@ mod tests {
     fn declared_origins_pass_and_everything_else_is_refused() {
         let mut allow = AllowList::new(false, &[]);
         allow.add_origin("https://contoso.crm.dynamics.com");
-        assert_eq!(allow.refusal("https://contoso.crm.dynamics.com/api/data/v9.2/WhoAmI"), None);
-        assert_eq!(allow.refusal("https://contoso.crm.dynamics.com:443/x"), None);
+        assert_eq!(
+            allow.refusal("https://contoso.crm.dynamics.com/api/data/v9.2/WhoAmI"),
+            None
+        );
+        assert_eq!(
+            allow.refusal("https://contoso.crm.dynamics.com:443/x"),
+            None
+        );
         assert!(allow.refusal("http://contoso.crm.dynamics.com/x").is_some());
         assert!(allow.refusal("https://evil.example/x").is_some());
-        assert!(allow.refusal("https://contoso.crm.dynamics.com@evil.example/").is_some());
+        assert!(
+            allow
+                .refusal("https://contoso.crm.dynamics.com@evil.example/")
+                .is_some()
+        );
         assert!(allow.refusal("not a url").is_some());
     }
 
@@ -232,7 +307,12 @@ mod tests {
     fn loopback_and_private_addresses_need_explicit_permission() {
         let mut closed = AllowList::new(false, &[]);
         closed.add_origin("http://127.0.0.1:8080");
-        assert!(closed.refusal("http://127.0.0.1:8080/").unwrap().contains("loopback"));
+        assert!(
+            closed
+                .refusal("http://127.0.0.1:8080/")
+                .unwrap()
+                .contains("loopback")
+        );
         assert!(closed.refusal("http://10.0.0.1/").is_some());
         assert!(closed.refusal("http://[::1]:8080/").is_some());
         let mut open = AllowList::new(true, &[]);
@@ -244,13 +324,25 @@ mod tests {
     #[test]
     fn extra_hosts_are_allowed_on_any_port() {
         let allow = AllowList::new(false, &["login.example.com".to_string()]);
-        assert_eq!(allow.refusal("https://login.example.com/t/oauth2/v2.0/token"), None);
+        assert_eq!(
+            allow.refusal("https://login.example.com/t/oauth2/v2.0/token"),
+            None
+        );
     }
 
     #[test]
     fn relative_locations_resolve_against_the_request() {
-        assert_eq!(resolve_location("https://a.example/x/y?q", "/z"), "https://a.example/z");
-        assert_eq!(resolve_location("https://a.example/x", "//b.example/z"), "https://b.example/z");
-        assert_eq!(resolve_location("https://a.example/x", "https://c.example/"), "https://c.example/");
+        assert_eq!(
+            resolve_location("https://a.example/x/y?q", "/z"),
+            "https://a.example/z"
+        );
+        assert_eq!(
+            resolve_location("https://a.example/x", "//b.example/z"),
+            "https://b.example/z"
+        );
+        assert_eq!(
+            resolve_location("https://a.example/x", "https://c.example/"),
+            "https://c.example/"
+        );
     }
 }

@@ -174,15 +174,23 @@ test("create without and with return representation, then retrieve", async () =>
   assert.ok(back.createdon instanceof Date, "ISO dates are revived by the client");
 });
 
-test("update, then update with a stale etag fails with 412", async () => {
+test("update, then update with a stale etag is refused with 412", async () => {
   const id = await api.create({ collection: "accounts", data: { name: "Before" } });
   const before = await api.retrieve({ collection: "accounts", key: id, select: ["name"] });
   const updated = await api.update({ collection: "accounts", key: id, data: { name: "After" }, returnRepresentation: true, select: ["name"] });
   assert.equal(updated.name, "After");
-  await assert.rejects(
-    api.update({ collection: "accounts", key: id, data: { name: "Stale" }, ifmatch: before["@odata.etag"] }),
-    (err) => err.status === 412 && err.code === "0x80060882",
-  );
+  // The client turns a 412 on a conditional update into `false`.
+  const stale = await api.update({ collection: "accounts", key: id, data: { name: "Stale" }, ifmatch: before["@odata.etag"] });
+  assert.equal(stale, false);
+  const after = await api.retrieve({ collection: "accounts", key: id, select: ["name"] });
+  assert.equal(after.name, "After");
+  const raw = await fetch(`${base}/api/data/v9.2/accounts(${id})`, {
+    method: "PATCH",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", "If-Match": before["@odata.etag"] },
+    body: JSON.stringify({ name: "Stale" }),
+  });
+  assert.equal(raw.status, 412);
+  assert.equal((await raw.json()).error.code, "0x80060882");
 });
 
 test("upsert creates, then updates, by id and by alternate key", async () => {
@@ -196,10 +204,13 @@ test("upsert creates, then updates, by id and by alternate key", async () => {
   const byKey = await api.retrieve({ collection: "accounts", key: "accountnumber='CONF-1'", select: ["name", "accountnumber"] });
   assert.equal(byKey.name, "By key");
   assert.equal(byKey.accountnumber, "CONF-1");
-  await assert.rejects(
-    api.upsert({ collection: "accounts", key, data: { name: "x" }, ifnonematch: "*" }),
-    (err) => err.status === 412,
-  );
+  // Create-only upsert of an existing row: a 412, which the client reports as null.
+  const refused = await api.upsert({ collection: "accounts", key, data: { name: "x" }, ifnonematch: "*" });
+  assert.equal(refused, null);
+  // Update-only upsert of a missing row: a 404, also null.
+  const missing = await api.upsert({ collection: "accounts", key: "0d1ce5e5-0000-4000-8000-00000000ffff", data: { name: "x" }, ifmatch: "*" });
+  assert.equal(missing, null);
+  await assert.rejects(api.retrieve({ collection: "accounts", key: "0d1ce5e5-0000-4000-8000-00000000ffff" }), (err) => err.status === 404);
 });
 
 test("delete removes the row; deleting again is a 404 with 0x80040217", async () => {
@@ -239,4 +250,27 @@ test("metadata: entity definition, entity list, attributes with a cast", async (
   });
   const category = picklists.value.find((a) => a.LogicalName === "accountcategorycode");
   assert.ok(category.OptionSet.Options.some((o) => o.Value === 1));
+});
+
+test("deep insert, collection expand, associate and disassociate", async () => {
+  const id = await api.create({
+    collection: "accounts",
+    data: { name: "Deep Co", primarycontactid: { firstname: "Ada", lastname: "Lovelace" }, Account_Tasks: [{ subject: "First" }, { subject: "Second" }] },
+  });
+  const got = await api.retrieve({
+    collection: "accounts",
+    key: id,
+    select: ["name"],
+    expand: [
+      { property: "primarycontactid", select: ["fullname"] },
+      { property: "Account_Tasks", select: ["subject"], orderBy: ["subject asc"] },
+    ],
+  });
+  assert.equal(got.primarycontactid.fullname, "Ada Lovelace");
+  assert.deepEqual(got.Account_Tasks.map((t) => t.subject), ["First", "Second"]);
+  const taskId = await api.create({ collection: "tasks", data: { subject: "Third" } });
+  await api.associate({ collection: "accounts", primaryKey: id, relationshipName: "Account_Tasks", relatedCollection: "tasks", relatedKey: taskId });
+  assert.equal((await api.retrieveMultiple({ collection: "tasks", filter: `_regardingobjectid_value eq ${id}` })).value.length, 3);
+  await api.disassociate({ collection: "accounts", primaryKey: id, relationshipName: "Account_Tasks", relatedKey: taskId });
+  assert.equal((await api.retrieveMultiple({ collection: "tasks", filter: `_regardingobjectid_value eq ${id}` })).value.length, 2);
 });

@@ -1,1 +1,87 @@
+//! Shared set-up for the end-to-end tests: an emulator, a host that may reach it, and
+//! connections to it.
 
+use std::sync::{Arc, OnceLock};
+
+use dataverse_emulator::{Config, Emulator};
+use host_harness::{
+    Connection, Host, HostConfig, Level, MemoryLog, NetworkPolicy, StderrLog, Token,
+};
+
+/// An emulator with a small deterministic data set.
+pub fn emulator() -> Emulator {
+    Emulator::start(
+        Config {
+            rows_per_table: 20,
+            ..Config::default()
+        },
+        0,
+    )
+    .expect("the emulator starts")
+}
+
+/// A host that may reach loopback, shared by the tests of one binary (compiling is the slow part).
+pub fn host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| {
+        Host::builtin(HostConfig {
+            network: NetworkPolicy {
+                allow_private: true,
+                extra_hosts: Vec::new(),
+            },
+            log: Arc::new(StderrLog {
+                min_level: Level::Error,
+            }),
+            ..HostConfig::default()
+        })
+        .expect("the built-in component loads")
+    })
+}
+
+/// A host of its own whose log lines can be read.
+pub fn host_with_memory_log() -> (Host, MemoryLog) {
+    let log = MemoryLog::default();
+    let host = Host::builtin(HostConfig {
+        network: NetworkPolicy {
+            allow_private: true,
+            extra_hosts: Vec::new(),
+        },
+        log: Arc::new(log.clone()),
+        ..HostConfig::default()
+    })
+    .expect("the built-in component loads");
+    (host, log)
+}
+
+/// A client-credentials connection to the emulator, without a token yet.
+pub fn client_credentials(emulator: &Emulator) -> Connection {
+    let credentials = emulator.credentials();
+    Connection {
+        definition: "oauth2-client-credentials".to_string(),
+        fields: vec![
+            ("webApiUrl".to_string(), emulator.base_url()),
+            ("tokenUrl".to_string(), emulator.token_url()),
+            ("clientId".to_string(), credentials.client_id),
+            ("clientSecret".to_string(), credentials.client_secret),
+        ],
+        token: None,
+    }
+}
+
+/// The same connection with a token the emulator issued directly (no token request recorded).
+pub fn connected(emulator: &Emulator) -> Connection {
+    let mut connection = client_credentials(emulator);
+    connection.token = Some(Token {
+        access_token: emulator.issue_token_for_tests(),
+        token_type: "Bearer".to_string(),
+        refresh_token: None,
+        expires_in_secs: Some(3599),
+        scope: None,
+    });
+    connection
+}
+
+/// Parses an action's JSON output.
+pub fn json(output: &str) -> serde_json::Value {
+    serde_json::from_str(output).expect("action output is JSON")
+}

@@ -22,12 +22,14 @@ mod upsert_entity;
 
 use serde_json::Value;
 
-use crate::bindings::dynamics::connector::types::{self as wit, Connection, ConnectorError, ErrorCode};
+use crate::bindings::dynamics::connector::types::{
+    self as wit, Connection, ConnectorError, ErrorCode,
+};
 use crate::client::Client;
 use crate::connection::Settings;
-use crate::definition::{inputs_to_wit, InputDef};
-use crate::error::{error, invalid_field, with_hint, Result};
-use crate::input::{closest, Input};
+use crate::definition::{InputDef, inputs_to_wit};
+use crate::error::{Result, error, invalid_field, with_hint};
+use crate::input::{Input, closest};
 
 /// What a handler gets besides its input.
 pub struct Context<'a> {
@@ -86,24 +88,42 @@ pub fn definitions() -> Vec<wit::ActionDefinition> {
 }
 
 /// Finds the action, checks the input and the connection, then runs the handler.
-pub fn invoke(key: &str, connection: &Connection, input_json: &str) -> Result<String, ConnectorError> {
-    let action = CATALOGUE.iter().find(|action| action.key == key).ok_or_else(|| {
-        let keys: Vec<&str> = CATALOGUE.iter().map(|action| action.key).collect();
-        let suggestion = closest(key, &keys).map(|near| format!("; did you mean {near:?}?")).unwrap_or_default();
-        invalid_field("action", Some("Action"), format!("unknown action {key:?}{suggestion}"))
-    })?;
+pub fn invoke(
+    key: &str,
+    connection: &Connection,
+    input_json: &str,
+) -> Result<String, ConnectorError> {
+    let action = CATALOGUE
+        .iter()
+        .find(|action| action.key == key)
+        .ok_or_else(|| {
+            let keys: Vec<&str> = CATALOGUE.iter().map(|action| action.key).collect();
+            let suggestion = closest(key, &keys)
+                .map(|near| format!("; did you mean {near:?}?"))
+                .unwrap_or_default();
+            invalid_field(
+                "action",
+                Some("Action"),
+                format!("unknown action {key:?}{suggestion}"),
+            )
+        })?;
     let input = Input::parse(action.inputs, input_json)?;
     let settings = Settings::from_connection(connection)?;
     let Some(run) = action.run else {
         return Err(with_hint(
             error(
                 ErrorCode::Unsupported,
-                format!("action {:?} ({}) is not available in this version of the connector", action.key, action.label),
+                format!(
+                    "action {:?} ({}) is not available in this version of the connector",
+                    action.key, action.label
+                ),
             ),
             "use Raw Request for this operation until the action lands",
         ));
     };
-    let context = Context { client: Client::new(&settings, connection.token.as_ref()) };
+    let context = Context {
+        client: Client::new(&settings, connection.token.as_ref()),
+    };
     let output = run(&context, &input)?;
     Ok(output.to_string())
 }

@@ -1,7 +1,7 @@
 //! Token requests to Entra ID (or any OAuth 2.0 token endpoint) for the three connection types.
 
 use dataverse::encoding::{base64_encode, percent_encode};
-use dataverse::entra::{form_body, read_token_error, TokenResponse};
+use dataverse::entra::{TokenResponse, form_body, read_token_error};
 use dataverse::retry::RetryPolicy;
 use sha2::{Digest, Sha256};
 
@@ -9,7 +9,7 @@ use crate::bindings::dynamics::connector::types::{ConnectionKind, ErrorCode, Tok
 use crate::bindings::exports::dynamics::connector::connections::AuthorizationRequest;
 use crate::client::{Client, Request};
 use crate::connection::Settings;
-use crate::error::{error, from_entra, malformed, with_hint, Result};
+use crate::error::{Result, error, from_entra, malformed, with_hint};
 
 /// Client credentials or password grant, depending on the connection type.
 pub fn acquire(settings: &Settings) -> Result<Token> {
@@ -40,7 +40,10 @@ pub fn acquire(settings: &Settings) -> Result<Token> {
             request_token(settings, &form)
         }
         ConnectionKind::Oauth2AuthorizationCode => Err(with_hint(
-            error(ErrorCode::Unsupported, "an auth code connection gets its token by signing in, not on demand"),
+            error(
+                ErrorCode::Unsupported,
+                "an auth code connection gets its token by signing in, not on demand",
+            ),
             "sign in through the host's login command",
         )),
     }
@@ -49,14 +52,20 @@ pub fn acquire(settings: &Settings) -> Result<Token> {
 /// The authorization URL with a fresh state and PKCE S256 challenge.
 pub fn begin(settings: &Settings, redirect_uri: &str) -> Result<AuthorizationRequest> {
     require_auth_code(settings)?;
-    let authorize_url = settings
-        .authorize_url
-        .as_deref()
-        .ok_or_else(|| error(ErrorCode::InvalidInput, "the connection has no Authorize URL"))?;
+    let authorize_url = settings.authorize_url.as_deref().ok_or_else(|| {
+        error(
+            ErrorCode::InvalidInput,
+            "the connection has no Authorize URL",
+        )
+    })?;
     let state = random_token(24)?;
     let code_verifier = random_token(48)?;
     let challenge = base64_url(&Sha256::digest(code_verifier.as_bytes()));
-    let separator = if authorize_url.contains('?') { '&' } else { '?' };
+    let separator = if authorize_url.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
     let url = format!(
         "{authorize_url}{separator}client_id={}&response_type=code&redirect_uri={}&response_mode=query&scope={}&state={}&code_challenge={}&code_challenge_method=S256",
         percent_encode(&settings.client_id),
@@ -65,11 +74,20 @@ pub fn begin(settings: &Settings, redirect_uri: &str) -> Result<AuthorizationReq
         percent_encode(&state),
         percent_encode(&challenge),
     );
-    Ok(AuthorizationRequest { url, state, code_verifier })
+    Ok(AuthorizationRequest {
+        url,
+        state,
+        code_verifier,
+    })
 }
 
 /// Exchanges an authorization code (with its PKCE verifier) for tokens.
-pub fn exchange(settings: &Settings, redirect_uri: &str, code: &str, code_verifier: &str) -> Result<Token> {
+pub fn exchange(
+    settings: &Settings,
+    redirect_uri: &str,
+    code: &str,
+    code_verifier: &str,
+) -> Result<Token> {
     require_auth_code(settings)?;
     let mut form = vec![
         ("grant_type", "authorization_code"),
@@ -107,7 +125,10 @@ fn require_auth_code(settings: &Settings) -> Result<()> {
     if settings.kind == ConnectionKind::Oauth2AuthorizationCode {
         Ok(())
     } else {
-        Err(error(ErrorCode::Unsupported, "only auth code connections sign in through a browser"))
+        Err(error(
+            ErrorCode::Unsupported,
+            "only auth code connections sign in through a browser",
+        ))
     }
 }
 
@@ -116,13 +137,29 @@ fn request_token(settings: &Settings, form: &[(&str, &str)]) -> Result<Token> {
     let request = Request::new("POST", settings.token_url.clone())
         .header("Content-Type", "application/x-www-form-urlencoded")
         .header("Accept", "application/json");
-    let request = Request { body: form_body(form).into_bytes(), ..request };
-    let response = client.send(request, RetryPolicy { max_retries: 2, exponential: true, ..RetryPolicy::NONE })?;
+    let request = Request {
+        body: form_body(form).into_bytes(),
+        ..request
+    };
+    let response = client.send(
+        request,
+        RetryPolicy {
+            max_retries: 2,
+            exponential: true,
+            ..RetryPolicy::NONE
+        },
+    )?;
     if !response.is_success() {
-        return Err(from_entra(read_token_error(response.status, &response.body)));
+        return Err(from_entra(read_token_error(
+            response.status,
+            &response.body,
+        )));
     }
-    let parsed: TokenResponse = serde_json::from_slice(&response.body)
-        .map_err(|problem| malformed(format!("the token endpoint answered without a usable token: {problem}")))?;
+    let parsed: TokenResponse = serde_json::from_slice(&response.body).map_err(|problem| {
+        malformed(format!(
+            "the token endpoint answered without a usable token: {problem}"
+        ))
+    })?;
     Ok(Token {
         access_token: parsed.access_token,
         token_type: parsed.token_type,
@@ -134,10 +171,18 @@ fn request_token(settings: &Settings, form: &[(&str, &str)]) -> Result<Token> {
 
 fn random_token(bytes: usize) -> Result<String> {
     let mut buffer = vec![0u8; bytes];
-    getrandom::fill(&mut buffer).map_err(|problem| error(ErrorCode::Internal, format!("no randomness available: {problem}")))?;
+    getrandom::fill(&mut buffer).map_err(|problem| {
+        error(
+            ErrorCode::Internal,
+            format!("no randomness available: {problem}"),
+        )
+    })?;
     Ok(base64_url(&buffer))
 }
 
 fn base64_url(data: &[u8]) -> String {
-    base64_encode(data).trim_end_matches('=').replace('+', "-").replace('/', "_")
+    base64_encode(data)
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
 }

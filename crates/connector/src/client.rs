@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use crate::bindings::dynamics::connector::http::{self, HttpError, Request as WitRequest};
 use crate::bindings::dynamics::connector::types::{ConnectorError, ErrorCode, Token};
-use crate::connection::{origin_of, Settings};
-use crate::error::{error, from_http_error, from_service, malformed, with_hint, Result};
+use crate::connection::{Settings, origin_of};
+use crate::error::{Result, error, from_http_error, from_service, malformed, with_hint};
 use crate::log;
 
 /// A response with lower-case header names.
@@ -38,8 +38,13 @@ impl Response {
             return Ok(Value::Null);
         }
         serde_json::from_slice(&self.body).map_err(|problem| {
-            let snippet: String = String::from_utf8_lossy(&self.body).chars().take(120).collect();
-            malformed(format!("the response is not valid JSON ({problem}): {snippet}"))
+            let snippet: String = String::from_utf8_lossy(&self.body)
+                .chars()
+                .take(120)
+                .collect();
+            malformed(format!(
+                "the response is not valid JSON ({problem}): {snippet}"
+            ))
         })
     }
 
@@ -70,7 +75,13 @@ pub struct Request {
 
 impl Request {
     pub fn new(method: &str, url: String) -> Request {
-        Request { method: method.to_string(), url, headers: Vec::new(), body: Vec::new(), timeout_ms: None }
+        Request {
+            method: method.to_string(),
+            url,
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout_ms: None,
+        }
     }
 
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Request {
@@ -79,13 +90,18 @@ impl Request {
     }
 
     fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|(key, _)| key.eq_ignore_ascii_case(name))
+        self.headers
+            .iter()
+            .any(|(key, _)| key.eq_ignore_ascii_case(name))
     }
 
     /// `METHOD path` without the query, for messages (queries can hold personal data).
     pub fn target(&self) -> String {
         let without_query = self.url.split('?').next().unwrap_or_default();
-        let path = without_query.split_once("://").map(|(_, rest)| rest).unwrap_or(without_query);
+        let path = without_query
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or(without_query);
         let path = path.find('/').map(|index| &path[index..]).unwrap_or("/");
         format!("{} {}", self.method, path)
     }
@@ -102,17 +118,29 @@ pub struct Client<'a> {
 
 impl<'a> Client<'a> {
     pub fn new(settings: &'a Settings, token: Option<&'a Token>) -> Client<'a> {
-        Client { settings, token, authenticate: true }
+        Client {
+            settings,
+            token,
+            authenticate: true,
+        }
     }
 
     /// A client for the token endpoint: no bearer token, no OData headers.
     pub fn for_identity(settings: &'a Settings) -> Client<'a> {
-        Client { settings, token: None, authenticate: false }
+        Client {
+            settings,
+            token: None,
+            authenticate: false,
+        }
     }
 
     /// `root/relative`, where root is the Web API root (`https://org.crm.dynamics.com/api/data/v9.2`).
     pub fn api_url(&self, relative: &str) -> String {
-        format!("{}/{}", self.settings.environment.web_api_root(), relative.trim_start_matches('/'))
+        format!(
+            "{}/{}",
+            self.settings.environment.web_api_root(),
+            relative.trim_start_matches('/')
+        )
     }
 
     /// Sends with the OData headers and the token, retrying as `policy` says. Any status is
@@ -134,22 +162,35 @@ impl<'a> Client<'a> {
             let (outcome, retry_after) = match &result {
                 Ok(response) => (
                     Outcome::Status(response.status),
-                    header_of(&response.headers, "retry-after").and_then(dataverse::error::parse_retry_after),
+                    header_of(&response.headers, "retry-after")
+                        .and_then(dataverse::error::parse_retry_after),
                 ),
-                Err(HttpError::ConnectionFailed(_) | HttpError::Timeout) => (Outcome::NoResponse, None),
+                Err(HttpError::ConnectionFailed(_) | HttpError::Timeout) => {
+                    (Outcome::NoResponse, None)
+                }
                 Err(_) => (Outcome::Status(0), None),
             };
-            let retryable = !matches!(outcome, Outcome::Status(0)) && policy.should_retry(attempt, outcome);
+            let retryable =
+                !matches!(outcome, Outcome::Status(0)) && policy.should_retry(attempt, outcome);
             if retryable {
                 seed = next_random(seed);
-                let delay = policy.delay_ms(attempt, retry_after, (seed >> 11) as f64 / (1u64 << 53) as f64);
+                let delay = policy.delay_ms(
+                    attempt,
+                    retry_after,
+                    (seed >> 11) as f64 / (1u64 << 53) as f64,
+                );
                 let delay = u32::try_from(delay).unwrap_or(u32::MAX);
-                log::info(format!("{target}: attempt {attempt} got {}; retrying in {delay} ms", describe(&outcome)));
+                log::info(format!(
+                    "{target}: attempt {attempt} got {}; retrying in {delay} ms",
+                    describe(&outcome)
+                ));
                 if http::wait(delay) {
                     attempt += 1;
                     continue;
                 }
-                log::warn(format!("{target}: not retrying, the invocation's time limit is near"));
+                log::warn(format!(
+                    "{target}: not retrying, the invocation's time limit is near"
+                ));
             }
             return match result {
                 Ok(response) => Ok(Response {
@@ -165,12 +206,17 @@ impl<'a> Client<'a> {
 
     /// GET `relative` under the Web API root and read the JSON of a 2xx answer.
     pub fn get_json(&self, relative: &str) -> Result<Value> {
-        let response = self.send(Request::new("GET", self.api_url(relative)), RetryPolicy::NONE)?;
+        let response = self.send(
+            Request::new("GET", self.api_url(relative)),
+            RetryPolicy::NONE,
+        )?;
         response.into_success()?.json()
     }
 
     fn prepare(&self, mut request: Request) -> Result<Request> {
-        let own = self.authenticate && origin_of(&request.url).is_some_and(|origin| self.settings.environment.is_own_origin(&origin));
+        let own = self.authenticate
+            && origin_of(&request.url)
+                .is_some_and(|origin| self.settings.environment.is_own_origin(&origin));
         if own {
             let token = self.token.ok_or_else(|| {
                 with_hint(
@@ -178,15 +224,26 @@ impl<'a> Client<'a> {
                     "sign in (auth code) or let the host acquire a token (client credentials, password) first",
                 )
             })?;
-            request.headers.retain(|(key, _)| !key.eq_ignore_ascii_case("authorization"));
-            request.headers.push(("Authorization".to_string(), format!("Bearer {}", token.access_token)));
-            for (name, value) in [("Accept", "application/json"), ("OData-MaxVersion", "4.0"), ("OData-Version", "4.0")] {
+            request
+                .headers
+                .retain(|(key, _)| !key.eq_ignore_ascii_case("authorization"));
+            request.headers.push((
+                "Authorization".to_string(),
+                format!("Bearer {}", token.access_token),
+            ));
+            for (name, value) in [
+                ("Accept", "application/json"),
+                ("OData-MaxVersion", "4.0"),
+                ("OData-Version", "4.0"),
+            ] {
                 if !request.has_header(name) {
                     request.headers.push((name.to_string(), value.to_string()));
                 }
             }
             if !request.body.is_empty() && !request.has_header("content-type") {
-                request.headers.push(("Content-Type".to_string(), "application/json".to_string()));
+                request
+                    .headers
+                    .push(("Content-Type".to_string(), "application/json".to_string()));
             }
         }
         Ok(request)
@@ -194,7 +251,10 @@ impl<'a> Client<'a> {
 }
 
 fn header_of<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
-    headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
 }
 
 fn describe(outcome: &Outcome) -> String {

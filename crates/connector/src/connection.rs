@@ -3,8 +3,8 @@
 use dataverse::environment::Environment;
 
 use crate::bindings::dynamics::connector::types::{self as wit, Connection, ConnectionKind};
-use crate::definition::{inputs_to_wit, InputDef, Kind};
-use crate::error::{invalid_field, invalid_input, Result};
+use crate::definition::{InputDef, Kind, inputs_to_wit};
+use crate::error::{Result, invalid_field, invalid_input};
 use crate::log;
 
 pub const AUTH_CODE: &str = "oauth2-auth-code";
@@ -30,7 +30,9 @@ const AUTHORIZE_URL: InputDef = InputDef::new("authorizeUrl", "Authorize URL", K
 
 const AUTH_CODE_TOKEN_URL: InputDef = InputDef::new("tokenUrl", "Token URL", Kind::Text)
     .default("https://login.microsoftonline.com/common/oauth2/v2.0/token")
-    .comments("The OAuth 2.0 token endpoint. Replace common with your tenant ID for single-tenant apps.");
+    .comments(
+        "The OAuth 2.0 token endpoint. Replace common with your tenant ID for single-tenant apps.",
+    );
 
 const TOKEN_URL: InputDef = InputDef::new("tokenUrl", "Token URL", Kind::Text)
     .comments("This can be found by visiting your app in Azure portal and selecting 'Endpoints'")
@@ -48,12 +50,14 @@ const CLIENT_CREDENTIALS_ID: InputDef = InputDef::new("clientId", "Client ID", K
     .required()
     .comments("Generated when you register an app in Azure portal");
 
-const CLIENT_CREDENTIALS_SECRET: InputDef = InputDef::new("clientSecret", "Client secret value", Kind::Secret)
-    .required()
-    .comments("Generated when you register an app in Azure portal");
+const CLIENT_CREDENTIALS_SECRET: InputDef =
+    InputDef::new("clientSecret", "Client secret value", Kind::Secret)
+        .required()
+        .comments("Generated when you register an app in Azure portal");
 
-const PASSWORD_CLIENT_SECRET: InputDef = InputDef::new("clientSecret", "Client Secret", Kind::Secret)
-    .comments("Only for confidential client apps; leave empty for a public client.");
+const PASSWORD_CLIENT_SECRET: InputDef =
+    InputDef::new("clientSecret", "Client Secret", Kind::Secret)
+        .comments("Only for confidential client apps; leave empty for a public client.");
 
 const USERNAME: InputDef = InputDef::new("username", "Username", Kind::Text)
     .required()
@@ -61,8 +65,9 @@ const USERNAME: InputDef = InputDef::new("username", "Username", Kind::Text)
 
 const PASSWORD_INPUT: InputDef = InputDef::new("password", "Password", Kind::Secret).required();
 
-const PASSWORD_SCOPES: InputDef = InputDef::new("scopes", "Scopes", Kind::Text)
-    .comments("A space-delimited set of scopes; defaults to your Dynamics URL with '/user_impersonation'.");
+const PASSWORD_SCOPES: InputDef = InputDef::new("scopes", "Scopes", Kind::Text).comments(
+    "A space-delimited set of scopes; defaults to your Dynamics URL with '/user_impersonation'.",
+);
 
 /// One connection type: its definition and inputs.
 pub struct ConnectionType {
@@ -79,21 +84,44 @@ pub const TYPES: &[ConnectionType] = &[
         label: "MS Dynamics OAuth 2.0 Auth Code",
         description: "Microsoft Dynamics 365 OAuth Connection. The OAuth 2.0 auth code flow allows your user grant permission to your integration to interact with Dynamics on their behalf. Register an app in Azure with the Dynamics CRM `user_impersonation` permission, and include `offline_access` in the scopes so the connection can refresh its token.",
         kind: ConnectionKind::Oauth2AuthorizationCode,
-        inputs: &[WEB_API_URL, AUTH_CODE_SCOPES, CLIENT_ID, CLIENT_SECRET, AUTHORIZE_URL, AUTH_CODE_TOKEN_URL],
+        inputs: &[
+            WEB_API_URL,
+            AUTH_CODE_SCOPES,
+            CLIENT_ID,
+            CLIENT_SECRET,
+            AUTHORIZE_URL,
+            AUTH_CODE_TOKEN_URL,
+        ],
     },
     ConnectionType {
         key: CLIENT_CREDENTIALS,
         label: "MS Dynamics OAuth 2.0 Client Credentials",
         description: "OAuth 2.0 Client Credentials Connectivity for Microsoft Dynamics. The OAuth 2.0 client credentials flow allows your user to create an **Application User** to send requests to Dynamics on their behalf: register an app in Azure, then add it as an application user in the Power Platform admin center with a security role.",
         kind: ConnectionKind::Oauth2ClientCredentials,
-        inputs: &[WEB_API_URL, TOKEN_URL, CLIENT_CREDENTIALS_SCOPES, CLIENT_CREDENTIALS_ID, CLIENT_CREDENTIALS_SECRET, TENANT_ID],
+        inputs: &[
+            WEB_API_URL,
+            TOKEN_URL,
+            CLIENT_CREDENTIALS_SCOPES,
+            CLIENT_CREDENTIALS_ID,
+            CLIENT_CREDENTIALS_SECRET,
+            TENANT_ID,
+        ],
     },
     ConnectionType {
         key: PASSWORD,
         label: "MS Dynamics OAuth 2.0 Password",
         description: "OAuth 2.0 resource owner password credentials for Microsoft Dynamics: signs in with a user name and password. Users with multi-factor authentication cannot use it (Entra answers AADSTS50076); use the auth code connection for them.",
         kind: ConnectionKind::Oauth2Password,
-        inputs: &[WEB_API_URL, TOKEN_URL, CLIENT_ID, PASSWORD_CLIENT_SECRET, USERNAME, PASSWORD_INPUT, PASSWORD_SCOPES, TENANT_ID],
+        inputs: &[
+            WEB_API_URL,
+            TOKEN_URL,
+            CLIENT_ID,
+            PASSWORD_CLIENT_SECRET,
+            USERNAME,
+            PASSWORD_INPUT,
+            PASSWORD_SCOPES,
+            TENANT_ID,
+        ],
     },
 ];
 
@@ -126,17 +154,28 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_connection(connection: &Connection) -> Result<Settings> {
-        let connection_type = TYPES.iter().find(|t| t.key == connection.definition).ok_or_else(|| {
-            let known: Vec<&str> = TYPES.iter().map(|t| t.key).collect();
-            invalid_field(
-                "connection",
-                Some("Connection"),
-                format!("unknown connection type {:?}; expected one of {}", connection.definition, known.join(", ")),
-            )
-        })?;
+        let connection_type = TYPES
+            .iter()
+            .find(|t| t.key == connection.definition)
+            .ok_or_else(|| {
+                let known: Vec<&str> = TYPES.iter().map(|t| t.key).collect();
+                invalid_field(
+                    "connection",
+                    Some("Connection"),
+                    format!(
+                        "unknown connection type {:?}; expected one of {}",
+                        connection.definition,
+                        known.join(", ")
+                    ),
+                )
+            })?;
         for (key, _) in &connection.fields {
             if !connection_type.inputs.iter().any(|input| input.key == key) {
-                return Err(invalid_field(key, None, format!("the {} connection has no such field", connection_type.label)));
+                return Err(invalid_field(
+                    key,
+                    None,
+                    format!("the {} connection has no such field", connection_type.label),
+                ));
             }
         }
         let field = |definition: &InputDef| -> Result<Option<String>> {
@@ -152,21 +191,39 @@ impl Settings {
             }
             Ok(value)
         };
-        let by_key = |key: &str| connection_type.inputs.iter().find(|input| input.key == key).copied();
-        let get = |key: &str| -> Result<Option<String>> { by_key(key).map(|d| field(&d)).unwrap_or(Ok(None)) };
+        let by_key = |key: &str| {
+            connection_type
+                .inputs
+                .iter()
+                .find(|input| input.key == key)
+                .copied()
+        };
+        let get = |key: &str| -> Result<Option<String>> {
+            by_key(key).map(|d| field(&d)).unwrap_or(Ok(None))
+        };
 
         let web_api_url = get("webApiUrl")?.unwrap_or_default();
-        let environment = Environment::parse(&web_api_url).map_err(|problem| invalid_input(&WEB_API_URL, problem.to_string()))?;
+        let environment = Environment::parse(&web_api_url)
+            .map_err(|problem| invalid_input(&WEB_API_URL, problem.to_string()))?;
         let token_url = match (get("tokenUrl")?, get("tenantId")?) {
             (Some(url), _) => check_endpoint(&by_key("tokenUrl").unwrap_or(TOKEN_URL), &url)?,
             (None, Some(tenant)) => {
-                if !tenant.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
-                    return Err(invalid_input(&TENANT_ID, format!("{tenant:?} is not a tenant ID or domain")));
+                if !tenant
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                {
+                    return Err(invalid_input(
+                        &TENANT_ID,
+                        format!("{tenant:?} is not a tenant ID or domain"),
+                    ));
                 }
                 dataverse::entra::token_url(environment.cloud.authority_origin(), &tenant)
             }
             (None, None) => {
-                return Err(invalid_input(&TOKEN_URL, "is required when Tenant ID is empty"));
+                return Err(invalid_input(
+                    &TOKEN_URL,
+                    "is required when Tenant ID is empty",
+                ));
             }
         };
         let authorize_url = match get("authorizeUrl")? {
@@ -175,16 +232,23 @@ impl Settings {
         };
         let scopes = match (get("scopes")?, connection_type.kind) {
             (Some(scopes), ConnectionKind::Oauth2ClientCredentials) => {
-                let kept: Vec<&str> = scopes.split_whitespace().filter(|s| *s != "offline_access").collect();
+                let kept: Vec<&str> = scopes
+                    .split_whitespace()
+                    .filter(|s| *s != "offline_access")
+                    .collect();
                 if kept.len() != scopes.split_whitespace().count() {
-                    log::warn("removed offline_access from the scopes: Entra ID refuses it for client credentials");
+                    log::warn(
+                        "removed offline_access from the scopes: Entra ID refuses it for client credentials",
+                    );
                 }
                 kept.join(" ")
             }
             (Some(scopes), _) => scopes,
             (None, ConnectionKind::Oauth2AuthorizationCode) => environment.delegated_scopes(),
             (None, ConnectionKind::Oauth2ClientCredentials) => environment.default_scope(),
-            (None, ConnectionKind::Oauth2Password) => format!("{}/user_impersonation", environment.origin),
+            (None, ConnectionKind::Oauth2Password) => {
+                format!("{}/user_impersonation", environment.origin)
+            }
         };
         Ok(Settings {
             kind: connection_type.kind,
@@ -202,7 +266,10 @@ impl Settings {
     /// The origins this connection may reach: environment, token and authorize endpoints.
     pub fn endpoints(&self) -> Vec<String> {
         let mut origins = vec![self.environment.origin.clone()];
-        for url in [Some(&self.token_url), self.authorize_url.as_ref()].into_iter().flatten() {
+        for url in [Some(&self.token_url), self.authorize_url.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             if let Some(origin) = origin_of(url)
                 && !origins.contains(&origin)
             {
@@ -216,11 +283,17 @@ impl Settings {
 /// Checks an identity endpoint URL: absolute, https (http only on loopback), no credentials.
 fn check_endpoint(definition: &InputDef, url: &str) -> Result<String> {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(invalid_input(definition, format!("{url:?} is not an absolute URL")));
+        return Err(invalid_input(
+            definition,
+            format!("{url:?} is not an absolute URL"),
+        ));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let Some((host, _)) = dataverse::environment::split_host_port(authority) else {
-        return Err(invalid_input(definition, format!("{url:?} has no valid host")));
+        return Err(invalid_input(
+            definition,
+            format!("{url:?} has no valid host"),
+        ));
     };
     let loopback = dataverse::environment::is_loopback_host(host);
     match scheme.to_ascii_lowercase().as_str() {
@@ -237,5 +310,9 @@ pub fn origin_of(url: &str) -> Option<String> {
     if authority.is_empty() {
         return None;
     }
-    Some(format!("{}://{}", scheme.to_ascii_lowercase(), authority.to_ascii_lowercase()))
+    Some(format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        authority.to_ascii_lowercase()
+    ))
 }

@@ -63,31 +63,42 @@ impl InputDef {
     }
 
     pub const fn required(self) -> InputDef {
-        InputDef { required: true, ..self }
+        InputDef {
+            required: true,
+            ..self
+        }
     }
 
     pub const fn default(self, default: &'static str) -> InputDef {
-        InputDef { default: Some(default), ..self }
+        InputDef {
+            default: Some(default),
+            ..self
+        }
     }
 
     pub const fn comments(self, comments: &'static str) -> InputDef {
-        InputDef { comments: Some(comments), ..self }
+        InputDef {
+            comments: Some(comments),
+            ..self
+        }
     }
 
     pub const fn example(self, example: &'static str) -> InputDef {
-        InputDef { example: Some(example), ..self }
+        InputDef {
+            example: Some(example),
+            ..self
+        }
     }
 
     pub const fn choices(self, choices: &'static [(&'static str, &'static str)]) -> InputDef {
         InputDef { choices, ..self }
     }
 
-
     pub const fn format(self, format: Format) -> InputDef {
         InputDef { format, ..self }
     }
 
-    pub fn to_wit(&self) -> wit::InputDefinition {
+    pub fn to_wit(self) -> wit::InputDefinition {
         wit::InputDefinition {
             key: self.key.to_string(),
             label: self.label.to_string(),
@@ -110,7 +121,10 @@ impl InputDef {
             choices: self
                 .choices
                 .iter()
-                .map(|(label, value)| wit::Choice { label: label.to_string(), value: value.to_string() })
+                .map(|(label, value)| wit::Choice {
+                    label: label.to_string(),
+                    value: value.to_string(),
+                })
                 .collect(),
             data_source: self.data_source.map(str::to_string),
         }
@@ -119,5 +133,5 @@ impl InputDef {
 
 /// Converts a list of static inputs.
 pub fn inputs_to_wit(inputs: &[InputDef]) -> Vec<wit::InputDefinition> {
-    inputs.iter().map(InputDef::to_wit).collect()
+    inputs.iter().map(|input| input.to_wit()).collect()
 }

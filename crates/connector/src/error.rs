@@ -40,35 +40,59 @@ pub fn invalid_field(key: &str, label: Option<&str>, problem: impl AsRef<str>) -
     };
     ConnectorError {
         field: Some(key.to_string()),
-        ..error(ErrorCode::InvalidInput, format!("{name}: {}", problem.as_ref()))
+        ..error(
+            ErrorCode::InvalidInput,
+            format!("{name}: {}", problem.as_ref()),
+        )
     }
 }
-
 
 /// A transport failure the host reported, for a request to `target` (method and path only).
 pub fn from_http_error(failure: HttpError, target: &str) -> ConnectorError {
     match failure {
         HttpError::Denied(reason) => with_hint(
-            error(ErrorCode::Forbidden, format!("the host refused the request {target}: {reason}")),
+            error(
+                ErrorCode::Forbidden,
+                format!("the host refused the request {target}: {reason}"),
+            ),
             "only the connection's environment and token endpoint may be reached; check the Web API URL",
         ),
         HttpError::RedirectDenied(reason) => with_hint(
-            error(ErrorCode::Forbidden, format!("the request {target} was redirected to a host that is not allowed: {reason}")),
+            error(
+                ErrorCode::Forbidden,
+                format!(
+                    "the request {target} was redirected to a host that is not allowed: {reason}"
+                ),
+            ),
             "check the Web API URL: the service redirected to another site",
         ),
         HttpError::Timeout => with_hint(
-            error(ErrorCode::Timeout, format!("no response to {target} in time")),
+            error(
+                ErrorCode::Timeout,
+                format!("no response to {target} in time"),
+            ),
             "retry, or ask for fewer records per page",
         ),
         HttpError::TooLarge(limit) => with_hint(
-            error(ErrorCode::Upstream, format!("the response to {target} was larger than the host's limit of {limit} bytes")),
+            error(
+                ErrorCode::Upstream,
+                format!(
+                    "the response to {target} was larger than the host's limit of {limit} bytes"
+                ),
+            ),
             "select fewer columns or fewer records per page",
         ),
         HttpError::ConnectionFailed(reason) => with_hint(
-            error(ErrorCode::Unavailable, format!("could not reach the service for {target}: {reason}")),
+            error(
+                ErrorCode::Unavailable,
+                format!("could not reach the service for {target}: {reason}"),
+            ),
             "check the Web API URL and the network, then retry",
         ),
-        HttpError::InvalidRequest(reason) => error(ErrorCode::InvalidInput, format!("the request {target} is not valid: {reason}")),
+        HttpError::InvalidRequest(reason) => error(
+            ErrorCode::InvalidInput,
+            format!("the request {target} is not valid: {reason}"),
+        ),
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::definition::{Format, InputDef, Kind};
-use crate::error::{invalid_field, invalid_input, Result};
+use crate::error::{Result, invalid_field, invalid_input};
 
 /// A checked input value.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +35,10 @@ impl Input {
     pub fn parse(definitions: &[InputDef], json: &str) -> Result<Input> {
         let object = parse_object(json)?;
         for key in object.keys() {
-            if !definitions.iter().any(|d| d.key == key && d.kind != Kind::Connection) {
+            if !definitions
+                .iter()
+                .any(|d| d.key == key && d.kind != Kind::Connection)
+            {
                 let known: Vec<&str> = definitions
                     .iter()
                     .filter(|d| d.kind != Kind::Connection)
@@ -47,7 +50,10 @@ impl Input {
                 return Err(invalid_field(
                     key,
                     None,
-                    format!("this action has no such input{suggestion} (inputs: {})", known.join(", ")),
+                    format!(
+                        "this action has no such input{suggestion} (inputs: {})",
+                        known.join(", ")
+                    ),
                 ));
             }
         }
@@ -94,7 +100,6 @@ impl Input {
         }
     }
 
-
     pub fn pairs(&self, key: &str) -> &[(String, String)] {
         match self.values.get(key) {
             Some(Typed::Pairs(pairs)) => pairs,
@@ -113,9 +118,16 @@ fn parse_object(json: &str) -> Result<Map<String, Value>> {
         Ok(other) => Err(invalid_field(
             "input",
             None,
-            format!("must be a JSON object of input keys and values, got {}", type_name(&other)),
+            format!(
+                "must be a JSON object of input keys and values, got {}",
+                type_name(&other)
+            ),
         )),
-        Err(problem) => Err(invalid_field("input", None, format!("is not valid JSON: {problem}"))),
+        Err(problem) => Err(invalid_field(
+            "input",
+            None,
+            format!("is not valid JSON: {problem}"),
+        )),
     }
 }
 
@@ -130,14 +142,19 @@ fn is_empty(value: &Value) -> bool {
 /// Defaults are written as designers show them; code defaults are JSON text.
 fn default_value(definition: &InputDef, default: &str) -> Value {
     match definition.kind {
-        Kind::Code => serde_json::from_str(default).unwrap_or_else(|_| Value::String(default.to_string())),
+        Kind::Code => {
+            serde_json::from_str(default).unwrap_or_else(|_| Value::String(default.to_string()))
+        }
         _ => Value::String(default.to_string()),
     }
 }
 
 fn convert(definition: &InputDef, value: Value) -> Result<Typed> {
     let wrong = |expected: &str, value: &Value| {
-        invalid_input(definition, format!("must be {expected}, got {}", type_name(value)))
+        invalid_input(
+            definition,
+            format!("must be {expected}, got {}", type_name(value)),
+        )
     };
     Ok(match definition.kind {
         Kind::Text | Kind::Multiline | Kind::Secret | Kind::Picklist => {
@@ -151,7 +168,11 @@ fn convert(definition: &InputDef, value: Value) -> Result<Typed> {
                 && !definition.choices.is_empty()
                 && !definition.choices.iter().any(|(_, choice)| *choice == text)
             {
-                let allowed: Vec<&str> = definition.choices.iter().map(|(_, choice)| *choice).collect();
+                let allowed: Vec<&str> = definition
+                    .choices
+                    .iter()
+                    .map(|(_, choice)| *choice)
+                    .collect();
                 return Err(invalid_input(
                     definition,
                     format!("{text:?} is not one of {}", allowed.join(", ")),
@@ -169,7 +190,12 @@ fn convert(definition: &InputDef, value: Value) -> Result<Typed> {
             Value::Number(number) => Typed::Number(number.as_f64().unwrap_or(f64::NAN)),
             Value::String(text) => match text.trim().parse::<f64>() {
                 Ok(number) if number.is_finite() => Typed::Number(number),
-                _ => return Err(invalid_input(definition, format!("must be a number, got {text:?}"))),
+                _ => {
+                    return Err(invalid_input(
+                        definition,
+                        format!("must be a number, got {text:?}"),
+                    ));
+                }
             },
             other => return Err(wrong("a number", other)),
         },
@@ -192,7 +218,9 @@ fn convert(definition: &InputDef, value: Value) -> Result<Typed> {
                 let mut list = Vec::with_capacity(entries.len());
                 for (index, entry) in entries.into_iter().enumerate() {
                     match entry {
-                        Value::String(text) if !text.trim().is_empty() => list.push(text.trim().to_string()),
+                        Value::String(text) if !text.trim().is_empty() => {
+                            list.push(text.trim().to_string())
+                        }
                         Value::String(_) | Value::Null => {}
                         other => {
                             return Err(invalid_input(
@@ -207,7 +235,12 @@ fn convert(definition: &InputDef, value: Value) -> Result<Typed> {
             other => return Err(wrong("a list of text", &other)),
         },
         Kind::KeyValueList => Typed::Pairs(key_values(definition, value)?),
-        Kind::Connection => return Err(invalid_input(definition, "is passed as the connection, not in the input")),
+        Kind::Connection => {
+            return Err(invalid_input(
+                definition,
+                "is passed as the connection, not in the input",
+            ));
+        }
     })
 }
 
@@ -220,21 +253,33 @@ fn key_values(definition: &InputDef, value: Value) -> Result<Vec<(String, String
             Value::Null => Ok(String::new()),
             other => Err(invalid_input(
                 definition,
-                format!("the value of {key:?} must be text, got {}", type_name(&other)),
+                format!(
+                    "the value of {key:?} must be text, got {}",
+                    type_name(&other)
+                ),
             )),
         }
     };
     match value {
-        Value::Object(object) => object.into_iter().map(|(key, value)| Ok((key.clone(), scalar(&key, value)?))).collect(),
+        Value::Object(object) => object
+            .into_iter()
+            .map(|(key, value)| Ok((key.clone(), scalar(&key, value)?)))
+            .collect(),
         Value::Array(entries) => entries
             .into_iter()
             .enumerate()
             .map(|(index, entry)| {
                 let Value::Object(mut pair) = entry else {
-                    return Err(invalid_input(definition, format!("entry {index} must be an object with \"key\" and \"value\"")));
+                    return Err(invalid_input(
+                        definition,
+                        format!("entry {index} must be an object with \"key\" and \"value\""),
+                    ));
                 };
                 let Some(Value::String(key)) = pair.remove("key") else {
-                    return Err(invalid_input(definition, format!("entry {index} has no text \"key\"")));
+                    return Err(invalid_input(
+                        definition,
+                        format!("entry {index} has no text \"key\""),
+                    ));
                 };
                 let value = pair.remove("value").unwrap_or(Value::Null);
                 Ok((key.clone(), scalar(&key, value)?))
@@ -242,9 +287,18 @@ fn key_values(definition: &InputDef, value: Value) -> Result<Vec<(String, String
             .collect(),
         Value::String(text) => match serde_json::from_str::<Value>(&text) {
             Ok(parsed @ (Value::Object(_) | Value::Array(_))) => key_values(definition, parsed),
-            _ => Err(invalid_input(definition, "must be a JSON object of keys and values, or a list of {\"key\", \"value\"} objects")),
+            _ => Err(invalid_input(
+                definition,
+                "must be a JSON object of keys and values, or a list of {\"key\", \"value\"} objects",
+            )),
         },
-        other => Err(invalid_input(definition, format!("must be a list of keys and values, got {}", type_name(&other)))),
+        other => Err(invalid_input(
+            definition,
+            format!(
+                "must be a list of keys and values, got {}",
+                type_name(&other)
+            ),
+        )),
     }
 }
 
@@ -254,14 +308,21 @@ fn check_format(definition: &InputDef, typed: &Typed) -> Result<()> {
         (Format::Guid, Typed::Text(text)) if dataverse::guid::is_guid(text) => Ok(()),
         (Format::Guid, Typed::Text(text)) => Err(invalid_input(
             definition,
-            format!("{text:?} is not a GUID (expected 8-4-4-4-12 hex digits, such as 00000000-0000-0000-0000-000000000001)"),
+            format!(
+                "{text:?} is not a GUID (expected 8-4-4-4-12 hex digits, such as 00000000-0000-0000-0000-000000000001)"
+            ),
         )),
         (Format::Identifier, Typed::Text(text)) if dataverse::odata::is_identifier(text) => Ok(()),
         (Format::Identifier, Typed::Text(text)) => Err(invalid_input(
             definition,
-            format!("{text:?} is not a table or column name (letters, digits and underscores only)"),
+            format!(
+                "{text:?} is not a table or column name (letters, digits and underscores only)"
+            ),
         )),
-        (Format::Identifiers, Typed::List(list)) => match list.iter().find(|name| !dataverse::odata::is_identifier(name)) {
+        (Format::Identifiers, Typed::List(list)) => match list
+            .iter()
+            .find(|name| !dataverse::odata::is_identifier(name))
+        {
             None => Ok(()),
             Some(bad) => Err(invalid_input(
                 definition,
@@ -270,7 +331,10 @@ fn check_format(definition: &InputDef, typed: &Typed) -> Result<()> {
         },
         (Format::Range(low, high), Typed::Number(number)) => {
             if number.fract() != 0.0 || *number < low as f64 || *number > high as f64 {
-                Err(invalid_input(definition, format!("must be a whole number from {low} to {high}, got {number}")))
+                Err(invalid_input(
+                    definition,
+                    format!("must be a whole number from {low} to {high}, got {number}"),
+                ))
             } else {
                 Ok(())
             }
@@ -294,7 +358,12 @@ fn type_name(value: &Value) -> &'static str {
 pub fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     known
         .iter()
-        .map(|candidate| (edit_distance(&key.to_ascii_lowercase(), &candidate.to_ascii_lowercase()), *candidate))
+        .map(|candidate| {
+            (
+                edit_distance(&key.to_ascii_lowercase(), &candidate.to_ascii_lowercase()),
+                *candidate,
+            )
+        })
         .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(2))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
@@ -313,4 +382,3 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     previous[b.len()]
 }
-

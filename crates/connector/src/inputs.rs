@@ -2,7 +2,8 @@
 
 use crate::definition::{Format, InputDef, Kind};
 
-pub const CONNECTION: InputDef = InputDef::new("connection", "Connection", Kind::Connection).required();
+pub const CONNECTION: InputDef =
+    InputDef::new("connection", "Connection", Kind::Connection).required();
 
 pub const ENTITY_TYPE: InputDef = InputDef::new("entityType", "Entity Type", Kind::Text)
     .required()

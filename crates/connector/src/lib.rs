@@ -24,7 +24,9 @@ mod bindings {
 use bindings::dynamics::connector::types::{
     Choice, ComponentDefinition, Connection, ConnectorError, ErrorCode, Token,
 };
-use bindings::exports::dynamics::connector::{actions as actions_export, component, connections, triggers as triggers_export};
+use bindings::exports::dynamics::connector::{
+    actions as actions_export, component, connections, triggers as triggers_export,
+};
 
 use crate::connection::Settings;
 use crate::error::{error, with_hint};
@@ -40,7 +42,8 @@ impl component::Guest for Connector {
             key: "ms-dynamics".to_string(),
             name: "Microsoft Dynamics 365".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            description: "Query, create, update or delete Microsoft Dynamics 365 API records".to_string(),
+            description: "Query, create, update or delete Microsoft Dynamics 365 API records"
+                .to_string(),
             category: "Application Connectors".to_string(),
             icon: ICON.to_string(),
             connections: connection::definitions(),
@@ -69,7 +72,12 @@ impl connections::Guest for Connector {
         code: String,
         code_verifier: String,
     ) -> Result<Token, ConnectorError> {
-        auth::exchange(&Settings::from_connection(&connection)?, &redirect_uri, &code, &code_verifier)
+        auth::exchange(
+            &Settings::from_connection(&connection)?,
+            &redirect_uri,
+            &code,
+            &code_verifier,
+        )
     }
 
     fn refresh(connection: Connection, refresh_token: String) -> Result<Token, ConnectorError> {
@@ -83,10 +91,17 @@ impl connections::Guest for Connector {
     fn test(connection: Connection) -> Result<String, ConnectorError> {
         let settings = Settings::from_connection(&connection)?;
         let output = actions::invoke("get-current-user", &connection, "{}")?;
-        let mut value: serde_json::Value = serde_json::from_str(&output)
-            .map_err(|problem| error(ErrorCode::Internal, format!("get-current-user output is not JSON: {problem}")))?;
+        let mut value: serde_json::Value = serde_json::from_str(&output).map_err(|problem| {
+            error(
+                ErrorCode::Internal,
+                format!("get-current-user output is not JSON: {problem}"),
+            )
+        })?;
         if let Some(object) = value.as_object_mut() {
-            object.insert("webApiRoot".into(), settings.environment.web_api_root().into());
+            object.insert(
+                "webApiRoot".into(),
+                settings.environment.web_api_root().into(),
+            );
             object.insert("scope".into(), settings.scopes.clone().into());
         }
         Ok(value.to_string())
@@ -94,12 +109,23 @@ impl connections::Guest for Connector {
 }
 
 impl actions_export::Guest for Connector {
-    fn invoke(key: String, connection: Connection, input: String) -> Result<String, ConnectorError> {
+    fn invoke(
+        key: String,
+        connection: Connection,
+        input: String,
+    ) -> Result<String, ConnectorError> {
         actions::invoke(&key, &connection, &input)
     }
 
-    fn choices(key: String, _connection: Connection, _input: String) -> Result<Vec<Choice>, ConnectorError> {
-        Err(error(ErrorCode::InvalidInput, format!("unknown data source {key:?}; this version declares none")))
+    fn choices(
+        key: String,
+        _connection: Connection,
+        _input: String,
+    ) -> Result<Vec<Choice>, ConnectorError> {
+        Err(error(
+            ErrorCode::InvalidInput,
+            format!("unknown data source {key:?}; this version declares none"),
+        ))
     }
 }
 
@@ -122,7 +148,12 @@ impl triggers_export::Guest for Connector {
         Err(trigger_not_ready(&key))
     }
 
-    fn disable(key: String, _connection: Connection, _config: String, _state: String) -> Result<(), ConnectorError> {
+    fn disable(
+        key: String,
+        _connection: Connection,
+        _config: String,
+        _state: String,
+    ) -> Result<(), ConnectorError> {
         Err(trigger_not_ready(&key))
     }
 
@@ -139,7 +170,10 @@ impl triggers_export::Guest for Connector {
 fn trigger_not_ready(key: &str) -> ConnectorError {
     if key == triggers::WEBHOOK {
         with_hint(
-            error(ErrorCode::Unsupported, "the webhook trigger's validation and registration are not available in this version"),
+            error(
+                ErrorCode::Unsupported,
+                "the webhook trigger's validation and registration are not available in this version",
+            ),
             "configure the webhook in Dataverse by hand for now",
         )
     } else {

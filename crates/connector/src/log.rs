@@ -1,7 +1,6 @@
 //! Thin wrappers over the host's log import.
 
-use crate::bindings::dynamics::connector::log::{log, Level};
-
+use crate::bindings::dynamics::connector::log::{Level, log};
 
 pub fn info(message: impl AsRef<str>) {
     log(Level::Info, message.as_ref());

@@ -141,7 +141,10 @@ mod tests {
     fn percent_encoding_escapes_reserved_and_non_ascii_characters() {
         assert_eq!(percent_encode("a b&c=d"), "a%20b%26c%3Dd");
         assert_eq!(percent_encode("é"), "%C3%A9");
-        assert_eq!(percent_encode_query_value("name eq 'O''Brien'"), "name%20eq%20'O''Brien'");
+        assert_eq!(
+            percent_encode_query_value("name eq 'O''Brien'"),
+            "name%20eq%20'O''Brien'"
+        );
     }
 
     #[test]

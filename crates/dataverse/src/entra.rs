@@ -68,19 +68,71 @@ pub struct EntraError {
 
 /// Hints for the `AADSTS` codes users meet most, and whether each is about identity or consent.
 const AADSTS_HINTS: &[(&str, EntraErrorKind, &str)] = &[
-    ("AADSTS500011", EntraErrorKind::Unauthenticated, "the resource was not found in the tenant: check the Web API URL (and so the scope), and that the app is registered in the tenant of that environment"),
-    ("AADSTS65001", EntraErrorKind::Forbidden, "consent is missing: an administrator must grant admin consent for the app's Dynamics CRM permission"),
-    ("AADSTS7000215", EntraErrorKind::Unauthenticated, "the client secret is wrong: enter the secret's Value, not its Secret ID, and check it has not expired"),
-    ("AADSTS700016", EntraErrorKind::Unauthenticated, "the application (client) ID was not found in this tenant: check the client ID and the tenant in the token URL"),
-    ("AADSTS90002", EntraErrorKind::Unauthenticated, "the tenant was not found: check the tenant ID or domain in the token URL"),
-    ("AADSTS70011", EntraErrorKind::Unauthenticated, "the scope is not valid: use <environment URL>/.default for client credentials, or <environment URL>/user_impersonation for user sign-in"),
-    ("AADSTS50126", EntraErrorKind::Unauthenticated, "the user name or password is wrong"),
-    ("AADSTS50076", EntraErrorKind::Forbidden, "the user must use multi-factor authentication, which the password grant cannot do: use the authorization-code connection instead"),
-    ("AADSTS50079", EntraErrorKind::Forbidden, "the user must register for multi-factor authentication, which the password grant cannot do: use the authorization-code connection instead"),
-    ("AADSTS70008", EntraErrorKind::Unauthenticated, "the authorization code or refresh token has expired or was revoked: sign in again"),
-    ("AADSTS700082", EntraErrorKind::Unauthenticated, "the refresh token has expired from inactivity: sign in again"),
-    ("AADSTS50173", EntraErrorKind::Unauthenticated, "the refresh token was revoked (the password changed or the session ended): sign in again"),
-    ("AADSTS501481", EntraErrorKind::Unauthenticated, "the PKCE code verifier does not match the challenge: start the sign-in again"),
+    (
+        "AADSTS500011",
+        EntraErrorKind::Unauthenticated,
+        "the resource was not found in the tenant: check the Web API URL (and so the scope), and that the app is registered in the tenant of that environment",
+    ),
+    (
+        "AADSTS65001",
+        EntraErrorKind::Forbidden,
+        "consent is missing: an administrator must grant admin consent for the app's Dynamics CRM permission",
+    ),
+    (
+        "AADSTS7000215",
+        EntraErrorKind::Unauthenticated,
+        "the client secret is wrong: enter the secret's Value, not its Secret ID, and check it has not expired",
+    ),
+    (
+        "AADSTS700016",
+        EntraErrorKind::Unauthenticated,
+        "the application (client) ID was not found in this tenant: check the client ID and the tenant in the token URL",
+    ),
+    (
+        "AADSTS90002",
+        EntraErrorKind::Unauthenticated,
+        "the tenant was not found: check the tenant ID or domain in the token URL",
+    ),
+    (
+        "AADSTS70011",
+        EntraErrorKind::Unauthenticated,
+        "the scope is not valid: use <environment URL>/.default for client credentials, or <environment URL>/user_impersonation for user sign-in",
+    ),
+    (
+        "AADSTS50126",
+        EntraErrorKind::Unauthenticated,
+        "the user name or password is wrong",
+    ),
+    (
+        "AADSTS50076",
+        EntraErrorKind::Forbidden,
+        "the user must use multi-factor authentication, which the password grant cannot do: use the authorization-code connection instead",
+    ),
+    (
+        "AADSTS50079",
+        EntraErrorKind::Forbidden,
+        "the user must register for multi-factor authentication, which the password grant cannot do: use the authorization-code connection instead",
+    ),
+    (
+        "AADSTS70008",
+        EntraErrorKind::Unauthenticated,
+        "the authorization code or refresh token has expired or was revoked: sign in again",
+    ),
+    (
+        "AADSTS700082",
+        EntraErrorKind::Unauthenticated,
+        "the refresh token has expired from inactivity: sign in again",
+    ),
+    (
+        "AADSTS50173",
+        EntraErrorKind::Unauthenticated,
+        "the refresh token was revoked (the password changed or the session ended): sign in again",
+    ),
+    (
+        "AADSTS501481",
+        EntraErrorKind::Unauthenticated,
+        "the PKCE code verifier does not match the challenge: start the sign-in again",
+    ),
 ];
 
 /// Reads a token endpoint's error answer.
@@ -130,7 +182,10 @@ pub fn read_token_error(status: u16, body: &[u8]) -> EntraError {
     };
     let description = if description.is_empty() {
         let snippet: String = String::from_utf8_lossy(body).chars().take(200).collect();
-        format!("the token endpoint answered HTTP {status}: {}", snippet.trim())
+        format!(
+            "the token endpoint answered HTTP {status}: {}",
+            snippet.trim()
+        )
     } else {
         description
     };
@@ -205,7 +260,10 @@ mod tests {
     #[test]
     fn form_bodies_escape_secrets_with_reserved_characters() {
         assert_eq!(
-            form_body(&[("client_secret", "a+b/c=d&e"), ("grant_type", "client_credentials")]),
+            form_body(&[
+                ("client_secret", "a+b/c=d&e"),
+                ("grant_type", "client_credentials")
+            ]),
             "client_secret=a%2Bb%2Fc%3Dd%26e&grant_type=client_credentials"
         );
     }

@@ -16,7 +16,9 @@ pub enum EnvironmentError {
     #[error("the environment URL is empty; enter it like https://contoso.crm.dynamics.com")]
     Empty,
     /// A scheme other than https (http is accepted for loopback emulators only).
-    #[error("the environment URL must use https (http is accepted only for a local emulator), got {0:?}")]
+    #[error(
+        "the environment URL must use https (http is accepted only for a local emulator), got {0:?}"
+    )]
     Scheme(String),
     /// A query string or fragment, which no environment URL has.
     #[error("the environment URL must not contain a query string or fragment: {0:?}")]
@@ -99,8 +101,8 @@ impl Environment {
         if authority.contains('@') {
             return Err(EnvironmentError::Host(text.to_string()));
         }
-        let (host, port) = split_host_port(authority)
-            .ok_or_else(|| EnvironmentError::Host(text.to_string()))?;
+        let (host, port) =
+            split_host_port(authority).ok_or_else(|| EnvironmentError::Host(text.to_string()))?;
         let host = host.to_ascii_lowercase();
         let loopback = is_loopback_host(&host);
         match scheme.as_str() {
@@ -242,8 +244,12 @@ fn version_from_path(path: &str) -> Result<Option<String>, EnvironmentError> {
 fn is_version(text: &str) -> bool {
     text.strip_prefix('v').is_some_and(|numbers| {
         let mut parts = numbers.split('.');
-        let major = parts.next().is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-        let minor = parts.next().is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let major = parts
+            .next()
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let minor = parts
+            .next()
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
         major && minor && parts.next().is_none()
     })
 }
@@ -265,20 +271,41 @@ mod tests {
             "https://contoso.crm.dynamics.com/main.aspx",
         ] {
             let environment = Environment::parse(pasted).unwrap();
-            assert_eq!(environment.origin, "https://contoso.crm.dynamics.com", "{pasted}");
-            assert_eq!(environment.web_api_root(), "https://contoso.crm.dynamics.com/api/data/v9.2");
-            assert_eq!(environment.default_scope(), "https://contoso.crm.dynamics.com/.default");
+            assert_eq!(
+                environment.origin, "https://contoso.crm.dynamics.com",
+                "{pasted}"
+            );
+            assert_eq!(
+                environment.web_api_root(),
+                "https://contoso.crm.dynamics.com/api/data/v9.2"
+            );
+            assert_eq!(
+                environment.default_scope(),
+                "https://contoso.crm.dynamics.com/.default"
+            );
             assert_eq!(environment.cloud, Cloud::Global);
         }
     }
 
     #[test]
     fn version_in_the_path_is_kept_and_national_clouds_are_recognised() {
-        let environment = Environment::parse("https://onprem.crm4.dynamics.com/api/data/v8.2").unwrap();
+        let environment =
+            Environment::parse("https://onprem.crm4.dynamics.com/api/data/v8.2").unwrap();
         assert_eq!(environment.api_version, "v8.2");
-        assert_eq!(Environment::parse("x.crm.microsoftdynamics.us").unwrap().cloud, Cloud::UsGovHigh);
-        assert_eq!(Environment::parse("x.crm.appsplatform.us").unwrap().cloud, Cloud::UsGovDod);
-        assert_eq!(Environment::parse("x.crm.dynamics.cn").unwrap().cloud, Cloud::China);
+        assert_eq!(
+            Environment::parse("x.crm.microsoftdynamics.us")
+                .unwrap()
+                .cloud,
+            Cloud::UsGovHigh
+        );
+        assert_eq!(
+            Environment::parse("x.crm.appsplatform.us").unwrap().cloud,
+            Cloud::UsGovDod
+        );
+        assert_eq!(
+            Environment::parse("x.crm.dynamics.cn").unwrap().cloud,
+            Cloud::China
+        );
         assert_eq!(
             Cloud::China.authority_origin(),
             "https://login.chinacloudapi.cn"
@@ -296,17 +323,30 @@ mod tests {
 
     #[test]
     fn bad_pastes_are_refused_with_the_reason() {
-        let cases: &[(&str, fn(&EnvironmentError) -> bool)] = &[
+        type Expectation = fn(&EnvironmentError) -> bool;
+        let cases: &[(&str, Expectation)] = &[
             ("", |e| matches!(e, EnvironmentError::Empty)),
             ("https://contoso.crm.dynamics.com/?appid=1", |e| {
                 matches!(e, EnvironmentError::QueryOrFragment(_))
             }),
-            ("http://contoso.crm.dynamics.com", |e| matches!(e, EnvironmentError::Scheme(_))),
-            ("ftp://contoso.crm.dynamics.com", |e| matches!(e, EnvironmentError::Scheme(_))),
-            ("https://example.com", |e| matches!(e, EnvironmentError::NotDynamics(_))),
-            ("https://dynamics.com.evil.net", |e| matches!(e, EnvironmentError::NotDynamics(_))),
-            ("https://user@contoso.crm.dynamics.com", |e| matches!(e, EnvironmentError::Host(_))),
-            ("https://contoso.crm.dynamics.com:99999", |e| matches!(e, EnvironmentError::Host(_))),
+            ("http://contoso.crm.dynamics.com", |e| {
+                matches!(e, EnvironmentError::Scheme(_))
+            }),
+            ("ftp://contoso.crm.dynamics.com", |e| {
+                matches!(e, EnvironmentError::Scheme(_))
+            }),
+            ("https://example.com", |e| {
+                matches!(e, EnvironmentError::NotDynamics(_))
+            }),
+            ("https://dynamics.com.evil.net", |e| {
+                matches!(e, EnvironmentError::NotDynamics(_))
+            }),
+            ("https://user@contoso.crm.dynamics.com", |e| {
+                matches!(e, EnvironmentError::Host(_))
+            }),
+            ("https://contoso.crm.dynamics.com:99999", |e| {
+                matches!(e, EnvironmentError::Host(_))
+            }),
             ("https://contoso.crm.dynamics.com/api/data/latest", |e| {
                 matches!(e, EnvironmentError::Version(_))
             }),

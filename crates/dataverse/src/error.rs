@@ -109,15 +109,31 @@ fn describe_status(status: u16, body: &[u8]) -> String {
 fn hint_for(status: u16, code: Option<&str>, message: &str) -> Option<String> {
     let code = code.map(str::to_ascii_lowercase);
     let hint = match (status, code.as_deref()) {
-        (401, _) => "the access token is missing, expired or for another environment; sign in again or check the connection's Web API URL and scope",
-        (403, _) | (_, Some("0x80040220")) => "the user or application user lacks a privilege for this; ask an administrator to add a security role that grants it",
+        (401, _) => {
+            "the access token is missing, expired or for another environment; sign in again or check the connection's Web API URL and scope"
+        }
+        (403, _) | (_, Some("0x80040220")) => {
+            "the user or application user lacks a privilege for this; ask an administrator to add a security role that grants it"
+        }
         (404, Some("0x80040217")) => "no record has that ID; check the ID and the entity type",
-        (404, Some("0x80060891")) => "no record matches that alternate key; check the key's column names and values",
-        (_, Some("0x80040237")) | (_, Some("0x80040333")) => "a record with the same key already exists; update it instead, or use Upsert",
-        (412, Some("0x80060882")) => "the record changed since you read it; read it again and retry with the new ETag",
-        (429, _) => "Dataverse service protection limits were hit; wait for the Retry-After period, then retry with fewer or smaller requests",
-        (404, _) if message.contains("Resource not found for the segment") => "the entity set name is not known to this environment; entity set names are usually plural logical names, such as accounts",
-        (400, _) if message.contains("Could not find a property named") => "a column name is not known on this table; column names are logical names in lower case",
+        (404, Some("0x80060891")) => {
+            "no record matches that alternate key; check the key's column names and values"
+        }
+        (_, Some("0x80040237")) | (_, Some("0x80040333")) => {
+            "a record with the same key already exists; update it instead, or use Upsert"
+        }
+        (412, Some("0x80060882")) => {
+            "the record changed since you read it; read it again and retry with the new ETag"
+        }
+        (429, _) => {
+            "Dataverse service protection limits were hit; wait for the Retry-After period, then retry with fewer or smaller requests"
+        }
+        (404, _) if message.contains("Resource not found for the segment") => {
+            "the entity set name is not known to this environment; entity set names are usually plural logical names, such as accounts"
+        }
+        (400, _) if message.contains("Could not find a property named") => {
+            "a column name is not known on this table; column names are logical names in lower case"
+        }
         (502..=504, _) => "the service is temporarily unavailable; retry later",
         _ => return None,
     };

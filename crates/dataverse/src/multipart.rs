@@ -19,16 +19,19 @@ pub fn encode_form(parts: &[FormPart], boundary: &str) -> (Vec<u8>, String) {
     let mut body = Vec::new();
     for part in parts {
         body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        let mut disposition = format!("Content-Disposition: form-data; name=\"{}\"", escape(&part.name));
+        let mut disposition = format!(
+            "Content-Disposition: form-data; name=\"{}\"",
+            escape(&part.name)
+        );
         if let Some(file_name) = &part.file_name {
             disposition.push_str(&format!("; filename=\"{}\"", escape(file_name)));
         }
         body.extend_from_slice(disposition.as_bytes());
         body.extend_from_slice(b"\r\n");
-        let content_type = part.content_type.as_deref().or(part
-            .file_name
-            .as_ref()
-            .map(|_| "application/octet-stream"));
+        let content_type = part
+            .content_type
+            .as_deref()
+            .or(part.file_name.as_ref().map(|_| "application/octet-stream"));
         if let Some(content_type) = content_type {
             body.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
         }
@@ -41,7 +44,9 @@ pub fn encode_form(parts: &[FormPart], boundary: &str) -> (Vec<u8>, String) {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A")
+    text.replace('"', "%22")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 #[cfg(test)]
@@ -51,8 +56,18 @@ mod tests {
     #[test]
     fn form_with_a_field_and_a_file_is_encoded_with_dispositions() {
         let parts = [
-            FormPart { name: "note".into(), file_name: None, content_type: None, data: b"hello".to_vec() },
-            FormPart { name: "doc".into(), file_name: Some("a\"b.txt".into()), content_type: None, data: b"\x00\x01".to_vec() },
+            FormPart {
+                name: "note".into(),
+                file_name: None,
+                content_type: None,
+                data: b"hello".to_vec(),
+            },
+            FormPart {
+                name: "doc".into(),
+                file_name: Some("a\"b.txt".into()),
+                content_type: None,
+                data: b"\x00\x01".to_vec(),
+            },
         ];
         let (body, content_type) = encode_form(&parts, "XyZ");
         assert_eq!(content_type, "multipart/form-data; boundary=XyZ");

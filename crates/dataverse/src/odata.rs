@@ -31,10 +31,23 @@ mod tests {
 
     #[test]
     fn identifiers_accept_dataverse_names_and_refuse_anything_that_changes_a_url() {
-        for good in ["accounts", "new_projects", "_parentcustomerid_value", "msevtmgt_events"] {
+        for good in [
+            "accounts",
+            "new_projects",
+            "_parentcustomerid_value",
+            "msevtmgt_events",
+        ] {
             assert!(is_identifier(good), "{good}");
         }
-        for bad in ["", "1accounts", "accounts(1)", "accounts?$top=1", "a b", "accounts/x", "ä"] {
+        for bad in [
+            "",
+            "1accounts",
+            "accounts(1)",
+            "accounts?$top=1",
+            "a b",
+            "accounts/x",
+            "ä",
+        ] {
             assert!(!is_identifier(bad), "{bad}");
         }
         assert!(!is_identifier(&"a".repeat(129)));

@@ -71,7 +71,10 @@ mod tests {
     use super::*;
 
     fn policy(max_retries: u32) -> RetryPolicy {
-        RetryPolicy { max_retries, ..RetryPolicy::NONE }
+        RetryPolicy {
+            max_retries,
+            ..RetryPolicy::NONE
+        }
     }
 
     #[test]
@@ -87,21 +90,39 @@ mod tests {
 
     #[test]
     fn retry_on_all_errors_includes_client_errors() {
-        let policy = RetryPolicy { retry_all_errors: true, ..policy(1) };
+        let policy = RetryPolicy {
+            retry_all_errors: true,
+            ..policy(1)
+        };
         assert!(policy.should_retry(1, Outcome::Status(400)));
         assert!(!policy.should_retry(1, Outcome::Status(200)));
     }
 
     #[test]
     fn exponential_delays_double_and_respect_retry_after_and_the_cap() {
-        let policy = RetryPolicy { exponential: true, base_ms: 100, max_delay_ms: 1000, ..policy(10) };
+        let policy = RetryPolicy {
+            exponential: true,
+            base_ms: 100,
+            max_delay_ms: 1000,
+            ..policy(10)
+        };
         assert_eq!(policy.delay_ms(1, None, 1.0), 100);
         assert_eq!(policy.delay_ms(2, None, 1.0), 200);
         assert_eq!(policy.delay_ms(3, None, 0.0), 200);
         assert_eq!(policy.delay_ms(9, None, 1.0), 1000);
         assert_eq!(policy.delay_ms(1, Some(700), 1.0), 700);
         assert_eq!(policy.delay_ms(1, Some(70_000), 1.0), 1000);
-        let fixed = RetryPolicy { delay_ms: 250, ..policy };
-        assert_eq!(RetryPolicy { exponential: false, ..fixed }.delay_ms(4, None, 0.3), 250);
+        let fixed = RetryPolicy {
+            delay_ms: 250,
+            ..policy
+        };
+        assert_eq!(
+            RetryPolicy {
+                exponential: false,
+                ..fixed
+            }
+            .delay_ms(4, None, 0.3),
+            250
+        );
     }
 }

@@ -86,7 +86,13 @@ fn trace_ids() -> (String, String) {
 }
 
 /// An AADSTS-shaped error body.
-pub fn aad_error(status: u16, error: &str, code: u32, message: &str, suberror: Option<&str>) -> TokenAnswer {
+pub fn aad_error(
+    status: u16,
+    error: &str,
+    code: u32,
+    message: &str,
+    suberror: Option<&str>,
+) -> TokenAnswer {
     let (trace, corr) = trace_ids();
     let now = datetime::format_iso(datetime::now_secs()).replace('T', " ");
     let mut body = serde_json::json!({
@@ -115,7 +121,12 @@ fn missing(param: &str) -> TokenAnswer {
 }
 
 /// The resource scopes a token request may name, given the origins the emulator answers on.
-fn check_scope(scope: &str, origins: &[String], tenant_name: &str, app_only: bool) -> Result<(), TokenAnswer> {
+fn check_scope(
+    scope: &str,
+    origins: &[String],
+    tenant_name: &str,
+    app_only: bool,
+) -> Result<(), TokenAnswer> {
     let mut resource_scopes = 0;
     for s in scope.split_whitespace() {
         if matches!(s, "openid" | "profile" | "offline_access" | "email") {
@@ -131,7 +142,10 @@ fn check_scope(scope: &str, origins: &[String], tenant_name: &str, app_only: boo
             return Err(invalid_scope(scope));
         }
         let resource = resource.trim_end_matches('/');
-        if !origins.iter().any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(resource)) {
+        if !origins
+            .iter()
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(resource))
+        {
             return Err(aad_error(
                 400,
                 "invalid_resource",
@@ -160,7 +174,9 @@ fn invalid_scope(scope: &str) -> TokenAnswer {
         400,
         "invalid_scope",
         70011,
-        &format!("The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."),
+        &format!(
+            "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+        ),
         None,
     )
 }
@@ -216,7 +232,9 @@ impl Auth {
 
     /// The token's identity when it is known and not expired.
     pub fn validate(&self, token: &str) -> Option<&TokenInfo> {
-        self.tokens.get(token).filter(|t| t.expires > Instant::now())
+        self.tokens
+            .get(token)
+            .filter(|t| t.expires > Instant::now())
     }
 
     /// Makes every issued access token expire now.
@@ -243,7 +261,9 @@ impl Auth {
             400,
             "invalid_request",
             90002,
-            &format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."),
+            &format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
+            ),
             None,
         )
     }
@@ -272,15 +292,27 @@ impl Auth {
             400,
             "invalid_grant",
             65001,
-            &format!("The user or administrator has not consented to use the application with ID '{}' named '{}'. Send an interactive authorization request for this user and resource.", app.client_id, app.display_name),
+            &format!(
+                "The user or administrator has not consented to use the application with ID '{}' named '{}'. Send an interactive authorization request for this user and resource.",
+                app.client_id, app.display_name
+            ),
             Some("consent_required"),
         ))
     }
 
     /// Handles `POST /{tenant}/oauth2/v2.0/token`. `basic` is a decoded HTTP Basic credential.
-    pub fn token(&mut self, tenant: &str, form: &HashMap<String, String>, basic: Option<(String, String)>, origins: &[String]) -> TokenAnswer {
+    pub fn token(
+        &mut self,
+        tenant: &str,
+        form: &HashMap<String, String>,
+        basic: Option<(String, String)>,
+        origins: &[String],
+    ) -> TokenAnswer {
         let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
-        if !self.tenant_ok(tenant, matches!(grant, "password" | "authorization_code" | "refresh_token")) {
+        if !self.tenant_ok(
+            tenant,
+            matches!(grant, "password" | "authorization_code" | "refresh_token"),
+        ) {
             return Self::unknown_tenant(tenant);
         }
         if grant.is_empty() {
@@ -297,13 +329,33 @@ impl Auth {
         };
         match (&app.client_secret, &secret) {
             (None, Some(_)) => {
-                return aad_error(401, "invalid_client", 700025, "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.", None);
+                return aad_error(
+                    401,
+                    "invalid_client",
+                    700025,
+                    "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
+                    None,
+                );
             }
             (Some(expected), Some(given)) if expected != given => {
-                return aad_error(401, "invalid_client", 7000215, &format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."), None);
+                return aad_error(
+                    401,
+                    "invalid_client",
+                    7000215,
+                    &format!(
+                        "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+                    ),
+                    None,
+                );
             }
             (Some(_), None) if grant == "client_credentials" => {
-                return aad_error(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", None);
+                return aad_error(
+                    401,
+                    "invalid_client",
+                    7000218,
+                    "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+                    None,
+                );
             }
             _ => {}
         }
@@ -323,8 +375,13 @@ impl Auth {
                 self.answer(token, None, None)
             }
             "password" => {
-                let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
-                    return missing(if form.contains_key("username") { "password" } else { "username" });
+                let (Some(username), Some(password)) = (form.get("username"), form.get("password"))
+                else {
+                    return missing(if form.contains_key("username") {
+                        "password"
+                    } else {
+                        "username"
+                    });
                 };
                 let Some(scope) = form.get("scope") else {
                     return missing("scope");
@@ -338,13 +395,34 @@ impl Auth {
                     .find(|(u, _)| u.username.eq_ignore_ascii_case(username))
                     .cloned()
                 else {
-                    return aad_error(400, "invalid_grant", 50034, &format!("The user account {{EmailHidden}} does not exist in the {} directory. To sign into this application, the account must be added to the directory.", self.tenant_name), None);
+                    return aad_error(
+                        400,
+                        "invalid_grant",
+                        50034,
+                        &format!(
+                            "The user account {{EmailHidden}} does not exist in the {} directory. To sign into this application, the account must be added to the directory.",
+                            self.tenant_name
+                        ),
+                        None,
+                    );
                 };
                 if user.password != *password {
-                    return aad_error(400, "invalid_grant", 50126, "Error validating credentials due to invalid username or password.", None);
+                    return aad_error(
+                        400,
+                        "invalid_grant",
+                        50126,
+                        "Error validating credentials due to invalid username or password.",
+                        None,
+                    );
                 }
                 if user.mfa_required {
-                    return aad_error(400, "invalid_grant", 50076, "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access the resource.", Some("basic_action"));
+                    return aad_error(
+                        400,
+                        "invalid_grant",
+                        50076,
+                        "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access the resource.",
+                        Some("basic_action"),
+                    );
                 }
                 if let Err(e) = Self::consent(&app) {
                     return e;
@@ -356,20 +434,51 @@ impl Auth {
                     return missing("code");
                 };
                 if self.used_codes.contains_key(code) {
-                    return aad_error(400, "invalid_grant", 54005, "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.", None);
+                    return aad_error(
+                        400,
+                        "invalid_grant",
+                        54005,
+                        "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.",
+                        None,
+                    );
                 }
                 let Some(info) = self.codes.remove(code) else {
-                    return aad_error(400, "invalid_grant", 70000, "The provided value for the 'code' parameter is not valid.", None);
+                    return aad_error(
+                        400,
+                        "invalid_grant",
+                        70000,
+                        "The provided value for the 'code' parameter is not valid.",
+                        None,
+                    );
                 };
                 self.used_codes.insert(code.clone(), ());
                 if info.expires < Instant::now() {
-                    return aad_error(400, "invalid_grant", 70008, "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.", None);
+                    return aad_error(
+                        400,
+                        "invalid_grant",
+                        70008,
+                        "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.",
+                        None,
+                    );
                 }
                 if info.client_id != client_id {
-                    return aad_error(400, "invalid_grant", 70000, "The provided value for the 'code' parameter is not valid. The code was issued to a different client.", None);
+                    return aad_error(
+                        400,
+                        "invalid_grant",
+                        70000,
+                        "The provided value for the 'code' parameter is not valid. The code was issued to a different client.",
+                        None,
+                    );
                 }
-                if form.get("redirect_uri").map(String::as_str) != Some(info.redirect_uri.as_str()) {
-                    return aad_error(400, "invalid_grant", 70000, "The provided value for the input parameter 'redirect_uri' is not valid. The value must exactly match the redirect URI used to obtain the authorization code.", None);
+                if form.get("redirect_uri").map(String::as_str) != Some(info.redirect_uri.as_str())
+                {
+                    return aad_error(
+                        400,
+                        "invalid_grant",
+                        70000,
+                        "The provided value for the input parameter 'redirect_uri' is not valid. The value must exactly match the redirect URI used to obtain the authorization code.",
+                        None,
+                    );
                 }
                 if let Some((challenge, method)) = &info.challenge {
                     let Some(verifier) = form.get("code_verifier") else {
@@ -381,7 +490,13 @@ impl Auth {
                         verifier.clone()
                     };
                     if computed != *challenge {
-                        return aad_error(400, "invalid_grant", 501481, "The Code_Verifier does not match the code_challenge supplied in the authorization request.", None);
+                        return aad_error(
+                            400,
+                            "invalid_grant",
+                            501481,
+                            "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+                            None,
+                        );
                     }
                 }
                 if let Err(e) = Self::consent(&app) {
@@ -395,10 +510,22 @@ impl Auth {
                     return missing("refresh_token");
                 };
                 let Some(info) = self.refresh.remove(rt) else {
-                    return aad_error(400, "invalid_grant", 50173, "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.", None);
+                    return aad_error(
+                        400,
+                        "invalid_grant",
+                        50173,
+                        "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.",
+                        None,
+                    );
                 };
                 if info.client_id != client_id {
-                    return aad_error(400, "invalid_grant", 70000, "Provided grant is invalid or malformed: the refresh token was issued to a different client.", None);
+                    return aad_error(
+                        400,
+                        "invalid_grant",
+                        70000,
+                        "Provided grant is invalid or malformed: the refresh token was issued to a different client.",
+                        None,
+                    );
                 }
                 if let Err(e) = Self::consent(&app) {
                     return e;
@@ -421,18 +548,21 @@ impl Auth {
 
     fn delegated(&mut self, user: Guid, client_id: &str, scope: &str) -> TokenAnswer {
         let token = self.issue(user);
-        let refresh = scope.split_whitespace().any(|s| s == "offline_access").then(|| {
-            let rt = self.opaque("dvemu-rt");
-            self.refresh.insert(
-                rt.clone(),
-                RefreshInfo {
-                    client_id: client_id.into(),
-                    scope: scope.into(),
-                    user,
-                },
-            );
-            rt
-        });
+        let refresh = scope
+            .split_whitespace()
+            .any(|s| s == "offline_access")
+            .then(|| {
+                let rt = self.opaque("dvemu-rt");
+                self.refresh.insert(
+                    rt.clone(),
+                    RefreshInfo {
+                        client_id: client_id.into(),
+                        scope: scope.into(),
+                        user,
+                    },
+                );
+                rt
+            });
         let id_token = scope
             .split_whitespace()
             .any(|s| s == "openid")
@@ -467,7 +597,12 @@ impl Auth {
         format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims.to_string()))
     }
 
-    fn answer(&self, token: String, refresh: Option<String>, id_token: Option<String>) -> TokenAnswer {
+    fn answer(
+        &self,
+        token: String,
+        refresh: Option<String>,
+        id_token: Option<String>,
+    ) -> TokenAnswer {
         let secs = self.lifetime.as_secs();
         let mut body = serde_json::json!({
             "token_type": "Bearer",
@@ -486,7 +621,11 @@ impl Auth {
 
     /// Handles `GET /{tenant}/oauth2/v2.0/authorize`: approves at once. Returns the redirect
     /// location, or an error answer when no redirect is safe.
-    pub fn authorize(&mut self, tenant: &str, q: &HashMap<String, String>) -> Result<String, TokenAnswer> {
+    pub fn authorize(
+        &mut self,
+        tenant: &str,
+        q: &HashMap<String, String>,
+    ) -> Result<String, TokenAnswer> {
         if !self.tenant_ok(tenant, true) {
             return Err(Self::unknown_tenant(tenant));
         }
@@ -498,32 +637,64 @@ impl Auth {
             return Err(missing("redirect_uri"));
         };
         if !app.redirect_uris.is_empty() && !app.redirect_uris.contains(redirect) {
-            return Err(aad_error(400, "invalid_request", 50011, &format!("The redirect URI '{redirect}' specified in the request does not match the redirect URIs configured for the application '{client_id}'."), None));
+            return Err(aad_error(
+                400,
+                "invalid_request",
+                50011,
+                &format!(
+                    "The redirect URI '{redirect}' specified in the request does not match the redirect URIs configured for the application '{client_id}'."
+                ),
+                None,
+            ));
         }
         let sep = if redirect.contains('?') { '&' } else { '?' };
         let state = q
             .get("state")
             .map(|s| format!("&state={}", enc(s)))
             .unwrap_or_default();
-        let fail = |error: &str, desc: &str| format!("{redirect}{sep}error={error}&error_description={}{state}", enc(desc));
+        let fail = |error: &str, desc: &str| {
+            format!(
+                "{redirect}{sep}error={error}&error_description={}{state}",
+                enc(desc)
+            )
+        };
         if q.get("response_type").map(String::as_str) != Some("code") {
-            return Ok(fail("unsupported_response_type", "AADSTS700054: response_type 'code' is required by the emulator."));
+            return Ok(fail(
+                "unsupported_response_type",
+                "AADSTS700054: response_type 'code' is required by the emulator.",
+            ));
         }
         let scope = q.get("scope").cloned().unwrap_or_default();
         if !app.consented {
-            return Ok(fail("consent_required", &format!("AADSTS65001: The user or administrator has not consented to use the application with ID '{client_id}'.")));
+            return Ok(fail(
+                "consent_required",
+                &format!(
+                    "AADSTS65001: The user or administrator has not consented to use the application with ID '{client_id}'."
+                ),
+            ));
         }
         let user = match q.get("login_hint") {
-            Some(hint) => match self.users.iter().find(|(u, _)| u.username.eq_ignore_ascii_case(hint)) {
+            Some(hint) => match self
+                .users
+                .iter()
+                .find(|(u, _)| u.username.eq_ignore_ascii_case(hint))
+            {
                 Some((_, g)) => *g,
-                None => return Ok(fail("invalid_request", "AADSTS50034: The user account does not exist in the directory.")),
+                None => {
+                    return Ok(fail(
+                        "invalid_request",
+                        "AADSTS50034: The user account does not exist in the directory.",
+                    ));
+                }
             },
             None => self.users.first().map(|(_, g)| *g).unwrap_or_default(),
         };
         let challenge = q.get("code_challenge").map(|c| {
             (
                 c.clone(),
-                q.get("code_challenge_method").cloned().unwrap_or_else(|| "plain".into()),
+                q.get("code_challenge_method")
+                    .cloned()
+                    .unwrap_or_else(|| "plain".into()),
             )
         });
         let code = self.opaque("dvemu-code");
@@ -574,11 +745,19 @@ mod tests {
             ],
             vec![
                 (
-                    UserConfig { username: "u@x".into(), password: "pw".into(), mfa_required: false },
+                    UserConfig {
+                        username: "u@x".into(),
+                        password: "pw".into(),
+                        mfa_required: false,
+                    },
                     Guid::from_seed(1, 1),
                 ),
                 (
-                    UserConfig { username: "mfa@x".into(), password: "pw".into(), mfa_required: true },
+                    UserConfig {
+                        username: "mfa@x".into(),
+                        password: "pw".into(),
+                        mfa_required: true,
+                    },
                     Guid::from_seed(1, 2),
                 ),
             ],
@@ -588,7 +767,10 @@ mod tests {
     }
 
     fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn code_of(a: &TokenAnswer) -> u64 {
@@ -602,7 +784,17 @@ mod tests {
     #[test]
     fn client_credentials_issue_a_token_that_validates_until_expired() {
         let mut a = auth();
-        let (status, body) = a.token("tenant-1", &form(&[("grant_type", "client_credentials"), ("client_id", "app"), ("client_secret", "s3cret"), ("scope", &format!("{BASE}/.default"))]), None, &origins());
+        let (status, body) = a.token(
+            "tenant-1",
+            &form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "app"),
+                ("client_secret", "s3cret"),
+                ("scope", &format!("{BASE}/.default")),
+            ]),
+            None,
+            &origins(),
+        );
         assert_eq!(status, 200);
         assert_eq!(body["expires_in"], 3599);
         assert!(body.get("refresh_token").is_none());
@@ -616,25 +808,66 @@ mod tests {
     fn token_errors_carry_their_aadsts_codes() {
         let mut a = auth();
         let scope = format!("{BASE}/.default");
-        let cc = |id: &str, secret: &str, scope: &str| form(&[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret), ("scope", scope)]);
+        let cc = |id: &str, secret: &str, scope: &str| {
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", secret),
+                ("scope", scope),
+            ])
+        };
         let r = a.token("tenant-1", &cc("app", "wrong", &scope), None, &origins());
-        assert_eq!((r.0, code_of(&r), r.1["error"].as_str()), (401, 7000215, Some("invalid_client")));
-        let r = a.token("other-tenant", &cc("app", "s3cret", &scope), None, &origins());
+        assert_eq!(
+            (r.0, code_of(&r), r.1["error"].as_str()),
+            (401, 7000215, Some("invalid_client"))
+        );
+        let r = a.token(
+            "other-tenant",
+            &cc("app", "s3cret", &scope),
+            None,
+            &origins(),
+        );
         assert_eq!(code_of(&r), 90002);
         let r = a.token("tenant-1", &cc("ghost", "s3cret", &scope), None, &origins());
         assert_eq!(code_of(&r), 700016);
-        let r = a.token("tenant-1", &cc("app", "s3cret", "https://contoso.crm.dynamics.com/.default"), None, &origins());
-        assert_eq!((code_of(&r), r.1["error"].as_str()), (500011, Some("invalid_resource")));
-        let r = a.token("tenant-1", &cc("app", "s3cret", &format!("{BASE}/bogus")), None, &origins());
+        let r = a.token(
+            "tenant-1",
+            &cc("app", "s3cret", "https://contoso.crm.dynamics.com/.default"),
+            None,
+            &origins(),
+        );
+        assert_eq!(
+            (code_of(&r), r.1["error"].as_str()),
+            (500011, Some("invalid_resource"))
+        );
+        let r = a.token(
+            "tenant-1",
+            &cc("app", "s3cret", &format!("{BASE}/bogus")),
+            None,
+            &origins(),
+        );
         assert_eq!(code_of(&r), 70011);
         let r = a.token("tenant-1", &cc("noconsent", "x", &scope), None, &origins());
-        assert_eq!((code_of(&r), r.1["suberror"].as_str()), (65001, Some("consent_required")));
+        assert_eq!(
+            (code_of(&r), r.1["suberror"].as_str()),
+            (65001, Some("consent_required"))
+        );
     }
 
     #[test]
     fn trailing_slash_resource_scope_is_accepted() {
         let mut a = auth();
-        let r = a.token("tenant-1", &form(&[("grant_type", "client_credentials"), ("client_id", "app"), ("client_secret", "s3cret"), ("scope", &format!("{BASE}//.default"))]), None, &origins());
+        let r = a.token(
+            "tenant-1",
+            &form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "app"),
+                ("client_secret", "s3cret"),
+                ("scope", &format!("{BASE}//.default")),
+            ]),
+            None,
+            &origins(),
+        );
         assert_eq!(r.0, 200);
     }
 
@@ -642,12 +875,26 @@ mod tests {
     fn password_grant_checks_password_and_mfa() {
         let mut a = auth();
         let scope = format!("{BASE}/user_impersonation offline_access");
-        let pw = |u: &str, p: &str| form(&[("grant_type", "password"), ("client_id", "app"), ("username", u), ("password", p), ("scope", &scope)]);
+        let pw = |u: &str, p: &str| {
+            form(&[
+                ("grant_type", "password"),
+                ("client_id", "app"),
+                ("username", u),
+                ("password", p),
+                ("scope", &scope),
+            ])
+        };
         let ok = a.token("tenant-1", &pw("u@x", "pw"), None, &origins());
         assert_eq!(ok.0, 200);
         assert!(ok.1["refresh_token"].is_string());
-        assert_eq!(code_of(&a.token("tenant-1", &pw("u@x", "nope"), None, &origins())), 50126);
-        assert_eq!(code_of(&a.token("tenant-1", &pw("mfa@x", "pw"), None, &origins())), 50076);
+        assert_eq!(
+            code_of(&a.token("tenant-1", &pw("u@x", "nope"), None, &origins())),
+            50126
+        );
+        assert_eq!(
+            code_of(&a.token("tenant-1", &pw("mfa@x", "pw"), None, &origins())),
+            50076
+        );
     }
 
     #[test]
@@ -655,12 +902,44 @@ mod tests {
         let mut a = auth();
         let verifier = "ThisIsntRandomButItNeedsToBe43CharactersLong";
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-        let q = form(&[("client_id", "app"), ("response_type", "code"), ("redirect_uri", "http://localhost/cb"), ("scope", &format!("{BASE}/user_impersonation offline_access")), ("state", "xyz"), ("code_challenge", &challenge), ("code_challenge_method", "S256")]);
+        let q = form(&[
+            ("client_id", "app"),
+            ("response_type", "code"),
+            ("redirect_uri", "http://localhost/cb"),
+            (
+                "scope",
+                &format!("{BASE}/user_impersonation offline_access"),
+            ),
+            ("state", "xyz"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]);
         let loc = a.authorize("tenant-1", &q).unwrap();
-        assert!(loc.starts_with("http://localhost/cb?code=") && loc.ends_with("&state=xyz"), "{loc}");
-        let code = loc.split("code=").nth(1).unwrap().split('&').next().unwrap();
-        let code: String = form_urlencoded::parse(format!("c={code}").as_bytes()).next().unwrap().1.into_owned();
-        let redeem = |v: &str| form(&[("grant_type", "authorization_code"), ("client_id", "app"), ("code", &code), ("redirect_uri", "http://localhost/cb"), ("code_verifier", v)]);
+        assert!(
+            loc.starts_with("http://localhost/cb?code=") && loc.ends_with("&state=xyz"),
+            "{loc}"
+        );
+        let code = loc
+            .split("code=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        let code: String = form_urlencoded::parse(format!("c={code}").as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .into_owned();
+        let redeem = |v: &str| {
+            form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", "app"),
+                ("code", &code),
+                ("redirect_uri", "http://localhost/cb"),
+                ("code_verifier", v),
+            ])
+        };
         let bad = a.token("tenant-1", &redeem("wrong-verifier"), None, &origins());
         assert_eq!(code_of(&bad), 501481);
         // A code is single use, even after a failed attempt.
@@ -668,18 +947,52 @@ mod tests {
         assert_eq!(code_of(&again), 54005);
 
         let loc = a.authorize("tenant-1", &q).unwrap();
-        let code = loc.split("code=").nth(1).unwrap().split('&').next().unwrap().to_string();
-        let code: String = form_urlencoded::parse(format!("c={code}").as_bytes()).next().unwrap().1.into_owned();
-        let ok = a.token("tenant-1", &form(&[("grant_type", "authorization_code"), ("client_id", "app"), ("code", &code), ("redirect_uri", "http://localhost/cb"), ("code_verifier", verifier)]), None, &origins());
+        let code = loc
+            .split("code=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .to_string();
+        let code: String = form_urlencoded::parse(format!("c={code}").as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .into_owned();
+        let ok = a.token(
+            "tenant-1",
+            &form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", "app"),
+                ("code", &code),
+                ("redirect_uri", "http://localhost/cb"),
+                ("code_verifier", verifier),
+            ]),
+            None,
+            &origins(),
+        );
         assert_eq!(ok.0, 200, "{}", ok.1);
         let rt1 = ok.1["refresh_token"].as_str().unwrap().to_string();
-        let r = |rt: &str| form(&[("grant_type", "refresh_token"), ("client_id", "app"), ("refresh_token", rt)]);
+        let r = |rt: &str| {
+            form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", "app"),
+                ("refresh_token", rt),
+            ])
+        };
         let second = a.token("tenant-1", &r(&rt1), None, &origins());
         assert_eq!(second.0, 200);
         let rt2 = second.1["refresh_token"].as_str().unwrap().to_string();
         assert_ne!(rt1, rt2);
-        assert_eq!(code_of(&a.token("tenant-1", &r(&rt1), None, &origins())), 50173);
+        assert_eq!(
+            code_of(&a.token("tenant-1", &r(&rt1), None, &origins())),
+            50173
+        );
         a.revoke_refresh_tokens();
-        assert_eq!(code_of(&a.token("tenant-1", &r(&rt2), None, &origins())), 50173);
+        assert_eq!(
+            code_of(&a.token("tenant-1", &r(&rt2), None, &origins())),
+            50173
+        );
     }
 }

@@ -96,7 +96,12 @@ pub fn schema() -> Schema {
     .picklist(
         "teamtype",
         "Team Type",
-        &[(0, "Owner"), (1, "Access"), (2, "Security Group"), (3, "Office Group")],
+        &[
+            (0, "Owner"),
+            (1, "Access"),
+            (2, "Security Group"),
+            (3, "Office Group"),
+        ],
     )
     .string("emailaddress", "Email", 100)
     .audit()
@@ -244,7 +249,11 @@ pub fn schema() -> Schema {
     )
     .money("estimatedamount", "Est. Value")
     .lookup("parentaccountid", "Parent Account for lead", &["account"])
-    .lookup("transactioncurrencyid", "Currency", &["transactioncurrency"])
+    .lookup(
+        "transactioncurrencyid",
+        "Currency",
+        &["transactioncurrency"],
+    )
     .lookup("ownerid", "Owner", &["systemuser", "team"])
     .state_status(
         &[(0, "Open"), (1, "Qualified"), (2, "Disqualified")],
@@ -309,10 +318,24 @@ pub fn schema() -> Schema {
             (4, "Flat Fees"),
         ],
     )
-    .lookup("transactioncurrencyid", "Currency", &["transactioncurrency"])
+    .lookup(
+        "transactioncurrencyid",
+        "Currency",
+        &["transactioncurrency"],
+    )
     .state_status(
-        &[(0, "Active"), (1, "Retired"), (2, "Draft"), (3, "Under Revision")],
-        &[(1, "Active"), (2, "Retired"), (0, "Draft"), (3, "Under Revision")],
+        &[
+            (0, "Active"),
+            (1, "Retired"),
+            (2, "Draft"),
+            (3, "Under Revision"),
+        ],
+        &[
+            (1, "Active"),
+            (2, "Retired"),
+            (0, "Draft"),
+            (3, "Under Revision"),
+        ],
     )
     .audit()
     .alt_key("ProductNumberKey", "Product Number", &["productnumber"])
@@ -334,7 +357,11 @@ pub fn schema() -> Schema {
     .money("totalamount", "Total Amount")
     .datetime("datefulfilled", "Date Fulfilled", false)
     .lookup("customerid", "Customer", &["account", "contact"])
-    .lookup("transactioncurrencyid", "Currency", &["transactioncurrency"])
+    .lookup(
+        "transactioncurrencyid",
+        "Currency",
+        &["transactioncurrency"],
+    )
     .lookup("ownerid", "Owner", &["systemuser", "team"])
     .state_status(
         &[
@@ -375,7 +402,11 @@ pub fn schema() -> Schema {
     .money("priceperunit", "Price Per Unit")
     .money("extendedamount", "Extended Amount")
     .int("lineitemnumber", "Line Item Number", 0, 1_000_000)
-    .lookup("transactioncurrencyid", "Currency", &["transactioncurrency"])
+    .lookup(
+        "transactioncurrencyid",
+        "Currency",
+        &["transactioncurrency"],
+    )
     .lookup("ownerid", "Owner", &["systemuser", "team"])
     .audit()
     .build();
@@ -397,7 +428,11 @@ pub fn schema() -> Schema {
     .string("filename", "File Name", 255)
     .string("mimetype", "Mime Type", 256)
     .int("filesize", "File Size (Bytes)", 0, 2_147_483_647)
-    .lookup("objectid", "Regarding", &["account", "contact", "opportunity", "new_project"])
+    .lookup(
+        "objectid",
+        "Regarding",
+        &["account", "contact", "opportunity", "new_project"],
+    )
     .lookup("ownerid", "Owner", &["systemuser", "team"])
     .audit()
     .build();
@@ -418,8 +453,16 @@ pub fn schema() -> Schema {
     .memo("description", "Description")
     .datetime("scheduledend", "Due", false)
     .int("percentcomplete", "Percent Complete", 0, 100)
-    .picklist("prioritycode", "Priority", &[(0, "Low"), (1, "Normal"), (2, "High")])
-    .lookup("regardingobjectid", "Regarding", &["account", "contact", "opportunity"])
+    .picklist(
+        "prioritycode",
+        "Priority",
+        &[(0, "Low"), (1, "Normal"), (2, "High")],
+    )
+    .lookup(
+        "regardingobjectid",
+        "Regarding",
+        &["account", "contact", "opportunity"],
+    )
     .lookup("ownerid", "Owner", &["systemuser", "team"])
     .state_status(
         &[(0, "Open"), (1, "Completed"), (2, "Canceled")],
@@ -463,7 +506,11 @@ pub fn schema() -> Schema {
         ],
     )
     .lookup("new_accountid", "Account", &["account"])
-    .lookup("transactioncurrencyid", "Currency", &["transactioncurrency"])
+    .lookup(
+        "transactioncurrencyid",
+        "Currency",
+        &["transactioncurrency"],
+    )
     .lookup("ownerid", "Owner", &["systemuser", "team"])
     .state_status(ACTIVE_INACTIVE, ACTIVE_INACTIVE_STATUS)
     .audit()
@@ -488,30 +535,198 @@ pub fn schema() -> Schema {
     ];
 
     let mut rels = vec![
-        rel("business_unit_parent_business_unit", "businessunit", "parentbusinessunitid", "businessunit", "parentbusinessunitid", "business_unit_parent_business_unit"),
-        rel("business_unit_system_users", "systemuser", "businessunitid", "businessunit", "businessunitid", "business_unit_system_users"),
-        rel("business_unit_teams", "team", "businessunitid", "businessunit", "businessunitid", "business_unit_teams"),
-        rel("account_primary_contact", "account", "primarycontactid", "contact", "primarycontactid", "account_primary_contact"),
-        rel("account_parent_account", "account", "parentaccountid", "account", "parentaccountid", "account_parent_account"),
-        rel("contact_customer_accounts", "contact", "parentcustomerid", "account", "parentcustomerid_account", "contact_customer_accounts"),
-        rel("contact_customer_contacts", "contact", "parentcustomerid", "contact", "parentcustomerid_contact", "contact_customer_contacts"),
-        rel("account_originating_lead", "lead", "parentaccountid", "account", "parentaccountid", "lead_parent_account"),
-        rel("opportunity_customer_accounts", "opportunity", "customerid", "account", "customerid_account", "opportunity_customer_accounts"),
-        rel("opportunity_customer_contacts", "opportunity", "customerid", "contact", "customerid_contact", "opportunity_customer_contacts"),
-        rel("opportunity_parent_account", "opportunity", "parentaccountid", "account", "parentaccountid", "opportunity_parent_account"),
-        rel("opportunity_parent_contact", "opportunity", "parentcontactid", "contact", "parentcontactid", "opportunity_parent_contact"),
-        rel("order_customer_accounts", "salesorder", "customerid", "account", "customerid_account", "order_customer_accounts"),
-        rel("contact_as_customer_salesorder", "salesorder", "customerid", "contact", "customerid_contact", "order_customer_contacts"),
-        rel("order_details", "salesorderdetail", "salesorderid", "salesorder", "salesorderid", "order_details"),
-        rel("product_order_details", "salesorderdetail", "productid", "product", "productid", "product_order_details"),
-        rel("Account_Annotation", "annotation", "objectid", "account", "objectid_account", "Account_Annotation"),
-        rel("Contact_Annotation", "annotation", "objectid", "contact", "objectid_contact", "Contact_Annotation"),
-        rel("Opportunity_Annotation", "annotation", "objectid", "opportunity", "objectid_opportunity", "Opportunity_Annotation"),
-        rel("new_project_Annotations", "annotation", "objectid", "new_project", "objectid_new_project", "new_project_Annotations"),
-        rel("Account_Tasks", "task", "regardingobjectid", "account", "regardingobjectid_account_task", "Account_Tasks"),
-        rel("Contact_Tasks", "task", "regardingobjectid", "contact", "regardingobjectid_contact_task", "Contact_Tasks"),
-        rel("Opportunity_Tasks", "task", "regardingobjectid", "opportunity", "regardingobjectid_opportunity_task", "Opportunity_Tasks"),
-        rel("new_account_new_project", "new_project", "new_accountid", "account", "new_AccountId", "new_account_new_project"),
+        rel(
+            "business_unit_parent_business_unit",
+            "businessunit",
+            "parentbusinessunitid",
+            "businessunit",
+            "parentbusinessunitid",
+            "business_unit_parent_business_unit",
+        ),
+        rel(
+            "business_unit_system_users",
+            "systemuser",
+            "businessunitid",
+            "businessunit",
+            "businessunitid",
+            "business_unit_system_users",
+        ),
+        rel(
+            "business_unit_teams",
+            "team",
+            "businessunitid",
+            "businessunit",
+            "businessunitid",
+            "business_unit_teams",
+        ),
+        rel(
+            "account_primary_contact",
+            "account",
+            "primarycontactid",
+            "contact",
+            "primarycontactid",
+            "account_primary_contact",
+        ),
+        rel(
+            "account_parent_account",
+            "account",
+            "parentaccountid",
+            "account",
+            "parentaccountid",
+            "account_parent_account",
+        ),
+        rel(
+            "contact_customer_accounts",
+            "contact",
+            "parentcustomerid",
+            "account",
+            "parentcustomerid_account",
+            "contact_customer_accounts",
+        ),
+        rel(
+            "contact_customer_contacts",
+            "contact",
+            "parentcustomerid",
+            "contact",
+            "parentcustomerid_contact",
+            "contact_customer_contacts",
+        ),
+        rel(
+            "account_originating_lead",
+            "lead",
+            "parentaccountid",
+            "account",
+            "parentaccountid",
+            "lead_parent_account",
+        ),
+        rel(
+            "opportunity_customer_accounts",
+            "opportunity",
+            "customerid",
+            "account",
+            "customerid_account",
+            "opportunity_customer_accounts",
+        ),
+        rel(
+            "opportunity_customer_contacts",
+            "opportunity",
+            "customerid",
+            "contact",
+            "customerid_contact",
+            "opportunity_customer_contacts",
+        ),
+        rel(
+            "opportunity_parent_account",
+            "opportunity",
+            "parentaccountid",
+            "account",
+            "parentaccountid",
+            "opportunity_parent_account",
+        ),
+        rel(
+            "opportunity_parent_contact",
+            "opportunity",
+            "parentcontactid",
+            "contact",
+            "parentcontactid",
+            "opportunity_parent_contact",
+        ),
+        rel(
+            "order_customer_accounts",
+            "salesorder",
+            "customerid",
+            "account",
+            "customerid_account",
+            "order_customer_accounts",
+        ),
+        rel(
+            "contact_as_customer_salesorder",
+            "salesorder",
+            "customerid",
+            "contact",
+            "customerid_contact",
+            "order_customer_contacts",
+        ),
+        rel(
+            "order_details",
+            "salesorderdetail",
+            "salesorderid",
+            "salesorder",
+            "salesorderid",
+            "order_details",
+        ),
+        rel(
+            "product_order_details",
+            "salesorderdetail",
+            "productid",
+            "product",
+            "productid",
+            "product_order_details",
+        ),
+        rel(
+            "Account_Annotation",
+            "annotation",
+            "objectid",
+            "account",
+            "objectid_account",
+            "Account_Annotation",
+        ),
+        rel(
+            "Contact_Annotation",
+            "annotation",
+            "objectid",
+            "contact",
+            "objectid_contact",
+            "Contact_Annotation",
+        ),
+        rel(
+            "Opportunity_Annotation",
+            "annotation",
+            "objectid",
+            "opportunity",
+            "objectid_opportunity",
+            "Opportunity_Annotation",
+        ),
+        rel(
+            "new_project_Annotations",
+            "annotation",
+            "objectid",
+            "new_project",
+            "objectid_new_project",
+            "new_project_Annotations",
+        ),
+        rel(
+            "Account_Tasks",
+            "task",
+            "regardingobjectid",
+            "account",
+            "regardingobjectid_account_task",
+            "Account_Tasks",
+        ),
+        rel(
+            "Contact_Tasks",
+            "task",
+            "regardingobjectid",
+            "contact",
+            "regardingobjectid_contact_task",
+            "Contact_Tasks",
+        ),
+        rel(
+            "Opportunity_Tasks",
+            "task",
+            "regardingobjectid",
+            "opportunity",
+            "regardingobjectid_opportunity_task",
+            "Opportunity_Tasks",
+        ),
+        rel(
+            "new_account_new_project",
+            "new_project",
+            "new_accountid",
+            "account",
+            "new_AccountId",
+            "new_account_new_project",
+        ),
     ];
     for logical in [
         "account",

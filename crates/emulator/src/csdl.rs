@@ -18,7 +18,9 @@ pub fn document(store: &Store, _req: &Req) -> Resp {
     let s = &store.schema;
     let mut x = String::with_capacity(64 * 1024);
     x.push_str(r#"<?xml version="1.0" encoding="utf-8"?>"#);
-    x.push_str(r#"<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx">"#);
+    x.push_str(
+        r#"<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx">"#,
+    );
     x.push_str(r#"<edmx:DataServices><Schema Namespace="Microsoft.Dynamics.CRM" Alias="mscrm" xmlns="http://docs.oasis-open.org/odata/ns/edm">"#);
     x.push_str(r#"<EntityType Name="crmbaseentity" Abstract="true"/>"#);
     x.push_str(r#"<EntityType Name="expando" BaseType="mscrm.crmbaseentity" OpenType="true"/>"#);
@@ -35,16 +37,29 @@ pub fn document(store: &Store, _req: &Req) -> Resp {
                 AttrKind::Decimal { .. } | AttrKind::Money => r#" Scale="Variable""#,
                 _ => "",
             };
-            let _ = write!(x, r#"<Property Name="{}" Type="{}"{extra}>"#, a.wire_name(), a.kind.edm_type());
+            let _ = write!(
+                x,
+                r#"<Property Name="{}" Type="{}"{extra}>"#,
+                a.wire_name(),
+                a.kind.edm_type()
+            );
             if !a.description.is_empty() {
-                let _ = write!(x, r#"<Annotation Term="Org.OData.Core.V1.Description" String="{}"/>"#, esc(&a.description));
+                let _ = write!(
+                    x,
+                    r#"<Annotation Term="Org.OData.Core.V1.Description" String="{}"/>"#,
+                    esc(&a.description)
+                );
             }
             if !a.writable || a.kind.is_lookup() {
                 x.push_str(r#"<Annotation Term="Org.OData.Core.V1.Computed" Bool="true"/><Annotation Term="Org.OData.Core.V1.Permissions"><EnumMember>Org.OData.Core.V1.PermissionType/Read</EnumMember></Annotation>"#);
             }
             x.push_str("</Property>");
         }
-        for r in s.relationships.iter().filter(|r| r.referencing_entity == ei) {
+        for r in s
+            .relationships
+            .iter()
+            .filter(|r| r.referencing_entity == ei)
+        {
             let target = &s.entities[r.referenced_entity];
             let _ = write!(
                 x,
@@ -64,7 +79,11 @@ pub fn document(store: &Store, _req: &Req) -> Resp {
             );
         }
         if !e.description.is_empty() {
-            let _ = write!(x, r#"<Annotation Term="Org.OData.Core.V1.Description" String="{}"/>"#, esc(&e.description));
+            let _ = write!(
+                x,
+                r#"<Annotation Term="Org.OData.Core.V1.Description" String="{}"/>"#,
+                esc(&e.description)
+            );
         }
         if !e.alternate_keys.is_empty() {
             x.push_str(r#"<Annotation Term="OData.Community.Keys.V1.AlternateKeys"><Collection>"#);
@@ -86,12 +105,28 @@ pub fn document(store: &Store, _req: &Req) -> Resp {
     x.push_str(r#"<Function Name="WhoAmI"><ReturnType Type="mscrm.WhoAmIResponse" Nullable="false"/></Function>"#);
     x.push_str(r#"<EntityContainer Name="System">"#);
     for (ei, e) in s.entities.iter().enumerate() {
-        let _ = write!(x, r#"<EntitySet Name="{}" EntityType="Microsoft.Dynamics.CRM.{}">"#, e.entity_set_name, e.logical_name);
-        for r in s.relationships.iter().filter(|r| r.referencing_entity == ei) {
-            let _ = write!(x, r#"<NavigationPropertyBinding Path="{}" Target="{}"/>"#, r.referencing_nav, s.entities[r.referenced_entity].entity_set_name);
+        let _ = write!(
+            x,
+            r#"<EntitySet Name="{}" EntityType="Microsoft.Dynamics.CRM.{}">"#,
+            e.entity_set_name, e.logical_name
+        );
+        for r in s
+            .relationships
+            .iter()
+            .filter(|r| r.referencing_entity == ei)
+        {
+            let _ = write!(
+                x,
+                r#"<NavigationPropertyBinding Path="{}" Target="{}"/>"#,
+                r.referencing_nav, s.entities[r.referenced_entity].entity_set_name
+            );
         }
         for r in s.relationships.iter().filter(|r| r.referenced_entity == ei) {
-            let _ = write!(x, r#"<NavigationPropertyBinding Path="{}" Target="{}"/>"#, r.referenced_nav, s.entities[r.referencing_entity].entity_set_name);
+            let _ = write!(
+                x,
+                r#"<NavigationPropertyBinding Path="{}" Target="{}"/>"#,
+                r.referenced_nav, s.entities[r.referencing_entity].entity_set_name
+            );
         }
         x.push_str("</EntitySet>");
     }

@@ -98,7 +98,9 @@ impl DvError {
         DvError::new(
             400,
             ODATA_ERROR,
-            format!("Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{entity}'."),
+            format!(
+                "Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{entity}'."
+            ),
         )
     }
 
@@ -130,7 +132,11 @@ impl DvError {
 
     /// 500 for a bug in the emulator; never expected.
     pub fn internal(message: &str) -> DvError {
-        DvError::new(500, "0x80040216", format!("An unexpected error occurred: {message}"))
+        DvError::new(
+            500,
+            "0x80040216",
+            format!("An unexpected error occurred: {message}"),
+        )
     }
 
     /// The JSON body.

@@ -198,7 +198,9 @@ impl Emulator {
     pub fn start(config: Config, port: u16) -> anyhow::Result<Emulator> {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port))
             .with_context(|| format!("binding 127.0.0.1:{port}"))?;
-        listener.set_nonblocking(true).context("making the listener non-blocking")?;
+        listener
+            .set_nonblocking(true)
+            .context("making the listener non-blocking")?;
         let addr: SocketAddr = listener.local_addr().context("reading the bound address")?;
 
         let schema = Arc::new(catalog::schema());
@@ -208,7 +210,12 @@ impl Emulator {
             .first()
             .map(|a| a.client_id.clone())
             .unwrap_or_default();
-        let ids = seed::seed(&mut store, config.rows_per_table, &config.table_rows, &main_client);
+        let ids = seed::seed(
+            &mut store,
+            config.rows_per_table,
+            &config.table_rows,
+            &main_client,
+        );
         let users = resolve_users(&store, &config.users, &ids);
         let auth = auth::Auth::new(
             config.tenant_id.clone(),
@@ -304,12 +311,20 @@ impl Emulator {
 
     /// `http://127.0.0.1:PORT/<tenant>/oauth2/v2.0/token`
     pub fn token_url(&self) -> String {
-        format!("{}/{}/oauth2/v2.0/token", self.base_url(), self.app.config.tenant_id)
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.base_url(),
+            self.app.config.tenant_id
+        )
     }
 
     /// `http://127.0.0.1:PORT/<tenant>/oauth2/v2.0/authorize`
     pub fn authorize_url(&self) -> String {
-        format!("{}/{}/oauth2/v2.0/authorize", self.base_url(), self.app.config.tenant_id)
+        format!(
+            "{}/{}/oauth2/v2.0/authorize",
+            self.base_url(),
+            self.app.config.tenant_id
+        )
     }
 
     /// The scope a client-credentials request must name: `<base url>/.default`.
@@ -328,12 +343,24 @@ impl Emulator {
             .unwrap_or_default();
         Credentials {
             tenant_id: c.tenant_id.clone(),
-            client_id: c.apps.first().map(|a| a.client_id.clone()).unwrap_or_default(),
+            client_id: c
+                .apps
+                .first()
+                .map(|a| a.client_id.clone())
+                .unwrap_or_default(),
             client_secret: secret,
             public_client_id: PUBLIC_CLIENT_ID.into(),
             unconsented_client_id: UNCONSENTED_CLIENT_ID.into(),
-            username: c.users.first().map(|u| u.username.clone()).unwrap_or_default(),
-            password: c.users.first().map(|u| u.password.clone()).unwrap_or_default(),
+            username: c
+                .users
+                .first()
+                .map(|u| u.username.clone())
+                .unwrap_or_default(),
+            password: c
+                .users
+                .first()
+                .map(|u| u.password.clone())
+                .unwrap_or_default(),
             mfa_username: seed::MFA_USERNAME.into(),
             mfa_user_id: ids.mfa_user.to_string(),
             user_id: ids.admin_user.to_string(),
@@ -345,7 +372,11 @@ impl Emulator {
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.app.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        self.app
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Forgets the recorded requests.
@@ -450,7 +481,11 @@ impl Drop for Emulator {
     }
 }
 
-fn resolve_users(store: &store::Store, users: &[UserConfig], ids: &seed::Identities) -> Vec<(UserConfig, Guid)> {
+fn resolve_users(
+    store: &store::Store,
+    users: &[UserConfig],
+    ids: &seed::Identities,
+) -> Vec<(UserConfig, Guid)> {
     let su = store.schema.entity("systemuser");
     users
         .iter()
@@ -458,10 +493,13 @@ fn resolve_users(store: &store::Store, users: &[UserConfig], ids: &seed::Identit
             let id = su
                 .and_then(|su| {
                     let col = store.entity(su).attr("domainname")?;
-                    store.tables[su].rows.iter().find_map(|(id, r)| match &r.vals[col] {
-                        store::Val::Str(s) if s.eq_ignore_ascii_case(&u.username) => Some(*id),
-                        _ => None,
-                    })
+                    store.tables[su]
+                        .rows
+                        .iter()
+                        .find_map(|(id, r)| match &r.vals[col] {
+                            store::Val::Str(s) if s.eq_ignore_ascii_case(&u.username) => Some(*id),
+                            _ => None,
+                        })
                 })
                 .unwrap_or(ids.admin_user);
             (u.clone(), id)

@@ -9,17 +9,34 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--port" => port = args.next().context("--port needs a value")?.parse().context("--port must be a number")?,
-            "--rows" => config.rows_per_table = args.next().context("--rows needs a value")?.parse().context("--rows must be a number")?,
+            "--port" => {
+                port = args
+                    .next()
+                    .context("--port needs a value")?
+                    .parse()
+                    .context("--port must be a number")?
+            }
+            "--rows" => {
+                config.rows_per_table = args
+                    .next()
+                    .context("--rows needs a value")?
+                    .parse()
+                    .context("--rows must be a number")?
+            }
             "--no-auth" => config.require_auth = false,
             "--table-rows" => {
                 let v = args.next().context("--table-rows needs TABLE=N")?;
                 let (t, n) = v.split_once('=').context("--table-rows needs TABLE=N")?;
-                config.table_rows.push((t.to_string(), n.parse().context("--table-rows count must be a number")?));
+                config.table_rows.push((
+                    t.to_string(),
+                    n.parse().context("--table-rows count must be a number")?,
+                ));
             }
             "--no-record" => config.record_requests = false,
             "-h" | "--help" => {
-                println!("usage: dataverse-emulator [--port P] [--rows N] [--table-rows TABLE=N]... [--no-auth] [--no-record]");
+                println!(
+                    "usage: dataverse-emulator [--port P] [--rows N] [--table-rows TABLE=N]... [--no-auth] [--no-record]"
+                );
                 return Ok(());
             }
             other => bail!("unknown argument {other:?} (try --help)"),

@@ -31,8 +31,7 @@ fn managed(value: bool, name: &str) -> Value {
 }
 
 /// The EntityMetadata of a table (without navigation collections).
-pub fn entity_json(store: &Store, e: &Entity) -> Map<String, Value> {
-    let _ = store;
+pub fn entity_json(e: &Entity) -> Map<String, Value> {
     let v = json!({
         "MetadataId": e.metadata_id.to_string(),
         "LogicalName": e.logical_name,
@@ -165,7 +164,10 @@ pub fn attribute_json(e: &Entity, a: &Attribute, with_option_set: bool) -> Map<S
             m.insert("MinValue".into(), json!(-922_337_203_685_477.0));
             m.insert("MaxValue".into(), json!(922_337_203_685_477.0));
         }
-        AttrKind::Boolean { true_label, false_label } => {
+        AttrKind::Boolean {
+            true_label,
+            false_label,
+        } => {
             m.insert("DefaultValue".into(), json!(false));
             if with_option_set {
                 m.insert(
@@ -179,14 +181,26 @@ pub fn attribute_json(e: &Entity, a: &Attribute, with_option_set: bool) -> Map<S
             }
         }
         AttrKind::DateTime { date_only } => {
-            m.insert("Format".into(), json!(if *date_only { "DateOnly" } else { "DateAndTime" }));
+            m.insert(
+                "Format".into(),
+                json!(if *date_only {
+                    "DateOnly"
+                } else {
+                    "DateAndTime"
+                }),
+            );
             m.insert(
                 "DateTimeBehavior".into(),
                 json!({"Value": if *date_only { "DateOnly" } else { "UserLocal" }}),
             );
         }
-        AttrKind::Picklist { options } | AttrKind::State { options } | AttrKind::Status { options } => {
-            m.insert("DefaultFormValue".into(), json!(options.first().map(|o| o.0)));
+        AttrKind::Picklist { options }
+        | AttrKind::State { options }
+        | AttrKind::Status { options } => {
+            m.insert(
+                "DefaultFormValue".into(),
+                json!(options.first().map(|o| o.0)),
+            );
             if with_option_set {
                 m.insert("OptionSet".into(), options_json(e, a, options));
             }
@@ -302,7 +316,8 @@ pub fn json_matches(obj: &Map<String, Value>, e: &Expr) -> bool {
             }
         }
         Expr::Str(f, a, b) => {
-            let (Value::String(x), Value::String(y)) = (operand_json(obj, a), operand_json(obj, b)) else {
+            let (Value::String(x), Value::String(y)) = (operand_json(obj, a), operand_json(obj, b))
+            else {
                 return false;
             };
             let (x, y) = (x.to_lowercase(), y.to_lowercase());
@@ -314,7 +329,9 @@ pub fn json_matches(obj: &Map<String, Value>, e: &Expr) -> bool {
         }
         Expr::In(p, lits, neg) => {
             let v = path_value(obj, p).cloned().unwrap_or(Value::Null);
-            lits.iter().any(|l| json_cmp(&v, &lit_json(l)) == Some(Equal)) != *neg
+            lits.iter()
+                .any(|l| json_cmp(&v, &lit_json(l)) == Some(Equal))
+                != *neg
         }
         Expr::Operand(o) => operand_json(obj, o) == Value::Bool(true),
         Expr::Between(..) | Expr::Lambda { .. } => false,
@@ -344,7 +361,10 @@ fn list_response(ctx: String, items: Vec<Map<String, Value>>) -> Resp {
 
 fn entity_response(ctx: String, mut item: Map<String, Value>) -> Resp {
     let mut out = Map::new();
-    out.insert("@odata.context".into(), Value::String(format!("{ctx}/$entity")));
+    out.insert(
+        "@odata.context".into(),
+        Value::String(format!("{ctx}/$entity")),
+    );
     out.append(&mut item);
     Resp::json(200, Value::Object(out).to_string().into_bytes())
 }
@@ -352,7 +372,11 @@ fn entity_response(ctx: String, mut item: Map<String, Value>) -> Resp {
 fn find_entity(store: &Store, seg: &Segment) -> Result<usize, DvError> {
     let raw = seg.key.as_deref().unwrap_or("");
     let found = match path::parse_key(raw)? {
-        Key::Id(g) => store.schema.entities.iter().position(|e| e.metadata_id == g),
+        Key::Id(g) => store
+            .schema
+            .entities
+            .iter()
+            .position(|e| e.metadata_id == g),
         Key::Named(pairs) => match pairs.as_slice() {
             [(k, Lit::Str(v))] if k == "LogicalName" => store.schema.entity(v),
             _ => None,
@@ -369,9 +393,17 @@ fn find_entity(store: &Store, seg: &Segment) -> Result<usize, DvError> {
     })
 }
 
-fn attributes_of(store: &Store, e: usize, q: &QueryOptions, cast: Option<&str>) -> Vec<Map<String, Value>> {
+fn attributes_of(
+    store: &Store,
+    e: usize,
+    q: &QueryOptions,
+    cast: Option<&str>,
+) -> Vec<Map<String, Value>> {
     let ent = store.entity(e);
-    let expand_options = q.expand.iter().any(|x| x.nav == "OptionSet" || x.nav == "GlobalOptionSet");
+    let expand_options = q
+        .expand
+        .iter()
+        .any(|x| x.nav == "OptionSet" || x.nav == "GlobalOptionSet");
     ent.attributes
         .iter()
         .filter(|a| cast.is_none_or(|c| a.kind.metadata_type() == c))
@@ -381,7 +413,11 @@ fn attributes_of(store: &Store, e: usize, q: &QueryOptions, cast: Option<&str>) 
         .collect()
 }
 
-fn relationships_of(store: &Store, q: &QueryOptions, pred: impl Fn(&Relationship) -> bool) -> Vec<Map<String, Value>> {
+fn relationships_of(
+    store: &Store,
+    q: &QueryOptions,
+    pred: impl Fn(&Relationship) -> bool,
+) -> Vec<Map<String, Value>> {
     store
         .schema
         .relationships
@@ -393,9 +429,13 @@ fn relationships_of(store: &Store, q: &QueryOptions, pred: impl Fn(&Relationship
         .collect()
 }
 
-fn entity_with_expands(store: &Store, e: usize, q: &QueryOptions) -> Result<Map<String, Value>, DvError> {
+fn entity_with_expands(
+    store: &Store,
+    e: usize,
+    q: &QueryOptions,
+) -> Result<Map<String, Value>, DvError> {
     let ent = store.entity(e);
-    let mut m = select(entity_json(store, ent), q, &["MetadataId"]);
+    let mut m = select(entity_json(ent), q, &["MetadataId"]);
     for x in &q.expand {
         let o = &x.options;
         let v = match x.nav.as_str() {
@@ -410,7 +450,10 @@ fn entity_with_expands(store: &Store, e: usize, q: &QueryOptions) -> Result<Map<
             "ManyToManyRelationships" => Vec::new(),
             other => return Err(DvError::unknown_property(other, "EntityMetadata")),
         };
-        m.insert(x.nav.clone(), Value::Array(v.into_iter().map(Value::Object).collect()));
+        m.insert(
+            x.nav.clone(),
+            Value::Array(v.into_iter().map(Value::Object).collect()),
+        );
     }
     Ok(m)
 }
@@ -420,54 +463,83 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
     let q = QueryOptions::parse(req.query)?;
     if segs[0].name == "RelationshipDefinitions" {
         return match (&segs[0].key, &segs[1..]) {
-            (None, []) => Ok(list_response(context(req, "RelationshipDefinitions", &q), relationships_of(store, &q, |_| true))),
+            (None, []) => Ok(list_response(
+                context(req, "RelationshipDefinitions", &q),
+                relationships_of(store, &q, |_| true),
+            )),
             (Some(k), []) => {
-                let name = match path::parse_key(k)? {
-                    Key::Named(p) => p.into_iter().find(|(n, _)| n == "SchemaName").and_then(|(_, l)| match l {
-                        Lit::Str(s) => Some(s),
-                        _ => None,
-                    }),
-                    Key::Id(g) => store.schema.relationships.iter().find(|r| r.metadata_id == g).map(|r| r.schema_name.clone()),
-                    Key::Single(_) => None,
-                };
+                let name =
+                    match path::parse_key(k)? {
+                        Key::Named(p) => p.into_iter().find(|(n, _)| n == "SchemaName").and_then(
+                            |(_, l)| match l {
+                                Lit::Str(s) => Some(s),
+                                _ => None,
+                            },
+                        ),
+                        Key::Id(g) => store
+                            .schema
+                            .relationships
+                            .iter()
+                            .find(|r| r.metadata_id == g)
+                            .map(|r| r.schema_name.clone()),
+                        Key::Single(_) => None,
+                    };
                 let r = store
                     .schema
                     .relationships
                     .iter()
                     .find(|r| Some(&r.schema_name) == name.as_ref())
-                    .ok_or_else(|| DvError::new(404, "0x80040217", format!("Could not find relationship with key '{k}'.")))?;
-                Ok(entity_response(context(req, "RelationshipDefinitions", &q), select(relationship_json(store, r), &q, &["MetadataId"])))
+                    .ok_or_else(|| {
+                        DvError::new(
+                            404,
+                            "0x80040217",
+                            format!("Could not find relationship with key '{k}'."),
+                        )
+                    })?;
+                Ok(entity_response(
+                    context(req, "RelationshipDefinitions", &q),
+                    select(relationship_json(store, r), &q, &["MetadataId"]),
+                ))
             }
             (_, [s, ..]) => Err(DvError::segment_not_found(&s.name)),
         };
     }
     if segs[0].name == "GlobalOptionSetDefinitions" {
-        return Ok(list_response(context(req, "GlobalOptionSetDefinitions", &q), Vec::new()));
+        return Ok(list_response(
+            context(req, "GlobalOptionSetDefinitions", &q),
+            Vec::new(),
+        ));
     }
-    let Some(key) = &segs[0].key else {
+    if segs[0].key.is_none() {
         if let Some(s) = segs.get(1) {
             return Err(DvError::segment_not_found(&s.name));
         }
         let mut items = Vec::new();
         for (i, ent) in store.schema.entities.iter().enumerate() {
-            let full = entity_json(store, ent);
+            let full = entity_json(ent);
             if q.filter.as_ref().is_none_or(|f| json_matches(&full, f)) {
                 items.push(entity_with_expands(store, i, &q)?);
             }
         }
         return Ok(list_response(context(req, "EntityDefinitions", &q), items));
-    };
+    }
     let e = find_entity(store, &segs[0])?;
     let ent = store.entity(e);
-    let _ = key;
     let base = format!("EntityDefinitions('{}')", ent.logical_name);
     match &segs[1..] {
-        [] => Ok(entity_response(context(req, "EntityDefinitions", &q), entity_with_expands(store, e, &q)?)),
-        [a] if a.name == "Attributes" && a.key.is_none() => {
-            Ok(list_response(context(req, &format!("{base}/Attributes"), &q), attributes_of(store, e, &q, None)))
-        }
+        [] => Ok(entity_response(
+            context(req, "EntityDefinitions", &q),
+            entity_with_expands(store, e, &q)?,
+        )),
+        [a] if a.name == "Attributes" && a.key.is_none() => Ok(list_response(
+            context(req, &format!("{base}/Attributes"), &q),
+            attributes_of(store, e, &q, None),
+        )),
         [a, cast] if a.name == "Attributes" && a.key.is_none() => {
-            let t = cast.name.strip_prefix("Microsoft.Dynamics.CRM.").ok_or_else(|| DvError::segment_not_found(&cast.name))?;
+            let t = cast
+                .name
+                .strip_prefix("Microsoft.Dynamics.CRM.")
+                .ok_or_else(|| DvError::segment_not_found(&cast.name))?;
             Ok(list_response(
                 context(req, &format!("{base}/Attributes/{}", cast.name), &q),
                 attributes_of(store, e, &q, Some(t)),
@@ -478,17 +550,31 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
             let attr = match path::parse_key(raw)? {
                 Key::Id(g) => ent.attributes.iter().find(|x| x.metadata_id == g),
                 Key::Named(p) => match p.as_slice() {
-                    [(k, Lit::Str(v))] if k == "LogicalName" => ent.attr(v).map(|i| &ent.attributes[i]),
+                    [(k, Lit::Str(v))] if k == "LogicalName" => {
+                        ent.attr(v).map(|i| &ent.attributes[i])
+                    }
                     _ => None,
                 },
                 Key::Single(Lit::Str(v)) => ent.attr(&v).map(|i| &ent.attributes[i]),
                 Key::Single(_) => None,
             }
-            .ok_or_else(|| DvError::new(404, "0x80040217", format!("Could not find attribute with key '{raw}'.")))?;
-            let with_options = q.expand.iter().any(|x| x.nav == "OptionSet" || x.nav == "GlobalOptionSet");
+            .ok_or_else(|| {
+                DvError::new(
+                    404,
+                    "0x80040217",
+                    format!("Could not find attribute with key '{raw}'."),
+                )
+            })?;
+            let with_options = q
+                .expand
+                .iter()
+                .any(|x| x.nav == "OptionSet" || x.nav == "GlobalOptionSet");
             let mut ctx_tail = format!("{base}/Attributes");
             if let [cast] = rest {
-                let t = cast.name.strip_prefix("Microsoft.Dynamics.CRM.").unwrap_or("");
+                let t = cast
+                    .name
+                    .strip_prefix("Microsoft.Dynamics.CRM.")
+                    .unwrap_or("");
                 if attr.kind.metadata_type() != t {
                     return Err(DvError::bad_request(format!(
                         "The attribute '{}' is not of type '{}'.",
@@ -499,12 +585,19 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
             } else if let [s, ..] = rest {
                 return Err(DvError::segment_not_found(&s.name));
             }
-            let m = select(attribute_json(ent, attr, with_options), &q, &["MetadataId", "@odata.type", "OptionSet"]);
+            let m = select(
+                attribute_json(ent, attr, with_options),
+                &q,
+                &["MetadataId", "@odata.type", "OptionSet"],
+            );
             Ok(entity_response(context(req, &ctx_tail, &q), m))
         }
         [k] if k.name == "Keys" => Ok(list_response(
             context(req, &format!("{base}/Keys"), &q),
-            ent.alternate_keys.iter().map(|x| select(key_json(ent, x), &q, &["MetadataId"])).collect(),
+            ent.alternate_keys
+                .iter()
+                .map(|x| select(key_json(ent, x), &q, &["MetadataId"]))
+                .collect(),
         )),
         [k] if k.name == "ManyToOneRelationships" => Ok(list_response(
             context(req, &format!("{base}/ManyToOneRelationships"), &q),

@@ -82,7 +82,13 @@ mod tests {
         let t = skiptoken(2, "contactid", &first, &last);
         assert!(t.starts_with("%3Ccookie%20pagenumber=%222%22%20pagingcookie=%22%253ccookie%2520page%253d%25221%2522%253e%253ccontactid%2520last%253d%2522%257bD5026A4D-D01C-ED11-B83E-000D3A572421%257d"), "{t}");
         let decoded = crate::odata::query::decode_component(&t);
-        assert_eq!(parse(&decoded), Some(Cookie { page_number: 2, last: Some(last) }));
+        assert_eq!(
+            parse(&decoded),
+            Some(Cookie {
+                page_number: 2,
+                last: Some(last)
+            })
+        );
     }
 
     #[test]

@@ -32,7 +32,6 @@ impl Annotations {
             associated_nav: p.wants(ASSOCIATED_NAV),
         }
     }
-
 }
 
 /// An expansion, compiled.
@@ -64,7 +63,12 @@ pub struct Selection {
 
 impl Selection {
     /// Compiles `$select`/`$expand`; unknown names are 400s.
-    pub fn compile(store: &Store, entity: usize, q: &QueryOptions, caller: Caller) -> Result<Selection, DvError> {
+    pub fn compile(
+        store: &Store,
+        entity: usize,
+        q: &QueryOptions,
+        caller: Caller,
+    ) -> Result<Selection, DvError> {
         let e = store.entity(entity);
         let mut cols = Vec::new();
         match &q.select {
@@ -129,7 +133,12 @@ impl Selection {
     }
 }
 
-fn compile_expand(store: &Store, entity: usize, x: &crate::odata::query::Expand, caller: Caller) -> Result<ExpandPlan, DvError> {
+fn compile_expand(
+    store: &Store,
+    entity: usize,
+    x: &crate::odata::query::Expand,
+    caller: Caller,
+) -> Result<ExpandPlan, DvError> {
     let schema = &store.schema;
     let e = &schema.entities[entity];
     let (kind, target) = if let Some(rel) = schema.single_nav(entity, &x.nav) {
@@ -156,7 +165,9 @@ fn compile_expand(store: &Store, entity: usize, x: &crate::odata::query::Expand,
     } else {
         return Err(DvError::unknown_property(&x.nav, &e.logical_name));
     };
-    if matches!(kind, ExpandKind::Single { .. }) && (x.options.top.is_some() || !x.options.orderby.is_empty()) {
+    if matches!(kind, ExpandKind::Single { .. })
+        && (x.options.top.is_some() || !x.options.orderby.is_empty())
+    {
         return Err(DvError::bad_request(
             "Only $select and $filter clause can be provided while doing $expand on many-to-one relationship or nested one-to-many relationship.",
         ));
@@ -201,7 +212,11 @@ pub struct Ctx<'a> {
 }
 
 /// Builds the reverse indexes the collection expansions of `sel` need.
-pub fn child_indexes(store: &Store, sel: &Selection, parent: usize) -> Vec<HashMap<Guid, Vec<Guid>>> {
+pub fn child_indexes(
+    store: &Store,
+    sel: &Selection,
+    parent: usize,
+) -> Vec<HashMap<Guid, Vec<Guid>>> {
     sel.expands
         .iter()
         .map(|x| match x.kind {
@@ -271,7 +286,7 @@ fn thousands(int_part: i64) -> String {
     let digits = int_part.unsigned_abs().to_string();
     let mut s = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             s.push(',');
         }
         s.push(c);
@@ -297,11 +312,24 @@ pub fn formatted(store: &Store, e: &Entity, row: &Row, col: usize) -> Option<Str
     let kind = &e.attributes[col].kind;
     Some(match (kind, v) {
         (_, Val::Null) => return None,
-        (AttrKind::Picklist { options } | AttrKind::State { options } | AttrKind::Status { options }, Val::Int(i)) => {
-            options.iter().find(|(o, _)| o == i)?.1.clone()
-        }
-        (AttrKind::Boolean { true_label, false_label }, Val::Bool(b)) => {
-            if *b { true_label.clone() } else { false_label.clone() }
+        (
+            AttrKind::Picklist { options }
+            | AttrKind::State { options }
+            | AttrKind::Status { options },
+            Val::Int(i),
+        ) => options.iter().find(|(o, _)| o == i)?.1.clone(),
+        (
+            AttrKind::Boolean {
+                true_label,
+                false_label,
+            },
+            Val::Bool(b),
+        ) => {
+            if *b {
+                true_label.clone()
+            } else {
+                false_label.clone()
+            }
         }
         (AttrKind::Money, Val::Num(n)) => {
             let symbol = e
@@ -322,7 +350,9 @@ pub fn formatted(store: &Store, e: &Entity, row: &Row, col: usize) -> Option<Str
         }
         (AttrKind::Decimal { precision }, Val::Num(n)) => fixed(*n, *precision as usize),
         (AttrKind::Integer { .. } | AttrKind::BigInt, Val::Int(i)) => thousands(*i),
-        (AttrKind::DateTime { date_only }, Val::Date(d)) => datetime::format_display(*d, *date_only),
+        (AttrKind::DateTime { date_only }, Val::Date(d)) => {
+            datetime::format_display(*d, *date_only)
+        }
         (AttrKind::Lookup { .. }, Val::Ref(g, t)) => store.primary_name_of(*t as usize, g)?,
         _ => return None,
     })
@@ -393,7 +423,11 @@ pub fn write_row(out: &mut Vec<u8>, ctx: &Ctx, sel: &Selection, row: &Row, etag:
                             out.extend_from_slice(b"{\"@odata.id\":");
                             write_str(
                                 out,
-                                &format!("{}/{}({g})", ctx.api, store.entity(target).entity_set_name),
+                                &format!(
+                                    "{}/{}({g})",
+                                    ctx.api,
+                                    store.entity(target).entity_set_name
+                                ),
                             );
                             out.push(b'}');
                         } else {

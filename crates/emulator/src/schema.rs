@@ -8,19 +8,42 @@ use crate::guid::Guid;
 #[derive(Debug, Clone)]
 pub enum AttrKind {
     Uniqueidentifier,
-    String { max_len: u32 },
-    Memo { max_len: u32 },
-    Integer { min: i64, max: i64 },
+    String {
+        max_len: u32,
+    },
+    Memo {
+        max_len: u32,
+    },
+    Integer {
+        min: i64,
+        max: i64,
+    },
     BigInt,
-    Decimal { precision: u32 },
+    Decimal {
+        precision: u32,
+    },
     Money,
-    Boolean { true_label: String, false_label: String },
-    DateTime { date_only: bool },
-    Picklist { options: Vec<(i64, String)> },
-    State { options: Vec<(i64, String)> },
-    Status { options: Vec<(i64, String)> },
+    Boolean {
+        true_label: String,
+        false_label: String,
+    },
+    DateTime {
+        date_only: bool,
+    },
+    Picklist {
+        options: Vec<(i64, String)>,
+    },
+    State {
+        options: Vec<(i64, String)>,
+    },
+    Status {
+        options: Vec<(i64, String)>,
+    },
     /// `Lookup`, `Customer` and `Owner` columns; `type_name` is the metadata AttributeType.
-    Lookup { targets: Vec<String>, type_name: &'static str },
+    Lookup {
+        targets: Vec<String>,
+        type_name: &'static str,
+    },
 }
 
 impl AttrKind {
@@ -148,8 +171,9 @@ pub struct Relationship {
     pub metadata_id: Guid,
 }
 
-/// Who owns the rows of a table.
+/// Who owns the rows of a table (variant names are the metadata's `OwnershipTypes` members).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)]
 pub enum Ownership {
     UserOwned,
     OrganizationOwned,
@@ -206,7 +230,6 @@ impl Entity {
     pub fn primary_name_name(&self) -> &str {
         &self.attributes[self.primary_name].logical_name
     }
-
 }
 
 /// A builder for [`Entity`], used by the catalogue.
@@ -371,7 +394,8 @@ impl EntityBuilder {
     /// createdon, modifiedon, createdby, modifiedby, versionnumber (system maintained).
     pub fn audit(mut self) -> Self {
         for (l, d) in [("createdon", "Created On"), ("modifiedon", "Modified On")] {
-            self.push(l, d, AttrKind::DateTime { date_only: false }).writable = false;
+            self.push(l, d, AttrKind::DateTime { date_only: false })
+                .writable = false;
         }
         for (l, d) in [("createdby", "Created By"), ("modifiedby", "Modified By")] {
             self.push(
@@ -428,7 +452,11 @@ fn schema_case(logical: &str, custom: bool) -> String {
         let mut s = String::from("new_");
         let mut up = true;
         for c in rest.chars() {
-            s.extend(if up { c.to_uppercase().collect::<Vec<_>>() } else { vec![c] });
+            s.extend(if up {
+                c.to_uppercase().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            });
             up = false;
         }
         return s;

@@ -25,17 +25,60 @@ const FIRST: &[&str] = &[
     "Aiko", "Luis", "Fatima", "Jonas", "Priya", "Chen", "Olga", "Kwame", "Ingrid", "Diego",
 ];
 const LAST: &[&str] = &[
-    "McKay", "Stubberod", "Anderson", "Valdes", "Cannon", "Higa", "Konersmann", "Lyon", "Garcia",
-    "Andersen", "Tanaka", "Ortega", "Haddad", "Berg", "Natarajan", "Wei", "Ivanova", "Mensah",
-    "Larsen", "O'Brien",
+    "McKay",
+    "Stubberod",
+    "Anderson",
+    "Valdes",
+    "Cannon",
+    "Higa",
+    "Konersmann",
+    "Lyon",
+    "Garcia",
+    "Andersen",
+    "Tanaka",
+    "Ortega",
+    "Haddad",
+    "Berg",
+    "Natarajan",
+    "Wei",
+    "Ivanova",
+    "Mensah",
+    "Larsen",
+    "O'Brien",
 ];
 const COMPANY_A: &[&str] = &[
-    "Fourth", "Blue", "Litware", "Adventure", "Fabrikam", "Contoso", "Alpine", "Northwind",
-    "Coho", "Tailspin", "Wide World", "Proseware", "Lucerne", "Humongous", "Trey", "Woodgrove",
+    "Fourth",
+    "Blue",
+    "Litware",
+    "Adventure",
+    "Fabrikam",
+    "Contoso",
+    "Alpine",
+    "Northwind",
+    "Coho",
+    "Tailspin",
+    "Wide World",
+    "Proseware",
+    "Lucerne",
+    "Humongous",
+    "Trey",
+    "Woodgrove",
 ];
 const COMPANY_B: &[&str] = &[
-    "Coffee", "Yonder Airlines", "Inc.", "Works", "Pharmaceuticals", "Ski House", "Traders",
-    "Winery", "Toys", "Importers", "Research", "Insurance", "Margie's Travel", "Bank",
+    "Coffee",
+    "Yonder Airlines",
+    "Inc.",
+    "Works",
+    "Pharmaceuticals",
+    "Ski House",
+    "Traders",
+    "Winery",
+    "Toys",
+    "Importers",
+    "Research",
+    "Insurance",
+    "Margie's Travel",
+    "Bank",
 ];
 const CITIES: &[(&str, &str, &str)] = &[
     ("Seattle", "WA", "United States"),
@@ -57,13 +100,36 @@ const CURRENCIES: &[(&str, &str, &str, f64)] = &[
     ("Canadian Dollar", "CAD", "CA$", 1.36),
 ];
 const PRODUCTS: &[&str] = &[
-    "Espresso Machine", "Coffee Grinder", "Milk Frother", "Bean Sampler", "Barista Course",
-    "Cold Brew Kit", "Travel Mug", "Service Plan", "Water Filter", "Descaler",
+    "Espresso Machine",
+    "Coffee Grinder",
+    "Milk Frother",
+    "Bean Sampler",
+    "Barista Course",
+    "Cold Brew Kit",
+    "Travel Mug",
+    "Service Plan",
+    "Water Filter",
+    "Descaler",
 ];
-const TITLES: &[&str] = &["Purchasing Manager", "CEO", "Buyer", "Owner", "Sales Lead", "Engineer"];
+const TITLES: &[&str] = &[
+    "Purchasing Manager",
+    "CEO",
+    "Buyer",
+    "Owner",
+    "Sales Lead",
+    "Engineer",
+];
 const WORDS: &[&str] = &[
-    "Follow up", "Call back", "Send quote", "Review contract", "Schedule demo", "Prepare proposal",
-    "Check order", "Update pricing", "Confirm delivery", "Plan workshop",
+    "Follow up",
+    "Call back",
+    "Send quote",
+    "Review contract",
+    "Schedule demo",
+    "Prepare proposal",
+    "Check order",
+    "Update pricing",
+    "Confirm delivery",
+    "Plan workshop",
 ];
 
 /// Row id of the `i`-th seeded row of a table.
@@ -83,13 +149,14 @@ fn h(entity: &Entity, i: usize, salt: u64) -> u64 {
     )
 }
 
-fn pick<'a, T>(list: &'a [T], n: u64) -> &'a T {
+fn pick<T>(list: &[T], n: u64) -> &T {
     &list[(n % list.len() as u64) as usize]
 }
 
 fn salt(name: &str) -> u64 {
-    name.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Row counts per table for a configuration.
@@ -111,7 +178,12 @@ pub fn row_count(entity: &Entity, rows_per_table: usize, overrides: &[(String, u
 }
 
 /// Fills the store.
-pub fn seed(store: &mut Store, rows_per_table: usize, overrides: &[(String, usize)], client_id: &str) -> Identities {
+pub fn seed(
+    store: &mut Store,
+    rows_per_table: usize,
+    overrides: &[(String, usize)],
+    client_id: &str,
+) -> Identities {
     let schema = store.schema.clone();
     let counts: Vec<usize> = schema
         .entities
@@ -122,10 +194,18 @@ pub fn seed(store: &mut Store, rows_per_table: usize, overrides: &[(String, usiz
     let su = schema.entity("systemuser");
     let ids = Identities {
         organization_id: Guid::from_seed(0x0a9, 1),
-        root_business_unit: bu.map(|b| seeded_id(&schema.entities[b], 0)).unwrap_or_default(),
-        admin_user: su.map(|s| seeded_id(&schema.entities[s], 0)).unwrap_or_default(),
-        application_user: su.map(|s| seeded_id(&schema.entities[s], 1)).unwrap_or_default(),
-        mfa_user: su.map(|s| seeded_id(&schema.entities[s], 2)).unwrap_or_default(),
+        root_business_unit: bu
+            .map(|b| seeded_id(&schema.entities[b], 0))
+            .unwrap_or_default(),
+        admin_user: su
+            .map(|s| seeded_id(&schema.entities[s], 0))
+            .unwrap_or_default(),
+        application_user: su
+            .map(|s| seeded_id(&schema.entities[s], 1))
+            .unwrap_or_default(),
+        mfa_user: su
+            .map(|s| seeded_id(&schema.entities[s], 2))
+            .unwrap_or_default(),
     };
     for (ei, entity) in schema.entities.iter().enumerate() {
         for i in 0..counts[ei] {
@@ -158,7 +238,11 @@ fn row(
     let first = *pick(FIRST, h(e, i, 3));
     let last = *pick(LAST, h(e, i, 4));
     let city = pick(CITIES, h(e, i, 5));
-    let company = format!("{} {}", pick(COMPANY_A, h(e, i, 6)), pick(COMPANY_B, h(e, i, 7)));
+    let company = format!(
+        "{} {}",
+        pick(COMPANY_A, h(e, i, 6)),
+        pick(COMPANY_B, h(e, i, 7))
+    );
     let target_of = |name: &str, n: u64| -> Val {
         let Some(t) = schema.entity(name) else {
             return Val::Null;
@@ -166,7 +250,10 @@ fn row(
         if counts[t] == 0 {
             return Val::Null;
         }
-        Val::Ref(seeded_id(&all[t], (n % counts[t] as u64) as usize), t as u16)
+        Val::Ref(
+            seeded_id(&all[t], (n % counts[t] as u64) as usize),
+            t as u16,
+        )
     };
     for (ai, a) in e.attributes.iter().enumerate() {
         let n = h(e, i, salt(&a.logical_name));
@@ -201,8 +288,14 @@ fn row(
                 company.split(' ').next().unwrap_or("www").to_lowercase()
             )),
             (_, "companyname") => Val::str(&company),
-            (_, "jobtitle" | "title") => Val::str(*pick(TITLES, n)),
-            (_, "statecode") => Val::Int(if n % 10 == 0 && e.logical_name != "systemuser" { 1 } else { 0 }),
+            (_, "jobtitle" | "title") => Val::str(pick::<&str>(TITLES, n)),
+            (_, "statecode") => {
+                Val::Int(if n.is_multiple_of(10) && e.logical_name != "systemuser" {
+                    1
+                } else {
+                    0
+                })
+            }
             (_, "statuscode") => Val::Null, // derived below from statecode
             (_, "isdisabled") => Val::Bool(false),
             (_, "transactioncurrencyid") => target_of("transactioncurrency", 0),
@@ -216,7 +309,7 @@ fn row(
                 }
             }
             (_, "parentaccountid") if e.logical_name == "account" => {
-                if i > 0 && n % 5 == 0 {
+                if i > 0 && n.is_multiple_of(5) {
                     target_of("account", n % i as u64)
                 } else {
                     Val::Null
@@ -224,7 +317,11 @@ fn row(
             }
             (AttrKind::Lookup { targets, .. }, _) => {
                 let t = pick(targets, n >> 8);
-                if n % 11 == 0 { Val::Null } else { target_of(t, (i as u64) ^ (n & 0xff)) }
+                if n.is_multiple_of(11) {
+                    Val::Null
+                } else {
+                    target_of(t, (i as u64) ^ (n & 0xff))
+                }
             }
             (AttrKind::String { max_len }, _) => {
                 let text = if a.is_primary_name {
@@ -235,10 +332,13 @@ fn row(
                 Val::str(&truncate(&text, *max_len as usize))
             }
             (AttrKind::Memo { .. }, _) => {
-                if n % 3 == 0 {
+                if n.is_multiple_of(3) {
                     Val::Null
                 } else {
-                    Val::str(&format!("{} for {company}. Line two of the note.", pick(WORDS, n)))
+                    Val::str(&format!(
+                        "{} for {company}. Line two of the note.",
+                        pick(WORDS, n)
+                    ))
                 }
             }
             (AttrKind::Integer { min, max }, _) => {
@@ -251,13 +351,21 @@ fn row(
                 Val::Num(((n % 100_000) as f64 / 100.0 * scale).round() / scale)
             }
             (AttrKind::Money, _) => Val::Num(((n % 5_000_000) / 100 * 100) as f64),
-            (AttrKind::Boolean { .. }, _) => Val::Bool(n % 4 == 0),
+            (AttrKind::Boolean { .. }, _) => Val::Bool(n.is_multiple_of(4)),
             (AttrKind::DateTime { date_only }, _) => {
                 let t = BASE_TIME + (n % (3 * 365 * 86_400)) as i64;
-                Val::Date(if *date_only { t - t.rem_euclid(86_400) } else { t })
+                Val::Date(if *date_only {
+                    t - t.rem_euclid(86_400)
+                } else {
+                    t
+                })
             }
             (AttrKind::Picklist { options }, _) => {
-                if n % 7 == 0 { Val::Null } else { Val::Int(pick(options, n >> 4).0) }
+                if n.is_multiple_of(7) {
+                    Val::Null
+                } else {
+                    Val::Int(pick(options, n >> 4).0)
+                }
             }
             (AttrKind::State { .. } | AttrKind::Status { .. } | AttrKind::Uniqueidentifier, _) => {
                 Val::Null
@@ -272,8 +380,20 @@ fn row(
             }
         };
         let special: Option<(&str, &str, &str, &str, i64)> = match i {
-            0 => Some(("Emulator", "Admin", ADMIN_USERNAME, "System Administrator", 0)),
-            1 => Some(("#", "dataverse-emulator", "dataverse-emulator@emulator.local", "Application User", 4)),
+            0 => Some((
+                "Emulator",
+                "Admin",
+                ADMIN_USERNAME,
+                "System Administrator",
+                0,
+            )),
+            1 => Some((
+                "#",
+                "dataverse-emulator",
+                "dataverse-emulator@emulator.local",
+                "Application User",
+                4,
+            )),
             2 => Some(("Mfa", "User", MFA_USERNAME, "Analyst", 0)),
             _ => None,
         };
@@ -288,10 +408,19 @@ fn row(
             set(
                 &mut vals,
                 "applicationid",
-                if i == 1 { Val::str(client_id) } else { Val::Null },
+                if i == 1 {
+                    Val::str(client_id)
+                } else {
+                    Val::Null
+                },
             );
         } else {
-            let user = format!("{}.{}{}@emulator.local", first.to_lowercase(), last.to_lowercase().replace('\'', ""), i);
+            let user = format!(
+                "{}.{}{}@emulator.local",
+                first.to_lowercase(),
+                last.to_lowercase().replace('\'', ""),
+                i
+            );
             set(&mut vals, "domainname", Val::str(&user));
             set(&mut vals, "internalemailaddress", Val::str(&user));
             set(&mut vals, "applicationid", Val::Null);
@@ -317,10 +446,11 @@ fn row(
         set(&mut vals, "currencyprecision", Val::Int(2));
         set(&mut vals, "statecode", Val::Int(0));
     }
-    if e.logical_name == "businessunit" && i == 0 {
-        if let Some(c) = e.attr("name") {
-            vals[c] = Val::str("emulator");
-        }
+    if e.logical_name == "businessunit"
+        && i == 0
+        && let Some(c) = e.attr("name")
+    {
+        vals[c] = Val::str("emulator");
     }
     if let Some(sc) = e.attr("statuscode") {
         let state = e.attr("statecode").and_then(|c| match vals[c] {
@@ -342,7 +472,10 @@ pub fn default_status(e: &Entity, state: i64) -> i64 {
     let pos = states.iter().position(|(v, _)| *v == state).unwrap_or(0);
     match e.logical_name.as_str() {
         "task" => [2, 5, 6].get(pos).copied().unwrap_or(2),
-        "salesorder" => [1, 100001, 4, 100001, 100003].get(pos).copied().unwrap_or(1),
+        "salesorder" => [1, 100001, 4, 100001, 100003]
+            .get(pos)
+            .copied()
+            .unwrap_or(1),
         "opportunity" => [1, 3, 4].get(pos).copied().unwrap_or(1),
         "lead" => [1, 3, 4].get(pos).copied().unwrap_or(1),
         _ => statuses.get(pos).map(|(v, _)| *v).unwrap_or(1),

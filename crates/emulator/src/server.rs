@@ -100,7 +100,11 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     {
         log.push(RecordedRequest {
             method: method.clone(),
-            path: if query.is_empty() { path.clone() } else { format!("{path}?{query}") },
+            path: if query.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}?{query}")
+            },
             headers: headers.clone(),
             body: body.to_vec(),
         });
@@ -119,7 +123,11 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             return response(s, h, b);
         }
         Some(Fault::Unavailable) => {
-            let e = DvError::new(503, "0x80040216", "The service is temporarily unavailable. Please try again later.");
+            let e = DvError::new(
+                503,
+                "0x80040216",
+                "The service is temporarily unavailable. Please try again later.",
+            );
             let (s, h, b) = dv_error_parts(&e);
             return response(s, h, b);
         }
@@ -153,12 +161,18 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             let part = Bytes::from(bytes[..bytes.len() / 2].to_vec());
             let stream = futures_util::stream::iter(vec![
                 Ok::<Bytes, std::io::Error>(part),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection cut by fault injection")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "connection cut by fault injection",
+                )),
             ]);
             let mut r = Response::new(Body::from_stream(stream));
             *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             for (k, v) in hdrs {
-                if let (Ok(n), Ok(v)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+                if let (Ok(n), Ok(v)) = (
+                    header::HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(&v),
+                ) {
                     r.headers_mut().append(n, v);
                 }
             }
@@ -182,7 +196,15 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
 
 type Parts = (u16, Vec<(String, String)>, Vec<u8>);
 
-fn dispatch(app: &App, method: &str, path: &str, query: &str, headers: &[(String, String)], body: &[u8], origin: &str) -> Parts {
+fn dispatch(
+    app: &App,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    origin: &str,
+) -> Parts {
     if let Some(rest) = path.strip_prefix("/api/data/") {
         return web_api(app, method, rest, query, headers, body, origin);
     }
@@ -203,22 +225,46 @@ fn dispatch(app: &App, method: &str, path: &str, query: &str, headers: &[(String
                 "code_challenge_methods_supported": ["S256", "plain"],
                 "tenant_region_scope": "NA",
             });
-            (200, vec![("Content-Type".into(), "application/json; charset=utf-8".into())], body.to_string().into_bytes())
+            (
+                200,
+                vec![(
+                    "Content-Type".into(),
+                    "application/json; charset=utf-8".into(),
+                )],
+                body.to_string().into_bytes(),
+            )
         }
         _ => {
-            let e = DvError::new(404, "0x80060888", format!("Resource not found for the segment '{}'.", segs.first().copied().unwrap_or("")));
+            let e = DvError::new(
+                404,
+                "0x80060888",
+                format!(
+                    "Resource not found for the segment '{}'.",
+                    segs.first().copied().unwrap_or("")
+                ),
+            );
             dv_error_parts(&e)
         }
     }
 }
 
-fn token(app: &App, tenant: &str, headers: &[(String, String)], body: &[u8], origin: &str) -> Parts {
+fn token(
+    app: &App,
+    tenant: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    origin: &str,
+) -> Parts {
     let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
     let basic = headers
         .iter()
         .find(|(k, _)| k == "authorization")
         .and_then(|(_, v)| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| {
             let (id, secret) = s.split_once(':')?;
@@ -238,7 +284,10 @@ fn token(app: &App, tenant: &str, headers: &[(String, String)], body: &[u8], ori
     (
         status,
         vec![
-            ("Content-Type".into(), "application/json; charset=utf-8".into()),
+            (
+                "Content-Type".into(),
+                "application/json; charset=utf-8".into(),
+            ),
             ("Cache-Control".into(), "no-store, no-cache".into()),
             ("Pragma".into(), "no-cache".into()),
         ],
@@ -247,7 +296,9 @@ fn token(app: &App, tenant: &str, headers: &[(String, String)], body: &[u8], ori
 }
 
 fn authorize(app: &App, tenant: &str, query: &str) -> Parts {
-    let q: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let q: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
     let result = match app.auth.lock() {
         Ok(mut auth) => auth.authorize(tenant, &q),
         Err(_) => Err((500, serde_json::json!({"error": "server_error"}))),
@@ -256,7 +307,10 @@ fn authorize(app: &App, tenant: &str, query: &str) -> Parts {
         Ok(location) => (302, vec![("Location".into(), location)], Vec::new()),
         Err((status, json)) => (
             status,
-            vec![("Content-Type".into(), "application/json; charset=utf-8".into())],
+            vec![(
+                "Content-Type".into(),
+                "application/json; charset=utf-8".into(),
+            )],
             json.to_string().into_bytes(),
         ),
     }
@@ -276,15 +330,28 @@ fn caller_for(app: &App, user: crate::guid::Guid) -> Caller {
             }
         })
         .unwrap_or(app.ids.root_business_unit);
-    Caller { user, business_unit: bu }
+    Caller {
+        user,
+        business_unit: bu,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn web_api(app: &App, method: &str, rest: &str, query: &str, headers: &[(String, String)], body: &[u8], origin: &str) -> Parts {
+fn web_api(
+    app: &App,
+    method: &str,
+    rest: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    origin: &str,
+) -> Parts {
     let (version, sub) = rest.split_once('/').unwrap_or((rest, ""));
-    let valid_version = version
-        .strip_prefix('v')
-        .is_some_and(|v| !v.is_empty() && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())));
+    let valid_version = version.strip_prefix('v').is_some_and(|v| {
+        !v.is_empty()
+            && v.split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    });
     if !valid_version {
         return dv_error_parts(&DvError::segment_not_found(version));
     }
@@ -294,21 +361,38 @@ fn web_api(app: &App, method: &str, rest: &str, query: &str, headers: &[(String,
         .map(|(_, v)| v.as_str());
     let bearer = auth_header.and_then(|v| {
         let (scheme, token) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string())
     });
     let user = bearer.as_deref().and_then(|t| {
-        app.auth.lock().ok().and_then(|a| a.validate(t).map(|i| i.user))
+        app.auth
+            .lock()
+            .ok()
+            .and_then(|a| a.validate(t).map(|i| i.user))
     });
-    let tenant = app.auth.lock().map(|a| a.tenant_id.clone()).unwrap_or_default();
+    let tenant = app
+        .auth
+        .lock()
+        .map(|a| a.tenant_id.clone())
+        .unwrap_or_default();
     let user = match (user, app.config.require_auth) {
         (Some(u), _) => u,
         (None, false) => app.ids.admin_user,
         (None, true) => {
-            let e = DvError::new(401, error::NOT_AUTHENTICATED, "Bearer token is missing, expired or not valid for this organization.")
-                .with_header(
-                    "WWW-Authenticate",
-                    format!("Bearer authorization_uri={}/{tenant}/oauth2/authorize, resource_id={}/", app.base_url(), origin),
-                );
+            let e = DvError::new(
+                401,
+                error::NOT_AUTHENTICATED,
+                "Bearer token is missing, expired or not valid for this organization.",
+            )
+            .with_header(
+                "WWW-Authenticate",
+                format!(
+                    "Bearer authorization_uri={}/{tenant}/oauth2/authorize, resource_id={}/",
+                    app.base_url(),
+                    origin
+                ),
+            );
             return dv_error_parts(&e);
         }
     };
@@ -320,7 +404,9 @@ fn web_api(app: &App, method: &str, rest: &str, query: &str, headers: &[(String,
                 .throttle
                 .lock()
                 .map(|mut t| t.check(user, limit, Instant::now()))
-                .unwrap_or(Verdict::Allowed { remaining: limit.requests });
+                .unwrap_or(Verdict::Allowed {
+                    remaining: limit.requests,
+                });
             match verdict {
                 Verdict::Allowed { remaining } => remaining,
                 Verdict::Throttled { retry_after } => {
@@ -340,9 +426,22 @@ fn web_api(app: &App, method: &str, rest: &str, query: &str, headers: &[(String,
         }
         None => 5999,
     };
-    extra.push(("x-ms-ratelimit-burst-remaining-xrm-requests".into(), remaining.to_string()));
-    extra.push(("x-ms-ratelimit-time-remaining-xrm-requests".into(), "1,200.00".into()));
-    extra.push(("x-ms-service-request-id".into(), crate::guid::Guid::from_seed(app.addr.port() as u64, remaining as u64 ^ crate::datetime::now_secs() as u64).to_string()));
+    extra.push((
+        "x-ms-ratelimit-burst-remaining-xrm-requests".into(),
+        remaining.to_string(),
+    ));
+    extra.push((
+        "x-ms-ratelimit-time-remaining-xrm-requests".into(),
+        "1,200.00".into(),
+    ));
+    extra.push((
+        "x-ms-service-request-id".into(),
+        crate::guid::Guid::from_seed(
+            app.addr.port() as u64,
+            remaining as u64 ^ crate::datetime::now_secs() as u64,
+        )
+        .to_string(),
+    ));
     let req = Req {
         method,
         path: sub,
@@ -359,19 +458,22 @@ fn web_api(app: &App, method: &str, rest: &str, query: &str, headers: &[(String,
         },
     };
     let method_eff = if method == "HEAD" { "GET" } else { method };
+    // A panic in a handler must not take the store down with it: keep serving from a
+    // poisoned lock (writes are applied row by row, so the data stays consistent per row).
     let result = if webapi::is_read(method_eff) {
-        match app.store.read() {
-            Ok(store) => webapi::handle_read(&store, &req),
-            Err(_) => Err(DvError::internal("store lock poisoned")),
-        }
+        let store = app.store.read().unwrap_or_else(|p| p.into_inner());
+        webapi::handle_read(&store, &req)
     } else {
-        match app.store.write() {
-            Ok(mut store) => webapi::handle_write(&mut store, &req),
-            Err(_) => Err(DvError::internal("store lock poisoned")),
-        }
+        let mut store = app.store.write().unwrap_or_else(|p| p.into_inner());
+        webapi::handle_write(&mut store, &req)
     };
     match result {
-        Ok(Resp { status, headers, body, content_type }) => {
+        Ok(Resp {
+            status,
+            headers,
+            body,
+            content_type,
+        }) => {
             let mut h = extra;
             if let Some(ct) = content_type {
                 h.push(("Content-Type".into(), ct.into()));

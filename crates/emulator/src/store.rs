@@ -178,7 +178,12 @@ impl Store {
 
     /// Inserts a complete row (primary key already set in `vals`). Fails on a duplicate
     /// primary or alternate key.
-    pub fn insert(&mut self, entity: usize, mut vals: Vec<Val>, log: bool) -> Result<Guid, DvError> {
+    pub fn insert(
+        &mut self,
+        entity: usize,
+        mut vals: Vec<Val>,
+        log: bool,
+    ) -> Result<Guid, DvError> {
         let e = self.entity(entity);
         let Val::Guid(id) = vals[e.primary_id] else {
             return Err(DvError::internal("row without primary key"));
@@ -216,7 +221,12 @@ impl Store {
     }
 
     /// Applies column changes to an existing row; returns the new version.
-    pub fn update(&mut self, entity: usize, id: Guid, changes: Vec<(usize, Val)>) -> Result<u64, DvError> {
+    pub fn update(
+        &mut self,
+        entity: usize,
+        id: Guid,
+        changes: Vec<(usize, Val)>,
+    ) -> Result<u64, DvError> {
         let Some(row) = self.tables[entity].rows.get(&id) else {
             return Err(DvError::not_found(&self.entity(entity).logical_name, &id));
         };
@@ -279,7 +289,11 @@ impl Store {
             kind: ChangeKind::Delete,
         });
         let schema = self.schema.clone();
-        for rel in schema.relationships.iter().filter(|r| r.referenced_entity == entity) {
+        for rel in schema
+            .relationships
+            .iter()
+            .filter(|r| r.referenced_entity == entity)
+        {
             let col = rel.referencing_attribute;
             let t = &mut self.tables[rel.referencing_entity];
             for r in t.rows.values_mut() {

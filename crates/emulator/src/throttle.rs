@@ -41,7 +41,10 @@ impl Throttle {
     /// Counts a request by `caller` at `now` against `limit`.
     pub fn check(&mut self, caller: Guid, limit: RateLimit, now: Instant) -> Verdict {
         let w = self.windows.entry(caller).or_default();
-        while w.front().is_some_and(|t| now.duration_since(*t) >= limit.window) {
+        while w
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= limit.window)
+        {
             w.pop_front();
         }
         if w.len() >= limit.requests {
@@ -79,7 +82,10 @@ mod tests {
             Verdict::Throttled { retry_after: 6 }
         );
         // Another caller has its own window.
-        assert!(matches!(t.check(Guid::from_seed(2, 2), limit, t0), Verdict::Allowed { .. }));
+        assert!(matches!(
+            t.check(Guid::from_seed(2, 2), limit, t0),
+            Verdict::Allowed { .. }
+        ));
         assert!(matches!(
             t.check(me, limit, t0 + Duration::from_secs(10)),
             Verdict::Allowed { .. }

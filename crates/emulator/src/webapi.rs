@@ -151,7 +151,10 @@ pub fn handle_read(store: &Store, req: &Req) -> Result<Resp, DvError> {
 pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
     let segs = path::segments(req.path)?;
     let Some(first) = segs.first() else {
-        return Err(DvError::method_not_allowed(req.method, "the service document"));
+        return Err(DvError::method_not_allowed(
+            req.method,
+            "the service document",
+        ));
     };
     match first.name.as_str() {
         "$batch" => {
@@ -161,7 +164,12 @@ pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
                 "$batch is not implemented by the emulator yet.",
             ));
         }
-        "WhoAmI" => return Err(DvError::method_not_allowed(req.method, "the function WhoAmI")),
+        "WhoAmI" => {
+            return Err(DvError::method_not_allowed(
+                req.method,
+                "the function WhoAmI",
+            ));
+        }
         "EntityDefinitions" => {
             return Err(DvError::new(
                 501,
@@ -188,7 +196,8 @@ fn service_document(store: &Store, req: &Req) -> Resp {
         value.push(serde_json::json!({"name": name, "kind": "EntitySet", "url": name}));
     }
     value.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    let body = serde_json::json!({"@odata.context": format!("{}/$metadata", req.api), "value": value});
+    let body =
+        serde_json::json!({"@odata.context": format!("{}/$metadata", req.api), "value": value});
     Resp::json(200, body.to_string().into_bytes())
 }
 
@@ -222,8 +231,12 @@ pub fn lit_to_val(kind: &AttrKind, lit: &Lit) -> Option<Val> {
         (_, Lit::Null) => Val::Null,
         (AttrKind::String { .. } | AttrKind::Memo { .. }, Lit::Str(s)) => Val::str(s),
         (AttrKind::Lookup { .. } | AttrKind::Uniqueidentifier, Lit::Guid(g)) => Val::Guid(*g),
-        (AttrKind::Lookup { .. } | AttrKind::Uniqueidentifier, Lit::Str(s)) => Val::Guid(Guid::parse(s)?),
-        (_, Lit::Int(i)) if matches!(kind, AttrKind::Decimal { .. } | AttrKind::Money) => Val::Num(*i as f64),
+        (AttrKind::Lookup { .. } | AttrKind::Uniqueidentifier, Lit::Str(s)) => {
+            Val::Guid(Guid::parse(s)?)
+        }
+        (_, Lit::Int(i)) if matches!(kind, AttrKind::Decimal { .. } | AttrKind::Money) => {
+            Val::Num(*i as f64)
+        }
         (_, Lit::Int(i)) => Val::Int(*i),
         (_, Lit::Num(n)) => Val::Num(*n),
         (_, Lit::Bool(b)) => Val::Bool(*b),
@@ -263,7 +276,9 @@ pub fn key_ref(store: &Store, e: usize, raw: &str) -> Result<KeyRef, DvError> {
                 let mut v = lit_to_val(&ent.attributes[col].kind, &lit).ok_or_else(|| {
                     DvError::bad_request(format!("The key value for '{name}' is not valid."))
                 })?;
-                if let (AttrKind::Lookup { targets, .. }, Val::Guid(g)) = (&ent.attributes[col].kind, &v) {
+                if let (AttrKind::Lookup { targets, .. }, Val::Guid(g)) =
+                    (&ent.attributes[col].kind, &v)
+                {
                     let t = targets
                         .first()
                         .and_then(|t| store.schema.entity(t))
@@ -294,7 +309,14 @@ pub fn resolve_existing(store: &Store, e: usize, raw: &str) -> Result<Guid, DvEr
     })
 }
 
-fn entity_read(store: &Store, req: &Req, e: usize, id: Guid, rest: &[Segment], opts: &QueryOptions) -> Result<Resp, DvError> {
+fn entity_read(
+    store: &Store,
+    req: &Req,
+    e: usize,
+    id: Guid,
+    rest: &[Segment],
+    opts: &QueryOptions,
+) -> Result<Resp, DvError> {
     let ent = store.entity(e);
     let row = store
         .get(e, &id)
@@ -318,7 +340,13 @@ fn entity_read(store: &Store, req: &Req, e: usize, id: Guid, rest: &[Segment], o
             let col = ent.attr_by_wire(&s.name).unwrap_or(0);
             let mut out = Vec::new();
             out.extend_from_slice(b"{\"@odata.context\":");
-            render::write_str(&mut out, &format!("{}/$metadata#{}({id})/{}", req.api, ent.entity_set_name, s.name));
+            render::write_str(
+                &mut out,
+                &format!(
+                    "{}/$metadata#{}({id})/{}",
+                    req.api, ent.entity_set_name, s.name
+                ),
+            );
             out.extend_from_slice(b",\"value\":");
             render::write_val(&mut out, &ent.attributes[col].kind, &row.vals[col]);
             out.push(b'}');
@@ -335,7 +363,10 @@ fn entity_read(store: &Store, req: &Req, e: usize, id: Guid, rest: &[Segment], o
             Ok(Resp::text(text))
         }
         [s, tail @ ..] if s.key.is_none() && store.schema.single_nav(e, &s.name).is_some() => {
-            let rel = store.schema.single_nav(e, &s.name).ok_or_else(|| DvError::segment_not_found(&s.name))?;
+            let rel = store
+                .schema
+                .single_nav(e, &s.name)
+                .ok_or_else(|| DvError::segment_not_found(&s.name))?;
             let target = rel.referenced_entity;
             let child = match &row.vals[rel.referencing_attribute] {
                 Val::Ref(g, t) if *t as usize == target => store.get(target, g).map(|r| (*g, r)),
@@ -356,7 +387,10 @@ fn entity_read(store: &Store, req: &Req, e: usize, id: Guid, rest: &[Segment], o
             }
         }
         [s, tail @ ..] if store.schema.collection_nav(e, &s.name).is_some() => {
-            let rel = store.schema.collection_nav(e, &s.name).ok_or_else(|| DvError::segment_not_found(&s.name))?;
+            let rel = store
+                .schema
+                .collection_nav(e, &s.name)
+                .ok_or_else(|| DvError::segment_not_found(&s.name))?;
             let parent = Parent {
                 col: rel.referencing_attribute,
                 id,
@@ -372,7 +406,8 @@ fn entity_read(store: &Store, req: &Req, e: usize, id: Guid, rest: &[Segment], o
                 (None, [t]) if t.name == "$ref" => {
                     let mut refs = Vec::new();
                     for (cid, r) in &store.tables[child].rows {
-                        if matches!(&r.vals[parent.col], Val::Ref(g, pe) if *g == id && *pe as usize == e) {
+                        if matches!(&r.vals[parent.col], Val::Ref(g, pe) if *g == id && *pe as usize == e)
+                        {
                             refs.push(serde_json::json!({"@odata.id": format!("{}/{}({cid})", req.api, store.entity(child).entity_set_name)}));
                         }
                     }
@@ -381,7 +416,9 @@ fn entity_read(store: &Store, req: &Req, e: usize, id: Guid, rest: &[Segment], o
                 }
                 (Some(k), []) => {
                     let cid = resolve_existing(store, child, k)?;
-                    let r = store.get(child, &cid).ok_or_else(|| DvError::not_found(&store.entity(child).logical_name, &cid))?;
+                    let r = store.get(child, &cid).ok_or_else(|| {
+                        DvError::not_found(&store.entity(child).logical_name, &cid)
+                    })?;
                     if !matches!(&r.vals[parent.col], Val::Ref(g, _) if *g == id) {
                         return Err(DvError::not_found(&store.entity(child).logical_name, &cid));
                     }
@@ -395,7 +432,14 @@ fn entity_read(store: &Store, req: &Req, e: usize, id: Guid, rest: &[Segment], o
 }
 
 /// Renders one row as a single-entity response (`.../$entity`).
-pub fn single_row(store: &Store, req: &Req, e: usize, row: &Row, opts: &QueryOptions, status: u16) -> Result<Resp, DvError> {
+pub fn single_row(
+    store: &Store,
+    req: &Req,
+    e: usize,
+    row: &Row,
+    opts: &QueryOptions,
+    status: u16,
+) -> Result<Resp, DvError> {
     let prefer = req.prefer();
     let sel = Selection::compile(store, e, opts, req.caller)?;
     let ctx = Ctx {
@@ -421,7 +465,10 @@ pub fn single_row(store: &Store, req: &Req, e: usize, row: &Row, opts: &QueryOpt
     out.extend_from_slice(&row_json[1..]);
     let mut resp = Resp::json(status, out).header("ETag", format!("W/\"{}\"", row.version));
     if let Some(a) = &prefer.include_annotations {
-        resp = resp.header("Preference-Applied", format!("odata.include-annotations=\"{a}\""));
+        resp = resp.header(
+            "Preference-Applied",
+            format!("odata.include-annotations=\"{a}\""),
+        );
     }
     Ok(resp)
 }
@@ -429,11 +476,19 @@ pub fn single_row(store: &Store, req: &Req, e: usize, row: &Row, opts: &QueryOpt
 fn belongs(row: &Row, parent: &Option<Parent>) -> bool {
     match parent {
         None => true,
-        Some(p) => matches!(&row.vals[p.col], Val::Ref(g, e) if *g == p.id && *e as usize == p.entity),
+        Some(p) => {
+            matches!(&row.vals[p.col], Val::Ref(g, e) if *g == p.id && *e as usize == p.entity)
+        }
     }
 }
 
-fn count_rows(store: &Store, req: &Req, e: usize, opts: &QueryOptions, parent: Option<Parent>) -> Result<usize, DvError> {
+fn count_rows(
+    store: &Store,
+    req: &Req,
+    e: usize,
+    opts: &QueryOptions,
+    parent: Option<Parent>,
+) -> Result<usize, DvError> {
     let filter = match &opts.filter {
         Some(f) => Some(Filter::compile(store, e, f, req.caller)?),
         None => None,
@@ -446,7 +501,13 @@ fn count_rows(store: &Store, req: &Req, e: usize, opts: &QueryOptions, parent: O
 }
 
 /// Serves a collection page.
-pub fn collection(store: &Store, req: &Req, e: usize, opts: &QueryOptions, parent: Option<Parent>) -> Result<Resp, DvError> {
+pub fn collection(
+    store: &Store,
+    req: &Req,
+    e: usize,
+    opts: &QueryOptions,
+    parent: Option<Parent>,
+) -> Result<Resp, DvError> {
     let prefer = req.prefer();
     let ent = store.entity(e);
     let filter = match &opts.filter {
@@ -467,7 +528,8 @@ pub fn collection(store: &Store, req: &Req, e: usize, opts: &QueryOptions, paren
         })?),
         None => None,
     };
-    let matches = |r: &Row| belongs(r, &parent) && filter.as_ref().is_none_or(|f| f.matches(store, r));
+    let matches =
+        |r: &Row| belongs(r, &parent) && filter.as_ref().is_none_or(|f| f.matches(store, r));
     let table = &store.tables[e].rows;
     let mut total: Option<usize> = None;
     let page: Vec<(&Guid, &Row)>;
@@ -492,13 +554,16 @@ pub fn collection(store: &Store, req: &Req, e: usize, opts: &QueryOptions, paren
         let start = match &cookie {
             Some(c) => match c.last.and_then(|l| all.iter().position(|(g, _)| **g == l)) {
                 Some(p) => p + 1,
-                None => c.page_number.saturating_sub(1) * page_size,
+                None => c.page_number.saturating_sub(1).saturating_mul(page_size),
             },
             None => 0,
         };
         let end = (start + want).min(all.len());
         more = all.len() > end;
-        page = all.get(start.min(all.len())..end).map(<[_]>::to_vec).unwrap_or_default();
+        page = all
+            .get(start.min(all.len())..end)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
     }
     let more = more && top.is_none_or(|t| t > page_size);
     if opts.count && total.is_none() {
@@ -515,7 +580,12 @@ pub fn collection(store: &Store, req: &Req, e: usize, opts: &QueryOptions, paren
     out.extend_from_slice(b"{\"@odata.context\":");
     render::write_str(
         &mut out,
-        &format!("{}/$metadata#{}{}", req.api, ent.entity_set_name, sel.context_list(opts)),
+        &format!(
+            "{}/$metadata#{}{}",
+            req.api,
+            ent.entity_set_name,
+            sel.context_list(opts)
+        ),
     );
     let limit = req.limits.count_limit;
     if opts.count {
@@ -523,12 +593,21 @@ pub fn collection(store: &Store, req: &Req, e: usize, opts: &QueryOptions, paren
         out.extend_from_slice(format!(",\"@odata.count\":{}", n.min(limit)).as_bytes());
     }
     if prefer.wants("Microsoft.Dynamics.CRM.totalrecordcount") {
-        let n = if opts.count { total.unwrap_or(0).min(limit) as i64 } else { -1 };
-        out.extend_from_slice(format!(",\"@Microsoft.Dynamics.CRM.totalrecordcount\":{n}").as_bytes());
+        let n = if opts.count {
+            total.unwrap_or(0).min(limit) as i64
+        } else {
+            -1
+        };
+        out.extend_from_slice(
+            format!(",\"@Microsoft.Dynamics.CRM.totalrecordcount\":{n}").as_bytes(),
+        );
     }
     if prefer.wants("Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded") {
         let exceeded = opts.count && total.unwrap_or(0) > limit;
-        out.extend_from_slice(format!(",\"@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded\":{exceeded}").as_bytes());
+        out.extend_from_slice(
+            format!(",\"@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded\":{exceeded}")
+                .as_bytes(),
+        );
     }
     out.extend_from_slice(b",\"value\":[");
     for (i, (_, r)) in page.iter().enumerate() {

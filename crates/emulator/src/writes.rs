@@ -12,7 +12,13 @@ use crate::store::{Store, Val};
 use crate::webapi::{self, KeyRef, Req, Resp};
 
 /// Routes a write below an entity set.
-pub fn handle(store: &mut Store, req: &Req, e: usize, first: &Segment, rest: &[Segment]) -> Result<Resp, DvError> {
+pub fn handle(
+    store: &mut Store,
+    req: &Req,
+    e: usize,
+    first: &Segment,
+    rest: &[Segment],
+) -> Result<Resp, DvError> {
     let m = req.method;
     match (&first.key, rest) {
         (None, []) if m == "POST" => create(store, req, e),
@@ -46,10 +52,10 @@ pub fn handle(store: &mut Store, req: &Req, e: usize, first: &Segment, rest: &[S
 fn parse_body(body: &[u8]) -> Result<Map<String, Value>, DvError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(DvError::bad_request("The request body must be a JSON object.")),
-        Err(e) => Err(DvError::bad_request(format!(
-            "Invalid JSON. {e}"
-        ))),
+        Ok(_) => Err(DvError::bad_request(
+            "The request body must be a JSON object.",
+        )),
+        Err(e) => Err(DvError::bad_request(format!("Invalid JSON. {e}"))),
     }
 }
 
@@ -99,7 +105,9 @@ fn convert(store: &Store, e: usize, col: usize, v: &Value) -> Result<Val, DvErro
             Val::Int(n)
         }
         AttrKind::BigInt => Val::Int(v.as_i64().ok_or_else(mismatch)?),
-        AttrKind::Picklist { options } | AttrKind::State { options } | AttrKind::Status { options } => {
+        AttrKind::Picklist { options }
+        | AttrKind::State { options }
+        | AttrKind::Status { options } => {
             let n = v.as_i64().ok_or_else(mismatch)?;
             if !options.iter().any(|(o, _)| *o == n) {
                 return Err(DvError::new(
@@ -122,7 +130,11 @@ fn convert(store: &Store, e: usize, col: usize, v: &Value) -> Result<Val, DvErro
         AttrKind::DateTime { date_only } => {
             let s = v.as_str().ok_or_else(mismatch)?;
             let t = crate::datetime::parse_iso(s).ok_or_else(mismatch)?;
-            Val::Date(if *date_only { t - t.rem_euclid(86_400) } else { t })
+            Val::Date(if *date_only {
+                t - t.rem_euclid(86_400)
+            } else {
+                t
+            })
         }
         AttrKind::Uniqueidentifier => {
             Val::Guid(v.as_str().and_then(Guid::parse).ok_or_else(mismatch)?)
@@ -147,25 +159,37 @@ pub fn resolve_reference(store: &Store, text: &str) -> Result<(usize, Guid), DvE
     let t = t.trim_start_matches('/');
     let segs = crate::odata::path::segments(t)?;
     let [seg] = segs.as_slice() else {
-        return Err(DvError::bad_request(format!("The reference '{text}' is not a valid entity reference.")));
+        return Err(DvError::bad_request(format!(
+            "The reference '{text}' is not a valid entity reference."
+        )));
     };
     let e = store
         .schema
         .entity_by_set(&seg.name)
         .ok_or_else(|| DvError::segment_not_found(&seg.name))?;
-    let key = seg
-        .key
-        .as_deref()
-        .ok_or_else(|| DvError::bad_request(format!("The reference '{text}' does not name a record.")))?;
+    let key = seg.key.as_deref().ok_or_else(|| {
+        DvError::bad_request(format!("The reference '{text}' does not name a record."))
+    })?;
     Ok((e, webapi::resolve_existing(store, e, key)?))
 }
+
+/// Column changes of a payload, and what it does besides.
+type Payload = (Vec<(usize, Val)>, Vec<Deferred>);
 
 /// What a payload does besides setting columns of its own row.
 enum Deferred {
     /// Deep insert of related rows pointing back at the new row.
-    Children { child: usize, col: usize, bodies: Vec<Map<String, Value>> },
+    Children {
+        child: usize,
+        col: usize,
+        bodies: Vec<Map<String, Value>>,
+    },
     /// `Nav@odata.bind: [..]` on a collection: point those rows at this one.
-    Bind { child: usize, col: usize, ids: Vec<Guid> },
+    Bind {
+        child: usize,
+        col: usize,
+        ids: Vec<Guid>,
+    },
 }
 
 /// Column changes and deferred work of a payload. Nested single-valued deep inserts are
@@ -176,7 +200,7 @@ fn apply_payload(
     e: usize,
     body: &Map<String, Value>,
     created: &mut Vec<(usize, Guid)>,
-) -> Result<(Vec<(usize, Val)>, Vec<Deferred>), DvError> {
+) -> Result<Payload, DvError> {
     let schema = store.schema.clone();
     let ent = &schema.entities[e];
     let mut cols = Vec::new();
@@ -197,19 +221,31 @@ fn apply_payload(
                         }
                         Val::Ref(id, te as u16)
                     }
-                    _ => return Err(DvError::bad_request(format!("The value of '{k}' must be a reference string."))),
+                    _ => {
+                        return Err(DvError::bad_request(format!(
+                            "The value of '{k}' must be a reference string."
+                        )));
+                    }
                 };
                 cols.push((rel.referencing_attribute, val));
             } else if let Some(rel) = schema.collection_nav(e, nav) {
                 let Value::Array(items) = v else {
-                    return Err(DvError::bad_request(format!("The value of '{k}' must be an array of references.")));
+                    return Err(DvError::bad_request(format!(
+                        "The value of '{k}' must be an array of references."
+                    )));
                 };
                 let mut ids = Vec::new();
                 for item in items {
-                    let s = item.as_str().ok_or_else(|| DvError::bad_request(format!("The value of '{k}' must be an array of references.")))?;
+                    let s = item.as_str().ok_or_else(|| {
+                        DvError::bad_request(format!(
+                            "The value of '{k}' must be an array of references."
+                        ))
+                    })?;
                     let (te, id) = resolve_reference(store, s)?;
                     if te != rel.referencing_entity {
-                        return Err(DvError::bad_request(format!("The reference '{s}' does not match navigation property '{nav}'.")));
+                        return Err(DvError::bad_request(format!(
+                            "The reference '{s}' does not match navigation property '{nav}'."
+                        )));
                     }
                     ids.push(id);
                 }
@@ -234,19 +270,29 @@ fn apply_payload(
                     let id = create_row(store, req, target, nested, None, created)?;
                     cols.push((rel.referencing_attribute, Val::Ref(id, target as u16)));
                 }
-                _ => return Err(DvError::bad_request(format!("The value of navigation property '{k}' must be an object or null."))),
+                _ => {
+                    return Err(DvError::bad_request(format!(
+                        "The value of navigation property '{k}' must be an object or null."
+                    )));
+                }
             }
             continue;
         }
         if let Some(rel) = schema.collection_nav(e, k) {
             let Value::Array(items) = v else {
-                return Err(DvError::bad_request(format!("The value of navigation property '{k}' must be an array.")));
+                return Err(DvError::bad_request(format!(
+                    "The value of navigation property '{k}' must be an array."
+                )));
             };
             let mut bodies = Vec::new();
             for item in items {
                 match item {
                     Value::Object(o) => bodies.push(o.clone()),
-                    _ => return Err(DvError::bad_request(format!("The items of '{k}' must be objects."))),
+                    _ => {
+                        return Err(DvError::bad_request(format!(
+                            "The items of '{k}' must be objects."
+                        )));
+                    }
                 }
             }
             deferred.push(Deferred::Children {
@@ -269,13 +315,27 @@ fn apply_payload(
     Ok((cols, deferred))
 }
 
-fn run_deferred(store: &mut Store, req: &Req, e: usize, id: Guid, deferred: Vec<Deferred>, created: &mut Vec<(usize, Guid)>) -> Result<(), DvError> {
+fn run_deferred(
+    store: &mut Store,
+    req: &Req,
+    e: usize,
+    id: Guid,
+    deferred: Vec<Deferred>,
+    created: &mut Vec<(usize, Guid)>,
+) -> Result<(), DvError> {
     for d in deferred {
         match d {
             Deferred::Children { child, col, bodies } => {
                 for mut b in bodies {
                     b.remove(&store.entity(child).attributes[col].logical_name);
-                    create_row(store, req, child, &b, Some((col, Val::Ref(id, e as u16))), created)?;
+                    create_row(
+                        store,
+                        req,
+                        child,
+                        &b,
+                        Some((col, Val::Ref(id, e as u16))),
+                        created,
+                    )?;
                 }
             }
             Deferred::Bind { child, col, ids } => {
@@ -303,15 +363,25 @@ fn compute_names(store: &Store, e: usize, vals: &mut [Val]) {
     if !matches!(ent.logical_name.as_str(), "contact" | "lead" | "systemuser") {
         return;
     }
-    let (Some(f), Some(l), Some(full)) = (ent.attr("firstname"), ent.attr("lastname"), ent.attr("fullname")) else {
+    let (Some(f), Some(l), Some(full)) = (
+        ent.attr("firstname"),
+        ent.attr("lastname"),
+        ent.attr("fullname"),
+    ) else {
         return;
     };
     let text = |v: &Val| match v {
         Val::Str(s) => s.to_string(),
         _ => String::new(),
     };
-    let name = format!("{} {}", text(&vals[f]), text(&vals[l])).trim().to_string();
-    vals[full] = if name.is_empty() { Val::Null } else { Val::str(&name) };
+    let name = format!("{} {}", text(&vals[f]), text(&vals[l]))
+        .trim()
+        .to_string();
+    vals[full] = if name.is_empty() {
+        Val::Null
+    } else {
+        Val::str(&name)
+    };
 }
 
 /// Creates one row (and what its payload deep-inserts); returns its id.
@@ -342,7 +412,10 @@ fn create_row(
         }
     };
     let now = (store.clock)();
-    let caller = Val::Ref(req.caller.user, schema.entity("systemuser").unwrap_or(0) as u16);
+    let caller = Val::Ref(
+        req.caller.user,
+        schema.entity("systemuser").unwrap_or(0) as u16,
+    );
     set_if_null(&mut vals, ent.attr("createdon"), Val::Date(now));
     set_if_null(&mut vals, ent.attr("modifiedon"), Val::Date(now));
     set_if_null(&mut vals, ent.attr("createdby"), caller.clone());
@@ -354,16 +427,29 @@ fn create_row(
             Val::Int(s) => s,
             _ => 0,
         };
-        set_if_null(&mut vals, Some(sc), Val::Int(seed::default_status(ent, state)));
+        set_if_null(
+            &mut vals,
+            Some(sc),
+            Val::Int(seed::default_status(ent, state)),
+        );
     }
-    if let (Some(cur), Some(ct)) = (ent.attr("transactioncurrencyid"), schema.entity("transactioncurrency"))
-        && let Some((g, _)) = store.tables[ct].rows.iter().next()
+    if let (Some(cur), Some(ct)) = (
+        ent.attr("transactioncurrencyid"),
+        schema.entity("transactioncurrency"),
+    ) && let Some((g, _)) = store.tables[ct].rows.iter().next()
     {
         let g = *g;
         set_if_null(&mut vals, Some(cur), Val::Ref(g, ct as u16));
     }
     if e == schema.entity("systemuser").unwrap_or(usize::MAX) {
-        set_if_null(&mut vals, ent.attr("businessunitid"), Val::Ref(req.caller.business_unit, schema.entity("businessunit").unwrap_or(0) as u16));
+        set_if_null(
+            &mut vals,
+            ent.attr("businessunitid"),
+            Val::Ref(
+                req.caller.business_unit,
+                schema.entity("businessunit").unwrap_or(0) as u16,
+            ),
+        );
     }
     compute_names(store, e, &mut vals);
     store.insert(e, vals, true)?;
@@ -382,7 +468,13 @@ fn entity_id_url(req: &Req, store: &Store, e: usize, id: Guid) -> String {
     format!("{}/{}({id})", req.api, store.entity(e).entity_set_name)
 }
 
-fn representation(store: &Store, req: &Req, e: usize, id: Guid, status: u16) -> Result<Resp, DvError> {
+fn representation(
+    store: &Store,
+    req: &Req,
+    e: usize,
+    id: Guid,
+    status: u16,
+) -> Result<Resp, DvError> {
     let opts = QueryOptions::parse(req.query)?;
     let row = store
         .get(e, &id)
@@ -417,7 +509,10 @@ fn stamp_update(store: &Store, e: usize, req: &Req, changes: &mut Vec<(usize, Va
     if let Some(c) = ent.attr("modifiedby") {
         changes.push((
             c,
-            Val::Ref(req.caller.user, store.schema.entity("systemuser").unwrap_or(0) as u16),
+            Val::Ref(
+                req.caller.user,
+                store.schema.entity("systemuser").unwrap_or(0) as u16,
+            ),
         ));
     }
 }
@@ -476,16 +571,18 @@ fn upsert(store: &mut Store, req: &Req, e: usize, raw_key: &str) -> Result<Resp,
                 let s = *s;
                 cols.push((sc, Val::Int(seed::default_status(&ent, s))));
             }
-            if ["firstname", "lastname"].iter().any(|n| ent.attr(n).is_some_and(|c| cols.iter().any(|(x, _)| *x == c))) {
-                if let Some(row) = store.get(e, &id) {
-                    let mut vals = row.vals.clone();
-                    for (c, v) in &cols {
-                        vals[*c] = v.clone();
-                    }
-                    compute_names(store, e, &mut vals);
-                    if let Some(full) = ent.attr("fullname") {
-                        cols.push((full, vals[full].clone()));
-                    }
+            let names_change = ["firstname", "lastname"].iter().any(|n| {
+                ent.attr(n)
+                    .is_some_and(|c| cols.iter().any(|(x, _)| *x == c))
+            });
+            if names_change && let Some(row) = store.get(e, &id) {
+                let mut vals = row.vals.clone();
+                for (c, v) in &cols {
+                    vals[*c] = v.clone();
+                }
+                compute_names(store, e, &mut vals);
+                if let Some(full) = ent.attr("fullname") {
+                    cols.push((full, vals[full].clone()));
                 }
             }
             stamp_update(store, e, req, &mut cols);
@@ -501,7 +598,10 @@ fn upsert(store: &mut Store, req: &Req, e: usize, raw_key: &str) -> Result<Resp,
             let ent = store.entity(e).clone();
             match &key {
                 KeyRef::Id(g) => {
-                    body.insert(ent.primary_id_name().to_string(), Value::String(g.to_string()));
+                    body.insert(
+                        ent.primary_id_name().to_string(),
+                        Value::String(g.to_string()),
+                    );
                 }
                 KeyRef::Alt(kv) => {
                     for (c, v) in kv {
@@ -529,7 +629,9 @@ fn upsert(store: &mut Store, req: &Req, e: usize, raw_key: &str) -> Result<Resp,
         return representation(store, req, e, id, status);
     }
     let entity_id = match (&key, req.limits.alt_key_entity_id_as_guid) {
-        (KeyRef::Alt(_), false) => format!("{}/{}({raw_key})", req.api, store.entity(e).entity_set_name),
+        (KeyRef::Alt(_), false) => {
+            format!("{}/{}({raw_key})", req.api, store.entity(e).entity_set_name)
+        }
         _ => entity_id_url(req, store, e, id),
     };
     Ok(Resp::empty(204).header("OData-EntityId", entity_id))
@@ -547,7 +649,13 @@ fn delete(store: &mut Store, req: &Req, e: usize, raw_key: &str) -> Result<Resp,
     Ok(Resp::empty(204))
 }
 
-fn refs(store: &mut Store, req: &Req, e: usize, raw_key: &str, rest: &[Segment]) -> Result<Resp, DvError> {
+fn refs(
+    store: &mut Store,
+    req: &Req,
+    e: usize,
+    raw_key: &str,
+    rest: &[Segment],
+) -> Result<Resp, DvError> {
     let id = webapi::resolve_existing(store, e, raw_key)?;
     let schema = store.schema.clone();
     let (nav, tail) = match rest {
@@ -569,10 +677,15 @@ fn refs(store: &mut Store, req: &Req, e: usize, raw_key: &str, rest: &[Segment])
                 let target = body
                     .get("@odata.id")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| DvError::bad_request("The request body must contain '@odata.id'."))?;
+                    .ok_or_else(|| {
+                        DvError::bad_request("The request body must contain '@odata.id'.")
+                    })?;
                 let (te, tid) = resolve_reference(store, target)?;
                 if te != rel.referenced_entity {
-                    return Err(DvError::bad_request(format!("'{target}' is not a valid target of '{}'.", nav.name)));
+                    return Err(DvError::bad_request(format!(
+                        "'{target}' is not a valid target of '{}'.",
+                        nav.name
+                    )));
                 }
                 Val::Ref(tid, te as u16)
             }
@@ -593,10 +706,15 @@ fn refs(store: &mut Store, req: &Req, e: usize, raw_key: &str, rest: &[Segment])
                 let target = body
                     .get("@odata.id")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| DvError::bad_request("The request body must contain '@odata.id'."))?;
+                    .ok_or_else(|| {
+                        DvError::bad_request("The request body must contain '@odata.id'.")
+                    })?;
                 let (te, cid) = resolve_reference(store, target)?;
                 if te != child {
-                    return Err(DvError::bad_request(format!("'{target}' is not a valid target of '{}'.", nav.name)));
+                    return Err(DvError::bad_request(format!(
+                        "'{target}' is not a valid target of '{}'.",
+                        nav.name
+                    )));
                 }
                 (cid, Val::Ref(id, e as u16))
             }
@@ -616,7 +734,10 @@ fn refs(store: &mut Store, req: &Req, e: usize, raw_key: &str, rest: &[Segment])
                     .get(child, &cid)
                     .is_some_and(|r| matches!(&r.vals[col], Val::Ref(g, _) if *g == id));
                 if !points_here {
-                    return Err(DvError::not_found(&schema.entities[child].logical_name, &cid));
+                    return Err(DvError::not_found(
+                        &schema.entities[child].logical_name,
+                        &cid,
+                    ));
                 }
                 (cid, Val::Null)
             }

@@ -16,7 +16,13 @@ pub const ACTION: ActionDef = ActionDef {
     label: "Get Attribute",
     description: "Retrieve a single CRM Attribute",
     group: Some("CRM"),
-    inputs: &[CONNECTION, METADATA_ENTITY_ID, ATTRIBUTE_KEY, FIELD_NAMES, EXPAND],
+    inputs: &[
+        CONNECTION,
+        METADATA_ENTITY_ID,
+        ATTRIBUTE_KEY,
+        FIELD_NAMES,
+        EXPAND,
+    ],
     example_output: None,
     run: None,
 };

@@ -1,9 +1,9 @@
 //! Get Current User: WhoAmI, then the caller's systemuser row.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::actions::{ActionDef, Context};
-use crate::error::{malformed, Result};
+use crate::error::{Result, malformed};
 use crate::input::Input;
 use crate::inputs::CONNECTION;
 
@@ -28,7 +28,9 @@ fn run(context: &Context, _input: &Input) -> Result<Value> {
             .ok_or_else(|| malformed(format!("WhoAmI answered without a {name} GUID")))
     };
     let user_id = id("UserId")?;
-    let mut user = context.client.get_json(&format!("systemusers({user_id})"))?;
+    let mut user = context
+        .client
+        .get_json(&format!("systemusers({user_id})"))?;
     if let Some(record) = user.as_object_mut() {
         record.remove("@odata.context");
     }

@@ -6,8 +6,12 @@ use crate::definition::{Format, InputDef, Kind};
 #[allow(unused_imports)]
 use crate::inputs::*;
 
-const DEFAULT_SELECTED: InputDef = InputDef::new("defaultSelectedEntityTypes", "Default Selected Entity Types", Kind::StringList)
-    .comments("The names of the Entity Types to default in a selected state.");
+const DEFAULT_SELECTED: InputDef = InputDef::new(
+    "defaultSelectedEntityTypes",
+    "Default Selected Entity Types",
+    Kind::StringList,
+)
+.comments("The names of the Entity Types to default in a selected state.");
 
 const TYPE_FILTER: InputDef = InputDef::new("entityTypeFilter", "Entity Type Filter", Kind::StringList).comments(
     "The names or labels of the Entity Types to include; if blank then all types are included. Uses case-insensitive matching.",
@@ -26,7 +30,13 @@ pub const ACTION: ActionDef = ActionDef {
     label: "Get Entities Metadata",
     description: "A subset of Dynamics CRM Entity Types.",
     group: Some("CRM"),
-    inputs: &[CONNECTION, DEFAULT_SELECTED, TYPE_FILTER, INCLUDE_ALL_CUSTOM, TOP_LEVEL_ONLY],
+    inputs: &[
+        CONNECTION,
+        DEFAULT_SELECTED,
+        TYPE_FILTER,
+        INCLUDE_ALL_CUSTOM,
+        TOP_LEVEL_ONLY,
+    ],
     example_output: None,
     run: None,
 };

@@ -6,8 +6,12 @@ use crate::definition::{Format, InputDef, Kind};
 #[allow(unused_imports)]
 use crate::inputs::*;
 
-const USE_LOGICAL_NAME: InputDef =
-    InputDef::new("useLogicalNameForLookup", "Use Logical Name for Lookup", Kind::Boolean).default("true");
+const USE_LOGICAL_NAME: InputDef = InputDef::new(
+    "useLogicalNameForLookup",
+    "Use Logical Name for Lookup",
+    Kind::Boolean,
+)
+.default("true");
 
 pub const ACTION: ActionDef = ActionDef {
     key: "get-entity-metadata",

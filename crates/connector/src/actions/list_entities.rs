@@ -6,17 +6,25 @@ use crate::definition::{Format, InputDef, Kind};
 #[allow(unused_imports)]
 use crate::inputs::*;
 
-const INCLUDE_CUSTOM: InputDef = InputDef::new("includeCustomEntities", "Include Custom Entities", Kind::Boolean)
-    .default("true")
-    .comments("Include custom entities in the list.");
+const INCLUDE_CUSTOM: InputDef = InputDef::new(
+    "includeCustomEntities",
+    "Include Custom Entities",
+    Kind::Boolean,
+)
+.default("true")
+.comments("Include custom entities in the list.");
 
 const TOP_LEVEL_ONLY: InputDef = InputDef::new("topLevelOnly", "Top Level Only", Kind::Boolean)
     .default("false")
     .comments("Include only top-level entities (exclude child entities).");
 
-const INCLUDE_DETAILS: InputDef = InputDef::new("includeEntityDetails", "Include Entity Details", Kind::Boolean)
-    .default("false")
-    .comments("Include additional entity metadata like description, ownership type, etc.");
+const INCLUDE_DETAILS: InputDef = InputDef::new(
+    "includeEntityDetails",
+    "Include Entity Details",
+    Kind::Boolean,
+)
+.default("false")
+.comments("Include additional entity metadata like description, ownership type, etc.");
 
 pub const ACTION: ActionDef = ActionDef {
     key: "list-entities",

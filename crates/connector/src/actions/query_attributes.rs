@@ -15,7 +15,14 @@ pub const ACTION: ActionDef = ActionDef {
     label: "Query Attributes",
     description: "Query for CRM Attributes that satisfy the filter expression",
     group: Some("CRM"),
-    inputs: &[CONNECTION, METADATA_ENTITY_ID, ATTRIBUTE_TYPE, FIELD_NAMES, FILTER, EXPAND],
+    inputs: &[
+        CONNECTION,
+        METADATA_ENTITY_ID,
+        ATTRIBUTE_TYPE,
+        FIELD_NAMES,
+        FILTER,
+        EXPAND,
+    ],
     example_output: None,
     run: None,
 };

@@ -4,16 +4,16 @@
 //! is accepted only when it names the environment itself, so the token never leaves it.
 
 use dataverse::encoding::{base64_decode, base64_encode, percent_encode};
-use dataverse::multipart::{encode_form, FormPart};
+use dataverse::multipart::{FormPart, encode_form};
 use dataverse::retry::RetryPolicy;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::actions::{ActionDef, Context};
 use crate::bindings::dynamics::connector::types::ErrorCode;
 use crate::client::Request;
 use crate::connection::origin_of;
 use crate::definition::{Format, InputDef, Kind};
-use crate::error::{error, invalid_input, Result};
+use crate::error::{Result, error, invalid_input};
 use crate::input::Input;
 use crate::inputs::CONNECTION;
 use crate::log;
@@ -26,7 +26,14 @@ const URL: InputDef = InputDef::new("url", "URL", Kind::Text)
 const METHOD: InputDef = InputDef::new("method", "Method", Kind::Picklist)
     .required()
     .comments("The HTTP method to use.")
-    .choices(&[("GET", "GET"), ("POST", "POST"), ("PATCH", "PATCH"), ("PUT", "PUT"), ("DELETE", "DELETE"), ("HEAD", "HEAD")]);
+    .choices(&[
+        ("GET", "GET"),
+        ("POST", "POST"),
+        ("PATCH", "PATCH"),
+        ("PUT", "PUT"),
+        ("DELETE", "DELETE"),
+        ("HEAD", "HEAD"),
+    ]);
 
 const DATA: InputDef =
     InputDef::new("data", "Data", Kind::Code).comments("The HTTP body payload to send to the URL.");
@@ -38,19 +45,25 @@ const FILE_DATA: InputDef = InputDef::new("fileData", "File Data", Kind::KeyValu
     .comments("File Data to be sent as a multipart form upload.")
     .example(r#"{"file": "data:text/plain;base64,aGVsbG8="}"#);
 
-const FILE_NAMES: InputDef = InputDef::new("fileDataFileNames", "File Data File Names", Kind::KeyValueList)
-    .comments("File names to apply to the file data inputs. Keys must match the file data keys above.");
+const FILE_NAMES: InputDef = InputDef::new(
+    "fileDataFileNames",
+    "File Data File Names",
+    Kind::KeyValueList,
+)
+.comments("File names to apply to the file data inputs. Keys must match the file data keys above.");
 
 const QUERY_PARAMS: InputDef = InputDef::new("queryParams", "Query Parameter", Kind::KeyValueList).comments(
     "A list of query parameters to send with the request. This is the portion at the end of the URL similar to ?key1=value1&key2=value2.",
 );
 
-const HEADERS: InputDef =
-    InputDef::new("headers", "Header", Kind::KeyValueList).comments("A list of headers to send with the request.");
+const HEADERS: InputDef = InputDef::new("headers", "Header", Kind::KeyValueList)
+    .comments("A list of headers to send with the request.");
 
 const RESPONSE_TYPE: InputDef = InputDef::new("responseType", "Response Type", Kind::Picklist)
     .default("json")
-    .comments("The type of data you expect in the response. You can request json, text, or binary data.")
+    .comments(
+        "The type of data you expect in the response. You can request json, text, or binary data.",
+    )
     .choices(&[("json", "json"), ("text", "text"), ("binary", "binary")]);
 
 const TIMEOUT: InputDef = InputDef::new("timeout", "Timeout", Kind::Number)
@@ -81,8 +94,22 @@ const BACKOFF: InputDef = InputDef::new("useExponentialBackoff", "Use Exponentia
     .comments("Specifies whether to use a pre-defined exponential backoff strategy for retries. When enabled, 'Retry Delay (ms)' is ignored.");
 
 const INPUTS: &[InputDef] = &[
-    CONNECTION, URL, METHOD, DATA, FORM_DATA, FILE_DATA, FILE_NAMES, QUERY_PARAMS, HEADERS, RESPONSE_TYPE, TIMEOUT,
-    DEBUG, RETRY_DELAY, RETRY_ALL, MAX_RETRIES, BACKOFF,
+    CONNECTION,
+    URL,
+    METHOD,
+    DATA,
+    FORM_DATA,
+    FILE_DATA,
+    FILE_NAMES,
+    QUERY_PARAMS,
+    HEADERS,
+    RESPONSE_TYPE,
+    TIMEOUT,
+    DEBUG,
+    RETRY_DELAY,
+    RETRY_ALL,
+    MAX_RETRIES,
+    BACKOFF,
 ];
 
 const EXAMPLE: &str = r#"{"status":200,"headers":{"content-type":"application/json; odata.metadata=minimal"},"data":{"value":[{"name":"Contoso"}]}}"#;
@@ -112,17 +139,29 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
     let method = input.text(METHOD.key).unwrap_or("GET").to_string();
     let mut request = Request::new(&method, url);
     for (name, value) in input.pairs(HEADERS.key) {
-        if name.trim().is_empty() || name.bytes().any(|b| b.is_ascii_control() || b == b':' || b == b' ') {
-            return Err(invalid_input(&HEADERS, format!("{name:?} is not a valid header name")));
+        if name.trim().is_empty()
+            || name
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b':' || b == b' ')
+        {
+            return Err(invalid_input(
+                &HEADERS,
+                format!("{name:?} is not a valid header name"),
+            ));
         }
         if name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("host") {
-            return Err(invalid_input(&HEADERS, format!("the {name} header is set by the connection and cannot be overridden")));
+            return Err(invalid_input(
+                &HEADERS,
+                format!("the {name} header is set by the connection and cannot be overridden"),
+            ));
         }
         request = request.header(name, value.clone());
     }
     let (body, content_type) = body(input)?;
     if let Some(content_type) = content_type {
-        request.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
+        request
+            .headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
         request = request.header("Content-Type", content_type);
     }
     request.body = body;
@@ -135,7 +174,11 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         ..RetryPolicy::NONE
     };
     if input.flag(DEBUG.key) {
-        let names: Vec<&str> = request.headers.iter().map(|(name, _)| name.as_str()).collect();
+        let names: Vec<&str> = request
+            .headers
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
         log::info(format!(
             "raw request: {} {} headers [{}] body {} bytes",
             request.method,
@@ -176,8 +219,14 @@ fn target_url(context: &Context, input: &Input) -> Result<String> {
                 URL.key,
             ));
         }
-        let after_scheme = given.split_once("://").map(|(_, rest)| rest).unwrap_or(given);
-        let path = after_scheme.find('/').map(|index| &after_scheme[index..]).unwrap_or("/");
+        let after_scheme = given
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or(given);
+        let path = after_scheme
+            .find('/')
+            .map(|index| &after_scheme[index..])
+            .unwrap_or("/");
         format!("{}{path}", environment.origin)
     } else if given.starts_with('/') {
         format!("{}{given}", environment.origin)
@@ -185,12 +234,17 @@ fn target_url(context: &Context, input: &Input) -> Result<String> {
         context.client.api_url(given)
     };
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid_input(&URL, "must not contain spaces or control characters; encode them as %20"));
+        return Err(invalid_input(
+            &URL,
+            "must not contain spaces or control characters; encode them as %20",
+        ));
     }
     let params = input.pairs(QUERY_PARAMS.key);
     if !params.is_empty() {
-        let query: Vec<String> =
-            params.iter().map(|(key, value)| format!("{}={}", percent_encode(key), percent_encode(value))).collect();
+        let query: Vec<String> = params
+            .iter()
+            .map(|(key, value)| format!("{}={}", percent_encode(key), percent_encode(value)))
+            .collect();
         url.push(if url.contains('?') { '&' } else { '?' });
         url.push_str(&query.join("&"));
     }
@@ -205,30 +259,59 @@ fn body(input: &Input) -> Result<(Vec<u8>, Option<String>)> {
     let data = input.json(DATA.key);
     if form.is_empty() && files.is_empty() {
         if let Some((key, _)) = names.first() {
-            return Err(invalid_input(&FILE_NAMES, format!("{key:?} names no file: File Data is empty")));
+            return Err(invalid_input(
+                &FILE_NAMES,
+                format!("{key:?} names no file: File Data is empty"),
+            ));
         }
         return Ok(match data {
             None => (Vec::new(), None),
-            Some(Value::String(text)) => (text.clone().into_bytes(), Some("text/plain; charset=utf-8".to_string())),
-            Some(value) => (value.to_string().into_bytes(), Some("application/json".to_string())),
+            Some(Value::String(text)) => (
+                text.clone().into_bytes(),
+                Some("text/plain; charset=utf-8".to_string()),
+            ),
+            Some(value) => (
+                value.to_string().into_bytes(),
+                Some("application/json".to_string()),
+            ),
         });
     }
     if data.is_some() {
-        return Err(invalid_input(&DATA, "cannot be sent together with Form Data or File Data; use one or the other"));
+        return Err(invalid_input(
+            &DATA,
+            "cannot be sent together with Form Data or File Data; use one or the other",
+        ));
     }
     for (key, _) in names {
         if !files.iter().any(|(file_key, _)| file_key == key) {
-            return Err(invalid_input(&FILE_NAMES, format!("{key:?} does not match any File Data key")));
+            return Err(invalid_input(
+                &FILE_NAMES,
+                format!("{key:?} does not match any File Data key"),
+            ));
         }
     }
     let mut parts: Vec<FormPart> = form
         .iter()
-        .map(|(name, value)| FormPart { name: name.clone(), file_name: None, content_type: None, data: value.clone().into_bytes() })
+        .map(|(name, value)| FormPart {
+            name: name.clone(),
+            file_name: None,
+            content_type: None,
+            data: value.clone().into_bytes(),
+        })
         .collect();
     for (name, value) in files {
         let (content_type, data) = decode_file(name, value)?;
-        let file_name = names.iter().find(|(key, _)| key == name).map(|(_, file)| file.clone()).unwrap_or_else(|| name.clone());
-        parts.push(FormPart { name: name.clone(), file_name: Some(file_name), content_type, data });
+        let file_name = names
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, file)| file.clone())
+            .unwrap_or_else(|| name.clone());
+        parts.push(FormPart {
+            name: name.clone(),
+            file_name: Some(file_name),
+            content_type,
+            data,
+        });
     }
     let boundary = format!("----dynamics-connector-{}", parts.len() * 7919 + form.len());
     let boundary = unique_boundary(&parts, boundary);
@@ -242,15 +325,22 @@ fn decode_file(name: &str, value: &str) -> Result<(Option<String>, Vec<u8>)> {
         return Ok((None, value.as_bytes().to_vec()));
     };
     let Some((meta, payload)) = rest.split_once(',') else {
-        return Err(invalid_input(&FILE_DATA, format!("the data URL of {name:?} has no comma before its content")));
+        return Err(invalid_input(
+            &FILE_DATA,
+            format!("the data URL of {name:?} has no comma before its content"),
+        ));
     };
     let (media_type, is_base64) = match meta.strip_suffix(";base64") {
         Some(media_type) => (media_type, true),
         None => (meta, false),
     };
     let data = if is_base64 {
-        base64_decode(payload)
-            .ok_or_else(|| invalid_input(&FILE_DATA, format!("the data URL of {name:?} is not valid base64")))?
+        base64_decode(payload).ok_or_else(|| {
+            invalid_input(
+                &FILE_DATA,
+                format!("the data URL of {name:?} is not valid base64"),
+            )
+        })?
     } else {
         dataverse::encoding::percent_decode(payload, false).into_bytes()
     };
@@ -260,7 +350,13 @@ fn decode_file(name: &str, value: &str) -> Result<(Option<String>, Vec<u8>)> {
 
 /// A boundary that occurs in no part.
 fn unique_boundary(parts: &[FormPart], mut boundary: String) -> String {
-    let occurs = |boundary: &str| parts.iter().any(|part| part.data.windows(boundary.len()).any(|w| w == boundary.as_bytes()));
+    let occurs = |boundary: &str| {
+        parts.iter().any(|part| {
+            part.data
+                .windows(boundary.len())
+                .any(|w| w == boundary.as_bytes())
+        })
+    };
     while occurs(&boundary) {
         boundary.push('x');
     }

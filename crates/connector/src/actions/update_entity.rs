@@ -11,7 +11,13 @@ pub const ACTION: ActionDef = ActionDef {
     label: "Update Entity",
     description: "Update a Microsoft Dynamics 365 CRM entity record.",
     group: Some("CRM"),
-    inputs: &[ENTITY_TYPE, ENTITY_ID, FIELD_VALUES, DYNAMIC_VALUES, CONNECTION],
+    inputs: &[
+        ENTITY_TYPE,
+        ENTITY_ID,
+        FIELD_VALUES,
+        DYNAMIC_VALUES,
+        CONNECTION,
+    ],
     example_output: None,
     run: None,
 };

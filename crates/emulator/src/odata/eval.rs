@@ -22,7 +22,11 @@ struct Hop {
 enum COp {
     /// Column of the row in scope `scope` (0 = the queried row, k = k-th lambda variable),
     /// after following `hops`.
-    Col { scope: usize, hops: Vec<Hop>, col: usize },
+    Col {
+        scope: usize,
+        hops: Vec<Hop>,
+        col: usize,
+    },
     Lit(Lit),
 }
 
@@ -37,6 +41,8 @@ enum CExpr {
     Between(COp, Lit, Lit, bool),
     Lambda {
         child: usize,
+        /// Primary-key column of the parent row.
+        parent_pk: usize,
         /// parent id → child ids
         index: HashMap<Guid, Vec<Guid>>,
         body: Option<Box<CExpr>>,
@@ -71,7 +77,12 @@ struct Compiler<'a> {
 
 impl Filter {
     /// Compiles `expr` for rows of `entity`.
-    pub fn compile(store: &Store, entity: usize, expr: &Expr, caller: Caller) -> Result<Filter, DvError> {
+    pub fn compile(
+        store: &Store,
+        entity: usize,
+        expr: &Expr,
+        caller: Caller,
+    ) -> Result<Filter, DvError> {
         let mut c = Compiler {
             store,
             scopes: vec![Scope {
@@ -80,7 +91,9 @@ impl Filter {
             }],
             caller,
         };
-        Ok(Filter { expr: c.expr(expr)? })
+        Ok(Filter {
+            expr: c.expr(expr)?,
+        })
     }
 
     /// Whether a row matches.
@@ -106,12 +119,20 @@ impl Compiler<'_> {
             Expr::Between(p, lo, hi, neg) => {
                 CExpr::Between(self.path(p)?, lo.clone(), hi.clone(), *neg)
             }
-            Expr::Lambda { nav, var, body, all } => {
+            Expr::Lambda {
+                nav,
+                var,
+                body,
+                all,
+            } => {
                 let current = self.scopes.len() - 1;
                 let mut segs: Vec<&str> = nav.split('/').collect();
                 let scope = if segs.len() > 1 && self.scopes.iter().any(|s| s.var == segs[0]) {
                     let v = segs.remove(0);
-                    self.scopes.iter().rposition(|s| s.var == v).unwrap_or(current)
+                    self.scopes
+                        .iter()
+                        .rposition(|s| s.var == v)
+                        .unwrap_or(current)
                 } else {
                     0
                 };
@@ -154,6 +175,7 @@ impl Compiler<'_> {
                 }
                 CExpr::Lambda {
                     child,
+                    parent_pk: self.store.schema.entities[parent].primary_id,
                     index,
                     body,
                     all: *all,
@@ -165,7 +187,9 @@ impl Compiler<'_> {
 
     fn operand(&mut self, o: &Operand) -> Result<COp, DvError> {
         match o {
-            Operand::Lit(Lit::Enum(v)) if v == "@caller" => Ok(COp::Lit(Lit::Guid(self.caller.user))),
+            Operand::Lit(Lit::Enum(v)) if v == "@caller" => {
+                Ok(COp::Lit(Lit::Guid(self.caller.user)))
+            }
             Operand::Lit(Lit::Enum(v)) if v == "@businessunit" => {
                 Ok(COp::Lit(Lit::Guid(self.caller.business_unit)))
             }
@@ -179,7 +203,10 @@ impl Compiler<'_> {
         let mut segs: Vec<&str> = path.iter().map(String::as_str).collect();
         let mut scope = 0;
         if segs.len() > 1
-            && let Some(s) = self.scopes.iter().rposition(|s| !s.var.is_empty() && s.var == segs[0])
+            && let Some(s) = self
+                .scopes
+                .iter()
+                .rposition(|s| !s.var.is_empty() && s.var == segs[0])
         {
             scope = s;
             segs.remove(0);
@@ -209,7 +236,10 @@ impl Compiler<'_> {
         let COp::Col { scope, hops, col } = op else {
             return None;
         };
-        let entity = hops.last().map(|h| h.target).unwrap_or(self.scopes[*scope].entity);
+        let entity = hops
+            .last()
+            .map(|h| h.target)
+            .unwrap_or(self.scopes[*scope].entity);
         Some(&self.store.schema.entities[entity].attributes[*col].kind)
     }
 
@@ -409,19 +439,18 @@ fn eval<'a>(e: &'a CExpr, store: &'a Store, scopes: &mut Vec<&'a Row>) -> bool {
         }
         CExpr::Between(p, lo, hi, neg) => {
             let v = resolve(p, store, scopes);
-            let inside = cmp_op(CmpOp::Ge, &v, &from_lit(lo)) && cmp_op(CmpOp::Le, &v, &from_lit(hi));
+            let inside =
+                cmp_op(CmpOp::Ge, &v, &from_lit(lo)) && cmp_op(CmpOp::Le, &v, &from_lit(hi));
             !v_is_null(&v) && inside != *neg
         }
         CExpr::Lambda {
             child,
+            parent_pk,
             index,
             body,
             all,
         } => {
-            let parent = scopes[0];
-            let schema_entity = &store.schema.entities;
-            let _ = schema_entity;
-            let Some(pid) = primary_id_of(parent) else {
+            let Val::Guid(pid) = scopes[0].vals[*parent_pk] else {
                 return false;
             };
             let children = index.get(&pid).map(Vec::as_slice).unwrap_or(&[]);
@@ -451,14 +480,6 @@ fn eval<'a>(e: &'a CExpr, store: &'a Store, scopes: &mut Vec<&'a Row>) -> bool {
 
 fn v_is_null(v: &V) -> bool {
     matches!(v, V::Null)
-}
-
-/// Rows keep their primary key among their values; lambdas need it to find children.
-fn primary_id_of(row: &Row) -> Option<Guid> {
-    row.vals.iter().find_map(|v| match v {
-        Val::Guid(g) => Some(*g),
-        _ => None,
-    })
 }
 
 /// A compiled `$orderby`.

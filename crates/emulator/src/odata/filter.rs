@@ -104,7 +104,8 @@ fn is_guid_at(b: &[u8], i: usize) -> bool {
         }
     }
     // Must not continue as an identifier.
-    b.get(i + 36).is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+    b.get(i + 36)
+        .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
 }
 
 fn is_date_at(b: &[u8], i: usize) -> bool {
@@ -159,8 +160,11 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, SyntaxError> {
                 i = next;
             }
             _ if is_guid_at(b, i) => {
-                let g = Guid::parse(&src[i..i + 36])
-                    .ok_or_else(|| SyntaxError(format!("Unrecognized 'Edm.Guid' literal at position {i} in '{src}'.")))?;
+                let g = Guid::parse(&src[i..i + 36]).ok_or_else(|| {
+                    SyntaxError(format!(
+                        "Unrecognized 'Edm.Guid' literal at position {i} in '{src}'."
+                    ))
+                })?;
                 out.push((Tok::Lit(Lit::Guid(g)), start));
                 i += 36;
             }
@@ -171,14 +175,17 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, SyntaxError> {
                     date_only = false;
                     j += 1;
                     while j < b.len()
-                        && (b[j].is_ascii_digit() || matches!(b[j], b':' | b'.' | b'Z' | b'z' | b'+' | b'-'))
+                        && (b[j].is_ascii_digit()
+                            || matches!(b[j], b':' | b'.' | b'Z' | b'z' | b'+' | b'-'))
                     {
                         j += 1;
                     }
                 }
                 let text = &src[i..j];
                 let secs = crate::datetime::parse_iso(text).ok_or_else(|| {
-                    SyntaxError(format!("Unrecognized 'Edm.DateTimeOffset' literal '{text}' at '{i}' in '{src}'."))
+                    SyntaxError(format!(
+                        "Unrecognized 'Edm.DateTimeOffset' literal '{text}' at '{i}' in '{src}'."
+                    ))
                 })?;
                 out.push((Tok::Lit(Lit::Date(secs, date_only)), start));
                 i = j;
@@ -186,14 +193,19 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, SyntaxError> {
             b'-' | b'0'..=b'9' => {
                 let mut j = i + 1;
                 while j < b.len() && (b[j].is_ascii_digit() || matches!(b[j], b'.' | b'e' | b'E')) {
-                    if matches!(b[j], b'e' | b'E') && j + 1 < b.len() && matches!(b[j + 1], b'+' | b'-') {
+                    if matches!(b[j], b'e' | b'E')
+                        && j + 1 < b.len()
+                        && matches!(b[j + 1], b'+' | b'-')
+                    {
                         j += 1;
                     }
                     j += 1;
                 }
                 let text = &src[i..j];
                 // OData type suffixes (1.5M, 2L, 3.0d) are accepted and ignored.
-                if j < b.len() && matches!(b[j], b'M' | b'm' | b'L' | b'l' | b'd' | b'D' | b'f' | b'F') {
+                if j < b.len()
+                    && matches!(b[j], b'M' | b'm' | b'L' | b'l' | b'd' | b'D' | b'f' | b'F')
+                {
                     j += 1;
                 }
                 let lit = if text.contains(['.', 'e', 'E']) {
@@ -206,7 +218,9 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, SyntaxError> {
             }
             _ if c.is_ascii_alphabetic() || c == b'_' || c == b'@' || c == b'$' => {
                 let mut j = i + 1;
-                while j < b.len() && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'_' | b'.' | b'/' | b'$')) {
+                while j < b.len()
+                    && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'_' | b'.' | b'/' | b'$'))
+                {
                     j += 1;
                 }
                 let word = &src[i..j];
@@ -265,10 +279,11 @@ fn read_quoted(src: &str, start: usize) -> Result<(String, usize), SyntaxError> 
 }
 
 fn read_array(src: &str, start: usize) -> Result<(Vec<Lit>, usize), SyntaxError> {
-    let end = src[start..]
-        .find(']')
-        .map(|e| start + e)
-        .ok_or_else(|| SyntaxError(format!("Invalid JSON. An unexpected end of input was found in '{src}'.")))?;
+    let end = src[start..].find(']').map(|e| start + e).ok_or_else(|| {
+        SyntaxError(format!(
+            "Invalid JSON. An unexpected end of input was found in '{src}'."
+        ))
+    })?;
     let inner = &src[start + 1..end];
     let mut lits = Vec::new();
     if !inner.trim().is_empty() {
@@ -310,7 +325,9 @@ struct Parser<'a> {
 pub fn parse(src: &str, aliases: &dyn Fn(&str) -> Option<String>) -> Result<Expr, SyntaxError> {
     let toks = tokenize(src)?;
     if toks.is_empty() {
-        return Err(SyntaxError(format!("Expression expected at position 0 in '{src}'.")));
+        return Err(SyntaxError(format!(
+            "Expression expected at position 0 in '{src}'."
+        )));
     }
     let mut p = Parser {
         toks,
@@ -327,7 +344,9 @@ pub fn parse(src: &str, aliases: &dyn Fn(&str) -> Option<String>) -> Result<Expr
         )));
     }
     if p.conditions > 500 {
-        return Err(SyntaxError("Number of conditions in query exceeded maximum limit.".into()));
+        return Err(SyntaxError(
+            "Number of conditions in query exceeded maximum limit.".into(),
+        ));
     }
     Ok(e)
 }
@@ -338,7 +357,10 @@ impl Parser<'_> {
     }
 
     fn at(&self) -> usize {
-        self.toks.get(self.pos).map(|(_, p)| *p).unwrap_or(self.src.len())
+        self.toks
+            .get(self.pos)
+            .map(|(_, p)| *p)
+            .unwrap_or(self.src.len())
     }
 
     fn err<T>(&self, what: &str) -> Result<T, SyntaxError> {
@@ -400,10 +422,10 @@ impl Parser<'_> {
             return Ok(e);
         }
         // Functions and lambdas.
-        if let Some(Tok::Ident(name)) = self.peek().cloned() {
-            if self.toks.get(self.pos + 1).map(|t| &t.0) == Some(&Tok::Open) {
-                return self.function(&name);
-            }
+        if let Some(Tok::Ident(name)) = self.peek().cloned()
+            && self.toks.get(self.pos + 1).map(|t| &t.0) == Some(&Tok::Open)
+        {
+            return self.function(&name);
         }
         let left = self.operand()?;
         let op = match self.peek() {
@@ -451,8 +473,12 @@ impl Parser<'_> {
                 let sub = tokenize(&raw)?;
                 match sub.as_slice() {
                     [(Tok::Lit(l), _)] => Ok(Operand::Lit(l.clone())),
-                    [(Tok::Ident(p), _)] => Ok(Operand::Path(p.split('/').map(String::from).collect())),
-                    _ => Err(SyntaxError(format!("Invalid value for parameter alias '{w}'."))),
+                    [(Tok::Ident(p), _)] => {
+                        Ok(Operand::Path(p.split('/').map(String::from).collect()))
+                    }
+                    _ => Err(SyntaxError(format!(
+                        "Invalid value for parameter alias '{w}'."
+                    ))),
                 }
             }
             Some(Tok::Ident(w)) => {
@@ -490,7 +516,10 @@ impl Parser<'_> {
             "contains" | "startswith" | "endswith" => {
                 let args = self.args()?;
                 let [a, b]: [Operand; 2] = args.try_into().map_err(|_| {
-                    SyntaxError(format!("The function '{name}' requires two arguments at position {at} in '{}'.", self.src))
+                    SyntaxError(format!(
+                        "The function '{name}' requires two arguments at position {at} in '{}'.",
+                        self.src
+                    ))
                 })?;
                 self.conditions += 1;
                 let f = match name {
@@ -510,7 +539,12 @@ impl Parser<'_> {
                     if all {
                         return self.err("Lambda variable");
                     }
-                    return Ok(Expr::Lambda { nav, var: String::new(), body: None, all });
+                    return Ok(Expr::Lambda {
+                        nav,
+                        var: String::new(),
+                        body: None,
+                        all,
+                    });
                 }
                 let var = match self.peek().cloned() {
                     Some(Tok::Ident(v)) => v,
@@ -522,7 +556,12 @@ impl Parser<'_> {
                 let body = self.or()?;
                 self.lambda_vars.pop();
                 self.expect(Tok::Close, "')'")?;
-                Ok(Expr::Lambda { nav, var, body: Some(Box::new(body)), all })
+                Ok(Expr::Lambda {
+                    nav,
+                    var,
+                    body: Some(Box::new(body)),
+                    all,
+                })
             }
             _ => Err(SyntaxError(format!(
                 "An unknown function with name '{name}' was found. This may also be a function import or a key lookup on a navigation property, which is not allowed."
@@ -573,7 +612,9 @@ impl Parser<'_> {
             }
         }
         let Some(prop) = prop else {
-            return Err(SyntaxError(format!("The function '{name}' requires PropertyName at position {at}.")));
+            return Err(SyntaxError(format!(
+                "The function '{name}' requires PropertyName at position {at}."
+            )));
         };
         self.conditions += 1;
         match short {
@@ -584,13 +625,29 @@ impl Parser<'_> {
                 })?;
                 Ok(Expr::Between(prop, lo, hi, short == "NotBetween"))
             }
-            "Null" => Ok(Expr::Cmp(CmpOp::Eq, Operand::Path(prop), Operand::Lit(Lit::Null))),
-            "NotNull" => Ok(Expr::Cmp(CmpOp::Ne, Operand::Path(prop), Operand::Lit(Lit::Null))),
+            "Null" => Ok(Expr::Cmp(
+                CmpOp::Eq,
+                Operand::Path(prop),
+                Operand::Lit(Lit::Null),
+            )),
+            "NotNull" => Ok(Expr::Cmp(
+                CmpOp::Ne,
+                Operand::Path(prop),
+                Operand::Lit(Lit::Null),
+            )),
             "EqualUserId" | "NotEqualUserId" | "EqualBusinessId" | "NotEqualBusinessId" => {
                 // Resolved by the evaluator against the caller.
                 let negate = short.starts_with("Not");
-                let lit = Lit::Enum(if short.contains("User") { "@caller".into() } else { "@businessunit".into() });
-                Ok(Expr::Cmp(if negate { CmpOp::Ne } else { CmpOp::Eq }, Operand::Path(prop), Operand::Lit(lit)))
+                let lit = Lit::Enum(if short.contains("User") {
+                    "@caller".into()
+                } else {
+                    "@businessunit".into()
+                });
+                Ok(Expr::Cmp(
+                    if negate { CmpOp::Ne } else { CmpOp::Eq },
+                    Operand::Path(prop),
+                    Operand::Lit(lit),
+                ))
             }
             _ => Err(SyntaxError(format!(
                 "The query function '{name}' is not supported by the emulator."
@@ -614,20 +671,33 @@ mod tests {
     #[test]
     fn and_binds_tighter_than_or() {
         let e = p("a eq 1 or b eq 2 and c eq 3").unwrap();
-        let Expr::Or(_, right) = e else { panic!("expected or") };
+        let Expr::Or(_, right) = e else {
+            panic!("expected or")
+        };
         assert!(matches!(*right, Expr::And(..)));
     }
 
     #[test]
     fn doubled_quotes_escape_a_quote() {
         let e = p("lastname eq 'O''Bryan'").unwrap();
-        assert_eq!(e, Expr::Cmp(CmpOp::Eq, path("lastname"), Operand::Lit(Lit::Str("O'Bryan".into()))));
+        assert_eq!(
+            e,
+            Expr::Cmp(
+                CmpOp::Eq,
+                path("lastname"),
+                Operand::Lit(Lit::Str("O'Bryan".into()))
+            )
+        );
     }
 
     #[test]
     fn unterminated_literal_reports_its_position() {
         let err = p("lastname eq 'O'Bryan'").unwrap_err();
-        assert!(err.0.contains("unterminated literal at position 20"), "{}", err.0);
+        assert!(
+            err.0.contains("unterminated literal at position 20"),
+            "{}",
+            err.0
+        );
     }
 
     #[test]
@@ -643,16 +713,28 @@ mod tests {
 
     #[test]
     fn functions_not_and_parentheses_parse() {
-        let e = p("(contains(name,'sample') or contains(name,'test')) and not startswith(name,'a')").unwrap();
-        assert!(matches!(e, Expr::And(ref l, ref r) if matches!(**l, Expr::Or(..)) && matches!(**r, Expr::Not(..))));
+        let e =
+            p("(contains(name,'sample') or contains(name,'test')) and not startswith(name,'a')")
+                .unwrap();
+        assert!(
+            matches!(e, Expr::And(ref l, ref r) if matches!(**l, Expr::Or(..)) && matches!(**r, Expr::Not(..)))
+        );
     }
 
     #[test]
     fn lambda_and_query_functions_parse() {
         let e = p("Account_Tasks/any(t:t/subject eq 'x')").unwrap();
         assert!(matches!(e, Expr::Lambda { ref nav, all: false, .. } if nav == "Account_Tasks"));
-        let e = p("Microsoft.Dynamics.CRM.In(PropertyName='statuscode',PropertyValues=['1','2'])").unwrap();
-        assert_eq!(e, Expr::In(vec!["statuscode".into()], vec![Lit::Str("1".into()), Lit::Str("2".into())], false));
+        let e = p("Microsoft.Dynamics.CRM.In(PropertyName='statuscode',PropertyValues=['1','2'])")
+            .unwrap();
+        assert_eq!(
+            e,
+            Expr::In(
+                vec!["statuscode".into()],
+                vec![Lit::Str("1".into()), Lit::Str("2".into())],
+                false
+            )
+        );
         let e = p("Microsoft.Dynamics.CRM.Between(PropertyName='numberofemployees',PropertyValues=[\"5\",\"2000\"])").unwrap();
         assert!(matches!(e, Expr::Between(..)));
     }
@@ -660,14 +742,35 @@ mod tests {
     #[test]
     fn enum_literals_and_aliases_resolve() {
         let e = p("OwnershipType eq Microsoft.Dynamics.CRM.OwnershipTypes'UserOwned'").unwrap();
-        assert_eq!(e, Expr::Cmp(CmpOp::Eq, path("OwnershipType"), Operand::Lit(Lit::Enum("UserOwned".into()))));
-        let e = parse("@p1 ne @p3", &|a| (a == "@p1").then(|| "revenue".to_string())).unwrap();
-        assert_eq!(e, Expr::Cmp(CmpOp::Ne, path("revenue"), Operand::Lit(Lit::Null)));
+        assert_eq!(
+            e,
+            Expr::Cmp(
+                CmpOp::Eq,
+                path("OwnershipType"),
+                Operand::Lit(Lit::Enum("UserOwned".into()))
+            )
+        );
+        let e = parse("@p1 ne @p3", &|a| {
+            (a == "@p1").then(|| "revenue".to_string())
+        })
+        .unwrap();
+        assert_eq!(
+            e,
+            Expr::Cmp(CmpOp::Ne, path("revenue"), Operand::Lit(Lit::Null))
+        );
     }
 
     #[test]
     fn malformed_filters_are_syntax_errors() {
-        for bad in ["name eqq 'x'", "name eq", "(name eq 'x'", "name eq 'x')", "revenue add 1 eq 2", "", "name eq `x`"] {
+        for bad in [
+            "name eqq 'x'",
+            "name eq",
+            "(name eq 'x'",
+            "name eq 'x')",
+            "revenue add 1 eq 2",
+            "",
+            "name eq `x`",
+        ] {
             assert!(p(bad).is_err(), "{bad} should fail");
         }
     }

@@ -72,7 +72,11 @@ fn literal(raw: &str) -> Option<Lit> {
 
 /// Parses the text between a segment's parentheses.
 pub fn parse_key(raw: &str) -> Result<Key, DvError> {
-    let bad = || DvError::bad_request(format!("Bad Request - Error in query syntax: invalid key '({raw})'."));
+    let bad = || {
+        DvError::bad_request(format!(
+            "Bad Request - Error in query syntax: invalid key '({raw})'."
+        ))
+    };
     let t = raw.trim();
     if let Some(g) = Guid::parse(t) {
         return Ok(Key::Id(g));
@@ -106,10 +110,16 @@ mod tests {
 
     #[test]
     fn guid_and_compound_keys_parse() {
-        assert!(matches!(parse_key("7eb682f1-ca75-e511-80d4-00155d2a68d1").unwrap(), Key::Id(_)));
+        assert!(matches!(
+            parse_key("7eb682f1-ca75-e511-80d4-00155d2a68d1").unwrap(),
+            Key::Id(_)
+        ));
         assert_eq!(
             parse_key("k1=2,k2='b'").unwrap(),
-            Key::Named(vec![("k1".into(), Lit::Int(2)), ("k2".into(), Lit::Str("b".into()))])
+            Key::Named(vec![
+                ("k1".into(), Lit::Int(2)),
+                ("k2".into(), Lit::Str("b".into()))
+            ])
         );
         assert!(parse_key("not a key").is_err());
     }

@@ -194,7 +194,11 @@ pub fn split_top(s: &str, sep: char) -> Vec<&str> {
 
 fn parse_expand(value: &str, params: &HashMap<String, String>) -> Result<Vec<Expand>, DvError> {
     let mut out = Vec::new();
-    for item in split_top(value, ',').into_iter().map(str::trim).filter(|s| !s.is_empty()) {
+    for item in split_top(value, ',')
+        .into_iter()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let (head, inner) = match item.find('(') {
             Some(i) if item.ends_with(')') => (&item[..i], Some(&item[i + 1..item.len() - 1])),
             Some(_) => {
@@ -213,7 +217,11 @@ fn parse_expand(value: &str, params: &HashMap<String, String>) -> Result<Vec<Exp
             ..Default::default()
         };
         if let Some(inner) = inner {
-            for opt in split_top(inner, ';').into_iter().map(str::trim).filter(|s| !s.is_empty()) {
+            for opt in split_top(inner, ';')
+                .into_iter()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
                 let (k, v) = opt.split_once('=').ok_or_else(|| {
                     DvError::bad_request(format!("Syntax error in $expand option '{opt}'."))
                 })?;
@@ -314,10 +322,14 @@ mod tests {
 
     #[test]
     fn encoded_and_plain_option_names_are_equivalent() {
-        let a = QueryOptions::parse("%24select=name,revenue&%24filter=revenue%20gt%200&%24top=5").unwrap();
+        let a = QueryOptions::parse("%24select=name,revenue&%24filter=revenue%20gt%200&%24top=5")
+            .unwrap();
         let b = QueryOptions::parse("$select=name,revenue&$filter=revenue+gt+0&$top=5").unwrap();
         assert_eq!(a, b);
-        assert_eq!(a.select.as_deref(), Some(&["name".to_string(), "revenue".to_string()][..]));
+        assert_eq!(
+            a.select.as_deref(),
+            Some(&["name".to_string(), "revenue".to_string()][..])
+        );
         assert_eq!(a.top, Some(5));
     }
 
@@ -335,7 +347,10 @@ mod tests {
     fn unsupported_options_are_rejected() {
         assert_eq!(QueryOptions::parse("$skip=10").unwrap_err().status, 400);
         assert_eq!(QueryOptions::parse("$top=-1").unwrap_err().status, 400);
-        assert_eq!(QueryOptions::parse("$filter=name eq").unwrap_err().status, 400);
+        assert_eq!(
+            QueryOptions::parse("$filter=name eq").unwrap_err().status,
+            400
+        );
     }
 
     #[test]

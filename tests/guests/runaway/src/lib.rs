@@ -50,10 +50,18 @@ impl connections::Guest for Runaway {
     fn endpoints(_connection: Connection) -> Result<Vec<String>, ConnectorError> {
         Ok(vec!["http://127.0.0.1:9".to_string()])
     }
-    fn begin_authorization(_: Connection, _: String) -> Result<connections::AuthorizationRequest, ConnectorError> {
+    fn begin_authorization(
+        _: Connection,
+        _: String,
+    ) -> Result<connections::AuthorizationRequest, ConnectorError> {
         Err(refuse())
     }
-    fn exchange_code(_: Connection, _: String, _: String, _: String) -> Result<Token, ConnectorError> {
+    fn exchange_code(
+        _: Connection,
+        _: String,
+        _: String,
+        _: String,
+    ) -> Result<Token, ConnectorError> {
         Err(refuse())
     }
     fn refresh(_: Connection, _: String) -> Result<Token, ConnectorError> {
@@ -68,7 +76,11 @@ impl connections::Guest for Runaway {
 }
 
 impl actions::Guest for Runaway {
-    fn invoke(key: String, _connection: Connection, input: String) -> Result<String, ConnectorError> {
+    fn invoke(
+        key: String,
+        _connection: Connection,
+        input: String,
+    ) -> Result<String, ConnectorError> {
         match key.as_str() {
             "spin" => {
                 let mut counter: u64 = 0;
@@ -93,7 +105,9 @@ impl actions::Guest for Runaway {
                 };
                 match http::send(&request) {
                     Ok(response) => Ok(format!("{{\"status\":{}}}", response.status)),
-                    Err(http::HttpError::Denied(reason)) => Ok(format!("{{\"denied\":{reason:?}}}")),
+                    Err(http::HttpError::Denied(reason)) => {
+                        Ok(format!("{{\"denied\":{reason:?}}}"))
+                    }
                     Err(other) => Ok(format!("{{\"other\":{:?}}}", format!("{other:?}"))),
                 }
             }
@@ -106,16 +120,31 @@ impl actions::Guest for Runaway {
 }
 
 impl triggers::Guest for Runaway {
-    fn handle_webhook(_: String, _: Option<Connection>, _: String, _: triggers::IncomingRequest) -> Result<triggers::WebhookOutcome, ConnectorError> {
+    fn handle_webhook(
+        _: String,
+        _: Option<Connection>,
+        _: String,
+        _: triggers::IncomingRequest,
+    ) -> Result<triggers::WebhookOutcome, ConnectorError> {
         Err(refuse())
     }
-    fn enable(_: String, _: Connection, _: String, _: Option<String>) -> Result<String, ConnectorError> {
+    fn enable(
+        _: String,
+        _: Connection,
+        _: String,
+        _: Option<String>,
+    ) -> Result<String, ConnectorError> {
         Err(refuse())
     }
     fn disable(_: String, _: Connection, _: String, _: String) -> Result<(), ConnectorError> {
         Err(refuse())
     }
-    fn poll(_: String, _: Connection, _: String, _: Option<String>) -> Result<triggers::PollOutcome, ConnectorError> {
+    fn poll(
+        _: String,
+        _: Connection,
+        _: String,
+        _: Option<String>,
+    ) -> Result<triggers::PollOutcome, ConnectorError> {
         Err(refuse())
     }
 }

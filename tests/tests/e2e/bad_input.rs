@@ -1,0 +1,176 @@
+//! Bad input is refused before any request leaves the component, with the field named.
+
+use e2e_tests::{connected, emulator, host};
+use host_harness::{ConnectorError, ErrorCode};
+
+fn refused(action: &str, input: &str) -> ConnectorError {
+    let emulator = emulator();
+    let failure = host()
+        .invoke(action, &connected(&emulator), input)
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        emulator.requests().is_empty(),
+        "{action} {input}: no request may be sent, got {:?}",
+        emulator.requests()
+    );
+    failure
+}
+
+#[test]
+fn an_unknown_action_key_is_invalid_input_with_a_suggestion() {
+    let failure = refused("get-curent-user", "{}");
+    assert_eq!(failure.code, ErrorCode::InvalidInput);
+    assert!(
+        failure
+            .message
+            .contains("unknown action \"get-curent-user\""),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure
+            .message
+            .contains("did you mean \"get-current-user\""),
+        "{}",
+        failure.message
+    );
+}
+
+#[test]
+fn input_that_is_not_json_or_not_an_object_is_invalid_input() {
+    let failure = refused("raw-request", "{url: /x");
+    assert_eq!(failure.code, ErrorCode::InvalidInput);
+    assert_eq!(failure.field.as_deref(), Some("input"));
+    assert!(
+        failure.message.contains("not valid JSON"),
+        "{}",
+        failure.message
+    );
+
+    let failure = refused("raw-request", "[1, 2]");
+    assert!(
+        failure.message.contains("must be a JSON object"),
+        "{}",
+        failure.message
+    );
+}
+
+#[test]
+fn a_missing_required_input_is_named_by_key_and_label() {
+    let failure = refused("raw-request", r#"{"method": "GET"}"#);
+    assert_eq!(failure.code, ErrorCode::InvalidInput);
+    assert_eq!(failure.field.as_deref(), Some("url"));
+    assert_eq!(failure.message, "input \"url\" (URL): is required");
+}
+
+#[test]
+fn an_unknown_input_key_is_refused_instead_of_ignored() {
+    let failure = refused(
+        "raw-request",
+        r#"{"url": "WhoAmI", "method": "GET", "maxRetry": 3}"#,
+    );
+    assert_eq!(failure.field.as_deref(), Some("maxRetry"));
+    assert!(
+        failure.message.contains("did you mean \"maxRetries\""),
+        "{}",
+        failure.message
+    );
+}
+
+#[test]
+fn a_malformed_guid_is_invalid_input_naming_the_field() {
+    let failure = refused(
+        "run-fetch-xml-query",
+        r#"{"entityType": "accounts", "xmlQuery": "<fetch/>", "impersonateUserId": "not-a-guid"}"#,
+    );
+    assert_eq!(failure.code, ErrorCode::InvalidInput);
+    assert_eq!(failure.field.as_deref(), Some("impersonateUserId"));
+    assert!(
+        failure.message.contains("\"not-a-guid\" is not a GUID"),
+        "{}",
+        failure.message
+    );
+}
+
+#[test]
+fn values_of_the_wrong_kind_are_refused() {
+    let failure = refused("raw-request", r#"{"url": "WhoAmI", "method": "FETCH"}"#);
+    assert_eq!(failure.field.as_deref(), Some("method"));
+    assert!(
+        failure.message.contains("is not one of GET, POST"),
+        "{}",
+        failure.message
+    );
+
+    let failure = refused(
+        "raw-request",
+        r#"{"url": "WhoAmI", "method": "GET", "maxRetries": "many"}"#,
+    );
+    assert_eq!(failure.field.as_deref(), Some("maxRetries"));
+
+    let failure = refused(
+        "raw-request",
+        r#"{"url": "WhoAmI", "method": "GET", "maxRetries": 11}"#,
+    );
+    assert!(
+        failure.message.contains("from 0 to 10"),
+        "{}",
+        failure.message
+    );
+
+    let failure = refused(
+        "raw-request",
+        r#"{"url": "WhoAmI", "method": "GET", "headers": {"Authorization": "Bearer x"}}"#,
+    );
+    assert_eq!(failure.field.as_deref(), Some("headers"));
+}
+
+#[test]
+fn a_raw_request_url_naming_another_host_is_forbidden() {
+    for url in [
+        "https://evil.example/api/data/v9.2/accounts",
+        "//evil.example/api",
+        "http://127.0.0.1:1/api/data/v9.2/WhoAmI",
+    ] {
+        let input = serde_json::json!({"url": url, "method": "GET"}).to_string();
+        let failure = refused("raw-request", &input);
+        assert_eq!(failure.code, ErrorCode::Forbidden, "{url}");
+        assert_eq!(failure.field.as_deref(), Some("url"), "{url}");
+        assert!(
+            failure
+                .message
+                .contains("is not this connection's environment"),
+            "{}",
+            failure.message
+        );
+    }
+}
+
+#[test]
+fn actions_whose_handlers_have_not_landed_say_unsupported_after_checking_input() {
+    let failure = refused("query-entities", r#"{"entityType": "accounts"}"#);
+    assert_eq!(failure.code, ErrorCode::Unsupported);
+    let failure = refused("query-entities", r#"{"entityType": "accounts?$top=1"}"#);
+    assert_eq!(failure.code, ErrorCode::InvalidInput);
+    assert_eq!(failure.field.as_deref(), Some("entityType"));
+}
+
+#[test]
+fn a_bad_environment_url_in_the_connection_is_invalid_input() {
+    let emulator = emulator();
+    let mut connection = connected(&emulator);
+    connection.fields[0].1 = "https://contoso.crm.dynamics.com/?appid=1".to_string();
+    let failure = host()
+        .invoke("get-current-user", &connection, "{}")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(failure.code, ErrorCode::InvalidInput);
+    assert_eq!(failure.field.as_deref(), Some("webApiUrl"));
+    assert!(
+        failure.message.contains("query string"),
+        "{}",
+        failure.message
+    );
+    assert!(emulator.requests().is_empty());
+}

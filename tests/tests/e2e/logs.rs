@@ -1,0 +1,45 @@
+//! Secrets never reach log lines or errors.
+
+use e2e_tests::{client_credentials, emulator, host_with_memory_log};
+use host_harness::{Level, LogSink};
+
+#[test]
+fn client_secret_and_tokens_never_appear_in_logs_or_errors() {
+    let emulator = emulator();
+    let (host, log) = host_with_memory_log();
+    let mut connection = client_credentials(&emulator);
+    host.run_action("get-current-user", &mut connection, "{}")
+        .unwrap()
+        .unwrap();
+    let token = connection.token.clone().unwrap().access_token;
+    let debug = r#"{"url": "WhoAmI", "method": "GET", "debugRequest": true}"#;
+    host.invoke("raw-request", &connection, debug)
+        .unwrap()
+        .unwrap();
+    let failing = r#"{"url": "accounts(00000000-0000-0000-0000-0000000000ff)", "method": "GET"}"#;
+    let failure = host
+        .invoke("raw-request", &connection, failing)
+        .unwrap()
+        .unwrap_err();
+
+    let secret = emulator.credentials().client_secret;
+    let lines = log.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.message.contains("raw request: GET")),
+        "debug request was logged"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.level == Level::Debug && line.source == "host")
+    );
+    for line in &lines {
+        assert!(!line.message.contains(&secret), "secret in {line:?}");
+        assert!(!line.message.contains(&token), "token in {line:?}");
+    }
+    let error_text = host_harness::describe_error(&failure);
+    assert!(!error_text.contains(&secret) && !error_text.contains(&token));
+    let _ = &log as &dyn LogSink;
+}

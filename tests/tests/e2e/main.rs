@@ -1,0 +1,8 @@
+//! End-to-end: the built component, loaded by the harness, against servers on 127.0.0.1.
+
+mod bad_input;
+mod catalogue;
+mod current_user;
+mod limits;
+mod logs;
+mod raw_request;
