@@ -22,31 +22,36 @@ fn main() {
         .map(|target| target.join("component"))
         .unwrap_or_else(|| out_dir.join("component"));
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--target",
-            "wasm32-wasip2",
-            "--profile",
-            "component",
-            "-p",
-            "dynamics-connector",
-            "-p",
-            "runaway-connector",
-        ])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("CARGO_LLVM_COV")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .status()
-        .expect("cargo runs");
-    assert!(
-        status.success(),
-        "building the components for wasm32-wasip2 failed"
-    );
+    for package in ["dynamics-connector", "runaway-connector"] {
+        // The crates are rlibs in the workspace (their imports exist only in a host, so a
+        // native cdylib cannot link); the component is the cdylib asked for here.
+        let status = Command::new(&cargo)
+            .current_dir(&root)
+            .args([
+                "rustc",
+                "--lib",
+                "--crate-type",
+                "cdylib",
+                "--target",
+                "wasm32-wasip2",
+                "--profile",
+                "component",
+                "-p",
+                package,
+            ])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS")
+            .env_remove("CARGO_LLVM_COV")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .status()
+            .expect("cargo runs");
+        assert!(
+            status.success(),
+            "building {package} for wasm32-wasip2 failed"
+        );
+    }
     let artifacts = target_dir.join("wasm32-wasip2").join("component");
     println!(
         "cargo:rustc-env=DYNAMICS_CONNECTOR_WASM={}",

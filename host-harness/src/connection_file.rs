@@ -1,8 +1,9 @@
-//! The connection file the CLI reads: which connection type, its field values, and optionally a
-//! token.
+//! The connection file the CLI reads: which connection type, its field values, optionally a
+//! name (the key of its tokens in the token store; the file's path otherwise) and a token.
 //!
 //! ```json
 //! {
+//!   "name": "contoso-prod",
 //!   "type": "oauth2-client-credentials",
 //!   "fields": {
 //!     "webApiUrl": "https://contoso.crm.dynamics.com",
@@ -28,6 +29,8 @@ struct ConnectionFile {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
     fields: BTreeMap<String, Value>,
     #[serde(default)]
     token: Option<TokenFile>,
@@ -49,15 +52,45 @@ struct TokenFile {
 
 /// Reads a connection file.
 pub fn load(path: &Path) -> anyhow::Result<Connection> {
+    Ok(load_named(path)?.connection)
+}
+
+/// A connection file with the key its tokens are stored under.
+pub struct NamedConnection {
+    pub connection: Connection,
+    /// The file's `name`, or else its canonical path.
+    pub key: String,
+}
+
+/// Reads a connection file and works out its token store key.
+pub fn load_named(path: &Path) -> anyhow::Result<NamedConnection> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading connection file {}", path.display()))?;
-    parse(&text).with_context(|| format!("in connection file {}", path.display()))
+    let (connection, name) =
+        parse_named(&text).with_context(|| format!("in connection file {}", path.display()))?;
+    let key = match name {
+        Some(name) => name,
+        None => std::fs::canonicalize(path)
+            .with_context(|| format!("resolving {}", path.display()))?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    Ok(NamedConnection { connection, key })
 }
 
 /// Parses the JSON of a connection file.
 pub fn parse(text: &str) -> anyhow::Result<Connection> {
+    Ok(parse_named(text)?.0)
+}
+
+/// Parses the JSON of a connection file, with its optional `name`.
+fn parse_named(text: &str) -> anyhow::Result<(Connection, Option<String>)> {
     let file: ConnectionFile =
         serde_json::from_str(text).context("the connection file is not valid")?;
+    let name = match file.name.map(|name| name.trim().to_string()) {
+        Some(name) if name.is_empty() => bail!("\"name\" must not be empty"),
+        other => other,
+    };
     let mut fields = Vec::with_capacity(file.fields.len());
     for (key, value) in file.fields {
         let text = match value {
@@ -69,7 +102,7 @@ pub fn parse(text: &str) -> anyhow::Result<Connection> {
         };
         fields.push((key, text));
     }
-    Ok(Connection {
+    let connection = Connection {
         definition: file.kind,
         fields,
         token: file.token.map(|token| Token {
@@ -79,7 +112,8 @@ pub fn parse(text: &str) -> anyhow::Result<Connection> {
             expires_in_secs: token.expires_in_secs,
             scope: token.scope,
         }),
-    })
+    };
+    Ok((connection, name))
 }
 
 #[cfg(test)]

@@ -26,6 +26,9 @@ pub struct Limits {
     pub time: Duration,
     /// Largest response body the `http` import accepts, in bytes.
     pub max_response_bytes: u64,
+    /// Longest single wait the `wait` import grants before a retry; longer requests are cut
+    /// to this.
+    pub max_retry_wait: Duration,
 }
 
 impl Default for Limits {
@@ -34,6 +37,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             time: Duration::from_secs(120),
             max_response_bytes: 64 << 20,
+            max_retry_wait: Duration::from_secs(60),
         }
     }
 }
@@ -88,6 +92,7 @@ struct State {
     allow: AllowList,
     sender: Sender,
     deadline: Instant,
+    max_retry_wait: Duration,
     secrets: Vec<String>,
     log: Arc<dyn LogSink>,
 }
@@ -125,7 +130,7 @@ impl http_import::Host for State {
     }
 
     fn wait(&mut self, duration_ms: u32) -> bool {
-        let wanted = Duration::from_millis(u64::from(duration_ms));
+        let wanted = Duration::from_millis(u64::from(duration_ms)).min(self.max_retry_wait);
         let left = self.deadline.saturating_duration_since(Instant::now());
         // Keep a margin so the request after the wait still has time to run.
         if wanted + Duration::from_millis(50) >= left {
@@ -264,7 +269,7 @@ impl Host {
         connection: &Connection,
         refresh_token: &str,
     ) -> Result<Result<Token, ConnectorError>, HostError> {
-        self.call(Some(connection), |connector, store| {
+        self.call_with_secrets(Some(connection), &[refresh_token], |connector, store| {
             connector.dynamics_connector_connections().call_refresh(
                 store,
                 connection,
@@ -294,7 +299,7 @@ impl Host {
         code: &str,
         verifier: &str,
     ) -> Result<Result<Token, ConnectorError>, HostError> {
-        self.call(Some(connection), |connector, store| {
+        self.call_with_secrets(Some(connection), &[code, verifier], |connector, store| {
             connector
                 .dynamics_connector_connections()
                 .call_exchange_code(store, connection, redirect_uri, code, verifier)
@@ -313,12 +318,35 @@ impl Host {
         })
     }
 
+    /// The origins a connection may reach, as the component declares them; an error when the
+    /// connection's fields are not valid (nothing is sent).
+    pub fn endpoints(
+        &self,
+        connection: &Connection,
+    ) -> Result<Result<Vec<String>, ConnectorError>, HostError> {
+        self.call(None, |connector, store| {
+            connector
+                .dynamics_connector_connections()
+                .call_endpoints(store, connection)
+        })
+    }
+
     /// Runs `f` on a fresh instance. With a connection, the instance may reach the origins the
     /// connection declares (asked of the same instance first), and the connection's secrets are
     /// redacted from its log lines.
     fn call<R>(
         &self,
         connection: Option<&Connection>,
+        f: impl FnOnce(&Connector, &mut Store<State>) -> wasmtime::Result<R>,
+    ) -> Result<R, HostError> {
+        self.call_with_secrets(connection, &[], f)
+    }
+
+    /// [`Host::call`] with more values to redact (refresh tokens, authorization codes).
+    fn call_with_secrets<R>(
+        &self,
+        connection: Option<&Connection>,
+        extra_secrets: &[&str],
         f: impl FnOnce(&Connector, &mut Store<State>) -> wasmtime::Result<R>,
     ) -> Result<R, HostError> {
         let limits = &self.config.limits;
@@ -339,7 +367,13 @@ impl Host {
             ),
             sender: self.sender.clone(),
             deadline: Instant::now() + limits.time,
-            secrets: connection.map(|c| self.secrets_of(c)).unwrap_or_default(),
+            max_retry_wait: limits.max_retry_wait,
+            secrets: connection
+                .map(|c| self.secrets_of(c))
+                .unwrap_or_default()
+                .into_iter()
+                .chain(extra_secrets.iter().map(|secret| secret.to_string()))
+                .collect(),
             log: self.config.log.clone(),
         };
         let mut store = Store::new(&self.engine, state);
@@ -376,17 +410,21 @@ impl Host {
         HostError::Trap(format!("{error:#}"))
     }
 
-    /// Values of the connection's secret fields and tokens: never logged.
-    fn secrets_of(&self, connection: &Connection) -> Vec<String> {
-        let secret_keys: Vec<&str> = self
-            .definition
+    /// Keys of the connection type's secret inputs (client secrets, passwords).
+    pub fn secret_keys(&self, connection: &Connection) -> Vec<&str> {
+        self.definition
             .connections
             .iter()
             .filter(|definition| definition.key == connection.definition)
             .flat_map(|definition| definition.inputs.iter())
             .filter(|input| input.input_type == InputType::Secret)
             .map(|input| input.key.as_str())
-            .collect();
+            .collect()
+    }
+
+    /// Values of the connection's secret fields and tokens: never logged.
+    fn secrets_of(&self, connection: &Connection) -> Vec<String> {
+        let secret_keys = self.secret_keys(connection);
         let mut secrets: Vec<String> = connection
             .fields
             .iter()

@@ -9,8 +9,10 @@ pub mod connection_file;
 pub mod demo;
 pub mod host;
 pub mod logging;
+pub mod login;
 pub mod manifest;
 pub mod outbound;
+pub mod tokens;
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -25,6 +27,7 @@ pub use bindings::dynamics::connector::types::{
 };
 pub use host::{Host, HostConfig, HostError, Limits, NetworkPolicy};
 pub use logging::{Level, LogLine, LogSink, MemoryLog, StderrLog};
+pub use tokens::{TokenManager, TokenStore};
 
 /// The Dynamics 365 component built with this harness, embedded in the binary.
 pub static DYNAMICS_COMPONENT: &[u8] = include_bytes!(env!("DYNAMICS_CONNECTOR_WASM"));

@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use host_harness::login::{LoginError, LoginOptions};
 use host_harness::manifest::{input_type_name, render};
+use host_harness::tokens::{format_utc, unix_now};
 use host_harness::{
-    Host, HostConfig, Level, Limits, NetworkPolicy, StderrLog, connection_file, describe_error,
+    Host, HostConfig, Level, Limits, NetworkPolicy, StderrLog, TokenManager, TokenStore,
+    connection_file, describe_error,
 };
 
 #[derive(Parser)]
@@ -38,6 +41,10 @@ struct Cli {
     /// Lowest log level written to stderr: trace, debug, info, warn, error.
     #[arg(long, global = true, default_value = "warn")]
     log_level: String,
+    /// The token store file [default: $XDG_STATE_HOME/dynamics-connector/tokens.json, or
+    /// ~/.local/state/dynamics-connector/tokens.json].
+    #[arg(long, global = true, value_name = "PATH")]
+    token_store: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,6 +71,32 @@ enum Command {
         /// The input JSON object given inline.
         #[arg(long, conflicts_with = "input", value_name = "JSON")]
         input_json: Option<String>,
+    },
+    /// Sign in an auth-code connection in a browser and store its tokens.
+    Login {
+        /// The connection file.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        connection: PathBuf,
+        /// Port of the loopback redirect URI http://127.0.0.1:PORT/callback; 0 picks a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// How long to wait for the browser's redirect, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout_secs: u64,
+    },
+    /// Show which connections hold tokens and when they expire (never the tokens).
+    Status,
+    /// Forget a connection's stored tokens.
+    Logout {
+        /// The connection file.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        connection: PathBuf,
+    },
+    /// Test a connection: sign in if needed, WhoAmI, user and business unit names.
+    TestConnection {
+        /// The connection file.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        connection: PathBuf,
     },
     /// Start the embedded Dataverse emulator and run a tour of the connector against it.
     Demo {
@@ -143,6 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::thread::park();
             }
         }
+        Command::Status => return status(&token_store(cli.token_store.as_deref())?),
         _ => {}
     }
     let host = match &cli.component {
@@ -167,7 +201,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             input,
             input_json,
         } => {
-            let mut connection = connection_file::load(&connection)?;
+            let named = connection_file::load_named(&connection)?;
+            let mut connection = named.connection;
             let input = match (input, input_json) {
                 (_, Some(json)) => json,
                 (Some(path), None) if path.as_os_str() == "-" => {
@@ -181,20 +216,88 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("reading input file {}", path.display()))?,
                 (None, None) => "{}".to_string(),
             };
-            match host.run_action(&action, &mut connection, &input)? {
-                Ok(output) => {
-                    let pretty = serde_json::from_str::<serde_json::Value>(&output)
-                        .and_then(|value| serde_json::to_string_pretty(&value))
-                        .unwrap_or(output);
-                    println!("{pretty}");
+            let store = token_store(cli.token_store.as_deref())?;
+            let manager = TokenManager::new(&host, &store);
+            let result = manager.run_action(&named.key, &mut connection, &action, &input)?;
+            print_result(result)
+        }
+        Command::Login {
+            connection,
+            port,
+            timeout_secs,
+        } => {
+            let named = connection_file::load_named(&connection)?;
+            let store = token_store(cli.token_store.as_deref())?;
+            let manager = TokenManager::new(&host, &store);
+            let options = LoginOptions {
+                port,
+                timeout: Duration::from_secs(timeout_secs),
+            };
+            let outcome = host_harness::login::login(
+                &manager,
+                &named.key,
+                &named.connection,
+                &options,
+                |pending| {
+                    println!("Open this URL in a browser to sign in:");
+                    println!();
+                    println!("{}", pending.authorization_url);
+                    println!();
+                    println!(
+                        "Waiting up to {timeout_secs} s for the redirect to {} ...",
+                        pending.redirect_uri
+                    );
+                },
+            );
+            match outcome {
+                Ok(outcome) => {
+                    let expiry = outcome
+                        .expires_at
+                        .map(format_utc)
+                        .unwrap_or_else(|| "an unknown time".to_string());
+                    println!(
+                        "Signed in. Tokens for {} stored in {}.",
+                        named.key,
+                        store.path().display()
+                    );
+                    println!("The access token expires at {expiry}.");
+                    if !outcome.refreshable {
+                        println!(
+                            "No refresh token was granted: add offline_access to the scopes to stay signed in."
+                        );
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(failure) => {
+                Err(LoginError::Connector(failure)) => {
                     eprintln!("{}", describe_error(&failure));
                     Ok(ExitCode::from(2))
                 }
+                Err(LoginError::Failed(reason)) => {
+                    eprintln!("sign-in failed: {reason}");
+                    Ok(ExitCode::from(2))
+                }
+                Err(LoginError::Host(problem)) => Err(problem.into()),
             }
         }
+        Command::Logout { connection } => {
+            let named = connection_file::load_named(&connection)?;
+            let store = token_store(cli.token_store.as_deref())?;
+            if store.remove(&named.key)? {
+                println!("Forgot the tokens of {}.", named.key);
+            } else {
+                println!("No tokens were stored for {}.", named.key);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TestConnection { connection } => {
+            let named = connection_file::load_named(&connection)?;
+            let mut connection = named.connection;
+            let store = token_store(cli.token_store.as_deref())?;
+            let manager = TokenManager::new(&host, &store);
+            let result = manager.test_connection(&named.key, &mut connection)?;
+            print_result(result)
+        }
+        Command::Status => unreachable!("handled before loading the component"),
         Command::Manifest { check } => {
             let manifest = render(host.definition())?;
             match check {
@@ -220,6 +323,65 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+fn token_store(path: Option<&std::path::Path>) -> anyhow::Result<TokenStore> {
+    Ok(TokenStore::open(match path {
+        Some(path) => path.to_path_buf(),
+        None => TokenStore::default_path()?,
+    }))
+}
+
+/// Prints an action's JSON output, or its error with the hint (exit code 2).
+fn print_result(result: Result<String, host_harness::ConnectorError>) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(output) => {
+            let pretty = serde_json::from_str::<serde_json::Value>(&output)
+                .and_then(|value| serde_json::to_string_pretty(&value))
+                .unwrap_or(output);
+            println!("{pretty}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            eprintln!("{}", describe_error(&failure));
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// Lists the stored connections: type, environment, state and expiry. Never a token.
+fn status(store: &TokenStore) -> anyhow::Result<ExitCode> {
+    let now = unix_now();
+    let entries = store.status(now)?;
+    println!("token store: {}", store.path().display());
+    if entries.is_empty() {
+        println!("no connection holds tokens");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for entry in entries {
+        // Client-credentials and password connections get a new token without a user.
+        let renewable = entry.refreshable || entry.connection_type != "oauth2-auth-code";
+        let state = match (entry.valid, renewable) {
+            (true, true) => "valid, renews by itself",
+            (true, false) => "valid, sign in again when it expires",
+            (false, true) => "expired, renews on next use",
+            (false, false) => "expired, run login again",
+        };
+        let expiry = match entry.expires_at {
+            Some(at) if at > now => {
+                format!("expires {} (in {} min)", format_utc(at), (at - now) / 60)
+            }
+            Some(at) => format!("expired {}", format_utc(at)),
+            None => "expiry unknown".to_string(),
+        };
+        println!("{}", entry.key);
+        println!("  type:        {}", entry.connection_type);
+        if let Some(environment) = &entry.environment {
+            println!("  environment: {environment}");
+        }
+        println!("  state:       {state}; {expiry}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn describe(host: &Host, key: &str) -> anyhow::Result<ExitCode> {

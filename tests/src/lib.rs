@@ -85,3 +85,24 @@ pub fn connected(emulator: &Emulator) -> Connection {
 pub fn json(output: &str) -> serde_json::Value {
     serde_json::from_str(output).expect("action output is JSON")
 }
+
+/// A host whose retry waits are cut to a few milliseconds, for tests of retry bounds.
+pub fn impatient_host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| {
+        Host::builtin(HostConfig {
+            limits: host_harness::Limits {
+                max_retry_wait: std::time::Duration::from_millis(5),
+                ..host_harness::Limits::default()
+            },
+            network: NetworkPolicy {
+                allow_private: true,
+                extra_hosts: Vec::new(),
+            },
+            log: Arc::new(StderrLog {
+                min_level: Level::Error,
+            }),
+        })
+        .expect("the built-in component loads")
+    })
+}

@@ -30,13 +30,20 @@ use crate::connection::Settings;
 use crate::definition::{InputDef, inputs_to_wit};
 use crate::error::{Result, error, invalid_field, with_hint};
 use crate::input::{Input, closest};
+use crate::metadata::MetadataCache;
 
 /// What a handler gets besides its input.
 pub struct Context<'a> {
     pub client: Client<'a>,
+    pub metadata: MetadataCache,
 }
 
-pub type Handler = fn(&Context, &Input) -> Result<Value>;
+/// A handler: most build a JSON value; readers of many pages write the JSON text themselves.
+#[derive(Clone, Copy)]
+pub enum Run {
+    Value(fn(&Context, &Input) -> Result<Value>),
+    Text(fn(&Context, &Input) -> Result<String>),
+}
 
 /// One action: its definition next to its handler. `run: None` marks actions whose handler has
 /// not landed yet; they validate their input and answer `unsupported`.
@@ -47,7 +54,7 @@ pub struct ActionDef {
     pub group: Option<&'static str>,
     pub inputs: &'static [InputDef],
     pub example_output: Option<&'static str>,
-    pub run: Option<Handler>,
+    pub run: Option<Run>,
 }
 
 pub const CATALOGUE: &[ActionDef] = &[
@@ -123,7 +130,10 @@ pub fn invoke(
     };
     let context = Context {
         client: Client::new(&settings, connection.token.as_ref()),
+        metadata: MetadataCache::default(),
     };
-    let output = run(&context, &input)?;
-    Ok(output.to_string())
+    match run {
+        Run::Value(run) => Ok(run(&context, &input)?.to_string()),
+        Run::Text(run) => run(&context, &input),
+    }
 }

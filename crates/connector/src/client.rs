@@ -156,6 +156,7 @@ impl<'a> Client<'a> {
             timeout_ms: request.timeout_ms,
         };
         let mut attempt = 1u32;
+        let mut waited_ms = 0u64;
         let mut seed = jitter_seed();
         loop {
             let result = http::send(&wit_request);
@@ -180,17 +181,24 @@ impl<'a> Client<'a> {
                     (seed >> 11) as f64 / (1u64 << 53) as f64,
                 );
                 let delay = u32::try_from(delay).unwrap_or(u32::MAX);
+                waited_ms += u64::from(delay);
                 log::info(format!(
                     "{target}: attempt {attempt} got {}; retrying in {delay} ms",
                     describe(&outcome)
                 ));
-                if http::wait(delay) {
+                if waited_ms > policy.max_total_wait_ms {
+                    log::warn(format!(
+                        "{target}: not retrying, the total wait would exceed {} ms",
+                        policy.max_total_wait_ms
+                    ));
+                } else if http::wait(delay) {
                     attempt += 1;
                     continue;
+                } else {
+                    log::warn(format!(
+                        "{target}: not retrying, the invocation's time limit is near"
+                    ));
                 }
-                log::warn(format!(
-                    "{target}: not retrying, the invocation's time limit is near"
-                ));
             }
             return match result {
                 Ok(response) => Ok(Response {

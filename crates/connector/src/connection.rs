@@ -1,10 +1,15 @@
 //! The three connection types, their inputs, and the settings an invocation derives from them.
 
-use dataverse::environment::Environment;
+use dataverse::environment::{Cloud, Environment, Service};
+use dataverse::retry::RetryPolicy;
+use serde_json::{Map, Value, json};
 
-use crate::bindings::dynamics::connector::types::{self as wit, Connection, ConnectionKind};
+use crate::bindings::dynamics::connector::types::{
+    self as wit, Connection, ConnectionKind, ConnectorError, ErrorCode,
+};
+use crate::client::{Client, Request};
 use crate::definition::{InputDef, Kind, inputs_to_wit};
-use crate::error::{Result, invalid_field, invalid_input};
+use crate::error::{Result, error, invalid_field, invalid_input, with_hint};
 use crate::log;
 
 pub const AUTH_CODE: &str = "oauth2-auth-code";
@@ -69,6 +74,20 @@ const PASSWORD_SCOPES: InputDef = InputDef::new("scopes", "Scopes", Kind::Text).
     "A space-delimited set of scopes; defaults to your Dynamics URL with '/user_impersonation'.",
 );
 
+const API_VERSION: InputDef = InputDef::new("apiVersion", "API Version", Kind::Text)
+    .comments("The Web API version: v9.2 by default, v8.2 for older servers. Empty uses the version in the Web API URL, or v9.2.")
+    .example("v9.2");
+
+const SERVICE: InputDef = InputDef::new("service", "Service", Kind::Picklist)
+    .choices(&[
+        ("Dataverse / Dynamics 365 (/api/data/vX.Y)", "dataverse"),
+        ("Finance & Operations (/data)", "finance-operations"),
+    ])
+    .comments("Which OData API the environment serves. Empty picks Finance & Operations for operations.dynamics.com hosts and URLs ending in /data, Dataverse otherwise.");
+
+/// The authority origin the seed's default Authorize and Token URLs use.
+const GLOBAL_AUTHORITY: &str = "https://login.microsoftonline.com";
+
 /// One connection type: its definition and inputs.
 pub struct ConnectionType {
     pub key: &'static str,
@@ -91,6 +110,8 @@ pub const TYPES: &[ConnectionType] = &[
             CLIENT_SECRET,
             AUTHORIZE_URL,
             AUTH_CODE_TOKEN_URL,
+            API_VERSION,
+            SERVICE,
         ],
     },
     ConnectionType {
@@ -105,6 +126,8 @@ pub const TYPES: &[ConnectionType] = &[
             CLIENT_CREDENTIALS_ID,
             CLIENT_CREDENTIALS_SECRET,
             TENANT_ID,
+            API_VERSION,
+            SERVICE,
         ],
     },
     ConnectionType {
@@ -121,6 +144,8 @@ pub const TYPES: &[ConnectionType] = &[
             PASSWORD_INPUT,
             PASSWORD_SCOPES,
             TENANT_ID,
+            API_VERSION,
+            SERVICE,
         ],
     },
 ];
@@ -202,11 +227,50 @@ impl Settings {
             by_key(key).map(|d| field(&d)).unwrap_or(Ok(None))
         };
 
+        // Only what the user entered, without the definition's default.
+        let given = |key: &str| {
+            connection
+                .fields
+                .iter()
+                .find(|(field, _)| field == key)
+                .map(|(_, value)| value.trim().to_string())
+                .filter(|value| !value.is_empty())
+        };
+
         let web_api_url = get("webApiUrl")?.unwrap_or_default();
-        let environment = Environment::parse(&web_api_url)
+        let mut environment = Environment::parse(&web_api_url)
             .map_err(|problem| invalid_input(&WEB_API_URL, problem.to_string()))?;
+        if let Some(version) = get("apiVersion")? {
+            environment = environment
+                .with_api_version(&version.to_ascii_lowercase())
+                .map_err(|problem| invalid_input(&API_VERSION, problem.to_string()))?;
+        }
+        if let Some(service) = get("service")? {
+            let service = Service::parse(&service).ok_or_else(|| {
+                invalid_input(
+                    &SERVICE,
+                    format!("{service:?} is not a service; choose dataverse or finance-operations"),
+                )
+            })?;
+            environment = environment.with_service(service);
+        }
+        // The seed's defaults name the global authority; national clouds have their own.
+        let in_cloud = |key: &str, url: String| -> String {
+            let national = !matches!(environment.cloud, Cloud::Global | Cloud::Local);
+            match url.strip_prefix(GLOBAL_AUTHORITY) {
+                Some(rest) if national && given(key).is_none() => {
+                    format!("{}{rest}", environment.authority_origin())
+                }
+                _ => url,
+            }
+        };
         let token_url = match (get("tokenUrl")?, get("tenantId")?) {
-            (Some(url), _) => check_endpoint(&by_key("tokenUrl").unwrap_or(TOKEN_URL), &url)?,
+            (Some(url), _) => {
+                let definition = by_key("tokenUrl").unwrap_or(TOKEN_URL);
+                let url = check_endpoint(&definition, &in_cloud("tokenUrl", url))?;
+                check_tenant_segment(&definition, &url, connection_type.kind)?;
+                url
+            }
             (None, Some(tenant)) => {
                 if !tenant
                     .bytes()
@@ -227,7 +291,10 @@ impl Settings {
             }
         };
         let authorize_url = match get("authorizeUrl")? {
-            Some(url) => Some(check_endpoint(&AUTHORIZE_URL, &url)?),
+            Some(url) => Some(check_endpoint(
+                &AUTHORIZE_URL,
+                &in_cloud("authorizeUrl", url),
+            )?),
             None => None,
         };
         let scopes = match (get("scopes")?, connection_type.kind) {
@@ -280,6 +347,37 @@ impl Settings {
     }
 }
 
+/// App-only and password sign-ins need a tenant in the token URL: Entra refuses them on `common`
+/// and `consumers` (and app-only on `organizations` too).
+fn check_tenant_segment(definition: &InputDef, url: &str, kind: ConnectionKind) -> Result<()> {
+    let path = url
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(url)
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default();
+    let tenant = path
+        .split('/')
+        .nth(1)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let refused: &[&str] = match kind {
+        ConnectionKind::Oauth2ClientCredentials => &["common", "consumers", "organizations"],
+        ConnectionKind::Oauth2Password => &["common", "consumers"],
+        ConnectionKind::Oauth2AuthorizationCode => &[],
+    };
+    if refused.contains(&tenant.as_str()) {
+        return Err(invalid_input(
+            definition,
+            format!(
+                "{url:?} uses the {tenant:?} endpoint, which this sign-in cannot use; replace {tenant} with your tenant ID or domain"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks an identity endpoint URL: absolute, https (http only on loopback), no credentials.
 fn check_endpoint(definition: &InputDef, url: &str) -> Result<String> {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -315,4 +413,157 @@ pub fn origin_of(url: &str) -> Option<String> {
         scheme.to_ascii_lowercase(),
         authority.to_ascii_lowercase()
     ))
+}
+
+/// The connection test: signs in when it can, asks WhoAmI, and reads the user's and business
+/// unit's names. Returns what the connection resolved to (Web API root, scope, cloud) so the
+/// user sees how the pasted URL was understood.
+pub fn test(connection: &Connection) -> Result<String> {
+    let settings = Settings::from_connection(connection)?;
+    let can_acquire = settings.kind != ConnectionKind::Oauth2AuthorizationCode;
+    let (mut token, mut fresh) = match &connection.token {
+        Some(token) => (token.clone(), false),
+        None if can_acquire => (crate::auth::acquire(&settings)?, true),
+        None => {
+            return Err(with_hint(
+                error(
+                    ErrorCode::Unauthenticated,
+                    "the connection is not signed in yet",
+                ),
+                "sign in first (with the CLI: dynamics login -c <connection file>)",
+            ));
+        }
+    };
+    let mut output = Map::new();
+    output.insert(
+        "connectionType".into(),
+        connection.definition.clone().into(),
+    );
+    output.insert(
+        "environment".into(),
+        settings.environment.origin.clone().into(),
+    );
+    output.insert("cloud".into(), settings.environment.cloud.name().into());
+    output.insert("service".into(), settings.environment.service.key().into());
+    output.insert(
+        "webApiRoot".into(),
+        settings.environment.web_api_root().into(),
+    );
+    if settings.environment.service == Service::Dataverse {
+        output.insert(
+            "apiVersion".into(),
+            settings.environment.api_version.clone().into(),
+        );
+    }
+    output.insert("scope".into(), settings.scopes.clone().into());
+    output.insert("tokenUrl".into(), settings.token_url.clone().into());
+
+    if settings.environment.service == Service::FinanceOperations {
+        let client = Client::new(&settings, Some(&token));
+        let root = format!("{}/", settings.environment.web_api_root());
+        client
+            .send(Request::new("GET", root), RetryPolicy::NONE)?
+            .into_success()
+            .map_err(|failure| explain_refusal(failure, &settings, true))?;
+        return Ok(Value::Object(output).to_string());
+    }
+
+    let who = loop {
+        let client = Client::new(&settings, Some(&token));
+        match client.get_json("WhoAmI") {
+            Ok(who) => break who,
+            // A stored token may simply be stale: get a fresh one once, then judge.
+            Err(failure) if !fresh && can_acquire && failure.code == ErrorCode::Unauthenticated => {
+                token = crate::auth::acquire(&settings)?;
+                fresh = true;
+            }
+            Err(failure) => return Err(explain_refusal(failure, &settings, fresh)),
+        }
+    };
+    let client = Client::new(&settings, Some(&token));
+    let id = |name: &str| {
+        who.get(name)
+            .and_then(Value::as_str)
+            .and_then(dataverse::guid::parse)
+    };
+    let (Some(user_id), Some(business_unit_id)) = (id("UserId"), id("BusinessUnitId")) else {
+        return Err(crate::error::malformed(
+            "WhoAmI answered without UserId and BusinessUnitId GUIDs",
+        ));
+    };
+    output.insert("userId".into(), user_id.clone().into());
+    output.insert("businessUnitId".into(), business_unit_id.clone().into());
+    if let Some(organization_id) = id("OrganizationId") {
+        output.insert("organizationId".into(), organization_id.into());
+    }
+    // Names are a courtesy: a role without read access to them must not fail the test.
+    let mut warnings = Vec::new();
+    match client.get_json(&format!(
+        "systemusers({user_id})?$select=fullname,domainname"
+    )) {
+        Ok(user) => {
+            for (from, to) in [("fullname", "userName"), ("domainname", "domainName")] {
+                if let Some(value) = user.get(from).filter(|value| value.is_string()) {
+                    output.insert(to.into(), value.clone());
+                }
+            }
+        }
+        Err(failure) => warnings.push(format!(
+            "could not read the user's name: {}",
+            failure.message
+        )),
+    }
+    match client.get_json(&format!("businessunits({business_unit_id})?$select=name")) {
+        Ok(unit) => {
+            if let Some(name) = unit.get("name").filter(|value| value.is_string()) {
+                output.insert("businessUnitName".into(), name.clone());
+            }
+        }
+        Err(failure) => warnings.push(format!(
+            "could not read the business unit's name: {}",
+            failure.message
+        )),
+    }
+    if !warnings.is_empty() {
+        output.insert("warnings".into(), json!(warnings));
+    }
+    Ok(Value::Object(output).to_string())
+}
+
+/// Adds what to do when the environment refuses a token Entra just issued: the identity exists
+/// in the tenant but not (or without a role) in the environment.
+fn explain_refusal(failure: ConnectorError, settings: &Settings, fresh: bool) -> ConnectorError {
+    let refused = matches!(
+        failure.code,
+        ErrorCode::Unauthenticated | ErrorCode::Forbidden
+    );
+    if refused && fresh {
+        let hint = match settings.kind {
+            ConnectionKind::Oauth2ClientCredentials => format!(
+                "Entra issued a token but the environment refused it: create an application user for client ID {} in the Power Platform admin center (Environment > Settings > Users + permissions > Application users) and give it a security role",
+                settings.client_id
+            ),
+            _ => "Entra issued a token but the environment refused the user: add the user to the environment (license, security group) and give them a security role".to_string(),
+        };
+        let message = format!(
+            "the environment refused a freshly issued token: {}",
+            failure.message
+        );
+        return ConnectorError {
+            message,
+            hint: Some(hint),
+            ..failure
+        };
+    }
+    if failure.code == ErrorCode::NotFound {
+        let hint = format!(
+            "{} was not found: check the Web API URL, the API version (v9.2, or v8.2 for older servers) and the Service (Dataverse or Finance & Operations)",
+            settings.environment.web_api_root()
+        );
+        return with_hint(failure, hint);
+    }
+    if failure.code == ErrorCode::Unauthenticated && failure.hint.is_none() {
+        return with_hint(failure, "the token was refused: sign in again");
+    }
+    failure
 }

@@ -14,6 +14,8 @@ pub enum Kind {
     Picklist,
     StringList,
     KeyValueList,
+    /// Rendered as a key-value list, but values keep their JSON types (numbers, lookups).
+    FieldMap,
     Connection,
 }
 
@@ -111,7 +113,7 @@ impl InputDef {
                 Kind::Code => wit::InputType::Code,
                 Kind::Picklist => wit::InputType::Picklist,
                 Kind::StringList => wit::InputType::StringList,
-                Kind::KeyValueList => wit::InputType::KeyValueList,
+                Kind::KeyValueList | Kind::FieldMap => wit::InputType::KeyValueList,
                 Kind::Connection => wit::InputType::Connection,
             },
             required: self.required,

@@ -100,6 +100,13 @@ impl Input {
         }
     }
 
+    pub fn list(&self, key: &str) -> &[String] {
+        match self.values.get(key) {
+            Some(Typed::List(list)) => list,
+            _ => &[],
+        }
+    }
+
     pub fn pairs(&self, key: &str) -> &[(String, String)] {
         match self.values.get(key) {
             Some(Typed::Pairs(pairs)) => pairs,
@@ -235,6 +242,7 @@ fn convert(definition: &InputDef, value: Value) -> Result<Typed> {
             other => return Err(wrong("a list of text", &other)),
         },
         Kind::KeyValueList => Typed::Pairs(key_values(definition, value)?),
+        Kind::FieldMap => Typed::Json(Value::Object(field_map(definition, value)?)),
         Kind::Connection => {
             return Err(invalid_input(
                 definition,
@@ -298,6 +306,49 @@ fn key_values(definition: &InputDef, value: Value) -> Result<Vec<(String, String
                 "must be a list of keys and values, got {}",
                 type_name(&other)
             ),
+        )),
+    }
+}
+
+/// A JSON object, an array of `{"key", "value"}` objects, or JSON text of either; values keep
+/// their JSON types.
+fn field_map(definition: &InputDef, value: Value) -> Result<Map<String, Value>> {
+    match value {
+        Value::Object(object) => Ok(object),
+        Value::Array(entries) => {
+            let mut object = Map::new();
+            for (index, entry) in entries.into_iter().enumerate() {
+                let Value::Object(mut pair) = entry else {
+                    return Err(invalid_input(
+                        definition,
+                        format!("entry {index} must be an object with \"key\" and \"value\""),
+                    ));
+                };
+                let Some(Value::String(key)) = pair.remove("key") else {
+                    return Err(invalid_input(
+                        definition,
+                        format!("entry {index} has no text \"key\""),
+                    ));
+                };
+                if object
+                    .insert(key.clone(), pair.remove("value").unwrap_or(Value::Null))
+                    .is_some()
+                {
+                    return Err(invalid_input(definition, format!("{key:?} is given twice")));
+                }
+            }
+            Ok(object)
+        }
+        Value::String(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(parsed @ (Value::Object(_) | Value::Array(_))) => field_map(definition, parsed),
+            _ => Err(invalid_input(
+                definition,
+                "must be a JSON object of fields and values",
+            )),
+        },
+        other => Err(invalid_input(
+            definition,
+            format!("must be fields and values, got {}", type_name(&other)),
         )),
     }
 }

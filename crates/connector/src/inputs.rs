@@ -29,12 +29,12 @@ pub const FILTER: InputDef = InputDef::new("filterExpression", "Filter Expressio
     .comments("The filter expression that used for querying entity collections")
     .example("name eq 'Contoso'");
 
-pub const FIELD_VALUES: InputDef = InputDef::new("fieldValues", "Field Value", Kind::KeyValueList)
+pub const FIELD_VALUES: InputDef = InputDef::new("fieldValues", "Field Value", Kind::FieldMap)
     .comments("The names of the fields and their values to use when creating/updating a record")
     .example(r#"{"name": "Contoso"}"#);
 
 pub const DYNAMIC_VALUES: InputDef = InputDef::new("dynamicValues", "Dynamic Values", Kind::Code)
-    .example(r#"{"creditlimit": 1000}"#);
+    .example(r#"{"creditlimit": 1000, "primarycontactid": {"table": "contacts", "id": "00000000-0000-0000-0000-000000000001"}}"#);
 
 pub const NEXT_PAGE_ID: InputDef = InputDef::new("nextPageId", "Next Page Id", Kind::Text).comments(
     "The id or cookie to use for retrieving the next page of results when paginating through a large result set",
@@ -46,3 +46,27 @@ pub const METADATA_ENTITY_ID: InputDef = InputDef::new("entityId", "Entity ID", 
     .required()
     .comments("The ID of a specific Entity record")
     .example("account");
+
+pub const IMPERSONATE_USER_ID: InputDef = InputDef::new("impersonateUserId", "Impersonate User Id", Kind::Text)
+    .comments("The systemuserid of a user to act as (sent as MSCRMCallerID); the connection's user needs the Act on Behalf of Another User privilege")
+    .format(Format::Guid);
+
+pub const IMPERSONATE_OBJECT_ID: InputDef = InputDef::new("impersonateObjectId", "Impersonate Entra Object Id", Kind::Text)
+    .comments("The Entra ID object ID of a user to act as (sent as CallerObjectId); use instead of Impersonate User Id")
+    .format(Format::Guid);
+
+pub const INCLUDE_FORMATTED_VALUES: InputDef =
+    InputDef::new("includeFormattedValues", "Include Formatted Values", Kind::Boolean)
+        .default("false")
+        .comments("Adds formatted values and lookup annotations, such as name@OData.Community.Display.V1.FormattedValue");
+
+pub const RETURN_REPRESENTATION: InputDef = InputDef::new(
+    "returnRepresentation",
+    "Return Representation",
+    Kind::Boolean,
+)
+.default("false")
+.comments("Return the record as stored after the change, not only its ID");
+
+pub const ETAG: InputDef = InputDef::new("etag", "ETag", Kind::Text)
+    .comments("Apply the change only if the record still has this @odata.etag (optimistic concurrency), such as W/\"12345\"");

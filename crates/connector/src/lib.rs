@@ -12,6 +12,8 @@ mod error;
 mod input;
 mod inputs;
 mod log;
+mod metadata;
+mod records;
 mod triggers;
 
 mod bindings {
@@ -89,22 +91,7 @@ impl connections::Guest for Connector {
     }
 
     fn test(connection: Connection) -> Result<String, ConnectorError> {
-        let settings = Settings::from_connection(&connection)?;
-        let output = actions::invoke("get-current-user", &connection, "{}")?;
-        let mut value: serde_json::Value = serde_json::from_str(&output).map_err(|problem| {
-            error(
-                ErrorCode::Internal,
-                format!("get-current-user output is not JSON: {problem}"),
-            )
-        })?;
-        if let Some(object) = value.as_object_mut() {
-            object.insert(
-                "webApiRoot".into(),
-                settings.environment.web_api_root().into(),
-            );
-            object.insert("scope".into(), settings.scopes.clone().into());
-        }
-        Ok(value.to_string())
+        connection::test(&connection)
     }
 }
 

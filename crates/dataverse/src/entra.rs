@@ -129,6 +129,46 @@ const AADSTS_HINTS: &[(&str, EntraErrorKind, &str)] = &[
         "the refresh token was revoked (the password changed or the session ended): sign in again",
     ),
     (
+        "AADSTS7000222",
+        EntraErrorKind::Unauthenticated,
+        "the client secret has expired: create a new secret for the app and enter its Value",
+    ),
+    (
+        "AADSTS7000218",
+        EntraErrorKind::Unauthenticated,
+        "the client secret is missing: enter the secret's Value in Client Secret",
+    ),
+    (
+        "AADSTS700025",
+        EntraErrorKind::Unauthenticated,
+        "the app is a public client, which must not send a secret: leave Client Secret empty",
+    ),
+    (
+        "AADSTS50034",
+        EntraErrorKind::Unauthenticated,
+        "the user account does not exist in this tenant: check the user name and the tenant in the token URL",
+    ),
+    (
+        "AADSTS9001023",
+        EntraErrorKind::Unauthenticated,
+        "this sign-in cannot use the common or consumers endpoint: put your tenant ID in the token URL",
+    ),
+    (
+        "AADSTS50194",
+        EntraErrorKind::Unauthenticated,
+        "the app is single-tenant, so the common endpoint cannot be used: put your tenant ID in the token and authorize URLs",
+    ),
+    (
+        "AADSTS54005",
+        EntraErrorKind::Unauthenticated,
+        "the authorization code was already used: sign in again",
+    ),
+    (
+        "AADSTS50011",
+        EntraErrorKind::Unauthenticated,
+        "the redirect URI is not registered for the app: add it under Authentication in the app registration",
+    ),
+    (
         "AADSTS501481",
         EntraErrorKind::Unauthenticated,
         "the PKCE code verifier does not match the challenge: start the sign-in again",

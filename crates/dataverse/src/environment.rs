@@ -34,6 +34,39 @@ pub enum EnvironmentError {
     Version(String),
 }
 
+/// Which service answers at the environment: the Dataverse Web API or Finance & Operations OData.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Dataverse / Dynamics 365 Customer Engagement: `origin/api/data/vX.Y`.
+    Dataverse,
+    /// Dynamics 365 Finance & Operations: `origin/data`.
+    FinanceOperations,
+}
+
+impl Service {
+    /// Reads a connection's choice: `dataverse` or `finance-operations` (a few spellings).
+    pub fn parse(text: &str) -> Option<Service> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "dataverse" | "crm" | "ce" | "dynamics-365" | "dynamics365" => Some(Service::Dataverse),
+            "finance-operations"
+            | "finance-and-operations"
+            | "finance & operations"
+            | "fno"
+            | "f&o"
+            | "fo" => Some(Service::FinanceOperations),
+            _ => None,
+        }
+    }
+
+    /// The key a connection stores.
+    pub fn key(self) -> &'static str {
+        match self {
+            Service::Dataverse => "dataverse",
+            Service::FinanceOperations => "finance-operations",
+        }
+    }
+}
+
 /// Which sovereign cloud an environment lives in; decides the Entra authority host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cloud {
@@ -58,6 +91,17 @@ impl Cloud {
             Cloud::China => "https://login.chinacloudapi.cn",
         }
     }
+
+    /// A short name for messages and connection tests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cloud::Global => "Global",
+            Cloud::UsGovHigh => "US Government GCC High",
+            Cloud::UsGovDod => "US Government DoD",
+            Cloud::China => "China (21Vianet)",
+            Cloud::Local => "local emulator",
+        }
+    }
 }
 
 /// A normalized Dataverse (or Finance & Operations) environment.
@@ -71,6 +115,8 @@ pub struct Environment {
     pub api_version: String,
     /// Which cloud the host belongs to.
     pub cloud: Cloud,
+    /// Dataverse Web API or Finance & Operations OData.
+    pub service: Service,
 }
 
 const DYNAMICS_SUFFIXES: &[(&str, Cloud)] = &[
@@ -91,8 +137,8 @@ impl Environment {
             return Err(EnvironmentError::QueryOrFragment(text.to_string()));
         }
         let (scheme, rest) = match text.split_once("://") {
-            Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-            None => ("https".to_string(), text),
+            Some((scheme, rest)) => (Some(scheme.to_ascii_lowercase()), rest),
+            None => (None, text),
         };
         let (authority, path) = match rest.find('/') {
             Some(index) => (&rest[..index], &rest[index..]),
@@ -105,6 +151,8 @@ impl Environment {
             split_host_port(authority).ok_or_else(|| EnvironmentError::Host(text.to_string()))?;
         let host = host.to_ascii_lowercase();
         let loopback = is_loopback_host(&host);
+        // A local emulator pasted without a scheme speaks plain http; everything else https.
+        let scheme = scheme.unwrap_or_else(|| if loopback { "http" } else { "https" }.to_string());
         match scheme.as_str() {
             "https" => {}
             "http" if loopback => {}
@@ -124,6 +172,11 @@ impl Environment {
             _ => host,
         };
         let api_version = version_from_path(path)?.unwrap_or(DEFAULT_API_VERSION.to_string());
+        let service = if is_operations_path(path) || host.contains(".operations.") {
+            Service::FinanceOperations
+        } else {
+            Service::Dataverse
+        };
         let origin = match port {
             Some(port) => format!("{scheme}://{host}:{port}"),
             None => format!("{scheme}://{host}"),
@@ -133,7 +186,14 @@ impl Environment {
             host,
             api_version,
             cloud,
+            service,
         })
+    }
+
+    /// The same environment served by another service (Finance & Operations or Dataverse).
+    pub fn with_service(mut self, service: Service) -> Environment {
+        self.service = service;
+        self
     }
 
     /// The same environment with another Web API version.
@@ -145,9 +205,18 @@ impl Environment {
         Ok(self)
     }
 
-    /// `origin/api/data/vX.Y`, without a trailing slash.
+    /// The OData service root without a trailing slash: `origin/api/data/vX.Y` for Dataverse,
+    /// `origin/data` for Finance & Operations.
     pub fn web_api_root(&self) -> String {
-        format!("{}/api/data/{}", self.origin, self.api_version)
+        match self.service {
+            Service::Dataverse => format!("{}/api/data/{}", self.origin, self.api_version),
+            Service::FinanceOperations => format!("{}/data", self.origin),
+        }
+    }
+
+    /// The Entra ID authority origin that issues tokens for this environment.
+    pub fn authority_origin(&self) -> &'static str {
+        self.cloud.authority_origin()
     }
 
     /// The app-only scope, `origin/.default`.
@@ -241,7 +310,15 @@ fn version_from_path(path: &str) -> Result<Option<String>, EnvironmentError> {
     }
 }
 
-fn is_version(text: &str) -> bool {
+/// True for a path whose first segment is `data` (Finance & Operations OData root).
+fn is_operations_path(path: &str) -> bool {
+    path.split('/')
+        .find(|segment| !segment.is_empty())
+        .is_some_and(|segment| segment.eq_ignore_ascii_case("data"))
+}
+
+/// True for `vN.N`, such as `v9.2`.
+pub fn is_version(text: &str) -> bool {
     text.strip_prefix('v').is_some_and(|numbers| {
         let mut parts = numbers.split('.');
         let major = parts
@@ -355,5 +432,82 @@ mod tests {
             let error = Environment::parse(pasted).unwrap_err();
             assert!(expected(&error), "{pasted:?} gave {error:?}");
         }
+    }
+
+    #[test]
+    fn finance_and_operations_is_recognised_by_path_or_host_and_uses_the_data_root() {
+        for pasted in [
+            "https://contoso.operations.dynamics.com/data",
+            "contoso.operations.dynamics.com",
+            "https://contoso.sandbox.operations.dynamics.com/data/Customers",
+        ] {
+            let environment = Environment::parse(pasted).unwrap();
+            assert_eq!(environment.service, Service::FinanceOperations, "{pasted}");
+            assert!(environment.web_api_root().ends_with(".dynamics.com/data"));
+            assert!(
+                environment
+                    .default_scope()
+                    .ends_with(".dynamics.com/.default")
+            );
+        }
+        let chosen = Environment::parse("https://contoso.crm.dynamics.com")
+            .unwrap()
+            .with_service(Service::FinanceOperations);
+        assert_eq!(
+            chosen.web_api_root(),
+            "https://contoso.crm.dynamics.com/data"
+        );
+        assert_eq!(
+            Service::parse("Finance-Operations"),
+            Some(Service::FinanceOperations)
+        );
+        assert_eq!(Service::parse("dataverse"), Some(Service::Dataverse));
+        assert_eq!(Service::parse("sap"), None);
+    }
+
+    #[test]
+    fn each_national_cloud_gets_its_own_authority_host() {
+        for (pasted, cloud, authority) in [
+            (
+                "contoso.crm.dynamics.com",
+                Cloud::Global,
+                "https://login.microsoftonline.com",
+            ),
+            (
+                "contoso.crm9.dynamics.com",
+                Cloud::Global,
+                "https://login.microsoftonline.com",
+            ),
+            (
+                "contoso.crm.microsoftdynamics.us",
+                Cloud::UsGovHigh,
+                "https://login.microsoftonline.us",
+            ),
+            (
+                "contoso.crm.appsplatform.us",
+                Cloud::UsGovDod,
+                "https://login.microsoftonline.us",
+            ),
+            (
+                "contoso.crm.dynamics.cn",
+                Cloud::China,
+                "https://login.chinacloudapi.cn",
+            ),
+        ] {
+            let environment = Environment::parse(pasted).unwrap();
+            assert_eq!(environment.cloud, cloud, "{pasted}");
+            assert_eq!(environment.authority_origin(), authority, "{pasted}");
+        }
+    }
+
+    #[test]
+    fn a_loopback_emulator_pasted_without_a_scheme_is_reached_over_http() {
+        let environment = Environment::parse("127.0.0.1:8080").unwrap();
+        assert_eq!(environment.origin, "http://127.0.0.1:8080");
+        let environment = Environment::parse("localhost:9000/api/data/v8.2/").unwrap();
+        assert_eq!(
+            environment.web_api_root(),
+            "http://localhost:9000/api/data/v8.2"
+        );
     }
 }

@@ -9,6 +9,8 @@ pub mod entra;
 pub mod environment;
 pub mod error;
 pub mod guid;
+pub mod keys;
 pub mod multipart;
 pub mod odata;
+pub mod query;
 pub mod retry;

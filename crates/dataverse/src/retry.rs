@@ -9,6 +9,17 @@ pub enum Outcome {
     NoResponse,
 }
 
+/// Which failed responses are worth another attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryOn {
+    /// 429, 502, 503 and 504: the failures Dataverse documents as transient.
+    Transient,
+    /// Every 5xx (the Raw Request default of the product brief).
+    ServerErrors,
+    /// Every status from 300 up.
+    AllErrors,
+}
+
 /// A retry policy: how many retries, which failures, and the delays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -22,8 +33,13 @@ pub struct RetryPolicy {
     pub base_ms: u64,
     /// Longest single delay.
     pub max_delay_ms: u64,
-    /// Retry every non-2xx status, not only 429, 5xx and missing responses.
-    pub retry_all_errors: bool,
+    /// Longest total wait across all retries of one request.
+    pub max_total_wait_ms: u64,
+    /// Which statuses are retried.
+    pub retry_on: RetryOn,
+    /// Whether repeating the request cannot apply it twice. When false, only answers that
+    /// prove the request was not applied (429, 503) are retried, and lost responses are not.
+    pub idempotent: bool,
 }
 
 impl RetryPolicy {
@@ -34,19 +50,46 @@ impl RetryPolicy {
         exponential: false,
         base_ms: 500,
         max_delay_ms: 60_000,
-        retry_all_errors: false,
+        max_total_wait_ms: 120_000,
+        retry_on: RetryOn::ServerErrors,
+        idempotent: true,
     };
+
+    /// The policy every record action uses: five retries of transient failures, exponential
+    /// from one second, `Retry-After` honoured.
+    pub const RECORDS: RetryPolicy = RetryPolicy {
+        max_retries: 5,
+        exponential: true,
+        base_ms: 1_000,
+        retry_on: RetryOn::Transient,
+        ..RetryPolicy::NONE
+    };
+
+    /// The same policy for a request that may not be repeated blindly.
+    pub fn not_idempotent(self) -> RetryPolicy {
+        RetryPolicy {
+            idempotent: false,
+            ..self
+        }
+    }
 
     /// True when `outcome` of attempt number `attempt` (1-based) deserves another attempt.
     pub fn should_retry(&self, attempt: u32, outcome: Outcome) -> bool {
         if attempt > self.max_retries {
             return false;
         }
-        match outcome {
-            Outcome::NoResponse => true,
-            Outcome::Status(status) if (200..300).contains(&status) => false,
-            Outcome::Status(status) if self.retry_all_errors => status >= 300,
-            Outcome::Status(status) => status == 429 || status >= 500,
+        let status = match outcome {
+            Outcome::NoResponse => return self.idempotent,
+            Outcome::Status(status) if (200..300).contains(&status) => return false,
+            Outcome::Status(status) => status,
+        };
+        if !self.idempotent {
+            return status == 429 || status == 503;
+        }
+        match self.retry_on {
+            RetryOn::Transient => matches!(status, 429 | 502 | 503 | 504),
+            RetryOn::ServerErrors => status >= 500,
+            RetryOn::AllErrors => status >= 300,
         }
     }
 
@@ -78,24 +121,49 @@ mod tests {
     }
 
     #[test]
-    fn retries_throttling_server_errors_and_lost_responses_until_the_bound() {
+    fn retries_server_errors_and_lost_responses_until_the_bound() {
         let policy = policy(2);
-        assert!(policy.should_retry(1, Outcome::Status(429)));
+        assert!(policy.should_retry(1, Outcome::Status(500)));
         assert!(policy.should_retry(2, Outcome::Status(503)));
         assert!(!policy.should_retry(3, Outcome::Status(503)));
         assert!(policy.should_retry(1, Outcome::NoResponse));
         assert!(!policy.should_retry(1, Outcome::Status(404)));
         assert!(!policy.should_retry(1, Outcome::Status(204)));
+        assert!(
+            !policy.should_retry(1, Outcome::Status(429)),
+            "the brief's default retries 5xx only"
+        );
     }
 
     #[test]
     fn retry_on_all_errors_includes_client_errors() {
         let policy = RetryPolicy {
-            retry_all_errors: true,
+            retry_on: RetryOn::AllErrors,
             ..policy(1)
         };
         assert!(policy.should_retry(1, Outcome::Status(400)));
+        assert!(policy.should_retry(1, Outcome::Status(429)));
         assert!(!policy.should_retry(1, Outcome::Status(200)));
+    }
+
+    #[test]
+    fn record_policy_retries_transient_failures_only() {
+        let policy = RetryPolicy::RECORDS;
+        for status in [429, 502, 503, 504] {
+            assert!(policy.should_retry(1, Outcome::Status(status)), "{status}");
+        }
+        assert!(!policy.should_retry(1, Outcome::Status(500)));
+        assert!(!policy.should_retry(6, Outcome::Status(429)));
+    }
+
+    #[test]
+    fn a_request_that_may_not_repeat_is_retried_only_when_it_was_not_applied() {
+        let policy = RetryPolicy::RECORDS.not_idempotent();
+        assert!(policy.should_retry(1, Outcome::Status(429)));
+        assert!(policy.should_retry(1, Outcome::Status(503)));
+        assert!(!policy.should_retry(1, Outcome::Status(502)));
+        assert!(!policy.should_retry(1, Outcome::Status(504)));
+        assert!(!policy.should_retry(1, Outcome::NoResponse));
     }
 
     #[test]
@@ -114,15 +182,9 @@ mod tests {
         assert_eq!(policy.delay_ms(1, Some(70_000), 1.0), 1000);
         let fixed = RetryPolicy {
             delay_ms: 250,
+            exponential: false,
             ..policy
         };
-        assert_eq!(
-            RetryPolicy {
-                exponential: false,
-                ..fixed
-            }
-            .delay_ms(4, None, 0.3),
-            250
-        );
+        assert_eq!(fixed.delay_ms(4, None, 0.3), 250);
     }
 }

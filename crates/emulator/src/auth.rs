@@ -66,6 +66,8 @@ pub struct Auth {
     pub users: Vec<(UserConfig, Guid)>,
     pub application_user: Guid,
     pub lifetime: Duration,
+    /// Users who must register for MFA first: the password grant answers AADSTS50079.
+    pub mfa_registration_pending: Vec<String>,
     tokens: HashMap<String, TokenInfo>,
     codes: HashMap<String, CodeInfo>,
     used_codes: HashMap<String, ()>,
@@ -199,6 +201,7 @@ impl Auth {
             users,
             application_user,
             lifetime,
+            mfa_registration_pending: Vec::new(),
             tokens: HashMap::new(),
             codes: HashMap::new(),
             used_codes: HashMap::new(),
@@ -248,6 +251,20 @@ impl Auth {
     /// Revokes every refresh token.
     pub fn revoke_refresh_tokens(&mut self) {
         self.refresh.clear();
+    }
+
+    /// From now on the password grant tells `username` to register for MFA (AADSTS50079).
+    pub fn require_mfa_registration(&mut self, username: &str) {
+        self.mfa_registration_pending
+            .push(username.to_ascii_lowercase());
+    }
+
+    /// Only the first app has an application user in the environment (the seed creates it);
+    /// the others get app-only tokens the Web API refuses, as Dataverse does.
+    fn has_application_user(&self, client_id: &str) -> bool {
+        self.apps
+            .first()
+            .is_some_and(|app| app.client_id == client_id)
     }
 
     fn tenant_ok(&self, tenant: &str, allow_orgs: bool) -> bool {
@@ -370,8 +387,13 @@ impl Auth {
                 if let Err(e) = Self::consent(&app) {
                     return e;
                 }
-                let user = self.application_user;
-                let token = self.issue(user);
+                let token = if self.has_application_user(&client_id) {
+                    let user = self.application_user;
+                    self.issue(user)
+                } else {
+                    // Entra issues the token; the environment knows no such principal.
+                    self.opaque("dvemu")
+                };
                 self.answer(token, None, None)
             }
             "password" => {
@@ -413,6 +435,18 @@ impl Auth {
                         50126,
                         "Error validating credentials due to invalid username or password.",
                         None,
+                    );
+                }
+                if self
+                    .mfa_registration_pending
+                    .contains(&user.username.to_ascii_lowercase())
+                {
+                    return aad_error(
+                        400,
+                        "invalid_grant",
+                        50079,
+                        "Due to a configuration change made by your administrator, or because you moved to a new location, you must enroll in multi-factor authentication to access the resource.",
+                        Some("basic_action"),
                     );
                 }
                 if user.mfa_required {
@@ -895,6 +929,51 @@ mod tests {
             code_of(&a.token("tenant-1", &pw("mfa@x", "pw"), None, &origins())),
             50076
         );
+    }
+
+    #[test]
+    fn users_pending_mfa_enrollment_get_50079_from_the_password_grant() {
+        let mut a = auth();
+        a.require_mfa_registration("MFA@x");
+        let answer = a.token(
+            "tenant-1",
+            &form(&[
+                ("grant_type", "password"),
+                ("client_id", "app"),
+                ("username", "mfa@x"),
+                ("password", "pw"),
+                ("scope", &format!("{BASE}/user_impersonation")),
+            ]),
+            None,
+            &origins(),
+        );
+        assert_eq!(code_of(&answer), 50079);
+    }
+
+    #[test]
+    fn an_app_without_an_application_user_gets_a_token_the_web_api_refuses() {
+        let mut a = auth();
+        a.apps.push(AppConfig {
+            client_id: "other".into(),
+            client_secret: Some("pw2".into()),
+            display_name: "Other".into(),
+            consented: true,
+            redirect_uris: vec![],
+        });
+        let (status, body) = a.token(
+            "tenant-1",
+            &form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "other"),
+                ("client_secret", "pw2"),
+                ("scope", &format!("{BASE}/.default")),
+            ]),
+            None,
+            &origins(),
+        );
+        assert_eq!(status, 200);
+        let token = body["access_token"].as_str().unwrap();
+        assert!(a.validate(token).is_none());
     }
 
     #[test]

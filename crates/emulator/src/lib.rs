@@ -441,6 +441,13 @@ impl Emulator {
         }
     }
 
+    /// Makes the password grant tell `username` to enroll in MFA first (AADSTS50079).
+    pub fn require_mfa_registration(&self, username: &str) {
+        if let Ok(mut a) = self.app.auth.lock() {
+            a.require_mfa_registration(username);
+        }
+    }
+
     /// Writes since the row version `after` (0 for all), oldest first: the log that change
     /// tracking and webhooks build on.
     pub fn changes_since(&self, after: u64) -> Vec<ChangeRecord> {

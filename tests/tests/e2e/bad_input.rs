@@ -149,9 +149,14 @@ fn a_raw_request_url_naming_another_host_is_forbidden() {
 
 #[test]
 fn actions_whose_handlers_have_not_landed_say_unsupported_after_checking_input() {
-    let failure = refused("query-entities", r#"{"entityType": "accounts"}"#);
+    let fetch =
+        r#"{"entityType": "accounts", "xmlQuery": "<fetch><entity name='account'/></fetch>"}"#;
+    let failure = refused("run-fetch-xml-query", fetch);
     assert_eq!(failure.code, ErrorCode::Unsupported);
-    let failure = refused("query-entities", r#"{"entityType": "accounts?$top=1"}"#);
+    let failure = refused(
+        "run-fetch-xml-query",
+        r#"{"entityType": "accounts?$top=1", "xmlQuery": "<fetch/>"}"#,
+    );
     assert_eq!(failure.code, ErrorCode::InvalidInput);
     assert_eq!(failure.field.as_deref(), Some("entityType"));
 }

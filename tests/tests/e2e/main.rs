@@ -6,3 +6,5 @@ mod current_user;
 mod limits;
 mod logs;
 mod raw_request;
+mod records;
+mod resilience;

@@ -5,10 +5,10 @@
 
 use dataverse::encoding::{base64_decode, base64_encode, percent_encode};
 use dataverse::multipart::{FormPart, encode_form};
-use dataverse::retry::RetryPolicy;
+use dataverse::retry::{RetryOn, RetryPolicy};
 use serde_json::{Map, Value, json};
 
-use crate::actions::{ActionDef, Context};
+use crate::actions::{ActionDef, Context, Run};
 use crate::bindings::dynamics::connector::types::ErrorCode;
 use crate::client::Request;
 use crate::connection::origin_of;
@@ -121,7 +121,7 @@ pub const CRM_ACTION: ActionDef = ActionDef {
     group: Some("CRM"),
     inputs: INPUTS,
     example_output: Some(EXAMPLE),
-    run: Some(run),
+    run: Some(Run::Value(run)),
 };
 
 pub const ACTION: ActionDef = ActionDef {
@@ -131,7 +131,7 @@ pub const ACTION: ActionDef = ActionDef {
     group: None,
     inputs: INPUTS,
     example_output: Some(EXAMPLE),
-    run: Some(run),
+    run: Some(Run::Value(run)),
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {
@@ -170,7 +170,11 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         max_retries: input.number(MAX_RETRIES.key).unwrap_or(0.0) as u32,
         delay_ms: input.number(RETRY_DELAY.key).unwrap_or(0.0) as u64,
         exponential: input.flag(BACKOFF.key),
-        retry_all_errors: input.flag(RETRY_ALL.key),
+        retry_on: if input.flag(RETRY_ALL.key) {
+            RetryOn::AllErrors
+        } else {
+            RetryOn::ServerErrors
+        },
         ..RetryPolicy::NONE
     };
     if input.flag(DEBUG.key) {

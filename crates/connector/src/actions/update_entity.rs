@@ -1,10 +1,14 @@
-//! Update Entity: Update a Microsoft Dynamics 365 CRM entity record.
+//! Update Entity: changes an existing record and never creates one (`If-Match`).
 
-use crate::actions::ActionDef;
-#[allow(unused_imports)]
-use crate::definition::{Format, InputDef, Kind};
-#[allow(unused_imports)]
+use dataverse::retry::RetryPolicy;
+use serde_json::Value;
+
+use crate::actions::{ActionDef, Context, Run};
+use crate::client::Request;
+use crate::error::Result;
+use crate::input::Input;
 use crate::inputs::*;
+use crate::records::{record_path, write};
 
 pub const ACTION: ActionDef = ActionDef {
     key: "update-entity",
@@ -17,7 +21,19 @@ pub const ACTION: ActionDef = ActionDef {
         FIELD_VALUES,
         DYNAMIC_VALUES,
         CONNECTION,
+        ETAG,
+        RETURN_REPRESENTATION,
+        IMPERSONATE_USER_ID,
+        IMPERSONATE_OBJECT_ID,
     ],
-    example_output: None,
-    run: None,
+    example_output: Some(r#"{"id":"00000000-0000-0000-0000-000000000002"}"#),
+    run: Some(Run::Value(run)),
 };
+
+fn run(context: &Context, input: &Input) -> Result<Value> {
+    let entity_set = input.text(ENTITY_TYPE.key).unwrap_or_default();
+    let (path, _) = record_path(entity_set, input)?;
+    let request = Request::new("PATCH", context.client.api_url(&path))
+        .header("If-Match", input.text(ETAG.key).unwrap_or("*"));
+    write(context, entity_set, request, input, RetryPolicy::RECORDS)
+}

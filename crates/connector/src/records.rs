@@ -1,0 +1,304 @@
+//! What the record actions share: addressing, impersonation, request bodies with lookups, the
+//! metadata-aware error hints, and IDs from answers.
+
+use dataverse::keys::{RecordKey, id_from_entity_url};
+use dataverse::retry::RetryPolicy;
+use serde_json::{Map, Value};
+
+use crate::actions::Context;
+use crate::bindings::dynamics::connector::types::{ConnectorError, ErrorCode};
+use crate::client::{Request, Response};
+use crate::error::{ConnectorErrorExt, Result, error, invalid_input, with_hint};
+use crate::input::{Input, closest};
+use crate::inputs::{
+    DYNAMIC_VALUES, ENTITY_ID, FIELD_VALUES, IMPERSONATE_OBJECT_ID, IMPERSONATE_USER_ID,
+    RETURN_REPRESENTATION,
+};
+
+/// `set(key)` for the record named by the Entity ID input.
+pub fn record_path(entity_set: &str, input: &Input) -> Result<(String, RecordKey)> {
+    let given = input.text(ENTITY_ID.key).unwrap_or_default();
+    let key = RecordKey::parse(given)
+        .map_err(|problem| invalid_input(&ENTITY_ID, problem.to_string()))?;
+    Ok((format!("{entity_set}{}", key.segment()), key))
+}
+
+/// Adds the impersonation header the inputs ask for.
+pub fn impersonate(request: Request, input: &Input) -> Result<Request> {
+    match (
+        input.text(IMPERSONATE_USER_ID.key),
+        input.text(IMPERSONATE_OBJECT_ID.key),
+    ) {
+        (Some(_), Some(_)) => Err(invalid_input(
+            &IMPERSONATE_OBJECT_ID,
+            "give either Impersonate User Id or Impersonate Entra Object Id, not both",
+        )),
+        (Some(user), None) => Ok(request.header("MSCRMCallerID", user)),
+        (None, Some(object)) => Ok(request.header("CallerObjectId", object)),
+        (None, None) => Ok(request),
+    }
+}
+
+/// Field Value and Dynamic Values merged into one body, with lookup values turned into
+/// `navigation@odata.bind` using the table's metadata.
+pub fn record_body(
+    context: &Context,
+    entity_set: &str,
+    input: &Input,
+) -> Result<Map<String, Value>> {
+    let mut body = Map::new();
+    if let Some(Value::Object(fields)) = input.json(FIELD_VALUES.key) {
+        body.extend(fields.clone());
+    }
+    match input.json(DYNAMIC_VALUES.key) {
+        None => {}
+        Some(Value::Object(dynamic)) => {
+            for (key, value) in dynamic {
+                if body.contains_key(key) {
+                    return Err(invalid_input(
+                        &DYNAMIC_VALUES,
+                        format!("{key:?} is also in Field Value; give each field once"),
+                    ));
+                }
+                body.insert(key.clone(), value.clone());
+            }
+        }
+        Some(other) => {
+            return Err(invalid_input(
+                &DYNAMIC_VALUES,
+                format!("must be a JSON object of fields and values, got {other}"),
+            ));
+        }
+    }
+    for key in body.keys() {
+        let name = key.split('@').next().unwrap_or(key);
+        if !dataverse::odata::is_identifier(name) {
+            return Err(invalid_input(
+                &FIELD_VALUES,
+                format!("{key:?} is not a column name"),
+            ));
+        }
+    }
+    let lookup_keys: Vec<String> = body
+        .iter()
+        .filter(|(_, value)| lookup_target(value).is_some())
+        .map(|(key, _)| key.clone())
+        .collect();
+    if lookup_keys.is_empty() {
+        return Ok(body);
+    }
+    let table = context
+        .metadata
+        .table(&context.client, entity_set)?
+        .ok_or_else(|| unknown_set_error(context, entity_set))?;
+    let lookups = context
+        .metadata
+        .lookups(&context.client, &table.logical_name)?;
+    for key in lookup_keys {
+        let Some(value) = body.remove(&key) else {
+            continue;
+        };
+        let Some((target_name, record)) = lookup_target(&value) else {
+            continue;
+        };
+        let field = &FIELD_VALUES;
+        let target = context.metadata.table(&context.client, target_name)?.ok_or_else(|| {
+            invalid_input(field, format!("the lookup {key:?} names table {target_name:?}, which this environment does not have"))
+        })?;
+        let record = match record {
+            LookupRecord::Id(id) => match dataverse::guid::parse(id) {
+                Some(id) => RecordKey::Id(id),
+                None => {
+                    return Err(invalid_input(
+                        field,
+                        format!(
+                            "the lookup {key:?} has an id that is not a GUID; use \"key\" for alternate keys"
+                        ),
+                    ));
+                }
+            },
+            LookupRecord::Key(Value::Object(object)) => {
+                RecordKey::from_object(object).map_err(|problem| {
+                    invalid_input(field, format!("the lookup {key:?}: {problem}"))
+                })?
+            }
+            LookupRecord::Key(Value::String(text)) => {
+                RecordKey::parse(text).map_err(|problem| {
+                    invalid_input(field, format!("the lookup {key:?}: {problem}"))
+                })?
+            }
+            LookupRecord::Key(_) => {
+                return Err(invalid_input(
+                    field,
+                    format!(
+                        "the lookup {key:?} needs an \"id\" GUID or a \"key\" (text or object)"
+                    ),
+                ));
+            }
+        };
+        let column = key.to_ascii_lowercase();
+        let navigation = lookups
+            .iter()
+            .find(|lookup| lookup.column == column && lookup.target == target.logical_name)
+            .or_else(|| {
+                lookups
+                    .iter()
+                    .find(|lookup| lookup.navigation_property.eq_ignore_ascii_case(&key))
+            })
+            .map(|lookup| lookup.navigation_property.clone())
+            .ok_or_else(|| {
+                let columns: Vec<&str> = lookups
+                    .iter()
+                    .filter(|l| l.target == target.logical_name)
+                    .map(|l| l.column.as_str())
+                    .collect();
+                invalid_input(
+                    field,
+                    format!(
+                        "{key:?} is not a lookup column of {} that can point to {}{}",
+                        table.logical_name,
+                        target.logical_name,
+                        if columns.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (those are: {})", columns.join(", "))
+                        }
+                    ),
+                )
+            })?;
+        body.insert(
+            format!("{navigation}@odata.bind"),
+            Value::String(format!("/{}{}", target.entity_set, record.segment())),
+        );
+    }
+    Ok(body)
+}
+
+enum LookupRecord<'a> {
+    Id(&'a str),
+    Key(&'a Value),
+}
+
+fn record_kind(value: &Value) -> LookupRecord<'_> {
+    match value.get("id").and_then(Value::as_str) {
+        Some(id) => LookupRecord::Id(id),
+        None => LookupRecord::Key(value.get("key").unwrap_or(&Value::Null)),
+    }
+}
+
+/// `{"table": "...", "id": "..."}` or `{"table": "...", "key": ...}`, and nothing else.
+fn lookup_target(value: &Value) -> Option<(&str, LookupRecord<'_>)> {
+    let object = value.as_object()?;
+    let table = object.get("table")?.as_str()?;
+    let has_record = object.contains_key("id") || object.contains_key("key");
+    let only_known = object
+        .keys()
+        .all(|key| matches!(key.as_str(), "table" | "id" | "key"));
+    (has_record && only_known).then(|| (table, record_kind(value)))
+}
+
+/// The ID of the record a write touched: from `OData-EntityId`, else from the representation.
+pub fn written_id(
+    context: &Context,
+    entity_set: &str,
+    response: &Response,
+    record: Option<&Value>,
+) -> Result<Option<String>> {
+    if let Some(url) = response.header("odata-entityid") {
+        return Ok(id_from_entity_url(url));
+    }
+    let Some(record) = record else {
+        return Ok(None);
+    };
+    let Some(table) = context.metadata.table(&context.client, entity_set)? else {
+        return Ok(None);
+    };
+    Ok(record
+        .get(&table.primary_id)
+        .and_then(Value::as_str)
+        .map(str::to_string))
+}
+
+/// The representation in a write's answer, without the context annotation.
+pub fn representation(response: &Response) -> Result<Option<Value>> {
+    if response.body.is_empty() {
+        return Ok(None);
+    }
+    let mut value = response.json()?;
+    if let Some(object) = value.as_object_mut() {
+        object.remove("@odata.context");
+    }
+    Ok(Some(value))
+}
+
+/// Adds the closest entity set names to a "segment not found" error.
+pub fn explain(context: &Context, entity_set: &str, failure: ConnectorError) -> ConnectorError {
+    let missing_set = failure.code == ErrorCode::NotFound
+        && failure
+            .message
+            .contains("Resource not found for the segment")
+        && failure.message.contains(&format!("'{entity_set}'"));
+    if !missing_set {
+        return failure;
+    }
+    unknown_set_error(context, entity_set)
+}
+
+fn unknown_set_error(context: &Context, entity_set: &str) -> ConnectorError {
+    let suggestion = context
+        .metadata
+        .entity_sets(&context.client)
+        .ok()
+        .and_then(|sets| {
+            let names: Vec<&str> = sets.iter().map(String::as_str).collect();
+            closest(entity_set, &names).map(str::to_string)
+        });
+    let message = match &suggestion {
+        Some(near) => format!("entity set {entity_set:?} not found; did you mean {near:?}?"),
+        None => format!("entity set {entity_set:?} not found"),
+    };
+    with_hint(
+        error(ErrorCode::NotFound, message),
+        "Entity Type takes the entity set name, usually the plural logical name (accounts, contacts, new_projects)",
+    )
+    .with_field("entityType")
+}
+
+/// Sends a create, update or upsert with the record body, and answers with the ID and, when
+/// asked, the stored record.
+pub fn write(
+    context: &Context,
+    entity_set: &str,
+    request: Request,
+    input: &Input,
+    policy: RetryPolicy,
+) -> Result<Value> {
+    let body = record_body(context, entity_set, input)?;
+    let return_representation = input.flag(RETURN_REPRESENTATION.key);
+    let mut request = request.header("Content-Type", "application/json");
+    if return_representation {
+        request = request.header("Prefer", "return=representation");
+    }
+    request.body = Value::Object(body).to_string().into_bytes();
+    let request = impersonate(request, input)?;
+    let response = context
+        .client
+        .send(request, policy)?
+        .into_success()
+        .map_err(|failure| explain(context, entity_set, failure))?;
+    let record = if return_representation {
+        representation(&response)?
+    } else {
+        None
+    };
+    let id = written_id(context, entity_set, &response, record.as_ref())?;
+    let mut output = Map::new();
+    output.insert(
+        "id".to_string(),
+        id.map(Value::String).unwrap_or(Value::Null),
+    );
+    if let Some(record) = record {
+        output.insert("record".to_string(), record);
+    }
+    Ok(Value::Object(output))
+}
