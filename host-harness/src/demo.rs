@@ -90,84 +90,135 @@ pub fn run(rows: usize, out: &mut dyn Write) -> anyhow::Result<()> {
         me["businessUnitId"].as_str().unwrap_or("?")
     ))?;
 
-    tour.heading("Query accounts with a filter, three per page (raw-request)")?;
-    let first = tour.raw(json!({
-        "url": "accounts",
-        "method": "GET",
-        "queryParams": {"$select": "name,accountnumber", "$filter": "contains(name,'a')", "$orderby": "name"},
-        "headers": {"Prefer": "odata.maxpagesize=3"},
-    }))?;
-    tour.list_names(&first["data"])?;
-    let next = first["data"]["@odata.nextLink"]
-        .as_str()
-        .map(str::to_string);
-    match next {
-        Some(link) => {
-            tour.say("next page:")?;
-            let second = tour.raw(
-                json!({"url": link, "method": "GET", "headers": {"Prefer": "odata.maxpagesize=3"}}),
-            )?;
-            tour.list_names(&second["data"])?;
-        }
-        None => tour.say("no second page")?,
+    tour.heading("Query accounts with a filter, three per page (query-entities)")?;
+    let query = json!({
+        "entityType": "accounts",
+        "fieldNames": ["name", "accountnumber"],
+        "filterExpression": "contains(name,'a')",
+        "orderBy": ["name"],
+        "recordsPerPage": 3,
+    });
+    let first = tour.action("query-entities", query.clone())?;
+    tour.list_names(&first["records"])?;
+    if let Some(cursor) = first["nextPageId"].as_str() {
+        tour.say("next page, by the nextPageId cursor:")?;
+        let mut next = query.clone();
+        next["nextPageId"] = json!(cursor);
+        let second = tour.action("query-entities", next)?;
+        tour.list_names(&second["records"])?;
     }
-
-    tour.heading("Create an account (raw-request POST, return=representation)")?;
-    let created = tour.raw(json!({
-        "url": "accounts",
-        "method": "POST",
-        "data": {"name": "Tour Company", "accountnumber": "TOUR-1", "creditlimit": 5000},
-        "headers": {"Prefer": "return=representation"},
-    }))?;
-    let id = created["data"]["accountid"]
-        .as_str()
-        .context("the created account has an accountid")?
-        .to_string();
-    tour.say(&format!("HTTP {} accountid {id}", created["status"]))?;
-
-    tour.heading("Get it back")?;
-    let got = tour.raw(json!({"url": format!("accounts({id})"), "method": "GET", "queryParams": {"$select": "name,creditlimit"}}))?;
+    let mut all = query;
+    all["fetchAll"] = json!(true);
+    all["recordsPerPage"] = json!(5);
+    let every = tour.action("query-entities", all)?;
     tour.say(&format!(
-        "{} with credit limit {}",
-        got["data"]["name"], got["data"]["creditlimit"]
+        "fetch all pages: {} matching accounts in {} pages",
+        every["records"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or_default(),
+        every["pages"]
     ))?;
 
-    tour.heading("Update it (PATCH with If-Match: * so it never creates)")?;
-    let updated = tour.raw(json!({
-        "url": format!("accounts({id})"),
-        "method": "PATCH",
-        "data": {"creditlimit": 7500},
-        "headers": {"If-Match": "*"},
-    }))?;
-    tour.say(&format!("HTTP {}", updated["status"]))?;
+    tour.heading("Create an account, then a contact bound to it by lookup (create-entity)")?;
+    let created = tour.action(
+        "create-entity",
+        json!({
+            "entityType": "accounts",
+            "fieldValues": {"name": "Tour Company", "accountnumber": "TOUR-1"},
+            "dynamicValues": {"creditlimit": 5000},
+            "returnRepresentation": true,
+        }),
+    )?;
+    let id = created["id"]
+        .as_str()
+        .context("the created account has an id")?
+        .to_string();
+    tour.say(&format!(
+        "account {id}, credit limit {}",
+        created["record"]["creditlimit"]
+    ))?;
+    let contact = tour.action(
+        "create-entity",
+        json!({
+            "entityType": "contacts",
+            "fieldValues": {"firstname": "Siobhán", "lastname": "O'Brien"},
+            "dynamicValues": {"parentcustomerid": {"table": "accounts", "key": {"accountnumber": "TOUR-1"}}},
+        }),
+    )?;
+    tour.say(&format!(
+        "contact {} bound to the account through parentcustomerid",
+        contact["id"].as_str().unwrap_or("?")
+    ))?;
 
-    tour.heading("Upsert by alternate key accountnumber='TOUR-2' (creates, then updates)")?;
+    tour.heading("Get the account back by its alternate key (get-entity)")?;
+    let got = tour.action(
+        "get-entity",
+        json!({"entityType": "accounts", "entityId": "accountnumber='TOUR-1'", "fieldNames": ["name", "creditlimit"]}),
+    )?;
+    tour.say(&format!(
+        "{} with credit limit {} (etag {})",
+        got["name"], got["creditlimit"], got["@odata.etag"]
+    ))?;
+
+    tour.heading("Update it (update-entity: If-Match, so it never creates)")?;
+    tour.action(
+        "update-entity",
+        json!({"entityType": "accounts", "entityId": id, "fieldValues": {"creditlimit": 7500}}),
+    )?;
+    let stale_input = json!({"entityType": "accounts", "entityId": id, "fieldValues": {"creditlimit": 1}, "etag": got["@odata.etag"]});
+    match tour
+        .host
+        .invoke("update-entity", tour.connection, &stale_input.to_string())?
+    {
+        Ok(_) => tour.say("unexpectedly accepted a stale ETag")?,
+        Err(failure) => tour.say(&format!(
+            "again with the old ETag: {}",
+            indent(&describe_error(&failure))
+        ))?,
+    }
+
+    tour.heading("Upsert by alternate key accountnumber='TOUR-2' (upsert-entity)")?;
     for name in ["Tour Upsert", "Tour Upsert, renamed"] {
-        let upserted = tour.raw(json!({
-            "url": "accounts(accountnumber='TOUR-2')",
-            "method": "PATCH",
-            "data": {"name": name},
-        }))?;
+        let upserted = tour.action(
+            "upsert-entity",
+            json!({"entityType": "accounts", "entityId": "accountnumber='TOUR-2'", "fieldValues": {"name": name}}),
+        )?;
+        tour.say(&format!("{name:?} -> {}", upserted["id"]))?;
+    }
+    let create_only = json!({"entityType": "accounts", "entityId": "accountnumber='TOUR-2'", "fieldValues": {"name": "X"}, "upsertMode": "createOnly"});
+    if let Err(failure) =
+        tour.host
+            .invoke("upsert-entity", tour.connection, &create_only.to_string())?
+    {
         tour.say(&format!(
-            "HTTP {} -> {}",
-            upserted["status"],
-            upserted["headers"]["odata-entityid"].as_str().unwrap_or("")
+            "create only, again: {}",
+            indent(&describe_error(&failure))
         ))?;
     }
 
-    tour.heading("Delete the first one, then try to read it")?;
-    let deleted = tour.raw(json!({"url": format!("accounts({id})"), "method": "DELETE"}))?;
-    tour.say(&format!("HTTP {}", deleted["status"]))?;
-    match host.invoke(
-        "raw-request",
-        tour.connection,
-        &json!({"url": format!("accounts({id})"), "method": "GET"}).to_string(),
-    )? {
+    tour.heading("Delete the first account, then try to read it (delete-entity)")?;
+    tour.action(
+        "delete-entity",
+        json!({"entityType": "accounts", "entityId": id}),
+    )?;
+    tour.say("deleted")?;
+    let read_again = json!({"entityType": "accounts", "entityId": id}).to_string();
+    match host.invoke("get-entity", tour.connection, &read_again)? {
         Ok(_) => tour.say("unexpectedly still there")?,
         Err(failure) => tour.say(&format!(
             "as expected: {}",
-            describe_error(&failure).replace('\n', "\n     ")
+            indent(&describe_error(&failure))
         ))?,
+    }
+
+    tour.heading("A mistyped table name (query-entities)")?;
+    if let Err(failure) = host.invoke(
+        "query-entities",
+        tour.connection,
+        r#"{"entityType": "acounts"}"#,
+    )? {
+        tour.say(&indent(&describe_error(&failure)))?;
     }
 
     writeln!(
@@ -205,12 +256,8 @@ impl Tour<'_> {
         Ok(serde_json::from_str(&output)?)
     }
 
-    fn raw(&mut self, input: Value) -> anyhow::Result<Value> {
-        self.action("raw-request", input)
-    }
-
-    fn list_names(&mut self, page: &Value) -> anyhow::Result<()> {
-        for row in page["value"].as_array().into_iter().flatten() {
+    fn list_names(&mut self, records: &Value) -> anyhow::Result<()> {
+        for row in records.as_array().into_iter().flatten() {
             let line = format!(
                 "{} [{}]",
                 row["name"].as_str().unwrap_or("?"),
@@ -220,4 +267,9 @@ impl Tour<'_> {
         }
         Ok(())
     }
+}
+
+/// Continues a multi-line error under the tour's indentation.
+fn indent(text: &str) -> String {
+    text.replace('\n', "\n     ")
 }
