@@ -171,6 +171,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "client secret: {} (an emulator-only value)",
                 credentials.client_secret
             );
+            println!("authorize URL: {}", emulator.authorize_url());
+            println!(
+                "public client ID (auth code, password): {}",
+                credentials.public_client_id
+            );
+            println!(
+                "user:          {} / {} (emulator-only values)",
+                credentials.username, credentials.password
+            );
             println!("Press Ctrl-C to stop.");
             loop {
                 std::thread::park();

@@ -7,8 +7,14 @@ use dataverse_emulator::{Config, Emulator};
 fn dynamics(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dynamics"))
         .args(args)
+        .env("XDG_STATE_HOME", private_state_home())
         .output()
         .expect("the CLI runs")
+}
+
+/// Where tokens go when a test names no store: never the real user's state directory.
+fn private_state_home() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("dynamics-cli-state-{}", std::process::id()))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -160,4 +166,246 @@ fn manifest_check_accepts_the_checked_in_file() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../component.yaml");
     let output = dynamics(&["manifest", "--check", path]);
     assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+fn auth_code_connection_file(emulator: &Emulator) -> tempfile_path::TempFile {
+    let json = serde_json::json!({
+        "name": "emulator-user",
+        "type": "oauth2-auth-code",
+        "fields": {
+            "webApiUrl": emulator.base_url(),
+            "clientId": emulator.credentials().public_client_id,
+            "authorizeUrl": emulator.authorize_url(),
+            "tokenUrl": emulator.token_url(),
+        }
+    });
+    tempfile_path::TempFile::with_contents(&json.to_string())
+}
+
+/// A plain GET without following redirects: the status line and the Location header.
+fn get_without_redirect(url: &str) -> (String, Option<String>) {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.lines().next().unwrap_or_default().to_string();
+    let location = response.lines().find_map(|line| {
+        line.to_ascii_lowercase()
+            .starts_with("location:")
+            .then(|| line["location:".len()..].trim().to_string())
+    });
+    (status, location)
+}
+
+#[test]
+fn invoke_keeps_tokens_in_an_owner_only_store_and_status_shows_expiry_but_never_a_token() {
+    let emulator = Emulator::start(
+        Config {
+            rows_per_table: 5,
+            ..Config::default()
+        },
+        0,
+    )
+    .unwrap();
+    let connection = connection_file(&emulator);
+    let store_dir = std::env::temp_dir().join(format!("dynamics-cli-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&store_dir);
+    let store = store_dir.join("tokens.json");
+    let store_arg = store.to_str().unwrap();
+
+    for _ in 0..2 {
+        let output = dynamics(&[
+            "invoke",
+            "get-current-user",
+            "--allow-private",
+            "--token-store",
+            store_arg,
+            "-c",
+            connection.arg(),
+        ]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    let token_requests = emulator
+        .requests()
+        .iter()
+        .filter(|request| request.path.ends_with("/token"))
+        .count();
+    assert_eq!(token_requests, 1, "the second run used the stored token");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&store).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let mode = std::fs::metadata(&store_dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&store).unwrap()).unwrap();
+    let entry = stored["connections"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    let access_token = entry["accessToken"].as_str().unwrap().to_string();
+
+    let status = dynamics(&["status", "--token-store", store_arg]);
+    assert!(status.status.success());
+    let stdout = text(&status.stdout);
+    let canonical = std::fs::canonicalize(&connection.0).unwrap();
+    assert!(stdout.contains(canonical.to_str().unwrap()), "{stdout}");
+    assert!(stdout.contains("oauth2-client-credentials"));
+    assert!(stdout.contains(&emulator.base_url()));
+    assert!(
+        stdout.contains("valid") && stdout.contains("UTC"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&access_token), "status printed a token");
+    assert!(!text(&status.stderr).contains(&access_token));
+
+    let logout = dynamics(&["logout", "--token-store", store_arg, "-c", connection.arg()]);
+    assert!(logout.status.success());
+    let status = dynamics(&["status", "--token-store", store_arg]);
+    assert!(text(&status.stdout).contains("no connection holds tokens"));
+    let _ = std::fs::remove_dir_all(&store_dir);
+}
+
+#[test]
+fn login_prints_the_url_takes_the_loopback_redirect_and_stores_the_tokens() {
+    use std::io::BufRead as _;
+    let emulator = Emulator::start(
+        Config {
+            rows_per_table: 5,
+            ..Config::default()
+        },
+        0,
+    )
+    .unwrap();
+    let connection = auth_code_connection_file(&emulator);
+    let store_dir = std::env::temp_dir().join(format!("dynamics-cli-login-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&store_dir);
+    let store = store_dir.join("tokens.json");
+    let store_arg = store.to_str().unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamics"))
+        .args([
+            "login",
+            "--allow-private",
+            "--token-store",
+            store_arg,
+            "--timeout-secs",
+            "30",
+            "-c",
+            connection.arg(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    let url = loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "login ended early: {printed}"
+        );
+        printed.push_str(&line);
+        if line.starts_with("http://") {
+            break line.trim().to_string();
+        }
+    };
+    assert!(url.starts_with(&emulator.authorize_url()), "{url}");
+    assert!(url.contains("code_challenge_method=S256"));
+    assert!(url.contains("redirect_uri=http%3A%2F%2F127.0.0.1%3A"));
+
+    let (status, location) = get_without_redirect(&url);
+    assert!(status.contains(" 302 "), "{status}");
+    let location = location.unwrap();
+    assert!(location.contains("/callback?code="), "{location}");
+    let (status, _) = get_without_redirect(&location);
+    assert!(status.contains(" 200 "), "{status}");
+
+    let finished = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(finished.status.success(), "{}", text(&finished.stderr));
+    assert!(
+        rest.contains("Signed in. Tokens for emulator-user stored"),
+        "{rest}"
+    );
+
+    let stored = std::fs::read_to_string(&store).unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let entry = &stored["connections"]["emulator-user"];
+    let secrets = [
+        entry["accessToken"].as_str().unwrap(),
+        entry["refreshToken"].as_str().unwrap(),
+    ];
+    let status = dynamics(&["status", "--token-store", store_arg]);
+    let listing = text(&status.stdout);
+    assert!(listing.contains("emulator-user"));
+    assert!(listing.contains("valid, renews by itself"), "{listing}");
+    for secret in secrets {
+        assert!(!listing.contains(secret) && !printed.contains(secret) && !rest.contains(secret));
+    }
+
+    let output = dynamics(&[
+        "invoke",
+        "get-current-user",
+        "--allow-private",
+        "--token-store",
+        store_arg,
+        "-c",
+        connection.arg(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value["userId"], emulator.credentials().user_id.as_str());
+    let _ = std::fs::remove_dir_all(&store_dir);
+}
+
+#[test]
+fn test_connection_prints_the_user_business_unit_and_web_api_root() {
+    let emulator = Emulator::start(
+        Config {
+            rows_per_table: 5,
+            ..Config::default()
+        },
+        0,
+    )
+    .unwrap();
+    let connection = connection_file(&emulator);
+    let store_dir = std::env::temp_dir().join(format!("dynamics-cli-test-{}", std::process::id()));
+    let store = store_dir.join("tokens.json");
+
+    let output = dynamics(&[
+        "test-connection",
+        "--allow-private",
+        "--token-store",
+        store.to_str().unwrap(),
+        "-c",
+        connection.arg(),
+    ]);
+
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        value["userId"],
+        emulator.credentials().application_user_id.as_str()
+    );
+    assert!(value["businessUnitName"].is_string());
+    assert_eq!(
+        value["webApiRoot"],
+        format!("{}/api/data/v9.2", emulator.base_url())
+    );
+    let _ = std::fs::remove_dir_all(&store_dir);
 }

@@ -50,11 +50,6 @@ fn field(mut connection: Connection, key: &str, value: &str) -> Connection {
     connection
 }
 
-fn without(mut connection: Connection, key: &str) -> Connection {
-    connection.fields.retain(|(existing, _)| existing != key);
-    connection
-}
-
 fn password_connection(emulator: &Emulator) -> Connection {
     let credentials = emulator.credentials();
     Connection {
@@ -75,7 +70,10 @@ fn auth_code_connection(emulator: &Emulator) -> Connection {
         definition: "oauth2-auth-code".to_string(),
         fields: vec![
             ("webApiUrl".to_string(), emulator.base_url()),
-            ("clientId".to_string(), emulator.credentials().public_client_id),
+            (
+                "clientId".to_string(),
+                emulator.credentials().public_client_id,
+            ),
             ("authorizeUrl".to_string(), emulator.authorize_url()),
             ("tokenUrl".to_string(), emulator.token_url()),
         ],
@@ -134,14 +132,16 @@ fn browser_sign_in(
     assert!(pending.redirect_uri.ends_with("/callback"));
     let (status, headers, _) = http_get(&pending.authorization_url);
     assert_eq!(status, 302, "the emulator approves at once");
-    let location = header(&headers, "location").expect("a redirect").to_string();
+    let location = header(&headers, "location")
+        .expect("a redirect")
+        .to_string();
     assert!(location.starts_with(&pending.redirect_uri), "{location}");
     let location = tamper(location);
     std::thread::scope(|scope| {
         let browser = scope.spawn(move || {
             // A browser also asks for a favicon; the listener must not take it for the redirect.
             let favicon = location.replace("/callback", "/favicon.ico");
-            let (status, _, _) = http_get(&favicon.split('?').next().unwrap_or_default());
+            let (status, _, _) = http_get(favicon.split('?').next().unwrap_or_default());
             assert_eq!(status, 404);
             http_get(&location).2
         });
@@ -177,10 +177,7 @@ impl Recorder {
                     .unwrap();
                 let mut raw = Vec::new();
                 let mut buffer = [0u8; 4096];
-                loop {
-                    let Ok(read) = stream.read(&mut buffer) else {
-                        break;
-                    };
+                while let Ok(read) = stream.read(&mut buffer) {
                     if read == 0 {
                         break;
                     }
@@ -255,7 +252,11 @@ fn client_credentials_token_is_acquired_once_stored_and_reused_by_the_next_actio
         );
     }
 
-    assert_eq!(token_paths(&emulator), 1, "the second action used the stored token");
+    assert_eq!(
+        token_paths(&emulator),
+        1,
+        "the second action used the stored token"
+    );
     let stored = temp.store.get("cc").unwrap().expect("a stored token");
     assert_eq!(stored.connection_type, "oauth2-client-credentials");
     assert!(stored.expires_at.unwrap() > unix_now() + 3000);
@@ -283,7 +284,10 @@ fn password_grant_signs_the_user_in_and_get_current_user_returns_that_user() {
     );
     let form = String::from_utf8(emulator.requests()[0].body.clone()).unwrap();
     assert!(form.contains("grant_type=password"));
-    assert!(!form.contains("client_secret"), "a public client sends no secret");
+    assert!(
+        !form.contains("client_secret"),
+        "a public client sends no secret"
+    );
 }
 
 #[test]
@@ -297,7 +301,10 @@ fn auth_code_login_on_the_loopback_listener_stores_tokens_and_get_current_user_s
 
     let outcome = outcome.unwrap();
     assert!(page.contains("You are signed in"), "{page}");
-    assert!(outcome.refreshable, "offline_access is in the default scopes");
+    assert!(
+        outcome.refreshable,
+        "offline_access is in the default scopes"
+    );
     let authorize = emulator
         .requests()
         .into_iter()
@@ -334,7 +341,10 @@ fn a_redirect_with_another_state_is_refused_and_nothing_is_stored() {
 
     let (page, outcome) = browser_sign_in(&manager, "ac", &connection, |location| {
         let (before, after) = location.split_once("state=").unwrap();
-        format!("{before}state=forged{}", &after[after.find('&').unwrap_or(after.len())..])
+        format!(
+            "{before}state=forged{}",
+            &after[after.find('&').unwrap_or(after.len())..]
+        )
     });
 
     match outcome {
@@ -402,7 +412,11 @@ fn a_token_near_expiry_is_refreshed_before_the_action_without_the_user_noticing(
     assert!(requests[0].path.ends_with("/token"), "refreshed first");
     let form = String::from_utf8(requests[0].body.clone()).unwrap();
     assert!(form.contains("grant_type=refresh_token"));
-    assert!(requests[1..].iter().all(|r| r.path.starts_with("/api/data/")));
+    assert!(
+        requests[1..]
+            .iter()
+            .all(|r| r.path.starts_with("/api/data/"))
+    );
     let after = temp.store.get("ac").unwrap().unwrap();
     assert_ne!(after.access_token, before.access_token);
     assert_ne!(
@@ -440,7 +454,13 @@ fn an_access_token_the_service_rejects_is_refreshed_once_and_the_action_succeeds
     let statuses: Vec<String> = emulator
         .requests()
         .iter()
-        .map(|r| format!("{} {}", r.method, r.path.split('?').next().unwrap_or_default()))
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.method,
+                r.path.split('?').next().unwrap_or_default()
+            )
+        })
         .collect();
     assert_eq!(statuses[0], "GET /api/data/v9.2/WhoAmI", "{statuses:?}");
     assert!(statuses[1].starts_with("POST ") && statuses[1].ends_with("/token"));
@@ -495,9 +515,8 @@ fn the_token_store_file_is_owner_only_in_an_owner_only_directory() {
         .unwrap()
         .unwrap();
 
-    let mode = |path: &std::path::Path| {
-        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-    };
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(temp.store.path()), 0o600);
     assert_eq!(mode(temp.store.path().parent().unwrap()), 0o700);
     let status = temp.store.status(unix_now()).unwrap();
@@ -520,8 +539,18 @@ fn a_stored_token_is_not_reused_once_the_connection_points_elsewhere() {
         .unwrap()
         .unwrap();
 
-    let moved = field(client_credentials(&emulator), "apiVersion", "v9.1");
+    let moved = field(
+        client_credentials(&emulator),
+        "webApiUrl",
+        &format!("http://localhost:{}", emulator.port()),
+    );
     assert!(manager.stored("cc", &moved).unwrap().is_none());
+    assert!(
+        manager
+            .stored("cc", &client_credentials(&emulator))
+            .unwrap()
+            .is_some()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -531,7 +560,6 @@ fn a_stored_token_is_not_reused_once_the_connection_points_elsewhere() {
 fn every_entra_error_of_the_issue_yields_its_code_and_a_hint() {
     let emulator = emulator();
     let credentials = emulator.credentials();
-    emulator.require_mfa_registration("second.mfa@emulator.local");
     let unconsented_secret = Config::default()
         .apps
         .into_iter()
@@ -542,7 +570,11 @@ fn every_entra_error_of_the_issue_yields_its_code_and_a_hint() {
     let cases: Vec<(&str, Connection, ErrorCode, &str)> = vec![
         (
             "AADSTS7000215",
-            field(client_credentials(&emulator), "clientSecret", "a-secret-id-not-its-value"),
+            field(
+                client_credentials(&emulator),
+                "clientSecret",
+                "a-secret-id-not-its-value",
+            ),
             ErrorCode::Unauthenticated,
             "Value, not its Secret ID",
         ),
@@ -551,7 +583,10 @@ fn every_entra_error_of_the_issue_yields_its_code_and_a_hint() {
             field(
                 client_credentials(&emulator),
                 "tokenUrl",
-                &format!("{}/no-such-tenant.onmicrosoft.com/oauth2/v2.0/token", emulator.base_url()),
+                &format!(
+                    "{}/no-such-tenant.onmicrosoft.com/oauth2/v2.0/token",
+                    emulator.base_url()
+                ),
             ),
             ErrorCode::Unauthenticated,
             "tenant was not found",
@@ -568,7 +603,11 @@ fn every_entra_error_of_the_issue_yields_its_code_and_a_hint() {
         ),
         (
             "AADSTS500011",
-            field(client_credentials(&emulator), "webApiUrl", "http://127.0.0.2:1"),
+            field(
+                client_credentials(&emulator),
+                "webApiUrl",
+                "http://127.0.0.2:1",
+            ),
             ErrorCode::Unauthenticated,
             "check the Web API URL",
         ),
@@ -624,7 +663,11 @@ fn every_entra_error_of_the_issue_yields_its_code_and_a_hint() {
         assert_eq!(failure.code, expected, "{code}");
         let said = failure.hint.clone().unwrap_or_default();
         assert!(said.contains(hint), "{code}: hint {said:?}");
-        assert!(failure.message.contains(code), "{code}: {}", failure.message);
+        assert!(
+            failure.message.contains(code),
+            "{code}: {}",
+            failure.message
+        );
         assert!(matches!(failure.http_status, Some(400 | 401)), "{code}");
     }
 }
@@ -656,15 +699,42 @@ fn pasted_environment_urls_normalize_to_one_origin_scope_and_web_api_root() {
     let port = emulator.port();
     // (pasted, expected origin)
     let good = [
-        ("contoso.crm.dynamics.com", "https://contoso.crm.dynamics.com"),
-        ("https://contoso.crm.dynamics.com", "https://contoso.crm.dynamics.com"),
-        ("https://contoso.crm.dynamics.com/", "https://contoso.crm.dynamics.com"),
-        ("  HTTPS://Contoso.CRM4.Dynamics.com  ", "https://contoso.crm4.dynamics.com"),
-        ("https://contoso.api.crm.dynamics.com", "https://contoso.crm.dynamics.com"),
-        ("https://contoso.crm.dynamics.com/api/data/v9.2/", "https://contoso.crm.dynamics.com"),
-        ("https://contoso.crm.dynamics.com/main.aspx", "https://contoso.crm.dynamics.com"),
-        ("contoso.crm.microsoftdynamics.us", "https://contoso.crm.microsoftdynamics.us"),
-        ("contoso.crm.dynamics.cn/", "https://contoso.crm.dynamics.cn"),
+        (
+            "contoso.crm.dynamics.com",
+            "https://contoso.crm.dynamics.com",
+        ),
+        (
+            "https://contoso.crm.dynamics.com",
+            "https://contoso.crm.dynamics.com",
+        ),
+        (
+            "https://contoso.crm.dynamics.com/",
+            "https://contoso.crm.dynamics.com",
+        ),
+        (
+            "  HTTPS://Contoso.CRM4.Dynamics.com  ",
+            "https://contoso.crm4.dynamics.com",
+        ),
+        (
+            "https://contoso.api.crm.dynamics.com",
+            "https://contoso.crm.dynamics.com",
+        ),
+        (
+            "https://contoso.crm.dynamics.com/api/data/v9.2/",
+            "https://contoso.crm.dynamics.com",
+        ),
+        (
+            "https://contoso.crm.dynamics.com/main.aspx",
+            "https://contoso.crm.dynamics.com",
+        ),
+        (
+            "contoso.crm.microsoftdynamics.us",
+            "https://contoso.crm.microsoftdynamics.us",
+        ),
+        (
+            "contoso.crm.dynamics.cn/",
+            "https://contoso.crm.dynamics.cn",
+        ),
     ];
     for (pasted, origin) in good {
         let connection = field(auth_code_connection(&emulator), "webApiUrl", pasted);
@@ -678,7 +748,11 @@ fn pasted_environment_urls_normalize_to_one_origin_scope_and_web_api_root() {
             .replace(':', "%3A")
             .replace('/', "%2F")
             .replace(' ', "%20");
-        assert!(request.url.contains(&format!("scope={scope}")), "{pasted}: {}", request.url);
+        assert!(
+            request.url.contains(&format!("scope={scope}")),
+            "{pasted}: {}",
+            request.url
+        );
     }
     // Loopback forms reach the emulator; the connection test shows the root and scope used.
     for pasted in [
@@ -689,16 +763,29 @@ fn pasted_environment_urls_normalize_to_one_origin_scope_and_web_api_root() {
     ] {
         let connection = field(client_credentials(&emulator), "webApiUrl", &pasted);
         let output = json(&host().test_connection(&connection).unwrap().unwrap());
-        assert_eq!(output["webApiRoot"], format!("{base}/api/data/v9.2"), "{pasted}");
+        assert_eq!(
+            output["webApiRoot"],
+            format!("{base}/api/data/v9.2"),
+            "{pasted}"
+        );
         assert_eq!(output["scope"], format!("{base}/.default"), "{pasted}");
     }
 
     let bad = [
         ("", "is required"),
-        ("https://contoso.crm.dynamics.com/?appid=123", "query string"),
-        ("https://contoso.crm.dynamics.com/#main", "query string or fragment"),
+        (
+            "https://contoso.crm.dynamics.com/?appid=123",
+            "query string",
+        ),
+        (
+            "https://contoso.crm.dynamics.com/#main",
+            "query string or fragment",
+        ),
         ("https://example.com", "not a Dynamics 365 host"),
-        ("https://dynamics.com.attacker.net/", "not a Dynamics 365 host"),
+        (
+            "https://dynamics.com.attacker.net/",
+            "not a Dynamics 365 host",
+        ),
         ("http://contoso.crm.dynamics.com", "must use https"),
         ("https://admin@contoso.crm.dynamics.com", "no valid host"),
         ("https://contoso.crm.dynamics.com/api/data/latest", "v9.2"),
@@ -709,10 +796,22 @@ fn pasted_environment_urls_normalize_to_one_origin_scope_and_web_api_root() {
         let failure = host().acquire_token(&connection).unwrap().unwrap_err();
         assert_eq!(failure.code, ErrorCode::InvalidInput, "{pasted}");
         assert_eq!(failure.field.as_deref(), Some("webApiUrl"), "{pasted}");
-        assert!(failure.message.contains("Web API URL"), "{}", failure.message);
-        assert!(failure.message.contains(says), "{pasted}: {}", failure.message);
+        assert!(
+            failure.message.contains("Web API URL"),
+            "{}",
+            failure.message
+        );
+        assert!(
+            failure.message.contains(says),
+            "{pasted}: {}",
+            failure.message
+        );
         let invoked = host()
-            .invoke("get-current-user", &field(connected(&emulator), "webApiUrl", pasted), "{}")
+            .invoke(
+                "get-current-user",
+                &field(connected(&emulator), "webApiUrl", pasted),
+                "{}",
+            )
             .unwrap()
             .unwrap_err();
         assert_eq!(invoked.field.as_deref(), Some("webApiUrl"), "{pasted}");
@@ -737,7 +836,10 @@ fn the_api_version_input_changes_the_web_api_root() {
     );
 
     let bad = field(connected(&emulator), "apiVersion", "9.2");
-    let failure = host().invoke("get-current-user", &bad, "{}").unwrap().unwrap_err();
+    let failure = host()
+        .invoke("get-current-user", &bad, "{}")
+        .unwrap()
+        .unwrap_err();
     assert_eq!(failure.code, ErrorCode::InvalidInput);
     assert_eq!(failure.field.as_deref(), Some("apiVersion"));
 }
@@ -747,16 +849,26 @@ fn finance_and_operations_uses_the_data_root_with_the_environment_scope() {
     let emulator = emulator();
     let connection = field(connected(&emulator), "service", "finance-operations");
 
-    let output = json(&host().test_connection(&connection).unwrap().unwrap_or_else(|failure| {
-        // The emulator serves no /data root; what matters is where the request went.
-        assert_eq!(failure.http_status, Some(404));
-        serde_json::json!({"webApiRoot": format!("{}/data", emulator.base_url())}).to_string()
-    }));
+    // The emulator serves Dataverse only, so the /data root is not found there; what matters
+    // is where the request went and what the failure tells the user.
+    let failure = host().test_connection(&connection).unwrap().unwrap_err();
 
-    assert_eq!(output["webApiRoot"], format!("{}/data", emulator.base_url()));
+    assert_eq!(failure.http_status, Some(404));
+    let hint = failure.hint.unwrap();
+    assert!(
+        hint.contains(&format!("{}/data was not found", emulator.base_url())),
+        "{hint}"
+    );
+    assert!(hint.contains("Service"), "{hint}");
     assert_eq!(emulator.requests()[0].path, "/data/");
+    let endpoints = host().endpoints(&connection).unwrap().unwrap();
+    assert_eq!(endpoints, vec![emulator.base_url()]);
     let failure = host()
-        .invoke("get-current-user", &field(connected(&emulator), "service", "sap"), "{}")
+        .invoke(
+            "get-current-user",
+            &field(connected(&emulator), "service", "sap"),
+            "{}",
+        )
         .unwrap()
         .unwrap_err();
     assert_eq!(failure.field.as_deref(), Some("service"));
@@ -767,8 +879,14 @@ fn national_clouds_get_their_own_authority_for_default_and_tenant_derived_urls()
     let connection = Connection {
         definition: "oauth2-auth-code".to_string(),
         fields: vec![
-            ("webApiUrl".to_string(), "contoso.crm.microsoftdynamics.us".to_string()),
-            ("clientId".to_string(), "11111111-2222-3333-4444-555555555555".to_string()),
+            (
+                "webApiUrl".to_string(),
+                "contoso.crm.microsoftdynamics.us".to_string(),
+            ),
+            (
+                "clientId".to_string(),
+                "11111111-2222-3333-4444-555555555555".to_string(),
+            ),
         ],
         token: None,
     };
@@ -791,15 +909,27 @@ fn national_clouds_get_their_own_authority_for_default_and_tenant_derived_urls()
 
     for (environment, authority) in [
         ("contoso.crm.dynamics.cn", "https://login.chinacloudapi.cn"),
-        ("contoso.crm.appsplatform.us", "https://login.microsoftonline.us"),
-        ("contoso.crm.dynamics.com", "https://login.microsoftonline.com"),
+        (
+            "contoso.crm.appsplatform.us",
+            "https://login.microsoftonline.us",
+        ),
+        (
+            "contoso.crm.dynamics.com",
+            "https://login.microsoftonline.com",
+        ),
     ] {
         let app_only = Connection {
             definition: "oauth2-client-credentials".to_string(),
             fields: vec![
                 ("webApiUrl".to_string(), environment.to_string()),
-                ("tenantId".to_string(), "contoso.onmicrosoft.com".to_string()),
-                ("clientId".to_string(), "11111111-2222-3333-4444-555555555555".to_string()),
+                (
+                    "tenantId".to_string(),
+                    "contoso.onmicrosoft.com".to_string(),
+                ),
+                (
+                    "clientId".to_string(),
+                    "11111111-2222-3333-4444-555555555555".to_string(),
+                ),
                 ("clientSecret".to_string(), "not-used".to_string()),
             ],
             token: None,
@@ -825,8 +955,15 @@ fn the_connection_test_shows_user_business_unit_root_and_scope() {
     );
 
     assert_eq!(output["userId"], credentials.user_id.as_str());
-    assert_eq!(output["businessUnitId"], credentials.business_unit_id.as_str());
-    assert!(output["userName"].as_str().is_some_and(|name| !name.is_empty()));
+    assert_eq!(
+        output["businessUnitId"],
+        credentials.business_unit_id.as_str()
+    );
+    assert!(
+        output["userName"]
+            .as_str()
+            .is_some_and(|name| !name.is_empty())
+    );
     assert_eq!(output["domainName"], credentials.username.as_str());
     assert!(
         output["businessUnitName"]
@@ -848,8 +985,10 @@ fn the_connection_test_shows_user_business_unit_root_and_scope() {
 
 #[test]
 fn the_connection_test_says_to_create_the_application_user_when_the_token_is_refused() {
-    let mut config = Config::default();
-    config.rows_per_table = 5;
+    let mut config = Config {
+        rows_per_table: 5,
+        ..Config::default()
+    };
     config.apps.push(AppConfig {
         client_id: "7a7a7a7a-1111-2222-3333-444455556666".to_string(),
         client_secret: Some("registered-but-no-app-user".to_string()),
@@ -874,7 +1013,10 @@ fn the_connection_test_says_to_create_the_application_user_when_the_token_is_ref
     assert_eq!(failure.http_status, Some(401));
     let hint = failure.hint.unwrap();
     assert!(hint.contains("application user"), "{hint}");
-    assert!(hint.contains("7a7a7a7a-1111-2222-3333-444455556666"), "{hint}");
+    assert!(
+        hint.contains("7a7a7a7a-1111-2222-3333-444455556666"),
+        "{hint}"
+    );
 }
 
 #[test]
@@ -883,7 +1025,10 @@ fn the_connection_test_passes_consent_and_tenant_hints_through() {
     let wrong_tenant = field(
         client_credentials(&emulator),
         "tokenUrl",
-        &format!("{}/other.onmicrosoft.com/oauth2/v2.0/token", emulator.base_url()),
+        &format!(
+            "{}/other.onmicrosoft.com/oauth2/v2.0/token",
+            emulator.base_url()
+        ),
     );
     let failure = host().test_connection(&wrong_tenant).unwrap().unwrap_err();
     assert_eq!(failure.service_code.as_deref(), Some("AADSTS90002"));
@@ -927,7 +1072,10 @@ fn the_bearer_token_goes_only_to_the_environment_and_the_secret_only_to_the_toke
             .unwrap_err();
         assert_eq!(failure.field.as_deref(), Some("url"), "{url}");
     }
-    assert!(elsewhere.requests().is_empty(), "nothing reached the other host");
+    assert!(
+        elsewhere.requests().is_empty(),
+        "nothing reached the other host"
+    );
 
     // The token URL points elsewhere: the rejected token is renewed there, with the secret
     // and without any bearer token; the environment never sees the secret.
@@ -948,7 +1096,11 @@ fn the_bearer_token_goes_only_to_the_environment_and_the_secret_only_to_the_toke
     let token_request = &received[0];
     assert!(token_request.starts_with("POST /tenant/oauth2/v2.0/token "));
     assert!(token_request.contains(&format!("client_secret={secret}")));
-    assert!(!token_request.to_ascii_lowercase().contains("authorization:"));
+    assert!(
+        !token_request
+            .to_ascii_lowercase()
+            .contains("authorization:")
+    );
     assert!(!token_request.contains(&token));
     for request in emulator.requests() {
         let everything = format!(
@@ -957,7 +1109,10 @@ fn the_bearer_token_goes_only_to_the_environment_and_the_secret_only_to_the_toke
             request.headers,
             String::from_utf8_lossy(&request.body)
         );
-        assert!(!everything.contains(&secret), "secret sent to the environment");
+        assert!(
+            !everything.contains(&secret),
+            "secret sent to the environment"
+        );
         assert!(request.header("authorization").is_some());
     }
     let other_token = "token-from-the-other-host";
@@ -1004,7 +1159,11 @@ fn sign_in_secrets_never_reach_logs_or_errors() {
         )
         .unwrap()
         .unwrap();
-    let wrong = field(password_connection(&emulator), "password", "Wr0ng-Passw0rd!");
+    let wrong = field(
+        password_connection(&emulator),
+        "password",
+        "Wr0ng-Passw0rd!",
+    );
     let failure = host.acquire_token(&wrong).unwrap().unwrap_err();
     let renewed = temp.store.get("ac").unwrap().unwrap();
 
@@ -1024,5 +1183,4 @@ fn sign_in_secrets_never_reach_logs_or_errors() {
     let text = describe_error(&failure);
     assert!(secrets.iter().all(|secret| !text.contains(secret.as_str())));
     assert!(!format!("{stored:?}").contains(&stored.access_token));
-    let _ = without(wrong, "password");
 }

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod catalogue;
+mod connections;
 mod current_user;
 mod limits;
 mod logs;

@@ -1,0 +1,245 @@
+//! Reading 100,000 accounts with fetch-all, side by side in one run: the component in the
+//! harness (Query Entities, fetch all pages), `dynamics-web-api`'s `retrieveAll` (Node), and a
+//! plain HTTP fetch of the same pages. Also the smallest guest memory limit the component's read
+//! fits in. Prints figures and ratios; asserts nothing.
+//!
+//! `cargo bench -p host-harness --bench read_all` (the Node client needs
+//! `npm ci` in tests/conformance first; without it that row is skipped).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataverse_emulator::{Config, Emulator};
+use host_harness::{Connection, Host, HostConfig, Level, Limits, NetworkPolicy, StderrLog, Token};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+const ROWS: usize = 100_000;
+const SELECT: &[&str] = &[
+    "name",
+    "accountnumber",
+    "revenue",
+    "creditlimit",
+    "address1_city",
+    "modifiedon",
+];
+
+fn load_host(memory_bytes: usize) -> Host {
+    Host::builtin(HostConfig {
+        limits: Limits {
+            memory_bytes,
+            time: Duration::from_secs(300),
+            ..Limits::default()
+        },
+        network: NetworkPolicy {
+            allow_private: true,
+            extra_hosts: Vec::new(),
+        },
+        log: Arc::new(StderrLog {
+            min_level: Level::Error,
+        }),
+    })
+    .expect("the component loads")
+}
+
+fn connection(emulator: &Emulator, token: &str) -> Connection {
+    let credentials = emulator.credentials();
+    Connection {
+        definition: "oauth2-client-credentials".to_string(),
+        fields: vec![
+            ("webApiUrl".to_string(), emulator.base_url()),
+            ("tokenUrl".to_string(), emulator.token_url()),
+            ("clientId".to_string(), credentials.client_id),
+            ("clientSecret".to_string(), credentials.client_secret),
+        ],
+        token: Some(Token {
+            access_token: token.to_string(),
+            token_type: "Bearer".to_string(),
+            refresh_token: None,
+            expires_in_secs: None,
+            scope: None,
+        }),
+    }
+}
+
+fn component_read(host: &Host, connection: &Connection) -> Result<(usize, Duration), String> {
+    let input = serde_json::json!({
+        "entityType": "accounts",
+        "fieldNames": SELECT,
+        "recordsPerPage": 5000,
+        "fetchAll": true,
+        "maxRecords": 10_000_000,
+    })
+    .to_string();
+    let started = Instant::now();
+    let output = host
+        .invoke("query-entities", connection, &input)
+        .map_err(|e| e.to_string())?
+        .map_err(|e| host_harness::describe_error(&e))?;
+    let elapsed = started.elapsed();
+    let value: serde_json::Value = serde_json::from_str(&output).map_err(|e| e.to_string())?;
+    Ok((
+        value["records"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or_default(),
+        elapsed,
+    ))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    value: Vec<IgnoredAny>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<String>,
+}
+
+fn plain_read(emulator: &Emulator, token: &str) -> (usize, Duration) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into();
+    let mut url = format!(
+        "{}/accounts?$select={}",
+        emulator.web_api_url(),
+        SELECT.join(",")
+    );
+    let mut records = 0;
+    let started = Instant::now();
+    loop {
+        let mut response = agent
+            .get(&url)
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Accept", "application/json")
+            .header("Prefer", "odata.maxpagesize=5000")
+            .call()
+            .expect("the page arrives");
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .expect("the body arrives");
+        let page: Page = serde_json::from_slice(&body).expect("a page");
+        records += page.value.len();
+        match page.next_link {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    (records, started.elapsed())
+}
+
+fn node_read(emulator: &Emulator, token: &str) -> Option<(usize, Duration)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/conformance");
+    if !dir.join("node_modules/dynamics-web-api").exists() {
+        println!("dynamics-web-api           skipped: run `npm ci` in tests/conformance");
+        return None;
+    }
+    let output = Command::new("node")
+        .arg("bench/retrieve_all.js")
+        .current_dir(&dir)
+        .env("EMULATOR_URL", emulator.base_url())
+        .env("EMULATOR_TOKEN", token)
+        .env("BENCH_SELECT", SELECT.join(","))
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        println!(
+            "dynamics-web-api           failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return None;
+    }
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    Some((
+        line["records"].as_u64()? as usize,
+        Duration::from_secs_f64(line["ms"].as_f64()? / 1000.0),
+    ))
+}
+
+fn rate(records: usize, elapsed: Duration) -> f64 {
+    records as f64 / elapsed.as_secs_f64()
+}
+
+fn best(runs: usize, mut f: impl FnMut() -> (usize, Duration)) -> (usize, Duration) {
+    (0..runs)
+        .map(|_| f())
+        .min_by_key(|(_, elapsed)| *elapsed)
+        .expect("at least one run")
+}
+
+fn main() {
+    let started = Instant::now();
+    let emulator = Emulator::start(
+        Config {
+            rows_per_table: 10,
+            table_rows: vec![("account".to_string(), ROWS)],
+            record_requests: false,
+            ..Config::default()
+        },
+        0,
+    )
+    .expect("the emulator starts");
+    println!(
+        "seeded {ROWS} accounts in {:.2?}; selecting {} columns, pages of 5000, best of 3",
+        started.elapsed(),
+        SELECT.len()
+    );
+    let token = emulator.issue_token_for_tests();
+    let connection = connection(&emulator, &token);
+
+    let host = load_host(64 << 20);
+    let component = best(3, || {
+        component_read(&host, &connection).expect("the component reads every record")
+    });
+    let plain = best(3, || plain_read(&emulator, &token));
+    let node = (0..3)
+        .filter_map(|_| node_read(&emulator, &token))
+        .min_by_key(|(_, elapsed)| *elapsed);
+
+    let component_rate = rate(component.0, component.1);
+    let plain_rate = rate(plain.0, plain.1);
+    println!(
+        "component (query-entities) {:>7} records  {:>8.1} ms  {:>9.0} records/s",
+        component.0,
+        component.1.as_secs_f64() * 1e3,
+        component_rate
+    );
+    println!(
+        "plain HTTP fetch           {:>7} records  {:>8.1} ms  {:>9.0} records/s",
+        plain.0,
+        plain.1.as_secs_f64() * 1e3,
+        plain_rate
+    );
+    if let Some(node) = node {
+        let node_rate = rate(node.0, node.1);
+        println!(
+            "dynamics-web-api           {:>7} records  {:>8.1} ms  {:>9.0} records/s",
+            node.0,
+            node.1.as_secs_f64() * 1e3,
+            node_rate
+        );
+        println!(
+            "ratio component / dynamics-web-api: {:.2}x   (target >= 2x)",
+            component_rate / node_rate
+        );
+    }
+    println!(
+        "ratio plain fetch / component:      {:.2}x   (target <= 1.5x)",
+        plain_rate / component_rate
+    );
+
+    // The smallest memory limit the read fits in bounds the guest's peak memory from above.
+    for mib in [8usize, 12, 16, 24, 32, 48, 64] {
+        let limited = load_host(mib << 20);
+        if component_read(&limited, &connection).is_ok() {
+            println!(
+                "guest memory: the 100,000-record read fits in a {mib} MiB limit   (target <= 64 MiB)"
+            );
+            break;
+        }
+    }
+}
