@@ -233,7 +233,7 @@ fn main() {
     );
 
     // The smallest memory limit the read fits in bounds the guest's peak memory from above.
-    for mib in [8usize, 12, 16, 24, 32, 48, 64] {
+    for mib in [16usize, 24, 32, 40, 48, 56, 64, 96, 128] {
         let limited = load_host(mib << 20);
         if component_read(&limited, &connection).is_ok() {
             println!(

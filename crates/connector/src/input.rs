@@ -273,25 +273,9 @@ fn key_values(definition: &InputDef, value: Value) -> Result<Vec<(String, String
             .into_iter()
             .map(|(key, value)| Ok((key.clone(), scalar(&key, value)?)))
             .collect(),
-        Value::Array(entries) => entries
+        Value::Array(entries) => pair_entries(definition, entries)?
             .into_iter()
-            .enumerate()
-            .map(|(index, entry)| {
-                let Value::Object(mut pair) = entry else {
-                    return Err(invalid_input(
-                        definition,
-                        format!("entry {index} must be an object with \"key\" and \"value\""),
-                    ));
-                };
-                let Some(Value::String(key)) = pair.remove("key") else {
-                    return Err(invalid_input(
-                        definition,
-                        format!("entry {index} has no text \"key\""),
-                    ));
-                };
-                let value = pair.remove("value").unwrap_or(Value::Null);
-                Ok((key.clone(), scalar(&key, value)?))
-            })
+            .map(|(key, value)| Ok((key.clone(), scalar(&key, value)?)))
             .collect(),
         Value::String(text) => match serde_json::from_str::<Value>(&text) {
             Ok(parsed @ (Value::Object(_) | Value::Array(_))) => key_values(definition, parsed),
@@ -310,6 +294,29 @@ fn key_values(definition: &InputDef, value: Value) -> Result<Vec<(String, String
     }
 }
 
+/// The entries of an array of `{"key": ..., "value": ...}` objects, in order.
+fn pair_entries(definition: &InputDef, entries: Vec<Value>) -> Result<Vec<(String, Value)>> {
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            let Value::Object(mut pair) = entry else {
+                return Err(invalid_input(
+                    definition,
+                    format!("entry {index} must be an object with \"key\" and \"value\""),
+                ));
+            };
+            let Some(Value::String(key)) = pair.remove("key") else {
+                return Err(invalid_input(
+                    definition,
+                    format!("entry {index} has no text \"key\""),
+                ));
+            };
+            Ok((key, pair.remove("value").unwrap_or(Value::Null)))
+        })
+        .collect()
+}
+
 /// A JSON object, an array of `{"key", "value"}` objects, or JSON text of either; values keep
 /// their JSON types.
 fn field_map(definition: &InputDef, value: Value) -> Result<Map<String, Value>> {
@@ -317,23 +324,8 @@ fn field_map(definition: &InputDef, value: Value) -> Result<Map<String, Value>> 
         Value::Object(object) => Ok(object),
         Value::Array(entries) => {
             let mut object = Map::new();
-            for (index, entry) in entries.into_iter().enumerate() {
-                let Value::Object(mut pair) = entry else {
-                    return Err(invalid_input(
-                        definition,
-                        format!("entry {index} must be an object with \"key\" and \"value\""),
-                    ));
-                };
-                let Some(Value::String(key)) = pair.remove("key") else {
-                    return Err(invalid_input(
-                        definition,
-                        format!("entry {index} has no text \"key\""),
-                    ));
-                };
-                if object
-                    .insert(key.clone(), pair.remove("value").unwrap_or(Value::Null))
-                    .is_some()
-                {
+            for (key, value) in pair_entries(definition, entries)? {
+                if object.insert(key.clone(), value).is_some() {
                     return Err(invalid_input(definition, format!("{key:?} is given twice")));
                 }
             }

@@ -70,3 +70,44 @@ pub const RETURN_REPRESENTATION: InputDef = InputDef::new(
 
 pub const ETAG: InputDef = InputDef::new("etag", "ETag", Kind::Text)
     .comments("Apply the change only if the record still has this @odata.etag (optimistic concurrency), such as W/\"12345\"");
+
+/// The attribute definition of Create Attribute and Update Attribute, with the brief's Money example.
+pub const ATTRIBUTE_BODY: InputDef = InputDef::new("attributeBody", "Attribute Body", Kind::Code)
+    .required()
+    .comments("Attribute body payload to send")
+    .default(
+        r#"{
+  "AttributeType": "Money",
+  "AttributeTypeName": {
+    "Value": "MoneyType"
+  },
+  "Description": {
+    "@odata.type": "Microsoft.Dynamics.CRM.Label",
+    "LocalizedLabels": [
+      {
+        "@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel",
+        "Label": "Enter the balance amount",
+        "LanguageCode": 1033
+      }
+    ]
+  },
+  "DisplayName": {
+    "@odata.type": "Microsoft.Dynamics.CRM.Label",
+    "LocalizedLabels": [
+      {
+        "@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel",
+        "Label": "Balance",
+        "LanguageCode": 1033
+      }
+    ]
+  },
+  "RequiredLevel": {
+    "Value": "None",
+    "CanBeChanged": true,
+    "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings"
+  },
+  "SchemaName": "new_Balance",
+  "@odata.type": "Microsoft.Dynamics.CRM.MoneyAttributeMetadata",
+  "PrecisionSource": 2
+}"#,
+    );

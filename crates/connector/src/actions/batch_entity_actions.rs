@@ -1,9 +1,7 @@
 //! Batch Entity Actions: Perform multiple create/update/delete actions on Microsoft Dynamics 365 CRM entity records.
 
 use crate::actions::ActionDef;
-#[allow(unused_imports)]
-use crate::definition::{Format, InputDef, Kind};
-#[allow(unused_imports)]
+use crate::definition::{InputDef, Kind};
 use crate::inputs::*;
 
 const BATCH_ACTIONS: InputDef = InputDef::new("batchActions", "Batch Actions", Kind::Code)

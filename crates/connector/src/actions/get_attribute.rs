@@ -1,9 +1,7 @@
 //! Get Attribute: Retrieve a single CRM Attribute
 
 use crate::actions::ActionDef;
-#[allow(unused_imports)]
-use crate::definition::{Format, InputDef, Kind};
-#[allow(unused_imports)]
+use crate::definition::{InputDef, Kind};
 use crate::inputs::*;
 
 const ATTRIBUTE_KEY: InputDef = InputDef::new("attributeKey", "Attribute Key", Kind::Text)

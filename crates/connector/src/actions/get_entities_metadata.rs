@@ -1,9 +1,7 @@
 //! Get Entities Metadata: A subset of Dynamics CRM Entity Types.
 
 use crate::actions::ActionDef;
-#[allow(unused_imports)]
-use crate::definition::{Format, InputDef, Kind};
-#[allow(unused_imports)]
+use crate::definition::{InputDef, Kind};
 use crate::inputs::*;
 
 const DEFAULT_SELECTED: InputDef = InputDef::new(

@@ -1,9 +1,7 @@
 //! Get Entity Metadata: Get definition of Microsoft Dynamics 365 CRM entity.
 
 use crate::actions::ActionDef;
-#[allow(unused_imports)]
-use crate::definition::{Format, InputDef, Kind};
-#[allow(unused_imports)]
+use crate::definition::{InputDef, Kind};
 use crate::inputs::*;
 
 const USE_LOGICAL_NAME: InputDef = InputDef::new(

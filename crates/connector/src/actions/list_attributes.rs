@@ -1,9 +1,7 @@
 //! List Attributes: Get a list of all attributes for a specific entity in your Dynamics 365 CRM instance
 
 use crate::actions::ActionDef;
-#[allow(unused_imports)]
-use crate::definition::{Format, InputDef, Kind};
-#[allow(unused_imports)]
+use crate::definition::{InputDef, Kind};
 use crate::inputs::*;
 
 const ATTRIBUTE_TYPE_FILTER: InputDef =

@@ -1,9 +1,7 @@
 //! List Entities: Get a list of all available entities in your Dynamics 365 CRM instance with detailed metadata
 
 use crate::actions::ActionDef;
-#[allow(unused_imports)]
-use crate::definition::{Format, InputDef, Kind};
-#[allow(unused_imports)]
+use crate::definition::{InputDef, Kind};
 use crate::inputs::*;
 
 const INCLUDE_CUSTOM: InputDef = InputDef::new(

@@ -1,9 +1,7 @@
 //! List Entity Types: Retrieve a list of entity types available in your Microsoft Dynamics 365 environment with pagination support
 
 use crate::actions::ActionDef;
-#[allow(unused_imports)]
 use crate::definition::{Format, InputDef, Kind};
-#[allow(unused_imports)]
 use crate::inputs::*;
 
 const MAX_PAGE_SIZE: InputDef = InputDef::new("maxPageSize", "Max Page Size", Kind::Number)

@@ -1,9 +1,7 @@
 //! Query Attributes: Query for CRM Attributes that satisfy the filter expression
 
 use crate::actions::ActionDef;
-#[allow(unused_imports)]
-use crate::definition::{Format, InputDef, Kind};
-#[allow(unused_imports)]
+use crate::definition::{InputDef, Kind};
 use crate::inputs::*;
 
 const ATTRIBUTE_TYPE: InputDef = InputDef::new("attributeType", "Attribute Type", Kind::Text)

@@ -120,8 +120,10 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         }
     };
 
-    let mut output = String::with_capacity(4096);
-    output.push_str("{\"records\":[");
+    // Each page's records become one exactly sized chunk, and the output is allocated once at
+    // the end: growing one string page by page would leave the guest holding up to three times
+    // the output; this holds at most twice.
+    let mut chunks: Vec<String> = Vec::new();
     let mut records = 0usize;
     let mut pages = 0u32;
     let mut count: Option<u64> = None;
@@ -141,29 +143,47 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                 "a page of {entity_set} is not a record list: {problem}"
             ))
         })?;
+        let Page {
+            value,
+            next_link,
+            count: page_count,
+        } = page;
         pages += 1;
-        count = count.or(page.count);
-        for record in &page.value {
+        count = count.or(page_count);
+        let size: usize = value.iter().map(|record| record.get().len() + 1).sum();
+        let mut chunk = String::with_capacity(size);
+        for record in &value {
             if records > 0 {
-                output.push(',');
+                chunk.push(',');
             }
-            output.push_str(record.get());
+            chunk.push_str(record.get());
             records += 1;
         }
-        match page.next_link {
+        // The page's body is freed before the next one arrives.
+        drop(value);
+        drop(response);
+        chunks.push(chunk);
+        match next_link {
             Some(next) if fetch_all && records < max_records => url = next,
             other => break other,
         }
     };
     let truncated = fetch_all && next_page.is_some();
-    output.push_str("],\"count\":");
-    output.push_str(
-        &count
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "null".to_string()),
+    let count = count
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "null".to_string());
+    let next_page = serde_json::to_string(&next_page).unwrap_or_else(|_| "null".to_string());
+    let tail = format!(
+        "],\"count\":{count},\"nextPageId\":{next_page},\"pages\":{pages},\"truncated\":{truncated}}}"
     );
-    output.push_str(",\"nextPageId\":");
-    output.push_str(&serde_json::to_string(&next_page).unwrap_or_else(|_| "null".to_string()));
-    output.push_str(&format!(",\"pages\":{pages},\"truncated\":{truncated}}}"));
+    let head = "{\"records\":[";
+    let mut output = String::with_capacity(
+        head.len() + chunks.iter().map(String::len).sum::<usize>() + tail.len(),
+    );
+    output.push_str(head);
+    for chunk in chunks {
+        output.push_str(&chunk);
+    }
+    output.push_str(&tail);
     Ok(output)
 }

@@ -1,9 +1,7 @@
 //! Run Fetch XML Query: Execute a fetch XML query against your Microsoft Dynamics 365 CRM instance.
 
 use crate::actions::ActionDef;
-#[allow(unused_imports)]
 use crate::definition::{Format, InputDef, Kind};
-#[allow(unused_imports)]
 use crate::inputs::*;
 
 const XML_QUERY: InputDef = InputDef::new("xmlQuery", "XML Query", Kind::Multiline)
