@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use crate::actions::Context;
 use crate::bindings::dynamics::connector::types::{ConnectorError, ErrorCode};
 use crate::client::{Request, Response};
+use crate::definition::InputDef;
 use crate::error::{ConnectorErrorExt, Result, error, invalid_input, with_hint};
 use crate::input::{Input, closest};
 use crate::inputs::{
@@ -70,12 +71,28 @@ pub fn record_body(
             ));
         }
     }
+    bind_lookups(context, entity_set, body, &FIELD_VALUES, "", None)
+}
+
+/// Resolves `{"ref": name}` lookups to an earlier batch item: its entity set and `$n` reference.
+pub type RefResolver<'a> = &'a dyn Fn(&str) -> Option<(String, String)>;
+
+/// Checks the column names of a record body and turns its lookup values into
+/// `navigation@odata.bind`. Errors name `field`, and `item` (such as `item 3: `) when given.
+pub fn bind_lookups(
+    context: &Context,
+    entity_set: &str,
+    mut body: Map<String, Value>,
+    field: &'static InputDef,
+    item: &str,
+    refs: Option<RefResolver>,
+) -> Result<Map<String, Value>> {
     for key in body.keys() {
         let name = key.split('@').next().unwrap_or(key);
         if !dataverse::odata::is_identifier(name) {
             return Err(invalid_input(
-                &FIELD_VALUES,
-                format!("{key:?} is not a column name"),
+                field,
+                format!("{item}{key:?} is not a column name"),
             ));
         }
     }
@@ -98,44 +115,55 @@ pub fn record_body(
         let Some(value) = body.remove(&key) else {
             continue;
         };
-        let Some((target_name, record)) = lookup_target(&value) else {
+        let Some(target) = lookup_target(&value) else {
             continue;
         };
-        let field = &FIELD_VALUES;
-        let target = context.metadata.table(&context.client, target_name)?.ok_or_else(|| {
-            invalid_input(field, format!("the lookup {key:?} names table {target_name:?}, which this environment does not have"))
-        })?;
-        let record = match record {
-            LookupRecord::Id(id) => match dataverse::guid::parse(id) {
-                Some(id) => RecordKey::Id(id),
-                None => {
-                    return Err(invalid_input(
-                        field,
-                        format!(
-                            "the lookup {key:?} has an id that is not a GUID; use \"key\" for alternate keys"
-                        ),
-                    ));
-                }
-            },
-            LookupRecord::Key(Value::Object(object)) => {
-                RecordKey::from_object(object).map_err(|problem| {
-                    invalid_input(field, format!("the lookup {key:?}: {problem}"))
-                })?
+        let problem =
+            |text: String| invalid_input(field, format!("{item}the lookup {key:?} {text}"));
+        let (target_name, bound) = match target {
+            LookupTarget::Ref(name) => {
+                let resolve = refs.ok_or_else(|| {
+                    problem(
+                        "refers to another batch item, which only Batch Entity Actions can do"
+                            .to_string(),
+                    )
+                })?;
+                let (collection, reference) = resolve(name)
+                    .ok_or_else(|| problem(format!("refers to {name:?}, which no earlier item in the same change set names as its \"ref\"")))?;
+                (collection, Binding::Reference(reference))
             }
-            LookupRecord::Key(Value::String(text)) => {
-                RecordKey::parse(text).map_err(|problem| {
-                    invalid_input(field, format!("the lookup {key:?}: {problem}"))
-                })?
-            }
-            LookupRecord::Key(_) => {
-                return Err(invalid_input(
-                    field,
-                    format!(
-                        "the lookup {key:?} needs an \"id\" GUID or a \"key\" (text or object)"
-                    ),
-                ));
+            LookupTarget::Record(table_name, record) => {
+                let record = match record {
+                    LookupRecord::Id(id) => match dataverse::guid::parse(id) {
+                        Some(id) => RecordKey::Id(id),
+                        None => {
+                            return Err(problem(
+                                "has an id that is not a GUID; use \"key\" for alternate keys"
+                                    .to_string(),
+                            ));
+                        }
+                    },
+                    LookupRecord::Key(Value::Object(object)) => RecordKey::from_object(object)
+                        .map_err(|reason| problem(format!("has a bad key: {reason}")))?,
+                    LookupRecord::Key(Value::String(text)) => RecordKey::parse(text)
+                        .map_err(|reason| problem(format!("has a bad key: {reason}")))?,
+                    LookupRecord::Key(_) => {
+                        return Err(problem(
+                            "needs an \"id\" GUID or a \"key\" (text or object)".to_string(),
+                        ));
+                    }
+                };
+                (table_name.to_string(), Binding::Record(record))
             }
         };
+        let target = context
+            .metadata
+            .table(&context.client, &target_name)?
+            .ok_or_else(|| {
+                problem(format!(
+                    "names table {target_name:?}, which this environment does not have"
+                ))
+            })?;
         let column = key.to_ascii_lowercase();
         let navigation = lookups
             .iter()
@@ -152,26 +180,31 @@ pub fn record_body(
                     .filter(|l| l.target == target.logical_name)
                     .map(|l| l.column.as_str())
                     .collect();
+                let those = if columns.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (those are: {})", columns.join(", "))
+                };
                 invalid_input(
                     field,
                     format!(
-                        "{key:?} is not a lookup column of {} that can point to {}{}",
-                        table.logical_name,
-                        target.logical_name,
-                        if columns.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" (those are: {})", columns.join(", "))
-                        }
+                        "{item}{key:?} is not a lookup column of {} that can point to {}{those}",
+                        table.logical_name, target.logical_name
                     ),
                 )
             })?;
-        body.insert(
-            format!("{navigation}@odata.bind"),
-            Value::String(format!("/{}{}", target.entity_set, record.segment())),
-        );
+        let value = match bound {
+            Binding::Record(record) => format!("/{}{}", target.entity_set, record.segment()),
+            Binding::Reference(reference) => reference,
+        };
+        body.insert(format!("{navigation}@odata.bind"), Value::String(value));
     }
     Ok(body)
+}
+
+enum Binding {
+    Record(RecordKey),
+    Reference(String),
 }
 
 enum LookupRecord<'a> {
@@ -179,22 +212,30 @@ enum LookupRecord<'a> {
     Key(&'a Value),
 }
 
-fn record_kind(value: &Value) -> LookupRecord<'_> {
-    match value.get("id").and_then(Value::as_str) {
-        Some(id) => LookupRecord::Id(id),
-        None => LookupRecord::Key(value.get("key").unwrap_or(&Value::Null)),
-    }
+enum LookupTarget<'a> {
+    Record(&'a str, LookupRecord<'a>),
+    Ref(&'a str),
 }
 
-/// `{"table": "...", "id": "..."}` or `{"table": "...", "key": ...}`, and nothing else.
-fn lookup_target(value: &Value) -> Option<(&str, LookupRecord<'_>)> {
+/// `{"table": "...", "id": "..."}`, `{"table": "...", "key": ...}` or `{"ref": "..."}`, and
+/// nothing else: other objects are left as they are.
+fn lookup_target(value: &Value) -> Option<LookupTarget<'_>> {
     let object = value.as_object()?;
+    if object.len() == 1
+        && let Some(name) = object.get("ref").and_then(Value::as_str)
+    {
+        return Some(LookupTarget::Ref(name));
+    }
     let table = object.get("table")?.as_str()?;
-    let has_record = object.contains_key("id") || object.contains_key("key");
     let only_known = object
         .keys()
         .all(|key| matches!(key.as_str(), "table" | "id" | "key"));
-    (has_record && only_known).then(|| (table, record_kind(value)))
+    let record = match (object.get("id").and_then(Value::as_str), object.get("key")) {
+        (Some(id), _) => LookupRecord::Id(id),
+        (None, Some(key)) => LookupRecord::Key(key),
+        (None, None) => return None,
+    };
+    only_known.then_some(LookupTarget::Record(table, record))
 }
 
 /// The ID of the record a write touched: from `OData-EntityId`, else from the representation.
@@ -301,4 +342,50 @@ pub fn write(
         output.insert("record".to_string(), record);
     }
     Ok(Value::Object(output))
+}
+
+/// Records of many pages, copied as raw JSON text into one chunk per page, and joined into the
+/// output once at the end: the guest then holds at most twice the output, where growing one
+/// string page by page could hold three times as much.
+#[derive(Default)]
+pub struct RecordChunks {
+    chunks: Vec<String>,
+    count: usize,
+}
+
+impl RecordChunks {
+    /// Appends a page's records.
+    pub fn push_page(&mut self, records: &[&serde_json::value::RawValue]) {
+        let size: usize = records.iter().map(|record| record.get().len() + 1).sum();
+        let mut chunk = String::with_capacity(size);
+        for record in records {
+            if self.count > 0 || !chunk.is_empty() {
+                chunk.push(',');
+            }
+            chunk.push_str(record.get());
+        }
+        self.count += records.len();
+        self.chunks.push(chunk);
+    }
+
+    /// How many records so far.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// `{"records":[...]` followed by `fields` (`,"name":value` pairs) and `}`.
+    pub fn finish(self, fields: &str) -> String {
+        let head = "{\"records\":[";
+        let size =
+            head.len() + self.chunks.iter().map(String::len).sum::<usize>() + fields.len() + 2;
+        let mut output = String::with_capacity(size);
+        output.push_str(head);
+        for chunk in self.chunks {
+            output.push_str(&chunk);
+        }
+        output.push(']');
+        output.push_str(fields);
+        output.push('}');
+        output
+    }
 }

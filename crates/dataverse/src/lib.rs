@@ -4,10 +4,12 @@
 
 #![deny(missing_docs)]
 
+pub mod batch;
 pub mod encoding;
 pub mod entra;
 pub mod environment;
 pub mod error;
+pub mod fetchxml;
 pub mod guid;
 pub mod keys;
 pub mod multipart;

@@ -5,6 +5,7 @@
 //! thread and tokio runtime, so synchronous callers (tests, a wasmtime host) can use it.
 
 mod auth;
+mod batch;
 mod catalog;
 mod csdl;
 mod datetime;

@@ -460,7 +460,9 @@ fn web_api(
     let method_eff = if method == "HEAD" { "GET" } else { method };
     // A panic in a handler must not take the store down with it: keep serving from a
     // poisoned lock (writes are applied row by row, so the data stays consistent per row).
-    let result = if webapi::is_read(method_eff) {
+    let result = if method == "POST" && sub.trim_matches('/') == "$batch" {
+        crate::batch::handle(&app.store, &req)
+    } else if webapi::is_read(method_eff) {
         let store = app.store.read().unwrap_or_else(|p| p.into_inner());
         webapi::handle_read(&store, &req)
     } else {

@@ -80,6 +80,18 @@ pub struct Store {
     pub changes: Vec<Change>,
     /// The clock used for createdon/modifiedon; tests may pin it.
     pub clock: fn() -> i64,
+    /// Delta tokens naming a version below this one have expired.
+    pub delta_floor: u64,
+    /// Prior row states recorded while a `$batch` change set runs.
+    journal: Option<Journal>,
+}
+
+/// What a change set must restore on rollback.
+#[derive(Debug, Default)]
+struct Journal {
+    /// (table, row id, state before the change set first touched it)
+    rows: Vec<(usize, Guid, Option<Row>)>,
+    changes_len: usize,
 }
 
 impl Store {
@@ -99,7 +111,71 @@ impl Store {
             id_counter: 0,
             changes: Vec::new(),
             clock: datetime::now_secs,
+            delta_floor: 0,
+            journal: None,
         }
+    }
+
+    /// The current (latest stamped) row version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Starts recording prior row states so that [`Store::rollback_tx`] can undo every write
+    /// made until [`Store::commit_tx`]. Nested calls keep the outer journal.
+    pub fn begin_tx(&mut self) {
+        if self.journal.is_none() {
+            self.journal = Some(Journal {
+                rows: Vec::new(),
+                changes_len: self.changes.len(),
+            });
+        }
+    }
+
+    /// Keeps the writes made since [`Store::begin_tx`].
+    pub fn commit_tx(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undoes every write made since [`Store::begin_tx`], including their change-log entries.
+    pub fn rollback_tx(&mut self) {
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
+        for (entity, id, prior) in journal.rows.into_iter().rev() {
+            if let Some(current) = self.tables[entity].rows.remove(&id) {
+                for k in 0..self.tables[entity].alt.len() {
+                    if let Some(text) = self.alt_key_string(entity, k, &current.vals) {
+                        self.tables[entity].alt[k].remove(&text);
+                    }
+                }
+            }
+            if let Some(row) = prior {
+                for k in 0..self.tables[entity].alt.len() {
+                    if let Some(text) = self.alt_key_string(entity, k, &row.vals) {
+                        self.tables[entity].alt[k].insert(text, id);
+                    }
+                }
+                self.tables[entity].rows.insert(id, row);
+            }
+        }
+        self.changes.truncate(journal.changes_len);
+    }
+
+    /// Records the state of a row before a write, when a change set is running.
+    fn touch(&mut self, entity: usize, id: Guid) {
+        if self.journal.is_none() {
+            return;
+        }
+        let prior = self.tables[entity].rows.get(&id).cloned();
+        if let Some(j) = self.journal.as_mut() {
+            j.rows.push((entity, id, prior));
+        }
+    }
+
+    /// Makes every delta token issued so far expire.
+    pub fn expire_delta_tokens(&mut self) {
+        self.delta_floor = self.next_version();
     }
 
     /// The next row version.
@@ -200,6 +276,7 @@ impl Store {
                 keys.push((k, text));
             }
         }
+        self.touch(entity, id);
         let version = self.next_version();
         if let Some(vn) = self.entity(entity).attr("versionnumber") {
             vals[vn] = Val::Int(version as i64);
@@ -248,6 +325,7 @@ impl Store {
                 rekey.push((k, old, new));
             }
         }
+        self.touch(entity, id);
         let version = self.next_version();
         if let Some(vn) = self.entity(entity).attr("versionnumber") {
             vals[vn] = Val::Int(version as i64);
@@ -273,6 +351,9 @@ impl Store {
 
     /// Deletes a row and clears lookups that pointed at it (remove-link cascade).
     pub fn remove(&mut self, entity: usize, id: Guid) -> Result<(), DvError> {
+        if self.tables[entity].rows.contains_key(&id) {
+            self.touch(entity, id);
+        }
         let Some(row) = self.tables[entity].rows.remove(&id) else {
             return Err(DvError::not_found(&self.entity(entity).logical_name, &id));
         };
@@ -295,9 +376,18 @@ impl Store {
             .filter(|r| r.referenced_entity == entity)
         {
             let col = rel.referencing_attribute;
-            let t = &mut self.tables[rel.referencing_entity];
-            for r in t.rows.values_mut() {
-                if matches!(&r.vals[col], Val::Ref(g, e) if *g == id && *e as usize == entity) {
+            let child = rel.referencing_entity;
+            let pointing: Vec<Guid> = self.tables[child]
+                .rows
+                .iter()
+                .filter(|(_, r)| {
+                    matches!(&r.vals[col], Val::Ref(g, e) if *g == id && *e as usize == entity)
+                })
+                .map(|(cid, _)| *cid)
+                .collect();
+            for cid in pointing {
+                self.touch(child, cid);
+                if let Some(r) = self.tables[child].rows.get_mut(&cid) {
                     r.vals[col] = Val::Null;
                 }
             }

@@ -149,16 +149,11 @@ fn a_raw_request_url_naming_another_host_is_forbidden() {
 
 #[test]
 fn actions_whose_handlers_have_not_landed_say_unsupported_after_checking_input() {
-    let fetch =
-        r#"{"entityType": "accounts", "xmlQuery": "<fetch><entity name='account'/></fetch>"}"#;
-    let failure = refused("run-fetch-xml-query", fetch);
+    let failure = refused("list-entity-types", r#"{"maxPageSize": 10}"#);
     assert_eq!(failure.code, ErrorCode::Unsupported);
-    let failure = refused(
-        "run-fetch-xml-query",
-        r#"{"entityType": "accounts?$top=1", "xmlQuery": "<fetch/>"}"#,
-    );
+    let failure = refused("list-entity-types", r#"{"maxPageSize": 0}"#);
     assert_eq!(failure.code, ErrorCode::InvalidInput);
-    assert_eq!(failure.field.as_deref(), Some("entityType"));
+    assert_eq!(failure.field.as_deref(), Some("maxPageSize"));
 }
 
 #[test]

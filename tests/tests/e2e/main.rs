@@ -1,6 +1,7 @@
 //! End-to-end: the built component, loaded by the harness, against servers on 127.0.0.1.
 
 mod bad_input;
+mod bulk;
 mod catalogue;
 mod connections;
 mod current_user;

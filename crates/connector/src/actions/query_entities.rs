@@ -16,7 +16,7 @@ use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, invalid_input, malformed};
 use crate::input::Input;
 use crate::inputs::*;
-use crate::records::{explain, impersonate};
+use crate::records::{RecordChunks, explain, impersonate};
 
 const ORDER_BY: InputDef = InputDef::new("orderBy", "Order By Field Name", Kind::StringList)
     .comments("The names of the fields to order by")
@@ -120,11 +120,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         }
     };
 
-    // Each page's records become one exactly sized chunk, and the output is allocated once at
-    // the end: growing one string page by page would leave the guest holding up to three times
-    // the output; this holds at most twice.
-    let mut chunks: Vec<String> = Vec::new();
-    let mut records = 0usize;
+    let mut chunks = RecordChunks::default();
     let mut pages = 0u32;
     let mut count: Option<u64> = None;
     let next_page = loop {
@@ -150,21 +146,12 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         } = page;
         pages += 1;
         count = count.or(page_count);
-        let size: usize = value.iter().map(|record| record.get().len() + 1).sum();
-        let mut chunk = String::with_capacity(size);
-        for record in &value {
-            if records > 0 {
-                chunk.push(',');
-            }
-            chunk.push_str(record.get());
-            records += 1;
-        }
+        chunks.push_page(&value);
         // The page's body is freed before the next one arrives.
         drop(value);
         drop(response);
-        chunks.push(chunk);
         match next_link {
-            Some(next) if fetch_all && records < max_records => url = next,
+            Some(next) if fetch_all && chunks.len() < max_records => url = next,
             other => break other,
         }
     };
@@ -173,17 +160,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         .map(|c| c.to_string())
         .unwrap_or_else(|| "null".to_string());
     let next_page = serde_json::to_string(&next_page).unwrap_or_else(|_| "null".to_string());
-    let tail = format!(
-        "],\"count\":{count},\"nextPageId\":{next_page},\"pages\":{pages},\"truncated\":{truncated}}}"
-    );
-    let head = "{\"records\":[";
-    let mut output = String::with_capacity(
-        head.len() + chunks.iter().map(String::len).sum::<usize>() + tail.len(),
-    );
-    output.push_str(head);
-    for chunk in chunks {
-        output.push_str(&chunk);
-    }
-    output.push_str(&tail);
-    Ok(output)
+    Ok(chunks.finish(&format!(
+        ",\"count\":{count},\"nextPageId\":{next_page},\"pages\":{pages},\"truncated\":{truncated}"
+    )))
 }
