@@ -1,6 +1,6 @@
 //! The action catalogue, in the order of the product brief, and the dispatch to handlers.
 
-mod batch_entity_actions;
+pub(crate) mod batch_entity_actions;
 mod create_attribute;
 mod create_entity;
 mod delete_entity;
@@ -16,6 +16,7 @@ mod query_attributes;
 mod query_entities;
 mod raw_request;
 mod run_fetch_xml_query;
+mod sync_records;
 mod update_attribute;
 mod update_entity;
 mod upsert_entity;
@@ -78,6 +79,7 @@ pub const CATALOGUE: &[ActionDef] = &[
     upsert_entity::ACTION,
     list_entity_types::ACTION,
     raw_request::ACTION,
+    sync_records::ACTION,
 ];
 
 pub fn definitions() -> Vec<wit::ActionDefinition> {

@@ -76,7 +76,7 @@ fn resolve_ref(name: &str) -> Option<String> {
 
 fn element_of(s: &quick_xml::events::BytesStart) -> Result<Element, DvError> {
     let mut el = Element {
-        name: String::from_utf8_lossy(s.name().as_ref()).into_owned(),
+        name: s.name().as_ref().to_string(),
         ..Default::default()
     };
     for a in s.attributes() {
@@ -84,10 +84,7 @@ fn element_of(s: &quick_xml::events::BytesStart) -> Result<Element, DvError> {
         let v = a
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map_err(|e| not_well_formed(&e))?;
-        el.attrs.push((
-            String::from_utf8_lossy(a.key.as_ref()).into_owned(),
-            v.into_owned(),
-        ));
+        el.attrs.push((a.key.as_ref().to_string(), v.into_owned()));
     }
     Ok(el)
 }
@@ -102,20 +99,20 @@ pub fn parse_xml(text: &str) -> Result<Element, DvError> {
     reader.config_mut().trim_text(true);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
-    let attach = |el: Element, stack: &mut Vec<Element>, root: &mut Option<Element>| {
-        match stack.last_mut() {
-            Some(parent) => {
-                parent.children.push(el);
-                Ok(())
-            }
-            None if root.is_none() => {
-                *root = Some(el);
-                Ok(())
-            }
-            None => Err(invalid(
-                "The FetchXML is not well-formed: more than one root element.",
-            )),
+    let attach = |el: Element, stack: &mut Vec<Element>, root: &mut Option<Element>| match stack
+        .last_mut()
+    {
+        Some(parent) => {
+            parent.children.push(el);
+            Ok(())
         }
+        None if root.is_none() => {
+            *root = Some(el);
+            Ok(())
+        }
+        None => Err(invalid(
+            "The FetchXML is not well-formed: more than one root element.",
+        )),
     };
     loop {
         match reader.read_event().map_err(|e| not_well_formed(&e))? {
@@ -125,9 +122,9 @@ pub fn parse_xml(text: &str) -> Result<Element, DvError> {
                 attach(el, &mut stack, &mut root)?;
             }
             Event::End(_) => {
-                let el = stack
-                    .pop()
-                    .ok_or_else(|| invalid("The FetchXML is not well-formed: unexpected end tag."))?;
+                let el = stack.pop().ok_or_else(|| {
+                    invalid("The FetchXML is not well-formed: unexpected end tag.")
+                })?;
                 attach(el, &mut stack, &mut root)?;
             }
             Event::Text(t) => {
@@ -144,7 +141,7 @@ pub fn parse_xml(text: &str) -> Result<Element, DvError> {
             }
             Event::CData(c) => {
                 if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&String::from_utf8_lossy(&c));
+                    top.text.push_str(&c.xml10_content());
                 }
             }
             Event::GeneralRef(r) => {
@@ -264,7 +261,9 @@ fn no_attribute(entity: &str, name: &str) -> DvError {
     DvError::new(
         400,
         NO_ATTRIBUTE,
-        format!("'{entity}' entity doesn't contain attribute with Name = '{name}' and NameMapping = 'Logical'."),
+        format!(
+            "'{entity}' entity doesn't contain attribute with Name = '{name}' and NameMapping = 'Logical'."
+        ),
     )
 }
 
@@ -413,9 +412,7 @@ impl Compiler<'_> {
                 "all-attributes" => {
                     any_attribute = true;
                     if self.aggregate {
-                        return Err(invalid(
-                            "An aggregate query cannot use 'all-attributes'.",
-                        ));
+                        return Err(invalid("An aggregate query cannot use 'all-attributes'."));
                     }
                     let n = self.store.entity(self.slots[slot].entity).attributes.len();
                     for col in 0..n {
@@ -458,11 +455,7 @@ impl Compiler<'_> {
                 }
                 "filter" => {
                     let f = self.filter(child, slot)?;
-                    let target = if slot == 0 {
-                        None
-                    } else {
-                        Some(slot)
-                    };
+                    let target = if slot == 0 { None } else { Some(slot) };
                     match target {
                         None => self.push_root_filter(f),
                         Some(s) => {
@@ -510,9 +503,11 @@ impl Compiler<'_> {
                 "The entity with a name = '{name}' with namemapping = 'Logical' was not found in the MetadataCache."
             ))
         })?;
-        let from = el
-            .attr("from")
-            .ok_or_else(|| invalid(format!("The link-entity '{name}' needs a 'from' attribute.")))?;
+        let from = el.attr("from").ok_or_else(|| {
+            invalid(format!(
+                "The link-entity '{name}' needs a 'from' attribute."
+            ))
+        })?;
         let to = el
             .attr("to")
             .ok_or_else(|| invalid(format!("The link-entity '{name}' needs a 'to' attribute.")))?;
@@ -656,7 +651,10 @@ impl Compiler<'_> {
                         "The condition operator '{op_text}' on '{name}' needs 'value' elements."
                     )));
                 }
-                let vals = texts.iter().map(|t| lit(t)).collect::<Result<Vec<_>, _>>()?;
+                let vals = texts
+                    .iter()
+                    .map(|t| lit(t))
+                    .collect::<Result<Vec<_>, _>>()?;
                 test(
                     if op_text == "in" { Op::In } else { Op::NotIn },
                     vals,
@@ -669,7 +667,10 @@ impl Compiler<'_> {
                         "The condition operator '{op_text}' on '{name}' needs exactly two 'value' elements."
                     )));
                 }
-                let vals = texts.iter().map(|t| lit(t)).collect::<Result<Vec<_>, _>>()?;
+                let vals = texts
+                    .iter()
+                    .map(|t| lit(t))
+                    .collect::<Result<Vec<_>, _>>()?;
                 test(
                     if op_text == "between" {
                         Op::Between
@@ -730,7 +731,11 @@ pub fn compile(store: &Store, e: usize, xml: &str, caller: Caller) -> Result<Que
             root.name
         )));
     }
-    let entities: Vec<&Element> = root.children.iter().filter(|c| c.name == "entity").collect();
+    let entities: Vec<&Element> = root
+        .children
+        .iter()
+        .filter(|c| c.name == "entity")
+        .collect();
     if let Some(other) = root.children.iter().find(|c| c.name != "entity") {
         return Err(invalid(format!(
             "The element '{}' is not valid inside 'fetch'.",
@@ -739,7 +744,11 @@ pub fn compile(store: &Store, e: usize, xml: &str, caller: Caller) -> Result<Que
     }
     let entity_el = match entities.as_slice() {
         [one] => *one,
-        [] => return Err(invalid("The 'fetch' element must contain one 'entity' element.")),
+        [] => {
+            return Err(invalid(
+                "The 'fetch' element must contain one 'entity' element.",
+            ));
+        }
         _ => {
             return Err(invalid(
                 "The 'fetch' element must contain exactly one 'entity' element, not several.",
@@ -846,4 +855,787 @@ fn cookie_last_key(text: &str, pk: &str) -> Result<Option<Guid>, DvError> {
         .find(|c| c.name == pk)
         .and_then(|c| c.attr("last"))
         .and_then(Guid::parse))
+}
+
+type Joined<'a> = Vec<Option<&'a Row>>;
+
+fn key_of(v: &Val) -> Option<Guid> {
+    match v {
+        Val::Guid(g) | Val::Ref(g, _) => Some(*g),
+        _ => None,
+    }
+}
+
+/// Compares two cells of comparable types; strings case-insensitively.
+fn cmp_vals(a: &Val, b: &Val) -> Option<Ordering> {
+    Some(match (a, b) {
+        (Val::Str(x), Val::Str(y)) => {
+            let (x, y) = (x.to_lowercase(), y.to_lowercase());
+            x.cmp(&y)
+        }
+        (Val::Int(x), Val::Int(y)) => x.cmp(y),
+        (Val::Num(x), Val::Num(y)) => x.partial_cmp(y)?,
+        (Val::Int(x), Val::Num(y)) => (*x as f64).partial_cmp(y)?,
+        (Val::Num(x), Val::Int(y)) => x.partial_cmp(&(*y as f64))?,
+        (Val::Bool(x), Val::Bool(y)) => x.cmp(y),
+        (Val::Date(x), Val::Date(y)) => x.cmp(y),
+        (Val::Guid(x) | Val::Ref(x, _), Val::Guid(y) | Val::Ref(y, _)) => x.cmp(y),
+        _ => return None,
+    })
+}
+
+/// Nulls first, then [`cmp_vals`].
+fn order_vals(a: &Val, b: &Val) -> Ordering {
+    match (a.is_null(), b.is_null()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        _ => cmp_vals(a, b).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// SQL `LIKE` with `%` and `_` over lower-cased text.
+fn like_match(text: &str, pattern: &str) -> bool {
+    let t: Vec<char> = text.chars().collect();
+    let p: Vec<char> = pattern.chars().collect();
+    let (mut ti, mut pi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '_' || p[pi] == t[ti]) {
+            ti += 1;
+            pi += 1;
+        } else if pi < p.len() && p[pi] == '%' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '%' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+fn eval(c: &Cond, j: &Joined) -> bool {
+    match c {
+        Cond::And(items) => items.iter().all(|i| eval(i, j)),
+        Cond::Or(items) => items.iter().any(|i| eval(i, j)),
+        Cond::Test {
+            slot,
+            col,
+            op,
+            vals,
+            pattern,
+        } => {
+            let v = j
+                .get(*slot)
+                .copied()
+                .flatten()
+                .map_or(&Val::Null, |r| &r.vals[*col]);
+            match op {
+                Op::Null => return v.is_null(),
+                Op::NotNull => return !v.is_null(),
+                _ if v.is_null() => return false,
+                _ => {}
+            }
+            let cmp = |i: usize| vals.get(i).and_then(|x| cmp_vals(v, x));
+            match op {
+                Op::Eq => cmp(0) == Some(Ordering::Equal),
+                Op::Ne => cmp(0).is_some_and(|o| o != Ordering::Equal),
+                Op::Gt => cmp(0) == Some(Ordering::Greater),
+                Op::Ge => cmp(0).is_some_and(|o| o != Ordering::Less),
+                Op::Lt => cmp(0) == Some(Ordering::Less),
+                Op::Le => cmp(0).is_some_and(|o| o != Ordering::Greater),
+                Op::Like | Op::NotLike => {
+                    let hit = match v {
+                        Val::Str(s) => like_match(&s.to_lowercase(), pattern),
+                        _ => false,
+                    };
+                    hit == (*op == Op::Like)
+                }
+                Op::In => (0..vals.len()).any(|i| cmp(i) == Some(Ordering::Equal)),
+                Op::NotIn => (0..vals.len()).all(|i| cmp(i).is_some_and(|o| o != Ordering::Equal)),
+                Op::Between | Op::NotBetween => {
+                    let inside = cmp(0).is_some_and(|o| o != Ordering::Less)
+                        && cmp(1).is_some_and(|o| o != Ordering::Greater);
+                    inside == (*op == Op::Between)
+                }
+                Op::Null | Op::NotNull => false,
+            }
+        }
+    }
+}
+
+/// Runs the joins of a query.
+struct Exec<'a> {
+    store: &'a Store,
+    q: &'a Query,
+    /// Per link slot whose `from` is not the primary key: key → rows.
+    indexes: Vec<Option<HashMap<Guid, Vec<&'a Row>>>>,
+}
+
+impl<'a> Exec<'a> {
+    fn new(store: &'a Store, q: &'a Query) -> Exec<'a> {
+        let indexes = q
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if i == 0 || s.from == store.entity(s.entity).primary_id {
+                    return None;
+                }
+                let mut idx: HashMap<Guid, Vec<&Row>> = HashMap::new();
+                for r in store.tables[s.entity].rows.values() {
+                    if let Some(k) = key_of(&r.vals[s.from]) {
+                        idx.entry(k).or_default().push(r);
+                    }
+                }
+                Some(idx)
+            })
+            .collect();
+        Exec { store, q, indexes }
+    }
+
+    /// Appends the joined rows of one root row that pass the filters.
+    fn expand(&self, root: &'a Row, out: &mut Vec<Joined<'a>>) {
+        let n = self.q.slots.len();
+        let mut first: Joined<'a> = vec![None; n];
+        first[0] = Some(root);
+        if n == 1 {
+            if self.q.filter.as_ref().is_none_or(|f| eval(f, &first)) {
+                out.push(first);
+            }
+            return;
+        }
+        let mut rows = vec![first];
+        for i in 1..n {
+            let slot = &self.q.slots[i];
+            let mut next = Vec::with_capacity(rows.len());
+            for partial in rows {
+                let matches: Vec<&'a Row> =
+                    match partial[slot.parent].and_then(|p| key_of(&p.vals[slot.to])) {
+                        None => Vec::new(),
+                        Some(k) => match &self.indexes[i] {
+                            Some(idx) => idx.get(&k).cloned().unwrap_or_default(),
+                            None => self.store.get(slot.entity, &k).into_iter().collect(),
+                        },
+                    };
+                let mut any = false;
+                for m in matches {
+                    let mut p = partial.clone();
+                    p[i] = Some(m);
+                    if slot.filter.as_ref().is_none_or(|f| eval(f, &p)) {
+                        any = true;
+                        next.push(p);
+                    }
+                }
+                if !any && slot.outer {
+                    next.push(partial);
+                }
+            }
+            rows = next;
+        }
+        for j in rows {
+            if self.q.filter.as_ref().is_none_or(|f| eval(f, &j)) {
+                out.push(j);
+            }
+        }
+    }
+
+    fn cmp(&self, a: &Joined, b: &Joined) -> Ordering {
+        for k in &self.q.orders {
+            let Some(col) = k.col else { continue };
+            let va = a[k.slot].map_or(&Val::Null, |r| &r.vals[col]);
+            let vb = b[k.slot].map_or(&Val::Null, |r| &r.vals[col]);
+            let o = order_vals(va, vb);
+            let o = if k.desc { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        let pk = self.store.entity(self.q.slots[0].entity).primary_id;
+        match (a[0], b[0]) {
+            (Some(x), Some(y)) => order_vals(&x.vals[pk], &y.vals[pk]),
+            _ => Ordering::Equal,
+        }
+    }
+}
+
+/// One column of the output, planned once per request.
+struct OutCol {
+    slot: usize,
+    col: usize,
+    name: String,
+    /// Written with `@OData.Community.Display.V1.AttributeName`.
+    renamed: bool,
+    /// A lookup written as a raw GUID under its alias or `alias.attr` name.
+    raw_lookup: bool,
+}
+
+fn plan(store: &Store, q: &Query) -> Vec<OutCol> {
+    let mut out: Vec<OutCol> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let root = store.entity(q.slots[0].entity);
+    let mut push = |out: &mut Vec<OutCol>, slot: usize, col: usize, alias: Option<&str>| {
+        let ent = store.entity(q.slots[slot].entity);
+        let a = &ent.attributes[col];
+        let (name, renamed) = match alias {
+            Some(al) => (al.to_string(), true),
+            None if slot == 0 => (a.wire_name(), false),
+            None => (format!("{}.{}", q.slots[slot].alias, a.logical_name), true),
+        };
+        if seen.insert(name.clone()) {
+            out.push(OutCol {
+                slot,
+                col,
+                name,
+                renamed,
+                raw_lookup: renamed && a.kind.is_lookup(),
+            });
+        }
+    };
+    if !q.explicit_attributes {
+        for col in 0..root.attributes.len() {
+            push(&mut out, 0, col, None);
+        }
+    }
+    let mut money = false;
+    for c in &q.columns {
+        push(&mut out, c.slot, c.col, c.alias.as_deref());
+        if c.slot == 0 && matches!(root.attributes[c.col].kind, AttrKind::Money) {
+            money = true;
+        }
+    }
+    if money && let Some(cur) = root.attr("transactioncurrencyid") {
+        push(&mut out, 0, cur, None);
+    }
+    push(&mut out, 0, root.primary_id, None);
+    out
+}
+
+fn key(out: &mut Vec<u8>, first: &mut bool, k: &str) {
+    if !*first {
+        out.push(b',');
+    }
+    *first = false;
+    render::write_str(out, k);
+    out.push(b':');
+}
+
+struct Wants {
+    formatted: bool,
+    lookup_logical: bool,
+    attribute_name: bool,
+}
+
+fn write_joined(
+    out: &mut Vec<u8>,
+    store: &Store,
+    q: &Query,
+    cols: &[OutCol],
+    w: &Wants,
+    j: &Joined,
+) {
+    out.push(b'{');
+    let mut first = true;
+    if let Some(root) = j[0] {
+        key(out, &mut first, "@odata.etag");
+        render::write_str(out, &format!("W/\"{}\"", root.version));
+    }
+    for c in cols {
+        let Some(row) = j[c.slot] else { continue };
+        let v = &row.vals[c.col];
+        if v.is_null() {
+            continue;
+        }
+        let ent = store.entity(q.slots[c.slot].entity);
+        let a = &ent.attributes[c.col];
+        if c.renamed && w.attribute_name {
+            key(out, &mut first, &format!("{}@{ATTRIBUTE_NAME}", c.name));
+            render::write_str(out, &a.logical_name);
+        }
+        if let (true, Val::Ref(g, t)) = (a.kind.is_lookup(), v) {
+            if w.lookup_logical {
+                key(out, &mut first, &format!("{}@{LOOKUP_LOGICAL}", c.name));
+                render::write_str(out, &store.entity(*t as usize).logical_name);
+            }
+            if w.formatted
+                && let Some(name) = store.primary_name_of(*t as usize, g)
+            {
+                key(out, &mut first, &format!("{}@{FORMATTED}", c.name));
+                render::write_str(out, &name);
+            }
+        } else if w.formatted
+            && let Some(f) = render::formatted(store, ent, row, c.col)
+        {
+            key(out, &mut first, &format!("{}@{FORMATTED}", c.name));
+            render::write_str(out, &f);
+        }
+        let _ = c.raw_lookup;
+        key(out, &mut first, &c.name);
+        render::write_val(out, &a.kind, v);
+    }
+    out.push(b'}');
+}
+
+fn cookie_text(v: &Val, kind: &AttrKind) -> String {
+    let raw = match v {
+        Val::Guid(g) | Val::Ref(g, _) => g.braced_upper(),
+        Val::Str(s) => s.to_string(),
+        Val::Null => String::new(),
+        other => {
+            let mut b = Vec::new();
+            render::write_val(&mut b, kind, other);
+            String::from_utf8_lossy(&b).trim_matches('"').to_string()
+        }
+    };
+    quick_xml::escape::escape(raw.as_str()).into_owned()
+}
+
+/// Serves `GET <set>?fetchXml=...`.
+pub fn handle(
+    store: &Store,
+    req: &Req,
+    e: usize,
+    xml: &str,
+    odata_count: bool,
+) -> Result<Resp, DvError> {
+    let q = compile(store, e, xml, req.caller)?;
+    let prefer = req.prefer();
+    let w = Wants {
+        formatted: prefer.wants(FORMATTED),
+        lookup_logical: prefer.wants(LOOKUP_LOGICAL),
+        attribute_name: prefer.wants(ATTRIBUTE_NAME),
+    };
+    let exec = Exec::new(store, &q);
+    let ent = store.entity(e);
+    if q.aggregate {
+        return aggregate(store, req, &q, &exec, &w, &prefer);
+    }
+    let size = q.top.unwrap_or(q.count);
+    let table: &BTreeMap<Guid, Row> = &store.tables[e].rows;
+    let cols = plan(store, &q);
+    let mut total: Option<usize> = None;
+    let (page, more): (Vec<Joined>, bool) = if q.orders.is_empty() && !q.distinct {
+        let start = match (q.cookie_last, q.top) {
+            (Some(l), None) => Bound::Excluded(l),
+            _ => Bound::Unbounded,
+        };
+        let skip = if q.cookie_last.is_none() && q.top.is_none() {
+            (q.page - 1).saturating_mul(size)
+        } else {
+            0
+        };
+        let mut rows = Vec::with_capacity(size.min(5001) + 1);
+        let mut skipped = 0;
+        let mut buf = Vec::new();
+        for r in table.range((start, Bound::Unbounded)).map(|(_, r)| r) {
+            buf.clear();
+            exec.expand(r, &mut buf);
+            for j in buf.drain(..) {
+                if skipped < skip {
+                    skipped += 1;
+                } else {
+                    rows.push(j);
+                }
+            }
+            if rows.len() > size {
+                break;
+            }
+        }
+        let more = rows.len() > size && q.top.is_none();
+        rows.truncate(size);
+        (rows, more)
+    } else {
+        let mut all = Vec::new();
+        for r in table.values() {
+            exec.expand(r, &mut all);
+        }
+        all.sort_by(|a, b| exec.cmp(a, b));
+        if q.distinct {
+            let mut seen = std::collections::HashSet::new();
+            all.retain(|j| {
+                let mut k = Vec::new();
+                for c in cols
+                    .iter()
+                    .filter(|c| !(c.slot == 0 && c.col == ent.primary_id))
+                {
+                    let v = j[c.slot].map_or(&Val::Null, |r| &r.vals[c.col]);
+                    render::write_val(
+                        &mut k,
+                        &store.entity(q.slots[c.slot].entity).attributes[c.col].kind,
+                        v,
+                    );
+                    k.push(0);
+                }
+                seen.insert(k)
+            });
+        }
+        total = Some(all.len());
+        let start = match (q.cookie_last, q.top) {
+            (Some(l), None) => all
+                .iter()
+                .rposition(|j| j[0].is_some_and(|r| key_of(&r.vals[ent.primary_id]) == Some(l)))
+                .map(|p| p + 1)
+                .unwrap_or_else(|| (q.page - 1).saturating_mul(size)),
+            (None, None) => (q.page - 1).saturating_mul(size),
+            (_, Some(_)) => 0,
+        };
+        let start = start.min(all.len());
+        let end = (start + size).min(all.len());
+        let more = end < all.len() && q.top.is_none();
+        all.truncate(end);
+        let page: Vec<Joined> = all.drain(start..).collect();
+        (page, more)
+    };
+    let mut out = Vec::with_capacity(page.len() * 400 + 512);
+    out.extend_from_slice(b"{\"@odata.context\":");
+    let list: Vec<&str> = if q.explicit_attributes {
+        cols.iter()
+            .filter(|c| c.slot == 0 && !c.renamed)
+            .map(|c| c.name.as_str())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let context = if list.is_empty() {
+        format!("{}/$metadata#{}", req.api, ent.entity_set_name)
+    } else {
+        format!(
+            "{}/$metadata#{}({})",
+            req.api,
+            ent.entity_set_name,
+            list.join(",")
+        )
+    };
+    render::write_str(&mut out, &context);
+    if odata_count {
+        out.extend_from_slice(format!(",\"@odata.count\":{}", page.len()).as_bytes());
+    }
+    if q.total_count {
+        let n = match total {
+            Some(n) => n,
+            None => {
+                let mut all = Vec::new();
+                for r in table.values() {
+                    exec.expand(r, &mut all);
+                }
+                all.len()
+            }
+        };
+        if prefer.wants("Microsoft.Dynamics.CRM.totalrecordcount") {
+            out.extend_from_slice(
+                format!(
+                    ",\"@Microsoft.Dynamics.CRM.totalrecordcount\":{}",
+                    n.min(req.limits.count_limit)
+                )
+                .as_bytes(),
+            );
+        }
+        if prefer.wants("Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded") {
+            out.extend_from_slice(
+                format!(
+                    ",\"@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded\":{}",
+                    n > req.limits.count_limit
+                )
+                .as_bytes(),
+            );
+        }
+    }
+    let link_order = q.orders.iter().any(|o| o.slot != 0);
+    if more
+        && !link_order
+        && prefer.wants(PAGING_COOKIE)
+        && let (Some(f), Some(l)) = (page.first(), page.last())
+        && let (Some(fr), Some(lr)) = (f[0], l[0])
+    {
+        let mut items = Vec::new();
+        for o in q.orders.iter().filter(|o| o.slot == 0) {
+            if let Some(col) = o.col {
+                let kind = &ent.attributes[col].kind;
+                items.push((
+                    ent.attributes[col].logical_name.clone(),
+                    cookie_text(&lr.vals[col], kind),
+                    cookie_text(&fr.vals[col], kind),
+                ));
+            }
+        }
+        let pk = ent.primary_id;
+        items.push((
+            ent.primary_id_name().to_string(),
+            cookie_text(&lr.vals[pk], &ent.attributes[pk].kind),
+            cookie_text(&fr.vals[pk], &ent.attributes[pk].kind),
+        ));
+        let cookie = crate::paging::fetch_cookie(q.page, &items);
+        out.extend_from_slice(format!(",\"@{PAGING_COOKIE}\":").as_bytes());
+        render::write_str(&mut out, &cookie);
+    }
+    if more && prefer.wants(MORE_RECORDS) {
+        out.extend_from_slice(format!(",\"@{MORE_RECORDS}\":true").as_bytes());
+    }
+    out.extend_from_slice(b",\"value\":[");
+    for (i, j) in page.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_joined(&mut out, store, &q, &cols, &w, j);
+    }
+    out.extend_from_slice(b"]}");
+    let mut resp = Resp::json(200, out);
+    if let Some(a) = &prefer.include_annotations {
+        resp = resp.header(
+            "Preference-Applied",
+            format!("odata.include-annotations=\"{a}\""),
+        );
+    }
+    Ok(resp)
+}
+
+#[derive(Debug, Clone)]
+enum Acc {
+    Count(usize),
+    Distinct(std::collections::HashSet<Vec<u8>>),
+    Sum { total: f64, int: bool, any: bool },
+    Avg { total: f64, n: usize },
+    Min(Val),
+    Max(Val),
+}
+
+fn aggregate(
+    store: &Store,
+    req: &Req,
+    q: &Query,
+    exec: &Exec,
+    w: &Wants,
+    prefer: &crate::odata::query::Prefer,
+) -> Result<Resp, DvError> {
+    let e = q.slots[0].entity;
+    let mut all = Vec::new();
+    for r in store.tables[e].rows.values() {
+        exec.expand(r, &mut all);
+        if all.len() > MAX_AGGREGATE_ROWS {
+            return Err(DvError::new(
+                400,
+                AGGREGATE_LIMIT,
+                "AggregateQueryRecordLimit exceeded. Cannot perform this operation.",
+            ));
+        }
+    }
+    let kind_of = |c: &Column| &store.entity(q.slots[c.slot].entity).attributes[c.col].kind;
+    let group_cols: Vec<&Column> = q.columns.iter().filter(|c| c.groupby).collect();
+    let agg_cols: Vec<&Column> = q.columns.iter().filter(|c| c.agg.is_some()).collect();
+    let fresh = || -> Vec<Acc> {
+        agg_cols
+            .iter()
+            .map(|c| match c.agg {
+                Some(AggFn::CountColumn) if c.distinct => {
+                    Acc::Distinct(std::collections::HashSet::new())
+                }
+                Some(AggFn::Sum) => Acc::Sum {
+                    total: 0.0,
+                    int: !matches!(kind_of(c), AttrKind::Decimal { .. } | AttrKind::Money),
+                    any: false,
+                },
+                Some(AggFn::Avg) => Acc::Avg { total: 0.0, n: 0 },
+                Some(AggFn::Min) => Acc::Min(Val::Null),
+                Some(AggFn::Max) => Acc::Max(Val::Null),
+                _ => Acc::Count(0),
+            })
+            .collect()
+    };
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut groups: Vec<(Vec<Val>, Vec<Acc>)> = Vec::new();
+    if group_cols.is_empty() {
+        groups.push((Vec::new(), fresh()));
+        index.insert(Vec::new(), 0);
+    }
+    for j in &all {
+        let vals: Vec<Val> = group_cols
+            .iter()
+            .map(|c| j[c.slot].map_or(Val::Null, |r| r.vals[c.col].clone()))
+            .collect();
+        let mut k = Vec::new();
+        for (c, v) in group_cols.iter().zip(&vals) {
+            let v = match v {
+                Val::Str(s) => Val::str(&s.to_lowercase()),
+                other => other.clone(),
+            };
+            render::write_val(&mut k, kind_of(c), &v);
+            k.push(0);
+        }
+        let gi = match index.get(&k) {
+            Some(&i) => i,
+            None => {
+                groups.push((vals, fresh()));
+                index.insert(k, groups.len() - 1);
+                groups.len() - 1
+            }
+        };
+        for (acc, c) in groups[gi].1.iter_mut().zip(&agg_cols) {
+            let v = j[c.slot].map_or(&Val::Null, |r| &r.vals[c.col]);
+            let num = match v {
+                Val::Int(i) => Some(*i as f64),
+                Val::Num(n) => Some(*n),
+                _ => None,
+            };
+            match acc {
+                Acc::Count(n) => {
+                    if c.agg == Some(AggFn::Count) || !v.is_null() {
+                        *n += 1;
+                    }
+                }
+                Acc::Distinct(set) => {
+                    if !v.is_null() {
+                        let mut b = Vec::new();
+                        render::write_val(&mut b, kind_of(c), v);
+                        set.insert(b);
+                    }
+                }
+                Acc::Sum { total, any, .. } => {
+                    if let Some(x) = num {
+                        *total += x;
+                        *any = true;
+                    }
+                }
+                Acc::Avg { total, n } => {
+                    if let Some(x) = num {
+                        *total += x;
+                        *n += 1;
+                    }
+                }
+                Acc::Min(m) => {
+                    if !v.is_null() && (m.is_null() || order_vals(v, m) == Ordering::Less) {
+                        *m = v.clone();
+                    }
+                }
+                Acc::Max(m) => {
+                    if !v.is_null() && (m.is_null() || order_vals(v, m) == Ordering::Greater) {
+                        *m = v.clone();
+                    }
+                }
+            }
+        }
+    }
+    groups.sort_by(|a, b| {
+        for (x, y) in a.0.iter().zip(&b.0) {
+            let o = order_vals(x, y);
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    });
+    // Render each group to (alias, kind, value) cells, then order by alias if asked.
+    let mut rows: Vec<Vec<(String, Option<usize>, Val)>> = Vec::new();
+    for (vals, accs) in &groups {
+        let mut cells = Vec::new();
+        let mut gv = vals.iter();
+        let mut av = accs.iter();
+        for (ci, c) in q.columns.iter().enumerate() {
+            let alias = c.alias.clone().unwrap_or_default();
+            if c.groupby {
+                if let Some(v) = gv.next() {
+                    cells.push((alias, Some(ci), v.clone()));
+                }
+            } else if let Some(acc) = av.next() {
+                let v = match acc {
+                    Acc::Count(n) => Val::Int(*n as i64),
+                    Acc::Distinct(s) => Val::Int(s.len() as i64),
+                    Acc::Sum { total, int, any } => match (*any, *int) {
+                        (false, _) => Val::Null,
+                        (true, true) => Val::Int(*total as i64),
+                        (true, false) => Val::Num(*total),
+                    },
+                    Acc::Avg { total, n } => {
+                        if *n == 0 {
+                            Val::Null
+                        } else {
+                            Val::Num(total / *n as f64)
+                        }
+                    }
+                    Acc::Min(v) | Acc::Max(v) => v.clone(),
+                };
+                let is_count = matches!(acc, Acc::Count(_) | Acc::Distinct(_) | Acc::Avg { .. });
+                cells.push((alias, if is_count { None } else { Some(ci) }, v));
+            }
+        }
+        rows.push(cells);
+    }
+    for o in q.orders.iter().rev() {
+        if let Some(alias) = &o.alias {
+            rows.sort_by(|a, b| {
+                let va = a
+                    .iter()
+                    .find(|c| &c.0 == alias)
+                    .map_or(&Val::Null, |c| &c.2);
+                let vb = b
+                    .iter()
+                    .find(|c| &c.0 == alias)
+                    .map_or(&Val::Null, |c| &c.2);
+                let ord = order_vals(va, vb);
+                if o.desc { ord.reverse() } else { ord }
+            });
+        }
+    }
+    if let Some(t) = q.top {
+        rows.truncate(t);
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(b"{\"@odata.context\":");
+    render::write_str(
+        &mut out,
+        &format!("{}/$metadata#{}", req.api, store.entity(e).entity_set_name),
+    );
+    out.extend_from_slice(b",\"value\":[");
+    for (i, cells) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        let mut first = true;
+        for (alias, ci, v) in cells {
+            if v.is_null() {
+                continue;
+            }
+            let kind = ci.map(|ci| kind_of(&q.columns[ci]));
+            if w.formatted {
+                let text = match (kind, v) {
+                    (
+                        Some(
+                            AttrKind::Picklist { options }
+                            | AttrKind::State { options }
+                            | AttrKind::Status { options },
+                        ),
+                        Val::Int(n),
+                    ) => options.iter().find(|(o, _)| o == n).map(|(_, l)| l.clone()),
+                    (_, Val::Int(n)) => Some(n.to_string()),
+                    _ => None,
+                };
+                if let Some(t) = text {
+                    key(&mut out, &mut first, &format!("{alias}@{FORMATTED}"));
+                    render::write_str(&mut out, &t);
+                }
+            }
+            key(&mut out, &mut first, alias);
+            match kind {
+                Some(k) => render::write_val(&mut out, k, v),
+                None => render::write_val(&mut out, &AttrKind::BigInt, v),
+            }
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    let mut resp = Resp::json(200, out);
+    if let Some(a) = &prefer.include_annotations {
+        resp = resp.header(
+            "Preference-Applied",
+            format!("odata.include-annotations=\"{a}\""),
+        );
+    }
+    Ok(resp)
 }

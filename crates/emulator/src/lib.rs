@@ -9,8 +9,10 @@ mod batch;
 mod catalog;
 mod csdl;
 mod datetime;
+mod delta;
 mod error;
 mod faults;
+mod fetchxml;
 mod guid;
 mod metadata_api;
 mod odata;
@@ -466,6 +468,13 @@ impl Emulator {
                 kind: c.kind,
             })
             .collect()
+    }
+
+    /// Makes every change-tracking delta token issued so far expire: following an older
+    /// `@odata.deltaLink` then answers the expired-token error and the client must resync.
+    pub fn expire_delta_tokens(&self) {
+        let mut store = self.app.store.write().unwrap_or_else(|p| p.into_inner());
+        store.expire_delta_tokens();
     }
 
     /// Stops the server and waits for its thread.

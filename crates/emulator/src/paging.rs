@@ -25,6 +25,23 @@ fn enc_lower(s: &str) -> String {
     out
 }
 
+/// The `@Microsoft.Dynamics.CRM.fetchxmlpagingcookie` value after page `page`: the outer
+/// `<cookie pagenumber=... pagingcookie=... istracking="False" />` element whose `pagingcookie`
+/// is the inner `<cookie page="N">` element URL-encoded twice. `items` are
+/// (element name, last, first), already XML-escaped, primary key last.
+pub fn fetch_cookie(page: usize, items: &[(String, String, String)]) -> String {
+    let mut inner = format!("<cookie page=\"{page}\">");
+    for (name, last, first) in items {
+        inner.push_str(&format!("<{name} last=\"{last}\" first=\"{first}\" />"));
+    }
+    inner.push_str("</cookie>");
+    let paging = enc_lower(&inner).replace('%', "%25");
+    format!(
+        "<cookie pagenumber=\"{}\" pagingcookie=\"{paging}\" istracking=\"False\" />",
+        page + 1
+    )
+}
+
 /// Builds the skiptoken for the page after one whose rows ran from `first` to `last`, already
 /// encoded for use in a URL.
 pub fn skiptoken(next_page: usize, pk: &str, first: &Guid, last: &Guid) -> String {

@@ -134,6 +134,13 @@ pub fn handle_read(store: &Store, req: &Req) -> Result<Resp, DvError> {
     let rest = &segs[1..];
     let opts = QueryOptions::parse(req.query)?;
     match (&first.key, rest) {
+        (None, []) if opts.params.contains_key("fetchXml") => {
+            let xml = opts.params.get("fetchXml").map_or("", String::as_str);
+            crate::fetchxml::handle(store, req, e, xml, opts.count)
+        }
+        (None, []) if opts.deltatoken.is_some() || req.prefer().track_changes => {
+            crate::delta::handle(store, req, e, &opts)
+        }
         (None, []) => collection(store, req, e, &opts, None),
         (None, [s]) if s.name == "$count" && s.key.is_none() => {
             let n = count_rows(store, req, e, &opts, None)?;

@@ -131,7 +131,10 @@ fn every_action_and_input_of_the_brief_is_exported_with_its_label_comments_and_d
         assert!(key_is_kebab, "{} is not kebab-case", action.key);
     }
     assert_eq!(actions_seen, 20, "the brief lists 20 actions");
-    assert_eq!(definition.actions.len(), 20);
+    assert!(
+        definition.actions.len() >= 20,
+        "the brief's 20 actions and any beyond them"
+    );
     assert!(
         problems.is_empty(),
         "mismatches with the brief:\n{}",

@@ -10,3 +10,4 @@ mod logs;
 mod raw_request;
 mod records;
 mod resilience;
+mod sync;

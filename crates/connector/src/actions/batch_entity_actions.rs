@@ -353,7 +353,7 @@ fn parse_items(value: Option<&Value>, all_or_nothing: bool) -> Result<Vec<Item>>
     Ok(items)
 }
 
-fn send_batch(
+pub(crate) fn send_batch(
     context: &Context,
     input: &Input,
     parts: Vec<BatchPart>,

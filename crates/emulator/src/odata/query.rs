@@ -51,6 +51,8 @@ pub struct QueryOptions {
     pub count: bool,
     pub expand: Vec<Expand>,
     pub skiptoken: Option<String>,
+    /// `$deltatoken` of a change-tracking delta link.
+    pub deltatoken: Option<String>,
     /// Non-system parameters (`@p1` aliases, function parameters, `$id`).
     pub params: HashMap<String, String>,
 }
@@ -146,6 +148,7 @@ impl QueryOptions {
                 self.expand = parse_expand(value, &self.params)?;
             }
             "$skiptoken" if !nested => self.skiptoken = Some(value.to_string()),
+            "$deltatoken" if !nested => self.deltatoken = Some(value.to_string()),
             "$id" if !nested => {}
             "$skip" | "$search" | "$format" | "$levels" => {
                 return Err(DvError::bad_request(format!(
