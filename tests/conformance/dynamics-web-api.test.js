@@ -274,3 +274,110 @@ test("deep insert, collection expand, associate and disassociate", async () => {
   await api.disassociate({ collection: "accounts", primaryKey: id, relationshipName: "Account_Tasks", relatedKey: taskId });
   assert.equal((await api.retrieveMultiple({ collection: "tasks", filter: `_regardingobjectid_value eq ${id}` })).value.length, 2);
 });
+
+// ---- $batch, FetchXML paging (issue 6) ----
+
+async function countWhere(collection, filter) {
+  const res = await api.retrieveMultiple({ collection, filter, select: ["createdon"] });
+  return res.value.length;
+}
+
+test("executeBatch: a change set with a Content-ID reference binds the account to the new contact", async () => {
+  api.startBatch();
+  api.create({ collection: "contacts", data: { firstname: "Batch", lastname: "Referenced" }, contentId: "1" });
+  api.create({ collection: "accounts", data: { name: "Batch Ref Co", "primarycontactid@odata.bind": "$1" } });
+  api.retrieveMultiple({ collection: "accounts", select: ["name"], filter: "name eq 'Batch Ref Co'" });
+  const results = await api.executeBatch();
+  assert.equal(results.length, 3);
+  assert.match(results[0], GUID);
+  assert.match(results[1], GUID);
+  assert.equal(results[2].value.length, 1, "the GET after the change set sees the new account");
+  const account = await api.retrieve({
+    collection: "accounts",
+    key: results[1],
+    select: ["name"],
+    expand: [{ property: "primarycontactid", select: ["fullname", "contactid"] }],
+  });
+  assert.equal(account.primarycontactid.contactid, results[0]);
+  assert.equal(account.primarycontactid.fullname, "Batch Referenced");
+});
+
+test("executeBatch: a failing item rolls the whole change set back", async () => {
+  const before = await api.count({ collection: "tasks" });
+  api.startBatch();
+  api.create({ collection: "tasks", data: { subject: "Batch rollback one" } });
+  api.create({ collection: "tasks", data: { subject: "Batch rollback two" } });
+  api.create({ collection: "tasks", data: { subject: "x".repeat(300) } });
+  let failed;
+  try {
+    const results = await api.executeBatch();
+    failed = results.find((r) => r instanceof Error || (r && r.status >= 400));
+  } catch (err) {
+    failed = Array.isArray(err) ? err.find((e) => e && e.status >= 400) : err;
+  }
+  assert.ok(failed, "the batch reports the failing item");
+  assert.equal(failed.status, 400, JSON.stringify(failed));
+  assert.equal(failed.code ?? failed.error?.code, "0x80044331", JSON.stringify(failed));
+  assert.equal(await api.count({ collection: "tasks" }), before, "no task of the change set remains");
+  assert.equal(await countWhere("tasks", "subject eq 'Batch rollback one'"), 0);
+});
+
+test("executeBatch with continueOnError: a failed change set rolls back, the next one lands", async () => {
+  api.startBatch();
+  api.create({ collection: "tasks", data: { subject: "Batch coe bad" } });
+  api.create({ collection: "tasks", data: { subject: "x".repeat(300) } });
+  api.retrieveMultiple({ collection: "tasks", select: ["subject"], filter: "subject eq 'Batch coe bad'" });
+  api.create({ collection: "tasks", data: { subject: "Batch coe good" } });
+  const results = await api.executeBatch({ continueOnError: true });
+  const errors = results.filter((r) => r instanceof Error || (r && r.status >= 400));
+  assert.equal(errors.length, 1, JSON.stringify(results));
+  assert.equal(await countWhere("tasks", "subject eq 'Batch coe bad'"), 0);
+  assert.equal(await countWhere("tasks", "subject eq 'Batch coe good'"), 1);
+});
+
+test("fetchXml pages with the paging cookie, and fetchAll returns every row once", async () => {
+  const xml = "<fetch count='25'><entity name='contact'><attribute name='fullname'/><order attribute='fullname'/></entity></fetch>";
+  const ann = "Microsoft.Dynamics.CRM.fetchxmlpagingcookie,Microsoft.Dynamics.CRM.morerecords";
+  const first = await api.fetch({ collection: "contacts", fetchXml: xml, includeAnnotations: ann });
+  assert.equal(first.value.length, 25);
+  assert.ok(first.PagingInfo && first.PagingInfo.cookie, "a paging cookie on a partial page");
+  assert.equal(first.PagingInfo.nextPage, 2);
+  const second = await api.fetch({
+    collection: "contacts",
+    fetchXml: xml,
+    includeAnnotations: ann,
+    pageNumber: first.PagingInfo.nextPage,
+    pagingCookie: first.PagingInfo.cookie,
+  });
+  const seen = new Set(first.value.map((r) => r.contactid));
+  for (const r of second.value) assert.ok(!seen.has(r.contactid), "pages do not overlap");
+  const total = await api.count({ collection: "contacts" });
+  assert.ok(total > 50, "more than two pages of 25");
+  const all = await api.fetchAll({ collection: "contacts", fetchXml: xml, includeAnnotations: ann });
+  assert.equal(all.value.length, total);
+  const ids = new Set(all.value.map((r) => r.contactid));
+  assert.equal(ids.size, total, "every row exactly once");
+  const odata = await api.retrieveAll({ collection: "contacts", select: ["contactid"] });
+  for (const r of odata.value) assert.ok(ids.has(r.contactid));
+  const names = all.value.map((r) => (r.fullname || "").toLowerCase());
+  assert.deepEqual(names, [...names].sort(), "order survives paging");
+});
+
+test("fetchXml with a filter, link-entity and aggregate agrees with OData", async () => {
+  const filtered = await api.fetchAll({
+    collection: "accounts",
+    fetchXml: "<fetch><entity name='account'><attribute name='name'/><filter><condition attribute='statecode' operator='eq' value='0'/></filter></entity></fetch>",
+  });
+  assert.equal(filtered.value.length, await api.count({ collection: "accounts", filter: "statecode eq 0" }));
+  const agg = await api.fetch({
+    collection: "accounts",
+    fetchXml: "<fetch aggregate='true'><entity name='account'><attribute name='accountid' aggregate='count' alias='n'/></entity></fetch>",
+  });
+  assert.equal(agg.value[0].n, await api.count({ collection: "accounts" }));
+  const linked = await api.fetch({
+    collection: "contacts",
+    fetchXml: "<fetch count='5'><entity name='contact'><attribute name='fullname'/><link-entity name='account' from='accountid' to='parentcustomerid' alias='acc'><attribute name='name'/></link-entity></entity></fetch>",
+  });
+  assert.ok(linked.value.length > 0);
+  for (const r of linked.value) assert.equal(typeof r["acc.name"], "string");
+});

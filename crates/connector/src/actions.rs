@@ -9,6 +9,7 @@ mod get_current_user;
 mod get_entities_metadata;
 mod get_entity;
 mod get_entity_metadata;
+mod get_new_and_updated_records;
 mod list_attributes;
 mod list_entities;
 mod list_entity_types;
@@ -80,6 +81,7 @@ pub const CATALOGUE: &[ActionDef] = &[
     list_entity_types::ACTION,
     raw_request::ACTION,
     sync_records::ACTION,
+    get_new_and_updated_records::ACTION,
 ];
 
 pub fn definitions() -> Vec<wit::ActionDefinition> {

@@ -171,3 +171,43 @@ mod tests {
         assert_eq!(base64_decode("T!E="), None);
     }
 }
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time in seconds (UTC, proleptic Gregorian).
+pub fn iso_datetime(unix_seconds: i64) -> String {
+    let days = unix_seconds.div_euclid(86_400);
+    let seconds = unix_seconds.rem_euclid(86_400);
+    // Days to civil date, after Howard Hinnant's well-known algorithm description.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        seconds / 3600,
+        seconds % 3600 / 60,
+        seconds % 60
+    )
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::iso_datetime;
+
+    #[test]
+    fn unix_times_become_iso_dates() {
+        assert_eq!(iso_datetime(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso_datetime(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso_datetime(1_795_334_195), "2026-11-22T07:56:35Z");
+        assert_eq!(iso_datetime(-86_400), "1969-12-31T00:00:00Z");
+    }
+}

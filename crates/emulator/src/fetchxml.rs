@@ -1073,8 +1073,6 @@ struct OutCol {
     name: String,
     /// Written with `@OData.Community.Display.V1.AttributeName`.
     renamed: bool,
-    /// A lookup written as a raw GUID under its alias or `alias.attr` name.
-    raw_lookup: bool,
 }
 
 fn plan(store: &Store, q: &Query) -> Vec<OutCol> {
@@ -1095,7 +1093,6 @@ fn plan(store: &Store, q: &Query) -> Vec<OutCol> {
                 col,
                 name,
                 renamed,
-                raw_lookup: renamed && a.kind.is_lookup(),
             });
         }
     };
@@ -1176,7 +1173,6 @@ fn write_joined(
             key(out, &mut first, &format!("{}@{FORMATTED}", c.name));
             render::write_str(out, &f);
         }
-        let _ = c.raw_lookup;
         key(out, &mut first, &c.name);
         render::write_val(out, &a.kind, v);
     }

@@ -5,6 +5,7 @@ mod bulk;
 mod catalogue;
 mod connections;
 mod current_user;
+mod incremental;
 mod limits;
 mod logs;
 mod raw_request;
