@@ -5,16 +5,29 @@ use std::collections::BTreeSet;
 
 use e2e_tests::{connected, emulator, host, json};
 use host_harness::ErrorCode;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn read(emulator: &dataverse_emulator::Emulator, input: Value) -> Value {
-    json(&host().invoke("get-new-and-updated-records", &connected(emulator), &input.to_string()).unwrap().unwrap())
+    json(
+        &host()
+            .invoke(
+                "get-new-and-updated-records",
+                &connected(emulator),
+                &input.to_string(),
+            )
+            .unwrap()
+            .unwrap(),
+    )
 }
 
 #[test]
 fn every_row_arrives_exactly_once_across_calls_resumed_by_watermark() {
     let emulator = emulator();
-    let all: BTreeSet<String> = emulator.table("accounts").iter().map(|row| row["accountid"].as_str().unwrap().to_string()).collect();
+    let all: BTreeSet<String> = emulator
+        .table("accounts")
+        .iter()
+        .map(|row| row["accountid"].as_str().unwrap().to_string())
+        .collect();
     let mut seen: Vec<String> = Vec::new();
     let mut input = json!({"entityType": "accounts", "anchorDate": "2000-01-01", "recordsPerPage": 3, "maxRecords": 4, "fieldNames": ["name"]});
     let mut calls = 0;
@@ -22,9 +35,19 @@ fn every_row_arrives_exactly_once_across_calls_resumed_by_watermark() {
         calls += 1;
         let output = read(&emulator, input.clone());
         let records = output["records"].as_array().unwrap();
-        let stamps: Vec<&str> = records.iter().map(|r| r["modifiedon"].as_str().unwrap()).collect();
-        assert!(stamps.windows(2).all(|pair| pair[0] <= pair[1]), "oldest first: {stamps:?}");
-        seen.extend(records.iter().map(|r| r["accountid"].as_str().unwrap().to_string()));
+        let stamps: Vec<&str> = records
+            .iter()
+            .map(|r| r["modifiedon"].as_str().unwrap())
+            .collect();
+        assert!(
+            stamps.windows(2).all(|pair| pair[0] <= pair[1]),
+            "oldest first: {stamps:?}"
+        );
+        seen.extend(
+            records
+                .iter()
+                .map(|r| r["accountid"].as_str().unwrap().to_string()),
+        );
         input["watermark"] = output["nextWatermark"].clone();
         if output["complete"] == true {
             break;
@@ -40,10 +63,20 @@ fn every_row_arrives_exactly_once_across_calls_resumed_by_watermark() {
     assert_eq!(again["records"].as_array().unwrap().len(), 0);
     // A change after the watermark comes back.
     let id = all.iter().next().unwrap();
-    let update = json!({"entityType": "accounts", "entityId": id, "fieldValues": {"name": "Touched"}}).to_string();
-    host().invoke("update-entity", &connected(&emulator), &update).unwrap().unwrap();
+    let update =
+        json!({"entityType": "accounts", "entityId": id, "fieldValues": {"name": "Touched"}})
+            .to_string();
+    host()
+        .invoke("update-entity", &connected(&emulator), &update)
+        .unwrap()
+        .unwrap();
     let changed = read(&emulator, input);
-    let names: Vec<&str> = changed["records"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = changed["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["Touched"]);
 }
 
@@ -53,18 +86,39 @@ fn a_table_that_is_not_installed_gives_no_rows_and_a_warning() {
     let output = read(&emulator, json!({"entityType": "msdyn_workorders"}));
     assert_eq!(output["records"], json!([]));
     assert_eq!(output["complete"], true);
-    assert!(output["warning"].as_str().unwrap().contains("\"msdyn_workorders\" does not exist"));
+    assert!(
+        output["warning"]
+            .as_str()
+            .unwrap()
+            .contains("\"msdyn_workorders\" does not exist")
+    );
 }
 
 #[test]
 fn bad_dates_and_watermarks_are_refused() {
     let emulator = emulator();
     for (input, field) in [
-        (json!({"entityType": "accounts", "anchorDate": "last tuesday"}), "anchorDate"),
-        (json!({"entityType": "accounts", "anchorDate": "2024-01-01'; drop"}), "anchorDate"),
-        (json!({"entityType": "accounts", "watermark": "{\"modifiedon\": \"x\", \"ids\": []}"}), "watermark"),
+        (
+            json!({"entityType": "accounts", "anchorDate": "last tuesday"}),
+            "anchorDate",
+        ),
+        (
+            json!({"entityType": "accounts", "anchorDate": "2024-01-01'; drop"}),
+            "anchorDate",
+        ),
+        (
+            json!({"entityType": "accounts", "watermark": "{\"modifiedon\": \"x\", \"ids\": []}"}),
+            "watermark",
+        ),
     ] {
-        let failure = host().invoke("get-new-and-updated-records", &connected(&emulator), &input.to_string()).unwrap().unwrap_err();
+        let failure = host()
+            .invoke(
+                "get-new-and-updated-records",
+                &connected(&emulator),
+                &input.to_string(),
+            )
+            .unwrap()
+            .unwrap_err();
         assert_eq!(failure.code, ErrorCode::InvalidInput);
         assert_eq!(failure.field.as_deref(), Some(field));
     }
