@@ -131,16 +131,16 @@ fn set_entity(query: &mut Option<FetchQuery>, element: &BytesStart) -> Result<()
 }
 
 fn local_name(element: &BytesStart) -> String {
-    String::from_utf8_lossy(element.local_name().as_ref()).into_owned()
+    element.local_name().as_ref().to_string()
 }
 
 fn attribute_value(element: &BytesStart, name: &str) -> Result<Option<String>, FetchXmlError> {
     for attribute in element.attributes() {
         let attribute =
             attribute.map_err(|problem| FetchXmlError::Malformed(problem.to_string()))?;
-        if attribute.key.local_name().as_ref() == name.as_bytes() {
+        if attribute.key.local_name().as_ref() == name {
             let value = attribute
-                .unescape_value()
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                 .map_err(|problem| FetchXmlError::Malformed(problem.to_string()))?;
             return Ok(Some(value.into_owned()));
         }
@@ -189,7 +189,7 @@ fn rewrite_fetch(
     count: Option<u32>,
     cookie: Option<&str>,
 ) -> Result<BytesStart<'static>, FetchXmlError> {
-    let name = String::from_utf8_lossy(element.name().as_ref()).into_owned();
+    let name = element.name().as_ref().to_string();
     let mut rewritten = BytesStart::new(name);
     for attribute in element.attributes() {
         let attribute =
@@ -197,7 +197,7 @@ fn rewrite_fetch(
         let key = attribute.key.local_name();
         let key = key.as_ref();
         let replaced =
-            key == b"page" || key == b"paging-cookie" || (key == b"count" && count.is_some());
+            key == "page" || key == "paging-cookie" || (key == "count" && count.is_some());
         if !replaced {
             rewritten.push_attribute(attribute);
         }

@@ -124,3 +124,64 @@ fn bad_dates_and_watermarks_are_refused() {
     }
     assert!(emulator.requests().is_empty());
 }
+
+#[test]
+fn change_tracking_reports_changes_and_deletions_and_starts_over_when_the_link_expires() {
+    let emulator = emulator();
+    let total = emulator.table("accounts").len();
+    let first = read(
+        &emulator,
+        json!({"entityType": "accounts", "useChangeTracking": true, "recordsPerPage": 7, "fieldNames": ["name"]}),
+    );
+    assert_eq!(
+        first["records"].as_array().unwrap().len(),
+        total,
+        "the first read is full"
+    );
+    let delta = first["deltaLink"].as_str().unwrap().to_string();
+
+    let victim = emulator.table("accounts")[0]["accountid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let changed = emulator.table("accounts")[1]["accountid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let connection = connected(&emulator);
+    host()
+        .invoke(
+            "delete-entity",
+            &connection,
+            &json!({"entityType": "accounts", "entityId": victim}).to_string(),
+        )
+        .unwrap()
+        .unwrap();
+    let update = json!({"entityType": "accounts", "entityId": changed, "fieldValues": {"name": "Changed Since"}});
+    host()
+        .invoke("update-entity", &connection, &update.to_string())
+        .unwrap()
+        .unwrap();
+
+    let next = read(
+        &emulator,
+        json!({"entityType": "accounts", "useChangeTracking": true, "deltaLink": delta}),
+    );
+    let names: Vec<&str> = next["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Changed Since"]);
+    assert_eq!(next["deleted"], json!([victim]));
+    assert_eq!(next["resynced"], false);
+
+    emulator.expire_delta_tokens();
+    let again = read(
+        &emulator,
+        json!({"entityType": "accounts", "useChangeTracking": true, "deltaLink": next["deltaLink"]}),
+    );
+    assert_eq!(again["resynced"], true);
+    assert_eq!(again["records"].as_array().unwrap().len(), total - 1);
+}
