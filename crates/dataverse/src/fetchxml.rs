@@ -68,11 +68,9 @@ impl FetchQuery {
                     }
                     depth += 1;
                 }
-                Event::Empty(element) => {
-                    if depth == 1 && local_name(&element) == "entity" {
-                        entities += 1;
-                        set_entity(&mut query, &element)?;
-                    }
+                Event::Empty(element) if depth == 1 && local_name(&element) == "entity" => {
+                    entities += 1;
+                    set_entity(&mut query, &element)?;
                 }
                 Event::End(_) => depth = depth.saturating_sub(1),
                 Event::Eof if depth > 0 => {
@@ -295,12 +293,13 @@ mod tests {
             FetchQuery::parse("<fetch count='x'><entity name='a'/></fetch>"),
             Err(FetchXmlError::Number("count", _))
         ));
-        assert!(matches!(
-            FetchQuery::parse(
-                "<fetch><entity name='a'><link-entity name='b'><entity name='c'/></link-entity></entity></fetch>"
-            ),
-            Ok(_)
-        ));
+        let nested = "<fetch><entity name='a'><link-entity name='b'><entity name='c'/></link-entity></entity></fetch>";
+        assert_eq!(
+            FetchQuery::parse(nested)
+                .map(|query| query.entity)
+                .as_deref(),
+            Ok("a")
+        );
     }
 
     #[test]

@@ -182,8 +182,8 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         for (chunk_index, chunk) in requests.chunks(MAX_ITEMS).enumerate() {
             let offset = chunk_index * MAX_ITEMS;
             if stopped {
-                for index in offset..offset + chunk.len() {
-                    results.push(outcome(index, &items[index], "not-run"));
+                for (index, item) in items.iter().enumerate().skip(offset).take(chunk.len()) {
+                    results.push(outcome(index, item, "not-run"));
                 }
                 continue;
             }

@@ -264,8 +264,10 @@ fn read_existing(
 ) -> Result<Vec<Value>> {
     let mut columns: Vec<String> = chunk
         .iter()
-        .flat_map(|target| target.body.keys())
-        .filter(|column| !column.contains('@'))
+        .flat_map(|target| target.body.iter())
+        // Lookup values name other records; their columns are not selectable by that name.
+        .filter(|(column, value)| !column.contains('@') && !value.is_object())
+        .map(|(column, _)| column)
         .cloned()
         .collect();
     columns.extend(match_on.iter().cloned());
