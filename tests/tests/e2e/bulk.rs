@@ -238,3 +238,54 @@ fn bad_fetch_xml_is_refused_naming_the_element() {
     }
     assert!(emulator.requests().is_empty());
 }
+
+#[test]
+fn a_throttled_batch_is_retried_whole_and_applies_each_item_once() {
+    let emulator = emulator();
+    emulator.faults().throttle(1, 0);
+    let output = run(
+        &emulator,
+        "batch-entity-actions",
+        json!({"batchActions": [
+            {"collection": "accounts", "action": "create", "data": {"name": "Throttled Batch 1"}},
+            {"collection": "accounts", "action": "create", "data": {"name": "Throttled Batch 2"}},
+        ]}),
+    )
+    .unwrap();
+    assert_eq!(output["succeeded"], 2);
+    assert_eq!(accounts_named(&emulator, "Throttled Batch"), 2);
+    assert_eq!(
+        emulator
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("$batch"))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn fetch_xml_too_long_for_a_url_goes_through_batch() {
+    let emulator = emulator();
+    let conditions: String = (0..400)
+        .map(|i| format!("<condition attribute='name' operator='ne' value='not-a-name-{i:04}'/>"))
+        .collect();
+    let xml = format!(
+        "<fetch><entity name='account'><attribute name='accountid'/><filter>{conditions}</filter></entity></fetch>"
+    );
+    assert!(xml.len() > 16 * 1024);
+    let output = run(
+        &emulator,
+        "run-fetch-xml-query",
+        json!({"entityType": "accounts", "xmlQuery": xml}),
+    )
+    .unwrap();
+    assert_eq!(
+        output["records"].as_array().unwrap().len(),
+        emulator.table("accounts").len()
+    );
+    let requests = emulator.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].method, "POST");
+    assert!(requests[0].path.ends_with("$batch"));
+}

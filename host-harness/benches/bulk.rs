@@ -1,0 +1,211 @@
+//! Bulk figures, side by side in one run: 10,000 creates through Batch Entity Actions against
+//! `dynamics-web-api`'s `executeBatch` (1000 per batch for both); a FetchXML fetch-all of
+//! 100,000 rows; and an extraction of 100,000 rows to NDJSON with the harness's peak memory.
+//! Prints figures and ratios; asserts nothing.
+//!
+//! `cargo bench -p host-harness --bench bulk` (the Node row needs `npm ci` in tests/conformance).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataverse_emulator::{Config, Emulator};
+use host_harness::extract::{ExtractOptions, run, with_host};
+use host_harness::{Connection, Host, HostConfig, Level, Limits, NetworkPolicy, StderrLog, Token};
+use serde_json::json;
+
+const CREATES: usize = 10_000;
+const ROWS: usize = 100_000;
+
+fn load_host() -> Host {
+    Host::builtin(HostConfig {
+        limits: Limits {
+            time: Duration::from_secs(600),
+            ..Limits::default()
+        },
+        network: NetworkPolicy {
+            allow_private: true,
+            extra_hosts: Vec::new(),
+        },
+        log: Arc::new(StderrLog {
+            min_level: Level::Error,
+        }),
+    })
+    .expect("the component loads")
+}
+
+fn connect(emulator: &Emulator, token: &str) -> Connection {
+    let credentials = emulator.credentials();
+    Connection {
+        definition: "oauth2-client-credentials".to_string(),
+        fields: vec![
+            ("webApiUrl".to_string(), emulator.base_url()),
+            ("tokenUrl".to_string(), emulator.token_url()),
+            ("clientId".to_string(), credentials.client_id),
+            ("clientSecret".to_string(), credentials.client_secret),
+        ],
+        token: Some(Token {
+            access_token: token.to_string(),
+            token_type: "Bearer".to_string(),
+            refresh_token: None,
+            expires_in_secs: None,
+            scope: None,
+        }),
+    }
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn main() {
+    let host = load_host();
+
+    // 10,000 creates: the component and dynamics-web-api against fresh emulators.
+    let emulator = Emulator::start(
+        Config {
+            rows_per_table: 10,
+            record_requests: false,
+            ..Config::default()
+        },
+        0,
+    )
+    .expect("emulator");
+    let token = emulator.issue_token_for_tests();
+    let connection = connect(&emulator, &token);
+    let started = Instant::now();
+    let mut created = 0;
+    for offset in (0..CREATES).step_by(1000) {
+        let actions: Vec<_> = (offset..offset + 1000)
+            .map(|i| json!({"collection": "accounts", "action": "create", "data": {"name": format!("Batch {i}"), "accountnumber": format!("BATCH-{i}")}}))
+            .collect();
+        let output = host
+            .invoke(
+                "batch-entity-actions",
+                &connection,
+                &json!({"batchActions": actions}).to_string(),
+            )
+            .expect("no trap")
+            .expect("the batch runs");
+        let output: serde_json::Value = serde_json::from_str(&output).expect("json");
+        created += output["succeeded"].as_u64().unwrap_or_default() as usize;
+    }
+    let component = started.elapsed();
+    println!(
+        "batch creates, component       {created:>7} records  {:>8.1} ms  {:>8.0} records/s",
+        component.as_secs_f64() * 1e3,
+        created as f64 / component.as_secs_f64()
+    );
+
+    let node_emulator = Emulator::start(
+        Config {
+            rows_per_table: 10,
+            record_requests: false,
+            ..Config::default()
+        },
+        0,
+    )
+    .expect("emulator");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/conformance");
+    if dir.join("node_modules/dynamics-web-api").exists() {
+        let output = Command::new("node")
+            .arg("bench/batch_create.js")
+            .current_dir(&dir)
+            .env("EMULATOR_URL", node_emulator.base_url())
+            .env("EMULATOR_TOKEN", node_emulator.issue_token_for_tests())
+            .env("COUNT", CREATES.to_string())
+            .output()
+            .expect("node runs");
+        if output.status.success() {
+            let line: serde_json::Value =
+                serde_json::from_slice(&output.stdout).expect("json line");
+            let ms = line["ms"].as_f64().unwrap_or(f64::NAN);
+            let records = line["records"].as_u64().unwrap_or_default();
+            println!(
+                "batch creates, dynamics-web-api {records:>6} records  {ms:>8.1} ms  {:>8.0} records/s",
+                records as f64 / (ms / 1e3)
+            );
+            println!(
+                "ratio dynamics-web-api time / component time: {:.2}x   (target >= 1.5x)",
+                ms / (component.as_secs_f64() * 1e3)
+            );
+        } else {
+            println!(
+                "dynamics-web-api failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    } else {
+        println!("dynamics-web-api skipped: run `npm ci` in tests/conformance");
+    }
+    drop(node_emulator);
+    drop(emulator);
+
+    // 100,000 rows by FetchXML and by extraction.
+    let big = Emulator::start(
+        Config {
+            rows_per_table: 10,
+            table_rows: vec![("account".to_string(), ROWS)],
+            record_requests: false,
+            ..Config::default()
+        },
+        0,
+    )
+    .expect("emulator");
+    let token = big.issue_token_for_tests();
+    let mut connection = connect(&big, &token);
+    let xml = "<fetch count='5000'><entity name='account'><attribute name='accountid'/><attribute name='name'/><attribute name='accountnumber'/><attribute name='revenue'/></entity></fetch>";
+    let started = Instant::now();
+    let output = host
+        .invoke("run-fetch-xml-query", &connection, &json!({"entityType": "accounts", "xmlQuery": xml, "fetchAll": true, "maxRecords": 1_000_000}).to_string())
+        .expect("no trap")
+        .expect("the query runs");
+    let elapsed = started.elapsed();
+    let records = serde_json::from_str::<serde_json::Value>(&output).expect("json")["records"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or_default();
+    println!(
+        "fetchxml fetch-all             {records:>7} records  {:>8.1} ms  {:>8.0} records/s",
+        elapsed.as_secs_f64() * 1e3,
+        records as f64 / elapsed.as_secs_f64()
+    );
+
+    let out = std::env::temp_dir().join(format!("bulk-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let options = ExtractOptions {
+        tables: vec!["accounts".to_string()],
+        out_dir: out.clone(),
+        state_file: out.join("state.json"),
+        page_size: 5000,
+        anchor_date: Some("2000-01-01".to_string()),
+        max_calls: None,
+    };
+    let before = peak_rss_kib();
+    let started = Instant::now();
+    let summary = run(
+        &mut with_host(&host, &mut connection),
+        &options,
+        &mut std::io::sink(),
+    )
+    .expect("extraction runs");
+    let elapsed = started.elapsed();
+    let rows = summary.written.values().sum::<u64>();
+    println!(
+        "extraction to NDJSON           {rows:>7} records  {:>8.1} ms  {:>8.0} records/s",
+        elapsed.as_secs_f64() * 1e3,
+        rows as f64 / elapsed.as_secs_f64()
+    );
+    if let (Some(before), Some(after)) = (before, peak_rss_kib()) {
+        println!(
+            "harness peak RSS: {} MiB before the extraction (emulator with {ROWS} rows in process), {} MiB after (growth {} MiB)",
+            before / 1024,
+            after / 1024,
+            after.saturating_sub(before) / 1024
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
