@@ -30,6 +30,17 @@ pub struct ExtractOptions {
     pub max_calls: Option<usize>,
 }
 
+/// What one call of the action answers, records kept as raw JSON text.
+#[derive(Deserialize)]
+struct Output<'a> {
+    #[serde(borrow)]
+    records: Vec<&'a serde_json::value::RawValue>,
+    #[serde(rename = "nextWatermark")]
+    next_watermark: Option<String>,
+    complete: bool,
+    warning: Option<String>,
+}
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 struct TableState {
     watermark: Option<String>,
@@ -116,18 +127,23 @@ pub fn run(
             }
             let output =
                 runner(&input.to_string()).with_context(|| format!("extracting {table}"))?;
-            let output: Value =
-                serde_json::from_str(&output).context("the action's output is not JSON")?;
-            if let Some(warning) = output["warning"].as_str() {
-                summary.warnings.push(warning.to_string());
+            let output: Output = serde_json::from_str(&output)
+                .context("the action's output is not the expected JSON")?;
+            if let Some(warning) = output.warning {
+                summary.warnings.push(warning);
             }
-            let records = output["records"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let mut lines = String::new();
-            for record in records {
-                lines.push_str(&record.to_string());
+            // Records are copied as the service wrote them; only one that spans lines is
+            // re-encoded, so each stays on its own NDJSON line.
+            let mut lines =
+                String::with_capacity(output.records.iter().map(|r| r.get().len() + 1).sum());
+            for record in &output.records {
+                let text = record.get();
+                if text.contains('\n') {
+                    let value: Value = serde_json::from_str(text)?;
+                    lines.push_str(&value.to_string());
+                } else {
+                    lines.push_str(text);
+                }
                 lines.push('\n');
             }
             let mut file = OpenOptions::new()
@@ -138,10 +154,10 @@ pub fn run(
             file.write_all(lines.as_bytes())?;
             file.sync_data()?;
             table_state.bytes += lines.len() as u64;
-            table_state.records += records.len() as u64;
-            *written += records.len() as u64;
-            table_state.watermark = output["nextWatermark"].as_str().map(str::to_string);
-            table_state.complete = output["complete"] == true;
+            table_state.records += output.records.len() as u64;
+            *written += output.records.len() as u64;
+            table_state.watermark = output.next_watermark;
+            table_state.complete = output.complete;
             state.tables.insert(table.clone(), table_state.clone());
             save(&options.state_file, &state)?;
             writeln!(

@@ -33,7 +33,7 @@ pub struct Input {
 impl Input {
     /// Parses `json` and checks it against `definitions`.
     pub fn parse(definitions: &[InputDef], json: &str) -> Result<Input> {
-        let object = parse_object(json)?;
+        let mut object = parse_object(json)?;
         for key in object.keys() {
             if !definitions
                 .iter()
@@ -59,9 +59,11 @@ impl Input {
         }
         let mut values = BTreeMap::new();
         for definition in definitions.iter().filter(|d| d.kind != Kind::Connection) {
-            let given = object.get(definition.key).filter(|value| !is_empty(value));
+            let given = object
+                .remove(definition.key)
+                .filter(|value| !is_empty(value));
             let value = match (given, definition.default) {
-                (Some(value), _) => value.clone(),
+                (Some(value), _) => value,
                 (None, Some(default)) => default_value(definition, default),
                 (None, None) if definition.required => {
                     return Err(invalid_input(definition, "is required"));

@@ -188,12 +188,25 @@ fn split_head(part: &str) -> (Vec<(String, String)>, &str) {
 }
 
 fn split_head_raw(text: &str) -> (&str, &str) {
-    match (text.find("\r\n\r\n"), text.find("\n\n")) {
-        (Some(crlf), Some(lf)) if lf < crlf => (&text[..lf], &text[lf + 2..]),
-        (Some(crlf), _) => (&text[..crlf], &text[crlf + 4..]),
-        (None, Some(lf)) => (&text[..lf], &text[lf + 2..]),
-        (None, None) => (text, ""),
+    // One pass for the first blank line, CRLF or LF.
+    let bytes = text.as_bytes();
+    for (index, _) in text.match_indices('\n') {
+        let rest = &bytes[index + 1..];
+        let skip = if rest.starts_with(b"\r\n") {
+            3
+        } else if rest.starts_with(b"\n") {
+            2
+        } else {
+            continue;
+        };
+        let head_end = if index > 0 && bytes[index - 1] == b'\r' {
+            index - 1
+        } else {
+            index
+        };
+        return (&text[..head_end], &text[index + skip..]);
     }
+    (text, "")
 }
 
 fn header_in(headers: &[(String, String)], name: &str) -> Option<String> {

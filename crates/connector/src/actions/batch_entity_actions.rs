@@ -4,7 +4,10 @@
 use dataverse::batch::{BatchPart, BatchRequest, BatchResponse, decode, encode};
 use dataverse::keys::{RecordKey, id_from_entity_url};
 use dataverse::retry::RetryPolicy;
-use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::actions::{ActionDef, Context, Run};
 use crate::client::Request;
@@ -72,7 +75,7 @@ pub const ACTION: ActionDef = ActionDef {
     example_output: Some(
         r#"{"results":[{"index":0,"collection":"accounts","action":"create","outcome":"succeeded","status":204,"id":"00000000-0000-0000-0000-000000000002"}],"succeeded":1,"failed":0,"notRun":0,"batches":1}"#,
     ),
-    run: Some(Run::Value(run)),
+    run: Some(Run::Text(run)),
 };
 
 /// One checked item of the input list.
@@ -85,7 +88,7 @@ struct Item {
     reference: Option<String>,
 }
 
-fn run(context: &Context, input: &Input) -> Result<Value> {
+fn run(context: &Context, input: &Input) -> Result<String> {
     let all_or_nothing = input.flag(ALL_OR_NOTHING.key);
     let continue_on_error = input.flag(CONTINUE_ON_ERROR.key);
     let items = parse_items(input.json(BATCH_ACTIONS.key), all_or_nothing)?;
@@ -95,7 +98,12 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
     };
     // Requests are built (and lookups resolved) before anything is sent.
     let mut requests = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
+    let mut items = items;
+    let bodies: Vec<Map<String, Value>> = items
+        .iter_mut()
+        .map(|item| std::mem::take(&mut item.data))
+        .collect();
+    for ((index, item), data) in items.iter().enumerate().zip(bodies) {
         let resolve = |name: &str| -> Option<(String, String)> {
             items[..index]
                 .iter()
@@ -114,7 +122,7 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
             _ => Some(bind_lookups(
                 context,
                 &item.collection,
-                item.data.clone(),
+                data,
                 &BATCH_ACTIONS,
                 &prefix,
                 refs,
@@ -151,48 +159,57 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         });
     }
 
-    let mut results: Vec<Value> = Vec::with_capacity(items.len());
+    let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
     let mut batches = 0;
     if all_or_nothing {
         batches = 1;
         let answers = send_batch(context, input, vec![BatchPart::ChangeSet(requests)], false)?;
+        let by_id: HashMap<&str, &BatchResponse> = answers
+            .iter()
+            .filter_map(|answer| answer.content_id.as_deref().map(|id| (id, answer)))
+            .collect();
         let failed = answers
             .iter()
             .find(|answer| !(200..300).contains(&answer.status));
         for (index, item) in items.iter().enumerate() {
+            let content_id = (index + 1).to_string();
             let result = match failed {
-                Some(failure)
-                    if failure.content_id.as_deref() == Some(&(index + 1).to_string()) =>
-                {
+                Some(failure) if failure.content_id.as_deref() == Some(content_id.as_str()) => {
                     item_failure(index, item, failure)
                 }
-                Some(_) => outcome(index, item, "rolled-back"),
-                None => match answers
-                    .iter()
-                    .find(|answer| answer.content_id.as_deref() == Some(&(index + 1).to_string()))
-                {
+                Some(_) => ItemResult::new(index, item, "rolled-back"),
+                None => match by_id.get(content_id.as_str()) {
                     Some(answer) => item_success(context, index, item, answer)?,
-                    None => outcome(index, item, "not-run"),
+                    None => ItemResult::new(index, item, "not-run"),
                 },
             };
             results.push(result);
         }
     } else {
         let mut stopped = false;
-        for (chunk_index, chunk) in requests.chunks(MAX_ITEMS).enumerate() {
-            let offset = chunk_index * MAX_ITEMS;
+        let mut remaining = requests.into_iter();
+        let mut offset = 0;
+        loop {
+            let chunk: Vec<BatchPart> = remaining
+                .by_ref()
+                .take(MAX_ITEMS)
+                .map(BatchPart::Single)
+                .collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let size = chunk.len();
             if stopped {
-                for (index, item) in items.iter().enumerate().skip(offset).take(chunk.len()) {
-                    results.push(outcome(index, item, "not-run"));
+                for (index, item) in items.iter().enumerate().skip(offset).take(size) {
+                    results.push(ItemResult::new(index, item, "not-run"));
                 }
+                offset += size;
                 continue;
             }
             batches += 1;
-            let parts = chunk.iter().cloned().map(BatchPart::Single).collect();
-            let answers = send_batch(context, input, parts, continue_on_error)?;
-            for (position, index) in (offset..offset + chunk.len()).enumerate() {
-                let item = &items[index];
-                let result = match answers.get(position) {
+            let answers = send_batch(context, input, chunk, continue_on_error)?;
+            for (index, item) in items.iter().enumerate().skip(offset).take(size) {
+                let result = match answers.get(index - offset) {
                     Some(answer) if (200..300).contains(&answer.status) => {
                         item_success(context, index, item, answer)?
                     }
@@ -202,27 +219,85 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
                     }
                     None => {
                         stopped = true;
-                        outcome(index, item, "not-run")
+                        ItemResult::new(index, item, "not-run")
                     }
                 };
                 results.push(result);
             }
+            offset += size;
         }
     }
     let count = |name: &str| {
         results
             .iter()
-            .filter(|result| result["outcome"] == name)
+            .filter(|result| result.outcome == name)
             .count()
     };
-    Ok(json!({
-        "succeeded": count("succeeded"),
-        "failed": count("failed"),
-        "rolledBack": count("rolled-back"),
-        "notRun": count("not-run"),
-        "batches": batches,
-        "results": results,
-    }))
+    let summary = Summary {
+        succeeded: count("succeeded"),
+        failed: count("failed"),
+        rolled_back: count("rolled-back"),
+        not_run: count("not-run"),
+        batches,
+        results: &results,
+    };
+    serde_json::to_string(&summary).map_err(|problem| {
+        crate::error::error(
+            crate::bindings::dynamics::connector::types::ErrorCode::Internal,
+            problem.to_string(),
+        )
+    })
+}
+
+/// The output: counts, then one result per input item in input order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Summary<'a> {
+    succeeded: usize,
+    failed: usize,
+    rolled_back: usize,
+    not_run: usize,
+    batches: usize,
+    results: &'a [ItemResult<'a>],
+}
+
+/// What happened to one item.
+#[derive(Serialize)]
+struct ItemResult<'a> {
+    index: usize,
+    collection: &'a str,
+    action: &'a str,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ItemError>,
+}
+
+#[derive(Serialize)]
+struct ItemError {
+    code: Option<String>,
+    message: String,
+    hint: Option<String>,
+}
+
+impl<'a> ItemResult<'a> {
+    fn new(index: usize, item: &'a Item, outcome: &'static str) -> ItemResult<'a> {
+        ItemResult {
+            index,
+            collection: &item.collection,
+            action: item.action,
+            outcome,
+            status: None,
+            id: None,
+            record: None,
+            error: None,
+        }
+    }
 }
 
 fn parse_items(value: Option<&Value>, all_or_nothing: bool) -> Result<Vec<Item>> {
@@ -396,18 +471,12 @@ fn batch_id() -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-fn outcome(index: usize, item: &Item, outcome: &str) -> Value {
-    json!({ "index": index, "collection": item.collection, "action": item.action, "outcome": outcome })
-}
-
-fn item_success(
+fn item_success<'a>(
     context: &Context,
     index: usize,
-    item: &Item,
+    item: &'a Item,
     answer: &BatchResponse,
-) -> Result<Value> {
-    let mut result = outcome(index, item, "succeeded");
-    result["status"] = json!(answer.status);
+) -> Result<ItemResult<'a>> {
     let record = if answer.body.trim().is_empty() {
         None
     } else {
@@ -433,25 +502,27 @@ fn item_success(
         }
         _ => None,
     };
-    result["id"] = id.map(Value::String).unwrap_or(Value::Null);
-    if let Some(record) = record {
-        result["record"] = record;
-    }
-    Ok(result)
+    Ok(ItemResult {
+        status: Some(answer.status),
+        id,
+        record,
+        ..ItemResult::new(index, item, "succeeded")
+    })
 }
 
-fn item_failure(index: usize, item: &Item, answer: &BatchResponse) -> Value {
+fn item_failure<'a>(index: usize, item: &'a Item, answer: &BatchResponse) -> ItemResult<'a> {
     let service = dataverse::error::read_error(
         answer.status,
         answer.body.as_bytes(),
         answer.header("retry-after"),
     );
-    let mut result = outcome(index, item, "failed");
-    result["status"] = json!(answer.status);
-    result["error"] = json!({
-        "code": service.code,
-        "message": service.message,
-        "hint": service.hint,
-    });
-    result
+    ItemResult {
+        status: Some(answer.status),
+        error: Some(ItemError {
+            code: service.code,
+            message: service.message,
+            hint: service.hint,
+        }),
+        ..ItemResult::new(index, item, "failed")
+    }
 }

@@ -176,12 +176,13 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                 malformed(format!("a row of {entity_set} cannot be read: {problem}"))
             })?;
             let id = fields.id(&table.primary_id).unwrap_or_default();
-            if fields.modifiedon.as_deref() == Some(watermark.modifiedon.as_str())
+            let modified = fields.modifiedon();
+            if modified.as_deref() == Some(watermark.modifiedon.as_str())
                 && skip.contains(id.as_str())
             {
                 continue;
             }
-            if let Some(modified) = fields.modifiedon {
+            if let Some(modified) = modified {
                 if modified != newest.modifiedon {
                     newest = Watermark {
                         modifiedon: modified,
@@ -206,20 +207,22 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     )))
 }
 
-/// The two columns the watermark needs, read from a row without the rest.
+/// The two columns the watermark needs, read from a row without building its values.
 #[derive(Deserialize)]
-struct Stamp {
-    modifiedon: Option<String>,
-    #[serde(flatten)]
-    rest: serde_json::Map<String, Value>,
-}
+struct Stamp<'a>(#[serde(borrow)] std::collections::BTreeMap<&'a str, &'a RawValue>);
 
-impl Stamp {
+impl Stamp<'_> {
+    fn text(&self, column: &str) -> Option<String> {
+        let raw = self.0.get(column)?.get();
+        serde_json::from_str::<String>(raw).ok()
+    }
+
+    fn modifiedon(&self) -> Option<String> {
+        self.text("modifiedon")
+    }
+
     fn id(&self, primary_id: &str) -> Option<String> {
-        self.rest
-            .get(primary_id)
-            .and_then(Value::as_str)
-            .map(str::to_ascii_lowercase)
+        self.text(primary_id).map(|id| id.to_ascii_lowercase())
     }
 }
 
