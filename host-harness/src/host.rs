@@ -306,6 +306,24 @@ impl Host {
         })
     }
 
+    /// Lists the choices of data source `key` (entity types, columns) for a designer's picklist.
+    pub fn choices(
+        &self,
+        key: &str,
+        connection: &Connection,
+        input: &str,
+    ) -> Result<
+        Result<Vec<crate::bindings::dynamics::connector::types::Choice>, ConnectorError>,
+        HostError,
+    > {
+        let (key, input) = (key.to_string(), input.to_string());
+        self.call(Some(connection), |connector, store| {
+            connector
+                .dynamics_connector_actions()
+                .call_choices(store, &key, connection, &input)
+        })
+    }
+
     /// Tests a connection.
     pub fn test_connection(
         &self,

@@ -23,8 +23,8 @@ pub(crate) mod bindings {
 }
 
 pub use bindings::dynamics::connector::types::{
-    ActionDefinition, ComponentDefinition, Connection, ConnectionDefinition, ConnectorError,
-    ErrorCode, InputDefinition, InputType, Token,
+    ActionDefinition, Choice, ComponentDefinition, Connection, ConnectionDefinition,
+    ConnectorError, ErrorCode, InputDefinition, InputType, Token,
 };
 pub use host::{Host, HostConfig, HostError, Limits, NetworkPolicy};
 pub use logging::{Level, LogLine, LogSink, MemoryLog, StderrLog};

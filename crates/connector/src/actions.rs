@@ -141,3 +141,16 @@ pub fn invoke(
         Run::Text(run) => run(&context, &input),
     }
 }
+
+/// Runs `f` with the connection's client, for work outside the action catalogue (data sources).
+pub fn with_context<T>(
+    connection: &Connection,
+    f: impl FnOnce(&Context) -> Result<T>,
+) -> Result<T> {
+    let settings = Settings::from_connection(connection)?;
+    let context = Context {
+        client: Client::new(&settings, connection.token.as_ref()),
+        metadata: MetadataCache::default(),
+    };
+    f(&context)
+}

@@ -96,6 +96,13 @@ impl InputDef {
         InputDef { choices, ..self }
     }
 
+    pub const fn data_source(self, data_source: &'static str) -> InputDef {
+        InputDef {
+            data_source: Some(data_source),
+            ..self
+        }
+    }
+
     pub const fn format(self, format: Format) -> InputDef {
         InputDef { format, ..self }
     }

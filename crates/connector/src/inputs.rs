@@ -9,6 +9,7 @@ pub const ENTITY_TYPE: InputDef = InputDef::new("entityType", "Entity Type", Kin
     .required()
     .comments("The type of Entity to query, usually a pluralized name")
     .example("accounts")
+    .data_source("entity-types")
     .format(Format::Identifier);
 
 pub const ENTITY_ID: InputDef = InputDef::new("entityId", "Entity ID", Kind::Text)
@@ -19,6 +20,7 @@ pub const ENTITY_ID: InputDef = InputDef::new("entityId", "Entity ID", Kind::Tex
 pub const FIELD_NAMES: InputDef = InputDef::new("fieldNames", "Field Name", Kind::StringList)
     .comments("The names of the fields to retrieve")
     .example("name, accountnumber")
+    .data_source("columns")
     .format(Format::Identifiers);
 
 pub const EXPAND: InputDef = InputDef::new("expand", "Expand Property Name", Kind::StringList)
@@ -45,7 +47,8 @@ pub const NEXT_PAGE_ID: InputDef = InputDef::new("nextPageId", "Next Page Id", K
 pub const METADATA_ENTITY_ID: InputDef = InputDef::new("entityId", "Entity ID", Kind::Text)
     .required()
     .comments("The ID of a specific Entity record")
-    .example("account");
+    .example("account")
+    .data_source("tables");
 
 pub const IMPERSONATE_USER_ID: InputDef = InputDef::new("impersonateUserId", "Impersonate User Id", Kind::Text)
     .comments("The systemuserid of a user to act as (sent as MSCRMCallerID); the connection's user needs the Act on Behalf of Another User privilege")

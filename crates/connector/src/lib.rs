@@ -7,7 +7,9 @@ mod actions;
 mod auth;
 mod client;
 mod connection;
+mod data_sources;
 mod definition;
+mod entity_metadata;
 mod error;
 mod input;
 mod inputs;
@@ -51,7 +53,7 @@ impl component::Guest for Connector {
             connections: connection::definitions(),
             actions: actions::definitions(),
             triggers: triggers::definitions(),
-            data_sources: Vec::new(),
+            data_sources: data_sources::definitions(),
         }
     }
 }
@@ -106,13 +108,12 @@ impl actions_export::Guest for Connector {
 
     fn choices(
         key: String,
-        _connection: Connection,
-        _input: String,
+        connection: Connection,
+        input: String,
     ) -> Result<Vec<Choice>, ConnectorError> {
-        Err(error(
-            ErrorCode::InvalidInput,
-            format!("unknown data source {key:?}; this version declares none"),
-        ))
+        actions::with_context(&connection, |context| {
+            data_sources::choices(context, &key, &input)
+        })
     }
 }
 

@@ -517,6 +517,192 @@ pub fn schema() -> Schema {
     .alt_key("new_CodeKey", "Project Code", &["new_code"])
     .build();
 
+    // Plug-in registration tables behind webhooks (section 9 of the protocol notes).
+    let serviceendpoint = B::new(
+        "serviceendpoint",
+        "ServiceEndpoint",
+        "serviceendpoints",
+        "Service Endpoint",
+        "Service Endpoints",
+        4618,
+        OrganizationOwned,
+        "Service endpoint that can be contacted.",
+    )
+    .id("serviceendpointid", "Service Endpoint")
+    .name("name", "Name", 256)
+    .string("url", "Url Address", 2000)
+    .picklist(
+        "contract",
+        "Contract",
+        &[
+            (1, "OneWay"),
+            (2, "Queue"),
+            (3, "Rest"),
+            (4, "TwoWay"),
+            (5, "Topic"),
+            (6, "Queue (Persistent)"),
+            (7, "Event Hub"),
+            (8, "Webhook"),
+            (9, "Event Grid"),
+            (10, "Managed Data Lake"),
+        ],
+    )
+    .picklist(
+        "authtype",
+        "Specifies mode of authentication with SB",
+        &[
+            (1, "ACS"),
+            (2, "SAS Key"),
+            (3, "SAS Token"),
+            (4, "Webhook Key"),
+            (5, "Http Header"),
+            (6, "Http Query String"),
+            (7, "Connection String"),
+            (8, "Access Key"),
+        ],
+    )
+    .string("authvalue", "Authorization Value", 2048)
+    .picklist(
+        "messageformat",
+        "Message Format",
+        &[(1, "Binary XML"), (2, "Json"), (3, "Text XML")],
+    )
+    .string("path", "Path", 160)
+    .memo("description", "Description")
+    .audit()
+    .build();
+
+    let sdkmessage = B::new(
+        "sdkmessage",
+        "SdkMessage",
+        "sdkmessages",
+        "Sdk Message",
+        "Sdk Messages",
+        4606,
+        OrganizationOwned,
+        "Message that is supported by the SDK.",
+    )
+    .id("sdkmessageid", "Sdk Message")
+    .name("name", "Name", 256)
+    .audit()
+    .build();
+
+    let sdkmessagefilter = B::new(
+        "sdkmessagefilter",
+        "SdkMessageFilter",
+        "sdkmessagefilters",
+        "Sdk Message Filter",
+        "Sdk Message Filters",
+        4607,
+        OrganizationOwned,
+        "Filter that defines which SDK messages are valid for each type of entity.",
+    )
+    .id("sdkmessagefilterid", "Sdk Message Filter")
+    .name("name", "Name", 256)
+    .string("primaryobjecttypecode", "Primary Object Type Code", 100)
+    .string("secondaryobjecttypecode", "Secondary Object Type Code", 100)
+    .boolean(
+        "iscustomprocessingstepallowed",
+        "Custom Processing Step Allowed",
+        "Yes",
+        "No",
+    )
+    .lookup("sdkmessageid", "SDK Message ID", &["sdkmessage"])
+    .audit()
+    .build();
+
+    let sdkstep = B::new(
+        "sdkmessageprocessingstep",
+        "SdkMessageProcessingStep",
+        "sdkmessageprocessingsteps",
+        "Sdk Message Processing Step",
+        "Sdk Message Processing Steps",
+        4608,
+        OrganizationOwned,
+        "Stage in the execution pipeline that a plug-in or service endpoint is to execute.",
+    )
+    .id("sdkmessageprocessingstepid", "Sdk Message Processing Step")
+    .name("name", "Name", 256)
+    .lookup("sdkmessageid", "SDK Message", &["sdkmessage"])
+    .lookup(
+        "sdkmessagefilterid",
+        "SdkMessage Filter",
+        &["sdkmessagefilter"],
+    )
+    .lookup("eventhandler", "Event Handler", &["serviceendpoint"])
+    .string("filteringattributes", "Filtering Attributes", 100_000)
+    .picklist(
+        "stage",
+        "Execution Stage",
+        &[
+            (10, "Initial Pre-operation (For internal use only)"),
+            (20, "Pre-operation"),
+            (30, "Main Operation (For internal use only)"),
+            (40, "Post-operation"),
+        ],
+    )
+    .picklist(
+        "mode",
+        "Execution Mode",
+        &[(0, "Synchronous"), (1, "Asynchronous")],
+    )
+    .int("rank", "Execution Order", 0, 2_147_483_647)
+    .picklist(
+        "supporteddeployment",
+        "Deployment",
+        &[
+            (0, "Server Only"),
+            (1, "Microsoft Dynamics 365 Client for Outlook Only"),
+            (2, "Both"),
+        ],
+    )
+    .boolean(
+        "asyncautodelete",
+        "Asynchronous Automatic Delete",
+        "Yes",
+        "No",
+    )
+    .memo("description", "Description")
+    .memo("configuration", "Configuration")
+    .state_status(
+        &[(0, "Enabled"), (1, "Disabled")],
+        &[(1, "Enabled"), (2, "Disabled")],
+    )
+    .audit()
+    .build();
+
+    let sdkimage = B::new(
+        "sdkmessageprocessingstepimage",
+        "SdkMessageProcessingStepImage",
+        "sdkmessageprocessingstepimages",
+        "Sdk Message Processing Step Image",
+        "Sdk Message Processing Step Images",
+        4615,
+        OrganizationOwned,
+        "Copy of an entity's attributes before or after the core system operation.",
+    )
+    .id(
+        "sdkmessageprocessingstepimageid",
+        "Sdk Message Processing Step Image",
+    )
+    .name("name", "Name", 256)
+    .lookup(
+        "sdkmessageprocessingstepid",
+        "SDK Message Processing Step",
+        &["sdkmessageprocessingstep"],
+    )
+    .string("entityalias", "Entity Alias", 256)
+    .picklist(
+        "imagetype",
+        "Image Type",
+        &[(0, "PreImage"), (1, "PostImage"), (2, "Both")],
+    )
+    .string("messagepropertyname", "Message Property Name", 256)
+    .string("attributes", "Attributes", 100_000)
+    .memo("description", "Description")
+    .audit()
+    .build();
+
     let entities = vec![
         businessunit,
         systemuser,
@@ -532,6 +718,11 @@ pub fn schema() -> Schema {
         annotation,
         task,
         project,
+        serviceendpoint,
+        sdkmessage,
+        sdkmessagefilter,
+        sdkstep,
+        sdkimage,
     ];
 
     let mut rels = vec![
@@ -727,6 +918,46 @@ pub fn schema() -> Schema {
             "new_AccountId",
             "new_account_new_project",
         ),
+        rel(
+            "sdkmessageid_sdkmessagefilter",
+            "sdkmessagefilter",
+            "sdkmessageid",
+            "sdkmessage",
+            "sdkmessageid",
+            "sdkmessageid_sdkmessagefilter",
+        ),
+        rel(
+            "sdkmessageid_sdkmessageprocessingstep",
+            "sdkmessageprocessingstep",
+            "sdkmessageid",
+            "sdkmessage",
+            "sdkmessageid",
+            "sdkmessageid_sdkmessageprocessingstep",
+        ),
+        rel(
+            "sdkmessagefilterid_sdkmessageprocessingstep",
+            "sdkmessageprocessingstep",
+            "sdkmessagefilterid",
+            "sdkmessagefilter",
+            "sdkmessagefilterid",
+            "sdkmessagefilterid_sdkmessageprocessingstep",
+        ),
+        rel(
+            "serviceendpoint_sdkmessageprocessingstep",
+            "sdkmessageprocessingstep",
+            "eventhandler",
+            "serviceendpoint",
+            "eventhandler_serviceendpoint",
+            "serviceendpoint_sdkmessageprocessingstep",
+        ),
+        rel(
+            "sdkmessageprocessingstepid_sdkmessageprocessingstepimage",
+            "sdkmessageprocessingstepimage",
+            "sdkmessageprocessingstepid",
+            "sdkmessageprocessingstep",
+            "sdkmessageprocessingstepid",
+            "sdkmessageprocessingstepid_sdkmessageprocessingstepimage",
+        ),
     ];
     for logical in [
         "account",
@@ -768,6 +999,11 @@ pub fn schema() -> Schema {
         "annotation",
         "task",
         "new_project",
+        "serviceendpoint",
+        "sdkmessage",
+        "sdkmessagefilter",
+        "sdkmessageprocessingstep",
+        "sdkmessageprocessingstepimage",
     ] {
         rels.extend(audit_rels(logical));
     }

@@ -24,6 +24,7 @@ mod server;
 mod store;
 mod throttle;
 mod webapi;
+mod webhooks;
 mod writes;
 
 use std::net::SocketAddr;
@@ -39,6 +40,10 @@ pub use faults::{Fault, FaultHandle};
 pub use guid::Guid;
 pub use store::ChangeKind;
 pub use throttle::RateLimit;
+pub use webhooks::WebhookDelivery;
+
+/// The `OrganizationName` of webhook contexts.
+pub const ORGANIZATION_NAME: &str = "emulator";
 
 /// The default tenant id of the emulator's directory.
 pub const TENANT_ID: &str = "4d9a7e2c-3f1b-4c6e-9a8d-2b7f0e5c1a90";
@@ -219,6 +224,7 @@ impl Emulator {
             &config.table_rows,
             &main_client,
         );
+        webhooks::seed(&mut store);
         let users = resolve_users(&store, &config.users, &ids);
         let auth = auth::Auth::new(
             config.tenant_id.clone(),
@@ -238,6 +244,7 @@ impl Emulator {
             requests: Mutex::new(Vec::new()),
             ids,
             addr,
+            webhooks: webhooks::Dispatcher::new(),
         });
 
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -475,6 +482,23 @@ impl Emulator {
     pub fn expire_delta_tokens(&self) {
         let mut store = self.app.store.write().unwrap_or_else(|p| p.into_inner());
         store.expire_delta_tokens();
+    }
+
+    /// Every webhook call made so far (service endpoints registered through
+    /// `sdkmessageprocessingsteps`), in order of completion.
+    pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
+        self.app.webhooks.deliveries()
+    }
+
+    /// Waits until at least `n` webhook calls completed or `timeout` passed, and returns every
+    /// call made so far (fewer than `n` on timeout).
+    pub fn wait_for_deliveries(&self, n: usize, timeout: Duration) -> Vec<WebhookDelivery> {
+        self.app.webhooks.wait_for(n, timeout)
+    }
+
+    /// Forgets the recorded webhook calls.
+    pub fn clear_webhook_deliveries(&self) {
+        self.app.webhooks.clear();
     }
 
     /// Stops the server and waits for its thread.

@@ -132,9 +132,42 @@ pub struct Attribute {
     /// False for system-maintained columns (createdon, versionnumber, ...): ignored on write.
     pub writable: bool,
     pub metadata_id: Guid,
+    /// Every localized display label as (LanguageCode, text); empty means `display_name` in 1033.
+    pub display_labels: Vec<(i64, String)>,
+    /// Every localized description as (LanguageCode, text); empty means `description` in 1033.
+    pub description_labels: Vec<(i64, String)>,
+    /// Metadata properties kept as sent when the column was created or updated through the
+    /// Web API (e.g. `PrecisionSource`, `FormatName`), echoed back on reads.
+    pub extra: Vec<(String, serde_json::Value)>,
 }
 
 impl Attribute {
+    /// A column as created through the metadata API.
+    pub fn custom(
+        entity_logical_name: &str,
+        schema_name: &str,
+        kind: AttrKind,
+        required: &'static str,
+    ) -> Attribute {
+        let logical = schema_name.to_lowercase();
+        Attribute {
+            metadata_id: meta_guid(entity_logical_name, &logical),
+            logical_name: logical,
+            schema_name: schema_name.into(),
+            display_name: String::new(),
+            description: String::new(),
+            kind,
+            required,
+            is_primary_id: false,
+            is_primary_name: false,
+            is_custom: true,
+            writable: true,
+            display_labels: Vec::new(),
+            description_labels: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+
     /// The property name on the wire: `_x_value` for lookups, the logical name otherwise.
     pub fn wire_name(&self) -> String {
         if self.kind.is_lookup() {
@@ -230,6 +263,15 @@ impl Entity {
     pub fn primary_name_name(&self) -> &str {
         &self.attributes[self.primary_name].logical_name
     }
+
+    /// Appends a column and indexes it; returns its position.
+    pub fn add_attribute(&mut self, a: Attribute) -> usize {
+        let i = self.attributes.len();
+        self.index.insert(a.logical_name.clone(), i);
+        self.wire_index.insert(a.wire_name(), i);
+        self.attributes.push(a);
+        i
+    }
 }
 
 /// A builder for [`Entity`], used by the catalogue.
@@ -292,6 +334,9 @@ impl EntityBuilder {
             is_custom: custom,
             writable: true,
             metadata_id: meta_guid(&self.entity.logical_name, logical),
+            display_labels: Vec::new(),
+            description_labels: Vec::new(),
+            extra: Vec::new(),
         });
         let last = self.entity.attributes.len() - 1;
         &mut self.entity.attributes[last]
@@ -478,7 +523,7 @@ pub fn meta_guid(entity: &str, attribute: &str) -> Guid {
 }
 
 /// All tables and their relationships.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Schema {
     pub entities: Vec<Entity>,
     pub relationships: Vec<Relationship>,

@@ -173,6 +173,12 @@ pub fn row_count(entity: &Entity, rows_per_table: usize, overrides: &[(String, u
         "team" => rows_per_table.min(50),
         "transactioncurrency" => CURRENCIES.len(),
         "systemuser" => 3 + rows_per_table.min(200),
+        // Registration tables start empty; the SDK messages and filters are seeded apart.
+        "serviceendpoint"
+        | "sdkmessageprocessingstep"
+        | "sdkmessageprocessingstepimage"
+        | "sdkmessage"
+        | "sdkmessagefilter" => 0,
         _ => rows_per_table,
     }
 }

@@ -34,6 +34,7 @@ pub struct App {
     pub requests: Mutex<Vec<RecordedRequest>>,
     pub ids: Identities,
     pub addr: SocketAddr,
+    pub webhooks: crate::webhooks::Dispatcher,
 }
 
 impl App {
@@ -461,13 +462,19 @@ fn web_api(
     // A panic in a handler must not take the store down with it: keep serving from a
     // poisoned lock (writes are applied row by row, so the data stays consistent per row).
     let result = if method == "POST" && sub.trim_matches('/') == "$batch" {
-        crate::batch::handle(&app.store, &req)
+        let result = crate::batch::handle(&app.store, &req);
+        let calls = {
+            let mut store = app.store.write().unwrap_or_else(|p| p.into_inner());
+            take_webhook_calls(app, &mut store, &req)
+        };
+        // Inside a batch every call is made after the batch, without failing it.
+        app.webhooks.enqueue(calls);
+        result
     } else if webapi::is_read(method_eff) {
         let store = app.store.read().unwrap_or_else(|p| p.into_inner());
         webapi::handle_read(&store, &req)
     } else {
-        let mut store = app.store.write().unwrap_or_else(|p| p.into_inner());
-        webapi::handle_write(&mut store, &req)
+        write_with_webhooks(app, &req)
     };
     match result {
         Ok(Resp {
@@ -489,6 +496,77 @@ fn web_api(
             (s, h, b)
         }
     }
+}
+
+fn take_webhook_calls(
+    app: &App,
+    store: &mut Store,
+    req: &Req,
+) -> Vec<crate::webhooks::Outbound> {
+    if store.events.is_empty() {
+        return Vec::new();
+    }
+    let host = app.addr.to_string();
+    let ctx = crate::webhooks::EventCtx {
+        user: req.caller.user,
+        business_unit: req.caller.business_unit,
+        organization_id: app.ids.organization_id,
+        organization_name: crate::ORGANIZATION_NAME,
+        organization_host: &host,
+        correlation_id: crate::webhooks::fresh_guid(),
+        now_ms: (store.clock)().saturating_mul(1000),
+    };
+    crate::webhooks::collect(store, &ctx)
+}
+
+/// A write, then the webhook calls it triggers: synchronous steps are called before the
+/// answer (a failure undoes the write and fails it), asynchronous ones are queued.
+fn write_with_webhooks(app: &App, req: &Req) -> Result<Resp, DvError> {
+    let mut store = app.store.write().unwrap_or_else(|p| p.into_inner());
+    let guarded = store.captures_events();
+    if guarded {
+        store.begin_tx();
+    }
+    let mut result = webapi::handle_write(&mut store, req);
+    let calls = take_webhook_calls(app, &mut store, req);
+    if result.is_err() {
+        if guarded {
+            store.commit_tx();
+        }
+        return result;
+    }
+    let (sync, later): (Vec<_>, Vec<_>) = calls.into_iter().partition(|c| c.synchronous);
+    let mut failed = None;
+    for call in sync {
+        let d = app.webhooks.deliver_now(call);
+        if !d.succeeded() {
+            failed = Some(d);
+            break;
+        }
+    }
+    if guarded {
+        if failed.is_some() {
+            store.rollback_tx();
+        } else {
+            store.commit_tx();
+        }
+    }
+    drop(store);
+    match failed {
+        Some(d) => {
+            result = Err(DvError::new(
+                400,
+                "0x80040265",
+                format!(
+                    "The synchronous webhook to '{}' failed with status {}.",
+                    d.url.split('?').next().unwrap_or(""),
+                    d.status
+                ),
+            ));
+        }
+        None => app.webhooks.enqueue(later),
+    }
+    result
 }
 
 /// How long a stopping server waits for open connections before it gives up on them.

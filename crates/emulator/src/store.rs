@@ -63,6 +63,21 @@ pub enum ChangeKind {
     Delete,
 }
 
+/// A logged write with the row states webhooks report (captured only while processing steps
+/// are registered).
+#[derive(Debug, Clone)]
+pub struct WriteEvent {
+    pub entity: usize,
+    pub id: Guid,
+    pub kind: ChangeKind,
+    /// Columns the write set (all non-null columns for a create).
+    pub changed: Vec<usize>,
+    /// The row before the write (update, delete).
+    pub pre: Option<Vec<Val>>,
+    /// The row after the write (create, update).
+    pub post: Option<Vec<Val>>,
+}
+
 /// One table's rows and alternate-key indexes.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -84,6 +99,10 @@ pub struct Store {
     pub delta_floor: u64,
     /// Prior row states recorded while a `$batch` change set runs.
     journal: Option<Journal>,
+    /// Writes not yet handed to the webhook dispatcher.
+    pub events: Vec<WriteEvent>,
+    /// The `sdkmessageprocessingstep` table: events are captured while it has rows.
+    step_table: Option<usize>,
 }
 
 /// What a change set must restore on rollback.
@@ -92,6 +111,7 @@ struct Journal {
     /// (table, row id, state before the change set first touched it)
     rows: Vec<(usize, Guid, Option<Row>)>,
     changes_len: usize,
+    events_len: usize,
 }
 
 impl Store {
@@ -104,6 +124,7 @@ impl Store {
                 alt: vec![HashMap::new(); e.alternate_keys.len()],
             })
             .collect();
+        let step_table = schema.entity("sdkmessageprocessingstep");
         Store {
             schema,
             tables,
@@ -113,7 +134,45 @@ impl Store {
             clock: datetime::now_secs,
             delta_floor: 0,
             journal: None,
+            events: Vec::new(),
+            step_table,
         }
+    }
+
+    /// Whether writes are captured for webhooks (some processing step is registered).
+    pub fn captures_events(&self) -> bool {
+        self.step_table
+            .is_some_and(|t| !self.tables[t].rows.is_empty())
+    }
+
+    /// Appends a column to a table (a metadata create): every row gets a null cell.
+    pub fn add_column(&mut self, entity: usize, attribute: crate::schema::Attribute) -> usize {
+        let schema = Arc::make_mut(&mut self.schema);
+        let col = schema.entities[entity].add_attribute(attribute);
+        for row in self.tables[entity].rows.values_mut() {
+            row.vals.push(Val::Null);
+        }
+        if let Some(j) = self.journal.as_mut() {
+            for (e, _, prior) in &mut j.rows {
+                if *e == entity
+                    && let Some(r) = prior
+                {
+                    r.vals.push(Val::Null);
+                }
+            }
+        }
+        col
+    }
+
+    /// Changes the definition of a column in place (a metadata update; same type).
+    pub fn replace_column(
+        &mut self,
+        entity: usize,
+        col: usize,
+        attribute: crate::schema::Attribute,
+    ) {
+        let schema = Arc::make_mut(&mut self.schema);
+        schema.entities[entity].attributes[col] = attribute;
     }
 
     /// The current (latest stamped) row version.
@@ -128,6 +187,7 @@ impl Store {
             self.journal = Some(Journal {
                 rows: Vec::new(),
                 changes_len: self.changes.len(),
+                events_len: self.events.len(),
             });
         }
     }
@@ -160,6 +220,7 @@ impl Store {
             }
         }
         self.changes.truncate(journal.changes_len);
+        self.events.truncate(journal.events_len);
     }
 
     /// Records the state of a row before a write, when a change set is running.
@@ -285,7 +346,20 @@ impl Store {
         for (k, text) in keys {
             table.alt[k].insert(text, id);
         }
+        let post = (log && self.captures_events()).then(|| vals.clone());
+        let table = &mut self.tables[entity];
         table.rows.insert(id, Row { vals, version });
+        if let Some(post) = post {
+            let changed = (0..post.len()).filter(|&c| !post[c].is_null()).collect();
+            self.events.push(WriteEvent {
+                entity,
+                id,
+                kind: ChangeKind::Create,
+                changed,
+                pre: None,
+                post: Some(post),
+            });
+        }
         if log {
             self.changes.push(Change {
                 version,
@@ -308,6 +382,7 @@ impl Store {
             return Err(DvError::not_found(&self.entity(entity).logical_name, &id));
         };
         let mut vals = row.vals.clone();
+        let changed: Vec<usize> = changes.iter().map(|(c, _)| *c).collect();
         for (c, v) in changes {
             vals[c] = v;
         }
@@ -339,7 +414,28 @@ impl Store {
                 table.alt[k].insert(n, id);
             }
         }
+        let capture = self.captures_events();
+        let table = &mut self.tables[entity];
+        let pre = if capture {
+            table.rows.get(&id).map(|r| r.vals.clone())
+        } else {
+            None
+        };
+        let post = capture.then(|| vals.clone());
         table.rows.insert(id, Row { vals, version });
+        if capture {
+            let mut changed = changed;
+            changed.sort_unstable();
+            changed.dedup();
+            self.events.push(WriteEvent {
+                entity,
+                id,
+                kind: ChangeKind::Update,
+                changed,
+                pre,
+                post,
+            });
+        }
         self.changes.push(Change {
             version,
             entity,
@@ -363,6 +459,16 @@ impl Store {
             }
         }
         let version = self.next_version();
+        if self.captures_events() {
+            self.events.push(WriteEvent {
+                entity,
+                id,
+                kind: ChangeKind::Delete,
+                changed: Vec::new(),
+                pre: Some(row.vals.clone()),
+                post: None,
+            });
+        }
         self.changes.push(Change {
             version,
             entity,

@@ -149,8 +149,17 @@ fn a_raw_request_url_naming_another_host_is_forbidden() {
 
 #[test]
 fn actions_whose_handlers_have_not_landed_say_unsupported_after_checking_input() {
-    let failure = refused("list-entity-types", r#"{"maxPageSize": 10}"#);
+    let failure = refused("create-attribute", r#"{"entityId": "account"}"#);
     assert_eq!(failure.code, ErrorCode::Unsupported);
+    let failure = refused(
+        "create-attribute",
+        r#"{"entityId": "account", "attributeBody": "[1"}"#,
+    );
+    assert_eq!(
+        failure.code,
+        ErrorCode::Unsupported,
+        "a body that is not JSON stays text; the action checks it"
+    );
     let failure = refused("list-entity-types", r#"{"maxPageSize": 0}"#);
     assert_eq!(failure.code, ErrorCode::InvalidInput);
     assert_eq!(failure.field.as_deref(), Some("maxPageSize"));

@@ -9,6 +9,7 @@ mod extract;
 mod incremental;
 mod limits;
 mod logs;
+mod metadata;
 mod raw_request;
 mod records;
 mod resilience;

@@ -1,7 +1,13 @@
 //! Get Attribute: Retrieve a single CRM Attribute
 
-use crate::actions::ActionDef;
+use dataverse::query::QueryOptions;
+use serde_json::Value;
+
+use crate::actions::{ActionDef, Context, Run};
 use crate::definition::{InputDef, Kind};
+use crate::entity_metadata::{attribute_path, entity_path, get};
+use crate::error::Result;
+use crate::input::Input;
 use crate::inputs::*;
 
 const ATTRIBUTE_KEY: InputDef = InputDef::new("attributeKey", "Attribute Key", Kind::Text)
@@ -21,6 +27,28 @@ pub const ACTION: ActionDef = ActionDef {
         FIELD_NAMES,
         EXPAND,
     ],
-    example_output: None,
-    run: None,
+    example_output: Some(
+        r##"{"@odata.type":"#Microsoft.Dynamics.CRM.StringAttributeMetadata","LogicalName":"name","AttributeType":"String","MaxLength":160}"##,
+    ),
+    run: Some(Run::Value(run)),
 };
+
+fn run(context: &Context, input: &Input) -> Result<Value> {
+    let entity = entity_path(
+        &METADATA_ENTITY_ID,
+        input.text(METADATA_ENTITY_ID.key).unwrap_or_default(),
+    )?;
+    let attribute = attribute_path(
+        &ATTRIBUTE_KEY,
+        input.text(ATTRIBUTE_KEY.key).unwrap_or_default(),
+    )?;
+    let options = QueryOptions {
+        select: input.list(FIELD_NAMES.key).to_vec(),
+        expand: input.list(EXPAND.key).to_vec(),
+        ..QueryOptions::default()
+    };
+    get(
+        context,
+        &format!("{entity}/{attribute}{}", options.to_query_string()),
+    )
+}

@@ -1,7 +1,12 @@
 //! Get Entity Metadata: Get definition of Microsoft Dynamics 365 CRM entity.
 
-use crate::actions::ActionDef;
+use serde_json::Value;
+
+use crate::actions::{ActionDef, Context, Run};
 use crate::definition::{InputDef, Kind};
+use crate::entity_metadata::{entity_path, get, rows};
+use crate::error::{Result, invalid_input};
+use crate::input::Input;
 use crate::inputs::*;
 
 const USE_LOGICAL_NAME: InputDef = InputDef::new(
@@ -17,6 +22,33 @@ pub const ACTION: ActionDef = ActionDef {
     description: "Get definition of Microsoft Dynamics 365 CRM entity.",
     group: Some("CRM"),
     inputs: &[CONNECTION, ENTITY_TYPE, USE_LOGICAL_NAME],
-    example_output: None,
-    run: None,
+    example_output: Some(
+        r#"{"LogicalName":"account","EntitySetName":"accounts","SchemaName":"Account","PrimaryIdAttribute":"accountid","Attributes":[{"LogicalName":"name","AttributeType":"String"}]}"#,
+    ),
+    run: Some(Run::Value(run)),
 };
+
+/// The table's definition with its columns. Entity Type is a logical name when Use Logical Name
+/// for Lookup is on, an entity set name otherwise.
+fn run(context: &Context, input: &Input) -> Result<Value> {
+    let name = input.text(ENTITY_TYPE.key).unwrap_or_default();
+    let path = if input.flag(USE_LOGICAL_NAME.key) {
+        entity_path(&ENTITY_TYPE, name)?
+    } else {
+        let answer = get(
+            context,
+            &format!("EntityDefinitions?$select=LogicalName&$filter=EntitySetName%20eq%20'{name}'"),
+        )?;
+        let logical = rows(&answer)?
+            .first()
+            .and_then(|row| row["LogicalName"].as_str().map(str::to_string))
+            .ok_or_else(|| {
+                invalid_input(
+                    &ENTITY_TYPE,
+                    format!("no table has the entity set name {name:?}"),
+                )
+            })?;
+        entity_path(&ENTITY_TYPE, &logical)?
+    };
+    get(context, &format!("{path}?$expand=Attributes"))
+}

@@ -1,7 +1,12 @@
 //! List Attributes: Get a list of all attributes for a specific entity in your Dynamics 365 CRM instance
 
-use crate::actions::ActionDef;
+use serde_json::{Value, json};
+
+use crate::actions::{ActionDef, Context, Run};
 use crate::definition::{InputDef, Kind};
+use crate::entity_metadata::{entity_path, get, label, rows};
+use crate::error::{Result, invalid_input};
+use crate::input::Input;
 use crate::inputs::*;
 
 const ATTRIBUTE_TYPE_FILTER: InputDef =
@@ -28,6 +33,57 @@ pub const ACTION: ActionDef = ActionDef {
         ATTRIBUTE_TYPE_FILTER,
         INCLUDE_DETAILS,
     ],
-    example_output: None,
-    run: None,
+    example_output: Some(
+        r#"{"attributes":[{"logicalName":"name","attributeType":"String","displayName":"Account Name"}],"count":1}"#,
+    ),
+    run: Some(Run::Value(run)),
 };
+
+fn run(context: &Context, input: &Input) -> Result<Value> {
+    let entity = entity_path(
+        &METADATA_ENTITY_ID,
+        input.text(METADATA_ENTITY_ID.key).unwrap_or_default(),
+    )?;
+    let mut path = format!("{entity}/Attributes");
+    if let Some(kind) = input.text(ATTRIBUTE_TYPE_FILTER.key) {
+        if !dataverse::odata::is_identifier(kind) {
+            return Err(invalid_input(
+                &ATTRIBUTE_TYPE_FILTER,
+                format!("{kind:?} is not an attribute type such as String or Integer"),
+            ));
+        }
+        path.push_str(&format!(
+            "?$filter=AttributeType%20eq%20Microsoft.Dynamics.CRM.AttributeTypeCode'{kind}'"
+        ));
+    }
+    let details = input.flag(INCLUDE_DETAILS.key);
+    let attributes: Vec<Value> = rows(&get(context, &path)?)?
+        .into_iter()
+        .map(|row| {
+            let mut summary = json!({
+                "logicalName": row["LogicalName"],
+                "attributeType": row["AttributeType"],
+                "displayName": row.get("DisplayName").and_then(label),
+            });
+            if details {
+                for (key, name) in [
+                    ("schemaName", "SchemaName"),
+                    ("attributeTypeName", "AttributeTypeName"),
+                    ("requiredLevel", "RequiredLevel"),
+                    ("isCustomAttribute", "IsCustomAttribute"),
+                    ("isPrimaryId", "IsPrimaryId"),
+                    ("isPrimaryName", "IsPrimaryName"),
+                    ("isSecured", "IsSecured"),
+                    ("isValidForCreate", "IsValidForCreate"),
+                    ("isValidForUpdate", "IsValidForUpdate"),
+                    ("metadataId", "MetadataId"),
+                ] {
+                    summary[key] = row.get(name).cloned().unwrap_or(Value::Null);
+                }
+                summary["description"] = json!(row.get("Description").and_then(label));
+            }
+            summary
+        })
+        .collect();
+    Ok(json!({"count": attributes.len(), "attributes": attributes}))
+}

@@ -1,7 +1,14 @@
 //! List Entities: Get a list of all available entities in your Dynamics 365 CRM instance with detailed metadata
 
-use crate::actions::ActionDef;
+use serde_json::{Value, json};
+
+use crate::actions::{ActionDef, Context, Run};
 use crate::definition::{InputDef, Kind};
+use crate::entity_metadata::{
+    ENTITY_COLUMNS, ENTITY_DETAIL_COLUMNS, entity_summary, get, is_top_level, rows,
+};
+use crate::error::Result;
+use crate::input::Input;
 use crate::inputs::*;
 
 const INCLUDE_CUSTOM: InputDef = InputDef::new(
@@ -30,6 +37,31 @@ pub const ACTION: ActionDef = ActionDef {
     description: "Get a list of all available entities in your Dynamics 365 CRM instance with detailed metadata",
     group: Some("CRM"),
     inputs: &[CONNECTION, INCLUDE_CUSTOM, TOP_LEVEL_ONLY, INCLUDE_DETAILS],
-    example_output: None,
-    run: None,
+    example_output: Some(
+        r#"{"entities":[{"logicalName":"account","entitySetName":"accounts","displayName":"Account","isCustomEntity":false}],"count":1}"#,
+    ),
+    run: Some(Run::Value(run)),
 };
+
+fn run(context: &Context, input: &Input) -> Result<Value> {
+    let details = input.flag(INCLUDE_DETAILS.key);
+    let columns = if details {
+        format!("{ENTITY_COLUMNS}{ENTITY_DETAIL_COLUMNS}")
+    } else {
+        ENTITY_COLUMNS.to_string()
+    };
+    let answer = get(context, &format!("EntityDefinitions?$select={columns}"))?;
+    let mut tables: Vec<Value> = rows(&answer)?
+        .into_iter()
+        .filter(|row| {
+            input.flag(INCLUDE_CUSTOM.key) || !row["IsCustomEntity"].as_bool().unwrap_or(false)
+        })
+        .filter(|row| !input.flag(TOP_LEVEL_ONLY.key) || is_top_level(row))
+        .collect();
+    tables.sort_by(|a, b| a["LogicalName"].as_str().cmp(&b["LogicalName"].as_str()));
+    let entities: Vec<Value> = tables
+        .iter()
+        .map(|row| entity_summary(row, details))
+        .collect();
+    Ok(json!({"count": entities.len(), "entities": entities}))
+}

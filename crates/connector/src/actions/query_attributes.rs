@@ -1,7 +1,13 @@
 //! Query Attributes: Query for CRM Attributes that satisfy the filter expression
 
-use crate::actions::ActionDef;
+use dataverse::query::QueryOptions;
+use serde_json::{Value, json};
+
+use crate::actions::{ActionDef, Context, Run};
 use crate::definition::{InputDef, Kind};
+use crate::entity_metadata::{entity_path, get, rows};
+use crate::error::{Result, invalid_input};
+use crate::input::Input;
 use crate::inputs::*;
 
 const ATTRIBUTE_TYPE: InputDef = InputDef::new("attributeType", "Attribute Type", Kind::Text)
@@ -21,6 +27,37 @@ pub const ACTION: ActionDef = ActionDef {
         FILTER,
         EXPAND,
     ],
-    example_output: None,
-    run: None,
+    example_output: Some(r#"{"attributes":[{"LogicalName":"name","MaxLength":160}],"count":1}"#),
+    run: Some(Run::Value(run)),
 };
+
+fn run(context: &Context, input: &Input) -> Result<Value> {
+    let entity = entity_path(
+        &METADATA_ENTITY_ID,
+        input.text(METADATA_ENTITY_ID.key).unwrap_or_default(),
+    )?;
+    let mut path = format!("{entity}/Attributes");
+    if let Some(cast) = input.text(ATTRIBUTE_TYPE.key) {
+        let cast = cast.trim().trim_start_matches("Microsoft.Dynamics.CRM.");
+        if !dataverse::odata::is_identifier(cast) || !cast.ends_with("AttributeMetadata") {
+            return Err(invalid_input(
+                &ATTRIBUTE_TYPE,
+                format!(
+                    "{cast:?} is not an attribute metadata type such as StringAttributeMetadata"
+                ),
+            ));
+        }
+        path.push_str(&format!("/Microsoft.Dynamics.CRM.{cast}"));
+    }
+    let options = QueryOptions {
+        select: input.list(FIELD_NAMES.key).to_vec(),
+        filter: input.text(FILTER.key).map(str::to_string),
+        expand: input.list(EXPAND.key).to_vec(),
+        ..QueryOptions::default()
+    };
+    let attributes = rows(&get(
+        context,
+        &format!("{path}{}", options.to_query_string()),
+    )?)?;
+    Ok(json!({"count": attributes.len(), "attributes": attributes}))
+}

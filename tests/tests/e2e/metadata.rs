@@ -1,0 +1,258 @@
+//! The metadata actions and the designer data sources, through the component against the
+//! emulator's EntityDefinitions.
+
+use std::collections::BTreeSet;
+
+use e2e_tests::{connected, emulator, host, json};
+use host_harness::ErrorCode;
+use serde_json::{Value, json};
+
+fn run(emulator: &dataverse_emulator::Emulator, action: &str, input: Value) -> Value {
+    json(
+        &host()
+            .invoke(action, &connected(emulator), &input.to_string())
+            .unwrap()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn list_entity_types_pages_through_every_table_once() {
+    let emulator = emulator();
+    let mut input = json!({"maxPageSize": 4});
+    let mut seen = Vec::new();
+    let mut total = 0;
+    loop {
+        let page = run(&emulator, "list-entity-types", input.clone());
+        total = page["total"].as_u64().unwrap();
+        let names: Vec<String> = page["entityTypes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["logicalName"].as_str().unwrap().to_string())
+            .collect();
+        assert!(names.len() <= 4);
+        seen.extend(names);
+        match page["nextLink"].as_str() {
+            Some(next) => input["nextLink"] = json!(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len() as u64, total);
+    assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), seen.len());
+    assert!(
+        seen.iter().any(|name| name == "account") && seen.iter().any(|name| name == "new_project")
+    );
+}
+
+#[test]
+fn list_entities_filters_custom_tables_and_adds_details_on_request() {
+    let emulator = emulator();
+    let without_custom = run(
+        &emulator,
+        "list-entities",
+        json!({"includeCustomEntities": false}),
+    );
+    let names = |output: &Value| -> Vec<String> {
+        output["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["logicalName"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(!names(&without_custom).contains(&"new_project".to_string()));
+    assert!(names(&without_custom).contains(&"account".to_string()));
+    let detailed = run(
+        &emulator,
+        "list-entities",
+        json!({"includeEntityDetails": true}),
+    );
+    let account = detailed["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["logicalName"] == "account")
+        .unwrap();
+    assert_eq!(account["primaryIdAttribute"], "accountid");
+    assert_eq!(account["entitySetName"], "accounts");
+    assert!(names(&detailed).contains(&"new_project".to_string()));
+}
+
+#[test]
+fn get_entities_metadata_matches_names_or_labels_and_marks_defaults_selected() {
+    let emulator = emulator();
+    let output = run(
+        &emulator,
+        "get-entities-metadata",
+        json!({"entityTypeFilter": ["ACCOUNT", "contacts"], "defaultSelectedEntityTypes": ["contact"], "includeAllCustomEntityTypes": false}),
+    );
+    let types = output["entityTypes"].as_array().unwrap();
+    let names: Vec<&str> = types
+        .iter()
+        .map(|t| t["logicalName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["account", "contact"]);
+    assert_eq!(types[0]["selected"], false);
+    assert_eq!(types[1]["selected"], true);
+    let with_custom = run(
+        &emulator,
+        "get-entities-metadata",
+        json!({"entityTypeFilter": ["account"]}),
+    );
+    assert!(
+        with_custom["entityTypes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["logicalName"] == "new_project")
+    );
+}
+
+#[test]
+fn get_entity_metadata_by_logical_or_entity_set_name() {
+    let emulator = emulator();
+    let by_logical = run(
+        &emulator,
+        "get-entity-metadata",
+        json!({"entityType": "account"}),
+    );
+    assert_eq!(by_logical["LogicalName"], "account");
+    assert!(
+        by_logical["Attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["LogicalName"] == "accountnumber")
+    );
+    let by_set = run(
+        &emulator,
+        "get-entity-metadata",
+        json!({"entityType": "accounts", "useLogicalNameForLookup": false}),
+    );
+    assert_eq!(by_set["LogicalName"], "account");
+}
+
+#[test]
+fn attribute_actions_list_get_and_query_with_casts() {
+    let emulator = emulator();
+    let strings = run(
+        &emulator,
+        "list-attributes",
+        json!({"entityId": "account", "attributeTypeFilter": "String"}),
+    );
+    let attributes = strings["attributes"].as_array().unwrap();
+    assert!(!attributes.is_empty());
+    assert!(attributes.iter().all(|a| a["attributeType"] == "String"));
+    assert!(attributes.iter().any(|a| a["logicalName"] == "name"));
+    let detailed = run(
+        &emulator,
+        "list-attributes",
+        json!({"entityId": "account", "includeAttributeDetails": true}),
+    );
+    assert!(
+        detailed["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["isPrimaryId"] == true)
+    );
+
+    let name = run(
+        &emulator,
+        "get-attribute",
+        json!({"entityId": "account", "attributeKey": "name"}),
+    );
+    assert_eq!(name["LogicalName"], "name");
+    assert_eq!(name["AttributeType"], "String");
+
+    let queried = run(
+        &emulator,
+        "query-attributes",
+        json!({"entityId": "account", "attributeType": "StringAttributeMetadata", "fieldNames": ["LogicalName", "MaxLength"]}),
+    );
+    let rows = queried["attributes"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|a| a["LogicalName"] == "name" && a["MaxLength"].is_number())
+    );
+}
+
+#[test]
+fn data_sources_list_tables_and_columns_as_choices() {
+    let emulator = emulator();
+    let connection = connected(&emulator);
+    let tables = host()
+        .choices("entity-types", &connection, "{}")
+        .unwrap()
+        .unwrap();
+    assert!(
+        tables
+            .iter()
+            .any(|choice| choice.value == "accounts" && choice.label.contains("Account"))
+    );
+    let columns = host()
+        .choices("columns", &connection, r#"{"entityType": "accounts"}"#)
+        .unwrap()
+        .unwrap();
+    assert!(columns.iter().any(|choice| choice.value == "accountnumber"));
+    let unknown = host()
+        .choices("colours", &connection, "{}")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(unknown.code, ErrorCode::InvalidInput);
+    let definition = host().definition();
+    let declared: Vec<&str> = definition
+        .data_sources
+        .iter()
+        .map(|source| source.key.as_str())
+        .collect();
+    assert_eq!(declared, ["entity-types", "tables", "columns"]);
+    let query = definition
+        .actions
+        .iter()
+        .find(|action| action.key == "query-entities")
+        .unwrap();
+    let entity_type = query
+        .inputs
+        .iter()
+        .find(|input| input.key == "entityType")
+        .unwrap();
+    assert_eq!(entity_type.data_source.as_deref(), Some("entity-types"));
+}
+
+#[test]
+fn bad_metadata_inputs_are_refused_before_any_request() {
+    let emulator = emulator();
+    let connection = connected(&emulator);
+    for (action, input, field) in [
+        (
+            "list-attributes",
+            json!({"entityId": "not a name"}),
+            "entityId",
+        ),
+        (
+            "query-attributes",
+            json!({"entityId": "account", "attributeType": "Colour"}),
+            "attributeType",
+        ),
+        (
+            "get-attribute",
+            json!({"entityId": "account", "attributeKey": "a b"}),
+            "attributeKey",
+        ),
+        (
+            "list-entity-types",
+            json!({"nextLink": "https://evil.example/next"}),
+            "nextLink",
+        ),
+    ] {
+        let failure = host()
+            .invoke(action, &connection, &input.to_string())
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(failure.code, ErrorCode::InvalidInput, "{action}");
+        assert_eq!(failure.field.as_deref(), Some(field), "{action}");
+    }
+    assert!(emulator.requests().is_empty());
+}
