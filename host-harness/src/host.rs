@@ -306,6 +306,45 @@ impl Host {
         })
     }
 
+    /// Hands one received webhook request to trigger `key`. Webhooks need no connection.
+    pub fn handle_webhook(
+        &self,
+        key: &str,
+        config: &str,
+        request: crate::IncomingRequest,
+    ) -> Result<Result<crate::WebhookOutcome, ConnectorError>, HostError> {
+        let (key, config) = (key.to_string(), config.to_string());
+        self.call(None, |connector, store| {
+            connector
+                .dynamics_connector_triggers()
+                .call_handle_webhook(store, &key, None, &config, &request)
+        })
+    }
+
+    /// Polls trigger `key` once with the state the previous poll returned.
+    pub fn poll(
+        &self,
+        key: &str,
+        connection: &Connection,
+        config: &str,
+        state: Option<&str>,
+    ) -> Result<Result<crate::PollOutcome, ConnectorError>, HostError> {
+        let (key, config, state) = (
+            key.to_string(),
+            config.to_string(),
+            state.map(str::to_string),
+        );
+        self.call(Some(connection), |connector, store| {
+            connector.dynamics_connector_triggers().call_poll(
+                store,
+                &key,
+                connection,
+                &config,
+                state.as_ref(),
+            )
+        })
+    }
+
     /// Lists the choices of data source `key` (entity types, columns) for a designer's picklist.
     pub fn choices(
         &self,

@@ -26,6 +26,9 @@ pub use bindings::dynamics::connector::types::{
     ActionDefinition, Choice, ComponentDefinition, Connection, ConnectionDefinition,
     ConnectorError, ErrorCode, InputDefinition, InputType, Token,
 };
+pub use bindings::exports::dynamics::connector::triggers::{
+    IncomingRequest, PollOutcome, WebhookOutcome,
+};
 pub use host::{Host, HostConfig, HostError, Limits, NetworkPolicy};
 pub use logging::{Level, LogLine, LogSink, MemoryLog, StderrLog};
 pub use tokens::{TokenManager, TokenStore};

@@ -252,6 +252,73 @@ test("metadata: entity definition, entity list, attributes with a cast", async (
   assert.ok(category.OptionSet.Options.some((o) => o.Value === 1));
 });
 
+test("metadata: createAttribute, write and read the new column, updateAttribute merges labels", async () => {
+  const label = (text, lang) => ({ "@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel", Label: text, LanguageCode: lang });
+  const created = await api.createAttribute({
+    entityKey: "LogicalName='account'",
+    data: {
+      "@odata.type": "Microsoft.Dynamics.CRM.MoneyAttributeMetadata",
+      AttributeType: "Money",
+      AttributeTypeName: { Value: "MoneyType" },
+      SchemaName: "new_ConformanceBalance",
+      DisplayName: { "@odata.type": "Microsoft.Dynamics.CRM.Label", LocalizedLabels: [label("Balance", 1033), label("Saldo", 1031)] },
+      Description: { "@odata.type": "Microsoft.Dynamics.CRM.Label", LocalizedLabels: [label("Enter the balance amount", 1033)] },
+      RequiredLevel: { Value: "None", CanBeChanged: true, ManagedPropertyLogicalName: "canmodifyrequirementlevelsettings" },
+      PrecisionSource: 2,
+    },
+  });
+  const attributeId = typeof created === "string" ? created : created && created.id;
+  assert.match(String(attributeId), GUID);
+
+  const attr = await api.retrieveAttribute({
+    entityKey: "LogicalName='account'",
+    attributeKey: attributeId,
+    castType: "Microsoft.Dynamics.CRM.MoneyAttributeMetadata",
+  });
+  assert.equal(attr.LogicalName, "new_conformancebalance");
+  assert.equal(attr.MetadataId, attributeId);
+  assert.equal(attr.DisplayName.UserLocalizedLabel.Label, "Balance");
+
+  const withMoney = await api.retrieveEntity({
+    key: "LogicalName='account'",
+    select: ["LogicalName"],
+    expand: [{ property: "Attributes", select: ["LogicalName"], filter: "AttributeType eq Microsoft.Dynamics.CRM.AttributeTypeCode'Money'" }],
+  });
+  assert.ok(withMoney.Attributes.some((a) => a.LogicalName === "new_conformancebalance"));
+  assert.ok(withMoney.Attributes.some((a) => a.LogicalName === "revenue"));
+  assert.ok(!withMoney.Attributes.some((a) => a.LogicalName === "name"));
+
+  const moneyCast = await api.retrieveAttributes({
+    entityKey: "LogicalName='account'",
+    castType: "Microsoft.Dynamics.CRM.MoneyAttributeMetadata",
+    select: ["LogicalName", "PrecisionSource"],
+    filter: "IsCustomAttribute eq true",
+  });
+  assert.deepEqual(moneyCast.value.map((a) => a.LogicalName), ["new_conformancebalance"]);
+
+  const account = await api.create({ collection: "accounts", data: { name: "Conformance Balance" } });
+  const accountId = typeof account === "string" ? account : account.accountid;
+  await api.update({ collection: "accounts", key: accountId, data: { new_conformancebalance: 12.5 } });
+  const row = await api.retrieve({ collection: "accounts", key: accountId, select: ["new_conformancebalance"] });
+  assert.equal(row.new_conformancebalance, 12.5);
+
+  attr.DisplayName = { "@odata.type": "Microsoft.Dynamics.CRM.Label", LocalizedLabels: [label("Account Balance", 1033)] };
+  await api.updateAttribute({
+    entityKey: "LogicalName='account'",
+    castType: "Microsoft.Dynamics.CRM.MoneyAttributeMetadata",
+    data: attr,
+    mergeLabels: true,
+  });
+  const updated = await api.retrieveAttribute({ entityKey: "LogicalName='account'", attributeKey: "LogicalName='new_conformancebalance'" });
+  const labels = Object.fromEntries(updated.DisplayName.LocalizedLabels.map((l) => [l.LanguageCode, l.Label]));
+  assert.deepEqual(labels, { 1033: "Account Balance", 1031: "Saldo" });
+
+  await assert.rejects(
+    api.createAttribute({ entityKey: "LogicalName='account'", data: { "@odata.type": "Microsoft.Dynamics.CRM.MoneyAttributeMetadata", SchemaName: "new_ConformanceBalance" } }),
+    (e) => e.status === 412 && e.code === "0x80040237",
+  );
+});
+
 test("deep insert, collection expand, associate and disassociate", async () => {
   const id = await api.create({
     collection: "accounts",

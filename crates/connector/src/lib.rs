@@ -26,14 +26,13 @@ mod bindings {
 }
 
 use bindings::dynamics::connector::types::{
-    Choice, ComponentDefinition, Connection, ConnectorError, ErrorCode, Token,
+    Choice, ComponentDefinition, Connection, ConnectorError, Token,
 };
 use bindings::exports::dynamics::connector::{
     actions as actions_export, component, connections, triggers as triggers_export,
 };
 
 use crate::connection::Settings;
-use crate::error::{error, with_hint};
 
 /// The icon: a rounded square with a stylised "D", drawn for this project.
 const ICON: &str = "data:image/svg+xml;base64,PHN2ZyB4bWxucz0naHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmcnIHZpZXdCb3g9JzAgMCA2NCA2NCc+PHJlY3Qgd2lkdGg9JzY0JyBoZWlnaHQ9JzY0JyByeD0nMTInIGZpbGw9JyMwMDJDNTEnLz48cGF0aCBkPSdNMTggMTRoMTRhMTggMTggMCAwIDEgMCAzNkgxOHonIGZpbGw9JyMwMDc4RDQnLz48L3N2Zz4=";
@@ -121,51 +120,41 @@ impl triggers_export::Guest for Connector {
     fn handle_webhook(
         key: String,
         _connection: Option<Connection>,
-        _config: String,
-        _request: triggers_export::IncomingRequest,
+        config: String,
+        request: triggers_export::IncomingRequest,
     ) -> Result<triggers_export::WebhookOutcome, ConnectorError> {
-        Err(trigger_not_ready(&key))
+        triggers::handle_webhook(&key, &config, &request)
     }
 
     fn enable(
-        key: String,
+        _key: String,
         _connection: Connection,
         _config: String,
         _webhook_url: Option<String>,
     ) -> Result<String, ConnectorError> {
-        Err(trigger_not_ready(&key))
+        Err(triggers::not_ready(
+            "registering the webhook from the connector",
+        ))
     }
 
     fn disable(
-        key: String,
+        _key: String,
         _connection: Connection,
         _config: String,
         _state: String,
     ) -> Result<(), ConnectorError> {
-        Err(trigger_not_ready(&key))
+        Err(triggers::not_ready(
+            "unregistering the webhook from the connector",
+        ))
     }
 
     fn poll(
         key: String,
-        _connection: Connection,
-        _config: String,
-        _state: Option<String>,
+        connection: Connection,
+        config: String,
+        state: Option<String>,
     ) -> Result<triggers_export::PollOutcome, ConnectorError> {
-        Err(trigger_not_ready(&key))
-    }
-}
-
-fn trigger_not_ready(key: &str) -> ConnectorError {
-    if key == triggers::WEBHOOK {
-        with_hint(
-            error(
-                ErrorCode::Unsupported,
-                "the webhook trigger's validation and registration are not available in this version",
-            ),
-            "configure the webhook in Dataverse by hand for now",
-        )
-    } else {
-        error(ErrorCode::InvalidInput, format!("unknown trigger {key:?}"))
+        triggers::poll(&key, &connection, &config, state.as_deref())
     }
 }
 

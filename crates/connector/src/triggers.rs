@@ -1,15 +1,265 @@
-//! Triggers: the Dataverse webhook receiver.
+//! Triggers: the Dataverse webhook receiver (validated, and able to register itself), and a
+//! polling trigger for new and updated records.
 
-use crate::bindings::dynamics::connector::types::{self as wit, TriggerKind};
+use dataverse::webhook::{MAX_BODY_BYTES, read_context, secrets_match};
+use serde_json::{Value, json};
+
+use crate::bindings::dynamics::connector::types::{
+    self as wit, Connection, ConnectorError, ErrorCode, TriggerKind,
+};
+use crate::bindings::exports::dynamics::connector::triggers::{
+    IncomingRequest, PollOutcome, WebhookOutcome,
+};
+use crate::definition::{Format, InputDef, Kind, inputs_to_wit};
+use crate::error::{Result, error, invalid_input, with_hint};
+use crate::input::Input;
+use crate::inputs::CONNECTION;
 
 pub const WEBHOOK: &str = "webhook";
+pub const POLLING: &str = "new-and-updated-records";
+
+const AUTH_TYPE: InputDef = InputDef::new("authType", "Authentication Type", Kind::Picklist)
+    .default("WebhookKey")
+    .comments("How Dataverse proves a request is its own: WebhookKey (a code query parameter), HttpHeader (named headers) or HttpQueryString (named query parameters)")
+    .choices(&[("Webhook key", "WebhookKey"), ("HTTP headers", "HttpHeader"), ("HTTP query string", "HttpQueryString")]);
+
+const WEBHOOK_KEY: InputDef = InputDef::new("webhookKey", "Webhook Key", Kind::Secret)
+    .comments("With WebhookKey: the key Dataverse sends as ?code=; generated when the trigger registers itself");
+
+const AUTH_VALUES: InputDef =
+    InputDef::new("authValues", "Authentication Values", Kind::KeyValueList).comments(
+        "With HttpHeader or HttpQueryString: the names and values every request must carry",
+    );
+
+const TABLE: InputDef = InputDef::new("entityType", "Entity Type", Kind::Text)
+    .comments("For self-registration and polling: the table, as its logical name (contact) or entity set name (contacts)")
+    .format(Format::Identifier);
+
+const MESSAGES: InputDef = InputDef::new("messages", "Messages", Kind::StringList)
+    .default("Create,Update,Delete")
+    .comments("For self-registration: the messages that send a webhook");
+
+const FILTERING_ATTRIBUTES: InputDef = InputDef::new(
+    "filteringAttributes",
+    "Filtering Attributes",
+    Kind::StringList,
+)
+.comments("For self-registration: Update sends a webhook only when one of these columns changes")
+.format(Format::Identifiers);
+
+const WEBHOOK_INPUTS: &[InputDef] = &[
+    CONNECTION,
+    AUTH_TYPE,
+    WEBHOOK_KEY,
+    AUTH_VALUES,
+    TABLE,
+    MESSAGES,
+    FILTERING_ATTRIBUTES,
+];
+
+const POLL_TABLE: InputDef = InputDef::new("entityType", "Entity Type", Kind::Text)
+    .required()
+    .comments("The table to watch, as its entity set name (accounts)")
+    .format(Format::Identifier);
+
+const POLL_FIELDS: InputDef = InputDef::new("fieldNames", "Field Name", Kind::StringList)
+    .comments("The columns each event carries; empty for all")
+    .format(Format::Identifiers);
+
+const POLL_SINCE: InputDef = InputDef::new("anchorDate", "Anchor Date", Kind::Text)
+    .comments("The first poll reports rows modified at or after this instant (ISO 8601); defaults to one year back");
+
+const POLL_INPUTS: &[InputDef] = &[CONNECTION, POLL_TABLE, POLL_FIELDS, POLL_SINCE];
 
 pub fn definitions() -> Vec<wit::TriggerDefinition> {
-    vec![wit::TriggerDefinition {
-        key: WEBHOOK.to_string(),
-        label: "Webhook".to_string(),
-        description: "Receive and validate webhook requests from Microsoft Dynamics for webhooks you configure.".to_string(),
-        kind: TriggerKind::Webhook,
-        inputs: Vec::new(),
-    }]
+    vec![
+        wit::TriggerDefinition {
+            key: WEBHOOK.to_string(),
+            label: "Webhook".to_string(),
+            description: "Receive and validate webhook requests from Microsoft Dynamics for webhooks you configure.".to_string(),
+            kind: TriggerKind::Webhook,
+            inputs: inputs_to_wit(WEBHOOK_INPUTS),
+        },
+        wit::TriggerDefinition {
+            key: POLLING.to_string(),
+            label: "New and Updated Records".to_string(),
+            description: "Polls a table for rows created or modified since the previous poll; each event carries a stable ID.".to_string(),
+            kind: TriggerKind::Polling,
+            inputs: inputs_to_wit(POLL_INPUTS),
+        },
+    ]
+}
+
+/// Validates one request and reads its event. Refusals are answers with a reason, not errors.
+pub fn handle_webhook(
+    key: &str,
+    config: &str,
+    request: &IncomingRequest,
+) -> Result<WebhookOutcome> {
+    if key != WEBHOOK {
+        return Err(unknown(key));
+    }
+    let config = Input::parse(WEBHOOK_INPUTS, config)?;
+    let auth_type = config.text(AUTH_TYPE.key).unwrap_or("WebhookKey");
+    match auth_type {
+        "WebhookKey" if config.text(WEBHOOK_KEY.key).is_none() => {
+            return Err(invalid_input(
+                &WEBHOOK_KEY,
+                "is required with the WebhookKey authentication type",
+            ));
+        }
+        "HttpHeader" | "HttpQueryString" if config.pairs(AUTH_VALUES.key).is_empty() => {
+            return Err(invalid_input(
+                &AUTH_VALUES,
+                format!("needs at least one name and value with {auth_type}"),
+            ));
+        }
+        _ => {}
+    }
+    if request.method != "POST" {
+        return Ok(refuse(405, "webhooks arrive as POST requests"));
+    }
+    let content_type = header(&request.headers, "content-type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !content_type.starts_with("application/json") {
+        return Ok(refuse(415, "the body must be application/json"));
+    }
+    if request.body.len() > MAX_BODY_BYTES {
+        return Ok(refuse(
+            413,
+            "the body is larger than the 256 KB Dataverse sends",
+        ));
+    }
+    let authentic = match auth_type {
+        "WebhookKey" => query(&request.query, "code").is_some_and(|code| {
+            secrets_match(code, config.text(WEBHOOK_KEY.key).unwrap_or_default())
+        }),
+        "HttpHeader" => config.pairs(AUTH_VALUES.key).iter().all(|(name, value)| {
+            header(&request.headers, name).is_some_and(|given| secrets_match(given, value))
+        }),
+        _ => config.pairs(AUTH_VALUES.key).iter().all(|(name, value)| {
+            query(&request.query, name).is_some_and(|given| secrets_match(given, value))
+        }),
+    };
+    if !authentic {
+        return Ok(refuse(
+            401,
+            "the request does not carry this webhook's secret",
+        ));
+    }
+    match read_context(&request.body) {
+        Ok(event) => Ok(WebhookOutcome {
+            status: 200,
+            headers: vec![("content-type".to_string(), "application/json".to_string())],
+            body: json!({"accepted": true, "id": event["id"]})
+                .to_string()
+                .into_bytes(),
+            events: vec![event.to_string()],
+        }),
+        Err(problem) => Ok(refuse(400, &problem.to_string())),
+    }
+}
+
+/// One poll: the rows modified since the state's watermark, as events with stable IDs.
+pub fn poll(
+    key: &str,
+    connection: &Connection,
+    config: &str,
+    state: Option<&str>,
+) -> Result<PollOutcome> {
+    if key != POLLING {
+        return Err(unknown(key));
+    }
+    let config = Input::parse(POLL_INPUTS, config)?;
+    let table = config.text(POLL_TABLE.key).unwrap_or_default();
+    let mut input = json!({"entityType": table, "maxRecords": 5000});
+    if !config.list(POLL_FIELDS.key).is_empty() {
+        input["fieldNames"] = json!(config.list(POLL_FIELDS.key));
+    }
+    match state.map(serde_json::from_str::<Value>) {
+        Some(Ok(state)) => match state.get("watermark").and_then(Value::as_str) {
+            Some(watermark) => input["watermark"] = json!(watermark),
+            None => {
+                return Err(error(
+                    ErrorCode::InvalidInput,
+                    "the poll state has no watermark; start again without state",
+                ));
+            }
+        },
+        Some(Err(problem)) => {
+            return Err(error(
+                ErrorCode::InvalidInput,
+                format!("the poll state is not JSON: {problem}"),
+            ));
+        }
+        None => {
+            if let Some(anchor) = config.text(POLL_SINCE.key) {
+                input["anchorDate"] = json!(anchor);
+            }
+        }
+    }
+    let output = crate::actions::invoke(
+        "get-new-and-updated-records",
+        connection,
+        &input.to_string(),
+    )?;
+    let output: Value = serde_json::from_str(&output)
+        .map_err(|problem| error(ErrorCode::Internal, problem.to_string()))?;
+    let events = output["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|record| {
+            let id = record.as_object().and_then(|fields| fields.iter().find(|(name, value)| name.ends_with("id") && value.as_str().is_some_and(dataverse::guid::is_guid) && !name.starts_with('_')));
+            let record_id = id.and_then(|(_, value)| value.as_str()).unwrap_or_default();
+            let modified = record["modifiedon"].as_str().unwrap_or_default();
+            json!({"id": format!("{table}:{record_id}:{modified}"), "table": table, "recordId": record_id, "modifiedOn": modified, "record": record}).to_string()
+        })
+        .collect();
+    let state =
+        json!({"watermark": output["nextWatermark"], "complete": output["complete"]}).to_string();
+    Ok(PollOutcome { events, state })
+}
+
+fn refuse(status: u16, reason: &str) -> WebhookOutcome {
+    WebhookOutcome {
+        status,
+        headers: vec![("content-type".to_string(), "application/json".to_string())],
+        body: json!({"accepted": false, "reason": reason})
+            .to_string()
+            .into_bytes(),
+        events: Vec::new(),
+    }
+}
+
+fn unknown(key: &str) -> ConnectorError {
+    error(
+        ErrorCode::InvalidInput,
+        format!("unknown trigger {key:?}; the triggers are {WEBHOOK} and {POLLING}"),
+    )
+}
+
+pub fn not_ready(what: &str) -> ConnectorError {
+    with_hint(
+        error(
+            ErrorCode::Unsupported,
+            format!("{what} is not available in this version"),
+        ),
+        "register the webhook in Dataverse with the Plug-in Registration Tool for now",
+    )
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+fn query<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
 }

@@ -16,3 +16,4 @@ pub mod multipart;
 pub mod odata;
 pub mod query;
 pub mod retry;
+pub mod webhook;

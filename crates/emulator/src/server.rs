@@ -498,11 +498,7 @@ fn web_api(
     }
 }
 
-fn take_webhook_calls(
-    app: &App,
-    store: &mut Store,
-    req: &Req,
-) -> Vec<crate::webhooks::Outbound> {
+fn take_webhook_calls(app: &App, store: &mut Store, req: &Req) -> Vec<crate::webhooks::Outbound> {
     if store.events.is_empty() {
         return Vec::new();
     }

@@ -177,11 +177,12 @@ pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
                 "the function WhoAmI",
             ));
         }
-        "EntityDefinitions" => {
+        "EntityDefinitions" => return metadata_api::handle_write(store, req, &segs),
+        "RelationshipDefinitions" | "GlobalOptionSetDefinitions" => {
             return Err(DvError::new(
                 501,
                 "0x80060888",
-                "Metadata changes are not implemented by the emulator yet.",
+                "Changes to relationships and global choices are not implemented by the emulator.",
             ));
         }
         _ => {}

@@ -520,7 +520,10 @@ fn reference(store: &Store, target: usize, id: &Guid) -> Value {
 fn value(store: &Store, kind: &AttrKind, v: &Val) -> Value {
     match (kind, v) {
         (_, Val::Null) => Value::Null,
-        (AttrKind::Picklist { .. } | AttrKind::State { .. } | AttrKind::Status { .. }, Val::Int(i)) => {
+        (
+            AttrKind::Picklist { .. } | AttrKind::State { .. } | AttrKind::Status { .. },
+            Val::Int(i),
+        ) => {
             json!({"__type": OPTION_TYPE, "Value": i})
         }
         (AttrKind::Money, Val::Num(n)) => json!({"__type": MONEY_TYPE, "Value": n}),
@@ -679,10 +682,7 @@ fn call(store: &Store, ctx: &EventCtx, ev: &WriteEvent, step: &Step) -> Outbound
     let mut bytes = data_contract_json(&body);
     let mut headers = vec![
         ("Content-Type".to_string(), "application/json".to_string()),
-        (
-            "x-request-id".to_string(),
-            fresh_guid().to_string(),
-        ),
+        ("x-request-id".to_string(), fresh_guid().to_string()),
         (
             "x-ms-dynamics-organization".to_string(),
             ctx.organization_host.to_string(),
@@ -691,7 +691,10 @@ fn call(store: &Store, ctx: &EventCtx, ev: &WriteEvent, step: &Step) -> Outbound
             "x-ms-dynamics-entity-name".to_string(),
             ent.logical_name.clone(),
         ),
-        ("x-ms-dynamics-request-name".to_string(), message.to_string()),
+        (
+            "x-ms-dynamics-request-name".to_string(),
+            message.to_string(),
+        ),
         (
             "x-ms-correlation-request-id".to_string(),
             ctx.correlation_id.to_string(),
@@ -747,17 +750,17 @@ pub fn settings(xml: &str) -> Vec<(String, String)> {
     let mut pending: VecDeque<(String, String)> = VecDeque::new();
     loop {
         match reader.read_event() {
-            Ok(Event::Start(e) | Event::Empty(e)) if e.name().as_ref() == b"setting" => {
+            Ok(Event::Start(e) | Event::Empty(e)) if e.name().as_ref() == "setting" => {
                 let mut name = None;
                 let mut val = None;
                 for a in e.attributes().flatten() {
                     let v = a
-                        .unescape_value()
+                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                         .map(|c| c.into_owned())
                         .unwrap_or_default();
                     match a.key.as_ref() {
-                        b"name" => name = Some(v),
-                        b"value" => val = Some(v),
+                        "name" => name = Some(v),
+                        "value" => val = Some(v),
                         _ => {}
                     }
                 }

@@ -699,7 +699,18 @@ fn metadata_endpoints_describe_the_tables() {
         .iter()
         .map(|v| v["LogicalName"].as_str().unwrap())
         .collect();
-    assert_eq!(names, vec!["transactioncurrency", "product"]);
+    assert_eq!(
+        names,
+        vec![
+            "transactioncurrency",
+            "product",
+            "serviceendpoint",
+            "sdkmessage",
+            "sdkmessagefilter",
+            "sdkmessageprocessingstep",
+            "sdkmessageprocessingstepimage"
+        ]
+    );
     let csdl = c.get("$metadata", &[]);
     assert!(csdl.body.contains(r#"<EntityType Name="account" BaseType="mscrm.crmbaseentity"><Key><PropertyRef Name="accountid"/></Key>"#));
     assert!(

@@ -14,3 +14,4 @@ mod raw_request;
 mod records;
 mod resilience;
 mod sync;
+mod triggers;
