@@ -321,6 +321,43 @@ impl Host {
         })
     }
 
+    /// Registers trigger `key` with the service so that it calls `webhook_url`; returns the state
+    /// to keep for [`Host::disable_trigger`].
+    pub fn enable_trigger(
+        &self,
+        key: &str,
+        connection: &Connection,
+        config: &str,
+        webhook_url: &str,
+    ) -> Result<Result<String, ConnectorError>, HostError> {
+        let (key, config, url) = (key.to_string(), config.to_string(), webhook_url.to_string());
+        self.call(Some(connection), |connector, store| {
+            connector.dynamics_connector_triggers().call_enable(
+                store,
+                &key,
+                connection,
+                &config,
+                Some(&url),
+            )
+        })
+    }
+
+    /// Removes what [`Host::enable_trigger`] registered.
+    pub fn disable_trigger(
+        &self,
+        key: &str,
+        connection: &Connection,
+        config: &str,
+        state: &str,
+    ) -> Result<Result<(), ConnectorError>, HostError> {
+        let (key, config, state) = (key.to_string(), config.to_string(), state.to_string());
+        self.call(Some(connection), |connector, store| {
+            connector
+                .dynamics_connector_triggers()
+                .call_disable(store, &key, connection, &config, &state)
+        })
+    }
+
     /// Polls trigger `key` once with the state the previous poll returned.
     pub fn poll(
         &self,

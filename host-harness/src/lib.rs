@@ -14,6 +14,7 @@ pub mod login;
 pub mod manifest;
 pub mod outbound;
 pub mod tokens;
+pub mod webhook_server;
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({

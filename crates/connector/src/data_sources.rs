@@ -109,7 +109,7 @@ pub fn choices(context: &Context, key: &str, input_json: &str) -> Result<Vec<Cho
             .collect()
         }
     };
-    choices.sort_by(|a, b| a.label.to_lowercase().cmp(&b.label.to_lowercase()));
+    choices.sort_by_key(|choice| choice.label.to_lowercase());
     Ok(choices)
 }
 

@@ -127,25 +127,25 @@ impl triggers_export::Guest for Connector {
     }
 
     fn enable(
-        _key: String,
-        _connection: Connection,
-        _config: String,
-        _webhook_url: Option<String>,
+        key: String,
+        connection: Connection,
+        config: String,
+        webhook_url: Option<String>,
     ) -> Result<String, ConnectorError> {
-        Err(triggers::not_ready(
-            "registering the webhook from the connector",
-        ))
+        actions::with_context(&connection, |context| {
+            triggers::enable(context, &key, &config, webhook_url.as_deref())
+        })
     }
 
     fn disable(
-        _key: String,
-        _connection: Connection,
+        key: String,
+        connection: Connection,
         _config: String,
-        _state: String,
+        state: String,
     ) -> Result<(), ConnectorError> {
-        Err(triggers::not_ready(
-            "unregistering the webhook from the connector",
-        ))
+        actions::with_context(&connection, |context| {
+            triggers::disable(context, &key, &state)
+        })
     }
 
     fn poll(

@@ -11,7 +11,7 @@ use crate::bindings::exports::dynamics::connector::triggers::{
     IncomingRequest, PollOutcome, WebhookOutcome,
 };
 use crate::definition::{Format, InputDef, Kind, inputs_to_wit};
-use crate::error::{Result, error, invalid_input, with_hint};
+use crate::error::{Result, error, invalid_input};
 use crate::input::Input;
 use crate::inputs::CONNECTION;
 
@@ -240,16 +240,6 @@ fn unknown(key: &str) -> ConnectorError {
     )
 }
 
-pub fn not_ready(what: &str) -> ConnectorError {
-    with_hint(
-        error(
-            ErrorCode::Unsupported,
-            format!("{what} is not available in this version"),
-        ),
-        "register the webhook in Dataverse with the Plug-in Registration Tool for now",
-    )
-}
-
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
@@ -262,4 +252,256 @@ fn query<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .iter()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.as_str())
+}
+
+/// Registers the webhook with Dataverse: a service endpoint for `webhook_url` and one step per
+/// message on the table. Registering the same URL and table again replaces the earlier
+/// registration instead of adding a second. Returns the state `disable` needs, with the
+/// generated webhook key when there was none (the host keeps it with the trigger's config).
+pub fn enable(
+    context: &crate::actions::Context,
+    key: &str,
+    config: &str,
+    webhook_url: Option<&str>,
+) -> Result<String> {
+    if key != WEBHOOK {
+        return Err(unknown(key));
+    }
+    let config = Input::parse(WEBHOOK_INPUTS, config)?;
+    let url = webhook_url
+        .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
+        .ok_or_else(|| {
+            error(
+                ErrorCode::InvalidInput,
+                "the host must give the absolute URL Dataverse should call",
+            )
+        })?;
+    let table_name = config
+        .text(TABLE.key)
+        .ok_or_else(|| invalid_input(&TABLE, "is required to register the webhook"))?;
+    let table = context
+        .metadata
+        .table(&context.client, table_name)?
+        .ok_or_else(|| {
+            invalid_input(
+                &TABLE,
+                format!("{table_name:?} is not a table of this environment"),
+            )
+        })?;
+    let messages: Vec<String> = config.list(MESSAGES.key).to_vec();
+    for message in &messages {
+        if !matches!(message.as_str(), "Create" | "Update" | "Delete") {
+            return Err(invalid_input(
+                &MESSAGES,
+                format!("{message:?} is not one of Create, Update, Delete"),
+            ));
+        }
+    }
+    let auth_type = config.text(AUTH_TYPE.key).unwrap_or("WebhookKey");
+    let generated_key = match (auth_type, config.text(WEBHOOK_KEY.key)) {
+        ("WebhookKey", None) => Some(random_key()?),
+        _ => None,
+    };
+    let (auth_code, auth_value) = match auth_type {
+        "WebhookKey" => (
+            4,
+            generated_key
+                .clone()
+                .or(config.text(WEBHOOK_KEY.key).map(str::to_string))
+                .unwrap_or_default(),
+        ),
+        "HttpHeader" => (5, settings_xml(config.pairs(AUTH_VALUES.key))),
+        _ => (6, settings_xml(config.pairs(AUTH_VALUES.key))),
+    };
+    let name = format!(
+        "dynamics-connector {} {}",
+        table.logical_name,
+        short_hash(url)
+    );
+    // A registration with the same name is this trigger's own, from an earlier enable.
+    let existing = context.client.get_json(&format!(
+        "serviceendpoints?$select=serviceendpointid&$filter=name%20eq%20{}",
+        dataverse::encoding::percent_encode_query_value(&dataverse::odata::string_literal(&name))
+    ))?;
+    for row in existing["value"].as_array().into_iter().flatten() {
+        if let Some(id) = row["serviceendpointid"].as_str() {
+            remove_endpoint(context, id)?;
+        }
+    }
+    let endpoint = json!({
+        "name": name,
+        "contract": 8,
+        "url": url,
+        "authtype": auth_code,
+        "authvalue": auth_value,
+        "messageformat": 2,
+    });
+    let endpoint_id = create(context, "serviceendpoints", &endpoint)?;
+    let mut step_ids = Vec::new();
+    for message in &messages {
+        let message_id = first_id(
+            context,
+            &format!("sdkmessages?$select=sdkmessageid&$filter=name%20eq%20'{message}'"),
+            "sdkmessageid",
+        )?;
+        let filter_id = first_id(
+            context,
+            &format!(
+                "sdkmessagefilters?$select=sdkmessagefilterid&$filter=_sdkmessageid_value%20eq%20{message_id}%20and%20primaryobjecttypecode%20eq%20'{}'",
+                table.logical_name
+            ),
+            "sdkmessagefilterid",
+        )?;
+        let mut step = json!({
+            "name": format!("{name} {message}"),
+            "mode": 1,
+            "stage": 40,
+            "rank": 1,
+            "supporteddeployment": 0,
+            "asyncautodelete": false,
+            "sdkmessageid@odata.bind": format!("/sdkmessages({message_id})"),
+            "sdkmessagefilterid@odata.bind": format!("/sdkmessagefilters({filter_id})"),
+            "eventhandler_serviceendpoint@odata.bind": format!("/serviceendpoints({endpoint_id})"),
+        });
+        if message == "Update" && !config.list(FILTERING_ATTRIBUTES.key).is_empty() {
+            step["filteringattributes"] = json!(config.list(FILTERING_ATTRIBUTES.key).join(","));
+        }
+        step_ids.push(create(context, "sdkmessageprocessingsteps", &step)?);
+    }
+    Ok(json!({"serviceEndpointId": endpoint_id, "stepIds": step_ids, "webhookKey": generated_key, "url": url}).to_string())
+}
+
+/// Removes what `enable` registered; parts already gone are fine.
+pub fn disable(context: &crate::actions::Context, key: &str, state: &str) -> Result<()> {
+    if key != WEBHOOK {
+        return Err(unknown(key));
+    }
+    let state: Value = serde_json::from_str(state).map_err(|problem| {
+        error(
+            ErrorCode::InvalidInput,
+            format!("the trigger state is not JSON: {problem}"),
+        )
+    })?;
+    let endpoint = state["serviceEndpointId"]
+        .as_str()
+        .filter(|id| dataverse::guid::is_guid(id))
+        .ok_or_else(|| {
+            error(
+                ErrorCode::InvalidInput,
+                "the trigger state has no serviceEndpointId; was the trigger enabled?",
+            )
+        })?;
+    for step in state["stepIds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if dataverse::guid::is_guid(step) {
+            delete(context, &format!("sdkmessageprocessingsteps({step})"))?;
+        }
+    }
+    delete(context, &format!("serviceendpoints({endpoint})"))
+}
+
+fn remove_endpoint(context: &crate::actions::Context, endpoint: &str) -> Result<()> {
+    let steps = context.client.get_json(&format!(
+        "sdkmessageprocessingsteps?$select=sdkmessageprocessingstepid&$filter=_eventhandler_value%20eq%20{endpoint}"
+    ))?;
+    for step in steps["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|row| row["sdkmessageprocessingstepid"].as_str())
+    {
+        delete(context, &format!("sdkmessageprocessingsteps({step})"))?;
+    }
+    delete(context, &format!("serviceendpoints({endpoint})"))
+}
+
+fn create(context: &crate::actions::Context, entity_set: &str, body: &Value) -> Result<String> {
+    let mut request = crate::client::Request::new("POST", context.client.api_url(entity_set))
+        .header("Content-Type", "application/json");
+    request.body = body.to_string().into_bytes();
+    let response = context
+        .client
+        .send(
+            request,
+            dataverse::retry::RetryPolicy::RECORDS.not_idempotent(),
+        )?
+        .into_success()?;
+    response
+        .header("odata-entityid")
+        .and_then(dataverse::keys::id_from_entity_url)
+        .ok_or_else(|| {
+            crate::error::malformed(format!(
+                "creating a row of {entity_set} answered without its ID"
+            ))
+        })
+}
+
+fn delete(context: &crate::actions::Context, path: &str) -> Result<()> {
+    let request = crate::client::Request::new("DELETE", context.client.api_url(path));
+    let response = context
+        .client
+        .send(request, dataverse::retry::RetryPolicy::RECORDS)?;
+    if response.status == 404 {
+        return Ok(());
+    }
+    response.into_success().map(|_| ())
+}
+
+fn first_id(context: &crate::actions::Context, path: &str, column: &str) -> Result<String> {
+    let answer = context.client.get_json(path)?;
+    answer["value"][0][column]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            error(
+                ErrorCode::NotFound,
+                format!("the environment has no row for {path}"),
+            )
+        })
+}
+
+/// `<settings><setting name=".." value=".."/></settings>`, values escaped for XML.
+fn settings_xml(pairs: &[(String, String)]) -> String {
+    let escape = |text: &str| {
+        text.replace('&', "&amp;")
+            .replace('"', "&quot;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let settings: String = pairs
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<setting name=\"{}\" value=\"{}\" />",
+                escape(name),
+                escape(value)
+            )
+        })
+        .collect();
+    format!("<settings>{settings}</settings>")
+}
+
+fn random_key() -> Result<String> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|problem| {
+        error(
+            ErrorCode::Internal,
+            format!("no randomness available: {problem}"),
+        )
+    })?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// A short, stable fingerprint of a URL, to name this trigger's registration.
+fn short_hash(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:08x}", hash & 0xffff_ffff)
 }

@@ -1,0 +1,156 @@
+//! A small HTTP server on a loopback port that hands each request to a webhook trigger and
+//! passes the events it produces on. Plain HTTP/1.1, one request per connection, bodies up to
+//! 1 MiB (the trigger itself refuses more than Dataverse sends).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread;
+use std::time::Duration;
+
+use crate::{IncomingRequest, WebhookOutcome};
+
+const MAX_BODY: usize = 1 << 20;
+
+/// What answers one request: the trigger, run by the caller's host.
+pub type Handler = Arc<dyn Fn(IncomingRequest) -> WebhookOutcome + Send + Sync>;
+
+/// A running server. Stops when dropped.
+pub struct WebhookServer {
+    url: String,
+    events: Receiver<String>,
+    stop: Arc<AtomicBool>,
+}
+
+impl WebhookServer {
+    /// Listens on `127.0.0.1:port` (0 picks a free port) and serves until dropped.
+    pub fn start(port: u16, path: &str, handler: Handler) -> std::io::Result<WebhookServer> {
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        listener.set_nonblocking(true)?;
+        let url = format!("http://{}{}", listener.local_addr()?, path);
+        let (sender, events) = channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        thread::Builder::new()
+            .name("webhook-server".to_string())
+            .spawn(move || {
+                while !stopping.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let (handler, sender) = (handler.clone(), sender.clone());
+                            thread::spawn(move || serve(stream, &handler, &sender));
+                        }
+                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                            thread::sleep(Duration::from_millis(5))
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })?;
+        Ok(WebhookServer { url, events, stop })
+    }
+
+    /// The URL to register with the service.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The next event, waiting at most `timeout`.
+    pub fn next_event(&self, timeout: Duration) -> Option<String> {
+        self.events.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for WebhookServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(stream: TcpStream, handler: &Handler, events: &Sender<String>) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let outcome = match read_request(&stream) {
+        Ok(request) => handler(request),
+        Err(reason) => WebhookOutcome {
+            status: 400,
+            headers: vec![("content-type".to_string(), "text/plain".to_string())],
+            body: reason.into_bytes(),
+            events: Vec::new(),
+        },
+    };
+    for event in &outcome.events {
+        let _ = events.send(event.clone());
+    }
+    let mut stream = stream;
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        outcome.status,
+        reason(outcome.status),
+        outcome.body.len()
+    );
+    for (name, value) in &outcome.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&outcome.body);
+}
+
+fn read_request(stream: &TcpStream) -> Result<IncomingRequest, String> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(|e| e.to_string())?;
+    let mut parts = line.split_whitespace();
+    let (method, target) = match (parts.next(), parts.next()) {
+        (Some(method), Some(target)) => (method.to_string(), target.to_string()),
+        _ => return Err("not an HTTP request".to_string()),
+    };
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).map_err(|e| e.to_string())?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0);
+    if length > MAX_BODY {
+        return Err("the body is too large".to_string());
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let query = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    Ok(IncomingRequest {
+        method,
+        path: path.to_string(),
+        query,
+        headers,
+        body,
+    })
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        _ => "Status",
+    }
+}
