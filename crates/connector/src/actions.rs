@@ -24,13 +24,11 @@ mod upsert_entity;
 
 use serde_json::Value;
 
-use crate::bindings::dynamics::connector::types::{
-    self as wit, Connection, ConnectorError, ErrorCode,
-};
+use crate::bindings::dynamics::connector::types::{self as wit, Connection, ConnectorError};
 use crate::client::Client;
 use crate::connection::Settings;
 use crate::definition::{InputDef, inputs_to_wit};
-use crate::error::{Result, error, invalid_field, with_hint};
+use crate::error::{Result, invalid_field};
 use crate::input::{Input, closest};
 use crate::metadata::MetadataCache;
 
@@ -47,8 +45,7 @@ pub enum Run {
     Text(fn(&Context, &Input) -> Result<String>),
 }
 
-/// One action: its definition next to its handler. `run: None` marks actions whose handler has
-/// not landed yet; they validate their input and answer `unsupported`.
+/// One action: its definition next to its handler.
 pub struct ActionDef {
     pub key: &'static str,
     pub label: &'static str,
@@ -56,7 +53,7 @@ pub struct ActionDef {
     pub group: Option<&'static str>,
     pub inputs: &'static [InputDef],
     pub example_output: Option<&'static str>,
-    pub run: Option<Run>,
+    pub run: Run,
 }
 
 pub const CATALOGUE: &[ActionDef] = &[
@@ -120,23 +117,11 @@ pub fn invoke(
         })?;
     let input = Input::parse(action.inputs, input_json)?;
     let settings = Settings::from_connection(connection)?;
-    let Some(run) = action.run else {
-        return Err(with_hint(
-            error(
-                ErrorCode::Unsupported,
-                format!(
-                    "action {:?} ({}) is not available in this version of the connector",
-                    action.key, action.label
-                ),
-            ),
-            "use Raw Request for this operation until the action lands",
-        ));
-    };
     let context = Context {
         client: Client::new(&settings, connection.token.as_ref()),
         metadata: MetadataCache::default(),
     };
-    match run {
+    match action.run {
         Run::Value(run) => Ok(run(&context, &input)?.to_string()),
         Run::Text(run) => run(&context, &input),
     }

@@ -4,6 +4,7 @@
 //! lives in the `dataverse` crate; every request leaves through the host's `http` import.
 
 mod actions;
+mod attributes;
 mod auth;
 mod client;
 mod connection;

@@ -148,20 +148,28 @@ fn a_raw_request_url_naming_another_host_is_forbidden() {
 }
 
 #[test]
-fn actions_whose_handlers_have_not_landed_say_unsupported_after_checking_input() {
-    let failure = refused("create-attribute", r#"{"entityId": "account"}"#);
-    assert_eq!(failure.code, ErrorCode::Unsupported);
+fn attribute_bodies_are_checked_before_any_request() {
     let failure = refused(
         "create-attribute",
-        r#"{"entityId": "account", "attributeBody": "[1"}"#,
+        r#"{"entityId": "account", "attributeBody": {"SchemaName": "new_X"}}"#,
     );
-    assert_eq!(
-        failure.code,
-        ErrorCode::Unsupported,
-        "a body that is not JSON stays text; the action checks it"
+    assert_eq!(failure.code, ErrorCode::InvalidInput);
+    assert_eq!(failure.field.as_deref(), Some("attributeBody"));
+    assert!(
+        failure.message.contains("@odata.type"),
+        "{}",
+        failure.message
+    );
+    let failure = refused(
+        "create-attribute",
+        r#"{"entityId": "account", "attributeBody": {"@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata"}}"#,
+    );
+    assert!(
+        failure.message.contains("SchemaName"),
+        "{}",
+        failure.message
     );
     let failure = refused("list-entity-types", r#"{"maxPageSize": 0}"#);
-    assert_eq!(failure.code, ErrorCode::InvalidInput);
     assert_eq!(failure.field.as_deref(), Some("maxPageSize"));
 }
 

@@ -257,3 +257,71 @@ fn bad_metadata_inputs_are_refused_before_any_request() {
     }
     assert!(emulator.requests().is_empty());
 }
+
+#[test]
+fn a_column_created_from_the_brief_example_can_be_written_read_and_relabelled() {
+    let emulator = emulator();
+    let connection = connected(&emulator);
+    let definition = host().definition();
+    let create = definition
+        .actions
+        .iter()
+        .find(|action| action.key == "create-attribute")
+        .unwrap();
+    let example = create
+        .inputs
+        .iter()
+        .find(|input| input.key == "attributeBody")
+        .unwrap()
+        .default
+        .clone()
+        .unwrap();
+    let output = run(
+        &emulator,
+        "create-attribute",
+        json!({"entityId": "account", "attributeBody": example}),
+    );
+    assert_eq!(output["logicalName"], "new_balance");
+    assert!(output["id"].is_string());
+
+    let id = emulator.table("accounts")[0]["accountid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let write =
+        json!({"entityType": "accounts", "entityId": id, "fieldValues": {"new_balance": 12.5}})
+            .to_string();
+    host()
+        .invoke("update-entity", &connection, &write)
+        .unwrap()
+        .unwrap();
+    let read = run(
+        &emulator,
+        "get-entity",
+        json!({"entityType": "accounts", "entityId": id, "fieldNames": ["new_balance"]}),
+    );
+    assert_eq!(read["new_balance"].as_f64(), Some(12.5));
+
+    let mut body: Value = serde_json::from_str(&example).unwrap();
+    body["DisplayName"]["LocalizedLabels"][0]["Label"] = json!("Balance Due");
+    run(
+        &emulator,
+        "update-attribute",
+        json!({"entityId": "account", "attributeBody": body}),
+    );
+    let attribute = run(
+        &emulator,
+        "get-attribute",
+        json!({"entityId": "account", "attributeKey": "new_balance"}),
+    );
+    assert_eq!(
+        attribute["DisplayName"]["UserLocalizedLabel"]["Label"],
+        "Balance Due"
+    );
+    let put = emulator
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .unwrap();
+    assert_eq!(put.header("mscrm.mergelabels"), Some("true"));
+}

@@ -75,7 +75,7 @@ pub const ACTION: ActionDef = ActionDef {
     example_output: Some(
         r#"{"results":[{"index":0,"collection":"accounts","action":"create","outcome":"succeeded","status":204,"id":"00000000-0000-0000-0000-000000000002"}],"succeeded":1,"failed":0,"notRun":0,"batches":1}"#,
     ),
-    run: Some(Run::Text(run)),
+    run: Run::Text(run),
 };
 
 /// One checked item of the input list.

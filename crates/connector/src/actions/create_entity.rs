@@ -25,7 +25,7 @@ pub const ACTION: ActionDef = ActionDef {
         IMPERSONATE_OBJECT_ID,
     ],
     example_output: Some(r#"{"id":"00000000-0000-0000-0000-000000000002"}"#),
-    run: Some(Run::Value(run)),
+    run: Run::Value(run),
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

@@ -30,7 +30,7 @@ pub const ACTION: ActionDef = ActionDef {
     example_output: Some(
         r##"{"@odata.type":"#Microsoft.Dynamics.CRM.StringAttributeMetadata","LogicalName":"name","AttributeType":"String","MaxLength":160}"##,
     ),
-    run: Some(Run::Value(run)),
+    run: Run::Value(run),
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

@@ -43,7 +43,7 @@ pub const ACTION: ActionDef = ActionDef {
     example_output: Some(
         r#"{"entityTypes":[{"logicalName":"account","entitySetName":"accounts","displayName":"Account","isCustomEntity":false,"selected":true}]}"#,
     ),
-    run: Some(Run::Value(run)),
+    run: Run::Value(run),
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

@@ -29,7 +29,7 @@ pub const ACTION: ActionDef = ActionDef {
     example_output: Some(
         r#"{"@odata.etag":"W/\"1234\"","accountid":"00000000-0000-0000-0000-000000000002","name":"Contoso"}"#,
     ),
-    run: Some(Run::Value(run)),
+    run: Run::Value(run),
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

@@ -25,7 +25,7 @@ pub const ACTION: ActionDef = ActionDef {
     example_output: Some(
         r#"{"LogicalName":"account","EntitySetName":"accounts","SchemaName":"Account","PrimaryIdAttribute":"accountid","Attributes":[{"LogicalName":"name","AttributeType":"String"}]}"#,
     ),
-    run: Some(Run::Value(run)),
+    run: Run::Value(run),
 };
 
 /// The table's definition with its columns. Entity Type is a logical name when Use Logical Name

@@ -69,7 +69,7 @@ pub const ACTION: ActionDef = ActionDef {
     example_output: Some(
         r#"{"records":[{"accountid":"00000000-0000-0000-0000-000000000002","modifiedon":"2024-02-01T10:00:00Z"}],"complete":true,"nextWatermark":"{\"modifiedon\":\"2024-02-01T10:00:00Z\",\"ids\":[\"00000000-0000-0000-0000-000000000002\"]}","warning":null}"#,
     ),
-    run: Some(Run::Text(run)),
+    run: Run::Text(run),
 };
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

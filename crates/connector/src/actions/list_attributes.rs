@@ -36,7 +36,7 @@ pub const ACTION: ActionDef = ActionDef {
     example_output: Some(
         r#"{"attributes":[{"logicalName":"name","attributeType":"String","displayName":"Account Name"}],"count":1}"#,
     ),
-    run: Some(Run::Value(run)),
+    run: Run::Value(run),
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

@@ -40,7 +40,7 @@ pub const ACTION: ActionDef = ActionDef {
     example_output: Some(
         r#"{"entities":[{"logicalName":"account","entitySetName":"accounts","displayName":"Account","isCustomEntity":false}],"count":1}"#,
     ),
-    run: Some(Run::Value(run)),
+    run: Run::Value(run),
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

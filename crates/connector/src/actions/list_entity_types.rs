@@ -26,7 +26,7 @@ pub const ACTION: ActionDef = ActionDef {
     example_output: Some(
         r#"{"entityTypes":[{"logicalName":"account","entitySetName":"accounts","schemaName":"Account","displayName":"Account","isCustomEntity":false,"objectTypeCode":1}],"nextLink":null}"#,
     ),
-    run: Some(Run::Value(run)),
+    run: Run::Value(run),
 };
 
 /// Dataverse does not page metadata, so pages are cut here; the next link is `offset=N`.

@@ -28,7 +28,7 @@ pub const ACTION: ActionDef = ActionDef {
         EXPAND,
     ],
     example_output: Some(r#"{"attributes":[{"LogicalName":"name","MaxLength":160}],"count":1}"#),
-    run: Some(Run::Value(run)),
+    run: Run::Value(run),
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

@@ -121,7 +121,7 @@ pub const CRM_ACTION: ActionDef = ActionDef {
     group: Some("CRM"),
     inputs: INPUTS,
     example_output: Some(EXAMPLE),
-    run: Some(Run::Value(run)),
+    run: Run::Value(run),
 };
 
 pub const ACTION: ActionDef = ActionDef {
@@ -131,7 +131,7 @@ pub const ACTION: ActionDef = ActionDef {
     group: None,
     inputs: INPUTS,
     example_output: Some(EXAMPLE),
-    run: Some(Run::Value(run)),
+    run: Run::Value(run),
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

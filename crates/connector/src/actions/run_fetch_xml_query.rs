@@ -70,7 +70,7 @@ pub const ACTION: ActionDef = ActionDef {
     example_output: Some(
         r#"{"records":[{"name":"Contoso"}],"moreRecords":true,"nextPageId":"<cookie page=\"1\">...</cookie>","nextPageNumber":2,"pages":1,"truncated":false}"#,
     ),
-    run: Some(Run::Text(run)),
+    run: Run::Text(run),
 };
 
 #[derive(Deserialize)]

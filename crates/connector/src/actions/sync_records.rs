@@ -54,7 +54,7 @@ pub const ACTION: ActionDef = ActionDef {
     example_output: Some(
         r#"{"created":1,"updated":0,"unchanged":0,"failed":0,"results":[{"index":0,"key":"productnumber='P-1'","outcome":"created","id":"00000000-0000-0000-0000-000000000002"}]}"#,
     ),
-    run: Some(Run::Value(run)),
+    run: Run::Value(run),
 };
 
 /// A source record mapped to the table.

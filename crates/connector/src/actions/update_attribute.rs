@@ -1,6 +1,11 @@
 //! Update Attribute: Update an existing CRM Attribute on an Entity
 
-use crate::actions::ActionDef;
+use serde_json::Value;
+
+use crate::actions::{ActionDef, Context, Run};
+use crate::attributes::write_attribute;
+use crate::error::Result;
+use crate::input::Input;
 use crate::inputs::*;
 
 pub const ACTION: ActionDef = ActionDef {
@@ -9,6 +14,12 @@ pub const ACTION: ActionDef = ActionDef {
     description: "Update an existing CRM Attribute on an Entity",
     group: Some("CRM"),
     inputs: &[CONNECTION, METADATA_ENTITY_ID, ATTRIBUTE_BODY],
-    example_output: None,
-    run: None,
+    example_output: Some(
+        r#"{"id":"00000000-0000-0000-0000-000000000002","logicalName":"new_balance"}"#,
+    ),
+    run: Run::Value(run),
 };
+
+fn run(context: &Context, input: &Input) -> Result<Value> {
+    write_attribute(context, input, true)
+}
