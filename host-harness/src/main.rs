@@ -99,6 +99,47 @@ enum Command {
         connection: PathBuf,
     },
     /// Start the embedded Dataverse emulator and run a tour of the connector against it.
+    /// Serve the webhook trigger on a loopback port, printing each event. With --register the
+    /// trigger registers itself with the environment first, and unregisters when --seconds runs
+    /// out.
+    ServeWebhooks {
+        /// The connection file (needed for --register).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        connection: Option<PathBuf>,
+        /// The trigger's config JSON (authType, webhookKey or authValues, entityType, messages).
+        #[arg(long, value_name = "JSON")]
+        config: String,
+        /// Port on 127.0.0.1; 0 picks a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Register the webhook with the environment (self-registration) while serving.
+        #[arg(long)]
+        register: bool,
+        /// The public URL Dataverse should call, when it differs from the local one (a tunnel).
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+        /// Stop after this many seconds (default: run until killed).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// Poll the New and Updated Records trigger every interval, printing each event.
+    Poll {
+        /// The connection file.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        connection: PathBuf,
+        /// The trigger's config JSON (entityType, fieldNames, anchorDate).
+        #[arg(long, value_name = "JSON")]
+        config: String,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 60)]
+        interval: u64,
+        /// Stop after this many polls (default: run until killed).
+        #[arg(long)]
+        polls: Option<u64>,
+        /// Where the poll state is kept between runs.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
     /// Extract new and updated rows of tables to NDJSON files, resumable from a state file.
     Extract {
         /// The connection file.
@@ -224,6 +265,120 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Describe { action } => describe(&host, &action),
         Command::Demo { .. } | Command::Emulator { .. } => {
             unreachable!("handled before loading the component")
+        }
+        Command::ServeWebhooks {
+            connection,
+            config,
+            port,
+            register,
+            public_url,
+            seconds,
+        } => {
+            let host = std::sync::Arc::new(host);
+            let handler_host = host.clone();
+            let handler_config = std::sync::Arc::new(std::sync::Mutex::new(config.clone()));
+            let shared_config = handler_config.clone();
+            let server = host_harness::webhook_server::WebhookServer::start(
+                port,
+                "/webhooks/dynamics",
+                std::sync::Arc::new(move |request| {
+                    let config = shared_config.lock().map(|c| c.clone()).unwrap_or_default();
+                    match handler_host.handle_webhook("webhook", &config, request) {
+                        Ok(Ok(outcome)) => outcome,
+                        Ok(Err(failure)) => host_harness::WebhookOutcome {
+                            status: 500,
+                            headers: Vec::new(),
+                            body: describe_error(&failure).into_bytes(),
+                            events: Vec::new(),
+                        },
+                        Err(problem) => host_harness::WebhookOutcome {
+                            status: 500,
+                            headers: Vec::new(),
+                            body: problem.to_string().into_bytes(),
+                            events: Vec::new(),
+                        },
+                    }
+                }),
+            )?;
+            eprintln!("serving webhooks at {}", server.url());
+            let mut registration = None;
+            if register {
+                let path = connection.context("--register needs --connection")?;
+                let named = connection_file::load_named(&path)?;
+                let mut connection = named.connection;
+                if let Err(failure) = host.ensure_token(&mut connection)? {
+                    anyhow::bail!(describe_error(&failure));
+                }
+                let url = public_url
+                    .clone()
+                    .unwrap_or_else(|| server.url().to_string());
+                let state = host
+                    .enable_trigger("webhook", &connection, &config, &url)?
+                    .map_err(|failure| anyhow::anyhow!(describe_error(&failure)))?;
+                let parsed: serde_json::Value = serde_json::from_str(&state)?;
+                if let Some(key) = parsed["webhookKey"].as_str()
+                    && let Ok(mut current) = handler_config.lock()
+                {
+                    let mut value: serde_json::Value =
+                        serde_json::from_str(&current).unwrap_or_default();
+                    value["webhookKey"] = serde_json::json!(key);
+                    *current = value.to_string();
+                }
+                eprintln!("registered with the environment for {url}");
+                registration = Some((connection, state));
+            }
+            let deadline = seconds.map(|s| std::time::Instant::now() + Duration::from_secs(s));
+            while deadline.is_none_or(|deadline| std::time::Instant::now() < deadline) {
+                if let Some(event) = server.next_event(Duration::from_millis(200)) {
+                    println!("{event}");
+                }
+            }
+            if let Some((connection, state)) = registration {
+                host.disable_trigger("webhook", &connection, &config, &state)?
+                    .map_err(|failure| anyhow::anyhow!(describe_error(&failure)))?;
+                eprintln!("unregistered");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Poll {
+            connection,
+            config,
+            interval,
+            polls,
+            state,
+        } => {
+            let named = connection_file::load_named(&connection)?;
+            let mut connection = named.connection;
+            if let Err(failure) = host.ensure_token(&mut connection)? {
+                anyhow::bail!(describe_error(&failure));
+            }
+            let mut current = match &state {
+                Some(path) if path.exists() => Some(std::fs::read_to_string(path)?),
+                _ => None,
+            };
+            let mut done = 0;
+            while polls.is_none_or(|limit| done < limit) {
+                let outcome = host
+                    .poll(
+                        "new-and-updated-records",
+                        &connection,
+                        &config,
+                        current.as_deref(),
+                    )?
+                    .map_err(|failure| anyhow::anyhow!(describe_error(&failure)))?;
+                for event in &outcome.events {
+                    println!("{event}");
+                }
+                if let Some(path) = &state {
+                    std::fs::write(path, &outcome.state)?;
+                }
+                current = Some(outcome.state);
+                done += 1;
+                if polls.is_none_or(|limit| done < limit) {
+                    std::thread::sleep(Duration::from_secs(interval));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Extract {
             connection,

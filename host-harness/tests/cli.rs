@@ -410,3 +410,53 @@ fn test_connection_prints_the_user_business_unit_and_web_api_root() {
     );
     let _ = std::fs::remove_dir_all(&store_dir);
 }
+
+#[test]
+fn poll_prints_one_event_per_new_row_and_keeps_its_state() {
+    let emulator = Emulator::start(
+        Config {
+            rows_per_table: 5,
+            ..Config::default()
+        },
+        0,
+    )
+    .unwrap();
+    let connection = connection_file(&emulator);
+    let state =
+        std::env::temp_dir().join(format!("dynamics-poll-state-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&state);
+    let config =
+        r#"{"entityType": "accounts", "anchorDate": "2000-01-01", "fieldNames": ["name"]}"#;
+    let state_arg = state.to_str().unwrap();
+    let args = [
+        "poll",
+        "--allow-private",
+        "-c",
+        connection.arg(),
+        "--config",
+        config,
+        "--polls",
+        "1",
+        "--state",
+        state_arg,
+    ];
+    let first = dynamics(&args);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let events: Vec<serde_json::Value> = text(&first.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(events.len(), emulator.table("accounts").len());
+    assert!(
+        events
+            .iter()
+            .all(|event| event["table"] == "accounts" && event["id"].as_str().is_some())
+    );
+    let second = dynamics(&args);
+    assert!(second.status.success());
+    assert!(
+        text(&second.stdout).trim().is_empty(),
+        "the saved state means nothing is new"
+    );
+    let _ = std::fs::remove_file(&state);
+}
