@@ -47,6 +47,11 @@ const FILTERING_ATTRIBUTES: InputDef = InputDef::new(
 .comments("For self-registration: Update sends a webhook only when one of these columns changes")
 .format(Format::Identifiers);
 
+const IMAGES: InputDef = InputDef::new("images", "Images", Kind::Picklist)
+    .default("none")
+    .comments("For self-registration: send the row as it was before (pre), after (post) or both with each event")
+    .choices(&[("None", "none"), ("Before the change", "pre"), ("After the change", "post"), ("Both", "both")]);
+
 const WEBHOOK_INPUTS: &[InputDef] = &[
     CONNECTION,
     AUTH_TYPE,
@@ -55,6 +60,7 @@ const WEBHOOK_INPUTS: &[InputDef] = &[
     TABLE,
     MESSAGES,
     FILTERING_ATTRIBUTES,
+    IMAGES,
 ];
 
 const POLL_TABLE: InputDef = InputDef::new("entityType", "Entity Type", Kind::Text)
@@ -366,7 +372,24 @@ pub fn enable(
         if message == "Update" && !config.list(FILTERING_ATTRIBUTES.key).is_empty() {
             step["filteringattributes"] = json!(config.list(FILTERING_ATTRIBUTES.key).join(","));
         }
-        step_ids.push(create(context, "sdkmessageprocessingsteps", &step)?);
+        let step_id = create(context, "sdkmessageprocessingsteps", &step)?;
+        // Dataverse has no pre image on Create and no post image on Delete.
+        let wanted = config.text(IMAGES.key).unwrap_or("none");
+        let pre = matches!(wanted, "pre" | "both") && message != "Create";
+        let post = matches!(wanted, "post" | "both") && message != "Delete";
+        for (wanted, alias, kind) in [(pre, "PreImage", 0), (post, "PostImage", 1)] {
+            if wanted {
+                let image = json!({
+                    "name": alias,
+                    "entityalias": alias,
+                    "imagetype": kind,
+                    "messagepropertyname": if message == "Create" { "Id" } else { "Target" },
+                    "sdkmessageprocessingstepid@odata.bind": format!("/sdkmessageprocessingsteps({step_id})"),
+                });
+                create(context, "sdkmessageprocessingstepimages", &image)?;
+            }
+        }
+        step_ids.push(step_id);
     }
     Ok(json!({"serviceEndpointId": endpoint_id, "stepIds": step_ids, "webhookKey": generated_key, "url": url}).to_string())
 }

@@ -250,7 +250,7 @@ fn an_enabled_webhook_turns_emulator_writes_into_events_and_disabling_stops_them
 
     let emulator = emulator();
     let connection = connected(&emulator);
-    let config = json!({"authType": "WebhookKey", "webhookKey": "hook-key-for-test", "entityType": "contacts", "messages": ["Create", "Update"]}).to_string();
+    let config = json!({"authType": "WebhookKey", "webhookKey": "hook-key-for-test", "entityType": "contacts", "messages": ["Create", "Update"], "images": "both"}).to_string();
     let handler_config = config.clone();
     let server = WebhookServer::start(
         0,
@@ -323,6 +323,11 @@ fn an_enabled_webhook_turns_emulator_writes_into_events_and_disabling_stops_them
     .unwrap();
     assert_eq!(event["message"], "Update");
     assert_eq!(event["attributes"]["lastname"], "Updated");
+    assert_eq!(
+        event["preImages"]["PreImage"]["lastname"], "Created",
+        "the pre image shows the row before the change"
+    );
+    assert_eq!(event["postImages"]["PostImage"]["lastname"], "Updated");
 
     // A forged request without the key is refused and makes no event.
     let address = server
