@@ -7,53 +7,18 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataverse_emulator::{Config, Emulator};
+use host_harness::Limits;
 use host_harness::extract::{ExtractOptions, run, with_host};
-use host_harness::{Connection, Host, HostConfig, Level, Limits, NetworkPolicy, StderrLog, Token};
+
+#[path = "support/loopback.rs"]
+mod support;
 use serde_json::json;
 
 const CREATES: usize = 10_000;
 const ROWS: usize = 100_000;
-
-fn load_host() -> Host {
-    Host::builtin(HostConfig {
-        limits: Limits {
-            time: Duration::from_secs(600),
-            ..Limits::default()
-        },
-        network: NetworkPolicy {
-            allow_private: true,
-            extra_hosts: Vec::new(),
-        },
-        log: Arc::new(StderrLog {
-            min_level: Level::Error,
-        }),
-    })
-    .expect("the component loads")
-}
-
-fn connect(emulator: &Emulator, token: &str) -> Connection {
-    let credentials = emulator.credentials();
-    Connection {
-        definition: "oauth2-client-credentials".to_string(),
-        fields: vec![
-            ("webApiUrl".to_string(), emulator.base_url()),
-            ("tokenUrl".to_string(), emulator.token_url()),
-            ("clientId".to_string(), credentials.client_id),
-            ("clientSecret".to_string(), credentials.client_secret),
-        ],
-        token: Some(Token {
-            access_token: token.to_string(),
-            token_type: "Bearer".to_string(),
-            refresh_token: None,
-            expires_in_secs: None,
-            scope: None,
-        }),
-    }
-}
 
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -62,7 +27,10 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 fn main() {
-    let host = load_host();
+    let host = support::host(Limits {
+        time: Duration::from_secs(600),
+        ..Limits::default()
+    });
 
     // 10,000 creates: the component and dynamics-web-api against fresh emulators.
     let emulator = Emulator::start(
@@ -75,7 +43,7 @@ fn main() {
     )
     .expect("emulator");
     let token = emulator.issue_token_for_tests();
-    let connection = connect(&emulator, &token);
+    let connection = support::connection(&emulator, &token);
     let started = Instant::now();
     let mut created = 0;
     for offset in (0..CREATES).step_by(1000) {
@@ -156,7 +124,7 @@ fn main() {
     )
     .expect("emulator");
     let token = big.issue_token_for_tests();
-    let mut connection = connect(&big, &token);
+    let mut connection = support::connection(&big, &token);
     let xml = "<fetch count='5000'><entity name='account'><attribute name='accountid'/><attribute name='name'/><attribute name='accountnumber'/><attribute name='revenue'/></entity></fetch>";
     let started = Instant::now();
     let output = host

@@ -8,11 +8,13 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataverse_emulator::{Config, Emulator};
-use host_harness::{Connection, Host, HostConfig, Level, Limits, NetworkPolicy, StderrLog, Token};
+use host_harness::{Connection, Host, Limits};
+
+#[path = "support/loopback.rs"]
+mod support;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
@@ -25,44 +27,6 @@ const SELECT: &[&str] = &[
     "address1_city",
     "modifiedon",
 ];
-
-fn load_host(memory_bytes: usize) -> Host {
-    Host::builtin(HostConfig {
-        limits: Limits {
-            memory_bytes,
-            time: Duration::from_secs(300),
-            ..Limits::default()
-        },
-        network: NetworkPolicy {
-            allow_private: true,
-            extra_hosts: Vec::new(),
-        },
-        log: Arc::new(StderrLog {
-            min_level: Level::Error,
-        }),
-    })
-    .expect("the component loads")
-}
-
-fn connection(emulator: &Emulator, token: &str) -> Connection {
-    let credentials = emulator.credentials();
-    Connection {
-        definition: "oauth2-client-credentials".to_string(),
-        fields: vec![
-            ("webApiUrl".to_string(), emulator.base_url()),
-            ("tokenUrl".to_string(), emulator.token_url()),
-            ("clientId".to_string(), credentials.client_id),
-            ("clientSecret".to_string(), credentials.client_secret),
-        ],
-        token: Some(Token {
-            access_token: token.to_string(),
-            token_type: "Bearer".to_string(),
-            refresh_token: None,
-            expires_in_secs: None,
-            scope: None,
-        }),
-    }
-}
 
 fn component_read(host: &Host, connection: &Connection) -> Result<(usize, Duration), String> {
     let input = serde_json::json!({
@@ -189,9 +153,13 @@ fn main() {
         SELECT.len()
     );
     let token = emulator.issue_token_for_tests();
-    let connection = connection(&emulator, &token);
+    let connection = support::connection(&emulator, &token);
 
-    let host = load_host(64 << 20);
+    let host = support::host(Limits {
+        memory_bytes: 64 << 20,
+        time: Duration::from_secs(300),
+        ..Limits::default()
+    });
     let component = best(3, || {
         component_read(&host, &connection).expect("the component reads every record")
     });
@@ -234,7 +202,11 @@ fn main() {
 
     // The smallest memory limit the read fits in bounds the guest's peak memory from above.
     for mib in [16usize, 24, 32, 40, 48, 56, 64, 96, 128] {
-        let limited = load_host(mib << 20);
+        let limited = support::host(Limits {
+            memory_bytes: mib << 20,
+            time: Duration::from_secs(300),
+            ..Limits::default()
+        });
         if component_read(&limited, &connection).is_ok() {
             println!(
                 "guest memory: the 100,000-record read fits in a {mib} MiB limit   (target <= 64 MiB)"

@@ -116,18 +116,13 @@ pub fn invoke(
             )
         })?;
     let input = Input::parse(action.inputs, input_json)?;
-    let settings = Settings::from_connection(connection)?;
-    let context = Context {
-        client: Client::new(&settings, connection.token.as_ref()),
-        metadata: MetadataCache::default(),
-    };
-    match action.run {
-        Run::Value(run) => Ok(run(&context, &input)?.to_string()),
-        Run::Text(run) => run(&context, &input),
-    }
+    with_context(connection, |context| match action.run {
+        Run::Value(run) => Ok(run(context, &input)?.to_string()),
+        Run::Text(run) => run(context, &input),
+    })
 }
 
-/// Runs `f` with the connection's client, for work outside the action catalogue (data sources).
+/// Runs `f` with the connection's client and a fresh metadata cache.
 pub fn with_context<T>(
     connection: &Connection,
     f: impl FnOnce(&Context) -> Result<T>,

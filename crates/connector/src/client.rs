@@ -143,6 +143,12 @@ impl<'a> Client<'a> {
         )
     }
 
+    /// The Web API root as a path (`/api/data/v9.2`), for requests inside `$batch`.
+    pub fn api_root_path(&self) -> String {
+        let environment = &self.settings.environment;
+        environment.web_api_root()[environment.origin.len()..].to_string()
+    }
+
     /// Sends with the OData headers and the token, retrying as `policy` says. Any status is
     /// returned; transport failures that outlast the retries are errors.
     pub fn send(&self, request: Request, policy: RetryPolicy) -> Result<Response> {
@@ -293,4 +299,12 @@ fn next_random(state: u64) -> u64 {
     x ^= x >> 7;
     x ^= x << 17;
     x
+}
+
+/// Hex of `bytes` random bytes, for multipart boundaries. Uniqueness is checked where it
+/// matters, so a missing source of randomness only makes the value predictable.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    let _ = getrandom::fill(&mut buffer);
+    buffer.iter().map(|byte| format!("{byte:02x}")).collect()
 }

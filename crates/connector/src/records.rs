@@ -285,7 +285,7 @@ pub fn explain(context: &Context, entity_set: &str, failure: ConnectorError) -> 
     unknown_set_error(context, entity_set)
 }
 
-fn unknown_set_error(context: &Context, entity_set: &str) -> ConnectorError {
+pub fn unknown_set_error(context: &Context, entity_set: &str) -> ConnectorError {
     let suggestion = context
         .metadata
         .entity_sets(&context.client)

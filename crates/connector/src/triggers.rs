@@ -212,13 +212,13 @@ pub fn poll(
     )?;
     let output: Value = serde_json::from_str(&output)
         .map_err(|problem| error(ErrorCode::Internal, problem.to_string()))?;
+    let primary_id = output["primaryIdAttribute"].as_str();
     let events = output["records"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|record| {
-            let id = record.as_object().and_then(|fields| fields.iter().find(|(name, value)| name.ends_with("id") && value.as_str().is_some_and(dataverse::guid::is_guid) && !name.starts_with('_')));
-            let record_id = id.and_then(|(_, value)| value.as_str()).unwrap_or_default();
+            let record_id = primary_id.and_then(|column| record[column].as_str()).unwrap_or_default();
             let modified = record["modifiedon"].as_str().unwrap_or_default();
             json!({"id": format!("{table}:{record_id}:{modified}"), "table": table, "recordId": record_id, "modifiedOn": modified, "record": record}).to_string()
         })

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::actions::{ActionDef, Context, Run};
-use crate::client::Request;
+use crate::client::{Request, random_hex};
 use crate::definition::{InputDef, Kind};
 use crate::error::{Result, invalid_input, malformed};
 use crate::input::Input;
@@ -92,10 +92,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     let all_or_nothing = input.flag(ALL_OR_NOTHING.key);
     let continue_on_error = input.flag(CONTINUE_ON_ERROR.key);
     let items = parse_items(input.json(BATCH_ACTIONS.key), all_or_nothing)?;
-    let root_path = {
-        let environment = &context.client.settings.environment;
-        environment.web_api_root()[environment.origin.len()..].to_string()
-    };
+    let root_path = context.client.api_root_path();
     // Requests are built (and lookups resolved) before anything is sent.
     let mut requests = Vec::with_capacity(items.len());
     let mut items = items;
@@ -434,7 +431,7 @@ pub(crate) fn send_batch(
     parts: Vec<BatchPart>,
     continue_on_error: bool,
 ) -> Result<Vec<BatchResponse>> {
-    let id = batch_id();
+    let id = random_hex(12);
     let (body, content_type) = encode(&parts, &id);
     let mut request =
         Request::new("POST", context.client.api_url("$batch")).header("Content-Type", content_type);
@@ -463,12 +460,6 @@ pub(crate) fn send_batch(
     }
     let text = String::from_utf8_lossy(&response.body);
     decode(&content_type, &text).map_err(|problem| malformed(problem.to_string()))
-}
-
-fn batch_id() -> String {
-    let mut bytes = [0u8; 12];
-    let _ = getrandom::fill(&mut bytes);
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn item_success<'a>(

@@ -67,7 +67,7 @@ pub const ACTION: ActionDef = ActionDef {
         IMPERSONATE_OBJECT_ID,
     ],
     example_output: Some(
-        r#"{"records":[{"accountid":"00000000-0000-0000-0000-000000000002","modifiedon":"2024-02-01T10:00:00Z"}],"complete":true,"nextWatermark":"{\"modifiedon\":\"2024-02-01T10:00:00Z\",\"ids\":[\"00000000-0000-0000-0000-000000000002\"]}","warning":null}"#,
+        r#"{"records":[{"accountid":"00000000-0000-0000-0000-000000000002","modifiedon":"2024-02-01T10:00:00Z"}],"complete":true,"nextWatermark":"{\"modifiedon\":\"2024-02-01T10:00:00Z\",\"ids\":[\"00000000-0000-0000-0000-000000000002\"]}","primaryIdAttribute":"accountid","warning":null}"#,
     ),
     run: Run::Text(run),
 };
@@ -202,8 +202,9 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     };
     let next = serde_json::to_string(&newest).unwrap_or_default();
     Ok(chunks.finish(&format!(
-        ",\"complete\":{complete},\"nextWatermark\":{},\"warning\":null",
-        Value::String(next)
+        ",\"complete\":{complete},\"nextWatermark\":{},\"primaryIdAttribute\":{},\"warning\":null",
+        Value::String(next),
+        Value::String(table.primary_id.clone())
     )))
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::actions::{ActionDef, Context, Run};
 use crate::bindings::dynamics::connector::types::ErrorCode;
-use crate::client::Request;
+use crate::client::{Request, random_hex};
 use crate::connection::origin_of;
 use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, error, invalid_input};
@@ -317,8 +317,7 @@ fn body(input: &Input) -> Result<(Vec<u8>, Option<String>)> {
             data,
         });
     }
-    let boundary = format!("----dynamics-connector-{}", parts.len() * 7919 + form.len());
-    let boundary = unique_boundary(&parts, boundary);
+    let boundary = unique_boundary(&parts, format!("----dynamics-connector-{}", random_hex(12)));
     let (body, content_type) = encode_form(&parts, &boundary);
     Ok((body, Some(content_type)))
 }

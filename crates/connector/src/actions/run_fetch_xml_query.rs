@@ -180,11 +180,8 @@ fn fetch_page(
     xml: &str,
     prefer: &str,
 ) -> Result<String> {
-    let url = format!(
-        "{}?fetchXml={}",
-        context.client.api_url(entity_set),
-        percent_encode(xml)
-    );
+    let relative = format!("{entity_set}?fetchXml={}", percent_encode(xml));
+    let url = context.client.api_url(&relative);
     let impersonation: Vec<(String, String)> = input
         .text(IMPERSONATE_USER_ID.key)
         .map(|user| vec![("MSCRMCallerID".to_string(), user.to_string())])
@@ -199,12 +196,7 @@ fn fetch_page(
             .map_err(|failure| explain(context, entity_set, failure))?;
         return Ok(String::from_utf8_lossy(&response.body).into_owned());
     }
-    let environment = &context.client.settings.environment;
-    let path = format!(
-        "{}{}",
-        &environment.web_api_root()[environment.origin.len()..],
-        &url[environment.web_api_root().len()..]
-    );
+    let path = format!("{}/{relative}", context.client.api_root_path());
     let mut headers = vec![("Prefer".to_string(), prefer.to_string())];
     headers.extend(impersonation);
     let part = BatchPart::Single(BatchRequest {

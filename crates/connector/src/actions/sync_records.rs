@@ -14,7 +14,7 @@ use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, invalid_input};
 use crate::input::Input;
 use crate::inputs::*;
-use crate::records::{bind_lookups, explain};
+use crate::records::{bind_lookups, explain, unknown_set_error};
 
 const RECORDS: InputDef = InputDef::new("records", "Records", Kind::Code)
     .required()
@@ -75,21 +75,9 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
     let table = context
         .metadata
         .table(&context.client, entity_set)?
-        .ok_or_else(|| {
-            explain(
-                context,
-                entity_set,
-                crate::error::error(
-                    crate::bindings::dynamics::connector::types::ErrorCode::NotFound,
-                    format!("Resource not found for the segment '{entity_set}'."),
-                ),
-            )
-        })?;
+        .ok_or_else(|| unknown_set_error(context, entity_set))?;
     let by_primary_id = match_on.len() == 1 && match_on[0] == table.primary_id;
-    let root_path = {
-        let environment = &context.client.settings.environment;
-        environment.web_api_root()[environment.origin.len()..].to_string()
-    };
+    let root_path = context.client.api_root_path();
 
     let mut results: Vec<Value> = Vec::with_capacity(targets.len());
     for (chunk_index, chunk) in targets.chunks(batch_size).enumerate() {
