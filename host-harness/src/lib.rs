@@ -7,6 +7,7 @@
 
 pub mod connection_file;
 pub mod demo;
+pub mod designer;
 pub mod extract;
 pub mod host;
 pub mod logging;

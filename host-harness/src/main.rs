@@ -165,6 +165,29 @@ enum Command {
         /// Rows seeded per table.
         #[arg(long, default_value_t = 25)]
         rows: usize,
+        /// After the tour, serve the flow designer against the same emulator (until Ctrl-C).
+        #[arg(long)]
+        designer: bool,
+        /// The designer's port on 127.0.0.1 (with --designer); 0 picks a free one.
+        #[arg(long, default_value_t = 8765)]
+        port: u16,
+    },
+    /// Serve the flow designer in the browser on a loopback port (until Ctrl-C). It starts the
+    /// embedded Dataverse emulator too, unless --no-emulator.
+    Designer {
+        /// Port on 127.0.0.1; 0 picks a free one.
+        #[arg(long, default_value_t = 8765)]
+        port: u16,
+        /// Do not start the embedded emulator (real environments only).
+        #[arg(long)]
+        no_emulator: bool,
+        /// Rows seeded per table of the embedded emulator.
+        #[arg(long, default_value_t = 100)]
+        rows: usize,
+        /// The file the designer keeps its connections in (secrets included, mode 0600)
+        /// [default: designer-connections.json beside the token store].
+        #[arg(long, value_name = "FILE")]
+        connections: Option<PathBuf>,
     },
     /// Serve the Dataverse emulator on loopback until stopped (Ctrl-C).
     Emulator {
@@ -213,9 +236,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         log: Arc::new(StderrLog { min_level }),
     };
     match cli.command {
-        Command::Demo { rows } => {
+        Command::Demo {
+            rows,
+            designer: false,
+            ..
+        } => {
             host_harness::demo::run(rows, &mut std::io::stdout())?;
             return Ok(ExitCode::SUCCESS);
+        }
+        Command::Demo {
+            rows,
+            designer: true,
+            port,
+        } => {
+            host_harness::demo::run(rows, &mut std::io::stdout())?;
+            let store = token_store(cli.token_store.as_deref())?;
+            let file = designer_file(&store, None);
+            println!();
+            return serve_designer(
+                config,
+                cli.component.as_deref(),
+                store,
+                file,
+                port,
+                Some(rows),
+                true,
+            );
+        }
+        Command::Designer {
+            port,
+            no_emulator,
+            rows,
+            connections,
+        } => {
+            let store = token_store(cli.token_store.as_deref())?;
+            let file = designer_file(&store, connections);
+            let rows = (!no_emulator).then_some(rows);
+            return serve_designer(
+                config,
+                cli.component.as_deref(),
+                store,
+                file,
+                port,
+                rows,
+                false,
+            );
         }
         Command::Emulator { port, rows } => {
             let emulator = dataverse_emulator::Emulator::start(
@@ -263,7 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Describe { action } => describe(&host, &action),
-        Command::Demo { .. } | Command::Emulator { .. } => {
+        Command::Demo { .. } | Command::Emulator { .. } | Command::Designer { .. } => {
             unreachable!("handled before loading the component")
         }
         Command::ServeWebhooks {
@@ -550,6 +615,105 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+}
+
+fn designer_file(store: &TokenStore, chosen: Option<PathBuf>) -> PathBuf {
+    chosen.unwrap_or_else(|| {
+        store
+            .path()
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("designer-connections.json")
+    })
+}
+
+/// Serves the flow designer until the process is stopped; with `emulator_rows`, next to an
+/// embedded emulator (and with `connect`, a ready connection to it called "emulator").
+fn serve_designer(
+    mut config: HostConfig,
+    component: Option<&std::path::Path>,
+    store: TokenStore,
+    connections_file: PathBuf,
+    port: u16,
+    emulator_rows: Option<usize>,
+    connect: bool,
+) -> anyhow::Result<ExitCode> {
+    use host_harness::designer::{Designer, DesignerOptions, Preset};
+    let emulator = match emulator_rows {
+        Some(rows) => Some(dataverse_emulator::Emulator::start(
+            dataverse_emulator::Config {
+                rows_per_table: rows,
+                ..Default::default()
+            },
+            0,
+        )?),
+        None => None,
+    };
+    let mut presets = Vec::new();
+    if let Some(emulator) = &emulator {
+        // The emulator lives on loopback.
+        config.network.allow_private = true;
+        let credentials = emulator.credentials();
+        presets.push(Preset {
+            label: "Embedded emulator (client credentials)".to_string(),
+            kind: "oauth2-client-credentials".to_string(),
+            fields: [
+                ("webApiUrl", emulator.base_url()),
+                ("tokenUrl", emulator.token_url()),
+                ("clientId", credentials.client_id.clone()),
+                ("clientSecret", credentials.client_secret.clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        });
+        presets.push(Preset {
+            label: "Embedded emulator (sign in with auth code)".to_string(),
+            kind: "oauth2-auth-code".to_string(),
+            fields: [
+                ("webApiUrl", emulator.base_url()),
+                ("clientId", credentials.public_client_id.clone()),
+                ("authorizeUrl", emulator.authorize_url()),
+                ("tokenUrl", emulator.token_url()),
+                (
+                    "scopes",
+                    format!("{} offline_access", emulator.default_scope()),
+                ),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        });
+    }
+    let host = Arc::new(match component {
+        Some(path) => Host::from_file(path, config)?,
+        None => Host::builtin(config)?,
+    });
+    let designer = Designer::start(
+        host,
+        DesignerOptions {
+            port,
+            token_store: store,
+            connections_file: connections_file.clone(),
+            presets: presets.clone(),
+        },
+    )?;
+    if connect && let Some(preset) = presets.first() {
+        designer
+            .add_connection("emulator", &preset.kind, preset.fields.clone())
+            .map_err(|problem| anyhow::anyhow!(problem))?;
+    }
+    if let Some(emulator) = &emulator {
+        println!("Dataverse emulator serving {}", emulator.web_api_url());
+    }
+    println!("connections kept in {}", connections_file.display());
+    println!("designer: {}", designer.url());
+    println!("Open the designer URL in a browser; press Ctrl-C to stop.");
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    loop {
+        std::thread::park();
     }
 }
 

@@ -72,7 +72,7 @@ impl Drop for WebhookServer {
 fn serve(stream: TcpStream, handler: &Handler, events: &Sender<String>) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let outcome = match read_request(&stream) {
+    let outcome = match read_request(&stream, MAX_BODY) {
         Ok(request) => handler(request),
         Err(reason) => WebhookOutcome {
             status: 400,
@@ -99,7 +99,8 @@ fn serve(stream: TcpStream, handler: &Handler, events: &Sender<String>) {
     let _ = stream.write_all(&outcome.body);
 }
 
-fn read_request(stream: &TcpStream) -> Result<IncomingRequest, String> {
+/// Reads one HTTP/1.1 request with a body of at most `max_body` bytes.
+pub(crate) fn read_request(stream: &TcpStream, max_body: usize) -> Result<IncomingRequest, String> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).map_err(|e| e.to_string())?;
@@ -125,7 +126,7 @@ fn read_request(stream: &TcpStream) -> Result<IncomingRequest, String> {
         .find(|(name, _)| name == "content-length")
         .and_then(|(_, value)| value.parse().ok())
         .unwrap_or(0);
-    if length > MAX_BODY {
+    if length > max_body {
         return Err("the body is too large".to_string());
     }
     let mut body = vec![0; length];

@@ -1,0 +1,1191 @@
+//! A flow designer in the browser, served on a loopback port.
+//!
+//! The page (`assets/`: plain HTML, CSS and JavaScript, embedded in the binary, nothing fetched
+//! from the network) builds every form from the component's definitions: connection forms from
+//! the connection definitions, action forms from the action inputs, picklists from the declared
+//! data sources through `actions.choices`. Everything runs through the same [`Host`] and
+//! [`TokenManager`] as the CLI.
+//!
+//! The JSON API under `/api/` is for the page only: it answers only requests whose `Host` is this
+//! server and, for anything that changes state, whose body is JSON and whose `Origin` (when sent)
+//! is this server, so another web page open in the same browser cannot drive it. Secrets entered
+//! in a connection form go to the harness and never come back: connection listings say only
+//! whether a secret is set.
+
+pub mod flow;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::manifest::input_type_name;
+use crate::tokens::{TokenManager, TokenStore, format_utc, unix_now};
+use crate::{
+    ComponentDefinition, Connection, ConnectorError, Host, HostError, IncomingRequest,
+    InputDefinition, InputType, WebhookOutcome,
+};
+
+use flow::Flow;
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const APP_CSS: &str = include_str!("assets/app.css");
+
+/// The path Dataverse posts webhook requests to.
+pub const WEBHOOK_PATH: &str = "/webhooks/dynamics";
+/// The loopback redirect path of the auth-code sign-in (as `dynamics login` uses).
+pub const CALLBACK_PATH: &str = crate::login::CALLBACK_PATH;
+/// Largest request body the designer accepts (a batch of 1000 items fits).
+const MAX_BODY: usize = 16 << 20;
+/// How long `GET /api/events` waits for a new event before answering with none.
+const EVENT_WAIT: Duration = Duration::from_secs(10);
+
+/// Values the page may pre-fill a connection form with: the embedded emulator's.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Preset {
+    pub label: String,
+    /// The connection type key.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+/// How to start a designer.
+pub struct DesignerOptions {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Where tokens are kept (under keys `designer/<connection name>`).
+    pub token_store: TokenStore,
+    /// The file the designer's connections are saved in (mode 0600: it holds their secrets).
+    pub connections_file: PathBuf,
+    /// Connection forms the page can pre-fill (the embedded emulator).
+    pub presets: Vec<Preset>,
+}
+
+/// A connection as the designer keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Saved {
+    #[serde(rename = "type")]
+    kind: String,
+    fields: BTreeMap<String, String>,
+}
+
+/// The trigger that runs a flow when its events arrive.
+struct Armed {
+    trigger: String,
+    connection: String,
+    /// The trigger's config, with the webhook key the registration generated.
+    config: String,
+    /// What `triggers.enable` returned, for `triggers.disable`.
+    registration: String,
+    flow: Flow,
+}
+
+/// A running designer. Stops accepting requests when dropped.
+pub struct Designer {
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+}
+
+struct Shared {
+    host: Arc<Host>,
+    store: TokenStore,
+    connections_file: PathBuf,
+    connections: Mutex<BTreeMap<String, Saved>>,
+    /// Sign-ins waiting for their redirect, by OAuth `state`: connection name and PKCE verifier.
+    pending: Mutex<HashMap<String, (String, String)>>,
+    armed: Mutex<Option<Armed>>,
+    /// Received events with their flow runs, and a revision that grows with every change.
+    events: Mutex<(u64, Vec<Value>)>,
+    events_changed: Condvar,
+    origin: String,
+    port: u16,
+    presets: Vec<Preset>,
+}
+
+impl Designer {
+    /// Binds `127.0.0.1:port` and serves the designer until dropped.
+    pub fn start(host: Arc<Host>, options: DesignerOptions) -> anyhow::Result<Designer> {
+        let listener = TcpListener::bind(("127.0.0.1", options.port))
+            .with_context(|| format!("listening on 127.0.0.1:{}", options.port))?;
+        let port = listener.local_addr()?.port();
+        let connections = load_connections(&options.connections_file)?;
+        let shared = Arc::new(Shared {
+            host,
+            store: options.token_store,
+            connections_file: options.connections_file,
+            connections: Mutex::new(connections),
+            pending: Mutex::new(HashMap::new()),
+            armed: Mutex::new(None),
+            events: Mutex::new((0, Vec::new())),
+            events_changed: Condvar::new(),
+            origin: format!("http://127.0.0.1:{port}"),
+            port,
+            presets: options.presets,
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        listener.set_nonblocking(true)?;
+        let (serving, stopping) = (shared.clone(), stop.clone());
+        thread::Builder::new()
+            .name("designer".to_string())
+            .spawn(move || {
+                while !stopping.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let shared = serving.clone();
+                            thread::spawn(move || shared.serve(stream));
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })?;
+        Ok(Designer { shared, stop })
+    }
+
+    /// `http://127.0.0.1:<port>/`
+    pub fn url(&self) -> String {
+        format!("{}/", self.shared.origin)
+    }
+
+    /// Adds (or replaces) a connection, as the page's connection form does.
+    pub fn add_connection(
+        &self,
+        name: &str,
+        kind: &str,
+        fields: BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        self.shared
+            .save_connection(name, kind, fields)
+            .map_err(|answer| answer.1["error"]["message"].to_string())
+    }
+
+    /// Unregisters an armed trigger (what `Drop` cannot do with errors reported).
+    pub fn shutdown(&self) {
+        self.shared.disarm();
+    }
+}
+
+impl Drop for Designer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+type Answer = (u16, Value);
+
+fn fail(status: u16, code: &str, message: impl Into<String>, field: Option<&str>) -> Answer {
+    let mut error = json!({"code": code, "message": message.into()});
+    if let Some(field) = field {
+        error["field"] = json!(field);
+    }
+    (status, json!({ "error": error }))
+}
+
+/// A connector error as the page shows it (the component never puts secrets in one).
+fn connector_error(error: &ConnectorError) -> Value {
+    let mut value = json!({"code": error.code.to_string(), "message": error.message});
+    let fields = [
+        ("httpStatus", error.http_status.map(|s| json!(s))),
+        ("serviceCode", error.service_code.as_ref().map(|s| json!(s))),
+        ("retryAfterMs", error.retry_after_ms.map(|s| json!(s))),
+        ("hint", error.hint.as_ref().map(|s| json!(s))),
+        ("field", error.field.as_ref().map(|s| json!(s))),
+    ];
+    for (key, field) in fields {
+        if let Some(field) = field {
+            value[key] = field;
+        }
+    }
+    value
+}
+
+fn host_error(error: &HostError) -> Value {
+    json!({"code": "host", "message": error.to_string()})
+}
+
+fn status_of(error: &Value) -> u16 {
+    match error["code"].as_str() {
+        Some("invalid-input") => 400,
+        Some("host") => 500,
+        _ => 502,
+    }
+}
+
+impl Shared {
+    fn serve(self: &Arc<Self>, stream: TcpStream) {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut stream = stream;
+        let request = match crate::webhook_server::read_request(&stream, MAX_BODY) {
+            Ok(request) => request,
+            Err(reason) => {
+                let _ = respond(&mut stream, 400, "text/plain", reason.as_bytes(), &[]);
+                return;
+            }
+        };
+        if request.path == WEBHOOK_PATH {
+            let outcome = self.webhook(request);
+            let headers: Vec<(&str, &str)> = outcome
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let _ = respond(
+                &mut stream,
+                outcome.status,
+                "text/plain",
+                &outcome.body,
+                &headers,
+            );
+            return;
+        }
+        if !self.host_header_ok(&request) {
+            let _ = respond(
+                &mut stream,
+                421,
+                "text/plain",
+                b"this designer answers only on 127.0.0.1 or localhost",
+                &[],
+            );
+            return;
+        }
+        match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/") => {
+                let _ = respond(
+                    &mut stream,
+                    200,
+                    "text/html; charset=utf-8",
+                    INDEX_HTML.as_bytes(),
+                    &[],
+                );
+            }
+            ("GET", "/favicon.ico") => {
+                let _ = respond(&mut stream, 204, "image/x-icon", b"", &[]);
+            }
+            ("GET", "/app.js") => {
+                let _ = respond(
+                    &mut stream,
+                    200,
+                    "text/javascript; charset=utf-8",
+                    APP_JS.as_bytes(),
+                    &[],
+                );
+            }
+            ("GET", "/app.css") => {
+                let _ = respond(
+                    &mut stream,
+                    200,
+                    "text/css; charset=utf-8",
+                    APP_CSS.as_bytes(),
+                    &[],
+                );
+            }
+            ("GET", CALLBACK_PATH) => {
+                let location = self.callback(&request);
+                let _ = respond(
+                    &mut stream,
+                    303,
+                    "text/plain",
+                    b"",
+                    &[("location", &location)],
+                );
+            }
+            (_, path) if path.starts_with("/api/") => {
+                let (status, body) = if let Err(refusal) = self.api_request_ok(&request) {
+                    refusal
+                } else {
+                    self.api(&request)
+                };
+                let _ = respond(
+                    &mut stream,
+                    status,
+                    "application/json",
+                    body.to_string().as_bytes(),
+                    &[],
+                );
+            }
+            _ => {
+                let _ = respond(&mut stream, 404, "text/plain", b"not found", &[]);
+            }
+        }
+    }
+
+    fn header<'a>(request: &'a IncomingRequest, name: &str) -> Option<&'a str> {
+        request
+            .headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Only our own names: a page elsewhere that rebinds its DNS name to 127.0.0.1 is refused.
+    fn host_header_ok(&self, request: &IncomingRequest) -> bool {
+        let port = self.port;
+        Self::header(request, "host").is_some_and(|host| {
+            host == format!("127.0.0.1:{port}") || host == format!("localhost:{port}")
+        })
+    }
+
+    /// Changes need a JSON body (a cross-site form cannot send one without asking first) and, when
+    /// the browser says where the request comes from, our own origin.
+    fn api_request_ok(&self, request: &IncomingRequest) -> Result<(), Answer> {
+        if let Some(origin) = Self::header(request, "origin")
+            && origin != self.origin
+            && origin != format!("http://localhost:{}", self.port)
+        {
+            return Err(fail(
+                403,
+                "forbidden",
+                "requests from other origins are refused",
+                None,
+            ));
+        }
+        if request.method != "GET" {
+            let json = Self::header(request, "content-type")
+                .is_some_and(|kind| kind.starts_with("application/json"));
+            if !json {
+                return Err(fail(
+                    415,
+                    "invalid-input",
+                    "send the request body as application/json",
+                    None,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn api(&self, request: &IncomingRequest) -> Answer {
+        let body: Value = if request.body.is_empty() {
+            Value::Object(Map::new())
+        } else {
+            match serde_json::from_slice(&request.body) {
+                Ok(body) => body,
+                Err(problem) => {
+                    return fail(
+                        400,
+                        "invalid-input",
+                        format!("the request body is not JSON: {problem}"),
+                        None,
+                    );
+                }
+            }
+        };
+        let path = request.path.trim_start_matches("/api/");
+        let segments: Vec<&str> = path.split('/').collect();
+        match (request.method.as_str(), segments.as_slice()) {
+            ("GET", ["definition"]) => (200, definition_json(self.host.definition())),
+            ("GET", ["presets"]) => (200, json!(self.presets)),
+            ("GET", ["connections"]) => (200, self.list_connections()),
+            ("POST", ["connections"]) => {
+                let name = body["name"].as_str().unwrap_or_default().trim().to_string();
+                let kind = body["type"].as_str().unwrap_or_default().to_string();
+                let fields = match text_fields(&body["fields"]) {
+                    Ok(fields) => fields,
+                    Err(answer) => return answer,
+                };
+                match self.save_connection(&name, &kind, fields) {
+                    Ok(()) => (200, self.list_connections()),
+                    Err(answer) => answer,
+                }
+            }
+            ("DELETE", ["connections", name]) => self.delete_connection(&decode(name)),
+            ("POST", ["connections", name, "test"]) => self.test_connection(&decode(name)),
+            ("POST", ["connections", name, "sign-in"]) => self.begin_sign_in(&decode(name)),
+            ("POST", ["run"]) => {
+                let (Some(connection), Some(action)) =
+                    (body["connection"].as_str(), body["action"].as_str())
+                else {
+                    return fail(
+                        400,
+                        "invalid-input",
+                        "connection and action are required",
+                        None,
+                    );
+                };
+                let input = body.get("input").cloned().unwrap_or_else(|| json!({}));
+                match self.run_action(connection, action, &input) {
+                    Ok(output) => (200, json!({ "output": output })),
+                    Err(error) => (status_of(&error), json!({ "error": error })),
+                }
+            }
+            ("POST", ["choices"]) => self.choices(&body),
+            ("POST", ["flows", "run"]) => self.run_flow(&body),
+            ("GET", ["trigger"]) => (200, self.trigger_status()),
+            ("POST", ["trigger", "start"]) => self.start_trigger(&body),
+            ("POST", ["trigger", "stop"]) => {
+                let stopped = self.disarm();
+                (200, json!({"stopped": stopped}))
+            }
+            ("GET", ["events"]) => {
+                let after = request
+                    .query
+                    .iter()
+                    .find(|(key, _)| key == "after")
+                    .and_then(|(_, value)| value.parse().ok())
+                    .unwrap_or(0u64);
+                (200, self.events_after(after))
+            }
+            _ => fail(
+                404,
+                "not-found",
+                format!("no API {} /api/{path}", request.method),
+                None,
+            ),
+        }
+    }
+
+    fn connection(&self, name: &str) -> Result<(String, Connection), Value> {
+        let connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let saved = connections.get(name).ok_or_else(|| {
+            json!({
+                "code": "invalid-input",
+                "field": "connection",
+                "message": format!("there is no connection called {name:?}; create it on the Connections page"),
+            })
+        })?;
+        Ok((
+            token_key(name),
+            Connection {
+                definition: saved.kind.clone(),
+                fields: saved.fields.clone().into_iter().collect(),
+                token: None,
+            },
+        ))
+    }
+
+    fn list_connections(&self) -> Value {
+        let statuses = self.store.status(unix_now()).unwrap_or_default();
+        let connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let definition = self.host.definition();
+        let list: Vec<Value> = connections
+            .iter()
+            .map(|(name, saved)| {
+                let inputs = definition
+                    .connections
+                    .iter()
+                    .find(|c| c.key == saved.kind)
+                    .map(|c| c.inputs.as_slice())
+                    .unwrap_or_default();
+                let fields: Map<String, Value> = saved
+                    .fields
+                    .iter()
+                    .map(|(key, value)| {
+                        let secret = inputs
+                            .iter()
+                            .any(|i| &i.key == key && i.input_type == InputType::Secret);
+                        let shown = if secret {
+                            json!({"set": !value.is_empty()})
+                        } else {
+                            json!(value)
+                        };
+                        (key.clone(), shown)
+                    })
+                    .collect();
+                let status = statuses.iter().find(|s| s.key == token_key(name));
+                json!({
+                    "name": name,
+                    "type": saved.kind,
+                    "fields": fields,
+                    "signedIn": status.is_some_and(|s| s.valid),
+                    "refreshable": status.is_some_and(|s| s.refreshable),
+                    "expiresAt": status.and_then(|s| s.expires_at).map(format_utc),
+                })
+            })
+            .collect();
+        json!(list)
+    }
+
+    fn save_connection(
+        &self,
+        name: &str,
+        kind: &str,
+        mut fields: BTreeMap<String, String>,
+    ) -> Result<(), Answer> {
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '));
+        if !valid_name {
+            return Err(fail(
+                400,
+                "invalid-input",
+                "name: give the connection a name of up to 64 letters, digits, spaces, - _ or .",
+                Some("name"),
+            ));
+        }
+        let definition = self.host.definition();
+        let Some(connection_type) = definition.connections.iter().find(|c| c.key == kind) else {
+            let known: Vec<&str> = definition
+                .connections
+                .iter()
+                .map(|c| c.key.as_str())
+                .collect();
+            return Err(fail(
+                400,
+                "invalid-input",
+                format!(
+                    "type: unknown connection type {kind:?}; the types are {}",
+                    known.join(", ")
+                ),
+                Some("type"),
+            ));
+        };
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, _) in fields.iter() {
+            if !connection_type.inputs.iter().any(|input| &input.key == key) {
+                return Err(fail(
+                    400,
+                    "invalid-input",
+                    format!("{key}: {} has no field {key:?}", connection_type.label),
+                    Some(key),
+                ));
+            }
+        }
+        // A secret left empty when editing keeps the value already saved.
+        if let Some(existing) = connections.get(name).filter(|e| e.kind == kind) {
+            for input in &connection_type.inputs {
+                let empty = fields.get(&input.key).is_none_or(|v| v.is_empty());
+                if input.input_type == InputType::Secret
+                    && empty
+                    && let Some(value) = existing.fields.get(&input.key)
+                {
+                    fields.insert(input.key.clone(), value.clone());
+                }
+            }
+        }
+        fields.retain(|_, value| !value.trim().is_empty());
+        for input in &connection_type.inputs {
+            if input.required && !fields.contains_key(&input.key) {
+                return Err(fail(
+                    400,
+                    "invalid-input",
+                    format!("{}: {} is required", input.key, input.label),
+                    Some(&input.key),
+                ));
+            }
+        }
+        let connection = Connection {
+            definition: kind.to_string(),
+            fields: fields.clone().into_iter().collect(),
+            token: None,
+        };
+        match self.host.endpoints(&connection) {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err((400, json!({ "error": connector_error(&error) }))),
+            Err(error) => return Err((500, json!({ "error": host_error(&error) }))),
+        }
+        connections.insert(
+            name.to_string(),
+            Saved {
+                kind: kind.to_string(),
+                fields,
+            },
+        );
+        save_connections(&self.connections_file, &connections).map_err(|problem| {
+            fail(
+                500,
+                "host",
+                format!("saving the connections: {problem:#}"),
+                None,
+            )
+        })
+    }
+
+    fn delete_connection(&self, name: &str) -> Answer {
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        if connections.remove(name).is_none() {
+            return fail(
+                404,
+                "not-found",
+                format!("there is no connection called {name:?}"),
+                None,
+            );
+        }
+        let saved = save_connections(&self.connections_file, &connections);
+        drop(connections);
+        let forgotten = self.store.remove(&token_key(name));
+        match saved.and(forgotten) {
+            Ok(_) => (200, self.list_connections()),
+            Err(problem) => fail(500, "host", format!("{problem:#}"), None),
+        }
+    }
+
+    fn test_connection(&self, name: &str) -> Answer {
+        let (key, mut connection) = match self.connection(name) {
+            Ok(found) => found,
+            Err(error) => return (400, json!({ "error": error })),
+        };
+        let manager = TokenManager::new(&self.host, &self.store);
+        match manager.test_connection(&key, &mut connection) {
+            Ok(Ok(text)) => (200, json!({ "output": parse_output(text) })),
+            Ok(Err(error)) => {
+                let error = connector_error(&error);
+                (status_of(&error), json!({ "error": error }))
+            }
+            Err(error) => (500, json!({ "error": host_error(&error) })),
+        }
+    }
+
+    fn redirect_uri(&self) -> String {
+        format!("{}{CALLBACK_PATH}", self.origin)
+    }
+
+    fn begin_sign_in(&self, name: &str) -> Answer {
+        let (_, connection) = match self.connection(name) {
+            Ok(found) => found,
+            Err(error) => return (400, json!({ "error": error })),
+        };
+        match self
+            .host
+            .begin_authorization(&connection, &self.redirect_uri())
+        {
+            Ok(Ok(request)) => {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(request.state, (name.to_string(), request.code_verifier));
+                (200, json!({ "url": request.url }))
+            }
+            Ok(Err(error)) => {
+                let error = connector_error(&error);
+                (status_of(&error), json!({ "error": error }))
+            }
+            Err(error) => (500, json!({ "error": host_error(&error) })),
+        }
+    }
+
+    /// The identity provider's redirect: exchange the code, keep the tokens, and send the page
+    /// back to the connections with the outcome in the fragment.
+    fn callback(&self, request: &IncomingRequest) -> String {
+        let query = |name: &str| {
+            request
+                .query
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        let back = |outcome: &str, message: &str| {
+            let message: String = form_urlencoded::byte_serialize(message.as_bytes()).collect();
+            format!("/#connections/{outcome}/{message}")
+        };
+        let pending = query("state").and_then(|state| {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(state)
+        });
+        let Some((name, verifier)) = pending else {
+            return back(
+                "sign-in-failed",
+                "the sign-in answer did not match a sign-in started here",
+            );
+        };
+        if let Some(error) = query("error") {
+            let description = query("error_description").unwrap_or_default();
+            return back("sign-in-failed", &format!("{name}: {error}: {description}"));
+        }
+        let Some(code) = query("code") else {
+            return back(
+                "sign-in-failed",
+                &format!("{name}: the answer carried no code"),
+            );
+        };
+        let (key, connection) = match self.connection(&name) {
+            Ok(found) => found,
+            Err(error) => return back("sign-in-failed", error["message"].as_str().unwrap_or("")),
+        };
+        match self
+            .host
+            .exchange_code(&connection, &self.redirect_uri(), code, &verifier)
+        {
+            Ok(Ok(token)) => {
+                let manager = TokenManager::new(&self.host, &self.store);
+                match manager.remember(&key, &connection, &token) {
+                    Ok(()) => back("signed-in", &name),
+                    Err(problem) => back("sign-in-failed", &format!("{name}: {problem:#}")),
+                }
+            }
+            Ok(Err(error)) => back(
+                "sign-in-failed",
+                &format!("{name}: {}", crate::describe_error(&error)),
+            ),
+            Err(error) => back("sign-in-failed", &format!("{name}: {error}")),
+        }
+    }
+
+    fn run_action(&self, connection: &str, action: &str, input: &Value) -> Result<Value, Value> {
+        let (key, mut connection) = self.connection(connection)?;
+        let manager = TokenManager::new(&self.host, &self.store);
+        match manager.run_action(&key, &mut connection, action, &input.to_string()) {
+            Ok(Ok(text)) => Ok(parse_output(text)),
+            Ok(Err(error)) => Err(connector_error(&error)),
+            Err(error) => Err(host_error(&error)),
+        }
+    }
+
+    fn choices(&self, body: &Value) -> Answer {
+        let (Some(name), Some(source)) = (body["connection"].as_str(), body["dataSource"].as_str())
+        else {
+            return fail(
+                400,
+                "invalid-input",
+                "connection and dataSource are required",
+                None,
+            );
+        };
+        let (key, mut connection) = match self.connection(name) {
+            Ok(found) => found,
+            Err(error) => return (400, json!({ "error": error })),
+        };
+        let manager = TokenManager::new(&self.host, &self.store);
+        let input = body.get("input").cloned().unwrap_or_else(|| json!({}));
+        let outcome = match manager.prepare(&key, &mut connection) {
+            Ok(Ok(())) => self.host.choices(source, &connection, &input.to_string()),
+            Ok(Err(error)) => Ok(Err(error)),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(Ok(choices)) => {
+                let list: Vec<Value> = choices
+                    .iter()
+                    .map(|c| json!({"label": c.label, "value": c.value}))
+                    .collect();
+                (200, json!({ "choices": list }))
+            }
+            Ok(Err(error)) => {
+                let error = connector_error(&error);
+                (status_of(&error), json!({ "error": error }))
+            }
+            Err(error) => (500, json!({ "error": host_error(&error) })),
+        }
+    }
+
+    fn parse_flow(&self, body: &Value) -> Result<Flow, Answer> {
+        let flow: Flow = serde_json::from_value(body["flow"].clone()).map_err(|problem| {
+            fail(
+                400,
+                "invalid-input",
+                format!("flow: {problem}"),
+                Some("flow"),
+            )
+        })?;
+        let actions: Vec<&str> = self
+            .host
+            .definition()
+            .actions
+            .iter()
+            .map(|action| action.key.as_str())
+            .collect();
+        flow::check(&flow, &actions).map_err(|problem| {
+            let field = problem.split(':').next().unwrap_or("flow").to_string();
+            fail(400, "invalid-input", problem, Some(&field))
+        })?;
+        Ok(flow)
+    }
+
+    fn run_flow(&self, body: &Value) -> Answer {
+        let flow = match self.parse_flow(body) {
+            Ok(flow) => flow,
+            Err(answer) => return answer,
+        };
+        let Some(connection) = body["connection"].as_str().or(flow.connection.as_deref()) else {
+            return fail(
+                400,
+                "invalid-input",
+                "connection: choose a connection for the flow",
+                Some("connection"),
+            );
+        };
+        if let Err(error) = self.connection(connection) {
+            return (400, json!({ "error": error }));
+        }
+        let trigger = body.get("trigger").filter(|t| !t.is_null());
+        let steps = flow::run(&flow, trigger, |action, input| {
+            self.run_action(connection, action, input)
+        });
+        (200, json!({ "steps": steps }))
+    }
+
+    fn start_trigger(&self, body: &Value) -> Answer {
+        let flow = match self.parse_flow(body) {
+            Ok(flow) => flow,
+            Err(answer) => return answer,
+        };
+        let trigger = body["trigger"].as_str().unwrap_or("webhook").to_string();
+        let Some(name) = body["connection"].as_str() else {
+            return fail(
+                400,
+                "invalid-input",
+                "connection: choose a connection for the trigger",
+                Some("connection"),
+            );
+        };
+        let (key, mut connection) = match self.connection(name) {
+            Ok(found) => found,
+            Err(error) => return (400, json!({ "error": error })),
+        };
+        let mut config = match body.get("config") {
+            Some(Value::Object(config)) => config.clone(),
+            None | Some(Value::Null) => Map::new(),
+            Some(_) => {
+                return fail(
+                    400,
+                    "invalid-input",
+                    "config: must be a JSON object",
+                    Some("config"),
+                );
+            }
+        };
+        self.disarm();
+        let manager = TokenManager::new(&self.host, &self.store);
+        if let Ok(Err(error)) | Err(error) =
+            manager
+                .prepare(&key, &mut connection)
+                .map_err(|e| ConnectorError {
+                    code: crate::ErrorCode::Internal,
+                    message: e.to_string(),
+                    http_status: None,
+                    service_code: None,
+                    retry_after_ms: None,
+                    hint: None,
+                    field: None,
+                })
+        {
+            let error = connector_error(&error);
+            return (status_of(&error), json!({ "error": error }));
+        }
+        let url = format!("{}{WEBHOOK_PATH}", self.origin);
+        let config_text = Value::Object(config.clone()).to_string();
+        let registration = match self
+            .host
+            .enable_trigger(&trigger, &connection, &config_text, &url)
+        {
+            Ok(Ok(registration)) => registration,
+            Ok(Err(error)) => {
+                let error = connector_error(&error);
+                return (status_of(&error), json!({ "error": error }));
+            }
+            Err(error) => return (500, json!({ "error": host_error(&error) })),
+        };
+        if let Some(webhook_key) = serde_json::from_str::<Value>(&registration)
+            .ok()
+            .and_then(|state| state["webhookKey"].as_str().map(str::to_string))
+        {
+            config.insert("webhookKey".to_string(), json!(webhook_key));
+        }
+        *self.armed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Armed {
+            trigger,
+            connection: name.to_string(),
+            config: Value::Object(config).to_string(),
+            registration,
+            flow,
+        });
+        (200, self.trigger_status())
+    }
+
+    fn trigger_status(&self) -> Value {
+        let armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        match armed.as_ref() {
+            Some(armed) => json!({
+                "armed": true,
+                "trigger": armed.trigger,
+                "connection": armed.connection,
+                "flow": armed.flow.name,
+                "webhookUrl": format!("{}{WEBHOOK_PATH}", self.origin),
+            }),
+            None => json!({"armed": false}),
+        }
+    }
+
+    /// Unregisters the armed trigger, if any; true when there was one.
+    fn disarm(&self) -> bool {
+        let Some(armed) = self.armed.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return false;
+        };
+        if let Ok((key, mut connection)) = self.connection(&armed.connection) {
+            let manager = TokenManager::new(&self.host, &self.store);
+            if let Ok(Ok(())) = manager.prepare(&key, &mut connection) {
+                let _ = self.host.disable_trigger(
+                    &armed.trigger,
+                    &connection,
+                    &armed.config,
+                    &armed.registration,
+                );
+            }
+        }
+        true
+    }
+
+    /// A webhook request: the trigger checks and reads it; each event runs the armed flow on a
+    /// thread of its own, after the answer (Dataverse waits for synchronous steps).
+    fn webhook(self: &Arc<Self>, request: IncomingRequest) -> WebhookOutcome {
+        let armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(active) = armed.as_ref() else {
+            return WebhookOutcome {
+                status: 404,
+                headers: Vec::new(),
+                body: b"no trigger is listening".to_vec(),
+                events: Vec::new(),
+            };
+        };
+        let (trigger, config) = (active.trigger.clone(), active.config.clone());
+        let (connection, flow) = (active.connection.clone(), active.flow.clone());
+        drop(armed);
+        let outcome = match self.host.handle_webhook(&trigger, &config, request) {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(error)) => WebhookOutcome {
+                status: 500,
+                headers: Vec::new(),
+                body: crate::describe_error(&error).into_bytes(),
+                events: Vec::new(),
+            },
+            Err(error) => WebhookOutcome {
+                status: 500,
+                headers: Vec::new(),
+                body: error.to_string().into_bytes(),
+                events: Vec::new(),
+            },
+        };
+        for event in &outcome.events {
+            let event: Value = serde_json::from_str(event).unwrap_or_else(|_| json!(event));
+            let id = self.push_event(json!({"event": &event, "status": "running"}));
+            let (shared, connection, flow) = (self.clone(), connection.clone(), flow.clone());
+            thread::spawn(move || {
+                let steps = flow::run(&flow, Some(&event), |action, input| {
+                    shared.run_action(&connection, action, input)
+                });
+                let failed = steps.iter().any(|step| step.status == "failed");
+                shared.update_event(
+                    id,
+                    json!({
+                        "event": event,
+                        "status": if failed { "failed" } else { "succeeded" },
+                        "steps": steps,
+                    }),
+                );
+            });
+        }
+        outcome
+    }
+
+    fn push_event(&self, mut record: Value) -> usize {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let id = events.1.len() + 1;
+        record["id"] = json!(id);
+        record["receivedAt"] = json!(format_utc(unix_now()));
+        events.1.push(record);
+        events.0 += 1;
+        self.events_changed.notify_all();
+        id
+    }
+
+    fn update_event(&self, id: usize, mut record: Value) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = events.1.get_mut(id - 1) {
+            record["id"] = json!(id);
+            record["receivedAt"] = slot["receivedAt"].clone();
+            *slot = record;
+        }
+        events.0 += 1;
+        self.events_changed.notify_all();
+    }
+
+    /// The events (the latest 100) once the revision is above `after`, waiting a while for a
+    /// change.
+    fn events_after(&self, after: u64) -> Value {
+        let deadline = Instant::now() + EVENT_WAIT;
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        while events.0 <= after {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            events = self
+                .events_changed
+                .wait_timeout(events, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        let skip = events.1.len().saturating_sub(100);
+        json!({"events": &events.1[skip..], "revision": events.0})
+    }
+}
+
+fn token_key(name: &str) -> String {
+    format!("designer/{name}")
+}
+
+fn decode(segment: &str) -> String {
+    form_urlencoded::parse(format!("x={segment}").as_bytes())
+        .next()
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default()
+}
+
+fn parse_output(text: String) -> Value {
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+fn text_fields(value: &Value) -> Result<BTreeMap<String, String>, Answer> {
+    let Value::Object(fields) = value else {
+        return Err(fail(
+            400,
+            "invalid-input",
+            "fields: must be a JSON object",
+            Some("fields"),
+        ));
+    };
+    fields
+        .iter()
+        .map(|(key, value)| match value {
+            Value::String(text) => Ok((key.clone(), text.clone())),
+            Value::Null => Ok((key.clone(), String::new())),
+            Value::Bool(_) | Value::Number(_) => Ok((key.clone(), value.to_string())),
+            _ => Err(fail(
+                400,
+                "invalid-input",
+                format!("{key}: a connection field is text"),
+                Some(key),
+            )),
+        })
+        .collect()
+}
+
+fn load_connections(path: &Path) -> anyhow::Result<BTreeMap<String, Saved>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("reading the designer's connections in {}", path.display())),
+        Err(problem) if problem.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(problem) => Err(problem).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes the connections (secrets included) to a 0600 file, through a temporary file so a
+/// crash never leaves half a file.
+fn save_connections(path: &Path, connections: &BTreeMap<String, Saved>) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let temporary = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(connections)?;
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let mut file = options
+            .open(&temporary)
+            .with_context(|| format!("writing {}", temporary.display()))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\ncontent-security-policy: default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'\r\n",
+        reason(status),
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    stream.flush()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        303 => "See Other",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        415 => "Unsupported Media Type",
+        421 => "Misdirected Request",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        _ => "Status",
+    }
+}
+
+/// The component's definitions as the page reads them.
+pub fn definition_json(definition: &ComponentDefinition) -> Value {
+    use crate::bindings::dynamics::connector::types::{ConnectionKind, TriggerKind};
+    let inputs = |inputs: &[InputDefinition]| -> Value {
+        inputs
+            .iter()
+            .map(|input| {
+                json!({
+                    "key": input.key,
+                    "label": input.label,
+                    "type": input_type_name(input.input_type),
+                    "required": input.required,
+                    "default": input.default,
+                    "comments": input.comments,
+                    "example": input.example,
+                    "choices": input.choices.iter().map(|c| json!({"label": c.label, "value": c.value})).collect::<Vec<_>>(),
+                    "dataSource": input.data_source,
+                })
+            })
+            .collect()
+    };
+    json!({
+        "key": definition.key,
+        "name": definition.name,
+        "version": definition.version,
+        "description": definition.description,
+        "icon": definition.icon,
+        "connections": definition.connections.iter().map(|c| json!({
+            "key": c.key, "label": c.label, "description": c.description,
+            "kind": match c.kind {
+                ConnectionKind::Oauth2AuthorizationCode => "oauth2-authorization-code",
+                ConnectionKind::Oauth2ClientCredentials => "oauth2-client-credentials",
+                ConnectionKind::Oauth2Password => "oauth2-password",
+            },
+            "inputs": inputs(&c.inputs),
+        })).collect::<Vec<_>>(),
+        "actions": definition.actions.iter().map(|a| json!({
+            "key": a.key, "label": a.label, "description": a.description, "group": a.group,
+            "inputs": inputs(&a.inputs),
+            "exampleOutput": a.example_output.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()),
+        })).collect::<Vec<_>>(),
+        "triggers": definition.triggers.iter().map(|t| json!({
+            "key": t.key, "label": t.label, "description": t.description,
+            "kind": match t.kind {
+                TriggerKind::Webhook => "webhook",
+                TriggerKind::Polling => "polling",
+            },
+            "inputs": inputs(&t.inputs),
+        })).collect::<Vec<_>>(),
+        "dataSources": definition.data_sources.iter().map(|d| json!({
+            "key": d.key, "label": d.label, "description": d.description, "inputs": inputs(&d.inputs),
+        })).collect::<Vec<_>>(),
+    })
+}
