@@ -14,13 +14,22 @@ use crate::{Connection, Host, HostConfig, Level, NetworkPolicy, StderrLog, descr
 
 /// Starts an emulator with `rows` rows per table and runs the tour, writing to `out`.
 pub fn run(rows: usize, out: &mut dyn Write) -> anyhow::Result<()> {
-    let emulator = Emulator::start(
+    tour(&start_emulator(rows)?, rows, out)
+}
+
+/// The demo's emulator: `rows` rows per table on a free loopback port.
+pub fn start_emulator(rows: usize) -> anyhow::Result<Emulator> {
+    Emulator::start(
         Config {
             rows_per_table: rows,
             ..Config::default()
         },
         0,
-    )?;
+    )
+}
+
+/// Runs the tour against `emulator` (seeded with `rows` rows per table), writing to `out`.
+pub fn tour(emulator: &Emulator, rows: usize, out: &mut dyn Write) -> anyhow::Result<()> {
     let host = Host::builtin(HostConfig {
         network: NetworkPolicy {
             allow_private: true,

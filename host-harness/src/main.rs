@@ -249,7 +249,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             designer: true,
             port,
         } => {
-            host_harness::demo::run(rows, &mut std::io::stdout())?;
+            let emulator = host_harness::demo::start_emulator(rows)?;
+            host_harness::demo::tour(&emulator, rows, &mut std::io::stdout())?;
             let store = token_store(cli.token_store.as_deref())?;
             let file = designer_file(&store, None);
             println!();
@@ -259,7 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 store,
                 file,
                 port,
-                Some(rows),
+                Some(emulator),
                 true,
             );
         }
@@ -271,14 +272,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let store = token_store(cli.token_store.as_deref())?;
             let file = designer_file(&store, connections);
-            let rows = (!no_emulator).then_some(rows);
+            let emulator = match no_emulator {
+                true => None,
+                false => Some(host_harness::demo::start_emulator(rows)?),
+            };
             return serve_designer(
                 config,
                 cli.component.as_deref(),
                 store,
                 file,
                 port,
-                rows,
+                emulator,
                 false,
             );
         }
@@ -628,28 +632,18 @@ fn designer_file(store: &TokenStore, chosen: Option<PathBuf>) -> PathBuf {
     })
 }
 
-/// Serves the flow designer until the process is stopped; with `emulator_rows`, next to an
-/// embedded emulator (and with `connect`, a ready connection to it called "emulator").
+/// Serves the flow designer until the process is stopped; with an emulator, its values pre-fill
+/// connection forms (and with `connect`, a ready connection to it is called "emulator").
 fn serve_designer(
     mut config: HostConfig,
     component: Option<&std::path::Path>,
     store: TokenStore,
     connections_file: PathBuf,
     port: u16,
-    emulator_rows: Option<usize>,
+    emulator: Option<dataverse_emulator::Emulator>,
     connect: bool,
 ) -> anyhow::Result<ExitCode> {
     use host_harness::designer::{Designer, DesignerOptions, Preset};
-    let emulator = match emulator_rows {
-        Some(rows) => Some(dataverse_emulator::Emulator::start(
-            dataverse_emulator::Config {
-                rows_per_table: rows,
-                ..Default::default()
-            },
-            0,
-        )?),
-        None => None,
-    };
     let mut presets = Vec::new();
     if let Some(emulator) = &emulator {
         // The emulator lives on loopback.

@@ -5,6 +5,7 @@ mod bulk;
 mod catalogue;
 mod connections;
 mod current_user;
+mod designer;
 mod extract;
 mod incremental;
 mod limits;
