@@ -188,6 +188,10 @@ enum Command {
         /// [default: designer-connections.json beside the token store].
         #[arg(long, value_name = "FILE")]
         connections: Option<PathBuf>,
+        /// The URL the environment should post webhooks to, when it reaches the designer through
+        /// a tunnel (forwarding to http://127.0.0.1:PORT/webhooks/dynamics).
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
     },
     /// Serve the Dataverse emulator on loopback until stopped (Ctrl-C).
     Emulator {
@@ -262,6 +266,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 port,
                 Some(emulator),
                 true,
+                None,
             );
         }
         Command::Designer {
@@ -269,6 +274,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_emulator,
             rows,
             connections,
+            public_url,
         } => {
             let store = token_store(cli.token_store.as_deref())?;
             let file = designer_file(&store, connections);
@@ -284,6 +290,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 port,
                 emulator,
                 false,
+                public_url,
             );
         }
         Command::Emulator { port, rows } => {
@@ -642,6 +649,7 @@ fn serve_designer(
     port: u16,
     emulator: Option<dataverse_emulator::Emulator>,
     connect: bool,
+    public_webhook_url: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     use host_harness::designer::{Designer, DesignerOptions, Preset};
     let mut presets = Vec::new();
@@ -691,6 +699,7 @@ fn serve_designer(
             token_store: store,
             connections_file: connections_file.clone(),
             presets: presets.clone(),
+            public_webhook_url,
         },
     )?;
     if connect && let Some(preset) = presets.first() {

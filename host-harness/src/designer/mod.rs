@@ -70,6 +70,9 @@ pub struct DesignerOptions {
     pub connections_file: PathBuf,
     /// Connection forms the page can pre-fill (the embedded emulator).
     pub presets: Vec<Preset>,
+    /// The webhook URL to register instead of the loopback one, when the environment reaches
+    /// the designer through a tunnel or proxy (Dataverse online cannot call 127.0.0.1).
+    pub public_webhook_url: Option<String>,
 }
 
 /// A connection as the designer keeps it.
@@ -111,6 +114,7 @@ struct Shared {
     origin: String,
     port: u16,
     presets: Vec<Preset>,
+    webhook_url: String,
 }
 
 impl Designer {
@@ -132,6 +136,9 @@ impl Designer {
             origin: format!("http://127.0.0.1:{port}"),
             port,
             presets: options.presets,
+            webhook_url: options
+                .public_webhook_url
+                .unwrap_or_else(|| format!("http://127.0.0.1:{port}{WEBHOOK_PATH}")),
         });
         let stop = Arc::new(AtomicBool::new(false));
         listener.set_nonblocking(true)?;
@@ -866,7 +873,7 @@ impl Shared {
             let error = connector_error(&error);
             return (status_of(&error), json!({ "error": error }));
         }
-        let url = format!("{}{WEBHOOK_PATH}", self.origin);
+        let url = self.webhook_url.clone();
         let config_text = Value::Object(config.clone()).to_string();
         let registration = match self
             .host
@@ -903,7 +910,7 @@ impl Shared {
                 "trigger": armed.trigger,
                 "connection": armed.connection,
                 "flow": armed.flow.name,
-                "webhookUrl": format!("{}{WEBHOOK_PATH}", self.origin),
+                "webhookUrl": self.webhook_url,
             }),
             None => json!({"armed": false}),
         }

@@ -61,6 +61,7 @@ fn designer() -> Fixture {
             token_store: TokenStore::open(dir.join("tokens.json")),
             connections_file: dir.join("connections.json"),
             presets: Vec::new(),
+            public_webhook_url: None,
         },
     )
     .expect("the designer starts");
