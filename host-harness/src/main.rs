@@ -261,12 +261,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return serve_designer(
                 config,
                 cli.component.as_deref(),
-                store,
-                file,
-                port,
-                Some(emulator),
-                true,
-                None,
+                DesignerRun {
+                    store,
+                    connections_file: file,
+                    port,
+                    emulator: Some(emulator),
+                    connect: true,
+                    public_webhook_url: None,
+                },
             );
         }
         Command::Designer {
@@ -285,12 +287,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return serve_designer(
                 config,
                 cli.component.as_deref(),
-                store,
-                file,
-                port,
-                emulator,
-                false,
-                public_url,
+                DesignerRun {
+                    store,
+                    connections_file: file,
+                    port,
+                    emulator,
+                    connect: false,
+                    public_webhook_url: public_url,
+                },
             );
         }
         Command::Emulator { port, rows } => {
@@ -639,19 +643,33 @@ fn designer_file(store: &TokenStore, chosen: Option<PathBuf>) -> PathBuf {
     })
 }
 
+/// What `designer` and `demo --designer` serve.
+struct DesignerRun {
+    store: TokenStore,
+    connections_file: PathBuf,
+    port: u16,
+    emulator: Option<dataverse_emulator::Emulator>,
+    /// Add a ready connection to the emulator called "emulator".
+    connect: bool,
+    public_webhook_url: Option<String>,
+}
+
 /// Serves the flow designer until the process is stopped; with an emulator, its values pre-fill
 /// connection forms (and with `connect`, a ready connection to it is called "emulator").
 fn serve_designer(
     mut config: HostConfig,
     component: Option<&std::path::Path>,
-    store: TokenStore,
-    connections_file: PathBuf,
-    port: u16,
-    emulator: Option<dataverse_emulator::Emulator>,
-    connect: bool,
-    public_webhook_url: Option<String>,
+    run: DesignerRun,
 ) -> anyhow::Result<ExitCode> {
     use host_harness::designer::{Designer, DesignerOptions, Preset};
+    let DesignerRun {
+        store,
+        connections_file,
+        port,
+        emulator,
+        connect,
+        public_webhook_url,
+    } = run;
     let mut presets = Vec::new();
     if let Some(emulator) = &emulator {
         // The emulator lives on loopback.
