@@ -20,22 +20,24 @@ pub fn emulator() -> Emulator {
     .expect("the emulator starts")
 }
 
+/// How the tests' hosts run: loopback allowed (the emulator), errors logged.
+pub fn loopback_config() -> HostConfig {
+    HostConfig {
+        network: NetworkPolicy {
+            allow_private: true,
+            extra_hosts: Vec::new(),
+        },
+        log: Arc::new(StderrLog {
+            min_level: Level::Error,
+        }),
+        ..HostConfig::default()
+    }
+}
+
 /// A host that may reach loopback, shared by the tests of one binary (compiling is the slow part).
 pub fn host() -> &'static Host {
     static HOST: OnceLock<Host> = OnceLock::new();
-    HOST.get_or_init(|| {
-        Host::builtin(HostConfig {
-            network: NetworkPolicy {
-                allow_private: true,
-                extra_hosts: Vec::new(),
-            },
-            log: Arc::new(StderrLog {
-                min_level: Level::Error,
-            }),
-            ..HostConfig::default()
-        })
-        .expect("the built-in component loads")
-    })
+    HOST.get_or_init(|| Host::builtin(loopback_config()).expect("the built-in component loads"))
 }
 
 /// A host of its own whose log lines can be read.

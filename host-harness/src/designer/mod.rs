@@ -267,35 +267,8 @@ impl Shared {
             return;
         }
         match (request.method.as_str(), request.path.as_str()) {
-            ("GET", "/") => {
-                let _ = respond(
-                    &mut stream,
-                    200,
-                    "text/html; charset=utf-8",
-                    INDEX_HTML.as_bytes(),
-                    &[],
-                );
-            }
-            ("GET", "/favicon.ico") => {
-                let _ = respond(&mut stream, 204, "image/x-icon", b"", &[]);
-            }
-            ("GET", "/app.js") => {
-                let _ = respond(
-                    &mut stream,
-                    200,
-                    "text/javascript; charset=utf-8",
-                    APP_JS.as_bytes(),
-                    &[],
-                );
-            }
-            ("GET", "/app.css") => {
-                let _ = respond(
-                    &mut stream,
-                    200,
-                    "text/css; charset=utf-8",
-                    APP_CSS.as_bytes(),
-                    &[],
-                );
+            ("GET", path) if let Some((status, kind, body)) = asset(path) => {
+                let _ = respond(&mut stream, status, kind, body.as_bytes(), &[]);
             }
             ("GET", CALLBACK_PATH) => {
                 let location = self.callback(&request);
@@ -1027,6 +1000,17 @@ impl Shared {
         }
         let skip = events.1.len().saturating_sub(100);
         json!({"events": &events.1[skip..], "revision": events.0})
+    }
+}
+
+/// The page's files: status, content type, body.
+fn asset(path: &str) -> Option<(u16, &'static str, &'static str)> {
+    match path {
+        "/" => Some((200, "text/html; charset=utf-8", INDEX_HTML)),
+        "/app.js" => Some((200, "text/javascript; charset=utf-8", APP_JS)),
+        "/app.css" => Some((200, "text/css; charset=utf-8", APP_CSS)),
+        "/favicon.ico" => Some((204, "image/x-icon", "")),
+        _ => None,
     }
 }
 

@@ -9,27 +9,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dataverse_emulator::Emulator;
-use e2e_tests::emulator;
+use e2e_tests::{emulator, loopback_config};
 use host_harness::designer::{Designer, DesignerOptions};
-use host_harness::{Host, HostConfig, Level, NetworkPolicy, StderrLog, TokenStore};
+use host_harness::{Host, TokenStore};
 use serde_json::{Value, json};
 
 fn shared_host() -> Arc<Host> {
     static HOST: OnceLock<Arc<Host>> = OnceLock::new();
     HOST.get_or_init(|| {
-        Arc::new(
-            Host::builtin(HostConfig {
-                network: NetworkPolicy {
-                    allow_private: true,
-                    extra_hosts: Vec::new(),
-                },
-                log: Arc::new(StderrLog {
-                    min_level: Level::Error,
-                }),
-                ..HostConfig::default()
-            })
-            .expect("the built-in component loads"),
-        )
+        Arc::new(Host::builtin(loopback_config()).expect("the built-in component loads"))
     })
     .clone()
 }
