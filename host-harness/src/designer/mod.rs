@@ -27,6 +27,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::bindings::dynamics::connector::types::TriggerKind;
 use crate::manifest::input_type_name;
 use crate::tokens::{TokenManager, TokenStore, format_utc, unix_now};
 use crate::{
@@ -89,10 +90,23 @@ struct Armed {
     connection: String,
     /// The trigger's config, with the webhook key the registration generated.
     config: String,
-    /// What `triggers.enable` returned, for `triggers.disable`.
-    registration: String,
+    listening: Listening,
     flow: Flow,
 }
+
+/// How an armed trigger receives its events.
+enum Listening {
+    /// Registered with the environment; what `triggers.enable` returned, for `triggers.disable`.
+    Webhook { registration: String },
+    /// A thread polls every `every` until `stop` is set.
+    Polling {
+        every: Duration,
+        stop: Arc<AtomicBool>,
+    },
+}
+
+/// Polling intervals the designer accepts, in seconds.
+const POLL_SECONDS: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 /// A running designer. Stops accepting requests when dropped.
 pub struct Designer {
@@ -345,7 +359,7 @@ impl Shared {
         Ok(())
     }
 
-    fn api(&self, request: &IncomingRequest) -> Answer {
+    fn api(self: &Arc<Self>, request: &IncomingRequest) -> Answer {
         let body: Value = if request.body.is_empty() {
             Value::Object(Map::new())
         } else {
@@ -725,18 +739,12 @@ impl Shared {
                 None,
             );
         };
-        let (key, mut connection) = match self.connection(name) {
-            Ok(found) => found,
-            Err(error) => return (400, json!({ "error": error })),
+        let connection = match self.prepared(name) {
+            Ok((_, connection)) => connection,
+            Err(error) => return (status_of(&error), json!({ "error": error })),
         };
-        let manager = TokenManager::new(&self.host, &self.store);
         let input = body.get("input").cloned().unwrap_or_else(|| json!({}));
-        let outcome = match manager.prepare(&key, &mut connection) {
-            Ok(Ok(())) => self.host.choices(source, &connection, &input.to_string()),
-            Ok(Err(error)) => Ok(Err(error)),
-            Err(error) => Err(error),
-        };
-        match outcome {
+        match self.host.choices(source, &connection, &input.to_string()) {
             Ok(Ok(choices)) => {
                 let list: Vec<Value> = choices
                     .iter()
@@ -798,12 +806,38 @@ impl Shared {
         (200, json!({ "steps": steps }))
     }
 
-    fn start_trigger(&self, body: &Value) -> Answer {
+    /// The named connection with a usable token (stored, renewed or newly acquired).
+    fn prepared(&self, name: &str) -> Result<(String, Connection), Value> {
+        let (key, mut connection) = self.connection(name)?;
+        let manager = TokenManager::new(&self.host, &self.store);
+        match manager.prepare(&key, &mut connection) {
+            Ok(Ok(())) => Ok((key, connection)),
+            Ok(Err(error)) => Err(connector_error(&error)),
+            Err(error) => Err(host_error(&error)),
+        }
+    }
+
+    fn start_trigger(self: &Arc<Self>, body: &Value) -> Answer {
         let flow = match self.parse_flow(body) {
             Ok(flow) => flow,
             Err(answer) => return answer,
         };
         let trigger = body["trigger"].as_str().unwrap_or("webhook").to_string();
+        let Some(kind) = self
+            .host
+            .definition()
+            .triggers
+            .iter()
+            .find(|definition| definition.key == trigger)
+            .map(|definition| definition.kind)
+        else {
+            return fail(
+                400,
+                "invalid-input",
+                format!("trigger: the component has no trigger {trigger:?}"),
+                Some("trigger"),
+            );
+        };
         let Some(name) = body["connection"].as_str() else {
             return fail(
                 400,
@@ -811,10 +845,6 @@ impl Shared {
                 "connection: choose a connection for the trigger",
                 Some("connection"),
             );
-        };
-        let (key, mut connection) = match self.connection(name) {
-            Ok(found) => found,
-            Err(error) => return (400, json!({ "error": error })),
         };
         let mut config = match body.get("config") {
             Some(Value::Object(config)) => config.clone(),
@@ -828,81 +858,178 @@ impl Shared {
                 );
             }
         };
-        self.disarm();
-        let manager = TokenManager::new(&self.host, &self.store);
-        if let Ok(Err(error)) | Err(error) =
-            manager
-                .prepare(&key, &mut connection)
-                .map_err(|e| ConnectorError {
-                    code: crate::ErrorCode::Internal,
-                    message: e.to_string(),
-                    http_status: None,
-                    service_code: None,
-                    retry_after_ms: None,
-                    hint: None,
-                    field: None,
-                })
-        {
-            let error = connector_error(&error);
-            return (status_of(&error), json!({ "error": error }));
-        }
-        let url = self.webhook_url.clone();
-        let config_text = Value::Object(config.clone()).to_string();
-        let registration = match self
-            .host
-            .enable_trigger(&trigger, &connection, &config_text, &url)
-        {
-            Ok(Ok(registration)) => registration,
-            Ok(Err(error)) => {
-                let error = connector_error(&error);
-                return (status_of(&error), json!({ "error": error }));
-            }
-            Err(error) => return (500, json!({ "error": host_error(&error) })),
+        let every = match &body["intervalSeconds"] {
+            Value::Null => 60,
+            value => match value.as_u64().filter(|secs| POLL_SECONDS.contains(secs)) {
+                Some(secs) => secs,
+                None => {
+                    return fail(
+                        400,
+                        "invalid-input",
+                        format!("intervalSeconds: poll every 1 to 86400 seconds; got {value}"),
+                        Some("intervalSeconds"),
+                    );
+                }
+            },
         };
-        if let Some(webhook_key) = serde_json::from_str::<Value>(&registration)
-            .ok()
-            .and_then(|state| state["webhookKey"].as_str().map(str::to_string))
-        {
-            config.insert("webhookKey".to_string(), json!(webhook_key));
-        }
+        self.disarm();
+        let connection = match self.prepared(name) {
+            Ok((_, connection)) => connection,
+            Err(error) => return (status_of(&error), json!({ "error": error })),
+        };
+        let listening = match kind {
+            TriggerKind::Webhook => {
+                let config_text = Value::Object(config.clone()).to_string();
+                let registration = match self.host.enable_trigger(
+                    &trigger,
+                    &connection,
+                    &config_text,
+                    &self.webhook_url,
+                ) {
+                    Ok(Ok(registration)) => registration,
+                    Ok(Err(error)) => {
+                        let error = connector_error(&error);
+                        return (status_of(&error), json!({ "error": error }));
+                    }
+                    Err(error) => return (500, json!({ "error": host_error(&error) })),
+                };
+                if let Some(webhook_key) = serde_json::from_str::<Value>(&registration)
+                    .ok()
+                    .and_then(|state| state["webhookKey"].as_str().map(str::to_string))
+                {
+                    config.insert("webhookKey".to_string(), json!(webhook_key));
+                }
+                Listening::Webhook { registration }
+            }
+            TriggerKind::Polling => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let every = Duration::from_secs(every);
+                self.spawn_poller(
+                    trigger.clone(),
+                    name.to_string(),
+                    Value::Object(config.clone()).to_string(),
+                    flow.clone(),
+                    every,
+                    stop.clone(),
+                );
+                Listening::Polling { every, stop }
+            }
+        };
         *self.armed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Armed {
             trigger,
             connection: name.to_string(),
             config: Value::Object(config).to_string(),
-            registration,
+            listening,
             flow,
         });
         (200, self.trigger_status())
     }
 
+    /// Polls `trigger` now and then every `every` until `stop`; each event runs `flow`. A poll
+    /// that fails is shown as an event of its own, and the next poll tries again.
+    fn spawn_poller(
+        self: &Arc<Self>,
+        trigger: String,
+        connection: String,
+        config: String,
+        flow: Flow,
+        every: Duration,
+        stop: Arc<AtomicBool>,
+    ) {
+        let shared = self.clone();
+        thread::spawn(move || {
+            let mut state: Option<String> = None;
+            while !stop.load(Ordering::Relaxed) {
+                let outcome = shared.prepared(&connection).and_then(|(_, prepared)| {
+                    match shared
+                        .host
+                        .poll(&trigger, &prepared, &config, state.as_deref())
+                    {
+                        Ok(Ok(outcome)) => Ok(outcome),
+                        Ok(Err(error)) => Err(connector_error(&error)),
+                        Err(error) => Err(host_error(&error)),
+                    }
+                });
+                match outcome {
+                    Ok(outcome) => {
+                        state = Some(outcome.state);
+                        for event in &outcome.events {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            let event =
+                                serde_json::from_str(event).unwrap_or_else(|_| json!(event));
+                            let id =
+                                shared.push_event(json!({"event": &event, "status": "running"}));
+                            shared.run_for_event(id, &connection, &flow, event);
+                        }
+                    }
+                    Err(error) => {
+                        shared.push_event(json!({"status": "failed", "error": error, "event": {"message": "poll"}}));
+                    }
+                }
+                let until = Instant::now() + every;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+    }
+
+    /// Runs `flow` for event record `id` and records the step results.
+    fn run_for_event(&self, id: usize, connection: &str, flow: &Flow, event: Value) {
+        let steps = flow::run(flow, Some(&event), |action, input| {
+            self.run_action(connection, action, input)
+        });
+        let failed = steps.iter().any(|step| step.status == "failed");
+        self.update_event(
+            id,
+            json!({
+                "event": event,
+                "status": if failed { "failed" } else { "succeeded" },
+                "steps": steps,
+            }),
+        );
+    }
+
     fn trigger_status(&self) -> Value {
         let armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
         match armed.as_ref() {
-            Some(armed) => json!({
-                "armed": true,
-                "trigger": armed.trigger,
-                "connection": armed.connection,
-                "flow": armed.flow.name,
-                "webhookUrl": self.webhook_url,
-            }),
+            Some(armed) => {
+                let mut status = json!({
+                    "armed": true,
+                    "trigger": armed.trigger,
+                    "connection": armed.connection,
+                    "flow": armed.flow.name,
+                });
+                match &armed.listening {
+                    Listening::Webhook { .. } => status["webhookUrl"] = json!(self.webhook_url),
+                    Listening::Polling { every, .. } => {
+                        status["intervalSeconds"] = json!(every.as_secs())
+                    }
+                }
+                status
+            }
             None => json!({"armed": false}),
         }
     }
 
-    /// Unregisters the armed trigger, if any; true when there was one.
+    /// Unregisters (or stops polling) the armed trigger, if any; true when there was one.
     fn disarm(&self) -> bool {
         let Some(armed) = self.armed.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return false;
         };
-        if let Ok((key, mut connection)) = self.connection(&armed.connection) {
-            let manager = TokenManager::new(&self.host, &self.store);
-            if let Ok(Ok(())) = manager.prepare(&key, &mut connection) {
-                let _ = self.host.disable_trigger(
-                    &armed.trigger,
-                    &connection,
-                    &armed.config,
-                    &armed.registration,
-                );
+        match &armed.listening {
+            Listening::Polling { stop, .. } => stop.store(true, Ordering::Relaxed),
+            Listening::Webhook { registration } => {
+                if let Ok((_, connection)) = self.prepared(&armed.connection) {
+                    let _ = self.host.disable_trigger(
+                        &armed.trigger,
+                        &connection,
+                        &armed.config,
+                        registration,
+                    );
+                }
             }
         }
         true
@@ -912,11 +1039,14 @@ impl Shared {
     /// thread of its own, after the answer (Dataverse waits for synchronous steps).
     fn webhook(self: &Arc<Self>, request: IncomingRequest) -> WebhookOutcome {
         let armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(active) = armed.as_ref() else {
+        let listening = armed
+            .as_ref()
+            .filter(|active| matches!(active.listening, Listening::Webhook { .. }));
+        let Some(active) = listening else {
             return WebhookOutcome {
                 status: 404,
                 headers: Vec::new(),
-                body: b"no trigger is listening".to_vec(),
+                body: b"no webhook trigger is listening".to_vec(),
                 events: Vec::new(),
             };
         };
@@ -942,20 +1072,7 @@ impl Shared {
             let event: Value = serde_json::from_str(event).unwrap_or_else(|_| json!(event));
             let id = self.push_event(json!({"event": &event, "status": "running"}));
             let (shared, connection, flow) = (self.clone(), connection.clone(), flow.clone());
-            thread::spawn(move || {
-                let steps = flow::run(&flow, Some(&event), |action, input| {
-                    shared.run_action(&connection, action, input)
-                });
-                let failed = steps.iter().any(|step| step.status == "failed");
-                shared.update_event(
-                    id,
-                    json!({
-                        "event": event,
-                        "status": if failed { "failed" } else { "succeeded" },
-                        "steps": steps,
-                    }),
-                );
-            });
+            thread::spawn(move || shared.run_for_event(id, &connection, &flow, event));
         }
         outcome
     }
@@ -1128,7 +1245,7 @@ fn reason(status: u16) -> &'static str {
 
 /// The component's definitions as the page reads them.
 pub fn definition_json(definition: &ComponentDefinition) -> Value {
-    use crate::bindings::dynamics::connector::types::{ConnectionKind, TriggerKind};
+    use crate::bindings::dynamics::connector::types::ConnectionKind;
     let inputs = |inputs: &[InputDefinition]| -> Value {
         inputs
             .iter()

@@ -525,3 +525,88 @@ fn a_webhook_event_runs_the_armed_flow_and_stopping_unregisters() {
                 .is_some_and(|n| n.starts_with("dynamics-connector")))
     );
 }
+
+#[test]
+fn a_polled_new_row_runs_the_armed_flow_and_stopping_ends_the_polls() {
+    let fixture = designer();
+    add_emulator_connection(&fixture);
+    let (status, body) = post(
+        &fixture,
+        "/api/trigger/start",
+        json!({"connection": "emu", "trigger": "new-and-updated-records", "intervalSeconds": 0,
+               "config": {"entityType": "accounts"}, "flow": {"steps": [{"name": "a", "action": "get-current-user"}]}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "intervalSeconds");
+
+    // Only rows modified from now on: the seeded ones are older.
+    let since = host_harness::tokens::format_utc(host_harness::tokens::unix_now() - 1)
+        .replacen(' ', "T", 1)
+        .replace(" UTC", "Z");
+    let (status, body) = post(
+        &fixture,
+        "/api/trigger/start",
+        json!({
+            "connection": "emu",
+            "trigger": "new-and-updated-records",
+            "intervalSeconds": 1,
+            "config": {"entityType": "accounts", "fieldNames": ["name"], "anchorDate": since},
+            "flow": {"name": "follow up", "steps": [
+                {"name": "task", "action": "create-entity",
+                 "input": {"entityType": "contacts", "fieldValues": {"lastname": "Polled {{trigger.record.name}}"}}}
+            ]}
+        }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["intervalSeconds"], 1);
+
+    let connection = e2e_tests::connected(&fixture.emulator);
+    e2e_tests::host()
+        .invoke(
+            "create-entity",
+            &connection,
+            &json!({"entityType": "accounts", "fieldValues": {"name": "Polled Co"}}).to_string(),
+        )
+        .unwrap()
+        .unwrap();
+    let mut revision = 0;
+    let mut finished = Vec::new();
+    for _ in 0..20 {
+        let (_, events) = get(&fixture, &format!("/api/events?after={revision}"));
+        revision = events["revision"].as_u64().unwrap();
+        finished = events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["status"] != "running")
+            .cloned()
+            .collect();
+        if !finished.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        finished.len(),
+        1,
+        "one event for the one new row: {finished:?}"
+    );
+    assert_eq!(finished[0]["status"], "succeeded", "{}", finished[0]);
+    assert_eq!(finished[0]["event"]["record"]["name"], "Polled Co");
+    assert!(
+        fixture
+            .emulator
+            .table("contacts")
+            .iter()
+            .any(|row| row["lastname"] == "Polled Polled Co")
+    );
+
+    let (_, body) = post(&fixture, "/api/trigger/stop", json!({}));
+    assert_eq!(body["stopped"], true);
+    std::thread::sleep(Duration::from_millis(200));
+    fixture.emulator.clear_requests();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        fixture.emulator.requests().is_empty(),
+        "no polls after stopping"
+    );
+}

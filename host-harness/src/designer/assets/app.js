@@ -853,13 +853,10 @@ function loadFlow(flow) {
 
 // ---------- trigger ----------
 
-function webhookTriggers() {
-  return state.definition.triggers.filter((t) => t.kind === 'webhook');
-}
 
 function renderTrigger(saved) {
   const box = document.getElementById('trigger-box');
-  const triggers = webhookTriggers();
+  const triggers = state.definition.triggers;
   const select = el('select', { 'data-testid': 'trigger-select' },
     el('option', { value: '', text: 'None: run by hand' }),
     triggers.map((t) => el('option', { value: t.key, text: t.label, selected: saved?.key === t.key })));
@@ -870,7 +867,17 @@ function renderTrigger(saved) {
     const trigger = triggers.find((t) => t.key === select.value);
     state.triggerForm = trigger ? buildForm(trigger.inputs, saved?.key === trigger.key ? saved.config ?? {} : {}) : null;
     state.triggerKey = trigger?.key ?? null;
-    formSlot.replaceChildren(trigger ? el('p', { class: 'muted', text: trigger.description }) : '', state.triggerForm?.element ?? '');
+    // Polling triggers run on the designer's schedule: how often is the designer's own input.
+    state.pollEvery = trigger?.kind === 'polling'
+      ? el('input', { id: 'poll-every', inputmode: 'numeric', value: String(saved?.intervalSeconds ?? 60), 'data-testid': 'poll-every' })
+      : null;
+    const every = state.pollEvery
+      ? el('div', { class: 'field', 'data-field': 'intervalSeconds' },
+        el('label', { for: 'poll-every' }, 'Poll every (seconds) ', el('span', { class: 'required' }, '*')),
+        state.pollEvery, el('div', { class: 'help', text: 'The designer polls now and then at this interval while listening (1 to 86400).' }),
+        el('div', { class: 'error', role: 'alert' }))
+      : '';
+    formSlot.replaceChildren(trigger ? el('p', { class: 'muted', text: trigger.description + (trigger.kind === 'webhook' ? ' The designer registers it with the environment and receives it.' : '') }) : '', state.triggerForm?.element ?? '', every);
     buttons.replaceChildren();
     if (trigger) {
       buttons.append(
@@ -888,7 +895,18 @@ function collectTrigger(strict) {
   if (!state.triggerForm) return null;
   const { input, errors } = strict ? state.triggerForm.collect() : { input: quietValues(state.triggerForm), errors: [] };
   if (errors.length) return undefined;
-  return { key: state.triggerKey, config: input };
+  const trigger = { key: state.triggerKey, config: input };
+  if (state.pollEvery) {
+    const text = state.pollEvery.value.trim();
+    const seconds = Number(text);
+    const wrapper = state.pollEvery.closest('.field');
+    const bad = !/^\d+$/.test(text) || seconds < 1 || seconds > 86400;
+    wrapper.classList.toggle('invalid', bad && strict);
+    wrapper.querySelector('.error').textContent = bad && strict ? 'Poll every must be a whole number of seconds from 1 to 86400' : '';
+    if (bad && strict) return undefined;
+    if (!bad) trigger.intervalSeconds = seconds;
+  }
+  return trigger;
 }
 
 function quietValues(form) {
@@ -909,7 +927,7 @@ async function startTrigger() {
   const connection = currentConnection();
   if (!connection) { status.replaceChildren(errorBox({ code: 'invalid-input', message: 'choose a connection at the top first' })); return; }
   status.replaceChildren(el('span', { class: 'muted', text: 'registering…' }));
-  const answer = await api('POST', 'trigger/start', { connection, trigger: trigger.key, config: trigger.config, flow });
+  const answer = await api('POST', 'trigger/start', { connection, trigger: trigger.key, config: trigger.config, intervalSeconds: trigger.intervalSeconds, flow });
   if (!answer.ok) { status.replaceChildren(errorBox(answer.data.error)); return; }
   showTriggerStatus(answer.data);
 }
@@ -928,7 +946,10 @@ function showTriggerStatus(data) {
   const status = document.querySelector('[data-testid="trigger-status"]');
   if (!status) return;
   if (data.armed) {
-    status.replaceChildren(el('div', { class: 'ok-box', 'data-testid': 'listening', text: 'Listening: ' + data.trigger + ' registered with ' + data.connection + ' for ' + data.webhookUrl + '; events run "' + data.flow + '".' }));
+    const how = data.webhookUrl
+      ? data.trigger + ' registered with ' + data.connection + ' for ' + data.webhookUrl
+      : data.trigger + ' polling ' + data.connection + ' every ' + data.intervalSeconds + ' s';
+    status.replaceChildren(el('div', { class: 'ok-box', 'data-testid': 'listening', text: 'Listening: ' + how + '; events run "' + data.flow + '".' }));
   } else {
     status.replaceChildren(el('span', { class: 'muted', text: 'Not listening.' }));
   }
@@ -952,10 +973,11 @@ function renderEvents(events) {
     const event = record.event ?? {};
     const badgeClass = record.status === 'succeeded' ? 'good' : record.status === 'failed' ? 'bad' : 'running';
     return el('div', { class: 'event', 'data-testid': 'event', 'data-status': record.status },
-      el('div', {}, el('strong', { text: '#' + record.id + ' ' + (event.message ?? 'event') + ' ' + (event.table ?? '') }), ' ',
+      el('div', {}, el('strong', { text: '#' + record.id + ' ' + (event.message ?? 'New or updated') + ' ' + (event.table ?? '') }), ' ',
         el('span', { class: 'badge ' + badgeClass, text: record.status }),
         el('span', { class: 'muted', text: ' ' + record.receivedAt + (event.recordId ? ' · ' + event.recordId : '') })),
       el('details', {}, el('summary', { text: 'event' }), el('pre', { class: 'json', text: pretty(event) })),
+      record.error ? errorBox(record.error) : null,
       (record.steps ?? []).map(stepResultView));
   }));
 }
