@@ -733,9 +733,17 @@ fn serve_designer(
     println!("Open the designer URL in a browser; press Ctrl-C to stop.");
     use std::io::Write as _;
     std::io::stdout().flush()?;
-    loop {
-        std::thread::park();
-    }
+    // Ctrl-C (or a TERM) unregisters a listening webhook trigger before leaving, so the
+    // environment is not left calling a designer that is gone.
+    let (stop, stopped) = std::sync::mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = stop.send(());
+    })
+    .context("installing the Ctrl-C handler")?;
+    let _ = stopped.recv();
+    designer.shutdown();
+    eprintln!("designer stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn token_store(path: Option<&std::path::Path>) -> anyhow::Result<TokenStore> {

@@ -460,3 +460,79 @@ fn poll_prints_one_event_per_new_row_and_keeps_its_state() {
     );
     let _ = std::fs::remove_file(&state);
 }
+
+/// A JSON request to the designer's API, as its page sends it.
+fn designer_post(url: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .post(format!("{url}{path}"))
+        .header("content-type", "application/json")
+        .send(body.to_string())
+        .expect("the designer answers");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap())
+}
+
+#[test]
+fn designer_unregisters_its_webhook_when_stopped_with_ctrl_c() {
+    use std::io::BufRead as _;
+    let emulator = Emulator::start(
+        Config {
+            rows_per_table: 5,
+            ..Config::default()
+        },
+        0,
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("dynamics-designer-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamics"))
+        .args(["--allow-private", "--token-store"])
+        .arg(dir.join("tokens.json"))
+        .args(["designer", "--no-emulator", "--port", "0", "--connections"])
+        .arg(dir.join("connections.json"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("designer: ").map(str::to_string))
+        .expect("the designer prints its URL");
+    let credentials = emulator.credentials();
+    let (status, body) = designer_post(
+        &url,
+        "api/connections",
+        serde_json::json!({"name": "emu", "type": "oauth2-client-credentials", "fields": {
+            "webApiUrl": emulator.base_url(), "tokenUrl": emulator.token_url(),
+            "clientId": credentials.client_id, "clientSecret": credentials.client_secret}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = designer_post(
+        &url,
+        "api/trigger/start",
+        serde_json::json!({"connection": "emu", "trigger": "webhook",
+            "config": {"entityType": "account", "messages": ["Create"]},
+            "flow": {"steps": [{"name": "me", "action": "get-current-user"}]}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(emulator.table("serviceendpoints").len(), 1);
+
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        emulator.table("serviceendpoints").is_empty(),
+        "the registration is removed on the way out"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
