@@ -229,55 +229,196 @@ impl BatchWriter {
 }
 
 /// Decodes a batch answer into its inner responses, change set members included, in order.
-/// The responses borrow from `body`.
+/// The responses borrow from `body`, which is read once, a line at a time.
 pub fn decode<'a>(content_type: &str, body: &'a str) -> Result<Vec<BatchResponse<'a>>, BatchError> {
     let boundary = boundary_of(content_type)
         .ok_or_else(|| BatchError::NoBoundary(content_type.to_string()))?;
     let mut responses = Vec::new();
-    decode_into(&boundary, body, &mut responses)?;
+    let mut lines = Lines { text: body, at: 0 };
+    decode_parts(&mut lines, &boundary, None, &mut responses)?;
     Ok(responses)
 }
 
-fn decode_into<'a>(
+/// A read position in a text, moved a line at a time.
+struct Lines<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Lines<'a> {
+    /// The next line without its line break (LF or CRLF), and where it starts.
+    fn next(&mut self) -> Option<(usize, &'a str)> {
+        if self.at >= self.text.len() {
+            return None;
+        }
+        let start = self.at;
+        let rest = &self.text[start..];
+        let line = match rest.find('\n') {
+            Some(end) => {
+                self.at = start + end + 1;
+                &rest[..end]
+            }
+            None => {
+                self.at = self.text.len();
+                rest
+            }
+        };
+        Some((start, line.strip_suffix('\r').unwrap_or(line)))
+    }
+}
+
+/// What a delimiter line does.
+enum Mark {
+    /// `--boundary`: a part follows.
+    Open,
+    /// `--boundary--`: the parts are over.
+    Close,
+    /// A delimiter of the enclosing multipart: this one ended without its closing delimiter.
+    Outer,
+}
+
+fn mark(line: &str, delimiter: &str, outer: Option<&str>) -> Option<Mark> {
+    if !line.starts_with("--") {
+        return None;
+    }
+    if let Some(rest) = line.strip_prefix(delimiter) {
+        return Some(if rest.starts_with("--") {
+            Mark::Close
+        } else {
+            Mark::Open
+        });
+    }
+    outer
+        .filter(|outer| line.starts_with(outer))
+        .map(|_| Mark::Outer)
+}
+
+/// Reads the parts of one multipart body (after its preamble) into `responses`, recursing
+/// into change sets. Stops after the closing delimiter, or before a delimiter of `outer`.
+fn decode_parts<'a>(
+    lines: &mut Lines<'a>,
     boundary: &str,
-    body: &'a str,
+    outer: Option<&str>,
     responses: &mut Vec<BatchResponse<'a>>,
 ) -> Result<(), BatchError> {
     let delimiter = format!("--{boundary}");
-    let mut pieces = body.split(delimiter.as_str());
-    pieces.next(); // the preamble
-    for piece in pieces {
-        if piece.starts_with("--") {
-            break;
+    let text = lines.text;
+    // The preamble.
+    loop {
+        let Some((start, line)) = lines.next() else {
+            return Ok(());
+        };
+        match mark(line, &delimiter, outer) {
+            Some(Mark::Open) => break,
+            Some(Mark::Close) => return Ok(()),
+            Some(Mark::Outer) => {
+                lines.at = start;
+                return Ok(());
+            }
+            None => {}
         }
-        let part = piece.trim_start_matches(['\r', '\n']);
-        let (part_head, content) = split_head(part);
-        let part_type = header_in(part_head, "content-type").unwrap_or_default();
+    }
+    loop {
+        // Part headers, after any blank lines; a part that ends here has no content.
+        let mut part_type = None;
+        let mut content_id = None;
+        let mut any_header = false;
+        let mut ended = None;
+        while let Some((start, line)) = lines.next() {
+            if let Some(found) = mark(line, &delimiter, outer) {
+                ended = Some((start, found));
+                break;
+            }
+            if line.is_empty() {
+                if any_header {
+                    break;
+                }
+                continue;
+            }
+            any_header = true;
+            if let Some((name, value)) = line.split_once(':') {
+                let name = name.trim();
+                if part_type.is_none() && name.eq_ignore_ascii_case("content-type") {
+                    part_type = Some(value.trim());
+                } else if content_id.is_none() && name.eq_ignore_ascii_case("content-id") {
+                    content_id = Some(value.trim());
+                }
+            }
+        }
+        let part_type = part_type.unwrap_or_default();
         if starts_with_ignore_case(part_type, "multipart/mixed") {
             let inner = boundary_of(part_type)
                 .ok_or_else(|| BatchError::NoBoundary(part_type.to_string()))?;
-            decode_into(&inner, content, responses)?;
-            continue;
+            if ended.is_none() {
+                decode_parts(lines, &inner, Some(&delimiter), responses)?;
+                // Whatever follows the change set's closing delimiter, up to the next part.
+                ended = skip_to_delimiter(lines, &delimiter, outer);
+            }
+        } else {
+            if ended.is_some() {
+                return Err(BatchError::NoStatus);
+            }
+            let status = match lines.next() {
+                Some((start, line)) => match mark(line, &delimiter, outer) {
+                    Some(found) => {
+                        ended = Some((start, found));
+                        None
+                    }
+                    None => line
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|code| code.parse::<u16>().ok()),
+                },
+                None => None,
+            };
+            let status = status.ok_or(BatchError::NoStatus)?;
+            // Inner headers up to a blank line, then the body up to the next delimiter.
+            let head_start = lines.at;
+            let mut body_start = None;
+            let mut head_end = None;
+            let mut end = text.len();
+            while let Some((start, line)) = lines.next() {
+                if let Some(found) = mark(line, &delimiter, outer) {
+                    ended = Some((start, found));
+                    end = start;
+                    break;
+                }
+                if line.is_empty() && body_start.is_none() {
+                    head_end = Some(start);
+                    body_start = Some(lines.at);
+                }
+            }
+            responses.push(BatchResponse {
+                status,
+                head: &text[head_start..head_end.unwrap_or(end)],
+                body: body_start
+                    .map_or("", |start| text[start..end].trim_end_matches(['\r', '\n'])),
+                content_id: content_id.map(Cow::Borrowed),
+            });
         }
-        let content_id = header_in(part_head, "content-id").map(Cow::Borrowed);
-        let (status_and_headers, inner_body) = split_head(content);
-        let (status_line, head) = match status_and_headers.find('\n') {
-            Some(end) => (&status_and_headers[..end], &status_and_headers[end + 1..]),
-            None => (status_and_headers, ""),
-        };
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse::<u16>().ok())
-            .ok_or(BatchError::NoStatus)?;
-        responses.push(BatchResponse {
-            status,
-            head,
-            body: inner_body.trim_end_matches(['\r', '\n']),
-            content_id,
-        });
+        match ended {
+            Some((_, Mark::Open)) => {}
+            Some((_, Mark::Close)) | None => return Ok(()),
+            Some((start, Mark::Outer)) => {
+                lines.at = start;
+                return Ok(());
+            }
+        }
     }
-    Ok(())
+}
+
+/// Skips lines up to the next delimiter line of this multipart (or of the enclosing one).
+fn skip_to_delimiter(
+    lines: &mut Lines,
+    delimiter: &str,
+    outer: Option<&str>,
+) -> Option<(usize, Mark)> {
+    while let Some((start, line)) = lines.next() {
+        if let Some(found) = mark(line, delimiter, outer) {
+            return Some((start, found));
+        }
+    }
+    None
 }
 
 fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
@@ -293,29 +434,6 @@ pub fn boundary_of(content_type: &str) -> Option<String> {
             .eq_ignore_ascii_case("boundary")
             .then(|| value.trim().trim_matches('"').to_string())
     })
-}
-
-/// Header lines up to the first blank line (CRLF or LF), and the rest.
-fn split_head(text: &str) -> (&str, &str) {
-    // One pass for the first blank line, CRLF or LF.
-    let bytes = text.as_bytes();
-    for (index, _) in text.match_indices('\n') {
-        let rest = &bytes[index + 1..];
-        let skip = if rest.starts_with(b"\r\n") {
-            3
-        } else if rest.starts_with(b"\n") {
-            2
-        } else {
-            continue;
-        };
-        let head_end = if index > 0 && bytes[index - 1] == b'\r' {
-            index - 1
-        } else {
-            index
-        };
-        return (&text[..head_end], &text[index + skip..]);
-    }
-    (text, "")
 }
 
 /// `name: value` lines of a header block, trimmed; lines without a colon are skipped.
@@ -396,6 +514,26 @@ mod tests {
         assert!(matches!(
             decode("application/json", ""),
             Err(BatchError::NoBoundary(_))
+        ));
+    }
+
+    #[test]
+    fn answers_with_bare_line_feeds_a_preamble_and_no_closing_delimiters_still_decode() {
+        let body = "preamble\n--b\nContent-Type: multipart/mixed; boundary=cs\n\n--cs\nContent-Type: application/http\nContent-ID: 1\n\nHTTP/1.1 201 Created\nOData-EntityId: x(1)\n\n{\"a\":1,\n\"b\":2}\n--b\nContent-Type: application/http\n\nHTTP/1.1 204 No Content\n\n";
+        let responses = decode("multipart/mixed; boundary=b", body).unwrap();
+        assert_eq!(responses.len(), 2);
+        assert_eq!(responses[0].status, 201);
+        assert_eq!(responses[0].content_id.as_deref(), Some("1"));
+        assert_eq!(responses[0].header("OData-EntityID"), Some("x(1)"));
+        assert_eq!(responses[0].body, "{\"a\":1,\n\"b\":2}");
+        assert_eq!(responses[1].status, 204);
+        assert_eq!(responses[1].body, "");
+        assert!(matches!(
+            decode(
+                "multipart/mixed; boundary=b",
+                "--b\r\nContent-Type: application/http\r\n\r\n\r\n--b--"
+            ),
+            Err(BatchError::NoStatus)
         ));
     }
 }
