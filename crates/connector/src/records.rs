@@ -1,6 +1,9 @@
 //! What the record actions share: addressing, impersonation, request bodies with lookups, the
 //! metadata-aware error hints, and IDs from answers.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use dataverse::keys::{RecordKey, id_from_entity_url};
 use dataverse::retry::RetryPolicy;
 use serde_json::{Map, Value};
@@ -71,22 +74,27 @@ pub fn record_body(
             ));
         }
     }
-    bind_lookups(context, entity_set, body, &FIELD_VALUES, "", None)
+    let bound = match bind_lookups(context, entity_set, &body, &FIELD_VALUES, &"", None)? {
+        Cow::Owned(bound) => Some(bound),
+        Cow::Borrowed(_) => None,
+    };
+    Ok(bound.unwrap_or(body))
 }
 
 /// Resolves `{"ref": name}` lookups to an earlier batch item: its entity set and `$n` reference.
 pub type RefResolver<'a> = &'a dyn Fn(&str) -> Option<(String, String)>;
 
 /// Checks the column names of a record body and turns its lookup values into
-/// `navigation@odata.bind`. Errors name `field`, and `item` (such as `item 3: `) when given.
-pub fn bind_lookups(
+/// `navigation@odata.bind`. Errors name `field`, and `item` (such as `item 3: `, written only
+/// when there is an error) when given. A body without lookups comes back as it is, uncopied.
+pub fn bind_lookups<'b>(
     context: &Context,
     entity_set: &str,
-    mut body: Map<String, Value>,
+    body: &'b Map<String, Value>,
     field: &'static InputDef,
-    item: &str,
+    item: &dyn fmt::Display,
     refs: Option<RefResolver>,
-) -> Result<Map<String, Value>> {
+) -> Result<Cow<'b, Map<String, Value>>> {
     for key in body.keys() {
         let name = key.split('@').next().unwrap_or(key);
         if !dataverse::odata::is_identifier(name) {
@@ -102,8 +110,9 @@ pub fn bind_lookups(
         .map(|(key, _)| key.clone())
         .collect();
     if lookup_keys.is_empty() {
-        return Ok(body);
+        return Ok(Cow::Borrowed(body));
     }
+    let mut body = body.clone();
     let table = context
         .metadata
         .table(&context.client, entity_set)?
@@ -199,7 +208,13 @@ pub fn bind_lookups(
         };
         body.insert(format!("{navigation}@odata.bind"), Value::String(value));
     }
-    Ok(body)
+    Ok(Cow::Owned(body))
+}
+
+/// A record body as JSON text.
+pub fn json_text(body: &Map<String, Value>) -> String {
+    // A map with text keys always serializes.
+    serde_json::to_string(body).unwrap_or_default()
 }
 
 enum Binding {

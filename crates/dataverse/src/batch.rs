@@ -1,6 +1,8 @@
 //! `$batch` bodies: requests (with change sets) encoded as `multipart/mixed`, and the answers
 //! decoded back into one response per request, in order.
 
+use std::borrow::Cow;
+
 /// One request inside a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchRequest {
@@ -25,26 +27,28 @@ pub enum BatchPart {
     ChangeSet(Vec<BatchRequest>),
 }
 
-/// One answer inside a batch response.
+/// One answer inside a batch response, borrowed from the answer's text: decoding copies nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchResponse {
+pub struct BatchResponse<'a> {
     /// Status of the inner response.
     pub status: u16,
-    /// Inner headers, names in lower case.
-    pub headers: Vec<(String, String)>,
-    /// Inner body.
-    pub body: String,
-    /// `Content-ID` echoed from a change set request.
-    pub content_id: Option<String>,
+    /// Inner header lines, after the status line; read them with [`BatchResponse::header`].
+    head: &'a str,
+    /// Inner body, without its trailing line breaks.
+    pub body: &'a str,
+    /// `Content-ID` echoed from a change set request (borrowed like the rest).
+    pub content_id: Option<Cow<'a, str>>,
 }
 
-impl BatchResponse {
-    /// The first value of a header.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+impl<'a> BatchResponse<'a> {
+    /// The first value of a header, the name compared without regard to case.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        header_in(self.head, name)
+    }
+
+    /// Inner headers in order, names as written, names and values trimmed.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        header_lines(self.head)
     }
 }
 
@@ -62,94 +66,364 @@ pub enum BatchError {
 /// Encodes `parts`; returns the body and the `Content-Type` header value. `id` makes the
 /// boundaries unique (for example a random hex string).
 pub fn encode(parts: &[BatchPart], id: &str) -> (String, String) {
-    let boundary = format!("batch_{id}");
-    let mut body = String::new();
-    for (index, part) in parts.iter().enumerate() {
-        body.push_str(&format!("--{boundary}\r\n"));
+    let mut writer = BatchWriter::new(id);
+    for part in parts {
         match part {
-            BatchPart::Single(request) => write_request(&mut body, request),
+            BatchPart::Single(request) => writer.push_request(request),
             BatchPart::ChangeSet(requests) => {
-                let changeset = format!("changeset_{id}_{index}");
-                body.push_str(&format!(
-                    "Content-Type: multipart/mixed; boundary={changeset}\r\n\r\n"
-                ));
+                writer.begin_change_set();
                 for request in requests {
-                    body.push_str(&format!("--{changeset}\r\n"));
-                    write_request(&mut body, request);
+                    writer.push_request(request);
                 }
-                body.push_str(&format!("--{changeset}--\r\n"));
+                writer.end_change_set();
             }
         }
     }
-    body.push_str(&format!("--{boundary}--\r\n"));
-    (body, format!("multipart/mixed; boundary={boundary}"))
+    writer.finish()
 }
 
-fn write_request(body: &mut String, request: &BatchRequest) {
-    body.push_str("Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n");
-    if let Some(id) = &request.content_id {
-        body.push_str(&format!("Content-ID: {id}\r\n"));
+/// Writes a batch body part by part, straight into one buffer: what [`encode`] produces,
+/// without building a [`BatchRequest`] per request first.
+#[derive(Debug)]
+pub struct BatchWriter {
+    body: String,
+    id: String,
+    /// Top-level parts written so far (change sets are named by their position).
+    parts: usize,
+    /// The boundary of the open change set.
+    change_set: Option<String>,
+}
+
+impl BatchWriter {
+    /// A writer whose boundaries carry `id`.
+    pub fn new(id: &str) -> BatchWriter {
+        BatchWriter::with_capacity(id, 0)
     }
-    body.push_str(&format!(
-        "\r\n{} {} HTTP/1.1\r\n",
-        request.method, request.url
-    ));
-    for (name, value) in &request.headers {
-        body.push_str(&format!("{name}: {value}\r\n"));
-    }
-    match &request.body {
-        Some(content) => {
-            if !request
-                .headers
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-            {
-                body.push_str("Content-Type: application/json; type=entry\r\n");
-            }
-            body.push_str("\r\n");
-            body.push_str(content);
-            body.push_str("\r\n");
+
+    /// [`BatchWriter::new`] with room for `capacity` bytes of body.
+    pub fn with_capacity(id: &str, capacity: usize) -> BatchWriter {
+        BatchWriter {
+            body: String::with_capacity(capacity),
+            id: id.to_string(),
+            parts: 0,
+            change_set: None,
         }
-        None => body.push_str("\r\n"),
+    }
+
+    /// Opens a change set: the requests up to [`BatchWriter::end_change_set`] apply all or
+    /// nothing.
+    pub fn begin_change_set(&mut self) {
+        self.end_change_set();
+        self.open_part();
+        let boundary = format!("changeset_{}_{}", self.id, self.parts - 1);
+        self.body
+            .push_str("Content-Type: multipart/mixed; boundary=");
+        self.body.push_str(&boundary);
+        self.body.push_str("\r\n\r\n");
+        self.change_set = Some(boundary);
+    }
+
+    /// Closes the open change set, if any.
+    pub fn end_change_set(&mut self) {
+        if let Some(boundary) = self.change_set.take() {
+            self.body.push_str("--");
+            self.body.push_str(&boundary);
+            self.body.push_str("--\r\n");
+        }
+    }
+
+    /// Writes one request: a part of its own, or a member of the open change set. A body
+    /// without a `Content-Type` header is sent as `application/json; type=entry`.
+    pub fn request(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+        content_id: Option<&str>,
+    ) {
+        self.open_request(method, url, content_id);
+        for (name, value) in headers {
+            self.header(name, value);
+        }
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        self.close_request(body, typed);
+    }
+
+    /// Writes `request` as [`BatchWriter::request`] does.
+    pub fn push_request(&mut self, request: &BatchRequest) {
+        self.open_request(&request.method, &request.url, request.content_id.as_deref());
+        for (name, value) in &request.headers {
+            self.header(name, value);
+        }
+        let typed = request
+            .headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        self.close_request(request.body.as_deref(), typed);
+    }
+
+    /// The body and its `Content-Type` header value.
+    pub fn finish(mut self) -> (String, String) {
+        self.end_change_set();
+        self.body.push_str("--batch_");
+        self.body.push_str(&self.id);
+        self.body.push_str("--\r\n");
+        (
+            self.body,
+            format!("multipart/mixed; boundary=batch_{}", self.id),
+        )
+    }
+
+    fn open_part(&mut self) {
+        self.body.push_str("--batch_");
+        self.body.push_str(&self.id);
+        self.body.push_str("\r\n");
+        self.parts += 1;
+    }
+
+    fn open_request(&mut self, method: &str, url: &str, content_id: Option<&str>) {
+        match &self.change_set {
+            Some(boundary) => {
+                self.body.push_str("--");
+                self.body.push_str(boundary);
+                self.body.push_str("\r\n");
+            }
+            None => self.open_part(),
+        }
+        self.body
+            .push_str("Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n");
+        if let Some(id) = content_id {
+            self.header("Content-ID", id);
+        }
+        self.body.push_str("\r\n");
+        self.body.push_str(method);
+        self.body.push(' ');
+        self.body.push_str(url);
+        self.body.push_str(" HTTP/1.1\r\n");
+    }
+
+    fn header(&mut self, name: &str, value: &str) {
+        self.body.push_str(name);
+        self.body.push_str(": ");
+        self.body.push_str(value);
+        self.body.push_str("\r\n");
+    }
+
+    fn close_request(&mut self, body: Option<&str>, typed: bool) {
+        match body {
+            Some(content) => {
+                if !typed {
+                    self.body
+                        .push_str("Content-Type: application/json; type=entry\r\n");
+                }
+                self.body.push_str("\r\n");
+                self.body.push_str(content);
+                self.body.push_str("\r\n");
+            }
+            None => self.body.push_str("\r\n"),
+        }
     }
 }
 
 /// Decodes a batch answer into its inner responses, change set members included, in order.
-pub fn decode(content_type: &str, body: &str) -> Result<Vec<BatchResponse>, BatchError> {
+/// The responses borrow from `body`, which is read once, a line at a time.
+pub fn decode<'a>(content_type: &str, body: &'a str) -> Result<Vec<BatchResponse<'a>>, BatchError> {
     let boundary = boundary_of(content_type)
         .ok_or_else(|| BatchError::NoBoundary(content_type.to_string()))?;
     let mut responses = Vec::new();
-    for part in split_parts(body, &boundary) {
-        let (part_headers, content) = split_head(part);
-        let part_type = header_in(&part_headers, "content-type").unwrap_or_default();
-        if part_type
-            .to_ascii_lowercase()
-            .starts_with("multipart/mixed")
-        {
-            responses.extend(decode(&part_type, content)?);
-            continue;
+    let mut lines = Lines { text: body, at: 0 };
+    decode_parts(&mut lines, &boundary, None, &mut responses)?;
+    Ok(responses)
+}
+
+/// A read position in a text, moved a line at a time.
+struct Lines<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Lines<'a> {
+    /// The next line without its line break (LF or CRLF), and where it starts.
+    fn next(&mut self) -> Option<(usize, &'a str)> {
+        if self.at >= self.text.len() {
+            return None;
         }
-        let content_id = header_in(&part_headers, "content-id");
-        let (status_and_headers, inner_body) = split_head_raw(content);
-        let mut lines = status_and_headers.lines();
-        let status_line = lines.next().unwrap_or_default();
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse::<u16>().ok())
-            .ok_or(BatchError::NoStatus)?;
-        let headers = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
-            .collect();
-        responses.push(BatchResponse {
-            status,
-            headers,
-            body: inner_body.trim_end_matches(['\r', '\n']).to_string(),
-            content_id,
+        let start = self.at;
+        let rest = &self.text[start..];
+        let line = match rest.find('\n') {
+            Some(end) => {
+                self.at = start + end + 1;
+                &rest[..end]
+            }
+            None => {
+                self.at = self.text.len();
+                rest
+            }
+        };
+        Some((start, line.strip_suffix('\r').unwrap_or(line)))
+    }
+}
+
+/// What a delimiter line does.
+enum Mark {
+    /// `--boundary`: a part follows.
+    Open,
+    /// `--boundary--`: the parts are over.
+    Close,
+    /// A delimiter of the enclosing multipart: this one ended without its closing delimiter.
+    Outer,
+}
+
+fn mark(line: &str, delimiter: &str, outer: Option<&str>) -> Option<Mark> {
+    if !line.starts_with("--") {
+        return None;
+    }
+    if let Some(rest) = line.strip_prefix(delimiter) {
+        return Some(if rest.starts_with("--") {
+            Mark::Close
+        } else {
+            Mark::Open
         });
     }
-    Ok(responses)
+    outer
+        .filter(|outer| line.starts_with(outer))
+        .map(|_| Mark::Outer)
+}
+
+/// Reads the parts of one multipart body (after its preamble) into `responses`, recursing
+/// into change sets. Stops after the closing delimiter, or before a delimiter of `outer`.
+fn decode_parts<'a>(
+    lines: &mut Lines<'a>,
+    boundary: &str,
+    outer: Option<&str>,
+    responses: &mut Vec<BatchResponse<'a>>,
+) -> Result<(), BatchError> {
+    let delimiter = format!("--{boundary}");
+    let text = lines.text;
+    // The preamble.
+    loop {
+        let Some((start, line)) = lines.next() else {
+            return Ok(());
+        };
+        match mark(line, &delimiter, outer) {
+            Some(Mark::Open) => break,
+            Some(Mark::Close) => return Ok(()),
+            Some(Mark::Outer) => {
+                lines.at = start;
+                return Ok(());
+            }
+            None => {}
+        }
+    }
+    loop {
+        // Part headers, after any blank lines; a part that ends here has no content.
+        let mut part_type = None;
+        let mut content_id = None;
+        let mut any_header = false;
+        let mut ended = None;
+        while let Some((start, line)) = lines.next() {
+            if let Some(found) = mark(line, &delimiter, outer) {
+                ended = Some((start, found));
+                break;
+            }
+            if line.is_empty() {
+                if any_header {
+                    break;
+                }
+                continue;
+            }
+            any_header = true;
+            if let Some((name, value)) = line.split_once(':') {
+                let name = name.trim();
+                if part_type.is_none() && name.eq_ignore_ascii_case("content-type") {
+                    part_type = Some(value.trim());
+                } else if content_id.is_none() && name.eq_ignore_ascii_case("content-id") {
+                    content_id = Some(value.trim());
+                }
+            }
+        }
+        let part_type = part_type.unwrap_or_default();
+        if starts_with_ignore_case(part_type, "multipart/mixed") {
+            let inner = boundary_of(part_type)
+                .ok_or_else(|| BatchError::NoBoundary(part_type.to_string()))?;
+            if ended.is_none() {
+                decode_parts(lines, &inner, Some(&delimiter), responses)?;
+                // Whatever follows the change set's closing delimiter, up to the next part.
+                ended = skip_to_delimiter(lines, &delimiter, outer);
+            }
+        } else {
+            if ended.is_some() {
+                return Err(BatchError::NoStatus);
+            }
+            let status = match lines.next() {
+                Some((start, line)) => match mark(line, &delimiter, outer) {
+                    Some(found) => {
+                        ended = Some((start, found));
+                        None
+                    }
+                    None => line
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|code| code.parse::<u16>().ok()),
+                },
+                None => None,
+            };
+            let status = status.ok_or(BatchError::NoStatus)?;
+            // Inner headers up to a blank line, then the body up to the next delimiter.
+            let head_start = lines.at;
+            let mut body_start = None;
+            let mut head_end = None;
+            let mut end = text.len();
+            while let Some((start, line)) = lines.next() {
+                if let Some(found) = mark(line, &delimiter, outer) {
+                    ended = Some((start, found));
+                    end = start;
+                    break;
+                }
+                if line.is_empty() && body_start.is_none() {
+                    head_end = Some(start);
+                    body_start = Some(lines.at);
+                }
+            }
+            responses.push(BatchResponse {
+                status,
+                head: &text[head_start..head_end.unwrap_or(end)],
+                body: body_start
+                    .map_or("", |start| text[start..end].trim_end_matches(['\r', '\n'])),
+                content_id: content_id.map(Cow::Borrowed),
+            });
+        }
+        match ended {
+            Some((_, Mark::Open)) => {}
+            Some((_, Mark::Close)) | None => return Ok(()),
+            Some((start, Mark::Outer)) => {
+                lines.at = start;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Skips lines up to the next delimiter line of this multipart (or of the enclosing one).
+fn skip_to_delimiter(
+    lines: &mut Lines,
+    delimiter: &str,
+    outer: Option<&str>,
+) -> Option<(usize, Mark)> {
+    while let Some((start, line)) = lines.next() {
+        if let Some(found) = mark(line, delimiter, outer) {
+            return Some((start, found));
+        }
+    }
+    None
+}
+
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len()
+        && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 /// The `boundary` parameter of a multipart content type, unquoted.
@@ -162,58 +436,17 @@ pub fn boundary_of(content_type: &str) -> Option<String> {
     })
 }
 
-fn split_parts<'a>(body: &'a str, boundary: &str) -> Vec<&'a str> {
-    let delimiter = format!("--{boundary}");
-    let mut parts = Vec::new();
-    let mut pieces = body.split(delimiter.as_str());
-    pieces.next(); // the preamble
-    for piece in pieces {
-        if piece.starts_with("--") {
-            break;
-        }
-        parts.push(piece.trim_start_matches(['\r', '\n']));
-    }
-    parts
-}
-
-/// Part headers (lower-case names) and the rest.
-fn split_head(part: &str) -> (Vec<(String, String)>, &str) {
-    let (head, rest) = split_head_raw(part);
-    let headers = head
-        .lines()
+/// `name: value` lines of a header block, trimmed; lines without a colon are skipped.
+fn header_lines(head: &str) -> impl Iterator<Item = (&str, &str)> {
+    head.lines()
         .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
-        .collect();
-    (headers, rest)
+        .map(|(name, value)| (name.trim(), value.trim()))
 }
 
-fn split_head_raw(text: &str) -> (&str, &str) {
-    // One pass for the first blank line, CRLF or LF.
-    let bytes = text.as_bytes();
-    for (index, _) in text.match_indices('\n') {
-        let rest = &bytes[index + 1..];
-        let skip = if rest.starts_with(b"\r\n") {
-            3
-        } else if rest.starts_with(b"\n") {
-            2
-        } else {
-            continue;
-        };
-        let head_end = if index > 0 && bytes[index - 1] == b'\r' {
-            index - 1
-        } else {
-            index
-        };
-        return (&text[..head_end], &text[index + skip..]);
-    }
-    (text, "")
-}
-
-fn header_in(headers: &[(String, String)], name: &str) -> Option<String> {
-    headers
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.clone())
+fn header_in<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    header_lines(head)
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
 }
 
 #[cfg(test)]
@@ -281,6 +514,26 @@ mod tests {
         assert!(matches!(
             decode("application/json", ""),
             Err(BatchError::NoBoundary(_))
+        ));
+    }
+
+    #[test]
+    fn answers_with_bare_line_feeds_a_preamble_and_no_closing_delimiters_still_decode() {
+        let body = "preamble\n--b\nContent-Type: multipart/mixed; boundary=cs\n\n--cs\nContent-Type: application/http\nContent-ID: 1\n\nHTTP/1.1 201 Created\nOData-EntityId: x(1)\n\n{\"a\":1,\n\"b\":2}\n--b\nContent-Type: application/http\n\nHTTP/1.1 204 No Content\n\n";
+        let responses = decode("multipart/mixed; boundary=b", body).unwrap();
+        assert_eq!(responses.len(), 2);
+        assert_eq!(responses[0].status, 201);
+        assert_eq!(responses[0].content_id.as_deref(), Some("1"));
+        assert_eq!(responses[0].header("OData-EntityID"), Some("x(1)"));
+        assert_eq!(responses[0].body, "{\"a\":1,\n\"b\":2}");
+        assert_eq!(responses[1].status, 204);
+        assert_eq!(responses[1].body, "");
+        assert!(matches!(
+            decode(
+                "multipart/mixed; boundary=b",
+                "--b\r\nContent-Type: application/http\r\n\r\n\r\n--b--"
+            ),
+            Err(BatchError::NoStatus)
         ));
     }
 }

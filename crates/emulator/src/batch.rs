@@ -70,6 +70,7 @@ fn bad(message: impl Into<String>) -> DvError {
 /// Splits a multipart body into the raw texts of its parts.
 fn split_parts<'a>(body: &'a str, boundary: &str) -> Result<Vec<&'a str>, DvError> {
     let open = format!("--{boundary}");
+    let close = format!("{open}--");
     let mut parts = Vec::new();
     let mut start: Option<usize> = None;
     let mut pos = 0;
@@ -78,7 +79,7 @@ fn split_parts<'a>(body: &'a str, boundary: &str) -> Result<Vec<&'a str>, DvErro
         let end = body[pos..].find('\n').map_or(body.len(), |i| pos + i + 1);
         let line = body[pos..end].trim_end_matches(['\r', '\n']);
         let trimmed = line.trim_end();
-        if trimmed == open || trimmed == format!("{open}--") {
+        if trimmed == open || trimmed == close {
             if let Some(s) = start {
                 // The line break before a delimiter belongs to the delimiter.
                 let mut text = &body[s..pos];
@@ -540,12 +541,16 @@ fn write_answer(out: &mut Vec<u8>, a: &Answer) {
         b"Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n",
     );
     if let Some(cid) = &a.content_id {
-        out.extend_from_slice(format!("Content-ID: {cid}\r\n").as_bytes());
+        for piece in ["Content-ID: ", cid, "\r\n"] {
+            out.extend_from_slice(piece.as_bytes());
+        }
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", a.status, reason(a.status)).as_bytes());
     for (k, v) in &a.headers {
-        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        for piece in [k.as_str(), ": ", v, "\r\n"] {
+            out.extend_from_slice(piece.as_bytes());
+        }
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&a.body);

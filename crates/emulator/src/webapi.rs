@@ -558,16 +558,32 @@ pub fn collection(
     } else {
         let mut all: Vec<(&Guid, &Row)> = table.iter().filter(|(_, r)| matches(r)).collect();
         total = Some(all.len());
-        all.sort_by(|a, b| order.cmp(store, a.1, b.1).then(a.0.cmp(b.0)));
-        let start = match &cookie {
-            Some(c) => match c.last.and_then(|l| all.iter().position(|(g, _)| **g == l)) {
-                Some(p) => p + 1,
-                None => c.page_number.saturating_sub(1).saturating_mul(page_size),
-            },
-            None => 0,
+        let cmp =
+            |a: &(&Guid, &Row), b: &(&Guid, &Row)| order.cmp(store, a.1, b.1).then(a.0.cmp(b.0));
+        // Only this page is put in order, not the whole table: the rows after the cookie's last
+        // row (or from its page number on) are cut to the first `want` by selection, then
+        // sorted. The order is total (the ID breaks ties), so the page is what a full sort
+        // gives.
+        let last = cookie
+            .as_ref()
+            .and_then(|c| c.last)
+            .and_then(|l| all.iter().position(|(g, _)| **g == l));
+        let start = match (last, &cookie) {
+            (Some(position), _) => {
+                let pivot = all[position];
+                all.retain(|row| cmp(row, &pivot) == std::cmp::Ordering::Greater);
+                0
+            }
+            (None, Some(c)) => c.page_number.saturating_sub(1).saturating_mul(page_size),
+            (None, None) => 0,
         };
-        let end = (start + want).min(all.len());
+        let end = start.saturating_add(want).min(all.len());
         more = all.len() > end;
+        if end < all.len() {
+            all.select_nth_unstable_by(end, cmp);
+            all.truncate(end);
+        }
+        all.sort_unstable_by(cmp);
         page = all
             .get(start.min(all.len())..end)
             .map(<[_]>::to_vec)

@@ -1,7 +1,7 @@
 //! Batch Entity Actions: up to 1000 creates, updates and deletes in one `$batch` request, as one
 //! change set (all or nothing) or as independent requests, with one result per item in order.
 
-use dataverse::batch::{BatchPart, BatchRequest, BatchResponse, decode, encode};
+use dataverse::batch::{BatchPart, BatchResponse, BatchWriter, decode, encode};
 use dataverse::keys::{RecordKey, id_from_entity_url};
 use dataverse::retry::RetryPolicy;
 use std::collections::HashMap;
@@ -15,7 +15,7 @@ use crate::definition::{InputDef, Kind};
 use crate::error::{Result, invalid_input, malformed};
 use crate::input::Input;
 use crate::inputs::*;
-use crate::records::{RefResolver, bind_lookups, impersonate};
+use crate::records::{RefResolver, bind_lookups, impersonate, json_text};
 
 const BATCH_ACTIONS: InputDef = InputDef::new("batchActions", "Batch Actions", Kind::Code)
     .required()
@@ -78,89 +78,31 @@ pub const ACTION: ActionDef = ActionDef {
     run: Run::Text(run),
 };
 
-/// One checked item of the input list.
-struct Item {
-    collection: String,
+/// One checked item of the input list, borrowing from the input.
+struct Item<'a> {
+    collection: &'a str,
     action: &'static str,
     key: Option<RecordKey>,
-    data: Map<String, Value>,
+    /// The fields of a create or update; None for a delete.
+    data: Option<&'a Map<String, Value>>,
     return_representation: bool,
-    reference: Option<String>,
+    reference: Option<&'a str>,
 }
 
 fn run(context: &Context, input: &Input) -> Result<String> {
     let all_or_nothing = input.flag(ALL_OR_NOTHING.key);
     let continue_on_error = input.flag(CONTINUE_ON_ERROR.key);
     let items = parse_items(input.json(BATCH_ACTIONS.key), all_or_nothing)?;
-    let root_path = context.client.api_root_path();
-    // Requests are built (and lookups resolved) before anything is sent.
-    let mut requests = Vec::with_capacity(items.len());
-    let mut items = items;
-    let bodies: Vec<Map<String, Value>> = items
-        .iter_mut()
-        .map(|item| std::mem::take(&mut item.data))
-        .collect();
-    for ((index, item), data) in items.iter().enumerate().zip(bodies) {
-        let resolve = |name: &str| -> Option<(String, String)> {
-            items[..index]
-                .iter()
-                .position(|earlier| earlier.reference.as_deref() == Some(name))
-                .map(|position| {
-                    (
-                        items[position].collection.clone(),
-                        format!("${}", position + 1),
-                    )
-                })
-        };
-        let refs: Option<RefResolver> = if all_or_nothing { Some(&resolve) } else { None };
-        let prefix = format!("item {index}: ");
-        let body = match item.action {
-            "delete" => None,
-            _ => Some(bind_lookups(
-                context,
-                &item.collection,
-                data,
-                &BATCH_ACTIONS,
-                &prefix,
-                refs,
-            )?),
-        };
-        let target = match &item.key {
-            Some(key) => format!("{root_path}/{}{}", item.collection, key.segment()),
-            None => format!("{root_path}/{}", item.collection),
-        };
-        let mut headers = Vec::new();
-        if item.action == "update" {
-            headers.push(("If-Match".to_string(), "*".to_string()));
-        }
-        if item.return_representation {
-            headers.push(("Prefer".to_string(), "return=representation".to_string()));
-        }
-        if body.is_some() {
-            headers.push((
-                "Content-Type".to_string(),
-                "application/json; type=entry".to_string(),
-            ));
-        }
-        requests.push(BatchRequest {
-            method: match item.action {
-                "create" => "POST",
-                "delete" => "DELETE",
-                _ => "PATCH",
-            }
-            .to_string(),
-            url: target,
-            headers,
-            body: body.map(|body| Value::Object(body).to_string()),
-            content_id: all_or_nothing.then(|| (index + 1).to_string()),
-        });
-    }
+    // Every batch body is written (and every lookup resolved) before anything is sent.
+    let bodies = encode_items(context, &items, all_or_nothing)?;
 
-    let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
+    let mut output = Output::new(items.len());
     let mut batches = 0;
     if all_or_nothing {
         batches = 1;
-        let answers = send_batch(context, input, vec![BatchPart::ChangeSet(requests)], false)?;
+        let (body, content_type) = bodies.into_iter().next().unwrap_or_default();
+        let answer = send_encoded(context, input, body, content_type, false)?;
+        let answers = answer.responses()?;
         let by_id: HashMap<&str, &BatchResponse> = answers
             .iter()
             .filter_map(|answer| answer.content_id.as_deref().map(|id| (id, answer)))
@@ -180,32 +122,24 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                     None => ItemResult::new(index, item, "not-run"),
                 },
             };
-            results.push(result);
+            output.push(&result)?;
         }
     } else {
         let mut stopped = false;
-        let mut remaining = requests.into_iter();
-        let mut offset = 0;
-        loop {
-            let chunk: Vec<BatchPart> = remaining
-                .by_ref()
-                .take(MAX_ITEMS)
-                .map(BatchPart::Single)
-                .collect();
-            if chunk.is_empty() {
-                break;
-            }
-            let size = chunk.len();
+        for (chunk, (body, content_type)) in bodies.into_iter().enumerate() {
+            let offset = chunk * MAX_ITEMS;
+            let size = MAX_ITEMS.min(items.len() - offset);
+            let chunk_items = items.iter().enumerate().skip(offset).take(size);
             if stopped {
-                for (index, item) in items.iter().enumerate().skip(offset).take(size) {
-                    results.push(ItemResult::new(index, item, "not-run"));
+                for (index, item) in chunk_items {
+                    output.push(&ItemResult::new(index, item, "not-run"))?;
                 }
-                offset += size;
                 continue;
             }
             batches += 1;
-            let answers = send_batch(context, input, chunk, continue_on_error)?;
-            for (index, item) in items.iter().enumerate().skip(offset).take(size) {
+            let answer = send_encoded(context, input, body, content_type, continue_on_error)?;
+            let answers = answer.responses()?;
+            for (index, item) in chunk_items {
                 let result = match answers.get(index - offset) {
                     Some(answer) if (200..300).contains(&answer.status) => {
                         item_success(context, index, item, answer)?
@@ -219,26 +153,218 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                         ItemResult::new(index, item, "not-run")
                     }
                 };
-                results.push(result);
+                output.push(&result)?;
             }
-            offset += size;
         }
     }
-    let count = |name: &str| {
-        results
-            .iter()
-            .filter(|result| result.outcome == name)
-            .count()
-    };
-    let summary = Summary {
-        succeeded: count("succeeded"),
-        failed: count("failed"),
-        rolled_back: count("rolled-back"),
-        not_run: count("not-run"),
-        batches,
-        results: &results,
-    };
-    serde_json::to_string(&summary).map_err(|problem| {
+    Ok(output.finish(batches))
+}
+
+/// Writes the `$batch` bodies for `items`: one change set, or one batch of independent
+/// requests per [`MAX_ITEMS`] items. Returns each body with its content type.
+fn encode_items(
+    context: &Context,
+    items: &[Item],
+    all_or_nothing: bool,
+) -> Result<Vec<(String, String)>> {
+    let root_path = context.client.api_root_path();
+    let mut bodies = Vec::with_capacity(items.len().div_ceil(MAX_ITEMS));
+    let mut writer: Option<BatchWriter> = None;
+    for (index, item) in items.iter().enumerate() {
+        let writer = match &mut writer {
+            Some(writer) if all_or_nothing || index % MAX_ITEMS != 0 => writer,
+            open => {
+                if let Some(full) = open.take() {
+                    bodies.push(full.finish());
+                }
+                // Room for the requests of a typical create, to write without regrowing.
+                let room = items.len().saturating_sub(index).min(MAX_ITEMS) * 256;
+                let mut fresh = BatchWriter::with_capacity(&random_hex(12), room);
+                if all_or_nothing {
+                    fresh.begin_change_set();
+                }
+                open.insert(fresh)
+            }
+        };
+        let resolve = |name: &str| -> Option<(String, String)> {
+            items[..index]
+                .iter()
+                .position(|earlier| earlier.reference == Some(name))
+                .map(|position| {
+                    (
+                        items[position].collection.to_string(),
+                        format!("${}", position + 1),
+                    )
+                })
+        };
+        let refs: Option<RefResolver> = if all_or_nothing { Some(&resolve) } else { None };
+        let body = match item.data {
+            None => None,
+            Some(data) => Some(json_text(&*bind_lookups(
+                context,
+                item.collection,
+                data,
+                &BATCH_ACTIONS,
+                &format_args!("item {index}: "),
+                refs,
+            )?)),
+        };
+        let mut target = String::with_capacity(root_path.len() + item.collection.len() + 48);
+        target.push_str(&root_path);
+        target.push('/');
+        target.push_str(item.collection);
+        if let Some(key) = &item.key {
+            target.push_str(&key.segment());
+        }
+        let mut headers = [("", ""); 3];
+        let mut count = 0;
+        if item.action == "update" {
+            headers[count] = ("If-Match", "*");
+            count += 1;
+        }
+        if item.return_representation {
+            headers[count] = ("Prefer", "return=representation");
+            count += 1;
+        }
+        if body.is_some() {
+            headers[count] = ("Content-Type", "application/json; type=entry");
+            count += 1;
+        }
+        let method = match item.action {
+            "create" => "POST",
+            "delete" => "DELETE",
+            _ => "PATCH",
+        };
+        let content_id = all_or_nothing.then(|| (index + 1).to_string());
+        writer.request(
+            method,
+            &target,
+            &headers[..count],
+            body.as_deref(),
+            content_id.as_deref(),
+        );
+    }
+    if let Some(last) = writer {
+        bodies.push(last.finish());
+    }
+    Ok(bodies)
+}
+
+/// The output JSON, written as the results come: the results first, the counts put in front
+/// at the end. Written by hand, as serde would write it, because a batch has many items.
+struct Output {
+    results: String,
+    items: usize,
+    succeeded: usize,
+    failed: usize,
+    rolled_back: usize,
+    not_run: usize,
+}
+
+impl Output {
+    fn new(items: usize) -> Output {
+        Output {
+            results: String::with_capacity(items * 140),
+            items: 0,
+            succeeded: 0,
+            failed: 0,
+            rolled_back: 0,
+            not_run: 0,
+        }
+    }
+
+    fn push(&mut self, result: &ItemResult) -> Result<()> {
+        match result.outcome {
+            "succeeded" => self.succeeded += 1,
+            "failed" => self.failed += 1,
+            "rolled-back" => self.rolled_back += 1,
+            _ => self.not_run += 1,
+        }
+        let out = &mut self.results;
+        if self.items > 0 {
+            out.push(',');
+        }
+        self.items += 1;
+        out.push_str("{\"index\":");
+        push_number(out, result.index);
+        out.push_str(",\"collection\":");
+        push_text(out, result.collection)?;
+        out.push_str(",\"action\":");
+        push_text(out, result.action)?;
+        out.push_str(",\"outcome\":");
+        push_text(out, result.outcome)?;
+        if let Some(status) = result.status {
+            out.push_str(",\"status\":");
+            push_number(out, usize::from(status));
+        }
+        if let Some(id) = &result.id {
+            out.push_str(",\"id\":");
+            push_text(out, id)?;
+        }
+        if let Some(record) = &result.record {
+            out.push_str(",\"record\":");
+            out.push_str(&to_json(record)?);
+        }
+        if let Some(error) = &result.error {
+            out.push_str(",\"error\":");
+            out.push_str(&to_json(error)?);
+        }
+        out.push('}');
+        Ok(())
+    }
+
+    fn finish(self, batches: usize) -> String {
+        let mut output = String::with_capacity(self.results.len() + 128);
+        for (name, count) in [
+            ("{\"succeeded\":", self.succeeded),
+            (",\"failed\":", self.failed),
+            (",\"rolledBack\":", self.rolled_back),
+            (",\"notRun\":", self.not_run),
+            (",\"batches\":", batches),
+        ] {
+            output.push_str(name);
+            push_number(&mut output, count);
+        }
+        output.push_str(",\"results\":[");
+        output.push_str(&self.results);
+        output.push_str("]}");
+        output
+    }
+}
+
+fn push_number(out: &mut String, mut number: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    for digit in &digits[start..] {
+        out.push(char::from(*digit));
+    }
+}
+
+/// A JSON string: as it is when nothing in it needs escaping, else escaped by serde_json.
+fn push_text(out: &mut String, text: &str) -> Result<()> {
+    if text
+        .bytes()
+        .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+    {
+        out.push_str(&to_json(text)?);
+    } else {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    }
+    Ok(())
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|problem| {
         crate::error::error(
             crate::bindings::dynamics::connector::types::ErrorCode::Internal,
             problem.to_string(),
@@ -246,32 +372,15 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     })
 }
 
-/// The output: counts, then one result per input item in input order.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Summary<'a> {
-    succeeded: usize,
-    failed: usize,
-    rolled_back: usize,
-    not_run: usize,
-    batches: usize,
-    results: &'a [ItemResult<'a>],
-}
-
-/// What happened to one item.
-#[derive(Serialize)]
+/// What happened to one item; written by [`Output::push`], absent fields left out.
 struct ItemResult<'a> {
     index: usize,
     collection: &'a str,
     action: &'a str,
     outcome: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     record: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ItemError>,
 }
 
@@ -283,10 +392,10 @@ struct ItemError {
 }
 
 impl<'a> ItemResult<'a> {
-    fn new(index: usize, item: &'a Item, outcome: &'static str) -> ItemResult<'a> {
+    fn new(index: usize, item: &Item<'a>, outcome: &'static str) -> ItemResult<'a> {
         ItemResult {
             index,
-            collection: &item.collection,
+            collection: item.collection,
             action: item.action,
             outcome,
             status: None,
@@ -297,7 +406,7 @@ impl<'a> ItemResult<'a> {
     }
 }
 
-fn parse_items(value: Option<&Value>, all_or_nothing: bool) -> Result<Vec<Item>> {
+fn parse_items(value: Option<&Value>, all_or_nothing: bool) -> Result<Vec<Item<'_>>> {
     let Some(Value::Array(entries)) = value else {
         return Err(invalid_input(
             &BATCH_ACTIONS,
@@ -382,9 +491,9 @@ fn parse_items(value: Option<&Value>, all_or_nothing: bool) -> Result<Vec<Item>>
             }
         };
         let data = match (object.get("data"), action) {
-            (None | Some(Value::Null), "delete") => Map::new(),
+            (None | Some(Value::Null), "delete") => None,
             (Some(_), "delete") => return Err(bad("a delete takes no data".to_string())),
-            (Some(Value::Object(data)), _) => data.clone(),
+            (Some(Value::Object(data)), _) => Some(data),
             _ => {
                 return Err(bad(format!(
                     "a {action} needs data, a JSON object of fields and values"
@@ -406,15 +515,15 @@ fn parse_items(value: Option<&Value>, all_or_nothing: bool) -> Result<Vec<Item>>
             Some(Value::String(name))
                 if items
                     .iter()
-                    .any(|item: &Item| item.reference.as_deref() == Some(name)) =>
+                    .any(|item: &Item| item.reference == Some(name.as_str())) =>
             {
                 return Err(bad(format!("ref {name:?} is used by an earlier item")));
             }
-            Some(Value::String(name)) => Some(name.clone()),
+            Some(Value::String(name)) => Some(name.as_str()),
             Some(_) => return Err(bad("ref must be text".to_string())),
         };
         items.push(Item {
-            collection: collection.to_string(),
+            collection,
             action,
             key,
             data,
@@ -425,14 +534,39 @@ fn parse_items(value: Option<&Value>, all_or_nothing: bool) -> Result<Vec<Item>>
     Ok(items)
 }
 
+/// A `$batch` answer as received; [`BatchAnswer::responses`] reads the inner responses.
+pub(crate) struct BatchAnswer {
+    content_type: String,
+    text: String,
+}
+
+impl BatchAnswer {
+    /// The inner responses, change set members included, in order, borrowed from the answer.
+    pub(crate) fn responses(&self) -> Result<Vec<BatchResponse<'_>>> {
+        decode(&self.content_type, &self.text).map_err(|problem| malformed(problem.to_string()))
+    }
+}
+
+/// Encodes `parts` and sends them as one `$batch`.
 pub(crate) fn send_batch(
     context: &Context,
     input: &Input,
     parts: Vec<BatchPart>,
     continue_on_error: bool,
-) -> Result<Vec<BatchResponse>> {
-    let id = random_hex(12);
-    let (body, content_type) = encode(&parts, &id);
+) -> Result<BatchAnswer> {
+    let (body, content_type) = encode(&parts, &random_hex(12));
+    drop(parts);
+    send_encoded(context, input, body, content_type, continue_on_error)
+}
+
+/// Sends an encoded `$batch` body.
+fn send_encoded(
+    context: &Context,
+    input: &Input,
+    body: String,
+    content_type: String,
+    continue_on_error: bool,
+) -> Result<BatchAnswer> {
     let mut request =
         Request::new("POST", context.client.api_url("$batch")).header("Content-Type", content_type);
     if continue_on_error {
@@ -458,20 +592,21 @@ pub(crate) fn send_batch(
             "the $batch answer is {content_type:?}, not multipart/mixed"
         )));
     }
-    let text = String::from_utf8_lossy(&response.body);
-    decode(&content_type, &text).map_err(|problem| malformed(problem.to_string()))
+    let text = String::from_utf8(response.body)
+        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
+    Ok(BatchAnswer { content_type, text })
 }
 
 fn item_success<'a>(
     context: &Context,
     index: usize,
-    item: &'a Item,
+    item: &Item<'a>,
     answer: &BatchResponse,
 ) -> Result<ItemResult<'a>> {
     let record = if answer.body.trim().is_empty() {
         None
     } else {
-        let mut record: Value = serde_json::from_str(&answer.body).map_err(|problem| {
+        let mut record: Value = serde_json::from_str(answer.body).map_err(|problem| {
             malformed(format!("item {index}: the answer is not JSON: {problem}"))
         })?;
         if let Some(object) = record.as_object_mut() {
@@ -483,7 +618,7 @@ fn item_success<'a>(
         (Some(url), _, _) => id_from_entity_url(url),
         (None, Some(key), _) if key.id().is_some() => key.id().map(str::to_string),
         (None, _, Some(record)) => {
-            match context.metadata.table(&context.client, &item.collection)? {
+            match context.metadata.table(&context.client, item.collection)? {
                 Some(table) => record
                     .get(&table.primary_id)
                     .and_then(Value::as_str)
@@ -501,7 +636,7 @@ fn item_success<'a>(
     })
 }
 
-fn item_failure<'a>(index: usize, item: &'a Item, answer: &BatchResponse) -> ItemResult<'a> {
+fn item_failure<'a>(index: usize, item: &Item<'a>, answer: &BatchResponse) -> ItemResult<'a> {
     let service = dataverse::error::read_error(
         answer.status,
         answer.body.as_bytes(),

@@ -237,5 +237,5 @@ fn fetch_page(
             crate::error::from_service(service),
         ));
     }
-    Ok(answer.body)
+    Ok(answer.body.to_string())
 }

@@ -14,7 +14,7 @@ use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, invalid_input};
 use crate::input::Input;
 use crate::inputs::*;
-use crate::records::{bind_lookups, explain, unknown_set_error};
+use crate::records::{bind_lookups, explain, json_text, unknown_set_error};
 
 const RECORDS: InputDef = InputDef::new("records", "Records", Kind::Code)
     .required()
@@ -92,13 +92,12 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
             let current = existing
                 .iter()
                 .find(|row| same_key(row, &match_on, &target.key));
-            let prefix = format!("record {index}: ");
             let body = bind_lookups(
                 context,
                 entity_set,
-                target.body.clone(),
+                &target.body,
                 &RECORDS,
-                &prefix,
+                &format_args!("record {index}: "),
                 None,
             )?;
             if let Some(row) = current.filter(|row| unchanged(row, &body)) {
@@ -119,7 +118,7 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
                     "Content-Type".to_string(),
                     "application/json; type=entry".to_string(),
                 )],
-                body: Some(Value::Object(body).to_string()),
+                body: Some(json_text(&body)),
                 content_id: None,
             }));
             let outcome = if current.is_some() {
@@ -130,10 +129,14 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
             let id = current.and_then(|row| row.get(&table.primary_id).cloned());
             pending.push((position, key_text, outcome, id));
         }
-        let answers = if writes.is_empty() {
-            Vec::new()
+        let answer = if writes.is_empty() {
+            None
         } else {
-            send_batch(context, input, writes, true)?
+            Some(send_batch(context, input, writes, true)?)
+        };
+        let answers = match &answer {
+            Some(answer) => answer.responses()?,
+            None => Vec::new(),
         };
         for (answer_index, (position, key_text, outcome, id)) in pending.into_iter().enumerate() {
             let index = offset + position;
