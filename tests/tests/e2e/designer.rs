@@ -124,6 +124,27 @@ fn get(fixture: &Fixture, path: &str) -> (u16, Value) {
     )
 }
 
+/// The events whose flow has finished, long-polling the event list until there is one (or the
+/// designer's waits run out).
+fn finished_events(fixture: &Fixture) -> Vec<Value> {
+    let mut revision = 0;
+    for _ in 0..20 {
+        let (_, events) = get(fixture, &format!("/api/events?after={revision}"));
+        revision = events["revision"].as_u64().unwrap();
+        let finished: Vec<Value> = events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|event| event["status"] != "running")
+            .cloned()
+            .collect();
+        if !finished.is_empty() {
+            return finished;
+        }
+    }
+    Vec::new()
+}
+
 fn add_emulator_connection(fixture: &Fixture) {
     let credentials = fixture.emulator.credentials();
     let fields: BTreeMap<String, String> = [
@@ -481,22 +502,10 @@ fn a_webhook_event_runs_the_armed_flow_and_stopping_unregisters() {
         )
         .unwrap()
         .unwrap();
-    let mut revision = 0;
-    let mut done = None;
-    for _ in 0..20 {
-        let (_, events) = get(&fixture, &format!("/api/events?after={revision}"));
-        revision = events["revision"].as_u64().unwrap();
-        if let Some(event) = events["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["status"] != "running")
-        {
-            done = Some(event.clone());
-            break;
-        }
-    }
-    let event = done.expect("the event arrived and its flow ran");
+    let finished = finished_events(&fixture);
+    let event = finished
+        .first()
+        .expect("the event arrived and its flow ran");
     assert_eq!(event["status"], "succeeded", "{event}");
     assert_eq!(event["event"]["message"], "Create");
     assert_eq!(
@@ -569,22 +578,7 @@ fn a_polled_new_row_runs_the_armed_flow_and_stopping_ends_the_polls() {
         )
         .unwrap()
         .unwrap();
-    let mut revision = 0;
-    let mut finished = Vec::new();
-    for _ in 0..20 {
-        let (_, events) = get(&fixture, &format!("/api/events?after={revision}"));
-        revision = events["revision"].as_u64().unwrap();
-        finished = events["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["status"] != "running")
-            .cloned()
-            .collect();
-        if !finished.is_empty() {
-            break;
-        }
-    }
+    let finished = finished_events(&fixture);
     assert_eq!(
         finished.len(),
         1,
