@@ -729,21 +729,34 @@ fn serve_designer(
         println!("Dataverse emulator serving {}", emulator.web_api_url());
     }
     println!("connections kept in {}", connections_file.display());
-    println!("designer: {}", designer.url());
+    println!("designer: {}", designer.open_url());
     println!("Open the designer URL in a browser; press Ctrl-C to stop.");
     use std::io::Write as _;
     std::io::stdout().flush()?;
     // Ctrl-C (or a TERM) unregisters a listening webhook trigger before leaving, so the
     // environment is not left calling a designer that is gone.
+    // A second Ctrl-C leaves at once, even while unregistering hangs.
     let (stop, stopped) = std::sync::mpsc::channel();
+    let signals = std::sync::atomic::AtomicUsize::new(0);
     ctrlc::set_handler(move || {
+        if signals.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+            eprintln!("stopped without unregistering");
+            std::process::exit(130);
+        }
         let _ = stop.send(());
     })
     .context("installing the Ctrl-C handler")?;
     let _ = stopped.recv();
-    designer.shutdown();
-    eprintln!("designer stopped");
-    Ok(ExitCode::SUCCESS)
+    match designer.shutdown() {
+        Ok(()) => {
+            eprintln!("designer stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problem) => {
+            eprintln!("designer stopped, but {problem}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn token_store(path: Option<&std::path::Path>) -> anyhow::Result<TokenStore> {

@@ -193,6 +193,7 @@ impl TokenStore {
 
     /// Stores (or replaces) the token of `key`.
     pub fn put(&self, key: &str, token: StoredToken) -> anyhow::Result<()> {
+        let _writing = write_lock();
         let mut file = self.load()?;
         file.connections.insert(key.to_string(), token);
         self.save(&file)
@@ -200,6 +201,7 @@ impl TokenStore {
 
     /// Forgets the token of `key`; true when there was one.
     pub fn remove(&self, key: &str) -> anyhow::Result<bool> {
+        let _writing = write_lock();
         let mut file = self.load()?;
         let removed = file.connections.remove(key).is_some();
         if removed {
@@ -269,7 +271,13 @@ impl TokenStore {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_else(|| "tokens.json".to_string());
-        let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        // Unique per write, so that writers never share a temporary file.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let temporary = dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let _ = fs::remove_file(&temporary);
         let text = serde_json::to_string_pretty(file).context("encoding the token store")?;
         let written = (|| -> std::io::Result<()> {
@@ -286,6 +294,13 @@ impl TokenStore {
         }
         tighten_permissions(&self.path)
     }
+}
+
+/// One load-modify-save at a time in this process: the designer renews tokens from several
+/// threads (API calls, webhook events, the poller), and two interleaved updates would lose one.
+fn write_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(unix)]

@@ -99,11 +99,40 @@ fn serve(stream: TcpStream, handler: &Handler, events: &Sender<String>) {
     let _ = stream.write_all(&outcome.body);
 }
 
-/// Reads one HTTP/1.1 request with a body of at most `max_body` bytes.
+/// Longest request or header line accepted.
+const MAX_LINE: u64 = 8 << 10;
+/// Most header lines accepted.
+const MAX_HEADERS: usize = 100;
+/// The whole request must arrive within this time (a client trickling bytes is cut off).
+const REQUEST_TIME: Duration = Duration::from_secs(30);
+
+/// Reads one HTTP/1.1 request with a body of at most `max_body` bytes. Lines are capped at
+/// 8 KiB and headers at 100; the body needs a valid `Content-Length` (chunked bodies are
+/// refused); the whole request must arrive within 30 seconds.
 pub(crate) fn read_request(stream: &TcpStream, max_body: usize) -> Result<IncomingRequest, String> {
+    let deadline = std::time::Instant::now() + REQUEST_TIME;
     let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).map_err(|e| e.to_string())?;
+    let next_line = |reader: &mut BufReader<&TcpStream>| -> Result<String, String> {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err("the request took too long to arrive".to_string());
+        }
+        let _ = stream.set_read_timeout(Some(left));
+        let mut line = Vec::new();
+        reader
+            .by_ref()
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| e.to_string())?;
+        if line.len() as u64 > MAX_LINE {
+            return Err("a request line or header is longer than 8 KiB".to_string());
+        }
+        if !line.ends_with(b"\n") {
+            return Err("the request ended before its headers did".to_string());
+        }
+        String::from_utf8(line).map_err(|_| "a header is not UTF-8".to_string())
+    };
+    let line = next_line(&mut reader)?;
     let mut parts = line.split_whitespace();
     let (method, target) = match (parts.next(), parts.next()) {
         (Some(method), Some(target)) => (method.to_string(), target.to_string()),
@@ -111,26 +140,41 @@ pub(crate) fn read_request(stream: &TcpStream, max_body: usize) -> Result<Incomi
     };
     let mut headers = Vec::new();
     loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).map_err(|e| e.to_string())?;
+        let header = next_line(&mut reader)?;
         let header = header.trim_end();
         if header.is_empty() {
             break;
+        }
+        if headers.len() == MAX_HEADERS {
+            return Err("the request has more than 100 headers".to_string());
         }
         if let Some((name, value)) = header.split_once(':') {
             headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
         }
     }
-    let length: usize = headers
-        .iter()
-        .find(|(name, _)| name == "content-length")
-        .and_then(|(_, value)| value.parse().ok())
-        .unwrap_or(0);
+    if headers.iter().any(|(name, _)| name == "transfer-encoding") {
+        return Err("chunked bodies are not supported; send a Content-Length".to_string());
+    }
+    let length: usize = match headers.iter().find(|(name, _)| name == "content-length") {
+        None => 0,
+        Some((_, value)) => value
+            .parse()
+            .map_err(|_| format!("the Content-Length {value:?} is not a number"))?,
+    };
     if length > max_body {
         return Err("the body is too large".to_string());
     }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let _ = stream.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+    // Read what arrives rather than allocating the announced length up front.
+    let mut body = Vec::with_capacity(length.min(64 << 10));
+    reader
+        .take(length as u64)
+        .read_to_end(&mut body)
+        .map_err(|e| e.to_string())?;
+    if body.len() != length {
+        return Err("the request ended before its body did".to_string());
+    }
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let query = form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))

@@ -462,7 +462,12 @@ fn poll_prints_one_event_per_new_row_and_keeps_its_state() {
 }
 
 /// A JSON request to the designer's API, as its page sends it.
-fn designer_post(url: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+fn designer_post(
+    url: &str,
+    key: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -470,6 +475,7 @@ fn designer_post(url: &str, path: &str, body: serde_json::Value) -> (u16, serde_
     let mut response = agent
         .post(format!("{url}{path}"))
         .header("content-type", "application/json")
+        .header("x-designer-key", key)
         .send(body.to_string())
         .expect("the designer answers");
     let status = response.status().as_u16();
@@ -498,15 +504,27 @@ fn designer_unregisters_its_webhook_when_stopped_with_ctrl_c() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = lines
+    // Whatever happens below, the designer does not outlive the test.
+    struct Reaper(std::process::Child);
+    impl Drop for Reaper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut child = Reaper(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let link = lines
         .by_ref()
         .map_while(Result::ok)
         .find_map(|line| line.strip_prefix("designer: ").map(str::to_string))
         .expect("the designer prints its URL");
+    let (url, key) = link.split_once("?key=").expect("the link carries the key");
     let credentials = emulator.credentials();
     let (status, body) = designer_post(
-        &url,
+        url,
+        key,
         "api/connections",
         serde_json::json!({"name": "emu", "type": "oauth2-client-credentials", "fields": {
             "webApiUrl": emulator.base_url(), "tokenUrl": emulator.token_url(),
@@ -514,7 +532,8 @@ fn designer_unregisters_its_webhook_when_stopped_with_ctrl_c() {
     );
     assert_eq!(status, 200, "{body}");
     let (status, body) = designer_post(
-        &url,
+        url,
+        key,
         "api/trigger/start",
         serde_json::json!({"connection": "emu", "trigger": "webhook",
             "config": {"entityType": "account", "messages": ["Create"]},
@@ -524,11 +543,11 @@ fn designer_unregisters_its_webhook_when_stopped_with_ctrl_c() {
     assert_eq!(emulator.table("serviceendpoints").len(), 1);
 
     let interrupted = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(interrupted.success());
-    let exit = child.wait().unwrap();
+    let exit = child.0.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
     assert!(
         emulator.table("serviceendpoints").is_empty(),

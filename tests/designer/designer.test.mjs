@@ -17,6 +17,7 @@ let harness;
 let browser;
 let page;
 let designerUrl;
+let designerKey;
 let emulatorBase;
 let presets;
 const apiRuns = [];
@@ -29,10 +30,11 @@ async function startHarness() {
     const timer = setTimeout(() => reject(new Error('the designer did not start:\n' + output)), 60000);
     harness.stdout.on('data', (chunk) => {
       output += chunk;
-      const designer = output.match(/^designer: (\S+)$/m);
+      const designer = output.match(/^designer: (\S+)\?key=(\S+)$/m);
       const emulator = output.match(/^Dataverse emulator serving (\S+)\/api\/data\/v9\.2$/m);
       if (designer && emulator) {
         designerUrl = designer[1];
+        designerKey = designer[2];
         emulatorBase = emulator[1];
         clearTimeout(timer);
         resolvePromise();
@@ -78,7 +80,7 @@ function field(scope, key) {
 before(async () => {
   assert.ok(bin, 'DYNAMICS_BIN names the harness binary');
   await startHarness();
-  presets = await (await fetch(designerUrl + 'api/presets')).json();
+  presets = await designerApi('presets');
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -90,9 +92,20 @@ before(async () => {
   page.on('request', (request) => {
     if (request.url().includes('/api/run') || request.url().includes('/api/flows/run')) apiRuns.push(request.url());
   });
+  // The printed link carries the designer's key; the page keeps it as a cookie.
+  await page.goto(designerUrl + '?key=' + designerKey);
+  await page.waitForSelector('body[data-ready="true"]');
+  assert.equal(new URL(page.url()).search, '', 'the key leaves the address bar');
   await page.goto(designerUrl + '#connections');
   await page.waitForSelector('body[data-ready="true"]');
 });
+
+// The designer's API as a script reaches it: with the key in a header.
+async function designerApi(path) {
+  const answer = await fetch(designerUrl + 'api/' + path, { headers: { 'x-designer-key': designerKey } });
+  assert.equal(answer.status, 200, path);
+  return answer.json();
+}
 
 afterEach(async (t) => {
   if (process.env.DEBUG_SHOTS) await page.screenshot({ path: join(shots, 'debug-' + t.name.replace(/\W+/g, '-') + '.png'), fullPage: true });
@@ -124,12 +137,12 @@ test('a connection to the emulator is created from the generated form and tested
   // The secret is stored by the harness and never shown again.
   assert.ok(!(await card.innerText()).includes(preset.fields.clientSecret));
   assert.match(await card.innerText(), /set \(hidden\)/);
-  const listed = await (await fetch(designerUrl + 'api/connections')).text();
+  const listed = JSON.stringify(await designerApi('connections'));
   assert.ok(!listed.includes(preset.fields.clientSecret), 'the API never returns the secret');
   await card.getByTestId('test-connection').click();
   const result = card.getByTestId('test-result');
   await result.waitFor();
-  assert.match(await result.innerText(), /\S/);
+  assert.match(await result.innerText(), /^Connected to http:\/\/127\.0\.0\.1:\d+ as .+ \(emulator\), Web API v9\.2$/);
   await card.getByText('signed in').waitFor();
   await shot('01-connections');
 });
@@ -143,7 +156,7 @@ test('a missing required connection field is caught at the field, nothing saved'
   const error = field(form, 'clientId').locator('.error');
   assert.equal(await error.innerText(), 'Client ID is required');
   assert.equal(await field(form, 'clientSecret').locator('.error').innerText(), 'Client secret value is required');
-  const listed = await (await fetch(designerUrl + 'api/connections')).json();
+  const listed = await designerApi('connections');
   assert.deepEqual(listed.map((c) => c.name), ['emulator']);
   await shot('02-connection-form-errors');
   await page.getByRole('button', { name: 'Clear' }).click();
@@ -163,11 +176,24 @@ test('an auth-code connection signs in through the browser and the loopback redi
   await page.locator('[data-connection="emulator-user"]').getByText(/^signed in/).waitFor();
   await page.locator('[data-connection="emulator-user"]').getByTestId('test-connection').click();
   await page.locator('[data-connection="emulator-user"]').getByTestId('test-result').waitFor();
-  const status = await (await fetch(designerUrl + 'api/connections')).json();
+  const status = await designerApi('connections');
   const user = status.find((c) => c.name === 'emulator-user');
   assert.equal(user.signedIn, true);
   assert.equal(user.refreshable, true, 'offline_access gave a refresh token');
+  // A redirect that no sign-in here started is refused, and the page says so in words.
+  await page.goto(designerUrl + 'callback?code=forged&state=forged');
+  await page.waitForSelector('body[data-ready="true"]');
+  assert.equal(await page.locator('#notice').innerText(), 'Sign-in failed: the sign-in answer did not match a sign-in started here');
   await page.selectOption('[data-testid="current-connection"]', 'emulator');
+});
+
+test('a browser without the key gets nothing but a message', async () => {
+  const stranger = await browser.newContext();
+  const other = await stranger.newPage();
+  await other.goto(designerUrl + '#connections');
+  await other.locator('#notice').getByText("open the link `dynamics designer` printed").waitFor();
+  assert.equal(await other.locator('[data-connection]').count(), 0, 'no connection is listed');
+  await stranger.close();
 });
 
 test('Query Entities with a filter pages to the second page', async () => {

@@ -8,9 +8,11 @@
 //!
 //! The JSON API under `/api/` is for the page only: it answers only requests whose `Host` is this
 //! server and, for anything that changes state, whose body is JSON and whose `Origin` (when sent)
-//! is this server, so another web page open in the same browser cannot drive it. Secrets entered
-//! in a connection form go to the harness and never come back: connection listings say only
-//! whether a secret is set.
+//! is this server, so another web page open in the same browser cannot drive it; and every API
+//! request must carry the random key of the link the command prints (kept as a cookie), so other
+//! local users and requests through a tunnel cannot either. Secrets entered in a connection form
+//! go to the harness and never come back: connection listings say only whether a secret is set.
+//! (The presets carry the embedded emulator's own demo credentials, which are no one's secret.)
 
 pub mod flow;
 
@@ -18,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -120,16 +122,32 @@ struct Shared {
     connections_file: PathBuf,
     connections: Mutex<BTreeMap<String, Saved>>,
     /// Sign-ins waiting for their redirect, by OAuth `state`: connection name and PKCE verifier.
-    pending: Mutex<HashMap<String, (String, String)>>,
+    pending: Mutex<HashMap<String, (String, String, Instant)>>,
     armed: Mutex<Option<Armed>>,
     /// Received events with their flow runs, and a revision that grows with every change.
-    events: Mutex<(u64, Vec<Value>)>,
+    events: Mutex<EventLog>,
     events_changed: Condvar,
     origin: String,
     port: u16,
     presets: Vec<Preset>,
     webhook_url: String,
+    /// The random key the API asks for (a cookie the opening link sets, or the
+    /// `x-designer-key` header): other local users and anything reaching a tunnel lack it.
+    key: String,
+    /// Serialises starting and stopping triggers, so two starts cannot leave an orphan.
+    arming: Mutex<()>,
+    /// Requests being served; more are refused.
+    serving: AtomicUsize,
 }
+
+/// Most requests served at once (long polls included).
+const MAX_CONNECTIONS: usize = 64;
+/// How long a started sign-in waits for its redirect.
+const SIGN_IN_TIME: Duration = Duration::from_secs(600);
+/// Events kept (the page shows the latest 100).
+const MAX_EVENTS: usize = 500;
+/// The cookie that carries the designer's key.
+const KEY_COOKIE: &str = "dynamics_designer_key";
 
 impl Designer {
     /// Binds `127.0.0.1:port` and serves the designer until dropped.
@@ -145,7 +163,7 @@ impl Designer {
             connections: Mutex::new(connections),
             pending: Mutex::new(HashMap::new()),
             armed: Mutex::new(None),
-            events: Mutex::new((0, Vec::new())),
+            events: Mutex::new(EventLog::default()),
             events_changed: Condvar::new(),
             origin: format!("http://127.0.0.1:{port}"),
             port,
@@ -153,6 +171,9 @@ impl Designer {
             webhook_url: options
                 .public_webhook_url
                 .unwrap_or_else(|| format!("http://127.0.0.1:{port}{WEBHOOK_PATH}")),
+            key: random_key()?,
+            arming: Mutex::new(()),
+            serving: AtomicUsize::new(0),
         });
         let stop = Arc::new(AtomicBool::new(false));
         listener.set_nonblocking(true)?;
@@ -162,9 +183,18 @@ impl Designer {
             .spawn(move || {
                 while !stopping.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((stream, _)) => {
+                        Ok((mut stream, _)) => {
+                            if serving.serving.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                                serving.serving.fetch_sub(1, Ordering::SeqCst);
+                                let _ = stream.set_nonblocking(false);
+                                let _ = respond(&mut stream, 503, "text/plain", b"busy", &[]);
+                                continue;
+                            }
                             let shared = serving.clone();
-                            thread::spawn(move || shared.serve(stream));
+                            thread::spawn(move || {
+                                shared.serve(stream);
+                                shared.serving.fetch_sub(1, Ordering::SeqCst);
+                            });
                         }
                         Err(_) => thread::sleep(Duration::from_millis(5)),
                     }
@@ -178,6 +208,16 @@ impl Designer {
         format!("{}/", self.shared.origin)
     }
 
+    /// The link to open: the page with the designer's key, which the page keeps as a cookie.
+    pub fn open_url(&self) -> String {
+        format!("{}/?key={}", self.shared.origin, self.shared.key)
+    }
+
+    /// The key scripts send as `x-designer-key` (tests).
+    pub fn key(&self) -> &str {
+        &self.shared.key
+    }
+
     /// Adds (or replaces) a connection, as the page's connection form does.
     pub fn add_connection(
         &self,
@@ -187,19 +227,76 @@ impl Designer {
     ) -> Result<(), String> {
         self.shared
             .save_connection(name, kind, fields)
-            .map_err(|answer| answer.1["error"]["message"].to_string())
+            .map_err(|answer| {
+                answer.1["error"]["message"]
+                    .as_str()
+                    .unwrap_or("the connection was refused")
+                    .to_string()
+            })
     }
 
-    /// Unregisters an armed trigger (what `Drop` cannot do with errors reported).
-    pub fn shutdown(&self) {
-        self.shared.disarm();
+    /// Unregisters a listening webhook trigger, or stops polling; the error says what could not
+    /// be undone (the registration then stays in the environment).
+    pub fn shutdown(&self) -> Result<(), String> {
+        self.shared.disarm().map(|_| ())
     }
 }
 
 impl Drop for Designer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // A poller would otherwise outlive its designer (unregistering needs the network, which
+        // `shutdown` does).
+        if let Some(armed) = self
+            .shared
+            .armed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && let Listening::Polling { stop, .. } = &armed.listening
+        {
+            stop.store(true, Ordering::Relaxed);
+        }
     }
+}
+
+/// Received events with their flow runs: the latest [`MAX_EVENTS`], numbered from 1.
+#[derive(Default)]
+struct EventLog {
+    /// Grows with every change, for long polls.
+    revision: u64,
+    /// How many events were dropped: the first kept is number `first + 1`.
+    first: usize,
+    items: std::collections::VecDeque<Value>,
+}
+
+fn random_key() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|problem| anyhow::anyhow!("no randomness: {problem}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Compares without stopping at the first difference.
+fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// Percent-encodes everything but unreserved characters (spaces as %20, which the page's
+/// `decodeURIComponent` reads back).
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 type Answer = (u16, Value);
@@ -256,15 +353,22 @@ impl Shared {
         };
         if request.path == WEBHOOK_PATH {
             let outcome = self.webhook(request);
+            let content_type = outcome
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("text/plain");
             let headers: Vec<(&str, &str)> = outcome
                 .headers
                 .iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
             let _ = respond(
                 &mut stream,
                 outcome.status,
-                "text/plain",
+                content_type,
                 &outcome.body,
                 &headers,
             );
@@ -281,6 +385,34 @@ impl Shared {
             return;
         }
         match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/") if request.query.iter().any(|(k, _)| k == "key") => {
+                // The opening link: keep the key as a cookie and drop it from the address bar.
+                let given = request
+                    .query
+                    .iter()
+                    .find(|(k, _)| k == "key")
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or_default();
+                if same_secret(given, &self.key) {
+                    let cookie =
+                        format!("{KEY_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax", self.key);
+                    let _ = respond(
+                        &mut stream,
+                        303,
+                        "text/plain",
+                        b"",
+                        &[("location", "/"), ("set-cookie", &cookie)],
+                    );
+                } else {
+                    let _ = respond(
+                        &mut stream,
+                        403,
+                        "text/plain",
+                        b"this key is not the designer's; open the link `dynamics designer` printed",
+                        &[],
+                    );
+                }
+            }
             ("GET", path) if let Some((status, kind, body)) = asset(path) => {
                 let _ = respond(&mut stream, status, kind, body.as_bytes(), &[]);
             }
@@ -333,6 +465,23 @@ impl Shared {
     /// Changes need a JSON body (a cross-site form cannot send one without asking first) and, when
     /// the browser says where the request comes from, our own origin.
     fn api_request_ok(&self, request: &IncomingRequest) -> Result<(), Answer> {
+        let cookie_key = Self::header(request, "cookie").and_then(|cookies| {
+            cookies.split(';').find_map(|cookie| {
+                cookie
+                    .trim()
+                    .strip_prefix(KEY_COOKIE)
+                    .and_then(|rest| rest.strip_prefix('='))
+            })
+        });
+        let key = cookie_key.or_else(|| Self::header(request, "x-designer-key"));
+        if !key.is_some_and(|key| same_secret(key, &self.key)) {
+            return Err(fail(
+                401,
+                "unauthenticated",
+                "this page does not carry the designer's key; open the link `dynamics designer` printed",
+                None,
+            ));
+        }
         if let Some(origin) = Self::header(request, "origin")
             && origin != self.origin
             && origin != format!("http://localhost:{}", self.port)
@@ -416,10 +565,18 @@ impl Shared {
             ("POST", ["choices"]) => self.choices(&body),
             ("POST", ["flows", "run"]) => self.run_flow(&body),
             ("GET", ["trigger"]) => (200, self.trigger_status()),
-            ("POST", ["trigger", "start"]) => self.start_trigger(&body),
+            ("POST", ["trigger", "start"]) => {
+                // One start or stop at a time: a second start never overwrites a registration
+                // or poller the first one made.
+                let _arming = self.arming.lock().unwrap_or_else(|p| p.into_inner());
+                self.start_trigger(&body)
+            }
             ("POST", ["trigger", "stop"]) => {
-                let stopped = self.disarm();
-                (200, json!({"stopped": stopped}))
+                let _arming = self.arming.lock().unwrap_or_else(|p| p.into_inner());
+                match self.disarm() {
+                    Ok(stopped) => (200, json!({"stopped": stopped})),
+                    Err(problem) => fail(502, "upstream", problem, None),
+                }
             }
             ("GET", ["events"]) => {
                 let after = request
@@ -469,15 +626,17 @@ impl Shared {
                     .connections
                     .iter()
                     .find(|c| c.key == saved.kind)
-                    .map(|c| c.inputs.as_slice())
-                    .unwrap_or_default();
+                    .map(|c| c.inputs.as_slice());
                 let fields: Map<String, Value> = saved
                     .fields
                     .iter()
                     .map(|(key, value)| {
-                        let secret = inputs
-                            .iter()
-                            .any(|i| &i.key == key && i.input_type == InputType::Secret);
+                        // A type the component no longer defines: every field counts as secret.
+                        let secret = inputs.is_none_or(|inputs| {
+                            inputs
+                                .iter()
+                                .any(|i| &i.key == key && i.input_type == InputType::Secret)
+                        });
                         let shown = if secret {
                             json!({"set": !value.is_empty()})
                         } else {
@@ -536,7 +695,6 @@ impl Shared {
                 Some("type"),
             ));
         };
-        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         for (key, _) in fields.iter() {
             if !connection_type.inputs.iter().any(|input| &input.key == key) {
                 return Err(fail(
@@ -547,16 +705,51 @@ impl Shared {
                 ));
             }
         }
-        // A secret left empty when editing keeps the value already saved.
-        if let Some(existing) = connections.get(name).filter(|e| e.kind == kind) {
+        // A secret left empty when editing keeps the value already saved, but only while the
+        // other fields stay as they were: a saved secret never follows the connection to
+        // another token URL or environment.
+        let existing = self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .filter(|e| e.kind == kind)
+            .cloned();
+        if let Some(existing) = existing {
+            let is_secret = |key: &str| {
+                connection_type
+                    .inputs
+                    .iter()
+                    .any(|i| i.key == key && i.input_type == InputType::Secret)
+            };
+            let plain = |fields: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+                fields
+                    .iter()
+                    .filter(|(key, value)| !is_secret(key) && !value.trim().is_empty())
+                    .map(|(key, value)| (key.clone(), value.trim().to_string()))
+                    .collect()
+            };
+            let unchanged = plain(&existing.fields) == plain(&fields);
             for input in &connection_type.inputs {
                 let empty = fields.get(&input.key).is_none_or(|v| v.is_empty());
-                if input.input_type == InputType::Secret
-                    && empty
-                    && let Some(value) = existing.fields.get(&input.key)
-                {
-                    fields.insert(input.key.clone(), value.clone());
+                let Some(value) = existing.fields.get(&input.key) else {
+                    continue;
+                };
+                if input.input_type != InputType::Secret || !empty {
+                    continue;
                 }
+                if !unchanged {
+                    return Err(fail(
+                        400,
+                        "invalid-input",
+                        format!(
+                            "{}: type {} again: the other fields changed, and a saved secret stays only with the values it was saved with",
+                            input.key, input.label
+                        ),
+                        Some(&input.key),
+                    ));
+                }
+                fields.insert(input.key.clone(), value.clone());
             }
         }
         fields.retain(|_, value| !value.trim().is_empty());
@@ -580,6 +773,7 @@ impl Shared {
             Ok(Err(error)) => return Err((400, json!({ "error": connector_error(&error) }))),
             Err(error) => return Err((500, json!({ "error": host_error(&error) }))),
         }
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         connections.insert(
             name.to_string(),
             Saved {
@@ -646,10 +840,13 @@ impl Shared {
             .begin_authorization(&connection, &self.redirect_uri())
         {
             Ok(Ok(request)) => {
-                self.pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(request.state, (name.to_string(), request.code_verifier));
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                // Sign-ins never finished are forgotten after a while.
+                pending.retain(|_, (_, _, started)| started.elapsed() < SIGN_IN_TIME);
+                pending.insert(
+                    request.state,
+                    (name.to_string(), request.code_verifier, Instant::now()),
+                );
                 (200, json!({ "url": request.url }))
             }
             Ok(Err(error)) => {
@@ -671,16 +868,16 @@ impl Shared {
                 .map(|(_, value)| value.as_str())
         };
         let back = |outcome: &str, message: &str| {
-            let message: String = form_urlencoded::byte_serialize(message.as_bytes()).collect();
-            format!("/#connections/{outcome}/{message}")
+            format!("/#connections/{outcome}/{}", percent_encode(message))
         };
         let pending = query("state").and_then(|state| {
             self.pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(state)
+                .filter(|(_, _, started)| started.elapsed() < SIGN_IN_TIME)
         });
-        let Some((name, verifier)) = pending else {
+        let Some((name, verifier, _)) = pending else {
             return back(
                 "sign-in-failed",
                 "the sign-in answer did not match a sign-in started here",
@@ -872,7 +1069,9 @@ impl Shared {
                 }
             },
         };
-        self.disarm();
+        if let Err(problem) = self.disarm() {
+            return fail(502, "upstream", problem, None);
+        }
         let connection = match self.prepared(name) {
             Ok((_, connection)) => connection,
             Err(error) => return (status_of(&error), json!({ "error": error })),
@@ -1015,24 +1214,41 @@ impl Shared {
     }
 
     /// Unregisters (or stops polling) the armed trigger, if any; true when there was one.
-    fn disarm(&self) -> bool {
+    fn disarm(&self) -> Result<bool, String> {
         let Some(armed) = self.armed.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-            return false;
+            return Ok(false);
         };
-        match &armed.listening {
-            Listening::Polling { stop, .. } => stop.store(true, Ordering::Relaxed),
-            Listening::Webhook { registration } => {
-                if let Ok((_, connection)) = self.prepared(&armed.connection) {
-                    let _ = self.host.disable_trigger(
-                        &armed.trigger,
-                        &connection,
-                        &armed.config,
-                        registration,
-                    );
-                }
+        let Listening::Webhook { registration } = &armed.listening else {
+            if let Listening::Polling { stop, .. } = &armed.listening {
+                stop.store(true, Ordering::Relaxed);
             }
-        }
-        true
+            return Ok(true);
+        };
+        let unregistered = self
+            .prepared(&armed.connection)
+            .and_then(|(_, connection)| {
+                match self.host.disable_trigger(
+                    &armed.trigger,
+                    &connection,
+                    &armed.config,
+                    registration,
+                ) {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => Err(connector_error(&error)),
+                    Err(error) => Err(host_error(&error)),
+                }
+            });
+        unregistered.map(|()| true).map_err(|error| {
+            // The registration also holds the webhook key: name only the endpoint.
+            let endpoint = serde_json::from_str::<Value>(registration)
+                .ok()
+                .and_then(|state| state["serviceEndpointId"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "(unknown)".to_string());
+            format!(
+                "the webhook registration could not be removed ({}); delete service endpoint {endpoint} and its steps by hand",
+                error["message"].as_str().unwrap_or("unknown error"),
+            )
+        })
     }
 
     /// A webhook request: the trigger checks and reads it; each event runs the armed flow on a
@@ -1078,24 +1294,29 @@ impl Shared {
     }
 
     fn push_event(&self, mut record: Value) -> usize {
-        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        let id = events.1.len() + 1;
+        let mut log = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if log.items.len() == MAX_EVENTS {
+            log.items.pop_front();
+            log.first += 1;
+        }
+        let id = log.first + log.items.len() + 1;
         record["id"] = json!(id);
         record["receivedAt"] = json!(format_utc(unix_now()));
-        events.1.push(record);
-        events.0 += 1;
+        log.items.push_back(record);
+        log.revision += 1;
         self.events_changed.notify_all();
         id
     }
 
     fn update_event(&self, id: usize, mut record: Value) {
-        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = events.1.get_mut(id - 1) {
+        let mut log = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let index = id.checked_sub(log.first + 1);
+        if let Some(slot) = index.and_then(|index| log.items.get_mut(index)) {
             record["id"] = json!(id);
             record["receivedAt"] = slot["receivedAt"].clone();
             *slot = record;
         }
-        events.0 += 1;
+        log.revision += 1;
         self.events_changed.notify_all();
     }
 
@@ -1103,20 +1324,21 @@ impl Shared {
     /// change.
     fn events_after(&self, after: u64) -> Value {
         let deadline = Instant::now() + EVENT_WAIT;
-        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        while events.0 <= after {
+        let mut log = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        while log.revision <= after {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            events = self
+            log = self
                 .events_changed
-                .wait_timeout(events, left)
+                .wait_timeout(log, left)
                 .map(|(guard, _)| guard)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
-        let skip = events.1.len().saturating_sub(100);
-        json!({"events": &events.1[skip..], "revision": events.0})
+        let skip = log.items.len().saturating_sub(100);
+        let latest: Vec<&Value> = log.items.iter().skip(skip).collect();
+        json!({"events": latest, "revision": log.revision})
     }
 }
 

@@ -68,6 +68,18 @@ fn exchange(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
+    let (status, _, body) = exchange_raw(url, method, path, headers, body);
+    (status, body)
+}
+
+/// [`exchange`] with the answer's head (status line and headers) too.
+fn exchange_raw(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     let authority = url
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -95,11 +107,8 @@ fn exchange(
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     let status = answer[9..12].parse().unwrap();
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (status, head.to_ascii_lowercase(), body.to_string())
 }
 
 fn post(fixture: &Fixture, path: &str, body: Value) -> (u16, Value) {
@@ -107,7 +116,10 @@ fn post(fixture: &Fixture, path: &str, body: Value) -> (u16, Value) {
         &fixture.designer.url(),
         "POST",
         path,
-        &[("content-type", "application/json")],
+        &[
+            ("content-type", "application/json"),
+            ("x-designer-key", fixture.designer.key()),
+        ],
         &body.to_string(),
     );
     (
@@ -117,7 +129,13 @@ fn post(fixture: &Fixture, path: &str, body: Value) -> (u16, Value) {
 }
 
 fn get(fixture: &Fixture, path: &str) -> (u16, Value) {
-    let (status, text) = exchange(&fixture.designer.url(), "GET", path, &[], "");
+    let (status, text) = exchange(
+        &fixture.designer.url(),
+        "GET",
+        path,
+        &[("x-designer-key", fixture.designer.key())],
+        "",
+    );
     (
         status,
         serde_json::from_str(&text).expect("the API answers JSON"),
@@ -362,12 +380,33 @@ fn only_the_designers_own_pages_can_use_the_api() {
     let run = json!({"connection": "emu", "action": "create-entity",
                      "input": {"entityType": "accounts", "fieldValues": {"name": "Forged"}}})
     .to_string();
+    let key = fixture.designer.key();
+    // Without the designer's key (another local user, a request through a tunnel) nothing runs.
+    let (status, body) = exchange(
+        &url,
+        "POST",
+        "/api/run",
+        &[("content-type", "application/json")],
+        &run,
+    );
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = exchange(
+        &url,
+        "POST",
+        "/api/run",
+        &[
+            ("content-type", "application/json"),
+            ("x-designer-key", &"0".repeat(key.len())),
+        ],
+        &run,
+    );
+    assert_eq!(status, 401);
     // A cross-site form post (no JSON content type) is refused.
     let (status, _) = exchange(
         &url,
         "POST",
         "/api/run",
-        &[("content-type", "text/plain")],
+        &[("content-type", "text/plain"), ("x-designer-key", key)],
         &run,
     );
     assert_eq!(status, 415);
@@ -379,6 +418,7 @@ fn only_the_designers_own_pages_can_use_the_api() {
         &[
             ("content-type", "application/json"),
             ("origin", "https://evil.example"),
+            ("x-designer-key", key),
         ],
         &run,
     );
@@ -391,6 +431,7 @@ fn only_the_designers_own_pages_can_use_the_api() {
         &[
             ("content-type", "application/json"),
             ("host", "evil.example"),
+            ("x-designer-key", key),
         ],
         &run,
     );
@@ -409,7 +450,11 @@ fn only_the_designers_own_pages_can_use_the_api() {
         &url,
         "POST",
         "/api/run",
-        &[("content-type", "application/json"), ("origin", &origin)],
+        &[
+            ("content-type", "application/json"),
+            ("origin", &origin),
+            ("x-designer-key", key),
+        ],
         &run,
     );
     assert_eq!(status, 200, "{body}");
@@ -520,6 +565,7 @@ fn a_webhook_event_runs_the_armed_flow_and_stopping_unregisters() {
             .any(|row| row["lastname"] == "Hi Webhook Co")
     );
 
+    assert_eq!(fixture.emulator.table("serviceendpoints").len(), 1);
     let (status, body) = post(&fixture, "/api/trigger/stop", json!({}));
     assert_eq!(status, 200);
     assert_eq!(body["stopped"], true);
@@ -603,4 +649,127 @@ fn a_polled_new_row_runs_the_armed_flow_and_stopping_ends_the_polls() {
         fixture.emulator.requests().is_empty(),
         "no polls after stopping"
     );
+}
+
+#[test]
+fn the_opening_link_keeps_the_key_as_a_cookie_for_the_page() {
+    let fixture = designer();
+    let url = fixture.designer.url();
+    let open = fixture.designer.open_url();
+    let target = open.trim_start_matches(url.trim_end_matches('/'));
+    let (status, head, _) = exchange_raw(&url, "GET", target, &[], "");
+    assert_eq!(status, 303);
+    assert!(head.contains("\r\nlocation: /\r\n"), "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: "))
+        .expect("a cookie")
+        .to_string();
+    assert!(
+        cookie.contains("httponly") && cookie.contains("samesite=lax"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let (status, body) = exchange(&url, "GET", "/api/connections", &[("cookie", &pair)], "");
+    assert_eq!(status, 200, "{body}");
+    let (status, _, _) = exchange_raw(&url, "GET", "/?key=not-the-key", &[], "");
+    assert_eq!(status, 403);
+    // The page itself loads without the key (it holds nothing secret) and says what to do.
+    let (status, body) = exchange(&url, "GET", "/", &[], "");
+    assert_eq!(status, 200);
+    assert!(body.contains("<script src=\"/app.js\""));
+}
+
+#[test]
+fn a_sign_in_answer_that_was_not_started_here_is_refused() {
+    let fixture = designer();
+    let url = fixture.designer.url();
+    for query in [
+        "/callback?code=abc&state=forged",
+        "/callback?error=access_denied&state=forged",
+        "/callback?code=abc",
+    ] {
+        let (status, head, _) = exchange_raw(&url, "GET", query, &[], "");
+        assert_eq!(status, 303);
+        assert!(
+            head.contains(
+                "location: /#connections/sign-in-failed/the%20sign-in%20answer%20did%20not%20match%20a%20sign-in%20started%20here"
+            ),
+            "{head}"
+        );
+    }
+}
+
+#[test]
+fn a_saved_secret_does_not_follow_the_connection_to_other_urls() {
+    let fixture = designer();
+    add_emulator_connection(&fixture);
+    let credentials = fixture.emulator.credentials();
+    let (status, body) = post(
+        &fixture,
+        "/api/connections",
+        json!({"name": "emu", "type": "oauth2-client-credentials", "fields": {
+            "webApiUrl": fixture.emulator.base_url(),
+            "tokenUrl": "https://login.example.net/steal/oauth2/v2.0/token",
+            "clientId": credentials.client_id,
+            "clientSecret": ""
+        }}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "clientSecret");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("type Client secret value again"),
+        "{body}"
+    );
+    // Typing it again is fine.
+    let (status, _) = post(
+        &fixture,
+        "/api/connections",
+        json!({"name": "emu", "type": "oauth2-client-credentials", "fields": {
+            "webApiUrl": fixture.emulator.base_url(),
+            "tokenUrl": fixture.emulator.token_url(),
+            "tenantId": "contoso.onmicrosoft.com",
+            "clientId": credentials.client_id,
+            "clientSecret": credentials.client_secret
+        }}),
+    );
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn malformed_requests_are_refused_before_anything_runs() {
+    let fixture = designer();
+    let url = fixture.designer.url();
+    let key = fixture.designer.key();
+    let long = "x".repeat(9 << 10);
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[("x-long", &long)], "longer than 8 KiB"),
+        (
+            &[("transfer-encoding", "chunked")],
+            "chunked bodies are not supported",
+        ),
+        (&[("content-length", "ten")], "is not a number"),
+    ];
+    for (headers, expected) in cases {
+        let mut all = vec![
+            ("content-type", "application/json"),
+            ("x-designer-key", key),
+        ];
+        all.extend_from_slice(headers);
+        let authority = url.trim_start_matches("http://").trim_end_matches('/');
+        let mut stream = TcpStream::connect(authority).unwrap();
+        let mut request = format!("POST /api/flows/run HTTP/1.1\r\nhost: {authority}\r\n");
+        for (name, value) in &all {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains(expected), "{answer}");
+    }
 }

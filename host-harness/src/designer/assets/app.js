@@ -927,13 +927,17 @@ async function startTrigger() {
   const connection = currentConnection();
   if (!connection) { status.replaceChildren(errorBox({ code: 'invalid-input', message: 'choose a connection at the top first' })); return; }
   status.replaceChildren(el('span', { class: 'muted', text: 'registering…' }));
+  const button = document.querySelector('[data-testid="trigger-start"]');
+  button.disabled = true;
   const answer = await api('POST', 'trigger/start', { connection, trigger: trigger.key, config: trigger.config, intervalSeconds: trigger.intervalSeconds, flow });
+  button.disabled = false;
   if (!answer.ok) { status.replaceChildren(errorBox(answer.data.error)); return; }
   showTriggerStatus(answer.data);
 }
 
 async function stopTrigger() {
-  await api('POST', 'trigger/stop', {});
+  const answer = await api('POST', 'trigger/stop', {});
+  if (!answer.ok) notice(answer.data.error?.message ?? 'could not stop the trigger', true);
   refreshTriggerStatus();
 }
 
@@ -985,7 +989,12 @@ function renderEvents(events) {
 // ---------- navigation ----------
 
 function route() {
-  const hash = decodeURIComponent(location.hash.slice(1));
+  let hash;
+  try {
+    hash = decodeURIComponent(location.hash.slice(1));
+  } catch (problem) {
+    hash = location.hash.slice(1);
+  }
   const [page, ...rest] = hash.split('/');
   const name = ['connections', 'actions', 'flow'].includes(page) ? page : 'connections';
   for (const section of document.querySelectorAll('.page')) section.hidden = section.id !== 'page-' + name;
@@ -1003,7 +1012,11 @@ function route() {
 
 async function start() {
   const [definition, presets] = await Promise.all([api('GET', 'definition'), api('GET', 'presets')]);
-  if (!definition.ok) { notice('could not read the component definition', true); return; }
+  if (!definition.ok) {
+    notice(definition.data.error?.message ?? 'could not read the component definition', true);
+    clearTimeout(notice.timer);
+    return;
+  }
   state.definition = definition.data;
   state.presets = presets.ok ? presets.data : [];
   document.getElementById('brand-icon').src = state.definition.icon;
