@@ -5,88 +5,16 @@ use std::time::Duration;
 use dataverse_emulator::{Config, Emulator};
 use serde_json::{Value, json};
 
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-struct Client {
-    agent: ureq::Agent,
-    api: String,
-    token: String,
-}
-
-fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
-    let mut r = r.expect("transport error");
-    let status = r.status().as_u16();
-    let headers = r
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let body = r
-        .body_mut()
-        .with_config()
-        .limit(512 * 1024 * 1024)
-        .read_to_string()
-        .unwrap_or_default();
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
+mod support;
+use support::{Answer, Client};
 
 impl Client {
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
-        let url = if path.starts_with("http") {
-            path.to_string()
-        } else {
-            format!("{}/{}", self.api, path)
-        };
-        let mut req = self
-            .agent
-            .get(url)
-            .header("Authorization", format!("Bearer {}", self.token));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        answer(req.call())
-    }
-
     fn post(&self, path: &str, content_type: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut req = self
-            .agent
-            .post(format!("{}/{}", self.api, path))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .header("Content-Type", content_type);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        answer(req.send(body.as_bytes()))
+        self.request("POST", path, content_type, body, headers)
     }
 
     fn delete(&self, path: &str) -> Answer {
-        answer(
-            self.agent
-                .delete(format!("{}/{}", self.api, path))
-                .header("Authorization", format!("Bearer {}", self.token))
-                .call(),
-        )
+        self.delete_with(path, &[])
     }
 
     fn batch(&self, body: &str, headers: &[(&str, &str)]) -> Answer {
@@ -96,15 +24,7 @@ impl Client {
 
 fn start_with(config: Config) -> (Emulator, Client) {
     let emu = Emulator::start(config, 0).expect("emulator starts");
-    let c = Client {
-        agent: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build()
-            .into(),
-        api: emu.web_api_url(),
-        token: emu.issue_token_for_tests(),
-    };
+    let c = Client::new(&emu, Duration::from_secs(120));
     (emu, c)
 }
 

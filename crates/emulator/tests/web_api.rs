@@ -5,117 +5,20 @@ use std::time::Duration;
 use dataverse_emulator::{Config, Emulator, Fault, RateLimit};
 use serde_json::{Value, json};
 
-struct Client {
-    agent: ureq::Agent,
-    api: String,
-    token: String,
-}
-
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn error_code(&self) -> String {
-        self.json()["error"]["code"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-}
+mod support;
+use support::{Answer, Client, answer};
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
-    let mut r = r.expect("transport error");
-    let status = r.status().as_u16();
-    let headers = r
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let body = r.body_mut().read_to_string().unwrap_or_default();
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    support::agent(Duration::from_secs(30))
 }
 
 impl Client {
-    fn new(emu: &Emulator) -> Client {
-        Client {
-            agent: agent(),
-            api: emu.web_api_url(),
-            token: emu.issue_token_for_tests(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/{}", self.api, path)
-    }
-
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut req = self
-            .agent
-            .get(self.url(path))
-            .header("Authorization", format!("Bearer {}", self.token));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        answer(req.call())
-    }
-
     fn send(&self, method: &str, path: &str, body: Value, headers: &[(&str, &str)]) -> Answer {
-        let url = self.url(path);
-        let text = body.to_string();
-        macro_rules! go {
-            ($req:expr) => {{
-                let mut req = $req
-                    .header("Authorization", format!("Bearer {}", self.token))
-                    .header("Content-Type", "application/json");
-                for (k, v) in headers {
-                    req = req.header(*k, *v);
-                }
-                answer(req.send(text.as_bytes()))
-            }};
-        }
-        match method {
-            "POST" => go!(self.agent.post(url)),
-            "PATCH" => go!(self.agent.patch(url)),
-            "PUT" => go!(self.agent.put(url)),
-            _ => panic!("unsupported method {method}"),
-        }
+        self.request(method, path, "application/json", &body.to_string(), headers)
     }
 
     fn delete(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut req = self
-            .agent
-            .delete(self.url(path))
-            .header("Authorization", format!("Bearer {}", self.token));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        answer(req.call())
+        self.delete_with(path, headers)
     }
 }
 
@@ -128,7 +31,7 @@ fn start(rows: usize) -> (Emulator, Client) {
         0,
     )
     .expect("emulator starts");
-    let c = Client::new(&emu);
+    let c = Client::new(&emu, Duration::from_secs(30));
     (emu, c)
 }
 
@@ -741,7 +644,7 @@ fn service_protection_limit_answers_429_with_retry_after() {
         0,
     )
     .unwrap();
-    let c = Client::new(&emu);
+    let c = Client::new(&emu, Duration::from_secs(30));
     let mut remaining = Vec::new();
     for _ in 0..3 {
         let a = c.get("WhoAmI", &[]);
