@@ -17,6 +17,25 @@ fn private_state_home() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("dynamics-cli-state-{}", std::process::id()))
 }
 
+/// An emulator with five rows per table.
+fn small_emulator() -> Emulator {
+    Emulator::start(
+        Config {
+            rows_per_table: 5,
+            ..Config::default()
+        },
+        0,
+    )
+    .unwrap()
+}
+
+/// An empty directory of this test run under the system temp dir.
+fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -97,14 +116,7 @@ fn describe_shows_inputs_defaults_and_comments() {
 
 #[test]
 fn invoke_prints_the_action_output_as_json() {
-    let emulator = Emulator::start(
-        Config {
-            rows_per_table: 5,
-            ..Config::default()
-        },
-        0,
-    )
-    .unwrap();
+    let emulator = small_emulator();
     let connection = connection_file(&emulator);
     let output = dynamics(&[
         "invoke",
@@ -123,14 +135,7 @@ fn invoke_prints_the_action_output_as_json() {
 
 #[test]
 fn a_failed_action_prints_code_message_and_hint_and_exits_non_zero() {
-    let emulator = Emulator::start(
-        Config {
-            rows_per_table: 5,
-            ..Config::default()
-        },
-        0,
-    )
-    .unwrap();
+    let emulator = small_emulator();
     let connection = connection_file(&emulator);
     let input = r#"{"url": "accounts(00000000-0000-0000-0000-0000000000ff)", "method": "GET"}"#;
     let output = dynamics(&[
@@ -207,17 +212,9 @@ fn get_without_redirect(url: &str) -> (String, Option<String>) {
 
 #[test]
 fn invoke_keeps_tokens_in_an_owner_only_store_and_status_shows_expiry_but_never_a_token() {
-    let emulator = Emulator::start(
-        Config {
-            rows_per_table: 5,
-            ..Config::default()
-        },
-        0,
-    )
-    .unwrap();
+    let emulator = small_emulator();
     let connection = connection_file(&emulator);
-    let store_dir = std::env::temp_dir().join(format!("dynamics-cli-store-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&store_dir);
+    let store_dir = fresh_dir("dynamics-cli-store");
     let store = store_dir.join("tokens.json");
     let store_arg = store.to_str().unwrap();
 
@@ -282,17 +279,9 @@ fn invoke_keeps_tokens_in_an_owner_only_store_and_status_shows_expiry_but_never_
 #[test]
 fn login_prints_the_url_takes_the_loopback_redirect_and_stores_the_tokens() {
     use std::io::BufRead as _;
-    let emulator = Emulator::start(
-        Config {
-            rows_per_table: 5,
-            ..Config::default()
-        },
-        0,
-    )
-    .unwrap();
+    let emulator = small_emulator();
     let connection = auth_code_connection_file(&emulator);
-    let store_dir = std::env::temp_dir().join(format!("dynamics-cli-login-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&store_dir);
+    let store_dir = fresh_dir("dynamics-cli-login");
     let store = store_dir.join("tokens.json");
     let store_arg = store.to_str().unwrap();
 
@@ -376,14 +365,7 @@ fn login_prints_the_url_takes_the_loopback_redirect_and_stores_the_tokens() {
 
 #[test]
 fn test_connection_prints_the_user_business_unit_and_web_api_root() {
-    let emulator = Emulator::start(
-        Config {
-            rows_per_table: 5,
-            ..Config::default()
-        },
-        0,
-    )
-    .unwrap();
+    let emulator = small_emulator();
     let connection = connection_file(&emulator);
     let store_dir = std::env::temp_dir().join(format!("dynamics-cli-test-{}", std::process::id()));
     let store = store_dir.join("tokens.json");
@@ -413,14 +395,7 @@ fn test_connection_prints_the_user_business_unit_and_web_api_root() {
 
 #[test]
 fn poll_prints_one_event_per_new_row_and_keeps_its_state() {
-    let emulator = Emulator::start(
-        Config {
-            rows_per_table: 5,
-            ..Config::default()
-        },
-        0,
-    )
-    .unwrap();
+    let emulator = small_emulator();
     let connection = connection_file(&emulator);
     let state =
         std::env::temp_dir().join(format!("dynamics-poll-state-{}.json", std::process::id()));
@@ -486,16 +461,8 @@ fn designer_post(
 #[test]
 fn designer_unregisters_its_webhook_when_stopped_with_ctrl_c() {
     use std::io::BufRead as _;
-    let emulator = Emulator::start(
-        Config {
-            rows_per_table: 5,
-            ..Config::default()
-        },
-        0,
-    )
-    .unwrap();
-    let dir = std::env::temp_dir().join(format!("dynamics-designer-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let emulator = small_emulator();
+    let dir = fresh_dir("dynamics-designer-cli");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dynamics"))
         .args(["--allow-private", "--token-store"])
         .arg(dir.join("tokens.json"))
