@@ -121,6 +121,15 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// Signs in through the harness's loopback listener the way a browser would: the authorize
 /// URL is fetched without following its redirect, then the redirect is delivered to the
 /// listener. Returns the listener's page and the outcome.
+/// Signs the auth-code connection in under key "ac", as a person would in the browser.
+fn signed_in(manager: &TokenManager<'_>, emulator: &Emulator) {
+    browser_sign_in(manager, "ac", &auth_code_connection(emulator), |location| {
+        location
+    })
+    .1
+    .expect("the sign-in completes");
+}
+
 fn browser_sign_in(
     manager: &TokenManager<'_>,
     key: &str,
@@ -385,10 +394,7 @@ fn a_token_near_expiry_is_refreshed_before_the_action_without_the_user_noticing(
     let emulator = emulator();
     let temp = TempStore::new();
     let manager = TokenManager::new(host(), &temp.store);
-    let connection = auth_code_connection(&emulator);
-    browser_sign_in(&manager, "ac", &connection, |location| location)
-        .1
-        .unwrap();
+    signed_in(&manager, &emulator);
     let before = temp.store.get("ac").unwrap().unwrap();
     emulator.clear_requests();
 
@@ -430,10 +436,7 @@ fn an_access_token_the_service_rejects_is_refreshed_once_and_the_action_succeeds
     let emulator = emulator();
     let temp = TempStore::new();
     let manager = TokenManager::new(host(), &temp.store);
-    let connection = auth_code_connection(&emulator);
-    browser_sign_in(&manager, "ac", &connection, |location| location)
-        .1
-        .unwrap();
+    signed_in(&manager, &emulator);
     emulator.expire_tokens();
     emulator.clear_requests();
 
@@ -472,10 +475,7 @@ fn a_revoked_refresh_token_gives_unauthenticated_with_a_hint_to_sign_in_again() 
     let emulator = emulator();
     let temp = TempStore::new();
     let manager = TokenManager::new(host(), &temp.store);
-    let connection = auth_code_connection(&emulator);
-    browser_sign_in(&manager, "ac", &connection, |location| location)
-        .1
-        .unwrap();
+    signed_in(&manager, &emulator);
     emulator.revoke_refresh_tokens();
     emulator.expire_tokens();
 
