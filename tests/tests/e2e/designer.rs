@@ -381,61 +381,43 @@ fn only_the_designers_own_pages_can_use_the_api() {
                      "input": {"entityType": "accounts", "fieldValues": {"name": "Forged"}}})
     .to_string();
     let key = fixture.designer.key();
-    // Without the designer's key (another local user, a request through a tunnel) nothing runs.
-    let (status, body) = exchange(
-        &url,
-        "POST",
-        "/api/run",
-        &[("content-type", "application/json")],
-        &run,
-    );
-    assert_eq!(status, 401, "{body}");
-    let (status, _) = exchange(
-        &url,
-        "POST",
-        "/api/run",
-        &[
-            ("content-type", "application/json"),
-            ("x-designer-key", &"0".repeat(key.len())),
-        ],
-        &run,
-    );
-    assert_eq!(status, 401);
-    // A cross-site form post (no JSON content type) is refused.
-    let (status, _) = exchange(
-        &url,
-        "POST",
-        "/api/run",
-        &[("content-type", "text/plain"), ("x-designer-key", key)],
-        &run,
-    );
-    assert_eq!(status, 415);
-    // A script on another origin is refused.
-    let (status, _) = exchange(
-        &url,
-        "POST",
-        "/api/run",
-        &[
-            ("content-type", "application/json"),
-            ("origin", "https://evil.example"),
-            ("x-designer-key", key),
-        ],
-        &run,
-    );
-    assert_eq!(status, 403);
-    // A page that rebound its DNS name to 127.0.0.1 is refused.
-    let (status, _) = exchange(
-        &url,
-        "POST",
-        "/api/run",
-        &[
-            ("content-type", "application/json"),
-            ("host", "evil.example"),
-            ("x-designer-key", key),
-        ],
-        &run,
-    );
-    assert_eq!(status, 421);
+    let wrong_key = "0".repeat(key.len());
+    let json_body = ("content-type", "application/json");
+    let refused: [(&str, Vec<(&str, &str)>, u16); 5] = [
+        // Without the designer's key (another local user, a request through a tunnel).
+        ("no key", vec![json_body], 401),
+        (
+            "a wrong key",
+            vec![json_body, ("x-designer-key", &wrong_key)],
+            401,
+        ),
+        // A cross-site form post (no JSON content type).
+        (
+            "a form post",
+            vec![("content-type", "text/plain"), ("x-designer-key", key)],
+            415,
+        ),
+        // A script on another origin.
+        (
+            "another origin",
+            vec![
+                json_body,
+                ("origin", "https://evil.example"),
+                ("x-designer-key", key),
+            ],
+            403,
+        ),
+        // A page that rebound its DNS name to 127.0.0.1.
+        (
+            "a rebound host name",
+            vec![json_body, ("host", "evil.example"), ("x-designer-key", key)],
+            421,
+        ),
+    ];
+    for (case, headers, expected) in refused {
+        let (status, body) = exchange(&url, "POST", "/api/run", &headers, &run);
+        assert_eq!(status, expected, "{case}: {body}");
+    }
     assert!(fixture.emulator.requests().is_empty(), "nothing was sent");
     assert!(
         !fixture
