@@ -383,7 +383,9 @@ fn only_the_designers_own_pages_can_use_the_api() {
     let key = fixture.designer.key();
     let wrong_key = "0".repeat(key.len());
     let json_body = ("content-type", "application/json");
-    let refused: [(&str, Vec<(&str, &str)>, u16); 5] = [
+    // (what the request is, its headers, the status it gets)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+    let refused: [Case; 5] = [
         // Without the designer's key (another local user, a request through a tunnel).
         ("no key", vec![json_body], 401),
         (
