@@ -116,3 +116,63 @@ fn a_record_without_its_key_or_a_repeated_key_is_refused_before_any_request() {
     );
     assert!(emulator.requests().is_empty());
 }
+
+fn sync_products(emulator: &dataverse_emulator::Emulator, records: Value, match_on: &str) -> Value {
+    let input = json!({"entityType": "products", "records": records, "matchOn": match_on});
+    json(
+        &host()
+            .invoke("sync-records", &connected(emulator), &input.to_string())
+            .unwrap()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn matching_on_the_primary_id_updates_that_row() {
+    let emulator = emulator();
+    let row = emulator.table("products")[0].clone();
+    let id = row["productid"].as_str().unwrap().to_string();
+    let output = sync_products(
+        &emulator,
+        json!([{"productid": id.to_uppercase(), "name": "Renamed by ID"}]),
+        "productid",
+    );
+    assert_eq!(output["updated"], 1, "{output}");
+    assert_eq!(output["created"], 0, "{output}");
+    let stored = emulator.table("products");
+    let renamed: Vec<&Value> = stored
+        .iter()
+        .filter(|r| r["name"] == "Renamed by ID")
+        .collect();
+    assert_eq!(renamed.len(), 1);
+    assert_eq!(renamed[0]["productid"], id.as_str());
+}
+
+#[test]
+fn a_guid_shaped_value_in_an_alternate_key_column_is_not_taken_for_the_primary_id() {
+    let emulator = emulator();
+    let sku = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+    let first = sync_products(
+        &emulator,
+        json!([{"productnumber": sku, "name": "GUID-numbered"}]),
+        "productnumber",
+    );
+    assert_eq!(first["created"], 1, "{first}");
+    let second = sync_products(
+        &emulator,
+        json!([{"productnumber": sku, "name": "GUID-numbered, renamed"}]),
+        "productnumber",
+    );
+    assert_eq!(second["updated"], 1, "{second}");
+    let stored = emulator.table("products");
+    let matching: Vec<&Value> = stored
+        .iter()
+        .filter(|r| r["productnumber"] == sku)
+        .collect();
+    assert_eq!(matching.len(), 1, "one row carries the number");
+    assert_eq!(matching[0]["name"], "GUID-numbered, renamed");
+    assert!(
+        stored.iter().all(|r| r["productid"] != sku),
+        "no row was made with the number as its ID"
+    );
+}

@@ -71,12 +71,20 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         .map(|c| c.to_ascii_lowercase())
         .collect();
     let batch_size = input.number(BATCH_SIZE.key).unwrap_or(100.0) as usize;
-    let targets = map_records(input, &match_on)?;
+    let mut targets = map_records(input, &match_on)?;
     let table = context
         .metadata
         .table(&context.client, entity_set)?
         .ok_or_else(|| unknown_set_error(context, entity_set))?;
-    let by_primary_id = match_on.len() == 1 && match_on[0] == table.primary_id;
+    // Matching on the primary ID column addresses rows by ID, `accounts(<guid>)`; any other
+    // column, GUID-valued or not, stays an alternate key.
+    if match_on.len() == 1 && match_on[0] == table.primary_id {
+        for target in &mut targets {
+            if let Some(id) = primary_id_of(&target.key) {
+                target.key = RecordKey::Id(id);
+            }
+        }
+    }
     let root_path = context.client.api_root_path();
 
     let mut results: Vec<Value> = Vec::with_capacity(targets.len());
@@ -107,10 +115,7 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
                 );
                 continue;
             }
-            let address = match (by_primary_id, target.key.id()) {
-                (true, Some(id)) => format!("({id})"),
-                _ => target.key.segment(),
-            };
+            let address = target.key.segment();
             writes.push(BatchPart::Single(BatchRequest {
                 method: "PATCH".to_string(),
                 url: format!("{root_path}/{entity_set}{address}"),
@@ -227,13 +232,8 @@ fn map_records(input: &Input, match_on: &[String]) -> Result<Vec<Target>> {
                 }
             }
         }
-        let key = match (match_on.len(), key.values().next()) {
-            (1, Some(Value::String(text))) if dataverse::guid::is_guid(text) => {
-                RecordKey::parse(text)
-            }
-            _ => RecordKey::from_object(&key),
-        }
-        .map_err(|problem| invalid_input(&RECORDS, format!("record {index}: {problem}")))?;
+        let key = RecordKey::from_object(&key)
+            .map_err(|problem| invalid_input(&RECORDS, format!("record {index}: {problem}")))?;
         if !seen.insert(key.segment()) {
             return Err(invalid_input(
                 &RECORDS,
@@ -243,6 +243,17 @@ fn map_records(input: &Input, match_on: &[String]) -> Result<Vec<Target>> {
         targets.push(Target { key, body });
     }
     Ok(targets)
+}
+
+/// The GUID of a one-column key whose value is a GUID.
+fn primary_id_of(key: &RecordKey) -> Option<String> {
+    match key {
+        RecordKey::Alternate(parts) => match parts.as_slice() {
+            [(_, KeyValue::Text(text))] => dataverse::guid::parse(text),
+            _ => None,
+        },
+        RecordKey::Id(_) => None,
+    }
 }
 
 /// The rows that already exist for a chunk's keys, with the mapped columns.
