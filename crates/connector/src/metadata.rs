@@ -42,6 +42,11 @@ impl MetadataCache {
         if let Some(known) = self.tables.borrow().get(&name) {
             return Ok(known.clone());
         }
+        // Table names are identifiers; anything else (a quote, a space) names no table and would
+        // break the filter below, so it is not sent.
+        if !dataverse::odata::is_identifier(&name) {
+            return Ok(None);
+        }
         let select = "$select=LogicalName,EntitySetName,PrimaryIdAttribute";
         let by_set = client.get_json(&format!(
             "EntityDefinitions?$filter=EntitySetName%20eq%20'{name}'&{select}"

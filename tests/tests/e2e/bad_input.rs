@@ -191,3 +191,44 @@ fn a_bad_environment_url_in_the_connection_is_invalid_input() {
     );
     assert!(emulator.requests().is_empty());
 }
+
+#[test]
+fn a_lookup_table_name_that_is_not_an_identifier_never_reaches_a_filter() {
+    let emulator = emulator();
+    let input = serde_json::json!({
+        "entityType": "contacts",
+        "dynamicValues": {
+            "lastname": "Quoted",
+            "parentcustomerid_account": {
+                "table": "accounts' or LogicalName eq 'contact",
+                "id": "00000000-0000-0000-0000-000000000001"
+            }
+        }
+    });
+    let failure = host()
+        .invoke("create-entity", &connected(&emulator), &input.to_string())
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(failure.code, ErrorCode::InvalidInput);
+    assert!(
+        failure
+            .message
+            .contains("which this environment does not have"),
+        "{}",
+        failure.message
+    );
+    for request in emulator.requests() {
+        assert!(
+            !request.path.contains("LogicalName%20eq%20'contact")
+                && !request.path.contains("accounts'"),
+            "the name went into a query: {}",
+            request.path
+        );
+    }
+    assert!(
+        !emulator
+            .table("contacts")
+            .iter()
+            .any(|row| row["lastname"] == "Quoted")
+    );
+}
