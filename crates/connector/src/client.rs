@@ -155,9 +155,9 @@ impl<'a> Client<'a> {
         let request = self.prepare(request)?;
         let target = request.target();
         let wit_request = WitRequest {
-            method: request.method.clone(),
-            url: request.url.clone(),
-            headers: request.headers.clone(),
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
             body: request.body,
             timeout_ms: request.timeout_ms,
         };

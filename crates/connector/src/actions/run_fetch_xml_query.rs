@@ -194,7 +194,8 @@ fn fetch_page(
             .send(request, RetryPolicy::RECORDS)?
             .into_success()
             .map_err(|failure| explain(context, entity_set, failure))?;
-        return Ok(String::from_utf8_lossy(&response.body).into_owned());
+        return Ok(String::from_utf8(response.body)
+            .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned()));
     }
     let path = format!("{}/{relative}", context.client.api_root_path());
     let mut headers = vec![("Prefer".to_string(), prefer.to_string())];

@@ -304,11 +304,13 @@ fn read_existing(
         .client
         .get_json(&format!("{entity_set}{}", options.to_query_string()))
         .map_err(|failure| explain(context, entity_set, failure))?;
-    Ok(answer
-        .get("value")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default())
+    Ok(match answer {
+        Value::Object(mut fields) => match fields.remove("value") {
+            Some(Value::Array(rows)) => rows,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    })
 }
 
 fn same_key(row: &Value, match_on: &[String], key: &RecordKey) -> bool {
