@@ -257,10 +257,10 @@ fn lookup_target(value: &Value) -> Option<LookupTarget<'_>> {
 pub fn written_id(
     context: &Context,
     entity_set: &str,
-    response: &Response,
+    entity_id: Option<&str>,
     record: Option<&Value>,
 ) -> Result<Option<String>> {
-    if let Some(url) = response.header("odata-entityid") {
+    if let Some(url) = entity_id {
         return Ok(id_from_entity_url(url));
     }
     let Some(record) = record else {
@@ -347,7 +347,12 @@ pub fn write(
     } else {
         None
     };
-    let id = written_id(context, entity_set, &response, record.as_ref())?;
+    let id = written_id(
+        context,
+        entity_set,
+        response.header("odata-entityid"),
+        record.as_ref(),
+    )?;
     let mut output = Map::new();
     output.insert(
         "id".to_string(),

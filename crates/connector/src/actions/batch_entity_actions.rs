@@ -2,7 +2,7 @@
 //! change set (all or nothing) or as independent requests, with one result per item in order.
 
 use dataverse::batch::{BatchPart, BatchResponse, BatchWriter, decode, encode};
-use dataverse::keys::{RecordKey, id_from_entity_url};
+use dataverse::keys::RecordKey;
 use dataverse::retry::RetryPolicy;
 use std::collections::HashMap;
 
@@ -614,19 +614,11 @@ fn item_success<'a>(
         }
         Some(record)
     };
-    let id = match (answer.header("odata-entityid"), &item.key, &record) {
-        (Some(url), _, _) => id_from_entity_url(url),
-        (None, Some(key), _) if key.id().is_some() => key.id().map(str::to_string),
-        (None, _, Some(record)) => {
-            match context.metadata.table(&context.client, item.collection)? {
-                Some(table) => record
-                    .get(&table.primary_id)
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                None => None,
-            }
-        }
-        _ => None,
+    let entity_id = answer.header("odata-entityid");
+    let id = match (entity_id, item.key.as_ref().and_then(RecordKey::id)) {
+        // No header: an item addressed by ID names its record itself.
+        (None, Some(id)) => Some(id.to_string()),
+        _ => crate::records::written_id(context, item.collection, entity_id, record.as_ref())?,
     };
     Ok(ItemResult {
         status: Some(answer.status),
