@@ -1,8 +1,6 @@
 //! `$batch` bodies: requests (with change sets) encoded as `multipart/mixed`, and the answers
 //! decoded back into one response per request, in order.
 
-use std::borrow::Cow;
-
 /// One request inside a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchRequest {
@@ -37,18 +35,13 @@ pub struct BatchResponse<'a> {
     /// Inner body, without its trailing line breaks.
     pub body: &'a str,
     /// `Content-ID` echoed from a change set request (borrowed like the rest).
-    pub content_id: Option<Cow<'a, str>>,
+    pub content_id: Option<&'a str>,
 }
 
 impl<'a> BatchResponse<'a> {
     /// The first value of a header, the name compared without regard to case.
     pub fn header(&self, name: &str) -> Option<&'a str> {
         header_in(self.head, name)
-    }
-
-    /// Inner headers in order, names as written, names and values trimmed.
-    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        header_lines(self.head)
     }
 }
 
@@ -393,7 +386,7 @@ fn decode_parts<'a>(
                 head: &text[head_start..head_end.unwrap_or(end)],
                 body: body_start
                     .map_or("", |start| text[start..end].trim_end_matches(['\r', '\n'])),
-                content_id: content_id.map(Cow::Borrowed),
+                content_id,
             });
         }
         match ended {
@@ -491,7 +484,7 @@ mod tests {
         let responses = decode("multipart/mixed; boundary=batchresponse_1", body).unwrap();
         assert_eq!(responses.len(), 2);
         assert_eq!(responses[0].status, 204);
-        assert_eq!(responses[0].content_id.as_deref(), Some("1"));
+        assert_eq!(responses[0].content_id, Some("1"));
         assert!(
             responses[0]
                 .header("odata-entityid")
@@ -523,7 +516,7 @@ mod tests {
         let responses = decode("multipart/mixed; boundary=b", body).unwrap();
         assert_eq!(responses.len(), 2);
         assert_eq!(responses[0].status, 201);
-        assert_eq!(responses[0].content_id.as_deref(), Some("1"));
+        assert_eq!(responses[0].content_id, Some("1"));
         assert_eq!(responses[0].header("OData-EntityID"), Some("x(1)"));
         assert_eq!(responses[0].body, "{\"a\":1,\n\"b\":2}");
         assert_eq!(responses[1].status, 204);

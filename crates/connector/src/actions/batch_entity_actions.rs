@@ -105,7 +105,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         let answers = answer.responses()?;
         let by_id: HashMap<&str, &BatchResponse> = answers
             .iter()
-            .filter_map(|answer| answer.content_id.as_deref().map(|id| (id, answer)))
+            .filter_map(|answer| answer.content_id.map(|id| (id, answer)))
             .collect();
         let failed = answers
             .iter()
@@ -113,7 +113,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         for (index, item) in items.iter().enumerate() {
             let content_id = (index + 1).to_string();
             let result = match failed {
-                Some(failure) if failure.content_id.as_deref() == Some(content_id.as_str()) => {
+                Some(failure) if failure.content_id == Some(content_id.as_str()) => {
                     item_failure(index, item, failure)
                 }
                 Some(_) => ItemResult::new(index, item, "rolled-back"),
