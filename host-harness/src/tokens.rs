@@ -365,29 +365,9 @@ pub fn unix_now() -> u64 {
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the Unix epoch.
 pub fn format_utc(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
-    let rest = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    let iso = dataverse::encoding::iso_datetime(i64::try_from(secs).unwrap_or(i64::MAX / 2));
+    // `YYYY-MM-DDTHH:MM:SSZ`, written the way a person reads it.
+    format!("{} UTC", iso.replacen('T', " ", 1).trim_end_matches('Z'))
 }
 
 /// Keeps a store's tokens fresh for calls through a host.

@@ -579,9 +579,7 @@ fn a_polled_new_row_runs_the_armed_flow_and_stopping_ends_the_polls() {
     assert_eq!(body["error"]["field"], "intervalSeconds");
 
     // Only rows modified from now on: the seeded ones are older.
-    let since = host_harness::tokens::format_utc(host_harness::tokens::unix_now() - 1)
-        .replacen(' ', "T", 1)
-        .replace(" UTC", "Z");
+    let since = dataverse::encoding::iso_datetime(host_harness::tokens::unix_now() as i64 - 1);
     let (status, body) = post(
         &fixture,
         "/api/trigger/start",
