@@ -3,7 +3,7 @@
 //! on its own profile directory, and wasmtime itself does not build for wasm.
 
 use std::env;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
@@ -22,6 +22,7 @@ fn main() {
         .map(|target| target.join("component"))
         .unwrap_or_else(|| out_dir.join("component"));
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    ensure_wasm_target();
     for package in ["dynamics-connector", "runaway-connector"] {
         // The crates are rlibs in the workspace (their imports exist only in a host, so a
         // native cdylib cannot link); the component is the cdylib asked for here.
@@ -71,4 +72,68 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
+}
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Makes sure the toolchain that builds us has the standard library for `wasm32-wasip2`.
+///
+/// `rust-toolchain.toml` lists the target, but rustup installs listed targets only when it
+/// installs the toolchain itself: a machine whose Rust 1.95 came without the target (and with
+/// `RUSTUP_AUTO_INSTALL=0`, as on many CI images) would otherwise fail deep in the nested build
+/// with "can't find crate for `core`". So the build asks rustup for the target once, and says
+/// what to run when rustup is not there.
+fn ensure_wasm_target() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let Some(sysroot) = sysroot(&rustc) else {
+        // No sysroot to look at: let the nested build report whatever is wrong.
+        return;
+    };
+    if has_target(&sysroot) {
+        return;
+    }
+    println!(
+        "cargo:warning=the {WASM_TARGET} target is missing from {}; asking rustup for it",
+        sysroot.display()
+    );
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", WASM_TARGET]);
+    // Under rustup's proxy, RUSTUP_TOOLCHAIN names the toolchain building us (the pinned one).
+    if let Ok(toolchain) = env::var("RUSTUP_TOOLCHAIN") {
+        rustup.args(["--toolchain", &toolchain]);
+    }
+    match rustup.status() {
+        Ok(status) if status.success() && has_target(&sysroot) => {}
+        Ok(status) => panic!(
+            "the Rust standard library for {WASM_TARGET} is missing and `rustup target add {WASM_TARGET}` failed ({status}); \
+             run it by hand (it needs network access to static.rust-lang.org), then build again"
+        ),
+        Err(error) => panic!(
+            "the Rust standard library for {WASM_TARGET} is missing from {} and rustup could not be run ({error}); \
+             install rustup and run `rustup target add {WASM_TARGET}`, or install the {WASM_TARGET} standard library \
+             for this toolchain by other means, then build again",
+            sysroot.display()
+        ),
+    }
+}
+
+fn sysroot(rustc: &str) -> Option<PathBuf> {
+    let output = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(output.stdout).ok()?;
+    Some(PathBuf::from(text.trim()))
+}
+
+fn has_target(sysroot: &Path) -> bool {
+    sysroot
+        .join("lib")
+        .join("rustlib")
+        .join(WASM_TARGET)
+        .join("lib")
+        .is_dir()
 }

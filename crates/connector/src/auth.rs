@@ -143,9 +143,11 @@ fn request_token(settings: &Settings, form: &[(&str, &str)]) -> Result<Token> {
     };
     let response = client.send(
         request,
+        // Throttling and outages of the token endpoint are retried like the service's own.
         RetryPolicy {
             max_retries: 2,
             exponential: true,
+            retry_on: dataverse::retry::RetryOn::Transient,
             ..RetryPolicy::NONE
         },
     )?;

@@ -18,6 +18,9 @@ pub struct Response {
     pub body: Vec<u8>,
     /// How many attempts it took, retries included.
     pub attempts: u32,
+    /// How many earlier attempts ended with no usable answer (lost connection, timeout, cut or
+    /// malformed body): when more than 0, an earlier attempt may have been applied.
+    pub lost_answers: u32,
 }
 
 impl Response {
@@ -151,9 +154,14 @@ impl<'a> Client<'a> {
 
     /// Sends with the OData headers and the token, retrying as `policy` says. Any status is
     /// returned; transport failures that outlast the retries are errors.
+    ///
+    /// A 2xx answer to a GET that says it is JSON but does not parse (cut by a proxy, corrupted)
+    /// is treated as a lost connection: retried under `policy`, and an error if it stays so.
     pub fn send(&self, request: Request, policy: RetryPolicy) -> Result<Response> {
         let request = self.prepare(request)?;
+        check_on_the_wire(&request)?;
         let target = request.target();
+        let check_json = request.method == "GET";
         let wit_request = WitRequest {
             method: request.method,
             url: request.url,
@@ -162,11 +170,17 @@ impl<'a> Client<'a> {
             timeout_ms: request.timeout_ms,
         };
         let mut attempt = 1u32;
+        let mut lost_answers = 0u32;
         let mut waited_ms = 0u64;
         let mut seed = jitter_seed();
         loop {
             let result = http::send(&wit_request);
+            let broken = check_json
+                && result.as_ref().is_ok_and(|response| {
+                    is_broken_json(response.status, &response.headers, &response.body)
+                });
             let (outcome, retry_after) = match &result {
+                Ok(_) if broken => (Outcome::NoResponse, None),
                 Ok(response) => (
                     Outcome::Status(response.status),
                     header_of(&response.headers, "retry-after")
@@ -199,6 +213,7 @@ impl<'a> Client<'a> {
                     ));
                 } else if http::wait(delay) {
                     attempt += 1;
+                    lost_answers += u32::from(outcome == Outcome::NoResponse);
                     continue;
                 } else {
                     log::warn(format!(
@@ -207,22 +222,33 @@ impl<'a> Client<'a> {
                 }
             }
             return match result {
+                Ok(_) if broken => Err(add_attempts(
+                    with_hint(
+                        malformed(format!(
+                            "{target}: the service's JSON answer was cut or malformed"
+                        )),
+                        "nothing was written; try again later, or resume from the last cursor you received",
+                    ),
+                    attempt,
+                )),
                 Ok(response) => Ok(Response {
                     status: response.status,
                     headers: response.headers,
                     body: response.body,
                     attempts: attempt,
+                    lost_answers,
                 }),
                 Err(failure) => Err(add_attempts(from_http_error(failure, &target), attempt)),
             };
         }
     }
 
-    /// GET `relative` under the Web API root and read the JSON of a 2xx answer.
+    /// GET `relative` under the Web API root and read the JSON of a 2xx answer; transient
+    /// failures are retried like every other read.
     pub fn get_json(&self, relative: &str) -> Result<Value> {
         let response = self.send(
             Request::new("GET", self.api_url(relative)),
-            RetryPolicy::NONE,
+            RetryPolicy::RECORDS,
         )?;
         response.into_success()?.json()
     }
@@ -262,6 +288,59 @@ impl<'a> Client<'a> {
         }
         Ok(request)
     }
+}
+
+/// The last guard before the host: a header or URL with a control character would split the
+/// request (header injection), whatever input it came from. Inputs are checked with their field
+/// names first (`input::check_one_line`, `keys::RecordKey::parse`); this catches what a future
+/// code path forgets, before anything is sent.
+fn check_on_the_wire(request: &Request) -> Result<()> {
+    let bad_url = request
+        .url
+        .bytes()
+        .any(|byte| byte.is_ascii_control() || byte == b' ');
+    if bad_url {
+        return Err(error(
+            ErrorCode::InvalidInput,
+            format!(
+                "{}: the URL contains a space or a control character; nothing was sent",
+                request.target()
+            ),
+        ));
+    }
+    for (name, value) in &request.headers {
+        let bad_name = name.is_empty()
+            || !name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte));
+        let bad_value = value
+            .chars()
+            .any(|character| character.is_control() && character != '\t');
+        if bad_name || bad_value {
+            return Err(error(
+                ErrorCode::InvalidInput,
+                format!(
+                    "{}: the header {:?} contains a character headers cannot hold (such as a line break); nothing was sent",
+                    request.target(),
+                    name.chars()
+                        .filter(|c| !c.is_control())
+                        .take(64)
+                        .collect::<String>()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// True for a 2xx answer that says it is JSON but does not parse.
+fn is_broken_json(status: u16, headers: &[(String, String)], body: &[u8]) -> bool {
+    if !(200..300).contains(&status) || body.iter().all(u8::is_ascii_whitespace) {
+        return false;
+    }
+    let json = header_of(headers, "content-type")
+        .is_some_and(|kind| kind.to_ascii_lowercase().contains("json"));
+    json && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err()
 }
 
 fn header_of<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {

@@ -462,7 +462,7 @@ pub fn test(connection: &Connection) -> Result<String> {
         let client = Client::new(&settings, Some(&token));
         let root = format!("{}/", settings.environment.web_api_root());
         client
-            .send(Request::new("GET", root), RetryPolicy::NONE)?
+            .send(Request::new("GET", root), RetryPolicy::RECORDS)?
             .into_success()
             .map_err(|failure| explain_refusal(failure, &settings, true))?;
         return Ok(Value::Object(output).to_string());

@@ -71,6 +71,7 @@ impl Input {
                 (None, None) => continue,
             };
             let typed = convert(definition, value)?;
+            check_one_line(definition, &typed)?;
             check_format(definition, &typed)?;
             values.insert(definition.key, typed);
         }
@@ -345,6 +346,31 @@ fn field_map(definition: &InputDef, value: Value) -> Result<Map<String, Value>> 
             format!("must be fields and values, got {}", type_name(&other)),
         )),
     }
+}
+
+/// Text, list and key-value inputs are one line each: their values end up in URLs, headers
+/// (ETags, annotations, raw headers) and `$batch` request lines, where a line break or another
+/// control character would start a header or a request of its own. Multi-line text and JSON
+/// inputs are bodies, where such characters are data.
+fn check_one_line(definition: &InputDef, typed: &Typed) -> Result<()> {
+    let has_control = |text: &str| text.chars().any(char::is_control);
+    let bad = match typed {
+        Typed::Text(text) if matches!(definition.kind, Kind::Text | Kind::Picklist) => {
+            has_control(text)
+        }
+        Typed::List(items) => items.iter().any(|item| has_control(item)),
+        Typed::Pairs(pairs) => pairs
+            .iter()
+            .any(|(key, value)| has_control(key) || has_control(value)),
+        _ => false,
+    };
+    if bad {
+        return Err(invalid_input(
+            definition,
+            "contains a control character (such as a line break); this input takes one line of text",
+        ));
+    }
+    Ok(())
 }
 
 fn check_format(definition: &InputDef, typed: &Typed) -> Result<()> {

@@ -8,6 +8,7 @@ mod attributes;
 mod auth;
 mod client;
 mod connection;
+mod creates;
 mod data_sources;
 mod definition;
 mod entity_metadata;

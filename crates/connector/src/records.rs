@@ -330,6 +330,18 @@ pub fn write(
     policy: RetryPolicy,
 ) -> Result<Value> {
     let body = record_body(context, entity_set, input)?;
+    write_body(context, entity_set, request, input, body, policy)
+}
+
+/// [`write`] with the record body already built.
+pub fn write_body(
+    context: &Context,
+    entity_set: &str,
+    request: Request,
+    input: &Input,
+    body: Map<String, Value>,
+    policy: RetryPolicy,
+) -> Result<Value> {
     let return_representation = input.flag(RETURN_REPRESENTATION.key);
     let mut request = request.header("Content-Type", "application/json");
     if return_representation {

@@ -41,12 +41,30 @@ pub enum KeyError {
     #[error("the quoted value of {0} is not closed")]
     /// A quote without its closing quote.
     Unclosed(String),
+    /// A control character (CR, LF, tab, NUL...) in a value: no key column holds one, and in a
+    /// header or a `$batch` request line it would start a line of its own.
+    #[error("the value of {0} contains a control character (such as a line break)")]
+    Control(String),
+    /// A value longer than any text column holds.
+    #[error(
+        "the value of {0} has {1} characters; a key column holds at most {MAX_KEY_VALUE_CHARS}"
+    )]
+    TooLong(String, usize),
 }
+
+/// The longest text a single line of text column holds (4,000 characters: "Single line of text"
+/// columns, learn.microsoft.com/power-apps/maker/data-platform/types-of-fields); no alternate
+/// key can match a longer value, so such a key is refused before a URL is built from it.
+pub const MAX_KEY_VALUE_CHARS: usize = 4_000;
 
 impl RecordKey {
     /// Reads a key as users write it: a GUID (braces allowed), `col='text'` or `col=42`
     /// (several separated by commas), or a JSON object of columns and values.
     pub fn parse(text: &str) -> Result<RecordKey, KeyError> {
+        RecordKey::parse_unchecked(text)?.checked()
+    }
+
+    fn parse_unchecked(text: &str) -> Result<RecordKey, KeyError> {
         let text = text.trim();
         if text.is_empty() {
             return Err(KeyError::Empty);
@@ -58,7 +76,7 @@ impl RecordKey {
             let Ok(Value::Object(object)) = serde_json::from_str::<Value>(text) else {
                 return Err(KeyError::Unreadable(text.to_string()));
             };
-            return RecordKey::from_object(&object);
+            return RecordKey::from_object_unchecked(&object);
         }
         if !text.contains('=') {
             return Err(KeyError::Unreadable(text.to_string()));
@@ -99,6 +117,12 @@ impl RecordKey {
 
     /// Reads a JSON object of key columns and values.
     pub fn from_object(object: &serde_json::Map<String, Value>) -> Result<RecordKey, KeyError> {
+        RecordKey::from_object_unchecked(object)?.checked()
+    }
+
+    fn from_object_unchecked(
+        object: &serde_json::Map<String, Value>,
+    ) -> Result<RecordKey, KeyError> {
         if object.is_empty() {
             return Err(KeyError::Empty);
         }
@@ -117,10 +141,60 @@ impl RecordKey {
         Ok(RecordKey::Alternate(parts))
     }
 
-    /// `(guid)` or `(col1='a',col2=2)`, to append to an entity set name.
+    /// Refuses values no key column can hold: control characters, or more than
+    /// [`MAX_KEY_VALUE_CHARS`] characters.
+    fn checked(self) -> Result<RecordKey, KeyError> {
+        if let RecordKey::Alternate(parts) = &self {
+            for (column, value) in parts {
+                let KeyValue::Text(text) = value else {
+                    continue;
+                };
+                if text.chars().any(char::is_control) {
+                    return Err(KeyError::Control(column.clone()));
+                }
+                let length = text.chars().count();
+                if length > MAX_KEY_VALUE_CHARS {
+                    return Err(KeyError::TooLong(column.clone(), length));
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// `(guid)` or `(col1='a',col2=2)`, percent-encoded for a URL path or a `$batch` request
+    /// line: the one place where a key becomes part of a URL.
+    ///
+    /// A text value is written as an OData string literal (quotes doubled) whose characters
+    /// other than the unreserved ones (RFC 3986) and the doubled quotes are percent-encoded, so
+    /// `%41` stays `%41` instead of being read as `A`, and `?`, `#`, `/`, spaces and line breaks
+    /// cannot end the path or the request line.
     pub fn segment(&self) -> String {
         match self {
             RecordKey::Id(id) => format!("({id})"),
+            RecordKey::Alternate(parts) => {
+                let mut out = String::from("(");
+                for (index, (column, value)) in parts.iter().enumerate() {
+                    if index > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(column);
+                    out.push('=');
+                    match value {
+                        KeyValue::Text(text) => odata::push_url_string_literal(&mut out, text),
+                        KeyValue::Number(number) => out.push_str(number),
+                    }
+                }
+                out.push(')');
+                out
+            }
+        }
+    }
+
+    /// The key as people write it (`accountnumber='A-1'`, or the GUID), for messages and
+    /// outputs; never put into a URL (see [`RecordKey::segment`]).
+    pub fn display(&self) -> String {
+        match self {
+            RecordKey::Id(id) => id.clone(),
             RecordKey::Alternate(parts) => {
                 let inner: Vec<String> = parts
                     .iter()
@@ -129,7 +203,7 @@ impl RecordKey {
                         KeyValue::Number(number) => format!("{column}={number}"),
                     })
                     .collect();
-                format!("({})", inner.join(","))
+                inner.join(",")
             }
         }
     }
@@ -202,10 +276,19 @@ mod tests {
             (r#"{"name": "'"}"#, "(name='''')"),
             (
                 r#"{"name": "a') or (x eq 'b"}"#,
-                "(name='a'') or (x eq ''b')",
+                "(name='a''%29%20or%20%28x%20eq%20''b')",
             ),
-            (r#"{"name": "100% (net)"}"#, "(name='100% (net)')"),
-            (r#"{"name": "Zoë Ångström"}"#, "(name='Zoë Ångström')"),
+            (r#"{"name": "100% (net)"}"#, "(name='100%25%20%28net%29')"),
+            (
+                r#"{"name": "Zoë Ångström"}"#,
+                "(name='Zo%C3%AB%20%C3%85ngstr%C3%B6m')",
+            ),
+            ("accountnumber='100%41'", "(accountnumber='100%2541')"),
+            ("name='Fourth Coffee'", "(name='Fourth%20Coffee')"),
+            (
+                r#"{"name": "a?b#c/d&e=f+g"}"#,
+                "(name='a%3Fb%23c%2Fd%26e%3Df%2Bg')",
+            ),
             ("key1='a',key2=2", "(key1='a',key2=2)"),
             (r#"{"key1": "a", "key2": 2}"#, "(key1='a',key2=2)"),
         ];
@@ -237,6 +320,34 @@ mod tests {
             RecordKey::parse("a='x' b='y'"),
             Err(KeyError::Unreadable(_))
         ));
+    }
+
+    #[test]
+    fn control_characters_and_overlong_values_are_refused() {
+        assert_eq!(
+            RecordKey::parse("name='a\r\nIf-None-Match: *'"),
+            Err(KeyError::Control("name".into()))
+        );
+        assert_eq!(
+            RecordKey::parse(r#"{"name": "a\u0000"}"#),
+            Err(KeyError::Control("name".into()))
+        );
+        let long = "x".repeat(MAX_KEY_VALUE_CHARS + 1);
+        assert_eq!(
+            RecordKey::parse(&format!("name='{long}'")),
+            Err(KeyError::TooLong("name".into(), MAX_KEY_VALUE_CHARS + 1))
+        );
+        assert!(RecordKey::parse(&format!("name='{}'", "é".repeat(MAX_KEY_VALUE_CHARS))).is_ok());
+    }
+
+    #[test]
+    fn display_is_the_unencoded_key() {
+        assert_eq!(
+            RecordKey::parse("name='Fourth Coffee',n=2")
+                .unwrap()
+                .display(),
+            "name='Fourth Coffee',n=2"
+        );
     }
 
     #[test]

@@ -25,6 +25,21 @@ pub fn string_literal(value: &str) -> String {
     out
 }
 
+/// Appends `value` as an OData string literal for a URL (a key segment or a `$batch` request
+/// line): quotes doubled, then every byte that is not unreserved (RFC 3986: letters, digits,
+/// `-._~`) percent-encoded; the delimiting and doubled quotes stay as they are, as the OData
+/// URL conventions write them (`SQUOTE-in-string`).
+pub fn push_url_string_literal(out: &mut String, value: &str) {
+    out.push('\'');
+    for (index, piece) in value.split('\'').enumerate() {
+        if index > 0 {
+            out.push_str("''");
+        }
+        out.push_str(&crate::encoding::percent_encode(piece));
+    }
+    out.push('\'');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

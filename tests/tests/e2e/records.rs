@@ -246,7 +246,7 @@ fn create_merges_field_and_dynamic_values_and_binds_lookups_by_alternate_key() {
     let create = emulator
         .requests()
         .into_iter()
-        .find(|r| r.method == "POST")
+        .find(|r| r.method == "PATCH")
         .unwrap();
     let body: Value = serde_json::from_slice(&create.body).unwrap();
     assert_eq!(

@@ -10,7 +10,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::actions::{ActionDef, Context, Run};
+use crate::bindings::dynamics::connector::types::ErrorCode;
 use crate::client::{Request, random_hex};
+use crate::creates::{self, IDEMPOTENCY_KEY, NewRow, RunKey};
 use crate::definition::{InputDef, Kind};
 use crate::error::{Result, invalid_input, malformed};
 use crate::input::Input;
@@ -71,6 +73,7 @@ pub const ACTION: ActionDef = ActionDef {
         CONTINUE_ON_ERROR,
         IMPERSONATE_USER_ID,
         IMPERSONATE_OBJECT_ID,
+        IDEMPOTENCY_KEY,
     ],
     example_output: Some(
         r#"{"results":[{"index":0,"collection":"accounts","action":"create","outcome":"succeeded","status":204,"id":"00000000-0000-0000-0000-000000000002"}],"succeeded":1,"failed":0,"notRun":0,"batches":1}"#,
@@ -93,15 +96,55 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     let all_or_nothing = input.flag(ALL_OR_NOTHING.key);
     let continue_on_error = input.flag(CONTINUE_ON_ERROR.key);
     let items = parse_items(input.json(BATCH_ACTIONS.key), all_or_nothing)?;
+    let run_key = RunKey::of(input);
+    let named = creates::named_creates(context);
+    // Each create's row ID, chosen before anything is sent: the same input and key name the
+    // same rows, so a resend or a rerun cannot make a second one.
+    let rows = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| match (item.action, item.data) {
+            ("create", Some(data)) if named => {
+                creates::new_row(context, item.collection, data, &run_key, index).map(Some)
+            }
+            _ => Ok(None),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let plan = Plan {
+        context,
+        items: &items,
+        rows: &rows,
+        all_or_nothing,
+    };
     // Every batch body is written (and every lookup resolved) before anything is sent.
-    let bodies = encode_items(context, &items, all_or_nothing)?;
+    let indices: Vec<usize> = (0..items.len()).collect();
+    let groups: Vec<&[usize]> = if all_or_nothing {
+        vec![&indices[..]]
+    } else {
+        indices.chunks(MAX_ITEMS).collect()
+    };
+    let mut bodies = Vec::with_capacity(groups.len());
+    for group in &groups {
+        bodies.push(plan.encode(group)?);
+    }
 
     let mut output = Output::new(items.len());
     let mut batches = 0;
+    let mut results: Vec<Option<ItemResult>> = (0..items.len()).map(|_| None).collect();
     if all_or_nothing {
         batches = 1;
         let (body, content_type) = bodies.into_iter().next().unwrap_or_default();
-        let answer = send_encoded(context, input, body, content_type, false)?;
+        let answer = send_or_explain(
+            context,
+            input,
+            body,
+            content_type,
+            false,
+            named,
+            &run_key,
+            &[],
+            &indices,
+        )?;
         let answers = answer.responses()?;
         let by_id: HashMap<&str, &BatchResponse> = answers
             .iter()
@@ -110,144 +153,386 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         let failed = answers
             .iter()
             .find(|answer| !(200..300).contains(&answer.status));
+        let earlier = match failed {
+            Some(failure) if failure.status == 412 => plan.committed_earlier(input)?,
+            _ => None,
+        };
         for (index, item) in items.iter().enumerate() {
             let content_id = (index + 1).to_string();
-            let result = match failed {
-                Some(failure) if failure.content_id == Some(content_id.as_str()) => {
+            let result = match (&earlier, failed) {
+                // The change set was applied by an earlier attempt or run: all of it, as change
+                // sets are atomic; its creates met their own rows.
+                (Some(records), _) => already_applied(index, item, rows[index].as_ref(), records),
+                (None, Some(failure)) if failure.content_id == Some(content_id.as_str()) => {
                     item_failure(index, item, failure)
                 }
-                Some(_) => ItemResult::new(index, item, "rolled-back"),
-                None => match by_id.get(content_id.as_str()) {
+                (None, Some(_)) => ItemResult::new(index, item, "rolled-back"),
+                (None, None) => match by_id.get(content_id.as_str()) {
                     Some(answer) => item_success(context, index, item, answer)?,
                     None => ItemResult::new(index, item, "not-run"),
                 },
             };
             output.push(&result)?;
         }
-    } else {
-        let mut stopped = false;
-        for (chunk, (body, content_type)) in bodies.into_iter().enumerate() {
-            let offset = chunk * MAX_ITEMS;
-            let size = MAX_ITEMS.min(items.len() - offset);
-            let chunk_items = items.iter().enumerate().skip(offset).take(size);
-            if stopped {
-                for (index, item) in chunk_items {
-                    output.push(&ItemResult::new(index, item, "not-run"))?;
-                }
-                continue;
-            }
+        return Ok(output.finish(batches));
+    }
+
+    let mut stopped = false;
+    let mut done: Vec<usize> = Vec::new();
+    for (group, first_body) in groups.iter().zip(bodies) {
+        let mut pending: Vec<usize> = group.to_vec();
+        let mut body = Some(first_body);
+        while !pending.is_empty() && !stopped {
+            let (encoded, content_type) = match body.take() {
+                Some(encoded) => encoded,
+                None => plan.encode(&pending)?,
+            };
             batches += 1;
-            let answer = send_encoded(context, input, body, content_type, continue_on_error)?;
+            let answer = send_or_explain(
+                context,
+                input,
+                encoded,
+                content_type,
+                continue_on_error,
+                named,
+                &run_key,
+                &done,
+                &pending,
+            )?;
+            let lost = answer.lost_answers > 0;
             let answers = answer.responses()?;
-            for (index, item) in chunk_items {
-                let result = match answers.get(index - offset) {
-                    Some(answer) if (200..300).contains(&answer.status) => {
-                        item_success(context, index, item, answer)?
-                    }
-                    Some(answer) => {
-                        stopped |= !continue_on_error;
-                        item_failure(index, item, answer)
-                    }
-                    None => {
-                        stopped = true;
-                        ItemResult::new(index, item, "not-run")
-                    }
+            // Creates that met an existing row with their own ID: read back below.
+            let mut met: Vec<usize> = Vec::new();
+            let mut stop_at: Option<usize> = None;
+            for (position, &index) in pending.iter().enumerate() {
+                let item = &items[index];
+                let Some(answer) = answers.get(position) else {
+                    break;
                 };
-                output.push(&result)?;
+                let result = if (200..300).contains(&answer.status) {
+                    item_success(context, index, item, answer)?
+                } else if answer.status == 412
+                    && rows[index]
+                        .as_ref()
+                        .is_some_and(|row| row.given_in.is_none())
+                {
+                    met.push(index);
+                    ItemResult {
+                        status: Some(412),
+                        ..ItemResult::new(index, item, "failed")
+                    }
+                } else if answer.status == 404 && item.action == "delete" && lost {
+                    // This call's earlier attempt, whose answer was lost, deleted it.
+                    ItemResult {
+                        status: Some(204),
+                        already: Some("alreadyDeleted"),
+                        ..ItemResult::new(index, item, "succeeded")
+                    }
+                } else {
+                    item_failure(index, item, answer)
+                };
+                if result.outcome == "failed" && !continue_on_error {
+                    stop_at = Some(position);
+                }
+                results[index] = Some(result);
+            }
+            let found = plan.read_created(input, &met)?;
+            for index in met {
+                let item = &items[index];
+                results[index] = Some(match found.get(&index) {
+                    Some(record) => already_applied(
+                        index,
+                        item,
+                        rows[index].as_ref(),
+                        &found_one(index, record),
+                    ),
+                    None => {
+                        let position = pending.iter().position(|&p| p == index).unwrap_or(0);
+                        let answer = answers.get(position);
+                        match answer {
+                            Some(answer) => item_failure(index, item, answer),
+                            None => ItemResult::new(index, item, "failed"),
+                        }
+                    }
+                });
+            }
+            let answered = answers.len().min(pending.len());
+            done.extend_from_slice(&pending[..answered]);
+            match stop_at {
+                // Dataverse stopped at a create that turned out to be ours: it was not a
+                // failure, so the rest of the group is sent again.
+                Some(position)
+                    if results[pending[position]]
+                        .as_ref()
+                        .is_some_and(|result| result.outcome == "succeeded") =>
+                {
+                    pending.drain(..=position);
+                }
+                Some(_) => {
+                    stopped = true;
+                    pending.clear();
+                }
+                None if answered < pending.len() => {
+                    // Fewer answers than requests without a failure: the rest did not run.
+                    stopped = true;
+                    pending.clear();
+                }
+                None => pending.clear(),
             }
         }
+    }
+    for (index, result) in results.into_iter().enumerate() {
+        let result = result.unwrap_or_else(|| ItemResult::new(index, &items[index], "not-run"));
+        output.push(&result)?;
     }
     Ok(output.finish(batches))
 }
 
-/// Writes the `$batch` bodies for `items`: one change set, or one batch of independent
-/// requests per [`MAX_ITEMS`] items. Returns each body with its content type.
-fn encode_items(
-    context: &Context,
-    items: &[Item],
+fn found_one(index: usize, record: &Value) -> HashMap<usize, Value> {
+    HashMap::from([(index, record.clone())])
+}
+
+/// An item an earlier attempt or run applied: a create reports its row (read back), others
+/// report success.
+fn already_applied<'a>(
+    index: usize,
+    item: &Item<'a>,
+    row: Option<&NewRow>,
+    records: &HashMap<usize, Value>,
+) -> ItemResult<'a> {
+    let record = records
+        .get(&index)
+        .filter(|_| item.return_representation)
+        .cloned();
+    ItemResult {
+        id: row.map(|row| row.id.clone()).or_else(|| {
+            item.key
+                .as_ref()
+                .and_then(RecordKey::id)
+                .map(str::to_string)
+        }),
+        record,
+        already: Some(if item.action == "create" {
+            "alreadyCreated"
+        } else {
+            "appliedEarlier"
+        }),
+        ..ItemResult::new(index, item, "succeeded")
+    }
+}
+
+/// What the batch writes, shared by the first send and any resend of a part of it.
+struct Plan<'p, 'a> {
+    context: &'p Context<'p>,
+    items: &'p [Item<'a>],
+    rows: &'p [Option<NewRow>],
     all_or_nothing: bool,
-) -> Result<Vec<(String, String)>> {
-    let root_path = context.client.api_root_path();
-    let mut bodies = Vec::with_capacity(items.len().div_ceil(MAX_ITEMS));
-    let mut writer: Option<BatchWriter> = None;
-    for (index, item) in items.iter().enumerate() {
-        let writer = match &mut writer {
-            Some(writer) if all_or_nothing || index % MAX_ITEMS != 0 => writer,
-            open => {
-                if let Some(full) = open.take() {
-                    bodies.push(full.finish());
+}
+
+impl Plan<'_, '_> {
+    /// The `$batch` body for the items at `indices`: one change set, or independent requests.
+    fn encode(&self, indices: &[usize]) -> Result<(String, String)> {
+        let context = self.context;
+        let items = self.items;
+        let root_path = context.client.api_root_path();
+        // Room for the requests of a typical create, to write without regrowing.
+        let mut writer = BatchWriter::with_capacity(&random_hex(12), indices.len() * 256);
+        if self.all_or_nothing {
+            writer.begin_change_set();
+        }
+        for &index in indices {
+            let item = &items[index];
+            let row = self.rows[index].as_ref();
+            let resolve = |name: &str| -> Option<(String, String)> {
+                items[..index]
+                    .iter()
+                    .position(|earlier| earlier.reference == Some(name))
+                    .map(|position| {
+                        let collection = items[position].collection.to_string();
+                        // A named row is bound by its ID; a plain POST by its Content-ID.
+                        let reference = match &self.rows[position] {
+                            Some(row) => format!("/{collection}({})", row.id),
+                            None => format!("${}", position + 1),
+                        };
+                        (collection, reference)
+                    })
+            };
+            let refs: Option<RefResolver> = if self.all_or_nothing {
+                Some(&resolve)
+            } else {
+                None
+            };
+            let body = match item.data {
+                None => None,
+                Some(data) => {
+                    let bound = bind_lookups(
+                        context,
+                        item.collection,
+                        data,
+                        &BATCH_ACTIONS,
+                        &format_args!("item {index}: "),
+                        refs,
+                    )?;
+                    match row.and_then(|row| row.given_in.as_deref()) {
+                        // The caller's own primary ID travels in the URL.
+                        Some(column) => {
+                            let mut owned = bound.into_owned();
+                            owned.remove(column);
+                            Some(json_text(&owned))
+                        }
+                        None => Some(json_text(&bound)),
+                    }
                 }
-                // Room for the requests of a typical create, to write without regrowing.
-                let room = items.len().saturating_sub(index).min(MAX_ITEMS) * 256;
-                let mut fresh = BatchWriter::with_capacity(&random_hex(12), room);
-                if all_or_nothing {
-                    fresh.begin_change_set();
-                }
-                open.insert(fresh)
+            };
+            let mut target = String::with_capacity(root_path.len() + item.collection.len() + 48);
+            target.push_str(&root_path);
+            target.push('/');
+            target.push_str(item.collection);
+            if let Some(row) = row {
+                target.push('(');
+                target.push_str(&row.id);
+                target.push(')');
+            } else if let Some(key) = &item.key {
+                target.push_str(&key.segment());
             }
-        };
-        let resolve = |name: &str| -> Option<(String, String)> {
-            items[..index]
+            let mut headers = [("", ""); 3];
+            let mut count = 0;
+            if item.action == "update" {
+                headers[count] = ("If-Match", "*");
+                count += 1;
+            }
+            if row.is_some() {
+                headers[count] = ("If-None-Match", "*");
+                count += 1;
+            }
+            if item.return_representation {
+                headers[count] = ("Prefer", "return=representation");
+                count += 1;
+            }
+            let content_type = [("Content-Type", "application/json; type=entry")];
+            let method = match (item.action, row) {
+                ("create", None) => "POST",
+                ("delete", _) => "DELETE",
+                _ => "PATCH",
+            };
+            let content_id = self.all_or_nothing.then(|| (index + 1).to_string());
+            let mut all_headers: Vec<(&str, &str)> = headers[..count].to_vec();
+            if body.is_some() {
+                all_headers.extend_from_slice(&content_type);
+            }
+            writer.request(
+                method,
+                &target,
+                &all_headers,
+                body.as_deref(),
+                content_id.as_deref(),
+            );
+        }
+        Ok(writer.finish())
+    }
+
+    /// Reads back the rows of the creates at `indices` (one `$batch` of GETs): the index and
+    /// record of each that exists.
+    fn read_created(&self, input: &Input, indices: &[usize]) -> Result<HashMap<usize, Value>> {
+        let mut found = HashMap::new();
+        if indices.is_empty() {
+            return Ok(found);
+        }
+        let root_path = self.context.client.api_root_path();
+        for group in indices.chunks(MAX_ITEMS) {
+            let parts: Vec<BatchPart> = group
                 .iter()
-                .position(|earlier| earlier.reference == Some(name))
-                .map(|position| {
-                    (
-                        items[position].collection.to_string(),
-                        format!("${}", position + 1),
-                    )
+                .filter_map(|&index| {
+                    let row = self.rows[index].as_ref()?;
+                    Some(BatchPart::Single(dataverse::batch::BatchRequest {
+                        method: "GET".to_string(),
+                        url: format!("{root_path}/{}({})", self.items[index].collection, row.id),
+                        headers: Vec::new(),
+                        body: None,
+                        content_id: None,
+                    }))
                 })
-        };
-        let refs: Option<RefResolver> = if all_or_nothing { Some(&resolve) } else { None };
-        let body = match item.data {
-            None => None,
-            Some(data) => Some(json_text(&*bind_lookups(
-                context,
-                item.collection,
-                data,
-                &BATCH_ACTIONS,
-                &format_args!("item {index}: "),
-                refs,
-            )?)),
-        };
-        let mut target = String::with_capacity(root_path.len() + item.collection.len() + 48);
-        target.push_str(&root_path);
-        target.push('/');
-        target.push_str(item.collection);
-        if let Some(key) = &item.key {
-            target.push_str(&key.segment());
+                .collect();
+            let answer = send_batch(self.context, input, parts, true, true)?;
+            for (position, answer) in answer.responses()?.iter().enumerate() {
+                if answer.status == 200
+                    && let Some(&index) = group.get(position)
+                {
+                    let mut record: Value =
+                        serde_json::from_str(answer.body).unwrap_or(Value::Null);
+                    if let Some(object) = record.as_object_mut() {
+                        object.remove("@odata.context");
+                    }
+                    found.insert(index, record);
+                }
+            }
         }
-        let mut headers = [("", ""); 3];
-        let mut count = 0;
-        if item.action == "update" {
-            headers[count] = ("If-Match", "*");
-            count += 1;
-        }
-        if item.return_representation {
-            headers[count] = ("Prefer", "return=representation");
-            count += 1;
-        }
-        if body.is_some() {
-            headers[count] = ("Content-Type", "application/json; type=entry");
-            count += 1;
-        }
-        let method = match item.action {
-            "create" => "POST",
-            "delete" => "DELETE",
-            _ => "PATCH",
-        };
-        let content_id = all_or_nothing.then(|| (index + 1).to_string());
-        writer.request(
-            method,
-            &target,
-            &headers[..count],
-            body.as_deref(),
-            content_id.as_deref(),
-        );
+        Ok(found)
     }
-    if let Some(last) = writer {
-        bodies.push(last.finish());
+
+    /// After a change set failed with 412: `Some(records)` when every create in it finds its
+    /// own row, which proves an earlier attempt or run applied the whole change set.
+    fn committed_earlier(&self, input: &Input) -> Result<Option<HashMap<usize, Value>>> {
+        let creates: Vec<usize> = (0..self.items.len())
+            .filter(|&index| {
+                self.rows[index]
+                    .as_ref()
+                    .is_some_and(|row| row.given_in.is_none())
+            })
+            .collect();
+        if creates.is_empty() {
+            return Ok(None);
+        }
+        let found = self.read_created(input, &creates)?;
+        Ok((found.len() == creates.len()).then_some(found))
     }
-    Ok(bodies)
+}
+
+/// Sends one batch; when its outcome stays unknown (no usable answer after the retries), the
+/// error says which items are certainly applied, which are unknown, and how to finish.
+#[allow(clippy::too_many_arguments)]
+fn send_or_explain(
+    context: &Context,
+    input: &Input,
+    body: String,
+    content_type: String,
+    continue_on_error: bool,
+    repeatable: bool,
+    run_key: &RunKey,
+    done: &[usize],
+    pending: &[usize],
+) -> Result<BatchAnswer> {
+    match send_encoded(
+        context,
+        input,
+        body,
+        content_type,
+        continue_on_error,
+        repeatable,
+    ) {
+        Ok(answer) => Ok(answer),
+        Err(mut failure)
+            if failure.http_status.is_none() || failure.code == ErrorCode::MalformedResponse =>
+        {
+            let first = pending.first().copied().unwrap_or(0);
+            let last = pending.last().copied().unwrap_or(0);
+            let certain = match (done.first(), done.last()) {
+                (Some(a), Some(b)) => format!("items {a}–{b} were answered before; "),
+                _ => String::new(),
+            };
+            failure.message = format!(
+                "{certain}items {first}–{last} may or may not have been applied: {}",
+                failure.message
+            );
+            failure.hint = Some(if repeatable {
+                run_key.resume_hint()
+            } else {
+                "read the records back before running the batch again: its creates have no IDs of their own here".to_string()
+            });
+            Err(failure)
+        }
+        Err(failure) => Err(failure),
+    }
 }
 
 /// The output JSON, written as the results come: the results first, the counts put in front
@@ -300,6 +585,11 @@ impl Output {
         if let Some(id) = &result.id {
             out.push_str(",\"id\":");
             push_text(out, id)?;
+        }
+        if let Some(flag) = result.already {
+            out.push_str(",\"");
+            out.push_str(flag);
+            out.push_str("\":true");
         }
         if let Some(record) = &result.record {
             out.push_str(",\"record\":");
@@ -382,6 +672,9 @@ struct ItemResult<'a> {
     id: Option<String>,
     record: Option<Value>,
     error: Option<ItemError>,
+    /// `alreadyCreated`, `alreadyDeleted` or `appliedEarlier`: the item was applied by an
+    /// earlier attempt or run, written as that flag set to true.
+    already: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -402,6 +695,7 @@ impl<'a> ItemResult<'a> {
             id: None,
             record: None,
             error: None,
+            already: None,
         }
     }
 }
@@ -538,6 +832,9 @@ fn parse_items(value: Option<&Value>, all_or_nothing: bool) -> Result<Vec<Item<'
 pub(crate) struct BatchAnswer {
     content_type: String,
     text: String,
+    /// Attempts that ended without a usable answer before this one: when above 0, an earlier
+    /// attempt may have applied some items (see [`crate::client::Response::lost_answers`]).
+    pub(crate) lost_answers: u32,
 }
 
 impl BatchAnswer {
@@ -547,25 +844,36 @@ impl BatchAnswer {
     }
 }
 
-/// Encodes `parts` and sends them as one `$batch`.
+/// Encodes `parts` and sends them as one `$batch`. `repeatable`: sending the batch twice
+/// changes nothing more than sending it once (reads, upserts by key, named creates).
 pub(crate) fn send_batch(
     context: &Context,
     input: &Input,
     parts: Vec<BatchPart>,
     continue_on_error: bool,
+    repeatable: bool,
 ) -> Result<BatchAnswer> {
     let (body, content_type) = encode(&parts, &random_hex(12));
     drop(parts);
-    send_encoded(context, input, body, content_type, continue_on_error)
+    send_encoded(
+        context,
+        input,
+        body,
+        content_type,
+        continue_on_error,
+        repeatable,
+    )
 }
 
-/// Sends an encoded `$batch` body.
+/// Sends an encoded `$batch` body. A repeatable batch is sent again when its answer is lost,
+/// cut or unreadable; any other batch only when the answer proves nothing ran (429, 503).
 fn send_encoded(
     context: &Context,
     input: &Input,
     body: String,
     content_type: String,
     continue_on_error: bool,
+    repeatable: bool,
 ) -> Result<BatchAnswer> {
     let mut request =
         Request::new("POST", context.client.api_url("$batch")).header("Content-Type", content_type);
@@ -574,27 +882,49 @@ fn send_encoded(
     }
     request.body = body.into_bytes();
     let request = impersonate(request, input)?;
-    // 429 and 503 mean nothing in the batch ran, so only they are retried: a batch whose
-    // answer was lost may have applied some items.
-    let response = context
-        .client
-        .send(request, RetryPolicy::RECORDS.not_idempotent())?;
-    let content_type = response
-        .header("content-type")
-        .unwrap_or_default()
-        .to_string();
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("multipart/mixed")
-    {
-        response.into_success()?;
-        return Err(malformed(format!(
-            "the $batch answer is {content_type:?}, not multipart/mixed"
-        )));
+    let policy = if repeatable {
+        RetryPolicy::RECORDS
+    } else {
+        RetryPolicy::RECORDS.not_idempotent()
+    };
+    let mut unreadable = 0u32;
+    loop {
+        let response = context.client.send(request.clone(), policy)?;
+        let lost_answers = response.lost_answers + unreadable;
+        let content_type = response
+            .header("content-type")
+            .unwrap_or_default()
+            .to_string();
+        let problem = if !content_type
+            .to_ascii_lowercase()
+            .starts_with("multipart/mixed")
+        {
+            response.clone().into_success()?;
+            format!("the $batch answer is {content_type:?}, not multipart/mixed")
+        } else {
+            match std::str::from_utf8(&response.body) {
+                Ok(text) => match decode(&content_type, text) {
+                    Ok(_) => {
+                        let text = String::from_utf8(response.body).unwrap_or_default();
+                        return Ok(BatchAnswer {
+                            content_type,
+                            text,
+                            lost_answers,
+                        });
+                    }
+                    Err(problem) => format!("the $batch answer is unreadable: {problem}"),
+                },
+                Err(_) => "the $batch answer is not UTF-8 text".to_string(),
+            }
+        };
+        // A 2xx answer that cannot be read may hide applied items, like a lost one.
+        if repeatable && unreadable < policy.max_retries {
+            unreadable += 1;
+            crate::log::info(format!("{problem}; sending the batch again"));
+            continue;
+        }
+        return Err(malformed(problem));
     }
-    let text = String::from_utf8(response.body)
-        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
-    Ok(BatchAnswer { content_type, text })
 }
 
 fn item_success<'a>(

@@ -5,10 +5,11 @@ use serde_json::Value;
 
 use crate::actions::{ActionDef, Context, Run};
 use crate::client::Request;
+use crate::creates::{self, IDEMPOTENCY_KEY, RunKey};
 use crate::error::Result;
 use crate::input::Input;
 use crate::inputs::*;
-use crate::records::write;
+use crate::records::{record_body, write, write_body};
 
 pub const ACTION: ActionDef = ActionDef {
     key: "create-entity",
@@ -23,6 +24,7 @@ pub const ACTION: ActionDef = ActionDef {
         RETURN_REPRESENTATION,
         IMPERSONATE_USER_ID,
         IMPERSONATE_OBJECT_ID,
+        IDEMPOTENCY_KEY,
     ],
     example_output: Some(r#"{"id":"00000000-0000-0000-0000-000000000002"}"#),
     run: Run::Value(run),
@@ -30,6 +32,9 @@ pub const ACTION: ActionDef = ActionDef {
 
 fn run(context: &Context, input: &Input) -> Result<Value> {
     let entity_set = input.text(ENTITY_TYPE.key).unwrap_or_default();
+    if creates::named_creates(context) {
+        return create_named(context, entity_set, input);
+    }
     let request = Request::new("POST", context.client.api_url(entity_set));
     // A create whose answer was lost may have landed; only answers proving it did not (429,
     // 503) are retried, so a retry never makes a second record.
@@ -39,5 +44,62 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         request,
         input,
         RetryPolicy::RECORDS.not_idempotent(),
+    )
+}
+
+/// The row gets its ID from the run key (or the caller's data), so a retry after a lost answer,
+/// and a rerun with the same idempotency key, meet the row instead of making another.
+fn create_named(context: &Context, entity_set: &str, input: &Input) -> Result<Value> {
+    let run_key = RunKey::of(input);
+    let mut body = record_body(context, entity_set, input)?;
+    let row = creates::new_row(context, entity_set, &body, &run_key, 0)?;
+    if let Some(column) = &row.given_in {
+        body.remove(column);
+    }
+    let request = creates::request(context, entity_set, &row.id);
+    match write_body(
+        context,
+        entity_set,
+        request,
+        input,
+        body,
+        RetryPolicy::RECORDS,
+    ) {
+        Ok(output) => Ok(output),
+        // 412: a row with this ID exists. Ours when the ID came from the run key (this run's
+        // lost attempt, or an earlier run with the same key); the caller's own ID may simply
+        // be taken by someone else, so that stays the service's error.
+        Err(failure) if failure.http_status == Some(412) && row.given_in.is_none() => {
+            match creates::existing(context, input, entity_set, &row.id)? {
+                Some(record) => {
+                    let mut output = serde_json::Map::new();
+                    output.insert("id".into(), Value::String(row.id));
+                    output.insert("alreadyCreated".into(), Value::Bool(true));
+                    if input.flag(RETURN_REPRESENTATION.key) {
+                        output.insert("record".into(), record);
+                    }
+                    Ok(Value::Object(output))
+                }
+                None => Err(failure),
+            }
+        }
+        Err(mut failure) if failure.http_status.is_none() && is_lost(&failure) => {
+            failure.message = format!(
+                "the create of {entity_set}({}) may or may not have been applied: {}",
+                row.id, failure.message
+            );
+            failure.hint = Some(run_key.resume_hint());
+            Err(failure)
+        }
+        Err(failure) => Err(failure),
+    }
+}
+
+/// A failure after which the service may have applied the request: no answer, or no usable one.
+fn is_lost(failure: &crate::bindings::dynamics::connector::types::ConnectorError) -> bool {
+    use crate::bindings::dynamics::connector::types::ErrorCode;
+    matches!(
+        failure.code,
+        ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::MalformedResponse
     )
 }

@@ -40,7 +40,7 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
     let id = key
         .id()
         .map(str::to_string)
-        .unwrap_or_else(|| key.segment().trim_matches(['(', ')']).to_string());
+        .unwrap_or_else(|| key.display());
     // A retried delete whose first attempt landed finds nothing the second time: that is success.
     let already_gone =
         response.status == 404 && response.attempts > 1 && input.text(ETAG.key).is_none();

@@ -96,7 +96,7 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         let mut chunk_results: Vec<Option<Value>> = vec![None; chunk.len()];
         for (position, target) in chunk.iter().enumerate() {
             let index = offset + position;
-            let key_text = target.key.segment().trim_matches(['(', ')']).to_string();
+            let key_text = target.key.display();
             let current = existing
                 .iter()
                 .find(|row| same_key(row, &match_on, &target.key));
@@ -137,7 +137,8 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         let answer = if writes.is_empty() {
             None
         } else {
-            Some(send_batch(context, input, writes, true)?)
+            // Upserts by key: sending them twice changes nothing more than once.
+            Some(send_batch(context, input, writes, true, true)?)
         };
         let answers = match &answer {
             Some(answer) => answer.responses()?,
@@ -234,10 +235,10 @@ fn map_records(input: &Input, match_on: &[String]) -> Result<Vec<Target>> {
         }
         let key = RecordKey::from_object(&key)
             .map_err(|problem| invalid_input(&RECORDS, format!("record {index}: {problem}")))?;
-        if !seen.insert(key.segment()) {
+        if !seen.insert(key.display()) {
             return Err(invalid_input(
                 &RECORDS,
-                format!("record {index} repeats the key {}", key.segment()),
+                format!("record {index} repeats the key {}", key.display()),
             ));
         }
         targets.push(Target { key, body });

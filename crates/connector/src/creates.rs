@@ -1,0 +1,140 @@
+//! Exactly-once creates: the connector names every row it creates, so repeating a create (a retry
+//! after a lost answer, or the user's rerun) meets the row it made instead of making another.
+//!
+//! Dataverse lets a client choose the primary key of a new row, and `PATCH set(id)` with
+//! `If-None-Match: *` creates that row or, when it exists, answers 412 and changes nothing
+//! ("Prevent update in upsert", learn.microsoft.com/power-apps/developer/data-platform/webapi/perform-conditional-operations-using-web-api).
+//! The IDs are derived from a run key (the caller's `idempotencyKey`, or a fresh random one) and
+//! the item's position, so the same input with the same key names the same rows. A 412 is then
+//! checked by reading the row: if it exists, the create was ours and is reported as already
+//! made; if not, the 412 is the service's own (a duplicate alternate key) and is reported as is.
+//!
+//! Finance & Operations has no such upsert, so creates there stay plain POSTs.
+
+use dataverse::environment::Service;
+use dataverse::guid;
+use serde_json::{Map, Value};
+
+use crate::actions::Context;
+use crate::client::{Request, random_hex};
+use crate::definition::{InputDef, Kind};
+use crate::error::Result;
+use crate::input::Input;
+
+pub const IDEMPOTENCY_KEY: InputDef = InputDef::new("idempotencyKey", "Idempotency Key", Kind::Text)
+    .comments("Optional text naming this write, such as the flow run and step. New records get IDs derived from it, so running the same input with the same key again finds the records it made instead of making them twice. Left empty, each run gets a fresh key; an error whose outcome is unknown tells the key to rerun with.");
+
+/// The key that names one run's creates.
+pub struct RunKey {
+    pub key: String,
+}
+
+impl RunKey {
+    pub fn of(input: &Input) -> RunKey {
+        match input.text(IDEMPOTENCY_KEY.key) {
+            Some(key) if !key.trim().is_empty() => RunKey {
+                key: key.to_string(),
+            },
+            _ => RunKey {
+                key: random_hex(16),
+            },
+        }
+    }
+
+    /// The ID of the `index`th new row of `entity_set` in this run.
+    pub fn row_id(&self, entity_set: &str, index: usize) -> String {
+        guid::derive(&[
+            "dynamics-connector/create/v1",
+            &self.key,
+            &entity_set.to_ascii_lowercase(),
+            &index.to_string(),
+        ])
+    }
+
+    /// The sentence that tells how to finish a run whose outcome is unknown.
+    pub fn resume_hint(&self) -> String {
+        format!(
+            "run the same input again with idempotencyKey {:?}: records already created are reported as such and never made twice",
+            self.key
+        )
+    }
+}
+
+/// How a new row gets its ID.
+pub struct NewRow {
+    pub id: String,
+    /// The column of the body that held the caller's own primary ID, to take out of the body
+    /// (the URL carries it). A 412 then means their ID is taken, unless this call's own earlier
+    /// attempt took it.
+    pub given_in: Option<String>,
+}
+
+/// True when creates of this connection are written as `PATCH set(id)` + `If-None-Match: *`.
+pub fn named_creates(context: &Context) -> bool {
+    context.client.settings.environment.service == Service::Dataverse
+}
+
+/// Picks the ID of a new row: the primary ID the caller put in `body`, else the run's derived ID.
+/// The table's metadata is read only when the body has a GUID-valued column that could be the
+/// primary ID.
+pub fn new_row(
+    context: &Context,
+    entity_set: &str,
+    body: &Map<String, Value>,
+    run: &RunKey,
+    index: usize,
+) -> Result<NewRow> {
+    let candidate = body
+        .iter()
+        .any(|(key, value)| key.ends_with("id") && value.as_str().is_some_and(guid::is_guid));
+    if candidate
+        && let Some(table) = context.metadata.table(&context.client, entity_set)?
+        && let Some(id) = body
+            .get(&table.primary_id)
+            .and_then(Value::as_str)
+            .and_then(guid::parse)
+    {
+        return Ok(NewRow {
+            id,
+            given_in: Some(table.primary_id.clone()),
+        });
+    }
+    Ok(NewRow {
+        id: run.row_id(entity_set, index),
+        given_in: None,
+    })
+}
+
+/// The create request for a named row: `PATCH set(id)` with `If-None-Match: *`.
+pub fn request(context: &Context, entity_set: &str, id: &str) -> Request {
+    Request::new(
+        "PATCH",
+        context.client.api_url(&format!("{entity_set}({id})")),
+    )
+    .header("If-None-Match", "*")
+}
+
+/// Reads the row a create named, after a 412: `Some(record)` when it exists.
+pub fn existing(
+    context: &Context,
+    input: &Input,
+    entity_set: &str,
+    id: &str,
+) -> Result<Option<Value>> {
+    let request = Request::new(
+        "GET",
+        context.client.api_url(&format!("{entity_set}({id})")),
+    );
+    let request = crate::records::impersonate(request, input)?;
+    let response = context
+        .client
+        .send(request, dataverse::retry::RetryPolicy::RECORDS)?;
+    if response.status == 404 {
+        return Ok(None);
+    }
+    let mut record = response.into_success()?.json()?;
+    if let Some(object) = record.as_object_mut() {
+        object.remove("@odata.context");
+    }
+    Ok(Some(record))
+}
