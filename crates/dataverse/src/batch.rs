@@ -339,7 +339,9 @@ fn decode_parts<'a>(
             }
         }
         let part_type = part_type.unwrap_or_default();
-        if starts_with_ignore_case(part_type, "multipart/mixed") {
+        // Only a top-level part can be a change set: change sets do not nest, and reading
+        // nested ones would recurse as deep as the answer nests them (until the stack overflows).
+        if outer.is_none() && starts_with_ignore_case(part_type, "multipart/mixed") {
             let inner = boundary_of(part_type)
                 .ok_or_else(|| BatchError::NoBoundary(part_type.to_string()))?;
             if ended.is_none() {
@@ -528,5 +530,27 @@ mod tests {
             ),
             Err(BatchError::NoStatus)
         ));
+    }
+
+    #[test]
+    fn change_sets_inside_change_sets_are_refused_however_deep() {
+        // Nested 100,000 deep this overflowed the stack (found while fuzzing): each level was
+        // read by a call of its own.
+        let mut body = String::new();
+        for level in 0..100_000 {
+            body.push_str(&format!(
+                "--b{level}\r\nContent-Type: multipart/mixed; boundary=b{}\r\n\r\n",
+                level + 1
+            ));
+        }
+        assert_eq!(
+            decode("multipart/mixed; boundary=b0", &body),
+            Err(BatchError::NoStatus)
+        );
+        let nested = "--b\r\nContent-Type: multipart/mixed; boundary=cs\r\n\r\n--cs\r\nContent-Type: multipart/mixed; boundary=inner\r\n\r\n--inner\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n--inner--\r\n--cs--\r\n--b--\r\n";
+        assert_eq!(
+            decode("multipart/mixed; boundary=b", nested),
+            Err(BatchError::NoStatus)
+        );
     }
 }
