@@ -2,6 +2,7 @@
 //! with an XML parser (never by string surgery), so a cookie full of quotes and angle brackets
 //! lands in the attribute intact.
 
+use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, Writer};
 
@@ -197,7 +198,13 @@ fn rewrite_fetch(
         let replaced =
             key == "page" || key == "paging-cookie" || (key == "count" && count.is_some());
         if !replaced {
-            rewritten.push_attribute(attribute);
+            // The value is copied as it was written but always between double quotes, so a
+            // double quote inside a single-quoted value must become a reference.
+            let value = attribute.value.replace('"', "&quot;");
+            rewritten.push_attribute(Attribute {
+                key: attribute.key,
+                value: value.into(),
+            });
         }
     }
     rewritten.push_attribute(("page", page.to_string().as_str()));
@@ -322,6 +329,28 @@ mod tests {
         let without = with_paging(&paged, 1, None, None).unwrap();
         assert!(!without.contains("paging-cookie"));
         assert!(without.contains("count=\"50\""));
+    }
+
+    #[test]
+    fn single_quoted_attributes_with_double_quotes_stay_well_formed_when_paged() {
+        // Found by the fetchxml_paging fuzz target: the attribute was copied between double
+        // quotes as it was, which ended the value early.
+        let query =
+            "<fetch aggregate='\"rue' options='a\"b&amp;c'><entity name='account'/></fetch>";
+        let paged = with_paging(query, 2, None, None).unwrap();
+        assert_eq!(
+            paged,
+            "<fetch aggregate=\"&quot;rue\" options=\"a&quot;b&amp;c\" page=\"2\"><entity name='account'/></fetch>"
+        );
+        let mut reader = Reader::from_str(&paged);
+        let Ok(Event::Start(fetch)) = reader.read_event() else {
+            panic!("a start tag")
+        };
+        assert_eq!(
+            attribute_value(&fetch, "options").unwrap().as_deref(),
+            Some("a\"b&c")
+        );
+        assert_eq!(FetchQuery::parse(&paged).unwrap().page, Some(2));
     }
 
     #[test]
