@@ -106,7 +106,7 @@ impl Request {
             .map(|(_, rest)| rest)
             .unwrap_or(without_query);
         let path = path.find('/').map(|index| &path[index..]).unwrap_or("/");
-        format!("{} {}", self.method, path)
+        format!("{} {}", self.method, short(path))
     }
 }
 
@@ -155,13 +155,17 @@ impl<'a> Client<'a> {
     /// Sends with the OData headers and the token, retrying as `policy` says. Any status is
     /// returned; transport failures that outlast the retries are errors.
     ///
-    /// A 2xx answer to a GET that says it is JSON but does not parse (cut by a proxy, corrupted)
-    /// is treated as a lost connection: retried under `policy`, and an error if it stays so.
+    /// A 2xx answer that says it is JSON but does not parse (cut by a proxy, corrupted) is
+    /// treated as a lost connection when `policy` may repeat the request: retried, and an error
+    /// if it stays so.
     pub fn send(&self, request: Request, policy: RetryPolicy) -> Result<Response> {
         let request = self.prepare(request)?;
         check_on_the_wire(&request)?;
         let target = request.target();
-        let check_json = request.method == "GET";
+        // Only requests the connector may repeat are read for a cut body: a write that must
+        // not be repeated is answered as it came, and Raw Request (its own policies) too.
+        let check_json =
+            policy.idempotent && policy.retry_on == dataverse::retry::RetryOn::Transient;
         let wit_request = WitRequest {
             method: request.method,
             url: request.url,
@@ -295,6 +299,19 @@ impl<'a> Client<'a> {
 /// names first (`input::check_one_line`, `keys::RecordKey::parse`); this catches what a future
 /// code path forgets, before anything is sent.
 fn check_on_the_wire(request: &Request) -> Result<()> {
+    if request.url.len() > MAX_URL {
+        return Err(with_hint(
+            error(
+                ErrorCode::InvalidInput,
+                format!(
+                    "{}: the URL would be {} characters; Dataverse takes at most {MAX_URL}; nothing was sent",
+                    request.target(),
+                    request.url.len()
+                ),
+            ),
+            "shorten the filter, the list of columns or the key",
+        ));
+    }
     let bad_url = request
         .url
         .bytes()
@@ -331,6 +348,18 @@ fn check_on_the_wire(request: &Request) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The longest URL Dataverse takes in a GET: 32,768 characters ("URL length limit",
+/// learn.microsoft.com/power-apps/developer/data-platform/webapi/query/overview).
+pub const MAX_URL: usize = 32_768;
+
+/// At most 120 characters of `text`, for messages: URLs can be long and hold personal data.
+pub fn short(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(120) {
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+        None => text.into(),
+    }
 }
 
 /// True for a 2xx answer that says it is JSON but does not parse.

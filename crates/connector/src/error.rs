@@ -53,7 +53,10 @@ pub fn from_http_error(failure: HttpError, target: &str) -> ConnectorError {
         HttpError::Denied(reason) => with_hint(
             error(
                 ErrorCode::Forbidden,
-                format!("the host refused the request {target}: {reason}"),
+                format!(
+                    "the host refused the request {target}: {}",
+                    crate::client::short(&reason)
+                ),
             ),
             "only the connection's environment and token endpoint may be reached; check the Web API URL",
         ),

@@ -113,13 +113,8 @@ pub fn bind_lookups<'b>(
         return Ok(Cow::Borrowed(body));
     }
     let mut body = body.clone();
-    let table = context
-        .metadata
-        .table(&context.client, entity_set)?
-        .ok_or_else(|| unknown_set_error(context, entity_set))?;
-    let lookups = context
-        .metadata
-        .lookups(&context.client, &table.logical_name)?;
+    // Every lookup's shape is checked before any metadata is read: bad input makes no request.
+    let mut bindings = Vec::with_capacity(lookup_keys.len());
     for key in lookup_keys {
         let Some(value) = body.remove(&key) else {
             continue;
@@ -162,9 +157,26 @@ pub fn bind_lookups<'b>(
                         ));
                     }
                 };
+                if !dataverse::odata::is_identifier(table_name) {
+                    return Err(problem(format!(
+                        "names table {table_name:?}, which is not a table name"
+                    )));
+                }
                 (table_name.to_string(), Binding::Record(record))
             }
         };
+        bindings.push((key, target_name, bound));
+    }
+    let table = context
+        .metadata
+        .table(&context.client, entity_set)?
+        .ok_or_else(|| unknown_set_error(context, entity_set))?;
+    let lookups = context
+        .metadata
+        .lookups(&context.client, &table.logical_name)?;
+    for (key, target_name, bound) in bindings {
+        let problem =
+            |text: String| invalid_input(field, format!("{item}the lookup {key:?} {text}"));
         let target = context
             .metadata
             .table(&context.client, &target_name)?

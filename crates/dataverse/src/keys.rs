@@ -133,7 +133,10 @@ impl RecordKey {
             }
             let value = match value {
                 Value::String(text) => KeyValue::Text(text.clone()),
-                Value::Number(number) => KeyValue::Number(number.to_string()),
+                // JSON allows exponents (1e300); an OData key literal does not.
+                Value::Number(number) if is_number(&number.to_string()) => {
+                    KeyValue::Number(number.to_string())
+                }
                 _ => return Err(KeyError::Value(column.clone())),
             };
             parts.push((column.to_ascii_lowercase(), value));
@@ -235,11 +238,13 @@ fn read_quoted(text: &str) -> Option<(KeyValue, &str)> {
     None
 }
 
+/// An OData integer or decimal literal: digits, with an optional sign and one point between
+/// digits (`.`, `1.` and `-.` are not numbers).
 fn is_number(text: &str) -> bool {
     let digits = text.strip_prefix('-').unwrap_or(text);
-    !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && digits.bytes().filter(|b| *b == b'.').count() <= 1
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "1"));
+    let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    all_digits(whole) && all_digits(fraction)
 }
 
 /// The record ID at the end of an `OData-EntityId` header: the GUID when the URL has one,

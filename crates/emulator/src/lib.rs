@@ -256,6 +256,10 @@ impl Emulator {
                 let rt = match tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .thread_name("dataverse-emulator-worker")
+                    // Filters are evaluated recursively: a `$filter` of a few hundred `or`
+                    // terms (as clients write to read many keys at once, which Dataverse takes)
+                    // is a deep tree, too deep for the default 2 MiB in a debug build.
+                    .thread_stack_size(32 * 1024 * 1024)
                     .enable_all()
                     .build()
                 {

@@ -155,6 +155,23 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
                 format!("the {name} header is set by the connection and cannot be overridden"),
             ));
         }
+        // The host frames the message; a second, different length would make the request
+        // unreadable (or smuggle a second one).
+        if [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "te",
+            "upgrade",
+        ]
+        .iter()
+        .any(|framing| name.eq_ignore_ascii_case(framing))
+        {
+            return Err(invalid_input(
+                &HEADERS,
+                format!("the {name} header is set by the host from the body and cannot be given"),
+            ));
+        }
         request = request.header(name, value.clone());
     }
     let (body, content_type) = body(input)?;
@@ -209,7 +226,10 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
 fn target_url(context: &Context, input: &Input) -> Result<String> {
     let given = input.text(URL.key).unwrap_or_default().trim();
     let environment = &context.client.settings.environment;
-    let mut url = if given.contains("://") || given.starts_with("//") {
+    // Absolute only when the part before the query names a scheme: a relative path whose query
+    // holds a URL (`?redirect=https://...`) stays relative.
+    let before_query = given.split(['?', '#']).next().unwrap_or(given);
+    let mut url = if before_query.contains("://") || given.starts_with("//") {
         let origin = origin_of(given).unwrap_or_else(|| given.to_string());
         if !environment.is_own_origin(&origin) {
             return Err(crate::error::ConnectorErrorExt::with_field(

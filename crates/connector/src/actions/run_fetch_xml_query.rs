@@ -86,6 +86,16 @@ struct Page<'a> {
 fn run(context: &Context, input: &Input) -> Result<String> {
     let entity_set = input.text(ENTITY_TYPE.key).unwrap_or_default();
     let xml = input.text(XML_QUERY.key).unwrap_or_default();
+    // A document type declaration can define entities (billion laughs, external files) that a
+    // server's XML reader might expand; FetchXML never needs one.
+    if xml.to_ascii_uppercase().contains("<!DOCTYPE")
+        || xml.to_ascii_uppercase().contains("<!ENTITY")
+    {
+        return Err(invalid_input(
+            &XML_QUERY,
+            "contains a document type declaration (<!DOCTYPE or <!ENTITY); FetchXML takes none",
+        ));
+    }
     let query =
         FetchQuery::parse(xml).map_err(|problem| invalid_input(&XML_QUERY, problem.to_string()))?;
     let fetch_all = input.flag(FETCH_ALL.key);

@@ -293,25 +293,44 @@ fn read_existing(
             }
         })
         .collect();
-    let options = dataverse::query::QueryOptions {
-        select: columns
-            .into_iter()
-            .filter(|c| dataverse::odata::is_identifier(c))
-            .collect(),
-        filter: Some(conditions.join(" or ")),
-        ..Default::default()
-    };
-    let answer = context
-        .client
-        .get_json(&format!("{entity_set}{}", options.to_query_string()))
-        .map_err(|failure| explain(context, entity_set, failure))?;
-    Ok(match answer {
-        Value::Object(mut fields) => match fields.remove("value") {
-            Some(Value::Array(rows)) => rows,
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    })
+    let select: Vec<String> = columns
+        .into_iter()
+        .filter(|c| dataverse::odata::is_identifier(c))
+        .collect();
+    // Long keys make long filters: the keys are read in as many GETs as keep each URL well
+    // inside Dataverse's 32,768 characters.
+    const FILTER_BUDGET: usize = 16_000;
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut size = 0;
+    for condition in conditions {
+        let length = dataverse::encoding::percent_encode_query_value(&condition).len() + 8;
+        match groups.last_mut() {
+            Some(group) if size + length <= FILTER_BUDGET => group.push(condition),
+            _ => {
+                groups.push(vec![condition]);
+                size = 0;
+            }
+        }
+        size += length;
+    }
+    let mut rows = Vec::new();
+    for group in groups {
+        let options = dataverse::query::QueryOptions {
+            select: select.clone(),
+            filter: Some(group.join(" or ")),
+            ..Default::default()
+        };
+        let answer = context
+            .client
+            .get_json(&format!("{entity_set}{}", options.to_query_string()))
+            .map_err(|failure| explain(context, entity_set, failure))?;
+        if let Value::Object(mut fields) = answer
+            && let Some(Value::Array(found)) = fields.remove("value")
+        {
+            rows.extend(found);
+        }
+    }
+    Ok(rows)
 }
 
 fn same_key(row: &Value, match_on: &[String], key: &RecordKey) -> bool {
