@@ -23,6 +23,8 @@ pub enum Fault {
 #[derive(Debug, Clone)]
 struct Rule {
     fault: Fault,
+    /// Matching responses to let through untouched first.
+    skip: usize,
     remaining: usize,
     path_contains: Option<String>,
 }
@@ -44,10 +46,24 @@ impl FaultHandle {
         self.push(fault, times, Some(path_contains.to_string()));
     }
 
+    /// Lets `skip` responses to paths containing `path_contains` through, then gives the next
+    /// `times` of them `fault` (a later page of a read, the second batch of a run).
+    pub fn inject_after(&self, skip: usize, fault: Fault, times: usize, path_contains: &str) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.push(Rule {
+                fault,
+                skip,
+                remaining: times,
+                path_contains: Some(path_contains.to_string()),
+            });
+        }
+    }
+
     fn push(&self, fault: Fault, times: usize, path_contains: Option<String>) {
         if let Ok(mut rules) = self.rules.lock() {
             rules.push(Rule {
                 fault,
+                skip: 0,
                 remaining: times,
                 path_contains,
             });
@@ -105,6 +121,10 @@ impl FaultHandle {
         let i = rules.iter().position(|r| {
             r.remaining > 0 && r.path_contains.as_deref().is_none_or(|p| path.contains(p))
         })?;
+        if rules[i].skip > 0 {
+            rules[i].skip -= 1;
+            return None;
+        }
         rules[i].remaining -= 1;
         let fault = rules[i].fault.clone();
         if rules[i].remaining == 0 {
@@ -127,5 +147,14 @@ mod tests {
         assert_eq!(f.take("/api/data/v9.2/accounts"), Some(Fault::Unavailable));
         assert_eq!(f.take("/api/data/v9.2/accounts"), None);
         assert_eq!(f.pending(), 0);
+    }
+
+    #[test]
+    fn a_fault_can_spare_the_first_matching_responses() {
+        let f = FaultHandle::default();
+        f.inject_after(1, Fault::Unavailable, 1, "/accounts");
+        assert_eq!(f.take("/api/data/v9.2/accounts"), None);
+        assert_eq!(f.take("/api/data/v9.2/accounts"), Some(Fault::Unavailable));
+        assert_eq!(f.take("/api/data/v9.2/accounts"), None);
     }
 }

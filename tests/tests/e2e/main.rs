@@ -16,5 +16,6 @@ mod metadata;
 mod raw_request;
 mod records;
 mod resilience;
+mod retries;
 mod sync;
 mod triggers;

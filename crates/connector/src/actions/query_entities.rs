@@ -145,16 +145,28 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     let mut pages = 0u32;
     let mut count: Option<u64> = None;
     let next_page = loop {
-        let mut request = Request::new("GET", url);
+        let mut request = Request::new("GET", url.clone());
         if let Some(prefer) = &prefer {
             request = request.header("Prefer", prefer.clone());
         }
         let request = impersonate(request, input)?;
+        // A page that still fails after the retries: say where to pick the read up again.
+        let resumable =
+            |mut failure: crate::bindings::dynamics::connector::types::ConnectorError| {
+                if pages > 0 {
+                    failure.hint = Some(format!(
+                        "{} records in {pages} pages were read before this; to go on page by page, pass nextPageId {url}",
+                        chunks.len()
+                    ));
+                }
+                failure
+            };
         let response = context
             .client
-            .send(request, RetryPolicy::RECORDS)?
+            .send(request, RetryPolicy::RECORDS)
+            .map_err(&resumable)?
             .into_success()
-            .map_err(|failure| explain(context, entity_set, failure))?;
+            .map_err(|failure| resumable(explain(context, entity_set, failure)))?;
         let page: Page = serde_json::from_slice(&response.body).map_err(|problem| {
             malformed(format!(
                 "a page of {entity_set} is not a record list: {problem}"
