@@ -13,6 +13,8 @@ mod data_sources;
 mod definition;
 mod entity_metadata;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod input;
 mod inputs;
 mod log;
