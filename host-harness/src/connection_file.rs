@@ -66,8 +66,10 @@ pub struct NamedConnection {
 pub fn load_named(path: &Path) -> anyhow::Result<NamedConnection> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading connection file {}", path.display()))?;
+    // Some Windows editors start UTF-8 files with a byte order mark, which is no JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let (connection, name) =
-        parse_named(&text).with_context(|| format!("in connection file {}", path.display()))?;
+        parse_named(text).with_context(|| format!("in connection file {}", path.display()))?;
     let key = match name {
         Some(name) => name,
         None => std::fs::canonicalize(path)

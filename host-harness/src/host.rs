@@ -95,6 +95,12 @@ struct State {
     max_retry_wait: Duration,
     secrets: Vec<String>,
     log: Arc<dyn LogSink>,
+    /// Refuse every request without sending it (see [`Host::check_poll`]).
+    offline: bool,
+    /// Requests the component asked to send, refused ones included.
+    requests: usize,
+    /// A request ran into the call's deadline: the call used up its time limit.
+    out_of_time: bool,
 }
 
 impl WasiView for State {
@@ -113,9 +119,20 @@ impl http_import::Host for State {
         &mut self,
         request: http_import::Request,
     ) -> Result<http_import::Response, http_import::HttpError> {
+        self.requests += 1;
+        if self.offline {
+            return Err(http_import::HttpError::Denied(
+                "the host is checking the call's input and sends nothing".to_string(),
+            ));
+        }
         let started = Instant::now();
         let target = describe_target(&request.method, &request.url);
         let result = self.sender.send(request, &self.allow, self.deadline);
+        if matches!(result, Err(http_import::HttpError::Timeout))
+            && self.deadline.saturating_duration_since(Instant::now()) < DEADLINE_MARGIN
+        {
+            self.out_of_time = true;
+        }
         let message = match &result {
             Ok(response) => format!(
                 "{target} -> {} ({} ms, {} bytes)",
@@ -130,6 +147,9 @@ impl http_import::Host for State {
     }
 
     fn wait(&mut self, duration_ms: u32) -> bool {
+        if self.offline {
+            return false;
+        }
         let wanted = Duration::from_millis(u64::from(duration_ms)).min(self.max_retry_wait);
         let left = self.deadline.saturating_duration_since(Instant::now());
         // Keep a margin so the request after the wait still has time to run.
@@ -156,6 +176,10 @@ impl log_import::Host for State {
 
 impl State {
     fn write_log(&self, level: Level, source: &'static str, message: &str) {
+        // The refusals of an offline check are the host's own doing, not news for the user.
+        if self.offline {
+            return;
+        }
         self.log.write(LogLine {
             level,
             source,
@@ -171,6 +195,10 @@ fn describe_target(method: &str, url: &str) -> String {
 
 /// Time slices of the epoch ticker; the time limit is enforced to this precision.
 const TICK: Duration = Duration::from_millis(5);
+
+/// A request that timed out with less than this left of its call's time ended because of the
+/// time limit, not because of its own timeout.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
 
 /// A loaded component, ready to run calls.
 pub struct Host {
@@ -382,6 +410,50 @@ impl Host {
         })
     }
 
+    /// Runs one poll of trigger `key` with the network shut, to learn whether the component
+    /// refuses the config, the state or the connection before sending anything: `Ok(Err(..))`
+    /// is that refusal. `Ok(Ok(()))` means the poll got as far as its first request, so
+    /// nothing was wrong that a token and the service are not needed to tell. Nothing is sent
+    /// and no token is needed, so a config that can never work costs no sign-in.
+    pub fn check_poll(
+        &self,
+        key: &str,
+        connection: &Connection,
+        config: &str,
+        state: Option<&str>,
+    ) -> Result<Result<(), ConnectorError>, HostError> {
+        let mut connection = connection.clone();
+        // Without a token the component could stop before the checks that matter here; this one
+        // never leaves the host.
+        connection.token.get_or_insert_with(|| Token {
+            access_token: "offline-check".to_string(),
+            token_type: "Bearer".to_string(),
+            refresh_token: None,
+            expires_in_secs: None,
+            scope: None,
+        });
+        let (key, config, state) = (
+            key.to_string(),
+            config.to_string(),
+            state.map(str::to_string),
+        );
+        let (outcome, requests) =
+            self.call_in(true, Some(&connection), &[], |connector, store| {
+                let outcome = connector.dynamics_connector_triggers().call_poll(
+                    &mut *store,
+                    &key,
+                    &connection,
+                    &config,
+                    state.as_ref(),
+                )?;
+                Ok((outcome, store.data().requests))
+            })?;
+        Ok(match outcome {
+            Err(failure) if requests == 0 => Err(failure),
+            _ => Ok(()),
+        })
+    }
+
     /// Lists the choices of data source `key` (entity types, columns) for a designer's picklist.
     pub fn choices(
         &self,
@@ -443,6 +515,17 @@ impl Host {
         extra_secrets: &[&str],
         f: impl FnOnce(&Connector, &mut Store<State>) -> wasmtime::Result<R>,
     ) -> Result<R, HostError> {
+        self.call_in(false, connection, extra_secrets, f)
+    }
+
+    /// [`Host::call_with_secrets`], with every request refused unsent when `offline`.
+    fn call_in<R>(
+        &self,
+        offline: bool,
+        connection: Option<&Connection>,
+        extra_secrets: &[&str],
+        f: impl FnOnce(&Connector, &mut Store<State>) -> wasmtime::Result<R>,
+    ) -> Result<R, HostError> {
         let limits = &self.config.limits;
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_tcp(false)
@@ -469,6 +552,9 @@ impl Host {
                 .chain(extra_secrets.iter().map(|secret| secret.to_string()))
                 .collect(),
             log: self.config.log.clone(),
+            offline,
+            requests: 0,
+            out_of_time: false,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -488,7 +574,13 @@ impl Host {
                 store.data_mut().allow.add_origin(&origin);
             }
         }
-        f(&connector, &mut store).map_err(classify)
+        let result = f(&connector, &mut store).map_err(classify)?;
+        // The component answers a request cut by the deadline with its own timeout error; it is
+        // the host's limit all the same, and reported as such (as when the epoch runs out).
+        if store.data().out_of_time {
+            return Err(HostError::TimeLimit(limits.time));
+        }
+        Ok(result)
     }
 
     fn classify(&self, error: wasmtime::Error) -> HostError {

@@ -303,6 +303,42 @@ fn write_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Creates `dir` and its missing parents readable by their owner only. With `tighten`, an
+/// existing `dir` others can read or enter is made owner-only too (a folder an older version
+/// created with the default mode).
+pub fn ensure_private_dir(dir: &Path, tighten: bool) -> anyhow::Result<()> {
+    // The parent of a bare file name: the current directory, which is never the tool's to change.
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    if !dir.exists() {
+        return create_private_dir(dir).with_context(|| format!("creating {}", dir.display()));
+    }
+    if tighten {
+        tighten_dir(dir)?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn tighten_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = fs::metadata(dir)
+        .with_context(|| format!("reading the permissions of {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & !0o077))
+            .with_context(|| format!("making {} owner-only", dir.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn tighten_dir(_dir: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
 #[cfg(unix)]
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;

@@ -1406,7 +1406,7 @@ fn load_connections(path: &Path) -> anyhow::Result<BTreeMap<String, Saved>> {
 /// crash never leaves half a file.
 fn save_connections(path: &Path, connections: &BTreeMap<String, Saved>) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        crate::tokens::ensure_private_dir(dir, false)?;
     }
     let temporary = path.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(connections)?;
