@@ -32,11 +32,11 @@ struct Cli {
     /// Let the component reach this host besides the connection's own (repeatable).
     #[arg(long = "allow-host", global = true, value_name = "HOST")]
     allow_hosts: Vec<String>,
-    /// Time limit of one call, in seconds.
-    #[arg(long, global = true, default_value_t = 120)]
+    /// Time limit of one call, in seconds (1 to 86400).
+    #[arg(long, global = true, default_value_t = 120, value_parser = time_limit)]
     time_limit_secs: u64,
-    /// Memory limit of one call, in MiB.
-    #[arg(long, global = true, default_value_t = 64)]
+    /// Memory limit of one call, in MiB (1 to 4096).
+    #[arg(long, global = true, default_value_t = 64, value_parser = memory_limit)]
     memory_limit_mib: usize,
     /// Lowest log level written to stderr: trace, debug, info, warn, error.
     #[arg(long, global = true, default_value = "warn")]
@@ -98,7 +98,6 @@ enum Command {
         #[arg(long, short = 'c', value_name = "FILE")]
         connection: PathBuf,
     },
-    /// Start the embedded Dataverse emulator and run a tour of the connector against it.
     /// Serve the webhook trigger on a loopback port, printing each event. With --register the
     /// trigger registers itself with the environment first, and unregisters when --seconds runs
     /// out.
@@ -113,7 +112,7 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         port: u16,
         /// Register the webhook with the environment (self-registration) while serving.
-        #[arg(long)]
+        #[arg(long, requires = "connection")]
         register: bool,
         /// The public URL Dataverse should call, when it differs from the local one (a tunnel).
         #[arg(long, value_name = "URL")]
@@ -161,6 +160,7 @@ enum Command {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Start the embedded Dataverse emulator and run a tour of the connector against it.
     Demo {
         /// Rows seeded per table.
         #[arg(long, default_value_t = 25)]
@@ -213,10 +213,54 @@ enum Command {
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
+        // The README's promise: the connector's refusal or failure exits with 2, the host's own
+        // (limits, files, ports) with 1.
+        Err(problem) if problem.downcast_ref::<ActionFailed>().is_some() => {
+            eprintln!("{problem:#}");
+            ExitCode::from(2)
+        }
         Err(problem) => {
             eprintln!("error: {problem:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// An error the component answered (an action, a trigger, a sign-in), as opposed to a host
+/// failure; `main` exits with 2 for it.
+#[derive(Debug)]
+struct ActionFailed(host_harness::ConnectorError);
+
+impl std::fmt::Display for ActionFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&describe_error(&self.0))
+    }
+}
+
+impl std::error::Error for ActionFailed {}
+
+/// Limits of 0 would stop every call at once; more than a day or 4 GiB (all a 32-bit component
+/// can address) is a typo, and would overflow the deadline or the byte count.
+fn time_limit(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(secs @ 1..=86_400) => Ok(secs),
+        _ => Err("give a whole number of seconds from 1 to 86400".to_string()),
+    }
+}
+
+fn memory_limit(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(mib @ 1..=4096) => Ok(mib),
+        _ => Err("give a whole number of MiB from 1 to 4096".to_string()),
+    }
+}
+
+/// The text of a file a person wrote, without the UTF-8 byte order mark some Windows editors
+/// put first (JSON parsers take it for a stray character).
+fn without_bom(text: String) -> String {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
     }
 }
 
@@ -354,6 +398,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             public_url,
             seconds,
         } => {
+            let config = checked_webhook_config(&host, &config, register)?;
+            let registering = match (register, connection) {
+                (true, Some(path)) => Some(connection_file::load_named(&path)?.connection),
+                _ => None,
+            };
             let host = std::sync::Arc::new(host);
             let handler_host = host.clone();
             let handler_config = std::sync::Arc::new(std::sync::Mutex::new(config.clone()));
@@ -382,19 +431,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             eprintln!("serving webhooks at {}", server.url());
             let mut registration = None;
-            if register {
-                let path = connection.context("--register needs --connection")?;
-                let named = connection_file::load_named(&path)?;
-                let mut connection = named.connection;
-                if let Err(failure) = host.ensure_token(&mut connection)? {
-                    anyhow::bail!(describe_error(&failure));
-                }
+            if let Some(mut connection) = registering {
+                host.ensure_token(&mut connection)?.map_err(ActionFailed)?;
                 let url = public_url
                     .clone()
                     .unwrap_or_else(|| server.url().to_string());
                 let state = host
                     .enable_trigger("webhook", &connection, &config, &url)?
-                    .map_err(|failure| anyhow::anyhow!(describe_error(&failure)))?;
+                    .map_err(ActionFailed)?;
                 let parsed: serde_json::Value = serde_json::from_str(&state)?;
                 if let Some(key) = parsed["webhookKey"].as_str()
                     && let Ok(mut current) = handler_config.lock()
@@ -415,7 +459,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some((connection, state)) = registration {
                 host.disable_trigger("webhook", &connection, &config, &state)?
-                    .map_err(|failure| anyhow::anyhow!(describe_error(&failure)))?;
+                    .map_err(ActionFailed)?;
                 eprintln!("unregistered");
             }
             Ok(ExitCode::SUCCESS)
@@ -429,13 +473,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let named = connection_file::load_named(&connection)?;
             let mut connection = named.connection;
-            if let Err(failure) = host.ensure_token(&mut connection)? {
-                anyhow::bail!(describe_error(&failure));
-            }
             let mut current = match &state {
-                Some(path) if path.exists() => Some(std::fs::read_to_string(path)?),
+                Some(path) if path.exists() => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading state file {}", path.display()))?,
+                ),
                 _ => None,
             };
+            // A config the component refuses is reported before any sign-in or request.
+            host.check_poll(
+                "new-and-updated-records",
+                &connection,
+                &config,
+                current.as_deref(),
+            )?
+            .map_err(ActionFailed)?;
+            host.ensure_token(&mut connection)?.map_err(ActionFailed)?;
             let mut done = 0;
             while polls.is_none_or(|limit| done < limit) {
                 let outcome = host
@@ -445,12 +498,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         &config,
                         current.as_deref(),
                     )?
-                    .map_err(|failure| anyhow::anyhow!(describe_error(&failure)))?;
+                    .map_err(ActionFailed)?;
                 for event in &outcome.events {
                     println!("{event}");
                 }
                 if let Some(path) = &state {
-                    std::fs::write(path, &outcome.state)?;
+                    std::fs::write(path, &outcome.state)
+                        .with_context(|| format!("writing state file {}", path.display()))?;
                 }
                 current = Some(outcome.state);
                 done += 1;
@@ -488,7 +542,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "get-new-and-updated-records",
                         input,
                     )?
-                    .map_err(|failure| anyhow::anyhow!(describe_error(&failure)))
+                    .map_err(|failure| ActionFailed(failure).into())
             };
             let summary =
                 host_harness::extract::run(&mut runner, &options, &mut std::io::stderr())?;
@@ -518,10 +572,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     std::io::stdin()
                         .read_to_string(&mut text)
                         .context("reading the input from stdin")?;
-                    text
+                    without_bom(text)
                 }
-                (Some(path), None) => std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading input file {}", path.display()))?,
+                (Some(path), None) => without_bom(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading input file {}", path.display()))?,
+                ),
                 (None, None) => "{}".to_string(),
             };
             let store = token_store(cli.token_store.as_deref())?;
@@ -706,6 +762,14 @@ fn serve_designer(
             .collect(),
         });
     }
+    if let Some(dir) = connections_file.parent() {
+        // The default folder is the designer's own, so it is made private even when it exists;
+        // a folder the user chose (even `.`) is only created private, never changed.
+        let own = TokenStore::default_path()
+            .ok()
+            .is_some_and(|default| default.parent() == Some(dir));
+        host_harness::tokens::ensure_private_dir(dir, own)?;
+    }
     let host = Arc::new(match component {
         Some(path) => Host::from_file(path, config)?,
         None => Host::builtin(config)?,
@@ -756,6 +820,40 @@ fn serve_designer(
             eprintln!("designer stopped, but {problem}");
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// The webhook trigger's config, checked by the component before anything is served. The
+/// trigger has no unauthenticated mode: it refuses a config without the secret its
+/// authentication type needs, so serving one would answer every delivery 500. With --register a
+/// missing webhook key is one the registration generates, so only the rest is checked here.
+fn checked_webhook_config(host: &Host, config: &str, register: bool) -> anyhow::Result<String> {
+    // A request the trigger refuses (405) once it has accepted the config.
+    let probe = |config: &str| {
+        host.handle_webhook(
+            "webhook",
+            config,
+            host_harness::IncomingRequest {
+                method: "GET".to_string(),
+                path: "/".to_string(),
+                query: Vec::new(),
+                headers: Vec::new(),
+                body: Vec::new(),
+            },
+        )
+    };
+    let refused = |failure| anyhow::Error::new(ActionFailed(failure)).context("--config");
+    match probe(config)? {
+        Ok(_) => Ok(config.to_string()),
+        Err(failure) if register && failure.field.as_deref() == Some("webhookKey") => {
+            let mut value: serde_json::Value = serde_json::from_str(config)?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("webhookKey".to_string(), "stand-in".into());
+            }
+            probe(&value.to_string())?.map_err(refused)?;
+            Ok(config.to_string())
+        }
+        Err(failure) => Err(refused(failure)),
     }
 }
 

@@ -472,13 +472,6 @@ fn designer_unregisters_its_webhook_when_stopped_with_ctrl_c() {
         .spawn()
         .unwrap();
     // Whatever happens below, the designer does not outlive the test.
-    struct Reaper(std::process::Child);
-    impl Drop for Reaper {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let stdout = child.stdout.take().unwrap();
     let mut child = Reaper(child);
     let mut lines = std::io::BufReader::new(stdout).lines();
@@ -521,4 +514,528 @@ fn designer_unregisters_its_webhook_when_stopped_with_ctrl_c() {
         "the registration is removed on the way out"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Kills and reaps a child the test started, whatever the test's outcome.
+struct Reaper(std::process::Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sends `raw` to `authority` and reads the whole answer.
+fn send_raw(authority: &str, raw: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// A Dataverse delivery's body: the fields every RemoteExecutionContext has.
+const CONTEXT: &str = r#"{"MessageName": "Create", "PrimaryEntityName": "account", "PrimaryEntityId": "6d81597f-0f9f-e711-8122-000d3aa2331c", "OperationId": "4af10637-4ea2-e711-8122-000d3aa2331c", "Depth": 1}"#;
+
+fn webhook_post(target: &str, content_type: &str) -> String {
+    format!(
+        "POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{CONTEXT}",
+        CONTEXT.len()
+    )
+}
+
+/// Starts `dynamics serve-webhooks` with `args` and waits for the URL it serves.
+fn serve_webhooks(
+    args: &[&str],
+) -> (
+    Reaper,
+    String,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamics"))
+        .arg("serve-webhooks")
+        .args(args)
+        .env("XDG_STATE_HOME", private_state_home())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let child = Reaper(child);
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.strip_prefix("serving webhooks at ")
+                .map(str::to_string)
+        })
+        .expect("serve-webhooks prints its URL");
+    (child, url, lines)
+}
+
+#[test]
+fn serve_webhooks_refuses_a_config_the_trigger_would_refuse_and_serves_nothing() {
+    let cases = [
+        ("{nope", "input \"input\": is not valid JSON"),
+        ("[]", "field: input"),
+        ("{}", "field: webhookKey"),
+        (r#"{"authType": "WebhookKey"}"#, "field: webhookKey"),
+        (r#"{"authType": "None"}"#, "field: authType"),
+        (r#"{"authType": "HttpHeader"}"#, "field: authValues"),
+        (
+            r#"{"authType": "HttpQueryString", "authValues": {}}"#,
+            "field: authValues",
+        ),
+        (
+            r#"{"webhookKey": "k", "entityTyp": "account"}"#,
+            "field: entityTyp",
+        ),
+    ];
+    for (config, field) in cases {
+        let started = std::time::Instant::now();
+        let output = dynamics(&["serve-webhooks", "--config", config, "--seconds", "20"]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{config}: {stderr}");
+        assert!(
+            stderr.starts_with("--config: invalid-input: "),
+            "{config}: {stderr}"
+        );
+        assert!(stderr.contains(field), "{config}: {stderr}");
+        assert!(!stderr.contains("serving webhooks"), "{config}: {stderr}");
+        assert!(output.stdout.is_empty());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{config} was served"
+        );
+    }
+}
+
+#[test]
+fn serve_webhooks_answers_deliveries_on_its_path_and_prints_their_events() {
+    use std::io::BufRead as _;
+    let config = r#"{"webhookKey": "cli-hook-key"}"#;
+    let (mut child, url, _stderr) =
+        serve_webhooks(&["--config", config, "--port", "0", "--seconds", "60"]);
+    let rest = url.strip_prefix("http://").unwrap();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap());
+    assert_eq!(path, "/webhooks/dynamics");
+
+    let answer = send_raw(
+        authority,
+        &webhook_post(
+            &format!("{path}?code=cli-hook-key"),
+            "application/json; charset=utf-8",
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    let mut stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let mut event = String::new();
+    stdout.read_line(&mut event).unwrap();
+    let event: serde_json::Value = serde_json::from_str(&event).unwrap();
+    assert_eq!(event["message"], "Create");
+    assert_eq!(event["recordId"], "6d81597f-0f9f-e711-8122-000d3aa2331c");
+
+    let refusals = [
+        (format!("{path}?code=wrong"), "application/json", " 401 "),
+        (
+            "/other?code=cli-hook-key".to_string(),
+            "application/json",
+            " 404 ",
+        ),
+        (
+            format!("{path}?code=cli-hook-key"),
+            "application/jsonx",
+            " 415 ",
+        ),
+        (format!("{path}?code=cli-hook-key"), "text/json", " 415 "),
+    ];
+    for (target, content_type, status) in refusals {
+        let answer = send_raw(authority, &webhook_post(&target, content_type));
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1{status}")),
+            "{target} {content_type}: {answer}"
+        );
+    }
+    let answer = send_raw(
+        authority,
+        &format!(
+            "POST {path}?code=cli-hook-key HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: {}\r\n\r\n{CONTEXT}",
+            CONTEXT.len()
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let answer = send_raw(
+        authority,
+        &format!(
+            "POST {path}?code=cli-hook-key HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n{CONTEXT}"
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    // None of the refused requests became an event.
+    drop(child);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest}");
+}
+
+#[test]
+fn serve_webhooks_registers_without_a_key_and_accepts_the_deliveries_it_generated_a_key_for() {
+    use std::io::BufRead as _;
+    let emulator = small_emulator();
+    let connection = connection_file(&emulator);
+    let config = r#"{"entityType": "accounts", "messages": ["Create"]}"#;
+    let (mut child, _url, mut stderr) = serve_webhooks(&[
+        "--allow-private",
+        "--register",
+        "-c",
+        connection.arg(),
+        "--config",
+        config,
+        "--seconds",
+        "20",
+    ]);
+    let registered = stderr
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.starts_with("registered with the environment"));
+    assert!(registered.is_some(), "the trigger registered itself");
+    assert_eq!(emulator.table("serviceendpoints").len(), 1);
+
+    let created = dynamics(&[
+        "invoke",
+        "create-entity",
+        "--allow-private",
+        "-c",
+        connection.arg(),
+        "--input-json",
+        r#"{"entityType": "accounts", "fieldValues": {"name": "Hooked"}}"#,
+    ]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let deliveries = emulator.wait_for_deliveries(1, std::time::Duration::from_secs(10));
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].status, 200, "the generated key was accepted");
+    let mut stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let mut event = String::new();
+    stdout.read_line(&mut event).unwrap();
+    let event: serde_json::Value = serde_json::from_str(&event).unwrap();
+    assert_eq!(event["attributes"]["name"], "Hooked");
+
+    let exit = child.0.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        emulator.table("serviceendpoints").is_empty(),
+        "the registration is removed at the end"
+    );
+}
+
+#[test]
+fn poll_checks_its_config_before_signing_in() {
+    let emulator = small_emulator();
+    let connection = connection_file(&emulator);
+    for (config, field) in [
+        (r#"{"fieldNames": ["name"]}"#, "field: entityType"),
+        (
+            r#"{"entityType": "accounts", "since": "2020-01-01"}"#,
+            "field: since",
+        ),
+        (r#"{"entityType": "accounts?$top=1"}"#, "field: entityType"),
+        ("{nope", "not valid JSON"),
+    ] {
+        let output = dynamics(&[
+            "poll",
+            "--allow-private",
+            "-c",
+            connection.arg(),
+            "--config",
+            config,
+            "--polls",
+            "1",
+        ]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{config}: {stderr}");
+        assert!(stderr.starts_with("invalid-input: "), "{config}: {stderr}");
+        assert!(stderr.contains(field), "{config}: {stderr}");
+    }
+    assert!(
+        emulator.requests().is_empty(),
+        "no token request and no query was sent"
+    );
+}
+
+#[test]
+fn extract_and_poll_exit_with_2_on_action_errors_as_invoke_does() {
+    let emulator = small_emulator();
+    let connection = connection_file(&emulator);
+    let out = fresh_dir("dynamics-cli-extract-error");
+    let output = dynamics(&[
+        "extract",
+        "--allow-private",
+        "-c",
+        connection.arg(),
+        "--table",
+        "accounts",
+        "--since",
+        "yesterday",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("extracting accounts: invalid-input: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("field: anchorDate"), "{stderr}");
+
+    let output = dynamics(&[
+        "poll",
+        "--allow-private",
+        "-c",
+        connection.arg(),
+        "--config",
+        r#"{"entityType": "accounts", "fieldNames": ["nosuchcolumn"]}"#,
+        "--polls",
+        "1",
+    ]);
+    // The service's refusal, after sign-in: the config check could not know the column.
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("invalid-input: "), "{stderr}");
+    assert!(stderr.contains("(HTTP 400"), "{stderr}");
+
+    // A host failure is still 1: the state file cannot be read.
+    let output = dynamics(&[
+        "extract",
+        "--allow-private",
+        "-c",
+        connection.arg(),
+        "--table",
+        "accounts",
+        "--out",
+        out.to_str().unwrap(),
+        "--state",
+        "/",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).starts_with("error: "));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn input_and_connection_files_may_start_with_a_byte_order_mark() {
+    use std::io::Write as _;
+    let emulator = small_emulator();
+    let credentials = emulator.credentials();
+    let connection = tempfile_path::TempFile::with_contents(&format!(
+        "\u{feff}{}",
+        serde_json::json!({
+            "type": "oauth2-client-credentials",
+            "fields": {
+                "webApiUrl": emulator.base_url(),
+                "tokenUrl": emulator.token_url(),
+                "clientId": credentials.client_id,
+                "clientSecret": credentials.client_secret,
+            }
+        })
+    ));
+    let input = tempfile_path::TempFile::with_contents(
+        "\u{feff}{\"entityType\": \"accounts\", \"recordsPerPage\": 2}",
+    );
+    let output = dynamics(&[
+        "invoke",
+        "query-entities",
+        "--allow-private",
+        "-c",
+        connection.arg(),
+        "-i",
+        input.arg(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        value["records"].as_array().map(Vec::len),
+        Some(2),
+        "{value}"
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamics"))
+        .args([
+            "invoke",
+            "query-entities",
+            "--allow-private",
+            "-c",
+            connection.arg(),
+            "-i",
+            "-",
+        ])
+        .env("XDG_STATE_HOME", private_state_home())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("\u{feff}{\"entityType\": \"contacts\", \"recordsPerPage\": 3}".as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        value["records"].as_array().map(Vec::len),
+        Some(3),
+        "{value}"
+    );
+}
+
+#[cfg(unix)]
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Starts the designer with this state home and stops it once it serves.
+#[cfg(unix)]
+fn run_designer_until_it_serves(state_home: &std::path::Path, extra: &[&str]) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamics"))
+        .args(["designer", "--no-emulator", "--port", "0"])
+        .args(extra)
+        .env("XDG_STATE_HOME", state_home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _child = Reaper(child);
+    let serving = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("designer: "));
+    assert!(serving, "the designer started");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_designer_keeps_its_folder_owner_only_even_when_it_already_exists() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let state_home = fresh_dir("dynamics-cli-designer-home");
+    let folder = state_home.join("dynamics-connector");
+
+    run_designer_until_it_serves(&state_home, &[]);
+    assert_eq!(mode_of(&folder), 0o700, "created owner-only");
+
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    run_designer_until_it_serves(&state_home, &[]);
+    assert_eq!(mode_of(&folder), 0o700, "an existing folder is tightened");
+
+    // A folder the user names is created owner-only, but one that exists is theirs.
+    let chosen = state_home.join("chosen");
+    let file = chosen.join("connections.json");
+    run_designer_until_it_serves(&state_home, &["--connections", file.to_str().unwrap()]);
+    assert_eq!(mode_of(&chosen), 0o700);
+    std::fs::set_permissions(&chosen, std::fs::Permissions::from_mode(0o755)).unwrap();
+    run_designer_until_it_serves(&state_home, &["--connections", file.to_str().unwrap()]);
+    assert_eq!(mode_of(&chosen), 0o755);
+    let _ = std::fs::remove_dir_all(&state_home);
+}
+
+#[test]
+fn a_call_that_runs_out_of_time_is_a_host_failure_and_exits_with_1() {
+    // Accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap();
+    let connection = tempfile_path::TempFile::with_contents(
+        &serde_json::json!({
+            "type": "oauth2-client-credentials",
+            "fields": {
+                "webApiUrl": format!("http://{address}"),
+                "tokenUrl": format!("http://{address}/tenant/oauth2/v2.0/token"),
+                "clientId": "client",
+                "clientSecret": "secret",
+            },
+            "token": {"accessToken": "token-for-a-silent-server"}
+        })
+        .to_string(),
+    );
+    let started = std::time::Instant::now();
+    let output = dynamics(&[
+        "invoke",
+        "get-current-user",
+        "--allow-private",
+        "--time-limit-secs",
+        "1",
+        "-c",
+        connection.arg(),
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: the component ran longer than the time limit of 1s"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(!stderr.contains("token-for-a-silent-server"));
+}
+
+#[test]
+fn limits_of_zero_or_past_what_a_call_can_use_are_refused() {
+    for (option, value, message) in [
+        ("--time-limit-secs", "0", "from 1 to 86400"),
+        (
+            "--time-limit-secs",
+            "18446744073709551615",
+            "from 1 to 86400",
+        ),
+        ("--memory-limit-mib", "0", "from 1 to 4096"),
+        ("--memory-limit-mib", "4097", "from 1 to 4096"),
+        ("--memory-limit-mib", "-1", "from 1 to 4096"),
+    ] {
+        let output = dynamics(&[&format!("{option}={value}"), "actions"]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{option} {value}: {stderr}");
+        assert!(
+            stderr.contains(option) && stderr.contains(message),
+            "{stderr}"
+        );
+        assert!(output.stdout.is_empty());
+    }
+    let output = dynamics(&[
+        "--time-limit-secs",
+        "1",
+        "--memory-limit-mib",
+        "32",
+        "actions",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+#[test]
+fn help_describes_each_command_with_its_own_text() {
+    let output = dynamics(&["--help"]);
+    assert!(output.status.success());
+    let help = text(&output.stdout);
+    let line = |command: &str| {
+        help.lines()
+            .find(|line| line.trim_start().starts_with(&format!("{command} ")))
+            .unwrap_or_else(|| panic!("no {command} in {help}"))
+            .to_string()
+    };
+    let demo = line("demo");
+    assert!(demo.contains("tour of the connector"), "{demo}");
+    let serve = line("serve-webhooks");
+    assert!(serve.contains("Serve the webhook trigger"), "{serve}");
+    assert!(
+        !serve.contains("emulator") && !serve.contains("tour"),
+        "{serve}"
+    );
 }
