@@ -211,11 +211,13 @@ fn a_lookup_table_name_that_is_not_an_identifier_never_reaches_a_filter() {
         .unwrap_err();
     assert_eq!(failure.code, ErrorCode::InvalidInput);
     assert!(
-        failure
-            .message
-            .contains("which this environment does not have"),
+        failure.message.contains("which is not a table name"),
         "{}",
         failure.message
+    );
+    assert!(
+        emulator.requests().is_empty(),
+        "the shape is refused before any metadata is read"
     );
     for request in emulator.requests() {
         assert!(

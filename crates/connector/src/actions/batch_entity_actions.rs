@@ -21,7 +21,7 @@ use crate::records::{RefResolver, bind_lookups, impersonate, json_text};
 
 const BATCH_ACTIONS: InputDef = InputDef::new("batchActions", "Batch Actions", Kind::Code)
     .required()
-    .comments("A list of create, update or delete actions to perform: up to 1000 with All or Nothing; without it, more than 1000 are sent as several batches of 1000, one after another. Each action must have a 'collection' and an 'action' (create, update or delete). Create or update actions must also have 'data' and can include a boolean 'returnRepresentation' which determines if the full record should be returned after being created or updated. Update or delete actions must also have an entity key.")
+    .comments("A list of up to 1000 create, update or delete actions to perform. Each action must have a 'collection' and an 'action' (create, update or delete). Create or update actions must also have 'data' and can include a boolean 'returnRepresentation' which determines if the full record should be returned after being created or updated. Update or delete actions must also have an entity key.")
     .default(
         r#"[
   {
@@ -53,7 +53,7 @@ const BATCH_ACTIONS: InputDef = InputDef::new("batchActions", "Batch Actions", K
 
 const ALL_OR_NOTHING: InputDef = InputDef::new("allOrNothing", "All or Nothing", Kind::Boolean)
     .default("false")
-    .comments("Apply every action in one change set: if one fails, none is applied. At most 1000 actions; items may then refer to earlier items with {\"ref\": name}.");
+    .comments("Apply every action in one change set: if one fails, none is applied. At most 1000 actions (more are refused); items may then refer to earlier items with {\"ref\": name}. Without it, more than 1000 actions are sent as several batches of 1000, one after another.");
 
 const CONTINUE_ON_ERROR: InputDef = InputDef::new("continueOnError", "Continue On Error", Kind::Boolean)
     .default("true")
