@@ -1032,23 +1032,23 @@ fn currency_rel(logical: &str) -> RelDecl {
     )
 }
 
-fn audit_rels(logical: &str) -> [RelDecl; 2] {
+/// `createdby`, `modifiedby` and the `...onbehalfby` pair that impersonated writes fill
+/// (learn.microsoft.com/power-apps/developer/data-platform/webapi/impersonate-another-user-web-api).
+fn audit_rels(logical: &str) -> [RelDecl; 4] {
     [
-        rel(
-            &format!("lk_{logical}_createdby"),
-            logical,
-            "createdby",
-            "systemuser",
-            "createdby",
-            &format!("lk_{logical}_createdby"),
-        ),
-        rel(
-            &format!("lk_{logical}_modifiedby"),
-            logical,
-            "modifiedby",
-            "systemuser",
-            "modifiedby",
-            &format!("lk_{logical}_modifiedby"),
-        ),
+        "createdby",
+        "modifiedby",
+        "createdonbehalfby",
+        "modifiedonbehalfby",
     ]
+    .map(|column| {
+        rel(
+            &format!("lk_{logical}_{column}"),
+            logical,
+            column,
+            "systemuser",
+            column,
+            &format!("lk_{logical}_{column}"),
+        )
+    })
 }

@@ -436,13 +436,21 @@ impl EntityBuilder {
         self
     }
 
-    /// createdon, modifiedon, createdby, modifiedby, versionnumber (system maintained).
+    /// createdon, modifiedon, createdby, modifiedby, createdonbehalfby, modifiedonbehalfby,
+    /// versionnumber (system maintained). The `...onbehalfby` pair names the calling user of an
+    /// impersonated write (learn.microsoft.com/power-apps/developer/data-platform/webapi/
+    /// impersonate-another-user-web-api, "Determine the actual user").
     pub fn audit(mut self) -> Self {
         for (l, d) in [("createdon", "Created On"), ("modifiedon", "Modified On")] {
             self.push(l, d, AttrKind::DateTime { date_only: false })
                 .writable = false;
         }
-        for (l, d) in [("createdby", "Created By"), ("modifiedby", "Modified By")] {
+        for (l, d) in [
+            ("createdby", "Created By"),
+            ("modifiedby", "Modified By"),
+            ("createdonbehalfby", "Created By (Delegate)"),
+            ("modifiedonbehalfby", "Modified By (Delegate)"),
+        ] {
             self.push(
                 l,
                 d,

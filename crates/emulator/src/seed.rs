@@ -269,6 +269,8 @@ fn row(
             (_, "createdon") => Val::Date(created),
             (_, "modifiedon") => Val::Date(modified),
             (_, "createdby" | "modifiedby") => target_of("systemuser", 0),
+            // Seeded rows were not written through impersonation.
+            (_, "createdonbehalfby" | "modifiedonbehalfby") => Val::Null,
             (_, "versionnumber") => Val::Null,
             (_, "firstname") => Val::str(first),
             (_, "lastname") => Val::str(last),
