@@ -133,6 +133,12 @@ impl Default for Config {
                     password: USER_PASSWORD.into(),
                     mfa_required: true,
                 },
+                // A user without the delegate privilege (see [`Emulator::seeded_users`]).
+                UserConfig {
+                    username: seed::SALES_USERNAME.into(),
+                    password: USER_PASSWORD.into(),
+                    mfa_required: false,
+                },
             ],
             record_requests: true,
             alt_key_entity_id_as_guid: false,
@@ -161,6 +167,42 @@ pub struct Credentials {
     pub application_user_id: String,
     pub business_unit_id: String,
     pub organization_id: String,
+}
+
+/// A seeded systemuser, as the Web API stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeededUser {
+    pub system_user_id: String,
+    /// `azureactivedirectoryobjectid`: what `CallerObjectId` names.
+    pub object_id: String,
+    /// `domainname`.
+    pub username: String,
+    pub full_name: String,
+    pub business_unit_id: String,
+    /// `isdisabled`.
+    pub disabled: bool,
+    /// Holds `prvActOnBehalfOfAnotherUser`: may send `MSCRMCallerID` / `CallerObjectId`.
+    pub can_impersonate: bool,
+}
+
+/// The users the emulator seeds with fixed roles, for impersonation and sign-in tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeededUsers {
+    /// The interactive System Administrator ([`Credentials::username`]); may impersonate.
+    pub admin: SeededUser,
+    /// The application user behind client-credentials tokens; may impersonate (the Delegate
+    /// role, as server-to-server apps acting for users need).
+    pub application_user: SeededUser,
+    /// A second application user, without the delegate privilege. Its app registration is not
+    /// served by the token endpoint: tests act as it with [`Emulator::issue_token_for`].
+    pub restricted_application_user: SeededUser,
+    /// A salesperson in the second business unit, without the delegate privilege; signs in
+    /// with the password grant ([`USER_PASSWORD`]).
+    pub sales_user: SeededUser,
+    /// A disabled user.
+    pub disabled_user: SeededUser,
+    /// The user the password grant refuses with AADSTS50076.
+    pub mfa_user: SeededUser,
 }
 
 /// One write, as recorded in the change log.
@@ -439,6 +481,58 @@ impl Emulator {
             .lock()
             .map(|mut a| a.issue(self.app.ids.application_user))
             .unwrap_or_default()
+    }
+
+    /// An access token for any systemuser (`system_user_id`), without the token dance: how
+    /// tests act as a user the token endpoint does not serve, such as
+    /// [`SeededUsers::restricted_application_user`]. An unknown id gives a token for that id.
+    pub fn issue_token_for(&self, system_user_id: &str) -> String {
+        let user = Guid::parse(system_user_id).unwrap_or_default();
+        self.app
+            .auth
+            .lock()
+            .map(|mut a| a.issue(user))
+            .unwrap_or_default()
+    }
+
+    /// The seeded users with fixed roles, read from the systemuser table.
+    pub fn seeded_users(&self) -> SeededUsers {
+        let ids = &self.app.ids;
+        let store = self.app.store.read().unwrap_or_else(|p| p.into_inner());
+        let user = |id: Guid| {
+            let su = store.schema.entity("systemuser");
+            let row = su.and_then(|su| store.get(su, &id));
+            let text = |col: &str| -> String {
+                su.and_then(|su| store.entity(su).attr(col))
+                    .and_then(|c| match &row?.vals[c] {
+                        store::Val::Str(s) => Some(s.to_string()),
+                        store::Val::Ref(g, _) => Some(g.to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_default()
+            };
+            let disabled = su
+                .and_then(|su| store.entity(su).attr("isdisabled"))
+                .and_then(|c| row.map(|r| r.vals[c] == store::Val::Bool(true)))
+                .unwrap_or(false);
+            SeededUser {
+                system_user_id: id.to_string(),
+                object_id: text("azureactivedirectoryobjectid"),
+                username: text("domainname"),
+                full_name: text("fullname"),
+                business_unit_id: text("businessunitid"),
+                disabled,
+                can_impersonate: ids.delegates.contains(&id),
+            }
+        };
+        SeededUsers {
+            admin: user(ids.admin_user),
+            application_user: user(ids.application_user),
+            restricted_application_user: user(ids.restricted_application_user),
+            sales_user: user(ids.sales_user),
+            disabled_user: user(ids.disabled_user),
+            mfa_user: user(ids.mfa_user),
+        }
     }
 
     /// Makes every access token issued so far expire now.

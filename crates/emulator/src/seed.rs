@@ -15,10 +15,27 @@ pub struct Identities {
     pub application_user: Guid,
     /// A user flagged as requiring MFA.
     pub mfa_user: Guid,
+    /// A salesperson in a business unit of their own, without the delegate privilege: the user
+    /// the tests impersonate, and a caller whose impersonation is refused.
+    pub sales_user: Guid,
+    /// A disabled user: impersonating them is refused.
+    pub disabled_user: Guid,
+    /// A second application user, without the delegate privilege.
+    pub restricted_application_user: Guid,
+    /// Users holding `prvActOnBehalfOfAnotherUser` (the Delegate role's privilege, which the
+    /// System Administrator role has too): the admin and the main application user.
+    pub delegates: Vec<Guid>,
 }
 
 pub const ADMIN_USERNAME: &str = "admin@emulator.local";
 pub const MFA_USERNAME: &str = "mfa.user@emulator.local";
+pub const SALES_USERNAME: &str = "riley.sales@emulator.local";
+pub const DISABLED_USERNAME: &str = "jordan.former@emulator.local";
+/// The `applicationid` of [`Identities::restricted_application_user`] (an app registration
+/// the emulator's token endpoint does not serve).
+pub const RESTRICTED_APP_ID: &str = "5b1e9c3d-7a2f-4d8e-9c6b-0f3a1d2e4b87";
+/// Seeded systemuser rows with fixed identities; generated users follow them.
+pub const FIXED_USERS: usize = 6;
 
 const FIRST: &[&str] = &[
     "Yvonne", "Susanna", "Nancy", "Rene", "Paul", "Sidney", "Scott", "Robert", "Maria", "Thomas",
@@ -172,7 +189,7 @@ pub fn row_count(entity: &Entity, rows_per_table: usize, overrides: &[(String, u
         "businessunit" => rows_per_table.clamp(1, 10),
         "team" => rows_per_table.min(50),
         "transactioncurrency" => CURRENCIES.len(),
-        "systemuser" => 3 + rows_per_table.min(200),
+        "systemuser" => FIXED_USERS + rows_per_table.min(200),
         // Registration tables start empty; the SDK messages and filters are seeded apart.
         "serviceendpoint"
         | "sdkmessageprocessingstep"
@@ -211,6 +228,23 @@ pub fn seed(
             .unwrap_or_default(),
         mfa_user: su
             .map(|s| seeded_id(&schema.entities[s], 2))
+            .unwrap_or_default(),
+        sales_user: su
+            .map(|s| seeded_id(&schema.entities[s], 3))
+            .unwrap_or_default(),
+        disabled_user: su
+            .map(|s| seeded_id(&schema.entities[s], 4))
+            .unwrap_or_default(),
+        restricted_application_user: su
+            .map(|s| seeded_id(&schema.entities[s], 5))
+            .unwrap_or_default(),
+        delegates: su
+            .map(|s| {
+                vec![
+                    seeded_id(&schema.entities[s], 0),
+                    seeded_id(&schema.entities[s], 1),
+                ]
+            })
             .unwrap_or_default(),
     };
     for (ei, entity) in schema.entities.iter().enumerate() {
@@ -387,13 +421,15 @@ fn row(
                 vals[c] = v;
             }
         };
-        let special: Option<(&str, &str, &str, &str, i64)> = match i {
+        // (first, last, user name, title, access mode, application id)
+        let special: Option<(&str, &str, &str, &str, i64, Option<&str>)> = match i {
             0 => Some((
                 "Emulator",
                 "Admin",
                 ADMIN_USERNAME,
                 "System Administrator",
                 0,
+                None,
             )),
             1 => Some((
                 "#",
@@ -401,11 +437,29 @@ fn row(
                 "dataverse-emulator@emulator.local",
                 "Application User",
                 4,
+                Some(client_id),
             )),
-            2 => Some(("Mfa", "User", MFA_USERNAME, "Analyst", 0)),
+            2 => Some(("Mfa", "User", MFA_USERNAME, "Analyst", 0, None)),
+            3 => Some(("Riley", "Sales", SALES_USERNAME, "Salesperson", 0, None)),
+            4 => Some((
+                "Jordan",
+                "Former",
+                DISABLED_USERNAME,
+                "Former Employee",
+                0,
+                None,
+            )),
+            5 => Some((
+                "#",
+                "emulator-reporting",
+                "emulator-reporting@emulator.local",
+                "Application User",
+                4,
+                Some(RESTRICTED_APP_ID),
+            )),
             _ => None,
         };
-        if let Some((f, l, user, title, mode)) = special {
+        if let Some((f, l, user, title, mode, app)) = special {
             set(&mut vals, "firstname", Val::str(f));
             set(&mut vals, "lastname", Val::str(l));
             set(&mut vals, "fullname", Val::str(&format!("{f} {l}")));
@@ -413,15 +467,13 @@ fn row(
             set(&mut vals, "internalemailaddress", Val::str(user));
             set(&mut vals, "title", Val::str(title));
             set(&mut vals, "accessmode", Val::Int(mode));
-            set(
-                &mut vals,
-                "applicationid",
-                if i == 1 {
-                    Val::str(client_id)
-                } else {
-                    Val::Null
-                },
-            );
+            set(&mut vals, "applicationid", app.map_or(Val::Null, Val::str));
+            set(&mut vals, "isdisabled", Val::Bool(i == 4));
+            // The salesperson works in the second business unit (when there is one), so
+            // WhoAmI under impersonation names a business unit of its own.
+            if i == 3 && counts[schema.entity("businessunit").unwrap_or(0)] > 1 {
+                set(&mut vals, "businessunitid", target_of("businessunit", 1));
+            }
         } else {
             let user = format!(
                 "{}.{}{}@emulator.local",
@@ -459,6 +511,29 @@ fn row(
         && let Some(c) = e.attr("name")
     {
         vals[c] = Val::str("emulator");
+    }
+    if e.logical_name == "businessunit"
+        && i == 1
+        && let Some(c) = e.attr("name")
+    {
+        vals[c] = Val::str("Sales");
+    }
+    // Two owner teams: the root business unit's default team (named after it, as Dataverse
+    // names default teams) and the sales team in the salesperson's business unit.
+    if e.logical_name == "team" && i < 2 {
+        let set = |vals: &mut Vec<Val>, col: &str, v: Val| {
+            if let Some(c) = e.attr(col) {
+                vals[c] = v;
+            }
+        };
+        let bu = schema.entity("businessunit").map_or(0, |b| counts[b]);
+        set(&mut vals, "name", Val::str(["emulator", "Sales"][i]));
+        set(&mut vals, "teamtype", Val::Int(0));
+        set(
+            &mut vals,
+            "businessunitid",
+            target_of("businessunit", if i == 1 && bu > 1 { 1 } else { 0 }),
+        );
     }
     if let Some(sc) = e.attr("statuscode") {
         let state = e.attr("statecode").and_then(|c| match vals[c] {
