@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use crate::error::DvError;
 use crate::guid::Guid;
+use crate::impersonation;
+use crate::odata::eval::Caller;
 use crate::store::Store;
 use crate::webapi::{self, JSON, Req, Resp};
 
@@ -344,6 +346,12 @@ fn run(store: &mut StoreAccess, outer: &Req, op: &Op, ids: &HashMap<String, Stri
             return Err(bad("Batch requests cannot be nested."));
         }
         let body = resolve_body(&op.body, ids)?;
+        let (caller, impersonator) = match store {
+            StoreAccess::Shared(lock) => {
+                acting(&lock.read().unwrap_or_else(|p| p.into_inner()), outer, op)?
+            }
+            StoreAccess::Locked(s) => acting(s, outer, op)?,
+        };
         let req = Req {
             method: &op.method,
             path: &path,
@@ -351,7 +359,9 @@ fn run(store: &mut StoreAccess, outer: &Req, op: &Op, ids: &HashMap<String, Stri
             headers: &op.headers,
             body: &body,
             api: outer.api.clone(),
-            caller: outer.caller,
+            caller,
+            impersonator,
+            delegates: outer.delegates,
             organization_id: outer.organization_id,
             limits: outer.limits,
         };
@@ -425,6 +435,29 @@ fn run(store: &mut StoreAccess, outer: &Req, op: &Op, ids: &HashMap<String, Stri
             body: e.body(),
         },
     }
+}
+
+/// Who one request of a batch runs as, and the calling user when that is someone else. The
+/// batch request's `MSCRMCallerID` / `CallerObjectId` apply to every request in it (the caller
+/// is resolved once, in server.rs); a request naming a user of its own runs as that user. The
+/// calling user is always the bearer token's (impersonation.rs).
+fn acting(store: &Store, outer: &Req, op: &Op) -> Result<(Caller, Option<Guid>), DvError> {
+    if !impersonation::requested(&op.headers) {
+        return Ok((outer.caller, outer.impersonator));
+    }
+    let calling = outer.calling_user();
+    let org = impersonation::Organization {
+        organization_id: outer.organization_id,
+        delegates: outer.delegates,
+    };
+    let run_as = impersonation::resolve(store, &org, calling, &op.headers)?;
+    let user = run_as.unwrap_or(calling);
+    let caller = Caller {
+        user,
+        business_unit: impersonation::business_unit_of(store, user)
+            .unwrap_or(outer.caller.business_unit),
+    };
+    Ok((caller, run_as.map(|_| calling)))
 }
 
 enum StoreAccess<'a> {

@@ -22,6 +22,16 @@ pub const THROTTLED_REQUESTS: &str = "0x80072322";
 /// Missing or invalid bearer token. The reference lists the 401 codes of the status map without
 /// naming which one the live service sends for a missing token; this one is our choice.
 pub const NOT_AUTHENTICATED: &str = "0x8004a101";
+/// `InvalidArgument`: a request value of the wrong shape (400 in the status map, reference §6.2).
+pub const INVALID_ARGUMENT: &str = "0x80040203";
+/// `CannotActOnBehalfOfAnotherUser`: impersonation without `prvActOnBehalfOfAnotherUser`
+/// (learn.microsoft.com/power-apps/developer/data-platform/reference/web-service-error-codes).
+pub const CANNOT_ACT_ON_BEHALF_OF_ANOTHER_USER: &str = "0x8004A110";
+/// `unManagedidsusernotenabled`: the user is disabled (web-service-error-codes).
+pub const USER_NOT_ENABLED: &str = "0x80040225";
+/// `UserNotMemberOfOrg`: no user of the environment has that Entra identity
+/// (web-service-error-codes).
+pub const USER_NOT_MEMBER_OF_ORG: &str = "0x80072560";
 
 /// An error the Web API answers with.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,6 +14,7 @@ mod error;
 mod faults;
 mod fetchxml;
 mod guid;
+mod impersonation;
 mod metadata_api;
 mod odata;
 mod paging;

@@ -443,6 +443,23 @@ fn web_api(
         )
         .to_string(),
     ));
+    // MSCRMCallerID / CallerObjectId: the request runs as the user they name (impersonation.rs).
+    let run_as = {
+        let store = app.store.read().unwrap_or_else(|p| p.into_inner());
+        let org = crate::impersonation::Organization {
+            organization_id: app.ids.organization_id,
+            delegates: &app.ids.delegates,
+        };
+        crate::impersonation::resolve(&store, &org, user, headers)
+    };
+    let impersonated = match run_as {
+        Ok(u) => u,
+        Err(e) => {
+            let (s, mut h, b) = dv_error_parts(&e);
+            h.extend(extra.into_iter().filter(|(k, _)| k != "OData-Version"));
+            return (s, h, b);
+        }
+    };
     let req = Req {
         method,
         path: sub,
@@ -450,7 +467,9 @@ fn web_api(
         headers,
         body,
         api: format!("{origin}/api/data/{version}"),
-        caller: caller_for(app, user),
+        caller: caller_for(app, impersonated.unwrap_or(user)),
+        impersonator: impersonated.map(|_| user),
+        delegates: &app.ids.delegates,
         organization_id: app.ids.organization_id,
         limits: Limits {
             max_page_size: app.config.max_page_size,

@@ -33,7 +33,14 @@ pub struct Req<'a> {
     pub body: &'a [u8],
     /// `http://host:port/api/data/v9.2`, from the request's own scheme and Host.
     pub api: String,
+    /// The user the request runs as (under `MSCRMCallerID` / `CallerObjectId`, the
+    /// impersonated user: see `impersonation.rs`) and their business unit.
     pub caller: Caller,
+    /// The user the bearer token names, when the request runs as another user; it fills
+    /// `createdonbehalfby` / `modifiedonbehalfby`.
+    pub impersonator: Option<Guid>,
+    /// The users who may impersonate others (requests inside a `$batch` may name a user).
+    pub delegates: &'a [Guid],
     pub organization_id: Guid,
     pub limits: Limits,
 }
@@ -44,6 +51,11 @@ impl Req<'_> {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The user the bearer token names.
+    pub fn calling_user(&self) -> Guid {
+        self.impersonator.unwrap_or(self.caller.user)
     }
 
     pub fn prefer(&self) -> Prefer {

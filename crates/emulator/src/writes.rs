@@ -421,6 +421,14 @@ fn create_row(
     set_if_null(&mut vals, ent.attr("createdby"), caller.clone());
     set_if_null(&mut vals, ent.attr("modifiedby"), caller.clone());
     set_if_null(&mut vals, ent.attr("ownerid"), caller);
+    // Impersonated: createdby names the impersonated user, createdonbehalfby the calling user
+    // (learn.microsoft.com/power-apps/developer/data-platform/webapi/
+    // impersonate-another-user-web-api, "Determine the actual user").
+    if let Some(calling) = req.impersonator {
+        let calling = Val::Ref(calling, schema.entity("systemuser").unwrap_or(0) as u16);
+        set_if_null(&mut vals, ent.attr("createdonbehalfby"), calling.clone());
+        set_if_null(&mut vals, ent.attr("modifiedonbehalfby"), calling);
+    }
     set_if_null(&mut vals, ent.attr("statecode"), Val::Int(0));
     if let (Some(sc), Some(st)) = (ent.attr("statuscode"), ent.attr("statecode")) {
         let state = match vals[st] {
@@ -514,6 +522,12 @@ fn stamp_update(store: &Store, e: usize, req: &Req, changes: &mut Vec<(usize, Va
                 store.schema.entity("systemuser").unwrap_or(0) as u16,
             ),
         ));
+    }
+    // modifiedonbehalfby names the calling user of an impersonated update, and nobody after
+    // an update made without impersonation (impersonate-another-user-web-api).
+    if let Some(c) = ent.attr("modifiedonbehalfby") {
+        let su = store.schema.entity("systemuser").unwrap_or(0) as u16;
+        changes.push((c, req.impersonator.map_or(Val::Null, |u| Val::Ref(u, su))));
     }
 }
 
