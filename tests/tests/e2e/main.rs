@@ -9,6 +9,7 @@ mod designer;
 mod exactly_once;
 mod extract;
 mod hostile;
+mod impersonation;
 mod incremental;
 mod limits;
 mod logs;
