@@ -1,6 +1,29 @@
 //! An Entra ID-shaped token service: `/{tenant}/oauth2/v2.0/token` for the client-credentials,
 //! authorization-code (with PKCE), refresh-token and password grants, an authorize endpoint
-//! that approves at once, and opaque bearer tokens the Web API validates.
+//! that approves at once, and RS256-signed tokens (see [`crate::keys`]) the Web API validates.
+//! The HTTP side (discovery documents, keys, routing) is in [`crate::entra`].
+//!
+//! Each behaviour follows a page of the Microsoft identity platform documentation
+//! (learn.microsoft.com/entra/identity-platform/...):
+//! - `v2-oauth2-client-creds-grant-flow`: client credentials, `{resource}/.default` only, no
+//!   refresh token, no id token.
+//! - `v2-oauth-ropc`: the password grant; a refresh token only with `offline_access`.
+//! - `v2-oauth2-auth-code-flow`: codes are single use and bound to the client, redirect URI and
+//!   PKCE challenge; `refresh_token` is returned when `offline_access` was requested (the
+//!   scopes consented at `/authorize` count, so a redemption that omits it still gets one);
+//!   `id_token` when `openid` was.
+//! - `refresh-tokens`: a refresh token replaces itself with a fresh one on every use, and "the
+//!   Microsoft identity platform doesn't revoke old refresh tokens when used to fetch new
+//!   access tokens": they stay valid until revoked ([`Auth::revoke_refresh_tokens`]).
+//! - `id-token-claims-reference`: v2.0 id tokens carry `aud` (the client id), `iss` (the
+//!   configuration's issuer), `iat`, `nbf`, `exp`, `name`, `preferred_username`, `oid`, `sub`
+//!   (pairwise: one value per user and application), `tid`, `uti`, `ver` `2.0`, and the
+//!   `nonce` sent to `/authorize`.
+//! - `access-token-claims-reference`: Dataverse accepts v1.0 access tokens (`ver` `1.0`, `iss`
+//!   `{issuer host}/{tenant id}/`, `aud` the environment URL) with `appid`, `appidacr`, `oid`,
+//!   `sub`, `tid`, `idtyp`, and `scp` (delegated) or no scopes (app-only).
+//! - `client_info` (MSAL's protocol extension, sent when a request carries `client_info=1`):
+//!   base64url JSON `{"uid": <object id>, "utid": <tenant id>}` MSAL keys its account cache on.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -38,6 +61,10 @@ pub struct UserConfig {
 #[derive(Debug, Clone)]
 pub struct TokenInfo {
     pub user: Guid,
+    /// The application the token was issued to.
+    pub client_id: String,
+    /// False for app-only (client credentials) tokens.
+    pub delegated: bool,
     pub expires: Instant,
 }
 
@@ -47,8 +74,22 @@ struct CodeInfo {
     redirect_uri: String,
     scope: String,
     challenge: Option<(String, String)>,
+    nonce: Option<String>,
     user: Guid,
     expires: Instant,
+}
+
+/// What a delegated token answer carries besides the access token.
+#[derive(Debug, Clone)]
+struct Extras {
+    /// Issue a refresh token (offline_access requested or consented).
+    offline: bool,
+    /// Issue an id token (openid requested or consented).
+    openid: bool,
+    /// The nonce sent to /authorize, copied into the id token.
+    nonce: Option<String>,
+    /// The client asked for client_info (`client_info=1`).
+    client_info: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +109,12 @@ pub struct Auth {
     pub lifetime: Duration,
     /// Users who must register for MFA first: the password grant answers AADSTS50079.
     pub mfa_registration_pending: Vec<String>,
+    /// The origin tokens are issued from when no request names one (tokens made for tests).
+    pub origin: String,
+    /// Display names (the `name` claim), by user.
+    names: HashMap<Guid, String>,
+    /// Entra object ids (the `oid` claim; systemuser.azureactivedirectoryobjectid), by user.
+    object_ids: HashMap<Guid, String>,
     tokens: HashMap<String, TokenInfo>,
     codes: HashMap<String, CodeInfo>,
     used_codes: HashMap<String, ()>,
@@ -202,6 +249,9 @@ impl Auth {
             application_user,
             lifetime,
             mfa_registration_pending: Vec::new(),
+            origin: String::new(),
+            names: HashMap::new(),
+            object_ids: HashMap::new(),
             tokens: HashMap::new(),
             codes: HashMap::new(),
             used_codes: HashMap::new(),
@@ -220,16 +270,128 @@ impl Auth {
         format!("{kind}.{}", URL_SAFE_NO_PAD.encode(h.finalize()))
     }
 
-    /// Issues an access token for `user`.
+    /// Sets the display name (`name` claim) and the Entra object id (`oid` claim) of a user.
+    pub fn set_profile(&mut self, user: Guid, name: Option<String>, object_id: Option<String>) {
+        if let Some(name) = name {
+            self.names.insert(user, name);
+        }
+        if let Some(oid) = object_id {
+            self.object_ids.insert(user, oid);
+        }
+    }
+
+    /// The user's Entra object id: what Dataverse matches with
+    /// systemuser.azureactivedirectoryobjectid (the systemuserid when none is known).
+    fn object_id(&self, user: Guid) -> String {
+        self.object_ids
+            .get(&user)
+            .cloned()
+            .unwrap_or_else(|| user.to_string())
+    }
+
+    /// Issues an app-only access token for `user` (the application user of the first app).
     pub fn issue(&mut self, user: Guid) -> String {
-        let token = self.opaque("dvemu");
-        self.tokens.insert(
-            token.clone(),
-            TokenInfo {
-                user,
-                expires: Instant::now() + self.lifetime,
-            },
-        );
+        let client_id = self
+            .apps
+            .first()
+            .map(|a| a.client_id.clone())
+            .unwrap_or_default();
+        let origin = self.origin.clone();
+        self.access_token(&origin, &origin, user, &client_id, None, true)
+    }
+
+    /// The v2.0 issuer: `{origin}/{tenant id}/v2.0`, as the v2.0 configuration names it.
+    pub fn issuer_v2(&self, origin: &str) -> String {
+        format!("{origin}/{}/v2.0", self.tenant_id)
+    }
+
+    /// The v1.0 issuer: `{origin}/{tenant id}/` (Entra's is `https://sts.windows.net/{tid}/`).
+    pub fn issuer_v1(&self, origin: &str) -> String {
+        format!("{origin}/{}/", self.tenant_id)
+    }
+
+    fn username(&self, user: Guid) -> String {
+        self.users
+            .iter()
+            .find(|(_, g)| *g == user)
+            .map(|(u, _)| u.username.clone())
+            .unwrap_or_default()
+    }
+
+    /// The pairwise subject of `user` for `client_id` (id-token-claims-reference: "the same
+    /// user signing into two different apps receives two different values").
+    fn subject(&self, user: Guid, client_id: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(user.0);
+        h.update(client_id.to_ascii_lowercase().as_bytes());
+        URL_SAFE_NO_PAD.encode(&h.finalize()[..32])
+    }
+
+    /// A unique token id (`uti`).
+    fn uti(&mut self) -> String {
+        let t = self.opaque("uti");
+        t["uti.".len().."uti.".len() + 22].to_string()
+    }
+
+    /// Signs an access token for `user` and remembers it when `known` (an app without an
+    /// application user gets a token the environment does not know). `scp` is None for
+    /// app-only tokens.
+    fn access_token(
+        &mut self,
+        origin: &str,
+        aud: &str,
+        user: Guid,
+        client_id: &str,
+        scp: Option<&str>,
+        known: bool,
+    ) -> String {
+        let now = datetime::now_secs();
+        let exp = now + self.lifetime.as_secs() as i64;
+        let confidential = self
+            .apps
+            .iter()
+            .any(|a| a.client_id == client_id && a.client_secret.is_some());
+        let mut claims = serde_json::json!({
+            "aud": aud,
+            "iss": self.issuer_v1(origin),
+            "iat": now,
+            "nbf": now,
+            "exp": exp,
+            "appid": client_id,
+            "appidacr": if confidential { "1" } else { "0" },
+            "oid": self.object_id(user),
+            "sub": self.subject(user, client_id),
+            "tid": self.tenant_id,
+            "uti": self.uti(),
+            "ver": "1.0",
+        });
+        match scp {
+            Some(scp) => {
+                let username = self.username(user);
+                claims["idtyp"] = "user".into();
+                claims["scp"] = scp.into();
+                claims["amr"] = serde_json::json!(["pwd"]);
+                claims["name"] = self.names.get(&user).cloned().unwrap_or_default().into();
+                claims["upn"] = username.clone().into();
+                claims["unique_name"] = username.into();
+            }
+            None => {
+                claims["idtyp"] = "app".into();
+                claims["idp"] = self.issuer_v1(origin).into();
+            }
+        }
+        let token = crate::keys::signing_key().sign(&claims);
+        if known {
+            self.tokens.insert(
+                token.clone(),
+                TokenInfo {
+                    user,
+                    client_id: client_id.into(),
+                    delegated: scp.is_some(),
+                    expires: Instant::now() + self.lifetime,
+                },
+            );
+        }
         token
     }
 
@@ -238,6 +400,17 @@ impl Auth {
         self.tokens
             .get(token)
             .filter(|t| t.expires > Instant::now())
+    }
+
+    /// The UserInfo claims of a delegated access token that is known and not expired.
+    pub fn userinfo(&self, token: &str) -> Option<serde_json::Value> {
+        let info = self.validate(token).filter(|i| i.delegated)?;
+        let username = self.username(info.user);
+        Some(serde_json::json!({
+            "sub": self.subject(info.user, &info.client_id),
+            "name": self.names.get(&info.user).cloned().unwrap_or_else(|| username.clone()),
+            "email": username,
+        }))
     }
 
     /// Makes every issued access token expire now.
@@ -318,6 +491,8 @@ impl Auth {
     }
 
     /// Handles `POST /{tenant}/oauth2/v2.0/token`. `basic` is a decoded HTTP Basic credential.
+    /// `origins` are the origins the emulator answers on (the resources a scope may name); the
+    /// first is the one the request was sent to, which issues the tokens.
     pub fn token(
         &mut self,
         tenant: &str,
@@ -387,12 +562,15 @@ impl Auth {
                 if let Err(e) = Self::consent(&app) {
                     return e;
                 }
+                let origin = origins.first().cloned().unwrap_or_default();
+                let aud = resource_of(scope).unwrap_or_else(|| origin.clone());
                 let token = if self.has_application_user(&client_id) {
                     let user = self.application_user;
-                    self.issue(user)
+                    self.access_token(&origin, &aud, user, &client_id, None, true)
                 } else {
                     // Entra issues the token; the environment knows no such principal.
-                    self.opaque("dvemu")
+                    let principal = Guid::from_seed(0xa99, self.counter);
+                    self.access_token(&origin, &aud, principal, &client_id, None, false)
                 };
                 self.answer(token, None, None)
             }
@@ -461,7 +639,13 @@ impl Auth {
                 if let Err(e) = Self::consent(&app) {
                     return e;
                 }
-                self.delegated(uid, &client_id, scope)
+                let extras = Extras {
+                    offline: has_scope(scope, "offline_access"),
+                    openid: has_scope(scope, "openid"),
+                    nonce: None,
+                    client_info: wants_client_info(form),
+                };
+                self.delegated(origins, uid, &client_id, scope, extras)
             }
             "authorization_code" => {
                 let Some(code) = form.get("code") else {
@@ -536,14 +720,23 @@ impl Auth {
                 if let Err(e) = Self::consent(&app) {
                     return e;
                 }
-                let scope = form.get("scope").cloned().unwrap_or(info.scope);
-                self.delegated(info.user, &client_id, &scope)
+                // What was consented at /authorize holds for the redemption too.
+                let scope = form.get("scope").cloned().unwrap_or(info.scope.clone());
+                let extras = Extras {
+                    offline: has_scope(&scope, "offline_access")
+                        || has_scope(&info.scope, "offline_access"),
+                    openid: has_scope(&scope, "openid") || has_scope(&info.scope, "openid"),
+                    nonce: info.nonce.clone(),
+                    client_info: wants_client_info(form),
+                };
+                self.delegated(origins, info.user, &client_id, &scope, extras)
             }
             "refresh_token" => {
                 let Some(rt) = form.get("refresh_token") else {
                     return missing("refresh_token");
                 };
-                let Some(info) = self.refresh.remove(rt) else {
+                // Not removed: a used refresh token stays valid (refresh-tokens).
+                let Some(info) = self.refresh.get(rt).cloned() else {
                     return aad_error(
                         400,
                         "invalid_grant",
@@ -568,7 +761,14 @@ impl Auth {
                 if let Err(e) = check_scope(&scope, origins, &self.tenant_name, false) {
                     return e;
                 }
-                self.delegated(info.user, &client_id, &scope)
+                // A refresh token replaces itself with a fresh one on every use.
+                let extras = Extras {
+                    offline: true,
+                    openid: has_scope(&scope, "openid"),
+                    nonce: None,
+                    client_info: wants_client_info(form),
+                };
+                self.delegated(origins, info.user, &client_id, &scope, extras)
             }
             other => aad_error(
                 400,
@@ -580,27 +780,50 @@ impl Auth {
         }
     }
 
-    fn delegated(&mut self, user: Guid, client_id: &str, scope: &str) -> TokenAnswer {
-        let token = self.issue(user);
-        let refresh = scope
+    fn delegated(
+        &mut self,
+        origins: &[String],
+        user: Guid,
+        client_id: &str,
+        scope: &str,
+        extras: Extras,
+    ) -> TokenAnswer {
+        let origin = origins.first().cloned().unwrap_or_default();
+        // The resource scope names the permission: `.default` grants the consented one.
+        let scp = scope
             .split_whitespace()
-            .any(|s| s == "offline_access")
-            .then(|| {
-                let rt = self.opaque("dvemu-rt");
-                self.refresh.insert(
-                    rt.clone(),
-                    RefreshInfo {
-                        client_id: client_id.into(),
-                        scope: scope.into(),
-                        user,
-                    },
-                );
-                rt
-            });
-        let id_token = scope
-            .split_whitespace()
-            .any(|s| s == "openid")
-            .then(|| self.id_token(user, client_id));
+            .filter_map(|s| s.rsplit_once('/'))
+            .map(|(_, p)| {
+                if p == ".default" {
+                    "user_impersonation"
+                } else {
+                    p
+                }
+            })
+            .next()
+            .unwrap_or("user_impersonation")
+            .to_string();
+        let aud = resource_of(scope).unwrap_or_else(|| origin.clone());
+        let token = self.access_token(&origin, &aud, user, client_id, Some(&scp), true);
+        let refresh = extras.offline.then(|| {
+            let rt = self.opaque("dvemu-rt");
+            let mut kept = scope.to_string();
+            if !has_scope(&kept, "offline_access") {
+                kept.push_str(" offline_access");
+            }
+            self.refresh.insert(
+                rt.clone(),
+                RefreshInfo {
+                    client_id: client_id.into(),
+                    scope: kept,
+                    user,
+                },
+            );
+            rt
+        });
+        let id_token = extras
+            .openid
+            .then(|| self.id_token(&origin, user, client_id, scope, extras.nonce.as_deref()));
         let scope_out = scope
             .split_whitespace()
             .filter(|s| *s != "offline_access")
@@ -608,27 +831,45 @@ impl Auth {
             .join(" ");
         let (status, mut body) = self.answer(token, refresh, id_token);
         body["scope"] = serde_json::Value::String(scope_out);
+        if extras.client_info {
+            let info = serde_json::json!({"uid": self.object_id(user), "utid": self.tenant_id});
+            body["client_info"] = URL_SAFE_NO_PAD.encode(info.to_string()).into();
+        }
         (status, body)
     }
 
-    fn id_token(&self, user: Guid, client_id: &str) -> String {
-        let name = self
-            .users
-            .iter()
-            .find(|(_, g)| *g == user)
-            .map(|(u, _)| u.username.clone())
-            .unwrap_or_default();
-        let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"none"}"#);
-        let claims = serde_json::json!({
+    /// A v2.0 id token (id-token-claims-reference), signed like every token.
+    fn id_token(
+        &mut self,
+        origin: &str,
+        user: Guid,
+        client_id: &str,
+        scope: &str,
+        nonce: Option<&str>,
+    ) -> String {
+        let now = datetime::now_secs();
+        let username = self.username(user);
+        let mut claims = serde_json::json!({
             "aud": client_id,
-            "iss": format!("https://login.microsoftonline.com/{}/v2.0", self.tenant_id),
+            "iss": self.issuer_v2(origin),
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.lifetime.as_secs() as i64,
+            "name": self.names.get(&user).cloned().unwrap_or_else(|| username.clone()),
+            "preferred_username": username,
+            "oid": self.object_id(user),
+            "sub": self.subject(user, client_id),
             "tid": self.tenant_id,
-            "oid": user.to_string(),
-            "preferred_username": name,
-            "iat": datetime::now_secs(),
-            "exp": datetime::now_secs() + self.lifetime.as_secs() as i64,
+            "uti": self.uti(),
+            "ver": "2.0",
         });
-        format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims.to_string()))
+        if let Some(nonce) = nonce {
+            claims["nonce"] = nonce.into();
+        }
+        if has_scope(scope, "email") {
+            claims["email"] = self.username(user).into();
+        }
+        crate::keys::signing_key().sign(&claims)
     }
 
     fn answer(
@@ -739,12 +980,31 @@ impl Auth {
                 redirect_uri: redirect.clone(),
                 scope,
                 challenge,
+                nonce: q.get("nonce").cloned(),
                 user,
                 expires: Instant::now() + Duration::from_secs(600),
             },
         );
         Ok(format!("{redirect}{sep}code={}{state}", enc(&code)))
     }
+}
+
+/// The resource a scope names (`https://host/.default` gives `https://host`): the `aud` of the
+/// access token.
+fn resource_of(scope: &str) -> Option<String> {
+    scope
+        .split_whitespace()
+        .filter_map(|s| s.rsplit_once('/'))
+        .map(|(r, _)| r.trim_end_matches('/').to_string())
+        .find(|r| r.starts_with("http://") || r.starts_with("https://"))
+}
+
+fn has_scope(scope: &str, name: &str) -> bool {
+    scope.split_whitespace().any(|s| s == name)
+}
+
+fn wants_client_info(form: &HashMap<String, String>) -> bool {
+    form.get("client_info").map(String::as_str) == Some("1")
 }
 
 fn enc(s: &str) -> String {
@@ -977,7 +1237,7 @@ mod tests {
     }
 
     #[test]
-    fn authorization_code_with_pkce_then_rotating_refresh() {
+    fn authorization_code_with_pkce_then_refresh_tokens_that_stay_valid_until_revoked() {
         let mut a = auth();
         let verifier = "ThisIsntRandomButItNeedsToBe43CharactersLong";
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
@@ -1063,15 +1323,150 @@ mod tests {
         let second = a.token("tenant-1", &r(&rt1), None, &origins());
         assert_eq!(second.0, 200);
         let rt2 = second.1["refresh_token"].as_str().unwrap().to_string();
-        assert_ne!(rt1, rt2);
+        assert_ne!(rt1, rt2, "a fresh refresh token comes with every use");
+        // refresh-tokens: "doesn't revoke old refresh tokens when used".
+        let again = a.token("tenant-1", &r(&rt1), None, &origins());
+        assert_eq!(again.0, 200, "{}", again.1);
+        a.revoke_refresh_tokens();
         assert_eq!(
             code_of(&a.token("tenant-1", &r(&rt1), None, &origins())),
             50173
         );
-        a.revoke_refresh_tokens();
         assert_eq!(
             code_of(&a.token("tenant-1", &r(&rt2), None, &origins())),
             50173
         );
+    }
+
+    fn code_from(location: &str) -> String {
+        let query = location.split_once('?').unwrap().1;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "code")
+            .unwrap()
+            .1
+            .into_owned()
+    }
+
+    fn claims(token: &str) -> serde_json::Value {
+        crate::keys::signing_key()
+            .verify(token)
+            .expect("signed RS256 by the published key")
+    }
+
+    #[test]
+    fn a_redemption_gets_a_signed_id_token_with_the_nonce_and_client_info() {
+        let mut a = auth();
+        a.set_profile(
+            Guid::from_seed(1, 1),
+            Some("Ada Admin".into()),
+            Some("00000000-0000-0000-0000-00000000aad1".into()),
+        );
+        let loc = a
+            .authorize(
+                "tenant-1",
+                &form(&[
+                    ("client_id", "app"),
+                    ("response_type", "code"),
+                    ("redirect_uri", "http://localhost/cb"),
+                    (
+                        "scope",
+                        &format!("{BASE}/user_impersonation openid profile offline_access"),
+                    ),
+                    ("nonce", "n-0S6_WzA2Mj"),
+                ]),
+            )
+            .unwrap();
+        // The redemption names neither offline_access nor openid: both were consented.
+        let ok = a.token(
+            "tenant-1",
+            &form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", "app"),
+                ("client_secret", "s3cret"),
+                ("code", &code_from(&loc)),
+                ("redirect_uri", "http://localhost/cb"),
+                ("scope", &format!("{BASE}/user_impersonation")),
+                ("client_info", "1"),
+            ]),
+            None,
+            &origins(),
+        );
+        assert_eq!(ok.0, 200, "{}", ok.1);
+        assert!(ok.1["refresh_token"].is_string());
+        let user = "00000000-0000-0000-0000-00000000aad1";
+        let id = claims(ok.1["id_token"].as_str().unwrap());
+        assert_eq!(id["aud"], "app");
+        assert_eq!(id["iss"], format!("{BASE}/tenant-1/v2.0"));
+        assert_eq!(id["iss"], a.issuer_v2(BASE));
+        assert_eq!(id["tid"], "tenant-1");
+        assert_eq!(id["oid"], user);
+        assert_eq!(id["ver"], "2.0");
+        assert_eq!(id["nonce"], "n-0S6_WzA2Mj");
+        assert_eq!(id["name"], "Ada Admin");
+        assert_eq!(id["preferred_username"], "u@x");
+        assert_eq!(id["sub"].as_str().unwrap().len(), 43);
+        assert_ne!(id["sub"], *user, "sub is pairwise, not the object id");
+        let now = datetime::now_secs();
+        assert!(id["iat"].as_i64().unwrap() <= now && id["nbf"].as_i64().unwrap() <= now);
+        assert_eq!(
+            id["exp"].as_i64().unwrap() - id["iat"].as_i64().unwrap(),
+            3599
+        );
+        let info: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(ok.1["client_info"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(info, serde_json::json!({"uid": user, "utid": "tenant-1"}));
+
+        let access = ok.1["access_token"].as_str().unwrap();
+        let at = claims(access);
+        assert_eq!(at["aud"], BASE);
+        assert_eq!(at["iss"], format!("{BASE}/tenant-1/"));
+        assert_eq!(at["ver"], "1.0");
+        assert_eq!(at["scp"], "user_impersonation");
+        assert_eq!(at["oid"], user);
+        assert_eq!(at["appid"], "app");
+        assert_eq!(a.validate(access).unwrap().user, Guid::from_seed(1, 1));
+        assert_eq!(a.userinfo(access).unwrap()["sub"], id["sub"]);
+    }
+
+    #[test]
+    fn client_info_and_id_tokens_only_when_asked_for() {
+        let mut a = auth();
+        let ok = a.token(
+            "tenant-1",
+            &form(&[
+                ("grant_type", "password"),
+                ("client_id", "app"),
+                ("username", "u@x"),
+                ("password", "pw"),
+                ("scope", &format!("{BASE}/user_impersonation")),
+            ]),
+            None,
+            &origins(),
+        );
+        assert_eq!(ok.0, 200);
+        for absent in ["client_info", "id_token", "refresh_token"] {
+            assert!(ok.1.get(absent).is_none(), "{absent}");
+        }
+        let cc = a.token(
+            "tenant-1",
+            &form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "app"),
+                ("client_secret", "s3cret"),
+                ("scope", &format!("{BASE}/.default")),
+                ("client_info", "1"),
+            ]),
+            None,
+            &origins(),
+        );
+        assert!(cc.1.get("client_info").is_none() && cc.1.get("id_token").is_none());
+        let at = claims(cc.1["access_token"].as_str().unwrap());
+        assert_eq!(at["idtyp"], "app");
+        assert_eq!(at["appidacr"], "1");
+        assert!(at.get("scp").is_none());
     }
 }

@@ -10,11 +10,13 @@ mod catalog;
 mod csdl;
 mod datetime;
 mod delta;
+mod entra;
 mod error;
 mod faults;
 mod fetchxml;
 mod guid;
 mod impersonation;
+mod keys;
 mod metadata_api;
 mod odata;
 mod paging;
@@ -24,14 +26,18 @@ mod seed;
 mod server;
 mod store;
 mod throttle;
+mod tls;
 mod webapi;
 mod webhooks;
 mod writes;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use std::future::IntoFuture;
 
 use anyhow::{Context, anyhow};
 
@@ -86,6 +92,13 @@ pub struct Config {
     /// Answer an upsert by alternate key with `OData-EntityId: set(<guid>)` instead of the
     /// documented key form `set(key='v')`. Default false (the documented form).
     pub alt_key_entity_id_as_guid: bool,
+    /// Serve HTTPS with a certificate for 127.0.0.1 and localhost, issued by a CA generated at
+    /// start ([`Emulator::ca_certificate_path`]); every absolute URL then says `https://`.
+    /// Default false (plain HTTP).
+    pub tls: bool,
+    /// Where `tls` writes the CA certificate (PEM). None (the default): a new file in the
+    /// temporary directory, removed when the emulator stops.
+    pub ca_certificate_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -143,6 +156,8 @@ impl Default for Config {
             ],
             record_requests: true,
             alt_key_entity_id_as_guid: false,
+            tls: false,
+            ca_certificate_file: None,
         }
     }
 }
@@ -239,6 +254,9 @@ impl RecordedRequest {
 /// A running emulator. Stops on [`Emulator::stop`] or drop.
 pub struct Emulator {
     app: Arc<server::App>,
+    /// The CA certificate (PEM) and the file it was written to, when served over TLS; the
+    /// flag says whether the file is ours to remove.
+    ca: Option<(String, PathBuf, bool)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -253,6 +271,20 @@ impl Emulator {
             .set_nonblocking(true)
             .context("making the listener non-blocking")?;
         let addr: SocketAddr = listener.local_addr().context("reading the bound address")?;
+        keys::warm_up();
+        let tls = match config.tls {
+            true => Some(tls::generate()?),
+            false => None,
+        };
+        let ca = match &tls {
+            Some(t) => Some(write_ca(
+                &t.ca_pem,
+                config.ca_certificate_file.as_deref(),
+                addr,
+            )?),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
 
         let schema = Arc::new(catalog::schema());
         let mut store = store::Store::new(schema);
@@ -269,7 +301,8 @@ impl Emulator {
         );
         webhooks::seed(&mut store);
         let users = resolve_users(&store, &config.users, &ids);
-        let auth = auth::Auth::new(
+        let profiles = profiles(&store, &users, ids.application_user);
+        let mut auth = auth::Auth::new(
             config.tenant_id.clone(),
             config.tenant_name.clone(),
             config.apps.clone(),
@@ -277,6 +310,10 @@ impl Emulator {
             ids.application_user,
             config.token_lifetime,
         );
+        auth.origin = format!("{scheme}://{addr}");
+        for (user, name, object_id) in profiles {
+            auth.set_profile(user, name, object_id);
+        }
         let app = Arc::new(server::App {
             rate_limit: Mutex::new(config.rate_limit),
             config,
@@ -287,6 +324,7 @@ impl Emulator {
             requests: Mutex::new(Vec::new()),
             ids,
             addr,
+            scheme,
             webhooks: webhooks::Dispatcher::new(),
         });
 
@@ -320,14 +358,34 @@ impl Emulator {
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok(()));
                     let stopping = Arc::new(tokio::sync::Notify::new());
                     let signal = stopping.clone();
-                    let server = axum::serve(listener, server::router(served))
-                        .with_graceful_shutdown(async move {
-                            let _ = rx.await;
-                            signal.notify_one();
-                        });
+                    let shutdown = async move {
+                        let _ = rx.await;
+                        signal.notify_one();
+                    };
+                    let router = server::router(served);
+                    let server: std::pin::Pin<
+                        Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>,
+                    > = match tls {
+                        None => Box::pin(
+                            axum::serve(listener, router)
+                                .with_graceful_shutdown(shutdown)
+                                .into_future(),
+                        ),
+                        Some(tls) => match tls::TlsListener::new(listener, tls.acceptor) {
+                            Ok(listener) => Box::pin(
+                                axum::serve(listener, router)
+                                    .with_graceful_shutdown(shutdown)
+                                    .into_future(),
+                            ),
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(format!("serving TLS: {e}")));
+                                return;
+                            }
+                        },
+                    };
+                    let _ = ready_tx.send(Ok(()));
                     tokio::select! {
                         _ = server => {}
                         _ = async {
@@ -346,14 +404,42 @@ impl Emulator {
         }
         Ok(Emulator {
             app,
+            ca,
             shutdown: Some(tx),
             thread: Some(thread),
         })
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` with [`Config::tls`].
     pub fn base_url(&self) -> String {
         self.app.base_url()
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        self.app.scheme
+    }
+
+    /// The CA certificate (PEM) that issued the server certificate, with [`Config::tls`]:
+    /// what a client adds to its trusted roots.
+    pub fn ca_certificate_pem(&self) -> Option<&str> {
+        self.ca.as_ref().map(|(pem, _, _)| pem.as_str())
+    }
+
+    /// The file holding [`Emulator::ca_certificate_pem`] (for `NODE_EXTRA_CA_CERTS`,
+    /// `SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE` and the like), with [`Config::tls`].
+    pub fn ca_certificate_path(&self) -> Option<&Path> {
+        self.ca.as_ref().map(|(_, path, _)| path.as_path())
+    }
+
+    /// The tenant's OpenID configuration (v2.0) URL, the authority MSAL and Azure Identity
+    /// take being `{base url}/{tenant}`.
+    pub fn openid_configuration_url(&self) -> String {
+        format!(
+            "{}/{}/v2.0/.well-known/openid-configuration",
+            self.base_url(),
+            self.app.config.tenant_id
+        )
     }
 
     /// The bound port.
@@ -612,6 +698,9 @@ impl Emulator {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        if let Some((_, path, true)) = self.ca.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -619,6 +708,85 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         self.shutdown_now();
     }
+}
+
+/// Writes the CA certificate to `chosen`, or to a new file in the temporary directory (the
+/// flag says the file is ours to remove on stop).
+fn write_ca(
+    pem: &str,
+    chosen: Option<&Path>,
+    addr: SocketAddr,
+) -> anyhow::Result<(String, PathBuf, bool)> {
+    use std::io::Write;
+    if let Some(path) = chosen {
+        std::fs::write(path, pem)
+            .with_context(|| format!("writing the CA certificate to {}", path.display()))?;
+        return Ok((pem.to_string(), path.to_path_buf(), false));
+    }
+    let dir = std::env::temp_dir();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    for attempt in 0..100u32 {
+        let path = dir.join(format!(
+            "dataverse-emulator-ca-{}-{}-{:08x}.pem",
+            addr.port(),
+            std::process::id(),
+            nanos.wrapping_add(attempt)
+        ));
+        // A new file only: never follow or overwrite what another user left in /tmp.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(pem.as_bytes())
+                    .with_context(|| format!("writing {}", path.display()))?;
+                return Ok((pem.to_string(), path, true));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating {}", path.display()));
+            }
+        }
+    }
+    Err(anyhow!(
+        "could not create a CA certificate file in {}",
+        dir.display()
+    ))
+}
+
+/// The `fullname` and `azureactivedirectoryobjectid` of each signing-in user and of the
+/// application user: the `name` and `oid` claims of their tokens.
+fn profiles(
+    store: &store::Store,
+    users: &[(UserConfig, Guid)],
+    application_user: Guid,
+) -> Vec<(Guid, Option<String>, Option<String>)> {
+    let Some(su) = store.schema.entity("systemuser") else {
+        return Vec::new();
+    };
+    let text = |id: &Guid, col: &str| {
+        let col = store.entity(su).attr(col)?;
+        match &store.get(su, id)?.vals[col] {
+            store::Val::Str(s) if !s.is_empty() => Some(s.to_string()),
+            _ => None,
+        }
+    };
+    users
+        .iter()
+        .map(|(_, id)| *id)
+        .chain([application_user])
+        .map(|id| {
+            (
+                id,
+                text(&id, "fullname"),
+                text(&id, "azureactivedirectoryobjectid"),
+            )
+        })
+        .collect()
 }
 
 fn resolve_users(

@@ -33,9 +33,14 @@ fn main() -> anyhow::Result<()> {
                 ));
             }
             "--no-record" => config.record_requests = false,
+            "--tls" => config.tls = true,
+            "--ca-file" => {
+                config.ca_certificate_file =
+                    Some(args.next().context("--ca-file needs a path")?.into())
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: dataverse-emulator [--port P] [--rows N] [--table-rows TABLE=N]... [--no-auth] [--no-record]"
+                    "usage: dataverse-emulator [--port P] [--rows N] [--table-rows TABLE=N]... [--no-auth] [--no-record] [--tls [--ca-file PATH]]"
                 );
                 return Ok(());
             }
@@ -49,6 +54,11 @@ fn main() -> anyhow::Result<()> {
     println!("token url:     {}", emu.token_url());
     println!("authorize url: {}", emu.authorize_url());
     println!("scope:         {}", emu.default_scope());
+    println!("openid config: {}", emu.openid_configuration_url());
+    if let Some(ca) = emu.ca_certificate_path() {
+        // Clients trust the emulator by trusting this CA (NODE_EXTRA_CA_CERTS, SSL_CERT_FILE).
+        println!("ca certificate: {}", ca.display());
+    }
     println!("tenant id:     {}", c.tenant_id);
     println!("client id:     {}", c.client_id);
     println!("client secret: {}", c.client_secret);
@@ -56,7 +66,24 @@ fn main() -> anyhow::Result<()> {
     println!("username:      {}", c.username);
     println!("password:      {}", c.password);
     println!("ready");
-    loop {
-        std::thread::park();
-    }
+    // Serve until SIGINT or SIGTERM, then stop cleanly (which removes a generated CA file).
+    let waiter = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal runtime")?;
+    waiter.block_on(async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r,
+                _ = term.recv() => Ok(()),
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await
+    })?;
+    emu.stop();
+    Ok(())
 }

@@ -1,7 +1,6 @@
 //! The HTTP front: recording, fault injection, auth, service protection, then dispatch to the
 //! token service or the Web API.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -11,7 +10,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use base64::Engine;
 
 use crate::auth::Auth;
 use crate::error::{self, DvError};
@@ -34,12 +32,14 @@ pub struct App {
     pub requests: Mutex<Vec<RecordedRequest>>,
     pub ids: Identities,
     pub addr: SocketAddr,
+    /// `http`, or `https` when served with TLS: the scheme of every absolute URL written.
+    pub scheme: &'static str,
     pub webhooks: crate::webhooks::Dispatcher,
 }
 
 impl App {
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 }
 
@@ -146,7 +146,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         .find(|(k, _)| k == "host")
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| app.addr.to_string());
-    let origin = format!("http://{host}");
+    let origin = format!("{}://{host}", app.scheme);
     let app2 = app.clone();
     let (status, hdrs, bytes) = tokio::task::spawn_blocking(move || {
         dispatch(&app2, &method, &path, &query, &headers, &body, &origin)
@@ -209,32 +209,11 @@ fn dispatch(
     if let Some(rest) = path.strip_prefix("/api/data/") {
         return web_api(app, method, rest, query, headers, body, origin);
     }
+    if let Some(parts) = crate::entra::route(app, method, path, query, headers, body, origin) {
+        return parts;
+    }
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, segs.as_slice()) {
-        ("POST", [tenant, "oauth2", "v2.0", "token"]) => token(app, tenant, headers, body, origin),
-        ("GET", [tenant, "oauth2", "v2.0", "authorize"]) => authorize(app, tenant, query),
-        ("GET", [tenant, "v2.0", ".well-known", "openid-configuration"]) => {
-            let base = origin;
-            let body = serde_json::json!({
-                "token_endpoint": format!("{base}/{tenant}/oauth2/v2.0/token"),
-                "authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/authorize"),
-                "issuer": format!("{base}/{tenant}/v2.0"),
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-                "response_types_supported": ["code"],
-                "response_modes_supported": ["query"],
-                "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token", "password"],
-                "code_challenge_methods_supported": ["S256", "plain"],
-                "tenant_region_scope": "NA",
-            });
-            (
-                200,
-                vec![(
-                    "Content-Type".into(),
-                    "application/json; charset=utf-8".into(),
-                )],
-                body.to_string().into_bytes(),
-            )
-        }
         _ => {
             let e = DvError::new(
                 404,
@@ -246,74 +225,6 @@ fn dispatch(
             );
             dv_error_parts(&e)
         }
-    }
-}
-
-fn token(
-    app: &App,
-    tenant: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-    origin: &str,
-) -> Parts {
-    let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
-    let basic = headers
-        .iter()
-        .find(|(k, _)| k == "authorization")
-        .and_then(|(_, v)| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| {
-            let (id, secret) = s.split_once(':')?;
-            let dec = |x: &str| {
-                percent_encoding::percent_decode_str(&x.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            Some((dec(id), dec(secret)))
-        });
-    let mut origins = vec![app.base_url(), origin.to_string()];
-    origins.push(format!("http://localhost:{}", app.addr.port()));
-    let (status, json) = match app.auth.lock() {
-        Ok(mut auth) => auth.token(tenant, &form, basic, &origins),
-        Err(_) => (500, serde_json::json!({"error": "server_error"})),
-    };
-    (
-        status,
-        vec![
-            (
-                "Content-Type".into(),
-                "application/json; charset=utf-8".into(),
-            ),
-            ("Cache-Control".into(), "no-store, no-cache".into()),
-            ("Pragma".into(), "no-cache".into()),
-        ],
-        json.to_string().into_bytes(),
-    )
-}
-
-fn authorize(app: &App, tenant: &str, query: &str) -> Parts {
-    let q: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let result = match app.auth.lock() {
-        Ok(mut auth) => auth.authorize(tenant, &q),
-        Err(_) => Err((500, serde_json::json!({"error": "server_error"}))),
-    };
-    match result {
-        Ok(location) => (302, vec![("Location".into(), location)], Vec::new()),
-        Err((status, json)) => (
-            status,
-            vec![(
-                "Content-Type".into(),
-                "application/json; charset=utf-8".into(),
-            )],
-            json.to_string().into_bytes(),
-        ),
     }
 }
 
