@@ -448,3 +448,138 @@ test("fetchXml with a filter, link-entity and aggregate agrees with OData", asyn
   assert.ok(linked.value.length > 0);
   for (const r of linked.value) assert.equal(typeof r["acc.name"], "string");
 });
+
+// ---- Impersonation -----------------------------------------------------------------------------
+// learn.microsoft.com/power-apps/developer/data-platform/webapi/impersonate-another-user-web-api:
+// MSCRMCallerID (dynamics-web-api's `impersonate`) names a systemuserid, CallerObjectId
+// (`impersonateAAD`) an Entra object id; the request runs as that user, createdonbehalfby /
+// modifiedonbehalfby name the calling user. The emulator seeds a salesperson without the
+// delegate privilege who signs in with the password grant, and a disabled user.
+
+const publicClientId = process.env.EMULATOR_PUBLIC_CLIENT_ID;
+const userPassword = process.env.EMULATOR_PASSWORD;
+const SALES_USERNAME = "riley.sales@emulator.local";
+
+async function seededUser(filter) {
+  const found = await api.retrieveMultiple({
+    collection: "systemusers",
+    select: ["fullname", "azureactivedirectoryobjectid", "_businessunitid_value", "isdisabled"],
+    filter,
+  });
+  assert.equal(found.value.length, 1, filter);
+  return found.value[0];
+}
+
+test("impersonation: a create with impersonateAAD is createdby the impersonated user and createdonbehalfby the caller", async () => {
+  const me = await api.callFunction("WhoAmI");
+  const riley = await seededUser(`domainname eq '${SALES_USERNAME}'`);
+  const id = await api.create({
+    collection: "accounts",
+    data: { name: "Sample Account created using impersonation" },
+    impersonateAAD: riley.azureactivedirectoryobjectid,
+  });
+  const account = await api.retrieve({
+    collection: "accounts",
+    key: id,
+    select: ["name"],
+    expand: [
+      { property: "createdby", select: ["fullname", "azureactivedirectoryobjectid"] },
+      { property: "createdonbehalfby", select: ["fullname"] },
+    ],
+  });
+  assert.equal(account.createdby.systemuserid, riley.systemuserid);
+  assert.equal(account.createdby.fullname, riley.fullname);
+  assert.equal(account.createdby.azureactivedirectoryobjectid, riley.azureactivedirectoryobjectid);
+  assert.equal(account.createdonbehalfby.systemuserid, me.UserId);
+
+  // An update with impersonate (MSCRMCallerID) sets modifiedby and modifiedonbehalfby; one
+  // without impersonation clears modifiedonbehalfby.
+  await api.update({ collection: "accounts", key: id, data: { name: "Renamed for Riley" }, impersonate: riley.systemuserid });
+  let row = await api.retrieve({ collection: "accounts", key: id, select: ["_modifiedby_value", "_modifiedonbehalfby_value", "_createdonbehalfby_value"] });
+  assert.equal(row._modifiedby_value, riley.systemuserid);
+  assert.equal(row._modifiedonbehalfby_value, me.UserId);
+  await api.update({ collection: "accounts", key: id, data: { name: "Renamed by me" } });
+  row = await api.retrieve({ collection: "accounts", key: id, select: ["_modifiedby_value", "_modifiedonbehalfby_value", "_createdonbehalfby_value"] });
+  assert.equal(row._modifiedby_value, me.UserId);
+  assert.equal(row._modifiedonbehalfby_value, null);
+  assert.equal(row._createdonbehalfby_value, me.UserId);
+});
+
+test("impersonation: WhoAmI answers the impersonated user and their business unit", async () => {
+  const me = await api.callFunction("WhoAmI");
+  const riley = await seededUser(`domainname eq '${SALES_USERNAME}'`);
+  for (const header of [{ impersonate: riley.systemuserid }, { impersonateAAD: riley.azureactivedirectoryobjectid }]) {
+    const who = await api.callFunction({ name: "WhoAmI", ...header });
+    assert.equal(who.UserId, riley.systemuserid);
+    assert.equal(who.BusinessUnitId, riley._businessunitid_value);
+    assert.notEqual(who.BusinessUnitId, me.BusinessUnitId, "the salesperson works in a business unit of their own");
+  }
+});
+
+test("impersonation: a client configured with impersonateAAD runs every request of a batch as that user", async () => {
+  const me = await api.callFunction("WhoAmI");
+  const riley = await seededUser(`domainname eq '${SALES_USERNAME}'`);
+  const asRiley = new DynamicsWebApi({
+    serverUrl: `${base}/`,
+    dataApi: { version: "9.2" },
+    onTokenRefresh: async () => token,
+    impersonateAAD: riley.azureactivedirectoryobjectid,
+  });
+  asRiley.startBatch();
+  asRiley.create({ collection: "accounts", data: { name: "Batch for Riley 1" } });
+  asRiley.create({ collection: "accounts", data: { name: "Batch for Riley 2" } });
+  const ids = await asRiley.executeBatch();
+  assert.equal(ids.length, 2);
+  for (const id of ids) {
+    const row = await api.retrieve({ collection: "accounts", key: id, select: ["_createdby_value", "_createdonbehalfby_value"] });
+    assert.equal(row._createdby_value, riley.systemuserid);
+    assert.equal(row._createdonbehalfby_value, me.UserId);
+  }
+});
+
+test("impersonation: unknown and disabled users and callers without the privilege are refused with Dataverse codes", async () => {
+  const nobody = "0d1ce5e5-0000-4000-8000-00000000fffe";
+  const disabled = await seededUser("isdisabled eq true");
+  const refused = async (request, status, code) =>
+    assert.rejects(api.callFunction({ name: "WhoAmI", ...request }), (err) => {
+      assert.equal(err.status, status, JSON.stringify(err));
+      assert.equal(err.code, code);
+      return true;
+    });
+  await refused({ impersonate: nobody }, 404, "0x80040217");
+  await refused({ impersonateAAD: nobody }, 400, "0x80072560");
+  await refused({ impersonate: disabled.systemuserid }, 400, "0x80040225");
+  await refused({ impersonateAAD: disabled.azureactivedirectoryobjectid }, 400, "0x80040225");
+  const before = await api.count({ collection: "accounts" });
+  await assert.rejects(
+    api.create({ collection: "accounts", data: { name: "never" }, impersonate: disabled.systemuserid }),
+    (err) => err.status === 400 && /is disabled\. Disabled users cannot access the system/.test(err.message),
+  );
+  assert.equal(await api.count({ collection: "accounts" }), before, "nothing was written");
+
+  // The salesperson has no prvActOnBehalfOfAnotherUser: 403 CannotActOnBehalfOfAnotherUser.
+  assert.ok(publicClientId && userPassword, "run.sh sets EMULATOR_PUBLIC_CLIENT_ID and EMULATOR_PASSWORD");
+  const res = await fetch(`${base}/${tenant}/oauth2/v2.0/token`, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "password",
+      client_id: publicClientId,
+      username: SALES_USERNAME,
+      password: userPassword,
+      scope: `${base}/user_impersonation`,
+    }),
+  });
+  assert.equal(res.status, 200);
+  const rileyToken = (await res.json()).access_token;
+  const asRiley = new DynamicsWebApi({ serverUrl: `${base}/`, dataApi: { version: "9.2" }, onTokenRefresh: async () => rileyToken });
+  const me = await api.callFunction("WhoAmI");
+  await assert.rejects(asRiley.callFunction({ name: "WhoAmI", impersonate: me.UserId }), (err) => {
+    assert.equal(err.status, 403);
+    assert.equal(err.code, "0x8004A110");
+    assert.equal(err.message, "User does not have the privilege to act on behalf another user.");
+    return true;
+  });
+  const riley = await asRiley.callFunction("WhoAmI");
+  assert.notEqual(riley.UserId, me.UserId, "without the header the salesperson is served as themselves");
+});

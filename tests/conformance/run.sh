@@ -30,6 +30,8 @@ export EMULATOR_URL="$(field 'base url')"
 export EMULATOR_TENANT="$(field 'tenant id')"
 export EMULATOR_CLIENT_ID="$(field 'client id')"
 export EMULATOR_CLIENT_SECRET="$(field 'client secret')"
+export EMULATOR_PUBLIC_CLIENT_ID="$(field 'public client')"
+export EMULATOR_PASSWORD="$(field 'password')"
 
 cd "$here"
 node --test
