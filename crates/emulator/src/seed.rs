@@ -149,6 +149,10 @@ const WORDS: &[&str] = &[
     "Plan workshop",
 ];
 
+/// A systemuser with a fixed identity: first name, last name, user name, title, access mode,
+/// application id.
+type FixedUser<'a> = (&'a str, &'a str, &'a str, &'a str, i64, Option<&'a str>);
+
 /// Row id of the `i`-th seeded row of a table.
 pub fn seeded_id(entity: &Entity, i: usize) -> Guid {
     Guid::from_seed(entity.object_type_code as u64 * 7919, i as u64)
@@ -421,8 +425,7 @@ fn row(
                 vals[c] = v;
             }
         };
-        // (first, last, user name, title, access mode, application id)
-        let special: Option<(&str, &str, &str, &str, i64, Option<&str>)> = match i {
+        let special: Option<FixedUser> = match i {
             0 => Some((
                 "Emulator",
                 "Admin",
