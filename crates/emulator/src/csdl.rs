@@ -14,8 +14,13 @@ fn esc(s: &str) -> String {
 }
 
 /// Builds the CSDL document.
-pub fn document(store: &Store, _req: &Req) -> Resp {
+pub fn document(store: &Store, req: &Req) -> Resp {
     let s = &store.schema;
+    // `$metadata?annotations=true` marks the entity sets of tables with change tracking
+    // (learn.microsoft.com/power-apps/developer/data-platform/use-change-tracking-synchronize-data-external-systems).
+    let annotations = crate::odata::query::parse_pairs(req.query)
+        .iter()
+        .any(|(k, v)| k == "annotations" && v.eq_ignore_ascii_case("true"));
     let mut x = String::with_capacity(64 * 1024);
     x.push_str(r#"<?xml version="1.0" encoding="utf-8"?>"#);
     x.push_str(
@@ -127,6 +132,9 @@ pub fn document(store: &Store, _req: &Req) -> Resp {
                 r#"<NavigationPropertyBinding Path="{}" Target="{}"/>"#,
                 r.referenced_nav, s.entities[r.referencing_entity].entity_set_name
             );
+        }
+        if annotations && e.change_tracking {
+            x.push_str(r#"<Annotation Term="Org.OData.Capabilities.V1.ChangeTracking"><Record><PropertyValue Property="Supported" Bool="true"/></Record></Annotation>"#);
         }
         x.push_str("</EntitySet>");
     }

@@ -73,7 +73,11 @@ pub fn entity_json(e: &Entity) -> Map<String, Value> {
         "IsManaged": !e.is_custom,
         "IsValidForAdvancedFind": true,
         "IsOptimisticConcurrencyEnabled": true,
-        "ChangeTrackingEnabled": true,
+        // Per table, with the managed property a production client's discovery reads
+        // (learn.microsoft.com/power-apps/developer/data-platform/use-change-tracking-synchronize-data-external-systems,
+        // "Tables not eligible for change tracking").
+        "ChangeTrackingEnabled": e.change_tracking,
+        "CanChangeTrackingBeEnabled": managed(e.can_change_tracking_be_enabled, "canchangetrackingbeenabled"),
         "IsPrivate": false,
         "OwnershipType": e.ownership.as_str(),
         "PrimaryIdAttribute": e.primary_id_name(),

@@ -241,6 +241,10 @@ pub struct Entity {
     pub attributes: Vec<Attribute>,
     pub alternate_keys: Vec<AltKey>,
     pub metadata_id: Guid,
+    /// `ChangeTrackingEnabled`: `Prefer: odata.track-changes` is refused without it.
+    pub change_tracking: bool,
+    /// The `CanChangeTrackingBeEnabled` managed property (false for tables not eligible).
+    pub can_change_tracking_be_enabled: bool,
     index: HashMap<String, usize>,
     wire_index: HashMap<String, usize>,
 }
@@ -308,6 +312,8 @@ impl EntityBuilder {
                 attributes: Vec::new(),
                 alternate_keys: Vec::new(),
                 metadata_id: meta_guid(logical_name, ""),
+                change_tracking: false,
+                can_change_tracking_be_enabled: true,
                 index: HashMap::new(),
                 wire_index: HashMap::new(),
             },
