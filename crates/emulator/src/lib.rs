@@ -99,6 +99,10 @@ pub struct Config {
     /// Where `tls` writes the CA certificate (PEM). None (the default): a new file in the
     /// temporary directory, removed when the emulator stops.
     pub ca_certificate_file: Option<PathBuf>,
+    /// How long a change-tracking delta token stays valid after it was issued; following an
+    /// older `@odata.deltaLink` answers the ExpiredVersionStamp error. Default 7 days, as
+    /// Dataverse (Organization.ExpireChangeTrackingInDays); shorten it to rehearse an expiry.
+    pub delta_token_lifetime: Duration,
 }
 
 impl Default for Config {
@@ -158,6 +162,7 @@ impl Default for Config {
             alt_key_entity_id_as_guid: false,
             tls: false,
             ca_certificate_file: None,
+            delta_token_lifetime: Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -288,6 +293,8 @@ impl Emulator {
 
         let schema = Arc::new(catalog::schema());
         let mut store = store::Store::new(schema);
+        store.delta_token_lifetime =
+            i64::try_from(config.delta_token_lifetime.as_secs()).unwrap_or(i64::MAX);
         let main_client = config
             .apps
             .first()

@@ -1,4 +1,9 @@
 //! `dataverse-emulator --port P --rows N`: serve the emulator until interrupted.
+//!
+//! `--delta-token-lifetime-secs S` sets how long a change-tracking delta token stays valid
+//! (`Config::delta_token_lifetime`; default 604800, Dataverse's 7 days): following an older
+//! `@odata.deltaLink` answers 400 ExpiredVersionStamp (0x80044352), so a client's full resync
+//! can be rehearsed in seconds. See the `delta` module for the change-tracking behaviour.
 
 use anyhow::{Context, bail};
 use dataverse_emulator::{Config, Emulator};
@@ -38,9 +43,17 @@ fn main() -> anyhow::Result<()> {
                 config.ca_certificate_file =
                     Some(args.next().context("--ca-file needs a path")?.into())
             }
+            "--delta-token-lifetime-secs" => {
+                config.delta_token_lifetime = std::time::Duration::from_secs(
+                    args.next()
+                        .context("--delta-token-lifetime-secs needs a value")?
+                        .parse()
+                        .context("--delta-token-lifetime-secs must be a number")?,
+                )
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: dataverse-emulator [--port P] [--rows N] [--table-rows TABLE=N]... [--no-auth] [--no-record] [--tls [--ca-file PATH]]"
+                    "usage: dataverse-emulator [--port P] [--rows N] [--table-rows TABLE=N]... [--no-auth] [--no-record] [--tls [--ca-file PATH]] [--delta-token-lifetime-secs S]"
                 );
                 return Ok(());
             }

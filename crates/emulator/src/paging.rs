@@ -11,6 +11,11 @@ pub struct Cookie {
     pub page_number: usize,
     /// Primary key of the last row of the previous page.
     pub last: Option<Guid>,
+    /// `istracking="True"`: a page of a change-tracking read, which ends in a delta link.
+    pub tracking: bool,
+    /// On tracked pages: the delta token (`<version>!<MM/dd/yyyy HH:mm:ss>`, not URL-encoded)
+    /// the read will end with, fixed when its first page was served.
+    pub snapshot: Option<String>,
 }
 
 fn enc_lower(s: &str) -> String {
@@ -45,15 +50,47 @@ pub fn fetch_cookie(page: usize, items: &[(String, String, String)]) -> String {
 /// Builds the skiptoken for the page after one whose rows ran from `first` to `last`, already
 /// encoded for use in a URL.
 pub fn skiptoken(next_page: usize, pk: &str, first: &Guid, last: &Guid) -> String {
+    encode_outer(next_page, pk, first, last, None)
+}
+
+/// The skiptoken of the next page of a change-tracking read: `istracking="True"`, and the inner
+/// cookie carries the delta token the read ends with, so that the next page keeps tracking (and
+/// its last page still answers `@odata.deltaLink`) even when `Prefer: odata.track-changes` is
+/// not sent again. Paging a tracked read with `odata.maxpagesize` follows
+/// learn.microsoft.com/power-apps/developer/data-platform/use-change-tracking-synchronize-data-external-systems
+/// ("the user can page through the collection"); the `istracking` attribute is the one every
+/// Dataverse skiptoken carries (learn.microsoft.com/power-apps/developer/data-platform/webapi/query/page-results).
+pub fn tracking_skiptoken(
+    next_page: usize,
+    pk: &str,
+    first: &Guid,
+    last: &Guid,
+    snapshot: &str,
+) -> String {
+    encode_outer(next_page, pk, first, last, Some(snapshot))
+}
+
+fn encode_outer(
+    next_page: usize,
+    pk: &str,
+    first: &Guid,
+    last: &Guid,
+    snapshot: Option<&str>,
+) -> String {
+    let tracking = match snapshot {
+        Some(s) => format!(" deltatoken=\"{s}\""),
+        None => String::new(),
+    };
     let inner = format!(
-        "<cookie page=\"{}\"><{pk} last=\"{}\" first=\"{}\" /></cookie>",
+        "<cookie page=\"{}\"{tracking}><{pk} last=\"{}\" first=\"{}\" /></cookie>",
         next_page - 1,
         last.braced_upper(),
         first.braced_upper()
     );
     let paging = enc_lower(&inner).replace('%', "%25");
+    let is_tracking = if snapshot.is_some() { "True" } else { "False" };
     let outer = format!(
-        "<cookie pagenumber=\"{next_page}\" pagingcookie=\"{paging}\" istracking=\"False\" />"
+        "<cookie pagenumber=\"{next_page}\" pagingcookie=\"{paging}\" istracking=\"{is_tracking}\" />"
     );
     outer
         .replace('<', "%3C")
@@ -85,7 +122,14 @@ pub fn parse(token: &str) -> Option<Cookie> {
             .into_owned();
     }
     let last = attr(&paging, "last").and_then(Guid::parse);
-    Some(Cookie { page_number, last })
+    let tracking = attr(token, "istracking").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let snapshot = attr(&paging, "deltatoken").map(str::to_string);
+    Some(Cookie {
+        page_number,
+        last,
+        tracking,
+        snapshot,
+    })
 }
 
 #[cfg(test)]
@@ -103,9 +147,32 @@ mod tests {
             parse(&decoded),
             Some(Cookie {
                 page_number: 2,
-                last: Some(last)
+                last: Some(last),
+                tracking: false,
+                snapshot: None,
             })
         );
+    }
+
+    #[test]
+    fn a_tracking_token_says_so_and_carries_the_delta_token_of_the_read() {
+        let first = Guid::parse("49b0be2e-d01c-ed11-b83e-000d3a572421").unwrap();
+        let last = Guid::parse("d5026a4d-d01c-ed11-b83e-000d3a572421").unwrap();
+        let t = tracking_skiptoken(3, "accountid", &first, &last, "1042!05/06/2025 10:11:12");
+        assert!(t.ends_with("istracking=%22True%22%20/%3E"), "{t}");
+        let decoded = crate::odata::query::decode_component(&t);
+        assert_eq!(
+            parse(&decoded),
+            Some(Cookie {
+                page_number: 3,
+                last: Some(last),
+                tracking: true,
+                snapshot: Some("1042!05/06/2025 10:11:12".into()),
+            })
+        );
+        let plain =
+            crate::odata::query::decode_component(&skiptoken(2, "accountid", &first, &last));
+        assert!(!parse(&plain).unwrap().tracking);
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub struct Store {
     pub clock: fn() -> i64,
     /// Delta tokens naming a version below this one have expired.
     pub delta_floor: u64,
+    /// Seconds a delta token stays valid after it was issued (Dataverse: 7 days).
+    pub delta_token_lifetime: i64,
     /// Prior row states recorded while a `$batch` change set runs.
     journal: Option<Journal>,
     /// Writes not yet handed to the webhook dispatcher.
@@ -133,6 +135,7 @@ impl Store {
             changes: Vec::new(),
             clock: datetime::now_secs,
             delta_floor: 0,
+            delta_token_lifetime: crate::delta::DEFAULT_TOKEN_LIFETIME_SECS,
             journal: None,
             events: Vec::new(),
             step_table,

@@ -150,10 +150,13 @@ pub fn handle_read(store: &Store, req: &Req) -> Result<Resp, DvError> {
             let xml = opts.params.get("fetchXml").map_or("", String::as_str);
             crate::fetchxml::handle(store, req, e, xml, opts.count)
         }
-        (None, []) if opts.deltatoken.is_some() || req.prefer().track_changes => {
+        (None, []) if crate::delta::is_tracked(req, &opts) => {
             crate::delta::handle(store, req, e, &opts)
         }
         (None, []) => collection(store, req, e, &opts, None),
+        (None, [s]) if s.name == "$count" && s.key.is_none() && opts.deltatoken.is_some() => {
+            crate::delta::count(store, req, e, &opts)
+        }
         (None, [s]) if s.name == "$count" && s.key.is_none() => {
             let n = count_rows(store, req, e, &opts, None)?;
             Ok(Resp::text(n.min(req.limits.count_limit).to_string()))
