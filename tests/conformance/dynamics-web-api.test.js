@@ -449,6 +449,150 @@ test("fetchXml with a filter, link-entity and aggregate agrees with OData", asyn
   for (const r of linked.value) assert.equal(typeof r["acc.name"], "string");
 });
 
+// ---- Change tracking past the first sync -------------------------------------------------------
+// learn.microsoft.com/power-apps/developer/data-platform/use-change-tracking-synchronize-data-external-systems
+
+const isDeletedEntry = (row) =>
+  /\/\$deletedEntity$/.test(row["@odata.context"] ?? row.oDataContext ?? "") && row.reason === "deleted";
+
+/** Follows a link page by page with retrieveMultiple (no Prefer but maxPageSize). */
+async function followPages(client, link, maxPageSize) {
+  const pages = [];
+  let next = link;
+  while (next) {
+    const page = await client.retrieveMultiple(maxPageSize ? { maxPageSize } : {}, next);
+    pages.push(page);
+    next = page.oDataNextLink;
+  }
+  return pages;
+}
+
+function assertPagedWithDeltaLinkLast(pages) {
+  pages.slice(0, -1).forEach((p, i) => {
+    assert.ok(p.oDataNextLink, `page ${i + 1} has a nextLink`);
+    assert.equal(p.oDataDeltaLink, undefined, `page ${i + 1} has no deltaLink`);
+  });
+  const last = pages[pages.length - 1];
+  assert.equal(last.oDataNextLink, undefined);
+  assert.match(last.oDataDeltaLink, /\$deltatoken=/);
+}
+
+test("change tracking: the first tracked read is paged, its nextLink keeps tracking, the deltaLink comes last", async () => {
+  const total = await api.count({ collection: "contacts" });
+  const first = await api.retrieveMultiple({ collection: "contacts", select: ["fullname"], trackChanges: true, maxPageSize: 25 });
+  assert.equal(first.value.length, 25);
+  assert.equal(first.oDataDeltaLink, undefined, "no deltaLink on a page that is not the last");
+  assert.match(first.oDataNextLink, /istracking=%22True%22/);
+  // The next pages without odata.track-changes: the read still ends in a delta link.
+  const pages = [first, ...(await followPages(api, first.oDataNextLink))];
+  assertPagedWithDeltaLinkLast(pages);
+  const ids = pages.flatMap((p) => p.value.map((r) => r.contactid));
+  assert.equal(ids.length, total);
+  assert.equal(new Set(ids).size, total);
+
+  const all = await api.retrieveAll({ collection: "contacts", select: ["fullname"], trackChanges: true, maxPageSize: 25 });
+  assert.equal(all.value.length, total);
+  const nothing = await api.retrieveMultiple({}, all.oDataDeltaLink);
+  assert.deepEqual(nothing.value, [], "nothing changed since");
+  assert.match(nothing.oDataDeltaLink, /\$deltatoken=/);
+});
+
+test("change tracking: a delta read is paged, lists changes then deletions, and reports a row created and deleted since", async () => {
+  const start = await api.retrieveAll({ collection: "leads", select: ["subject"], trackChanges: true, maxPageSize: 25 });
+  const [updated1, updated2, removed] = start.value;
+  const created = [];
+  for (let i = 0; i < 7; i++) created.push(await api.create({ collection: "leads", data: { subject: `Delta lead ${i}` } }));
+  await api.update({ collection: "leads", key: updated1.leadid, data: { subject: "Delta updated 1" } });
+  await api.update({ collection: "leads", key: updated2.leadid, data: { subject: "Delta updated 2" } });
+  await api.deleteRecord({ collection: "leads", key: removed.leadid });
+  const brief = await api.create({ collection: "leads", data: { subject: "Created and deleted" } });
+  await api.deleteRecord({ collection: "leads", key: brief });
+
+  const pages = await followPages(api, start.oDataDeltaLink, 4);
+  assertPagedWithDeltaLinkLast(pages);
+  assert.deepEqual(pages.map((p) => p.value.length), [4, 4, 3]);
+  const entries = pages.flatMap((p) => p.value);
+  const changed = entries.slice(0, 9);
+  const deleted = entries.slice(9);
+  assert.deepEqual(
+    changed.map((r) => r.leadid),
+    [...created, updated1.leadid, updated2.leadid],
+    "new and updated rows first, in the order they changed",
+  );
+  assert.deepEqual(changed.map((r) => r.subject).slice(7), ["Delta updated 1", "Delta updated 2"]);
+  assert.ok(changed.every((r) => !isDeletedEntry(r)));
+  assert.ok(deleted.every(isDeletedEntry), JSON.stringify(deleted));
+  assert.deepEqual(deleted.map((r) => r.id), [removed.leadid, brief], "the row created and deleted since is reported deleted");
+
+  const after = await api.retrieveMultiple({}, pages[pages.length - 1].oDataDeltaLink);
+  assert.deepEqual(after.value, []);
+});
+
+test("change tracking: $count with a delta token counts the changes, not the table", async () => {
+  const start = await api.retrieveAll({ collection: "tasks", select: ["subject"], trackChanges: true });
+  const total = await api.count({ collection: "tasks" });
+  const a = await api.create({ collection: "tasks", data: { subject: "Counted 1" } });
+  await api.create({ collection: "tasks", data: { subject: "Counted 2" } });
+  await api.update({ collection: "tasks", key: a, data: { subject: "Counted 1 again" } });
+  await api.deleteRecord({ collection: "tasks", key: start.value[0].activityid });
+
+  // GET tasks/$count?$deltatoken=… (the documented request)
+  const count = await api.retrieveMultiple({}, start.oDataDeltaLink.replace("/tasks?", "/tasks/$count?"));
+  assert.equal(Number(count), 3);
+  assert.notEqual(total, 3);
+  const counted = await api.retrieveMultiple({ maxPageSize: 2 }, `${start.oDataDeltaLink}&$count=true`);
+  assert.equal(counted.oDataCount, 3);
+  assert.equal(counted.value.length, 2);
+  assert.ok(counted.oDataNextLink);
+});
+
+test("change tracking: a delta token older than the window answers ExpiredVersionStamp and a full sync starts over", async () => {
+  const shortBase = process.env.EMULATOR_SHORT_DELTA_URL;
+  assert.ok(shortBase, "run.sh starts a second emulator with --delta-token-lifetime-secs 1");
+  const res = await fetch(`${shortBase}/${tenant}/oauth2/v2.0/token`, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ grant_type: "client_credentials", client_id: clientId, client_secret: clientSecret, scope: `${shortBase}/.default` }),
+  });
+  const shortToken = (await res.json()).access_token;
+  const short = new DynamicsWebApi({ serverUrl: `${shortBase}/`, dataApi: { version: "9.2" }, onTokenRefresh: async () => shortToken });
+
+  const first = await short.retrieveAll({ collection: "accounts", select: ["name"], trackChanges: true });
+  assert.ok((await short.retrieveMultiple({}, first.oDataDeltaLink)).oDataDeltaLink, "valid while young");
+  await new Promise((resolve) => setTimeout(resolve, 2200));
+  await assert.rejects(short.retrieveMultiple({}, first.oDataDeltaLink), (err) => {
+    assert.equal(err.status, 400);
+    assert.equal(err.code, "0x80044352");
+    assert.match(err.message, /expired\. Please perform a full sync/);
+    return true;
+  });
+  const again = await short.retrieveAll({ collection: "accounts", select: ["name"], trackChanges: true });
+  assert.equal(again.value.length, first.value.length);
+  assert.deepEqual((await short.retrieveMultiple({}, again.oDataDeltaLink)).value, []);
+});
+
+test("change tracking: a table without it refuses odata.track-changes; EntityDefinitions say which tables have it", async () => {
+  await assert.rejects(api.retrieveMultiple({ collection: "annotations", select: ["subject"], trackChanges: true }), (err) => {
+    assert.equal(err.status, 400);
+    assert.match(err.message, /Change tracking is not enabled for the entity 'annotation'/);
+    return true;
+  });
+  const note = await api.retrieveEntity({ key: "LogicalName='annotation'", select: ["LogicalName", "ChangeTrackingEnabled", "CanChangeTrackingBeEnabled"] });
+  assert.equal(note.ChangeTrackingEnabled, false);
+  assert.deepEqual(note.CanChangeTrackingBeEnabled, { Value: true, CanBeChanged: true, ManagedPropertyLogicalName: "canchangetrackingbeenabled" });
+  const tracked = await api.retrieveEntities({ select: ["SchemaName"], filter: "ChangeTrackingEnabled eq true" });
+  const trackedNames = tracked.value.map((e) => e.SchemaName);
+  for (const name of ["Account", "Contact", "Lead", "Task"]) assert.ok(trackedNames.includes(name), name);
+  assert.ok(!trackedNames.includes("Annotation"));
+  const ineligible = await api.retrieveEntities({
+    select: ["SchemaName", "ChangeTrackingEnabled"],
+    filter: "ChangeTrackingEnabled eq false and CanChangeTrackingBeEnabled/Value eq false",
+  });
+  const ineligibleNames = ineligible.value.map((e) => e.SchemaName);
+  assert.ok(ineligibleNames.includes("SdkMessageProcessingStep"), ineligibleNames.join());
+  assert.ok(!ineligibleNames.includes("Account"));
+});
+
 // ---- Impersonation -----------------------------------------------------------------------------
 // learn.microsoft.com/power-apps/developer/data-platform/webapi/impersonate-another-user-web-api:
 // MSCRMCallerID (dynamics-web-api's `impersonate`) names a systemuserid, CallerObjectId

@@ -16,14 +16,21 @@ fi
 log="$(mktemp)"
 "$bin" --port 0 --rows "${EMULATOR_ROWS:-60}" >"$log" 2>&1 &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
+# A second emulator whose change-tracking delta tokens expire after one second, so the suite
+# can follow an expired delta link without waiting seven days.
+short_log="$(mktemp)"
+"$bin" --port 0 --rows 5 --delta-token-lifetime-secs 1 >"$short_log" 2>&1 &
+short_pid=$!
+trap 'kill "$pid" "$short_pid" 2>/dev/null || true; wait "$pid" "$short_pid" 2>/dev/null || true; rm -f "$log" "$short_log"' EXIT
 
-for _ in $(seq 1 200); do
-  grep -q '^ready' "$log" && break
-  kill -0 "$pid" 2>/dev/null || { cat "$log"; echo "emulator exited" >&2; exit 1; }
-  sleep 0.05
+for l in "$log" "$short_log"; do
+  for _ in $(seq 1 200); do
+    grep -q '^ready' "$l" && break
+    kill -0 "$pid" 2>/dev/null && kill -0 "$short_pid" 2>/dev/null || { cat "$l"; echo "emulator exited" >&2; exit 1; }
+    sleep 0.05
+  done
+  grep -q '^ready' "$l" || { cat "$l"; echo "emulator did not start" >&2; exit 1; }
 done
-grep -q '^ready' "$log" || { cat "$log"; echo "emulator did not start" >&2; exit 1; }
 
 field() { sed -n "s/^$1: *//p" "$log"; }
 export EMULATOR_URL="$(field 'base url')"
@@ -32,6 +39,7 @@ export EMULATOR_CLIENT_ID="$(field 'client id')"
 export EMULATOR_CLIENT_SECRET="$(field 'client secret')"
 export EMULATOR_PUBLIC_CLIENT_ID="$(field 'public client')"
 export EMULATOR_PASSWORD="$(field 'password')"
+export EMULATOR_SHORT_DELTA_URL="$(sed -n 's/^base url: *//p' "$short_log")"
 
 cd "$here"
 node --test
