@@ -34,10 +34,12 @@ pub fn tour(emulator: &Emulator, rows: usize, out: &mut dyn Write) -> anyhow::Re
         network: NetworkPolicy {
             allow_private: true,
             extra_hosts: Vec::new(),
+            ..NetworkPolicy::default()
         },
         log: Arc::new(StderrLog {
             min_level: Level::Warn,
         }),
+        compile_cache: crate::compile_cache::default_dir(),
         ..HostConfig::default()
     })?;
     let credentials = emulator.credentials();

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::dynamics::connector::{http as http_import, log as log_import, types};
 use crate::bindings::exports::dynamics::connector::connections::AuthorizationRequest;
 use crate::bindings::{Connector, ConnectorPre};
+use crate::egress::{EgressPolicy, HostPattern};
 use crate::logging::{Level, LogLine, LogSink, StderrLog, redact};
 use crate::outbound::{AllowList, Sender};
 use crate::{ComponentDefinition, Connection, ConnectorError, InputType, Token};
@@ -42,13 +43,35 @@ impl Default for Limits {
     }
 }
 
-/// Where calls may send requests, beyond the origins each connection declares.
+/// The operator's side of the egress policy: a call reaches an origin its connection declares
+/// only when the host's patterns ([`crate::egress::DEFAULT_HOST_PATTERNS`] plus `extra_hosts`)
+/// allow its host.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkPolicy {
-    /// Allow loopback and private addresses (the emulator, tests).
+    /// Allow loopback and private addresses, literal or resolved (the emulator, tests).
     pub allow_private: bool,
-    /// Host names allowed in addition to the connection's own origins.
+    /// Host names or `*.suffix` patterns allowed besides the Dataverse, Finance & Operations and
+    /// Entra ID hosts (a proxy, a sovereign cloud's own sign-in host).
     pub extra_hosts: Vec<String>,
+    /// Names resolved to a fixed address instead of through DNS (curl's `--resolve`); the
+    /// address is checked like a resolved one.
+    pub pinned: Vec<(String, std::net::IpAddr)>,
+}
+
+impl NetworkPolicy {
+    /// The host patterns and the private-address rule this policy stands for.
+    pub fn egress(&self) -> EgressPolicy {
+        let mut policy = EgressPolicy {
+            allow_private: self.allow_private,
+            ..EgressPolicy::default()
+        };
+        policy.hosts.extend(
+            self.extra_hosts
+                .iter()
+                .filter_map(|host| HostPattern::parse(host)),
+        );
+        policy
+    }
 }
 
 /// How a host runs components.
@@ -57,6 +80,9 @@ pub struct HostConfig {
     pub limits: Limits,
     pub network: NetworkPolicy,
     pub log: Arc<dyn LogSink>,
+    /// A folder to keep the compiled component in between processes
+    /// ([`crate::compile_cache`]); None compiles at every start.
+    pub compile_cache: Option<std::path::PathBuf>,
 }
 
 impl Default for HostConfig {
@@ -67,6 +93,7 @@ impl Default for HostConfig {
             log: Arc::new(StderrLog {
                 min_level: Level::Warn,
             }),
+            compile_cache: None,
         }
     }
 }
@@ -88,7 +115,7 @@ pub enum HostError {
 struct State {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: MemoryGuard,
     allow: AllowList,
     sender: Sender,
     deadline: Instant,
@@ -109,6 +136,37 @@ impl WasiView for State {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+/// wasmtime's store limits, remembering whether they refused a memory or table growth, so a
+/// call stopped by the memory limit is reported as such whatever the trap's message says.
+struct MemoryGuard {
+    inner: StoreLimits,
+    refused: bool,
+}
+
+impl ResourceLimiter for MemoryGuard {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let answer = self.inner.memory_growing(current, desired, maximum);
+        self.refused |= !matches!(answer, Ok(true));
+        answer
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let answer = self.inner.table_growing(current, desired, maximum);
+        self.refused |= !matches!(answer, Ok(true));
+        answer
     }
 }
 
@@ -206,6 +264,8 @@ pub struct Host {
     pre: ConnectorPre<State>,
     config: HostConfig,
     sender: Sender,
+    /// The host's egress policy, fixed for the host's life.
+    egress: EgressPolicy,
     definition: ComponentDefinition,
 }
 
@@ -215,9 +275,12 @@ impl Host {
         let mut wasm_config = Config::new();
         wasm_config.epoch_interruption(true);
         let engine = Engine::new(&wasm_config)?;
-        let component = Component::new(&engine, bytes)
-            .map_err(anyhow::Error::from)
-            .context("compiling the component")?;
+        let component = match &config.compile_cache {
+            Some(dir) => crate::compile_cache::load_or_compile(&engine, bytes, dir)?,
+            None => Component::new(&engine, bytes)
+                .map_err(anyhow::Error::from)
+                .context("compiling the component")?,
+        };
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         Connector::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
@@ -227,12 +290,18 @@ impl Host {
             .context("the component does not fit the connector world")?;
         let pre = ConnectorPre::new(instance_pre)?;
         spawn_ticker(&engine);
-        let sender = Sender::new(config.limits.max_response_bytes);
+        let sender = Sender::new(
+            config.limits.max_response_bytes,
+            config.network.allow_private,
+            config.network.pinned.clone(),
+        );
+        let egress = config.network.egress();
         let mut host = Host {
             engine,
             pre,
             config,
             sender,
+            egress,
             definition: empty_definition(),
         };
         host.definition = host.call(None, |connector, store| {
@@ -534,14 +603,14 @@ impl Host {
         let state = State {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
-            allow: AllowList::new(
-                self.config.network.allow_private,
-                &self.config.network.extra_hosts,
-            ),
+            limits: MemoryGuard {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                refused: false,
+            },
+            allow: AllowList::new(self.config.network.allow_private),
             sender: self.sender.clone(),
             deadline: Instant::now() + limits.time,
             max_retry_wait: limits.max_retry_wait,
@@ -561,20 +630,22 @@ impl Host {
         let ticks = (limits.time.as_millis() / TICK.as_millis()).max(1) as u64 + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
-        let classify = |error: wasmtime::Error| self.classify(error);
-        let connector = self.pre.instantiate(&mut store).map_err(classify)?;
+        let connector = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|error| self.classify(error, &store))?;
         if let Some(connection) = connection {
             // A connection the component cannot read declares no origins; the call that follows
             // reports the problem itself.
             let endpoints = connector
                 .dynamics_connector_connections()
                 .call_endpoints(&mut store, connection)
-                .map_err(classify)?;
+                .map_err(|error| self.classify(error, &store))?;
             for origin in endpoints.unwrap_or_default() {
-                store.data_mut().allow.add_origin(&origin);
+                store.data_mut().allow.add_origin(&origin, &self.egress);
             }
         }
-        let result = f(&connector, &mut store).map_err(classify)?;
+        let result = f(&connector, &mut store).map_err(|error| self.classify(error, &store))?;
         // The component answers a request cut by the deadline with its own timeout error; it is
         // the host's limit all the same, and reported as such (as when the epoch runs out).
         if store.data().out_of_time {
@@ -583,14 +654,13 @@ impl Host {
         Ok(result)
     }
 
-    fn classify(&self, error: wasmtime::Error) -> HostError {
+    /// Which limit stopped a call, from what the store saw (the epoch trap, the memory guard),
+    /// not from the error's text.
+    fn classify(&self, error: wasmtime::Error, store: &Store<State>) -> HostError {
         if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
             return HostError::TimeLimit(self.config.limits.time);
         }
-        let text = format!("{error:?}");
-        if text.contains("forcing trap when growing memory")
-            || text.contains("memory") && text.contains("limit")
-        {
+        if store.data().limits.refused {
             return HostError::MemoryLimit(self.config.limits.memory_bytes >> 20);
         }
         HostError::Trap(format!("{error:#}"))

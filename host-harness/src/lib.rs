@@ -5,9 +5,11 @@
 //! sockets). The only way out is the `http` import implemented in [`outbound`], which checks
 //! every request against the allow-list the connection itself declares.
 
+pub mod compile_cache;
 pub mod connection_file;
 pub mod demo;
 pub mod designer;
+pub mod egress;
 pub mod extract;
 pub mod host;
 pub mod logging;

@@ -29,9 +29,14 @@ struct Cli {
     /// Let the component reach loopback and private addresses (local emulators).
     #[arg(long, global = true)]
     allow_private: bool,
-    /// Let the component reach this host besides the connection's own (repeatable).
+    /// Add a host or *.suffix pattern to the hosts any connection may name (repeatable); the
+    /// connection must still name it.
     #[arg(long = "allow-host", global = true, value_name = "HOST")]
     allow_hosts: Vec<String>,
+    /// Compile the component at start instead of loading it from the compile cache
+    /// ($XDG_CACHE_HOME/dynamics-connector).
+    #[arg(long, global = true)]
+    no_compile_cache: bool,
     /// Time limit of one call, in seconds (1 to 86400).
     #[arg(long, global = true, default_value_t = 120, value_parser = time_limit)]
     time_limit_secs: u64,
@@ -280,8 +285,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         network: NetworkPolicy {
             allow_private: cli.allow_private,
             extra_hosts: cli.allow_hosts.clone(),
+            ..NetworkPolicy::default()
         },
         log: Arc::new(StderrLog { min_level }),
+        compile_cache: if cli.no_compile_cache {
+            None
+        } else {
+            host_harness::compile_cache::default_dir()
+        },
     };
     match cli.command {
         Command::Demo {

@@ -1,49 +1,56 @@
 //! The `http` import: one place where every outgoing request is checked and sent.
 //!
 //! A request may go only to an origin the connection declared (its environment and token
-//! endpoint) or to a host the operator allowed explicitly. Loopback and private addresses are
-//! refused unless allowed. Redirects are never followed; one that points to a host that is not
-//! allowed is reported as `redirect-denied`. Response bodies are capped, and the timeout of each
-//! request is bounded by what is left of the invocation's time.
+//! endpoint) that the host's own egress policy also allows ([`crate::egress`]): the component
+//! asks, the host decides. Loopback and private addresses are refused unless allowed, both as
+//! literals and as what a name resolves to when connecting. Redirects are never followed; one
+//! that points to a host that is not allowed is reported as `redirect-denied`. Response bodies
+//! are capped, and the timeout of each request is bounded by what is left of the invocation's
+//! time.
 
 use std::io::Read;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ureq::http;
 
 use crate::bindings::dynamics::connector::http::{HttpError, Request, Response};
+use crate::egress::{EgressPolicy, GuardedResolver, PrivateAddress, is_local_name, is_private};
 
-/// Which destinations a call may reach.
+/// Which destinations one call may reach: the declared origins the policy allowed.
 #[derive(Debug, Clone, Default)]
 pub struct AllowList {
     /// `scheme://host:port` with the port always written out.
     origins: Vec<String>,
-    /// Host names allowed on any port and scheme.
-    hosts: Vec<String>,
+    /// Origins the component declared that the host's policy refused, for the error message.
+    refused: Vec<String>,
     /// Whether loopback and private addresses may be reached.
     allow_private: bool,
 }
 
 impl AllowList {
-    pub fn new(allow_private: bool, extra_hosts: &[String]) -> AllowList {
+    pub fn new(allow_private: bool) -> AllowList {
         AllowList {
             origins: Vec::new(),
-            hosts: extra_hosts
-                .iter()
-                .map(|host| host.trim().to_ascii_lowercase())
-                .collect(),
+            refused: Vec::new(),
             allow_private,
         }
     }
 
-    /// Adds an origin the connection declared (`scheme://host[:port]`); malformed ones are skipped.
-    pub fn add_origin(&mut self, origin: &str) {
-        if let Some(target) = Target::parse(origin) {
-            let normalized = target.origin();
-            if !self.origins.contains(&normalized) {
-                self.origins.push(normalized);
+    /// Adds an origin the connection declared (`scheme://host[:port]`) when `policy` allows its
+    /// host; malformed ones are skipped.
+    pub fn add_origin(&mut self, origin: &str, policy: &EgressPolicy) {
+        let Some(target) = Target::parse(origin) else {
+            return;
+        };
+        let normalized = target.origin();
+        if !policy.permits_host(&target.host) {
+            if !self.refused.contains(&normalized) {
+                self.refused.push(normalized);
             }
+            return;
+        }
+        if !self.origins.contains(&normalized) {
+            self.origins.push(normalized);
         }
     }
 
@@ -58,11 +65,16 @@ impl AllowList {
                 target.host
             ));
         }
-        if self.origins.contains(&target.origin()) || self.hosts.contains(&target.host) {
+        if self.origins.contains(&target.origin()) {
             None
+        } else if self.refused.contains(&target.origin()) {
+            Some(format!(
+                "{} is not a host this host's egress policy allows (Dataverse, Finance & Operations and Entra ID hosts; an operator adds others with --allow-host)",
+                target.host
+            ))
         } else {
             Some(format!(
-                "{} is not an origin of this connection nor an allowed host",
+                "{} is not an origin of this connection",
                 target.origin()
             ))
         }
@@ -104,22 +116,10 @@ impl Target {
         format!("{}://{}:{}", self.scheme, self.host, self.port)
     }
 
+    /// A literal private address or a local name; names that resolve to one are refused when
+    /// connecting ([`GuardedResolver`]).
     fn is_private(&self) -> bool {
-        if self.host == "localhost" || self.host.ends_with(".localhost") {
-            return true;
-        }
-        match self.host.parse::<IpAddr>() {
-            Ok(IpAddr::V4(ip)) => {
-                ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
-            }
-            Ok(IpAddr::V6(ip)) => {
-                ip.is_loopback()
-                    || ip.is_unspecified()
-                    || (ip.segments()[0] & 0xfe00) == 0xfc00
-                    || (ip.segments()[0] & 0xffc0) == 0xfe80
-            }
-            Err(_) => false,
-        }
+        is_local_name(&self.host) || self.host.parse().is_ok_and(is_private)
     }
 }
 
@@ -131,7 +131,11 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(max_response_bytes: u64) -> Sender {
+    pub fn new(
+        max_response_bytes: u64,
+        allow_private: bool,
+        pinned: Vec<(String, std::net::IpAddr)>,
+    ) -> Sender {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -141,8 +145,13 @@ impl Sender {
                 env!("CARGO_PKG_VERSION")
             ))
             .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            GuardedResolver::new(allow_private, pinned),
+        );
         Sender {
-            agent: config.into(),
+            agent,
             max_response_bytes,
         }
     }
@@ -240,6 +249,13 @@ impl Sender {
 
 fn transport_error(error: ureq::Error) -> HttpError {
     match error {
+        ureq::Error::Io(problem)
+            if problem
+                .get_ref()
+                .is_some_and(|inner| inner.is::<PrivateAddress>()) =>
+        {
+            HttpError::Denied(problem.to_string())
+        }
         ureq::Error::Timeout(_) => HttpError::Timeout,
         ureq::Error::BodyExceedsLimit(limit) => HttpError::TooLarge(limit),
         ureq::Error::BadUri(problem) => HttpError::InvalidRequest(problem),
@@ -281,10 +297,24 @@ fn resolve_location(base: &str, location: &str) -> String {
 mod tests {
     use super::*;
 
+    fn policy(allow_private: bool, extra: &[&str]) -> EgressPolicy {
+        let mut policy = EgressPolicy {
+            allow_private,
+            ..EgressPolicy::default()
+        };
+        policy.hosts.extend(
+            extra
+                .iter()
+                .filter_map(|h| crate::egress::HostPattern::parse(h)),
+        );
+        policy
+    }
+
     #[test]
-    fn declared_origins_pass_and_everything_else_is_refused() {
-        let mut allow = AllowList::new(false, &[]);
-        allow.add_origin("https://contoso.crm.dynamics.com");
+    fn declared_origins_the_policy_allows_pass_and_everything_else_is_refused() {
+        let policy = policy(false, &[]);
+        let mut allow = AllowList::new(false);
+        allow.add_origin("https://contoso.crm.dynamics.com", &policy);
         assert_eq!(
             allow.refusal("https://contoso.crm.dynamics.com/api/data/v9.2/WhoAmI"),
             None
@@ -304,9 +334,26 @@ mod tests {
     }
 
     #[test]
+    fn a_component_that_declares_a_host_outside_the_policy_gets_nothing() {
+        let policy = policy(false, &[]);
+        let mut allow = AllowList::new(false);
+        allow.add_origin("https://exfiltrate.example", &policy);
+        allow.add_origin("https://contoso.crm.dynamics.com", &policy);
+        let refusal = allow.refusal("https://exfiltrate.example/steal").unwrap();
+        assert!(refusal.contains("egress policy"), "{refusal}");
+        // The operator can widen the policy; the component must still declare the host.
+        let widened = self::policy(false, &["exfiltrate.example"]);
+        let mut allow = AllowList::new(false);
+        allow.add_origin("https://exfiltrate.example", &widened);
+        assert_eq!(allow.refusal("https://exfiltrate.example/x"), None);
+        assert!(allow.refusal("https://other.example/x").is_some());
+    }
+
+    #[test]
     fn loopback_and_private_addresses_need_explicit_permission() {
-        let mut closed = AllowList::new(false, &[]);
-        closed.add_origin("http://127.0.0.1:8080");
+        let closed_policy = policy(false, &[]);
+        let mut closed = AllowList::new(false);
+        closed.add_origin("http://127.0.0.1:8080", &closed_policy);
         assert!(
             closed
                 .refusal("http://127.0.0.1:8080/")
@@ -315,19 +362,23 @@ mod tests {
         );
         assert!(closed.refusal("http://10.0.0.1/").is_some());
         assert!(closed.refusal("http://[::1]:8080/").is_some());
-        let mut open = AllowList::new(true, &[]);
-        open.add_origin("http://127.0.0.1:8080");
+        assert!(
+            closed
+                .refusal("http://[::ffff:127.0.0.1]:8080/")
+                .unwrap()
+                .contains("loopback")
+        );
+        assert!(
+            closed
+                .refusal("http://100.64.0.1/")
+                .unwrap()
+                .contains("private")
+        );
+        let open_policy = policy(true, &[]);
+        let mut open = AllowList::new(true);
+        open.add_origin("http://127.0.0.1:8080", &open_policy);
         assert_eq!(open.refusal("http://127.0.0.1:8080/api"), None);
         assert!(open.refusal("http://127.0.0.1:8081/api").is_some());
-    }
-
-    #[test]
-    fn extra_hosts_are_allowed_on_any_port() {
-        let allow = AllowList::new(false, &["login.example.com".to_string()]);
-        assert_eq!(
-            allow.refusal("https://login.example.com/t/oauth2/v2.0/token"),
-            None
-        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub fn loopback_config() -> HostConfig {
         network: NetworkPolicy {
             allow_private: true,
             extra_hosts: Vec::new(),
+            ..NetworkPolicy::default()
         },
         log: Arc::new(StderrLog {
             min_level: Level::Error,
@@ -47,6 +48,7 @@ pub fn host_with_memory_log() -> (Host, MemoryLog) {
         network: NetworkPolicy {
             allow_private: true,
             extra_hosts: Vec::new(),
+            ..NetworkPolicy::default()
         },
         log: Arc::new(log.clone()),
         ..HostConfig::default()
@@ -100,10 +102,12 @@ pub fn impatient_host() -> &'static Host {
             network: NetworkPolicy {
                 allow_private: true,
                 extra_hosts: Vec::new(),
+                ..NetworkPolicy::default()
             },
             log: Arc::new(StderrLog {
                 min_level: Level::Error,
             }),
+            ..HostConfig::default()
         })
         .expect("the built-in component loads")
     })

@@ -12,10 +12,12 @@ pub fn host(limits: Limits) -> Host {
         network: NetworkPolicy {
             allow_private: true,
             extra_hosts: Vec::new(),
+            ..NetworkPolicy::default()
         },
         log: Arc::new(StderrLog {
             min_level: Level::Error,
         }),
+        ..HostConfig::default()
     })
     .expect("the component loads")
 }

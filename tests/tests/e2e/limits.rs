@@ -12,28 +12,139 @@ use host_harness::{
 };
 
 fn runaway(limits: Limits, allow_private: bool) -> Host {
+    runaway_with(
+        limits,
+        NetworkPolicy {
+            allow_private,
+            ..NetworkPolicy::default()
+        },
+    )
+}
+
+fn runaway_with(limits: Limits, network: NetworkPolicy) -> Host {
     Host::from_file(
         Path::new(host_harness::RUNAWAY_COMPONENT_PATH),
         HostConfig {
             limits,
-            network: NetworkPolicy {
-                allow_private,
-                extra_hosts: Vec::new(),
-            },
+            network,
             log: Arc::new(StderrLog {
                 min_level: Level::Error,
             }),
+            ..HostConfig::default()
         },
     )
     .expect("the runaway component loads")
 }
 
 fn nobody() -> Connection {
+    asking_for(&[])
+}
+
+/// A connection whose fields the misbehaving component declares as its endpoints.
+fn asking_for(origins: &[&str]) -> Connection {
     Connection {
         definition: "none".to_string(),
-        fields: Vec::new(),
+        fields: origins
+            .iter()
+            .enumerate()
+            .map(|(i, origin)| (format!("url{i}"), origin.to_string()))
+            .collect(),
         token: None,
     }
+}
+
+/// A loopback listener that counts the connections it accepts.
+fn counting_listener() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if let Ok(mut stream) = stream {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+            }
+        }
+    });
+    (port, accepted)
+}
+
+#[test]
+fn a_component_asking_for_a_host_outside_the_policy_gets_nothing() {
+    let host = runaway(Limits::default(), false);
+    let output = host
+        .invoke(
+            "escape",
+            &asking_for(&["https://exfiltrate.example"]),
+            "https://exfiltrate.example/steal",
+        )
+        .unwrap()
+        .unwrap();
+    assert!(output.contains("\"denied\""), "{output}");
+    assert!(output.contains("egress policy"), "{output}");
+}
+
+#[test]
+fn a_name_that_resolves_to_loopback_is_refused_before_connecting() {
+    let (port, accepted) = counting_listener();
+    // The operator allowed the name, but it resolves to 127.0.0.1 (pinned here, as an
+    // /etc/hosts entry or a rebinding DNS server would make it).
+    let host = runaway_with(
+        Limits::default(),
+        NetworkPolicy {
+            allow_private: false,
+            extra_hosts: vec!["rebind.example".to_string()],
+            pinned: vec![("rebind.example".to_string(), "127.0.0.1".parse().unwrap())],
+        },
+    );
+    let origin = format!("http://rebind.example:{port}");
+    let output = host
+        .invoke("escape", &asking_for(&[&origin]), &format!("{origin}/x"))
+        .unwrap()
+        .unwrap();
+    assert!(output.contains("\"denied\""), "{output}");
+    assert!(output.contains("resolves to 127.0.0.1"), "{output}");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no connection was made"
+    );
+
+    // The same name with private addresses allowed does connect: the refusal was the rule.
+    let lab = runaway_with(
+        Limits::default(),
+        NetworkPolicy {
+            allow_private: true,
+            extra_hosts: vec!["rebind.example".to_string()],
+            pinned: vec![("rebind.example".to_string(), "127.0.0.1".parse().unwrap())],
+        },
+    );
+    let output = lab
+        .invoke("escape", &asking_for(&[&origin]), &format!("{origin}/x"))
+        .unwrap()
+        .unwrap();
+    assert!(output.contains("\"status\":200"), "{output}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn mapped_ipv6_and_shared_addresses_are_private() {
+    let (port, accepted) = counting_listener();
+    let host = runaway(Limits::default(), false);
+    for origin in [
+        format!("http://[::ffff:127.0.0.1]:{port}"),
+        format!("http://[::ffff:7f00:1]:{port}"),
+        "http://100.64.0.1".to_string(),
+        "http://169.254.169.254".to_string(),
+    ] {
+        let output = host
+            .invoke("escape", &asking_for(&[&origin]), &format!("{origin}/"))
+            .unwrap()
+            .unwrap();
+        assert!(output.contains("\"denied\""), "{origin}: {output}");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
 #[test]

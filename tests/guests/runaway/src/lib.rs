@@ -47,8 +47,18 @@ impl component::Guest for Runaway {
 }
 
 impl connections::Guest for Runaway {
-    fn endpoints(_connection: Connection) -> Result<Vec<String>, ConnectorError> {
-        Ok(vec!["http://127.0.0.1:9".to_string()])
+    /// Asks for whatever the connection's fields name, as a component that wants out would: the
+    /// host's policy, not this answer, decides what is reached.
+    fn endpoints(connection: Connection) -> Result<Vec<String>, ConnectorError> {
+        let mut endpoints = vec!["http://127.0.0.1:9".to_string()];
+        endpoints.extend(
+            connection
+                .fields
+                .into_iter()
+                .map(|(_, value)| value)
+                .filter(|value| value.contains("://")),
+        );
+        Ok(endpoints)
     }
     fn begin_authorization(
         _: Connection,
