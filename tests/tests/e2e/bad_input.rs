@@ -234,3 +234,90 @@ fn a_lookup_table_name_that_is_not_an_identifier_never_reaches_a_filter() {
             .any(|row| row["lastname"] == "Quoted")
     );
 }
+
+#[test]
+fn inputs_that_would_go_wrong_at_the_service_are_refused_naming_the_field_with_no_request() {
+    let emulator = emulator();
+    let long_filter = format!("name eq '{}'", "x".repeat(40_000));
+    let cases: Vec<(&str, serde_json::Value, &str, &str)> = vec![
+        (
+            "query-entities",
+            serde_json::json!({"entityType": "accounts", "nextPageId": format!("{}/api/data/v9.2/contacts?$skiptoken=1", emulator.base_url())}),
+            "nextPageId",
+            "another table",
+        ),
+        (
+            "run-fetch-xml-query",
+            serde_json::json!({"entityType": "accounts", "xmlQuery": "<!DOCTYPE fetch [<!ENTITY x \"y\">]><fetch><entity name='account'/></fetch>"}),
+            "xmlQuery",
+            "document type declaration",
+        ),
+        (
+            "raw-request-crm",
+            serde_json::json!({"url": "/api/data/v9.2/accounts", "method": "GET", "headers": {"Transfer-Encoding": "chunked"}}),
+            "headers",
+            "set by the host",
+        ),
+    ];
+    for (action, input, field, words) in cases {
+        emulator.clear_requests();
+        let failure = host()
+            .invoke(action, &connected(&emulator), &input.to_string())
+            .unwrap()
+            .expect_err(action);
+        assert_eq!(
+            failure.code,
+            ErrorCode::InvalidInput,
+            "{action}: {failure:?}"
+        );
+        assert_eq!(
+            failure.field.as_deref(),
+            Some(field),
+            "{action}: {failure:?}"
+        );
+        assert!(
+            failure.message.contains(words),
+            "{action}: {}",
+            failure.message
+        );
+        assert!(emulator.requests().is_empty(), "{action}: nothing sent");
+    }
+
+    // A URL past Dataverse's 32,768 characters is refused before it is sent, quoting only a
+    // short prefix of it.
+    emulator.clear_requests();
+    let failure = host()
+        .invoke(
+            "query-entities",
+            &connected(&emulator),
+            &serde_json::json!({"entityType": "accounts", "filterExpression": long_filter})
+                .to_string(),
+        )
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(failure.code, ErrorCode::InvalidInput, "{failure:?}");
+    assert!(
+        failure.message.contains("at most 32768"),
+        "{}",
+        failure.message
+    );
+    assert!(failure.message.len() < 400, "{}", failure.message);
+    assert!(emulator.requests().is_empty());
+}
+
+#[test]
+fn a_raw_request_path_whose_query_holds_a_url_stays_on_the_environment() {
+    let emulator = emulator();
+    let input = serde_json::json!({"url": "/api/data/v9.2/accounts?$select=name&$filter=websiteurl%20ne%20'https://x.example'", "method": "GET"});
+    let output = host()
+        .invoke("raw-request-crm", &connected(&emulator), &input.to_string())
+        .unwrap()
+        .unwrap();
+    assert!(output.contains("\"status\":200"), "{output}");
+    let request = emulator.requests().pop().unwrap();
+    assert!(
+        request.path.starts_with("/api/data/v9.2/accounts?"),
+        "{}",
+        request.path
+    );
+}
