@@ -212,20 +212,13 @@ fn dispatch(
     if let Some(parts) = crate::entra::route(app, method, path, query, headers, body, origin) {
         return parts;
     }
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (method, segs.as_slice()) {
-        _ => {
-            let e = DvError::new(
-                404,
-                "0x80060888",
-                format!(
-                    "Resource not found for the segment '{}'.",
-                    segs.first().copied().unwrap_or("")
-                ),
-            );
-            dv_error_parts(&e)
-        }
-    }
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let e = DvError::new(
+        404,
+        "0x80060888",
+        format!("Resource not found for the segment '{first}'."),
+    );
+    dv_error_parts(&e)
 }
 
 fn caller_for(app: &App, user: crate::guid::Guid) -> Caller {
