@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::bindings::dynamics::connector::http::{self, HttpError, Request as WitRequest};
 use crate::bindings::dynamics::connector::types::{ConnectorError, ErrorCode, Token};
-use crate::connection::{Settings, origin_of};
+use crate::connection::Settings;
 use crate::error::{Result, error, from_http_error, from_service, malformed, with_hint};
 use crate::log;
 
@@ -258,9 +258,7 @@ impl<'a> Client<'a> {
     }
 
     fn prepare(&self, mut request: Request) -> Result<Request> {
-        let own = self.authenticate
-            && origin_of(&request.url)
-                .is_some_and(|origin| self.settings.environment.is_own_origin(&origin));
+        let own = self.authenticate && self.settings.environment.owns_url(&request.url);
         if own {
             let token = self.token.ok_or_else(|| {
                 with_hint(

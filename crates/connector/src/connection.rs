@@ -401,19 +401,7 @@ fn check_endpoint(definition: &InputDef, url: &str) -> Result<String> {
     }
 }
 
-/// `scheme://host[:port]` of an absolute URL, lower case.
-pub fn origin_of(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    if authority.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "{}://{}",
-        scheme.to_ascii_lowercase(),
-        authority.to_ascii_lowercase()
-    ))
-}
+pub use dataverse::environment::origin_of;
 
 /// The connection test: signs in when it can, asks WhoAmI, and reads the user's and business
 /// unit's names. Returns what the connection resolved to (Web API root, scope, cloud) so the

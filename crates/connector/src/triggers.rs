@@ -128,7 +128,8 @@ pub fn handle_webhook(
     let content_type = header(&request.headers, "content-type")
         .unwrap_or_default()
         .to_ascii_lowercase();
-    if !content_type.starts_with("application/json") {
+    // application/json exactly, parameters (charset) allowed: not application/jsonx.
+    if content_type.split(';').next().map(str::trim) != Some("application/json") {
         return Ok(refuse(415, "the body must be application/json"));
     }
     if request.body.len() > MAX_BODY_BYTES {

@@ -229,6 +229,12 @@ impl Environment {
         format!("{}/user_impersonation offline_access", self.origin)
     }
 
+    /// True when `url` is absolute and on this environment: the one check of "is this link ours"
+    /// (next links, delta links, Raw Request URLs, where the bearer token may go).
+    pub fn owns_url(&self, url: &str) -> bool {
+        origin_of(url).is_some_and(|origin| self.is_own_origin(&origin))
+    }
+
     /// True when `origin` (`scheme://host[:port]`) is this environment, `.api.` host included.
     pub fn is_own_origin(&self, origin: &str) -> bool {
         let lower = origin.to_ascii_lowercase();
@@ -246,6 +252,20 @@ impl fmt::Display for Environment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.origin)
     }
+}
+
+/// `scheme://host[:port]` of an absolute URL, lower case; None for a relative one.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || scheme.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        authority.to_ascii_lowercase()
+    ))
 }
 
 /// True for `localhost`, `127.x.x.x` and `[::1]`.

@@ -289,8 +289,7 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
     let page_size = input.number(PAGE_SIZE.key).unwrap_or(5000.0) as u32;
     let given = input.text(DELTA_LINK.key);
     if let Some(link) = given {
-        let own = crate::connection::origin_of(link)
-            .is_some_and(|origin| context.client.settings.environment.is_own_origin(&origin));
+        let own = context.client.settings.environment.owns_url(link);
         if !own || !link.contains("deltatoken") {
             return Err(invalid_input(
                 &DELTA_LINK,

@@ -11,7 +11,6 @@ use serde_json::value::RawValue;
 
 use crate::actions::{ActionDef, Context, Run};
 use crate::client::Request;
-use crate::connection::origin_of;
 use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, invalid_input, malformed};
 use crate::input::Input;
@@ -93,8 +92,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
 
     let mut url = match input.text(QUERY_NEXT_PAGE_ID.key) {
         Some(cursor) => {
-            let own = origin_of(cursor)
-                .is_some_and(|origin| context.client.settings.environment.is_own_origin(&origin));
+            let own = context.client.settings.environment.owns_url(cursor);
             if !own {
                 return Err(invalid_input(
                     &QUERY_NEXT_PAGE_ID,
