@@ -56,6 +56,9 @@ pub struct NetworkPolicy {
     /// Names resolved to a fixed address instead of through DNS (curl's `--resolve`); the
     /// address is checked like a resolved one.
     pub pinned: Vec<(String, std::net::IpAddr)>,
+    /// PEM certificates to trust instead of the public roots for HTTPS (a lab CA, the
+    /// emulator's); empty trusts Mozilla's roots.
+    pub root_certificates: Vec<Vec<u8>>,
 }
 
 impl NetworkPolicy {
@@ -290,11 +293,7 @@ impl Host {
             .context("the component does not fit the connector world")?;
         let pre = ConnectorPre::new(instance_pre)?;
         spawn_ticker(&engine);
-        let sender = Sender::new(
-            config.limits.max_response_bytes,
-            config.network.allow_private,
-            config.network.pinned.clone(),
-        );
+        let sender = Sender::new(config.limits.max_response_bytes, &config.network)?;
         let egress = config.network.egress();
         let mut host = Host {
             engine,

@@ -33,6 +33,10 @@ struct Cli {
     /// connection must still name it.
     #[arg(long = "allow-host", global = true, value_name = "HOST")]
     allow_hosts: Vec<String>,
+    /// Trust only this CA certificate (PEM) for HTTPS, instead of the public roots: a lab, or
+    /// the emulator served with --tls.
+    #[arg(long, global = true, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
     /// Compile the component at start instead of loading it from the compile cache
     /// ($XDG_CACHE_HOME/dynamics-connector).
     #[arg(long, global = true)]
@@ -206,6 +210,10 @@ enum Command {
         /// Rows seeded per table.
         #[arg(long, default_value_t = 100)]
         rows: usize,
+        /// Serve HTTPS with a certificate the emulator generates; its CA certificate's path is
+        /// printed (give it to `--ca-file`, NODE_EXTRA_CA_CERTS or SSL_CERT_FILE).
+        #[arg(long)]
+        tls: bool,
     },
     /// Print the component.yaml manifest generated from the component's definitions.
     Manifest {
@@ -285,6 +293,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         network: NetworkPolicy {
             allow_private: cli.allow_private,
             extra_hosts: cli.allow_hosts.clone(),
+            root_certificates: match &cli.ca_file {
+                Some(path) => vec![
+                    std::fs::read(path)
+                        .with_context(|| format!("reading --ca-file {}", path.display()))?,
+                ],
+                None => Vec::new(),
+            },
             ..NetworkPolicy::default()
         },
         log: Arc::new(StderrLog { min_level }),
@@ -352,10 +367,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             );
         }
-        Command::Emulator { port, rows } => {
+        Command::Emulator { port, rows, tls } => {
             let emulator = dataverse_emulator::Emulator::start(
                 dataverse_emulator::Config {
                     rows_per_table: rows,
+                    tls,
                     ..Default::default()
                 },
                 port,
@@ -377,6 +393,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "user:          {} / {} (emulator-only values)",
                 credentials.username, credentials.password
             );
+            println!(
+                "authority:     {}/{}",
+                emulator.base_url(),
+                credentials.tenant_id
+            );
+            println!("openid config: {}", emulator.openid_configuration_url());
+            if let Some(ca) = emulator.ca_certificate_path() {
+                println!("CA certificate: {} (trust it with --ca-file)", ca.display());
+            }
             println!("Press Ctrl-C to stop.");
             loop {
                 std::thread::park();

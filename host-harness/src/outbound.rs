@@ -133,10 +133,27 @@ pub struct Sender {
 impl Sender {
     pub fn new(
         max_response_bytes: u64,
-        allow_private: bool,
-        pinned: Vec<(String, std::net::IpAddr)>,
-    ) -> Sender {
+        network: &crate::host::NetworkPolicy,
+    ) -> anyhow::Result<Sender> {
+        let mut roots = Vec::new();
+        for pem in &network.root_certificates {
+            let mut found = false;
+            for item in ureq::tls::parse_pem(pem) {
+                if let ureq::tls::PemItem::Certificate(certificate) =
+                    item.map_err(|e| anyhow::anyhow!("reading a CA certificate: {e}"))?
+                {
+                    roots.push(certificate);
+                    found = true;
+                }
+            }
+            anyhow::ensure!(found, "a CA certificate file holds no PEM certificate");
+        }
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if !roots.is_empty() {
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
+        }
         let config = ureq::Agent::config_builder()
+            .tls_config(tls.build())
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
@@ -148,12 +165,12 @@ impl Sender {
         let agent = ureq::Agent::with_parts(
             config,
             ureq::unversioned::transport::DefaultConnector::default(),
-            GuardedResolver::new(allow_private, pinned),
+            GuardedResolver::new(network.allow_private, network.pinned.clone()),
         );
-        Sender {
+        Ok(Sender {
             agent,
             max_response_bytes,
-        }
+        })
     }
 
     /// Sends `request` if `allow` permits, waiting at most until `deadline`.

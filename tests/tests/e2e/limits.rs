@@ -96,6 +96,7 @@ fn a_name_that_resolves_to_loopback_is_refused_before_connecting() {
             allow_private: false,
             extra_hosts: vec!["rebind.example".to_string()],
             pinned: vec![("rebind.example".to_string(), "127.0.0.1".parse().unwrap())],
+            root_certificates: Vec::new(),
         },
     );
     let origin = format!("http://rebind.example:{port}");
@@ -118,6 +119,7 @@ fn a_name_that_resolves_to_loopback_is_refused_before_connecting() {
             allow_private: true,
             extra_hosts: vec!["rebind.example".to_string()],
             pinned: vec![("rebind.example".to_string(), "127.0.0.1".parse().unwrap())],
+            root_certificates: Vec::new(),
         },
     );
     let output = lab

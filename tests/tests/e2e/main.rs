@@ -19,4 +19,5 @@ mod records;
 mod resilience;
 mod retries;
 mod sync;
+mod tls;
 mod triggers;
