@@ -25,18 +25,10 @@ mod upsert_entity;
 use serde_json::Value;
 
 use crate::bindings::dynamics::connector::types::{self as wit, Connection, ConnectorError};
-use crate::client::Client;
-use crate::connection::Settings;
+use crate::context::{Context, with_context};
 use crate::definition::{InputDef, inputs_to_wit};
 use crate::error::{Result, invalid_field};
 use crate::input::{Input, closest};
-use crate::metadata::MetadataCache;
-
-/// What a handler gets besides its input.
-pub struct Context<'a> {
-    pub client: Client<'a>,
-    pub metadata: MetadataCache,
-}
 
 /// A handler: most build a JSON value; readers of many pages write the JSON text themselves.
 #[derive(Clone, Copy)]
@@ -120,17 +112,4 @@ pub fn invoke(
         Run::Value(run) => Ok(run(context, &input)?.to_string()),
         Run::Text(run) => run(context, &input),
     })
-}
-
-/// Runs `f` with the connection's client and a fresh metadata cache.
-pub fn with_context<T>(
-    connection: &Connection,
-    f: impl FnOnce(&Context) -> Result<T>,
-) -> Result<T> {
-    let settings = Settings::from_connection(connection)?;
-    let context = Context {
-        client: Client::new(&settings, connection.token.as_ref()),
-        metadata: MetadataCache::default(),
-    };
-    f(&context)
 }

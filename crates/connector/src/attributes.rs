@@ -3,8 +3,8 @@
 use dataverse::retry::RetryPolicy;
 use serde_json::{Map, Value, json};
 
-use crate::actions::Context;
 use crate::client::Request;
+use crate::context::Context;
 use crate::entity_metadata::{attribute_path, entity_path};
 use crate::error::{Result, invalid_input};
 use crate::input::Input;

@@ -15,8 +15,8 @@ use dataverse::environment::Service;
 use dataverse::guid;
 use serde_json::{Map, Value};
 
-use crate::actions::Context;
 use crate::client::{Request, random_hex};
+use crate::context::Context;
 use crate::definition::{InputDef, Kind};
 use crate::error::Result;
 use crate::input::Input;

@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
-use crate::actions::Context;
 use crate::bindings::dynamics::connector::types::{self as wit, Choice};
+use crate::context::Context;
 use crate::definition::{InputDef, Kind, inputs_to_wit};
 use crate::entity_metadata::{entity_path, get, label, rows};
 use crate::error::{Result, invalid_field};

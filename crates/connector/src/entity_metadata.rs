@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::actions::Context;
+use crate::context::Context;
 use crate::definition::InputDef;
 use crate::error::{Result, invalid_input, malformed};
 use crate::records::explain;

@@ -8,6 +8,7 @@ mod attributes;
 mod auth;
 mod client;
 mod connection;
+mod context;
 mod creates;
 mod data_sources;
 mod definition;
@@ -114,7 +115,7 @@ impl actions_export::Guest for Connector {
         connection: Connection,
         input: String,
     ) -> Result<Vec<Choice>, ConnectorError> {
-        actions::with_context(&connection, |context| {
+        context::with_context(&connection, |context| {
             data_sources::choices(context, &key, &input)
         })
     }
@@ -136,7 +137,7 @@ impl triggers_export::Guest for Connector {
         config: String,
         webhook_url: Option<String>,
     ) -> Result<String, ConnectorError> {
-        actions::with_context(&connection, |context| {
+        context::with_context(&connection, |context| {
             triggers::enable(context, &key, &config, webhook_url.as_deref())
         })
     }
@@ -147,7 +148,7 @@ impl triggers_export::Guest for Connector {
         _config: String,
         state: String,
     ) -> Result<(), ConnectorError> {
-        actions::with_context(&connection, |context| {
+        context::with_context(&connection, |context| {
             triggers::disable(context, &key, &state)
         })
     }

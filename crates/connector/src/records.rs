@@ -8,9 +8,9 @@ use dataverse::keys::{RecordKey, id_from_entity_url};
 use dataverse::retry::RetryPolicy;
 use serde_json::{Map, Value};
 
-use crate::actions::Context;
 use crate::bindings::dynamics::connector::types::{ConnectorError, ErrorCode};
 use crate::client::{Request, Response};
+use crate::context::Context;
 use crate::definition::InputDef;
 use crate::error::{ConnectorErrorExt, Result, error, invalid_input, with_hint};
 use crate::input::{Input, closest};

@@ -10,6 +10,7 @@ use crate::bindings::dynamics::connector::types::{
 use crate::bindings::exports::dynamics::connector::triggers::{
     IncomingRequest, PollOutcome, WebhookOutcome,
 };
+use crate::context::Context;
 use crate::definition::{Format, InputDef, Kind, inputs_to_wit};
 use crate::error::{Result, error, invalid_input};
 use crate::input::Input;
@@ -266,7 +267,7 @@ fn query<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// registration instead of adding a second. Returns the state `disable` needs, with the
 /// generated webhook key when there was none (the host keeps it with the trigger's config).
 pub fn enable(
-    context: &crate::actions::Context,
+    context: &Context,
     key: &str,
     config: &str,
     webhook_url: Option<&str>,
@@ -396,7 +397,7 @@ pub fn enable(
 }
 
 /// Removes what `enable` registered; parts already gone are fine.
-pub fn disable(context: &crate::actions::Context, key: &str, state: &str) -> Result<()> {
+pub fn disable(context: &Context, key: &str, state: &str) -> Result<()> {
     if key != WEBHOOK {
         return Err(unknown(key));
     }
@@ -428,7 +429,7 @@ pub fn disable(context: &crate::actions::Context, key: &str, state: &str) -> Res
     delete(context, &format!("serviceendpoints({endpoint})"))
 }
 
-fn remove_endpoint(context: &crate::actions::Context, endpoint: &str) -> Result<()> {
+fn remove_endpoint(context: &Context, endpoint: &str) -> Result<()> {
     let steps = context.client.get_json(&format!(
         "sdkmessageprocessingsteps?$select=sdkmessageprocessingstepid&$filter=_eventhandler_value%20eq%20{endpoint}"
     ))?;
@@ -443,7 +444,7 @@ fn remove_endpoint(context: &crate::actions::Context, endpoint: &str) -> Result<
     delete(context, &format!("serviceendpoints({endpoint})"))
 }
 
-fn create(context: &crate::actions::Context, entity_set: &str, body: &Value) -> Result<String> {
+fn create(context: &Context, entity_set: &str, body: &Value) -> Result<String> {
     let mut request = crate::client::Request::new("POST", context.client.api_url(entity_set))
         .header("Content-Type", "application/json");
     request.body = body.to_string().into_bytes();
@@ -464,7 +465,7 @@ fn create(context: &crate::actions::Context, entity_set: &str, body: &Value) -> 
         })
 }
 
-fn delete(context: &crate::actions::Context, path: &str) -> Result<()> {
+fn delete(context: &Context, path: &str) -> Result<()> {
     let request = crate::client::Request::new("DELETE", context.client.api_url(path));
     let response = context
         .client
@@ -475,7 +476,7 @@ fn delete(context: &crate::actions::Context, path: &str) -> Result<()> {
     response.into_success().map(|_| ())
 }
 
-fn first_id(context: &crate::actions::Context, path: &str, column: &str) -> Result<String> {
+fn first_id(context: &Context, path: &str, column: &str) -> Result<String> {
     let answer = context.client.get_json(path)?;
     answer["value"][0][column]
         .as_str()

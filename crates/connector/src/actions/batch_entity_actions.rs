@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::actions::{ActionDef, Context, Run};
+use crate::actions::{ActionDef, Run};
 use crate::bindings::dynamics::connector::types::ErrorCode;
 use crate::client::{Request, random_hex};
+use crate::context::Context;
 use crate::creates::{self, IDEMPOTENCY_KEY, NewRow, RunKey};
 use crate::definition::{InputDef, Kind};
 use crate::error::{Result, invalid_input, malformed};

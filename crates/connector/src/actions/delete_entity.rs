@@ -3,9 +3,10 @@
 use dataverse::retry::RetryPolicy;
 use serde_json::{Value, json};
 
-use crate::actions::{ActionDef, Context, Run};
+use crate::actions::{ActionDef, Run};
 use crate::bindings::dynamics::connector::types::ErrorCode;
 use crate::client::Request;
+use crate::context::Context;
 use crate::error::Result;
 use crate::input::Input;
 use crate::inputs::*;

@@ -2,7 +2,8 @@
 
 use serde_json::{Value, json};
 
-use crate::actions::{ActionDef, Context, Run};
+use crate::actions::{ActionDef, Run};
+use crate::context::Context;
 use crate::error::{Result, malformed};
 use crate::input::Input;
 use crate::inputs::CONNECTION;

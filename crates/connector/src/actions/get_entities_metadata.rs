@@ -2,7 +2,8 @@
 
 use serde_json::{Value, json};
 
-use crate::actions::{ActionDef, Context, Run};
+use crate::actions::{ActionDef, Run};
+use crate::context::Context;
 use crate::definition::{InputDef, Kind};
 use crate::entity_metadata::{ENTITY_COLUMNS, entity_summary, get, is_top_level, rows};
 use crate::error::Result;

@@ -4,8 +4,9 @@ use dataverse::query::{QueryOptions, prefer_header};
 use dataverse::retry::RetryPolicy;
 use serde_json::Value;
 
-use crate::actions::{ActionDef, Context, Run};
+use crate::actions::{ActionDef, Run};
 use crate::client::Request;
+use crate::context::Context;
 use crate::error::Result;
 use crate::input::Input;
 use crate::inputs::*;

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use crate::actions::{ActionDef, Context, Run};
+use crate::actions::{ActionDef, Run};
+use crate::context::Context;
 use crate::definition::{InputDef, Kind};
 use crate::entity_metadata::{entity_path, get, rows};
 use crate::error::{Result, invalid_input};

@@ -2,7 +2,8 @@
 
 use serde_json::{Value, json};
 
-use crate::actions::{ActionDef, Context, Run};
+use crate::actions::{ActionDef, Run};
+use crate::context::Context;
 use crate::definition::{Format, InputDef, Kind};
 use crate::entity_metadata::{ENTITY_COLUMNS, entity_summary, get, rows};
 use crate::error::{Result, invalid_input};

@@ -3,7 +3,8 @@
 use dataverse::query::QueryOptions;
 use serde_json::{Value, json};
 
-use crate::actions::{ActionDef, Context, Run};
+use crate::actions::{ActionDef, Run};
+use crate::context::Context;
 use crate::definition::{InputDef, Kind};
 use crate::entity_metadata::{entity_path, get, rows};
 use crate::error::{Result, invalid_input};

@@ -9,8 +9,9 @@ use dataverse::retry::RetryPolicy;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::actions::{ActionDef, Context, Run};
+use crate::actions::{ActionDef, Run};
 use crate::client::Request;
+use crate::context::Context;
 use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, invalid_input, malformed};
 use crate::input::Input;

@@ -8,10 +8,11 @@ use dataverse::multipart::{FormPart, encode_form};
 use dataverse::retry::{RetryOn, RetryPolicy};
 use serde_json::{Map, Value, json};
 
-use crate::actions::{ActionDef, Context, Run};
+use crate::actions::{ActionDef, Run};
 use crate::bindings::dynamics::connector::types::ErrorCode;
 use crate::client::{Request, random_hex};
 use crate::connection::origin_of;
+use crate::context::Context;
 use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, error, invalid_input};
 use crate::input::Input;

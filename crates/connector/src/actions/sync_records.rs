@@ -9,7 +9,8 @@ use dataverse::odata::string_literal;
 use serde_json::{Map, Value, json};
 
 use crate::actions::batch_entity_actions::send_batch;
-use crate::actions::{ActionDef, Context, Run};
+use crate::actions::{ActionDef, Run};
+use crate::context::Context;
 use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, invalid_input};
 use crate::input::Input;

@@ -2,8 +2,9 @@
 
 use serde_json::Value;
 
-use crate::actions::{ActionDef, Context, Run};
+use crate::actions::{ActionDef, Run};
 use crate::attributes::write_attribute;
+use crate::context::Context;
 use crate::error::Result;
 use crate::input::Input;
 use crate::inputs::*;

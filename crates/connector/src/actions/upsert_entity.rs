@@ -3,8 +3,9 @@
 use dataverse::retry::RetryPolicy;
 use serde_json::Value;
 
-use crate::actions::{ActionDef, Context, Run};
+use crate::actions::{ActionDef, Run};
 use crate::client::Request;
+use crate::context::Context;
 use crate::definition::{InputDef, Kind};
 use crate::error::{Result, invalid_input};
 use crate::input::Input;
