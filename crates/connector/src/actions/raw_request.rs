@@ -4,6 +4,7 @@
 //! is accepted only when it names the environment itself, so the token never leaves it.
 
 use dataverse::encoding::{base64_decode, base64_encode, percent_encode};
+use dataverse::environment::origin_of;
 use dataverse::multipart::{FormPart, encode_form};
 use dataverse::retry::{RetryOn, RetryPolicy};
 use serde_json::{Map, Value, json};
@@ -11,7 +12,6 @@ use serde_json::{Map, Value, json};
 use crate::actions::{ActionDef, Run};
 use crate::bindings::dynamics::connector::types::ErrorCode;
 use crate::client::{Request, random_hex};
-use crate::connection::origin_of;
 use crate::context::Context;
 use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, error, invalid_input};
