@@ -33,6 +33,12 @@ pub const USER_NOT_ENABLED: &str = "0x80040225";
 /// (web-service-error-codes).
 pub const USER_NOT_MEMBER_OF_ORG: &str = "0x80072560";
 
+/// What the emulator answers, with 501, for a Dataverse feature it does not emulate (a message,
+/// `?sql=`, a metadata property it does not render). Dataverse documents no "not implemented"
+/// code; this is its `UnExpected` code (web-service-error-codes), chosen because the failure is
+/// on the server's side, not in the request. The message always names the feature.
+pub const NOT_IMPLEMENTED: &str = "0x80040216";
+
 /// An error the Web API answers with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DvError {
@@ -137,6 +143,16 @@ impl DvError {
             405,
             "0x80060888",
             format!("The HTTP method '{method}' is not supported on {what}."),
+        )
+    }
+
+    /// 501 for a Dataverse feature the emulator does not emulate: "The emulator does not
+    /// implement {what}." (never a plausible wrong answer instead).
+    pub fn not_implemented(what: impl std::fmt::Display) -> DvError {
+        DvError::new(
+            501,
+            NOT_IMPLEMENTED,
+            format!("The emulator does not implement {what}."),
         )
     }
 

@@ -1,10 +1,15 @@
 //! `EntityDefinitions`, their `Attributes`, `Keys` and relationships, and
 //! `RelationshipDefinitions`, generated from the same schema that types the rows.
 //! Metadata queries are not paged and rows carry no ETag.
+//!
+//! `$select` is checked against the type the path declares (`metadata_types`): a property the
+//! type does not have answers the documented 400, one the emulator does not render answers 501.
 
 use serde_json::{Map, Value, json};
 
 use crate::error::DvError;
+use crate::messages::NAMESPACE;
+use crate::metadata_types::{check_select, is_attribute_type};
 use crate::odata::filter::{CmpOp, Expr, Lit, Operand, StrFn};
 use crate::odata::path::{self, Key, Segment};
 use crate::odata::query::QueryOptions;
@@ -70,6 +75,9 @@ pub fn entity_json(e: &Entity) -> Map<String, Value> {
         "IsCustomEntity": e.is_custom,
         "IsActivity": e.is_activity,
         "IsIntersect": false,
+        // None of the emulator's tables exists only under a parent row (IsChildEntity marks
+        // tables such as customeraddress); connectors read it to list top-level tables.
+        "IsChildEntity": false,
         "IsManaged": !e.is_custom,
         "IsValidForAdvancedFind": true,
         "IsOptimisticConcurrencyEnabled": true,
@@ -492,16 +500,121 @@ fn entity_with_expands(
     Ok(m)
 }
 
+/// Whether the emulator renders `property` on an attribute of `type_name` (the
+/// AttributeMetadata type or a derived one): some attribute of that type carries it, or it is
+/// kept as sent on the columns created through the API.
+fn attribute_renders(store: &Store, type_name: &str, property: &str) -> bool {
+    KEPT_PROPERTIES.contains(&property)
+        || store.schema.entities.iter().any(|e| {
+            e.attributes
+                .iter()
+                .filter(|a| {
+                    let t = a.kind.metadata_type();
+                    match type_name {
+                        "AttributeMetadata" => true,
+                        "EnumAttributeMetadata" => matches!(
+                            a.kind,
+                            AttrKind::Picklist { .. }
+                                | AttrKind::State { .. }
+                                | AttrKind::Status { .. }
+                        ),
+                        _ => t == type_name,
+                    }
+                })
+                .any(|a| attribute_json(e, a, true).contains_key(property))
+        })
+}
+
+fn entity_renders(store: &Store, property: &str) -> bool {
+    store
+        .schema
+        .entities
+        .first()
+        .is_some_and(|e| entity_json(e).contains_key(property))
+}
+
+fn key_renders(store: &Store, property: &str) -> bool {
+    store.schema.entities.iter().any(|e| {
+        e.alternate_keys
+            .iter()
+            .any(|k| key_json(e, k).contains_key(property))
+    })
+}
+
+fn relationship_renders(store: &Store, property: &str) -> bool {
+    store
+        .schema
+        .relationships
+        .first()
+        .is_some_and(|r| relationship_json(store, r).contains_key(property))
+}
+
+/// Checks the `$select` of a request on EntityDefinitions and of its `$expand` items.
+fn check_entity_select(store: &Store, q: &QueryOptions) -> Result<(), DvError> {
+    check_select(q, "EntityMetadata", |p| entity_renders(store, p))?;
+    for x in &q.expand {
+        let o = &x.options;
+        match x.nav.as_str() {
+            "Attributes" => check_select(o, "AttributeMetadata", |p| {
+                attribute_renders(store, "AttributeMetadata", p)
+            })?,
+            "Keys" => check_select(o, "EntityKeyMetadata", |p| key_renders(store, p))?,
+            "ManyToOneRelationships" | "OneToManyRelationships" => {
+                check_select(o, "OneToManyRelationshipMetadata", |p| {
+                    relationship_renders(store, p)
+                })?
+            }
+            // The emulator has no many-to-many relationships: nothing to render.
+            "ManyToManyRelationships" => {
+                check_select(o, "ManyToManyRelationshipMetadata", |_| true)?
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The AttributeMetadata type a cast segment names, or the documented 404 for one that names no
+/// such type.
+fn attribute_cast(cast: &Segment) -> Result<&str, DvError> {
+    cast.name
+        .strip_prefix(NAMESPACE)
+        .filter(|t| is_attribute_type(t) && cast.key.is_none())
+        .ok_or_else(|| DvError::segment_not_found(&cast.name))
+}
+
 /// Handles a GET below `EntityDefinitions` or `RelationshipDefinitions`.
 pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvError> {
     let q = QueryOptions::parse(req.query)?;
     if segs[0].name == "RelationshipDefinitions" {
-        return match (&segs[0].key, &segs[1..]) {
-            (None, []) => Ok(list_response(
-                context(req, "RelationshipDefinitions", &q),
+        // A cast picks one kind of relationship (query-metadata-web-api, "Retrieve
+        // relationships": `RelationshipDefinitions/Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata`).
+        // Every relationship of the emulator is one-to-many; it has no many-to-many ones.
+        let cast = match &segs[1..] {
+            [] => None,
+            [c] if c.key.is_none() => match c.name.strip_prefix(NAMESPACE) {
+                Some(t @ ("OneToManyRelationshipMetadata" | "ManyToManyRelationshipMetadata")) => {
+                    Some(t)
+                }
+                _ => return Err(DvError::segment_not_found(&c.name)),
+            },
+            [s, ..] => return Err(DvError::segment_not_found(&s.name)),
+        };
+        let many_to_many = cast == Some("ManyToManyRelationshipMetadata");
+        check_select(&q, cast.unwrap_or("RelationshipMetadataBase"), |p| {
+            many_to_many || relationship_renders(store, p)
+        })?;
+        let tail = match cast {
+            Some(t) => format!("RelationshipDefinitions/{NAMESPACE}{t}"),
+            None => "RelationshipDefinitions".to_string(),
+        };
+        return match &segs[0].key {
+            None if many_to_many => Ok(list_response(context(req, &tail, &q), Vec::new())),
+            None => Ok(list_response(
+                context(req, &tail, &q),
                 relationships_of(store, &q, |_| true),
             )),
-            (Some(k), []) => {
+            Some(k) => {
                 let name =
                     match path::parse_key(k)? {
                         Key::Named(p) => p.into_iter().find(|(n, _)| n == "SchemaName").and_then(
@@ -522,6 +635,7 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
                     .schema
                     .relationships
                     .iter()
+                    .filter(|_| !many_to_many)
                     .find(|r| Some(&r.schema_name) == name.as_ref())
                     .ok_or_else(|| {
                         DvError::new(
@@ -531,11 +645,10 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
                         )
                     })?;
                 Ok(entity_response(
-                    context(req, "RelationshipDefinitions", &q),
+                    context(req, &tail, &q),
                     select(relationship_json(store, r), &q, &["MetadataId"]),
                 ))
             }
-            (_, [s, ..]) => Err(DvError::segment_not_found(&s.name)),
         };
     }
     if segs[0].name == "GlobalOptionSetDefinitions" {
@@ -548,6 +661,7 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
         if let Some(s) = segs.get(1) {
             return Err(DvError::segment_not_found(&s.name));
         }
+        check_entity_select(store, &q)?;
         let mut items = Vec::new();
         for (i, ent) in store.schema.entities.iter().enumerate() {
             let full = entity_json(ent);
@@ -560,20 +674,26 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
     let e = find_entity(store, &segs[0])?;
     let ent = store.entity(e);
     let base = format!("EntityDefinitions('{}')", ent.logical_name);
+    let attribute_select =
+        |type_name: &str| check_select(&q, type_name, |p| attribute_renders(store, type_name, p));
     match &segs[1..] {
-        [] => Ok(entity_response(
-            context(req, "EntityDefinitions", &q),
-            entity_with_expands(store, e, &q)?,
-        )),
-        [a] if a.name == "Attributes" && a.key.is_none() => Ok(list_response(
-            context(req, &format!("{base}/Attributes"), &q),
-            attributes_of(store, e, &q, None),
-        )),
+        [] => {
+            check_entity_select(store, &q)?;
+            Ok(entity_response(
+                context(req, "EntityDefinitions", &q),
+                entity_with_expands(store, e, &q)?,
+            ))
+        }
+        [a] if a.name == "Attributes" && a.key.is_none() => {
+            attribute_select("AttributeMetadata")?;
+            Ok(list_response(
+                context(req, &format!("{base}/Attributes"), &q),
+                attributes_of(store, e, &q, None),
+            ))
+        }
         [a, cast] if a.name == "Attributes" && a.key.is_none() => {
-            let t = cast
-                .name
-                .strip_prefix("Microsoft.Dynamics.CRM.")
-                .ok_or_else(|| DvError::segment_not_found(&cast.name))?;
+            let t = attribute_cast(cast)?;
+            attribute_select(t)?;
             Ok(list_response(
                 context(req, &format!("{base}/Attributes/{}", cast.name), &q),
                 attributes_of(store, e, &q, Some(t)),
@@ -604,6 +724,10 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
                 .iter()
                 .any(|x| x.nav == "OptionSet" || x.nav == "GlobalOptionSet");
             let mut ctx_tail = format!("{base}/Attributes");
+            match rest {
+                [cast] => attribute_select(attribute_cast(cast)?)?,
+                _ => attribute_select("AttributeMetadata")?,
+            }
             if let [cast] = rest {
                 let t = cast
                     .name
@@ -626,21 +750,42 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
             );
             Ok(entity_response(context(req, &ctx_tail, &q), m))
         }
-        [k] if k.name == "Keys" => Ok(list_response(
-            context(req, &format!("{base}/Keys"), &q),
-            ent.alternate_keys
-                .iter()
-                .map(|x| select(key_json(ent, x), &q, &["MetadataId"]))
-                .collect(),
-        )),
-        [k] if k.name == "ManyToOneRelationships" => Ok(list_response(
-            context(req, &format!("{base}/ManyToOneRelationships"), &q),
-            relationships_of(store, &q, |r| r.referencing_entity == e),
-        )),
-        [k] if k.name == "OneToManyRelationships" => Ok(list_response(
-            context(req, &format!("{base}/OneToManyRelationships"), &q),
-            relationships_of(store, &q, |r| r.referenced_entity == e),
-        )),
+        [k] if k.name == "Keys" => {
+            check_select(&q, "EntityKeyMetadata", |p| key_renders(store, p))?;
+            Ok(list_response(
+                context(req, &format!("{base}/Keys"), &q),
+                ent.alternate_keys
+                    .iter()
+                    .map(|x| select(key_json(ent, x), &q, &["MetadataId"]))
+                    .collect(),
+            ))
+        }
+        [k] if k.name == "ManyToOneRelationships" => {
+            check_select(&q, "OneToManyRelationshipMetadata", |p| {
+                relationship_renders(store, p)
+            })?;
+            Ok(list_response(
+                context(req, &format!("{base}/ManyToOneRelationships"), &q),
+                relationships_of(store, &q, |r| r.referencing_entity == e),
+            ))
+        }
+        [k] if k.name == "OneToManyRelationships" => {
+            check_select(&q, "OneToManyRelationshipMetadata", |p| {
+                relationship_renders(store, p)
+            })?;
+            Ok(list_response(
+                context(req, &format!("{base}/OneToManyRelationships"), &q),
+                relationships_of(store, &q, |r| r.referenced_entity == e),
+            ))
+        }
+        // The emulator has no many-to-many relationships (as `$expand` already answers).
+        [k] if k.name == "ManyToManyRelationships" && k.key.is_none() => {
+            check_select(&q, "ManyToManyRelationshipMetadata", |_| true)?;
+            Ok(list_response(
+                context(req, &format!("{base}/ManyToManyRelationships"), &q),
+                Vec::new(),
+            ))
+        }
         [s, ..] => Err(DvError::segment_not_found(&s.name)),
     }
 }

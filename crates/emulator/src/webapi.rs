@@ -127,6 +127,10 @@ pub fn is_read(method: &str) -> bool {
 /// Handles a read request.
 pub fn handle_read(store: &Store, req: &Req) -> Result<Resp, DvError> {
     let segs = path::segments(req.path)?;
+    // Messages, casts and `?sql=` the emulator does not implement answer 501 (messages.rs).
+    if let Some(e) = crate::messages::refusal(store, &segs, req.query) {
+        return Err(e);
+    }
     let Some(first) = segs.first() else {
         return Ok(service_document(store, req));
     };
@@ -172,6 +176,9 @@ pub fn handle_read(store: &Store, req: &Req) -> Result<Resp, DvError> {
 /// Handles a write request.
 pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
     let segs = path::segments(req.path)?;
+    if let Some(e) = crate::messages::refusal(store, &segs, req.query) {
+        return Err(e);
+    }
     let Some(first) = segs.first() else {
         return Err(DvError::method_not_allowed(
             req.method,
