@@ -9,7 +9,7 @@ mod get_current_user;
 mod get_entities_metadata;
 mod get_entity;
 mod get_entity_metadata;
-mod get_new_and_updated_records;
+pub(crate) mod get_new_and_updated_records;
 mod list_attributes;
 mod list_entities;
 mod list_entity_types;

@@ -29,17 +29,38 @@ pub fn record_path(entity_set: &str, input: &Input) -> Result<(String, RecordKey
 
 /// Adds the impersonation header the inputs ask for.
 pub fn impersonate(request: Request, input: &Input) -> Result<Request> {
-    match (
-        input.text(IMPERSONATE_USER_ID.key),
-        input.text(IMPERSONATE_OBJECT_ID.key),
-    ) {
-        (Some(_), Some(_)) => Err(invalid_input(
-            &IMPERSONATE_OBJECT_ID,
-            "give either Impersonate User Id or Impersonate Entra Object Id, not both",
-        )),
-        (Some(user), None) => Ok(request.header("MSCRMCallerID", user)),
-        (None, Some(object)) => Ok(request.header("CallerObjectId", object)),
-        (None, None) => Ok(request),
+    Caller::of(input).apply(request)
+}
+
+/// Whom requests run as: the impersonation inputs as given, checked when a request is built (so
+/// a conflict is reported where the request would have been sent). The default is the
+/// connection's own identity.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller<'a> {
+    user_id: Option<&'a str>,
+    object_id: Option<&'a str>,
+}
+
+impl<'a> Caller<'a> {
+    /// The caller named by the Impersonate User Id and Impersonate Entra Object Id inputs.
+    pub fn of(input: &'a Input) -> Caller<'a> {
+        Caller {
+            user_id: input.text(IMPERSONATE_USER_ID.key),
+            object_id: input.text(IMPERSONATE_OBJECT_ID.key),
+        }
+    }
+
+    /// Adds the impersonation header; both inputs at once are refused.
+    pub fn apply(self, request: Request) -> Result<Request> {
+        match (self.user_id, self.object_id) {
+            (Some(_), Some(_)) => Err(invalid_input(
+                &IMPERSONATE_OBJECT_ID,
+                "give either Impersonate User Id or Impersonate Entra Object Id, not both",
+            )),
+            (Some(user), None) => Ok(request.header("MSCRMCallerID", user)),
+            (None, Some(object)) => Ok(request.header("CallerObjectId", object)),
+            (None, None) => Ok(request),
+        }
     }
 }
 

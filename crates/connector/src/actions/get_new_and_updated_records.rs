@@ -15,14 +15,14 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::actions::{ActionDef, Run};
-use crate::client::Request;
+use crate::client;
 use crate::context::Context;
 use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, invalid_input, malformed};
 use crate::input::Input;
 use crate::inputs::*;
 use crate::log;
-use crate::records::{RecordChunks, impersonate};
+use crate::records::{Caller, RecordChunks, impersonate};
 
 const ANCHOR_DATE: InputDef = InputDef::new("anchorDate", "Anchor Date", Kind::Text)
     .comments("Read rows modified at or after this instant (ISO 8601, such as 2024-01-31T00:00:00Z) when there is no watermark; defaults to one year back")
@@ -73,10 +73,72 @@ pub const ACTION: ActionDef = ActionDef {
     run: Run::Text(run),
 };
 
+/// Where a read starts: the newest `modifiedon` already seen and the IDs seen at that instant.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-struct Watermark {
+pub struct Watermark {
     modifiedon: String,
     ids: Vec<String>,
+}
+
+impl Watermark {
+    /// The `nextWatermark` text of a previous output, checked.
+    pub fn parse(text: &str) -> Result<Watermark> {
+        serde_json::from_str::<Watermark>(text)
+            .ok()
+            .filter(|w| is_instant(&w.modifiedon))
+            .ok_or_else(|| {
+                invalid_input(
+                    &WATERMARK,
+                    "is not a watermark; pass the nextWatermark of a previous output as it is",
+                )
+            })
+    }
+
+    /// A first read's start: the anchor date (ISO 8601), or one year back without one.
+    pub fn from_anchor(anchor: Option<&str>) -> Result<Watermark> {
+        let modifiedon = match anchor {
+            Some(date) => normalize_instant(date).ok_or_else(|| {
+                invalid_input(&ANCHOR_DATE, format!("{date:?} is not an ISO 8601 date, such as 2024-01-31 or 2024-01-31T00:00:00Z"))
+            })?,
+            None => one_year_back(),
+        };
+        Ok(Watermark {
+            modifiedon,
+            ids: Vec::new(),
+        })
+    }
+
+    /// The text a caller passes back as Watermark (and a poll keeps in its state).
+    pub fn to_text(&self) -> String {
+        // Two strings and a list of strings always serialize.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// One read of a table's rows modified since a watermark, oldest first.
+pub struct Request<'a> {
+    /// The table, as its entity set name (accounts) or logical name (account).
+    pub entity_set: &'a str,
+    /// The columns to read, empty for all; the watermark's own columns are added.
+    pub fields: &'a [String],
+    pub since: Watermark,
+    /// Rows per page (at most 5000).
+    pub page_size: u32,
+    /// Stop after the page that reaches this many rows.
+    pub max_records: usize,
+    pub caller: Caller<'a>,
+}
+
+/// What a read found, besides the rows handed to the page callback.
+pub struct Changes {
+    /// False when `max_records` stopped the read before the last page.
+    pub complete: bool,
+    /// Where the next read starts.
+    pub next_watermark: Watermark,
+    /// The table's primary ID column; None when the environment has no such table.
+    pub primary_id: Option<String>,
+    /// Why nothing was read, when the table does not exist.
+    pub warning: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -89,45 +151,65 @@ struct Page<'a> {
 
 fn run(context: &Context, input: &Input) -> Result<String> {
     let entity_set = input.text(ENTITY_TYPE.key).unwrap_or_default();
-    let watermark = match input.text(WATERMARK.key) {
-        Some(text) => serde_json::from_str::<Watermark>(text)
-            .ok()
-            .filter(|w| is_instant(&w.modifiedon))
-            .ok_or_else(|| {
-                invalid_input(
-                    &WATERMARK,
-                    "is not a watermark; pass the nextWatermark of a previous output as it is",
-                )
-            })?,
-        None => {
-            let anchor = match input.text(ANCHOR_DATE.key) {
-                Some(date) => normalize_instant(date).ok_or_else(|| {
-                    invalid_input(&ANCHOR_DATE, format!("{date:?} is not an ISO 8601 date, such as 2024-01-31 or 2024-01-31T00:00:00Z"))
-                })?,
-                None => one_year_back(),
-            };
-            Watermark {
-                modifiedon: anchor,
-                ids: Vec::new(),
-            }
-        }
+    let since = match input.text(WATERMARK.key) {
+        Some(text) => Watermark::parse(text)?,
+        None => Watermark::from_anchor(input.text(ANCHOR_DATE.key))?,
     };
     if input.flag(CHANGE_TRACKING.key) {
         return changes(context, input, entity_set);
     }
+    let request = Request {
+        entity_set,
+        fields: input.list(FIELD_NAMES.key),
+        since,
+        page_size: input.number(PAGE_SIZE.key).unwrap_or(5000.0) as u32,
+        max_records: input.number(MAX_RECORDS.key).unwrap_or(5000.0) as usize,
+        caller: Caller::of(input),
+    };
+    let mut chunks = RecordChunks::default();
+    let changes = read_since(context, &request, &mut |rows| {
+        chunks.push_page(rows);
+        Ok(())
+    })?;
+    let primary_id = match &changes.primary_id {
+        Some(column) => format!(",\"primaryIdAttribute\":{}", Value::String(column.clone())),
+        None => String::new(),
+    };
+    let warning = match changes.warning {
+        Some(warning) => Value::String(warning).to_string(),
+        None => "null".to_string(),
+    };
+    Ok(chunks.finish(&format!(
+        ",\"complete\":{},\"nextWatermark\":{}{primary_id},\"warning\":{warning}",
+        changes.complete,
+        Value::String(changes.next_watermark.to_text()),
+    )))
+}
+
+/// Reads the rows of `request.entity_set` modified since `request.since`, page by page, and hands
+/// each page's new rows to `on_rows` as they arrive, so the caller chooses how to hold them (the
+/// action copies their JSON text, the polling trigger makes events). A table the environment does
+/// not have reads nothing and says so in a warning instead of failing.
+pub fn read_since(
+    context: &Context,
+    request: &Request,
+    on_rows: &mut dyn FnMut(&[&RawValue]) -> Result<()>,
+) -> Result<Changes> {
+    let entity_set = request.entity_set;
+    let watermark = &request.since;
     let Some(table) = context.metadata.table(&context.client, entity_set)? else {
         let warning = format!(
             "table {entity_set:?} does not exist in this environment (is its module installed?); no rows read"
         );
         log::warn(&warning);
-        let next = serde_json::to_string(&watermark).unwrap_or_default();
-        return Ok(format!(
-            "{{\"records\":[],\"complete\":true,\"nextWatermark\":{},\"warning\":{}}}",
-            Value::String(next),
-            Value::String(warning)
-        ));
+        return Ok(Changes {
+            complete: true,
+            next_watermark: watermark.clone(),
+            primary_id: None,
+            warning: Some(warning),
+        });
     };
-    let mut select = input.list(FIELD_NAMES.key).to_vec();
+    let mut select = request.fields.to_vec();
     if !select.is_empty() {
         for needed in ["modifiedon", table.primary_id.as_str()] {
             if !select.iter().any(|column| column == needed) {
@@ -144,9 +226,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         ],
         ..QueryOptions::default()
     };
-    let page_size = input.number(PAGE_SIZE.key).unwrap_or(5000.0) as u32;
-    let max_records = input.number(MAX_RECORDS.key).unwrap_or(5000.0) as usize;
-    let prefer = prefer_header(Some(page_size), false);
+    let prefer = prefer_header(Some(request.page_size), false);
     let skip: HashSet<&str> = watermark.ids.iter().map(String::as_str).collect();
 
     let mut url = format!(
@@ -154,17 +234,17 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         context.client.api_url(entity_set),
         options.to_query_string()
     );
-    let mut chunks = RecordChunks::default();
+    let mut read = 0usize;
     let mut newest = watermark.clone();
     let complete = loop {
-        let mut request = Request::new("GET", url);
+        let mut page_request = client::Request::new("GET", url);
         if let Some(prefer) = &prefer {
-            request = request.header("Prefer", prefer.clone());
+            page_request = page_request.header("Prefer", prefer.clone());
         }
-        let request = impersonate(request, input)?;
+        let page_request = request.caller.apply(page_request)?;
         let response = context
             .client
-            .send(request, RetryPolicy::RECORDS)?
+            .send(page_request, RetryPolicy::RECORDS)?
             .into_success()?;
         let page: Page = serde_json::from_slice(&response.body).map_err(|problem| {
             malformed(format!(
@@ -194,19 +274,20 @@ fn run(context: &Context, input: &Input) -> Result<String> {
             }
             kept.push(*record);
         }
-        chunks.push_page(&kept);
+        read += kept.len();
+        on_rows(&kept)?;
         match page.next_link {
-            Some(next) if chunks.len() < max_records => url = next,
+            Some(next) if read < request.max_records => url = next,
             Some(_) => break false,
             None => break true,
         }
     };
-    let next = serde_json::to_string(&newest).unwrap_or_default();
-    Ok(chunks.finish(&format!(
-        ",\"complete\":{complete},\"nextWatermark\":{},\"primaryIdAttribute\":{},\"warning\":null",
-        Value::String(next),
-        Value::String(table.primary_id.clone())
-    )))
+    Ok(Changes {
+        complete,
+        next_watermark: newest,
+        primary_id: Some(table.primary_id.clone()),
+        warning: None,
+    })
 }
 
 /// The two columns the watermark needs, read from a row without building its values.
@@ -316,7 +397,7 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
     let mut chunks = RecordChunks::default();
     let mut deleted: Vec<String> = Vec::new();
     let delta_link = loop {
-        let request = Request::new("GET", url.clone()).header(
+        let request = client::Request::new("GET", url.clone()).header(
             "Prefer",
             format!("odata.track-changes,odata.maxpagesize={page_size}"),
         );
