@@ -1,8 +1,9 @@
-//! Triggers: the Dataverse webhook receiver (validated, and able to register itself), and a
-//! polling trigger for new and updated records.
+//! The trigger catalogue and the dispatch to handlers. Like the actions, each trigger is one
+//! module holding its definition next to its handlers (`triggers/webhook.rs`,
+//! `triggers/polling.rs`); the definitions flow designers see are generated from the catalogue.
 
-use dataverse::webhook::{MAX_BODY_BYTES, read_context, secrets_match};
-use serde_json::{Value, json};
+mod polling;
+mod webhook;
 
 use crate::bindings::dynamics::connector::types::{
     self as wit, Connection, ConnectorError, ErrorCode, TriggerKind,
@@ -11,522 +12,131 @@ use crate::bindings::exports::dynamics::connector::triggers::{
     IncomingRequest, PollOutcome, WebhookOutcome,
 };
 use crate::context::Context;
-use crate::definition::{Format, InputDef, Kind, inputs_to_wit};
-use crate::error::{Result, error, invalid_input};
+use crate::definition::{InputDef, inputs_to_wit};
+use crate::error::{Result, error};
 use crate::input::Input;
-use crate::inputs::CONNECTION;
 
-pub const WEBHOOK: &str = "webhook";
-pub const POLLING: &str = "new-and-updated-records";
-
-const AUTH_TYPE: InputDef = InputDef::new("authType", "Authentication Type", Kind::Picklist)
-    .default("WebhookKey")
-    .comments("How Dataverse proves a request is its own: WebhookKey (a code query parameter), HttpHeader (named headers) or HttpQueryString (named query parameters)")
-    .choices(&[("Webhook key", "WebhookKey"), ("HTTP headers", "HttpHeader"), ("HTTP query string", "HttpQueryString")]);
-
-const WEBHOOK_KEY: InputDef = InputDef::new("webhookKey", "Webhook Key", Kind::Secret)
-    .comments("With WebhookKey: the key Dataverse sends as ?code=; generated when the trigger registers itself");
-
-const AUTH_VALUES: InputDef =
-    InputDef::new("authValues", "Authentication Values", Kind::KeyValueList).comments(
-        "With HttpHeader or HttpQueryString: the names and values every request must carry",
-    );
-
-const TABLE: InputDef = InputDef::new("entityType", "Entity Type", Kind::Text)
-    .comments("For self-registration and polling: the table, as its logical name (contact) or entity set name (contacts)")
-    .format(Format::Identifier);
-
-const MESSAGES: InputDef = InputDef::new("messages", "Messages", Kind::StringList)
-    .default("Create,Update,Delete")
-    .comments("For self-registration: the messages that send a webhook");
-
-const FILTERING_ATTRIBUTES: InputDef = InputDef::new(
-    "filteringAttributes",
-    "Filtering Attributes",
-    Kind::StringList,
-)
-.comments("For self-registration: Update sends a webhook only when one of these columns changes")
-.format(Format::Identifiers);
-
-const IMAGES: InputDef = InputDef::new("images", "Images", Kind::Picklist)
-    .default("none")
-    .comments("For self-registration: send the row as it was before (pre), after (post) or both with each event")
-    .choices(&[("None", "none"), ("Before the change", "pre"), ("After the change", "post"), ("Both", "both")]);
-
-const WEBHOOK_INPUTS: &[InputDef] = &[
-    CONNECTION,
-    AUTH_TYPE,
-    WEBHOOK_KEY,
-    AUTH_VALUES,
-    TABLE,
-    MESSAGES,
-    FILTERING_ATTRIBUTES,
-    IMAGES,
-];
-
-const POLL_TABLE: InputDef = InputDef::new("entityType", "Entity Type", Kind::Text)
-    .required()
-    .comments("The table to watch, as its entity set name (accounts)")
-    .format(Format::Identifier);
-
-const POLL_FIELDS: InputDef = InputDef::new("fieldNames", "Field Name", Kind::StringList)
-    .comments("The columns each event carries; empty for all")
-    .format(Format::Identifiers);
-
-const POLL_SINCE: InputDef = InputDef::new("anchorDate", "Anchor Date", Kind::Text)
-    .comments("The first poll reports rows modified at or after this instant (ISO 8601); defaults to one year back");
-
-const POLL_INPUTS: &[InputDef] = &[CONNECTION, POLL_TABLE, POLL_FIELDS, POLL_SINCE];
-
-pub fn definitions() -> Vec<wit::TriggerDefinition> {
-    vec![
-        wit::TriggerDefinition {
-            key: WEBHOOK.to_string(),
-            label: "Webhook".to_string(),
-            description: "Receive and validate webhook requests from Microsoft Dynamics for webhooks you configure.".to_string(),
-            kind: TriggerKind::Webhook,
-            inputs: inputs_to_wit(WEBHOOK_INPUTS),
-        },
-        wit::TriggerDefinition {
-            key: POLLING.to_string(),
-            label: "New and Updated Records".to_string(),
-            description: "Polls a table for rows created or modified since the previous poll; each event carries a stable ID.".to_string(),
-            kind: TriggerKind::Polling,
-            inputs: inputs_to_wit(POLL_INPUTS),
-        },
-    ]
+/// How a trigger fires, with the handlers that kind needs. The kind flow designers see is derived
+/// from this, so a definition cannot claim a kind its handlers do not serve.
+#[derive(Clone, Copy)]
+pub enum Handlers {
+    /// Dataverse calls the host, which hands each request to `receive` with the checked config.
+    /// `enable` registers the webhook with the environment for the host's URL and answers the
+    /// state `disable` needs to remove that registration.
+    Webhook {
+        receive: fn(&Input, &IncomingRequest) -> Result<WebhookOutcome>,
+        enable: fn(&Context, &Input, Option<&str>) -> Result<String>,
+        disable: fn(&Context, &str) -> Result<()>,
+    },
+    /// The host calls `poll` on its schedule with the state the previous poll answered. It gets
+    /// the connection rather than a context, so its state is checked before the connection.
+    Polling {
+        poll: fn(&Connection, &Input, Option<&str>) -> Result<PollOutcome>,
+    },
 }
 
-/// Validates one request and reads its event. Refusals are answers with a reason, not errors.
+/// One trigger: its definition next to its handlers.
+pub struct TriggerDef {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub description: &'static str,
+    pub inputs: &'static [InputDef],
+    pub handlers: Handlers,
+}
+
+impl TriggerDef {
+    pub fn kind(&self) -> TriggerKind {
+        match self.handlers {
+            Handlers::Webhook { .. } => TriggerKind::Webhook,
+            Handlers::Polling { .. } => TriggerKind::Polling,
+        }
+    }
+}
+
+pub const CATALOGUE: &[TriggerDef] = &[webhook::TRIGGER, polling::TRIGGER];
+
+pub fn definitions() -> Vec<wit::TriggerDefinition> {
+    CATALOGUE
+        .iter()
+        .map(|trigger| wit::TriggerDefinition {
+            key: trigger.key.to_string(),
+            label: trigger.label.to_string(),
+            description: trigger.description.to_string(),
+            kind: trigger.kind(),
+            inputs: inputs_to_wit(trigger.inputs),
+        })
+        .collect()
+}
+
+/// Checks one incoming request of a webhook trigger against its config and reads its event.
 pub fn handle_webhook(
     key: &str,
     config: &str,
     request: &IncomingRequest,
 ) -> Result<WebhookOutcome> {
-    if key != WEBHOOK {
-        return Err(unknown(key));
-    }
-    let config = Input::parse(WEBHOOK_INPUTS, config)?;
-    let auth_type = config.text(AUTH_TYPE.key).unwrap_or("WebhookKey");
-    match auth_type {
-        "WebhookKey" if config.text(WEBHOOK_KEY.key).is_none() => {
-            return Err(invalid_input(
-                &WEBHOOK_KEY,
-                "is required with the WebhookKey authentication type",
-            ));
+    match find(key) {
+        Some((trigger, Handlers::Webhook { receive, .. })) => {
+            receive(&Input::parse(trigger.inputs, config)?, request)
         }
-        "HttpHeader" | "HttpQueryString" if config.pairs(AUTH_VALUES.key).is_empty() => {
-            return Err(invalid_input(
-                &AUTH_VALUES,
-                format!("needs at least one name and value with {auth_type}"),
-            ));
-        }
-        _ => {}
-    }
-    if request.method != "POST" {
-        return Ok(refuse(405, "webhooks arrive as POST requests"));
-    }
-    let content_type = header(&request.headers, "content-type")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    // application/json exactly, parameters (charset) allowed: not application/jsonx.
-    if content_type.split(';').next().map(str::trim) != Some("application/json") {
-        return Ok(refuse(415, "the body must be application/json"));
-    }
-    if request.body.len() > MAX_BODY_BYTES {
-        return Ok(refuse(
-            413,
-            "the body is larger than the 256 KB Dataverse sends",
-        ));
-    }
-    let authentic = match auth_type {
-        "WebhookKey" => query(&request.query, "code").is_some_and(|code| {
-            secrets_match(code, config.text(WEBHOOK_KEY.key).unwrap_or_default())
-        }),
-        "HttpHeader" => config.pairs(AUTH_VALUES.key).iter().all(|(name, value)| {
-            header(&request.headers, name).is_some_and(|given| secrets_match(given, value))
-        }),
-        _ => config.pairs(AUTH_VALUES.key).iter().all(|(name, value)| {
-            query(&request.query, name).is_some_and(|given| secrets_match(given, value))
-        }),
-    };
-    if !authentic {
-        return Ok(refuse(
-            401,
-            "the request does not carry this webhook's secret",
-        ));
-    }
-    match read_context(&request.body) {
-        Ok(event) => Ok(WebhookOutcome {
-            status: 200,
-            headers: vec![("content-type".to_string(), "application/json".to_string())],
-            body: json!({"accepted": true, "id": event["id"]})
-                .to_string()
-                .into_bytes(),
-            events: vec![event.to_string()],
-        }),
-        Err(problem) => Ok(refuse(400, &problem.to_string())),
+        _ => Err(unknown(key)),
     }
 }
 
-/// One poll: the rows modified since the state's watermark, as events with stable IDs.
-pub fn poll(
-    key: &str,
-    connection: &Connection,
-    config: &str,
-    state: Option<&str>,
-) -> Result<PollOutcome> {
-    if key != POLLING {
-        return Err(unknown(key));
-    }
-    let config = Input::parse(POLL_INPUTS, config)?;
-    let table = config.text(POLL_TABLE.key).unwrap_or_default();
-    let mut input = json!({"entityType": table, "maxRecords": 5000});
-    if !config.list(POLL_FIELDS.key).is_empty() {
-        input["fieldNames"] = json!(config.list(POLL_FIELDS.key));
-    }
-    match state.map(serde_json::from_str::<Value>) {
-        Some(Ok(state)) => match state.get("watermark").and_then(Value::as_str) {
-            Some(watermark) => input["watermark"] = json!(watermark),
-            None => {
-                return Err(error(
-                    ErrorCode::InvalidInput,
-                    "the poll state has no watermark; start again without state",
-                ));
-            }
-        },
-        Some(Err(problem)) => {
-            return Err(error(
-                ErrorCode::InvalidInput,
-                format!("the poll state is not JSON: {problem}"),
-            ));
-        }
-        None => {
-            if let Some(anchor) = config.text(POLL_SINCE.key) {
-                input["anchorDate"] = json!(anchor);
-            }
-        }
-    }
-    let output = crate::actions::invoke(
-        "get-new-and-updated-records",
-        connection,
-        &input.to_string(),
-    )?;
-    let output: Value = serde_json::from_str(&output)
-        .map_err(|problem| error(ErrorCode::Internal, problem.to_string()))?;
-    let primary_id = output["primaryIdAttribute"].as_str();
-    let events = output["records"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|record| {
-            let record_id = primary_id.and_then(|column| record[column].as_str()).unwrap_or_default();
-            let modified = record["modifiedon"].as_str().unwrap_or_default();
-            json!({"id": format!("{table}:{record_id}:{modified}"), "table": table, "recordId": record_id, "modifiedOn": modified, "record": record}).to_string()
-        })
-        .collect();
-    let state =
-        json!({"watermark": output["nextWatermark"], "complete": output["complete"]}).to_string();
-    Ok(PollOutcome { events, state })
-}
-
-fn refuse(status: u16, reason: &str) -> WebhookOutcome {
-    WebhookOutcome {
-        status,
-        headers: vec![("content-type".to_string(), "application/json".to_string())],
-        body: json!({"accepted": false, "reason": reason})
-            .to_string()
-            .into_bytes(),
-        events: Vec::new(),
-    }
-}
-
-fn unknown(key: &str) -> ConnectorError {
-    error(
-        ErrorCode::InvalidInput,
-        format!("unknown trigger {key:?}; the triggers are {WEBHOOK} and {POLLING}"),
-    )
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value.as_str())
-}
-
-fn query<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
-}
-
-/// Registers the webhook with Dataverse: a service endpoint for `webhook_url` and one step per
-/// message on the table. Registering the same URL and table again replaces the earlier
-/// registration instead of adding a second. Returns the state `disable` needs, with the
-/// generated webhook key when there was none (the host keeps it with the trigger's config).
+/// Registers a webhook trigger with the environment; answers the state `disable` needs.
 pub fn enable(
     context: &Context,
     key: &str,
     config: &str,
     webhook_url: Option<&str>,
 ) -> Result<String> {
-    if key != WEBHOOK {
-        return Err(unknown(key));
-    }
-    let config = Input::parse(WEBHOOK_INPUTS, config)?;
-    let url = webhook_url
-        .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
-        .ok_or_else(|| {
-            error(
-                ErrorCode::InvalidInput,
-                "the host must give the absolute URL Dataverse should call",
-            )
-        })?;
-    let table_name = config
-        .text(TABLE.key)
-        .ok_or_else(|| invalid_input(&TABLE, "is required to register the webhook"))?;
-    let table = context
-        .metadata
-        .table(&context.client, table_name)?
-        .ok_or_else(|| {
-            invalid_input(
-                &TABLE,
-                format!("{table_name:?} is not a table of this environment"),
-            )
-        })?;
-    let messages: Vec<String> = config.list(MESSAGES.key).to_vec();
-    for message in &messages {
-        if !matches!(message.as_str(), "Create" | "Update" | "Delete") {
-            return Err(invalid_input(
-                &MESSAGES,
-                format!("{message:?} is not one of Create, Update, Delete"),
-            ));
+    match find(key) {
+        Some((trigger, Handlers::Webhook { enable, .. })) => {
+            enable(context, &Input::parse(trigger.inputs, config)?, webhook_url)
         }
+        _ => Err(unknown(key)),
     }
-    let auth_type = config.text(AUTH_TYPE.key).unwrap_or("WebhookKey");
-    let generated_key = match (auth_type, config.text(WEBHOOK_KEY.key)) {
-        ("WebhookKey", None) => Some(random_key()?),
-        _ => None,
-    };
-    let (auth_code, auth_value) = match auth_type {
-        "WebhookKey" => (
-            4,
-            generated_key
-                .clone()
-                .or(config.text(WEBHOOK_KEY.key).map(str::to_string))
-                .unwrap_or_default(),
-        ),
-        "HttpHeader" => (5, settings_xml(config.pairs(AUTH_VALUES.key))),
-        _ => (6, settings_xml(config.pairs(AUTH_VALUES.key))),
-    };
-    let name = format!(
-        "dynamics-connector {} {}",
-        table.logical_name,
-        short_hash(url)
-    );
-    // A registration with the same name is this trigger's own, from an earlier enable.
-    let existing = context.client.get_json(&format!(
-        "serviceendpoints?$select=serviceendpointid&$filter=name%20eq%20{}",
-        dataverse::encoding::percent_encode_query_value(&dataverse::odata::string_literal(&name))
-    ))?;
-    for row in existing["value"].as_array().into_iter().flatten() {
-        if let Some(id) = row["serviceendpointid"].as_str() {
-            remove_endpoint(context, id)?;
-        }
-    }
-    let endpoint = json!({
-        "name": name,
-        "contract": 8,
-        "url": url,
-        "authtype": auth_code,
-        "authvalue": auth_value,
-        "messageformat": 2,
-    });
-    let endpoint_id = create(context, "serviceendpoints", &endpoint)?;
-    let mut step_ids = Vec::new();
-    for message in &messages {
-        let message_id = first_id(
-            context,
-            &format!("sdkmessages?$select=sdkmessageid&$filter=name%20eq%20'{message}'"),
-            "sdkmessageid",
-        )?;
-        let filter_id = first_id(
-            context,
-            &format!(
-                "sdkmessagefilters?$select=sdkmessagefilterid&$filter=_sdkmessageid_value%20eq%20{message_id}%20and%20primaryobjecttypecode%20eq%20'{}'",
-                table.logical_name
-            ),
-            "sdkmessagefilterid",
-        )?;
-        let mut step = json!({
-            "name": format!("{name} {message}"),
-            "mode": 1,
-            "stage": 40,
-            "rank": 1,
-            "supporteddeployment": 0,
-            "asyncautodelete": false,
-            "sdkmessageid@odata.bind": format!("/sdkmessages({message_id})"),
-            "sdkmessagefilterid@odata.bind": format!("/sdkmessagefilters({filter_id})"),
-            "eventhandler_serviceendpoint@odata.bind": format!("/serviceendpoints({endpoint_id})"),
-        });
-        if message == "Update" && !config.list(FILTERING_ATTRIBUTES.key).is_empty() {
-            step["filteringattributes"] = json!(config.list(FILTERING_ATTRIBUTES.key).join(","));
-        }
-        let step_id = create(context, "sdkmessageprocessingsteps", &step)?;
-        // Dataverse has no pre image on Create and no post image on Delete.
-        let wanted = config.text(IMAGES.key).unwrap_or("none");
-        let pre = matches!(wanted, "pre" | "both") && message != "Create";
-        let post = matches!(wanted, "post" | "both") && message != "Delete";
-        for (wanted, alias, kind) in [(pre, "PreImage", 0), (post, "PostImage", 1)] {
-            if wanted {
-                let image = json!({
-                    "name": alias,
-                    "entityalias": alias,
-                    "imagetype": kind,
-                    "messagepropertyname": if message == "Create" { "Id" } else { "Target" },
-                    "sdkmessageprocessingstepid@odata.bind": format!("/sdkmessageprocessingsteps({step_id})"),
-                });
-                create(context, "sdkmessageprocessingstepimages", &image)?;
-            }
-        }
-        step_ids.push(step_id);
-    }
-    Ok(json!({"serviceEndpointId": endpoint_id, "stepIds": step_ids, "webhookKey": generated_key, "url": url}).to_string())
 }
 
-/// Removes what `enable` registered; parts already gone are fine.
+/// Removes what `enable` registered.
 pub fn disable(context: &Context, key: &str, state: &str) -> Result<()> {
-    if key != WEBHOOK {
-        return Err(unknown(key));
+    match find(key) {
+        Some((_, Handlers::Webhook { disable, .. })) => disable(context, state),
+        _ => Err(unknown(key)),
     }
-    let state: Value = serde_json::from_str(state).map_err(|problem| {
-        error(
-            ErrorCode::InvalidInput,
-            format!("the trigger state is not JSON: {problem}"),
-        )
-    })?;
-    let endpoint = state["serviceEndpointId"]
-        .as_str()
-        .filter(|id| dataverse::guid::is_guid(id))
-        .ok_or_else(|| {
-            error(
-                ErrorCode::InvalidInput,
-                "the trigger state has no serviceEndpointId; was the trigger enabled?",
-            )
-        })?;
-    for step in state["stepIds"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
-        if dataverse::guid::is_guid(step) {
-            delete(context, &format!("sdkmessageprocessingsteps({step})"))?;
+}
+
+/// One poll of a polling trigger.
+pub fn poll(
+    key: &str,
+    connection: &Connection,
+    config: &str,
+    state: Option<&str>,
+) -> Result<PollOutcome> {
+    match find(key) {
+        Some((trigger, Handlers::Polling { poll })) => {
+            poll(connection, &Input::parse(trigger.inputs, config)?, state)
         }
+        _ => Err(unknown(key)),
     }
-    delete(context, &format!("serviceendpoints({endpoint})"))
 }
 
-fn remove_endpoint(context: &Context, endpoint: &str) -> Result<()> {
-    let steps = context.client.get_json(&format!(
-        "sdkmessageprocessingsteps?$select=sdkmessageprocessingstepid&$filter=_eventhandler_value%20eq%20{endpoint}"
-    ))?;
-    for step in steps["value"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|row| row["sdkmessageprocessingstepid"].as_str())
-    {
-        delete(context, &format!("sdkmessageprocessingsteps({step})"))?;
-    }
-    delete(context, &format!("serviceendpoints({endpoint})"))
-}
-
-fn create(context: &Context, entity_set: &str, body: &Value) -> Result<String> {
-    let mut request = crate::client::Request::new("POST", context.client.api_url(entity_set))
-        .header("Content-Type", "application/json");
-    request.body = body.to_string().into_bytes();
-    let response = context
-        .client
-        .send(
-            request,
-            dataverse::retry::RetryPolicy::RECORDS.not_idempotent(),
-        )?
-        .into_success()?;
-    response
-        .header("odata-entityid")
-        .and_then(dataverse::keys::id_from_entity_url)
-        .ok_or_else(|| {
-            crate::error::malformed(format!(
-                "creating a row of {entity_set} answered without its ID"
-            ))
-        })
-}
-
-fn delete(context: &Context, path: &str) -> Result<()> {
-    let request = crate::client::Request::new("DELETE", context.client.api_url(path));
-    let response = context
-        .client
-        .send(request, dataverse::retry::RetryPolicy::RECORDS)?;
-    if response.status == 404 {
-        return Ok(());
-    }
-    response.into_success().map(|_| ())
-}
-
-fn first_id(context: &Context, path: &str, column: &str) -> Result<String> {
-    let answer = context.client.get_json(path)?;
-    answer["value"][0][column]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| {
-            error(
-                ErrorCode::NotFound,
-                format!("the environment has no row for {path}"),
-            )
-        })
-}
-
-/// `<settings><setting name=".." value=".."/></settings>`, values escaped for XML.
-fn settings_xml(pairs: &[(String, String)]) -> String {
-    let escape = |text: &str| {
-        text.replace('&', "&amp;")
-            .replace('"', "&quot;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    let settings: String = pairs
+fn find(key: &str) -> Option<(&'static TriggerDef, Handlers)> {
+    CATALOGUE
         .iter()
-        .map(|(name, value)| {
-            format!(
-                "<setting name=\"{}\" value=\"{}\" />",
-                escape(name),
-                escape(value)
-            )
-        })
-        .collect();
-    format!("<settings>{settings}</settings>")
+        .find(|trigger| trigger.key == key)
+        .map(|trigger| (trigger, trigger.handlers))
 }
 
-fn random_key() -> Result<String> {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).map_err(|problem| {
-        error(
-            ErrorCode::Internal,
-            format!("no randomness available: {problem}"),
-        )
-    })?;
-    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
-}
-
-/// A short, stable fingerprint of a URL, to name this trigger's registration.
-fn short_hash(text: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{:08x}", hash & 0xffff_ffff)
+/// Also the answer when the key names a trigger of the other kind.
+fn unknown(key: &str) -> ConnectorError {
+    let keys: Vec<&str> = CATALOGUE.iter().map(|trigger| trigger.key).collect();
+    let listed = match keys.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    error(
+        ErrorCode::InvalidInput,
+        format!("unknown trigger {key:?}; the triggers are {listed}"),
+    )
 }
