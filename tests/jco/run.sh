@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# A second host: builds the connector component (host-harness's build script builds it), transpiles
+# it with jco into tests/jco/generated/, starts the emulator on a free loopback port, runs
+# connector.test.mjs in Node (host.mjs implements the world's http and log imports) and stops the
+# emulator. DYNAMICS_COMPONENT=path runs another component of the world instead of building one.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+manifest="$root/Cargo.toml"
+
+node_json() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{$1})"; }
+
+cargo build --quiet -p dataverse-emulator --manifest-path "$manifest"
+target_dir="$(cargo metadata --format-version 1 --no-deps --manifest-path "$manifest" | node_json 'console.log(JSON.parse(s).target_directory)')"
+bin="$target_dir/debug/dataverse-emulator"
+
+component="${DYNAMICS_COMPONENT:-}"
+if [ -z "$component" ]; then
+  # The library alone: its build script builds the component, and says where in its env.
+  component="$(cargo build --quiet -p host-harness --lib --message-format=json --manifest-path "$manifest" | node_json '
+    for (const line of s.split("\n")) {
+      if (!line) continue;
+      const m = JSON.parse(line);
+      const hit = m.reason === "build-script-executed" && m.env.find(([k]) => k === "DYNAMICS_CONNECTOR_WASM");
+      if (hit) { console.log(hit[1]); break; }
+    }')"
+  component="${component:-$target_dir/component/wasm32-wasip2/component/dynamics_connector.wasm}"
+fi
+[ -f "$component" ] || { echo "no component at $component" >&2; exit 1; }
+
+if [ ! -x "$here/node_modules/.bin/jco" ] || [ ! -d "$here/node_modules/@bytecodealliance/preview2-shim" ]; then
+  (cd "$here" && npm ci --no-audit --no-fund --silent)
+fi
+
+# `--instantiation async`: the output imports nothing itself; host.mjs hands it the WASI shims and
+# its own http and log for each instance.
+out="$here/generated"
+rm -rf "$out"
+"$here/node_modules/.bin/jco" transpile "$component" -o "$out" --name connector \
+  --instantiation async --no-typescript --quiet
+
+log="$(mktemp)"
+"$bin" --port 0 --rows "${EMULATOR_ROWS:-12}" >"$log" 2>&1 &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 1 200); do
+  grep -q '^ready' "$log" && break
+  kill -0 "$pid" 2>/dev/null || { cat "$log"; echo "emulator exited" >&2; exit 1; }
+  sleep 0.05
+done
+grep -q '^ready' "$log" || { cat "$log"; echo "emulator did not start" >&2; exit 1; }
+
+field() { sed -n "s/^$1: *//p" "$log"; }
+export EMULATOR_URL="$(field 'base url')"
+export EMULATOR_TOKEN_URL="$(field 'token url')"
+export EMULATOR_CLIENT_ID="$(field 'client id')"
+export EMULATOR_CLIENT_SECRET="$(field 'client secret')"
+export JCO_OUT="$out"
+
+cd "$here"
+node --test connector.test.mjs
