@@ -3,7 +3,15 @@
 //! [`Emulator::start`] seeds deterministic tables, binds `127.0.0.1`, and serves the Web API
 //! (`/api/data/v9.2/...`), an Entra ID-shaped token endpoint and fault injection from its own
 //! thread and tokio runtime, so synchronous callers (tests, a wasmtime host) can use it.
+//!
+//! Rehearsing faults: fault injection ([`Emulator::faults`], [`FaultRule`]), the
+//! service-protection limit ([`Emulator::set_rate_limit`], [`RateLimit`]) and the request log
+//! ([`Emulator::requests`]) are also served over HTTP by the admin API under `/_admin/` on the
+//! same port, guarded by a random key ([`Emulator::admin_key`]); the `dataverse-emulator` binary
+//! and `dynamics emulator` take `--fault RULE` and `--rate-limit N/WINDOW` and print the key. The
+//! `admin` module lists the endpoints and the guard, `faults` the rule grammar.
 
+mod admin;
 mod auth;
 mod batch;
 mod catalog;
@@ -45,7 +53,7 @@ use anyhow::{Context, anyhow};
 
 pub use auth::{AppConfig, UserConfig};
 pub use error::DvError;
-pub use faults::{Fault, FaultHandle};
+pub use faults::{Fault, FaultHandle, FaultRule};
 pub use guid::Guid;
 pub use store::ChangeKind;
 pub use throttle::RateLimit;
@@ -240,12 +248,18 @@ pub struct ChangeRecord {
 /// One request as received.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
+    /// Its place in the log, from 1 (the admin API's `?since=`).
+    pub seq: u64,
     pub method: String,
     /// Path and query, as sent.
     pub path: String,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The status answered (None while the answer is being made).
+    pub status: Option<u16>,
+    /// The injected fault the request met (`throttle`, `cut`, …; see [`Fault::kind`]).
+    pub fault: Option<String>,
 }
 
 impl RecordedRequest {
@@ -331,6 +345,8 @@ impl Emulator {
             throttle: Mutex::new(throttle::Throttle::default()),
             faults: FaultHandle::default(),
             requests: Mutex::new(Vec::new()),
+            request_seq: std::sync::atomic::AtomicU64::new(0),
+            admin_key: admin::random_key(),
             ids,
             addr,
             scheme,
@@ -538,6 +554,17 @@ impl Emulator {
         }
     }
 
+    /// The key the admin API (`/_admin/`) asks for, as `X-Emulator-Admin-Key` or a bearer token:
+    /// random per start.
+    pub fn admin_key(&self) -> &str {
+        &self.app.admin_key
+    }
+
+    /// `http://127.0.0.1:PORT/_admin` (the admin API's root).
+    pub fn admin_url(&self) -> String {
+        format!("{}{}", self.base_url(), admin::PREFIX)
+    }
+
     /// Switches fault injection.
     pub fn faults(&self) -> FaultHandle {
         self.app.faults.clone()
@@ -556,18 +583,7 @@ impl Emulator {
         let Ok(store) = self.app.store.read() else {
             return Vec::new();
         };
-        let e = store
-            .schema
-            .entity_by_set(entity_set_or_logical_name)
-            .or_else(|| store.schema.entity(entity_set_or_logical_name));
-        let Some(e) = e else {
-            return Vec::new();
-        };
-        store.tables[e]
-            .rows
-            .values()
-            .map(|r| render::row_to_json(&store, e, r))
-            .collect()
+        admin::table_rows(&store, entity_set_or_logical_name).unwrap_or_default()
     }
 
     /// An access token for the application user, without the token dance.

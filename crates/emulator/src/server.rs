@@ -30,6 +30,10 @@ pub struct App {
     pub rate_limit: Mutex<Option<RateLimit>>,
     pub faults: FaultHandle,
     pub requests: Mutex<Vec<RecordedRequest>>,
+    /// The sequence number of the last request logged.
+    pub request_seq: std::sync::atomic::AtomicU64,
+    /// The key of the admin API (`admin.rs`).
+    pub admin_key: String,
     pub ids: Identities,
     pub addr: SocketAddr,
     /// `http`, or `https` when served with TLS: the scheme of every absolute URL written.
@@ -40,6 +44,17 @@ pub struct App {
 impl App {
     pub fn base_url(&self) -> String {
         format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// Writes the answer's status, and the fault met, into the logged request `seq`.
+    fn note_answer(&self, seq: Option<u64>, status: u16, fault: Option<&Fault>) {
+        let Some(seq) = seq else { return };
+        if let Ok(mut log) = self.requests.lock()
+            && let Some(r) = log.iter_mut().rev().find(|r| r.seq == seq)
+        {
+            r.status = Some(status);
+            r.fault = fault.map(|f| f.kind().to_string());
+        }
     }
 }
 
@@ -96,10 +111,22 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let headers = header_pairs(&parts.headers);
+    // The admin API: neither logged, faulted nor counted against the limit.
+    if path == crate::admin::PREFIX || path.starts_with("/_admin/") {
+        let (s, h, b) = crate::admin::handle(&app, &method, &path, &query, &headers, &body);
+        return response(s, h, b);
+    }
+    let mut seq = None;
     if app.config.record_requests
         && let Ok(mut log) = app.requests.lock()
     {
+        let n = app
+            .request_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        seq = Some(n);
         log.push(RecordedRequest {
+            seq: n,
             method: method.clone(),
             path: if query.is_empty() {
                 path.clone()
@@ -108,6 +135,8 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             },
             headers: headers.clone(),
             body: body.to_vec(),
+            status: None,
+            fault: None,
         });
     }
     let fault = app.faults.take(&path);
@@ -121,6 +150,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             )
             .with_header("Retry-After", retry_after_secs.to_string());
             let (s, h, b) = dv_error_parts(&e);
+            app.note_answer(seq, s, fault.as_ref());
             return response(s, h, b);
         }
         Some(Fault::Unavailable) => {
@@ -130,9 +160,11 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
                 "The service is temporarily unavailable. Please try again later.",
             );
             let (s, h, b) = dv_error_parts(&e);
+            app.note_answer(seq, s, fault.as_ref());
             return response(s, h, b);
         }
         Some(Fault::BadGateway) => {
+            app.note_answer(seq, 502, fault.as_ref());
             return response(
                 502,
                 vec![("Content-Type".into(), "text/html".into())],
@@ -156,6 +188,11 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         let (s, h, b) = dv_error_parts(&DvError::internal("handler panicked"));
         (s, h, b)
     });
+    let answered = match (&fault, status) {
+        (Some(Fault::MalformedJson), 204) => 200,
+        _ => status,
+    };
+    app.note_answer(seq, answered, fault.as_ref());
     match fault {
         Some(Fault::CutMidBody) => {
             let full = bytes.len().max(2);

@@ -22,6 +22,39 @@ impl Default for RateLimit {
     }
 }
 
+/// `100/60s`: 100 requests per 60 seconds (the window as `500ms`, `60s`, `5m`, `1h` or plain
+/// seconds), as `--rate-limit` and the admin API take it.
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<RateLimit, String> {
+        let (n, window) = text
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not a limit such as 100/60s"))?;
+        let requests: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?}: {n:?} is not a number of requests"))?;
+        let window = crate::faults::parse_duration(window)?;
+        if requests == 0 || window.is_zero() {
+            return Err(format!(
+                "{text:?}: a limit needs requests and a window above 0"
+            ));
+        }
+        Ok(RateLimit { requests, window })
+    }
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.window.subsec_millis() {
+            0 => write!(f, "{}/{}s", self.requests, self.window.as_secs()),
+            _ => write!(f, "{}/{}ms", self.requests, self.window.as_millis()),
+        }
+    }
+}
+
 /// The outcome of counting one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Verdict {
@@ -65,6 +98,25 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_parse_from_text() {
+        let l: RateLimit = "100/60s".parse().unwrap();
+        assert_eq!(l.requests, 100);
+        assert_eq!(l.window, Duration::from_secs(60));
+        assert_eq!(l.to_string(), "100/60s");
+        assert_eq!(
+            "10/5m".parse::<RateLimit>().unwrap().window,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            "3/90".parse::<RateLimit>().unwrap().window,
+            Duration::from_secs(90)
+        );
+        for bad in ["100", "x/60s", "0/60s", "10/0s", "10/60y"] {
+            assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn requests_beyond_the_limit_are_throttled_until_the_window_slides() {
