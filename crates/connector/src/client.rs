@@ -1,10 +1,15 @@
 //! Requests to the environment through the host's `http` import: standard OData headers, the
 //! bearer token for the environment's own origin only, retries, and error answers read.
+//!
+//! The import sits behind [`Transport`], so native unit tests can answer requests from a script
+//! (`test_host.rs`) where the component has the host.
 
 use dataverse::retry::{Outcome, RetryPolicy};
 use serde_json::Value;
 
-use crate::bindings::dynamics::connector::http::{self, HttpError, Request as WitRequest};
+use crate::bindings::dynamics::connector::http::{
+    self, HttpError, Request as WitRequest, Response as WitResponse,
+};
 use crate::bindings::dynamics::connector::types::{ConnectorError, ErrorCode, Token};
 use crate::connection::Settings;
 use crate::error::{Result, error, from_http_error, from_service, malformed, with_hint};
@@ -110,6 +115,27 @@ impl Request {
     }
 }
 
+/// Where requests go: the host's `http` import ([`Host`]), or a test double.
+pub trait Transport {
+    /// Sends one request as it is; any status is an answer.
+    fn send(&self, request: &WitRequest) -> std::result::Result<WitResponse, HttpError>;
+    /// Waits `ms` milliseconds before a retry; false when the invocation's time limit is too near.
+    fn wait(&self, ms: u32) -> bool;
+}
+
+/// The host's `http` import.
+pub struct Host;
+
+impl Transport for Host {
+    fn send(&self, request: &WitRequest) -> std::result::Result<WitResponse, HttpError> {
+        http::send(request)
+    }
+
+    fn wait(&self, ms: u32) -> bool {
+        http::wait(ms)
+    }
+}
+
 /// The environment as seen by one invocation.
 pub struct Client<'a> {
     pub settings: &'a Settings,
@@ -117,6 +143,7 @@ pub struct Client<'a> {
     /// False for the token endpoint, which may share the environment's origin (emulators) but
     /// must never receive a bearer token.
     authenticate: bool,
+    transport: &'a dyn Transport,
 }
 
 impl<'a> Client<'a> {
@@ -125,6 +152,20 @@ impl<'a> Client<'a> {
             settings,
             token,
             authenticate: true,
+            transport: &Host,
+        }
+    }
+
+    /// A client that sends through `transport` instead of the host.
+    #[cfg(test)]
+    pub fn with_transport(
+        settings: &'a Settings,
+        token: Option<&'a Token>,
+        transport: &'a dyn Transport,
+    ) -> Client<'a> {
+        Client {
+            transport,
+            ..Client::new(settings, token)
         }
     }
 
@@ -134,6 +175,7 @@ impl<'a> Client<'a> {
             settings,
             token: None,
             authenticate: false,
+            transport: &Host,
         }
     }
 
@@ -178,7 +220,7 @@ impl<'a> Client<'a> {
         let mut waited_ms = 0u64;
         let mut seed = jitter_seed();
         loop {
-            let result = http::send(&wit_request);
+            let result = self.transport.send(&wit_request);
             let broken = check_json
                 && result.as_ref().is_ok_and(|response| {
                     is_broken_json(response.status, &response.headers, &response.body)
@@ -215,7 +257,7 @@ impl<'a> Client<'a> {
                         "{target}: not retrying, the total wait would exceed {} ms",
                         policy.max_total_wait_ms
                     ));
-                } else if http::wait(delay) {
+                } else if self.transport.wait(delay) {
                     attempt += 1;
                     lost_answers += u32::from(outcome == Outcome::NoResponse);
                     continue;
@@ -413,4 +455,170 @@ pub fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     let _ = getrandom::fill(&mut buffer);
     buffer.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_host::{ACCESS_TOKEN, ORIGIN, Script, Signed, header};
+
+    const ACCOUNTS: &str = r#"{"value":[{"name":"Contoso"}]}"#;
+
+    #[test]
+    fn the_bearer_token_and_odata_headers_go_to_the_environment_only() {
+        let signed = Signed::new();
+        let script = Script::new().json(200, ACCOUNTS).json(200, "{}");
+        let context = signed.context(&script);
+        context.client.get_json("accounts").unwrap();
+        let elsewhere = Request::new(
+            "GET",
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration".to_string(),
+        );
+        context
+            .client
+            .send(elsewhere, RetryPolicy::RECORDS)
+            .unwrap();
+
+        let sent = script.sent();
+        assert_eq!(sent[0].url, format!("{ORIGIN}/api/data/v9.2/accounts"));
+        let expected_bearer = format!("Bearer {ACCESS_TOKEN}");
+        assert_eq!(
+            header(&sent[0].headers, "authorization"),
+            Some(expected_bearer.as_str())
+        );
+        assert_eq!(header(&sent[0].headers, "odata-version"), Some("4.0"));
+        assert_eq!(header(&sent[1].headers, "authorization"), None);
+        assert_eq!(header(&sent[1].headers, "odata-version"), None);
+    }
+
+    #[test]
+    fn a_given_authorization_header_is_replaced_by_the_connections_token() {
+        let signed = Signed::new();
+        let script = Script::new().json(200, ACCOUNTS);
+        let context = signed.context(&script);
+        let request = Request::new("GET", context.client.api_url("accounts"))
+            .header("Authorization", "Bearer someone-elses");
+        context.client.send(request, RetryPolicy::RECORDS).unwrap();
+
+        let sent = script.sent();
+        let authorizations: Vec<&str> = sent[0]
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            .map(|(_, value)| value.as_str())
+            .collect();
+        assert_eq!(authorizations, [format!("Bearer {ACCESS_TOKEN}")]);
+    }
+
+    #[test]
+    fn a_read_answered_503_is_sent_again_and_counts_its_attempts() {
+        let signed = Signed::new();
+        let script = Script::new()
+            .json(503, r#"{"error":{"code":"0x80072321","message":"busy"}}"#)
+            .json(200, ACCOUNTS);
+        let context = signed.context(&script);
+        let response = context
+            .client
+            .send(
+                Request::new("GET", context.client.api_url("accounts")),
+                RetryPolicy::RECORDS,
+            )
+            .unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.attempts, 2);
+        assert_eq!(response.lost_answers, 0);
+        assert_eq!(script.sent().len(), 2);
+    }
+
+    #[test]
+    fn a_cut_json_answer_to_a_read_counts_as_lost_and_is_read_again() {
+        let signed = Signed::new();
+        let script = Script::new()
+            .json(200, r#"{"value":[{"name":"Cont"#)
+            .json(200, ACCOUNTS);
+        let context = signed.context(&script);
+        let response = context
+            .client
+            .send(
+                Request::new("GET", context.client.api_url("accounts")),
+                RetryPolicy::RECORDS,
+            )
+            .unwrap();
+        assert_eq!(response.json().unwrap()["value"][0]["name"], "Contoso");
+        assert_eq!(response.lost_answers, 1);
+    }
+
+    #[test]
+    fn a_write_that_may_not_repeat_is_not_sent_again_after_a_lost_connection() {
+        let signed = Signed::new();
+        let script =
+            Script::new().fail(HttpError::ConnectionFailed("connection reset".to_string()));
+        let context = signed.context(&script);
+        let mut request = Request::new("POST", context.client.api_url("accounts"));
+        request.body = br#"{"name":"Contoso"}"#.to_vec();
+        let failure = context
+            .client
+            .send(request, RetryPolicy::RECORDS.not_idempotent())
+            .unwrap_err();
+        assert_eq!(script.sent().len(), 1);
+        assert!(
+            failure.message.contains("POST /api/data/v9.2/accounts"),
+            "{failure:?}"
+        );
+    }
+
+    #[test]
+    fn an_error_answer_becomes_the_services_error() {
+        let signed = Signed::new();
+        let script = Script::new().json(
+            404,
+            r#"{"error":{"code":"0x80060888","message":"Resource not found for the segment 'acounts'."}}"#,
+        );
+        let context = signed.context(&script);
+        let failure = context.client.get_json("acounts").unwrap_err();
+        assert_eq!(failure.code, ErrorCode::NotFound);
+        assert_eq!(failure.http_status, Some(404));
+        assert_eq!(failure.service_code.as_deref(), Some("0x80060888"));
+    }
+
+    #[test]
+    fn a_header_that_would_split_the_request_is_refused_before_anything_is_sent() {
+        let signed = Signed::new();
+        let script = Script::new();
+        let context = signed.context(&script);
+        let request = Request::new("GET", context.client.api_url("accounts"))
+            .header("Prefer", "odata.maxpagesize=1\r\nX-Injected: yes");
+        let failure = context
+            .client
+            .send(request, RetryPolicy::RECORDS)
+            .unwrap_err();
+        assert_eq!(failure.code, ErrorCode::InvalidInput);
+        assert!(script.sent().is_empty());
+    }
+
+    #[test]
+    fn a_url_longer_than_dataverse_takes_is_refused_before_anything_is_sent() {
+        let signed = Signed::new();
+        let script = Script::new();
+        let context = signed.context(&script);
+        let filter = "a".repeat(MAX_URL);
+        let failure = context
+            .client
+            .get_json(&format!("accounts?$filter={filter}"))
+            .unwrap_err();
+        assert_eq!(failure.code, ErrorCode::InvalidInput);
+        assert!(failure.message.contains("at most 32768"), "{failure:?}");
+        assert!(script.sent().is_empty());
+    }
+
+    #[test]
+    fn a_request_target_in_messages_leaves_out_the_query() {
+        let request = Request::new(
+            "GET",
+            format!(
+                "{ORIGIN}/api/data/v9.2/contacts?$filter=emailaddress1 eq 'someone@contoso.com'"
+            ),
+        );
+        assert_eq!(request.target(), "GET /api/data/v9.2/contacts");
+    }
 }

@@ -21,6 +21,8 @@ mod inputs;
 mod log;
 mod metadata;
 mod records;
+#[cfg(test)]
+mod test_host;
 mod triggers;
 
 mod bindings {
