@@ -453,3 +453,254 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     previous[b.len()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::dynamics::connector::types::ErrorCode;
+
+    const NAME: InputDef = InputDef::new("name", "Name", Kind::Text).required();
+    const NOTES: InputDef = InputDef::new("notes", "Notes", Kind::Multiline);
+    const COUNT: InputDef = InputDef::new("count", "Count", Kind::Number)
+        .default("10")
+        .format(Format::Range(1, 100));
+    const ENABLED: InputDef = InputDef::new("enabled", "Enabled", Kind::Boolean).default("false");
+    const MODE: InputDef = InputDef::new("mode", "Mode", Kind::Picklist)
+        .default("upsert")
+        .choices(&[("Upsert", "upsert"), ("Create only", "createOnly")]);
+    const COLUMNS: InputDef =
+        InputDef::new("columns", "Columns", Kind::StringList).format(Format::Identifiers);
+    const HEADERS: InputDef = InputDef::new("headers", "Headers", Kind::KeyValueList);
+    const FIELDS: InputDef = InputDef::new("fields", "Fields", Kind::FieldMap);
+    const BODY: InputDef = InputDef::new("body", "Body", Kind::Code);
+    const ID: InputDef = InputDef::new("id", "ID", Kind::Text).format(Format::Guid);
+    const TABLE: InputDef = InputDef::new("table", "Table", Kind::Text).format(Format::Identifier);
+    const CONNECTION: InputDef = InputDef::new("connection", "Connection", Kind::Connection);
+
+    const INPUTS: &[InputDef] = &[
+        CONNECTION, NAME, NOTES, COUNT, ENABLED, MODE, COLUMNS, HEADERS, FIELDS, BODY, ID, TABLE,
+    ];
+
+    fn parse(json: &str) -> Result<Input> {
+        Input::parse(INPUTS, json)
+    }
+
+    /// The error's field and message, for refusals.
+    fn refusal(json: &str) -> (String, String) {
+        let failure = parse(json).expect_err("the input is refused");
+        assert_eq!(failure.code, ErrorCode::InvalidInput, "{failure:?}");
+        (failure.field.unwrap_or_default(), failure.message)
+    }
+
+    #[test]
+    fn defaults_fill_absent_and_blank_inputs() {
+        let input = parse(r#"{"name": "A", "count": "  ", "mode": null}"#).unwrap();
+        assert_eq!(input.number("count"), Some(10.0));
+        assert!(!input.flag("enabled"));
+        assert_eq!(input.text("mode"), Some("upsert"));
+        assert_eq!(input.text("notes"), None);
+        assert!(input.list("columns").is_empty());
+    }
+
+    #[test]
+    fn numbers_and_booleans_sent_as_text_are_read_as_such() {
+        let input = parse(r#"{"name": 42, "count": " 25 ", "enabled": "TRUE"}"#).unwrap();
+        assert_eq!(input.text("name"), Some("42"));
+        assert_eq!(input.number("count"), Some(25.0));
+        assert!(input.flag("enabled"));
+    }
+
+    #[test]
+    fn a_missing_required_input_is_refused_by_key_and_label() {
+        let (field, message) = refusal(r#"{"name": "   "}"#);
+        assert_eq!(field, "name");
+        assert_eq!(message, "input \"name\" (Name): is required");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_the_closest_known_key() {
+        let (field, message) = refusal(r#"{"name": "A", "colums": "a"}"#);
+        assert_eq!(field, "colums");
+        assert!(message.contains("did you mean \"columns\"?"), "{message}");
+        let (_, far) = refusal(r#"{"name": "A", "zzzzzzzz": 1}"#);
+        assert!(!far.contains("did you mean"), "{far}");
+    }
+
+    #[test]
+    fn the_connection_is_not_an_input() {
+        let (field, message) = refusal(r#"{"name": "A", "connection": "x"}"#);
+        assert_eq!(field, "connection");
+        assert!(message.contains("no such input"), "{message}");
+    }
+
+    #[test]
+    fn input_that_is_not_a_json_object_is_refused_and_empty_input_is_no_values() {
+        assert_eq!(
+            refusal("[1]").1,
+            "input \"input\": must be a JSON object of input keys and values, got a list"
+        );
+        assert!(refusal("{").1.contains("is not valid JSON"));
+        let no_required = [COUNT, ENABLED];
+        for empty in ["", "  ", "null", "{}"] {
+            let input = Input::parse(&no_required, empty).unwrap();
+            assert_eq!(input.number("count"), Some(10.0), "{empty:?}");
+        }
+    }
+
+    #[test]
+    fn values_of_the_wrong_kind_are_refused() {
+        assert_eq!(
+            refusal(r#"{"name": ["A"]}"#).1,
+            "input \"name\" (Name): must be text, got a list"
+        );
+        assert_eq!(
+            refusal(r#"{"name": "A", "enabled": "yes"}"#).1,
+            "input \"enabled\" (Enabled): must be true or false, got text"
+        );
+        assert_eq!(
+            refusal(r#"{"name": "A", "count": "ten"}"#).1,
+            "input \"count\" (Count): must be a number, got \"ten\""
+        );
+        assert_eq!(refusal(r#"{"name": "A", "count": "inf"}"#).0, "count");
+    }
+
+    #[test]
+    fn a_picklist_takes_only_its_choices() {
+        let input = parse(r#"{"name": "A", "mode": "createOnly"}"#).unwrap();
+        assert_eq!(input.text("mode"), Some("createOnly"));
+        let (field, message) = refusal(r#"{"name": "A", "mode": "CreateOnly"}"#);
+        assert_eq!(field, "mode");
+        assert!(
+            message.ends_with("\"CreateOnly\" is not one of upsert, createOnly"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn string_lists_come_as_comma_separated_text_or_lists_without_blank_entries() {
+        let from_text = parse(r#"{"name": "A", "columns": " name, ,accountnumber "}"#).unwrap();
+        assert_eq!(from_text.list("columns"), ["name", "accountnumber"]);
+        let from_list =
+            parse(r#"{"name": "A", "columns": ["name", "", null, " accountnumber "]}"#).unwrap();
+        assert_eq!(from_list.list("columns"), ["name", "accountnumber"]);
+        let (_, message) = refusal(r#"{"name": "A", "columns": ["name", 3]}"#);
+        assert!(
+            message.ends_with("entry 1 must be text, got a number"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn key_value_lists_come_as_objects_entry_lists_or_json_text_and_keep_their_order() {
+        let expected = [
+            ("Prefer".to_string(), "return=representation".to_string()),
+            ("If-Match".to_string(), "*".to_string()),
+        ];
+        for json in [
+            r#"{"name": "A", "headers": [{"key": "Prefer", "value": "return=representation"}, {"key": "If-Match", "value": "*"}]}"#,
+            r#"{"name": "A", "headers": "[{\"key\": \"Prefer\", \"value\": \"return=representation\"}, {\"key\": \"If-Match\", \"value\": \"*\"}]"}"#,
+        ] {
+            assert_eq!(parse(json).unwrap().pairs("headers"), expected, "{json}");
+        }
+        let object = parse(r#"{"name": "A", "headers": {"a": 1, "b": true, "c": null}}"#).unwrap();
+        assert_eq!(
+            object.pairs("headers"),
+            [
+                ("a".to_string(), "1".to_string()),
+                ("b".to_string(), "true".to_string()),
+                ("c".to_string(), String::new())
+            ]
+        );
+        assert!(
+            refusal(r#"{"name": "A", "headers": {"a": [1]}}"#)
+                .1
+                .contains("the value of \"a\" must be text")
+        );
+        assert!(
+            refusal(r#"{"name": "A", "headers": [{"value": "x"}]}"#)
+                .1
+                .contains("entry 0 has no text \"key\"")
+        );
+    }
+
+    #[test]
+    fn field_maps_keep_json_types_and_refuse_a_field_given_twice() {
+        let input = parse(
+            r#"{"name": "A", "fields": [{"key": "revenue", "value": 12.5}, {"key": "parentaccountid", "value": {"table": "accounts", "id": "x"}}]}"#,
+        )
+        .unwrap();
+        let fields = input.json("fields").unwrap();
+        assert_eq!(fields["revenue"], 12.5);
+        assert_eq!(fields["parentaccountid"]["table"], "accounts");
+        let (_, message) = refusal(
+            r#"{"name": "A", "fields": [{"key": "a", "value": 1}, {"key": "a", "value": 2}]}"#,
+        );
+        assert!(message.ends_with("\"a\" is given twice"), "{message}");
+    }
+
+    #[test]
+    fn code_inputs_read_json_text_and_keep_other_text_as_text() {
+        let json = parse(r#"{"name": "A", "body": "{\"a\": [1]}"}"#).unwrap();
+        assert_eq!(json.json("body"), Some(&serde_json::json!({"a": [1]})));
+        let text = parse(r#"{"name": "A", "body": "plain words"}"#).unwrap();
+        assert_eq!(
+            text.json("body"),
+            Some(&Value::String("plain words".into()))
+        );
+    }
+
+    #[test]
+    fn one_line_inputs_refuse_control_characters_and_bodies_keep_them() {
+        for json in [
+            r#"{"name": "A\r\nX-Injected: 1"}"#,
+            r#"{"name": "A", "columns": ["na\nme"]}"#,
+            r#"{"name": "A", "headers": {"Prefer": "x\u0000"}}"#,
+            r#"{"name": "A\tB"}"#,
+        ] {
+            let (_, message) = refusal(json);
+            assert!(
+                message.contains("contains a control character"),
+                "{json}: {message}"
+            );
+        }
+        let input = parse(r#"{"name": "A", "notes": "line one\nline two"}"#).unwrap();
+        assert_eq!(input.text("notes"), Some("line one\nline two"));
+    }
+
+    #[test]
+    fn formats_are_checked_before_any_request() {
+        let input = parse(
+            r#"{"name": "A", "id": "00000000-0000-0000-0000-000000000001", "table": "new_projects", "columns": "name,new_code", "count": 100}"#,
+        )
+        .unwrap();
+        assert_eq!(input.text("table"), Some("new_projects"));
+        assert_eq!(refusal(r#"{"name": "A", "id": "42"}"#).0, "id");
+        assert!(
+            refusal(r#"{"name": "A", "table": "accounts)?$x"}"#)
+                .1
+                .contains("is not a table or column name")
+        );
+        assert!(
+            refusal(r#"{"name": "A", "columns": "name,full name"}"#)
+                .1
+                .contains("\"full name\" is not a column name")
+        );
+        for count in ["0", "101", "2.5"] {
+            let json = format!(r#"{{"name": "A", "count": {count}}}"#);
+            let (_, message) = refusal(&json);
+            assert!(
+                message.contains("must be a whole number from 1 to 100"),
+                "{count}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_closest_key_is_a_typo_away_and_ignores_case() {
+        let known = ["entityType", "entityId", "fieldNames"];
+        assert_eq!(closest("entitytpye", &known), Some("entityType"));
+        assert_eq!(closest("FIELDNAME", &known), Some("fieldNames"));
+        assert_eq!(closest("batchActions", &known), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}
