@@ -214,6 +214,13 @@ enum Command {
         /// printed (give it to `--ca-file`, NODE_EXTRA_CA_CERTS or SSL_CERT_FILE).
         #[arg(long)]
         tls: bool,
+        /// Inject a fault from the start: KIND[=VALUE][:[SKIP+]TIMES][@PATH], e.g.
+        /// throttle:3@/accounts or cut:1@$batch (repeatable; the admin API changes them later).
+        #[arg(long = "fault", value_name = "RULE")]
+        faults: Vec<dataverse_emulator::FaultRule>,
+        /// Dataverse's service-protection limit per caller, e.g. 100/60s (off by default).
+        #[arg(long, value_name = "N/WINDOW")]
+        rate_limit: Option<dataverse_emulator::RateLimit>,
     },
     /// Print the component.yaml manifest generated from the component's definitions.
     Manifest {
@@ -367,15 +374,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             );
         }
-        Command::Emulator { port, rows, tls } => {
+        Command::Emulator {
+            port,
+            rows,
+            tls,
+            faults,
+            rate_limit,
+        } => {
             let emulator = dataverse_emulator::Emulator::start(
                 dataverse_emulator::Config {
                     rows_per_table: rows,
                     tls,
+                    rate_limit,
                     ..Default::default()
                 },
                 port,
             )?;
+            for rule in faults {
+                emulator.faults().add(rule);
+            }
             let credentials = emulator.credentials();
             println!("Dataverse emulator serving {}", emulator.web_api_url());
             println!("token URL:     {}", emulator.token_url());
@@ -401,6 +418,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("openid config: {}", emulator.openid_configuration_url());
             if let Some(ca) = emulator.ca_certificate_path() {
                 println!("CA certificate: {} (trust it with --ca-file)", ca.display());
+            }
+            // Rehearsing faults: the admin API (see the README).
+            println!("admin API:     {}/", emulator.admin_url());
+            println!("admin key:     {}", emulator.admin_key());
+            if let Some(limit) = rate_limit {
+                println!("rate limit:    {limit} per caller");
+            }
+            for rule in emulator.faults().rules() {
+                println!("fault:         {rule}");
             }
             println!("Press Ctrl-C to stop.");
             loop {
