@@ -4,6 +4,7 @@
 //! The import sits behind [`Transport`], so native unit tests can answer requests from a script
 //! (`test_host.rs`) where the component has the host.
 
+use dataverse::environment::Environment;
 use dataverse::retry::{Outcome, RetryPolicy};
 use serde_json::Value;
 
@@ -181,11 +182,7 @@ impl<'a> Client<'a> {
 
     /// `root/relative`, where root is the Web API root (`https://org.crm.dynamics.com/api/data/v9.2`).
     pub fn api_url(&self, relative: &str) -> String {
-        format!(
-            "{}/{}",
-            self.settings.environment.web_api_root(),
-            relative.trim_start_matches('/')
-        )
+        api_url(&self.settings.environment, relative)
     }
 
     /// The Web API root as a path (`/api/data/v9.2`), for requests inside `$batch`.
@@ -332,6 +329,15 @@ impl<'a> Client<'a> {
         }
         Ok(request)
     }
+}
+
+/// `root/relative` under the environment's Web API root.
+pub fn api_url(environment: &Environment, relative: &str) -> String {
+    format!(
+        "{}/{}",
+        environment.web_api_root(),
+        relative.trim_start_matches('/')
+    )
 }
 
 /// The last guard before the host: a header or URL with a control character would split the

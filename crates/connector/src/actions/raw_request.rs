@@ -4,14 +4,14 @@
 //! is accepted only when it names the environment itself, so the token never leaves it.
 
 use dataverse::encoding::{base64_decode, base64_encode, percent_encode};
-use dataverse::environment::origin_of;
+use dataverse::environment::{Environment, origin_of};
 use dataverse::multipart::{FormPart, encode_form};
 use dataverse::retry::{RetryOn, RetryPolicy};
 use serde_json::{Map, Value, json};
 
 use crate::actions::{ActionDef, Run};
 use crate::bindings::dynamics::connector::types::ErrorCode;
-use crate::client::{Request, random_hex};
+use crate::client::{Request, api_url, random_hex};
 use crate::context::Context;
 use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, error, invalid_input};
@@ -136,7 +136,11 @@ pub const ACTION: ActionDef = ActionDef {
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {
-    let url = target_url(context, input)?;
+    let url = target_url(
+        &context.client.settings.environment,
+        input.text(URL.key).unwrap_or_default(),
+        input.pairs(QUERY_PARAMS.key),
+    )?;
     let method = input.text(METHOD.key).unwrap_or("GET").to_string();
     let mut request = Request::new(&method, url);
     for (name, value) in input.pairs(HEADERS.key) {
@@ -223,10 +227,15 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
     Ok(json!({ "status": response.status, "headers": headers, "data": data }))
 }
 
-/// The absolute URL on the environment, with the query parameters appended.
-fn target_url(context: &Context, input: &Input) -> Result<String> {
-    let given = input.text(URL.key).unwrap_or_default().trim();
-    let environment = &context.client.settings.environment;
+/// The absolute URL on the environment for the URL input, with the query parameters appended.
+/// An absolute URL anywhere else is refused here, before any request: the request carries the
+/// connection's token, which must not leave the environment.
+fn target_url(
+    environment: &Environment,
+    given: &str,
+    params: &[(String, String)],
+) -> Result<String> {
+    let given = given.trim();
     // Absolute only when the part before the query names a scheme: a relative path whose query
     // holds a URL (`?redirect=https://...`) stays relative.
     let before_query = given.split(['?', '#']).next().unwrap_or(given);
@@ -256,7 +265,7 @@ fn target_url(context: &Context, input: &Input) -> Result<String> {
     } else if given.starts_with('/') {
         format!("{}{given}", environment.origin)
     } else {
-        context.client.api_url(given)
+        api_url(environment, given)
     };
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid_input(
@@ -264,7 +273,6 @@ fn target_url(context: &Context, input: &Input) -> Result<String> {
             "must not contain spaces or control characters; encode them as %20",
         ));
     }
-    let params = input.pairs(QUERY_PARAMS.key);
     if !params.is_empty() {
         let query: Vec<String> = params
             .iter()
@@ -385,4 +393,102 @@ fn unique_boundary(parts: &[FormPart], mut boundary: String) -> String {
         boundary.push('x');
     }
     boundary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_host::ORIGIN;
+
+    fn environment() -> Environment {
+        Environment::parse(ORIGIN).unwrap()
+    }
+
+    fn target(given: &str) -> Result<String> {
+        target_url(&environment(), given, &[])
+    }
+
+    #[test]
+    fn a_path_is_taken_on_the_environment_and_a_relative_one_under_the_web_api_root() {
+        assert_eq!(
+            target("/api/data/v9.2/accounts?$select=name").unwrap(),
+            format!("{ORIGIN}/api/data/v9.2/accounts?$select=name")
+        );
+        assert_eq!(
+            target("  accounts?$top=1 ").unwrap(),
+            format!("{ORIGIN}/api/data/v9.2/accounts?$top=1")
+        );
+    }
+
+    #[test]
+    fn an_absolute_url_of_the_environment_keeps_only_its_path() {
+        assert_eq!(
+            target(&format!("{ORIGIN}/api/data/v9.2/WhoAmI")).unwrap(),
+            format!("{ORIGIN}/api/data/v9.2/WhoAmI")
+        );
+        assert_eq!(target(ORIGIN).unwrap(), format!("{ORIGIN}/"));
+    }
+
+    #[test]
+    fn an_absolute_url_anywhere_else_is_forbidden_naming_the_url_input() {
+        for elsewhere in [
+            "https://evil.example.com/api/data/v9.2/accounts",
+            "//evil.example.com/api/data/v9.2/accounts",
+            "https://contoso.crm.dynamics.com.evil.example.com/api/data/v9.2/accounts",
+            "https://contoso.crm.dynamics.com@evil.example.com/api/data/v9.2/accounts",
+            "http://contoso.crm.dynamics.com/api/data/v9.2/accounts",
+            "https://contoso.crm.dynamics.com:8443/api/data/v9.2/accounts",
+            "https://fabrikam.crm.dynamics.com/api/data/v9.2/accounts",
+        ] {
+            let failure = target(elsewhere).expect_err(elsewhere);
+            assert_eq!(failure.code, ErrorCode::Forbidden, "{elsewhere}");
+            assert_eq!(failure.field.as_deref(), Some("url"), "{elsewhere}");
+            assert!(
+                failure
+                    .message
+                    .contains("is not this connection's environment"),
+                "{elsewhere}: {}",
+                failure.message
+            );
+        }
+    }
+
+    #[test]
+    fn a_relative_path_whose_query_holds_a_url_stays_on_the_environment() {
+        assert_eq!(
+            target("/api/data/v9.2/accounts?next=https://evil.example.com/").unwrap(),
+            format!("{ORIGIN}/api/data/v9.2/accounts?next=https://evil.example.com/")
+        );
+        assert_eq!(
+            target("accounts?next=https://evil.example.com/").unwrap(),
+            format!("{ORIGIN}/api/data/v9.2/accounts?next=https://evil.example.com/")
+        );
+    }
+
+    #[test]
+    fn spaces_and_control_characters_are_refused() {
+        for bad in [
+            "accounts?$filter=name eq 'A'",
+            "/api/data/v9.2/acc\u{7f}ounts",
+        ] {
+            let failure = target(bad).expect_err(bad);
+            assert_eq!(failure.code, ErrorCode::InvalidInput, "{bad}");
+            assert_eq!(failure.field.as_deref(), Some("url"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn query_parameters_are_encoded_and_appended_after_any_query_in_the_url() {
+        let params = [
+            ("$select".to_string(), "name,accountnumber".to_string()),
+            ("note".to_string(), "a&b=c d".to_string()),
+        ];
+        let with_query = target_url(&environment(), "accounts?$top=1", &params).unwrap();
+        let without = target_url(&environment(), "accounts", &params).unwrap();
+        let root = format!("{ORIGIN}/api/data/v9.2/accounts");
+        let (_, appended) = with_query.split_once("$top=1&").unwrap();
+        assert_eq!(without, format!("{root}?{appended}"));
+        assert!(appended.contains("=a%26b%3Dc%20d"), "{appended}");
+        assert!(!appended.contains(' '), "{appended}");
+    }
 }
