@@ -454,3 +454,249 @@ impl RecordChunks {
         output
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::test_host::{Script, Signed};
+
+    const ACCOUNT_ID: &str = "00000000-0000-0000-0000-0000000000a1";
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(object) => object,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    fn bind(context: &Context, body: &Map<String, Value>) -> Result<Map<String, Value>> {
+        bind_lookups(context, "contacts", body, &FIELD_VALUES, &"", None)
+            .map(|bound| bound.into_owned())
+    }
+
+    /// The metadata answers for binding a contact's parent customer to an account.
+    fn contact_metadata() -> Script {
+        Script::new()
+            .json(200, r#"{"value":[{"LogicalName":"contact","EntitySetName":"contacts","PrimaryIdAttribute":"contactid"}]}"#)
+            .json(200, r#"{"value":[
+                {"ReferencingAttribute":"parentcustomerid","ReferencedEntity":"account","ReferencingEntityNavigationPropertyName":"parentcustomerid_account"},
+                {"ReferencingAttribute":"parentcustomerid","ReferencedEntity":"contact","ReferencingEntityNavigationPropertyName":"parentcustomerid_contact"}
+            ]}"#)
+            .json(200, r#"{"value":[{"LogicalName":"account","EntitySetName":"accounts","PrimaryIdAttribute":"accountid"}]}"#)
+    }
+
+    #[test]
+    fn only_table_with_id_or_key_and_a_lone_ref_are_lookups() {
+        let lookups = [
+            json!({"table": "accounts", "id": ACCOUNT_ID}),
+            json!({"table": "accounts", "key": "accountnumber='A-1'"}),
+            json!({"table": "accounts", "key": {"accountnumber": "A-1"}}),
+            json!({"ref": "parent"}),
+        ];
+        for value in &lookups {
+            assert!(lookup_target(value).is_some(), "{value}");
+        }
+        let values = [
+            json!({"table": "accounts"}),
+            json!({"table": "accounts", "id": ACCOUNT_ID, "name": "x"}),
+            json!({"table": 3, "id": ACCOUNT_ID}),
+            json!({"ref": "parent", "table": "accounts"}),
+            json!({"ref": 1}),
+            json!("accounts"),
+            json!([{"table": "accounts", "id": ACCOUNT_ID}]),
+        ];
+        for value in &values {
+            assert!(lookup_target(value).is_none(), "{value}");
+        }
+    }
+
+    #[test]
+    fn a_body_without_lookups_comes_back_as_it_is_without_a_request() {
+        let signed = Signed::new();
+        let script = Script::new();
+        let context = signed.context(&script);
+        let body = object(json!({"lastname": "Smith", "address1_composite": {"city": "Oslo"}}));
+        let bound = bind_lookups(&context, "contacts", &body, &FIELD_VALUES, &"", None).unwrap();
+        assert!(matches!(bound, Cow::Borrowed(_)));
+        assert!(script.sent().is_empty());
+    }
+
+    #[test]
+    fn a_lookup_becomes_the_navigation_property_bound_to_the_row() {
+        let signed = Signed::new();
+        let script = contact_metadata();
+        let context = signed.context(&script);
+        let body = object(json!({
+            "lastname": "Smith",
+            "parentcustomerid": {"table": "accounts", "id": ACCOUNT_ID.to_uppercase()},
+        }));
+        assert_eq!(
+            Value::Object(bind(&context, &body).unwrap()),
+            json!({
+                "lastname": "Smith",
+                "parentcustomerid_account@odata.bind": format!("/accounts({ACCOUNT_ID})"),
+            })
+        );
+        let read: Vec<String> = script
+            .sent()
+            .into_iter()
+            .map(|request| request.url)
+            .collect();
+        assert!(
+            read[0].contains("EntitySetName%20eq%20'contacts'"),
+            "{read:?}"
+        );
+        assert!(
+            read[1].contains("EntityDefinitions(LogicalName='contact')/ManyToOneRelationships"),
+            "{read:?}"
+        );
+        assert!(
+            read[2].contains("EntitySetName%20eq%20'accounts'"),
+            "{read:?}"
+        );
+        assert_eq!(read.len(), 3);
+    }
+
+    #[test]
+    fn a_lookup_by_alternate_key_binds_the_key_segment() {
+        let signed = Signed::new();
+        let script = contact_metadata();
+        let context = signed.context(&script);
+        let body = object(
+            json!({"parentcustomerid": {"table": "account", "key": {"accountnumber": "A-1"}}}),
+        );
+        assert_eq!(
+            bind(&context, &body).unwrap()["parentcustomerid_account@odata.bind"],
+            "/accounts(accountnumber='A-1')"
+        );
+    }
+
+    #[test]
+    fn a_column_that_cannot_point_to_the_table_is_refused_naming_the_columns_that_can() {
+        let signed = Signed::new();
+        let script = contact_metadata();
+        let context = signed.context(&script);
+        let body = object(json!({"primarycontactid": {"table": "accounts", "id": ACCOUNT_ID}}));
+        let failure = bind(&context, &body).unwrap_err();
+        assert_eq!(failure.field.as_deref(), Some("fieldValues"));
+        assert!(
+            failure.message.ends_with(
+                "\"primarycontactid\" is not a lookup column of contact that can point to account (those are: parentcustomerid)"
+            ),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[test]
+    fn badly_shaped_lookups_are_refused_before_any_request() {
+        let cases = [
+            (
+                json!({"full name": "x"}),
+                "\"full name\" is not a column name",
+            ),
+            (
+                json!({"parentcustomerid": {"table": "accounts", "id": "42"}}),
+                "has an id that is not a GUID",
+            ),
+            (
+                json!({"parentcustomerid": {"table": "accounts", "key": "accountnumber='A-1"}}),
+                "has a bad key",
+            ),
+            (
+                json!({"parentcustomerid": {"table": "accounts", "key": 7}}),
+                "needs an \"id\" GUID or a \"key\"",
+            ),
+            (
+                json!({"parentcustomerid": {"table": "accounts)", "id": ACCOUNT_ID}}),
+                "which is not a table name",
+            ),
+            (
+                json!({"parentcustomerid": {"ref": "parent"}}),
+                "which only Batch Entity Actions can do",
+            ),
+        ];
+        for (body, expected) in cases {
+            let signed = Signed::new();
+            let script = Script::new();
+            let context = signed.context(&script);
+            let failure = bind(&context, &object(body.clone())).unwrap_err();
+            assert_eq!(failure.code, ErrorCode::InvalidInput, "{body}");
+            assert!(
+                failure.message.contains(expected),
+                "{body}: {}",
+                failure.message
+            );
+            assert!(script.sent().is_empty(), "{body}");
+        }
+    }
+
+    #[test]
+    fn errors_of_a_batch_item_name_the_item() {
+        let signed = Signed::new();
+        let script = Script::new();
+        let context = signed.context(&script);
+        let body = object(json!({"parentcustomerid": {"table": "accounts", "id": "42"}}));
+        let failure = bind_lookups(
+            &context,
+            "contacts",
+            &body,
+            &FIELD_VALUES,
+            &"item 3: ",
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            failure
+                .message
+                .contains("item 3: the lookup \"parentcustomerid\""),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[test]
+    fn the_caller_is_impersonated_by_user_id_or_object_id_never_both() {
+        let definitions = [IMPERSONATE_USER_ID, IMPERSONATE_OBJECT_ID];
+        let user = "00000000-0000-0000-0000-0000000000b1";
+        let request = || Request::new("GET", "https://contoso.crm.dynamics.com/".to_string());
+
+        let by_user = Input::parse(
+            &definitions,
+            &json!({"impersonateUserId": user}).to_string(),
+        );
+        let sent = Caller::of(&by_user.unwrap()).apply(request()).unwrap();
+        assert_eq!(
+            sent.headers,
+            [("MSCRMCallerID".to_string(), user.to_string())]
+        );
+
+        let by_object = Input::parse(
+            &definitions,
+            &json!({"impersonateObjectId": user}).to_string(),
+        );
+        let sent = Caller::of(&by_object.unwrap()).apply(request()).unwrap();
+        assert_eq!(
+            sent.headers,
+            [("CallerObjectId".to_string(), user.to_string())]
+        );
+
+        assert!(
+            Caller::default()
+                .apply(request())
+                .unwrap()
+                .headers
+                .is_empty()
+        );
+
+        let both = Input::parse(
+            &definitions,
+            &json!({"impersonateUserId": user, "impersonateObjectId": user}).to_string(),
+        )
+        .unwrap();
+        let failure = Caller::of(&both).apply(request()).unwrap_err();
+        assert_eq!(failure.field.as_deref(), Some("impersonateObjectId"));
+    }
+}
