@@ -138,3 +138,96 @@ pub fn existing(
     }
     Ok(Some(record))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(key: &str) -> RunKey {
+        RunKey {
+            key: key.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_row_id_depends_only_on_the_key_the_table_and_the_position() {
+        let key = run("flow-42/step-3");
+        assert_eq!(key.row_id("accounts", 0), key.row_id("accounts", 0));
+        assert_eq!(
+            key.row_id("accounts", 7),
+            run("flow-42/step-3").row_id("Accounts", 7)
+        );
+        let others = [
+            key.row_id("accounts", 1),
+            key.row_id("contacts", 0),
+            run("flow-42/step-4").row_id("accounts", 0),
+        ];
+        for other in others {
+            assert_ne!(key.row_id("accounts", 0), other);
+        }
+        assert!(guid::is_guid(&key.row_id("accounts", 0)));
+    }
+
+    /// A rerun after an upgrade must name the rows the earlier version made, so the derivation
+    /// may never change: these IDs are fixed (computed apart from this code, as SHA-256 of the
+    /// length-prefixed parts "dynamics-connector/create/v1", key, table, index, made a version 8
+    /// UUID).
+    #[test]
+    fn row_ids_are_the_same_in_every_version() {
+        let key = run("flow-42/step-3");
+        assert_eq!(
+            key.row_id("accounts", 0),
+            "214a8d58-f302-81c9-b3c4-e5fc36cddff6"
+        );
+        assert_eq!(
+            key.row_id("accounts", 999),
+            "07fb14e0-e6dd-8e05-96c6-a7c9b06e1284"
+        );
+    }
+
+    #[test]
+    fn the_run_key_is_the_idempotency_key_or_a_fresh_random_one() {
+        let given = Input::parse(
+            &[IDEMPOTENCY_KEY],
+            r#"{"idempotencyKey": "flow-42/step-3"}"#,
+        );
+        assert_eq!(RunKey::of(&given.unwrap()).key, "flow-42/step-3");
+        let none = Input::parse(&[IDEMPOTENCY_KEY], "{}").unwrap();
+        let (first, second) = (RunKey::of(&none).key, RunKey::of(&none).key);
+        assert_eq!(first.len(), 32);
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn the_resume_hint_names_the_key_to_rerun_with() {
+        assert!(
+            run("flow-42/step-3")
+                .resume_hint()
+                .starts_with("run the same input again with idempotencyKey \"flow-42/step-3\"")
+        );
+    }
+
+    #[test]
+    fn a_new_row_takes_the_primary_id_the_body_gives_and_else_the_derived_one() {
+        use crate::test_host::{Script, Signed};
+        let signed = Signed::new();
+        let script = Script::new().json(
+            200,
+            r#"{"value":[{"LogicalName":"account","EntitySetName":"accounts","PrimaryIdAttribute":"accountid"}]}"#,
+        );
+        let context = signed.context(&script);
+        let key = run("flow-42/step-3");
+        let given = "00000000-0000-0000-0000-0000000000a1";
+        let body = serde_json::json!({"accountid": given, "name": "A"});
+        let row = new_row(&context, "accounts", body.as_object().unwrap(), &key, 0).unwrap();
+        assert_eq!(row.id, given);
+        assert_eq!(row.given_in.as_deref(), Some("accountid"));
+
+        // No GUID-valued column that could be the primary ID: no metadata is read.
+        let body = serde_json::json!({"name": "A", "parentaccountid": "not a guid"});
+        let row = new_row(&context, "accounts", body.as_object().unwrap(), &key, 4).unwrap();
+        assert_eq!(row.id, key.row_id("accounts", 4));
+        assert_eq!(row.given_in, None);
+        assert_eq!(script.sent().len(), 1);
+    }
+}
