@@ -306,3 +306,74 @@ fn tables_can_be_read_over_http() {
     let wrong_method = admin.send("PUT", "/requests", &json!({}));
     assert_eq!(wrong_method.status, 405);
 }
+
+#[test]
+fn the_binary_takes_fault_rules_and_a_limit_and_prints_the_admin_key() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dataverse-emulator"))
+        .args([
+            "--port",
+            "0",
+            "--rows",
+            "2",
+            "--fault",
+            "throttle:2@/accounts",
+            "--fault",
+            "cut:1@$batch",
+            "--rate-limit",
+            "100/60s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the emulator binary starts");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line == "ready";
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let value = |label: &str| {
+        printed
+            .iter()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {label:?} in {printed:#?}"))
+    };
+    let url = value("admin api:");
+    let key = value("admin key:");
+    assert!(printed.contains(&"fault:         throttle=1:2@/accounts".to_string()));
+    assert!(printed.contains(&"fault:         cut:1@$batch".to_string()));
+    let a = agent(Duration::from_secs(10));
+    let get = |path: &str| {
+        answer(
+            a.get(format!("{}{path}", url.trim_end_matches('/')))
+                .header("X-Emulator-Admin-Key", &key)
+                .call(),
+        )
+    };
+    let faults = get("/faults").json();
+    let rules: Vec<&str> = faults["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["throttle=1:2@/accounts", "cut:1@$batch"]);
+    assert_eq!(get("/limits").json()["rateLimit"]["text"], "100/60s");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_dataverse-emulator"))
+        .args(["--port", "0", "--fault", "explode:1"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("unknown fault"), "{stderr}");
+}
