@@ -12,9 +12,11 @@ use host_harness::login::{LoginError, LoginOptions};
 use host_harness::manifest::{input_type_name, render};
 use host_harness::tokens::{format_utc, unix_now};
 use host_harness::{
-    Host, HostConfig, Level, Limits, NetworkPolicy, StderrLog, TokenManager, TokenStore,
-    connection_file, describe_error,
+    Host, HostConfig, Level, Limits, NetworkPolicy, TokenManager, TokenStore, connection_file,
+    describe_error,
 };
+
+mod progress;
 
 #[derive(Parser)]
 #[command(
@@ -291,6 +293,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli.log_level
         );
     };
+    let activity = progress::Activity::new(min_level);
     let config = HostConfig {
         limits: Limits {
             memory_bytes: cli.memory_limit_mib << 20,
@@ -309,7 +312,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             },
             ..NetworkPolicy::default()
         },
-        log: Arc::new(StderrLog { min_level }),
+        // Writes the log as StderrLog does, counting the requests for the progress display.
+        log: activity.clone(),
         compile_cache: if cli.no_compile_cache {
             None
         } else {
@@ -606,8 +610,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     )?
                     .map_err(|failure| ActionFailed(failure).into())
             };
-            let summary =
-                host_harness::extract::run(&mut runner, &options, &mut std::io::stderr())?;
+            // Bars on a terminal; otherwise the plain line per call that scripts read.
+            let mut display: Box<dyn host_harness::extract::Progress> =
+                match progress::Mode::detect() {
+                    progress::Mode::Bars => Box::new(progress::ExtractBars::new(activity.clone())),
+                    progress::Mode::Lines => {
+                        Box::new(host_harness::extract::Lines(std::io::stderr()))
+                    }
+                };
+            let summary = host_harness::extract::run_with(&mut runner, &options, display.as_mut());
+            drop(display);
+            let summary = summary?;
             for warning in &summary.warnings {
                 eprintln!("warning: {warning}");
             }
@@ -644,8 +657,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let store = token_store(cli.token_store.as_deref())?;
             let manager = TokenManager::new(&host, &store);
-            let result = manager.run_action(&named.key, &mut connection, &action, &input)?;
-            print_result(result)
+            // Only the calls that can run long show progress: the others answer at once.
+            let shown = progress::is_long_call(&action, &input).then(|| {
+                progress::CallProgress::start(&activity, progress::Mode::detect(), &action)
+            });
+            let result = manager.run_action(&named.key, &mut connection, &action, &input);
+            if let Some(shown) = shown {
+                shown.finish();
+            }
+            print_result(result?)
         }
         Command::Login {
             connection,

@@ -1039,3 +1039,157 @@ fn help_describes_each_command_with_its_own_text() {
         "{serve}"
     );
 }
+
+#[test]
+fn without_a_terminal_extract_writes_a_plain_line_per_call_and_a_long_invoke_nothing_but_its_output()
+ {
+    let emulator = small_emulator();
+    let connection = connection_file(&emulator);
+    let out = fresh_dir("dynamics-cli-extract-lines");
+    let output = dynamics(&[
+        "extract",
+        "--allow-private",
+        "-c",
+        connection.arg(),
+        "--table",
+        "accounts",
+        "--page-size",
+        "2",
+        "--since",
+        "2000-01-01",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Lines scripts can read: no bar, no escape sequence, no carriage return.
+    assert!(
+        !stderr.contains('\x1b') && !stderr.contains('\r'),
+        "{stderr:?}"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 2, "one line per call: {stderr}");
+    for line in &lines {
+        let rest = line.strip_prefix("accounts: ").expect(line);
+        let (all, rest) = rest.split_once(" rows in all, ").expect(line);
+        let (run, end) = rest.split_once(" this run").expect(line);
+        assert!(
+            all.parse::<u64>().is_ok() && run.parse::<u64>().is_ok(),
+            "{line}"
+        );
+        assert!(end.is_empty() || end == ", complete", "{line}");
+    }
+    assert_eq!(
+        lines.last(),
+        Some(&"accounts: 5 rows in all, 5 this run, complete")
+    );
+    assert_eq!(
+        text(&output.stdout).trim_end(),
+        format!(
+            "accounts: 5 rows written to {}",
+            out.join("accounts.ndjson").display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&out);
+
+    let output = dynamics(&[
+        "invoke",
+        "query-entities",
+        "--allow-private",
+        "-c",
+        connection.arg(),
+        "--input-json",
+        r#"{"entityType": "accounts", "fetchAll": true, "recordsPerPage": 2}"#,
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stderr),
+        "",
+        "a short call says nothing on stderr"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["records"].as_array().map(Vec::len), Some(5));
+}
+
+/// Output without the terminal's escape sequences (colours, cursor moves).
+fn without_escapes(raw: &str) -> String {
+    let mut plain = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+#[test]
+fn on_a_terminal_extract_draws_a_bar_per_table_and_a_long_invoke_a_spinner_with_requests() {
+    // util-linux `script` gives the command a pseudo-terminal and copies what it draws; a wide
+    // one, so no line is cut to fit.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let emulator = small_emulator();
+    let connection = connection_file(&emulator);
+    let input = tempfile_path::TempFile::with_contents(
+        r#"{"entityType": "accounts", "fetchAll": true, "recordsPerPage": 2}"#,
+    );
+    let out = fresh_dir("dynamics-cli-extract-bars");
+    let bin = env!("CARGO_BIN_EXE_dynamics");
+    let command = format!(
+        "stty cols 200 rows 50 && \
+         {bin} --allow-private extract -c {connection} --table accounts --table contacts \
+         --page-size 2 --since 2000-01-01 --out {out} && \
+         {bin} --allow-private invoke query-entities -c {connection} -i {input}",
+        connection = connection.arg(),
+        out = out.display(),
+        input = input.arg(),
+    );
+    let output = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("TERM", "xterm-256color")
+        .env("XDG_STATE_HOME", private_state_home())
+        .output()
+        .expect("script runs");
+    let drawn = without_escapes(&text(&output.stdout));
+    assert!(output.status.success(), "{drawn}");
+    // A finished table keeps its line: check mark, place in the run, rows, rate, pages,
+    // requests. No percentage: nothing says how many rows a table has.
+    for table in ["[1/2] accounts", "[2/2] contacts"] {
+        assert!(
+            drawn.contains(&format!("✓ {table} 5 rows, ")),
+            "{table}: {drawn}"
+        );
+    }
+    assert!(drawn.contains(" rows/s · "), "{drawn}");
+    assert!(drawn.contains("5 rows in the file, complete"), "{drawn}");
+    assert!(!drawn.contains("rows in all"), "no plain lines: {drawn}");
+    assert!(!drawn.contains('%'), "no percentage: {drawn}");
+    // The call's spinner ends as a line with the requests the host sent, then the output.
+    let spinner = drawn
+        .split(['\r', '\n'])
+        .rfind(|line| line.starts_with("✓ query-entities "))
+        .unwrap_or_else(|| panic!("no finished spinner: {drawn}"));
+    let requests: u64 = spinner
+        .split(" · ")
+        .nth(1)
+        .and_then(|part| part.split(' ').next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no request count: {spinner}"));
+    assert!(requests >= 3, "three pages of two rows at least: {spinner}");
+    assert!(drawn.contains("\"truncated\": false"), "{drawn}");
+    let rows = std::fs::read_to_string(out.join("accounts.ndjson")).unwrap();
+    assert_eq!(rows.lines().count(), 5);
+    let _ = std::fs::remove_dir_all(&out);
+}
