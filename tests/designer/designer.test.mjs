@@ -162,6 +162,29 @@ test('a missing required connection field is caught at the field, nothing saved'
   await page.getByRole('button', { name: 'Clear' }).click();
 });
 
+test('a connection description renders its Markdown: bold, code, only http(s) links, no markup', async () => {
+  const help = page.locator('#connection-type-help');
+  await page.selectOption('#connection-type', 'oauth2-client-credentials');
+  assert.deepEqual(await help.locator('strong').allInnerTexts(), ['Application User']);
+  assert.ok(!(await help.innerText()).includes('**'), 'no literal ** is shown');
+  await page.selectOption('#connection-type', 'oauth2-auth-code');
+  assert.deepEqual(await help.locator('code').allInnerTexts(), ['user_impersonation', 'offline_access']);
+  assert.ok(!(await help.innerText()).includes('`'), 'no literal backtick is shown');
+  await shot('02b-connection-description');
+  // The renderer on hostile text: markup stays text, a link only to http(s), never the opener.
+  const rendered = await page.evaluate(() => {
+    const box = document.createElement('div');
+    box.append(markdown('<img src=x onerror="alert(1)"> **bold `code`** [docs](https://learn.microsoft.com/a?b=1&c=2)\n'
+      + '[js](javascript:alert(1)) [data](data:text/html,x) [rel](/relative) **unclosed `open'));
+    return box.innerHTML;
+  });
+  assert.equal(rendered,
+    '&lt;img src=x onerror="alert(1)"&gt; <strong>bold <code>code</code></strong> '
+    + '<a href="https://learn.microsoft.com/a?b=1&amp;c=2" target="_blank" rel="noopener noreferrer">docs</a><br>'
+    + '[js](javascript:alert(1)) [data](data:text/html,x) [rel](/relative) **unclosed `open');
+  await page.getByRole('button', { name: 'Clear' }).click();
+});
+
 test('an auth-code connection signs in through the browser and the loopback redirect', async () => {
   const preset = presets.find((p) => p.type === 'oauth2-auth-code');
   await page.getByTestId('preset').filter({ hasText: 'auth code' }).click();

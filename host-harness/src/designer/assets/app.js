@@ -34,6 +34,72 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A definition's Markdown as DOM nodes: **bold**, `code`, [text](https://…) links and line
+// breaks, nothing more. Nothing goes through an HTML parser: every piece of text becomes a text
+// node, so markup in a description shows as typed (the escaping is the DOM's own). A link is
+// made only for an http(s) URL and opens in a new tab with rel="noopener noreferrer"; anything
+// else, and a marker without its closing half, stays as written.
+function markdown(text) {
+  const fragment = document.createDocumentFragment();
+  String(text ?? '').split(/\r\n|\r|\n/).forEach((line, index) => {
+    if (index > 0) fragment.append(el('br'));
+    fragment.append(...markdownInline(line, { bold: true, links: true }));
+  });
+  return fragment;
+}
+
+function markdownInline(text, allow) {
+  const nodes = [];
+  let plain = '';
+  const flush = () => {
+    if (plain) nodes.push(document.createTextNode(plain));
+    plain = '';
+  };
+  let at = 0;
+  while (at < text.length) {
+    if (text[at] === '`') {
+      const end = text.indexOf('`', at + 1);
+      if (end > at + 1) {
+        flush();
+        nodes.push(el('code', { text: text.slice(at + 1, end) }));
+        at = end + 1;
+        continue;
+      }
+    } else if (allow.bold && text.startsWith('**', at)) {
+      const end = text.indexOf('**', at + 2);
+      if (end > at + 2) {
+        flush();
+        nodes.push(el('strong', {}, markdownInline(text.slice(at + 2, end), { ...allow, bold: false })));
+        at = end + 2;
+        continue;
+      }
+    } else if (allow.links && text[at] === '[') {
+      const link = /^\[([^[\]]+)\]\((https?:\/\/[^\s()<>"]+)\)/i.exec(text.slice(at));
+      const href = link && httpUrl(link[2]);
+      if (href) {
+        flush();
+        nodes.push(el('a', { href, target: '_blank', rel: 'noopener noreferrer' }, markdownInline(link[1], { ...allow, links: false })));
+        at += link[0].length;
+        continue;
+      }
+    }
+    plain += text[at];
+    at += 1;
+  }
+  flush();
+  return nodes;
+}
+
+// The URL as the browser reads it, when that is an http(s) one.
+function httpUrl(text) {
+  try {
+    const url = new URL(text);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
 async function api(method, path, body) {
   const options = { method, headers: {} };
   if (body !== undefined) {
@@ -514,7 +580,7 @@ let connectionForm = null;
 function renderConnectionFields(values = {}, options = {}) {
   const type = document.getElementById('connection-type').value;
   const definition = state.definition.connections.find((c) => c.key === type);
-  document.getElementById('connection-type-help').textContent = definition?.description ?? '';
+  document.getElementById('connection-type-help').replaceChildren(markdown(definition?.description ?? ''));
   connectionForm = buildForm(definition?.inputs ?? [], values, options);
   document.getElementById('connection-fields').replaceChildren(connectionForm.element);
 }
