@@ -10,6 +10,12 @@
 //! same port, guarded by a random key ([`Emulator::admin_key`]); the `dataverse-emulator` binary
 //! and `dynamics emulator` take `--fault RULE` and `--rate-limit N/WINDOW` and print the key. The
 //! `admin` module lists the endpoints and the guard, `faults` the rule grammar.
+//!
+//! Honest refusals: a Dataverse message the emulator does not implement (a bound or unbound
+//! action or function such as `CreateMultiple`, `QualifyLead`, `RetrieveVersion`), a type-cast
+//! segment, `?sql=`, or a documented metadata property it does not render answers 501 with a
+//! Dataverse-shaped error naming it (`messages`, `metadata_types`), never a plausible wrong
+//! answer; unknown names keep Dataverse's documented 404 and 400.
 
 mod admin;
 mod auth;
