@@ -975,3 +975,326 @@ fn item_failure<'a>(index: usize, item: &Item<'a>, answer: &BatchResponse) -> It
         ..ItemResult::new(index, item, "failed")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::test_host::{ORIGIN, Script, Signed, header};
+
+    const FIRST: &str = "00000000-0000-0000-0000-0000000000a1";
+    const SECOND: &str = "00000000-0000-0000-0000-0000000000a2";
+    const THIRD: &str = "00000000-0000-0000-0000-0000000000a3";
+
+    const ANSWER_TYPE: &str = "multipart/mixed; boundary=batchresponse_1";
+
+    /// One inner response of a `$batch` answer.
+    fn part(content_id: Option<usize>, status: &str, headers: &[&str], body: &str) -> String {
+        let id = content_id
+            .map(|id| format!("Content-ID: {id}\r\n"))
+            .unwrap_or_default();
+        let headers: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+        format!(
+            "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n{id}\r\nHTTP/1.1 {status}\r\n{headers}\r\n{body}\r\n"
+        )
+    }
+
+    /// A `$batch` answer of independent responses.
+    fn answer(parts: &[String]) -> String {
+        let mut text: String = parts
+            .iter()
+            .map(|part| format!("--batchresponse_1\r\n{part}"))
+            .collect();
+        text.push_str("--batchresponse_1--\r\n");
+        text
+    }
+
+    fn entity_id(id: &str) -> String {
+        format!("OData-EntityId: {ORIGIN}/api/data/v9.2/accounts({id})")
+    }
+
+    const DUPLICATE: &str = r#"{"error":{"code":"0x80040237","message":"A record with matching key values already exists."}}"#;
+
+    fn items(value: Value, all_or_nothing: bool) -> Result<usize> {
+        parse_items(Some(&value), all_or_nothing).map(|items| items.len())
+    }
+
+    fn refused(value: Value, all_or_nothing: bool) -> String {
+        let failure = items(value, all_or_nothing).expect_err("refused");
+        assert_eq!(failure.field.as_deref(), Some("batchActions"));
+        failure.message
+    }
+
+    #[test]
+    fn items_are_checked_for_shape_before_anything_is_built() {
+        let update = json!({"collection": "accounts", "action": "update", "key": FIRST, "data": {"name": "A"}});
+        let cases = [
+            (
+                json!({"collection": "accounts"}),
+                "must be a JSON list of actions",
+            ),
+            (json!([]), "is empty"),
+            (json!([1]), "item 0: must be an object"),
+            (
+                json!([update, {"collection": "accounts", "action": "create", "data": {}, "id": FIRST}]),
+                "item 1: has an unknown field \"id\"",
+            ),
+            (
+                json!([{"collection": "accounts)", "action": "create", "data": {}}]),
+                "collection \"accounts)\" is not an entity set name",
+            ),
+            (
+                json!([{"collection": "accounts", "action": "merge", "data": {}}]),
+                "action must be create, update or delete",
+            ),
+            (
+                json!([{"collection": "accounts", "action": "update", "data": {}}]),
+                "a update needs a key",
+            ),
+            (
+                json!([{"collection": "accounts", "action": "create", "key": FIRST, "data": {}}]),
+                "a create takes no key",
+            ),
+            (
+                json!([{"collection": "accounts", "action": "delete", "key": FIRST, "data": {}}]),
+                "a delete takes no data",
+            ),
+            (
+                json!([{"collection": "accounts", "action": "update", "key": "accountnumber='A"}]),
+                "item 0: key:",
+            ),
+            (
+                json!([{"collection": "accounts", "action": "create", "data": [1]}]),
+                "a create needs data",
+            ),
+            (
+                json!([{"collection": "accounts", "action": "create", "data": {}, "returnRepresentation": "yes"}]),
+                "returnRepresentation must be true or false",
+            ),
+            (
+                json!([{"collection": "accounts", "action": "create", "data": {}, "ref": "a"}]),
+                "needs All or Nothing",
+            ),
+        ];
+        for (value, expected) in cases {
+            let message = refused(value.clone(), false);
+            assert!(message.contains(expected), "{value}: {message}");
+        }
+        let twice = json!([
+            {"collection": "accounts", "action": "create", "data": {}, "ref": "a"},
+            {"collection": "accounts", "action": "create", "data": {}, "ref": "a"},
+        ]);
+        assert!(refused(twice, true).contains("item 1: ref \"a\" is used by an earlier item"));
+    }
+
+    #[test]
+    fn all_or_nothing_takes_at_most_one_change_set_of_1000() {
+        let create = json!({"collection": "accounts", "action": "create", "data": {"name": "A"}});
+        let many = Value::Array(vec![create; MAX_ITEMS + 1]);
+        assert_eq!(items(many.clone(), false).unwrap(), MAX_ITEMS + 1);
+        assert!(refused(many, true).contains("has 1001 actions"));
+    }
+
+    #[test]
+    fn keys_come_as_text_or_objects_and_a_delete_needs_no_data() {
+        let value = json!([
+            {"collection": "accounts", "action": "update", "key": {"accountnumber": "A-1"}, "data": {"name": "A"}},
+            {"collection": "accounts", "action": "delete", "key": FIRST},
+            {"collection": "accounts", "action": "delete", "key": FIRST, "data": null},
+        ]);
+        let parsed = parse_items(Some(&value), false).unwrap();
+        assert_eq!(
+            parsed[0].key.as_ref().map(RecordKey::segment).as_deref(),
+            Some("(accountnumber='A-1')")
+        );
+        assert_eq!(parsed[1].key.as_ref().and_then(RecordKey::id), Some(FIRST));
+        assert!(parsed[2].data.is_none());
+    }
+
+    fn send(script: &Script, repeatable: bool) -> Result<Vec<(u16, Option<String>)>> {
+        let signed = Signed::new();
+        let context = signed.context(script);
+        let input = Input::default();
+        let parts = vec![BatchPart::Single(dataverse::batch::BatchRequest {
+            method: "DELETE".to_string(),
+            url: format!("/api/data/v9.2/accounts({FIRST})"),
+            headers: Vec::new(),
+            body: None,
+            content_id: None,
+        })];
+        let answer = send_batch(&context, &input, parts, true, repeatable)?;
+        let responses = answer.responses()?;
+        Ok(responses
+            .iter()
+            .map(|response| {
+                (
+                    response.status,
+                    response.header("odata-entityid").map(str::to_string),
+                )
+            })
+            .collect())
+    }
+
+    #[test]
+    fn a_batch_answer_is_read_into_its_inner_responses_in_order() {
+        let body = answer(&[
+            part(None, "204 No Content", &[&entity_id(FIRST)], ""),
+            part(
+                None,
+                "404 Not Found",
+                &["Content-Type: application/json"],
+                r#"{"error":{"code":"0x80040217","message":"gone"}}"#,
+            ),
+        ]);
+        let script = Script::new().answer(200, ANSWER_TYPE, &body);
+        let responses = send(&script, false).unwrap();
+        assert_eq!(
+            responses,
+            [
+                (
+                    204,
+                    Some(format!("{ORIGIN}/api/data/v9.2/accounts({FIRST})"))
+                ),
+                (404, None)
+            ]
+        );
+        let sent = script.sent();
+        assert_eq!(sent[0].url, format!("{ORIGIN}/api/data/v9.2/$batch"));
+        assert_eq!(
+            header(&sent[0].headers, "prefer"),
+            Some("odata.continue-on-error")
+        );
+        assert!(
+            header(&sent[0].headers, "content-type")
+                .unwrap()
+                .starts_with("multipart/mixed; boundary=")
+        );
+    }
+
+    #[test]
+    fn an_error_answer_that_is_not_multipart_is_the_services_error() {
+        let script = Script::new().json(400, DUPLICATE);
+        let failure = send(&script, false).unwrap_err();
+        assert_eq!(failure.http_status, Some(400));
+        assert_eq!(failure.service_code.as_deref(), Some("0x80040237"));
+    }
+
+    #[test]
+    fn a_success_that_is_not_multipart_is_malformed_and_not_sent_again_unless_repeatable() {
+        let script = Script::new().json(200, "{}");
+        let failure = send(&script, false).unwrap_err();
+        assert_eq!(failure.code, ErrorCode::MalformedResponse);
+        assert!(
+            failure.message.contains("not multipart/mixed"),
+            "{}",
+            failure.message
+        );
+        assert_eq!(script.sent().len(), 1);
+
+        let body = answer(&[part(None, "204 No Content", &[], "")]);
+        let script = Script::new()
+            .answer(
+                200,
+                ANSWER_TYPE,
+                "--batchresponse_1\r\nContent-Type: application/http\r\n\r\nHTTP/1.1",
+            )
+            .answer(200, ANSWER_TYPE, &body);
+        assert_eq!(send(&script, true).unwrap(), [(204, None)]);
+        assert_eq!(script.sent().len(), 2);
+    }
+
+    fn run_batch(script: &Script, input: Value) -> Value {
+        let signed = Signed::new();
+        let context = signed.context(script);
+        let input = Input::parse(ACTION.inputs, &input.to_string()).unwrap();
+        serde_json::from_str(&run(&context, &input).unwrap()).unwrap()
+    }
+
+    fn outcomes(output: &Value) -> Vec<&str> {
+        output["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|result| result["outcome"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_change_set_reports_the_failing_item_and_rolls_back_the_others() {
+        let body = answer(&[part(
+            Some(2),
+            "412 Precondition Failed",
+            &["Content-Type: application/json"],
+            DUPLICATE,
+        )]);
+        let script = Script::new().answer(200, ANSWER_TYPE, &body);
+        let output = run_batch(
+            &script,
+            json!({"allOrNothing": true, "batchActions": [
+                {"collection": "accounts", "action": "update", "key": FIRST, "data": {"name": "A"}},
+                {"collection": "accounts", "action": "update", "key": {"accountnumber": "A-2"}, "data": {"name": "B"}},
+                {"collection": "accounts", "action": "delete", "key": THIRD},
+            ]}),
+        );
+        assert_eq!(outcomes(&output), ["rolled-back", "failed", "rolled-back"]);
+        assert_eq!(output["results"][1]["status"], 412);
+        assert_eq!(output["results"][1]["error"]["code"], "0x80040237");
+        assert_eq!(
+            (output["failed"].clone(), output["rolledBack"].clone()),
+            (json!(1), json!(2))
+        );
+        assert_eq!(script.sent().len(), 1);
+    }
+
+    #[test]
+    fn without_continue_on_error_the_items_after_a_failure_are_not_run() {
+        let body = answer(&[
+            part(None, "204 No Content", &[], ""),
+            part(
+                None,
+                "404 Not Found",
+                &["Content-Type: application/json"],
+                r#"{"error":{"code":"0x80040217","message":"account With Id = a2 Does Not Exist"}}"#,
+            ),
+        ]);
+        let script = Script::new().answer(200, ANSWER_TYPE, &body);
+        let output = run_batch(
+            &script,
+            json!({"continueOnError": false, "batchActions": [
+                {"collection": "accounts", "action": "update", "key": FIRST, "data": {"name": "A"}},
+                {"collection": "accounts", "action": "update", "key": SECOND, "data": {"name": "B"}},
+                {"collection": "accounts", "action": "delete", "key": THIRD},
+            ]}),
+        );
+        assert_eq!(outcomes(&output), ["succeeded", "failed", "not-run"]);
+        // An item addressed by ID names its row when the answer has no OData-EntityId.
+        assert_eq!(output["results"][0]["id"], FIRST);
+        assert_eq!(output["results"][1]["error"]["code"], "0x80040217");
+        assert_eq!(header(&script.sent()[0].headers, "prefer"), None);
+    }
+
+    #[test]
+    fn a_named_create_reports_the_row_the_answer_names() {
+        let id = RunKey {
+            key: "flow-42".to_string(),
+        }
+        .row_id("accounts", 0);
+        let body = answer(&[part(None, "204 No Content", &[&entity_id(&id)], "")]);
+        let script = Script::new().answer(200, ANSWER_TYPE, &body);
+        let output = run_batch(
+            &script,
+            json!({"idempotencyKey": "flow-42", "batchActions": [
+                {"collection": "accounts", "action": "create", "data": {"name": "A"}},
+            ]}),
+        );
+        assert_eq!(outcomes(&output), ["succeeded"]);
+        assert_eq!(output["results"][0]["id"], id.as_str());
+        let sent = String::from_utf8(script.sent()[0].body.clone()).unwrap();
+        assert!(
+            sent.contains(&format!("PATCH /api/data/v9.2/accounts({id}) HTTP/1.1")),
+            "{sent}"
+        );
+        assert!(sent.contains("If-None-Match: *"), "{sent}");
+    }
+}
