@@ -43,16 +43,13 @@ use std::collections::HashMap;
 use std::ops::Bound;
 
 use crate::datetime;
-use crate::error::{self, DvError};
+use crate::error::{self, DvError, EXPIRED_VERSION_STAMP};
 use crate::guid::Guid;
 use crate::odata::query::QueryOptions;
 use crate::paging;
 use crate::render::{self, Annotations, Ctx, Selection};
 use crate::store::{ChangeKind, Row, Store};
 use crate::webapi::{Req, Resp};
-
-/// `ExpiredVersionStamp`: the code answered for a delta token older than the window.
-pub const EXPIRED_VERSION_STAMP: &str = "0x80044352";
 
 /// How long a delta token stays valid by default: Organization.ExpireChangeTrackingInDays = 7.
 pub const DEFAULT_TOKEN_LIFETIME_SECS: i64 = 7 * 86_400;

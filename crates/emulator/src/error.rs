@@ -33,11 +33,29 @@ pub const USER_NOT_ENABLED: &str = "0x80040225";
 /// (web-service-error-codes).
 pub const USER_NOT_MEMBER_OF_ORG: &str = "0x80072560";
 
+/// `UnExpected` (web-service-error-codes): a failure on the server's side, such as a handler
+/// that panicked or a service that is unavailable (fault injection).
+pub const UNEXPECTED: &str = "0x80040216";
 /// What the emulator answers, with 501, for a Dataverse feature it does not emulate (a message,
 /// `?sql=`, a metadata property it does not render). Dataverse documents no "not implemented"
 /// code; this is its `UnExpected` code (web-service-error-codes), chosen because the failure is
 /// on the server's side, not in the request. The message always names the feature.
-pub const NOT_IMPLEMENTED: &str = "0x80040216";
+pub const NOT_IMPLEMENTED: &str = UNEXPECTED;
+/// A request body over the size the service takes; the service's status map pairs this code
+/// with 413.
+pub const REQUEST_TOO_LARGE: &str = "0x8004418a";
+/// A choice (picklist, state, status) value the column does not list.
+pub const VALUE_OUT_OF_RANGE: &str = "0x8004431a";
+/// A synchronous plug-in step (here: a synchronous webhook) failed and the write was undone.
+pub const SYNCHRONOUS_STEP_FAILED: &str = "0x80040265";
+/// FetchXML: an attribute the table does not have.
+pub const NO_ATTRIBUTE: &str = "0x80041103";
+/// FetchXML: too many link-entity elements.
+pub const TOO_MANY_LINKS: &str = "0x8004430D";
+/// FetchXML: an aggregate over more rows than allowed.
+pub const AGGREGATE_LIMIT: &str = "0x8004E023";
+/// `ExpiredVersionStamp`: a change-tracking delta token older than the window.
+pub const EXPIRED_VERSION_STAMP: &str = "0x80044352";
 
 /// An error the Web API answers with.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,7 +159,7 @@ impl DvError {
     pub fn method_not_allowed(method: &str, what: &str) -> DvError {
         DvError::new(
             405,
-            "0x80060888",
+            ODATA_ERROR,
             format!("The HTTP method '{method}' is not supported on {what}."),
         )
     }
@@ -160,7 +178,7 @@ impl DvError {
     pub fn internal(message: &str) -> DvError {
         DvError::new(
             500,
-            "0x80040216",
+            UNEXPECTED,
             format!("An unexpected error occurred: {message}"),
         )
     }

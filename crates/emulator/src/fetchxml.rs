@@ -12,22 +12,13 @@ use std::ops::Bound;
 use quick_xml::events::Event;
 
 use crate::datetime;
-use crate::error::DvError;
+use crate::error::{AGGREGATE_LIMIT, DvError, INVALID_ARGUMENT, NO_ATTRIBUTE, TOO_MANY_LINKS};
 use crate::guid::Guid;
 use crate::odata::eval::Caller;
 use crate::render::{self, FORMATTED, LOOKUP_LOGICAL};
 use crate::schema::AttrKind;
 use crate::store::{Row, Store, Val};
 use crate::webapi::{Req, Resp};
-
-/// Invalid argument (malformed FetchXML, bad values).
-pub const INVALID_ARGUMENT: &str = "0x80040203";
-/// An attribute the table does not have.
-pub const NO_ATTRIBUTE: &str = "0x80041103";
-/// Too many link-entity elements.
-pub const TOO_MANY_LINKS: &str = "0x8004430D";
-/// Aggregate over more rows than allowed.
-pub const AGGREGATE_LIMIT: &str = "0x8004E023";
 
 const PAGING_COOKIE: &str = "Microsoft.Dynamics.CRM.fetchxmlpagingcookie";
 const MORE_RECORDS: &str = "Microsoft.Dynamics.CRM.morerecords";

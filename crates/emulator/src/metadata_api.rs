@@ -429,7 +429,7 @@ fn find_entity(store: &Store, seg: &Segment) -> Result<usize, DvError> {
     found.ok_or_else(|| {
         DvError::new(
             404,
-            "0x80040217",
+            crate::error::OBJECT_DOES_NOT_EXIST,
             format!("Could not find entity with key '{raw}'."),
         )
     })
@@ -640,7 +640,7 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
                     .ok_or_else(|| {
                         DvError::new(
                             404,
-                            "0x80040217",
+                            crate::error::OBJECT_DOES_NOT_EXIST,
                             format!("Could not find relationship with key '{k}'."),
                         )
                     })?;
@@ -715,7 +715,7 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
             .ok_or_else(|| {
                 DvError::new(
                     404,
-                    "0x80040217",
+                    crate::error::OBJECT_DOES_NOT_EXIST,
                     format!("Could not find attribute with key '{raw}'."),
                 )
             })?;
@@ -1071,7 +1071,7 @@ fn find_attribute(ent: &Entity, raw: &str) -> Result<usize, DvError> {
     .ok_or_else(|| {
         DvError::new(
             404,
-            "0x80040217",
+            crate::error::OBJECT_DOES_NOT_EXIST,
             format!("Could not find attribute with key '{raw}'."),
         )
     })
@@ -1082,7 +1082,7 @@ pub fn handle_write(store: &mut Store, req: &Req, segs: &[Segment]) -> Result<Re
     let not_supported = || {
         DvError::new(
             405,
-            "0x80060888",
+            crate::error::ODATA_ERROR,
             format!(
                 "{} on this metadata resource is not supported by the emulator (columns can be created and updated).",
                 req.method

@@ -102,7 +102,11 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let body = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
         Ok(b) => b,
         Err(_) => {
-            let e = DvError::new(413, "0x8004418a", "The request body is too large.");
+            let e = DvError::new(
+                413,
+                error::REQUEST_TOO_LARGE,
+                "The request body is too large.",
+            );
             let (s, h, b) = dv_error_parts(&e);
             return response(s, h, b);
         }
@@ -156,7 +160,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         Some(Fault::Unavailable) => {
             let e = DvError::new(
                 503,
-                "0x80040216",
+                error::UNEXPECTED,
                 "The service is temporarily unavailable. Please try again later.",
             );
             let (s, h, b) = dv_error_parts(&e);
@@ -252,7 +256,7 @@ fn dispatch(
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
     let e = DvError::new(
         404,
-        "0x80060888",
+        error::ODATA_ERROR,
         format!("Resource not found for the segment '{first}'."),
     );
     dv_error_parts(&e)
@@ -512,7 +516,7 @@ fn write_with_webhooks(app: &App, req: &Req) -> Result<Resp, DvError> {
         Some(d) => {
             result = Err(DvError::new(
                 400,
-                "0x80040265",
+                error::SYNCHRONOUS_STEP_FAILED,
                 format!(
                     "The synchronous webhook to '{}' failed with status {}.",
                     d.url.split('?').next().unwrap_or(""),

@@ -189,7 +189,7 @@ pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
         "$batch" => {
             return Err(DvError::new(
                 501,
-                "0x80060888",
+                crate::error::ODATA_ERROR,
                 "$batch is not implemented by the emulator yet.",
             ));
         }
@@ -203,7 +203,7 @@ pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
         "RelationshipDefinitions" | "GlobalOptionSetDefinitions" => {
             return Err(DvError::new(
                 501,
-                "0x80060888",
+                crate::error::ODATA_ERROR,
                 "Changes to relationships and global choices are not implemented by the emulator.",
             ));
         }

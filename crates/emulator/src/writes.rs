@@ -112,7 +112,7 @@ fn convert(store: &Store, e: usize, col: usize, v: &Value) -> Result<Val, DvErro
             if !options.iter().any(|(o, _)| *o == n) {
                 return Err(DvError::new(
                     400,
-                    "0x8004431a",
+                    crate::error::VALUE_OUT_OF_RANGE,
                     format!(
                         "A validation error occurred. The value {n} of '{}' on record of type '{}' is outside the valid range.",
                         a.logical_name, ent.logical_name

@@ -158,7 +158,7 @@ impl QueryOptions {
             "$apply" => {
                 return Err(DvError::new(
                     501,
-                    "0x80060888",
+                    crate::error::ODATA_ERROR,
                     "The query parameter $apply is not supported by the emulator.",
                 ));
             }
