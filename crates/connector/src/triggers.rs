@@ -140,3 +140,45 @@ fn unknown(key: &str) -> ConnectorError {
         format!("unknown trigger {key:?}; the triggers are {listed}"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_come_from_the_catalogue_with_the_kind_their_handlers_serve() {
+        let definitions = definitions();
+        let keys: Vec<(&str, TriggerKind)> = definitions
+            .iter()
+            .map(|definition| (definition.key.as_str(), definition.kind))
+            .collect();
+        assert!(matches!(
+            keys.as_slice(),
+            [
+                ("webhook", TriggerKind::Webhook),
+                ("new-and-updated-records", TriggerKind::Polling)
+            ]
+        ));
+    }
+
+    #[test]
+    fn a_key_of_no_trigger_or_of_a_trigger_of_the_other_kind_is_unknown() {
+        let request = IncomingRequest {
+            method: "POST".to_string(),
+            path: "/".to_string(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        for key in ["webhooks", "new-and-updated-records"] {
+            let failure = handle_webhook(key, "{}", &request).unwrap_err();
+            assert_eq!(failure.code, ErrorCode::InvalidInput);
+            assert_eq!(
+                failure.message,
+                format!(
+                    "unknown trigger {key:?}; the triggers are webhook and new-and-updated-records"
+                )
+            );
+        }
+    }
+}
