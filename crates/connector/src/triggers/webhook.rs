@@ -417,3 +417,107 @@ fn short_hash(text: &str) -> String {
     }
     format!("{:08x}", hash & 0xffff_ffff)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTEXT: &str = r#"{"MessageName":"Create","PrimaryEntityName":"account","PrimaryEntityId":"00000000-0000-0000-0000-0000000000a1","OperationId":"00000000-0000-0000-0000-0000000000f1","Depth":1}"#;
+
+    fn config(json: &str) -> Input {
+        Input::parse(INPUTS, json).unwrap()
+    }
+
+    fn post(query: &[(&str, &str)], headers: &[(&str, &str)], body: &str) -> IncomingRequest {
+        let pairs = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect()
+        };
+        IncomingRequest {
+            method: "POST".to_string(),
+            path: "/webhooks/dynamics".to_string(),
+            query: pairs(query),
+            headers: pairs(headers),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    const JSON: (&str, &str) = ("Content-Type", "application/json; charset=utf-8");
+
+    #[test]
+    fn a_request_with_the_webhook_key_becomes_one_event() {
+        let outcome = receive(
+            &config(r#"{"webhookKey": "s3cret"}"#),
+            &post(&[("code", "s3cret")], &[JSON], CONTEXT),
+        )
+        .unwrap();
+        assert_eq!(outcome.status, 200);
+        assert_eq!(outcome.events.len(), 1);
+        let event: Value = serde_json::from_str(&outcome.events[0]).unwrap();
+        assert_eq!(event["message"], "Create");
+        assert_eq!(event["recordId"], "00000000-0000-0000-0000-0000000000a1");
+    }
+
+    #[test]
+    fn requests_that_are_not_the_webhooks_own_are_refused_with_a_reason_and_no_event() {
+        let key = config(r#"{"webhookKey": "s3cret"}"#);
+        let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
+        let mut get = post(&[("code", "s3cret")], &[JSON], CONTEXT);
+        get.method = "GET".to_string();
+        let cases = [
+            (get, 405),
+            (
+                post(
+                    &[("code", "s3cret")],
+                    &[("Content-Type", "application/jsonx")],
+                    CONTEXT,
+                ),
+                415,
+            ),
+            (post(&[("code", "s3cret")], &[JSON], &big), 413),
+            (post(&[("code", "wrong")], &[JSON], CONTEXT), 401),
+            (post(&[], &[JSON], CONTEXT), 401),
+            (post(&[("code", "s3cret")], &[JSON], "{}"), 400),
+        ];
+        for (request, status) in cases {
+            let outcome = receive(&key, &request).unwrap();
+            assert_eq!(outcome.status, status);
+            assert!(outcome.events.is_empty(), "{status}");
+            let body: Value = serde_json::from_slice(&outcome.body).unwrap();
+            assert_eq!(body["accepted"], false, "{status}");
+        }
+    }
+
+    #[test]
+    fn header_authentication_needs_every_named_header() {
+        let headers =
+            config(r#"{"authType": "HttpHeader", "authValues": {"X-One": "1", "X-Two": "2"}}"#);
+        let both = post(&[], &[JSON, ("x-one", "1"), ("X-TWO", "2")], CONTEXT);
+        assert_eq!(receive(&headers, &both).unwrap().status, 200);
+        let one = post(&[], &[JSON, ("X-One", "1")], CONTEXT);
+        assert_eq!(receive(&headers, &one).unwrap().status, 401);
+    }
+
+    #[test]
+    fn a_config_without_its_secret_is_invalid_input() {
+        let request = post(&[], &[JSON], CONTEXT);
+        let failure = receive(&config("{}"), &request).unwrap_err();
+        assert_eq!(failure.field.as_deref(), Some("webhookKey"));
+        let failure = receive(&config(r#"{"authType": "HttpQueryString"}"#), &request).unwrap_err();
+        assert_eq!(failure.field.as_deref(), Some("authValues"));
+    }
+
+    #[test]
+    fn registration_settings_are_escaped_for_xml_and_named_by_a_stable_hash() {
+        let pairs = [("X-Key".to_string(), "a\"<b>&c".to_string())];
+        assert_eq!(
+            settings_xml(&pairs),
+            r#"<settings><setting name="X-Key" value="a&quot;&lt;b&gt;&amp;c" /></settings>"#
+        );
+        let url = "https://example.com/webhooks/dynamics";
+        assert_eq!(short_hash(url), short_hash(url));
+        assert_eq!(short_hash(url).len(), 8);
+        assert_ne!(short_hash(url), short_hash("https://example.com/other"));
+    }
+}
