@@ -13,7 +13,7 @@ use crate::bindings::dynamics::connector::http::{
 };
 use crate::bindings::dynamics::connector::types::{ConnectorError, ErrorCode, Token};
 use crate::connection::Settings;
-use crate::error::{Result, error, from_http_error, from_service, malformed, with_hint};
+use crate::error::{Result, error, from_http_error, from_service, malformed, short, with_hint};
 use crate::log;
 
 /// A response with lower-case header names.
@@ -399,14 +399,6 @@ fn check_on_the_wire(request: &Request) -> Result<()> {
 /// The longest URL Dataverse takes in a GET: 32,768 characters ("URL length limit",
 /// learn.microsoft.com/power-apps/developer/data-platform/webapi/query/overview).
 pub const MAX_URL: usize = 32_768;
-
-/// At most 120 characters of `text`, for messages: URLs can be long and hold personal data.
-pub fn short(text: &str) -> std::borrow::Cow<'_, str> {
-    match text.char_indices().nth(120) {
-        Some((end, _)) => format!("{}…", &text[..end]).into(),
-        None => text.into(),
-    }
-}
 
 /// True for a 2xx answer that says it is JSON but does not parse.
 fn is_broken_json(status: u16, headers: &[(String, String)], body: &[u8]) -> bool {

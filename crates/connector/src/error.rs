@@ -53,10 +53,7 @@ pub fn from_http_error(failure: HttpError, target: &str) -> ConnectorError {
         HttpError::Denied(reason) => with_hint(
             error(
                 ErrorCode::Forbidden,
-                format!(
-                    "the host refused the request {target}: {}",
-                    crate::client::short(&reason)
-                ),
+                format!("the host refused the request {target}: {}", short(&reason)),
             ),
             "only the connection's environment and token endpoint may be reached; check the Web API URL",
         ),
@@ -160,5 +157,13 @@ impl ConnectorErrorExt for ConnectorError {
     fn with_field(mut self, key: &str) -> Self {
         self.field = Some(key.to_string());
         self
+    }
+}
+
+/// At most 120 characters of `text`, for messages: URLs can be long and hold personal data.
+pub fn short(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(120) {
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+        None => text.into(),
     }
 }

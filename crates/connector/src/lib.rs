@@ -1,7 +1,8 @@
 //! The Microsoft Dynamics 365 / Dataverse connector, as a component of the `connector` world.
 //!
-//! Definitions live next to their handlers (`actions/*`); Dataverse knowledge that needs no I/O
-//! lives in the `dataverse` crate; every request leaves through the host's `http` import.
+//! Definitions live next to their handlers (`actions/*`, `triggers/*`); Dataverse knowledge that
+//! needs no I/O lives in the `dataverse` crate; every request leaves through the host's `http`
+//! import (behind `client::Transport`, so native unit tests can script the answers).
 
 mod actions;
 mod attributes;
