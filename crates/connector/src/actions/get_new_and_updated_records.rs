@@ -5,6 +5,8 @@
 //! The watermark is the newest `modifiedon` returned plus the IDs returned at exactly that
 //! instant: the next call asks for `modifiedon ge` it and skips those IDs, so rows that share a
 //! timestamp across a page boundary are neither lost nor repeated.
+//!
+//! That read is [`read_since`], typed, which the polling trigger calls too.
 
 use std::collections::HashSet;
 
@@ -460,4 +462,83 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
         ",\"deleted\":{deleted},\"deltaLink\":{},\"resynced\":{resynced},\"complete\":true,\"warning\":null",
         Value::String(delta_link)
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_host::{ORIGIN, Script, Signed};
+
+    const ACCOUNTS: &str = r#"{"value":[{"LogicalName":"account","EntitySetName":"accounts","PrimaryIdAttribute":"accountid"}]}"#;
+
+    #[test]
+    fn anchors_are_iso_dates_or_instants_and_watermarks_only_what_a_read_gave() {
+        let day = Watermark::from_anchor(Some("2024-01-31")).unwrap();
+        assert_eq!(day.modifiedon, "2024-01-31T00:00:00Z");
+        let instant = Watermark::from_anchor(Some(" 2024-01-31T10:00:00.5+01:00 ")).unwrap();
+        assert_eq!(instant.modifiedon, "2024-01-31T10:00:00.5+01:00");
+        for bad in [
+            "31/01/2024",
+            "2024-01-31 10:00",
+            "2024-01-31T10:00:00Z' or 1 eq 1",
+        ] {
+            let failure = Watermark::from_anchor(Some(bad)).unwrap_err();
+            assert_eq!(failure.field.as_deref(), Some("anchorDate"), "{bad}");
+        }
+        assert_eq!(Watermark::parse(&day.to_text()).unwrap(), day);
+        for bad in ["", "2024-01-31", r#"{"modifiedon":"yesterday","ids":[]}"#] {
+            let failure = Watermark::parse(bad).unwrap_err();
+            assert_eq!(failure.field.as_deref(), Some("watermark"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_read_stops_after_the_page_that_reaches_max_records_and_says_it_is_incomplete() {
+        let signed = Signed::new();
+        let next = format!("{ORIGIN}/api/data/v9.2/accounts?$skiptoken=2");
+        let script = Script::new()
+            .json(200, ACCOUNTS)
+            .json(
+                200,
+                &format!(
+                    r#"{{"value":[{{"accountid":"00000000-0000-0000-0000-0000000000A1","modifiedon":"2024-02-01T10:00:00Z"}},{{"accountid":"00000000-0000-0000-0000-0000000000a2","modifiedon":"2024-02-01T10:00:00Z"}}],"@odata.nextLink":"{next}"}}"#
+                ),
+            );
+        let context = signed.context(&script);
+        let fields = ["name".to_string()];
+        let request = Request {
+            entity_set: "accounts",
+            fields: &fields,
+            since: Watermark::from_anchor(Some("2024-01-31")).unwrap(),
+            page_size: 2,
+            max_records: 2,
+            caller: Caller::default(),
+        };
+        let mut rows = 0;
+        let changes = read_since(&context, &request, &mut |page| {
+            rows += page.len();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(rows, 2);
+        assert!(!changes.complete);
+        assert_eq!(changes.primary_id.as_deref(), Some("accountid"));
+        assert_eq!(
+            changes.next_watermark,
+            Watermark {
+                modifiedon: "2024-02-01T10:00:00Z".to_string(),
+                ids: vec![
+                    "00000000-0000-0000-0000-0000000000a1".to_string(),
+                    "00000000-0000-0000-0000-0000000000a2".to_string()
+                ],
+            }
+        );
+        let sent = script.sent();
+        assert_eq!(sent.len(), 2, "the next link is not followed");
+        assert!(
+            sent[1].url.contains("$select=name,modifiedon,accountid"),
+            "the watermark's columns are read: {}",
+            sent[1].url
+        );
+    }
 }
