@@ -272,8 +272,8 @@ pub fn table_rows(store: &Store, name: &str) -> Option<Vec<Value>> {
         .entity_by_set(name)
         .or_else(|| store.schema.entity(name))?;
     Some(
-        store.tables[e]
-            .rows
+        store
+            .rows(e)
             .values()
             .map(|r| crate::render::row_to_json(store, e, r))
             .collect(),

@@ -29,7 +29,7 @@ pub fn document(store: &Store, req: &Req) -> Resp {
     x.push_str(r#"<edmx:DataServices><Schema Namespace="Microsoft.Dynamics.CRM" Alias="mscrm" xmlns="http://docs.oasis-open.org/odata/ns/edm">"#);
     x.push_str(r#"<EntityType Name="crmbaseentity" Abstract="true"/>"#);
     x.push_str(r#"<EntityType Name="expando" BaseType="mscrm.crmbaseentity" OpenType="true"/>"#);
-    for (ei, e) in s.entities.iter().enumerate() {
+    for (ei, e) in s.tables() {
         let _ = write!(
             x,
             r#"<EntityType Name="{}" BaseType="mscrm.crmbaseentity"><Key><PropertyRef Name="{}"/></Key>"#,
@@ -65,7 +65,7 @@ pub fn document(store: &Store, req: &Req) -> Resp {
             .iter()
             .filter(|r| r.referencing_entity == ei)
         {
-            let target = &s.entities[r.referenced_entity];
+            let target = s.table(r.referenced_entity);
             let _ = write!(
                 x,
                 r#"<NavigationProperty Name="{}" Type="mscrm.{}" Nullable="false" Partner="{}"><ReferentialConstraint Property="{}" ReferencedProperty="{}"/></NavigationProperty>"#,
@@ -80,7 +80,9 @@ pub fn document(store: &Store, req: &Req) -> Resp {
             let _ = write!(
                 x,
                 r#"<NavigationProperty Name="{}" Type="Collection(mscrm.{})" Partner="{}"/>"#,
-                r.referenced_nav, s.entities[r.referencing_entity].logical_name, r.referencing_nav
+                r.referenced_nav,
+                s.table(r.referencing_entity).logical_name,
+                r.referencing_nav
             );
         }
         if !e.description.is_empty() {
@@ -109,7 +111,7 @@ pub fn document(store: &Store, req: &Req) -> Resp {
     x.push_str(r#"<ComplexType Name="WhoAmIResponse"><Property Name="BusinessUnitId" Type="Edm.Guid" Nullable="false"/><Property Name="UserId" Type="Edm.Guid" Nullable="false"/><Property Name="OrganizationId" Type="Edm.Guid" Nullable="false"/></ComplexType>"#);
     x.push_str(r#"<Function Name="WhoAmI"><ReturnType Type="mscrm.WhoAmIResponse" Nullable="false"/></Function>"#);
     x.push_str(r#"<EntityContainer Name="System">"#);
-    for (ei, e) in s.entities.iter().enumerate() {
+    for (ei, e) in s.tables() {
         let _ = write!(
             x,
             r#"<EntitySet Name="{}" EntityType="Microsoft.Dynamics.CRM.{}">"#,
@@ -123,14 +125,16 @@ pub fn document(store: &Store, req: &Req) -> Resp {
             let _ = write!(
                 x,
                 r#"<NavigationPropertyBinding Path="{}" Target="{}"/>"#,
-                r.referencing_nav, s.entities[r.referenced_entity].entity_set_name
+                r.referencing_nav,
+                s.table(r.referenced_entity).entity_set_name
             );
         }
         for r in s.relationships.iter().filter(|r| r.referenced_entity == ei) {
             let _ = write!(
                 x,
                 r#"<NavigationPropertyBinding Path="{}" Target="{}"/>"#,
-                r.referenced_nav, s.entities[r.referencing_entity].entity_set_name
+                r.referenced_nav,
+                s.table(r.referencing_entity).entity_set_name
             );
         }
         if annotations && e.change_tracking {

@@ -48,6 +48,7 @@ use crate::guid::Guid;
 use crate::odata::query::QueryOptions;
 use crate::paging;
 use crate::render::{self, Annotations, Ctx, Selection};
+use crate::schema::TableId;
 use crate::store::{ChangeKind, Row, Store};
 use crate::webapi::{Req, Resp};
 
@@ -122,7 +123,7 @@ pub fn is_tracked(req: &Req, opts: &QueryOptions) -> bool {
             .is_some_and(|c| c.tracking)
 }
 
-fn enabled(store: &Store, e: usize) -> Result<(), DvError> {
+fn enabled(store: &Store, e: TableId) -> Result<(), DvError> {
     let ent = store.entity(e);
     if ent.change_tracking {
         return Ok(());
@@ -195,7 +196,7 @@ impl Entry {
 /// order: new or updated rows by version, then deleted rows by version. Each row once, as its
 /// last change in the window left it: a row created and deleted in the window is deleted.
 /// Only the log decides, so the list of a window never changes and pages of it stay stable.
-fn changes(store: &Store, e: usize, from: u64, to: u64) -> Vec<Entry> {
+fn changes(store: &Store, e: TableId, from: u64, to: u64) -> Vec<Entry> {
     let start = store.changes.partition_point(|c| c.version <= from);
     let mut last: HashMap<Guid, (ChangeKind, u64)> = HashMap::new();
     for c in store.changes[start..]
@@ -250,7 +251,7 @@ fn link(req: &Req, deltatoken: Option<&Token>, skiptoken: Option<&str>) -> Strin
 
 /// Serves a tracked read: the first read of a table (and its later pages) or a delta link
 /// (and its later pages).
-pub fn handle(store: &Store, req: &Req, e: usize, opts: &QueryOptions) -> Result<Resp, DvError> {
+pub fn handle(store: &Store, req: &Req, e: TableId, opts: &QueryOptions) -> Result<Resp, DvError> {
     enabled(store, e)?;
     if let Some(err) = unsupported(opts) {
         return Err(err);
@@ -288,7 +289,7 @@ pub fn handle(store: &Store, req: &Req, e: usize, opts: &QueryOptions) -> Result
     let mut value = Vec::new();
     let (count, more, bounds) = match from {
         None => {
-            let table = &store.tables[e].rows;
+            let table = store.rows(e);
             let start = after.map_or(Bound::Unbounded, Bound::Excluded);
             let mut rows: Vec<(&Guid, &Row)> = table
                 .range((start, Bound::Unbounded))
@@ -418,7 +419,7 @@ pub fn handle(store: &Store, req: &Req, e: usize, opts: &QueryOptions) -> Result
 }
 
 /// `GET <set>/$count?$deltatoken=…`: the number of changes since the token, as plain text.
-pub fn count(store: &Store, req: &Req, e: usize, opts: &QueryOptions) -> Result<Resp, DvError> {
+pub fn count(store: &Store, req: &Req, e: TableId, opts: &QueryOptions) -> Result<Resp, DvError> {
     enabled(store, e)?;
     if let Some(err) = unsupported(opts) {
         return Err(err);
@@ -437,20 +438,20 @@ mod tests {
     use super::*;
     use crate::store::Val;
 
-    fn accounts() -> (Store, usize) {
+    fn accounts() -> (Store, TableId) {
         let store = Store::new(Arc::new(crate::catalog::schema()));
         let e = store.schema.entity("account").unwrap();
         (store, e)
     }
 
-    fn add(store: &mut Store, e: usize) -> Guid {
+    fn add(store: &mut Store, e: TableId) -> Guid {
         let id = store.new_id(e);
         let mut vals = store.blank_row(e);
         vals[store.entity(e).primary_id] = Val::Guid(id);
         store.insert(e, vals, true).unwrap()
     }
 
-    fn rename(store: &mut Store, e: usize, id: Guid, name: &str) {
+    fn rename(store: &mut Store, e: TableId, id: Guid, name: &str) {
         let col = store.entity(e).attr("name").unwrap();
         store.update(e, id, vec![(col, Val::str(name))]).unwrap();
     }

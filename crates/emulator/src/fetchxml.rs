@@ -16,7 +16,7 @@ use crate::error::{AGGREGATE_LIMIT, DvError, INVALID_ARGUMENT, NO_ATTRIBUTE, TOO
 use crate::guid::Guid;
 use crate::odata::eval::Caller;
 use crate::render::{self, FORMATTED, LOOKUP_LOGICAL};
-use crate::schema::AttrKind;
+use crate::schema::{AttrKind, TableId};
 use crate::store::{Row, Store, Val};
 use crate::webapi::{Req, Resp};
 
@@ -211,7 +211,7 @@ enum Cond {
 /// The root table (slot 0) or a link-entity.
 #[derive(Debug, Clone)]
 struct Slot {
-    entity: usize,
+    entity: TableId,
     alias: String,
     parent: usize,
     /// Column of this table matched against `to`.
@@ -714,7 +714,7 @@ impl Compiler<'_> {
 }
 
 /// Parses and compiles the FetchXML of a request against entity set `e`.
-pub fn compile(store: &Store, e: usize, xml: &str, caller: Caller) -> Result<Query, DvError> {
+pub fn compile(store: &Store, e: TableId, xml: &str, caller: Caller) -> Result<Query, DvError> {
     let root = parse_xml(xml)?;
     if root.name != "fetch" {
         return Err(invalid(format!(
@@ -981,7 +981,7 @@ impl<'a> Exec<'a> {
                     return None;
                 }
                 let mut idx: HashMap<Guid, Vec<&Row>> = HashMap::new();
-                for r in store.tables[s.entity].rows.values() {
+                for r in store.rows(s.entity).values() {
                     if let Some(k) = key_of(&r.vals[s.from]) {
                         idx.entry(k).or_default().push(r);
                     }
@@ -1150,10 +1150,10 @@ fn write_joined(
         if let (true, Val::Ref(g, t)) = (a.kind.is_lookup(), v) {
             if w.lookup_logical {
                 key(out, &mut first, &format!("{}@{LOOKUP_LOGICAL}", c.name));
-                render::write_str(out, &store.entity(*t as usize).logical_name);
+                render::write_str(out, &store.entity(*t).logical_name);
             }
             if w.formatted
-                && let Some(name) = store.primary_name_of(*t as usize, g)
+                && let Some(name) = store.primary_name_of(*t, g)
             {
                 key(out, &mut first, &format!("{}@{FORMATTED}", c.name));
                 render::write_str(out, &name);
@@ -1188,7 +1188,7 @@ fn cookie_text(v: &Val, kind: &AttrKind) -> String {
 pub fn handle(
     store: &Store,
     req: &Req,
-    e: usize,
+    e: TableId,
     xml: &str,
     odata_count: bool,
 ) -> Result<Resp, DvError> {
@@ -1205,7 +1205,7 @@ pub fn handle(
         return aggregate(store, req, &q, &exec, &w, &prefer);
     }
     let size = q.top.unwrap_or(q.count);
-    let table: &BTreeMap<Guid, Row> = &store.tables[e].rows;
+    let table: &BTreeMap<Guid, Row> = store.rows(e);
     let cols = plan(store, &q);
     let mut total: Option<usize> = None;
     let (page, more): (Vec<Joined>, bool) = if q.orders.is_empty() && !q.distinct {
@@ -1403,7 +1403,7 @@ fn aggregate(
 ) -> Result<Resp, DvError> {
     let e = q.slots[0].entity;
     let mut all = Vec::new();
-    for r in store.tables[e].rows.values() {
+    for r in store.rows(e).values() {
         exec.expand(r, &mut all);
         if all.len() > MAX_AGGREGATE_ROWS {
             return Err(DvError::new(

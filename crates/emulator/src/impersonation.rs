@@ -35,6 +35,7 @@
 
 use crate::error::{self, DvError};
 use crate::guid::Guid;
+use crate::schema::TableId;
 use crate::store::{Store, Val};
 
 /// `MSCRMCallerID`: the systemuserid of the user to run as.
@@ -159,10 +160,10 @@ pub fn business_unit_of(store: &Store, user: Guid) -> Option<Guid> {
 }
 
 /// The systemuser whose `azureactivedirectoryobjectid` is `oid`.
-fn user_by_object_id(store: &Store, su: usize, oid: Guid) -> Option<Guid> {
+fn user_by_object_id(store: &Store, su: TableId, oid: Guid) -> Option<Guid> {
     let col = store.entity(su).attr("azureactivedirectoryobjectid")?;
-    store.tables[su]
-        .rows
+    store
+        .rows(su)
         .iter()
         .find_map(|(id, row)| match &row.vals[col] {
             Val::Str(s) if Guid::parse(s) == Some(oid) => Some(*id),

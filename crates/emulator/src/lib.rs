@@ -832,8 +832,8 @@ fn resolve_users(
             let id = su
                 .and_then(|su| {
                     let col = store.entity(su).attr("domainname")?;
-                    store.tables[su]
-                        .rows
+                    store
+                        .rows(su)
                         .iter()
                         .find_map(|(id, r)| match &r.vals[col] {
                             store::Val::Str(s) if s.eq_ignore_ascii_case(&u.username) => Some(*id),

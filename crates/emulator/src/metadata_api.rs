@@ -13,7 +13,7 @@ use crate::metadata_types::{check_select, is_attribute_type};
 use crate::odata::filter::{CmpOp, Expr, Lit, Operand, StrFn};
 use crate::odata::path::{self, Key, Segment};
 use crate::odata::query::QueryOptions;
-use crate::schema::{AttrKind, Attribute, Entity, Relationship};
+use crate::schema::{AttrKind, Attribute, Entity, Relationship, TableId};
 use crate::store::Store;
 use crate::webapi::{Req, Resp};
 
@@ -258,8 +258,8 @@ pub fn attribute_json(e: &Entity, a: &Attribute, with_option_set: bool) -> Map<S
 
 fn relationship_json(store: &Store, r: &Relationship) -> Map<String, Value> {
     let s = &store.schema;
-    let referencing = &s.entities[r.referencing_entity];
-    let referenced = &s.entities[r.referenced_entity];
+    let referencing = s.table(r.referencing_entity);
+    let referenced = s.table(r.referenced_entity);
     match json!({
         "@odata.type": "#Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata",
         "MetadataId": r.metadata_id.to_string(),
@@ -411,14 +411,14 @@ fn entity_response(ctx: String, mut item: Map<String, Value>) -> Resp {
     Resp::json(200, Value::Object(out).to_string().into_bytes())
 }
 
-fn find_entity(store: &Store, seg: &Segment) -> Result<usize, DvError> {
+fn find_entity(store: &Store, seg: &Segment) -> Result<TableId, DvError> {
     let raw = seg.key.as_deref().unwrap_or("");
     let found = match path::parse_key(raw)? {
         Key::Id(g) => store
             .schema
-            .entities
-            .iter()
-            .position(|e| e.metadata_id == g),
+            .tables()
+            .find(|(_, e)| e.metadata_id == g)
+            .map(|(id, _)| id),
         Key::Named(pairs) => match pairs.as_slice() {
             [(k, Lit::Str(v))] if k == "LogicalName" => store.schema.entity(v),
             _ => None,
@@ -437,7 +437,7 @@ fn find_entity(store: &Store, seg: &Segment) -> Result<usize, DvError> {
 
 fn attributes_of(
     store: &Store,
-    e: usize,
+    e: TableId,
     q: &QueryOptions,
     cast: Option<&str>,
 ) -> Vec<Map<String, Value>> {
@@ -473,7 +473,7 @@ fn relationships_of(
 
 fn entity_with_expands(
     store: &Store,
-    e: usize,
+    e: TableId,
     q: &QueryOptions,
 ) -> Result<Map<String, Value>, DvError> {
     let ent = store.entity(e);
@@ -663,7 +663,7 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
         }
         check_entity_select(store, &q)?;
         let mut items = Vec::new();
-        for (i, ent) in store.schema.entities.iter().enumerate() {
+        for (i, ent) in store.schema.tables() {
             let full = entity_json(ent);
             if q.filter.as_ref().is_none_or(|f| json_matches(&full, f)) {
                 items.push(entity_with_expands(store, i, &q)?);
@@ -1124,7 +1124,7 @@ pub fn handle_write(store: &mut Store, req: &Req, segs: &[Segment]) -> Result<Re
 fn create_attribute(
     store: &mut Store,
     req: &Req,
-    e: usize,
+    e: TableId,
     raw_entity: &str,
 ) -> Result<Resp, DvError> {
     let body = body_object(req.body)?;
@@ -1173,7 +1173,7 @@ fn create_attribute(
 fn update_attribute(
     store: &mut Store,
     req: &Req,
-    e: usize,
+    e: TableId,
     raw_entity: &str,
     raw_attr: &str,
     cast: Option<&str>,

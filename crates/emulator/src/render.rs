@@ -9,7 +9,7 @@ use crate::error::DvError;
 use crate::guid::Guid;
 use crate::odata::eval::{Caller, Filter, Order};
 use crate::odata::query::{Prefer, QueryOptions};
-use crate::schema::{AttrKind, Entity};
+use crate::schema::{AttrKind, Entity, TableId};
 use crate::store::{Row, Store, Val};
 
 pub const FORMATTED: &str = "OData.Community.Display.V1.FormattedValue";
@@ -48,13 +48,13 @@ pub struct ExpandPlan {
 
 /// Single- or collection-valued.
 pub enum ExpandKind {
-    Single { col: usize, target: usize },
-    Collection { child: usize, col: usize },
+    Single { col: usize, target: TableId },
+    Collection { child: TableId, col: usize },
 }
 
 /// Columns to write and expansions, compiled against the schema.
 pub struct Selection {
-    pub entity: usize,
+    pub entity: TableId,
     pub cols: Vec<usize>,
     pub expands: Vec<ExpandPlan>,
     /// `$select` was given (affects the context URL).
@@ -65,7 +65,7 @@ impl Selection {
     /// Compiles `$select`/`$expand`; unknown names are 400s.
     pub fn compile(
         store: &Store,
-        entity: usize,
+        entity: TableId,
         q: &QueryOptions,
         caller: Caller,
     ) -> Result<Selection, DvError> {
@@ -135,12 +135,12 @@ impl Selection {
 
 fn compile_expand(
     store: &Store,
-    entity: usize,
+    entity: TableId,
     x: &crate::odata::query::Expand,
     caller: Caller,
 ) -> Result<ExpandPlan, DvError> {
     let schema = &store.schema;
-    let e = &schema.entities[entity];
+    let e = schema.table(entity);
     let (kind, target) = if let Some(rel) = schema.single_nav(entity, &x.nav) {
         (
             ExpandKind::Single {
@@ -215,16 +215,16 @@ pub struct Ctx<'a> {
 pub fn child_indexes(
     store: &Store,
     sel: &Selection,
-    parent: usize,
+    parent: TableId,
 ) -> Vec<HashMap<Guid, Vec<Guid>>> {
     sel.expands
         .iter()
         .map(|x| match x.kind {
             ExpandKind::Collection { child, col } => {
                 let mut idx: HashMap<Guid, Vec<Guid>> = HashMap::new();
-                for (id, row) in &store.tables[child].rows {
+                for (id, row) in store.rows(child) {
                     if let Val::Ref(g, e) = &row.vals[col]
-                        && *e as usize == parent
+                        && *e == parent
                     {
                         idx.entry(*g).or_default().push(*id);
                     }
@@ -336,9 +336,9 @@ pub fn formatted(store: &Store, e: &Entity, row: &Row, col: usize) -> Option<Str
                 .attr("transactioncurrencyid")
                 .and_then(|c| match &row.vals[c] {
                     Val::Ref(g, t) => {
-                        let te = store.entity(*t as usize);
+                        let te = store.entity(*t);
                         let sc = te.attr("currencysymbol")?;
-                        match &store.get(*t as usize, g)?.vals[sc] {
+                        match &store.get(*t, g)?.vals[sc] {
                             Val::Str(s) => Some(s.to_string()),
                             _ => None,
                         }
@@ -353,7 +353,7 @@ pub fn formatted(store: &Store, e: &Entity, row: &Row, col: usize) -> Option<Str
         (AttrKind::DateTime { date_only }, Val::Date(d)) => {
             datetime::format_display(*d, *date_only)
         }
-        (AttrKind::Lookup { .. }, Val::Ref(g, t)) => store.primary_name_of(*t as usize, g)?,
+        (AttrKind::Lookup { .. }, Val::Ref(g, t)) => store.primary_name_of(*t, g)?,
         _ => return None,
     })
 }
@@ -374,7 +374,7 @@ pub fn write_row(out: &mut Vec<u8>, ctx: &Ctx, sel: &Selection, row: &Row, etag:
         if let AttrKind::Lookup { .. } = a.kind {
             let wire = a.wire_name();
             if let Val::Ref(g, t) = v {
-                let t = *t as usize;
+                let t = *t;
                 if ctx.ann.associated_nav
                     && let Some(rel) = store.schema.relationship_for(sel.entity, c, t)
                 {
@@ -414,7 +414,7 @@ pub fn write_row(out: &mut Vec<u8>, ctx: &Ctx, sel: &Selection, row: &Row, etag:
             ExpandKind::Single { col, target } => {
                 key(out, &mut first, &x.nav);
                 let child = match &row.vals[col] {
-                    Val::Ref(g, t) if *t as usize == target => store.get(target, g).map(|r| (g, r)),
+                    Val::Ref(g, t) if *t == target => store.get(target, g).map(|r| (g, r)),
                     _ => None,
                 };
                 match child {
@@ -487,7 +487,7 @@ pub fn write_row(out: &mut Vec<u8>, ctx: &Ctx, sel: &Selection, row: &Row, etag:
 }
 
 /// A row as a `serde_json::Value` (all columns, no annotations), for test snapshots.
-pub fn row_to_json(store: &Store, entity: usize, row: &Row) -> serde_json::Value {
+pub fn row_to_json(store: &Store, entity: TableId, row: &Row) -> serde_json::Value {
     let sel = Selection {
         entity,
         cols: (0..store.entity(entity).attributes.len()).collect(),

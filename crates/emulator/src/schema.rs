@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::error::DvError;
 use crate::guid::Guid;
 
 /// How a column is typed; drives JSON conversion, `$filter` literals, metadata and CSDL.
@@ -188,12 +189,30 @@ pub struct AltKey {
     pub metadata_id: Guid,
 }
 
+/// A table: its position in [`Schema::entities`], which is also the position of its rows in the
+/// store. Only the schema makes them (by logical name, by entity set name, or by listing its
+/// tables), so a `TableId` always names a table that exists, and a name that finds no table is a
+/// `None` the caller has to answer, never a silent "first table". Held in 16 bits, so a lookup
+/// cell ([`crate::store::Val::Ref`]) stays as small as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableId(u16);
+
+impl TableId {
+    /// The table's position in [`Schema::entities`] and in the store.
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// The most tables a schema holds (a [`TableId`] is 16 bits).
+pub const MAX_TABLES: usize = u16::MAX as usize;
+
 /// A one-to-many relationship, seen as many-to-one from the referencing table.
 #[derive(Debug, Clone)]
 pub struct Relationship {
     pub schema_name: String,
-    pub referenced_entity: usize,
-    pub referencing_entity: usize,
+    pub referenced_entity: TableId,
+    pub referencing_entity: TableId,
     /// Attribute index in the referencing table.
     pub referencing_attribute: usize,
     /// Single-valued navigation property on the referencing table.
@@ -541,12 +560,12 @@ pub fn meta_guid(entity: &str, attribute: &str) -> Guid {
 pub struct Schema {
     pub entities: Vec<Entity>,
     pub relationships: Vec<Relationship>,
-    by_logical: HashMap<String, usize>,
-    by_set: HashMap<String, usize>,
+    by_logical: HashMap<String, TableId>,
+    by_set: HashMap<String, TableId>,
     /// (entity, single-valued nav name) → relationship
-    single_nav: HashMap<(usize, String), usize>,
+    single_nav: HashMap<(TableId, String), usize>,
     /// (entity, collection nav name) → relationship
-    collection_nav: HashMap<(usize, String), usize>,
+    collection_nav: HashMap<(TableId, String), usize>,
 }
 
 /// A relationship declaration, resolved by [`Schema::new`].
@@ -560,17 +579,25 @@ pub struct RelDecl {
 }
 
 impl Schema {
+    /// The schema of `entities`, with the relationships whose tables and column exist.
+    ///
+    /// Panics with more than [`MAX_TABLES`] tables: the catalogue is fixed at build time and
+    /// holds a few dozen.
     pub fn new(entities: Vec<Entity>, rels: &[RelDecl]) -> Schema {
+        assert!(
+            entities.len() <= MAX_TABLES,
+            "a schema holds at most {MAX_TABLES} tables, not {}",
+            entities.len()
+        );
+        let ids = || (0..entities.len() as u16).map(TableId);
         let mut s = Schema {
-            by_logical: entities
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (e.logical_name.clone(), i))
+            by_logical: ids()
+                .zip(&entities)
+                .map(|(id, e)| (e.logical_name.clone(), id))
                 .collect(),
-            by_set: entities
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (e.entity_set_name.clone(), i))
+            by_set: ids()
+                .zip(&entities)
+                .map(|(id, e)| (e.entity_set_name.clone(), id))
                 .collect(),
             entities,
             relationships: Vec::new(),
@@ -581,7 +608,7 @@ impl Schema {
             let (Some(ing), Some(ed)) = (s.entity(&r.referencing), s.entity(&r.referenced)) else {
                 continue;
             };
-            let Some(attr) = s.entities[ing].attr(&r.attribute) else {
+            let Some(attr) = s.table(ing).attr(&r.attribute) else {
                 continue;
             };
             let idx = s.relationships.len();
@@ -601,23 +628,50 @@ impl Schema {
         s
     }
 
-    pub fn entity(&self, logical_name: &str) -> Option<usize> {
+    /// The table with this logical name.
+    pub fn entity(&self, logical_name: &str) -> Option<TableId> {
         self.by_logical.get(logical_name).copied()
     }
 
-    pub fn entity_by_set(&self, set: &str) -> Option<usize> {
+    /// A table the emulator's own rules need (`systemuser` behind `createdby`, `businessunit`
+    /// behind a user's business unit): a schema without it is a bug in the catalogue, answered
+    /// as a 500 that names the table rather than a write pointing at some other table.
+    pub fn required(&self, logical_name: &str) -> Result<TableId, DvError> {
+        self.entity(logical_name)
+            .ok_or_else(|| DvError::internal(&format!("the schema has no table '{logical_name}'")))
+    }
+
+    /// The table with this entity set name.
+    pub fn entity_by_set(&self, set: &str) -> Option<TableId> {
         self.by_set.get(set).copied()
     }
 
+    /// The definition of a table.
+    pub fn table(&self, id: TableId) -> &Entity {
+        &self.entities[id.index()]
+    }
+
+    /// The definition of a table, to change it (metadata writes).
+    pub fn table_mut(&mut self, id: TableId) -> &mut Entity {
+        &mut self.entities[id.index()]
+    }
+
+    /// Every table with its id, in schema order.
+    pub fn tables(&self) -> impl Iterator<Item = (TableId, &Entity)> {
+        (0..self.entities.len() as u16)
+            .map(TableId)
+            .zip(&self.entities)
+    }
+
     /// Single-valued navigation property of `entity`.
-    pub fn single_nav(&self, entity: usize, nav: &str) -> Option<&Relationship> {
+    pub fn single_nav(&self, entity: TableId, nav: &str) -> Option<&Relationship> {
         self.single_nav
             .get(&(entity, nav.to_string()))
             .map(|&i| &self.relationships[i])
     }
 
     /// Collection-valued navigation property of `entity`.
-    pub fn collection_nav(&self, entity: usize, nav: &str) -> Option<&Relationship> {
+    pub fn collection_nav(&self, entity: TableId, nav: &str) -> Option<&Relationship> {
         self.collection_nav
             .get(&(entity, nav.to_string()))
             .map(|&i| &self.relationships[i])
@@ -626,14 +680,101 @@ impl Schema {
     /// The relationship behind a lookup value pointing at `target`.
     pub fn relationship_for(
         &self,
-        entity: usize,
+        entity: TableId,
         attribute: usize,
-        target: usize,
+        target: TableId,
     ) -> Option<&Relationship> {
         self.relationships.iter().find(|r| {
             r.referencing_entity == entity
                 && r.referencing_attribute == attribute
                 && r.referenced_entity == target
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn widgets() -> Entity {
+        EntityBuilder::new(
+            "new_widget",
+            "new_Widget",
+            "new_widgets",
+            "Widget",
+            "Widgets",
+            10_001,
+            Ownership::OrganizationOwned,
+            "",
+        )
+        .id("new_widgetid", "Widget")
+        .name("new_name", "Name", 100)
+        .audit()
+        .build()
+    }
+
+    #[test]
+    fn a_table_id_names_the_table_it_was_found_by() {
+        let schema = crate::catalog::schema();
+        let account = schema.entity("account").unwrap();
+        assert_eq!(schema.table(account).logical_name, "account");
+        assert_eq!(schema.entity_by_set("accounts"), Some(account));
+        let listed: Vec<(TableId, &str)> = schema
+            .tables()
+            .map(|(id, e)| (id, e.logical_name.as_str()))
+            .collect();
+        assert_eq!(listed.len(), schema.entities.len());
+        assert_eq!(listed[account.index()], (account, "account"));
+        assert!(
+            listed
+                .iter()
+                .enumerate()
+                .all(|(i, (id, _))| id.index() == i)
+        );
+    }
+
+    #[test]
+    fn names_of_no_table_find_none() {
+        let schema = crate::catalog::schema();
+        assert_eq!(schema.entity("acount"), None);
+        assert_eq!(schema.entity_by_set("account"), None);
+        assert_eq!(schema.entity(""), None);
+    }
+
+    #[test]
+    fn a_table_the_rules_need_is_found_or_is_an_error_naming_it() {
+        let schema = Schema::new(vec![widgets()], &[]);
+        assert_eq!(
+            schema.required("new_widget").ok(),
+            schema.entity("new_widget")
+        );
+        let err = schema.required("systemuser").unwrap_err();
+        assert_eq!(err.status, 500);
+        assert!(err.message.contains("'systemuser'"), "{}", err.message);
+    }
+
+    #[test]
+    fn relationships_to_a_missing_table_are_left_out_not_pointed_at_another() {
+        let rel = RelDecl {
+            schema_name: "lk_new_widget_createdby".into(),
+            referencing: "new_widget".into(),
+            attribute: "createdby".into(),
+            referenced: "systemuser".into(),
+            referencing_nav: "createdby".into(),
+            referenced_nav: "lk_new_widget_createdby".into(),
+        };
+        let schema = Schema::new(vec![widgets()], std::slice::from_ref(&rel));
+        let widget = schema.entity("new_widget").unwrap();
+        assert!(schema.relationships.is_empty());
+        assert!(schema.single_nav(widget, "createdby").is_none());
+
+        let catalog = crate::catalog::schema();
+        let account = catalog.entity("account").unwrap();
+        let users = catalog.entity("systemuser").unwrap();
+        let owner = catalog.single_nav(account, "ownerid").unwrap();
+        assert_eq!(
+            (owner.referencing_entity, owner.referenced_entity),
+            (account, users)
+        );
     }
 }

@@ -212,6 +212,7 @@ pub fn seed(
     client_id: &str,
 ) -> Identities {
     let schema = store.schema.clone();
+    // Rows per table, at each table's index.
     let counts: Vec<usize> = schema
         .entities
         .iter()
@@ -222,38 +223,33 @@ pub fn seed(
     let ids = Identities {
         organization_id: Guid::from_seed(0x0a9, 1),
         root_business_unit: bu
-            .map(|b| seeded_id(&schema.entities[b], 0))
+            .map(|b| seeded_id(schema.table(b), 0))
             .unwrap_or_default(),
         admin_user: su
-            .map(|s| seeded_id(&schema.entities[s], 0))
+            .map(|s| seeded_id(schema.table(s), 0))
             .unwrap_or_default(),
         application_user: su
-            .map(|s| seeded_id(&schema.entities[s], 1))
+            .map(|s| seeded_id(schema.table(s), 1))
             .unwrap_or_default(),
         mfa_user: su
-            .map(|s| seeded_id(&schema.entities[s], 2))
+            .map(|s| seeded_id(schema.table(s), 2))
             .unwrap_or_default(),
         sales_user: su
-            .map(|s| seeded_id(&schema.entities[s], 3))
+            .map(|s| seeded_id(schema.table(s), 3))
             .unwrap_or_default(),
         disabled_user: su
-            .map(|s| seeded_id(&schema.entities[s], 4))
+            .map(|s| seeded_id(schema.table(s), 4))
             .unwrap_or_default(),
         restricted_application_user: su
-            .map(|s| seeded_id(&schema.entities[s], 5))
+            .map(|s| seeded_id(schema.table(s), 5))
             .unwrap_or_default(),
         delegates: su
-            .map(|s| {
-                vec![
-                    seeded_id(&schema.entities[s], 0),
-                    seeded_id(&schema.entities[s], 1),
-                ]
-            })
+            .map(|s| vec![seeded_id(schema.table(s), 0), seeded_id(schema.table(s), 1)])
             .unwrap_or_default(),
     };
-    for (ei, entity) in schema.entities.iter().enumerate() {
-        for i in 0..counts[ei] {
-            let vals = row(entity, i, &schema.entities, &counts, &schema, client_id);
+    for (ei, entity) in schema.tables() {
+        for i in 0..counts[ei.index()] {
+            let vals = row(entity, i, &counts, &schema, client_id);
             debug_assert!(
                 entity
                     .attributes
@@ -271,7 +267,6 @@ pub fn seed(
 fn row(
     e: &Entity,
     i: usize,
-    all: &[Entity],
     counts: &[usize],
     schema: &crate::schema::Schema,
     client_id: &str,
@@ -287,17 +282,17 @@ fn row(
         pick(COMPANY_A, h(e, i, 6)),
         pick(COMPANY_B, h(e, i, 7))
     );
+    // Rows seeded in a table; none when the catalogue has no such table.
+    let count_of = |name: &str| schema.entity(name).map_or(0, |t| counts[t.index()]);
     let target_of = |name: &str, n: u64| -> Val {
         let Some(t) = schema.entity(name) else {
             return Val::Null;
         };
-        if counts[t] == 0 {
+        let count = counts[t.index()];
+        if count == 0 {
             return Val::Null;
         }
-        Val::Ref(
-            seeded_id(&all[t], (n % counts[t] as u64) as usize),
-            t as u16,
-        )
+        Val::Ref(seeded_id(schema.table(t), (n % count as u64) as usize), t)
     };
     for (ai, a) in e.attributes.iter().enumerate() {
         let n = h(e, i, salt(&a.logical_name));
@@ -474,7 +469,7 @@ fn row(
             set(&mut vals, "isdisabled", Val::Bool(i == 4));
             // The salesperson works in the second business unit (when there is one), so
             // WhoAmI under impersonation names a business unit of its own.
-            if i == 3 && counts[schema.entity("businessunit").unwrap_or(0)] > 1 {
+            if i == 3 && count_of("businessunit") > 1 {
                 set(&mut vals, "businessunitid", target_of("businessunit", 1));
             }
         } else {
@@ -529,7 +524,7 @@ fn row(
                 vals[c] = v;
             }
         };
-        let bu = schema.entity("businessunit").map_or(0, |b| counts[b]);
+        let bu = count_of("businessunit");
         set(&mut vals, "name", Val::str(["emulator", "Sales"][i]));
         set(&mut vals, "teamtype", Val::Int(0));
         set(

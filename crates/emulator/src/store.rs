@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::datetime;
 use crate::error::DvError;
 use crate::guid::Guid;
-use crate::schema::{AttrKind, Entity, Schema};
+use crate::schema::{AttrKind, Entity, Schema, TableId};
 
 /// A typed cell.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,8 +25,8 @@ pub enum Val {
     /// Seconds since the epoch, UTC.
     Date(i64),
     Guid(Guid),
-    /// A lookup: the target row id and the target table index.
-    Ref(Guid, u16),
+    /// A lookup: the target row id and the target table.
+    Ref(Guid, TableId),
 }
 
 impl Val {
@@ -50,7 +50,7 @@ pub struct Row {
 #[derive(Debug, Clone)]
 pub struct Change {
     pub version: u64,
-    pub entity: usize,
+    pub entity: TableId,
     pub id: Guid,
     pub kind: ChangeKind,
 }
@@ -67,7 +67,7 @@ pub enum ChangeKind {
 /// are registered).
 #[derive(Debug, Clone)]
 pub struct WriteEvent {
-    pub entity: usize,
+    pub entity: TableId,
     pub id: Guid,
     pub kind: ChangeKind,
     /// Columns the write set (all non-null columns for a create).
@@ -89,7 +89,8 @@ pub struct Table {
 /// All tables.
 pub struct Store {
     pub schema: Arc<Schema>,
-    pub tables: Vec<Table>,
+    /// One per table of the schema, at the table's [`TableId::index`].
+    tables: Vec<Table>,
     version: u64,
     id_counter: u64,
     pub changes: Vec<Change>,
@@ -104,14 +105,14 @@ pub struct Store {
     /// Writes not yet handed to the webhook dispatcher.
     pub events: Vec<WriteEvent>,
     /// The `sdkmessageprocessingstep` table: events are captured while it has rows.
-    step_table: Option<usize>,
+    step_table: Option<TableId>,
 }
 
 /// What a change set must restore on rollback.
 #[derive(Debug, Default)]
 struct Journal {
     /// (table, row id, state before the change set first touched it)
-    rows: Vec<(usize, Guid, Option<Row>)>,
+    rows: Vec<(TableId, Guid, Option<Row>)>,
     changes_len: usize,
     events_len: usize,
 }
@@ -145,14 +146,14 @@ impl Store {
     /// Whether writes are captured for webhooks (some processing step is registered).
     pub fn captures_events(&self) -> bool {
         self.step_table
-            .is_some_and(|t| !self.tables[t].rows.is_empty())
+            .is_some_and(|t| !self.tables[t.index()].rows.is_empty())
     }
 
     /// Appends a column to a table (a metadata create): every row gets a null cell.
-    pub fn add_column(&mut self, entity: usize, attribute: crate::schema::Attribute) -> usize {
+    pub fn add_column(&mut self, entity: TableId, attribute: crate::schema::Attribute) -> usize {
         let schema = Arc::make_mut(&mut self.schema);
-        let col = schema.entities[entity].add_attribute(attribute);
-        for row in self.tables[entity].rows.values_mut() {
+        let col = schema.table_mut(entity).add_attribute(attribute);
+        for row in self.tables[entity.index()].rows.values_mut() {
             row.vals.push(Val::Null);
         }
         if let Some(j) = self.journal.as_mut() {
@@ -170,12 +171,12 @@ impl Store {
     /// Changes the definition of a column in place (a metadata update; same type).
     pub fn replace_column(
         &mut self,
-        entity: usize,
+        entity: TableId,
         col: usize,
         attribute: crate::schema::Attribute,
     ) {
         let schema = Arc::make_mut(&mut self.schema);
-        schema.entities[entity].attributes[col] = attribute;
+        schema.table_mut(entity).attributes[col] = attribute;
     }
 
     /// The current (latest stamped) row version.
@@ -206,20 +207,20 @@ impl Store {
             return;
         };
         for (entity, id, prior) in journal.rows.into_iter().rev() {
-            if let Some(current) = self.tables[entity].rows.remove(&id) {
-                for k in 0..self.tables[entity].alt.len() {
+            if let Some(current) = self.tables[entity.index()].rows.remove(&id) {
+                for k in 0..self.tables[entity.index()].alt.len() {
                     if let Some(text) = self.alt_key_string(entity, k, &current.vals) {
-                        self.tables[entity].alt[k].remove(&text);
+                        self.tables[entity.index()].alt[k].remove(&text);
                     }
                 }
             }
             if let Some(row) = prior {
-                for k in 0..self.tables[entity].alt.len() {
+                for k in 0..self.tables[entity.index()].alt.len() {
                     if let Some(text) = self.alt_key_string(entity, k, &row.vals) {
-                        self.tables[entity].alt[k].insert(text, id);
+                        self.tables[entity.index()].alt[k].insert(text, id);
                     }
                 }
-                self.tables[entity].rows.insert(id, row);
+                self.tables[entity.index()].rows.insert(id, row);
             }
         }
         self.changes.truncate(journal.changes_len);
@@ -227,11 +228,11 @@ impl Store {
     }
 
     /// Records the state of a row before a write, when a change set is running.
-    fn touch(&mut self, entity: usize, id: Guid) {
+    fn touch(&mut self, entity: TableId, id: Guid) {
         if self.journal.is_none() {
             return;
         }
-        let prior = self.tables[entity].rows.get(&id).cloned();
+        let prior = self.tables[entity.index()].rows.get(&id).cloned();
         if let Some(j) = self.journal.as_mut() {
             j.rows.push((entity, id, prior));
         }
@@ -249,21 +250,26 @@ impl Store {
     }
 
     /// A new, deterministic id for a created row.
-    pub fn new_id(&mut self, entity: usize) -> Guid {
+    pub fn new_id(&mut self, entity: TableId) -> Guid {
         self.id_counter += 1;
-        Guid::from_seed(0xc0ffee ^ entity as u64, self.id_counter)
+        Guid::from_seed(0xc0ffee ^ entity.index() as u64, self.id_counter)
     }
 
-    pub fn entity(&self, entity: usize) -> &Entity {
-        &self.schema.entities[entity]
+    pub fn entity(&self, entity: TableId) -> &Entity {
+        self.schema.table(entity)
     }
 
-    pub fn get(&self, entity: usize, id: &Guid) -> Option<&Row> {
-        self.tables[entity].rows.get(id)
+    pub fn get(&self, entity: TableId, id: &Guid) -> Option<&Row> {
+        self.tables[entity.index()].rows.get(id)
+    }
+
+    /// The rows of a table, by primary key.
+    pub fn rows(&self, entity: TableId) -> &BTreeMap<Guid, Row> {
+        &self.tables[entity.index()].rows
     }
 
     /// The key string of alternate key `k` for a row, or None when a key column is null.
-    fn alt_key_string(&self, entity: usize, k: usize, vals: &[Val]) -> Option<String> {
+    fn alt_key_string(&self, entity: TableId, k: usize, vals: &[Val]) -> Option<String> {
         let e = self.entity(entity);
         let mut key = String::new();
         for name in &e.alternate_keys[k].attributes {
@@ -278,7 +284,7 @@ impl Store {
     }
 
     /// Finds a row by alternate key values given as (column, value) pairs.
-    pub fn find_by_alt_key(&self, entity: usize, values: &[(usize, Val)]) -> Option<Guid> {
+    pub fn find_by_alt_key(&self, entity: TableId, values: &[(usize, Val)]) -> Option<Guid> {
         let e = self.entity(entity);
         for (k, key) in e.alternate_keys.iter().enumerate() {
             if key.attributes.len() != values.len() {
@@ -301,11 +307,11 @@ impl Store {
                 text.push('\u{1f}');
             }
             if complete {
-                return self.tables[entity].alt[k].get(&text).copied();
+                return self.tables[entity.index()].alt[k].get(&text).copied();
             }
         }
         // Not a declared key: scan (used for ad-hoc key addressing).
-        self.tables[entity]
+        self.tables[entity.index()]
             .rows
             .iter()
             .find(|(_, r)| {
@@ -320,7 +326,7 @@ impl Store {
     /// primary or alternate key.
     pub fn insert(
         &mut self,
-        entity: usize,
+        entity: TableId,
         mut vals: Vec<Val>,
         log: bool,
     ) -> Result<Guid, DvError> {
@@ -328,13 +334,13 @@ impl Store {
         let Val::Guid(id) = vals[e.primary_id] else {
             return Err(DvError::internal("row without primary key"));
         };
-        if self.tables[entity].rows.contains_key(&id) {
+        if self.tables[entity.index()].rows.contains_key(&id) {
             return Err(DvError::duplicate_key());
         }
         let mut keys = Vec::new();
-        for k in 0..self.tables[entity].alt.len() {
+        for k in 0..self.tables[entity.index()].alt.len() {
             if let Some(text) = self.alt_key_string(entity, k, &vals) {
-                if self.tables[entity].alt[k].contains_key(&text) {
+                if self.tables[entity.index()].alt[k].contains_key(&text) {
                     return Err(DvError::duplicate_key());
                 }
                 keys.push((k, text));
@@ -345,12 +351,12 @@ impl Store {
         if let Some(vn) = self.entity(entity).attr("versionnumber") {
             vals[vn] = Val::Int(version as i64);
         }
-        let table = &mut self.tables[entity];
+        let table = &mut self.tables[entity.index()];
         for (k, text) in keys {
             table.alt[k].insert(text, id);
         }
         let post = (log && self.captures_events()).then(|| vals.clone());
-        let table = &mut self.tables[entity];
+        let table = &mut self.tables[entity.index()];
         table.rows.insert(id, Row { vals, version });
         if let Some(post) = post {
             let changed = (0..post.len()).filter(|&c| !post[c].is_null()).collect();
@@ -377,11 +383,11 @@ impl Store {
     /// Applies column changes to an existing row; returns the new version.
     pub fn update(
         &mut self,
-        entity: usize,
+        entity: TableId,
         id: Guid,
         changes: Vec<(usize, Val)>,
     ) -> Result<u64, DvError> {
-        let Some(row) = self.tables[entity].rows.get(&id) else {
+        let Some(row) = self.tables[entity.index()].rows.get(&id) else {
             return Err(DvError::not_found(&self.entity(entity).logical_name, &id));
         };
         let mut vals = row.vals.clone();
@@ -391,12 +397,14 @@ impl Store {
         }
         // Alternate keys must stay unique.
         let mut rekey = Vec::new();
-        for k in 0..self.tables[entity].alt.len() {
+        for k in 0..self.tables[entity.index()].alt.len() {
             let old = self.alt_key_string(entity, k, &row.vals);
             let new = self.alt_key_string(entity, k, &vals);
             if old != new {
                 if let Some(n) = &new
-                    && self.tables[entity].alt[k].get(n).is_some_and(|g| *g != id)
+                    && self.tables[entity.index()].alt[k]
+                        .get(n)
+                        .is_some_and(|g| *g != id)
                 {
                     return Err(DvError::duplicate_key());
                 }
@@ -408,7 +416,7 @@ impl Store {
         if let Some(vn) = self.entity(entity).attr("versionnumber") {
             vals[vn] = Val::Int(version as i64);
         }
-        let table = &mut self.tables[entity];
+        let table = &mut self.tables[entity.index()];
         for (k, old, new) in rekey {
             if let Some(o) = old {
                 table.alt[k].remove(&o);
@@ -418,7 +426,7 @@ impl Store {
             }
         }
         let capture = self.captures_events();
-        let table = &mut self.tables[entity];
+        let table = &mut self.tables[entity.index()];
         let pre = if capture {
             table.rows.get(&id).map(|r| r.vals.clone())
         } else {
@@ -449,16 +457,16 @@ impl Store {
     }
 
     /// Deletes a row and clears lookups that pointed at it (remove-link cascade).
-    pub fn remove(&mut self, entity: usize, id: Guid) -> Result<(), DvError> {
-        if self.tables[entity].rows.contains_key(&id) {
+    pub fn remove(&mut self, entity: TableId, id: Guid) -> Result<(), DvError> {
+        if self.tables[entity.index()].rows.contains_key(&id) {
             self.touch(entity, id);
         }
-        let Some(row) = self.tables[entity].rows.remove(&id) else {
+        let Some(row) = self.tables[entity.index()].rows.remove(&id) else {
             return Err(DvError::not_found(&self.entity(entity).logical_name, &id));
         };
-        for k in 0..self.tables[entity].alt.len() {
+        for k in 0..self.tables[entity.index()].alt.len() {
             if let Some(text) = self.alt_key_string(entity, k, &row.vals) {
-                self.tables[entity].alt[k].remove(&text);
+                self.tables[entity.index()].alt[k].remove(&text);
             }
         }
         let version = self.next_version();
@@ -486,17 +494,15 @@ impl Store {
         {
             let col = rel.referencing_attribute;
             let child = rel.referencing_entity;
-            let pointing: Vec<Guid> = self.tables[child]
+            let pointing: Vec<Guid> = self.tables[child.index()]
                 .rows
                 .iter()
-                .filter(|(_, r)| {
-                    matches!(&r.vals[col], Val::Ref(g, e) if *g == id && *e as usize == entity)
-                })
+                .filter(|(_, r)| matches!(&r.vals[col], Val::Ref(g, e) if *g == id && *e == entity))
                 .map(|(cid, _)| *cid)
                 .collect();
             for cid in pointing {
                 self.touch(child, cid);
-                if let Some(r) = self.tables[child].rows.get_mut(&cid) {
+                if let Some(r) = self.tables[child.index()].rows.get_mut(&cid) {
                     r.vals[col] = Val::Null;
                 }
             }
@@ -505,7 +511,7 @@ impl Store {
     }
 
     /// The primary-name text of a lookup target, for formatted values.
-    pub fn primary_name_of(&self, entity: usize, id: &Guid) -> Option<String> {
+    pub fn primary_name_of(&self, entity: TableId, id: &Guid) -> Option<String> {
         let e = self.entity(entity);
         match &self.get(entity, id)?.vals[e.primary_name] {
             Val::Str(s) => Some(s.to_string()),
@@ -514,7 +520,7 @@ impl Store {
     }
 
     /// The stored default values of a new row.
-    pub fn blank_row(&self, entity: usize) -> Vec<Val> {
+    pub fn blank_row(&self, entity: TableId) -> Vec<Val> {
         vec![Val::Null; self.entity(entity).attributes.len()]
     }
 

@@ -11,7 +11,7 @@ use crate::odata::path::{self, Key, Segment};
 use crate::odata::query::{Prefer, QueryOptions};
 use crate::paging;
 use crate::render::{self, Annotations, Ctx, Selection};
-use crate::schema::AttrKind;
+use crate::schema::{AttrKind, TableId};
 use crate::store::{Row, Store, Val};
 use crate::{metadata_api, writes};
 
@@ -116,7 +116,7 @@ impl Resp {
 pub struct Parent {
     pub col: usize,
     pub id: Guid,
-    pub entity: usize,
+    pub entity: TableId,
 }
 
 /// Read-only requests run under the read lock; everything else under the write lock.
@@ -283,7 +283,7 @@ pub enum KeyRef {
 }
 
 /// Parses a key of table `e`.
-pub fn key_ref(store: &Store, e: usize, raw: &str) -> Result<KeyRef, DvError> {
+pub fn key_ref(store: &Store, e: TableId, raw: &str) -> Result<KeyRef, DvError> {
     let ent = store.entity(e);
     match path::parse_key(raw)? {
         Key::Id(g) => Ok(KeyRef::Id(g)),
@@ -312,8 +312,12 @@ pub fn key_ref(store: &Store, e: usize, raw: &str) -> Result<KeyRef, DvError> {
                     let t = targets
                         .first()
                         .and_then(|t| store.schema.entity(t))
-                        .unwrap_or(0);
-                    v = Val::Ref(*g, t as u16);
+                        .ok_or_else(|| {
+                            DvError::internal(&format!(
+                                "the lookup column '{name}' targets no table of the schema"
+                            ))
+                        })?;
+                    v = Val::Ref(*g, t);
                 }
                 vals.push((col, v));
             }
@@ -323,7 +327,7 @@ pub fn key_ref(store: &Store, e: usize, raw: &str) -> Result<KeyRef, DvError> {
 }
 
 /// Finds the row a key names, if it exists.
-pub fn find(store: &Store, e: usize, key: &KeyRef) -> Option<Guid> {
+pub fn find(store: &Store, e: TableId, key: &KeyRef) -> Option<Guid> {
     match key {
         KeyRef::Id(g) => store.get(e, g).map(|_| *g),
         KeyRef::Alt(vals) => store.find_by_alt_key(e, vals),
@@ -331,7 +335,7 @@ pub fn find(store: &Store, e: usize, key: &KeyRef) -> Option<Guid> {
 }
 
 /// Resolves a key to an existing row, or the 404 the service gives.
-pub fn resolve_existing(store: &Store, e: usize, raw: &str) -> Result<Guid, DvError> {
+pub fn resolve_existing(store: &Store, e: TableId, raw: &str) -> Result<Guid, DvError> {
     let key = key_ref(store, e, raw)?;
     find(store, e, &key).ok_or_else(|| match key {
         KeyRef::Id(g) => DvError::not_found(&store.entity(e).logical_name, &g),
@@ -342,7 +346,7 @@ pub fn resolve_existing(store: &Store, e: usize, raw: &str) -> Result<Guid, DvEr
 fn entity_read(
     store: &Store,
     req: &Req,
-    e: usize,
+    e: TableId,
     id: Guid,
     rest: &[Segment],
     opts: &QueryOptions,
@@ -367,7 +371,9 @@ fn entity_read(
             Ok(single_row(store, req, e, row, opts, 200)?)
         }
         [s] if s.key.is_none() && ent.attr_by_wire(&s.name).is_some() => {
-            let col = ent.attr_by_wire(&s.name).unwrap_or(0);
+            let col = ent
+                .attr_by_wire(&s.name)
+                .ok_or_else(|| DvError::segment_not_found(&s.name))?;
             let mut out = Vec::new();
             out.extend_from_slice(b"{\"@odata.context\":");
             render::write_str(
@@ -383,7 +389,9 @@ fn entity_read(
             Ok(Resp::json(200, out))
         }
         [s, v] if v.name == "$value" && ent.attr_by_wire(&s.name).is_some() => {
-            let col = ent.attr_by_wire(&s.name).unwrap_or(0);
+            let col = ent
+                .attr_by_wire(&s.name)
+                .ok_or_else(|| DvError::segment_not_found(&s.name))?;
             let mut out = Vec::new();
             render::write_val(&mut out, &ent.attributes[col].kind, &row.vals[col]);
             let text = String::from_utf8_lossy(&out).trim_matches('"').to_string();
@@ -399,7 +407,7 @@ fn entity_read(
                 .ok_or_else(|| DvError::segment_not_found(&s.name))?;
             let target = rel.referenced_entity;
             let child = match &row.vals[rel.referencing_attribute] {
-                Val::Ref(g, t) if *t as usize == target => store.get(target, g).map(|r| (*g, r)),
+                Val::Ref(g, t) if *t == target => store.get(target, g).map(|r| (*g, r)),
                 _ => None,
             };
             match (tail, child) {
@@ -435,9 +443,8 @@ fn entity_read(
                 }
                 (None, [t]) if t.name == "$ref" => {
                     let mut refs = Vec::new();
-                    for (cid, r) in &store.tables[child].rows {
-                        if matches!(&r.vals[parent.col], Val::Ref(g, pe) if *g == id && *pe as usize == e)
-                        {
+                    for (cid, r) in store.rows(child) {
+                        if matches!(&r.vals[parent.col], Val::Ref(g, pe) if *g == id && *pe == e) {
                             refs.push(serde_json::json!({"@odata.id": format!("{}/{}({cid})", req.api, store.entity(child).entity_set_name)}));
                         }
                     }
@@ -465,7 +472,7 @@ fn entity_read(
 pub fn single_row(
     store: &Store,
     req: &Req,
-    e: usize,
+    e: TableId,
     row: &Row,
     opts: &QueryOptions,
     status: u16,
@@ -507,7 +514,7 @@ fn belongs(row: &Row, parent: &Option<Parent>) -> bool {
     match parent {
         None => true,
         Some(p) => {
-            matches!(&row.vals[p.col], Val::Ref(g, e) if *g == p.id && *e as usize == p.entity)
+            matches!(&row.vals[p.col], Val::Ref(g, e) if *g == p.id && *e == p.entity)
         }
     }
 }
@@ -515,7 +522,7 @@ fn belongs(row: &Row, parent: &Option<Parent>) -> bool {
 fn count_rows(
     store: &Store,
     req: &Req,
-    e: usize,
+    e: TableId,
     opts: &QueryOptions,
     parent: Option<Parent>,
 ) -> Result<usize, DvError> {
@@ -523,8 +530,8 @@ fn count_rows(
         Some(f) => Some(Filter::compile(store, e, f, req.caller)?),
         None => None,
     };
-    Ok(store.tables[e]
-        .rows
+    Ok(store
+        .rows(e)
         .values()
         .filter(|r| belongs(r, &parent) && filter.as_ref().is_none_or(|f| f.matches(store, r)))
         .count())
@@ -534,7 +541,7 @@ fn count_rows(
 pub fn collection(
     store: &Store,
     req: &Req,
-    e: usize,
+    e: TableId,
     opts: &QueryOptions,
     parent: Option<Parent>,
 ) -> Result<Resp, DvError> {
@@ -560,7 +567,7 @@ pub fn collection(
     };
     let matches =
         |r: &Row| belongs(r, &parent) && filter.as_ref().is_none_or(|f| f.matches(store, r));
-    let table = &store.tables[e].rows;
+    let table = store.rows(e);
     let mut total: Option<usize> = None;
     let page: Vec<(&Guid, &Row)>;
     let more: bool;

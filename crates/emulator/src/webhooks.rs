@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::guid::Guid;
-use crate::schema::AttrKind;
+use crate::schema::{AttrKind, TableId};
 use crate::store::{ChangeKind, Store, Val, WriteEvent};
 
 /// Payloads above this size lose their contexts, inputs and images (and get a header).
@@ -250,7 +250,7 @@ pub fn filter_id(message: &str, table: &str) -> Guid {
     crate::schema::meta_guid("sdkmessagefilter", &format!("{message}.{table}"))
 }
 
-fn set(store: &Store, e: usize, vals: &mut [Val], col: &str, v: Val) {
+fn set(store: &Store, e: TableId, vals: &mut [Val], col: &str, v: Val) {
     if let Some(c) = store.entity(e).attr(col) {
         vals[c] = v;
     }
@@ -320,7 +320,7 @@ pub fn seed(store: &mut Store) {
                 filter,
                 &mut vals,
                 "sdkmessageid",
-                Val::Ref(message_id(message), msg as u16),
+                Val::Ref(message_id(message), msg),
             );
             set(store, filter, &mut vals, "createdon", Val::Date(now));
             set(store, filter, &mut vals, "modifiedon", Val::Date(now));
@@ -354,7 +354,7 @@ struct Image {
     attributes: Vec<String>,
 }
 
-fn cell<'a>(store: &'a Store, e: usize, vals: &'a [Val], col: &str) -> &'a Val {
+fn cell<'a>(store: &'a Store, e: TableId, vals: &'a [Val], col: &str) -> &'a Val {
     store
         .entity(e)
         .attr(col)
@@ -395,7 +395,7 @@ fn steps(store: &Store) -> Vec<Step> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for (id, row) in &store.tables[st].rows {
+    for (id, row) in store.rows(st) {
         let v = &row.vals;
         if int(cell(store, st, v, "statecode")).unwrap_or(0) != 0 {
             continue;
@@ -424,8 +424,7 @@ fn steps(store: &Store) -> Vec<Step> {
             },
             _ => None,
         };
-        let images = store.tables[im]
-            .rows
+        let images = store.rows(im)
             .values()
             .filter(|r| matches!(cell(store, im, &r.vals, "sdkmessageprocessingstepid"), Val::Ref(g, _) if g == id))
             .map(|r| Image {
@@ -502,7 +501,7 @@ fn date_ms(secs: i64) -> String {
     format!("/Date({})/", secs.saturating_mul(1000))
 }
 
-fn reference(store: &Store, target: usize, id: &Guid) -> Value {
+fn reference(store: &Store, target: TableId, id: &Guid) -> Value {
     let name = store
         .primary_name_of(target, id)
         .map_or(Value::Null, Value::String);
@@ -527,7 +526,7 @@ fn value(store: &Store, kind: &AttrKind, v: &Val) -> Value {
             json!({"__type": OPTION_TYPE, "Value": i})
         }
         (AttrKind::Money, Val::Num(n)) => json!({"__type": MONEY_TYPE, "Value": n}),
-        (_, Val::Ref(g, t)) => reference(store, *t as usize, g),
+        (_, Val::Ref(g, t)) => reference(store, *t, g),
         (_, Val::Str(s)) => Value::String(s.to_string()),
         (_, Val::Int(i)) => json!(i),
         (_, Val::Num(n)) => json!(n),
@@ -539,7 +538,7 @@ fn value(store: &Store, kind: &AttrKind, v: &Val) -> Value {
 
 fn entity_value(
     store: &Store,
-    e: usize,
+    e: TableId,
     id: &Guid,
     vals: &[Val],
     cols: &[usize],

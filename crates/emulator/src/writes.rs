@@ -6,7 +6,7 @@ use crate::error::{self, DvError};
 use crate::guid::Guid;
 use crate::odata::path::Segment;
 use crate::odata::query::QueryOptions;
-use crate::schema::AttrKind;
+use crate::schema::{AttrKind, TableId};
 use crate::seed;
 use crate::store::{Store, Val};
 use crate::webapi::{self, KeyRef, Req, Resp};
@@ -15,7 +15,7 @@ use crate::webapi::{self, KeyRef, Req, Resp};
 pub fn handle(
     store: &mut Store,
     req: &Req,
-    e: usize,
+    e: TableId,
     first: &Segment,
     rest: &[Segment],
 ) -> Result<Resp, DvError> {
@@ -30,7 +30,10 @@ pub fn handle(
         },
         (Some(k), [s]) if store.entity(e).attr_by_wire(&s.name).is_some() && s.key.is_none() => {
             let id = webapi::resolve_existing(store, e, k)?;
-            let col = store.entity(e).attr_by_wire(&s.name).unwrap_or(0);
+            let col = store
+                .entity(e)
+                .attr_by_wire(&s.name)
+                .ok_or_else(|| DvError::segment_not_found(&s.name))?;
             let value = match m {
                 "PUT" => {
                     let body = parse_body(req.body)?;
@@ -41,7 +44,7 @@ pub fn handle(
                 _ => return Err(DvError::method_not_allowed(m, "a property")),
             };
             let mut changes = vec![(col, value)];
-            stamp_update(store, e, req, &mut changes);
+            stamp_update(store, e, req, &mut changes)?;
             store.update(e, id, changes)?;
             Ok(Resp::empty(204))
         }
@@ -60,7 +63,7 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, DvError> {
 }
 
 /// Converts a JSON value for column `col`.
-fn convert(store: &Store, e: usize, col: usize, v: &Value) -> Result<Val, DvError> {
+fn convert(store: &Store, e: TableId, col: usize, v: &Value) -> Result<Val, DvError> {
     let ent = store.entity(e);
     let a = &ent.attributes[col];
     let mismatch = || {
@@ -150,7 +153,7 @@ fn convert(store: &Store, e: usize, col: usize, v: &Value) -> Result<Val, DvErro
 
 /// Resolves an `@odata.bind` / `@odata.id` reference (`/contacts(<id>)`, `contacts(key='x')`,
 /// or an absolute URL) to an existing row.
-pub fn resolve_reference(store: &Store, text: &str) -> Result<(usize, Guid), DvError> {
+pub fn resolve_reference(store: &Store, text: &str) -> Result<(TableId, Guid), DvError> {
     let mut t = text.trim();
     if let Some(i) = t.find("/api/data/v") {
         t = &t[i + "/api/data/v".len()..];
@@ -180,13 +183,13 @@ type Payload = (Vec<(usize, Val)>, Vec<Deferred>);
 enum Deferred {
     /// Deep insert of related rows pointing back at the new row.
     Children {
-        child: usize,
+        child: TableId,
         col: usize,
         bodies: Vec<Map<String, Value>>,
     },
     /// `Nav@odata.bind: [..]` on a collection: point those rows at this one.
     Bind {
-        child: usize,
+        child: TableId,
         col: usize,
         ids: Vec<Guid>,
     },
@@ -197,12 +200,12 @@ enum Deferred {
 fn apply_payload(
     store: &mut Store,
     req: &Req,
-    e: usize,
+    e: TableId,
     body: &Map<String, Value>,
-    created: &mut Vec<(usize, Guid)>,
+    created: &mut Vec<(TableId, Guid)>,
 ) -> Result<Payload, DvError> {
     let schema = store.schema.clone();
-    let ent = &schema.entities[e];
+    let ent = schema.table(e);
     let mut cols = Vec::new();
     let mut deferred = Vec::new();
     for (k, v) in body {
@@ -215,11 +218,11 @@ fn apply_payload(
                         if te != rel.referenced_entity {
                             return Err(DvError::bad_request(format!(
                                 "The navigation property '{nav}' expects a '{}' reference but got '{}'.",
-                                schema.entities[rel.referenced_entity].logical_name,
-                                schema.entities[te].logical_name
+                                schema.table(rel.referenced_entity).logical_name,
+                                schema.table(te).logical_name
                             )));
                         }
-                        Val::Ref(id, te as u16)
+                        Val::Ref(id, te)
                     }
                     _ => {
                         return Err(DvError::bad_request(format!(
@@ -268,7 +271,7 @@ fn apply_payload(
                 Value::Object(nested) => {
                     let target = rel.referenced_entity;
                     let id = create_row(store, req, target, nested, None, created)?;
-                    cols.push((rel.referencing_attribute, Val::Ref(id, target as u16)));
+                    cols.push((rel.referencing_attribute, Val::Ref(id, target)));
                 }
                 _ => {
                     return Err(DvError::bad_request(format!(
@@ -318,30 +321,23 @@ fn apply_payload(
 fn run_deferred(
     store: &mut Store,
     req: &Req,
-    e: usize,
+    e: TableId,
     id: Guid,
     deferred: Vec<Deferred>,
-    created: &mut Vec<(usize, Guid)>,
+    created: &mut Vec<(TableId, Guid)>,
 ) -> Result<(), DvError> {
     for d in deferred {
         match d {
             Deferred::Children { child, col, bodies } => {
                 for mut b in bodies {
                     b.remove(&store.entity(child).attributes[col].logical_name);
-                    create_row(
-                        store,
-                        req,
-                        child,
-                        &b,
-                        Some((col, Val::Ref(id, e as u16))),
-                        created,
-                    )?;
+                    create_row(store, req, child, &b, Some((col, Val::Ref(id, e))), created)?;
                 }
             }
             Deferred::Bind { child, col, ids } => {
                 for cid in ids {
-                    let mut changes = vec![(col, Val::Ref(id, e as u16))];
-                    stamp_update(store, child, req, &mut changes);
+                    let mut changes = vec![(col, Val::Ref(id, e))];
+                    stamp_update(store, child, req, &mut changes)?;
                     store.update(child, cid, changes)?;
                 }
             }
@@ -358,7 +354,7 @@ fn set_if_null(vals: &mut [Val], col: Option<usize>, v: Val) {
     }
 }
 
-fn compute_names(store: &Store, e: usize, vals: &mut [Val]) {
+fn compute_names(store: &Store, e: TableId, vals: &mut [Val]) {
     let ent = store.entity(e);
     if !matches!(ent.logical_name.as_str(), "contact" | "lead" | "systemuser") {
         return;
@@ -388,14 +384,14 @@ fn compute_names(store: &Store, e: usize, vals: &mut [Val]) {
 fn create_row(
     store: &mut Store,
     req: &Req,
-    e: usize,
+    e: TableId,
     body: &Map<String, Value>,
     extra: Option<(usize, Val)>,
-    created: &mut Vec<(usize, Guid)>,
+    created: &mut Vec<(TableId, Guid)>,
 ) -> Result<Guid, DvError> {
     let (cols, deferred) = apply_payload(store, req, e, body, created)?;
     let schema = store.schema.clone();
-    let ent = &schema.entities[e];
+    let ent = schema.table(e);
     let mut vals = store.blank_row(e);
     for (c, v) in cols {
         vals[c] = v;
@@ -412,10 +408,8 @@ fn create_row(
         }
     };
     let now = (store.clock)();
-    let caller = Val::Ref(
-        req.caller.user,
-        schema.entity("systemuser").unwrap_or(0) as u16,
-    );
+    let users = schema.required("systemuser")?;
+    let caller = Val::Ref(req.caller.user, users);
     set_if_null(&mut vals, ent.attr("createdon"), Val::Date(now));
     set_if_null(&mut vals, ent.attr("modifiedon"), Val::Date(now));
     set_if_null(&mut vals, ent.attr("createdby"), caller.clone());
@@ -425,7 +419,7 @@ fn create_row(
     // (learn.microsoft.com/power-apps/developer/data-platform/webapi/
     // impersonate-another-user-web-api, "Determine the actual user").
     if let Some(calling) = req.impersonator {
-        let calling = Val::Ref(calling, schema.entity("systemuser").unwrap_or(0) as u16);
+        let calling = Val::Ref(calling, users);
         set_if_null(&mut vals, ent.attr("createdonbehalfby"), calling.clone());
         set_if_null(&mut vals, ent.attr("modifiedonbehalfby"), calling);
     }
@@ -444,19 +438,16 @@ fn create_row(
     if let (Some(cur), Some(ct)) = (
         ent.attr("transactioncurrencyid"),
         schema.entity("transactioncurrency"),
-    ) && let Some((g, _)) = store.tables[ct].rows.iter().next()
+    ) && let Some((g, _)) = store.rows(ct).iter().next()
     {
         let g = *g;
-        set_if_null(&mut vals, Some(cur), Val::Ref(g, ct as u16));
+        set_if_null(&mut vals, Some(cur), Val::Ref(g, ct));
     }
-    if e == schema.entity("systemuser").unwrap_or(usize::MAX) {
+    if e == users {
         set_if_null(
             &mut vals,
             ent.attr("businessunitid"),
-            Val::Ref(
-                req.caller.business_unit,
-                schema.entity("businessunit").unwrap_or(0) as u16,
-            ),
+            Val::Ref(req.caller.business_unit, schema.required("businessunit")?),
         );
     }
     compute_names(store, e, &mut vals);
@@ -466,20 +457,20 @@ fn create_row(
     Ok(id)
 }
 
-fn rollback(store: &mut Store, created: &[(usize, Guid)]) {
+fn rollback(store: &mut Store, created: &[(TableId, Guid)]) {
     for (e, id) in created.iter().rev() {
         let _ = store.remove(*e, *id);
     }
 }
 
-fn entity_id_url(req: &Req, store: &Store, e: usize, id: Guid) -> String {
+fn entity_id_url(req: &Req, store: &Store, e: TableId, id: Guid) -> String {
     format!("{}/{}({id})", req.api, store.entity(e).entity_set_name)
 }
 
 fn representation(
     store: &Store,
     req: &Req,
-    e: usize,
+    e: TableId,
     id: Guid,
     status: u16,
 ) -> Result<Resp, DvError> {
@@ -491,7 +482,7 @@ fn representation(
     Ok(resp.header("Preference-Applied", "return=representation"))
 }
 
-fn create(store: &mut Store, req: &Req, e: usize) -> Result<Resp, DvError> {
+fn create(store: &mut Store, req: &Req, e: TableId) -> Result<Resp, DvError> {
     let body = parse_body(req.body)?;
     // Validate the query before writing anything.
     QueryOptions::parse(req.query)?;
@@ -509,26 +500,29 @@ fn create(store: &mut Store, req: &Req, e: usize) -> Result<Resp, DvError> {
     Ok(Resp::empty(204).header("OData-EntityId", entity_id_url(req, store, e, id)))
 }
 
-fn stamp_update(store: &Store, e: usize, req: &Req, changes: &mut Vec<(usize, Val)>) {
+fn stamp_update(
+    store: &Store,
+    e: TableId,
+    req: &Req,
+    changes: &mut Vec<(usize, Val)>,
+) -> Result<(), DvError> {
     let ent = store.entity(e);
+    let users = store.schema.required("systemuser")?;
     if let Some(c) = ent.attr("modifiedon") {
         changes.push((c, Val::Date((store.clock)())));
     }
     if let Some(c) = ent.attr("modifiedby") {
-        changes.push((
-            c,
-            Val::Ref(
-                req.caller.user,
-                store.schema.entity("systemuser").unwrap_or(0) as u16,
-            ),
-        ));
+        changes.push((c, Val::Ref(req.caller.user, users)));
     }
     // modifiedonbehalfby names the calling user of an impersonated update, and nobody after
     // an update made without impersonation (impersonate-another-user-web-api).
     if let Some(c) = ent.attr("modifiedonbehalfby") {
-        let su = store.schema.entity("systemuser").unwrap_or(0) as u16;
-        changes.push((c, req.impersonator.map_or(Val::Null, |u| Val::Ref(u, su))));
+        changes.push((
+            c,
+            req.impersonator.map_or(Val::Null, |u| Val::Ref(u, users)),
+        ));
     }
+    Ok(())
 }
 
 fn etag_matches(header: &str, version: u64) -> bool {
@@ -538,7 +532,7 @@ fn etag_matches(header: &str, version: u64) -> bool {
         .any(|t| t == "*" || t == format!("W/\"{version}\"") || t == format!("\"{version}\""))
 }
 
-fn upsert(store: &mut Store, req: &Req, e: usize, raw_key: &str) -> Result<Resp, DvError> {
+fn upsert(store: &mut Store, req: &Req, e: TableId, raw_key: &str) -> Result<Resp, DvError> {
     let key = webapi::key_ref(store, e, raw_key)?;
     let existing = webapi::find(store, e, &key);
     let if_match = req.header("if-match");
@@ -599,7 +593,7 @@ fn upsert(store: &mut Store, req: &Req, e: usize, raw_key: &str) -> Result<Resp,
                     cols.push((full, vals[full].clone()));
                 }
             }
-            stamp_update(store, e, req, &mut cols);
+            stamp_update(store, e, req, &mut cols)?;
             store.update(e, id, cols)?;
             if let Err(err) = run_deferred(store, req, e, id, deferred, &mut created) {
                 rollback(store, &created);
@@ -651,7 +645,7 @@ fn upsert(store: &mut Store, req: &Req, e: usize, raw_key: &str) -> Result<Resp,
     Ok(Resp::empty(204).header("OData-EntityId", entity_id))
 }
 
-fn delete(store: &mut Store, req: &Req, e: usize, raw_key: &str) -> Result<Resp, DvError> {
+fn delete(store: &mut Store, req: &Req, e: TableId, raw_key: &str) -> Result<Resp, DvError> {
     let id = webapi::resolve_existing(store, e, raw_key)?;
     if let Some(m) = req.header("if-match") {
         let version = store.get(e, &id).map(|r| r.version).unwrap_or(0);
@@ -666,7 +660,7 @@ fn delete(store: &mut Store, req: &Req, e: usize, raw_key: &str) -> Result<Resp,
 fn refs(
     store: &mut Store,
     req: &Req,
-    e: usize,
+    e: TableId,
     raw_key: &str,
     rest: &[Segment],
 ) -> Result<Resp, DvError> {
@@ -701,13 +695,13 @@ fn refs(
                         nav.name
                     )));
                 }
-                Val::Ref(tid, te as u16)
+                Val::Ref(tid, te)
             }
             "DELETE" => Val::Null,
             m => return Err(DvError::method_not_allowed(m, "a $ref")),
         };
         let mut changes = vec![(col, value)];
-        stamp_update(store, e, req, &mut changes);
+        stamp_update(store, e, req, &mut changes)?;
         store.update(e, id, changes)?;
         return Ok(Resp::empty(204));
     }
@@ -730,7 +724,7 @@ fn refs(
                         nav.name
                     )));
                 }
-                (cid, Val::Ref(id, e as u16))
+                (cid, Val::Ref(id, e))
             }
             "DELETE" => {
                 let cid = match &nav.key {
@@ -748,19 +742,99 @@ fn refs(
                     .get(child, &cid)
                     .is_some_and(|r| matches!(&r.vals[col], Val::Ref(g, _) if *g == id));
                 if !points_here {
-                    return Err(DvError::not_found(
-                        &schema.entities[child].logical_name,
-                        &cid,
-                    ));
+                    return Err(DvError::not_found(&schema.table(child).logical_name, &cid));
                 }
                 (cid, Val::Null)
             }
             m => return Err(DvError::method_not_allowed(m, "a collection $ref")),
         };
         let mut changes = vec![(col, value)];
-        stamp_update(store, child, req, &mut changes);
+        stamp_update(store, child, req, &mut changes)?;
         store.update(child, cid, changes)?;
         return Ok(Resp::empty(204));
     }
     Err(DvError::segment_not_found(&nav.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::odata::eval::Caller;
+    use crate::schema::{EntityBuilder, Ownership, Schema};
+    use crate::webapi::Limits;
+
+    fn post<'a>(path: &'a str, body: &'a [u8]) -> Req<'a> {
+        Req {
+            method: "POST",
+            path,
+            query: "",
+            headers: &[],
+            body,
+            api: "http://127.0.0.1/api/data/v9.2".into(),
+            caller: Caller {
+                user: Guid::from_seed(1, 1),
+                business_unit: Guid::from_seed(2, 2),
+            },
+            impersonator: None,
+            delegates: &[],
+            organization_id: Guid::from_seed(3, 3),
+            limits: Limits {
+                max_page_size: 5000,
+                count_limit: 5000,
+                alt_key_entity_id_as_guid: false,
+            },
+        }
+    }
+
+    /// A schema of one audited table and no `systemuser` table behind its `createdby`.
+    fn widgets_without_users() -> (Store, TableId) {
+        let widget = EntityBuilder::new(
+            "new_widget",
+            "new_Widget",
+            "new_widgets",
+            "Widget",
+            "Widgets",
+            10_001,
+            Ownership::OrganizationOwned,
+            "",
+        )
+        .id("new_widgetid", "Widget")
+        .name("new_name", "Name", 100)
+        .audit()
+        .build();
+        let store = Store::new(Arc::new(Schema::new(vec![widget], &[])));
+        let e = store.schema.entity("new_widget").unwrap();
+        (store, e)
+    }
+
+    #[test]
+    fn a_create_whose_createdby_has_no_table_fails_naming_it_and_writes_nothing() {
+        let (mut store, e) = widgets_without_users();
+        let segs = crate::odata::path::segments("new_widgets").unwrap();
+        let req = post("new_widgets", br#"{"new_name":"Sprocket"}"#);
+        let err = handle(&mut store, &req, e, &segs[0], &[]).unwrap_err();
+        assert_eq!(err.status, 500);
+        assert!(err.message.contains("'systemuser'"), "{}", err.message);
+        assert!(store.rows(e).is_empty());
+    }
+
+    #[test]
+    fn a_create_stamps_createdby_with_the_users_table() {
+        let mut store = Store::new(Arc::new(crate::catalog::schema()));
+        let accounts = store.schema.entity("account").unwrap();
+        let users = store.schema.entity("systemuser").unwrap();
+        let segs = crate::odata::path::segments("accounts").unwrap();
+        let req = post("accounts", br#"{"name":"Contoso"}"#);
+        let resp = handle(&mut store, &req, accounts, &segs[0], &[]).unwrap();
+        assert_eq!(resp.status, 204);
+        let (_, row) = store.rows(accounts).iter().next().unwrap();
+        let createdby = store.entity(accounts).attr("createdby").unwrap();
+        assert_eq!(
+            row.vals[createdby],
+            Val::Ref(req.caller.user, users),
+            "createdby points at the caller in the systemuser table"
+        );
+    }
 }

@@ -8,14 +8,14 @@ use crate::error::DvError;
 use crate::guid::Guid;
 use crate::odata::filter::{CmpOp, Expr, Lit, Operand, StrFn};
 use crate::odata::query::OrderBy;
-use crate::schema::AttrKind;
+use crate::schema::{AttrKind, TableId};
 use crate::store::{Row, Store, Val};
 
 /// A single-valued navigation hop: follow lookup column `col` to table `target`.
 #[derive(Debug, Clone)]
 struct Hop {
     col: usize,
-    target: usize,
+    target: TableId,
 }
 
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ enum CExpr {
     In(COp, Vec<Lit>, bool),
     Between(COp, Lit, Lit, bool),
     Lambda {
-        child: usize,
+        child: TableId,
         /// Primary-key column of the parent row.
         parent_pk: usize,
         /// parent id → child ids
@@ -65,7 +65,7 @@ pub struct Filter {
 }
 
 struct Scope {
-    entity: usize,
+    entity: TableId,
     var: String,
 }
 
@@ -79,7 +79,7 @@ impl Filter {
     /// Compiles `expr` for rows of `entity`.
     pub fn compile(
         store: &Store,
-        entity: usize,
+        entity: TableId,
         expr: &Expr,
         caller: Caller,
     ) -> Result<Filter, DvError> {
@@ -144,14 +144,14 @@ impl Compiler<'_> {
                 let parent = self.scopes[scope].entity;
                 let schema = &self.store.schema;
                 let rel = schema.collection_nav(parent, segs[0]).ok_or_else(|| {
-                    DvError::unknown_property(segs[0], &schema.entities[parent].logical_name)
+                    DvError::unknown_property(segs[0], &schema.table(parent).logical_name)
                 })?;
                 let child = rel.referencing_entity;
                 let col = rel.referencing_attribute;
                 let mut index: HashMap<Guid, Vec<Guid>> = HashMap::new();
-                for (id, row) in &self.store.tables[child].rows {
+                for (id, row) in self.store.rows(child) {
                     if let Val::Ref(g, e) = &row.vals[col]
-                        && *e as usize == parent
+                        && *e == parent
                     {
                         index.entry(*g).or_default().push(*id);
                     }
@@ -175,7 +175,7 @@ impl Compiler<'_> {
                 }
                 CExpr::Lambda {
                     child,
-                    parent_pk: self.store.schema.entities[parent].primary_id,
+                    parent_pk: self.store.schema.table(parent).primary_id,
                     index,
                     body,
                     all: *all,
@@ -216,7 +216,7 @@ impl Compiler<'_> {
         let last = segs.pop().unwrap_or_default();
         for nav in segs {
             let rel = schema.single_nav(entity, nav).ok_or_else(|| {
-                DvError::unknown_property(nav, &schema.entities[entity].logical_name)
+                DvError::unknown_property(nav, &schema.table(entity).logical_name)
             })?;
             hops.push(Hop {
                 col: rel.referencing_attribute,
@@ -224,7 +224,7 @@ impl Compiler<'_> {
             });
             entity = rel.referenced_entity;
         }
-        let e = &schema.entities[entity];
+        let e = schema.table(entity);
         let col = e
             .attr_by_wire(last)
             .or_else(|| e.attr(last).filter(|&c| !e.attributes[c].kind.is_lookup()))
@@ -240,7 +240,7 @@ impl Compiler<'_> {
             .last()
             .map(|h| h.target)
             .unwrap_or(self.scopes[*scope].entity);
-        Some(&self.store.schema.entities[entity].attributes[*col].kind)
+        Some(&self.store.schema.table(entity).attributes[*col].kind)
     }
 
     fn check_types(&self, a: &COp, b: &COp, op: CmpOp) -> Result<(), DvError> {
@@ -348,7 +348,7 @@ fn resolve<'a>(op: &'a COp, store: &'a Store, scopes: &[&'a Row]) -> V<'a> {
                 let Val::Ref(g, e) = &row.vals[hop.col] else {
                     return V::Null;
                 };
-                if *e as usize != hop.target {
+                if *e != hop.target {
                     return V::Null;
                 }
                 match store.get(hop.target, g) {
@@ -489,7 +489,7 @@ pub struct Order {
 }
 
 impl Order {
-    pub fn compile(store: &Store, entity: usize, items: &[OrderBy]) -> Result<Order, DvError> {
+    pub fn compile(store: &Store, entity: TableId, items: &[OrderBy]) -> Result<Order, DvError> {
         let mut c = Compiler {
             store,
             scopes: vec![Scope {
