@@ -54,6 +54,10 @@ pub enum BatchError {
     /// An inner part lacks its status line.
     #[error("a part of the batch answer has no HTTP status line")]
     NoStatus,
+    /// The answer (or a change set in it) stops before its closing delimiter: it was cut, and
+    /// the parts it no longer shows may have been applied.
+    #[error("the batch answer is cut: it ends before its closing delimiter")]
+    Unterminated,
 }
 
 /// Encodes `parts`; returns the body and the `Content-Type` header value. `id` makes the
@@ -298,16 +302,13 @@ fn decode_parts<'a>(
     let text = lines.text;
     // The preamble.
     loop {
-        let Some((start, line)) = lines.next() else {
-            return Ok(());
+        let Some((_, line)) = lines.next() else {
+            return Err(BatchError::Unterminated);
         };
         match mark(line, &delimiter, outer) {
             Some(Mark::Open) => break,
             Some(Mark::Close) => return Ok(()),
-            Some(Mark::Outer) => {
-                lines.at = start;
-                return Ok(());
-            }
+            Some(Mark::Outer) => return Err(BatchError::Unterminated),
             None => {}
         }
     }
@@ -359,10 +360,7 @@ fn decode_parts<'a>(
                         ended = Some((start, found));
                         None
                     }
-                    None => line
-                        .split_whitespace()
-                        .nth(1)
-                        .and_then(|code| code.parse::<u16>().ok()),
+                    None => status_of(line),
                 },
                 None => None,
             };
@@ -391,15 +389,30 @@ fn decode_parts<'a>(
                 content_id,
             });
         }
+        // Only a closing delimiter ends the parts: the end of the text, or the enclosing
+        // multipart's delimiter inside a change set, means the answer was cut there.
         match ended {
             Some((_, Mark::Open)) => {}
-            Some((_, Mark::Close)) | None => return Ok(()),
-            Some((start, Mark::Outer)) => {
-                lines.at = start;
-                return Ok(());
-            }
+            Some((_, Mark::Close)) => return Ok(()),
+            Some((_, Mark::Outer)) | None => return Err(BatchError::Unterminated),
         }
     }
+}
+
+/// The status of an HTTP status line: `HTTP/1.1 204 No Content` → 204; anything that is not a
+/// status line with a three-digit code (a line cut after `HTTP/1.1 20`) is None.
+fn status_of(line: &str) -> Option<u16> {
+    let mut words = line.split_whitespace();
+    if !words.next()?.starts_with("HTTP/") {
+        return None;
+    }
+    let code = words.next()?;
+    if code.len() != 3 {
+        return None;
+    }
+    code.parse::<u16>()
+        .ok()
+        .filter(|code| (100..600).contains(code))
 }
 
 /// Skips lines up to the next delimiter line of this multipart (or of the enclosing one).
@@ -513,8 +526,8 @@ mod tests {
     }
 
     #[test]
-    fn answers_with_bare_line_feeds_a_preamble_and_no_closing_delimiters_still_decode() {
-        let body = "preamble\n--b\nContent-Type: multipart/mixed; boundary=cs\n\n--cs\nContent-Type: application/http\nContent-ID: 1\n\nHTTP/1.1 201 Created\nOData-EntityId: x(1)\n\n{\"a\":1,\n\"b\":2}\n--b\nContent-Type: application/http\n\nHTTP/1.1 204 No Content\n\n";
+    fn answers_with_bare_line_feeds_and_a_preamble_decode() {
+        let body = "preamble\n--b\nContent-Type: multipart/mixed; boundary=cs\n\n--cs\nContent-Type: application/http\nContent-ID: 1\n\nHTTP/1.1 201 Created\nOData-EntityId: x(1)\n\n{\"a\":1,\n\"b\":2}\n--cs--\n--b\nContent-Type: application/http\n\nHTTP/1.1 204 No Content\n\n--b--\n";
         let responses = decode("multipart/mixed; boundary=b", body).unwrap();
         assert_eq!(responses.len(), 2);
         assert_eq!(responses[0].status, 201);
@@ -530,6 +543,38 @@ mod tests {
             ),
             Err(BatchError::NoStatus)
         ));
+    }
+
+    #[test]
+    fn an_answer_cut_before_its_closing_delimiter_is_an_error_not_fewer_parts() {
+        // Parts the cut answer no longer shows may have been applied: reading it as a shorter
+        // answer would report them as not run.
+        let whole = "--b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n--b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n--b--\r\n";
+        assert_eq!(
+            decode("multipart/mixed; boundary=b", whole).unwrap().len(),
+            2
+        );
+        for cut in [whole.len() - 8, whole.len() / 2, 50, 10, 0] {
+            assert!(
+                decode("multipart/mixed; boundary=b", &whole[..cut]).is_err(),
+                "cut at {cut}: {:?}",
+                &whole[..cut]
+            );
+        }
+        // A change set that stops before its own closing delimiter.
+        let change_set = "--b\r\nContent-Type: multipart/mixed; boundary=cs\r\n\r\n--cs\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n--b--\r\n";
+        assert_eq!(
+            decode("multipart/mixed; boundary=b", change_set),
+            Err(BatchError::Unterminated)
+        );
+        // A status line cut inside its code.
+        assert_eq!(
+            decode(
+                "multipart/mixed; boundary=b",
+                "--b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 20\r\n\r\n--b--\r\n"
+            ),
+            Err(BatchError::NoStatus)
+        );
     }
 
     #[test]

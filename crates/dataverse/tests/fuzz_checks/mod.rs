@@ -141,7 +141,8 @@ fn batch_round_trip(text: &str, crlf: bool) {
         if let Some(id) = &content_id {
             answer.push_str(&format!("Content-ID: {id}{newline}"));
         }
-        let status = (number_from(body.as_bytes()) % 65_536) as u16;
+        // HTTP status codes are three digits (RFC 9110 15); others are refused as cut lines.
+        let status = (100 + number_from(body.as_bytes()) % 500) as u16;
         let entity_id = format!("https://x/api/data/v9.2/accounts({index})");
         answer.push_str(&format!(
             "{newline}HTTP/1.1 {status} Reason{newline}OData-EntityId: {entity_id}{newline}{newline}{body}{newline}"
