@@ -71,35 +71,34 @@ pub fn record_body(
     entity_set: &str,
     input: &Input,
 ) -> Result<Map<String, Value>> {
-    let mut body = Map::new();
-    if let Some(Value::Object(fields)) = input.json(FIELD_VALUES.key) {
-        body.extend(fields.clone());
-    }
-    match input.json(DYNAMIC_VALUES.key) {
-        None => {}
-        Some(Value::Object(dynamic)) => {
-            for (key, value) in dynamic {
-                if body.contains_key(key) {
-                    return Err(invalid_input(
-                        &DYNAMIC_VALUES,
-                        format!("{key:?} is also in Field Value; give each field once"),
-                    ));
-                }
-                body.insert(key.clone(), value.clone());
-            }
-        }
+    let empty = Map::new();
+    let fields = match input.json(FIELD_VALUES.key) {
+        Some(Value::Object(fields)) => fields,
+        _ => &empty,
+    };
+    let dynamic = match input.json(DYNAMIC_VALUES.key) {
+        None => &empty,
+        Some(Value::Object(dynamic)) => dynamic,
         Some(other) => {
             return Err(invalid_input(
                 &DYNAMIC_VALUES,
                 format!("must be a JSON object of fields and values, got {other}"),
             ));
         }
-    }
-    let bound = match bind_lookups(context, entity_set, &body, &FIELD_VALUES, &"", None)? {
-        Cow::Owned(bound) => Some(bound),
-        Cow::Borrowed(_) => None,
     };
-    Ok(bound.unwrap_or(body))
+    if let Some(key) = dynamic.keys().find(|key| fields.contains_key(*key)) {
+        return Err(invalid_input(
+            &DYNAMIC_VALUES,
+            format!("{key:?} is also in Field Value; give each field once"),
+        ));
+    }
+    // Each part is bound on its own so that a bad lookup names the input it came from.
+    let mut body =
+        bind_lookups(context, entity_set, fields, &FIELD_VALUES, &"", None)?.into_owned();
+    body.extend(
+        bind_lookups(context, entity_set, dynamic, &DYNAMIC_VALUES, &"", None)?.into_owned(),
+    );
+    Ok(body)
 }
 
 /// Resolves `{"ref": name}` lookups to an earlier batch item: its entity set and `$n` reference.

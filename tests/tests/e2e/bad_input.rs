@@ -215,6 +215,11 @@ fn a_lookup_table_name_that_is_not_an_identifier_never_reaches_a_filter() {
         "{}",
         failure.message
     );
+    assert_eq!(
+        failure.field.as_deref(),
+        Some("dynamicValues"),
+        "the lookup came from Dynamic Values"
+    );
     assert!(
         emulator.requests().is_empty(),
         "the shape is refused before any metadata is read"
