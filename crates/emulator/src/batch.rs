@@ -10,9 +10,10 @@ use serde_json::Value;
 use crate::error::DvError;
 use crate::guid::Guid;
 use crate::impersonation;
-use crate::odata::eval::Caller;
 use crate::store::Store;
-use crate::webapi::{self, JSON, Req, Resp};
+use crate::webapi;
+use crate::wire::Caller;
+use crate::wire::{JSON, Req, Resp};
 
 /// Most requests one batch (and one change set) may hold.
 pub const MAX_REQUESTS: usize = 1000;

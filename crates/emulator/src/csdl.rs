@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate::schema::AttrKind;
 use crate::store::Store;
-use crate::webapi::{Req, Resp};
+use crate::wire::{Req, Resp};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

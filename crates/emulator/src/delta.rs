@@ -50,7 +50,7 @@ use crate::paging;
 use crate::render::{self, Annotations, Ctx, Selection};
 use crate::schema::TableId;
 use crate::store::{ChangeKind, Row, Store};
-use crate::webapi::{Req, Resp};
+use crate::wire::{Req, Resp};
 
 /// How long a delta token stays valid by default: Organization.ExpireChangeTrackingInDays = 7.
 pub const DEFAULT_TOKEN_LIFETIME_SECS: i64 = 7 * 86_400;

@@ -14,11 +14,11 @@ use quick_xml::events::Event;
 use crate::datetime;
 use crate::error::{AGGREGATE_LIMIT, DvError, INVALID_ARGUMENT, NO_ATTRIBUTE, TOO_MANY_LINKS};
 use crate::guid::Guid;
-use crate::odata::eval::Caller;
 use crate::render::{self, FORMATTED, LOOKUP_LOGICAL};
 use crate::schema::{AttrKind, TableId};
 use crate::store::{Row, Store, Val};
-use crate::webapi::{Req, Resp};
+use crate::wire::Caller;
+use crate::wire::{Req, Resp};
 
 const PAGING_COOKIE: &str = "Microsoft.Dynamics.CRM.fetchxmlpagingcookie";
 const MORE_RECORDS: &str = "Microsoft.Dynamics.CRM.morerecords";
@@ -1399,7 +1399,7 @@ fn aggregate(
     q: &Query,
     exec: &Exec,
     w: &Wants,
-    prefer: &crate::odata::query::Prefer,
+    prefer: &crate::wire::Prefer,
 ) -> Result<Resp, DvError> {
     let e = q.slots[0].entity;
     let mut all = Vec::new();

@@ -45,6 +45,7 @@ mod throttle;
 mod tls;
 mod webapi;
 mod webhooks;
+mod wire;
 mod writes;
 
 use std::net::SocketAddr;

@@ -15,7 +15,7 @@ use crate::odata::path::{self, Key, Segment};
 use crate::odata::query::QueryOptions;
 use crate::schema::{AttrKind, Attribute, Entity, Relationship, TableId};
 use crate::store::Store;
-use crate::webapi::{Req, Resp};
+use crate::wire::{Req, Resp};
 
 fn label(text: &str, id_seed: &str) -> Value {
     if text.is_empty() {

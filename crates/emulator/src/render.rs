@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use crate::datetime;
 use crate::error::DvError;
 use crate::guid::Guid;
-use crate::odata::eval::{Caller, Filter, Order};
-use crate::odata::query::{Prefer, QueryOptions};
+use crate::odata::eval::{Filter, Order};
+use crate::odata::query::QueryOptions;
 use crate::schema::{AttrKind, Entity, TableId};
 use crate::store::{Row, Store, Val};
+use crate::wire::{Caller, Prefer};
 
 pub const FORMATTED: &str = "OData.Community.Display.V1.FormattedValue";
 pub const LOOKUP_LOGICAL: &str = "Microsoft.Dynamics.CRM.lookuplogicalname";

@@ -14,11 +14,12 @@ use axum::response::Response;
 use crate::auth::Auth;
 use crate::error::{self, DvError};
 use crate::faults::{Fault, FaultHandle};
-use crate::odata::eval::Caller;
 use crate::seed::Identities;
 use crate::store::{Store, Val};
 use crate::throttle::{RateLimit, Throttle, Verdict};
-use crate::webapi::{self, Limits, Req, Resp};
+use crate::webapi;
+use crate::wire::Caller;
+use crate::wire::{self, Limits, Req, Resp};
 use crate::{Config, RecordedRequest};
 
 /// Shared state of a running emulator.
@@ -90,7 +91,7 @@ fn response(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Respo
 
 fn dv_error_parts(e: &DvError) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut headers = vec![
-        ("Content-Type".to_string(), webapi::JSON.to_string()),
+        ("Content-Type".to_string(), wire::JSON.to_string()),
         ("OData-Version".to_string(), "4.0".to_string()),
     ];
     headers.extend(e.headers.iter().cloned());
@@ -228,7 +229,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             broken.extend_from_slice(b"{\"value\":[{\"name\":\"trunc");
             let mut hdrs = hdrs;
             hdrs.retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
-            hdrs.push(("Content-Type".into(), webapi::JSON.into()));
+            hdrs.push(("Content-Type".into(), wire::JSON.into()));
             let status = if status == 204 { 200 } else { status };
             response(status, hdrs, broken)
         }

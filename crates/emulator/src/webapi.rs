@@ -5,111 +5,16 @@ use std::ops::Bound;
 
 use crate::error::DvError;
 use crate::guid::Guid;
-use crate::odata::eval::{Caller, Filter, Order};
+use crate::odata::eval::{Filter, Order};
 use crate::odata::filter::Lit;
 use crate::odata::path::{self, Key, Segment};
-use crate::odata::query::{Prefer, QueryOptions};
+use crate::odata::query::QueryOptions;
 use crate::paging;
 use crate::render::{self, Annotations, Ctx, Selection};
 use crate::schema::{AttrKind, TableId};
 use crate::store::{Row, Store, Val};
+use crate::wire::{JSON, Req, Resp};
 use crate::{metadata_api, writes};
-
-/// Settings of the Web API that come from [`crate::Config`].
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_page_size: usize,
-    pub count_limit: usize,
-    pub alt_key_entity_id_as_guid: bool,
-}
-
-/// A request, reduced to what the Web API needs.
-pub struct Req<'a> {
-    pub method: &'a str,
-    /// The path below the version segment, raw (still percent-encoded).
-    pub path: &'a str,
-    pub query: &'a str,
-    pub headers: &'a [(String, String)],
-    pub body: &'a [u8],
-    /// `http://host:port/api/data/v9.2`, from the request's own scheme and Host.
-    pub api: String,
-    /// The user the request runs as (under `MSCRMCallerID` / `CallerObjectId`, the
-    /// impersonated user: see `impersonation.rs`) and their business unit.
-    pub caller: Caller,
-    /// The user the bearer token names, when the request runs as another user; it fills
-    /// `createdonbehalfby` / `modifiedonbehalfby`.
-    pub impersonator: Option<Guid>,
-    /// The users who may impersonate others (requests inside a `$batch` may name a user).
-    pub delegates: &'a [Guid],
-    pub organization_id: Guid,
-    pub limits: Limits,
-}
-
-impl Req<'_> {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The user the bearer token names.
-    pub fn calling_user(&self) -> Guid {
-        self.impersonator.unwrap_or(self.caller.user)
-    }
-
-    pub fn prefer(&self) -> Prefer {
-        Prefer::parse(
-            self.headers
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case("prefer"))
-                .map(|(_, v)| v.as_str()),
-        )
-    }
-}
-
-/// A response.
-#[derive(Debug, Default)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub content_type: Option<&'static str>,
-}
-
-pub const JSON: &str = "application/json; odata.metadata=minimal";
-
-impl Resp {
-    pub fn json(status: u16, body: Vec<u8>) -> Resp {
-        Resp {
-            status,
-            headers: Vec::new(),
-            body,
-            content_type: Some(JSON),
-        }
-    }
-
-    pub fn empty(status: u16) -> Resp {
-        Resp {
-            status,
-            ..Default::default()
-        }
-    }
-
-    pub fn text(body: String) -> Resp {
-        Resp {
-            status: 200,
-            headers: Vec::new(),
-            body: body.into_bytes(),
-            content_type: Some("text/plain"),
-        }
-    }
-
-    pub fn header(mut self, k: &str, v: impl Into<String>) -> Resp {
-        self.headers.push((k.into(), v.into()));
-        self
-    }
-}
 
 /// Where rows of a collection come from: a whole table, or the children of one row.
 #[derive(Debug, Clone, Copy)]

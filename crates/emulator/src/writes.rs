@@ -9,7 +9,8 @@ use crate::odata::query::QueryOptions;
 use crate::schema::{AttrKind, TableId};
 use crate::seed;
 use crate::store::{Store, Val};
-use crate::webapi::{self, KeyRef, Req, Resp};
+use crate::webapi::{self, KeyRef};
+use crate::wire::{Req, Resp};
 
 /// Routes a write below an entity set.
 pub fn handle(
@@ -761,31 +762,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::odata::eval::Caller;
     use crate::schema::{EntityBuilder, Ownership, Schema};
-    use crate::webapi::Limits;
 
     fn post<'a>(path: &'a str, body: &'a [u8]) -> Req<'a> {
-        Req {
-            method: "POST",
-            path,
-            query: "",
-            headers: &[],
-            body,
-            api: "http://127.0.0.1/api/data/v9.2".into(),
-            caller: Caller {
-                user: Guid::from_seed(1, 1),
-                business_unit: Guid::from_seed(2, 2),
-            },
-            impersonator: None,
-            delegates: &[],
-            organization_id: Guid::from_seed(3, 3),
-            limits: Limits {
-                max_page_size: 5000,
-                count_limit: 5000,
-                alt_key_entity_id_as_guid: false,
-            },
-        }
+        Req::test("POST", path, "", &[], body)
     }
 
     /// A schema of one audited table and no `systemuser` table behind its `createdby`.

@@ -10,6 +10,7 @@ use crate::odata::filter::{CmpOp, Expr, Lit, Operand, StrFn};
 use crate::odata::query::OrderBy;
 use crate::schema::{AttrKind, TableId};
 use crate::store::{Row, Store, Val};
+use crate::wire::Caller;
 
 /// A single-valued navigation hop: follow lookup column `col` to table `target`.
 #[derive(Debug, Clone)]
@@ -49,13 +50,6 @@ enum CExpr {
         all: bool,
     },
     Bool(COp),
-}
-
-/// Values substituted for the `EqualUserId`/`EqualBusinessId` query functions.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Caller {
-    pub user: Guid,
-    pub business_unit: Guid,
 }
 
 /// A compiled filter.

@@ -1,5 +1,5 @@
 //! System query options (`$select`, `$filter`, `$orderby`, `$top`, `$count`, `$expand`,
-//! `$skiptoken`) and the `Prefer` header.
+//! `$skiptoken`). The `Prefer` header is in `wire.rs`.
 
 use std::collections::HashMap;
 
@@ -251,74 +251,6 @@ fn parse_expand(value: &str, params: &HashMap<String, String>) -> Result<Vec<Exp
     Ok(out)
 }
 
-/// What the `Prefer` header(s) asked for.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Prefer {
-    pub return_representation: bool,
-    pub max_page_size: Option<usize>,
-    /// The raw `odata.include-annotations` list (unquoted).
-    pub include_annotations: Option<String>,
-    pub track_changes: bool,
-    pub continue_on_error: bool,
-}
-
-impl Prefer {
-    /// Parses every `Prefer` header value (comma-separated preferences, RFC 7240).
-    pub fn parse<'a>(values: impl Iterator<Item = &'a str>) -> Prefer {
-        let mut p = Prefer::default();
-        for v in values {
-            for item in split_quoted_commas(v) {
-                let item = item.trim();
-                let (k, val) = match item.split_once('=') {
-                    Some((k, v)) => (k.trim(), v.trim().trim_matches('"')),
-                    None => (item, ""),
-                };
-                match k.to_ascii_lowercase().as_str() {
-                    "return" if val == "representation" => p.return_representation = true,
-                    "odata.maxpagesize" => p.max_page_size = val.parse().ok(),
-                    "odata.include-annotations" => p.include_annotations = Some(val.to_string()),
-                    "odata.track-changes" => p.track_changes = true,
-                    "odata.continue-on-error" => p.continue_on_error = true,
-                    _ => {}
-                }
-            }
-        }
-        p
-    }
-
-    /// Whether an annotation term was requested (`*`, exact, or `Prefix.*`).
-    pub fn wants(&self, term: &str) -> bool {
-        let Some(list) = &self.include_annotations else {
-            return false;
-        };
-        list.split(',').map(str::trim).any(|pat| {
-            pat == "*"
-                || pat == term
-                || pat
-                    .strip_suffix('*')
-                    .is_some_and(|prefix| term.starts_with(prefix))
-        })
-    }
-}
-
-fn split_quoted_commas(s: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut quoted = false;
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                parts.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&s[start..]);
-    parts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,17 +286,5 @@ mod tests {
             QueryOptions::parse("$filter=name eq").unwrap_err().status,
             400
         );
-    }
-
-    #[test]
-    fn prefer_header_lists_are_split_outside_quotes() {
-        let p = Prefer::parse(
-            ["odata.include-annotations=\"OData.Community.Display.V1.FormattedValue,Microsoft.Dynamics.CRM.*\",odata.maxpagesize=10", "return=representation"].into_iter(),
-        );
-        assert_eq!(p.max_page_size, Some(10));
-        assert!(p.return_representation);
-        assert!(p.wants("OData.Community.Display.V1.FormattedValue"));
-        assert!(p.wants("Microsoft.Dynamics.CRM.lookuplogicalname"));
-        assert!(!p.wants("Microsoft.PowerApps.CDS.HelpLink"));
     }
 }
