@@ -37,6 +37,7 @@ mod metadata_types;
 mod odata;
 mod paging;
 mod render;
+mod row_key;
 mod schema;
 mod seed;
 mod server;

@@ -6,12 +6,12 @@ use std::ops::Bound;
 use crate::error::DvError;
 use crate::guid::Guid;
 use crate::odata::eval::{Filter, Order};
-use crate::odata::filter::Lit;
-use crate::odata::path::{self, Key, Segment};
+use crate::odata::path::{self, Segment};
 use crate::odata::query::QueryOptions;
 use crate::paging;
 use crate::render::{self, Annotations, Ctx, Selection};
-use crate::schema::{AttrKind, TableId};
+use crate::row_key::resolve_existing;
+use crate::schema::TableId;
 use crate::store::{Row, Store, Val};
 use crate::wire::{JSON, Req, Resp};
 use crate::{metadata_api, writes};
@@ -158,94 +158,6 @@ fn whoami(store: &Store, req: &Req) -> Result<Resp, DvError> {
         "OrganizationId": req.organization_id.to_string(),
     });
     Ok(Resp::json(200, body.to_string().into_bytes()))
-}
-
-/// Converts a key/filter literal to a cell value of a column.
-pub fn lit_to_val(kind: &AttrKind, lit: &Lit) -> Option<Val> {
-    Some(match (kind, lit) {
-        (_, Lit::Null) => Val::Null,
-        (AttrKind::String { .. } | AttrKind::Memo { .. }, Lit::Str(s)) => Val::str(s),
-        (AttrKind::Lookup { .. } | AttrKind::Uniqueidentifier, Lit::Guid(g)) => Val::Guid(*g),
-        (AttrKind::Lookup { .. } | AttrKind::Uniqueidentifier, Lit::Str(s)) => {
-            Val::Guid(Guid::parse(s)?)
-        }
-        (_, Lit::Int(i)) if matches!(kind, AttrKind::Decimal { .. } | AttrKind::Money) => {
-            Val::Num(*i as f64)
-        }
-        (_, Lit::Int(i)) => Val::Int(*i),
-        (_, Lit::Num(n)) => Val::Num(*n),
-        (_, Lit::Bool(b)) => Val::Bool(*b),
-        (_, Lit::Date(d, _)) => Val::Date(*d),
-        (_, Lit::Str(s)) => Val::str(s),
-        _ => return None,
-    })
-}
-
-/// A key from the URL, resolved against the schema but not yet against the rows.
-pub enum KeyRef {
-    Id(Guid),
-    Alt(Vec<(usize, Val)>),
-}
-
-/// Parses a key of table `e`.
-pub fn key_ref(store: &Store, e: TableId, raw: &str) -> Result<KeyRef, DvError> {
-    let ent = store.entity(e);
-    match path::parse_key(raw)? {
-        Key::Id(g) => Ok(KeyRef::Id(g)),
-        Key::Single(_) => Err(DvError::bad_request(format!(
-            "Bad Request - Error in query syntax: the key '({raw})' is not a valid key of '{}'.",
-            ent.entity_set_name
-        ))),
-        Key::Named(pairs) => {
-            let mut vals = Vec::new();
-            for (name, lit) in pairs {
-                let col = ent
-                    .attr_by_wire(&name)
-                    .or_else(|| ent.attr(&name))
-                    .ok_or_else(|| DvError::unknown_property(&name, &ent.logical_name))?;
-                if col == ent.primary_id
-                    && let Lit::Guid(g) = lit
-                {
-                    return Ok(KeyRef::Id(g));
-                }
-                let mut v = lit_to_val(&ent.attributes[col].kind, &lit).ok_or_else(|| {
-                    DvError::bad_request(format!("The key value for '{name}' is not valid."))
-                })?;
-                if let (AttrKind::Lookup { targets, .. }, Val::Guid(g)) =
-                    (&ent.attributes[col].kind, &v)
-                {
-                    let t = targets
-                        .first()
-                        .and_then(|t| store.schema.entity(t))
-                        .ok_or_else(|| {
-                            DvError::internal(&format!(
-                                "the lookup column '{name}' targets no table of the schema"
-                            ))
-                        })?;
-                    v = Val::Ref(*g, t);
-                }
-                vals.push((col, v));
-            }
-            Ok(KeyRef::Alt(vals))
-        }
-    }
-}
-
-/// Finds the row a key names, if it exists.
-pub fn find(store: &Store, e: TableId, key: &KeyRef) -> Option<Guid> {
-    match key {
-        KeyRef::Id(g) => store.get(e, g).map(|_| *g),
-        KeyRef::Alt(vals) => store.find_by_alt_key(e, vals),
-    }
-}
-
-/// Resolves a key to an existing row, or the 404 the service gives.
-pub fn resolve_existing(store: &Store, e: TableId, raw: &str) -> Result<Guid, DvError> {
-    let key = key_ref(store, e, raw)?;
-    find(store, e, &key).ok_or_else(|| match key {
-        KeyRef::Id(g) => DvError::not_found(&store.entity(e).logical_name, &g),
-        KeyRef::Alt(_) => DvError::not_found_by_key(&store.entity(e).logical_name),
-    })
 }
 
 fn entity_read(

@@ -6,10 +6,11 @@ use crate::error::{self, DvError};
 use crate::guid::Guid;
 use crate::odata::path::Segment;
 use crate::odata::query::QueryOptions;
+use crate::row_key::{self, KeyRef};
 use crate::schema::{AttrKind, TableId};
 use crate::seed;
 use crate::store::{Store, Val};
-use crate::webapi::{self, KeyRef};
+use crate::webapi;
 use crate::wire::{Req, Resp};
 
 /// Routes a write below an entity set.
@@ -30,7 +31,7 @@ pub fn handle(
             _ => Err(DvError::method_not_allowed(m, "an entity")),
         },
         (Some(k), [s]) if store.entity(e).attr_by_wire(&s.name).is_some() && s.key.is_none() => {
-            let id = webapi::resolve_existing(store, e, k)?;
+            let id = row_key::resolve_existing(store, e, k)?;
             let col = store
                 .entity(e)
                 .attr_by_wire(&s.name)
@@ -174,7 +175,7 @@ pub fn resolve_reference(store: &Store, text: &str) -> Result<(TableId, Guid), D
     let key = seg.key.as_deref().ok_or_else(|| {
         DvError::bad_request(format!("The reference '{text}' does not name a record."))
     })?;
-    Ok((e, webapi::resolve_existing(store, e, key)?))
+    Ok((e, row_key::resolve_existing(store, e, key)?))
 }
 
 /// Column changes of a payload, and what it does besides.
@@ -534,8 +535,8 @@ fn etag_matches(header: &str, version: u64) -> bool {
 }
 
 fn upsert(store: &mut Store, req: &Req, e: TableId, raw_key: &str) -> Result<Resp, DvError> {
-    let key = webapi::key_ref(store, e, raw_key)?;
-    let existing = webapi::find(store, e, &key);
+    let key = row_key::key_ref(store, e, raw_key)?;
+    let existing = row_key::find(store, e, &key);
     let if_match = req.header("if-match");
     let if_none_match = req.header("if-none-match").filter(|v| v.trim() != "null");
     let body = parse_body(req.body)?;
@@ -647,7 +648,7 @@ fn upsert(store: &mut Store, req: &Req, e: TableId, raw_key: &str) -> Result<Res
 }
 
 fn delete(store: &mut Store, req: &Req, e: TableId, raw_key: &str) -> Result<Resp, DvError> {
-    let id = webapi::resolve_existing(store, e, raw_key)?;
+    let id = row_key::resolve_existing(store, e, raw_key)?;
     if let Some(m) = req.header("if-match") {
         let version = store.get(e, &id).map(|r| r.version).unwrap_or(0);
         if !etag_matches(m, version) {
@@ -665,7 +666,7 @@ fn refs(
     raw_key: &str,
     rest: &[Segment],
 ) -> Result<Resp, DvError> {
-    let id = webapi::resolve_existing(store, e, raw_key)?;
+    let id = row_key::resolve_existing(store, e, raw_key)?;
     let schema = store.schema.clone();
     let (nav, tail) = match rest {
         [nav, tail @ ..] => (nav, tail),
@@ -729,7 +730,7 @@ fn refs(
             }
             "DELETE" => {
                 let cid = match &nav.key {
-                    Some(k) => webapi::resolve_existing(store, child, k)?,
+                    Some(k) => row_key::resolve_existing(store, child, k)?,
                     None => {
                         let target = crate::odata::query::parse_pairs(req.query)
                             .into_iter()
