@@ -37,14 +37,8 @@ pub use host::{Host, HostConfig, HostError, Limits, NetworkPolicy};
 pub use logging::{Level, LogLine, LogSink, MemoryLog, StderrLog};
 pub use tokens::{TokenManager, TokenStore};
 
-/// The Dynamics 365 component built with this harness, embedded in the binary.
-pub static DYNAMICS_COMPONENT: &[u8] = include_bytes!(env!("DYNAMICS_CONNECTOR_WASM"));
-
-/// Path of a deliberately misbehaving component, for tests of the host's limits.
-pub const RUNAWAY_COMPONENT_PATH: &str = env!("RUNAWAY_CONNECTOR_WASM");
-
-/// Path of the built Dynamics component file.
-pub const DYNAMICS_COMPONENT_PATH: &str = env!("DYNAMICS_CONNECTOR_WASM");
+/// The Dynamics 365 component (built by `test-artifacts`), embedded in the binary.
+pub static DYNAMICS_COMPONENT: &[u8] = test_artifacts::DYNAMICS_CONNECTOR;
 
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

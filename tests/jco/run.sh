@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A second host: builds the connector component (host-harness's build script builds it), transpiles
+# A second host: builds the connector component (the test-artifacts crate's build script builds it), transpiles
 # it with jco into tests/jco/generated/, starts the emulator on a free loopback port, runs
 # connector.test.mjs in Node (host.mjs implements the world's http and log imports) and stops the
 # emulator. DYNAMICS_COMPONENT=path runs another component of the world instead of building one.
@@ -16,15 +16,15 @@ bin="$target_dir/debug/dataverse-emulator"
 
 component="${DYNAMICS_COMPONENT:-}"
 if [ -z "$component" ]; then
-  # The library alone: its build script builds the component, and says where in its env.
-  component="$(cargo build --quiet -p host-harness --lib --message-format=json --manifest-path "$manifest" | node_json '
+  # The artifacts crate alone: its build script builds the component, and says where in its env.
+  component="$(cargo build --quiet -p test-artifacts --message-format=json --manifest-path "$manifest" | node_json '
     for (const line of s.split("\n")) {
       if (!line) continue;
       const m = JSON.parse(line);
       const hit = m.reason === "build-script-executed" && m.env.find(([k]) => k === "DYNAMICS_CONNECTOR_WASM");
       if (hit) { console.log(hit[1]); break; }
     }')"
-  component="${component:-$target_dir/component/wasm32-wasip2/component/dynamics_connector.wasm}"
+  component="${component:-$target_dir/test-artifacts/wasm32-wasip2/component/dynamics_connector.wasm}"
 fi
 [ -f "$component" ] || { echo "no component at $component" >&2; exit 1; }
 

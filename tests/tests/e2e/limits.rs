@@ -23,7 +23,7 @@ fn runaway(limits: Limits, allow_private: bool) -> Host {
 
 fn runaway_with(limits: Limits, network: NetworkPolicy) -> Host {
     Host::from_file(
-        Path::new(host_harness::RUNAWAY_COMPONENT_PATH),
+        Path::new(test_artifacts::RUNAWAY_CONNECTOR_PATH),
         HostConfig {
             limits,
             network,
