@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dataverse_emulator::{Config, Emulator};
-use host_harness::Limits;
+use dynamics_host::Limits;
 use host_harness::extract::{ExtractOptions, run, with_host};
 
 #[path = "support/loopback.rs"]
@@ -42,7 +42,7 @@ fn small_emulator() -> Emulator {
 }
 
 /// 10,000 creates through Batch Entity Actions, 1000 per call, on a fresh emulator.
-fn component_creates(host: &host_harness::Host) -> (usize, Duration) {
+fn component_creates(host: &dynamics_host::Host) -> (usize, Duration) {
     let emulator = small_emulator();
     let token = emulator.issue_token_for_tests();
     let connection = support::connection(&emulator, &token);

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use host_harness::{Connection, DYNAMICS_COMPONENT, Host, HostConfig};
+use dynamics_host::{Connection, DYNAMICS_COMPONENT, Host, HostConfig};
 
 fn median(samples: &mut [Duration]) -> Duration {
     samples.sort();

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dataverse_emulator::{Config, Emulator};
-use host_harness::{Connection, Host, Limits};
+use dynamics_host::{Connection, Host, Limits};
 
 #[path = "support/loopback.rs"]
 mod support;
@@ -41,7 +41,7 @@ fn component_read(host: &Host, connection: &Connection) -> Result<(usize, Durati
     let output = host
         .invoke("query-entities", connection, &input)
         .map_err(|e| e.to_string())?
-        .map_err(|e| host_harness::describe_error(&e))?;
+        .map_err(|e| dynamics_host::describe_error(&e))?;
     let elapsed = started.elapsed();
     let value: serde_json::Value = serde_json::from_str(&output).map_err(|e| e.to_string())?;
     Ok((

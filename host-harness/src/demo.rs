@@ -10,7 +10,9 @@ use anyhow::{Context as _, anyhow};
 use dataverse_emulator::{Config, Emulator};
 use serde_json::{Value, json};
 
-use crate::{Connection, Host, HostConfig, Level, NetworkPolicy, StderrLog, describe_error};
+use dynamics_host::{
+    Connection, Host, HostConfig, Level, NetworkPolicy, StderrLog, describe_error,
+};
 
 /// Starts an emulator with `rows` rows per table and runs the tour, writing to `out`.
 pub fn run(rows: usize, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -39,7 +41,7 @@ pub fn tour(emulator: &Emulator, rows: usize, out: &mut dyn Write) -> anyhow::Re
         log: Arc::new(StderrLog {
             min_level: Level::Warn,
         }),
-        compile_cache: crate::compile_cache::default_dir(),
+        compile_cache: dynamics_host::compile_cache::default_dir(),
         ..HostConfig::default()
     })?;
     let credentials = emulator.credentials();

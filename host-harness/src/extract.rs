@@ -14,7 +14,7 @@ use anyhow::{Context as _, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{Connection, Host, describe_error};
+use dynamics_host::{Connection, Host, describe_error};
 
 /// What to extract and where.
 #[derive(Debug, Clone)]

@@ -1,82 +1,15 @@
-//! A wasmtime host for components of the `connector` world.
+//! The `dynamics` command line and what it serves: the demo, the flow designer, extraction,
+//! the auth-code sign-in and the webhook server, over the host library (`dynamics-host`).
 //!
-//! It compiles a component once into an `InstancePre`, then runs every call in a fresh `Store`
-//! with a memory cap, an epoch-based time limit and WASI locked down (no environment, files or
-//! sockets). The only way out is the `http` import implemented in [`outbound`], which checks
-//! every request against the allow-list the connection itself declares.
+//! A library target only so that the end-to-end tests, the CLI tests and the benchmarks can
+//! drive these pieces; embedders use `dynamics-host`, which has none of them.
+//!
+//! Dependency direction: this crate → `dynamics-host` (wasmtime, the policy, tokens) and →
+//! `dataverse-emulator` (the demo's and the designer's embedded emulator). Nothing depends on
+//! it but its own binary, tests and benchmarks and the e2e tests.
 
-pub mod compile_cache;
-pub mod connection_file;
 pub mod demo;
 pub mod designer;
-pub mod egress;
 pub mod extract;
-pub mod host;
-pub mod logging;
 pub mod login;
-pub mod manifest;
-pub mod outbound;
-pub mod tokens;
 pub mod webhook_server;
-
-pub(crate) mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "connector",
-    });
-}
-
-pub use bindings::dynamics::connector::types::{
-    ActionDefinition, Choice, ComponentDefinition, Connection, ConnectionDefinition,
-    ConnectorError, ErrorCode, InputDefinition, InputType, Token,
-};
-pub use bindings::exports::dynamics::connector::triggers::{
-    IncomingRequest, PollOutcome, WebhookOutcome,
-};
-pub use host::{Host, HostConfig, HostError, Limits, NetworkPolicy};
-pub use logging::{Level, LogLine, LogSink, MemoryLog, StderrLog};
-pub use tokens::{TokenManager, TokenStore};
-
-/// The Dynamics 365 component (built by `test-artifacts`), embedded in the binary.
-pub static DYNAMICS_COMPONENT: &[u8] = test_artifacts::DYNAMICS_CONNECTOR;
-
-impl std::fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self {
-            ErrorCode::InvalidInput => "invalid-input",
-            ErrorCode::Unauthenticated => "unauthenticated",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not-found",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::PreconditionFailed => "precondition-failed",
-            ErrorCode::Throttled => "throttled",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Upstream => "upstream",
-            ErrorCode::MalformedResponse => "malformed-response",
-            ErrorCode::Unsupported => "unsupported",
-            ErrorCode::Internal => "internal",
-        };
-        f.write_str(name)
-    }
-}
-
-/// A connector error as a person reads it: code and message, the service's status and code,
-/// then the hint on its own line.
-pub fn describe_error(error: &ConnectorError) -> String {
-    let mut text = format!("{}: {}", error.code, error.message);
-    if let Some(status) = error.http_status {
-        text.push_str(&format!(" (HTTP {status}"));
-        if let Some(code) = &error.service_code {
-            text.push_str(&format!(", {code}"));
-        }
-        text.push(')');
-    }
-    if let Some(field) = &error.field {
-        text.push_str(&format!("\nfield: {field}"));
-    }
-    if let Some(hint) = &error.hint {
-        text.push_str(&format!("\nhint: {hint}"));
-    }
-    text
-}

@@ -11,8 +11,8 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::tokens::TokenManager;
-use crate::{Connection, ConnectorError, HostError, describe_error};
+use dynamics_host::tokens::TokenManager;
+use dynamics_host::{Connection, ConnectorError, HostError, describe_error};
 
 /// The redirect path the listener answers.
 pub const CALLBACK_PATH: &str = "/callback";

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use host_harness::login::{LoginError, LoginOptions};
-use host_harness::manifest::{input_type_name, render};
-use host_harness::tokens::{format_utc, unix_now};
-use host_harness::{
+use dynamics_host::manifest::{input_type_name, render};
+use dynamics_host::tokens::{format_utc, unix_now};
+use dynamics_host::{
     Host, HostConfig, Level, Limits, NetworkPolicy, TokenManager, TokenStore, connection_file,
     describe_error,
 };
+use host_harness::login::{LoginError, LoginOptions};
 
 mod progress;
 
@@ -251,7 +251,7 @@ fn main() -> ExitCode {
 /// An error the component answered (an action, a trigger, a sign-in), as opposed to a host
 /// failure; `main` exits with 2 for it.
 #[derive(Debug)]
-struct ActionFailed(host_harness::ConnectorError);
+struct ActionFailed(dynamics_host::ConnectorError);
 
 impl std::fmt::Display for ActionFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -317,7 +317,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         compile_cache: if cli.no_compile_cache {
             None
         } else {
-            host_harness::compile_cache::default_dir()
+            dynamics_host::compile_cache::default_dir()
         },
     };
     match cli.command {
@@ -480,13 +480,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let config = shared_config.lock().map(|c| c.clone()).unwrap_or_default();
                     match handler_host.handle_webhook("webhook", &config, request) {
                         Ok(Ok(outcome)) => outcome,
-                        Ok(Err(failure)) => host_harness::WebhookOutcome {
+                        Ok(Err(failure)) => dynamics_host::WebhookOutcome {
                             status: 500,
                             headers: Vec::new(),
                             body: describe_error(&failure).into_bytes(),
                             events: Vec::new(),
                         },
-                        Err(problem) => host_harness::WebhookOutcome {
+                        Err(problem) => dynamics_host::WebhookOutcome {
                             status: 500,
                             headers: Vec::new(),
                             body: problem.to_string().into_bytes(),
@@ -850,7 +850,7 @@ fn serve_designer(
         let own = TokenStore::default_path()
             .ok()
             .is_some_and(|default| default.parent() == Some(dir));
-        host_harness::tokens::ensure_private_dir(dir, own)?;
+        dynamics_host::tokens::ensure_private_dir(dir, own)?;
     }
     let host = Arc::new(match component {
         Some(path) => Host::from_file(path, config)?,
@@ -915,7 +915,7 @@ fn checked_webhook_config(host: &Host, config: &str, register: bool) -> anyhow::
         host.handle_webhook(
             "webhook",
             config,
-            host_harness::IncomingRequest {
+            dynamics_host::IncomingRequest {
                 method: "GET".to_string(),
                 path: "/".to_string(),
                 query: Vec::new(),
@@ -947,7 +947,7 @@ fn token_store(path: Option<&std::path::Path>) -> anyhow::Result<TokenStore> {
 }
 
 /// Prints an action's JSON output, or its error with the hint (exit code 2).
-fn print_result(result: Result<String, host_harness::ConnectorError>) -> anyhow::Result<ExitCode> {
+fn print_result(result: Result<String, dynamics_host::ConnectorError>) -> anyhow::Result<ExitCode> {
     match result {
         Ok(output) => {
             let pretty = serde_json::from_str::<serde_json::Value>(&output)

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use host_harness::extract::{PageReport, Progress};
-use host_harness::{Level, LogLine, LogSink};
+use dynamics_host::{Level, LogLine, LogSink};
 use indicatif::{HumanCount, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How often the spinner and the elapsed time are redrawn.

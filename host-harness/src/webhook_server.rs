@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{IncomingRequest, WebhookOutcome};
+use dynamics_host::{IncomingRequest, WebhookOutcome};
 
 /// Dataverse trims contexts to this size, so a bigger body is not one of its deliveries.
 pub const MAX_BODY: usize = dataverse::webhook::MAX_BODY_BYTES;

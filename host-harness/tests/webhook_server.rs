@@ -7,8 +7,8 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use dynamics_host::{IncomingRequest, WebhookOutcome};
 use host_harness::webhook_server::{MAX_BODY, WebhookServer};
-use host_harness::{IncomingRequest, WebhookOutcome};
 
 const PATH: &str = "/webhooks/dynamics";
 

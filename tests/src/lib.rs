@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use dataverse_emulator::{Config, Emulator};
-use host_harness::{
+use dynamics_host::{
     Connection, Host, HostConfig, Level, MemoryLog, NetworkPolicy, StderrLog, Token,
 };
 
@@ -95,9 +95,9 @@ pub fn impatient_host() -> &'static Host {
     static HOST: OnceLock<Host> = OnceLock::new();
     HOST.get_or_init(|| {
         Host::builtin(HostConfig {
-            limits: host_harness::Limits {
+            limits: dynamics_host::Limits {
                 max_retry_wait: std::time::Duration::from_millis(5),
-                ..host_harness::Limits::default()
+                ..dynamics_host::Limits::default()
             },
             network: NetworkPolicy {
                 allow_private: true,

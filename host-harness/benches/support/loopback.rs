@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use dataverse_emulator::Emulator;
-use host_harness::{Connection, Host, HostConfig, Level, Limits, NetworkPolicy, StderrLog, Token};
+use dynamics_host::{Connection, Host, HostConfig, Level, Limits, NetworkPolicy, StderrLog, Token};
 
 /// The built-in component with `limits`, allowed to reach loopback, logging errors only.
 pub fn host(limits: Limits) -> Host {

@@ -29,10 +29,10 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::bindings::dynamics::connector::types::TriggerKind;
-use crate::manifest::input_type_name;
-use crate::tokens::{TokenManager, TokenStore, format_utc, unix_now};
-use crate::{
+use dynamics_host::TriggerKind;
+use dynamics_host::manifest::input_type_name;
+use dynamics_host::tokens::{TokenManager, TokenStore, format_utc, unix_now};
+use dynamics_host::{
     ComponentDefinition, Connection, ConnectorError, Host, HostError, IncomingRequest,
     InputDefinition, InputType, WebhookOutcome,
 };
@@ -910,7 +910,7 @@ impl Shared {
             }
             Ok(Err(error)) => back(
                 "sign-in-failed",
-                &format!("{name}: {}", crate::describe_error(&error)),
+                &format!("{name}: {}", dynamics_host::describe_error(&error)),
             ),
             Err(error) => back("sign-in-failed", &format!("{name}: {error}")),
         }
@@ -1274,7 +1274,7 @@ impl Shared {
             Ok(Err(error)) => WebhookOutcome {
                 status: 500,
                 headers: Vec::new(),
-                body: crate::describe_error(&error).into_bytes(),
+                body: dynamics_host::describe_error(&error).into_bytes(),
                 events: Vec::new(),
             },
             Err(error) => WebhookOutcome {
@@ -1406,7 +1406,7 @@ fn load_connections(path: &Path) -> anyhow::Result<BTreeMap<String, Saved>> {
 /// crash never leaves half a file.
 fn save_connections(path: &Path, connections: &BTreeMap<String, Saved>) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
-        crate::tokens::ensure_private_dir(dir, false)?;
+        dynamics_host::tokens::ensure_private_dir(dir, false)?;
     }
     let temporary = path.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(connections)?;
@@ -1467,7 +1467,7 @@ fn reason(status: u16) -> &'static str {
 
 /// The component's definitions as the page reads them.
 pub fn definition_json(definition: &ComponentDefinition) -> Value {
-    use crate::bindings::dynamics::connector::types::ConnectionKind;
+    use dynamics_host::ConnectionKind;
     let inputs = |inputs: &[InputDefinition]| -> Value {
         inputs
             .iter()

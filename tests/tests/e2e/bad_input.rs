@@ -1,7 +1,7 @@
 //! Bad input is refused before any request leaves the component, with the field named.
 
+use dynamics_host::{ConnectorError, ErrorCode};
 use e2e_tests::{connected, emulator, host};
-use host_harness::{ConnectorError, ErrorCode};
 
 fn refused(action: &str, input: &str) -> ConnectorError {
     let emulator = emulator();

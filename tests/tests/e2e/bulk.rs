@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use dynamics_host::{ConnectorError, ErrorCode};
 use e2e_tests::{connected, emulator, host, json};
-use host_harness::{ConnectorError, ErrorCode};
 use serde_json::{Value, json};
 
 fn run(

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use dynamics_host::InputDefinition;
 use e2e_tests::host;
-use host_harness::InputDefinition;
 
 /// One input row of the brief: label, comments, default (HTML turned back into text).
 struct Row {
@@ -183,7 +183,7 @@ fn both_connections_of_the_brief_are_exported_with_their_inputs_and_the_password
 fn the_checked_in_component_yaml_is_what_the_component_exports() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../component.yaml");
     let checked_in = std::fs::read_to_string(&path).unwrap();
-    let generated = host_harness::manifest::render(host().definition()).unwrap();
+    let generated = dynamics_host::manifest::render(host().definition()).unwrap();
     assert!(
         checked_in == generated,
         "component.yaml is stale; regenerate it with `cargo run -p host-harness -- manifest > component.yaml`"

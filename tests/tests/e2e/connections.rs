@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dataverse_emulator::{AppConfig, Config, Emulator};
+use dynamics_host::tokens::unix_now;
+use dynamics_host::{Connection, ErrorCode, TokenManager, TokenStore, describe_error};
 use e2e_tests::{client_credentials, connected, emulator, host, host_with_memory_log, json};
 use host_harness::login::{self, LoginError, LoginOptions};
-use host_harness::tokens::unix_now;
-use host_harness::{Connection, ErrorCode, TokenManager, TokenStore, describe_error};
 
 // ---------------------------------------------------------------------------------------------
 // helpers

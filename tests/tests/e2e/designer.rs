@@ -9,9 +9,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dataverse_emulator::Emulator;
+use dynamics_host::{Host, TokenStore};
 use e2e_tests::{emulator, loopback_config};
 use host_harness::designer::{Designer, DesignerOptions};
-use host_harness::{Host, TokenStore};
 use serde_json::{Value, json};
 
 fn shared_host() -> Arc<Host> {
@@ -579,7 +579,7 @@ fn a_polled_new_row_runs_the_armed_flow_and_stopping_ends_the_polls() {
     assert_eq!(body["error"]["field"], "intervalSeconds");
 
     // Only rows modified from now on: the seeded ones are older.
-    let since = dataverse::encoding::iso_datetime(host_harness::tokens::unix_now() as i64 - 1);
+    let since = dataverse::encoding::iso_datetime(dynamics_host::tokens::unix_now() as i64 - 1);
     let (status, body) = post(
         &fixture,
         "/api/trigger/start",

@@ -7,9 +7,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs;
 
 use dataverse_emulator::{Emulator, Fault};
+use dynamics_host::{ConnectorError, ErrorCode, Host};
 use e2e_tests::{client_credentials, connected, emulator, host, impatient_host, json};
 use host_harness::extract::{ExtractOptions, run, with_host};
-use host_harness::{ConnectorError, ErrorCode, Host};
 use serde_json::{Value, json};
 
 fn invoke_on(

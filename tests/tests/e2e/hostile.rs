@@ -3,8 +3,8 @@
 //! is refused naming the input, with no request sent.
 
 use dataverse_emulator::Emulator;
+use dynamics_host::{ConnectorError, ErrorCode};
 use e2e_tests::{connected, emulator, host, json};
-use host_harness::{ConnectorError, ErrorCode};
 use serde_json::{Value, json};
 
 /// Key values that change a URL's meaning when written raw: each sits beside a decoy row that a

@@ -4,8 +4,8 @@
 //! webapi/impersonate-another-user-web-api).
 
 use dataverse_emulator::{Emulator, SeededUsers};
+use dynamics_host::{Connection, ConnectorError, ErrorCode};
 use e2e_tests::{connected, emulator, host, json};
-use host_harness::{Connection, ConnectorError, ErrorCode};
 use serde_json::{Value, json};
 
 fn run(connection: &Connection, action: &str, input: Value) -> Result<Value, ConnectorError> {

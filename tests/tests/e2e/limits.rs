@@ -6,10 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{connected, emulator, host};
-use host_harness::{
+use dynamics_host::{
     Connection, ErrorCode, Host, HostConfig, HostError, Level, Limits, NetworkPolicy, StderrLog,
 };
+use e2e_tests::{connected, emulator, host};
 
 fn runaway(limits: Limits, allow_private: bool) -> Host {
     runaway_with(

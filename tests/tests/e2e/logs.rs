@@ -1,7 +1,7 @@
 //! Secrets never reach log lines or errors.
 
+use dynamics_host::Level;
 use e2e_tests::{client_credentials, emulator, host_with_memory_log};
-use host_harness::Level;
 
 #[test]
 fn client_secret_and_tokens_never_appear_in_logs_or_errors() {
@@ -39,6 +39,6 @@ fn client_secret_and_tokens_never_appear_in_logs_or_errors() {
         assert!(!line.message.contains(&secret), "secret in {line:?}");
         assert!(!line.message.contains(&token), "token in {line:?}");
     }
-    let error_text = host_harness::describe_error(&failure);
+    let error_text = dynamics_host::describe_error(&failure);
     assert!(!error_text.contains(&secret) && !error_text.contains(&token));
 }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use dynamics_host::ErrorCode;
 use e2e_tests::{connected, emulator, host, json};
-use host_harness::ErrorCode;
 use serde_json::{Value, json};
 
 fn run(emulator: &dataverse_emulator::Emulator, action: &str, input: Value) -> Value {

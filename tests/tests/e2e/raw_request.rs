@@ -1,5 +1,5 @@
+use dynamics_host::ErrorCode;
 use e2e_tests::{connected, emulator, host, json};
-use host_harness::ErrorCode;
 
 #[test]
 fn raw_request_sends_method_path_query_headers_and_json_body() {

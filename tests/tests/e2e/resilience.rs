@@ -1,13 +1,13 @@
 //! Retries against the emulator's injected faults: throttling, outages and cut connections are
 //! survived; the attempt bound holds; a retry never duplicates a create.
 
+use dynamics_host::ErrorCode;
 use e2e_tests::{connected, emulator, host, impatient_host, json};
-use host_harness::ErrorCode;
 use serde_json::json;
 
 fn get_a1(
     emulator: &dataverse_emulator::Emulator,
-) -> Result<serde_json::Value, host_harness::ConnectorError> {
+) -> Result<serde_json::Value, dynamics_host::ConnectorError> {
     let input = json!({"entityType": "accounts", "entityId": "accountnumber='A-1'"}).to_string();
     host()
         .invoke("get-entity", &connected(emulator), &input)

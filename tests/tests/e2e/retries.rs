@@ -233,7 +233,7 @@ fn a_fetch_all_whose_later_page_stays_broken_says_where_to_pick_the_read_up_agai
         .expect_err("the second page never arrives whole");
     assert_eq!(
         failure.code,
-        host_harness::ErrorCode::MalformedResponse,
+        dynamics_host::ErrorCode::MalformedResponse,
         "{failure:?}"
     );
     let hint = failure.hint.unwrap_or_default();

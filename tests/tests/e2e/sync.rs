@@ -1,7 +1,7 @@
 //! Sync Records: created, updated, unchanged, and a second run of the same input is a no-op.
 
+use dynamics_host::{ConnectorError, ErrorCode};
 use e2e_tests::{connected, emulator, host, json};
-use host_harness::{ConnectorError, ErrorCode};
 use serde_json::{Value, json};
 
 fn sync(emulator: &dataverse_emulator::Emulator, records: Value) -> Result<Value, ConnectorError> {

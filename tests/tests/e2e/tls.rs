@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use dataverse_emulator::{Config, Emulator};
+use dynamics_host::{Host, HostConfig, Level, NetworkPolicy, StderrLog};
 use e2e_tests::{client_credentials, json};
-use host_harness::{Host, HostConfig, Level, NetworkPolicy, StderrLog};
 
 fn host(root_certificates: Vec<Vec<u8>>) -> Host {
     Host::builtin(HostConfig {
@@ -78,7 +78,7 @@ fn the_component_signs_in_and_reads_over_https_when_the_host_trusts_the_emulator
         .unwrap_err();
     assert_eq!(
         failure.code,
-        host_harness::ErrorCode::Unavailable,
+        dynamics_host::ErrorCode::Unavailable,
         "{failure:?}"
     );
 }

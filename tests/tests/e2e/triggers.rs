@@ -1,8 +1,8 @@
 //! The webhook trigger validates requests and turns Dataverse's RemoteExecutionContext into
 //! events; the polling trigger reports new and updated rows once each.
 
+use dynamics_host::{ErrorCode, IncomingRequest};
 use e2e_tests::{connected, emulator, host};
-use host_harness::{ErrorCode, IncomingRequest};
 use serde_json::{Value, json};
 
 const CONTEXT: &str =
