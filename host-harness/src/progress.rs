@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use host_harness::extract::{PageReport, Progress};
 use dynamics_host::{Level, LogLine, LogSink};
+use host_harness::extract::{PageReport, Progress};
 use indicatif::{HumanCount, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How often the spinner and the elapsed time are redrawn.
