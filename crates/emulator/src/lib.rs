@@ -36,6 +36,7 @@ mod metadata_api;
 mod metadata_types;
 mod odata;
 mod paging;
+mod read;
 mod render;
 mod row_key;
 mod schema;

@@ -6,11 +6,11 @@ use crate::error::{self, DvError};
 use crate::guid::Guid;
 use crate::odata::path::Segment;
 use crate::odata::query::QueryOptions;
+use crate::read;
 use crate::row_key::{self, KeyRef};
 use crate::schema::{AttrKind, TableId};
 use crate::seed;
 use crate::store::{Store, Val};
-use crate::webapi;
 use crate::wire::{Req, Resp};
 
 /// Routes a write below an entity set.
@@ -480,7 +480,7 @@ fn representation(
     let row = store
         .get(e, &id)
         .ok_or_else(|| DvError::not_found(&store.entity(e).logical_name, &id))?;
-    let resp = webapi::single_row(store, req, e, row, &opts, status)?;
+    let resp = read::single_row(store, req, e, row, &opts, status)?;
     Ok(resp.header("Preference-Applied", "return=representation"))
 }
 
