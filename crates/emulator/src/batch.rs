@@ -10,8 +10,8 @@ use serde_json::Value;
 use crate::error::DvError;
 use crate::guid::Guid;
 use crate::impersonation;
+use crate::routes;
 use crate::store::Store;
-use crate::webapi;
 use crate::wire::Caller;
 use crate::wire::{JSON, Req, Resp};
 
@@ -373,23 +373,23 @@ fn run(store: &mut StoreAccess, outer: &Req, op: &Op, ids: &HashMap<String, Stri
         };
         let resp = match store {
             StoreAccess::Shared(lock) => {
-                if webapi::is_read(eff) {
+                if routes::is_read(eff) {
                     let s = lock.read().unwrap_or_else(|p| p.into_inner());
-                    webapi::handle_read(&s, &req)
+                    routes::handle_read(&s, &req)
                 } else {
                     let mut s = lock.write().unwrap_or_else(|p| p.into_inner());
-                    webapi::handle_write(&mut s, &req)
+                    routes::handle_write(&mut s, &req)
                 }
             }
             StoreAccess::Locked(s) => {
-                if webapi::is_read(eff) {
-                    webapi::handle_read(s, &req)
+                if routes::is_read(eff) {
+                    routes::handle_read(s, &req)
                 } else {
-                    webapi::handle_write(s, &req)
+                    routes::handle_write(s, &req)
                 }
             }
         }?;
-        Ok((resp, webapi::is_read(eff)))
+        Ok((resp, routes::is_read(eff)))
     })();
     match result {
         Ok((

@@ -1,6 +1,6 @@
 //! The read side of the Web API's rows: the service document, `WhoAmI`, collections (filter,
 //! order, select, expand, server paging with `$skiptoken`, counts and their annotations), one
-//! row by key and the paths below it. The dispatcher (`webapi.rs`) picks the handler; change
+//! row by key and the paths below it. The dispatcher (`routes.rs`) picks the handler; change
 //! tracking (`delta.rs`) and FetchXML (`fetchxml.rs`) read collections of their own.
 
 use std::ops::Bound;

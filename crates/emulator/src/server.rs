@@ -14,12 +14,11 @@ use axum::response::Response;
 use crate::auth::Auth;
 use crate::error::{self, DvError};
 use crate::faults::{Fault, FaultHandle};
+use crate::routes;
 use crate::seed::Identities;
 use crate::store::{Store, Val};
 use crate::throttle::{RateLimit, Throttle, Verdict};
-use crate::webapi;
-use crate::wire::Caller;
-use crate::wire::{self, Limits, Req, Resp};
+use crate::wire::{self, Caller, Limits, Req, Resp};
 use crate::{Config, RecordedRequest};
 
 /// Shared state of a running emulator.
@@ -435,9 +434,9 @@ fn web_api(
         // Inside a batch every call is made after the batch, without failing it.
         app.webhooks.enqueue(calls);
         result
-    } else if webapi::is_read(method_eff) {
+    } else if routes::is_read(method_eff) {
         let store = app.store.read().unwrap_or_else(|p| p.into_inner());
-        webapi::handle_read(&store, &req)
+        routes::handle_read(&store, &req)
     } else {
         write_with_webhooks(app, &req)
     };
@@ -488,7 +487,7 @@ fn write_with_webhooks(app: &App, req: &Req) -> Result<Resp, DvError> {
     if guarded {
         store.begin_tx();
     }
-    let mut result = webapi::handle_write(&mut store, req);
+    let mut result = routes::handle_write(&mut store, req);
     let calls = take_webhook_calls(app, &mut store, req);
     if result.is_err() {
         if guarded {
