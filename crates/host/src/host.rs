@@ -754,6 +754,58 @@ impl Host {
         }
     }
 
+    /// A new token for `connection`, the one place tokens are renewed: refreshed with the
+    /// refresh token it holds (auth code), or acquired again (client credentials, password).
+    /// None when it cannot be renewed without the user (auth code without a refresh token, or a
+    /// connection type the component does not define). [`crate::TokenManager`] adds its store
+    /// around this.
+    pub fn renew_token(
+        &self,
+        connection: &Connection,
+    ) -> Result<Option<Result<Token, ConnectorError>>, HostError> {
+        match self.connection_kind(connection) {
+            Some(types::ConnectionKind::Oauth2AuthorizationCode) => {
+                match connection
+                    .token
+                    .as_ref()
+                    .and_then(|t| t.refresh_token.as_deref())
+                {
+                    Some(refresh_token) => Ok(Some(self.refresh(connection, refresh_token)?)),
+                    None => Ok(None),
+                }
+            }
+            Some(
+                types::ConnectionKind::Oauth2ClientCredentials
+                | types::ConnectionKind::Oauth2Password,
+            ) => Ok(Some(self.acquire_token(connection)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs `key` and, when the service refuses the token (`unauthenticated`), lets `renew` put
+    /// a new one on the connection and runs once more: the retry both [`Host::run_action`] and
+    /// [`crate::TokenManager::run_action`] use.
+    pub fn invoke_renewing(
+        &self,
+        key: &str,
+        connection: &mut Connection,
+        input: &str,
+        renew: impl FnOnce(&mut Connection) -> Result<Result<bool, ConnectorError>, HostError>,
+    ) -> Result<Result<String, ConnectorError>, HostError> {
+        let first = self.invoke(key, connection, input)?;
+        match &first {
+            Err(failure)
+                if failure.code == crate::ErrorCode::Unauthenticated
+                    && connection.token.is_some() => {}
+            _ => return Ok(first),
+        }
+        match renew(connection)? {
+            Ok(true) => self.invoke(key, connection, input),
+            Ok(false) => Ok(first),
+            Err(failure) => Ok(Err(failure)),
+        }
+    }
+
     /// Runs an action the way a workflow host does: get a token if the connection can, run, and
     /// on `unauthenticated` renew the token once (refresh or re-acquire) and run again.
     pub fn run_action(
@@ -765,32 +817,15 @@ impl Host {
         if let Err(failure) = self.ensure_token(connection)? {
             return Ok(Err(failure));
         }
-        let first = self.invoke(key, connection, input)?;
-        match &first {
-            Err(failure)
-                if failure.code == crate::ErrorCode::Unauthenticated
-                    && connection.token.is_some() => {}
-            _ => return Ok(first),
-        }
-        let renewed = match (
-            self.connection_kind(connection),
-            connection
-                .token
-                .as_ref()
-                .and_then(|t| t.refresh_token.clone()),
-        ) {
-            (Some(types::ConnectionKind::Oauth2AuthorizationCode), Some(refresh_token)) => {
-                self.refresh(connection, &refresh_token)?
-            }
-            (Some(types::ConnectionKind::Oauth2AuthorizationCode), None) => return Ok(first),
-            _ => self.acquire_token(connection)?,
-        };
-        match renewed {
-            Ok(token) => {
-                connection.token = Some(token);
-                self.invoke(key, connection, input)
-            }
-            Err(failure) => Ok(Err(failure)),
-        }
+        self.invoke_renewing(key, connection, input, |connection| {
+            Ok(match self.renew_token(connection)? {
+                Some(Ok(token)) => {
+                    connection.token = Some(token);
+                    Ok(true)
+                }
+                Some(Err(failure)) => Err(failure),
+                None => Ok(false),
+            })
+        })
     }
 }

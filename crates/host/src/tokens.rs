@@ -517,28 +517,19 @@ impl<'a> TokenManager<'a> {
         key: &str,
         connection: &mut Connection,
     ) -> Result<Result<(), ConnectorError>, HostError> {
-        let result = match self.host.connection_kind(connection) {
-            Some(ConnectionKind::Oauth2AuthorizationCode) => {
-                let refresh_token = connection
-                    .token
-                    .as_ref()
-                    .and_then(|token| token.refresh_token.clone());
-                match refresh_token {
-                    Some(refresh_token) => {
-                        let renewed = self.host.refresh(connection, &refresh_token)?;
-                        if let Err(failure) = &renewed
-                            && failure.code == ErrorCode::Unauthenticated
-                        {
-                            self.store.remove(key).map_err(store_error)?;
-                        }
-                        renewed
-                    }
-                    None => Err(not_signed_in(connection.token.is_some())),
+        let auth_code =
+            self.host.connection_kind(connection) == Some(ConnectionKind::Oauth2AuthorizationCode);
+        let result = match self.host.renew_token(connection)? {
+            Some(renewed) => {
+                if auth_code
+                    && let Err(failure) = &renewed
+                    && failure.code == ErrorCode::Unauthenticated
+                {
+                    self.store.remove(key).map_err(store_error)?;
                 }
+                renewed
             }
-            Some(ConnectionKind::Oauth2ClientCredentials | ConnectionKind::Oauth2Password) => {
-                self.host.acquire_token(connection)?
-            }
+            None if auth_code => Err(not_signed_in(connection.token.is_some())),
             // An unknown connection type: the call itself reports it.
             None => return Ok(Ok(())),
         };
@@ -568,15 +559,10 @@ impl<'a> TokenManager<'a> {
         if let Err(failure) = self.prepare(key, connection)? {
             return Ok(Err(failure));
         }
-        let first = self.host.invoke(action, connection, input)?;
-        match &first {
-            Err(failure) if failure.code == ErrorCode::Unauthenticated => {}
-            _ => return Ok(first),
-        }
-        if let Err(failure) = self.renew(key, connection)? {
-            return Ok(Err(failure));
-        }
-        self.host.invoke(action, connection, input)
+        self.host
+            .invoke_renewing(action, connection, input, |connection| {
+                Ok(self.renew(key, connection)?.map(|()| true))
+            })
     }
 
     /// The component's connection test with the stored (or a fresh) token.
