@@ -1,0 +1,133 @@
+//! FetchXML, stage 1: the XML text into a small element tree (quick-xml). Only
+//! well-formedness is checked here; what the elements mean is the planner's business.
+
+use quick_xml::events::Event;
+
+use super::invalid;
+use crate::error::DvError;
+
+/// A parsed XML element.
+#[derive(Debug, Default, Clone)]
+pub struct Element {
+    pub name: String,
+    pub attrs: Vec<(String, String)>,
+    pub children: Vec<Element>,
+    pub text: String,
+}
+
+impl Element {
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether a boolean attribute is set (`true` or `1`).
+    pub fn flag(&self, name: &str) -> bool {
+        self.attr(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    }
+}
+
+fn resolve_ref(name: &str) -> Option<String> {
+    if let Some(s) = quick_xml::escape::resolve_predefined_entity(name) {
+        return Some(s.to_string());
+    }
+    let num = name.strip_prefix('#')?;
+    let code = match num.strip_prefix('x').or_else(|| num.strip_prefix('X')) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+        None => num.parse().ok()?,
+    };
+    char::from_u32(code).map(String::from)
+}
+
+fn element_of(s: &quick_xml::events::BytesStart) -> Result<Element, DvError> {
+    let mut el = Element {
+        name: s.name().as_ref().to_string(),
+        ..Default::default()
+    };
+    for a in s.attributes() {
+        let a = a.map_err(|e| not_well_formed(&e))?;
+        let v = a
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map_err(|e| not_well_formed(&e))?;
+        el.attrs.push((a.key.as_ref().to_string(), v.into_owned()));
+    }
+    Ok(el)
+}
+
+fn not_well_formed(e: &dyn std::fmt::Display) -> DvError {
+    invalid(format!("The FetchXML is not well-formed: {e}"))
+}
+
+/// Parses an XML document into its root element.
+pub fn parse_xml(text: &str) -> Result<Element, DvError> {
+    let mut reader = quick_xml::Reader::from_str(text);
+    reader.config_mut().trim_text(true);
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let attach = |el: Element, stack: &mut Vec<Element>, root: &mut Option<Element>| match stack
+        .last_mut()
+    {
+        Some(parent) => {
+            parent.children.push(el);
+            Ok(())
+        }
+        None if root.is_none() => {
+            *root = Some(el);
+            Ok(())
+        }
+        None => Err(invalid(
+            "The FetchXML is not well-formed: more than one root element.",
+        )),
+    };
+    loop {
+        match reader.read_event().map_err(|e| not_well_formed(&e))? {
+            Event::Start(s) => stack.push(element_of(&s)?),
+            Event::Empty(s) => {
+                let el = element_of(&s)?;
+                attach(el, &mut stack, &mut root)?;
+            }
+            Event::End(_) => {
+                let el = stack.pop().ok_or_else(|| {
+                    invalid("The FetchXML is not well-formed: unexpected end tag.")
+                })?;
+                attach(el, &mut stack, &mut root)?;
+            }
+            Event::Text(t) => {
+                let content = t.xml10_content();
+                match stack.last_mut() {
+                    Some(top) => top.text.push_str(&content),
+                    None if content.trim().is_empty() => {}
+                    None => {
+                        return Err(invalid(
+                            "The FetchXML is not well-formed: text outside the root element.",
+                        ));
+                    }
+                }
+            }
+            Event::CData(c) => {
+                if let Some(top) = stack.last_mut() {
+                    top.text.push_str(&c.xml10_content());
+                }
+            }
+            Event::GeneralRef(r) => {
+                let name = r.into_inner();
+                let s = resolve_ref(&name)
+                    .ok_or_else(|| invalid(format!("Unknown entity reference '&{name};'.")))?;
+                if let Some(top) = stack.last_mut() {
+                    top.text.push_str(&s);
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !stack.is_empty() {
+        return Err(invalid(
+            "The FetchXML is not well-formed: an element is not closed.",
+        ));
+    }
+    root.ok_or_else(|| invalid("The FetchXML is empty."))
+}
