@@ -4,10 +4,14 @@
 //! Dataverse lets a client choose the primary key of a new row, and `PATCH set(id)` with
 //! `If-None-Match: *` creates that row or, when it exists, answers 412 and changes nothing
 //! ("Prevent update in upsert", learn.microsoft.com/power-apps/developer/data-platform/webapi/perform-conditional-operations-using-web-api).
-//! The IDs are derived from a run key (the caller's `idempotencyKey`, or a fresh random one) and
-//! the item's position, so the same input with the same key names the same rows. A 412 is then
-//! checked by reading the row: if it exists, the create was ours and is reported as already
-//! made; if not, the 412 is the service's own (a duplicate alternate key) and is reported as is.
+//! The IDs are derived from a run key (the caller's `idempotencyKey`, or a fresh random one), the
+//! item's position and a fingerprint of the write itself (the record's data; for an all-or-nothing
+//! batch, the whole change set), so the same input with the same key names the same rows, and the
+//! same key reused for different data names different ones (it can never report another write's
+//! row as "already created"). A 412 is then checked by reading the row: if it exists, the create
+//! was ours and is reported as already made; if not, the 412 is the service's own (a duplicate
+//! alternate key) and is reported as is. A primary ID the caller gives is theirs: a 412 on it is
+//! reported as already made only when the stored row holds exactly the data sent.
 //!
 //! Finance & Operations has no such upsert, so creates there stay plain POSTs.
 
@@ -41,13 +45,15 @@ impl RunKey {
         }
     }
 
-    /// The ID of the `index`th new row of `entity_set` in this run.
-    pub fn row_id(&self, entity_set: &str, index: usize) -> String {
+    /// The ID of the `index`th new row of `entity_set` in this run, for the write `fingerprint`
+    /// names ([`fingerprint`]).
+    pub fn row_id(&self, entity_set: &str, index: usize, fingerprint: &str) -> String {
         guid::derive(&[
-            "dynamics-connector/create/v1",
+            "dynamics-connector/create/v2",
             &self.key,
             &entity_set.to_ascii_lowercase(),
             &index.to_string(),
+            fingerprint,
         ])
     }
 
@@ -58,6 +64,12 @@ impl RunKey {
             self.key
         )
     }
+}
+
+/// What names one write in a row ID: the kind of write and its data as canonical JSON (object
+/// keys in order), hashed so that long bodies make short fingerprints.
+pub fn fingerprint(kind: &str, data: &Value) -> String {
+    guid::derive(&[kind, &data.to_string()])
 }
 
 /// How a new row gets its ID.
@@ -83,6 +95,7 @@ pub fn new_row(
     body: &Map<String, Value>,
     run: &RunKey,
     index: usize,
+    fingerprint: &str,
 ) -> Result<NewRow> {
     let candidate = body
         .iter()
@@ -100,7 +113,7 @@ pub fn new_row(
         });
     }
     Ok(NewRow {
-        id: run.row_id(entity_set, index),
+        id: run.row_id(entity_set, index, fingerprint),
         given_in: None,
     })
 }
@@ -150,38 +163,55 @@ mod tests {
     }
 
     #[test]
-    fn a_row_id_depends_only_on_the_key_the_table_and_the_position() {
+    fn a_row_id_depends_on_the_key_the_table_the_position_and_the_write() {
         let key = run("flow-42/step-3");
-        assert_eq!(key.row_id("accounts", 0), key.row_id("accounts", 0));
+        let write = fingerprint("create-entity", &serde_json::json!({"name": "A"}));
         assert_eq!(
-            key.row_id("accounts", 7),
-            run("flow-42/step-3").row_id("Accounts", 7)
+            key.row_id("accounts", 0, &write),
+            key.row_id("accounts", 0, &write)
         );
+        assert_eq!(
+            key.row_id("accounts", 7, &write),
+            run("flow-42/step-3").row_id("Accounts", 7, &write)
+        );
+        let other_data = fingerprint("create-entity", &serde_json::json!({"name": "B"}));
+        let other_kind = fingerprint("batch/independent", &serde_json::json!({"name": "A"}));
         let others = [
-            key.row_id("accounts", 1),
-            key.row_id("contacts", 0),
-            run("flow-42/step-4").row_id("accounts", 0),
+            key.row_id("accounts", 1, &write),
+            key.row_id("contacts", 0, &write),
+            run("flow-42/step-4").row_id("accounts", 0, &write),
+            // The same key reused for different data, or by another kind of write, names
+            // another row: it can never be taken for the row of the first write.
+            key.row_id("accounts", 0, &other_data),
+            key.row_id("accounts", 0, &other_kind),
         ];
         for other in others {
-            assert_ne!(key.row_id("accounts", 0), other);
+            assert_ne!(key.row_id("accounts", 0, &write), other);
         }
-        assert!(guid::is_guid(&key.row_id("accounts", 0)));
+        assert!(guid::is_guid(&key.row_id("accounts", 0, &write)));
+        // Canonical JSON: the order the caller wrote the fields in does not matter.
+        let reordered: Value = serde_json::from_str(r#"{"b": 1, "a": 2}"#).unwrap();
+        let ordered: Value = serde_json::from_str(r#"{"a": 2, "b": 1}"#).unwrap();
+        assert_eq!(fingerprint("k", &reordered), fingerprint("k", &ordered));
     }
 
     /// A rerun after an upgrade must name the rows the earlier version made, so the derivation
     /// may never change: these IDs are fixed (computed apart from this code, as SHA-256 of the
-    /// length-prefixed parts "dynamics-connector/create/v1", key, table, index, made a version 8
-    /// UUID).
+    /// length-prefixed parts "dynamics-connector/create/v2", key, table, index and the write's
+    /// fingerprint, itself such a GUID of "create-entity" and the data's JSON, made version 8
+    /// UUIDs).
     #[test]
     fn row_ids_are_the_same_in_every_version() {
         let key = run("flow-42/step-3");
+        let write = fingerprint("create-entity", &serde_json::json!({"name": "A"}));
+        assert_eq!(write, "2077ab8c-040c-8a63-8d20-0f12991b3528");
         assert_eq!(
-            key.row_id("accounts", 0),
-            "214a8d58-f302-81c9-b3c4-e5fc36cddff6"
+            key.row_id("accounts", 0, &write),
+            "38a535cd-5d51-84b6-b047-6419aa99808e"
         );
         assert_eq!(
-            key.row_id("accounts", 999),
-            "07fb14e0-e6dd-8e05-96c6-a7c9b06e1284"
+            key.row_id("accounts", 999, &write),
+            "0d07c1c3-8777-84b1-83ea-8bf5f98d3c69"
         );
     }
 
@@ -219,14 +249,30 @@ mod tests {
         let key = run("flow-42/step-3");
         let given = "00000000-0000-0000-0000-0000000000a1";
         let body = serde_json::json!({"accountid": given, "name": "A"});
-        let row = new_row(&context, "accounts", body.as_object().unwrap(), &key, 0).unwrap();
+        let row = new_row(
+            &context,
+            "accounts",
+            body.as_object().unwrap(),
+            &key,
+            0,
+            "w",
+        )
+        .unwrap();
         assert_eq!(row.id, given);
         assert_eq!(row.given_in.as_deref(), Some("accountid"));
 
         // No GUID-valued column that could be the primary ID: no metadata is read.
         let body = serde_json::json!({"name": "A", "parentaccountid": "not a guid"});
-        let row = new_row(&context, "accounts", body.as_object().unwrap(), &key, 4).unwrap();
-        assert_eq!(row.id, key.row_id("accounts", 4));
+        let row = new_row(
+            &context,
+            "accounts",
+            body.as_object().unwrap(),
+            &key,
+            4,
+            "w",
+        )
+        .unwrap();
+        assert_eq!(row.id, key.row_id("accounts", 4, "w"));
         assert_eq!(row.given_in, None);
         assert_eq!(script.sent().len(), 1);
     }

@@ -101,6 +101,20 @@ pub fn record_body(
     Ok(body)
 }
 
+/// True when every plain column of `body` already has its value in `row`. Lookups (bindings,
+/// or lookup objects not yet bound) are not compared: they name records, which the row holds
+/// as IDs.
+pub fn matches_row(row: &Value, body: &Map<String, Value>) -> bool {
+    body.iter()
+        .filter(|(column, value)| !column.contains('@') && !value.is_object())
+        .all(|(column, value)| match (row.get(column), value) {
+            (Some(Value::Number(a)), Value::Number(b)) => a.as_f64() == b.as_f64(),
+            (Some(stored), value) => stored == value,
+            (None, Value::Null) => true,
+            (None, _) => false,
+        })
+}
+
 /// Resolves `{"ref": name}` lookups to an earlier batch item: its entity set and `$n` reference.
 pub type RefResolver<'a> = &'a dyn Fn(&str) -> Option<(String, String)>;
 

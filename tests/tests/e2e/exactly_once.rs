@@ -432,3 +432,145 @@ fn seeded_fault_storms_lose_and_duplicate_no_row() {
         RERUNS.load(std::sync::atomic::Ordering::Relaxed)
     );
 }
+
+#[test]
+fn a_key_reused_for_other_data_or_another_kind_of_batch_never_reports_another_writes_row() {
+    let emulator = emulator();
+    // The same key, other data: a second record, not "already created" with the first one's ID.
+    let first = invoke_on(
+        host(),
+        &emulator,
+        "create-entity",
+        &json!({"entityType": "accounts", "idempotencyKey": "k1", "fieldValues": {"name": "K1", "accountnumber": "REUSE-1"}}),
+    )
+    .unwrap();
+    let second = invoke_on(
+        host(),
+        &emulator,
+        "create-entity",
+        &json!({"entityType": "accounts", "idempotencyKey": "k1", "fieldValues": {"name": "DIFFERENT", "accountnumber": "REUSE-2"}}),
+    )
+    .unwrap();
+    assert!(second.get("alreadyCreated").is_none(), "{second}");
+    assert_ne!(first["id"], second["id"]);
+    assert_eq!(count(&emulator, "REUSE-"), (2, 2));
+    let stored = emulator.table("accounts");
+    let k1 = stored
+        .iter()
+        .find(|row| row["accountid"] == first["id"])
+        .unwrap();
+    assert_eq!(k1["name"], "K1", "the first record is untouched");
+
+    // An independent batch, then an all-or-nothing one with the same key and items: the change
+    // set is a write of its own, so its update of a missing record fails honestly instead of
+    // being reported as applied earlier.
+    let items = json!([
+        {"collection": "accounts", "action": "create", "data": {"name": "aon mix"}},
+        {"collection": "accounts", "action": "update", "key": "99999999-2222-3333-4444-555555555555", "data": {"name": "never"}},
+    ]);
+    let independent = invoke_on(
+        host(),
+        &emulator,
+        "batch-entity-actions",
+        &json!({"batchActions": items, "idempotencyKey": "mix1"}),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            independent["succeeded"].as_u64(),
+            independent["failed"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let atomic = invoke_on(
+        host(),
+        &emulator,
+        "batch-entity-actions",
+        &json!({"batchActions": items, "idempotencyKey": "mix1", "allOrNothing": true}),
+    )
+    .unwrap();
+    assert_eq!(atomic["succeeded"], 0, "{atomic}");
+    assert_eq!(atomic["results"][0]["outcome"], "rolled-back", "{atomic}");
+    assert_eq!(atomic["results"][1]["outcome"], "failed", "{atomic}");
+    assert!(!atomic.to_string().contains("appliedEarlier"), "{atomic}");
+    let made = emulator
+        .table("accounts")
+        .iter()
+        .filter(|row| row["name"] == "aon mix")
+        .count();
+    assert_eq!(made, 1, "the rolled-back change set made nothing");
+}
+
+#[test]
+fn a_create_with_its_own_primary_id_whose_answer_is_lost_meets_its_row_and_a_taken_id_is_refused() {
+    let emulator = emulator();
+    let id = "11111111-2222-3333-4444-555555555556";
+    emulator
+        .faults()
+        .inject_on(Fault::CutMidBody, 1, "/accounts(");
+    let output = invoke_on(
+        host(),
+        &emulator,
+        "create-entity",
+        &json!({"entityType": "accounts", "returnRepresentation": true, "fieldValues": {"name": "own id", "accountid": id}}),
+    )
+    .unwrap();
+    assert_eq!(output["id"], id);
+    assert_eq!(output["alreadyCreated"], true, "{output}");
+    let rows: Vec<_> = emulator
+        .table("accounts")
+        .into_iter()
+        .filter(|row| row["accountid"] == id)
+        .collect();
+    assert_eq!(rows.len(), 1);
+
+    // The same ID with other data: someone else's row, so the service's 412 stands.
+    let taken = invoke_on(
+        host(),
+        &emulator,
+        "create-entity",
+        &json!({"entityType": "accounts", "fieldValues": {"name": "someone else", "accountid": id}}),
+    )
+    .unwrap_err();
+    assert_eq!(taken.http_status, Some(412), "{taken:?}");
+    let stored = emulator.table("accounts");
+    let row = stored.iter().find(|row| row["accountid"] == id).unwrap();
+    assert_eq!(row["name"], "own id");
+
+    // In a batch whose answer is cut: the resend meets the row and reports it made.
+    emulator.faults().inject_on(Fault::CutMidBody, 1, "$batch");
+    let other = "11111111-2222-3333-4444-555555555557";
+    let output = invoke_on(
+        host(),
+        &emulator,
+        "batch-entity-actions",
+        &json!({"batchActions": [{"collection": "accounts", "action": "create", "data": {"name": "batch own id", "accountid": other}}]}),
+    )
+    .unwrap();
+    assert_eq!(output["succeeded"], 1, "{output}");
+    assert_eq!(output["results"][0]["alreadyCreated"], true, "{output}");
+}
+
+#[test]
+fn a_delete_that_finds_nothing_after_a_lost_answer_is_not_called_a_success() {
+    let emulator = emulator();
+    emulator.faults().inject_on(Fault::CutMidBody, 1, "$batch");
+    let output = invoke_on(
+        host(),
+        &emulator,
+        "batch-entity-actions",
+        &json!({"batchActions": [
+            {"collection": "accounts", "action": "create", "data": {"name": "pad"}},
+            {"collection": "accounts", "action": "delete", "key": "deadbeef-0000-4000-8000-000000000000"},
+        ]}),
+    )
+    .unwrap();
+    assert_eq!(output["results"][0]["outcome"], "succeeded");
+    assert_eq!(output["results"][1]["outcome"], "failed", "{output}");
+    assert!(
+        output["results"][1]["error"]["hint"]
+            .as_str()
+            .is_some_and(|hint| hint.contains("may have deleted")),
+        "{output}"
+    );
+}

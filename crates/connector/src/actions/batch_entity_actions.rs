@@ -100,13 +100,26 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     let run_key = RunKey::of(input);
     let named = creates::named_creates(context);
     // Each create's row ID, chosen before anything is sent: the same input and key name the
-    // same rows, so a resend or a rerun cannot make a second one.
+    // same rows, so a resend or a rerun cannot make a second one. A change set is one write:
+    // its creates are named by all of it, so a 412 proves this very change set was applied. An
+    // independent item is named by its own data, so a rerun with some items fixed still meets
+    // the rows the others made.
+    let change_set = all_or_nothing.then(|| {
+        creates::fingerprint(
+            "batch/all-or-nothing",
+            input.json(BATCH_ACTIONS.key).unwrap_or(&Value::Null),
+        )
+    });
     let rows = items
         .iter()
         .enumerate()
         .map(|(index, item)| match (item.action, item.data) {
             ("create", Some(data)) if named => {
-                creates::new_row(context, item.collection, data, &run_key, index).map(Some)
+                let write = match &change_set {
+                    Some(whole) => whole.clone(),
+                    None => creates::fingerprint("batch/independent", &Value::Object(data.clone())),
+                };
+                creates::new_row(context, item.collection, data, &run_key, index, &write).map(Some)
             }
             _ => Ok(None),
         })
@@ -212,23 +225,20 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                 };
                 let result = if (200..300).contains(&answer.status) {
                     item_success(context, index, item, answer)?
-                } else if answer.status == 412
-                    && rows[index]
-                        .as_ref()
-                        .is_some_and(|row| row.given_in.is_none())
-                {
+                } else if answer.status == 412 && rows[index].is_some() {
                     met.push(index);
                     ItemResult {
                         status: Some(412),
                         ..ItemResult::new(index, item, "failed")
                     }
                 } else if answer.status == 404 && item.action == "delete" && lost {
-                    // This call's earlier attempt, whose answer was lost, deleted it.
-                    ItemResult {
-                        status: Some(204),
-                        already: Some("alreadyDeleted"),
-                        ..ItemResult::new(index, item, "succeeded")
+                    // An earlier attempt, whose answer was lost, may have deleted it, or it may
+                    // never have existed: nothing tells which, so it is not called a success.
+                    let mut result = item_failure(index, item, answer);
+                    if let Some(error) = &mut result.error {
+                        error.hint = Some("an earlier attempt of this batch lost its answer: it may have deleted this record, or the record never existed; check the table".to_string());
                     }
+                    result
                 } else {
                     item_failure(index, item, answer)
                 };
@@ -240,22 +250,27 @@ fn run(context: &Context, input: &Input) -> Result<String> {
             let found = plan.read_created(input, &met)?;
             for index in met {
                 let item = &items[index];
-                results[index] = Some(match found.get(&index) {
-                    Some(record) => already_applied(
-                        index,
-                        item,
-                        rows[index].as_ref(),
-                        &found_one(index, record),
-                    ),
-                    None => {
-                        let position = pending.iter().position(|&p| p == index).unwrap_or(0);
-                        let answer = answers.get(position);
-                        match answer {
-                            Some(answer) => item_failure(index, item, answer),
-                            None => ItemResult::new(index, item, "failed"),
+                results[index] = Some(
+                    match found
+                        .get(&index)
+                        .filter(|record| plan.is_own(index, record))
+                    {
+                        Some(record) => already_applied(
+                            index,
+                            item,
+                            rows[index].as_ref(),
+                            &found_one(index, record),
+                        ),
+                        None => {
+                            let position = pending.iter().position(|&p| p == index).unwrap_or(0);
+                            let answer = answers.get(position);
+                            match answer {
+                                Some(answer) => item_failure(index, item, answer),
+                                None => ItemResult::new(index, item, "failed"),
+                            }
                         }
-                    }
-                });
+                    },
+                );
             }
             let answered = answers.len().min(pending.len());
             done.extend_from_slice(&pending[..answered]);
@@ -475,17 +490,40 @@ impl Plan<'_, '_> {
     /// own row, which proves an earlier attempt or run applied the whole change set.
     fn committed_earlier(&self, input: &Input) -> Result<Option<HashMap<usize, Value>>> {
         let creates: Vec<usize> = (0..self.items.len())
-            .filter(|&index| {
-                self.rows[index]
-                    .as_ref()
-                    .is_some_and(|row| row.given_in.is_none())
-            })
+            .filter(|&index| self.rows[index].is_some())
             .collect();
-        if creates.is_empty() {
+        // Only rows named by this change set prove it ran: caller-given IDs alone do not.
+        if !creates.iter().any(|&index| {
+            self.rows[index]
+                .as_ref()
+                .is_some_and(|row| row.given_in.is_none())
+        }) {
             return Ok(None);
         }
         let found = self.read_created(input, &creates)?;
-        Ok((found.len() == creates.len()).then_some(found))
+        let all_own = creates.iter().all(|&index| {
+            found
+                .get(&index)
+                .is_some_and(|record| self.is_own(index, record))
+        });
+        Ok(all_own.then_some(found))
+    }
+
+    /// Whether the existing row `record` met by the create at `index` is that create's own: a
+    /// row named by the run key and this write always is; a row with the caller's own ID only
+    /// when it holds exactly the data the item sends.
+    fn is_own(&self, index: usize, record: &Value) -> bool {
+        match &self.rows[index] {
+            Some(row) if row.given_in.is_none() => true,
+            Some(row) => self.items[index].data.is_some_and(|data| {
+                let mut sent = data.clone();
+                if let Some(column) = &row.given_in {
+                    sent.remove(column);
+                }
+                crate::records::matches_row(record, &sent)
+            }),
+            None => false,
+        }
     }
 }
 
@@ -1279,7 +1317,11 @@ mod tests {
         let id = RunKey {
             key: "flow-42".to_string(),
         }
-        .row_id("accounts", 0);
+        .row_id(
+            "accounts",
+            0,
+            &creates::fingerprint("batch/independent", &json!({"name": "A"})),
+        );
         let body = answer(&[part(None, "204 No Content", &[&entity_id(&id)], "")]);
         let script = Script::new().answer(200, ANSWER_TYPE, &body);
         let output = run_batch(

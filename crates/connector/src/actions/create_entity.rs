@@ -53,10 +53,12 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
 fn create_named(context: &Context, entity_set: &str, input: &Input) -> Result<Value> {
     let run_key = RunKey::of(input);
     let mut body = record_body(context, entity_set, input)?;
-    let row = creates::new_row(context, entity_set, &body, &run_key, 0)?;
+    let write = creates::fingerprint("create-entity", &Value::Object(body.clone()));
+    let row = creates::new_row(context, entity_set, &body, &run_key, 0, &write)?;
     if let Some(column) = &row.given_in {
         body.remove(column);
     }
+    let sent = body.clone();
     let request = creates::request(context, entity_set, &row.id);
     match write_body(
         context,
@@ -67,12 +69,15 @@ fn create_named(context: &Context, entity_set: &str, input: &Input) -> Result<Va
         RetryPolicy::RECORDS,
     ) {
         Ok(output) => Ok(output),
-        // 412: a row with this ID exists. Ours when the ID came from the run key (this run's
-        // lost attempt, or an earlier run with the same key); the caller's own ID may simply
-        // be taken by someone else, so that stays the service's error.
-        Err(failure) if failure.http_status == Some(412) && row.given_in.is_none() => {
+        // 412: a row with this ID exists. Ours when the ID came from the run key and this very
+        // write (this run's lost attempt, or an earlier run of the same input and key). The
+        // caller's own ID may be taken by someone else: that is reported as already made only
+        // when the stored row holds exactly what was sent, else it stays the service's error.
+        Err(failure) if failure.http_status == Some(412) => {
             match creates::existing(context, input, entity_set, &row.id)? {
-                Some(record) => {
+                Some(record)
+                    if row.given_in.is_none() || crate::records::matches_row(&record, &sent) =>
+                {
                     let mut output = serde_json::Map::new();
                     output.insert("id".into(), Value::String(row.id));
                     output.insert("alreadyCreated".into(), Value::Bool(true));
@@ -81,7 +86,7 @@ fn create_named(context: &Context, entity_set: &str, input: &Input) -> Result<Va
                     }
                     Ok(Value::Object(output))
                 }
-                None => Err(failure),
+                _ => Err(failure),
             }
         }
         Err(mut failure) if failure.http_status.is_none() && is_lost(&failure) => {

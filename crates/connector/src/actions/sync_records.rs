@@ -109,7 +109,7 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
                 &format_args!("record {index}: "),
                 None,
             )?;
-            if let Some(row) = current.filter(|row| unchanged(row, &body)) {
+            if let Some(row) = current.filter(|row| crate::records::matches_row(row, &body)) {
                 let id = row.get(&table.primary_id).cloned().unwrap_or(Value::Null);
                 chunk_results[position] = Some(
                     json!({"index": index, "key": key_text, "outcome": "unchanged", "id": id}),
@@ -353,17 +353,4 @@ fn same_key(row: &Value, match_on: &[String], key: &RecordKey) -> bool {
                 })
         }
     }
-}
-
-/// True when every plain column of `body` already has its value in `row`. Lookup bindings are
-/// not compared: they name records, which the row holds as IDs.
-fn unchanged(row: &Value, body: &Map<String, Value>) -> bool {
-    body.iter()
-        .filter(|(column, _)| !column.contains('@'))
-        .all(|(column, value)| match (row.get(column), value) {
-            (Some(Value::Number(a)), Value::Number(b)) => a.as_f64() == b.as_f64(),
-            (Some(stored), value) => stored == value,
-            (None, Value::Null) => true,
-            (None, _) => false,
-        })
 }
