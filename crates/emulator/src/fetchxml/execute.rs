@@ -234,7 +234,8 @@ impl<'a> Exec<'a> {
 }
 
 /// One page of a query's result: the joined rows, whether more follow, and the number of
-/// matching rows when the query asked for it (`returntotalrecordcount`).
+/// matching rows (known anyway once every row was sorted; counted for a page in key order
+/// only when the query asks for it with `returntotalrecordcount`).
 pub struct Page<'a> {
     pub rows: Vec<Joined<'a>>,
     pub more: bool,
@@ -522,4 +523,195 @@ pub fn aggregate(store: &Store, q: &Query, exec: &Exec) -> Result<Vec<Vec<Cell>>
         rows.truncate(t);
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture;
+    use super::super::plan::{compile, output_columns};
+    use super::*;
+    use crate::wire::Caller;
+
+    fn query(rows: &fixture::Rows, inner: &str, fetch_attrs: &str) -> Query {
+        let xml = format!("<fetch {fetch_attrs}><entity name='account'>{inner}</entity></fetch>");
+        compile(&rows.store, rows.accounts, &xml, Caller::default()).unwrap()
+    }
+
+    /// The root ids of the page a query selects, whether more follow, and the total.
+    fn ids_of(rows: &fixture::Rows, q: &Query) -> (Vec<Guid>, bool, Option<usize>) {
+        let exec = Exec::new(&rows.store, q);
+        let cols = output_columns(&rows.store, q);
+        let page = page(&rows.store, q, &exec, &cols);
+        let pk = rows.store.entity(rows.accounts).primary_id;
+        let ids = page
+            .rows
+            .iter()
+            .map(|j| match &j[0].unwrap().vals[pk] {
+                Val::Guid(g) => *g,
+                other => panic!("a primary key, not {other:?}"),
+            })
+            .collect();
+        (ids, page.more, page.total)
+    }
+
+    #[test]
+    fn like_patterns_match_percent_and_underscore() {
+        assert!(like_match("contoso", "con%"));
+        assert!(like_match("contoso", "%tos%"));
+        assert!(like_match("contoso", "c_ntoso"));
+        assert!(like_match("", "%"));
+        assert!(!like_match("contoso", "con"));
+        assert!(!like_match("contoso", "%x%"));
+        assert!(like_match("a%b", "a%b"));
+    }
+
+    #[test]
+    fn values_order_nulls_first_and_strings_without_case() {
+        assert_eq!(order_vals(&Val::Null, &Val::Int(1)), Ordering::Less);
+        assert_eq!(
+            order_vals(&Val::str("adatum"), &Val::str("Contoso")),
+            Ordering::Less
+        );
+        assert_eq!(cmp_vals(&Val::Int(2), &Val::Num(2.5)), Some(Ordering::Less));
+        assert_eq!(cmp_vals(&Val::Int(2), &Val::str("2")), None);
+    }
+
+    #[test]
+    fn without_orders_pages_follow_the_primary_key_and_resume_after_the_cookie() {
+        let rows = fixture::rows();
+        let (first, more, total) = ids_of(&rows, &query(&rows, "", "count='2'"));
+        assert_eq!(first, [rows.contoso, rows.fabrikam]);
+        assert!(more);
+        assert_eq!(total, None);
+        let cookie = format!(
+            "<cookie page=\"1\"><accountid last=\"{}\" /></cookie>",
+            rows.fabrikam.braced_upper()
+        );
+        let attrs = format!(
+            "count='2' page='2' paging-cookie='{}'",
+            quick_xml::escape::escape(cookie.as_str())
+        );
+        let (second, more, _) = ids_of(&rows, &query(&rows, "", &attrs));
+        assert_eq!((second, more), (vec![rows.adatum], false));
+        let (by_number, _, _) = ids_of(&rows, &query(&rows, "", "count='2' page='2'"));
+        assert_eq!(by_number, [rows.adatum]);
+    }
+
+    #[test]
+    fn orders_sort_every_matching_row_and_give_the_total() {
+        let rows = fixture::rows();
+        let q = query(
+            &rows,
+            "<order attribute='name'/>",
+            "count='2' returntotalrecordcount='true'",
+        );
+        let (ids, more, total) = ids_of(&rows, &q);
+        assert_eq!(ids, [rows.adatum, rows.contoso]);
+        assert_eq!((more, total), (true, Some(3)));
+        let top = query(
+            &rows,
+            "<order attribute='numberofemployees' descending='true'/>",
+            "top='1'",
+        );
+        assert_eq!(ids_of(&rows, &top), (vec![rows.contoso], false, Some(3)));
+    }
+
+    #[test]
+    fn conditions_filter_rows_and_nulls_fail_comparisons() {
+        let rows = fixture::rows();
+        let filtered = |c: &str| {
+            let q = query(&rows, &format!("<filter>{c}</filter>"), "");
+            ids_of(&rows, &q).0
+        };
+        assert_eq!(
+            filtered("<condition attribute='numberofemployees' operator='lt' value='50'/>"),
+            [rows.fabrikam]
+        );
+        assert_eq!(
+            filtered("<condition attribute='numberofemployees' operator='null'/>"),
+            [rows.adatum]
+        );
+        assert_eq!(
+            filtered("<condition attribute='name' operator='like' value='%TOS%'/>"),
+            [rows.contoso]
+        );
+        assert_eq!(
+            filtered(
+                "<condition attribute='industrycode' operator='eq' value='1'/>\
+                 <condition attribute='name' operator='ne' value='Contoso'/>"
+            ),
+            [rows.adatum]
+        );
+    }
+
+    #[test]
+    fn inner_links_drop_rows_without_a_match_and_outer_links_keep_them() {
+        let rows = fixture::rows();
+        let link = |kind: &str| {
+            format!(
+                "<link-entity name='contact' from='contactid' to='primarycontactid' link-type='{kind}'/>"
+            )
+        };
+        assert_eq!(
+            ids_of(&rows, &query(&rows, &link("inner"), "")).0,
+            [rows.contoso]
+        );
+        assert_eq!(ids_of(&rows, &query(&rows, &link("outer"), "")).0.len(), 3);
+        let q = query(&rows, &link("inner"), "");
+        let exec = Exec::new(&rows.store, &q);
+        let mut joined = Vec::new();
+        exec.expand(
+            rows.store.get(rows.accounts, &rows.contoso).unwrap(),
+            &mut joined,
+        );
+        let contact_pk = rows.store.entity(rows.contacts).primary_id;
+        assert_eq!(
+            joined[0][1].map(|r| r.vals[contact_pk].clone()),
+            Some(Val::Guid(rows.ada))
+        );
+    }
+
+    #[test]
+    fn aggregates_group_accumulate_and_order_by_alias() {
+        let rows = fixture::rows();
+        let q = query(
+            &rows,
+            "<attribute name='industrycode' alias='industry' groupby='true'/>\
+             <attribute name='accountid' alias='accounts' aggregate='count'/>\
+             <attribute name='numberofemployees' alias='staff' aggregate='sum'/>\
+             <attribute name='numberofemployees' alias='average' aggregate='avg'/>\
+             <order alias='staff' descending='true'/>",
+            "aggregate='true'",
+        );
+        let exec = Exec::new(&rows.store, &q);
+        let result = aggregate(&rows.store, &q, &exec).unwrap();
+        let values: Vec<Vec<(&str, Val)>> = result
+            .iter()
+            .map(|cells| {
+                cells
+                    .iter()
+                    .map(|(a, _, v)| (a.as_str(), v.clone()))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            values,
+            [
+                vec![
+                    ("industry", Val::Int(1)),
+                    ("accounts", Val::Int(2)),
+                    ("staff", Val::Int(100)),
+                    ("average", Val::Num(100.0)),
+                ],
+                vec![
+                    ("industry", Val::Int(2)),
+                    ("accounts", Val::Int(1)),
+                    ("staff", Val::Int(20)),
+                    ("average", Val::Num(20.0)),
+                ],
+            ]
+        );
+        // Counts and averages are written as plain numbers, group values with their column.
+        assert!(result[0][0].1.is_some() && result[0][1].1.is_none());
+    }
 }

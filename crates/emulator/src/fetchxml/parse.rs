@@ -131,3 +131,65 @@ pub fn parse_xml(text: &str) -> Result<Element, DvError> {
     }
     root.ok_or_else(|| invalid("The FetchXML is empty."))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::INVALID_ARGUMENT;
+
+    #[test]
+    fn elements_attributes_and_text_make_one_tree() {
+        let root = parse_xml(
+            "<fetch top='5'>\n  <entity name=\"account\"><attribute name='name'/>\
+             <filter><condition attribute='name' operator='in'><value>A&amp;B</value>\
+             <value>&#65;&#x42;</value><value><![CDATA[<c>]]></value></condition></filter>\
+             </entity></fetch>",
+        )
+        .unwrap();
+        assert_eq!((root.name.as_str(), root.attr("top")), ("fetch", Some("5")));
+        let entity = &root.children[0];
+        assert_eq!(entity.attr("name"), Some("account"));
+        assert_eq!(entity.children.len(), 2);
+        let condition = &entity.children[1].children[0];
+        let values: Vec<&str> = condition.children.iter().map(|v| v.text.as_str()).collect();
+        assert_eq!(values, ["A&B", "AB", "<c>"]);
+        assert_eq!(root.attr("page"), None);
+    }
+
+    #[test]
+    fn flags_are_true_or_one_in_any_case() {
+        let root = parse_xml("<fetch aggregate='TRUE' distinct='1' no-lock='false'/>").unwrap();
+        assert!(root.flag("aggregate") && root.flag("distinct"));
+        assert!(!root.flag("no-lock") && !root.flag("absent"));
+    }
+
+    #[test]
+    fn attribute_values_are_normalized_as_xml_says() {
+        // Literal whitespace becomes a space; a character reference stays what it names.
+        let root = parse_xml("<fetch><entity name='a\tb&#9;c &lt;x&gt;'/></fetch>").unwrap();
+        assert_eq!(root.children[0].attr("name"), Some("a b\tc <x>"));
+    }
+
+    #[test]
+    fn documents_that_are_not_well_formed_are_invalid_arguments() {
+        for (xml, says) in [
+            ("<fetch/><fetch/>", "more than one root element"),
+            ("<fetch><entity>", "an element is not closed"),
+            ("text<fetch/>", "text outside the root element"),
+            (
+                "<fetch>&nosuch;</fetch>",
+                "Unknown entity reference '&nosuch;'",
+            ),
+            ("", "The FetchXML is empty."),
+            ("<fetch a='1' a='2'/>", "not well-formed"),
+        ] {
+            let err = parse_xml(xml).unwrap_err();
+            assert_eq!(
+                (err.status, err.code.as_str()),
+                (400, INVALID_ARGUMENT),
+                "{xml}"
+            );
+            assert!(err.message.contains(says), "{xml}: {}", err.message);
+        }
+    }
+}

@@ -690,7 +690,7 @@ pub fn compile(store: &Store, e: TableId, xml: &str, caller: Caller) -> Result<Q
 }
 
 /// The primary key named `last` in an inner paging cookie (`<cookie page="1"><pk last="{..}" .../>`).
-fn cookie_last_key(text: &str, pk: &str) -> Result<Option<Guid>, DvError> {
+pub fn cookie_last_key(text: &str, pk: &str) -> Result<Option<Guid>, DvError> {
     let mut t = text.trim().to_string();
     // Tolerate a cookie that is still URL-encoded.
     for _ in 0..2 {
@@ -766,4 +766,267 @@ pub fn output_columns(store: &Store, q: &Query) -> Vec<OutCol> {
     }
     push(&mut out, 0, root.primary_id, None);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture;
+    use super::*;
+    use crate::error::INVALID_ARGUMENT;
+
+    fn accounts_query(inner: &str, fetch_attrs: &str) -> Result<Query, DvError> {
+        let rows = fixture::rows();
+        compile_on(&rows, inner, fetch_attrs)
+    }
+
+    fn compile_on(rows: &fixture::Rows, inner: &str, fetch_attrs: &str) -> Result<Query, DvError> {
+        let xml = format!("<fetch {fetch_attrs}><entity name='account'>{inner}</entity></fetch>");
+        let caller = Caller {
+            user: fixture::id(0x20),
+            business_unit: fixture::id(0x21),
+        };
+        compile(&rows.store, rows.accounts, &xml, caller)
+    }
+
+    fn invalid_message(result: Result<Query, DvError>) -> String {
+        let err = result.unwrap_err();
+        assert_eq!((err.status, err.code.as_str()), (400, INVALID_ARGUMENT));
+        err.message
+    }
+
+    /// The single test of a query's root filter.
+    fn only_test(q: &Query) -> (Op, Vec<Val>, String) {
+        match &q.filter {
+            Some(Cond::And(items)) => match items.as_slice() {
+                [
+                    Cond::Test {
+                        op, vals, pattern, ..
+                    },
+                ] => (*op, vals.clone(), pattern.clone()),
+                other => panic!("one test, not {other:?}"),
+            },
+            other => panic!("an and-filter, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_query_compiles_to_slots_columns_orders_and_paging() {
+        let rows = fixture::rows();
+        let q = compile_on(
+            &rows,
+            "<attribute name='name'/><order attribute='name' descending='true'/>",
+            "count='2' page='3'",
+        )
+        .unwrap();
+        let ent = rows.store.entity(rows.accounts);
+        assert_eq!(q.slots.len(), 1);
+        assert_eq!(q.slots[0].entity, rows.accounts);
+        assert!(q.explicit_attributes);
+        assert_eq!(q.columns[0].col, ent.attr("name").unwrap());
+        assert_eq!(q.orders[0].col, ent.attr("name"));
+        assert!(q.orders[0].desc);
+        assert_eq!((q.top, q.count, q.page), (None, 2, 3));
+        let defaults = compile_on(&rows, "", "").unwrap();
+        assert_eq!((defaults.count, defaults.page), (MAX_PAGE, 1));
+        assert!(!defaults.explicit_attributes && defaults.filter.is_none());
+    }
+
+    #[test]
+    fn unknown_columns_tables_and_operators_are_400s() {
+        let err = accounts_query("<attribute name='nosuch'/>", "").unwrap_err();
+        assert_eq!((err.status, err.code.as_str()), (400, NO_ATTRIBUTE));
+        assert!(
+            err.message.contains("'account'") && err.message.contains("'nosuch'"),
+            "{}",
+            err.message
+        );
+        let table = invalid_message(accounts_query(
+            "<link-entity name='nosuch' from='a' to='name'/>",
+            "",
+        ));
+        assert!(table.contains("'nosuch'"), "{table}");
+        let op = invalid_message(accounts_query(
+            "<filter><condition attribute='name' operator='sounds-like' value='x'/></filter>",
+            "",
+        ));
+        assert!(op.contains("'sounds-like'"), "{op}");
+    }
+
+    #[test]
+    fn the_entity_must_be_the_entity_sets() {
+        let rows = fixture::rows();
+        let xml = "<fetch><entity name='contact'/></fetch>";
+        let message = invalid_message(compile(&rows.store, rows.accounts, xml, Caller::default()));
+        assert!(message.contains("'accounts'"), "{message}");
+        let root = invalid_message(compile(
+            &rows.store,
+            rows.accounts,
+            "<query/>",
+            Caller::default(),
+        ));
+        assert!(root.contains("'fetch'"), "{root}");
+    }
+
+    #[test]
+    fn paging_attributes_are_checked() {
+        let both = invalid_message(accounts_query("", "top='5' count='2'"));
+        assert!(both.contains("'top'"), "{both}");
+        let large = invalid_message(accounts_query("", "top='5001'"));
+        assert!(large.contains("5000"), "{large}");
+        let text = invalid_message(accounts_query("", "count='many'"));
+        assert!(text.contains("'many'"), "{text}");
+    }
+
+    #[test]
+    fn conditions_get_values_of_their_column_type() {
+        let cond =
+            |c: &str| only_test(&accounts_query(&format!("<filter>{c}</filter>"), "").unwrap());
+        assert_eq!(
+            cond("<condition attribute='numberofemployees' operator='ge' value='10'/>"),
+            (Op::Ge, vec![Val::Int(10)], String::new())
+        );
+        assert_eq!(
+            cond("<condition attribute='name' operator='begins-with' value='Con'/>"),
+            (Op::Like, vec![], "con%".to_string())
+        );
+        assert_eq!(
+            cond(
+                "<condition attribute='name' operator='in'><value>a</value><value>b</value></condition>"
+            ),
+            (Op::In, vec![Val::str("a"), Val::str("b")], String::new())
+        );
+        let (op, vals, _) =
+            cond("<condition attribute='createdon' operator='on' value='2024-03-01'/>");
+        let day = crate::datetime::parse_iso("2024-03-01").unwrap();
+        assert_eq!(
+            (op, vals),
+            (Op::Between, vec![Val::Date(day), Val::Date(day + 86_399)])
+        );
+        assert_eq!(
+            cond("<condition attribute='ownerid' operator='eq-userid'/>"),
+            (Op::Eq, vec![Val::Guid(fixture::id(0x20))], String::new())
+        );
+        let bad = invalid_message(accounts_query(
+            "<filter><condition attribute='numberofemployees' operator='eq' value='ten'/></filter>",
+            "",
+        ));
+        assert!(bad.contains("'ten'"), "{bad}");
+        let like_number = invalid_message(accounts_query(
+            "<filter><condition attribute='numberofemployees' operator='like' value='1%'/></filter>",
+            "",
+        ));
+        assert!(like_number.contains("string attribute"), "{like_number}");
+    }
+
+    #[test]
+    fn link_entities_join_by_their_columns_and_count_against_a_limit() {
+        let rows = fixture::rows();
+        let q = compile_on(
+            &rows,
+            "<link-entity name='contact' from='contactid' to='primarycontactid' link-type='outer'>\
+             <attribute name='fullname'/></link-entity>",
+            "",
+        )
+        .unwrap();
+        let link = &q.slots[1];
+        assert_eq!(link.entity, rows.contacts);
+        assert_eq!(link.alias, "contact1");
+        assert!(link.outer);
+        assert_eq!(
+            link.to,
+            rows.store
+                .entity(rows.accounts)
+                .attr("primarycontactid")
+                .unwrap()
+        );
+        let kind = invalid_message(compile_on(
+            &rows,
+            "<link-entity name='contact' from='contactid' to='primarycontactid' link-type='full'/>",
+            "",
+        ));
+        assert!(kind.contains("'full'"), "{kind}");
+        let sixteen =
+            "<link-entity name='account' from='accountid' to='parentaccountid'/>".repeat(16);
+        let err = compile_on(&rows, &sixteen, "").unwrap_err();
+        assert_eq!((err.status, err.code.as_str()), (400, TOO_MANY_LINKS));
+    }
+
+    #[test]
+    fn aggregate_queries_need_aliases_and_numbers_to_sum() {
+        let alias = invalid_message(accounts_query(
+            "<attribute name='name' aggregate='count'/>",
+            "aggregate='true'",
+        ));
+        assert!(alias.contains("alias"), "{alias}");
+        let sum = invalid_message(accounts_query(
+            "<attribute name='name' alias='n' aggregate='sum'/>",
+            "aggregate='true'",
+        ));
+        assert!(sum.contains("numeric"), "{sum}");
+        let outside = invalid_message(accounts_query(
+            "<attribute name='name' groupby='true'/>",
+            "",
+        ));
+        assert!(outside.contains("aggregate='true'"), "{outside}");
+        let q = accounts_query(
+            "<attribute name='industrycode' alias='industry' groupby='true'/>\
+             <attribute name='numberofemployees' alias='staff' aggregate='sum'/>",
+            "aggregate='true'",
+        )
+        .unwrap();
+        assert!(q.aggregate && q.columns[0].groupby);
+        assert_eq!(q.columns[1].agg, Some(AggFn::Sum));
+    }
+
+    #[test]
+    fn a_paging_cookie_gives_the_last_primary_key_even_url_encoded() {
+        let last = fixture::id(2);
+        let cookie = format!(
+            "<cookie page=\"1\"><accountid last=\"{}\" first=\"{}\" /></cookie>",
+            last.braced_upper(),
+            fixture::id(1).braced_upper()
+        );
+        assert_eq!(cookie_last_key(&cookie, "accountid").unwrap(), Some(last));
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(&cookie, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        assert_eq!(cookie_last_key(&encoded, "accountid").unwrap(), Some(last));
+        assert_eq!(cookie_last_key(&cookie, "contactid").unwrap(), None);
+        assert!(cookie_last_key("<page/>", "accountid").is_err());
+    }
+
+    #[test]
+    fn output_columns_are_the_named_ones_then_currency_and_key() {
+        let rows = fixture::rows();
+        let ent = rows.store.entity(rows.accounts);
+        let names = |q: &Query| -> Vec<(String, bool)> {
+            output_columns(&rows.store, q)
+                .into_iter()
+                .map(|c| (c.name, c.renamed))
+                .collect()
+        };
+        let all = compile_on(&rows, "", "").unwrap();
+        assert_eq!(names(&all).len(), ent.attributes.len());
+        let named = compile_on(
+            &rows,
+            "<attribute name='revenue'/><attribute name='name' alias='title'/>\
+             <link-entity name='contact' from='contactid' to='primarycontactid' alias='pc'>\
+             <attribute name='fullname'/></link-entity>",
+            "",
+        )
+        .unwrap();
+        let owned = |list: &[(&str, bool)]| -> Vec<(String, bool)> {
+            list.iter().map(|(n, r)| (n.to_string(), *r)).collect()
+        };
+        assert_eq!(
+            names(&named),
+            owned(&[
+                ("revenue", false),
+                ("title", true),
+                ("pc.fullname", true),
+                ("_transactioncurrencyid_value", false),
+                ("accountid", false),
+            ])
+        );
+    }
 }

@@ -282,3 +282,172 @@ pub fn aggregate(
     }
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::super::execute::{self, Exec};
+    use super::super::fixture;
+    use super::super::plan::{compile, output_columns};
+    use super::*;
+    use crate::guid::Guid;
+    use crate::wire::Caller;
+
+    fn query(rows: &fixture::Rows, inner: &str, fetch_attrs: &str) -> Query {
+        let xml = format!("<fetch {fetch_attrs}><entity name='account'>{inner}</entity></fetch>");
+        compile(&rows.store, rows.accounts, &xml, Caller::default()).unwrap()
+    }
+
+    fn prefer_all() -> Vec<(String, String)> {
+        vec![(
+            "Prefer".to_string(),
+            "odata.include-annotations=\"*\"".to_string(),
+        )]
+    }
+
+    /// The JSON answer to a query's first page.
+    fn answer(rows: &fixture::Rows, q: &Query, headers: &[(String, String)]) -> (Value, Resp) {
+        let req = Req::test("GET", "accounts", "", headers, b"");
+        let prefer = req.prefer();
+        let exec = Exec::new(&rows.store, q);
+        let cols = output_columns(&rows.store, q);
+        let selected = execute::page(&rows.store, q, &exec, &cols);
+        let w = Wants::from_prefer(&prefer);
+        let resp = page(&rows.store, &req, q, &cols, &selected, &w, &prefer, false);
+        (serde_json::from_slice(&resp.body).unwrap(), resp)
+    }
+
+    #[test]
+    fn cookie_values_are_braced_upper_case_guids_or_escaped_text() {
+        let g = Guid::parse("0a1b2c3d-0000-0000-0000-00000000000f").unwrap();
+        assert_eq!(
+            cookie_text(&Val::Guid(g), &AttrKind::Uniqueidentifier),
+            "{0A1B2C3D-0000-0000-0000-00000000000F}"
+        );
+        assert_eq!(
+            cookie_text(&Val::str("A&B <C>"), &AttrKind::Memo { max_len: 10 }),
+            "A&amp;B &lt;C&gt;"
+        );
+        assert_eq!(cookie_text(&Val::Null, &AttrKind::BigInt), "");
+    }
+
+    #[test]
+    fn rows_carry_their_etag_columns_and_the_annotations_asked_for() {
+        let rows = fixture::rows();
+        let q = query(
+            &rows,
+            "<attribute name='name'/><attribute name='industrycode'/>\
+             <attribute name='primarycontactid'/>\
+             <link-entity name='contact' from='contactid' to='primarycontactid' alias='pc'>\
+             <attribute name='fullname'/></link-entity>",
+            "",
+        );
+        let (plain, _) = answer(&rows, &q, &[]);
+        let contoso = &plain["value"][0];
+        assert_eq!(contoso["name"], "Contoso");
+        assert_eq!(contoso["pc.fullname"], "Ada Lovelace");
+        assert_eq!(contoso["_primarycontactid_value"], rows.ada.to_string());
+        assert!(contoso["@odata.etag"].as_str().unwrap().starts_with("W/\""));
+        assert!(
+            contoso
+                .get("industrycode@OData.Community.Display.V1.FormattedValue")
+                .is_none()
+        );
+        let (annotated, resp) = answer(&rows, &q, &prefer_all());
+        let contoso = &annotated["value"][0];
+        assert_eq!(
+            contoso["industrycode@OData.Community.Display.V1.FormattedValue"],
+            "Accounting"
+        );
+        assert_eq!(
+            contoso["_primarycontactid_value@Microsoft.Dynamics.CRM.lookuplogicalname"],
+            "contact"
+        );
+        assert_eq!(
+            contoso["_primarycontactid_value@OData.Community.Display.V1.FormattedValue"],
+            "Ada Lovelace"
+        );
+        assert_eq!(
+            contoso["pc.fullname@OData.Community.Display.V1.AttributeName"],
+            "fullname"
+        );
+        assert!(resp.headers.contains(&(
+            "Preference-Applied".to_string(),
+            "odata.include-annotations=\"*\"".to_string()
+        )));
+    }
+
+    #[test]
+    fn the_context_names_the_root_columns_asked_for() {
+        let rows = fixture::rows();
+        let api = "http://127.0.0.1/api/data/v9.2";
+        let (named, _) = answer(&rows, &query(&rows, "<attribute name='name'/>", ""), &[]);
+        assert_eq!(
+            named["@odata.context"],
+            format!("{api}/$metadata#accounts(name,accountid)")
+        );
+        let (all, _) = answer(&rows, &query(&rows, "", ""), &[]);
+        assert_eq!(all["@odata.context"], format!("{api}/$metadata#accounts"));
+    }
+
+    #[test]
+    fn a_page_with_more_rows_carries_a_cookie_and_more_records_when_asked() {
+        let rows = fixture::rows();
+        let q = query(
+            &rows,
+            "<attribute name='name'/>",
+            "count='2' returntotalrecordcount='true'",
+        );
+        let (plain, _) = answer(&rows, &q, &[]);
+        assert!(plain.get(format!("@{PAGING_COOKIE}").as_str()).is_none());
+        let (body, _) = answer(&rows, &q, &prefer_all());
+        assert_eq!(body[format!("@{MORE_RECORDS}").as_str()], true);
+        assert_eq!(body["@Microsoft.Dynamics.CRM.totalrecordcount"], 3);
+        assert_eq!(
+            body["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"],
+            false
+        );
+        // The cookie a client sends back names the page's last row.
+        let cookie = body[format!("@{PAGING_COOKIE}").as_str()].as_str().unwrap();
+        let outer = super::super::parse::parse_xml(cookie).unwrap();
+        assert_eq!(outer.attr("pagenumber"), Some("2"));
+        let inner = outer.attr("pagingcookie").unwrap();
+        assert_eq!(
+            super::super::plan::cookie_last_key(inner, "accountid").unwrap(),
+            Some(rows.fabrikam)
+        );
+    }
+
+    #[test]
+    fn aggregate_rows_are_written_under_their_aliases() {
+        let rows = fixture::rows();
+        let q = query(
+            &rows,
+            "<attribute name='industrycode' alias='industry' groupby='true'/>\
+             <attribute name='numberofemployees' alias='staff' aggregate='max'/>",
+            "aggregate='true'",
+        );
+        let exec = Exec::new(&rows.store, &q);
+        let cells = execute::aggregate(&rows.store, &q, &exec).unwrap();
+        let headers = prefer_all();
+        let req = Req::test("GET", "accounts", "", &headers, b"");
+        let prefer = req.prefer();
+        let resp = aggregate(
+            &rows.store,
+            &req,
+            &q,
+            &cells,
+            &Wants::from_prefer(&prefer),
+            &prefer,
+        );
+        let body: Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(body["value"][0]["industry"], 1);
+        assert_eq!(
+            body["value"][0]["industry@OData.Community.Display.V1.FormattedValue"],
+            "Accounting"
+        );
+        assert_eq!(body["value"][0]["staff"], 100);
+        assert_eq!(body["value"][1]["staff"], 20);
+    }
+}
