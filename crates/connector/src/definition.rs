@@ -31,6 +31,8 @@ pub enum Format {
     Identifiers,
     /// A whole number within the bounds.
     Range(i64, i64),
+    /// One entity tag (`W/"123"`, `"123"`) or `*`, for `If-Match`.
+    EntityTag,
 }
 
 /// One input of an action, connection or trigger.

@@ -400,6 +400,16 @@ fn check_format(definition: &InputDef, typed: &Typed) -> Result<()> {
                 format!("{bad:?} is not a column name (letters, digits and underscores only)"),
             )),
         },
+        // One tag: a list (`W/"1", *`) would hold `*` and match any version, which is no
+        // concurrency check at all (RFC 9110 13.1.1).
+        (Format::EntityTag, Typed::Text(text)) if dataverse::odata::is_entity_tag(text) => Ok(()),
+        (Format::EntityTag, Typed::Text(text)) => Err(invalid_input(
+            definition,
+            format!(
+                "{:?} is not one entity tag such as W/\"12345\" (the record's @odata.etag)",
+                crate::error::short(text)
+            ),
+        )),
         (Format::Range(low, high), Typed::Number(number)) => {
             if number.fract() != 0.0 || *number < low as f64 || *number > high as f64 {
                 Err(invalid_input(

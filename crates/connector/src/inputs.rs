@@ -72,7 +72,8 @@ pub const RETURN_REPRESENTATION: InputDef = InputDef::new(
 .comments("Return the record as stored after the change, not only its ID");
 
 pub const ETAG: InputDef = InputDef::new("etag", "ETag", Kind::Text)
-    .comments("Apply the change only if the record still has this @odata.etag (optimistic concurrency), such as W/\"12345\"");
+    .comments("Apply the change only if the record still has this @odata.etag (optimistic concurrency), such as W/\"12345\"")
+    .format(Format::EntityTag);
 
 /// The attribute definition of Create Attribute and Update Attribute, with the brief's Money example.
 pub const ATTRIBUTE_BODY: InputDef = InputDef::new("attributeBody", "Attribute Body", Kind::Code)

@@ -40,6 +40,23 @@ pub fn push_url_string_literal(out: &mut String, value: &str) {
     out.push('\'');
 }
 
+/// True for one entity tag as `If-Match` takes it: `*`, `"opaque"` or `W/"opaque"`, the opaque
+/// part without quotes, spaces or control characters (RFC 9110 8.8.3).
+pub fn is_entity_tag(text: &str) -> bool {
+    if text == "*" {
+        return true;
+    }
+    let quoted = text.strip_prefix("W/").unwrap_or(text);
+    quoted
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .is_some_and(|opaque| {
+            opaque
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +83,24 @@ mod tests {
             assert!(!is_identifier(bad), "{bad}");
         }
         assert!(!is_identifier(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn entity_tags_are_one_tag_or_star() {
+        for good in ["*", "W/\"12345\"", "\"12345\"", "W/\"\""] {
+            assert!(is_entity_tag(good), "{good}");
+        }
+        for bad in [
+            "W/\"1\", *",
+            "12345",
+            "W/\"1 2\"",
+            "\"a\"b\"",
+            "W/1",
+            "",
+            "* ",
+        ] {
+            assert!(!is_entity_tag(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -57,12 +57,13 @@ fn load_or_compile_from(
     dir: &Path,
 ) -> anyhow::Result<(Component, Source)> {
     let path = artifact_path(engine, bytes, dir);
-    if trusted(&path) {
-        // SAFETY: the file was written by `store` below from this engine's own compilation of
-        // these bytes (its name carries their hash), into a folder only the owner can write, and
-        // `trusted` checked it is the owner's and not writable by others; wasmtime checks the
-        // engine's version and settings itself and refuses a mismatch.
-        if let Ok(component) = unsafe { Component::deserialize_file(engine, &path) } {
+    if let Some(artifact) = read_trusted(&path) {
+        // SAFETY: these bytes were read through one open of a file that is not a symlink, owned
+        // by this user and writable by nobody else, in a folder with the same properties (see
+        // `read_trusted`): only this user's own `store` below wrote it, from this engine's
+        // compilation of these bytes (the name carries their hash). wasmtime checks the engine's
+        // version and settings itself and refuses a mismatch.
+        if let Ok(component) = unsafe { Component::deserialize(engine, &artifact) } {
             return Ok((component, Source::Cache));
         }
     }
@@ -77,9 +78,14 @@ fn load_or_compile_from(
 
 fn store(dir: &Path, path: &Path, serialized: &[u8]) -> anyhow::Result<()> {
     crate::tokens::ensure_private_dir(dir, true)?;
+    anyhow::ensure!(
+        folder_is_private(dir),
+        "the compile cache folder {} is not this user's alone",
+        dir.display()
+    );
     // Written beside the target and renamed over it: another process never reads half a file.
     let partial = path.with_extension(format!("partial-{}", std::process::id()));
-    {
+    let written = (|| -> anyhow::Result<()> {
         let mut options = fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -87,33 +93,66 @@ fn store(dir: &Path, path: &Path, serialized: &[u8]) -> anyhow::Result<()> {
         let mut file = options.open(&partial)?;
         file.write_all(serialized)?;
         file.sync_all()?;
-    }
-    fs::rename(&partial, path).inspect_err(|_| {
+        fs::rename(&partial, path)?;
+        Ok(())
+    })();
+    if written.is_err() {
         let _ = fs::remove_file(&partial);
-    })?;
-    Ok(())
+    }
+    written
 }
 
+/// The artifact's bytes, read through one open that follows no symlink, when the open file and
+/// its folder are this user's and writable by nobody else; checking the open file (not the path
+/// again) leaves no gap between the check and the read.
 #[cfg(unix)]
-fn trusted(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt as _;
-    let (Ok(file), Some(Ok(folder))) = (
-        fs::symlink_metadata(path),
-        path.parent().map(fs::symlink_metadata),
-    ) else {
-        return false;
-    };
+fn read_trusted(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    if !folder_is_private(path.parent()?) {
+        return None;
+    }
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let metadata = file.metadata().ok()?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
-    file.is_file()
-        && file.uid() == me
-        && folder.uid() == me
-        && file.mode() & 0o022 == 0
-        && folder.mode() & 0o022 == 0
+    if !metadata.is_file() || metadata.uid() != me || metadata.mode() & 0o022 != 0 {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).ok()?);
+    file.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 #[cfg(not(unix))]
-fn trusted(_path: &Path) -> bool {
+fn read_trusted(_path: &Path) -> Option<Vec<u8>> {
+    None
+}
+
+/// A real folder (not a symlink) owned by this user that nobody else can write, under a parent
+/// that others cannot write either unless it is sticky (like /tmp), so its name cannot be
+/// swapped for another folder.
+#[cfg(unix)]
+fn folder_is_private(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let Ok(folder) = fs::symlink_metadata(dir) else {
+        return false;
+    };
+    let parent_ok = match dir.parent().map(fs::symlink_metadata) {
+        Some(Ok(parent)) => parent.mode() & 0o022 == 0 || parent.mode() & 0o1000 != 0,
+        _ => true,
+    };
+    folder.is_dir() && folder.uid() == me && folder.mode() & 0o022 == 0 && parent_ok
+}
+
+#[cfg(not(unix))]
+fn folder_is_private(_dir: &Path) -> bool {
     false
 }
 
@@ -146,6 +185,18 @@ mod tests {
         let (_, tampered) = load_or_compile_from(&engine, bytes, &dir).unwrap();
         assert_eq!(tampered, Source::Compiled);
         assert_eq!(mode(&path), 0o600, "written again, owner-only");
+
+        // A symlink in its place, even to a good artifact, is not followed.
+        let copy = dir.join("elsewhere.cwasm");
+        fs::copy(&path, &copy).unwrap();
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&copy, &path).unwrap();
+        let (_, linked) = load_or_compile_from(&engine, bytes, &dir).unwrap();
+        assert_eq!(linked, Source::Compiled);
+        assert!(
+            !fs::symlink_metadata(&path).unwrap().is_symlink(),
+            "replaced by a real file"
+        );
 
         // Cut short: refused by wasmtime, compiled again.
         let whole = fs::read(&path).unwrap();

@@ -169,6 +169,13 @@ fn is_private_v6(ip: Ipv6Addr) -> bool {
         let [c, d] = segments[7].to_be_bytes();
         return is_private_v4(Ipv4Addr::new(a, b, c, d));
     }
+    // IPv4-translated (::ffff:0:a.b.c.d, RFC 2765) and local-use NAT64 (64:ff9b:1::/48,
+    // RFC 8215) carry an IPv4 address in their last 32 bits too.
+    if segments[..6] == [0, 0, 0, 0, 0xffff, 0] || segments[..3] == [0x64, 0xff9b, 1] {
+        let [a, b] = segments[6].to_be_bytes();
+        let [c, d] = segments[7].to_be_bytes();
+        return is_private_v4(Ipv4Addr::new(a, b, c, d));
+    }
     if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         let [a, b] = segments[6].to_be_bytes();
         let [c, d] = segments[7].to_be_bytes();
@@ -340,6 +347,8 @@ mod tests {
             "::ffff:10.0.0.1",
             "::127.0.0.1",
             "64:ff9b::7f00:1",
+            "::ffff:0:127.0.0.1",
+            "64:ff9b:1::7f00:1",
             "fd00::1",
             "fe80::1",
         ] {

@@ -316,6 +316,12 @@ fn control_characters_in_headers_and_one_line_inputs_are_refused_naming_the_fiel
             json!({"entityType": "accounts", "entityId": "accountnumber='A-1'", "etag": "*\nX: y"}),
             "etag",
         ),
+        // A list holding * would match any version: no concurrency check at all.
+        (
+            "update-entity",
+            json!({"entityType": "accounts", "entityId": "accountnumber='A-1'", "fieldValues": {"name": "x"}, "etag": "W/\"1\", *"}),
+            "etag",
+        ),
         (
             "raw-request",
             json!({"url": "/api/data/v9.2/accounts", "method": "GET", "headers": {"X-Test": "a\r\nIf-None-Match: *"}}),
