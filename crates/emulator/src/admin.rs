@@ -407,7 +407,53 @@ const SECRET_FIELDS: &[&str] = &[
     "assertion",
 ];
 
+/// JSON properties whose values are secrets (compared without case).
+const SECRET_PROPERTIES: &[&str] = &[
+    "authvalue",
+    "saskey",
+    "sastoken",
+    "password",
+    "client_secret",
+    "clientsecret",
+    "secret",
+    "token",
+    "access_token",
+    "refresh_token",
+];
+
 const WITHHELD: &str = "(withheld)";
+
+fn withhold_form(text: &str) -> String {
+    form_urlencoded::parse(text.as_bytes())
+        .map(|(k, v)| {
+            let v = if SECRET_FIELDS.contains(&k.as_ref()) {
+                WITHHELD.into()
+            } else {
+                v
+            };
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair(&k, &v)
+                .finish()
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn withhold_json(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            for (key, inner) in object.iter_mut() {
+                if SECRET_PROPERTIES.contains(&key.to_ascii_lowercase().as_str()) {
+                    *inner = Value::String(WITHHELD.into());
+                } else {
+                    withhold_json(inner);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(withhold_json),
+        _ => {}
+    }
+}
 
 fn request_json(r: &RecordedRequest) -> Value {
     let mut headers = Map::new();
@@ -431,31 +477,34 @@ fn request_json(r: &RecordedRequest) -> Value {
             }
         }
     }
-    let form = r
-        .header("content-type")
-        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    // Token requests are forms whatever content type they claim (any case), so their bodies
+    // are read as forms; JSON bodies lose the secret properties clients write (a webhook's
+    // `authvalue`, SAS keys); query strings lose secret parameters.
+    let form = r.path.contains("/oauth2/")
+        || r.header("content-type").is_some_and(|t| {
+            t.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     let text = String::from_utf8_lossy(&r.body);
     let body = if form {
-        form_urlencoded::parse(text.as_bytes())
-            .map(|(k, v)| {
-                let v = if SECRET_FIELDS.contains(&k.as_ref()) {
-                    WITHHELD.into()
-                } else {
-                    v
-                };
-                form_urlencoded::Serializer::new(String::new())
-                    .append_pair(&k, &v)
-                    .finish()
-            })
-            .collect::<Vec<_>>()
-            .join("&")
+        withhold_form(&text)
     } else {
-        text.into_owned()
+        match serde_json::from_str::<Value>(&text) {
+            Ok(mut value) => {
+                withhold_json(&mut value);
+                value.to_string()
+            }
+            Err(_) => text.into_owned(),
+        }
+    };
+    let path = match r.path.split_once('?') {
+        Some((path, query)) => format!("{path}?{}", withhold_form(query)),
+        None => r.path.clone(),
     };
     json!({
         "seq": r.seq,
         "method": r.method,
-        "path": r.path,
+        "path": path,
         "status": r.status,
         "fault": r.fault,
         "headers": headers,
@@ -531,5 +580,37 @@ mod tests {
         assert!(!v.to_string().contains("secret-token"));
         assert_eq!(v["status"], 200);
         assert_eq!(v["seq"], 7);
+    }
+
+    #[test]
+    fn secrets_are_withheld_whatever_the_content_type_case_in_json_and_in_query_strings() {
+        let record = |path: &str, content_type: &str, body: &[u8]| RecordedRequest {
+            seq: 1,
+            method: "POST".into(),
+            path: path.into(),
+            status: Some(200),
+            fault: None,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.to_vec(),
+        };
+        let shouted = request_json(&record(
+            "/t/oauth2/v2.0/token",
+            "Application/X-WWW-Form-Urlencoded",
+            b"grant_type=client_credentials&client_secret=s3cret",
+        ));
+        assert!(!shouted.to_string().contains("s3cret"), "{shouted}");
+        let endpoint = request_json(&record(
+            "/api/data/v9.2/serviceendpoints",
+            "application/json",
+            br#"{"name":"hook","authtype":4,"AuthValue":"SUPERSECRETWEBHOOKKEY123"}"#,
+        ));
+        assert!(!endpoint.to_string().contains("SUPERSECRET"), "{endpoint}");
+        assert!(endpoint.to_string().contains("hook"));
+        let query = request_json(&record(
+            "/t/oauth2/v2.0/token?client_secret=s3cret&x=1",
+            "text/plain",
+            b"",
+        ));
+        assert!(!query.to_string().contains("s3cret"), "{query}");
     }
 }
