@@ -11,5 +11,6 @@
 pub mod demo;
 pub mod designer;
 pub mod extract;
+pub mod http;
 pub mod login;
 pub mod webhook_server;

@@ -6,10 +6,17 @@
 //! with `code` and `state`. A redirect whose `state` differs is refused; the code is exchanged
 //! through the component and the tokens go to the token store.
 
-use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::net::TcpListener;
+use std::sync::mpsc::{Sender, channel};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, Response, StatusCode, header};
+use tokio::sync::oneshot;
+
+use crate::http::{Limits, LoopbackServer};
 
 use dynamics_host::tokens::TokenManager;
 use dynamics_host::{Connection, ConnectorError, HostError, describe_error};
@@ -76,7 +83,7 @@ pub fn begin(
     connection: &Connection,
     options: &LoginOptions,
 ) -> Result<PendingLogin, LoginError> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, options.port)).map_err(|problem| {
+    let listener = crate::http::bind(options.port).map_err(|problem| {
         LoginError::Failed(format!(
             "could not listen on 127.0.0.1:{}: {problem}",
             options.port
@@ -109,64 +116,94 @@ impl PendingLogin {
         connection: &Connection,
         timeout: Duration,
     ) -> Result<LoginOutcome, LoginError> {
-        let deadline = Instant::now() + timeout;
-        self.listener.set_nonblocking(true).map_err(|problem| {
-            LoginError::Failed(format!("configuring the listener: {problem}"))
-        })?;
-        loop {
-            let stream = match self.listener.accept() {
-                Ok((stream, _)) => stream,
-                Err(problem) if problem.kind() == std::io::ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        return Err(LoginError::Failed(format!(
-                            "no sign-in arrived at {} within {} s; run login again",
-                            self.redirect_uri,
-                            timeout.as_secs()
-                        )));
-                    }
-                    thread::sleep(Duration::from_millis(20));
-                    continue;
-                }
-                Err(problem) => {
-                    return Err(LoginError::Failed(format!(
-                        "waiting for the redirect: {problem}"
-                    )));
-                }
-            };
-            if let Some(outcome) = self.answer(stream, manager, key, connection)? {
-                return Ok(outcome);
-            }
-        }
+        let (sender, redirects) = channel();
+        let router = Router::new().fallback(redirected).with_state(sender);
+        let _server = LoopbackServer::start(self.listener, Limits::default(), router)
+            .map_err(|problem| LoginError::Failed(format!("serving the redirect: {problem}")))?;
+        let PendingLogin {
+            redirect_uri,
+            state,
+            code_verifier,
+            ..
+        } = self;
+        let waiting = Waiting {
+            redirect_uri,
+            state,
+            code_verifier,
+        };
+        let Ok(redirect) = redirects.recv_timeout(timeout) else {
+            return Err(LoginError::Failed(format!(
+                "no sign-in arrived at {} within {} s; run login again",
+                waiting.redirect_uri,
+                timeout.as_secs()
+            )));
+        };
+        let (page, outcome) = waiting.answer(&redirect.query, manager, key, connection);
+        let _ = redirect.reply.send(page);
+        outcome
     }
+}
 
-    /// Handles one request to the listener: `None` when it was not the redirect (a favicon).
+/// The redirect's query, and where its page goes.
+struct Redirect {
+    query: Vec<(String, String)>,
+    reply: oneshot::Sender<Page>,
+}
+
+/// An HTML page for the browser: status, title, text.
+struct Page(u16, &'static str, String);
+
+/// A started sign-in once its listener serves.
+struct Waiting {
+    redirect_uri: String,
+    state: String,
+    code_verifier: String,
+}
+
+/// Hands the redirect to the waiting sign-in and shows the page it answers with; anything else
+/// (a favicon) is answered here.
+async fn redirected(State(redirects): State<Sender<Redirect>>, request: Request) -> Response<Body> {
+    if request.method() != Method::GET {
+        return page(Page(
+            400,
+            "Bad request",
+            "The request could not be read.".to_string(),
+        ));
+    }
+    if request.uri().path() != CALLBACK_PATH {
+        return page(Page(
+            404,
+            "Not found",
+            "This address only takes the sign-in redirect.".to_string(),
+        ));
+    }
+    let (reply, replied) = oneshot::channel();
+    let query = crate::http::query_pairs(request.uri().query());
+    if redirects.send(Redirect { query, reply }).is_err() {
+        return page(Page(
+            410,
+            "Sign-in over",
+            "This sign-in is over; start it again.".to_string(),
+        ));
+    }
+    page(replied.await.unwrap_or(Page(
+        500,
+        "Sign-in failed",
+        "The sign-in stopped; see the terminal.".to_string(),
+    )))
+}
+
+impl Waiting {
+    /// Checks the redirect, exchanges the code and stores the tokens: the page the browser
+    /// shows, and the outcome.
     fn answer(
         &self,
-        mut stream: TcpStream,
+        params: &[(String, String)],
         manager: &TokenManager<'_>,
         key: &str,
         connection: &Connection,
-    ) -> Result<Option<LoginOutcome>, LoginError> {
-        let Some(target) = read_request_target(&mut stream) else {
-            respond(
-                &mut stream,
-                400,
-                "Bad request",
-                "The request could not be read.",
-            );
-            return Ok(None);
-        };
-        let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
-        if path != CALLBACK_PATH {
-            respond(
-                &mut stream,
-                404,
-                "Not found",
-                "This address only takes the sign-in redirect.",
-            );
-            return Ok(None);
-        }
-        let params = parse_query(query);
+    ) -> (Page, Result<LoginOutcome, LoginError>) {
+        let fail = |status, title, text: String, error| (Page(status, title, text), Err(error));
         let param = |name: &str| {
             params
                 .iter()
@@ -174,76 +211,81 @@ impl PendingLogin {
                 .map(|(_, value)| value.as_str())
         };
         if param("state") != Some(self.state.as_str()) {
-            respond(
-                &mut stream,
+            return fail(
                 400,
                 "Sign-in refused",
-                "The redirect did not carry the state this sign-in started with, so it was refused. Start the sign-in again.",
+                "The redirect did not carry the state this sign-in started with, so it was refused. Start the sign-in again.".to_string(),
+                LoginError::Failed(
+                    "the redirect carried a different state than the sign-in started with (a stale or forged redirect); nothing was stored, run login again".to_string(),
+                ),
             );
-            return Err(LoginError::Failed(
-                "the redirect carried a different state than the sign-in started with (a stale or forged redirect); nothing was stored, run login again".to_string(),
-            ));
         }
         if let Some(error) = param("error") {
             let description = param("error_description").unwrap_or_default();
             let first_line = description.lines().next().unwrap_or_default();
-            respond(
-                &mut stream,
+            return fail(
                 400,
                 "Sign-in failed",
-                &format!("{error}: {first_line}"),
+                format!("{error}: {first_line}"),
+                LoginError::Failed(format!(
+                    "the identity provider refused the sign-in: {error}: {first_line}"
+                )),
             );
-            return Err(LoginError::Failed(format!(
-                "the identity provider refused the sign-in: {error}: {first_line}"
-            )));
         }
         let Some(code) = param("code").filter(|code| !code.is_empty()) else {
-            respond(
-                &mut stream,
+            return fail(
                 400,
                 "Sign-in failed",
-                "The redirect carried no code.",
+                "The redirect carried no code.".to_string(),
+                LoginError::Failed("the redirect carried neither a code nor an error".to_string()),
             );
-            return Err(LoginError::Failed(
-                "the redirect carried neither a code nor an error".to_string(),
-            ));
         };
-        let exchanged = manager.host().exchange_code(
+        let exchanged = match manager.host().exchange_code(
             connection,
             &self.redirect_uri,
             code,
             &self.code_verifier,
-        )?;
+        ) {
+            Ok(exchanged) => exchanged,
+            Err(problem) => {
+                return fail(
+                    500,
+                    "Sign-in failed",
+                    "The code could not be exchanged; see the terminal.".to_string(),
+                    LoginError::Host(problem),
+                );
+            }
+        };
         let token = match exchanged {
             Ok(token) => token,
             Err(failure) => {
-                respond(&mut stream, 400, "Sign-in failed", &failure.message);
-                return Err(LoginError::Connector(failure));
+                let text = failure.message.clone();
+                return fail(400, "Sign-in failed", text, LoginError::Connector(failure));
             }
         };
         if let Err(problem) = manager.remember(key, connection, &token) {
-            respond(
-                &mut stream,
+            return fail(
                 500,
                 "Sign-in not saved",
-                "Signed in, but the token could not be stored; see the terminal.",
+                "Signed in, but the token could not be stored; see the terminal.".to_string(),
+                LoginError::Failed(format!("{problem:#}")),
             );
-            return Err(LoginError::Failed(format!("{problem:#}")));
         }
-        respond(
-            &mut stream,
+        let signed_in = Page(
             200,
             "Signed in",
-            "You are signed in. You can close this window and return to the terminal.",
+            "You are signed in. You can close this window and return to the terminal.".to_string(),
         );
-        let stored = manager
-            .stored(key, connection)
-            .map_err(|problem| LoginError::Failed(format!("{problem:#}")))?;
-        Ok(Some(LoginOutcome {
+        let stored = match manager.stored(key, connection) {
+            Ok(stored) => stored,
+            Err(problem) => return (signed_in, Err(LoginError::Failed(format!("{problem:#}")))),
+        };
+        let outcome = LoginOutcome {
             redirect_uri: self.redirect_uri.clone(),
             expires_at: stored.as_ref().and_then(|stored| stored.expires_at),
             refreshable: token.refresh_token.is_some(),
-        }))
+        };
+        (signed_in, Ok(outcome))
     }
 }
 
@@ -260,47 +302,20 @@ pub fn login(
     pending.finish(manager, key, connection, options.timeout)
 }
 
-/// The request target of a GET, read from the request head (at most 16 KiB).
-fn read_request_target(stream: &mut TcpStream) -> Option<String> {
-    stream.set_nonblocking(false).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut head = Vec::new();
-    let mut buffer = [0u8; 2048];
-    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
-        let read = stream.read(&mut buffer).ok()?;
-        if read == 0 {
-            break;
-        }
-        head.extend_from_slice(&buffer[..read]);
-        if head.len() > 16 * 1024 {
-            return None;
-        }
-    }
-    let head = String::from_utf8_lossy(&head);
-    let mut words = head.lines().next()?.split_whitespace();
-    match (words.next(), words.next()) {
-        (Some("GET"), Some(target)) => Some(target.to_string()),
-        _ => None,
-    }
-}
-
-fn respond(stream: &mut TcpStream, status: u16, title: &str, text: &str) {
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        500 => "Internal Server Error",
-        _ => "Bad Request",
-    };
+fn page(Page(status, title, text): Page) -> Response<Body> {
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1><p>{}</p></body></html>",
-        escape_html(text)
+        escape_html(&text)
     );
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    let _ = stream.write_all(response.as_bytes());
-    let _ = stream.flush();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 fn escape_html(text: &str) -> String {
@@ -310,62 +325,9 @@ fn escape_html(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// `application/x-www-form-urlencoded` pairs, decoded.
-fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'+' => out.push(b' '),
-            b'%' if index + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).ok();
-                match hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
-                    Some(byte) => {
-                        out.push(byte);
-                        index += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        index += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_values_are_percent_and_plus_decoded() {
-        assert_eq!(
-            parse_query("code=a%2Bb%2F&state=x+y&error_description=AADSTS65001%3A+no"),
-            vec![
-                ("code".to_string(), "a+b/".to_string()),
-                ("state".to_string(), "x y".to_string()),
-                (
-                    "error_description".to_string(),
-                    "AADSTS65001: no".to_string()
-                ),
-            ]
-        );
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
-    }
 
     #[test]
     fn html_in_messages_is_escaped() {

@@ -18,9 +18,8 @@ pub mod flow;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -49,6 +48,8 @@ pub const WEBHOOK_PATH: &str = "/webhooks/dynamics";
 pub const CALLBACK_PATH: &str = crate::login::CALLBACK_PATH;
 /// Largest request body the designer accepts (a batch of 1000 items fits).
 const MAX_BODY: usize = 16 << 20;
+/// The whole request must arrive within this time.
+const REQUEST_TIME: Duration = Duration::from_secs(30);
 /// How long `GET /api/events` waits for a new event before answering with none.
 const EVENT_WAIT: Duration = Duration::from_secs(10);
 
@@ -113,7 +114,7 @@ const POLL_SECONDS: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// A running designer. Stops accepting requests when dropped.
 pub struct Designer {
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
+    _server: crate::http::LoopbackServer,
 }
 
 struct Shared {
@@ -136,8 +137,6 @@ struct Shared {
     key: String,
     /// Serialises starting and stopping triggers, so two starts cannot leave an orphan.
     arming: Mutex<()>,
-    /// Requests being served; more are refused.
-    serving: AtomicUsize,
 }
 
 /// Most requests served at once (long polls included).
@@ -152,7 +151,7 @@ const KEY_COOKIE: &str = "dynamics_designer_key";
 impl Designer {
     /// Binds `127.0.0.1:port` and serves the designer until dropped.
     pub fn start(host: Arc<Host>, options: DesignerOptions) -> anyhow::Result<Designer> {
-        let listener = TcpListener::bind(("127.0.0.1", options.port))
+        let listener = crate::http::bind(options.port)
             .with_context(|| format!("listening on 127.0.0.1:{}", options.port))?;
         let port = listener.local_addr()?.port();
         let connections = load_connections(&options.connections_file)?;
@@ -173,34 +172,20 @@ impl Designer {
                 .unwrap_or_else(|| format!("http://127.0.0.1:{port}{WEBHOOK_PATH}")),
             key: random_key()?,
             arming: Mutex::new(()),
-            serving: AtomicUsize::new(0),
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        listener.set_nonblocking(true)?;
-        let (serving, stopping) = (shared.clone(), stop.clone());
-        thread::Builder::new()
-            .name("designer".to_string())
-            .spawn(move || {
-                while !stopping.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((mut stream, _)) => {
-                            if serving.serving.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-                                serving.serving.fetch_sub(1, Ordering::SeqCst);
-                                let _ = stream.set_nonblocking(false);
-                                let _ = respond(&mut stream, 503, "text/plain", b"busy", &[]);
-                                continue;
-                            }
-                            let shared = serving.clone();
-                            thread::spawn(move || {
-                                shared.serve(stream);
-                                shared.serving.fetch_sub(1, Ordering::SeqCst);
-                            });
-                        }
-                        Err(_) => thread::sleep(Duration::from_millis(5)),
-                    }
-                }
-            })?;
-        Ok(Designer { shared, stop })
+        let router = axum::Router::new()
+            .fallback(serve)
+            .with_state(shared.clone());
+        let limits = crate::http::Limits {
+            max_connections: MAX_CONNECTIONS,
+            ..crate::http::Limits::default()
+        };
+        let server = crate::http::LoopbackServer::start(listener, limits, router)
+            .with_context(|| format!("serving on 127.0.0.1:{port}"))?;
+        Ok(Designer {
+            shared,
+            _server: server,
+        })
     }
 
     /// `http://127.0.0.1:<port>/`
@@ -244,7 +229,6 @@ impl Designer {
 
 impl Drop for Designer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
         // A poller would otherwise outlive its designer (unregistering needs the network, which
         // `shutdown` does).
         if let Some(armed) = self
@@ -274,16 +258,6 @@ fn random_key() -> anyhow::Result<String> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).map_err(|problem| anyhow::anyhow!("no randomness: {problem}"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Compares without stopping at the first difference.
-fn same_secret(given: &str, expected: &str) -> bool {
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 /// Percent-encodes everything but unreserved characters (spaces as %20, which the page's
@@ -340,17 +314,9 @@ fn status_of(error: &Value) -> u16 {
 }
 
 impl Shared {
-    fn serve(self: &Arc<Self>, stream: TcpStream) {
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-        let mut stream = stream;
-        let request = match crate::webhook_server::read_request(&stream, MAX_BODY) {
-            Ok(request) => request,
-            Err(reason) => {
-                let _ = respond(&mut stream, 400, "text/plain", reason.as_bytes(), &[]);
-                return;
-            }
-        };
+    /// Answers one request: the webhook, the guard, the page's files, the sign-in redirect and
+    /// the API.
+    fn answer(self: &Arc<Self>, request: IncomingRequest) -> Response {
         if request.path == WEBHOOK_PATH {
             let outcome = self.webhook(request);
             let content_type = outcome
@@ -365,24 +331,15 @@ impl Shared {
                 .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            let _ = respond(
-                &mut stream,
-                outcome.status,
-                content_type,
-                &outcome.body,
-                &headers,
-            );
-            return;
+            return respond(outcome.status, content_type, &outcome.body, &headers);
         }
         if !self.host_header_ok(&request) {
-            let _ = respond(
-                &mut stream,
+            return respond(
                 421,
                 "text/plain",
                 b"this designer answers only on 127.0.0.1 or localhost",
                 &[],
             );
-            return;
         }
         match (request.method.as_str(), request.path.as_str()) {
             ("GET", "/") if request.query.iter().any(|(k, _)| k == "key") => {
@@ -393,38 +350,29 @@ impl Shared {
                     .find(|(k, _)| k == "key")
                     .map(|(_, v)| v.as_str())
                     .unwrap_or_default();
-                if same_secret(given, &self.key) {
+                if crate::http::same_secret(given, &self.key) {
                     let cookie =
                         format!("{KEY_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax", self.key);
-                    let _ = respond(
-                        &mut stream,
+                    respond(
                         303,
                         "text/plain",
                         b"",
                         &[("location", "/"), ("set-cookie", &cookie)],
-                    );
+                    )
                 } else {
-                    let _ = respond(
-                        &mut stream,
-                        403,
+                    respond(403,
                         "text/plain",
                         b"this key is not the designer's; open the link `dynamics designer` printed",
                         &[],
-                    );
+                    )
                 }
             }
             ("GET", path) if let Some((status, kind, body)) = asset(path) => {
-                let _ = respond(&mut stream, status, kind, body.as_bytes(), &[]);
+                respond(status, kind, body.as_bytes(), &[])
             }
             ("GET", CALLBACK_PATH) => {
                 let location = self.callback(&request);
-                let _ = respond(
-                    &mut stream,
-                    303,
-                    "text/plain",
-                    b"",
-                    &[("location", &location)],
-                );
+                respond(303, "text/plain", b"", &[("location", &location)])
             }
             (_, path) if path.starts_with("/api/") => {
                 let (status, body) = if let Err(refusal) = self.api_request_ok(&request) {
@@ -432,17 +380,9 @@ impl Shared {
                 } else {
                     self.api(&request)
                 };
-                let _ = respond(
-                    &mut stream,
-                    status,
-                    "application/json",
-                    body.to_string().as_bytes(),
-                    &[],
-                );
+                respond(status, "application/json", body.to_string().as_bytes(), &[])
             }
-            _ => {
-                let _ = respond(&mut stream, 404, "text/plain", b"not found", &[]);
-            }
+            _ => respond(404, "text/plain", b"not found", &[]),
         }
     }
 
@@ -474,7 +414,7 @@ impl Shared {
             })
         });
         let key = cookie_key.or_else(|| Self::header(request, "x-designer-key"));
-        if !key.is_some_and(|key| same_secret(key, &self.key)) {
+        if !key.is_some_and(|key| crate::http::same_secret(key, &self.key)) {
             return Err(fail(
                 401,
                 "unauthenticated",
@@ -1428,40 +1368,46 @@ fn save_connections(path: &Path, connections: &BTreeMap<String, Saved>) -> anyho
     Ok(())
 }
 
-fn respond(
-    stream: &mut TcpStream,
-    status: u16,
-    content_type: &str,
-    body: &[u8],
-    headers: &[(&str, &str)],
-) -> std::io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\ncontent-security-policy: default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'\r\n",
-        reason(status),
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+type Response = axum::http::Response<axum::body::Body>;
+
+/// The designer's answer: no caching, no sniffing, no referrer, and a CSP that keeps the page to
+/// its own files.
+fn respond(status: u16, content_type: &str, body: &[u8], headers: &[(&str, &str)]) -> Response {
+    use axum::http::{HeaderName, HeaderValue, StatusCode};
+    let mut response = Response::new(axum::body::Body::from(body.to_vec()));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let fixed = [
+        ("content-type", content_type),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        (
+            "content-security-policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    ];
+    for (name, value) in fixed.iter().chain(headers) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    stream.flush()
+    response
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        204 => "No Content",
-        303 => "See Other",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        415 => "Unsupported Media Type",
-        421 => "Misdirected Request",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        _ => "Status",
+/// Every request: read within the limits, then answered off the server's thread (the component
+/// runs, long polls wait).
+async fn serve(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+    request: axum::extract::Request,
+) -> Response {
+    match crate::http::incoming(request, MAX_BODY, REQUEST_TIME).await {
+        Err(reason) => respond(400, "text/plain", reason.as_bytes(), &[]),
+        Ok(request) => crate::http::blocking(move || shared.answer(request))
+            .await
+            .unwrap_or_else(|| respond(500, "text/plain", b"the request failed", &[])),
     }
 }
 
