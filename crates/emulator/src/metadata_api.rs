@@ -10,12 +10,13 @@ use serde_json::{Map, Value, json};
 use crate::error::DvError;
 use crate::messages::NAMESPACE;
 use crate::metadata_types::{check_select, is_attribute_type};
-use crate::odata::filter::{CmpOp, Expr, Lit, Operand, StrFn};
+use crate::odata::eval::{Filter, Record, Term};
+use crate::odata::filter::Lit;
 use crate::odata::path::{self, Key, Segment};
 use crate::odata::query::QueryOptions;
 use crate::schema::{AttrKind, Attribute, Entity, Relationship, TableId};
 use crate::store::Store;
-use crate::wire::{Req, Resp};
+use crate::wire::{Caller, Req, Resp};
 
 fn label(text: &str, id_seed: &str) -> Value {
     if text.is_empty() {
@@ -299,8 +300,6 @@ fn key_json(e: &Entity, k: &crate::schema::AltKey) -> Map<String, Value> {
     }
 }
 
-// ---- generic JSON filtering / selection ------------------------------------------------------
-
 fn path_value<'a>(obj: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
     let mut cur = obj.get(path.first()?)?;
     for seg in &path[1..] {
@@ -309,75 +308,26 @@ fn path_value<'a>(obj: &'a Map<String, Value>, path: &[String]) -> Option<&'a Va
     Some(cur)
 }
 
-fn lit_json(l: &Lit) -> Value {
-    match l {
-        Lit::Null => Value::Null,
-        Lit::Str(s) | Lit::Enum(s) => Value::String(s.clone()),
-        Lit::Int(i) => json!(i),
-        Lit::Num(n) => json!(n),
-        Lit::Bool(b) => json!(b),
-        Lit::Guid(g) => Value::String(g.to_string()),
-        Lit::Date(d, _) => Value::String(crate::datetime::format_iso(*d)),
+/// A metadata object is a `$filter` record: a property path walks its JSON. Numbers, strings
+/// and booleans compare as such; objects and arrays (labels, option sets) compare with nothing.
+impl Record for Map<String, Value> {
+    fn property(&self, path: &[String]) -> Term<'_> {
+        match path_value(self, path) {
+            None | Some(Value::Null) => Term::Null,
+            Some(Value::String(s)) => Term::Str(s),
+            Some(Value::Bool(b)) => Term::Bool(*b),
+            Some(Value::Number(n)) => n.as_f64().map_or(Term::Other, Term::Num),
+            Some(Value::Array(_) | Value::Object(_)) => Term::Other,
+        }
     }
 }
 
-fn operand_json(obj: &Map<String, Value>, o: &Operand) -> Value {
-    match o {
-        Operand::Lit(l) => lit_json(l),
-        Operand::Path(p) => path_value(obj, p).cloned().unwrap_or(Value::Null),
-    }
-}
-
-fn json_cmp(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        (Value::String(x), Value::String(y)) => Some(x.to_lowercase().cmp(&y.to_lowercase())),
-        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
-        (Value::Null, Value::Null) => Some(std::cmp::Ordering::Equal),
-        _ => None,
-    }
-}
-
-/// Evaluates a `$filter` over a metadata object.
-pub fn json_matches(obj: &Map<String, Value>, e: &Expr) -> bool {
-    use std::cmp::Ordering::*;
-    match e {
-        Expr::Or(a, b) => json_matches(obj, a) || json_matches(obj, b),
-        Expr::And(a, b) => json_matches(obj, a) && json_matches(obj, b),
-        Expr::Not(a) => !json_matches(obj, a),
-        Expr::Cmp(op, a, b) => {
-            let (x, y) = (operand_json(obj, a), operand_json(obj, b));
-            let o = json_cmp(&x, &y);
-            match op {
-                CmpOp::Eq => o == Some(Equal),
-                CmpOp::Ne => o != Some(Equal),
-                CmpOp::Gt => o == Some(Greater),
-                CmpOp::Ge => matches!(o, Some(Greater | Equal)),
-                CmpOp::Lt => o == Some(Less),
-                CmpOp::Le => matches!(o, Some(Less | Equal)),
-            }
-        }
-        Expr::Str(f, a, b) => {
-            let (Value::String(x), Value::String(y)) = (operand_json(obj, a), operand_json(obj, b))
-            else {
-                return false;
-            };
-            let (x, y) = (x.to_lowercase(), y.to_lowercase());
-            match f {
-                StrFn::Contains => x.contains(&y),
-                StrFn::StartsWith => x.starts_with(&y),
-                StrFn::EndsWith => x.ends_with(&y),
-            }
-        }
-        Expr::In(p, lits, neg) => {
-            let v = path_value(obj, p).cloned().unwrap_or(Value::Null);
-            lits.iter()
-                .any(|l| json_cmp(&v, &lit_json(l)) == Some(Equal))
-                != *neg
-        }
-        Expr::Operand(o) => operand_json(obj, o) == Value::Bool(true),
-        Expr::Between(..) | Expr::Lambda { .. } => false,
-    }
+/// The `$filter` of a metadata query, compiled for records. Metadata has no user columns, so
+/// `EqualUserId` and its kin find nothing whoever calls.
+fn record_filter(q: &QueryOptions) -> Option<Filter> {
+    q.filter
+        .as_ref()
+        .map(|f| Filter::for_records(f, Caller::default()))
 }
 
 fn select(mut obj: Map<String, Value>, q: &QueryOptions, keep: &[&str]) -> Map<String, Value> {
@@ -442,6 +392,7 @@ fn attributes_of(
     cast: Option<&str>,
 ) -> Vec<Map<String, Value>> {
     let ent = store.entity(e);
+    let filter = record_filter(q);
     let expand_options = q
         .expand
         .iter()
@@ -450,7 +401,7 @@ fn attributes_of(
         .iter()
         .filter(|a| cast.is_none_or(|c| a.kind.metadata_type() == c))
         .map(|a| attribute_json(ent, a, expand_options))
-        .filter(|m| q.filter.as_ref().is_none_or(|f| json_matches(m, f)))
+        .filter(|m| filter.as_ref().is_none_or(|f| f.matches_record(m)))
         .map(|m| select(m, q, &["MetadataId", "@odata.type", "OptionSet"]))
         .collect()
 }
@@ -460,13 +411,14 @@ fn relationships_of(
     q: &QueryOptions,
     pred: impl Fn(&Relationship) -> bool,
 ) -> Vec<Map<String, Value>> {
+    let filter = record_filter(q);
     store
         .schema
         .relationships
         .iter()
         .filter(|r| pred(r))
         .map(|r| relationship_json(store, r))
-        .filter(|m| q.filter.as_ref().is_none_or(|f| json_matches(m, f)))
+        .filter(|m| filter.as_ref().is_none_or(|f| f.matches_record(m)))
         .map(|m| select(m, q, &["MetadataId"]))
         .collect()
 }
@@ -662,10 +614,11 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
             return Err(DvError::segment_not_found(&s.name));
         }
         check_entity_select(store, &q)?;
+        let filter = record_filter(&q);
         let mut items = Vec::new();
         for (i, ent) in store.schema.tables() {
             let full = entity_json(ent);
-            if q.filter.as_ref().is_none_or(|f| json_matches(&full, f)) {
+            if filter.as_ref().is_none_or(|f| f.matches_record(&full)) {
                 items.push(entity_with_expands(store, i, &q)?);
             }
         }

@@ -1,5 +1,10 @@
-//! `$filter` and `$orderby` against stored rows: compile once against the schema (so unknown
-//! properties and type mismatches are 400s even on an empty table), then evaluate per row.
+//! `$filter` and `$orderby`: compile once, then evaluate per row or record.
+//!
+//! The one `$filter` evaluator of the emulator. Filters on rows compile against the schema (so
+//! unknown properties and type mismatches are 400s even on an empty table) into column paths
+//! read through the store; filters on metadata compile without a schema into property paths a
+//! [`Record`] answers (`metadata` renders its objects as records). Both run through the same
+//! evaluation, with the same comparison rules.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -28,6 +33,8 @@ enum COp {
         hops: Vec<Hop>,
         col: usize,
     },
+    /// A property path a [`Record`] answers.
+    Prop(Vec<String>),
     Lit(Lit),
 }
 
@@ -90,10 +97,64 @@ impl Filter {
         })
     }
 
+    /// Compiles `expr` for [`Record`]s: every property path is the record's to answer (one it
+    /// does not have is null), and lambda operators, which need navigation properties, match
+    /// nothing.
+    pub fn for_records(expr: &Expr, caller: Caller) -> Filter {
+        Filter {
+            expr: record_expr(expr, caller),
+        }
+    }
+
     /// Whether a row matches.
     pub fn matches(&self, store: &Store, row: &Row) -> bool {
-        let mut scopes = vec![row];
-        eval(&self.expr, store, &mut scopes)
+        let mut rows = Rows {
+            store,
+            scopes: vec![row],
+        };
+        eval(&self.expr, &mut rows)
+    }
+
+    /// Whether a record matches (a filter compiled with [`Filter::for_records`]).
+    pub fn matches_record(&self, record: &dyn Record) -> bool {
+        eval(&self.expr, &mut RecordSource(record))
+    }
+}
+
+/// Something a `$filter` reads properties from without a schema: a metadata object.
+pub trait Record {
+    /// The value at a property path (`LogicalName`, `DisplayName/UserLocalizedLabel/Label`),
+    /// [`Term::Null`] where there is none.
+    fn property(&self, path: &[String]) -> Term<'_>;
+}
+
+fn record_operand(o: &Operand, caller: Caller) -> COp {
+    match o {
+        Operand::Lit(Lit::Enum(v)) if v == "@caller" => COp::Lit(Lit::Guid(caller.user)),
+        Operand::Lit(Lit::Enum(v)) if v == "@businessunit" => {
+            COp::Lit(Lit::Guid(caller.business_unit))
+        }
+        Operand::Lit(l) => COp::Lit(l.clone()),
+        Operand::Path(p) => COp::Prop(p.clone()),
+    }
+}
+
+fn record_expr(e: &Expr, caller: Caller) -> CExpr {
+    let expr = |e: &Expr| Box::new(record_expr(e, caller));
+    match e {
+        Expr::Or(a, b) => CExpr::Or(expr(a), expr(b)),
+        Expr::And(a, b) => CExpr::And(expr(a), expr(b)),
+        Expr::Not(a) => CExpr::Not(expr(a)),
+        Expr::Cmp(op, a, b) => {
+            CExpr::Cmp(*op, record_operand(a, caller), record_operand(b, caller))
+        }
+        Expr::Str(f, a, b) => CExpr::Str(*f, record_operand(a, caller), record_operand(b, caller)),
+        Expr::In(p, lits, neg) => CExpr::In(COp::Prop(p.clone()), lits.clone(), *neg),
+        Expr::Between(p, lo, hi, neg) => {
+            CExpr::Between(COp::Prop(p.clone()), lo.clone(), hi.clone(), *neg)
+        }
+        Expr::Lambda { .. } => CExpr::Bool(COp::Lit(Lit::Bool(false))),
+        Expr::Operand(o) => CExpr::Bool(record_operand(o, caller)),
     }
 }
 
@@ -299,55 +360,59 @@ fn lit_edm(l: &Lit) -> &'static str {
 }
 
 /// A value during evaluation.
-#[derive(Debug, Clone)]
-enum V<'a> {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Term<'a> {
     Null,
     Str(&'a str),
     Num(f64),
     Bool(bool),
     Date(i64),
     Guid(Guid),
+    /// A value no operator compares or searches (a metadata object or array); not null.
+    Other,
 }
 
-fn from_val(v: &Val) -> V<'_> {
+fn from_val(v: &Val) -> Term<'_> {
     match v {
-        Val::Null => V::Null,
-        Val::Str(s) => V::Str(s),
-        Val::Int(i) => V::Num(*i as f64),
-        Val::Num(n) => V::Num(*n),
-        Val::Bool(b) => V::Bool(*b),
-        Val::Date(d) => V::Date(*d),
-        Val::Guid(g) | Val::Ref(g, _) => V::Guid(*g),
+        Val::Null => Term::Null,
+        Val::Str(s) => Term::Str(s),
+        Val::Int(i) => Term::Num(*i as f64),
+        Val::Num(n) => Term::Num(*n),
+        Val::Bool(b) => Term::Bool(*b),
+        Val::Date(d) => Term::Date(*d),
+        Val::Guid(g) | Val::Ref(g, _) => Term::Guid(*g),
     }
 }
 
-fn from_lit(l: &Lit) -> V<'_> {
+fn from_lit(l: &Lit) -> Term<'_> {
     match l {
-        Lit::Null => V::Null,
-        Lit::Str(s) | Lit::Enum(s) => V::Str(s),
-        Lit::Int(i) => V::Num(*i as f64),
-        Lit::Num(n) => V::Num(*n),
-        Lit::Bool(b) => V::Bool(*b),
-        Lit::Guid(g) => V::Guid(*g),
-        Lit::Date(d, _) => V::Date(*d),
+        Lit::Null => Term::Null,
+        Lit::Str(s) | Lit::Enum(s) => Term::Str(s),
+        Lit::Int(i) => Term::Num(*i as f64),
+        Lit::Num(n) => Term::Num(*n),
+        Lit::Bool(b) => Term::Bool(*b),
+        Lit::Guid(g) => Term::Guid(*g),
+        Lit::Date(d, _) => Term::Date(*d),
     }
 }
 
-fn resolve<'a>(op: &'a COp, store: &'a Store, scopes: &[&'a Row]) -> V<'a> {
+/// The value of an operand for rows (the queried row first, then lambda variables).
+fn resolve<'a>(op: &'a COp, store: &'a Store, scopes: &[&'a Row]) -> Term<'a> {
     match op {
         COp::Lit(l) => from_lit(l),
+        COp::Prop(_) => Term::Null,
         COp::Col { scope, hops, col } => {
             let mut row = scopes[*scope];
             for hop in hops {
                 let Val::Ref(g, e) = &row.vals[hop.col] else {
-                    return V::Null;
+                    return Term::Null;
                 };
                 if *e != hop.target {
-                    return V::Null;
+                    return Term::Null;
                 }
                 match store.get(hop.target, g) {
                     Some(r) => row = r,
-                    None => return V::Null,
+                    None => return Term::Null,
                 }
             }
             from_val(&row.vals[*col])
@@ -355,41 +420,43 @@ fn resolve<'a>(op: &'a COp, store: &'a Store, scopes: &[&'a Row]) -> V<'a> {
     }
 }
 
-fn text(v: &V) -> Option<String> {
+fn text(v: &Term) -> Option<String> {
     match v {
-        V::Str(s) => Some(s.to_lowercase()),
-        V::Num(n) => Some(n.to_string()),
-        V::Bool(b) => Some(b.to_string()),
-        V::Guid(g) => Some(g.to_string()),
-        V::Date(d) => Some(crate::datetime::format_iso(*d)),
-        V::Null => None,
+        Term::Str(s) => Some(s.to_lowercase()),
+        Term::Num(n) => Some(n.to_string()),
+        Term::Bool(b) => Some(b.to_string()),
+        Term::Guid(g) => Some(g.to_string()),
+        Term::Date(d) => Some(crate::datetime::format_iso(*d)),
+        Term::Null | Term::Other => None,
     }
 }
 
 /// Orders two values the way the comparison operators see them; None when incomparable.
-fn compare(a: &V, b: &V) -> Option<Ordering> {
+fn compare(a: &Term, b: &Term) -> Option<Ordering> {
     match (a, b) {
-        (V::Null, _) | (_, V::Null) => None,
-        (V::Num(x), V::Num(y)) => x.partial_cmp(y),
-        (V::Num(x), V::Str(s)) => s.trim().parse::<f64>().ok().and_then(|y| x.partial_cmp(&y)),
-        (V::Str(s), V::Num(y)) => s.trim().parse::<f64>().ok().and_then(|x| x.partial_cmp(y)),
-        (V::Bool(x), V::Bool(y)) => Some(x.cmp(y)),
-        (V::Date(x), V::Date(y)) => Some(x.cmp(y)),
-        (V::Date(x), V::Str(s)) => crate::datetime::parse_iso(s).map(|y| x.cmp(&y)),
-        (V::Str(s), V::Date(y)) => crate::datetime::parse_iso(s).map(|x| x.cmp(y)),
-        (V::Guid(x), V::Guid(y)) => Some(x.cmp(y)),
-        (V::Guid(x), V::Str(s)) => Guid::parse(s).map(|y| x.cmp(&y)),
-        (V::Str(s), V::Guid(y)) => Guid::parse(s).map(|x| x.cmp(y)),
+        (Term::Null, _) | (_, Term::Null) => None,
+        (Term::Num(x), Term::Num(y)) => x.partial_cmp(y),
+        (Term::Num(x), Term::Str(s)) => {
+            s.trim().parse::<f64>().ok().and_then(|y| x.partial_cmp(&y))
+        }
+        (Term::Str(s), Term::Num(y)) => s.trim().parse::<f64>().ok().and_then(|x| x.partial_cmp(y)),
+        (Term::Bool(x), Term::Bool(y)) => Some(x.cmp(y)),
+        (Term::Date(x), Term::Date(y)) => Some(x.cmp(y)),
+        (Term::Date(x), Term::Str(s)) => crate::datetime::parse_iso(s).map(|y| x.cmp(&y)),
+        (Term::Str(s), Term::Date(y)) => crate::datetime::parse_iso(s).map(|x| x.cmp(y)),
+        (Term::Guid(x), Term::Guid(y)) => Some(x.cmp(y)),
+        (Term::Guid(x), Term::Str(s)) => Guid::parse(s).map(|y| x.cmp(&y)),
+        (Term::Str(s), Term::Guid(y)) => Guid::parse(s).map(|x| x.cmp(y)),
         _ => Some(text(a)?.cmp(&text(b)?)),
     }
 }
 
-fn cmp_op(op: CmpOp, a: &V, b: &V) -> bool {
+fn cmp_op(op: CmpOp, a: &Term, b: &Term) -> bool {
     match (op, a, b) {
-        (CmpOp::Eq, V::Null, V::Null) => true,
-        (CmpOp::Ne, V::Null, V::Null) => false,
-        (CmpOp::Eq, V::Null, _) | (CmpOp::Eq, _, V::Null) => false,
-        (CmpOp::Ne, V::Null, _) | (CmpOp::Ne, _, V::Null) => true,
+        (CmpOp::Eq, Term::Null, Term::Null) => true,
+        (CmpOp::Ne, Term::Null, Term::Null) => false,
+        (CmpOp::Eq, Term::Null, _) | (CmpOp::Eq, _, Term::Null) => false,
+        (CmpOp::Ne, Term::Null, _) | (CmpOp::Ne, _, Term::Null) => true,
         _ => match compare(a, b) {
             Some(o) => match op {
                 CmpOp::Eq => o == Ordering::Equal,
@@ -404,20 +471,90 @@ fn cmp_op(op: CmpOp, a: &V, b: &V) -> bool {
     }
 }
 
-fn eval<'a>(e: &'a CExpr, store: &'a Store, scopes: &mut Vec<&'a Row>) -> bool {
+/// What a compiled filter reads its operands from.
+trait Source<'a> {
+    fn value(&self, op: &'a COp) -> Term<'a>;
+    /// Evaluates a lambda operator over the children of the queried row.
+    fn lambda(&mut self, lambda: &'a CExpr) -> bool;
+}
+
+/// Rows: the queried row, then the rows lambda variables stand for.
+struct Rows<'a> {
+    store: &'a Store,
+    scopes: Vec<&'a Row>,
+}
+
+impl<'a> Source<'a> for Rows<'a> {
+    fn value(&self, op: &'a COp) -> Term<'a> {
+        resolve(op, self.store, &self.scopes)
+    }
+
+    fn lambda(&mut self, lambda: &'a CExpr) -> bool {
+        let CExpr::Lambda {
+            child,
+            parent_pk,
+            index,
+            body,
+            all,
+        } = lambda
+        else {
+            return false;
+        };
+        let Val::Guid(pid) = self.scopes[0].vals[*parent_pk] else {
+            return false;
+        };
+        let children = index.get(&pid).map(Vec::as_slice).unwrap_or(&[]);
+        let Some(body) = body else {
+            return !children.is_empty();
+        };
+        let store = self.store;
+        let mut test = |id: &Guid| -> bool {
+            match store.get(*child, id) {
+                Some(r) => {
+                    self.scopes.push(r);
+                    let ok = eval(body, self);
+                    self.scopes.pop();
+                    ok
+                }
+                None => false,
+            }
+        };
+        if *all {
+            children.iter().all(&mut test)
+        } else {
+            children.iter().any(&mut test)
+        }
+    }
+}
+
+/// A record: property paths are its to answer; it has no children to range over.
+struct RecordSource<'a>(&'a dyn Record);
+
+impl<'a> Source<'a> for RecordSource<'a> {
+    fn value(&self, op: &'a COp) -> Term<'a> {
+        match op {
+            COp::Lit(l) => from_lit(l),
+            COp::Prop(path) => self.0.property(path),
+            COp::Col { .. } => Term::Null,
+        }
+    }
+
+    fn lambda(&mut self, _: &'a CExpr) -> bool {
+        false
+    }
+}
+
+fn eval<'a>(e: &'a CExpr, src: &mut impl Source<'a>) -> bool {
     match e {
-        CExpr::Or(a, b) => eval(a, store, scopes) || eval(b, store, scopes),
-        CExpr::And(a, b) => eval(a, store, scopes) && eval(b, store, scopes),
-        CExpr::Not(a) => !eval(a, store, scopes),
+        CExpr::Or(a, b) => eval(a, src) || eval(b, src),
+        CExpr::And(a, b) => eval(a, src) && eval(b, src),
+        CExpr::Not(a) => !eval(a, src),
         CExpr::Cmp(op, a, b) => {
-            let (x, y) = (resolve(a, store, scopes), resolve(b, store, scopes));
+            let (x, y) = (src.value(a), src.value(b));
             cmp_op(*op, &x, &y)
         }
         CExpr::Str(f, a, b) => {
-            let (Some(x), Some(y)) = (
-                text(&resolve(a, store, scopes)),
-                text(&resolve(b, store, scopes)),
-            ) else {
+            let (Some(x), Some(y)) = (text(&src.value(a)), text(&src.value(b))) else {
                 return false;
             };
             match f {
@@ -427,53 +564,23 @@ fn eval<'a>(e: &'a CExpr, store: &'a Store, scopes: &mut Vec<&'a Row>) -> bool {
             }
         }
         CExpr::In(p, lits, neg) => {
-            let v = resolve(p, store, scopes);
+            let v = src.value(p);
             let hit = lits.iter().any(|l| cmp_op(CmpOp::Eq, &v, &from_lit(l)));
             !v_is_null(&v) && hit != *neg
         }
         CExpr::Between(p, lo, hi, neg) => {
-            let v = resolve(p, store, scopes);
+            let v = src.value(p);
             let inside =
                 cmp_op(CmpOp::Ge, &v, &from_lit(lo)) && cmp_op(CmpOp::Le, &v, &from_lit(hi));
             !v_is_null(&v) && inside != *neg
         }
-        CExpr::Lambda {
-            child,
-            parent_pk,
-            index,
-            body,
-            all,
-        } => {
-            let Val::Guid(pid) = scopes[0].vals[*parent_pk] else {
-                return false;
-            };
-            let children = index.get(&pid).map(Vec::as_slice).unwrap_or(&[]);
-            let Some(body) = body else {
-                return !children.is_empty();
-            };
-            let mut test = |id: &Guid| -> bool {
-                match store.get(*child, id) {
-                    Some(r) => {
-                        scopes.push(r);
-                        let ok = eval(body, store, scopes);
-                        scopes.pop();
-                        ok
-                    }
-                    None => false,
-                }
-            };
-            if *all {
-                children.iter().all(&mut test)
-            } else {
-                children.iter().any(&mut test)
-            }
-        }
-        CExpr::Bool(op) => matches!(resolve(op, store, scopes), V::Bool(true)),
+        CExpr::Lambda { .. } => src.lambda(e),
+        CExpr::Bool(op) => matches!(src.value(op), Term::Bool(true)),
     }
 }
 
-fn v_is_null(v: &V) -> bool {
-    matches!(v, V::Null)
+fn v_is_null(v: &Term) -> bool {
+    matches!(v, Term::Null)
 }
 
 /// A compiled `$orderby`.
@@ -509,9 +616,9 @@ impl Order {
         for (op, desc) in &self.keys {
             let (x, y) = (resolve(op, store, &[a]), resolve(op, store, &[b]));
             let o = match (&x, &y) {
-                (V::Null, V::Null) => Ordering::Equal,
-                (V::Null, _) => Ordering::Less,
-                (_, V::Null) => Ordering::Greater,
+                (Term::Null, Term::Null) => Ordering::Equal,
+                (Term::Null, _) => Ordering::Less,
+                (_, Term::Null) => Ordering::Greater,
                 _ => compare(&x, &y).unwrap_or(Ordering::Equal),
             };
             let o = if *desc { o.reverse() } else { o };
@@ -520,5 +627,117 @@ impl Order {
             }
         }
         Ordering::Equal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::odata::filter;
+
+    /// A record of named values; a path is its segments joined with `/`.
+    struct Props(Vec<(&'static str, Term<'static>)>);
+
+    impl Record for Props {
+        fn property(&self, path: &[String]) -> Term<'_> {
+            let name = path.join("/");
+            self.0
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map_or(Term::Null, |(_, v)| v.clone())
+        }
+    }
+
+    fn entity_record() -> Props {
+        Props(vec![
+            ("LogicalName", Term::Str("account")),
+            ("ObjectTypeCode", Term::Num(1.0)),
+            ("IsCustomEntity", Term::Bool(false)),
+            (
+                "MetadataId",
+                Term::Str("70816501-edb9-4740-a16c-6a5efbc05d84"),
+            ),
+            ("DisplayName", Term::Other),
+            ("DisplayName/UserLocalizedLabel/Label", Term::Str("Account")),
+        ])
+    }
+
+    fn record_matches(text: &str) -> bool {
+        let expr = filter::parse(text, &|_| None).unwrap();
+        Filter::for_records(&expr, Caller::default()).matches_record(&entity_record())
+    }
+
+    #[test]
+    fn records_answer_comparisons_by_property_path() {
+        assert!(record_matches("LogicalName eq 'ACCOUNT'"));
+        assert!(record_matches(
+            "DisplayName/UserLocalizedLabel/Label eq 'Account'"
+        ));
+        assert!(record_matches(
+            "ObjectTypeCode lt 2 and IsCustomEntity eq false"
+        ));
+        assert!(record_matches(
+            "MetadataId eq 70816501-EDB9-4740-A16C-6A5EFBC05D84"
+        ));
+        assert!(record_matches("not (LogicalName ne 'account')"));
+        assert!(!record_matches("not (LogicalName eq 'account')"));
+        assert!(record_matches(
+            "startswith(LogicalName,'acc') or contains(LogicalName,'x')"
+        ));
+        assert!(record_matches(
+            "Microsoft.Dynamics.CRM.In(PropertyName='LogicalName',PropertyValues=['contact','account'])"
+        ));
+        assert!(record_matches(
+            "Microsoft.Dynamics.CRM.Between(PropertyName='ObjectTypeCode',PropertyValues=['0','5'])"
+        ));
+    }
+
+    #[test]
+    fn missing_properties_are_null_and_objects_are_not() {
+        assert!(record_matches("NoSuchProperty eq null"));
+        assert!(!record_matches("NoSuchProperty eq 'x'"));
+        assert!(!record_matches("DisplayName eq null"));
+        assert!(!record_matches("DisplayName eq 'Account'"));
+        assert!(!record_matches("contains(DisplayName,'Account')"));
+    }
+
+    #[test]
+    fn lambdas_over_records_match_nothing() {
+        assert!(!record_matches("Attributes/any(a:a/LogicalName eq 'name')"));
+        assert!(!record_matches("Attributes/any()"));
+    }
+
+    #[test]
+    fn rows_and_records_compare_by_the_same_rules() {
+        let store = Store::new(Arc::new(crate::catalog::schema()));
+        let accounts = store.schema.entity("account").unwrap();
+        let ent = store.entity(accounts);
+        let mut vals = store.blank_row(accounts);
+        vals[ent.attr("name").unwrap()] = Val::str("Contoso");
+        vals[ent.attr("numberofemployees").unwrap()] = Val::Int(12);
+        let row = Row { vals, version: 1 };
+        let record = Props(vec![
+            ("name", Term::Str("Contoso")),
+            ("numberofemployees", Term::Num(12.0)),
+        ]);
+        for (text, expected) in [
+            ("name eq 'CONTOSO'", true),
+            ("name gt 'contoso'", false),
+            ("numberofemployees ge 12", true),
+            ("numberofemployees eq '12'", true),
+            ("contains(name,'TOS')", true),
+            ("endswith(name,'x')", false),
+            ("description eq null", true),
+            ("description ne null", false),
+        ] {
+            let expr = filter::parse(text, &|_| None).unwrap();
+            let on_row = Filter::compile(&store, accounts, &expr, Caller::default())
+                .unwrap()
+                .matches(&store, &row);
+            let on_record = Filter::for_records(&expr, Caller::default()).matches_record(&record);
+            assert_eq!((on_row, on_record), (expected, expected), "{text}");
+        }
     }
 }
