@@ -1,0 +1,98 @@
+//! Running what the page asks for through the component: one action, a data source's choices,
+//! a flow.
+
+use super::*;
+
+impl Shared {
+    pub(super) fn run_action(
+        &self,
+        connection: &str,
+        action: &str,
+        input: &Value,
+    ) -> Result<Value, Value> {
+        let (key, mut connection) = self.connection(connection)?;
+        let manager = TokenManager::new(&self.host, &self.store);
+        match manager.run_action(&key, &mut connection, action, &input.to_string()) {
+            Ok(Ok(text)) => Ok(parse_output(text)),
+            Ok(Err(error)) => Err(connector_error(&error)),
+            Err(error) => Err(host_error(&error)),
+        }
+    }
+
+    pub(super) fn choices(&self, body: &Value) -> Answer {
+        let (Some(name), Some(source)) = (body["connection"].as_str(), body["dataSource"].as_str())
+        else {
+            return fail(
+                400,
+                "invalid-input",
+                "connection and dataSource are required",
+                None,
+            );
+        };
+        let connection = match self.prepared(name) {
+            Ok((_, connection)) => connection,
+            Err(error) => return (status_of(&error), json!({ "error": error })),
+        };
+        let input = body.get("input").cloned().unwrap_or_else(|| json!({}));
+        match self.host.choices(source, &connection, &input.to_string()) {
+            Ok(Ok(choices)) => {
+                let list: Vec<Value> = choices
+                    .iter()
+                    .map(|c| json!({"label": c.label, "value": c.value}))
+                    .collect();
+                (200, json!({ "choices": list }))
+            }
+            Ok(Err(error)) => {
+                let error = connector_error(&error);
+                (status_of(&error), json!({ "error": error }))
+            }
+            Err(error) => (500, json!({ "error": host_error(&error) })),
+        }
+    }
+
+    pub(super) fn parse_flow(&self, body: &Value) -> Result<Flow, Answer> {
+        let flow: Flow = serde_json::from_value(body["flow"].clone()).map_err(|problem| {
+            fail(
+                400,
+                "invalid-input",
+                format!("flow: {problem}"),
+                Some("flow"),
+            )
+        })?;
+        let actions: Vec<&str> = self
+            .host
+            .definition()
+            .actions
+            .iter()
+            .map(|action| action.key.as_str())
+            .collect();
+        flow::check(&flow, &actions).map_err(|problem| {
+            let field = problem.split(':').next().unwrap_or("flow").to_string();
+            fail(400, "invalid-input", problem, Some(&field))
+        })?;
+        Ok(flow)
+    }
+
+    pub(super) fn run_flow(&self, body: &Value) -> Answer {
+        let flow = match self.parse_flow(body) {
+            Ok(flow) => flow,
+            Err(answer) => return answer,
+        };
+        let Some(connection) = body["connection"].as_str().or(flow.connection.as_deref()) else {
+            return fail(
+                400,
+                "invalid-input",
+                "connection: choose a connection for the flow",
+                Some("connection"),
+            );
+        };
+        if let Err(error) = self.connection(connection) {
+            return (400, json!({ "error": error }));
+        }
+        let trigger = body.get("trigger").filter(|t| !t.is_null());
+        let steps = flow::run(&flow, trigger, |action, input| {
+            self.run_action(connection, action, input)
+        });
+        (200, json!({ "steps": steps }))
+    }
+}
