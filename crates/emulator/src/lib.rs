@@ -14,7 +14,7 @@
 //! Honest refusals: a Dataverse message the emulator does not implement (a bound or unbound
 //! action or function such as `CreateMultiple`, `QualifyLead`, `RetrieveVersion`), a type-cast
 //! segment, `?sql=`, or a documented metadata property it does not render answers 501 with a
-//! Dataverse-shaped error naming it (`messages`, `metadata_types`), never a plausible wrong
+//! Dataverse-shaped error naming it (`messages`, `metadata::types`), never a plausible wrong
 //! answer; unknown names keep Dataverse's documented 404 and 400.
 
 mod admin;
@@ -32,8 +32,7 @@ mod guid;
 mod impersonation;
 mod keys;
 mod messages;
-mod metadata_api;
-mod metadata_types;
+mod metadata;
 mod odata;
 mod paging;
 mod read;

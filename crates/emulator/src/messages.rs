@@ -326,7 +326,7 @@ pub fn not_implemented(name: &str, kind: Kind) -> DvError {
 }
 
 /// The metadata roots, whose casts (`Attributes/Microsoft.Dynamics.CRM.StringAttributeMetadata`)
-/// `metadata_api` serves.
+/// `metadata` serves.
 fn is_metadata_root(name: &str) -> bool {
     matches!(
         name,
@@ -362,7 +362,7 @@ pub fn refusal(store: &Store, segs: &[Segment], query: &str) -> Option<DvError> 
             continue;
         };
         if !under_table {
-            // Metadata casts are served (or refused) by metadata_api.
+            // Metadata casts are served (or refused) by metadata.
             return None;
         }
         return Some(match store.schema.entity(cast) {

@@ -1,7 +1,7 @@
 //! The Web API's dispatcher: which handler answers a request below `/api/data/v9.x/`. The only
 //! module that knows every handler, and one that no handler imports: the HTTP front
 //! (`server.rs`) and `$batch` (`batch.rs`, for the requests inside a batch) call it. Reads of
-//! rows live in `read.rs`, writes in `writes.rs`, metadata in `metadata_api.rs`, FetchXML in
+//! rows live in `read.rs`, writes in `writes.rs`, metadata in `metadata.rs`, FetchXML in
 //! `fetchxml.rs`, change tracking in `delta.rs`, the CSDL document in `csdl.rs`.
 
 use crate::error::DvError;
@@ -9,7 +9,7 @@ use crate::odata::path;
 use crate::odata::query::QueryOptions;
 use crate::store::Store;
 use crate::wire::{Req, Resp};
-use crate::{metadata_api, read, writes};
+use crate::{metadata, read, writes};
 
 /// Read-only requests run under the read lock; everything else under the write lock.
 pub fn is_read(method: &str) -> bool {
@@ -32,7 +32,7 @@ pub fn handle_read(store: &Store, req: &Req) -> Result<Resp, DvError> {
             return read::whoami(store, req);
         }
         "EntityDefinitions" | "RelationshipDefinitions" | "GlobalOptionSetDefinitions" => {
-            return metadata_api::handle(store, req, &segs);
+            return metadata::handle(store, req, &segs);
         }
         _ => {}
     }
@@ -87,7 +87,7 @@ pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
                 "the function WhoAmI",
             ));
         }
-        "EntityDefinitions" => return metadata_api::handle_write(store, req, &segs),
+        "EntityDefinitions" => return metadata::handle_write(store, req, &segs),
         "RelationshipDefinitions" | "GlobalOptionSetDefinitions" => {
             return Err(DvError::new(
                 501,
