@@ -68,8 +68,9 @@ impl RunKey {
 
 /// What names one write in a row ID: the kind of write and its data as canonical JSON (object
 /// keys in order), hashed so that long bodies make short fingerprints.
-pub fn fingerprint(kind: &str, data: &Value) -> String {
-    guid::derive(&[kind, &data.to_string()])
+pub fn fingerprint(kind: &str, data: &impl serde::Serialize) -> String {
+    // A map or value of text keys always serializes.
+    guid::derive(&[kind, &serde_json::to_string(data).unwrap_or_default()])
 }
 
 /// How a new row gets its ID.

@@ -117,7 +117,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
             ("create", Some(data)) if named => {
                 let write = match &change_set {
                     Some(whole) => whole.clone(),
-                    None => creates::fingerprint("batch/independent", &Value::Object(data.clone())),
+                    None => creates::fingerprint("batch/independent", data),
                 };
                 creates::new_row(context, item.collection, data, &run_key, index, &write).map(Some)
             }

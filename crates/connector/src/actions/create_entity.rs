@@ -53,7 +53,7 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
 fn create_named(context: &Context, entity_set: &str, input: &Input) -> Result<Value> {
     let run_key = RunKey::of(input);
     let mut body = record_body(context, entity_set, input)?;
-    let write = creates::fingerprint("create-entity", &Value::Object(body.clone()));
+    let write = creates::fingerprint("create-entity", &body);
     let row = creates::new_row(context, entity_set, &body, &run_key, 0, &write)?;
     if let Some(column) = &row.given_in {
         body.remove(column);
