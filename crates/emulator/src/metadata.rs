@@ -50,3 +50,33 @@ fn find_entity(store: &Store, seg: &Segment) -> Result<TableId, DvError> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::error::OBJECT_DOES_NOT_EXIST;
+
+    #[test]
+    fn an_entity_definition_is_found_by_logical_name_or_metadata_id() {
+        let store = Store::new(Arc::new(crate::catalog::schema()));
+        let accounts = store.schema.entity("account").unwrap();
+        let id = store.entity(accounts).metadata_id;
+        for key in [
+            "LogicalName='account'".to_string(),
+            "'account'".to_string(),
+            id.to_string(),
+        ] {
+            let seg = &path::segments(&format!("EntityDefinitions({key})")).unwrap()[0];
+            assert_eq!(find_entity(&store, seg).ok(), Some(accounts), "{key}");
+        }
+        let seg = &path::segments("EntityDefinitions(LogicalName='acount')").unwrap()[0];
+        let err = find_entity(&store, seg).unwrap_err();
+        assert_eq!(
+            (err.status, err.code.as_str()),
+            (404, OBJECT_DOES_NOT_EXIST)
+        );
+        assert!(err.message.contains("'acount'"), "{}", err.message);
+    }
+}

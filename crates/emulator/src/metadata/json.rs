@@ -382,3 +382,102 @@ pub fn relationship_renders(store: &Store, property: &str) -> bool {
         .first()
         .is_some_and(|r| relationship_json(store, r).contains_key(property))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> crate::schema::Schema {
+        crate::catalog::schema()
+    }
+
+    #[test]
+    fn an_entity_renders_its_names_codes_and_labels() {
+        let schema = catalog();
+        let account = schema.table(schema.entity("account").unwrap());
+        let m = entity_json(account);
+        assert_eq!(m["LogicalName"], "account");
+        assert_eq!(m["EntitySetName"], "accounts");
+        assert_eq!(m["ObjectTypeCode"], 1);
+        assert_eq!(m["PrimaryIdAttribute"], "accountid");
+        assert_eq!(m["MetadataId"], account.metadata_id.to_string());
+        assert_eq!(m["DisplayName"]["UserLocalizedLabel"]["Label"], "Account");
+        assert_eq!(m["DisplayName"]["LocalizedLabels"][0]["LanguageCode"], 1033);
+    }
+
+    #[test]
+    fn a_choice_column_renders_its_options_only_when_asked() {
+        let schema = catalog();
+        let account = schema.table(schema.entity("account").unwrap());
+        let industry = &account.attributes[account.attr("industrycode").unwrap()];
+        let bare = attribute_json(account, industry, false);
+        assert_eq!(bare["AttributeType"], "Picklist");
+        assert_eq!(
+            bare["@odata.type"],
+            "#Microsoft.Dynamics.CRM.PicklistAttributeMetadata"
+        );
+        assert!(bare.get("OptionSet").is_none_or(Value::is_null));
+        let with_options = attribute_json(account, industry, true);
+        let options = with_options["OptionSet"]["Options"].as_array().unwrap();
+        assert_eq!(options[0]["Value"], 1);
+        assert_eq!(
+            options[0]["Label"]["UserLocalizedLabel"]["Label"],
+            "Accounting"
+        );
+    }
+
+    #[test]
+    fn relationships_and_keys_name_their_tables_and_columns() {
+        let schema = catalog();
+        let store = Store::new(std::sync::Arc::new(schema));
+        let accounts = store.schema.entity("account").unwrap();
+        let rel = store
+            .schema
+            .single_nav(accounts, "primarycontactid")
+            .unwrap();
+        let m = relationship_json(&store, rel);
+        assert_eq!(m["ReferencingEntity"], "account");
+        assert_eq!(m["ReferencedEntity"], "contact");
+        assert_eq!(m["ReferencingAttribute"], "primarycontactid");
+        let account = store.entity(accounts);
+        let k = key_json(account, &account.alternate_keys[0]);
+        assert_eq!(k["KeyAttributes"], json!(["accountnumber"]));
+        assert_eq!(k["EntityLogicalName"], "account");
+    }
+
+    #[test]
+    fn a_metadata_object_answers_filter_paths() {
+        let schema = catalog();
+        let m = entity_json(schema.table(schema.entity("account").unwrap()));
+        let path = |p: &str| -> Vec<String> { p.split('/').map(String::from).collect() };
+        assert_eq!(m.property(&path("LogicalName")), Term::Str("account"));
+        assert_eq!(m.property(&path("ObjectTypeCode")), Term::Num(1.0));
+        assert_eq!(m.property(&path("IsCustomEntity")), Term::Bool(false));
+        assert_eq!(
+            m.property(&path("DisplayName/UserLocalizedLabel/Label")),
+            Term::Str("Account")
+        );
+        assert_eq!(m.property(&path("DisplayName")), Term::Other);
+        assert_eq!(m.property(&path("NoSuchProperty")), Term::Null);
+    }
+
+    #[test]
+    fn rendered_properties_are_known_per_type() {
+        let store = Store::new(std::sync::Arc::new(catalog()));
+        assert!(entity_renders(&store, "LogicalName"));
+        assert!(!entity_renders(&store, "NoSuchProperty"));
+        assert!(attribute_renders(
+            &store,
+            "PicklistAttributeMetadata",
+            "OptionSet"
+        ));
+        assert!(!attribute_renders(
+            &store,
+            "StringAttributeMetadata",
+            "OptionSet"
+        ));
+        assert!(attribute_renders(&store, "AttributeMetadata", "Precision"));
+        assert!(key_renders(&store, "KeyAttributes"));
+        assert!(relationship_renders(&store, "ReferencedEntity"));
+    }
+}

@@ -370,3 +370,126 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
         [s, ..] => Err(DvError::segment_not_found(&s.name)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::error::{NOT_IMPLEMENTED, ODATA_ERROR};
+
+    fn get(path_and_query: &str) -> Result<Value, DvError> {
+        let store = Store::new(Arc::new(crate::catalog::schema()));
+        let (p, q) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let req = Req::test("GET", p, q, &[], b"");
+        let segs = path::segments(p)?;
+        let resp = handle(&store, &req, &segs)?;
+        Ok(serde_json::from_slice(&resp.body).unwrap())
+    }
+
+    fn names(list: &Value, property: &str) -> Vec<String> {
+        list["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v[property].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_filter_and_select_pick_tables_and_their_properties() {
+        let list = get(
+            "EntityDefinitions?$select=LogicalName&$filter=LogicalName eq 'account' or LogicalName eq 'contact'",
+        )
+        .unwrap();
+        let mut found = names(&list, "LogicalName");
+        found.sort();
+        assert_eq!(found, ["account", "contact"]);
+        let first = list["value"][0].as_object().unwrap();
+        let mut keys: Vec<&str> = first.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["LogicalName", "MetadataId"]);
+        assert_eq!(
+            list["@odata.context"],
+            "http://127.0.0.1/api/data/v9.2/$metadata#EntityDefinitions(LogicalName)"
+        );
+    }
+
+    #[test]
+    fn columns_are_listed_whole_by_type_cast_or_one_by_name() {
+        let cast = get(
+            "EntityDefinitions(LogicalName='account')/Attributes/Microsoft.Dynamics.CRM.MoneyAttributeMetadata?$select=LogicalName",
+        )
+        .unwrap();
+        let mut money = names(&cast, "LogicalName");
+        money.sort();
+        assert!(money.contains(&"revenue".to_string()), "{money:?}");
+        let one = get(
+            "EntityDefinitions(LogicalName='account')/Attributes(LogicalName='name')/Microsoft.Dynamics.CRM.StringAttributeMetadata?$select=LogicalName,MaxLength",
+        )
+        .unwrap();
+        assert_eq!(
+            (one["LogicalName"].as_str(), one["MaxLength"].as_i64()),
+            (Some("name"), Some(160))
+        );
+        // A property of a derived type needs the cast, as Dataverse answers.
+        let uncast = get(
+            "EntityDefinitions(LogicalName='account')/Attributes(LogicalName='name')?$select=MaxLength",
+        )
+        .unwrap_err();
+        assert_eq!(uncast.status, 400);
+        let filtered = get(
+            "EntityDefinitions(LogicalName='account')/Attributes?$select=LogicalName&$filter=AttributeType eq Microsoft.Dynamics.CRM.AttributeTypeCode'Money'",
+        )
+        .unwrap();
+        let mut by_filter = names(&filtered, "LogicalName");
+        by_filter.sort();
+        assert_eq!(by_filter, money);
+    }
+
+    #[test]
+    fn expands_add_columns_keys_and_relationships() {
+        let account = get(
+            "EntityDefinitions(LogicalName='account')?$select=LogicalName&$expand=Keys($select=LogicalName),ManyToOneRelationships($select=ReferencedEntity;$filter=ReferencingAttribute eq 'primarycontactid')",
+        )
+        .unwrap();
+        assert_eq!(account["Keys"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            account["ManyToOneRelationships"][0]["ReferencedEntity"],
+            "contact"
+        );
+        assert_eq!(
+            account["ManyToOneRelationships"].as_array().map(Vec::len),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn relationships_are_found_by_schema_name() {
+        let all = get("RelationshipDefinitions?$select=SchemaName").unwrap();
+        let first = names(&all, "SchemaName").remove(0);
+        let one = get(&format!(
+            "RelationshipDefinitions(SchemaName='{first}')?$select=SchemaName"
+        ))
+        .unwrap();
+        assert_eq!(one["SchemaName"], first.as_str());
+        let err = get("RelationshipDefinitions(SchemaName='nosuch')").unwrap_err();
+        assert_eq!(err.status, 404);
+    }
+
+    #[test]
+    fn selects_outside_the_type_are_400_and_unrendered_ones_501() {
+        let unknown = get("EntityDefinitions?$select=NoSuchProperty").unwrap_err();
+        assert_eq!((unknown.status, unknown.code.as_str()), (400, ODATA_ERROR));
+        let unrendered = get("EntityDefinitions?$select=AutoRouteToOwnerQueue").unwrap_err();
+        assert_eq!(
+            (unrendered.status, unrendered.code.as_str()),
+            (501, NOT_IMPLEMENTED)
+        );
+        let cast = get("EntityDefinitions(LogicalName='account')/Attributes/Microsoft.Dynamics.CRM.NoSuchMetadata")
+            .unwrap_err();
+        assert_eq!(cast.status, 404);
+    }
+}

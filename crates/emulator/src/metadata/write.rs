@@ -446,3 +446,133 @@ fn update_attribute(
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn store() -> Store {
+        Store::new(Arc::new(crate::catalog::schema()))
+    }
+
+    fn send(store: &mut Store, method: &str, path: &str, body: &str) -> Result<Resp, DvError> {
+        let req = Req::test(method, path, "", &[], body.as_bytes());
+        let segs = path::segments(path)?;
+        handle_write(store, &req, &segs)
+    }
+
+    const BALANCE: &str = r#"{
+        "@odata.type": "Microsoft.Dynamics.CRM.MoneyAttributeMetadata",
+        "SchemaName": "new_Balance",
+        "DisplayName": {"LocalizedLabels": [{"Label": "Balance", "LanguageCode": 1033}]},
+        "RequiredLevel": {"Value": "None"},
+        "Precision": 2
+    }"#;
+
+    #[test]
+    fn a_created_column_joins_the_table_with_a_null_in_every_row() {
+        let mut store = store();
+        let accounts = store.schema.entity("account").unwrap();
+        crate::seed::seed(&mut store, 2, &[], "client");
+        let resp = send(
+            &mut store,
+            "POST",
+            "EntityDefinitions(LogicalName='account')/Attributes",
+            BALANCE,
+        )
+        .unwrap();
+        assert_eq!(resp.status, 204);
+        let ent = store.entity(accounts);
+        let col = ent.attr("new_balance").unwrap();
+        assert!(matches!(ent.attributes[col].kind, AttrKind::Money));
+        assert_eq!(ent.attributes[col].display_name, "Balance");
+        assert!(store.rows(accounts).values().all(|r| r.vals[col].is_null()));
+        let again = send(
+            &mut store,
+            "POST",
+            "EntityDefinitions(LogicalName='account')/Attributes",
+            BALANCE,
+        )
+        .unwrap_err();
+        assert_eq!(again.status, 412);
+    }
+
+    #[test]
+    fn column_definitions_the_emulator_cannot_take_are_refused() {
+        let mut store = store();
+        let path = "EntityDefinitions(LogicalName='account')/Attributes";
+        let no_name = send(
+            &mut store,
+            "POST",
+            path,
+            r#"{"@odata.type":"Microsoft.Dynamics.CRM.StringAttributeMetadata"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            no_name.message.contains("SchemaName"),
+            "{}",
+            no_name.message
+        );
+        let no_prefix = send(
+            &mut store,
+            "POST",
+            path,
+            r#"{"@odata.type":"Microsoft.Dynamics.CRM.StringAttributeMetadata","SchemaName":"Balance"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            no_prefix.message.contains("'Balance'"),
+            "{}",
+            no_prefix.message
+        );
+        let lookup = send(
+            &mut store,
+            "POST",
+            path,
+            r#"{"@odata.type":"Microsoft.Dynamics.CRM.LookupAttributeMetadata","SchemaName":"new_Parent"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            lookup.message.contains("RelationshipDefinitions"),
+            "{}",
+            lookup.message
+        );
+        let table = send(&mut store, "POST", "EntityDefinitions", "{}").unwrap_err();
+        assert_eq!(table.status, 405);
+    }
+
+    #[test]
+    fn an_update_replaces_a_columns_labels() {
+        let mut store = store();
+        send(
+            &mut store,
+            "POST",
+            "EntityDefinitions(LogicalName='account')/Attributes",
+            BALANCE,
+        )
+        .unwrap();
+        let updated = BALANCE.replace("\"Balance\"", "\"Account Balance\"");
+        let resp = send(
+            &mut store,
+            "PUT",
+            "EntityDefinitions(LogicalName='account')/Attributes(LogicalName='new_balance')",
+            &updated,
+        )
+        .unwrap();
+        assert_eq!(resp.status, 204);
+        let accounts = store.schema.entity("account").unwrap();
+        let ent = store.entity(accounts);
+        let a = &ent.attributes[ent.attr("new_balance").unwrap()];
+        assert_eq!(a.display_name, "Account Balance");
+        let missing = send(
+            &mut store,
+            "PUT",
+            "EntityDefinitions(LogicalName='account')/Attributes(LogicalName='new_nothing')",
+            &updated,
+        )
+        .unwrap_err();
+        assert_eq!(missing.status, 404);
+    }
+}
