@@ -46,7 +46,10 @@ use dynamics_host::{
     InputDefinition, InputType, WebhookOutcome,
 };
 
-use api::{Answer, connector_error, fail, host_error, parse_output, status_of};
+use api::{
+    Answer, ChoicesRequest, RunFlow, StartTrigger, connector_error, fail, host_error, parse_output,
+    status_of,
+};
 use connections::{Saved, load_connections, text_fields};
 use events::EventLog;
 use flow::Flow;

@@ -19,9 +19,8 @@ impl Shared {
         }
     }
 
-    pub(super) fn choices(&self, body: &Value) -> Answer {
-        let (Some(name), Some(source)) = (body["connection"].as_str(), body["dataSource"].as_str())
-        else {
+    pub(super) fn choices(&self, body: ChoicesRequest) -> Answer {
+        let (Some(name), Some(source)) = (body.connection, body.data_source) else {
             return fail(
                 400,
                 "invalid-input",
@@ -29,12 +28,14 @@ impl Shared {
                 None,
             );
         };
-        let connection = match self.prepared(name) {
+        let connection = match self.prepared(&name) {
             Ok((_, connection)) => connection,
             Err(error) => return (status_of(&error), json!({ "error": error })),
         };
-        let input = body.get("input").cloned().unwrap_or_else(|| json!({}));
-        match self.host.choices(source, &connection, &input.to_string()) {
+        match self
+            .host
+            .choices(&source, &connection, &body.input.to_string())
+        {
             Ok(Ok(choices)) => {
                 let list: Vec<Value> = choices
                     .iter()
@@ -50,8 +51,8 @@ impl Shared {
         }
     }
 
-    pub(super) fn parse_flow(&self, body: &Value) -> Result<Flow, Answer> {
-        let flow: Flow = serde_json::from_value(body["flow"].clone()).map_err(|problem| {
+    pub(super) fn parse_flow(&self, flow: Value) -> Result<Flow, Answer> {
+        let flow: Flow = serde_json::from_value(flow).map_err(|problem| {
             fail(
                 400,
                 "invalid-input",
@@ -73,12 +74,12 @@ impl Shared {
         Ok(flow)
     }
 
-    pub(super) fn run_flow(&self, body: &Value) -> Answer {
-        let flow = match self.parse_flow(body) {
+    pub(super) fn run_flow(&self, body: RunFlow) -> Answer {
+        let flow = match self.parse_flow(body.flow) {
             Ok(flow) => flow,
             Err(answer) => return answer,
         };
-        let Some(connection) = body["connection"].as_str().or(flow.connection.as_deref()) else {
+        let Some(connection) = body.connection.as_deref().or(flow.connection.as_deref()) else {
             return fail(
                 400,
                 "invalid-input",
@@ -89,7 +90,7 @@ impl Shared {
         if let Err(error) = self.connection(connection) {
             return (400, json!({ "error": error }));
         }
-        let trigger = body.get("trigger").filter(|t| !t.is_null());
+        let trigger = body.trigger.as_ref();
         let steps = flow::run(&flow, trigger, |action, input| {
             self.run_action(connection, action, input)
         });

@@ -28,12 +28,12 @@ pub(super) enum Listening {
 pub(super) const POLL_SECONDS: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 impl Shared {
-    pub(super) fn start_trigger(self: &Arc<Self>, body: &Value) -> Answer {
-        let flow = match self.parse_flow(body) {
+    pub(super) fn start_trigger(self: &Arc<Self>, body: StartTrigger) -> Answer {
+        let flow = match self.parse_flow(body.flow) {
             Ok(flow) => flow,
             Err(answer) => return answer,
         };
-        let trigger = body["trigger"].as_str().unwrap_or("webhook").to_string();
+        let trigger = body.trigger.unwrap_or_else(|| "webhook".to_string());
         let Some(kind) = self
             .host
             .definition()
@@ -49,7 +49,7 @@ impl Shared {
                 Some("trigger"),
             );
         };
-        let Some(name) = body["connection"].as_str() else {
+        let Some(name) = body.connection.as_deref() else {
             return fail(
                 400,
                 "invalid-input",
@@ -57,9 +57,9 @@ impl Shared {
                 Some("connection"),
             );
         };
-        let mut config = match body.get("config") {
-            Some(Value::Object(config)) => config.clone(),
-            None | Some(Value::Null) => Map::new(),
+        let mut config = match body.config {
+            Some(Value::Object(config)) => config,
+            None => Map::new(),
             Some(_) => {
                 return fail(
                     400,
@@ -69,9 +69,9 @@ impl Shared {
                 );
             }
         };
-        let every = match &body["intervalSeconds"] {
-            Value::Null => 60,
-            value => match value.as_u64().filter(|secs| POLL_SECONDS.contains(secs)) {
+        let every = match &body.interval_seconds {
+            None => 60,
+            Some(value) => match value.as_u64().filter(|secs| POLL_SECONDS.contains(secs)) {
                 Some(secs) => secs,
                 None => {
                     return fail(
