@@ -52,9 +52,6 @@ use crate::schema::TableId;
 use crate::store::{ChangeKind, Row, Store};
 use crate::wire::{Req, Resp};
 
-/// How long a delta token stays valid by default: Organization.ExpireChangeTrackingInDays = 7.
-pub const DEFAULT_TOKEN_LIFETIME_SECS: i64 = 7 * 86_400;
-
 /// A delta token: the last row version a client has seen, and when the token was issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Token {

@@ -86,6 +86,9 @@ pub struct Table {
     alt: Vec<HashMap<String, Guid>>,
 }
 
+/// How long a delta token stays valid by default: Organization.ExpireChangeTrackingInDays = 7.
+pub const DEFAULT_TOKEN_LIFETIME_SECS: i64 = 7 * 86_400;
+
 /// All tables.
 pub struct Store {
     pub schema: Arc<Schema>,
@@ -136,7 +139,7 @@ impl Store {
             changes: Vec::new(),
             clock: datetime::now_secs,
             delta_floor: 0,
-            delta_token_lifetime: crate::delta::DEFAULT_TOKEN_LIFETIME_SECS,
+            delta_token_lifetime: DEFAULT_TOKEN_LIFETIME_SECS,
             journal: None,
             events: Vec::new(),
             step_table,
