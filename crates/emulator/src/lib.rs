@@ -16,6 +16,40 @@
 //! segment, `?sql=`, or a documented metadata property it does not render answers 501 with a
 //! Dataverse-shaped error naming it (`messages`, `metadata::types`), never a plausible wrong
 //! answer; unknown names keep Dataverse's documented 404 and 400.
+//!
+//! # Layout
+//!
+//! Requests flow down: the front calls the dispatcher, the dispatcher the handlers, the
+//! handlers what lies below them. The dispatcher only dispatches; no handler imports it, and
+//! nothing below the handlers imports a handler (the `layout` tests check both):
+//!
+//! - `server`: the HTTP front (axum as a byte pipe): request log, fault injection (`faults`),
+//!   the admin API (`admin`), bearer tokens, service protection (`throttle`), impersonation,
+//!   then `routes`; or the Entra ID side (`entra`, `auth`, `keys` for the signing key, `tls`).
+//! - `routes`: the one dispatcher of the Web API, called by `server` and by `batch` for the
+//!   requests inside a `$batch`.
+//! - Handlers: `read` (collections with paging and counts, one row and the paths below it, the
+//!   service document, `WhoAmI`), `writes` (create, update, upsert, delete, `$ref`), `delta`
+//!   (change tracking), `fetchxml` (by stage: `parse`, `plan`, `execute`, `render`),
+//!   `metadata` (`json`, `read`, `write`, `types`), `csdl` (`$metadata`), `messages` (the 501s
+//!   for messages not emulated), `batch` (`$batch` and its change sets).
+//! - Shared by the handlers: `wire` (a leaf: `Req`, `Resp`, `Limits`, `Caller`, `Prefer`),
+//!   `row_key` (which row a key in the URL names), `odata` (paths, query options and the one
+//!   `$filter` evaluator, over rows and metadata records alike), `render` (rows as JSON),
+//!   `paging` (skiptokens and paging cookies), `impersonation`, `webhooks`, and `error` (every
+//!   Dataverse error code, each once, as a constant).
+//! - Data: `schema` (tables, addressed by typed `TableId`s, and relationships), `catalog` (the
+//!   tables served), `store` (rows, row versions, the change log), `seed`, `guid`, `datetime`.
+//!
+//! # Independent of `crates/dataverse`, on purpose
+//!
+//! The emulator is the judge of every test of the connector, so it shares no code with
+//! `crates/dataverse`, the connector's own knowledge of Dataverse. It has its own GUIDs, batch
+//! parser, FetchXML reader, error codes and paging cookies, written from Microsoft's
+//! documentation rather than from the connector's reading of it: shared code would share
+//! misunderstandings, and a test would then pass against an emulator that is wrong in the same
+//! way as the connector. Keep it so: do not make this crate depend on `dataverse`, and do not
+//! "deduplicate" the two (the `layout` tests check the manifest and the sources).
 
 mod admin;
 mod auth;
@@ -31,6 +65,8 @@ mod fetchxml;
 mod guid;
 mod impersonation;
 mod keys;
+#[cfg(test)]
+mod layout;
 mod messages;
 mod metadata;
 mod odata;

@@ -169,32 +169,4 @@ mod tests {
         assert_eq!(write("POST", "RelationshipDefinitions").status, 501);
         assert_eq!(write("POST", "acounts").status, 404);
     }
-
-    #[test]
-    fn only_the_front_and_batch_import_the_dispatcher() {
-        // The dispatcher knows every handler; a handler that imported it back would make the
-        // two depend on each other again (the structure issue 13 item 7 removed).
-        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
-        let mut importers = Vec::new();
-        let mut dirs = vec![std::path::PathBuf::from(src)];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "rs")
-                    && std::fs::read_to_string(&path)
-                        .unwrap()
-                        .contains("crate::routes")
-                {
-                    let name = path.strip_prefix(src).unwrap().display().to_string();
-                    if name != "routes.rs" {
-                        importers.push(name);
-                    }
-                }
-            }
-        }
-        importers.sort();
-        assert_eq!(importers, ["batch.rs", "server.rs"]);
-    }
 }
