@@ -1,10 +1,10 @@
 //! A flow designer in the browser, served on a loopback port.
 //!
-//! The page (`assets/`: plain HTML, CSS and JavaScript, embedded in the binary, nothing fetched
-//! from the network) builds every form from the component's definitions: connection forms from
-//! the connection definitions, action forms from the action inputs, picklists from the declared
-//! data sources through `actions.choices`. Everything runs through the same [`Host`] and
-//! [`TokenManager`] as the CLI.
+//! The page (`assets/`: plain HTML, CSS and JavaScript ES modules — `app.js` and `js/*.js` —
+//! embedded in the binary, nothing fetched from the network) builds every form from the
+//! component's definitions: connection forms from the connection definitions, action forms from
+//! the action inputs, picklists from the declared data sources through `actions.choices`.
+//! Everything runs through the same [`Host`] and [`TokenManager`] as the CLI.
 //!
 //! The JSON API under `/api/` is for the page only: it answers only requests whose `Host` is this
 //! server and, for anything that changes state, whose body is JSON and whose `Origin` (when sent)
@@ -58,6 +58,30 @@ use trigger::{Armed, Listening};
 
 const INDEX_HTML: &str = include_str!("designer/assets/index.html");
 const APP_JS: &str = include_str!("designer/assets/app.js");
+/// The modules `app.js` imports, served under `/js/`.
+const MODULES: [(&str, &str); 9] = [
+    ("/js/state.js", include_str!("designer/assets/js/state.js")),
+    ("/js/dom.js", include_str!("designer/assets/js/dom.js")),
+    ("/js/api.js", include_str!("designer/assets/js/api.js")),
+    ("/js/forms.js", include_str!("designer/assets/js/forms.js")),
+    (
+        "/js/output.js",
+        include_str!("designer/assets/js/output.js"),
+    ),
+    (
+        "/js/connections.js",
+        include_str!("designer/assets/js/connections.js"),
+    ),
+    (
+        "/js/actions.js",
+        include_str!("designer/assets/js/actions.js"),
+    ),
+    ("/js/flow.js", include_str!("designer/assets/js/flow.js")),
+    (
+        "/js/trigger.js",
+        include_str!("designer/assets/js/trigger.js"),
+    ),
+];
 const APP_CSS: &str = include_str!("designer/assets/app.css");
 
 /// The path Dataverse posts webhook requests to.
@@ -307,6 +331,9 @@ fn asset(path: &str) -> Option<(u16, &'static str, &'static str)> {
     match path {
         "/" => Some((200, "text/html; charset=utf-8", INDEX_HTML)),
         "/app.js" => Some((200, "text/javascript; charset=utf-8", APP_JS)),
+        path if let Some((_, module)) = MODULES.iter().find(|(name, _)| *name == path) => {
+            Some((200, "text/javascript; charset=utf-8", module))
+        }
         "/app.css" => Some((200, "text/css; charset=utf-8", APP_CSS)),
         "/favicon.ico" => Some((204, "image/x-icon", "")),
         _ => None,
