@@ -27,32 +27,19 @@ mod trigger;
 pub use definition_view::definition_json;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
-use dynamics_host::TriggerKind;
-use dynamics_host::manifest::input_type_name;
-use dynamics_host::tokens::{TokenManager, TokenStore, format_utc, unix_now};
-use dynamics_host::{
-    ComponentDefinition, Connection, ConnectorError, Host, HostError, IncomingRequest,
-    InputDefinition, InputType, WebhookOutcome,
-};
+use dynamics_host::tokens::TokenStore;
+use dynamics_host::{Host, IncomingRequest};
 
-use api::{
-    Answer, ChoicesRequest, RunFlow, StartTrigger, connector_error, fail, host_error, parse_output,
-    status_of,
-};
-use connections::{Saved, load_connections, text_fields};
+use connections::{Saved, load_connections};
 use events::EventLog;
-use flow::Flow;
 use guard::KEY_COOKIE;
 use trigger::{Armed, Listening};
 

@@ -219,6 +219,25 @@ pub async fn incoming(
     })
 }
 
+/// Everything but RFC 3986's unreserved characters is escaped (as `encodeURIComponent` does).
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes one URL component (spaces as `%20`, which `decodeURIComponent` reads back).
+pub fn encode_component(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, COMPONENT).to_string()
+}
+
+/// Decodes one percent-encoded path segment (`+` stays a plus).
+pub fn decode_segment(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// The decoded pairs of a query string (`+` and percent escapes decoded).
 pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(query.unwrap_or_default().as_bytes())
@@ -236,6 +255,14 @@ mod tests {
         assert!(!same_secret("abd", "abc"));
         assert!(!same_secret("ab", "abc"));
         assert!(!same_secret("", "abc"));
+    }
+
+    #[test]
+    fn components_round_trip_through_percent_coding() {
+        let text = "a b/ü+&%~";
+        assert_eq!(encode_component(text), "a%20b%2F%C3%BC%2B%26%25~");
+        assert_eq!(decode_segment(&encode_component(text)), text);
+        assert_eq!(decode_segment("100%"), "100%");
     }
 
     #[test]

@@ -1,6 +1,15 @@
 //! The JSON API under `/api/`: the route table, and how errors are answered.
 
-use super::*;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use dynamics_host::{ConnectorError, HostError, IncomingRequest};
+
+use super::Shared;
+use super::connections::text_fields;
+use super::definition_view::definition_json;
 
 pub(super) type Answer = (u16, Value);
 
@@ -45,13 +54,6 @@ pub(super) fn status_of(error: &Value) -> u16 {
         Some("host") => 500,
         _ => 502,
     }
-}
-
-pub(super) fn decode(segment: &str) -> String {
-    form_urlencoded::parse(format!("x={segment}").as_bytes())
-        .next()
-        .map(|(_, value)| value.into_owned())
-        .unwrap_or_default()
 }
 
 pub(super) fn parse_output(text: String) -> Value {
@@ -165,9 +167,15 @@ impl Shared {
                     Err(answer) => answer,
                 }
             }
-            ("DELETE", ["connections", name]) => self.delete_connection(&decode(name)),
-            ("POST", ["connections", name, "test"]) => self.test_connection(&decode(name)),
-            ("POST", ["connections", name, "sign-in"]) => self.begin_sign_in(&decode(name)),
+            ("DELETE", ["connections", name]) => {
+                self.delete_connection(&crate::http::decode_segment(name))
+            }
+            ("POST", ["connections", name, "test"]) => {
+                self.test_connection(&crate::http::decode_segment(name))
+            }
+            ("POST", ["connections", name, "sign-in"]) => {
+                self.begin_sign_in(&crate::http::decode_segment(name))
+            }
             ("POST", ["run"]) => {
                 let body: RunAction = match parse(request) {
                     Ok(body) => body,

@@ -1,7 +1,20 @@
 //! The designer's connections: kept in a 0600 file (they hold secrets, which never go back to
+
 //! the page), listed, saved, deleted and tested.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use dynamics_host::tokens::{TokenManager, format_utc, unix_now};
+use dynamics_host::{Connection, InputType};
+
+use super::Shared;
+use super::api::{Answer, connector_error, fail, host_error, parse_output, status_of};
 
 /// A connection as the designer keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,6 +1,9 @@
 //! The component's definitions as the page reads them.
 
-use super::*;
+use serde_json::{Value, json};
+
+use dynamics_host::manifest::input_type_name;
+use dynamics_host::{ComponentDefinition, InputDefinition, TriggerKind};
 
 /// The component's definitions as the page reads them.
 pub fn definition_json(definition: &ComponentDefinition) -> Value {

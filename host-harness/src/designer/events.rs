@@ -1,7 +1,14 @@
 //! The event log the page long-polls: received events with their flow runs, and a revision
+
 //! that grows with every change.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use dynamics_host::tokens::{format_utc, unix_now};
+
+use super::Shared;
 
 /// Received events with their flow runs: the latest [`MAX_EVENTS`], numbered from 1.
 #[derive(Default)]

@@ -1,9 +1,13 @@
 //! The guard in front of the designer's API: only this server's own names in `Host`, the
 //! designer's random key (cookie or `x-designer-key`), this server's own `Origin` when one is
 //! sent, and JSON bodies for anything that changes state, so neither another local user, nor a
+
 //! request through a tunnel, nor another web page open in the same browser can drive it.
 
-use super::*;
+use dynamics_host::IncomingRequest;
+
+use super::Shared;
+use super::api::{Answer, fail};
 
 /// The cookie that carries the designer's key.
 pub(super) const KEY_COOKIE: &str = "dynamics_designer_key";

@@ -1,7 +1,16 @@
 //! Running what the page asks for through the component: one action, a data source's choices,
+
 //! a flow.
 
-use super::*;
+use serde_json::{Value, json};
+
+use dynamics_host::tokens::TokenManager;
+
+use super::Shared;
+use super::api::{
+    Answer, ChoicesRequest, RunFlow, connector_error, fail, host_error, parse_output, status_of,
+};
+use super::flow::{self, Flow};
 
 impl Shared {
     pub(super) fn run_action(

@@ -1,23 +1,19 @@
 //! Auth-code sign-in from the page: the designer is its own loopback redirect; pending sign-ins
+
 //! wait for it by OAuth `state` with their PKCE verifier.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use dynamics_host::IncomingRequest;
+use dynamics_host::tokens::TokenManager;
+
+use super::api::{Answer, connector_error, host_error, status_of};
+use super::{CALLBACK_PATH, Shared};
 
 /// How long a started sign-in waits for its redirect.
 pub(super) const SIGN_IN_TIME: Duration = Duration::from_secs(600);
-
-/// Percent-encodes everything but unreserved characters (spaces as %20, which the page's
-/// `decodeURIComponent` reads back).
-pub(super) fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 impl Shared {
     pub(super) fn redirect_uri(&self) -> String {
@@ -62,7 +58,10 @@ impl Shared {
                 .map(|(_, value)| value.as_str())
         };
         let back = |outcome: &str, message: &str| {
-            format!("/#connections/{outcome}/{}", percent_encode(message))
+            format!(
+                "/#connections/{outcome}/{}",
+                crate::http::encode_component(message)
+            )
         };
         let pending = query("state").and_then(|state| {
             self.pending

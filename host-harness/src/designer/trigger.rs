@@ -1,7 +1,19 @@
 //! Arming a trigger with a flow: a webhook registered with the environment (its deliveries
+
 //! arrive at [`super::WEBHOOK_PATH`]) or a poller thread; and stopping it.
 
-use super::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use dynamics_host::{IncomingRequest, TriggerKind, WebhookOutcome};
+
+use super::Shared;
+use super::api::{Answer, StartTrigger, connector_error, fail, host_error, status_of};
+use super::flow::{self, Flow};
 
 /// The trigger that runs a flow when its events arrive.
 pub(super) struct Armed {
