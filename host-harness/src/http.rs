@@ -115,7 +115,9 @@ async fn accept(
     loop {
         let stream = tokio::select! {
             _ = &mut stopped => {
-                // Answers already decided (the sign-in page after the redirect) still go out.
+                // The port closes now; answers already decided (the sign-in page after the
+                // redirect) still go out.
+                drop(listener);
                 let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
                 let _ = within(GRACE, slots.acquire_many(all)).await;
                 return;
@@ -248,6 +250,72 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpStream;
+
+    fn hello() -> Router {
+        Router::new().fallback(|| async { text(StatusCode::OK, "hello") })
+    }
+
+    fn exchange(stream: &mut TcpStream, raw: &str) -> String {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(raw.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn a_connection_past_the_limit_is_answered_503_at_once() {
+        let limits = Limits {
+            max_connections: 1,
+            ..Limits::default()
+        };
+        let server = LoopbackServer::start(bind(0).unwrap(), limits, hello()).unwrap();
+        // The first connection holds the only slot: its head never ends.
+        let mut first = TcpStream::connect(server.address()).unwrap();
+        first.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut second = TcpStream::connect(server.address()).unwrap();
+        let answer = exchange(&mut second, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        drop(first);
+        std::thread::sleep(Duration::from_millis(200));
+        let mut third = TcpStream::connect(server.address()).unwrap();
+        let answer = exchange(&mut third, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("Connection: close"), "{answer}");
+        assert!(answer.ends_with("hello"), "{answer}");
+    }
+
+    #[test]
+    fn a_refused_head_is_answered_400_saying_why() {
+        let server = LoopbackServer::start(bind(0).unwrap(), Limits::default(), hello()).unwrap();
+        let mut stream = TcpStream::connect(server.address()).unwrap();
+        let answer = exchange(
+            &mut stream,
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nab",
+        );
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(
+            answer.ends_with("conflicting Content-Length headers"),
+            "{answer}"
+        );
+    }
+
+    #[test]
+    fn a_stopped_server_refuses_new_connections_while_open_ones_finish() {
+        let server = LoopbackServer::start(bind(0).unwrap(), Limits::default(), hello()).unwrap();
+        let address = server.address();
+        let mut open = TcpStream::connect(address).unwrap();
+        open.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(server);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(TcpStream::connect(address).is_err());
+    }
 
     #[test]
     fn secrets_match_only_when_equal() {
