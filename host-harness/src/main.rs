@@ -59,6 +59,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` ends when the reader goes: leave quietly, as Unix tools do, instead
+    // of panicking on the failed write (Rust ignores SIGPIPE by default).
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Actions(args) => args.run(&cli.global),

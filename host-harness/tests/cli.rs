@@ -1193,3 +1193,23 @@ fn on_a_terminal_extract_draws_a_bar_per_table_and_a_long_invoke_a_spinner_with_
     assert_eq!(rows.lines().count(), 5);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn output_piped_into_a_reader_that_stops_early_ends_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamics"))
+        .args(["describe", "batch-entity-actions"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("dynamics runs");
+    // The reader is gone before the command writes (it takes milliseconds to start), as when
+    // `head -1` has what it wanted: the write meets a closed pipe.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.is_empty(),
+        "nothing to say on a closed pipe: {stderr}"
+    );
+}
