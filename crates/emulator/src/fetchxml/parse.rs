@@ -63,8 +63,9 @@ fn not_well_formed(e: &dyn std::fmt::Display) -> DvError {
 
 /// Parses an XML document into its root element.
 pub fn parse_xml(text: &str) -> Result<Element, DvError> {
+    // Text is kept whole and trimmed per element at its end: trimming each text event cut the
+    // spaces around entity references (`A &amp; B` read as `A&B`).
     let mut reader = quick_xml::Reader::from_str(text);
-    reader.config_mut().trim_text(true);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let attach = |el: Element, stack: &mut Vec<Element>, root: &mut Option<Element>| match stack
@@ -90,9 +91,13 @@ pub fn parse_xml(text: &str) -> Result<Element, DvError> {
                 attach(el, &mut stack, &mut root)?;
             }
             Event::End(_) => {
-                let el = stack.pop().ok_or_else(|| {
+                let mut el = stack.pop().ok_or_else(|| {
                     invalid("The FetchXML is not well-formed: unexpected end tag.")
                 })?;
+                let trimmed = el.text.trim();
+                if trimmed.len() != el.text.len() {
+                    el.text = trimmed.to_string();
+                }
                 attach(el, &mut stack, &mut root)?;
             }
             Event::Text(t) => {
@@ -154,6 +159,17 @@ mod tests {
         let values: Vec<&str> = condition.children.iter().map(|v| v.text.as_str()).collect();
         assert_eq!(values, ["A&B", "AB", "<c>"]);
         assert_eq!(root.attr("page"), None);
+    }
+
+    #[test]
+    fn spaces_around_entity_references_are_kept_and_only_the_ends_trimmed() {
+        let root = parse_xml(
+            "<fetch><entity name='account'><filter><condition attribute='name' operator='eq'>\
+             <value>  A &amp; B  </value></condition></filter></entity></fetch>",
+        )
+        .unwrap();
+        let value = &root.children[0].children[0].children[0].children[0];
+        assert_eq!(value.text, "A & B");
     }
 
     #[test]
