@@ -373,10 +373,21 @@ impl Compiler<'_> {
         let outer = match el.attr("link-type").unwrap_or("inner") {
             "inner" => false,
             "outer" => true,
-            other => {
-                return Err(invalid(format!(
-                    "The link-type '{other}' is not supported by the emulator."
+            // The other documented link types (fetchxml/reference/link-entity): valid FetchXML
+            // the emulator does not run.
+            other @ ("any"
+            | "not any"
+            | "all"
+            | "not all"
+            | "exists"
+            | "in"
+            | "matchfirstrowusingcrossapply") => {
+                return Err(DvError::not_implemented(format_args!(
+                    "the FetchXML link-type '{other}'"
                 )));
+            }
+            other => {
+                return Err(invalid(format!("The link-type '{other}' is not valid.")));
             }
         };
         let to_col = self.col(parent, to)?;

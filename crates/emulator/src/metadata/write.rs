@@ -278,15 +278,22 @@ fn find_attribute(ent: &Entity, raw: &str) -> Result<usize, DvError> {
 
 /// Handles POST / PUT below `EntityDefinitions`: column creation and column updates.
 pub fn handle_write(store: &mut Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvError> {
+    // Dataverse updates definitions with PUT and never PATCH, so PATCH stays 405; the other
+    // writes it takes (create-update-entity-definitions-using-web-api) the emulator does not run,
+    // and says so with 501 rather than blaming the client.
     let not_supported = || {
-        DvError::new(
-            405,
-            crate::error::ODATA_ERROR,
-            format!(
-                "{} on this metadata resource is not supported by the emulator (columns can be created and updated).",
+        if req.method == "PATCH" {
+            DvError::new(
+                405,
+                crate::error::ODATA_ERROR,
+                "Metadata definitions are updated with PUT, not PATCH.",
+            )
+        } else {
+            DvError::not_implemented(format_args!(
+                "{} on this metadata resource (columns can be created and updated)",
                 req.method
-            ),
-        )
+            ))
+        }
     };
     if segs
         .first()
@@ -539,8 +546,14 @@ mod tests {
             "{}",
             lookup.message
         );
+        // Creating a table is a Dataverse operation the emulator does not run: 501, naming it.
         let table = send(&mut store, "POST", "EntityDefinitions", "{}").unwrap_err();
-        assert_eq!(table.status, 405);
+        assert_eq!(table.status, 501);
+        assert!(
+            table.message.contains("POST on this metadata resource"),
+            "{}",
+            table.message
+        );
     }
 
     #[test]

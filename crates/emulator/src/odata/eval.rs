@@ -224,8 +224,8 @@ impl Compiler<'_> {
                     None => None,
                 };
                 if scope != 0 {
-                    return Err(DvError::bad_request(
-                        "Nested lambda expressions over a lambda variable are not supported by the emulator.",
+                    return Err(DvError::not_implemented(
+                        "nested lambda expressions over a lambda variable",
                     ));
                 }
                 CExpr::Lambda {
