@@ -10,9 +10,9 @@ manifest="$root/Cargo.toml"
 
 node_json() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{$1})"; }
 
-cargo build --quiet -p dataverse-emulator --manifest-path "$manifest"
-target_dir="$(cargo metadata --format-version 1 --no-deps --manifest-path "$manifest" | node_json 'console.log(JSON.parse(s).target_directory)')"
-bin="$target_dir/debug/dataverse-emulator"
+# shellcheck source=../emulator.sh
+source "$root/tests/emulator.sh"
+emulator_build
 
 component="${DYNAMICS_COMPONENT:-}"
 if [ -z "$component" ]; then
@@ -39,18 +39,9 @@ rm -rf "$out"
 "$here/node_modules/.bin/jco" transpile "$component" -o "$out" --name connector \
   --instantiation async --no-typescript --quiet
 
-log="$(mktemp)"
-"$bin" --port 0 --rows "${EMULATOR_ROWS:-12}" >"$log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 1 200); do
-  grep -q '^ready' "$log" && break
-  kill -0 "$pid" 2>/dev/null || { cat "$log"; echo "emulator exited" >&2; exit 1; }
-  sleep 0.05
-done
-grep -q '^ready' "$log" || { cat "$log"; echo "emulator did not start" >&2; exit 1; }
+emulator_start log --port 0 --rows "${EMULATOR_ROWS:-12}"
 
-field() { sed -n "s/^$1: *//p" "$log"; }
+field() { emulator_field "$log" "$1"; }
 export EMULATOR_URL="$(field 'base url')"
 export EMULATOR_TOKEN_URL="$(field 'token url')"
 export EMULATOR_CLIENT_ID="$(field 'client id')"
