@@ -40,8 +40,8 @@ fn component_read(host: &Host, connection: &Connection) -> Result<(usize, Durati
     let started = Instant::now();
     let output = host
         .invoke("query-entities", connection, &input)
-        .map_err(|e| e.to_string())?
-        .map_err(|e| dynamics_host::describe_error(&e))?;
+        // A connector error reads as `describe_error` shows it, a host error as its message.
+        .map_err(|e| e.to_string())?;
     let elapsed = started.elapsed();
     let value: serde_json::Value = serde_json::from_str(&output).map_err(|e| e.to_string())?;
     Ok((

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use dynamics_host::{
-    ConnectorError, Host, HostConfig, Level, Limits, NetworkPolicy, TokenStore, describe_error,
+    CallError, CallResult, ConnectorError, Host, HostConfig, Level, Limits, NetworkPolicy,
+    TokenStore, describe_error,
 };
 
 use crate::progress;
@@ -132,6 +133,15 @@ impl std::fmt::Display for ActionFailed {
 
 impl std::error::Error for ActionFailed {}
 
+/// A call's error as the CLI reports it: the component's as [`ActionFailed`] (exit code 2),
+/// the host's as it is (exit code 1).
+pub fn failed(error: CallError) -> anyhow::Error {
+    match error {
+        CallError::Connector(failure) => ActionFailed(failure).into(),
+        CallError::Host(problem) => problem.into(),
+    }
+}
+
 /// Limits of 0 would stop every call at once; more than a day or 4 GiB (all a 32-bit component
 /// can address) is a typo, and would overflow the deadline or the byte count.
 pub fn time_limit(text: &str) -> Result<u64, String> {
@@ -164,8 +174,9 @@ pub fn token_store(path: Option<&std::path::Path>) -> anyhow::Result<TokenStore>
     }))
 }
 
-/// Prints an action's JSON output, or its error with the hint (exit code 2).
-pub fn print_result(result: Result<String, ConnectorError>) -> anyhow::Result<ExitCode> {
+/// Prints an action's JSON output, or its error with the hint (exit code 2); a host error is
+/// returned (exit code 1).
+pub fn print_result(result: CallResult<String>) -> anyhow::Result<ExitCode> {
     match result {
         Ok(output) => {
             let pretty = serde_json::from_str::<serde_json::Value>(&output)
@@ -174,9 +185,10 @@ pub fn print_result(result: Result<String, ConnectorError>) -> anyhow::Result<Ex
             println!("{pretty}");
             Ok(ExitCode::SUCCESS)
         }
-        Err(failure) => {
+        Err(CallError::Connector(failure)) => {
             eprintln!("{}", describe_error(&failure));
             Ok(ExitCode::from(2))
         }
+        Err(CallError::Host(problem)) => Err(problem.into()),
     }
 }

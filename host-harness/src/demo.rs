@@ -6,12 +6,13 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, bail};
 use dataverse_emulator::{Config, Emulator};
 use serde_json::{Value, json};
 
 use dynamics_host::{
-    Connection, Host, HostConfig, Level, NetworkPolicy, StderrLog, describe_error,
+    CallError, CallResult, Connection, ConnectorError, Host, HostConfig, Level, NetworkPolicy,
+    StderrLog, describe_error,
 };
 
 /// Starts an emulator with `rows` rows per table and runs the tour, writing to `out`.
@@ -78,8 +79,8 @@ pub fn tour(emulator: &Emulator, rows: usize, out: &mut dyn Write) -> anyhow::Re
     )?;
 
     tour.heading("Sign in with the client-credentials connection")?;
-    host.ensure_token(tour.connection)?
-        .map_err(|e| anyhow!(describe_error(&e)))?;
+    // A component's error reads as `describe_error` shows it; a host's as its own message.
+    host.ensure_token(tour.connection)?;
     let lifetime = tour
         .connection
         .token
@@ -182,10 +183,11 @@ pub fn tour(emulator: &Emulator, rows: usize, out: &mut dyn Write) -> anyhow::Re
     let stale_input = json!({"entityType": "accounts", "entityId": id, "fieldValues": {"creditlimit": 1}, "etag": got["@odata.etag"]});
     match tour
         .host
-        .invoke("update-entity", tour.connection, &stale_input.to_string())?
+        .invoke("update-entity", tour.connection, &stale_input.to_string())
     {
         Ok(_) => tour.say("unexpectedly accepted a stale ETag")?,
-        Err(failure) => tour.say(&format!(
+        Err(CallError::Host(problem)) => return Err(problem.into()),
+        Err(CallError::Connector(failure)) => tour.say(&format!(
             "again with the old ETag: {}",
             indent(&describe_error(&failure))
         ))?,
@@ -200,10 +202,11 @@ pub fn tour(emulator: &Emulator, rows: usize, out: &mut dyn Write) -> anyhow::Re
         tour.say(&format!("{name:?} -> {}", upserted["id"]))?;
     }
     let create_only = json!({"entityType": "accounts", "entityId": "accountnumber='TOUR-2'", "fieldValues": {"name": "X"}, "upsertMode": "createOnly"});
-    if let Err(failure) =
-        tour.host
-            .invoke("upsert-entity", tour.connection, &create_only.to_string())?
-    {
+    if let Some(failure) = answered(tour.host.invoke(
+        "upsert-entity",
+        tour.connection,
+        &create_only.to_string(),
+    ))? {
         tour.say(&format!(
             "create only, again: {}",
             indent(&describe_error(&failure))
@@ -217,9 +220,10 @@ pub fn tour(emulator: &Emulator, rows: usize, out: &mut dyn Write) -> anyhow::Re
     )?;
     tour.say("deleted")?;
     let read_again = json!({"entityType": "accounts", "entityId": id}).to_string();
-    match host.invoke("get-entity", tour.connection, &read_again)? {
+    match host.invoke("get-entity", tour.connection, &read_again) {
         Ok(_) => tour.say("unexpectedly still there")?,
-        Err(failure) => tour.say(&format!(
+        Err(CallError::Host(problem)) => return Err(problem.into()),
+        Err(CallError::Connector(failure)) => tour.say(&format!(
             "as expected: {}",
             indent(&describe_error(&failure))
         ))?,
@@ -242,11 +246,11 @@ pub fn tour(emulator: &Emulator, rows: usize, out: &mut dyn Write) -> anyhow::Re
     }
 
     tour.heading("A mistyped table name (query-entities)")?;
-    if let Err(failure) = host.invoke(
+    if let Some(failure) = answered(host.invoke(
         "query-entities",
         tour.connection,
         r#"{"entityType": "acounts"}"#,
-    )? {
+    ))? {
         tour.say(&indent(&describe_error(&failure)))?;
     }
 
@@ -256,6 +260,15 @@ pub fn tour(emulator: &Emulator, rows: usize, out: &mut dyn Write) -> anyhow::Re
         emulator.requests().len()
     )?;
     Ok(())
+}
+
+/// The component's error from a call the tour expects to be refused; a host error ends the tour.
+fn answered<T>(result: CallResult<T>) -> anyhow::Result<Option<ConnectorError>> {
+    match result {
+        Ok(_) => Ok(None),
+        Err(CallError::Connector(failure)) => Ok(Some(failure)),
+        Err(CallError::Host(problem)) => Err(problem.into()),
+    }
 }
 
 struct Tour<'a> {
@@ -278,10 +291,16 @@ impl Tour<'_> {
     }
 
     fn action(&mut self, key: &str, input: Value) -> anyhow::Result<Value> {
-        let output = self
+        let output = match self
             .host
-            .run_action(key, self.connection, &input.to_string())?
-            .map_err(|failure| anyhow!("{key} failed: {}", describe_error(&failure)))?;
+            .run_action(key, self.connection, &input.to_string())
+        {
+            Ok(output) => output,
+            Err(CallError::Connector(failure)) => {
+                bail!("{key} failed: {}", describe_error(&failure))
+            }
+            Err(CallError::Host(problem)) => return Err(problem.into()),
+        };
         Ok(serde_json::from_str(&output)?)
     }
 

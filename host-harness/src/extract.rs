@@ -10,11 +10,11 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use dynamics_host::{Connection, Host, describe_error};
+use dynamics_host::{Connection, Host};
 
 /// What to extract and where.
 #[derive(Debug, Clone)]
@@ -118,8 +118,8 @@ pub fn with_host<'a>(
     connection: &'a mut Connection,
 ) -> impl FnMut(&str) -> anyhow::Result<String> + 'a {
     move |input: &str| {
-        host.run_action("get-new-and-updated-records", connection, input)?
-            .map_err(|failure| anyhow!(describe_error(&failure)))
+        // A component's error reads as `describe_error` shows it; a host's as its own message.
+        Ok(host.run_action("get-new-and-updated-records", connection, input)?)
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use crate::http::{Limits, LoopbackServer};
 
 use dynamics_host::tokens::TokenManager;
-use dynamics_host::{Connection, ConnectorError, HostError, describe_error};
+use dynamics_host::{CallError, Connection, ConnectorError, HostError, describe_error};
 
 /// The redirect path the listener answers.
 pub const CALLBACK_PATH: &str = "/callback";
@@ -66,6 +66,15 @@ pub enum LoginError {
     Failed(String),
 }
 
+impl From<CallError> for LoginError {
+    fn from(error: CallError) -> LoginError {
+        match error {
+            CallError::Connector(failure) => LoginError::Connector(failure),
+            CallError::Host(problem) => LoginError::Host(problem),
+        }
+    }
+}
+
 /// The redirect the listener is waiting for, once bound.
 pub struct PendingLogin {
     listener: TcpListener,
@@ -96,8 +105,7 @@ pub fn begin(
     let redirect_uri = format!("http://127.0.0.1:{port}{CALLBACK_PATH}");
     let request = manager
         .host()
-        .begin_authorization(connection, &redirect_uri)?
-        .map_err(LoginError::Connector)?;
+        .begin_authorization(connection, &redirect_uri)?;
     Ok(PendingLogin {
         listener,
         redirect_uri,
@@ -240,14 +248,14 @@ impl Waiting {
                 LoginError::Failed("the redirect carried neither a code nor an error".to_string()),
             );
         };
-        let exchanged = match manager.host().exchange_code(
+        let token = match manager.host().exchange_code(
             connection,
             &self.redirect_uri,
             code,
             &self.code_verifier,
         ) {
-            Ok(exchanged) => exchanged,
-            Err(problem) => {
+            Ok(token) => token,
+            Err(CallError::Host(problem)) => {
                 return fail(
                     500,
                     "Sign-in failed",
@@ -255,10 +263,7 @@ impl Waiting {
                     LoginError::Host(problem),
                 );
             }
-        };
-        let token = match exchanged {
-            Ok(token) => token,
-            Err(failure) => {
+            Err(CallError::Connector(failure)) => {
                 let text = failure.message.clone();
                 return fail(400, "Sign-in failed", text, LoginError::Connector(failure));
             }

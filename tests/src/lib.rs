@@ -5,7 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use dataverse_emulator::{Config, Emulator};
 use dynamics_host::{
-    Connection, Host, HostConfig, Level, MemoryLog, NetworkPolicy, StderrLog, Token,
+    CallError, CallResult, Connection, ConnectorError, Host, HostConfig, Level, MemoryLog,
+    NetworkPolicy, StderrLog, Token,
 };
 
 /// An emulator with a small deterministic data set.
@@ -111,4 +112,21 @@ pub fn impatient_host() -> &'static Host {
         })
         .expect("the built-in component loads")
     })
+}
+
+/// The component's answer to a call, output or refusal, for tests about what the component
+/// answers: a host error (a limit, a trap) is not one, so it fails the test.
+pub trait Answered<T> {
+    fn answered(self) -> Result<T, ConnectorError>;
+}
+
+impl<T> Answered<T> for CallResult<T> {
+    #[track_caller]
+    fn answered(self) -> Result<T, ConnectorError> {
+        match self {
+            Ok(value) => Ok(value),
+            Err(CallError::Connector(failure)) => Err(failure),
+            Err(CallError::Host(problem)) => panic!("the host failed the call: {problem}"),
+        }
+    }
 }

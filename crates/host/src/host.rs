@@ -14,9 +14,10 @@ use crate::bindings::dynamics::connector::{http as http_import, log as log_impor
 use crate::bindings::exports::dynamics::connector::connections::AuthorizationRequest;
 use crate::bindings::{Connector, ConnectorPre};
 use crate::egress::{EgressPolicy, HostPattern};
+use crate::error::{CallError, flatten};
 use crate::logging::{Level, LogLine, LogSink, StderrLog, redact};
 use crate::outbound::{AllowList, Sender};
-use crate::{ComponentDefinition, Connection, ConnectorError, InputType, Token};
+use crate::{CallResult, ComponentDefinition, Connection, InputType, Token};
 
 /// Per-call resource limits.
 #[derive(Debug, Clone)]
@@ -333,45 +334,35 @@ impl Host {
     }
 
     /// Runs action `key` with `input` (a JSON object) on `connection`.
-    pub fn invoke(
-        &self,
-        key: &str,
-        connection: &Connection,
-        input: &str,
-    ) -> Result<Result<String, ConnectorError>, HostError> {
+    pub fn invoke(&self, key: &str, connection: &Connection, input: &str) -> CallResult<String> {
         let (key, input) = (key.to_string(), input.to_string());
-        self.call(Some(connection), |connector, store| {
+        flatten(self.call(Some(connection), |connector, store| {
             connector
                 .dynamics_connector_actions()
                 .call_invoke(store, &key, connection, &input)
-        })
+        }))
     }
 
     /// Asks the component for a token without a user (client credentials, password).
-    pub fn acquire_token(
-        &self,
-        connection: &Connection,
-    ) -> Result<Result<Token, ConnectorError>, HostError> {
-        self.call(Some(connection), |connector, store| {
+    pub fn acquire_token(&self, connection: &Connection) -> CallResult<Token> {
+        flatten(self.call(Some(connection), |connector, store| {
             connector
                 .dynamics_connector_connections()
                 .call_acquire_token(store, connection)
-        })
+        }))
     }
 
     /// Refreshes an auth-code connection's token.
-    pub fn refresh(
-        &self,
-        connection: &Connection,
-        refresh_token: &str,
-    ) -> Result<Result<Token, ConnectorError>, HostError> {
-        self.call_with_secrets(Some(connection), &[refresh_token], |connector, store| {
-            connector.dynamics_connector_connections().call_refresh(
-                store,
-                connection,
-                refresh_token,
-            )
-        })
+    pub fn refresh(&self, connection: &Connection, refresh_token: &str) -> CallResult<Token> {
+        flatten(
+            self.call_with_secrets(Some(connection), &[refresh_token], |connector, store| {
+                connector.dynamics_connector_connections().call_refresh(
+                    store,
+                    connection,
+                    refresh_token,
+                )
+            }),
+        )
     }
 
     /// Starts an authorization-code sign-in.
@@ -379,12 +370,12 @@ impl Host {
         &self,
         connection: &Connection,
         redirect_uri: &str,
-    ) -> Result<Result<AuthorizationRequest, ConnectorError>, HostError> {
-        self.call(Some(connection), |connector, store| {
+    ) -> CallResult<AuthorizationRequest> {
+        flatten(self.call(Some(connection), |connector, store| {
             connector
                 .dynamics_connector_connections()
                 .call_begin_authorization(store, connection, redirect_uri)
-        })
+        }))
     }
 
     /// Finishes an authorization-code sign-in.
@@ -394,12 +385,14 @@ impl Host {
         redirect_uri: &str,
         code: &str,
         verifier: &str,
-    ) -> Result<Result<Token, ConnectorError>, HostError> {
-        self.call_with_secrets(Some(connection), &[code, verifier], |connector, store| {
-            connector
-                .dynamics_connector_connections()
-                .call_exchange_code(store, connection, redirect_uri, code, verifier)
-        })
+    ) -> CallResult<Token> {
+        flatten(
+            self.call_with_secrets(Some(connection), &[code, verifier], |connector, store| {
+                connector
+                    .dynamics_connector_connections()
+                    .call_exchange_code(store, connection, redirect_uri, code, verifier)
+            }),
+        )
     }
 
     /// Hands one received webhook request to trigger `key`. Webhooks need no connection.
@@ -408,13 +401,13 @@ impl Host {
         key: &str,
         config: &str,
         request: crate::IncomingRequest,
-    ) -> Result<Result<crate::WebhookOutcome, ConnectorError>, HostError> {
+    ) -> CallResult<crate::WebhookOutcome> {
         let (key, config) = (key.to_string(), config.to_string());
-        self.call(None, |connector, store| {
+        flatten(self.call(None, |connector, store| {
             connector
                 .dynamics_connector_triggers()
                 .call_handle_webhook(store, &key, None, &config, &request)
-        })
+        }))
     }
 
     /// Registers trigger `key` with the service so that it calls `webhook_url`; returns the state
@@ -425,9 +418,9 @@ impl Host {
         connection: &Connection,
         config: &str,
         webhook_url: &str,
-    ) -> Result<Result<String, ConnectorError>, HostError> {
+    ) -> CallResult<String> {
         let (key, config, url) = (key.to_string(), config.to_string(), webhook_url.to_string());
-        self.call(Some(connection), |connector, store| {
+        flatten(self.call(Some(connection), |connector, store| {
             connector.dynamics_connector_triggers().call_enable(
                 store,
                 &key,
@@ -435,7 +428,7 @@ impl Host {
                 &config,
                 Some(&url),
             )
-        })
+        }))
     }
 
     /// Removes what [`Host::enable_trigger`] registered.
@@ -445,13 +438,13 @@ impl Host {
         connection: &Connection,
         config: &str,
         state: &str,
-    ) -> Result<Result<(), ConnectorError>, HostError> {
+    ) -> CallResult<()> {
         let (key, config, state) = (key.to_string(), config.to_string(), state.to_string());
-        self.call(Some(connection), |connector, store| {
+        flatten(self.call(Some(connection), |connector, store| {
             connector
                 .dynamics_connector_triggers()
                 .call_disable(store, &key, connection, &config, &state)
-        })
+        }))
     }
 
     /// Polls trigger `key` once with the state the previous poll returned.
@@ -461,13 +454,13 @@ impl Host {
         connection: &Connection,
         config: &str,
         state: Option<&str>,
-    ) -> Result<Result<crate::PollOutcome, ConnectorError>, HostError> {
+    ) -> CallResult<crate::PollOutcome> {
         let (key, config, state) = (
             key.to_string(),
             config.to_string(),
             state.map(str::to_string),
         );
-        self.call(Some(connection), |connector, store| {
+        flatten(self.call(Some(connection), |connector, store| {
             connector.dynamics_connector_triggers().call_poll(
                 store,
                 &key,
@@ -475,21 +468,21 @@ impl Host {
                 &config,
                 state.as_ref(),
             )
-        })
+        }))
     }
 
     /// Runs one poll of trigger `key` with the network shut, to learn whether the component
-    /// refuses the config, the state or the connection before sending anything: `Ok(Err(..))`
-    /// is that refusal. `Ok(Ok(()))` means the poll got as far as its first request, so
-    /// nothing was wrong that a token and the service are not needed to tell. Nothing is sent
-    /// and no token is needed, so a config that can never work costs no sign-in.
+    /// refuses the config, the state or the connection before sending anything: a
+    /// [`CallError::Connector`] is that refusal. `Ok(())` means the poll got as far as its first
+    /// request, so nothing was wrong that a token and the service are not needed to tell.
+    /// Nothing is sent and no token is needed, so a config that can never work costs no sign-in.
     pub fn check_poll(
         &self,
         key: &str,
         connection: &Connection,
         config: &str,
         state: Option<&str>,
-    ) -> Result<Result<(), ConnectorError>, HostError> {
+    ) -> CallResult<()> {
         let mut connection = connection.clone();
         // Without a token the component could stop before the checks that matter here; this one
         // never leaves the host.
@@ -516,10 +509,10 @@ impl Host {
                 )?;
                 Ok((outcome, store.data().requests))
             })?;
-        Ok(match outcome {
-            Err(failure) if requests == 0 => Err(failure),
+        match outcome {
+            Err(failure) if requests == 0 => Err(failure.into()),
             _ => Ok(()),
-        })
+        }
     }
 
     /// Lists the choices of data source `key` (entity types, columns) for a designer's picklist.
@@ -528,41 +521,32 @@ impl Host {
         key: &str,
         connection: &Connection,
         input: &str,
-    ) -> Result<
-        Result<Vec<crate::bindings::dynamics::connector::types::Choice>, ConnectorError>,
-        HostError,
-    > {
+    ) -> CallResult<Vec<crate::bindings::dynamics::connector::types::Choice>> {
         let (key, input) = (key.to_string(), input.to_string());
-        self.call(Some(connection), |connector, store| {
+        flatten(self.call(Some(connection), |connector, store| {
             connector
                 .dynamics_connector_actions()
                 .call_choices(store, &key, connection, &input)
-        })
+        }))
     }
 
     /// Tests a connection.
-    pub fn test_connection(
-        &self,
-        connection: &Connection,
-    ) -> Result<Result<String, ConnectorError>, HostError> {
-        self.call(Some(connection), |connector, store| {
+    pub fn test_connection(&self, connection: &Connection) -> CallResult<String> {
+        flatten(self.call(Some(connection), |connector, store| {
             connector
                 .dynamics_connector_connections()
                 .call_test(store, connection)
-        })
+        }))
     }
 
     /// The origins a connection may reach, as the component declares them; an error when the
     /// connection's fields are not valid (nothing is sent).
-    pub fn endpoints(
-        &self,
-        connection: &Connection,
-    ) -> Result<Result<Vec<String>, ConnectorError>, HostError> {
-        self.call(None, |connector, store| {
+    pub fn endpoints(&self, connection: &Connection) -> CallResult<Vec<String>> {
+        flatten(self.call(None, |connector, store| {
             connector
                 .dynamics_connector_connections()
                 .call_endpoints(store, connection)
-        })
+        }))
     }
 
     /// Runs `f` on a fresh instance. With a connection, the instance may reach the origins the
@@ -736,21 +720,19 @@ impl Host {
     }
 
     /// Gets a token for connections that can get one without a user, when there is none.
-    pub fn ensure_token(
-        &self,
-        connection: &mut Connection,
-    ) -> Result<Result<(), ConnectorError>, HostError> {
+    pub fn ensure_token(&self, connection: &mut Connection) -> CallResult<()> {
         if connection.token.is_some() {
-            return Ok(Ok(()));
+            return Ok(());
         }
         match self.connection_kind(connection) {
             Some(
                 types::ConnectionKind::Oauth2ClientCredentials
                 | types::ConnectionKind::Oauth2Password,
-            ) => Ok(self
-                .acquire_token(connection)?
-                .map(|token| connection.token = Some(token))),
-            _ => Ok(Ok(())),
+            ) => {
+                connection.token = Some(self.acquire_token(connection)?);
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -759,10 +741,7 @@ impl Host {
     /// None when it cannot be renewed without the user (auth code without a refresh token, or a
     /// connection type the component does not define). [`crate::TokenManager`] adds its store
     /// around this.
-    pub fn renew_token(
-        &self,
-        connection: &Connection,
-    ) -> Result<Option<Result<Token, ConnectorError>>, HostError> {
+    pub fn renew_token(&self, connection: &Connection) -> CallResult<Option<Token>> {
         match self.connection_kind(connection) {
             Some(types::ConnectionKind::Oauth2AuthorizationCode) => {
                 match connection
@@ -770,14 +749,14 @@ impl Host {
                     .as_ref()
                     .and_then(|t| t.refresh_token.as_deref())
                 {
-                    Some(refresh_token) => Ok(Some(self.refresh(connection, refresh_token)?)),
+                    Some(refresh_token) => self.refresh(connection, refresh_token).map(Some),
                     None => Ok(None),
                 }
             }
             Some(
                 types::ConnectionKind::Oauth2ClientCredentials
                 | types::ConnectionKind::Oauth2Password,
-            ) => Ok(Some(self.acquire_token(connection)?)),
+            ) => self.acquire_token(connection).map(Some),
             None => Ok(None),
         }
     }
@@ -790,19 +769,19 @@ impl Host {
         key: &str,
         connection: &mut Connection,
         input: &str,
-        renew: impl FnOnce(&mut Connection) -> Result<Result<bool, ConnectorError>, HostError>,
-    ) -> Result<Result<String, ConnectorError>, HostError> {
-        let first = self.invoke(key, connection, input)?;
+        renew: impl FnOnce(&mut Connection) -> CallResult<bool>,
+    ) -> CallResult<String> {
+        let first = self.invoke(key, connection, input);
         match &first {
-            Err(failure)
+            Err(CallError::Connector(failure))
                 if failure.code == crate::ErrorCode::Unauthenticated
                     && connection.token.is_some() => {}
-            _ => return Ok(first),
+            _ => return first,
         }
-        match renew(connection)? {
-            Ok(true) => self.invoke(key, connection, input),
-            Ok(false) => Ok(first),
-            Err(failure) => Ok(Err(failure)),
+        if renew(connection)? {
+            self.invoke(key, connection, input)
+        } else {
+            first
         }
     }
 
@@ -813,18 +792,15 @@ impl Host {
         key: &str,
         connection: &mut Connection,
         input: &str,
-    ) -> Result<Result<String, ConnectorError>, HostError> {
-        if let Err(failure) = self.ensure_token(connection)? {
-            return Ok(Err(failure));
-        }
+    ) -> CallResult<String> {
+        self.ensure_token(connection)?;
         self.invoke_renewing(key, connection, input, |connection| {
             Ok(match self.renew_token(connection)? {
-                Some(Ok(token)) => {
+                Some(token) => {
                     connection.token = Some(token);
-                    Ok(true)
+                    true
                 }
-                Some(Err(failure)) => Err(failure),
-                None => Ok(false),
+                None => false,
             })
         })
     }

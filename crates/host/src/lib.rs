@@ -16,6 +16,7 @@
 pub mod compile_cache;
 pub mod connection_file;
 pub mod egress;
+pub mod error;
 pub mod host;
 pub mod logging;
 pub mod manifest;
@@ -36,6 +37,7 @@ pub use bindings::dynamics::connector::types::{
 pub use bindings::exports::dynamics::connector::triggers::{
     IncomingRequest, PollOutcome, WebhookOutcome,
 };
+pub use error::{CallError, CallResult};
 pub use host::{Host, HostConfig, HostError, Limits, NetworkPolicy};
 pub use logging::{Level, LogLine, LogSink, MemoryLog, StderrLog};
 pub use tokens::{TokenManager, TokenStore};

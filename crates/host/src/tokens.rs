@@ -23,7 +23,7 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::dynamics::connector::types::ConnectionKind;
-use crate::{Connection, ConnectorError, ErrorCode, Host, HostError, Token};
+use crate::{CallError, CallResult, Connection, ConnectorError, ErrorCode, Host, HostError, Token};
 
 /// A token is renewed when less than this many seconds are left (or less than half of its
 /// lifetime, for short-lived tokens).
@@ -478,31 +478,27 @@ impl<'a> TokenManager<'a> {
 
     /// Puts a usable token on `connection`: a token already on it is kept as is; otherwise the
     /// stored one while fresh, else a refreshed or newly acquired one (stored).
-    pub fn prepare(
-        &self,
-        key: &str,
-        connection: &mut Connection,
-    ) -> Result<Result<(), ConnectorError>, HostError> {
+    pub fn prepare(&self, key: &str, connection: &mut Connection) -> CallResult<()> {
         if connection.token.is_some() {
-            return Ok(Ok(()));
+            return Ok(());
         }
         let now = self.now();
         match self.stored(key, connection).map_err(store_error)? {
             Some(stored) if !stored.needs_renewal(now) => {
                 connection.token = Some(stored.token(now));
-                Ok(Ok(()))
+                Ok(())
             }
             Some(stored) => {
                 connection.token = Some(stored.token(now));
-                match self.renew(key, connection)? {
+                match self.renew(key, connection) {
                     // A token with a little time left beats failing on a passing outage.
-                    Err(failure)
+                    Err(CallError::Connector(failure))
                         if failure.code != ErrorCode::Unauthenticated
                             && !stored.is_expired(now) =>
                     {
-                        Ok(Ok(()))
+                        Ok(())
                     }
-                    other => Ok(other),
+                    other => other,
                 }
             }
             None => self.renew(key, connection),
@@ -512,36 +508,26 @@ impl<'a> TokenManager<'a> {
     /// Gets a new token for `connection` (refresh for auth code, acquire for the others),
     /// stores it and puts it on the connection. A refresh token the identity provider refused
     /// is forgotten, so `status` shows the connection needs a new sign-in.
-    pub fn renew(
-        &self,
-        key: &str,
-        connection: &mut Connection,
-    ) -> Result<Result<(), ConnectorError>, HostError> {
+    pub fn renew(&self, key: &str, connection: &mut Connection) -> CallResult<()> {
         let auth_code =
             self.host.connection_kind(connection) == Some(ConnectionKind::Oauth2AuthorizationCode);
-        let result = match self.host.renew_token(connection)? {
-            Some(renewed) => {
-                if auth_code
-                    && let Err(failure) = &renewed
-                    && failure.code == ErrorCode::Unauthenticated
-                {
+        let token = match self.host.renew_token(connection) {
+            Ok(Some(token)) => token,
+            Err(CallError::Connector(failure)) => {
+                if auth_code && failure.code == ErrorCode::Unauthenticated {
                     self.store.remove(key).map_err(store_error)?;
                 }
-                renewed
+                return Err(failure.into());
             }
-            None if auth_code => Err(not_signed_in(connection.token.is_some())),
+            Err(error) => return Err(error),
+            Ok(None) if auth_code => return Err(not_signed_in(connection.token.is_some()).into()),
             // An unknown connection type: the call itself reports it.
-            None => return Ok(Ok(())),
+            Ok(None) => return Ok(()),
         };
-        match result {
-            Ok(token) => {
-                self.remember(key, connection, &token)
-                    .map_err(store_error)?;
-                connection.token = Some(token);
-                Ok(Ok(()))
-            }
-            Err(failure) => Ok(Err(failure)),
-        }
+        self.remember(key, connection, &token)
+            .map_err(store_error)?;
+        connection.token = Some(token);
+        Ok(())
     }
 
     /// Runs an action with a fresh token; on `unauthenticated`, renews once and runs again.
@@ -551,30 +537,22 @@ impl<'a> TokenManager<'a> {
         connection: &mut Connection,
         action: &str,
         input: &str,
-    ) -> Result<Result<String, ConnectorError>, HostError> {
+    ) -> CallResult<String> {
         if connection.token.is_some() {
             // A token given with the connection is the caller's to manage.
             return self.host.run_action(action, connection, input);
         }
-        if let Err(failure) = self.prepare(key, connection)? {
-            return Ok(Err(failure));
-        }
+        self.prepare(key, connection)?;
         self.host
             .invoke_renewing(action, connection, input, |connection| {
-                Ok(self.renew(key, connection)?.map(|()| true))
+                self.renew(key, connection).map(|()| true)
             })
     }
 
     /// The component's connection test with the stored (or a fresh) token.
-    pub fn test_connection(
-        &self,
-        key: &str,
-        connection: &mut Connection,
-    ) -> Result<Result<String, ConnectorError>, HostError> {
-        if connection.token.is_none()
-            && let Err(failure) = self.prepare(key, connection)?
-        {
-            return Ok(Err(failure));
+    pub fn test_connection(&self, key: &str, connection: &mut Connection) -> CallResult<String> {
+        if connection.token.is_none() {
+            self.prepare(key, connection)?;
         }
         self.host.test_connection(connection)
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use dynamics_host::{TokenManager, connection_file};
 
 use crate::commands::Global;
-use crate::commands::{ActionFailed, token_store};
+use crate::commands::{failed, token_store};
 use crate::progress;
 
 #[derive(clap::Args)]
@@ -62,8 +62,8 @@ impl Args {
                     &mut connection,
                     "get-new-and-updated-records",
                     input,
-                )?
-                .map_err(|failure| ActionFailed(failure).into())
+                )
+                .map_err(failed)
         };
         // Bars on a terminal; otherwise the plain line per call that scripts read.
         let mut display: Box<dyn host_harness::extract::Progress> = match progress::Mode::detect() {

@@ -62,6 +62,6 @@ impl Args {
         if let Some(shown) = shown {
             shown.finish();
         }
-        print_result(result?)
+        print_result(result)
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use dynamics_host::connection_file;
 
-use crate::commands::ActionFailed;
 use crate::commands::Global;
+use crate::commands::failed;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -55,9 +55,9 @@ impl Args {
             &connection,
             &config,
             current.as_deref(),
-        )?
-        .map_err(ActionFailed)?;
-        host.ensure_token(&mut connection)?.map_err(ActionFailed)?;
+        )
+        .map_err(failed)?;
+        host.ensure_token(&mut connection).map_err(failed)?;
         let mut done = 0;
         while polls.is_none_or(|limit| done < limit) {
             let outcome = host
@@ -66,8 +66,8 @@ impl Args {
                     &connection,
                     &config,
                     current.as_deref(),
-                )?
-                .map_err(ActionFailed)?;
+                )
+                .map_err(failed)?;
             for event in &outcome.events {
                 println!("{event}");
             }

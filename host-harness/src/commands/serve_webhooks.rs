@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
-use dynamics_host::{Host, connection_file, describe_error};
+use dynamics_host::{CallError, Host, connection_file, describe_error};
 
-use crate::commands::ActionFailed;
 use crate::commands::Global;
+use crate::commands::{ActionFailed, failed};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -58,14 +58,14 @@ impl Args {
             std::sync::Arc::new(move |request| {
                 let config = shared_config.lock().map(|c| c.clone()).unwrap_or_default();
                 match handler_host.handle_webhook("webhook", &config, request) {
-                    Ok(Ok(outcome)) => outcome,
-                    Ok(Err(failure)) => dynamics_host::WebhookOutcome {
+                    Ok(outcome) => outcome,
+                    Err(CallError::Connector(failure)) => dynamics_host::WebhookOutcome {
                         status: 500,
                         headers: Vec::new(),
                         body: describe_error(&failure).into_bytes(),
                         events: Vec::new(),
                     },
-                    Err(problem) => dynamics_host::WebhookOutcome {
+                    Err(CallError::Host(problem)) => dynamics_host::WebhookOutcome {
                         status: 500,
                         headers: Vec::new(),
                         body: problem.to_string().into_bytes(),
@@ -77,13 +77,13 @@ impl Args {
         eprintln!("serving webhooks at {}", server.url());
         let mut registration = None;
         if let Some(mut connection) = registering {
-            host.ensure_token(&mut connection)?.map_err(ActionFailed)?;
+            host.ensure_token(&mut connection).map_err(failed)?;
             let url = public_url
                 .clone()
                 .unwrap_or_else(|| server.url().to_string());
             let state = host
-                .enable_trigger("webhook", &connection, &config, &url)?
-                .map_err(ActionFailed)?;
+                .enable_trigger("webhook", &connection, &config, &url)
+                .map_err(failed)?;
             let parsed: serde_json::Value = serde_json::from_str(&state)?;
             if let Some(key) = parsed["webhookKey"].as_str()
                 && let Ok(mut current) = handler_config.lock()
@@ -103,8 +103,8 @@ impl Args {
             }
         }
         if let Some((connection, state)) = registration {
-            host.disable_trigger("webhook", &connection, &config, &state)?
-                .map_err(ActionFailed)?;
+            host.disable_trigger("webhook", &connection, &config, &state)
+                .map_err(failed)?;
             eprintln!("unregistered");
         }
         Ok(ExitCode::SUCCESS)
@@ -130,17 +130,25 @@ fn checked_webhook_config(host: &Host, config: &str, register: bool) -> anyhow::
             },
         )
     };
-    let refused = |failure| anyhow::Error::new(ActionFailed(failure)).context("--config");
-    match probe(config)? {
+    // The component's refusal names the option; a host error is reported as it is.
+    let refused = |error: CallError| match error {
+        CallError::Connector(failure) => {
+            anyhow::Error::new(ActionFailed(failure)).context("--config")
+        }
+        CallError::Host(problem) => problem.into(),
+    };
+    match probe(config) {
         Ok(_) => Ok(config.to_string()),
-        Err(failure) if register && failure.field.as_deref() == Some("webhookKey") => {
+        Err(CallError::Connector(failure))
+            if register && failure.field.as_deref() == Some("webhookKey") =>
+        {
             let mut value: serde_json::Value = serde_json::from_str(config)?;
             if let Some(object) = value.as_object_mut() {
                 object.insert("webhookKey".to_string(), "stand-in".into());
             }
-            probe(&value.to_string())?.map_err(refused)?;
+            probe(&value.to_string()).map_err(refused)?;
             Ok(config.to_string())
         }
-        Err(failure) => Err(refused(failure)),
+        Err(error) => Err(refused(error)),
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use dynamics_host::tokens::{TokenManager, format_utc, unix_now};
-use dynamics_host::{Connection, InputType};
+use dynamics_host::{CallError, Connection, InputType};
 
 use super::Shared;
 use super::api::{Answer, connector_error, fail, host_error, parse_output, status_of};
@@ -265,9 +265,13 @@ impl Shared {
             token: None,
         };
         match self.host.endpoints(&connection) {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err((400, json!({ "error": connector_error(&error) }))),
-            Err(error) => return Err((500, json!({ "error": host_error(&error) }))),
+            Ok(_) => {}
+            Err(CallError::Connector(error)) => {
+                return Err((400, json!({ "error": connector_error(&error) })));
+            }
+            Err(CallError::Host(error)) => {
+                return Err((500, json!({ "error": host_error(&error) })));
+            }
         }
         let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         connections.insert(
@@ -313,12 +317,12 @@ impl Shared {
         };
         let manager = TokenManager::new(&self.host, &self.store);
         match manager.test_connection(&key, &mut connection) {
-            Ok(Ok(text)) => (200, json!({ "output": parse_output(text) })),
-            Ok(Err(error)) => {
+            Ok(text) => (200, json!({ "output": parse_output(text) })),
+            Err(CallError::Connector(error)) => {
                 let error = connector_error(&error);
                 (status_of(&error), json!({ "error": error }))
             }
-            Err(error) => (500, json!({ "error": host_error(&error) })),
+            Err(CallError::Host(error)) => (500, json!({ "error": host_error(&error) })),
         }
     }
 
@@ -327,9 +331,9 @@ impl Shared {
         let (key, mut connection) = self.connection(name)?;
         let manager = TokenManager::new(&self.host, &self.store);
         match manager.prepare(&key, &mut connection) {
-            Ok(Ok(())) => Ok((key, connection)),
-            Ok(Err(error)) => Err(connector_error(&error)),
-            Err(error) => Err(host_error(&error)),
+            Ok(()) => Ok((key, connection)),
+            Err(CallError::Connector(error)) => Err(connector_error(&error)),
+            Err(CallError::Host(error)) => Err(host_error(&error)),
         }
     }
 }

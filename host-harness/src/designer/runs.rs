@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use dynamics_host::CallError;
 use dynamics_host::tokens::TokenManager;
 
 use super::Shared;
@@ -22,9 +23,9 @@ impl Shared {
         let (key, mut connection) = self.connection(connection)?;
         let manager = TokenManager::new(&self.host, &self.store);
         match manager.run_action(&key, &mut connection, action, &input.to_string()) {
-            Ok(Ok(text)) => Ok(parse_output(text)),
-            Ok(Err(error)) => Err(connector_error(&error)),
-            Err(error) => Err(host_error(&error)),
+            Ok(text) => Ok(parse_output(text)),
+            Err(CallError::Connector(error)) => Err(connector_error(&error)),
+            Err(CallError::Host(error)) => Err(host_error(&error)),
         }
     }
 
@@ -45,18 +46,18 @@ impl Shared {
             .host
             .choices(&source, &connection, &body.input.to_string())
         {
-            Ok(Ok(choices)) => {
+            Ok(choices) => {
                 let list: Vec<Value> = choices
                     .iter()
                     .map(|c| json!({"label": c.label, "value": c.value}))
                     .collect();
                 (200, json!({ "choices": list }))
             }
-            Ok(Err(error)) => {
+            Err(CallError::Connector(error)) => {
                 let error = connector_error(&error);
                 (status_of(&error), json!({ "error": error }))
             }
-            Err(error) => (500, json!({ "error": host_error(&error) })),
+            Err(CallError::Host(error)) => (500, json!({ "error": host_error(&error) })),
         }
     }
 

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use dynamics_host::IncomingRequest;
 use dynamics_host::tokens::TokenManager;
+use dynamics_host::{CallError, IncomingRequest};
 
 use super::api::{Answer, connector_error, host_error, status_of};
 use super::{CALLBACK_PATH, Shared};
@@ -29,7 +29,7 @@ impl Shared {
             .host
             .begin_authorization(&connection, &self.redirect_uri())
         {
-            Ok(Ok(request)) => {
+            Ok(request) => {
                 let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
                 // Sign-ins never finished are forgotten after a while.
                 pending.retain(|_, (_, _, started)| started.elapsed() < SIGN_IN_TIME);
@@ -39,11 +39,11 @@ impl Shared {
                 );
                 (200, json!({ "url": request.url }))
             }
-            Ok(Err(error)) => {
+            Err(CallError::Connector(error)) => {
                 let error = connector_error(&error);
                 (status_of(&error), json!({ "error": error }))
             }
-            Err(error) => (500, json!({ "error": host_error(&error) })),
+            Err(CallError::Host(error)) => (500, json!({ "error": host_error(&error) })),
         }
     }
 
@@ -94,18 +94,18 @@ impl Shared {
             .host
             .exchange_code(&connection, &self.redirect_uri(), code, &verifier)
         {
-            Ok(Ok(token)) => {
+            Ok(token) => {
                 let manager = TokenManager::new(&self.host, &self.store);
                 match manager.remember(&key, &connection, &token) {
                     Ok(()) => back("signed-in", &name),
                     Err(problem) => back("sign-in-failed", &format!("{name}: {problem:#}")),
                 }
             }
-            Ok(Err(error)) => back(
+            Err(CallError::Connector(error)) => back(
                 "sign-in-failed",
                 &format!("{name}: {}", dynamics_host::describe_error(&error)),
             ),
-            Err(error) => back("sign-in-failed", &format!("{name}: {error}")),
+            Err(CallError::Host(error)) => back("sign-in-failed", &format!("{name}: {error}")),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use dynamics_host::{IncomingRequest, TriggerKind, WebhookOutcome};
+use dynamics_host::{CallError, IncomingRequest, TriggerKind, WebhookOutcome};
 
 use super::Shared;
 use super::api::{Answer, StartTrigger, connector_error, fail, host_error, status_of};
@@ -111,12 +111,14 @@ impl Shared {
                     &config_text,
                     &self.webhook_url,
                 ) {
-                    Ok(Ok(registration)) => registration,
-                    Ok(Err(error)) => {
+                    Ok(registration) => registration,
+                    Err(CallError::Connector(error)) => {
                         let error = connector_error(&error);
                         return (status_of(&error), json!({ "error": error }));
                     }
-                    Err(error) => return (500, json!({ "error": host_error(&error) })),
+                    Err(CallError::Host(error)) => {
+                        return (500, json!({ "error": host_error(&error) }));
+                    }
                 };
                 if let Some(webhook_key) = serde_json::from_str::<Value>(&registration)
                     .ok()
@@ -170,9 +172,9 @@ impl Shared {
                         .host
                         .poll(&trigger, &prepared, &config, state.as_deref())
                     {
-                        Ok(Ok(outcome)) => Ok(outcome),
-                        Ok(Err(error)) => Err(connector_error(&error)),
-                        Err(error) => Err(host_error(&error)),
+                        Ok(outcome) => Ok(outcome),
+                        Err(CallError::Connector(error)) => Err(connector_error(&error)),
+                        Err(CallError::Host(error)) => Err(host_error(&error)),
                     }
                 });
                 match outcome {
@@ -259,9 +261,9 @@ impl Shared {
                     &armed.config,
                     registration,
                 ) {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(error)) => Err(connector_error(&error)),
-                    Err(error) => Err(host_error(&error)),
+                    Ok(()) => Ok(()),
+                    Err(CallError::Connector(error)) => Err(connector_error(&error)),
+                    Err(CallError::Host(error)) => Err(host_error(&error)),
                 }
             });
         unregistered.map(|()| true).map_err(|error| {
@@ -296,14 +298,14 @@ impl Shared {
         let (connection, flow) = (active.connection.clone(), active.flow.clone());
         drop(armed);
         let outcome = match self.host.handle_webhook(&trigger, &config, request) {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(error)) => WebhookOutcome {
+            Ok(outcome) => outcome,
+            Err(CallError::Connector(error)) => WebhookOutcome {
                 status: 500,
                 headers: Vec::new(),
                 body: dynamics_host::describe_error(&error).into_bytes(),
                 events: Vec::new(),
             },
-            Err(error) => WebhookOutcome {
+            Err(CallError::Host(error)) => WebhookOutcome {
                 status: 500,
                 headers: Vec::new(),
                 body: error.to_string().into_bytes(),

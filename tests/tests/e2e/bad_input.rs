@@ -1,13 +1,13 @@
 //! Bad input is refused before any request leaves the component, with the field named.
 
 use dynamics_host::{ConnectorError, ErrorCode};
-use e2e_tests::{connected, emulator, host};
+use e2e_tests::{Answered, connected, emulator, host};
 
 fn refused(action: &str, input: &str) -> ConnectorError {
     let emulator = emulator();
     let failure = host()
         .invoke(action, &connected(&emulator), input)
-        .unwrap()
+        .answered()
         .unwrap_err();
     assert!(
         emulator.requests().is_empty(),
@@ -180,7 +180,7 @@ fn a_bad_environment_url_in_the_connection_is_invalid_input() {
     connection.fields[0].1 = "https://contoso.crm.dynamics.com/?appid=1".to_string();
     let failure = host()
         .invoke("get-current-user", &connection, "{}")
-        .unwrap()
+        .answered()
         .unwrap_err();
     assert_eq!(failure.code, ErrorCode::InvalidInput);
     assert_eq!(failure.field.as_deref(), Some("webApiUrl"));
@@ -207,7 +207,7 @@ fn a_lookup_table_name_that_is_not_an_identifier_never_reaches_a_filter() {
     });
     let failure = host()
         .invoke("create-entity", &connected(&emulator), &input.to_string())
-        .unwrap()
+        .answered()
         .unwrap_err();
     assert_eq!(failure.code, ErrorCode::InvalidInput);
     assert!(
@@ -268,7 +268,7 @@ fn inputs_that_would_go_wrong_at_the_service_are_refused_naming_the_field_with_n
         emulator.clear_requests();
         let failure = host()
             .invoke(action, &connected(&emulator), &input.to_string())
-            .unwrap()
+            .answered()
             .expect_err(action);
         assert_eq!(
             failure.code,
@@ -298,7 +298,7 @@ fn inputs_that_would_go_wrong_at_the_service_are_refused_naming_the_field_with_n
             &serde_json::json!({"entityType": "accounts", "filterExpression": long_filter})
                 .to_string(),
         )
-        .unwrap()
+        .answered()
         .unwrap_err();
     assert_eq!(failure.code, ErrorCode::InvalidInput, "{failure:?}");
     assert!(
@@ -316,7 +316,6 @@ fn a_raw_request_path_whose_query_holds_a_url_stays_on_the_environment() {
     let input = serde_json::json!({"url": "/api/data/v9.2/accounts?$select=name&$filter=websiteurl%20ne%20'https://x.example'", "method": "GET"});
     let output = host()
         .invoke("raw-request-crm", &connected(&emulator), &input.to_string())
-        .unwrap()
         .unwrap();
     assert!(output.contains("\"status\":200"), "{output}");
     let request = emulator.requests().pop().unwrap();

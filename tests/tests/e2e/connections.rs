@@ -12,7 +12,9 @@ use std::time::Duration;
 use dataverse_emulator::{AppConfig, Config, Emulator};
 use dynamics_host::tokens::unix_now;
 use dynamics_host::{Connection, ErrorCode, TokenManager, TokenStore, describe_error};
-use e2e_tests::{client_credentials, connected, emulator, host, host_with_memory_log, json};
+use e2e_tests::{
+    Answered, client_credentials, connected, emulator, host, host_with_memory_log, json,
+};
 use host_harness::login::{self, LoginError, LoginOptions};
 
 // ---------------------------------------------------------------------------------------------
@@ -253,7 +255,6 @@ fn client_credentials_token_is_acquired_once_stored_and_reused_by_the_next_actio
         let mut connection = client_credentials(&emulator);
         let output = manager
             .run_action("cc", &mut connection, "get-current-user", "{}")
-            .unwrap()
             .unwrap();
         assert_eq!(
             json(&output)["userId"],
@@ -284,7 +285,6 @@ fn password_grant_signs_the_user_in_and_get_current_user_returns_that_user() {
 
     let output = manager
         .run_action("pw", &mut connection, "get-current-user", "{}")
-        .unwrap()
         .unwrap();
 
     assert_eq!(
@@ -333,7 +333,6 @@ fn auth_code_login_on_the_loopback_listener_stores_tokens_and_get_current_user_s
     let mut connection = auth_code_connection(&emulator);
     let output = manager
         .run_action("ac", &mut connection, "get-current-user", "{}")
-        .unwrap()
         .unwrap();
     assert_eq!(
         json(&output)["userId"],
@@ -378,7 +377,7 @@ fn an_auth_code_connection_without_a_sign_in_says_to_run_login() {
             "get-current-user",
             "{}",
         )
-        .unwrap()
+        .answered()
         .unwrap_err();
 
     assert_eq!(failure.code, ErrorCode::Unauthenticated);
@@ -407,7 +406,6 @@ fn a_token_near_expiry_is_refreshed_before_the_action_without_the_user_noticing(
             "get-current-user",
             "{}",
         )
-        .unwrap()
         .unwrap();
 
     assert_eq!(
@@ -447,7 +445,6 @@ fn an_access_token_the_service_rejects_is_refreshed_once_and_the_action_succeeds
             "get-current-user",
             "{}",
         )
-        .unwrap()
         .unwrap();
 
     assert_eq!(
@@ -486,7 +483,7 @@ fn a_revoked_refresh_token_gives_unauthenticated_with_a_hint_to_sign_in_again() 
             "get-current-user",
             "{}",
         )
-        .unwrap()
+        .answered()
         .unwrap_err();
 
     assert_eq!(failure.code, ErrorCode::Unauthenticated);
@@ -512,7 +509,6 @@ fn the_token_store_file_is_owner_only_in_an_owner_only_directory() {
             "get-current-user",
             "{}",
         )
-        .unwrap()
         .unwrap();
 
     let mode =
@@ -536,7 +532,6 @@ fn a_stored_token_is_not_reused_once_the_connection_points_elsewhere() {
             "get-current-user",
             "{}",
         )
-        .unwrap()
         .unwrap();
 
     let moved = field(
@@ -658,7 +653,7 @@ fn every_entra_error_of_the_issue_yields_its_code_and_a_hint() {
         if code == "AADSTS50079" {
             emulator.require_mfa_registration(&credentials.mfa_username);
         }
-        let failure = host().acquire_token(&connection).unwrap().unwrap_err();
+        let failure = host().acquire_token(&connection).answered().unwrap_err();
         assert_eq!(failure.service_code.as_deref(), Some(code), "{failure:?}");
         assert_eq!(failure.code, expected, "{code}");
         let said = failure.hint.clone().unwrap_or_default();
@@ -681,7 +676,7 @@ fn a_token_url_on_the_common_endpoint_is_refused_for_app_only_sign_in_before_any
         "https://login.microsoftonline.com/common/oauth2/v2.0/token",
     );
 
-    let failure = host().acquire_token(&connection).unwrap().unwrap_err();
+    let failure = host().acquire_token(&connection).answered().unwrap_err();
 
     assert_eq!(failure.code, ErrorCode::InvalidInput);
     assert_eq!(failure.field.as_deref(), Some("tokenUrl"));
@@ -738,11 +733,10 @@ fn pasted_environment_urls_normalize_to_one_origin_scope_and_web_api_root() {
     ];
     for (pasted, origin) in good {
         let connection = field(auth_code_connection(&emulator), "webApiUrl", pasted);
-        let endpoints = host().endpoints(&connection).unwrap().unwrap();
+        let endpoints = host().endpoints(&connection).unwrap();
         assert_eq!(endpoints[0], origin, "{pasted}");
         let request = host()
             .begin_authorization(&connection, "http://127.0.0.1:1/callback")
-            .unwrap()
             .unwrap();
         let scope = format!("{origin}/user_impersonation offline_access")
             .replace(':', "%3A")
@@ -762,7 +756,7 @@ fn pasted_environment_urls_normalize_to_one_origin_scope_and_web_api_root() {
         format!("127.0.0.1:{port}"),
     ] {
         let connection = field(client_credentials(&emulator), "webApiUrl", &pasted);
-        let output = json(&host().test_connection(&connection).unwrap().unwrap());
+        let output = json(&host().test_connection(&connection).unwrap());
         assert_eq!(
             output["webApiRoot"],
             format!("{base}/api/data/v9.2"),
@@ -793,7 +787,7 @@ fn pasted_environment_urls_normalize_to_one_origin_scope_and_web_api_root() {
     emulator.clear_requests();
     for (pasted, says) in bad {
         let connection = field(client_credentials(&emulator), "webApiUrl", pasted);
-        let failure = host().acquire_token(&connection).unwrap().unwrap_err();
+        let failure = host().acquire_token(&connection).answered().unwrap_err();
         assert_eq!(failure.code, ErrorCode::InvalidInput, "{pasted}");
         assert_eq!(failure.field.as_deref(), Some("webApiUrl"), "{pasted}");
         assert!(
@@ -812,7 +806,7 @@ fn pasted_environment_urls_normalize_to_one_origin_scope_and_web_api_root() {
                 &field(connected(&emulator), "webApiUrl", pasted),
                 "{}",
             )
-            .unwrap()
+            .answered()
             .unwrap_err();
         assert_eq!(invoked.field.as_deref(), Some("webApiUrl"), "{pasted}");
     }
@@ -826,7 +820,6 @@ fn the_api_version_input_changes_the_web_api_root() {
 
     host()
         .invoke("get-current-user", &connection, "{}")
-        .unwrap()
         .unwrap();
     assert!(
         emulator
@@ -838,7 +831,7 @@ fn the_api_version_input_changes_the_web_api_root() {
     let bad = field(connected(&emulator), "apiVersion", "9.2");
     let failure = host()
         .invoke("get-current-user", &bad, "{}")
-        .unwrap()
+        .answered()
         .unwrap_err();
     assert_eq!(failure.code, ErrorCode::InvalidInput);
     assert_eq!(failure.field.as_deref(), Some("apiVersion"));
@@ -851,7 +844,7 @@ fn finance_and_operations_uses_the_data_root_with_the_environment_scope() {
 
     // The emulator serves Dataverse only, so the /data root is not found there; what matters
     // is where the request went and what the failure tells the user.
-    let failure = host().test_connection(&connection).unwrap().unwrap_err();
+    let failure = host().test_connection(&connection).answered().unwrap_err();
 
     assert_eq!(failure.http_status, Some(404));
     let hint = failure.hint.unwrap();
@@ -861,7 +854,7 @@ fn finance_and_operations_uses_the_data_root_with_the_environment_scope() {
     );
     assert!(hint.contains("Service"), "{hint}");
     assert_eq!(emulator.requests()[0].path, "/data/");
-    let endpoints = host().endpoints(&connection).unwrap().unwrap();
+    let endpoints = host().endpoints(&connection).unwrap();
     assert_eq!(endpoints, vec![emulator.base_url()]);
     let failure = host()
         .invoke(
@@ -869,7 +862,7 @@ fn finance_and_operations_uses_the_data_root_with_the_environment_scope() {
             &field(connected(&emulator), "service", "sap"),
             "{}",
         )
-        .unwrap()
+        .answered()
         .unwrap_err();
     assert_eq!(failure.field.as_deref(), Some("service"));
 }
@@ -892,7 +885,6 @@ fn national_clouds_get_their_own_authority_for_default_and_tenant_derived_urls()
     };
     let request = host()
         .begin_authorization(&connection, "http://127.0.0.1:1/callback")
-        .unwrap()
         .unwrap();
     assert!(
         request
@@ -900,7 +892,7 @@ fn national_clouds_get_their_own_authority_for_default_and_tenant_derived_urls()
             .starts_with("https://login.microsoftonline.us/common/oauth2/v2.0/authorize?")
     );
     assert_eq!(
-        host().endpoints(&connection).unwrap().unwrap(),
+        host().endpoints(&connection).unwrap(),
         vec![
             "https://contoso.crm.microsoftdynamics.us".to_string(),
             "https://login.microsoftonline.us".to_string(),
@@ -934,7 +926,7 @@ fn national_clouds_get_their_own_authority_for_default_and_tenant_derived_urls()
             ],
             token: None,
         };
-        let endpoints = host().endpoints(&app_only).unwrap().unwrap();
+        let endpoints = host().endpoints(&app_only).unwrap();
         assert_eq!(endpoints[1], authority, "{environment}");
     }
 }
@@ -950,7 +942,6 @@ fn the_connection_test_shows_user_business_unit_root_and_scope() {
     let output = json(
         &host()
             .test_connection(&password_connection(&emulator))
-            .unwrap()
             .unwrap(),
     );
 
@@ -1007,7 +998,7 @@ fn the_connection_test_says_to_create_the_application_user_when_the_token_is_ref
         "registered-but-no-app-user",
     );
 
-    let failure = host().test_connection(&connection).unwrap().unwrap_err();
+    let failure = host().test_connection(&connection).answered().unwrap_err();
 
     assert_eq!(failure.code, ErrorCode::Unauthenticated);
     assert_eq!(failure.http_status, Some(401));
@@ -1030,7 +1021,10 @@ fn the_connection_test_passes_consent_and_tenant_hints_through() {
             emulator.base_url()
         ),
     );
-    let failure = host().test_connection(&wrong_tenant).unwrap().unwrap_err();
+    let failure = host()
+        .test_connection(&wrong_tenant)
+        .answered()
+        .unwrap_err();
     assert_eq!(failure.service_code.as_deref(), Some("AADSTS90002"));
     assert!(failure.hint.unwrap().contains("tenant"));
 
@@ -1039,7 +1033,7 @@ fn the_connection_test_passes_consent_and_tenant_hints_through() {
         "clientId",
         &emulator.credentials().unconsented_client_id,
     );
-    let failure = host().test_connection(&unconsented).unwrap().unwrap_err();
+    let failure = host().test_connection(&unconsented).answered().unwrap_err();
     assert_eq!(failure.code, ErrorCode::Forbidden);
     assert!(failure.hint.unwrap().contains("admin consent"));
 }
@@ -1068,7 +1062,7 @@ fn the_bearer_token_goes_only_to_the_environment_and_the_secret_only_to_the_toke
         let input = serde_json::json!({"url": url, "method": "GET"}).to_string();
         let failure = host
             .invoke("raw-request", &connection, &input)
-            .unwrap()
+            .answered()
             .unwrap_err();
         assert_eq!(failure.field.as_deref(), Some("url"), "{url}");
     }
@@ -1087,7 +1081,7 @@ fn the_bearer_token_goes_only_to_the_environment_and_the_secret_only_to_the_toke
     emulator.expire_tokens();
     let failure = host
         .run_action("get-current-user", &mut connection, "{}")
-        .unwrap()
+        .answered()
         .unwrap_err();
     assert_eq!(failure.code, ErrorCode::Unauthenticated);
 
@@ -1157,14 +1151,13 @@ fn sign_in_secrets_never_reach_logs_or_errors() {
             "get-current-user",
             "{}",
         )
-        .unwrap()
         .unwrap();
     let wrong = field(
         password_connection(&emulator),
         "password",
         "Wr0ng-Passw0rd!",
     );
-    let failure = host.acquire_token(&wrong).unwrap().unwrap_err();
+    let failure = host.acquire_token(&wrong).answered().unwrap_err();
     let renewed = temp.store.get("ac").unwrap().unwrap();
 
     let secrets = [

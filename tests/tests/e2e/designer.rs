@@ -529,7 +529,6 @@ fn a_webhook_event_runs_the_armed_flow_and_stopping_unregisters() {
             &connection,
             &json!({"entityType": "accounts", "fieldValues": {"name": "Webhook Co"}}).to_string(),
         )
-        .unwrap()
         .unwrap();
     let finished = finished_events(&fixture);
     let event = finished
@@ -604,7 +603,6 @@ fn a_polled_new_row_runs_the_armed_flow_and_stopping_ends_the_polls() {
             &connection,
             &json!({"entityType": "accounts", "fieldValues": {"name": "Polled Co"}}).to_string(),
         )
-        .unwrap()
         .unwrap();
     let finished = finished_events(&fixture);
     assert_eq!(

@@ -8,7 +8,7 @@ use std::fs;
 
 use dataverse_emulator::{Emulator, Fault};
 use dynamics_host::{ConnectorError, ErrorCode, Host};
-use e2e_tests::{client_credentials, connected, emulator, host, impatient_host, json};
+use e2e_tests::{Answered, client_credentials, connected, emulator, host, impatient_host, json};
 use host_harness::extract::{ExtractOptions, run, with_host};
 use serde_json::{Value, json};
 
@@ -19,7 +19,7 @@ fn invoke_on(
     input: &Value,
 ) -> Result<Value, ConnectorError> {
     host.invoke(action, &connected(emulator), &input.to_string())
-        .unwrap()
+        .answered()
         .map(|output| json(&output))
 }
 

@@ -4,7 +4,7 @@
 
 use dataverse_emulator::Emulator;
 use dynamics_host::{ConnectorError, ErrorCode};
-use e2e_tests::{connected, emulator, host, json};
+use e2e_tests::{Answered, connected, emulator, host, json};
 use serde_json::{Value, json};
 
 /// Key values that change a URL's meaning when written raw: each sits beside a decoy row that a
@@ -35,7 +35,7 @@ fn refused() -> Vec<String> {
 fn invoke(emulator: &Emulator, action: &str, input: Value) -> Result<Value, ConnectorError> {
     host()
         .invoke(action, &connected(emulator), &input.to_string())
-        .unwrap()
+        .answered()
         .map(|output| json(&output))
 }
 

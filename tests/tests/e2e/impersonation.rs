@@ -5,13 +5,13 @@
 
 use dataverse_emulator::{Emulator, SeededUsers};
 use dynamics_host::{Connection, ConnectorError, ErrorCode};
-use e2e_tests::{connected, emulator, host, json};
+use e2e_tests::{Answered, connected, emulator, host, json};
 use serde_json::{Value, json};
 
 fn run(connection: &Connection, action: &str, input: Value) -> Result<Value, ConnectorError> {
     host()
         .invoke(action, connection, &input.to_string())
-        .unwrap()
+        .answered()
         .map(|output| json(&output))
 }
 
@@ -221,7 +221,7 @@ fn refused_impersonations_fail_with_the_service_code_and_write_nothing() {
             &mut sales,
             &json!({"entityType": "accounts", "fieldValues": {"name": "Never"}, "impersonateUserId": users.admin.system_user_id}).to_string(),
         )
-        .unwrap()
+        .answered()
         .unwrap_err();
     assert_eq!(
         (
@@ -239,7 +239,6 @@ fn refused_impersonations_fail_with_the_service_code_and_write_nothing() {
             &mut sales,
             &json!({"entityType": "accounts", "fieldValues": {"name": "Riley's own"}}).to_string(),
         )
-        .unwrap()
         .unwrap();
     let row = stored_account(&emulator, json(&own)["id"].as_str().unwrap());
     assert_eq!(

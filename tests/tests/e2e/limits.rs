@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dynamics_host::{
-    Connection, ErrorCode, Host, HostConfig, HostError, Level, Limits, NetworkPolicy, StderrLog,
+    CallError, Connection, ErrorCode, Host, HostConfig, HostError, Level, Limits, NetworkPolicy,
+    StderrLog,
 };
-use e2e_tests::{connected, emulator, host};
+use e2e_tests::{Answered, connected, emulator, host};
 
 fn runaway(limits: Limits, allow_private: bool) -> Host {
     runaway_with(
@@ -79,7 +80,6 @@ fn a_component_asking_for_a_host_outside_the_policy_gets_nothing() {
             &asking_for(&["https://exfiltrate.example"]),
             "https://exfiltrate.example/steal",
         )
-        .unwrap()
         .unwrap();
     assert!(output.contains("\"denied\""), "{output}");
     assert!(output.contains("egress policy"), "{output}");
@@ -102,7 +102,6 @@ fn a_name_that_resolves_to_loopback_is_refused_before_connecting() {
     let origin = format!("http://rebind.example:{port}");
     let output = host
         .invoke("escape", &asking_for(&[&origin]), &format!("{origin}/x"))
-        .unwrap()
         .unwrap();
     assert!(output.contains("\"denied\""), "{output}");
     assert!(output.contains("resolves to 127.0.0.1"), "{output}");
@@ -124,7 +123,6 @@ fn a_name_that_resolves_to_loopback_is_refused_before_connecting() {
     );
     let output = lab
         .invoke("escape", &asking_for(&[&origin]), &format!("{origin}/x"))
-        .unwrap()
         .unwrap();
     assert!(output.contains("\"status\":200"), "{output}");
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -142,7 +140,6 @@ fn mapped_ipv6_and_shared_addresses_are_private() {
     ] {
         let output = host
             .invoke("escape", &asking_for(&[&origin]), &format!("{origin}/"))
-            .unwrap()
             .unwrap();
         assert!(output.contains("\"denied\""), "{origin}: {output}");
     }
@@ -161,7 +158,7 @@ fn a_component_that_loops_forever_is_stopped_by_the_time_limit() {
     let started = Instant::now();
     let outcome = host.invoke("spin", &nobody(), "{}");
     assert!(
-        matches!(outcome, Err(HostError::TimeLimit(limit)) if limit == Duration::from_millis(300)),
+        matches!(outcome, Err(CallError::Host(HostError::TimeLimit(limit))) if limit == Duration::from_millis(300)),
         "{outcome:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -180,7 +177,7 @@ fn a_component_that_hoards_memory_is_stopped_by_the_memory_limit() {
     );
     let outcome = host.invoke("hoard", &nobody(), "{}");
     assert!(
-        matches!(outcome, Err(HostError::MemoryLimit(16))),
+        matches!(outcome, Err(CallError::Host(HostError::MemoryLimit(16)))),
         "{outcome:?}"
     );
 }
@@ -190,7 +187,6 @@ fn a_request_outside_the_allow_list_is_an_http_error_the_component_sees() {
     let host = runaway(Limits::default(), true);
     let output = host
         .invoke("escape", &nobody(), "https://example.com/")
-        .unwrap()
         .unwrap();
     assert!(output.contains("\"denied\""), "{output}");
     assert!(
@@ -202,7 +198,6 @@ fn a_request_outside_the_allow_list_is_an_http_error_the_component_sees() {
     let closed = runaway(Limits::default(), false);
     let output = closed
         .invoke("escape", &nobody(), "http://127.0.0.1:9/")
-        .unwrap()
         .unwrap();
     assert!(output.contains("loopback or private address"), "{output}");
 }
@@ -216,10 +211,12 @@ fn the_same_host_serves_the_next_call_after_a_trap() {
         },
         true,
     );
-    assert!(host.invoke("spin", &nobody(), "{}").is_err());
+    assert!(matches!(
+        host.invoke("spin", &nobody(), "{}"),
+        Err(CallError::Host(_))
+    ));
     let output = host
         .invoke("escape", &nobody(), "https://example.com/")
-        .unwrap()
         .unwrap();
     assert!(output.contains("denied"));
 }
@@ -253,7 +250,7 @@ fn a_redirect_to_another_host_is_refused_and_not_followed() {
             &connection,
             r#"{"url": "WhoAmI", "method": "GET"}"#,
         )
-        .unwrap()
+        .answered()
         .unwrap_err();
     assert_eq!(failure.code, ErrorCode::Forbidden);
     assert!(
@@ -282,7 +279,7 @@ fn the_emulator_is_unreachable_when_the_host_does_not_allow_loopback() {
     .unwrap();
     let failure = closed
         .invoke("get-current-user", &connected(&emulator), "{}")
-        .unwrap()
+        .answered()
         .unwrap_err();
     assert_eq!(failure.code, ErrorCode::Forbidden);
     assert!(

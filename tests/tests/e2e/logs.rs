@@ -1,7 +1,7 @@
 //! Secrets never reach log lines or errors.
 
 use dynamics_host::Level;
-use e2e_tests::{client_credentials, emulator, host_with_memory_log};
+use e2e_tests::{Answered, client_credentials, emulator, host_with_memory_log};
 
 #[test]
 fn client_secret_and_tokens_never_appear_in_logs_or_errors() {
@@ -9,17 +9,14 @@ fn client_secret_and_tokens_never_appear_in_logs_or_errors() {
     let (host, log) = host_with_memory_log();
     let mut connection = client_credentials(&emulator);
     host.run_action("get-current-user", &mut connection, "{}")
-        .unwrap()
         .unwrap();
     let token = connection.token.clone().unwrap().access_token;
     let debug = r#"{"url": "WhoAmI", "method": "GET", "debugRequest": true}"#;
-    host.invoke("raw-request", &connection, debug)
-        .unwrap()
-        .unwrap();
+    host.invoke("raw-request", &connection, debug).unwrap();
     let failing = r#"{"url": "accounts(00000000-0000-0000-0000-0000000000ff)", "method": "GET"}"#;
     let failure = host
         .invoke("raw-request", &connection, failing)
-        .unwrap()
+        .answered()
         .unwrap_err();
 
     let secret = emulator.credentials().client_secret;

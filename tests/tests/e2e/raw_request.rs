@@ -1,5 +1,5 @@
 use dynamics_host::ErrorCode;
-use e2e_tests::{connected, emulator, host, json};
+use e2e_tests::{Answered, connected, emulator, host, json};
 
 #[test]
 fn raw_request_sends_method_path_query_headers_and_json_body() {
@@ -15,7 +15,6 @@ fn raw_request_sends_method_path_query_headers_and_json_body() {
 
     let output = host()
         .invoke("raw-request", &connection, &input.to_string())
-        .unwrap()
         .unwrap();
 
     let output = json(&output);
@@ -56,7 +55,6 @@ fn raw_request_paths_without_a_slash_resolve_under_the_web_api_root() {
 
     let output = host()
         .invoke("raw-request-crm", &connected(&emulator), input)
-        .unwrap()
         .unwrap();
 
     assert_eq!(
@@ -76,7 +74,6 @@ fn raw_request_returns_text_and_binary_bodies_as_asked() {
             &connection,
             r#"{"url": "/api/data/v9.2/WhoAmI", "method": "GET", "responseType": "text"}"#,
         )
-        .unwrap()
         .unwrap();
     let body = json(&text)["data"].as_str().unwrap().to_string();
     assert!(body.starts_with('{') && body.contains("\"UserId\""));
@@ -87,7 +84,6 @@ fn raw_request_returns_text_and_binary_bodies_as_asked() {
             &connection,
             r#"{"url": "/api/data/v9.2/WhoAmI", "method": "GET", "responseType": "binary"}"#,
         )
-        .unwrap()
         .unwrap();
     let encoded = json(&binary)["data"].as_str().unwrap().to_string();
     assert_eq!(dataverse_base64(&encoded), body.as_bytes());
@@ -107,7 +103,7 @@ fn raw_request_sends_form_and_file_data_as_multipart() {
     // The emulator does not take multipart bodies; what matters is what was sent.
     let _ = host()
         .invoke("raw-request", &connected(&emulator), &input.to_string())
-        .unwrap();
+        .answered();
 
     let request = &emulator.requests()[0];
     let content_type = request.header("content-type").unwrap();
@@ -133,7 +129,7 @@ fn raw_request_reports_dataverse_errors_with_status_and_code() {
 
     let failure = host()
         .invoke("raw-request", &connected(&emulator), input)
-        .unwrap()
+        .answered()
         .unwrap_err();
 
     assert_eq!(failure.code, ErrorCode::NotFound);
@@ -151,7 +147,6 @@ fn raw_request_retries_server_errors_as_the_retry_inputs_say() {
 
     let output = host()
         .invoke("raw-request", &connected(&emulator), input)
-        .unwrap()
         .unwrap();
 
     assert_eq!(json(&output)["status"], 200);
@@ -168,7 +163,7 @@ fn raw_request_without_retries_gives_up_at_once_and_says_how_many_attempts() {
             &connected(&emulator),
             r#"{"url": "WhoAmI", "method": "GET"}"#,
         )
-        .unwrap()
+        .answered()
         .unwrap_err();
     assert_eq!(once.code, ErrorCode::Unavailable);
     assert_eq!(emulator.requests().len(), 1);
@@ -179,7 +174,7 @@ fn raw_request_without_retries_gives_up_at_once_and_says_how_many_attempts() {
             &connected(&emulator),
             r#"{"url": "WhoAmI", "method": "GET", "maxRetries": 1}"#,
         )
-        .unwrap()
+        .answered()
         .unwrap_err();
     assert!(
         twice.message.ends_with("(after 2 attempts)"),

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use dynamics_host::{ConnectorError, ErrorCode};
-use e2e_tests::{connected, emulator, host, json};
+use e2e_tests::{Answered, connected, emulator, host, json};
 use serde_json::{Value, json};
 
 fn run(
@@ -14,7 +14,7 @@ fn run(
 ) -> Result<Value, ConnectorError> {
     host()
         .invoke(action, &connected(emulator), &input.to_string())
-        .unwrap()
+        .answered()
         .map(|output| json(&output))
 }
 

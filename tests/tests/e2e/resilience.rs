@@ -2,7 +2,7 @@
 //! survived; the attempt bound holds; a retry never duplicates a create.
 
 use dynamics_host::ErrorCode;
-use e2e_tests::{connected, emulator, host, impatient_host, json};
+use e2e_tests::{Answered, connected, emulator, host, impatient_host, json};
 use serde_json::json;
 
 fn get_a1(
@@ -11,7 +11,7 @@ fn get_a1(
     let input = json!({"entityType": "accounts", "entityId": "accountnumber='A-1'"}).to_string();
     host()
         .invoke("get-entity", &connected(emulator), &input)
-        .unwrap()
+        .answered()
         .map(|output| json(&output))
 }
 
@@ -52,7 +52,7 @@ fn the_attempt_bound_holds_and_the_error_says_how_many_attempts_were_made() {
     let input = json!({"entityType": "accounts", "entityId": "accountnumber='A-1'"}).to_string();
     let failure = impatient_host()
         .invoke("get-entity", &connected(&emulator), &input)
-        .unwrap()
+        .answered()
         .unwrap_err();
     assert_eq!(failure.code, ErrorCode::Unavailable);
     assert_eq!(failure.http_status, Some(502));
@@ -74,7 +74,6 @@ fn a_create_whose_answer_is_lost_is_sent_again_and_meets_its_own_row() {
     let output = json(
         &host()
             .invoke("create-entity", &connected(&emulator), &input)
-            .unwrap()
             .unwrap(),
     );
     assert_eq!(output["alreadyCreated"], true, "{output}");
@@ -101,7 +100,6 @@ fn a_throttled_create_is_retried_and_makes_one_record() {
     let input = json!({"entityType": "accounts", "fieldValues": {"name": "Throttled Once", "accountnumber": "ONCE-2"}}).to_string();
     host()
         .invoke("create-entity", &connected(&emulator), &input)
-        .unwrap()
         .unwrap();
     assert_eq!(
         emulator

@@ -2,7 +2,7 @@
 //! and then by one 503, still succeeds, and the fault was really met (it is used up).
 
 use dataverse_emulator::{Emulator, Fault};
-use e2e_tests::{client_credentials, connected, emulator, impatient_host};
+use e2e_tests::{Answered, client_credentials, connected, emulator, impatient_host};
 use serde_json::{Value, json};
 
 /// (what is sent, action, input, a path fragment only that request kind has)
@@ -156,7 +156,7 @@ fn check(
     emulator.faults().inject_on(fault.1, 1, path);
     let result = impatient_host()
         .invoke(action, &connected(emulator), &input.to_string())
-        .unwrap();
+        .answered();
     assert!(
         result.is_ok(),
         "{what} ({action}) after one {}: {:?}",
@@ -190,7 +190,7 @@ fn every_kind_of_request_survives_one_429_and_one_503() {
         let mut connection = client_credentials(&emulator);
         let result = impatient_host()
             .run_action("get-current-user", &mut connection, "{}")
-            .unwrap();
+            .answered();
         assert!(
             result.is_ok(),
             "the token request after one {}: {result:?}",
@@ -206,7 +206,7 @@ fn every_kind_of_request_survives_one_429_and_one_503() {
             emulator.faults().inject_on(fault.1, 1, path);
             let result = impatient_host()
                 .test_connection(&connected(&emulator))
-                .unwrap();
+                .answered();
             assert!(
                 result.is_ok(),
                 "test-connection, {path} after one {}: {result:?}",
@@ -229,7 +229,7 @@ fn a_fetch_all_whose_later_page_stays_broken_says_where_to_pick_the_read_up_agai
     let input = json!({"entityType": "accounts", "fetchAll": true, "recordsPerPage": 7, "fieldNames": ["accountid"]});
     let failure = impatient_host()
         .invoke("query-entities", &connected(&emulator), &input.to_string())
-        .unwrap()
+        .answered()
         .expect_err("the second page never arrives whole");
     assert_eq!(
         failure.code,
@@ -246,7 +246,6 @@ fn a_fetch_all_whose_later_page_stays_broken_says_where_to_pick_the_read_up_agai
             &connected(&emulator),
             &json!({"entityType": "accounts", "fetchAll": true, "nextPageId": cursor}).to_string(),
         )
-        .unwrap()
         .unwrap();
     let rest = e2e_tests::json(&rest);
     assert_eq!(

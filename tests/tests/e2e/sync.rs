@@ -1,7 +1,7 @@
 //! Sync Records: created, updated, unchanged, and a second run of the same input is a no-op.
 
 use dynamics_host::{ConnectorError, ErrorCode};
-use e2e_tests::{connected, emulator, host, json};
+use e2e_tests::{Answered, connected, emulator, host, json};
 use serde_json::{Value, json};
 
 fn sync(emulator: &dataverse_emulator::Emulator, records: Value) -> Result<Value, ConnectorError> {
@@ -14,7 +14,7 @@ fn sync(emulator: &dataverse_emulator::Emulator, records: Value) -> Result<Value
     });
     host()
         .invoke("sync-records", &connected(emulator), &input.to_string())
-        .unwrap()
+        .answered()
         .map(|output| json(&output))
 }
 
@@ -122,7 +122,6 @@ fn sync_products(emulator: &dataverse_emulator::Emulator, records: Value, match_
     json(
         &host()
             .invoke("sync-records", &connected(emulator), &input.to_string())
-            .unwrap()
             .unwrap(),
     )
 }

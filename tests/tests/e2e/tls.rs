@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use dataverse_emulator::{Config, Emulator};
 use dynamics_host::{Host, HostConfig, Level, NetworkPolicy, StderrLog};
-use e2e_tests::{client_credentials, json};
+use e2e_tests::{Answered, client_credentials, json};
 
 fn host(root_certificates: Vec<Vec<u8>>) -> Host {
     Host::builtin(HostConfig {
@@ -46,7 +46,6 @@ fn the_component_signs_in_and_reads_over_https_when_the_host_trusts_the_emulator
     let mut connection = client_credentials(&emulator);
     let user = trusting
         .run_action("get-current-user", &mut connection, "{}")
-        .unwrap()
         .unwrap();
     let user = json(&user);
     assert!(
@@ -59,7 +58,6 @@ fn the_component_signs_in_and_reads_over_https_when_the_host_trusts_the_emulator
             &mut connection,
             r#"{"entityType": "accounts", "recordsPerPage": 2}"#,
         )
-        .unwrap()
         .unwrap();
     let page = json(&page);
     assert_eq!(page["records"].as_array().unwrap().len(), 2);
@@ -74,7 +72,7 @@ fn the_component_signs_in_and_reads_over_https_when_the_host_trusts_the_emulator
     let mut connection = client_credentials(&emulator);
     let failure = untrusting
         .run_action("get-current-user", &mut connection, "{}")
-        .unwrap()
+        .answered()
         .unwrap_err();
     assert_eq!(
         failure.code,
