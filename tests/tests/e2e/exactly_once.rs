@@ -204,18 +204,20 @@ fn a_single_create_whose_answers_are_all_lost_says_how_to_finish_without_a_secon
 
 #[test]
 fn a_create_that_meets_a_duplicate_alternate_key_is_still_refused() {
-    // The 412 is the service's own (the key A-1 exists), not a row this run made: it stays an
-    // error, and nothing is reported as created.
+    // The 412 is the service's own (the alternate key A-1 exists), not a row this run made: it
+    // stays an error, and nothing is reported as created or written.
     let emulator = emulator();
     let input =
         json!({"entityType": "accounts", "fieldValues": {"name": "dup", "accountnumber": "A-1"}});
-    let before = count(&emulator, "A-1").0;
-    match invoke_on(host(), &emulator, "create-entity", &input) {
-        Err(failure) => assert_eq!(failure.http_status, Some(412), "{failure:?}"),
-        // The emulator does not enforce this key as unique: then it is an ordinary create.
-        Ok(output) => assert!(output.get("alreadyCreated").is_none(), "{output}"),
-    }
-    assert!(count(&emulator, "A-1").0 <= before + 1);
+    let before = emulator.table("accounts");
+    let failure = invoke_on(host(), &emulator, "create-entity", &input).unwrap_err();
+    assert_eq!(failure.http_status, Some(412), "{failure:?}");
+    assert_eq!(
+        failure.service_code.as_deref(),
+        Some("0x80040237"),
+        "{failure:?}"
+    );
+    assert_eq!(emulator.table("accounts"), before, "nothing written");
 }
 
 #[test]

@@ -176,7 +176,9 @@ fn run(context: &Context, input: &Input) -> Result<String> {
             let result = match (&earlier, failed) {
                 // The change set was applied by an earlier attempt or run: all of it, as change
                 // sets are atomic; its creates met their own rows.
-                (Some(records), _) => already_applied(index, item, rows[index].as_ref(), records),
+                (Some(records), _) => {
+                    already_applied(index, item, rows[index].as_ref(), records.get(&index))
+                }
                 (None, Some(failure)) if failure.content_id == Some(content_id.as_str()) => {
                     item_failure(index, item, failure)
                 }
@@ -255,12 +257,9 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                         .get(&index)
                         .filter(|record| plan.is_own(index, record))
                     {
-                        Some(record) => already_applied(
-                            index,
-                            item,
-                            rows[index].as_ref(),
-                            &found_one(index, record),
-                        ),
+                        Some(record) => {
+                            already_applied(index, item, rows[index].as_ref(), Some(record))
+                        }
                         None => {
                             let position = pending.iter().position(|&p| p == index).unwrap_or(0);
                             let answer = answers.get(position);
@@ -304,22 +303,15 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     Ok(output.finish(batches))
 }
 
-fn found_one(index: usize, record: &Value) -> HashMap<usize, Value> {
-    HashMap::from([(index, record.clone())])
-}
-
 /// An item an earlier attempt or run applied: a create reports its row (read back), others
 /// report success.
 fn already_applied<'a>(
     index: usize,
     item: &Item<'a>,
     row: Option<&NewRow>,
-    records: &HashMap<usize, Value>,
+    record: Option<&Value>,
 ) -> ItemResult<'a> {
-    let record = records
-        .get(&index)
-        .filter(|_| item.return_representation)
-        .cloned();
+    let record = record.filter(|_| item.return_representation).cloned();
     ItemResult {
         id: row.map(|row| row.id.clone()).or_else(|| {
             item.key
@@ -411,7 +403,8 @@ impl Plan<'_, '_> {
             } else if let Some(key) = &item.key {
                 target.push_str(&key.segment());
             }
-            let mut headers = [("", ""); 3];
+            // At most four headers: written in place, no allocation per item.
+            let mut headers = [("", ""); 4];
             let mut count = 0;
             if item.action == "update" {
                 headers[count] = ("If-Match", "*");
@@ -425,21 +418,20 @@ impl Plan<'_, '_> {
                 headers[count] = ("Prefer", "return=representation");
                 count += 1;
             }
-            let content_type = [("Content-Type", "application/json; type=entry")];
+            if body.is_some() {
+                headers[count] = ("Content-Type", "application/json; type=entry");
+                count += 1;
+            }
             let method = match (item.action, row) {
                 ("create", None) => "POST",
                 ("delete", _) => "DELETE",
                 _ => "PATCH",
             };
             let content_id = self.all_or_nothing.then(|| (index + 1).to_string());
-            let mut all_headers: Vec<(&str, &str)> = headers[..count].to_vec();
-            if body.is_some() {
-                all_headers.extend_from_slice(&content_type);
-            }
             writer.request(
                 method,
                 &target,
-                &all_headers,
+                &headers[..count],
                 body.as_deref(),
                 content_id.as_deref(),
             );

@@ -58,7 +58,8 @@ fn create_named(context: &Context, entity_set: &str, input: &Input) -> Result<Va
     if let Some(column) = &row.given_in {
         body.remove(column);
     }
-    let sent = body.clone();
+    // What was sent, kept only where a 412 must be compared with the stored row.
+    let sent = row.given_in.is_some().then(|| body.clone());
     let request = creates::request(context, entity_set, &row.id);
     match write_body(
         context,
@@ -76,7 +77,9 @@ fn create_named(context: &Context, entity_set: &str, input: &Input) -> Result<Va
         Err(failure) if failure.http_status == Some(412) => {
             match creates::existing(context, input, entity_set, &row.id)? {
                 Some(record)
-                    if row.given_in.is_none() || crate::records::matches_row(&record, &sent) =>
+                    if sent
+                        .as_ref()
+                        .is_none_or(|sent| crate::records::matches_row(&record, sent)) =>
                 {
                     let mut output = serde_json::Map::new();
                     output.insert("id".into(), Value::String(row.id));
