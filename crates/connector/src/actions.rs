@@ -46,7 +46,15 @@ pub struct ActionDef {
     pub inputs: &'static [InputDef],
     pub example_output: Option<&'static str>,
     pub run: Run,
+    /// For actions whose inputs depend on the environment (the parameters of the Dataverse
+    /// action a user picks): the inputs added once `input` (partial) is chosen. `invoke` then
+    /// passes keys outside `inputs` to the handler as `Input::extra`, for it to check against
+    /// the same definitions; other actions refuse unknown keys.
+    pub dynamic_inputs: Option<DynamicInputs>,
 }
+
+/// Computes an action's environment-given inputs from the inputs chosen so far.
+pub type DynamicInputs = fn(&Context, &Input) -> Result<Vec<wit::InputDefinition>>;
 
 pub const CATALOGUE: &[ActionDef] = &[
     batch_entity_actions::ACTION,
@@ -83,6 +91,7 @@ pub fn definitions() -> Vec<wit::ActionDefinition> {
             group: action.group.map(str::to_string),
             inputs: inputs_to_wit(action.inputs),
             example_output: action.example_output.map(str::to_string),
+            dynamic_inputs: action.dynamic_inputs.is_some(),
         })
         .collect()
 }
@@ -93,7 +102,38 @@ pub fn invoke(
     connection: &Connection,
     input_json: &str,
 ) -> Result<String, ConnectorError> {
-    let action = CATALOGUE
+    let action = find(key)?;
+    let input = match action.dynamic_inputs {
+        Some(_) => Input::parse_open(action.inputs, input_json)?,
+        None => Input::parse(action.inputs, input_json)?,
+    };
+    with_context(connection, |context| match action.run {
+        Run::Value(run) => Ok(run(context, &input)?.to_string()),
+        Run::Text(run) => run(context, &input),
+    })
+}
+
+/// The inputs of an action given a partial input: its own, then the environment's (see
+/// `ActionDef::dynamic_inputs`). A required input not chosen yet is not an error here: a designer
+/// asks while the user is still filling the form.
+pub fn input_definitions(
+    key: &str,
+    connection: &Connection,
+    input_json: &str,
+) -> Result<Vec<wit::InputDefinition>, ConnectorError> {
+    let action = find(key)?;
+    let mut inputs = inputs_to_wit(action.inputs);
+    let Some(dynamic) = action.dynamic_inputs else {
+        return Ok(inputs);
+    };
+    let input = Input::parse_partial(action.inputs, input_json)?;
+    let added = with_context(connection, |context| dynamic(context, &input))?;
+    inputs.extend(added);
+    Ok(inputs)
+}
+
+fn find(key: &str) -> Result<&'static ActionDef, ConnectorError> {
+    CATALOGUE
         .iter()
         .find(|action| action.key == key)
         .ok_or_else(|| {
@@ -106,10 +146,5 @@ pub fn invoke(
                 Some("Action"),
                 format!("unknown action {key:?}{suggestion}"),
             )
-        })?;
-    let input = Input::parse(action.inputs, input_json)?;
-    with_context(connection, |context| match action.run {
-        Run::Value(run) => Ok(run(context, &input)?.to_string()),
-        Run::Text(run) => run(context, &input),
-    })
+        })
 }

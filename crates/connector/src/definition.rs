@@ -17,6 +17,8 @@ pub enum Kind {
     /// Rendered as a key-value list, but values keep their JSON types (numbers, lookups).
     FieldMap,
     Connection,
+    /// Bytes as base64 text; a designer offers a file picker.
+    File,
 }
 
 /// Extra validation beyond the kind, applied before any request.
@@ -124,6 +126,7 @@ impl InputDef {
                 Kind::StringList => wit::InputType::StringList,
                 Kind::KeyValueList | Kind::FieldMap => wit::InputType::KeyValueList,
                 Kind::Connection => wit::InputType::Connection,
+                Kind::File => wit::InputType::File,
             },
             required: self.required,
             default: self.default.map(str::to_string),

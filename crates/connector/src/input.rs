@@ -21,6 +21,7 @@ pub enum Typed {
     Json(Value),
     List(Vec<String>),
     Pairs(Vec<(String, String)>),
+    Bytes(Vec<u8>),
 }
 
 /// Checked inputs of one invocation, keyed by input key. Absent optional inputs without a default
@@ -28,13 +29,77 @@ pub enum Typed {
 #[derive(Debug, Clone, Default)]
 pub struct Input {
     values: BTreeMap<&'static str, Typed>,
+    /// Keys outside the definitions, kept only for actions with dynamic inputs, whose handler
+    /// checks them against the inputs the environment gives (see `ActionDef::dynamic_inputs`).
+    extra: Map<String, Value>,
+}
+
+/// How strictly `Input::parse_with` reads.
+#[derive(Clone, Copy)]
+struct Mode {
+    /// Keep unknown keys in `Input::extra` instead of refusing them.
+    open: bool,
+    /// Skip the check of required inputs: a designer's form being filled in.
+    partial: bool,
 }
 
 impl Input {
     /// Parses `json` and checks it against `definitions`.
     pub fn parse(definitions: &[InputDef], json: &str) -> Result<Input> {
+        Self::parse_with(
+            definitions,
+            json,
+            Mode {
+                open: false,
+                partial: false,
+            },
+        )
+    }
+
+    /// As `parse`, keeping keys outside `definitions` in `extra` (still refused when empty-named
+    /// or holding control characters in the key) for a handler to check.
+    pub fn parse_open(definitions: &[InputDef], json: &str) -> Result<Input> {
+        Self::parse_with(
+            definitions,
+            json,
+            Mode {
+                open: true,
+                partial: false,
+            },
+        )
+    }
+
+    /// As `parse_open`, without requiring the required inputs: what a designer has so far.
+    pub fn parse_partial(definitions: &[InputDef], json: &str) -> Result<Input> {
+        Self::parse_with(
+            definitions,
+            json,
+            Mode {
+                open: true,
+                partial: true,
+            },
+        )
+    }
+
+    /// The keys outside the action's own inputs (only kept by `parse_open`), empty values left
+    /// out as for defined inputs.
+    pub fn extra(&self) -> &Map<String, Value> {
+        &self.extra
+    }
+
+    fn parse_with(definitions: &[InputDef], json: &str, mode: Mode) -> Result<Input> {
         let mut object = parse_object(json)?;
         for key in object.keys() {
+            if mode.open && !definitions.iter().any(|d| d.key == key) {
+                if key.is_empty() || key.chars().any(char::is_control) {
+                    return Err(invalid_field(
+                        "input",
+                        None,
+                        format!("has a key that is empty or holds a control character: {key:?}"),
+                    ));
+                }
+                continue;
+            }
             if !definitions
                 .iter()
                 .any(|d| d.key == key && d.kind != Kind::Connection)
@@ -65,7 +130,7 @@ impl Input {
             let value = match (given, definition.default) {
                 (Some(value), _) => value,
                 (None, Some(default)) => default_value(definition, default),
-                (None, None) if definition.required => {
+                (None, None) if definition.required && !mode.partial => {
                     return Err(invalid_input(definition, "is required"));
                 }
                 (None, None) => continue,
@@ -75,7 +140,16 @@ impl Input {
             check_format(definition, &typed)?;
             values.insert(definition.key, typed);
         }
-        Ok(Input { values })
+        // What is left are the unknown keys, which `open` keeps; a connection key never reaches
+        // here as data, it was refused above.
+        let extra = if mode.open {
+            object
+                .retain(|key, value| !is_empty(value) && !definitions.iter().any(|d| d.key == key));
+            object
+        } else {
+            Map::new()
+        };
+        Ok(Input { values, extra })
     }
 
     pub fn text(&self, key: &str) -> Option<&str> {
@@ -107,6 +181,14 @@ impl Input {
         match self.values.get(key) {
             Some(Typed::List(list)) => list,
             _ => &[],
+        }
+    }
+
+    /// A `file` input's bytes.
+    pub fn bytes(&self, key: &str) -> Option<&[u8]> {
+        match self.values.get(key) {
+            Some(Typed::Bytes(bytes)) => Some(bytes),
+            _ => None,
         }
     }
 
@@ -159,6 +241,36 @@ fn default_value(definition: &InputDef, default: &str) -> Value {
     }
 }
 
+/// Base64 bytes, as designers send a picked file: the standard alphabet, padding optional, line
+/// breaks ignored, and a browser's `data:<type>;base64,` prefix taken off.
+fn decode_file(definition: &InputDef, text: &str) -> Result<Vec<u8>> {
+    use base64::Engine;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let body = match text.strip_prefix("data:") {
+        Some(url) => match url.split_once(";base64,") {
+            Some((_, body)) => body,
+            None => {
+                return Err(invalid_input(
+                    definition,
+                    "is a data URL without \";base64,\"; give the file's bytes in base64",
+                ));
+            }
+        },
+        None => text,
+    };
+    let compact: String = body.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+    LENIENT.decode(compact.trim()).map_err(|problem| {
+        invalid_input(
+            definition,
+            format!("must be the file's bytes in base64: {problem}"),
+        )
+    })
+}
+
 fn convert(definition: &InputDef, value: Value) -> Result<Typed> {
     let wrong = |expected: &str, value: &Value| {
         invalid_input(
@@ -208,6 +320,10 @@ fn convert(definition: &InputDef, value: Value) -> Result<Typed> {
                 }
             },
             other => return Err(wrong("a number", other)),
+        },
+        Kind::File => match value {
+            Value::String(text) => Typed::Bytes(decode_file(definition, &text)?),
+            other => return Err(wrong("base64 text", &other)),
         },
         Kind::Code => match value {
             Value::String(text) => match serde_json::from_str(&text) {
@@ -493,6 +609,63 @@ mod tests {
 
     fn parse(json: &str) -> Result<Input> {
         Input::parse(INPUTS, json)
+    }
+
+    #[test]
+    fn an_open_parse_keeps_unknown_keys_for_the_handler_and_still_checks_its_own() {
+        let input = Input::parse_open(
+            INPUTS,
+            r#"{"name":"A","Target":{"x":1},"Empty":"","count":"5"}"#,
+        )
+        .unwrap();
+        assert_eq!(input.text("name"), Some("A"));
+        assert_eq!(input.number("count"), Some(5.0));
+        let extra: Vec<&str> = input.extra().keys().map(String::as_str).collect();
+        assert_eq!(
+            extra,
+            ["Target"],
+            "empty values are left out as for defined inputs"
+        );
+        // Its own inputs are checked as strictly as ever, and a connection is never data.
+        assert!(Input::parse_open(INPUTS, r#"{"name":"A","count":"x"}"#).is_err());
+        assert!(Input::parse_open(INPUTS, r#"{"name":"A","connection":"c"}"#).is_err());
+        assert!(Input::parse_open(INPUTS, r#"{"name":"A","a\u0000b":1}"#).is_err());
+        assert!(
+            Input::parse_open(INPUTS, r#"{"Target":1}"#).is_err(),
+            "name is required"
+        );
+        // A strict parse refuses what an open one keeps.
+        assert!(parse(r#"{"name":"A","Target":1}"#).is_err());
+        assert!(parse(r#"{"name":"A"}"#).unwrap().extra().is_empty());
+    }
+
+    #[test]
+    fn a_file_is_base64_with_or_without_padding_or_a_data_url_prefix() {
+        const FILE: InputDef = InputDef::new("file", "File", Kind::File);
+        let bytes = |text: &str| {
+            Input::parse(&[FILE], &serde_json::json!({ "file": text }).to_string())
+                .map(|input| input.bytes("file").map(<[u8]>::to_vec))
+        };
+        assert_eq!(bytes("aGk=").unwrap(), Some(b"hi".to_vec()));
+        assert_eq!(bytes("aGk").unwrap(), Some(b"hi".to_vec()));
+        assert_eq!(bytes("aG\r\nk=").unwrap(), Some(b"hi".to_vec()));
+        assert_eq!(
+            bytes("data:text/plain;base64,aGk=").unwrap(),
+            Some(b"hi".to_vec())
+        );
+        let refused = bytes("not base64!").unwrap_err();
+        assert_eq!(refused.field.as_deref(), Some("file"));
+        assert!(refused.message.contains("base64"), "{}", refused.message);
+        assert!(bytes("data:text/plain,hi").is_err());
+        assert!(Input::parse(&[FILE], r#"{"file": 12}"#).is_err());
+    }
+
+    #[test]
+    fn a_partial_parse_is_what_a_designer_has_so_far() {
+        let input = Input::parse_partial(INPUTS, r#"{"Target":1}"#).unwrap();
+        assert_eq!(input.text("name"), None);
+        assert_eq!(input.extra().len(), 1);
+        assert!(Input::parse_partial(INPUTS, r#"{"count":"x"}"#).is_err());
     }
 
     /// The error's field and message, for refusals.

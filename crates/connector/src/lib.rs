@@ -34,7 +34,7 @@ mod bindings {
 }
 
 use bindings::dynamics::connector::types::{
-    Choice, ComponentDefinition, Connection, ConnectorError, Token,
+    Choice, ComponentDefinition, Connection, ConnectorError, InputDefinition, Token,
 };
 use bindings::exports::dynamics::connector::{
     actions as actions_export, component, connections, triggers as triggers_export,
@@ -121,6 +121,14 @@ impl actions_export::Guest for Connector {
         context::with_context(&connection, |context| {
             data_sources::choices(context, &key, &input)
         })
+    }
+
+    fn input_definitions(
+        key: String,
+        connection: Connection,
+        input: String,
+    ) -> Result<Vec<InputDefinition>, ConnectorError> {
+        actions::input_definitions(&key, &connection, &input)
     }
 }
 

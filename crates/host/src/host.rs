@@ -530,6 +530,22 @@ impl Host {
         }))
     }
 
+    /// The inputs of action `key` given the inputs chosen so far: its own, then those the
+    /// environment adds (the parameters of a Dataverse action), for a designer's form.
+    pub fn input_definitions(
+        &self,
+        key: &str,
+        connection: &Connection,
+        input: &str,
+    ) -> CallResult<Vec<crate::bindings::dynamics::connector::types::InputDefinition>> {
+        let (key, input) = (key.to_string(), input.to_string());
+        flatten(self.call(Some(connection), |connector, store| {
+            connector
+                .dynamics_connector_actions()
+                .call_input_definitions(store, &key, connection, &input)
+        }))
+    }
+
     /// Tests a connection.
     pub fn test_connection(&self, connection: &Connection) -> CallResult<String> {
         flatten(self.call(Some(connection), |connector, store| {

@@ -68,6 +68,7 @@ pub fn input_type_name(input_type: InputType) -> &'static str {
         InputType::StringList => "string-list",
         InputType::KeyValueList => "key-value-list",
         InputType::Connection => "connection",
+        InputType::File => "file",
     }
 }
 

@@ -80,6 +80,7 @@ pub const ACTION: ActionDef = ActionDef {
         r#"{"results":[{"index":0,"collection":"accounts","action":"create","outcome":"succeeded","status":204,"id":"00000000-0000-0000-0000-000000000002"}],"succeeded":1,"failed":0,"notRun":0,"batches":1}"#,
     ),
     run: Run::Text(run),
+    dynamic_inputs: None,
 };
 
 /// One checked item of the input list, borrowing from the input.

@@ -29,6 +29,7 @@ pub const ACTION: ActionDef = ActionDef {
     ],
     example_output: Some(r#"{"id":"00000000-0000-0000-0000-000000000002"}"#),
     run: Run::Value(run),
+    dynamic_inputs: None,
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

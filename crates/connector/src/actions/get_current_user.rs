@@ -18,6 +18,7 @@ pub const ACTION: ActionDef = ActionDef {
         r#"{"userId":"22cc22cc-dd33-ee44-ff55-66aa66aa66aa","businessUnitId":"11bb11bb-cc22-dd33-ee44-55ff55ff55ff","organizationId":"00aa00aa-bb11-cc22-dd33-44ee44ee44ee","user":{"systemuserid":"22cc22cc-dd33-ee44-ff55-66aa66aa66aa","fullname":"Avery Howard","domainname":"avery@contoso.onmicrosoft.com"}}"#,
     ),
     run: Run::Value(run),
+    dynamic_inputs: None,
 };
 
 fn run(context: &Context, _input: &Input) -> Result<Value> {

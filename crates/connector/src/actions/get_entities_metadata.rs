@@ -45,6 +45,7 @@ pub const ACTION: ActionDef = ActionDef {
         r#"{"entityTypes":[{"logicalName":"account","entitySetName":"accounts","displayName":"Account","isCustomEntity":false,"selected":true}]}"#,
     ),
     run: Run::Value(run),
+    dynamic_inputs: None,
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

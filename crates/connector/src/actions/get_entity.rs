@@ -31,6 +31,7 @@ pub const ACTION: ActionDef = ActionDef {
         r#"{"@odata.etag":"W/\"1234\"","accountid":"00000000-0000-0000-0000-000000000002","name":"Contoso"}"#,
     ),
     run: Run::Value(run),
+    dynamic_inputs: None,
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

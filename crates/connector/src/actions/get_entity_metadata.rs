@@ -27,6 +27,7 @@ pub const ACTION: ActionDef = ActionDef {
         r#"{"LogicalName":"account","EntitySetName":"accounts","SchemaName":"Account","PrimaryIdAttribute":"accountid","Attributes":[{"LogicalName":"name","AttributeType":"String"}]}"#,
     ),
     run: Run::Value(run),
+    dynamic_inputs: None,
 };
 
 /// The table's definition with its columns. Entity Type is a logical name when Use Logical Name

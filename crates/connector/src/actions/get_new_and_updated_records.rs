@@ -73,6 +73,7 @@ pub const ACTION: ActionDef = ActionDef {
         r#"{"records":[{"accountid":"00000000-0000-0000-0000-000000000002","modifiedon":"2024-02-01T10:00:00Z"}],"complete":true,"nextWatermark":"{\"modifiedon\":\"2024-02-01T10:00:00Z\",\"ids\":[\"00000000-0000-0000-0000-000000000002\"]}","primaryIdAttribute":"accountid","warning":null}"#,
     ),
     run: Run::Text(run),
+    dynamic_inputs: None,
 };
 
 /// Where a read starts: the newest `modifiedon` already seen and the IDs seen at that instant.

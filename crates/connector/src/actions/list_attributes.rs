@@ -38,6 +38,7 @@ pub const ACTION: ActionDef = ActionDef {
         r#"{"attributes":[{"logicalName":"name","attributeType":"String","displayName":"Account Name"}],"count":1}"#,
     ),
     run: Run::Value(run),
+    dynamic_inputs: None,
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

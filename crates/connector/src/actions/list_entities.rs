@@ -42,6 +42,7 @@ pub const ACTION: ActionDef = ActionDef {
         r#"{"entities":[{"logicalName":"account","entitySetName":"accounts","displayName":"Account","isCustomEntity":false}],"count":1}"#,
     ),
     run: Run::Value(run),
+    dynamic_inputs: None,
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

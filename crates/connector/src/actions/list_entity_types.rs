@@ -28,6 +28,7 @@ pub const ACTION: ActionDef = ActionDef {
         r#"{"entityTypes":[{"logicalName":"account","entitySetName":"accounts","schemaName":"Account","displayName":"Account","isCustomEntity":false,"objectTypeCode":1}],"nextLink":null}"#,
     ),
     run: Run::Value(run),
+    dynamic_inputs: None,
 };
 
 /// Dataverse does not page metadata, so pages are cut here; the next link is `offset=N`.

@@ -30,6 +30,7 @@ pub const ACTION: ActionDef = ActionDef {
     ],
     example_output: Some(r#"{"attributes":[{"LogicalName":"name","MaxLength":160}],"count":1}"#),
     run: Run::Value(run),
+    dynamic_inputs: None,
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

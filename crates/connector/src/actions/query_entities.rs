@@ -72,6 +72,7 @@ pub const ACTION: ActionDef = ActionDef {
         r#"{"records":[{"accountid":"00000000-0000-0000-0000-000000000002","name":"Contoso"}],"count":null,"nextPageId":"https://contoso.crm.dynamics.com/api/data/v9.2/accounts?$select=name&$skiptoken=...","pages":1,"truncated":false}"#,
     ),
     run: Run::Text(run),
+    dynamic_inputs: None,
 };
 
 #[derive(Deserialize)]

@@ -123,6 +123,7 @@ pub const CRM_ACTION: ActionDef = ActionDef {
     inputs: INPUTS,
     example_output: Some(EXAMPLE),
     run: Run::Value(run),
+    dynamic_inputs: None,
 };
 
 pub const ACTION: ActionDef = ActionDef {
@@ -133,6 +134,7 @@ pub const ACTION: ActionDef = ActionDef {
     inputs: INPUTS,
     example_output: Some(EXAMPLE),
     run: Run::Value(run),
+    dynamic_inputs: None,
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {

@@ -72,6 +72,7 @@ pub const ACTION: ActionDef = ActionDef {
         r#"{"records":[{"name":"Contoso"}],"moreRecords":true,"nextPageId":"<cookie page=\"1\">...</cookie>","nextPageNumber":2,"pages":1,"truncated":false}"#,
     ),
     run: Run::Text(run),
+    dynamic_inputs: None,
 };
 
 #[derive(Deserialize)]

@@ -56,6 +56,7 @@ pub const ACTION: ActionDef = ActionDef {
         r#"{"created":1,"updated":0,"unchanged":0,"failed":0,"results":[{"index":0,"key":"productnumber='P-1'","outcome":"created","id":"00000000-0000-0000-0000-000000000002"}]}"#,
     ),
     run: Run::Value(run),
+    dynamic_inputs: None,
 };
 
 /// A source record mapped to the table.

@@ -19,6 +19,7 @@ pub const ACTION: ActionDef = ActionDef {
         r#"{"id":"00000000-0000-0000-0000-000000000002","logicalName":"new_balance"}"#,
     ),
     run: Run::Value(run),
+    dynamic_inputs: None,
 };
 
 fn run(context: &Context, input: &Input) -> Result<Value> {
