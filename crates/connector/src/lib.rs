@@ -22,6 +22,7 @@ mod inputs;
 mod log;
 mod metadata;
 mod records;
+mod switches;
 #[cfg(test)]
 mod test_host;
 mod triggers;

@@ -395,6 +395,7 @@ pub fn write_body(
     }
     request.body = Value::Object(body).to_string().into_bytes();
     let request = impersonate(request, input)?;
+    let request = crate::switches::apply(request, input);
     let response = context
         .client
         .send(request, policy)?

@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::input::Input;
 use crate::inputs::*;
 use crate::records::{record_body, write, write_body};
+use crate::switches::{BYPASS_CUSTOM_LOGIC, DETECT_DUPLICATES, SUPPRESS_FLOW_TRIGGERS};
 
 pub const ACTION: ActionDef = ActionDef {
     key: "create-entity",
@@ -25,6 +26,9 @@ pub const ACTION: ActionDef = ActionDef {
         RETURN_REPRESENTATION,
         IMPERSONATE_USER_ID,
         IMPERSONATE_OBJECT_ID,
+        BYPASS_CUSTOM_LOGIC,
+        SUPPRESS_FLOW_TRIGGERS,
+        DETECT_DUPLICATES,
         IDEMPOTENCY_KEY,
     ],
     example_output: Some(r#"{"id":"00000000-0000-0000-0000-000000000002"}"#),

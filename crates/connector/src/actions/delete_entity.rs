@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::input::Input;
 use crate::inputs::*;
 use crate::records::{explain, impersonate, record_path};
+use crate::switches::{BYPASS_CUSTOM_LOGIC, SUPPRESS_FLOW_TRIGGERS};
 
 pub const ACTION: ActionDef = ActionDef {
     key: "delete-entity",
@@ -24,6 +25,8 @@ pub const ACTION: ActionDef = ActionDef {
         ETAG,
         IMPERSONATE_USER_ID,
         IMPERSONATE_OBJECT_ID,
+        BYPASS_CUSTOM_LOGIC,
+        SUPPRESS_FLOW_TRIGGERS,
     ],
     example_output: Some(r#"{"id":"00000000-0000-0000-0000-000000000002","deleted":true}"#),
     run: Run::Value(run),
@@ -38,6 +41,7 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         request = request.header("If-Match", etag);
     }
     let request = impersonate(request, input)?;
+    let request = crate::switches::apply(request, input);
     let response = context.client.send(request, RetryPolicy::RECORDS)?;
     let id = key
         .id()

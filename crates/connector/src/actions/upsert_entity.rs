@@ -11,6 +11,7 @@ use crate::error::{Result, invalid_input};
 use crate::input::Input;
 use crate::inputs::*;
 use crate::records::{record_path, write};
+use crate::switches::{BYPASS_CUSTOM_LOGIC, DETECT_DUPLICATES, SUPPRESS_FLOW_TRIGGERS};
 
 const MODE: InputDef = InputDef::new("upsertMode", "Upsert Mode", Kind::Picklist)
     .default("upsert")
@@ -33,6 +34,9 @@ pub const ACTION: ActionDef = ActionDef {
         RETURN_REPRESENTATION,
         IMPERSONATE_USER_ID,
         IMPERSONATE_OBJECT_ID,
+        BYPASS_CUSTOM_LOGIC,
+        SUPPRESS_FLOW_TRIGGERS,
+        DETECT_DUPLICATES,
     ],
     example_output: Some(r#"{"id":"00000000-0000-0000-0000-000000000002"}"#),
     run: Run::Value(run),
