@@ -5,6 +5,8 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod bulk;
+pub mod csdl;
 pub mod encoding;
 pub mod entra;
 pub mod environment;
