@@ -1,9 +1,12 @@
 //! The action catalogue, in the order of the product brief, and the dispatch to handlers.
 
 pub(crate) mod batch_entity_actions;
+mod attach_note;
 mod create_attribute;
 mod create_entity;
 mod delete_entity;
+mod download_file;
+mod download_note_attachment;
 mod get_attribute;
 mod get_current_user;
 mod get_entities_metadata;
@@ -20,6 +23,7 @@ mod run_fetch_xml_query;
 mod sync_records;
 mod update_attribute;
 mod update_entity;
+mod upload_file;
 mod upsert_entity;
 
 use serde_json::Value;
@@ -79,6 +83,10 @@ pub const CATALOGUE: &[ActionDef] = &[
     raw_request::ACTION,
     sync_records::ACTION,
     get_new_and_updated_records::ACTION,
+    upload_file::ACTION,
+    download_file::ACTION,
+    attach_note::ACTION,
+    download_note_attachment::ACTION,
 ];
 
 pub fn definitions() -> Vec<wit::ActionDefinition> {

@@ -43,6 +43,12 @@ const SOURCES: &[Source] = &[
         description: "A table's columns by display name; the value is the logical name.",
         inputs: &[CONNECTION, TABLE],
     },
+    Source {
+        key: "file-columns",
+        label: "File and Image Columns",
+        description: "A table's file and image columns by display name; the value is the logical name.",
+        inputs: &[CONNECTION, TABLE],
+    },
 ];
 
 pub fn definitions() -> Vec<wit::DataSourceDefinition> {
@@ -74,6 +80,7 @@ pub fn choices(context: &Context, key: &str, input_json: &str) -> Result<Vec<Cho
         })?;
     let input = Input::parse(source.inputs, input_json)?;
     let mut choices = match source.key {
+        "file-columns" => file_columns(context, &input)?,
         "columns" => {
             let name = input.text(TABLE.key).unwrap_or_default();
             let logical = match context.metadata.table(&context.client, name)? {
@@ -111,6 +118,26 @@ pub fn choices(context: &Context, key: &str, input_json: &str) -> Result<Vec<Cho
     };
     choices.sort_by_key(|choice| choice.label.to_lowercase());
     Ok(choices)
+}
+
+/// The columns whose type is File or Image ("Use file column data", "Use image column data":
+/// `FileAttributeMetadata`, `ImageAttributeMetadata`), read from all columns because a filter
+/// on a derived type's property would need one request per type.
+fn file_columns(context: &Context, input: &Input) -> Result<Vec<Choice>> {
+    let name = input.text(TABLE.key).unwrap_or_default();
+    let logical = match context.metadata.table(&context.client, name)? {
+        Some(table) => table.logical_name.clone(),
+        None => name.to_string(),
+    };
+    let path = entity_path(&TABLE, &logical)?;
+    Ok(rows(&get(
+        context,
+        &format!("{path}/Attributes?$select=LogicalName,DisplayName,AttributeTypeName"),
+    )?)?
+    .iter()
+    .filter(|row| crate::files::read_column(row).is_some())
+    .map(|row| choice(row, "LogicalName"))
+    .collect())
 }
 
 fn choice(row: &Value, value_column: &str) -> Choice {

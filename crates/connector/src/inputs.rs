@@ -115,3 +115,53 @@ pub const ATTRIBUTE_BODY: InputDef = InputDef::new("attributeBody", "Attribute B
   "PrecisionSource": 2
 }"#,
     );
+
+// Files and images (issue 15 item 3).
+
+/// The file or image column of Upload and Download File or Image.
+pub const FILE_COLUMN: InputDef = InputDef::new("column", "Column", Kind::Text)
+    .required()
+    .comments("The file or image column, by logical name")
+    .example("sample_filecolumn")
+    .data_source("file-columns")
+    .format(Format::Identifier);
+
+pub const FILE_NAME: InputDef = InputDef::new("fileName", "File Name", Kind::Text)
+    .required()
+    .comments("The name the file is stored under, with its extension (the service reads the MIME type from it)")
+    .example("contract.pdf");
+
+pub const FILE_CONTENT: InputDef = InputDef::new("fileContent", "File Content", Kind::File)
+    .required()
+    .comments("The file's bytes, in base64 (a data: URL is accepted)");
+
+pub const FILE_OFFSET: InputDef = InputDef::new("offset", "Offset", Kind::Number)
+    .comments("Download from this byte (0 is the first); empty for the start")
+    .format(Format::Range(0, 1 << 40));
+
+pub const FILE_LENGTH: InputDef = InputDef::new("length", "Length", Kind::Number)
+    .comments("Download at most this many bytes; empty for the rest of the file")
+    .format(Format::Range(1, 1 << 40));
+
+pub const IMAGE_SIZE: InputDef = InputDef::new("imageSize", "Image Size", Kind::Picklist)
+    .comments("Image columns only: the full-size image (when the column keeps full-size images) or the 144x144 thumbnail Dataverse makes")
+    .choices(&[("Full size", "full"), ("Thumbnail", "thumbnail")])
+    .default("full");
+
+/// The note of Download Note Attachment.
+pub const NOTE_ID: InputDef = InputDef::new("noteId", "Note ID", Kind::Text)
+    .required()
+    .comments("The annotationid of the note holding the attachment")
+    .example("00000000-0000-0000-0000-000000000002")
+    .format(Format::Guid);
+
+pub const NOTE_SUBJECT: InputDef = InputDef::new("subject", "Subject", Kind::Text)
+    .comments("The note's title")
+    .example("Signed contract");
+
+pub const NOTE_TEXT: InputDef = InputDef::new("noteText", "Note Text", Kind::Multiline)
+    .comments("The note's text");
+
+pub const MIME_TYPE: InputDef = InputDef::new("mimeType", "MIME Type", Kind::Text)
+    .comments("The file's MIME type, such as application/pdf; empty to take it from the file name's extension")
+    .example("application/pdf");

@@ -15,6 +15,7 @@ mod data_sources;
 mod definition;
 mod entity_metadata;
 mod error;
+mod files;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod input;
