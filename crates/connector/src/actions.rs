@@ -20,6 +20,8 @@ mod query_attributes;
 mod query_entities;
 mod raw_request;
 mod run_fetch_xml_query;
+mod search_rows;
+mod suggest_rows;
 mod sync_records;
 mod update_attribute;
 mod update_entity;
@@ -87,6 +89,8 @@ pub const CATALOGUE: &[ActionDef] = &[
     download_file::ACTION,
     attach_note::ACTION,
     download_note_attachment::ACTION,
+    search_rows::ACTION,
+    suggest_rows::ACTION,
 ];
 
 pub fn definitions() -> Vec<wit::ActionDefinition> {

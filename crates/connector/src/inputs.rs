@@ -165,3 +165,59 @@ pub const NOTE_TEXT: InputDef = InputDef::new("noteText", "Note Text", Kind::Mul
 pub const MIME_TYPE: InputDef = InputDef::new("mimeType", "MIME Type", Kind::Text)
     .comments("The file's MIME type, such as application/pdf; empty to take it from the file name's extension")
     .example("application/pdf");
+
+// Dataverse search (issue 15 item 4).
+
+pub const SEARCH_TEXT: InputDef = InputDef::new("search", "Search Text", Kind::Text)
+    .required()
+    .comments("The text to look for: at most 100 characters (3 at least for suggestions); + is AND, | is OR, - is NOT, a trailing * matches any ending, quotes match a phrase")
+    .example("Contoso");
+
+pub const SEARCH_TABLES: InputDef = InputDef::new("tables", "Tables", Kind::StringList)
+    .comments("The tables to search, by logical name; empty for every table enabled for search. Each table is searched and answered on its primary name column; use Search Entities for other columns")
+    .example("account, contact")
+    .data_source("tables")
+    .format(Format::Identifiers);
+
+pub const SEARCH_ENTITIES: InputDef = InputDef::new("searchEntities", "Search Entities", Kind::Code)
+    .comments("Instead of Tables: a JSON list of tables with the columns to answer and search and a filter each, such as [{\"name\": \"account\", \"selectColumns\": [\"name\", \"address1_city\"], \"searchColumns\": [\"name\"], \"filter\": \"statecode eq 0\"}]");
+
+pub const SEARCH_FILTER: InputDef = InputDef::new("filter", "Filter", Kind::Text)
+    .comments("A filter on columns every searched table has, such as createdon gt 2024-01-01")
+    .example("modifiedon ge 2024-01-01T00:00:00Z");
+
+pub const SEARCH_FACETS: InputDef = InputDef::new("facets", "Facets", Kind::StringList)
+    .comments("Facets to count the results by, such as entityname,count:100 or ownerid")
+    .example("entityname,count:100");
+
+pub const SEARCH_ORDER_BY: InputDef = InputDef::new("orderBy", "Order By", Kind::StringList)
+    .comments("Sort clauses in order of precedence, such as createdon desc; empty sorts by relevance (@search.score desc)")
+    .example("@search.score desc, modifiedon desc");
+
+pub const SEARCH_TOP: InputDef = InputDef::new("top", "Top", Kind::Number)
+    .comments("How many results to return, 1 to 100")
+    .default("50")
+    .format(Format::Range(1, 100));
+
+pub const SEARCH_SKIP: InputDef = InputDef::new("skip", "Skip", Kind::Number)
+    .comments("How many results to skip: the nextSkip of the previous page, for the next page")
+    .format(Format::Range(0, 1 << 31));
+
+pub const SEARCH_MODE: InputDef = InputDef::new("searchMode", "Search Mode", Kind::Picklist)
+    .comments("Whether a result must match any of the words or all of them")
+    .choices(&[("Any word", "any"), ("All words", "all")])
+    .default("any");
+
+pub const SEARCH_QUERY_TYPE: InputDef = InputDef::new("queryType", "Query Type", Kind::Picklist)
+    .comments("simple, or lucene for fuzzy (word~), proximity (\"a b\"~5), boosting (word^2), regular expressions and leading wildcards")
+    .choices(&[("Simple", "simple"), ("Lucene", "lucene")])
+    .default("simple");
+
+pub const SEARCH_FUZZY: InputDef = InputDef::new("fuzzy", "Fuzzy", Kind::Boolean)
+    .comments("Tolerate misspellings")
+    .default("false");
+
+pub const SUGGEST_TOP: InputDef = InputDef::new("top", "Top", Kind::Number)
+    .comments("How many suggestions to return, 1 to 100")
+    .default("5")
+    .format(Format::Range(1, 100));

@@ -23,6 +23,7 @@ mod inputs;
 mod log;
 mod metadata;
 mod records;
+mod search;
 mod switches;
 #[cfg(test)]
 mod test_host;
