@@ -19,10 +19,12 @@ mod list_entity_types;
 mod query_attributes;
 mod query_entities;
 mod raw_request;
+mod relate_rows;
 mod run_fetch_xml_query;
 mod search_rows;
 mod suggest_rows;
 mod sync_records;
+mod unrelate_rows;
 mod update_attribute;
 mod update_entity;
 mod upload_file;
@@ -85,6 +87,8 @@ pub const CATALOGUE: &[ActionDef] = &[
     raw_request::ACTION,
     sync_records::ACTION,
     get_new_and_updated_records::ACTION,
+    relate_rows::ACTION,
+    unrelate_rows::ACTION,
     upload_file::ACTION,
     download_file::ACTION,
     attach_note::ACTION,

@@ -49,6 +49,12 @@ const SOURCES: &[Source] = &[
         description: "A table's file and image columns by display name; the value is the logical name.",
         inputs: &[CONNECTION, TABLE],
     },
+    Source {
+        key: "relationships",
+        label: "Relationships",
+        description: "A table's relationships (one-to-many, many-to-one, many-to-many) by schema name and related table; the value is the navigation property on the table's side.",
+        inputs: &[CONNECTION, TABLE],
+    },
 ];
 
 pub fn definitions() -> Vec<wit::DataSourceDefinition> {
@@ -81,6 +87,9 @@ pub fn choices(context: &Context, key: &str, input_json: &str) -> Result<Vec<Cho
     let input = Input::parse(source.inputs, input_json)?;
     let mut choices = match source.key {
         "file-columns" => file_columns(context, &input)?,
+        "relationships" => {
+            crate::relationships::source(context, input.text(TABLE.key).unwrap_or_default())?
+        }
         "columns" => {
             let name = input.text(TABLE.key).unwrap_or_default();
             let logical = match context.metadata.table(&context.client, name)? {

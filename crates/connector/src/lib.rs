@@ -23,6 +23,7 @@ mod inputs;
 mod log;
 mod metadata;
 mod records;
+mod relationships;
 mod search;
 mod switches;
 #[cfg(test)]
