@@ -517,6 +517,30 @@ pub fn schema() -> Schema {
     .alt_key("new_CodeKey", "Project Code", &["new_code"])
     .build();
 
+    // An elastic table ("Elastic tables",
+    // learn.microsoft.com/power-apps/developer/data-platform/elastic-tables): rows carry a
+    // `partitionid` and are addressed by the `KeyForNoSqlEntityWithPKPartitionId` key; bulk
+    // messages on it succeed partially ("Use bulk operation messages", bulk-operations).
+    let sensorreading = B::new(
+        "new_sensorreading",
+        "new_SensorReading",
+        "new_sensorreadings",
+        "Sensor Reading",
+        "Sensor Readings",
+        10_043,
+        OrganizationOwned,
+        "A reading sent by a device (elastic table of the emulator's sample publisher).",
+    )
+    .id("new_sensorreadingid", "Sensor Reading")
+    .name("new_name", "Name", 100)
+    .string("new_deviceid", "Device", 100)
+    .string("new_sensortype", "Sensor Type", 100)
+    .int("new_value", "Value", -2_147_483_648, 2_147_483_647)
+    .datetime("new_timestamp", "Timestamp", false)
+    .elastic()
+    .audit()
+    .build();
+
     // Plug-in registration tables behind webhooks (section 9 of the protocol notes).
     let serviceendpoint = B::new(
         "serviceendpoint",
@@ -718,6 +742,7 @@ pub fn schema() -> Schema {
         annotation,
         task,
         project,
+        sensorreading,
         serviceendpoint,
         sdkmessage,
         sdkmessagefilter,
@@ -999,7 +1024,7 @@ pub fn schema() -> Schema {
         "salesorderdetail",
         "annotation",
         "task",
-        "new_project",
+        "new_sensorreading",
         "serviceendpoint",
         "sdkmessage",
         "sdkmessagefilter",

@@ -54,6 +54,10 @@ pub const NO_ATTRIBUTE: &str = "0x80041103";
 pub const TOO_MANY_LINKS: &str = "0x8004430D";
 /// FetchXML: an aggregate over more rows than allowed.
 pub const AGGREGATE_LIMIT: &str = "0x8004E023";
+/// `SdkEntityDoesNotSupportMessage`: "The '{0}' method does not support entities of type
+/// '{1}'." (web-service-error-codes): a bulk message on a table without it (bulk-operations,
+/// "Availability").
+pub const ENTITY_DOES_NOT_SUPPORT_MESSAGE: &str = "0x80040800";
 /// `ExpiredVersionStamp`: a change-tracking delta token older than the window.
 pub const EXPIRED_VERSION_STAMP: &str = "0x80044352";
 

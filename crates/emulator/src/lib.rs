@@ -54,6 +54,7 @@
 mod admin;
 mod auth;
 mod batch;
+mod bulk_messages;
 mod catalog;
 mod csdl;
 mod datetime;
@@ -367,6 +368,7 @@ impl Emulator {
             &main_client,
         );
         webhooks::seed(&mut store);
+        bulk_messages::seed(&mut store);
         let users = resolve_users(&store, &config.users, &ids);
         let profiles = profiles(&store, &users, ids.application_user);
         let mut auth = auth::Auth::new(

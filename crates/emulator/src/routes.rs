@@ -64,6 +64,10 @@ pub fn handle_read(store: &Store, req: &Req) -> Result<Resp, DvError> {
 /// Handles a write request.
 pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
     let segs = path::segments(req.path)?;
+    // The bulk messages bound to a table (bulk_messages.rs) run before the 501 for messages.
+    if let Some((e, message)) = crate::bulk_messages::target(store, &segs) {
+        return crate::bulk_messages::handle(store, req, e, message);
+    }
     if let Some(e) = crate::messages::refusal(store, &segs, req.query) {
         return Err(e);
     }

@@ -264,6 +264,10 @@ pub struct Entity {
     pub change_tracking: bool,
     /// The `CanChangeTrackingBeEnabled` managed property (false for tables not eligible).
     pub can_change_tracking_be_enabled: bool,
+    /// `TableType`: "Standard", or "Elastic" for a table stored the way elastic tables are
+    /// (learn.microsoft.com/power-apps/developer/data-platform/elastic-tables): bulk messages
+    /// succeed partially on it and `DeleteMultiple` is available.
+    pub table_type: &'static str,
     index: HashMap<String, usize>,
     wire_index: HashMap<String, usize>,
 }
@@ -333,10 +337,40 @@ impl EntityBuilder {
                 metadata_id: meta_guid(logical_name, ""),
                 change_tracking: false,
                 can_change_tracking_be_enabled: true,
+                table_type: "Standard",
                 index: HashMap::new(),
                 wire_index: HashMap::new(),
             },
         }
+    }
+
+    /// An elastic table: `partitionid` and `ttlinseconds` columns and the
+    /// `KeyForNoSqlEntityWithPKPartitionId` alternate key over the primary key and `partitionid`
+    /// ("Create elastic tables", learn.microsoft.com/power-apps/developer/data-platform/create-elastic-tables,
+    /// "Alternate keys"). Call after `id`.
+    pub fn elastic(mut self) -> Self {
+        self.entity.table_type = "Elastic";
+        self.push(
+            "partitionid",
+            "Partition Id",
+            AttrKind::String { max_len: 100 },
+        );
+        self.push(
+            "ttlinseconds",
+            "Time to live (in seconds)",
+            AttrKind::Integer {
+                min: -1,
+                max: 2_147_483_647,
+            },
+        );
+        let id = self.entity.attributes[self.entity.primary_id]
+            .logical_name
+            .clone();
+        self.alt_key(
+            "KeyForNoSqlEntityWithPKPartitionId",
+            "Key for NoSql Entity with PK and PartitionId",
+            &[&id, "partitionid"],
+        )
     }
 
     pub fn activity(mut self) -> Self {

@@ -199,6 +199,13 @@ impl Store {
         }
     }
 
+    /// Whether writes are being journaled for a rollback (a change set, or a write guarded by
+    /// synchronous webhooks): a handler that undoes its own writes leaves such a journal to
+    /// its owner.
+    pub fn in_tx(&self) -> bool {
+        self.journal.is_some()
+    }
+
     /// Keeps the writes made since [`Store::begin_tx`].
     pub fn commit_tx(&mut self) {
         self.journal = None;

@@ -409,6 +409,16 @@ fn create_row(
             g
         }
     };
+    // An elastic row created without a partitionid takes its primary key as its partition
+    // (learn.microsoft.com/power-apps/developer/data-platform/use-elastic-tables, "Specifying
+    // PartitionId").
+    if ent.table_type == "Elastic" {
+        set_if_null(
+            &mut vals,
+            ent.attr("partitionid"),
+            Val::str(&id.to_string()),
+        );
+    }
     let now = (store.clock)();
     let users = schema.required("systemuser")?;
     let caller = Val::Ref(req.caller.user, users);

@@ -353,7 +353,10 @@ fn bad_column_definitions_get_errors() {
 fn metadata_filters_keys_casts_and_expands_answer_as_documented() {
     let (_emu, c) = start();
     let custom = c.get("EntityDefinitions?$select=LogicalName,EntitySetName,IsCustomEntity&$filter=IsCustomEntity eq true", &[]).json();
-    assert_eq!(names(&custom), vec!["new_project".to_string()]);
+    assert_eq!(
+        names(&custom),
+        vec!["new_project".to_string(), "new_sensorreading".to_string()]
+    );
     let one = c
         .get(
             "EntityDefinitions?$select=LogicalName,MetadataId&$filter=LogicalName eq 'account'",

@@ -80,6 +80,8 @@ pub fn entity_json(e: &Entity) -> Map<String, Value> {
         "CanChangeTrackingBeEnabled": managed(e.can_change_tracking_be_enabled, "canchangetrackingbeenabled"),
         "IsPrivate": false,
         "OwnershipType": e.ownership.as_str(),
+        // "Standard" or "Elastic" (learn.microsoft.com/power-apps/developer/data-platform/create-elastic-tables).
+        "TableType": e.table_type,
         "PrimaryIdAttribute": e.primary_id_name(),
         "PrimaryNameAttribute": e.primary_name_name(),
         "DisplayName": label(&e.display_name, &e.logical_name),
