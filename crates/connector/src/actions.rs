@@ -2,8 +2,14 @@
 
 pub(crate) mod batch_entity_actions;
 mod attach_note;
+mod create_alternate_key;
 mod create_attribute;
 mod create_entity;
+mod create_global_choice;
+mod create_many_to_many_relationship;
+mod create_one_to_many_relationship;
+mod create_table;
+mod delete_column;
 mod delete_entity;
 mod download_file;
 mod download_note_attachment;
@@ -95,6 +101,12 @@ pub const CATALOGUE: &[ActionDef] = &[
     download_note_attachment::ACTION,
     search_rows::ACTION,
     suggest_rows::ACTION,
+    create_table::ACTION,
+    create_alternate_key::ACTION,
+    create_one_to_many_relationship::ACTION,
+    create_many_to_many_relationship::ACTION,
+    create_global_choice::ACTION,
+    delete_column::ACTION,
 ];
 
 pub fn definitions() -> Vec<wit::ActionDefinition> {

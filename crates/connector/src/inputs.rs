@@ -221,3 +221,160 @@ pub const SUGGEST_TOP: InputDef = InputDef::new("top", "Top", Kind::Number)
     .comments("How many suggestions to return, 1 to 100")
     .default("5")
     .format(Format::Range(1, 100));
+
+// Metadata writes (issue 15 item 8).
+
+/// The table of a metadata write, by logical name; keyed `entityType` so the `columns` data
+/// source of a later input can list its columns.
+pub const DEFINITION_TABLE: InputDef = InputDef::new("entityType", "Table", Kind::Text)
+    .required()
+    .comments("The table, by logical name")
+    .example("account")
+    .data_source("tables")
+    .format(Format::Identifier);
+
+pub const SCHEMA_NAME: InputDef = InputDef::new("schemaName", "Schema Name", Kind::Text)
+    .required()
+    .comments("The new definition's name with the publisher's customization prefix, such as new_BankAccount; its logical name is the same in lower case")
+    .example("new_BankAccount");
+
+pub const PUBLISHER_PREFIX: InputDef = InputDef::new("publisherPrefix", "Publisher Prefix", Kind::Text)
+    .comments("The solution publisher's customization prefix (2 to 8 letters and digits, such as new); when given, every schema name must start with it and an underscore")
+    .example("new");
+
+pub const DISPLAY_NAME: InputDef = InputDef::new("displayName", "Display Name", Kind::Text)
+    .required()
+    .comments("The name people see")
+    .example("Bank Account");
+
+pub const PLURAL_DISPLAY_NAME: InputDef =
+    InputDef::new("pluralDisplayName", "Plural Display Name", Kind::Text)
+        .required()
+        .comments("The table's name for many rows (DisplayCollectionName)")
+        .example("Bank Accounts");
+
+pub const DESCRIPTION: InputDef = InputDef::new("description", "Description", Kind::Text)
+    .comments("What the definition is for");
+
+pub const OWNERSHIP: InputDef = InputDef::new("ownership", "Ownership", Kind::Picklist)
+    .comments("User or team owned rows have an owner and follow security roles by owner; organization-owned rows do not")
+    .choices(&[
+        ("User or team", "UserOwned"),
+        ("Organization", "OrganizationOwned"),
+    ])
+    .default("UserOwned");
+
+pub const PRIMARY_NAME_SCHEMA_NAME: InputDef =
+    InputDef::new("primaryNameSchemaName", "Primary Name Column", Kind::Text)
+        .comments("Schema name of the primary name column (text, the name each row is shown by); empty for <prefix>_Name")
+        .example("new_AccountName");
+
+pub const PRIMARY_NAME_DISPLAY_NAME: InputDef =
+    InputDef::new("primaryNameDisplayName", "Primary Name Display Name", Kind::Text)
+        .comments("The primary name column's display name")
+        .default("Name");
+
+pub const PRIMARY_NAME_MAX_LENGTH: InputDef =
+    InputDef::new("primaryNameMaxLength", "Primary Name Max Length", Kind::Number)
+        .comments("The most characters the primary name takes, 1 to 4000")
+        .default("100")
+        .format(Format::Range(1, 4000));
+
+pub const HAS_NOTES: InputDef = InputDef::new("hasNotes", "Notes", Kind::Boolean)
+    .comments("Rows can have notes and attachments")
+    .default("false");
+
+pub const HAS_ACTIVITIES: InputDef = InputDef::new("hasActivities", "Activities", Kind::Boolean)
+    .comments("Rows can have activities (tasks, emails, ...)")
+    .default("false");
+
+pub const LANGUAGE_CODE: InputDef = InputDef::new("languageCode", "Language Code", Kind::Number)
+    .comments("The language (LCID) of the labels; 1033 is English")
+    .default("1033")
+    .format(Format::Range(1, 99_999));
+
+pub const SOLUTION_UNIQUE_NAME: InputDef =
+    InputDef::new("solutionUniqueName", "Solution", Kind::Text)
+        .comments("The unique name of the unmanaged solution the definition joins (MSCRM.SolutionUniqueName); empty for the default solution")
+        .format(Format::Identifier);
+
+pub const KEY_COLUMNS: InputDef = InputDef::new("keyColumns", "Key Columns", Kind::StringList)
+    .required()
+    .comments("The columns whose values together identify a row, by logical name")
+    .example("accountnumber")
+    .data_source("columns")
+    .format(Format::Identifiers);
+
+pub const REFERENCED_TABLE: InputDef =
+    InputDef::new("referencedTable", "Primary Table (one)", Kind::Text)
+        .required()
+        .comments("The table on the one side, which the lookup points to, by logical name")
+        .example("contact")
+        .data_source("tables")
+        .format(Format::Identifier);
+
+pub const REFERENCING_TABLE: InputDef =
+    InputDef::new("referencingTable", "Related Table (many)", Kind::Text)
+        .required()
+        .comments("The table on the many side, which gets the lookup column, by logical name")
+        .example("new_bankaccount")
+        .data_source("tables")
+        .format(Format::Identifier);
+
+pub const LOOKUP_SCHEMA_NAME: InputDef =
+    InputDef::new("lookupSchemaName", "Lookup Column Schema Name", Kind::Text)
+        .required()
+        .comments("The schema name of the lookup column made on the related table")
+        .example("new_AccountOwner");
+
+pub const LOOKUP_DISPLAY_NAME: InputDef =
+    InputDef::new("lookupDisplayName", "Lookup Column Display Name", Kind::Text)
+        .required()
+        .example("Account Owner");
+
+pub const LOOKUP_REQUIRED: InputDef =
+    InputDef::new("lookupRequiredLevel", "Lookup Requirement", Kind::Picklist)
+        .choices(&[
+            ("Optional", "None"),
+            ("Recommended", "Recommended"),
+            ("Business required", "ApplicationRequired"),
+        ])
+        .default("None");
+
+pub const CASCADE_DELETE: InputDef =
+    InputDef::new("cascadeDelete", "When the Primary Row Is Deleted", Kind::Picklist)
+        .comments("What happens to related rows: their lookup is cleared, they are deleted too, or the delete is refused while they exist; other cascades keep the service's defaults")
+        .choices(&[
+            ("Clear the lookup", "RemoveLink"),
+            ("Delete related rows", "Cascade"),
+            ("Refuse the delete", "Restrict"),
+        ])
+        .default("RemoveLink");
+
+pub const TABLE_1: InputDef = InputDef::new("table1", "First Table", Kind::Text)
+    .required()
+    .example("account")
+    .data_source("tables")
+    .format(Format::Identifier);
+
+pub const TABLE_2: InputDef = InputDef::new("table2", "Second Table", Kind::Text)
+    .required()
+    .example("contact")
+    .data_source("tables")
+    .format(Format::Identifier);
+
+pub const INTERSECT_NAME: InputDef =
+    InputDef::new("intersectEntityName", "Intersect Table Name", Kind::Text)
+        .comments("The logical name of the table that holds the pairs; empty for the schema name in lower case")
+        .format(Format::Identifier);
+
+pub const CHOICE_OPTIONS: InputDef = InputDef::new("options", "Options", Kind::KeyValueList)
+    .required()
+    .comments("Each option's label and its whole-number value, such as Red = 100000000")
+    .example(r#"{"Red": "100000000", "Green": "100000001"}"#);
+
+pub const COLUMN_NAME: InputDef = InputDef::new("column", "Column", Kind::Text)
+    .required()
+    .comments("The column to delete, by logical name")
+    .data_source("columns")
+    .format(Format::Identifier);

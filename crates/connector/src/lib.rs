@@ -22,6 +22,7 @@ mod input;
 mod inputs;
 mod log;
 mod metadata;
+mod metadata_writes;
 mod records;
 mod relationships;
 mod search;
