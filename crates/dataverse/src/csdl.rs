@@ -13,6 +13,8 @@
 //!   (actions are POSTed with their parameters as a JSON object; bound ones under the entity
 //!   with the `Microsoft.Dynamics.CRM.` namespace)
 
+use std::collections::BTreeSet;
+
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 use serde_json::Value;
@@ -97,9 +99,96 @@ pub enum CsdlError {
     },
 }
 
+/// What a service document declares that a caller of its operations needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Document {
+    /// Every `Action` and `Function`, in document order.
+    pub operations: Vec<Operation>,
+    /// The names of `EntityType` elements (table logical names, `crmbaseentity`).
+    pub entity_types: BTreeSet<String>,
+    /// The names of `EnumType` elements (`EntityFilters`, `AccessRights`).
+    pub enum_types: BTreeSet<String>,
+}
+
+/// What kind of value a parameter type takes, as a form and a request body see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueKind {
+    /// `Edm.String`, and dates and other primitives written as text.
+    Text,
+    /// `Edm.Int16`/`Int32`/`Int64`/`Byte`: a whole number.
+    Integer,
+    /// `Edm.Decimal`/`Double`/`Single`: a number.
+    Number,
+    /// `Edm.Boolean`.
+    Boolean,
+    /// `Edm.Guid`.
+    Guid,
+    /// An enumeration: its member names as text (`Entity,Attributes`).
+    Enum,
+    /// A row of this table (`crmbaseentity` for any table): a JSON object.
+    Entity(String),
+    /// A complex type or a collection: JSON.
+    Json,
+}
+
+impl Document {
+    /// The kind of value `type_name` takes.
+    pub fn kind_of(&self, type_name: &str) -> ValueKind {
+        let local = type_name
+            .strip_prefix("mscrm.")
+            .or_else(|| type_name.strip_prefix("Microsoft.Dynamics.CRM."));
+        match (type_name, local) {
+            (
+                "Edm.String" | "Edm.DateTimeOffset" | "Edm.Date" | "Edm.TimeOfDay" | "Edm.Duration"
+                | "Edm.Binary",
+                _,
+            ) => ValueKind::Text,
+            ("Edm.Int16" | "Edm.Int32" | "Edm.Int64" | "Edm.Byte" | "Edm.SByte", _) => {
+                ValueKind::Integer
+            }
+            ("Edm.Decimal" | "Edm.Double" | "Edm.Single", _) => ValueKind::Number,
+            ("Edm.Boolean", _) => ValueKind::Boolean,
+            ("Edm.Guid", _) => ValueKind::Guid,
+            (_, Some(local)) if self.enum_types.contains(local) => ValueKind::Enum,
+            (_, Some(local)) if self.entity_types.contains(local) => {
+                ValueKind::Entity(local.to_string())
+            }
+            _ => ValueKind::Json,
+        }
+    }
+
+    /// The OData literal of `value` for a parameter of `type_name`: an enumeration as
+    /// `Microsoft.Dynamics.CRM.EntityFilters'Entity'`, other types as [`literal`] writes them.
+    pub fn literal(&self, type_name: &str, value: &Value) -> String {
+        match (self.kind_of(type_name), value) {
+            (ValueKind::Enum, Value::String(members)) => {
+                let local = type_name.rsplit('.').next().unwrap_or(type_name);
+                format!(
+                    "Microsoft.Dynamics.CRM.{local}{}",
+                    crate::odata::string_literal(members)
+                )
+            }
+            _ => literal(type_name, value),
+        }
+    }
+
+    /// The operation with this name and kind; `bound` picks bound or unbound ones.
+    pub fn find(&self, name: &str, kind: OperationKind, bound: bool) -> Option<&Operation> {
+        self.operations.iter().find(|operation| {
+            operation.name == name && operation.kind == kind && operation.binding.is_some() == bound
+        })
+    }
+}
+
 /// Every `Action` and `Function` declared in `xml`, in document order.
 pub fn operations(xml: &str) -> Result<Vec<Operation>, CsdlError> {
+    Ok(document(xml)?.operations)
+}
+
+/// Reads a service document.
+pub fn document(xml: &str) -> Result<Document, CsdlError> {
     let mut reader = Reader::from_str(xml);
+    let mut document = Document::default();
     let mut found = Vec::new();
     let mut current: Option<(Operation, bool)> = None;
     loop {
@@ -166,10 +255,21 @@ pub fn operations(xml: &str) -> Result<Vec<Operation>, CsdlError> {
                     operation.return_type = Some(required(element, "ReturnType", "Type")?);
                 }
             }
+            "EntityType" => {
+                document
+                    .entity_types
+                    .insert(required(element, "EntityType", "Name")?);
+            }
+            "EnumType" => {
+                document
+                    .enum_types
+                    .insert(required(element, "EnumType", "Name")?);
+            }
             _ => {}
         }
     }
-    Ok(found)
+    document.operations = found;
+    Ok(document)
 }
 
 fn required(
@@ -196,24 +296,24 @@ fn attribute(element: &BytesStart, name: &str) -> Result<Option<String>, CsdlErr
     Ok(None)
 }
 
-/// A function call's path segment and query: `Name(A=@p1,B=@p2)?@p1=…&@p2=…`, each value
-/// written as an OData literal of its parameter's type and percent-encoded, so no value can
-/// change the URL's meaning. `arguments` are (parameter, value) in the order to write them.
-pub fn function_call(name: &str, arguments: &[(&Parameter, &Value)]) -> String {
+/// A function call's path segment and query: `Name(A=@p1,B=@p2)?@p1=…&@p2=…`, each literal
+/// (see [`Document::literal`]) percent-encoded, so no value can change the URL's meaning.
+/// `arguments` are (parameter name, literal) in the order to write them.
+pub fn function_call(name: &str, arguments: &[(&str, String)]) -> String {
     let mut path = format!("{name}(");
     let mut query = String::new();
-    for (index, (parameter, value)) in arguments.iter().enumerate() {
+    for (index, (parameter, literal)) in arguments.iter().enumerate() {
         let alias = format!("@p{}", index + 1);
         if index > 0 {
             path.push(',');
             query.push('&');
         }
-        path.push_str(&parameter.name);
+        path.push_str(parameter);
         path.push('=');
         path.push_str(&alias);
         query.push_str(&alias);
         query.push('=');
-        query.push_str(&percent_encode(&literal(&parameter.type_name, value)));
+        query.push_str(&percent_encode(literal));
     }
     path.push(')');
     if query.is_empty() {
@@ -312,6 +412,38 @@ mod tests {
     }
 
     #[test]
+    fn parameter_types_are_classified_by_the_document() {
+        let xml = DOCUMENT.replace(
+            "<EntityType Name=\"account\">",
+            "<EnumType Name=\"EntityFilters\" IsFlags=\"true\"><Member Name=\"Entity\" Value=\"1\" /></EnumType><EntityType Name=\"crmbaseentity\" Abstract=\"true\" /><EntityType Name=\"account\">",
+        );
+        let document = document(&xml).expect("well-formed");
+        assert_eq!(document.kind_of("Edm.Int32"), ValueKind::Integer);
+        assert_eq!(document.kind_of("Edm.Guid"), ValueKind::Guid);
+        assert_eq!(document.kind_of("mscrm.EntityFilters"), ValueKind::Enum);
+        assert_eq!(
+            document.kind_of("mscrm.account"),
+            ValueKind::Entity("account".into())
+        );
+        assert_eq!(
+            document.kind_of("mscrm.crmbaseentity"),
+            ValueKind::Entity("crmbaseentity".into())
+        );
+        assert_eq!(document.kind_of("mscrm.PrincipalAccess"), ValueKind::Json);
+        assert_eq!(document.kind_of("Collection(Edm.String)"), ValueKind::Json);
+        assert!(
+            document
+                .find("QualifyLead", OperationKind::Action, true)
+                .is_some()
+        );
+        assert!(
+            document
+                .find("QualifyLead", OperationKind::Action, false)
+                .is_none()
+        );
+    }
+
+    #[test]
     fn a_broken_document_is_an_error_not_an_empty_list() {
         assert!(matches!(
             operations("<Schema><Action Name='A'></Function>"),
@@ -328,20 +460,16 @@ mod tests {
 
     #[test]
     fn function_parameters_are_aliases_with_encoded_literals() {
-        let text = Parameter {
-            name: "Name".into(),
-            type_name: "Edm.String".into(),
-            nullable: false,
-        };
-        let target = Parameter {
-            name: "Target".into(),
-            type_name: "mscrm.crmbaseentity".into(),
-            nullable: false,
-        };
         let hostile = Value::String("O'Brien & Co)/x?y=#".into());
         let reference =
             serde_json::json!({"@odata.id": "accounts(00000000-0000-0000-0000-000000000001)"});
-        let call = function_call("Fn", &[(&text, &hostile), (&target, &reference)]);
+        let call = function_call(
+            "Fn",
+            &[
+                ("Name", literal("Edm.String", &hostile)),
+                ("Target", literal("mscrm.crmbaseentity", &reference)),
+            ],
+        );
         assert_eq!(
             call,
             "Fn(Name=@p1,Target=@p2)?@p1=%27O%27%27Brien%20%26%20Co%29%2Fx%3Fy%3D%23%27&@p2=%7B%22%40odata.id%22%3A%22accounts%2800000000-0000-0000-0000-000000000001%29%22%7D"
