@@ -119,16 +119,12 @@ fn search_entities(value: &Value) -> Result<Vec<Map<String, Value>>> {
                 }
             };
             let fits = match canonical {
-                "name" => value
-                    .as_str()
-                    .is_some_and(|name| dataverse::odata::is_identifier(name)),
+                "name" => value.as_str().is_some_and(dataverse::odata::is_identifier),
                 "filter" => value.is_string(),
                 _ => value.as_array().is_some_and(|columns| {
-                    columns.iter().all(|column| {
-                        column
-                            .as_str()
-                            .is_some_and(|column| dataverse::odata::is_identifier(column))
-                    })
+                    columns
+                        .iter()
+                        .all(|column| column.as_str().is_some_and(dataverse::odata::is_identifier))
                 }),
             };
             if !fits {
