@@ -95,6 +95,18 @@ pub(super) struct ChoicesRequest {
     pub(super) input: Value,
 }
 
+/// `POST /api/input-definitions`: an action's inputs once some are chosen (actions with dynamic
+/// inputs add the parameters of the Dataverse action picked).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InputDefinitionsRequest {
+    pub(super) connection: Option<String>,
+    pub(super) action: Option<String>,
+    /// The inputs chosen so far.
+    #[serde(default = "empty_object")]
+    pub(super) input: Value,
+}
+
 /// `POST /api/flows/run`: a flow, run once.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -196,6 +208,10 @@ impl Shared {
             }
             ("POST", ["choices"]) => match parse(request) {
                 Ok(body) => self.choices(body),
+                Err(answer) => answer,
+            },
+            ("POST", ["input-definitions"]) => match parse(request) {
+                Ok(body) => self.input_definitions(body),
                 Err(answer) => answer,
             },
             ("POST", ["flows", "run"]) => match parse(request) {

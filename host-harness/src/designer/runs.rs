@@ -1,6 +1,5 @@
 //! Running what the page asks for through the component: one action, a data source's choices,
-
-//! a flow.
+//! an action's environment-given inputs, a flow.
 
 use serde_json::{Value, json};
 
@@ -9,8 +8,10 @@ use dynamics_host::tokens::TokenManager;
 
 use super::Shared;
 use super::api::{
-    Answer, ChoicesRequest, RunFlow, connector_error, fail, host_error, parse_output, status_of,
+    Answer, ChoicesRequest, InputDefinitionsRequest, RunFlow, connector_error, fail, host_error,
+    parse_output, status_of,
 };
+use super::definition_view::inputs_json;
 use super::flow::{self, Flow};
 
 impl Shared {
@@ -53,6 +54,32 @@ impl Shared {
                     .collect();
                 (200, json!({ "choices": list }))
             }
+            Err(CallError::Connector(error)) => {
+                let error = connector_error(&error);
+                (status_of(&error), json!({ "error": error }))
+            }
+            Err(CallError::Host(error)) => (500, json!({ "error": host_error(&error) })),
+        }
+    }
+
+    pub(super) fn input_definitions(&self, body: InputDefinitionsRequest) -> Answer {
+        let (Some(name), Some(action)) = (body.connection, body.action) else {
+            return fail(
+                400,
+                "invalid-input",
+                "connection and action are required",
+                None,
+            );
+        };
+        let connection = match self.prepared(&name) {
+            Ok((_, connection)) => connection,
+            Err(error) => return (status_of(&error), json!({ "error": error })),
+        };
+        match self
+            .host
+            .input_definitions(&action, &connection, &body.input.to_string())
+        {
+            Ok(inputs) => (200, json!({ "inputs": inputs_json(&inputs) })),
             Err(CallError::Connector(error)) => {
                 let error = connector_error(&error);
                 (status_of(&error), json!({ "error": error }))

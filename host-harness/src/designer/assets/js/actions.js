@@ -52,13 +52,43 @@ export function openAction(key, values = {}) {
     const read = control?.read();
     return read && !read.error ? read.value : undefined;
   };
-  form = buildForm(action.inputs, values, { valueOf });
+  // Actions whose inputs come from the environment (the parameters of the Dataverse action
+  // picked) get a second form, asked of the component once the first has what it needs.
+  let extraForm = null;
+  const extraBox = el('div', { class: 'dynamic-inputs', 'data-testid': 'dynamic-inputs' });
+  const extraStatus = el('span', { class: 'muted', 'data-testid': 'dynamic-status' });
+  const loadExtra = async () => {
+    const connection = currentConnection();
+    if (!connection) { extraStatus.textContent = 'choose a connection to load the parameters'; return; }
+    const partial = {};
+    for (const control of form.controls) {
+      const read = control.read();
+      if (!read.error && read.value !== undefined) partial[control.input.key] = read.value;
+    }
+    extraStatus.textContent = 'loading…';
+    const answer = await api('POST', 'input-definitions', { connection, action: action.key, input: partial });
+    if (!answer.ok) { extraStatus.textContent = answer.data.error?.message ?? 'could not load the parameters'; return; }
+    const own = new Set(action.inputs.map((input) => input.key));
+    const added = answer.data.inputs.filter((input) => !own.has(input.key));
+    const kept = extraForm ? extraForm.collect().input : {};
+    extraForm = buildForm(added, { ...values, ...kept }, { valueOf });
+    extraBox.replaceChildren(extraForm.element);
+    extraStatus.textContent = added.length ? added.length + ' parameter' + (added.length === 1 ? '' : 's') : 'no parameters';
+  };
+  form = buildForm(action.inputs, values, { valueOf, onChoice: () => { if (action.dynamicInputs) loadExtra(); } });
   state.actionForm = form;
   const output = el('div', { id: 'action-output' });
   const runButton = el('button', { type: 'button', class: 'primary', text: 'Run', 'data-testid': 'run-action' });
   let page = 1;
   const run = async (override = {}, pageNumber = 1) => {
+    await form.ready();
+    if (extraForm) await extraForm.ready();
     const { input, errors } = form.collect();
+    if (extraForm) {
+      const extra = extraForm.collect();
+      Object.assign(input, extra.input);
+      errors.push(...extra.errors);
+    }
     if (errors.length) {
       output.replaceChildren(el('div', { class: 'error-box', role: 'alert', 'data-testid': 'form-error', text: 'Fix the marked fields first: ' + errors.map((e) => e.message).join('; ') }));
       return;
@@ -83,7 +113,7 @@ export function openAction(key, values = {}) {
       }));
     } else {
       const error = answer.data.error;
-      if (error.field) form.markError(error.field, error.message);
+      if (error.field && !form.markError(error.field, error.message)) extraForm?.markError(error.field, error.message);
       output.replaceChildren(took, errorBox(error));
     }
   };
@@ -92,6 +122,9 @@ export function openAction(key, values = {}) {
     el('h2', { text: action.label }),
     el('p', { class: 'muted', text: action.description }),
     form.element,
+    action.dynamicInputs ? el('div', { class: 'buttons' },
+      el('button', { type: 'button', class: 'small', text: 'Load parameters', 'data-testid': 'load-inputs', onclick: loadExtra }), extraStatus) : null,
+    action.dynamicInputs ? extraBox : null,
     el('div', { class: 'buttons' }, runButton),
     output);
 }

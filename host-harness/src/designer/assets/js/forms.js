@@ -43,6 +43,10 @@ export function buildForm(inputs, values = {}, options = {}) {
     setValues(newValues) {
       for (const control of controls) control.write(newValues[control.input.key]);
     },
+    // Resolves once every picked file has been read.
+    ready() {
+      return Promise.all(controls.map((control) => control.ready?.() ?? null));
+    },
     markError(field, message) {
       const control = controls.find((c) => c.input.key === field);
       if (control) control.setError(message);
@@ -197,6 +201,47 @@ export function buildControl(input, options) {
       focus = () => rows.querySelector('input')?.focus();
       break;
     }
+    case 'file': {
+      // The component takes bytes as base64 text; a picked file is read here, in the browser,
+      // and never leaves it except as the action's input. A flow can also hold a reference or
+      // base64 text (typed into the second field).
+      const picker = el('input', { id, type: 'file', 'data-testid': 'file-picker' });
+      const typed = el('input', { type: 'text', autocomplete: 'off', placeholder: 'or base64 text, or a {{reference}}', 'aria-label': input.label + ' as text' });
+      const status = el('span', { class: 'muted file-status', 'data-testid': 'file-status' });
+      let picked = null; // { name, base64, size } once a file is read
+      let reading = null;
+      picker.addEventListener('change', () => {
+        const file = picker.files?.[0];
+        picked = null;
+        if (!file) { status.textContent = ''; return; }
+        status.textContent = 'reading ' + file.name + '…';
+        reading = new Promise((resolve) => {
+          const reader = new FileReader();
+          reader.onload = () => {
+            const url = String(reader.result);
+            picked = { name: file.name, size: file.size, base64: url.slice(url.indexOf(',') + 1) };
+            status.textContent = file.name + ' · ' + file.size + ' bytes';
+            setError(null);
+            options.onFilePicked?.(input, file);
+            resolve();
+          };
+          reader.onerror = () => { status.textContent = ''; setError(input.label + ': the file could not be read'); resolve(); };
+          reader.readAsDataURL(file);
+        });
+      });
+      body = el('div', {}, picker, status, typed);
+      read = () => {
+        if (picked) return { value: picked.base64 };
+        const text = typed.value.trim();
+        if (text !== '') return { value: text };
+        return input.required ? { error: required() } : { value: undefined };
+      };
+      write = (value) => { picked = null; picker.value = ''; status.textContent = ''; typed.value = value === undefined ? '' : String(value); };
+      focus = () => picker.focus();
+      // Runs wait for a file still being read.
+      wrapper.ready = () => reading ?? Promise.resolve();
+      break;
+    }
     case 'multiline': {
       const area = el('textarea', { id, placeholder: input.example ?? '' });
       body = area;
@@ -224,7 +269,7 @@ export function buildControl(input, options) {
     }
   }
   wrapper.append(label, body, help, errorLine);
-  return { input, wrapper, read, write, focus, setError };
+  return { input, wrapper, read, write, focus, setError, ready: wrapper.ready };
 }
 
 // A text field with suggestions from the input's data source (entity types, columns),
@@ -251,6 +296,7 @@ export function choicePicker(input, id, label, help, errorLine, wrapper, setErro
     }
     picker.value = '';
     setError(null);
+    options.onChoice?.(input);
   });
   const status = el('span', { class: 'muted choice-status' });
   const load = async () => {

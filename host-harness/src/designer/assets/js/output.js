@@ -36,9 +36,34 @@ export function renderOutput(output, { onNextPage, page } = {}) {
   if (cursor && onNextPage) {
     toolbar.append(el('button', { type: 'button', class: 'small primary', text: 'Next page', 'data-testid': 'next-page', onclick: () => onNextPage(cursor) }));
   }
+  const file = fileOf(output);
+  if (file) {
+    const link = el('a', { class: 'button small primary', 'data-testid': 'download-file', download: file.name, text: 'Download ' + file.name });
+    link.href = URL.createObjectURL(file.blob);
+    toolbar.append(link);
+  }
   if (toolbar.children.length) box.append(toolbar);
   box.append(view);
   return box;
+}
+
+// A downloaded file in an output: base64 content next to its file name (Download File or Image,
+// a note's attachment), offered as a link instead of only a long string.
+export function fileOf(output) {
+  if (!output || typeof output !== 'object' || Array.isArray(output)) return null;
+  const content = output.contentBase64 ?? output.content ?? output.documentBody;
+  const name = output.fileName ?? output.filename;
+  if (typeof content !== 'string' || typeof name !== 'string') return null;
+  let bytes;
+  try {
+    const text = atob(content);
+    bytes = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i += 1) bytes[i] = text.charCodeAt(i);
+  } catch {
+    return null;
+  }
+  const type = output.mimeType ?? output.mimetype ?? 'application/octet-stream';
+  return { name, blob: new Blob([bytes], { type }) };
 }
 
 export function recordTable(records) {
