@@ -2,23 +2,27 @@
 //! change set (all or nothing) or as independent requests, with one result per item in order.
 
 use dataverse::batch::{BatchPart, BatchResponse, BatchWriter, decode, encode};
+use dataverse::bulk::{CREATE_MULTIPLE, UPDATE_MULTIPLE};
 use dataverse::keys::RecordKey;
 use dataverse::retry::RetryPolicy;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::actions::{ActionDef, Run};
-use crate::bindings::dynamics::connector::types::ErrorCode;
+use crate::bindings::dynamics::connector::types::{ConnectorError, ErrorCode};
+use crate::bulk::{self, BulkTable, WRITE_PATH, WritePath};
 use crate::client::{Request, random_hex};
 use crate::context::Context;
 use crate::creates::{self, IDEMPOTENCY_KEY, NewRow, RunKey};
-use crate::definition::{InputDef, Kind};
+use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, invalid_input, malformed};
 use crate::input::Input;
 use crate::inputs::*;
 use crate::records::{RefResolver, bind_lookups, impersonate, json_text};
+use crate::switches::{BYPASS_CUSTOM_LOGIC, DETECT_DUPLICATES, SUPPRESS_FLOW_TRIGGERS};
 
 const BATCH_ACTIONS: InputDef = InputDef::new("batchActions", "Batch Actions", Kind::Code)
     .required()
@@ -60,6 +64,11 @@ const CONTINUE_ON_ERROR: InputDef = InputDef::new("continueOnError", "Continue O
     .default("true")
     .comments("Without All or Nothing: go on with the next actions after one fails, instead of stopping there");
 
+const BULK_BATCH_SIZE: InputDef = InputDef::new("bulkBatchSize", "Bulk Batch Size", Kind::Number)
+    .default("1000")
+    .comments("Records per bulk request (CreateMultiple, UpdateMultiple) on a standard table; Microsoft suggests 1000 to start and fewer when requests time out or plug-ins run. Elastic tables take at most 100 per request, as Microsoft recommends")
+    .format(Format::Range(1, 1000));
+
 const MAX_ITEMS: usize = 1000;
 
 pub const ACTION: ActionDef = ActionDef {
@@ -75,9 +84,14 @@ pub const ACTION: ActionDef = ActionDef {
         IMPERSONATE_USER_ID,
         IMPERSONATE_OBJECT_ID,
         IDEMPOTENCY_KEY,
+        WRITE_PATH,
+        BULK_BATCH_SIZE,
+        BYPASS_CUSTOM_LOGIC,
+        SUPPRESS_FLOW_TRIGGERS,
+        DETECT_DUPLICATES,
     ],
     example_output: Some(
-        r#"{"results":[{"index":0,"collection":"accounts","action":"create","outcome":"succeeded","status":204,"id":"00000000-0000-0000-0000-000000000002"}],"succeeded":1,"failed":0,"notRun":0,"batches":1}"#,
+        r#"{"succeeded":1,"failed":0,"rolledBack":0,"notRun":0,"batches":0,"bulkRequests":1,"path":"bulk","results":[{"index":0,"collection":"accounts","action":"create","outcome":"succeeded","status":200,"id":"00000000-0000-0000-0000-000000000002","via":"bulk"}]}"#,
     ),
     run: Run::Text(run),
     dynamic_inputs: None,
@@ -97,6 +111,23 @@ struct Item<'a> {
 fn run(context: &Context, input: &Input) -> Result<String> {
     let all_or_nothing = input.flag(ALL_OR_NOTHING.key);
     let continue_on_error = input.flag(CONTINUE_ON_ERROR.key);
+    let path = WritePath::of(input);
+    // A bulk request is one transaction per table and chunk only, and writes its records all at
+    // once: it can neither make several tables one change set nor stop at the first failure in
+    // input order. Asked for anyway, that is said before anything is sent.
+    if path == WritePath::Bulk && all_or_nothing {
+        return Err(invalid_input(
+            &WRITE_PATH,
+            "bulk cannot run with All or Nothing: a bulk request is all or nothing for one table and at most one request, while All or Nothing makes every action one $batch change set; choose auto or batch",
+        ));
+    }
+    if path == WritePath::Bulk && !continue_on_error {
+        return Err(invalid_input(
+            &WRITE_PATH,
+            "bulk cannot run with Continue On Error off: a bulk request writes many actions at once, so it cannot stop at the first failed action in input order; choose auto or batch",
+        ));
+    }
+    let chunk = bulk::chunk_size(input, &BULK_BATCH_SIZE, bulk::STANDARD_CHUNK)?;
     let items = parse_items(input.json(BATCH_ACTIONS.key), all_or_nothing)?;
     let run_key = RunKey::of(input);
     let named = creates::named_creates(context);
@@ -104,7 +135,8 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     // same rows, so a resend or a rerun cannot make a second one. A change set is one write:
     // its creates are named by all of it, so a 412 proves this very change set was applied. An
     // independent item is named by its own data, so a rerun with some items fixed still meets
-    // the rows the others made.
+    // the rows the others made. The bulk path sends these same IDs as the records' primary
+    // keys, so a rerun may take either path and still meet the rows of the first.
     let change_set = all_or_nothing.then(|| {
         creates::fingerprint(
             "batch/all-or-nothing",
@@ -130,25 +162,13 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         items: &items,
         rows: &rows,
         all_or_nothing,
+        switches: crate::switches::headers(input),
     };
-    // Every batch body is written (and every lookup resolved) before anything is sent.
-    let indices: Vec<usize> = (0..items.len()).collect();
-    let groups: Vec<&[usize]> = if all_or_nothing {
-        vec![&indices[..]]
-    } else {
-        indices.chunks(MAX_ITEMS).collect()
-    };
-    let mut bodies = Vec::with_capacity(groups.len());
-    for group in &groups {
-        bodies.push(plan.encode(group)?);
-    }
 
     let mut output = Output::new(items.len());
-    let mut batches = 0;
-    let mut results: Vec<Option<ItemResult>> = (0..items.len()).map(|_| None).collect();
     if all_or_nothing {
-        batches = 1;
-        let (body, content_type) = bodies.into_iter().next().unwrap_or_default();
+        let indices: Vec<usize> = (0..items.len()).collect();
+        let (body, content_type) = plan.encode(&indices)?;
         let answer = send_or_explain(
             context,
             input,
@@ -191,29 +211,332 @@ fn run(context: &Context, input: &Input) -> Result<String> {
             };
             output.push(&result)?;
         }
-        return Ok(output.finish(batches));
+        return Ok(output.finish(1, 0));
     }
 
-    let mut stopped = false;
-    let mut done: Vec<usize> = Vec::new();
-    for (group, first_body) in groups.iter().zip(bodies) {
-        let mut pending: Vec<usize> = group.to_vec();
-        let mut body = Some(first_body);
-        while !pending.is_empty() && !stopped {
+    // Bulk messages only where they cannot change what the run means: creates (named rows, so
+    // exactly once) and updates by ID, without a representation to return (CreateMultiple
+    // answers IDs only), going on after failures (a bulk request writes its records at once).
+    let tables = bulk::Tables::default();
+    let use_bulk = named && continue_on_error && path != WritePath::Batch;
+    let steps = plan.steps(&tables, path, use_bulk)?;
+    // Every request body is written (and every lookup resolved) before anything is sent.
+    let mut chunks: Vec<Chunk> = Vec::new();
+    for step in steps {
+        for group in step {
+            match group {
+                Group::Bulk(table, message, indices) => {
+                    let targets = indices
+                        .iter()
+                        .map(|&index| plan.target(&table, message, index))
+                        .collect::<Result<Vec<String>>>()?;
+                    for part in bulk::split(&indices, table.chunk(chunk), |position| {
+                        targets[position].len()
+                    })
+                    .into_iter()
+                    {
+                        let body = bulk_body(part.iter().map(|&position| &targets[position]));
+                        chunks.push(Chunk::Bulk {
+                            table: table.clone(),
+                            message,
+                            indices: part.iter().map(|&position| indices[position]).collect(),
+                            body,
+                        });
+                    }
+                }
+                Group::Batch(indices) => {
+                    for part in indices.chunks(MAX_ITEMS) {
+                        chunks.push(Chunk::Batch {
+                            body: plan.encode(part)?,
+                            indices: part.to_vec(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    drop(tables);
+
+    let mut progress = Progress {
+        results: (0..items.len()).map(|_| None).collect(),
+        batches: 0,
+        bulk_requests: 0,
+        done: Vec::new(),
+        stopped: false,
+    };
+    let sender = Sender {
+        plan: &plan,
+        input,
+        continue_on_error,
+        named,
+        run_key: &run_key,
+    };
+    for chunk in chunks {
+        match chunk {
+            Chunk::Bulk {
+                table,
+                message,
+                indices,
+                body,
+            } => sender.bulk(&table, message, indices, body, &mut progress)?,
+            Chunk::Batch { indices, body } => sender.batch(indices, Some(body), &mut progress)?,
+        }
+    }
+    for (index, result) in progress.results.into_iter().enumerate() {
+        let result = result.unwrap_or_else(|| ItemResult::new(index, &items[index], "not-run"));
+        output.push(&result)?;
+    }
+    Ok(output.finish(progress.batches, progress.bulk_requests))
+}
+
+/// The items of one step, written by one kind of request.
+enum Group {
+    /// Items written by `message` on the table, in input order.
+    Bulk(Rc<BulkTable>, &'static str, Vec<usize>),
+    /// Items written through `$batch`, in input order.
+    Batch(Vec<usize>),
+}
+
+/// One request body, written before anything is sent.
+enum Chunk {
+    Bulk {
+        table: Rc<BulkTable>,
+        message: &'static str,
+        indices: Vec<usize>,
+        body: String,
+    },
+    Batch {
+        indices: Vec<usize>,
+        body: (String, String),
+    },
+}
+
+/// `{"Targets": [...]}` from targets already written as JSON.
+fn bulk_body<'t>(targets: impl Iterator<Item = &'t String>) -> String {
+    let mut body = String::from("{\"Targets\":[");
+    for (position, target) in targets.enumerate() {
+        if position > 0 {
+            body.push(',');
+        }
+        body.push_str(target);
+    }
+    body.push_str("]}");
+    body
+}
+
+/// What the sent requests have answered so far.
+struct Progress<'a> {
+    results: Vec<Option<ItemResult<'a>>>,
+    batches: usize,
+    bulk_requests: usize,
+    /// Items whose answers arrived, in the order sent (for the message of an unknown outcome).
+    done: Vec<usize>,
+    /// Continue On Error is off and an item failed: nothing more is sent.
+    stopped: bool,
+}
+
+/// Sends the chunks of an independent run.
+struct Sender<'s, 'p, 'a> {
+    plan: &'s Plan<'p, 'a>,
+    input: &'s Input,
+    continue_on_error: bool,
+    named: bool,
+    run_key: &'s RunKey,
+}
+
+impl<'a> Sender<'_, '_, 'a> {
+    /// One bulk request, and what its answer means for each of its items.
+    fn bulk(
+        &self,
+        table: &BulkTable,
+        message: &'static str,
+        indices: Vec<usize>,
+        body: String,
+        progress: &mut Progress<'a>,
+    ) -> Result<()> {
+        let plan = self.plan;
+        let items = plan.items;
+        progress.bulk_requests += 1;
+        let answer = match bulk::send(plan.context, self.input, table, message, body) {
+            Ok(answer) => answer,
+            Err(failure) => return Err(self.unknown_outcome(failure, progress, &indices)),
+        };
+        match answer {
+            bulk::Answer::Written { status, body } => {
+                // The service's IDs when it lists one per record; they are the ones sent.
+                let ids = dataverse::bulk::created_ids(&body)
+                    .ok()
+                    .filter(|ids| ids.len() == indices.len());
+                for (position, &index) in indices.iter().enumerate() {
+                    let item = &items[index];
+                    let id = match (&ids, &plan.rows[index]) {
+                        (Some(ids), _) => Some(ids[position].clone()),
+                        (None, Some(row)) => Some(row.id.clone()),
+                        (None, None) => item
+                            .key
+                            .as_ref()
+                            .and_then(RecordKey::id)
+                            .map(str::to_string),
+                    };
+                    progress.results[index] = Some(ItemResult {
+                        status: Some(status),
+                        id,
+                        via: Some("bulk"),
+                        ..ItemResult::new(index, item, "succeeded")
+                    });
+                }
+                progress.done.extend_from_slice(&indices);
+                Ok(())
+            }
+            bulk::Answer::Refused {
+                error,
+                failed: Some(failed),
+            } if table.elastic && !failed.is_empty() => {
+                // An elastic table wrote every record but the ones listed.
+                let mut own_candidates = Vec::new();
+                for (position, &index) in indices.iter().enumerate() {
+                    let item = &items[index];
+                    let failure = failed.iter().find(|f| f.request_index == position);
+                    let result = match failure {
+                        None => ItemResult {
+                            status: Some(if message == dataverse::bulk::CREATE_MULTIPLE {
+                                200
+                            } else {
+                                204
+                            }),
+                            id: plan.rows[index]
+                                .as_ref()
+                                .map(|row| row.id.clone())
+                                .or_else(|| {
+                                    item.key
+                                        .as_ref()
+                                        .and_then(RecordKey::id)
+                                        .map(str::to_string)
+                                }),
+                            via: Some("bulk"),
+                            ..ItemResult::new(index, item, "succeeded")
+                        },
+                        Some(failure) => {
+                            // A create whose own ID exists may be this run's from an attempt
+                            // whose answer was lost: read back below.
+                            if plan.rows[index]
+                                .as_ref()
+                                .is_some_and(|row| row.given_in.is_none())
+                            {
+                                own_candidates.push(index);
+                            }
+                            ItemResult {
+                                status: Some(failure.status_code),
+                                error: Some(ItemError {
+                                    code: error.service_code.clone(),
+                                    message: if failed.len() == 1 {
+                                        error.message.clone()
+                                    } else {
+                                        format!(
+                                            "this record failed with status {} ({} records of the bulk request failed; the first said: {})",
+                                            failure.status_code,
+                                            failed.len(),
+                                            error.message
+                                        )
+                                    },
+                                    hint: error.hint.clone(),
+                                }),
+                                via: Some("bulk"),
+                                ..ItemResult::new(index, item, "failed")
+                            }
+                        }
+                    };
+                    progress.results[index] = Some(result);
+                }
+                let found = plan.read_created(self.input, &own_candidates)?;
+                for index in own_candidates {
+                    if let Some(record) = found.get(&index).filter(|r| plan.is_own(index, r)) {
+                        progress.results[index] = Some(ItemResult {
+                            via: Some("bulk"),
+                            ..already_applied(
+                                index,
+                                &items[index],
+                                plan.rows[index].as_ref(),
+                                Some(record),
+                            )
+                        });
+                    }
+                }
+                progress.done.extend_from_slice(&indices);
+                Ok(())
+            }
+            bulk::Answer::Refused { error, .. } => {
+                // A standard table rolled the whole request back ("On Error behavior with
+                // standard tables"), so nothing of it was written by this attempt. Its items go
+                // through `$batch`, each with its own result; the creates keep their IDs and
+                // If-None-Match, so one whose row an earlier, lost attempt made meets that row
+                // and is reported as already created instead of being made twice.
+                crate::log::info(format!(
+                    "{} of {} items on {} was refused ({}); sending them through $batch",
+                    message,
+                    indices.len(),
+                    table.entity_set,
+                    error.message
+                ));
+                self.batch(indices, None, progress)
+            }
+        }
+    }
+
+    /// A failure whose outcome is unknown (no usable answer after the retries) says which items
+    /// are certainly answered, which are unknown, and how to finish; others stay as they are.
+    fn unknown_outcome(
+        &self,
+        mut failure: ConnectorError,
+        progress: &Progress,
+        pending: &[usize],
+    ) -> ConnectorError {
+        if failure.http_status.is_some() && failure.code != ErrorCode::MalformedResponse {
+            return failure;
+        }
+        let certain = if progress.done.is_empty() {
+            String::new()
+        } else {
+            format!("items {} were answered before; ", ranges(&progress.done))
+        };
+        failure.message = format!(
+            "{certain}items {} may or may not have been applied: {}",
+            ranges(pending),
+            failure.message
+        );
+        failure.hint = Some(self.run_key.resume_hint());
+        failure
+    }
+
+    /// Sends `group` through `$batch` (its body already written, or written now), resending
+    /// what Dataverse did not run after a failure that turned out to be a create of our own.
+    fn batch(
+        &self,
+        group: Vec<usize>,
+        first_body: Option<(String, String)>,
+        progress: &mut Progress<'a>,
+    ) -> Result<()> {
+        let plan = self.plan;
+        let items = plan.items;
+        let context = plan.context;
+        let continue_on_error = self.continue_on_error;
+        let mut pending = group;
+        let mut body = first_body;
+        while !pending.is_empty() && !progress.stopped {
             let (encoded, content_type) = match body.take() {
                 Some(encoded) => encoded,
                 None => plan.encode(&pending)?,
             };
-            batches += 1;
+            progress.batches += 1;
             let answer = send_or_explain(
                 context,
-                input,
+                self.input,
                 encoded,
                 content_type,
                 continue_on_error,
-                named,
-                &run_key,
-                &done,
+                self.named,
+                self.run_key,
+                &progress.done,
                 &pending,
             )?;
             let lost = answer.lost_answers > 0;
@@ -228,7 +551,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                 };
                 let result = if (200..300).contains(&answer.status) {
                     item_success(context, index, item, answer)?
-                } else if answer.status == 412 && rows[index].is_some() {
+                } else if answer.status == 412 && plan.rows[index].is_some() {
                     met.push(index);
                     ItemResult {
                         status: Some(412),
@@ -248,18 +571,18 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                 if result.outcome == "failed" && !continue_on_error {
                     stop_at = Some(position);
                 }
-                results[index] = Some(result);
+                progress.results[index] = Some(result);
             }
-            let found = plan.read_created(input, &met)?;
+            let found = plan.read_created(self.input, &met)?;
             for index in met {
                 let item = &items[index];
-                results[index] = Some(
+                progress.results[index] = Some(
                     match found
                         .get(&index)
                         .filter(|record| plan.is_own(index, record))
                     {
                         Some(record) => {
-                            already_applied(index, item, rows[index].as_ref(), Some(record))
+                            already_applied(index, item, plan.rows[index].as_ref(), Some(record))
                         }
                         None => {
                             let position = pending.iter().position(|&p| p == index).unwrap_or(0);
@@ -273,35 +596,64 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                 );
             }
             let answered = answers.len().min(pending.len());
-            done.extend_from_slice(&pending[..answered]);
+            progress.done.extend_from_slice(&pending[..answered]);
             match stop_at {
                 // Dataverse stopped at a create that turned out to be ours: it was not a
                 // failure, so the rest of the group is sent again.
                 Some(position)
-                    if results[pending[position]]
+                    if progress.results[pending[position]]
                         .as_ref()
                         .is_some_and(|result| result.outcome == "succeeded") =>
                 {
                     pending.drain(..=position);
                 }
                 Some(_) => {
-                    stopped = true;
+                    progress.stopped = true;
                     pending.clear();
                 }
                 None if answered < pending.len() => {
                     // Fewer answers than requests without a failure: the rest did not run.
-                    stopped = true;
+                    progress.stopped = true;
                     pending.clear();
                 }
                 None => pending.clear(),
             }
         }
+        Ok(())
     }
-    for (index, result) in results.into_iter().enumerate() {
-        let result = result.unwrap_or_else(|| ItemResult::new(index, &items[index], "not-run"));
-        output.push(&result)?;
+}
+
+/// Item numbers as ranges: `0–499`, `0–3, 7, 9–12`.
+fn ranges(indices: &[usize]) -> String {
+    let mut sorted = indices.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts: Vec<String> = Vec::new();
+    let mut start = None;
+    let mut last = 0;
+    for index in sorted {
+        match start {
+            Some(_) if index == last + 1 => {}
+            Some(first) => {
+                parts.push(range(first, last));
+                start = Some(index);
+            }
+            None => start = Some(index),
+        }
+        last = index;
     }
-    Ok(output.finish(batches))
+    if let Some(first) = start {
+        parts.push(range(first, last));
+    }
+    parts.join(", ")
+}
+
+fn range(first: usize, last: usize) -> String {
+    if first == last {
+        first.to_string()
+    } else {
+        format!("{first}–{last}")
+    }
 }
 
 /// An item an earlier attempt or run applied: a create reports its row (read back), others
@@ -336,9 +688,177 @@ struct Plan<'p, 'a> {
     items: &'p [Item<'a>],
     rows: &'p [Option<NewRow>],
     all_or_nothing: bool,
+    /// The data-load switches' headers, sent with each write. In a `$batch` they go in every
+    /// part, beside the write they change: they are optional parameters "to modify the behavior
+    /// of individual requests" ("Use optional parameters",
+    /// learn.microsoft.com/power-apps/developer/data-platform/optional-parameters), and a
+    /// batch part is such a request. A bulk request carries them itself.
+    switches: Vec<(&'static str, &'static str)>,
 }
 
 impl Plan<'_, '_> {
+    /// The bulk message that may write the item at `index`, if any.
+    fn bulk_message(&self, index: usize) -> Option<&'static str> {
+        let item = &self.items[index];
+        if item.return_representation || item.data.is_none() {
+            return None;
+        }
+        match (item.action, &item.key) {
+            ("create", _) if self.rows[index].is_some() => Some(CREATE_MULTIPLE),
+            ("update", Some(RecordKey::Id(_))) => Some(UPDATE_MULTIPLE),
+            _ => None,
+        }
+    }
+
+    /// What names the record the item at `index` writes, when anything does.
+    fn identity(&self, index: usize) -> Option<String> {
+        let item = &self.items[index];
+        let collection = item.collection.to_ascii_lowercase();
+        match (&self.rows[index], &item.key) {
+            (Some(row), _) => Some(format!("{collection}({})", row.id.to_ascii_lowercase())),
+            (None, Some(RecordKey::Id(id))) => {
+                Some(format!("{collection}({})", id.to_ascii_lowercase()))
+            }
+            (None, Some(key)) => Some(format!("{collection}{}", key.segment())),
+            (None, None) => None,
+        }
+    }
+
+    /// The records the item at `index` binds lookups to by ID (`{"table": ..., "id": ...}`).
+    fn lookup_identities(&self, index: usize) -> Vec<String> {
+        let Some(data) = self.items[index].data else {
+            return Vec::new();
+        };
+        data.values()
+            .filter_map(|value| {
+                let table = value.get("table")?.as_str()?;
+                let id = value.get("id")?.as_str()?;
+                Some(format!(
+                    "{}({})",
+                    table.to_ascii_lowercase(),
+                    id.to_ascii_lowercase()
+                ))
+            })
+            .collect()
+    }
+
+    /// The independent run as steps, each a list of groups sent in the order they first
+    /// appear: bulk groups of one table and message, and one `$batch` group. Within a `$batch`
+    /// the items run in input order; across groups they do not, so an item that touches (or
+    /// binds a lookup to) a record an earlier item of the step touched, where either is written
+    /// by a bulk request, starts a new step. Two writes of one record so keep their order, and a
+    /// bulk request never names a record twice.
+    fn steps(
+        &self,
+        tables: &bulk::Tables,
+        path: WritePath,
+        use_bulk: bool,
+    ) -> Result<Vec<Vec<Group>>> {
+        if !use_bulk {
+            return Ok(vec![vec![Group::Batch((0..self.items.len()).collect())]]);
+        }
+        let mut steps: Vec<Vec<Group>> = Vec::new();
+        // The records the current step touches, and whether a bulk request writes them.
+        let mut touched: HashMap<String, bool> = HashMap::new();
+        for (index, item) in self.items.iter().enumerate() {
+            let bulk = match self.bulk_message(index) {
+                Some(message) => tables
+                    .get(
+                        self.context,
+                        item.collection,
+                        path,
+                        &[CREATE_MULTIPLE, UPDATE_MULTIPLE],
+                    )?
+                    .filter(|table| table.has(message))
+                    .map(|table| (table, message)),
+                None => None,
+            };
+            let identity = self.identity(index);
+            let conflict = identity
+                .iter()
+                .chain(self.lookup_identities(index).iter())
+                .any(|id| {
+                    touched
+                        .get(id)
+                        .is_some_and(|by_bulk| *by_bulk || bulk.is_some())
+                });
+            if conflict || steps.is_empty() {
+                steps.push(Vec::new());
+                touched.clear();
+            }
+            if let Some(id) = identity {
+                let by_bulk = touched.entry(id).or_insert(false);
+                *by_bulk |= bulk.is_some();
+            }
+            let Some(step) = steps.last_mut() else {
+                continue;
+            };
+            match bulk {
+                Some((table, message)) => {
+                    let group = step.iter_mut().find_map(|group| match group {
+                        Group::Bulk(t, m, indices) if Rc::ptr_eq(t, &table) && *m == message => {
+                            Some(indices)
+                        }
+                        _ => None,
+                    });
+                    match group {
+                        Some(indices) => indices.push(index),
+                        None => step.push(Group::Bulk(table, message, vec![index])),
+                    }
+                }
+                None => {
+                    let group = step.iter_mut().find_map(|group| match group {
+                        Group::Batch(indices) => Some(indices),
+                        _ => None,
+                    });
+                    match group {
+                        Some(indices) => indices.push(index),
+                        None => step.push(Group::Batch(vec![index])),
+                    }
+                }
+            }
+        }
+        Ok(steps)
+    }
+
+    /// The item at `index` as a target of a bulk message on `table`: its data with lookups
+    /// bound, its primary key (the create's named row, or the update's key) and `@odata.type`.
+    fn target(&self, table: &BulkTable, _message: &str, index: usize) -> Result<String> {
+        let item = &self.items[index];
+        let empty = Map::new();
+        let data = item.data.unwrap_or(&empty);
+        let bound = bind_lookups(
+            self.context,
+            item.collection,
+            data,
+            &BATCH_ACTIONS,
+            &format_args!("item {index}: "),
+            None,
+        )?;
+        let mut target = bound.into_owned();
+        let id = match &self.rows[index] {
+            Some(row) => {
+                if let Some(column) = &row.given_in {
+                    target.remove(column);
+                }
+                Some(row.id.clone())
+            }
+            None => item
+                .key
+                .as_ref()
+                .and_then(RecordKey::id)
+                .map(str::to_string),
+        };
+        if let Some(id) = id {
+            target.insert(table.primary_id.clone(), Value::String(id));
+        }
+        target.insert(
+            "@odata.type".to_string(),
+            Value::String(dataverse::bulk::target_type(&table.logical_name)),
+        );
+        Ok(json_text(&target))
+    }
+
     /// The `$batch` body for the items at `indices`: one change set, or independent requests.
     fn encode(&self, indices: &[usize]) -> Result<(String, String)> {
         let context = self.context;
@@ -404,9 +924,14 @@ impl Plan<'_, '_> {
             } else if let Some(key) = &item.key {
                 target.push_str(&key.segment());
             }
-            // At most four headers: written in place, no allocation per item.
-            let mut headers = [("", ""); 4];
+            // At most four headers and the three switches: written in place, no allocation per
+            // item.
+            let mut headers = [("", ""); 8];
             let mut count = 0;
+            for &switch in self.switches.iter().take(4) {
+                headers[count] = switch;
+                count += 1;
+            }
             if item.action == "update" {
                 headers[count] = ("If-Match", "*");
                 count += 1;
@@ -453,9 +978,25 @@ impl Plan<'_, '_> {
                 .iter()
                 .filter_map(|&index| {
                     let row = self.rows[index].as_ref()?;
+                    // A row of an elastic table created in a partition is read in it
+                    // ("Perform a data operation with specified partition", optional-parameters).
+                    let partition = self.items[index]
+                        .data
+                        .and_then(|data| data.get("partitionid"))
+                        .and_then(Value::as_str)
+                        .map(|partition| {
+                            format!(
+                                "?partitionId={}",
+                                dataverse::encoding::percent_encode_query_value(partition)
+                            )
+                        })
+                        .unwrap_or_default();
                     Some(BatchPart::Single(dataverse::batch::BatchRequest {
                         method: "GET".to_string(),
-                        url: format!("{root_path}/{}({})", self.items[index].collection, row.id),
+                        url: format!(
+                            "{root_path}/{}({}){partition}",
+                            self.items[index].collection, row.id
+                        ),
                         headers: Vec::new(),
                         body: None,
                         content_id: None,
@@ -618,6 +1159,11 @@ impl Output {
             out.push_str(",\"id\":");
             push_text(out, id)?;
         }
+        if let Some(via) = result.via {
+            out.push_str(",\"via\":\"");
+            out.push_str(via);
+            out.push('"');
+        }
         if let Some(flag) = result.already {
             out.push_str(",\"");
             out.push_str(flag);
@@ -635,18 +1181,26 @@ impl Output {
         Ok(())
     }
 
-    fn finish(self, batches: usize) -> String {
-        let mut output = String::with_capacity(self.results.len() + 128);
+    /// The output, with the number of `$batch` and bulk requests sent and the path taken:
+    /// `batch`, `bulk`, or `bulk+batch` when some items went each way.
+    fn finish(self, batches: usize, bulk_requests: usize) -> String {
+        let mut output = String::with_capacity(self.results.len() + 160);
         for (name, count) in [
             ("{\"succeeded\":", self.succeeded),
             (",\"failed\":", self.failed),
             (",\"rolledBack\":", self.rolled_back),
             (",\"notRun\":", self.not_run),
             (",\"batches\":", batches),
+            (",\"bulkRequests\":", bulk_requests),
         ] {
             output.push_str(name);
             push_number(&mut output, count);
         }
+        output.push_str(match (bulk_requests, batches) {
+            (0, _) => ",\"path\":\"batch\"",
+            (_, 0) => ",\"path\":\"bulk\"",
+            _ => ",\"path\":\"bulk+batch\"",
+        });
         output.push_str(",\"results\":[");
         output.push_str(&self.results);
         output.push_str("]}");
@@ -707,6 +1261,9 @@ struct ItemResult<'a> {
     /// `alreadyCreated`, `alreadyDeleted` or `appliedEarlier`: the item was applied by an
     /// earlier attempt or run, written as that flag set to true.
     already: Option<&'static str>,
+    /// `bulk` for an item a bulk message wrote (written as `via`); items sent through `$batch`
+    /// have none, as before bulk messages.
+    via: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -728,6 +1285,7 @@ impl<'a> ItemResult<'a> {
             record: None,
             error: None,
             already: None,
+            via: None,
         }
     }
 }
@@ -1012,6 +1570,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::bindings::dynamics::connector::http::HttpError;
     use crate::test_host::{ORIGIN, Script, Signed, header};
 
     const FIRST: &str = "00000000-0000-0000-0000-0000000000a1";
@@ -1319,17 +1878,334 @@ mod tests {
         let script = Script::new().answer(200, ANSWER_TYPE, &body);
         let output = run_batch(
             &script,
-            json!({"idempotencyKey": "flow-42", "batchActions": [
+            json!({"idempotencyKey": "flow-42", "writePath": "batch", "batchActions": [
                 {"collection": "accounts", "action": "create", "data": {"name": "A"}},
             ]}),
         );
         assert_eq!(outcomes(&output), ["succeeded"]);
         assert_eq!(output["results"][0]["id"], id.as_str());
+        assert_eq!(
+            (output["path"].as_str(), output["bulkRequests"].as_u64()),
+            (Some("batch"), Some(0))
+        );
         let sent = String::from_utf8(script.sent()[0].body.clone()).unwrap();
         assert!(
             sent.contains(&format!("PATCH /api/data/v9.2/accounts({id}) HTTP/1.1")),
             "{sent}"
         );
         assert!(sent.contains("If-None-Match: *"), "{sent}");
+    }
+
+    const ACCOUNTS: &str = r#"{"value":[{"LogicalName":"account","EntitySetName":"accounts","PrimaryIdAttribute":"accountid"}]}"#;
+    const HAS_BULK: &str = r#"{"value":[{"sdkmessagefilterid":"00000000-0000-0000-0000-0000000000f1","sdkmessageid":{"name":"CreateMultiple"}},{"sdkmessagefilterid":"00000000-0000-0000-0000-0000000000f2","sdkmessageid":{"name":"UpdateMultiple"}}]}"#;
+
+    /// The answers that tell the component `accounts` has the bulk messages, of `table_type`.
+    fn bulk_table(script: Script, table_type: &str) -> Script {
+        script
+            .json(200, ACCOUNTS)
+            .json(200, HAS_BULK)
+            .json(200, &format!(r#"{{"TableType":"{table_type}"}}"#))
+    }
+
+    fn named(index: usize, data: Value) -> String {
+        RunKey {
+            key: "k1".to_string(),
+        }
+        .row_id(
+            "accounts",
+            index,
+            &creates::fingerprint("batch/independent", &data),
+        )
+    }
+
+    fn three_creates() -> Value {
+        json!({"idempotencyKey": "k1", "suppressFlowTriggers": true, "batchActions": [
+            {"collection": "accounts", "action": "create", "data": {"name": "A"}},
+            {"collection": "accounts", "action": "create", "data": {"name": "B"}},
+            {"collection": "accounts", "action": "create", "data": {"name": "C"}},
+        ]})
+    }
+
+    fn ids(output: &Value) -> Vec<&str> {
+        output["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|result| result["id"].as_str().unwrap_or(""))
+            .collect()
+    }
+
+    #[test]
+    fn creates_of_a_table_with_bulk_messages_go_in_one_create_multiple_with_their_named_ids() {
+        let expected: Vec<String> = ["A", "B", "C"]
+            .iter()
+            .enumerate()
+            .map(|(index, name)| named(index, json!({ "name": name })))
+            .collect();
+        let created = json!({"Ids": expected}).to_string();
+        let script = bulk_table(Script::new(), "Standard").json(200, &created);
+        let output = run_batch(&script, three_creates());
+        assert_eq!(outcomes(&output), ["succeeded"; 3]);
+        assert_eq!(ids(&output), expected);
+        assert_eq!(output["path"], "bulk");
+        assert_eq!(
+            (output["bulkRequests"].as_u64(), output["batches"].as_u64()),
+            (Some(1), Some(0))
+        );
+        assert_eq!(output["results"][2]["via"], "bulk");
+
+        let sent = script.sent();
+        assert_eq!(
+            sent.len(),
+            4,
+            "table, availability, table type, one CreateMultiple"
+        );
+        assert!(sent[1].url.contains("sdkmessagefilters"), "{}", sent[1].url);
+        let request = &sent[3];
+        assert!(
+            request
+                .url
+                .ends_with("/accounts/Microsoft.Dynamics.CRM.CreateMultiple")
+        );
+        assert_eq!(
+            header(
+                &request.headers,
+                "MSCRM.SuppressCallbackRegistrationExpanderJob"
+            ),
+            Some("true")
+        );
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let targets = body["Targets"].as_array().unwrap();
+        assert_eq!(targets.len(), 3);
+        for (target, id) in targets.iter().zip(&expected) {
+            assert_eq!(target["@odata.type"], "Microsoft.Dynamics.CRM.account");
+            assert_eq!(target["accountid"], id.as_str());
+        }
+        assert_eq!(targets[1]["name"], "B");
+    }
+
+    #[test]
+    fn a_refused_bulk_request_on_a_standard_table_falls_back_to_batch_and_meets_the_rows_a_lost_attempt_made()
+     {
+        // The first CreateMultiple's answer is lost: it was applied. The retry fails on the
+        // first existing ID and rolls back whole; the fallback's named creates all meet their
+        // rows, read back, and are reported as already created: three rows, never six.
+        let expected: Vec<String> = ["A", "B", "C"]
+            .iter()
+            .enumerate()
+            .map(|(index, name)| named(index, json!({ "name": name })))
+            .collect();
+        let exists = r#"{"error":{"code":"0x80040237","message":"Cannot insert duplicate key."}}"#;
+        let precondition = |_: usize| {
+            part(
+                None,
+                "412 Precondition Failed",
+                &["Content-Type: application/json"],
+                r#"{"error":{"code":"0x80040237","message":"exists"}}"#,
+            )
+        };
+        let found = |id: &String| {
+            part(
+                None,
+                "200 OK",
+                &["Content-Type: application/json"],
+                &json!({"accountid": id}).to_string(),
+            )
+        };
+        let script = bulk_table(Script::new(), "Standard")
+            .fail(HttpError::ConnectionFailed("reset".to_string()))
+            .json(400, exists)
+            .answer(
+                200,
+                ANSWER_TYPE,
+                &answer(&(0..3).map(precondition).collect::<Vec<_>>()),
+            )
+            .answer(
+                200,
+                ANSWER_TYPE,
+                &answer(&expected.iter().map(found).collect::<Vec<_>>()),
+            );
+        let output = run_batch(&script, three_creates());
+        assert_eq!(outcomes(&output), ["succeeded"; 3], "{output}");
+        assert_eq!(ids(&output), expected);
+        assert!(
+            output["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["alreadyCreated"] == true)
+        );
+        assert_eq!(output["path"], "bulk+batch");
+        let sent = script.sent();
+        let fallback = String::from_utf8(sent[5].body.clone()).unwrap();
+        assert!(fallback.contains(&format!(
+            "PATCH /api/data/v9.2/accounts({}) HTTP/1.1",
+            expected[1]
+        )));
+        assert!(fallback.contains("If-None-Match: *"));
+        // The switch travels in every part of the fallback too.
+        assert_eq!(
+            fallback
+                .matches("MSCRM.SuppressCallbackRegistrationExpanderJob: true")
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn an_elastic_table_reports_each_failed_record_and_the_written_ones_in_input_order() {
+        let details = r#"{"error":{"code":"0x80040237","message":"A record with the same id exists","@Microsoft.PowerApps.CDS.ErrorDetails.Plugin.BulkApiErrorDetails":"[{\"RequestIndex\":1,\"Id\":\"\",\"StatusCode\":409},{\"RequestIndex\":2,\"Id\":\"\",\"StatusCode\":400}]"}}"#;
+        let expected_b = named(1, json!({"name": "B"}));
+        // Record 1 exists and is this run's (its ID is named by this write); record 2 does not.
+        let read_back = answer(&[
+            part(
+                None,
+                "200 OK",
+                &["Content-Type: application/json"],
+                &json!({"accountid": expected_b}).to_string(),
+            ),
+            part(
+                None,
+                "404 Not Found",
+                &["Content-Type: application/json"],
+                r#"{"error":{"code":"0x80040217","message":"missing"}}"#,
+            ),
+        ]);
+        let script = bulk_table(Script::new(), "Elastic")
+            .json(400, details)
+            .answer(200, ANSWER_TYPE, &read_back);
+        let output = run_batch(&script, three_creates());
+        assert_eq!(
+            outcomes(&output),
+            ["succeeded", "succeeded", "failed"],
+            "{output}"
+        );
+        assert_eq!(output["results"][1]["alreadyCreated"], true);
+        assert_eq!(output["results"][2]["status"], 400);
+        assert!(
+            output["results"][2]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("status 400"),
+            "{output}"
+        );
+        // No fallback: an elastic table's failures are its records' own.
+        assert_eq!(output["batches"], 0);
+        assert_eq!(script.sent().len(), 5);
+    }
+
+    #[test]
+    fn a_table_without_bulk_messages_and_items_bulk_cannot_write_go_through_batch() {
+        let no_bulk = Script::new()
+            .json(200, ACCOUNTS)
+            .json(200, r#"{"value":[]}"#);
+        let body = answer(&[
+            part(None, "204 No Content", &[], ""),
+            part(None, "204 No Content", &[], ""),
+        ]);
+        let script = no_bulk.answer(200, ANSWER_TYPE, &body);
+        let output = run_batch(
+            &script,
+            json!({"idempotencyKey": "k1", "batchActions": [
+                {"collection": "accounts", "action": "create", "data": {"name": "A"}},
+                {"collection": "accounts", "action": "delete", "key": FIRST},
+            ]}),
+        );
+        assert_eq!(outcomes(&output), ["succeeded"; 2]);
+        assert_eq!(output["path"], "batch");
+        assert_eq!(
+            script.sent().len(),
+            3,
+            "no table type asked for a table without bulk"
+        );
+    }
+
+    #[test]
+    fn bulk_is_refused_with_all_or_nothing_or_without_continue_on_error_before_any_request() {
+        let signed = Signed::new();
+        let script = Script::new();
+        let context = signed.context(&script);
+        for extra in [
+            json!({"allOrNothing": true}),
+            json!({"continueOnError": false}),
+        ] {
+            let mut input = three_creates();
+            input["writePath"] = json!("bulk");
+            for (key, value) in extra.as_object().unwrap() {
+                input[key] = value.clone();
+            }
+            let input = Input::parse(ACTION.inputs, &input.to_string()).unwrap();
+            let failure = run(&context, &input).unwrap_err();
+            assert_eq!(
+                failure.field.as_deref(),
+                Some("writePath"),
+                "{}",
+                failure.message
+            );
+        }
+        assert!(script.sent().is_empty());
+    }
+
+    #[test]
+    fn writes_of_one_record_keep_their_order_across_bulk_and_batch() {
+        let signed = Signed::new();
+        let script = bulk_table(Script::new(), "Standard");
+        let context = signed.context(&script);
+        let value = json!([
+            {"collection": "accounts", "action": "update", "key": FIRST, "data": {"name": "A"}},
+            {"collection": "accounts", "action": "create", "data": {"name": "B"}},
+            {"collection": "accounts", "action": "delete", "key": FIRST},
+            {"collection": "accounts", "action": "update", "key": FIRST, "data": {"name": "C"}},
+            {"collection": "accounts", "action": "update", "key": SECOND, "data": {"name": "D"}},
+        ]);
+        let items = parse_items(Some(&value), false).unwrap();
+        let rows: Vec<Option<NewRow>> = (0..items.len())
+            .map(|index| {
+                (index == 1).then(|| NewRow {
+                    id: THIRD.to_string(),
+                    given_in: None,
+                })
+            })
+            .collect();
+        let plan = Plan {
+            context: &context,
+            items: &items,
+            rows: &rows,
+            all_or_nothing: false,
+            switches: Vec::new(),
+        };
+        let steps = plan
+            .steps(&bulk::Tables::default(), WritePath::Auto, true)
+            .unwrap();
+        let shape: Vec<Vec<(String, Vec<usize>)>> = steps
+            .iter()
+            .map(|step| {
+                step.iter()
+                    .map(|group| match group {
+                        Group::Bulk(_, message, indices) => (message.to_string(), indices.clone()),
+                        Group::Batch(indices) => ("$batch".to_string(), indices.clone()),
+                    })
+                    .collect()
+            })
+            .collect();
+        // The delete of FIRST follows its bulk update in a new step, and the second update of
+        // FIRST follows the delete; SECOND joins that step.
+        assert_eq!(
+            shape,
+            [
+                vec![
+                    ("UpdateMultiple".to_string(), vec![0]),
+                    ("CreateMultiple".to_string(), vec![1])
+                ],
+                vec![("$batch".to_string(), vec![2])],
+                vec![("UpdateMultiple".to_string(), vec![3, 4])],
+            ]
+        );
+    }
+
+    #[test]
+    fn item_numbers_are_written_as_ranges() {
+        assert_eq!(ranges(&(0..500).collect::<Vec<_>>()), "0–499");
+        assert_eq!(ranges(&[9, 0, 1, 2, 3, 7, 10, 11, 12]), "0–3, 7, 9–12");
     }
 }
