@@ -3,6 +3,8 @@
 
 use crate::schema::{EntityBuilder as B, Ownership::*, RelDecl, Schema};
 
+mod messages;
+
 const ACTIVE_INACTIVE: &[(i64, &str)] = &[(0, "Active"), (1, "Inactive")];
 const ACTIVE_INACTIVE_STATUS: &[(i64, &str)] = &[(1, "Active"), (2, "Inactive")];
 
@@ -257,7 +259,15 @@ pub fn schema() -> Schema {
     .lookup("ownerid", "Owner", &["systemuser", "team"])
     .state_status(
         &[(0, "Open"), (1, "Qualified"), (2, "Disqualified")],
-        &[(1, "New"), (2, "Contacted"), (3, "Qualified"), (4, "Lost")],
+        &[
+            (1, "New"),
+            (2, "Contacted"),
+            (3, "Qualified"),
+            (4, "Lost"),
+            (5, "Cannot Contact"),
+            (6, "No Longer Interested"),
+            (7, "Canceled"),
+        ],
     )
     .audit()
     .build();
@@ -285,7 +295,13 @@ pub fn schema() -> Schema {
     .lookup("ownerid", "Owner", &["systemuser", "team"])
     .state_status(
         &[(0, "Open"), (1, "Won"), (2, "Lost")],
-        &[(1, "In Progress"), (2, "On Hold"), (3, "Won"), (4, "Canceled")],
+        &[
+            (1, "In Progress"),
+            (2, "On Hold"),
+            (3, "Won"),
+            (4, "Canceled"),
+            (5, "Out-Sold"),
+        ],
     )
     .audit()
     .build();
@@ -749,7 +765,11 @@ pub fn schema() -> Schema {
         sdkstep,
         sdkimage,
     ];
-    let entities: Vec<_> = entities.into_iter().map(change_tracking).collect();
+    let entities: Vec<_> = entities
+        .into_iter()
+        .chain(messages::entities())
+        .map(change_tracking)
+        .collect();
 
     let mut rels = vec![
         rel(
@@ -1033,6 +1053,7 @@ pub fn schema() -> Schema {
     ] {
         rels.extend(audit_rels(logical));
     }
+    rels.extend(messages::relationships());
     Schema::new(entities, &rels)
 }
 

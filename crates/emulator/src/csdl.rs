@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::messages::{Kind, Signature};
 use crate::schema::AttrKind;
 use crate::store::Store;
 use crate::wire::{Req, Resp};
@@ -110,6 +111,8 @@ pub fn document(store: &Store, req: &Req) -> Resp {
     }
     x.push_str(r#"<ComplexType Name="WhoAmIResponse"><Property Name="BusinessUnitId" Type="Edm.Guid" Nullable="false"/><Property Name="UserId" Type="Edm.Guid" Nullable="false"/><Property Name="OrganizationId" Type="Edm.Guid" Nullable="false"/></ComplexType>"#);
     x.push_str(r#"<Function Name="WhoAmI"><ReturnType Type="mscrm.WhoAmIResponse" Nullable="false"/></Function>"#);
+    let messages = crate::messages::signatures(store);
+    write_messages(&mut x, &messages);
     x.push_str(r#"<EntityContainer Name="System">"#);
     for (ei, e) in s.tables() {
         let _ = write!(
@@ -143,11 +146,109 @@ pub fn document(store: &Store, req: &Req) -> Resp {
         x.push_str("</EntitySet>");
     }
     x.push_str(r#"<FunctionImport Name="WhoAmI" Function="Microsoft.Dynamics.CRM.WhoAmI" IncludeInServiceDocument="false"/>"#);
+    for m in messages.iter().filter(|m| m.bound.is_empty()) {
+        let _ = match m.kind {
+            Kind::Action => write!(
+                x,
+                r#"<ActionImport Name="{0}" Action="Microsoft.Dynamics.CRM.{0}"/>"#,
+                m.name
+            ),
+            Kind::Function => write!(
+                x,
+                r#"<FunctionImport Name="{0}" Function="Microsoft.Dynamics.CRM.{0}" IncludeInServiceDocument="false"/>"#,
+                m.name
+            ),
+        };
+    }
     x.push_str("</EntityContainer></Schema></edmx:DataServices></edmx:Edmx>");
     Resp {
         status: 200,
         headers: Vec::new(),
         body: x.into_bytes(),
         content_type: Some("application/xml"),
+    }
+}
+
+/// The complex and enum types the built-in messages' parameters and responses use, as the Web
+/// API reference declares them (webapi/reference/entityrecordcountcollection,
+/// .../principalaccess, .../accessrights, .../queryexpression, .../inputargumentcollection).
+const MESSAGE_TYPES: &str = concat!(
+    r#"<ComplexType Name="EntityRecordCountCollection"><Property Name="Count" Type="Edm.Int32" Nullable="false"/><Property Name="IsReadOnly" Type="Edm.Boolean" Nullable="false"/><Property Name="Keys" Type="Collection(Edm.String)"/><Property Name="Values" Type="Collection(Edm.Int64)"/></ComplexType>"#,
+    r#"<EnumType Name="AccessRights" IsFlags="true"><Member Name="None" Value="0"/><Member Name="ReadAccess" Value="1"/><Member Name="WriteAccess" Value="2"/><Member Name="AppendAccess" Value="4"/><Member Name="AppendToAccess" Value="16"/><Member Name="CreateAccess" Value="32"/><Member Name="DeleteAccess" Value="65536"/><Member Name="ShareAccess" Value="262144"/><Member Name="AssignAccess" Value="524288"/></EnumType>"#,
+    r#"<ComplexType Name="PrincipalAccess"><Property Name="AccessMask" Type="mscrm.AccessRights" Nullable="false"/><NavigationProperty Name="Principal" Type="mscrm.crmbaseentity"/></ComplexType>"#,
+    r#"<ComplexType Name="QueryExpression" OpenType="true"><Property Name="EntityName" Type="Edm.String"/></ComplexType>"#,
+    r#"<ComplexType Name="InputArgumentCollection" OpenType="true"/>"#,
+);
+
+/// `<Action>` and `<Function>` elements for the messages the emulator runs, with their
+/// `<Parameter>`s (Name, Type, Nullable: optional ones are nullable), a first `entity` (or
+/// `entityset`) parameter for a bound one, and `<ReturnType>`; a `{Name}Response` complex type
+/// per message with response properties ("Web API Action / Function Reference",
+/// learn.microsoft.com/power-apps/developer/data-platform/webapi/web-api-service-documents,
+/// "CSDL $metadata document": Actions, Functions, ComplexTypes).
+fn write_messages(x: &mut String, messages: &[Signature]) {
+    x.push_str(MESSAGE_TYPES);
+    for m in messages {
+        if !m.response.is_empty() {
+            let _ = write!(x, r#"<ComplexType Name="{}Response">"#, m.name);
+            for (name, ty) in &m.response {
+                let _ = write!(x, r#"<Property Name="{}" Type="{}"/>"#, esc(name), ty.edm());
+            }
+            x.push_str("</ComplexType>");
+        }
+        let element = match m.kind {
+            Kind::Action => "Action",
+            Kind::Function => "Function",
+        };
+        let bindings: Vec<Option<&str>> = if m.bound.is_empty() {
+            vec![None]
+        } else {
+            m.bound.iter().map(|t| Some(t.as_str())).collect()
+        };
+        for bound in bindings {
+            let _ = write!(
+                x,
+                r#"<{element} Name="{}" IsBound="{}">"#,
+                esc(&m.name),
+                bound.is_some()
+            );
+            if let Some(table) = bound {
+                let (name, ty) = if m.collection {
+                    ("entityset", format!("Collection(mscrm.{table})"))
+                } else {
+                    ("entity", format!("mscrm.{table}"))
+                };
+                let _ = write!(
+                    x,
+                    r#"<Parameter Name="{name}" Type="{ty}" Nullable="false"/>"#
+                );
+            }
+            for p in &m.params {
+                let _ = write!(
+                    x,
+                    r#"<Parameter Name="{}" Type="{}" Nullable="{}"/>"#,
+                    esc(&p.name),
+                    p.ty.edm(),
+                    p.optional
+                );
+            }
+            if let Some(ty) = m.returns {
+                let _ = write!(x, r#"<ReturnType Type="{ty}" Nullable="false"/>"#);
+            } else if !m.response.is_empty() {
+                let _ = write!(
+                    x,
+                    r#"<ReturnType Type="mscrm.{}Response" Nullable="false"/>"#,
+                    m.name
+                );
+            }
+            if !m.description.is_empty() {
+                let _ = write!(
+                    x,
+                    r#"<Annotation Term="Org.OData.Core.V1.Description" String="{}"/>"#,
+                    esc(&m.description)
+                );
+            }
+            let _ = write!(x, "</{element}>");
+        }
     }
 }

@@ -58,6 +58,19 @@ pub const AGGREGATE_LIMIT: &str = "0x8004E023";
 /// '{1}'." (web-service-error-codes): a bulk message on a table without it (bulk-operations,
 /// "Availability").
 pub const ENTITY_DOES_NOT_SUPPORT_MESSAGE: &str = "0x80040800";
+/// `InvalidStateCodeStatusCode`: a statuscode that does not belong to the statecode of the row
+/// ("State code is invalid or state code is valid but status code is invalid for a specified
+/// state code.", web-service-error-codes).
+pub const INVALID_STATE_CODE_STATUS_CODE: &str = "0x80048408";
+/// `DuplicateRecord` of duplicate detection: "A record was not created or updated because a
+/// duplicate of the current record already exists." (webapi/manage-duplicate-detection-create-update).
+pub const DUPLICATE_DETECTED: &str = "0x80040333";
+/// `InvalidState` of a record that a message cannot act on in its current state (a closed lead,
+/// a won opportunity, a completed job; web-service-error-codes).
+pub const INVALID_STATE: &str = "0x80040224";
+/// `BypassCustomPluginExecution` / `BypassBusinessLogicExecution` header values that are not
+/// valid (bypass-custom-business-logic): reported as `InvalidArgument`.
+pub const INVALID_BYPASS_HEADER: &str = INVALID_ARGUMENT;
 /// `ExpiredVersionStamp`: a change-tracking delta token older than the window.
 pub const EXPIRED_VERSION_STAMP: &str = "0x80044352";
 

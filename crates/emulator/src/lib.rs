@@ -52,6 +52,7 @@
 //! "deduplicate" the two (the `layout` tests check the manifest and the sources).
 
 mod admin;
+mod async_ops;
 mod auth;
 mod batch;
 mod bulk_messages;
@@ -158,6 +159,11 @@ pub struct Config {
     /// older `@odata.deltaLink` answers the ExpiredVersionStamp error. Default 7 days, as
     /// Dataverse (Organization.ExpireChangeTrackingInDays); shorten it to rehearse an expiry.
     pub delta_token_lifetime: Duration,
+    /// How long a background operation (a custom API called with `Prefer: respond-async`)
+    /// waits as Ready / Waiting For Resources before the emulator runs it; lengthen it to see
+    /// the waiting state or cancel the operation. Default 0 (run as soon as the runner looks,
+    /// within some milliseconds).
+    pub background_operation_delay: Duration,
 }
 
 impl Default for Config {
@@ -218,6 +224,7 @@ impl Default for Config {
             tls: false,
             ca_certificate_file: None,
             delta_token_lifetime: Duration::from_secs(7 * 86_400),
+            background_operation_delay: Duration::ZERO,
         }
     }
 }
@@ -368,6 +375,7 @@ impl Emulator {
             &main_client,
         );
         webhooks::seed(&mut store);
+        messages::custom_api::seed(&mut store);
         bulk_messages::seed(&mut store);
         let users = resolve_users(&store, &config.users, &ids);
         let profiles = profiles(&store, &users, ids.application_user);
@@ -398,6 +406,7 @@ impl Emulator {
             scheme,
             webhooks: webhooks::Dispatcher::new(),
         });
+        async_ops::spawn(Arc::downgrade(&app), app.config.background_operation_delay);
 
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();

@@ -22,10 +22,25 @@
 //! 501 too: the emulator has no SQL (TDS) engine, and returning the table as if the option were
 //! not there would be a plausible wrong answer.
 
+use serde_json::{Map, Value};
+
 use crate::error::DvError;
+use crate::guid::Guid;
 use crate::odata::path::Segment;
 use crate::odata::query::parse_pairs;
+use crate::schema::TableId;
 use crate::store::Store;
+use crate::wire::{Req, Resp};
+
+mod access;
+pub mod custom_api;
+mod info;
+mod jobs;
+pub mod params;
+mod sales;
+pub mod set_state;
+
+use params::Params;
 
 /// The namespace of Dataverse's actions, functions and types in URLs.
 pub const NAMESPACE: &str = "Microsoft.Dynamics.CRM.";
@@ -38,7 +53,20 @@ pub enum Kind {
 }
 
 /// Messages the emulator implements (the rest of [`MESSAGES`] answers 501).
-pub const IMPLEMENTED: &[&str] = &["WhoAmI"];
+pub const IMPLEMENTED: &[&str] = &[
+    "WhoAmI",
+    "RetrieveVersion",
+    "RetrieveTotalRecordCount",
+    "QualifyLead",
+    "WinOpportunity",
+    "LoseOpportunity",
+    "FulfillSalesOrder",
+    "CancelSalesOrder",
+    "GrantAccess",
+    "RetrievePrincipalAccess",
+    "ExecuteWorkflow",
+    "BulkDelete",
+];
 
 /// Commonly used Dataverse messages of the Web API reference (actions: .../webapi/reference/actions;
 /// functions: .../webapi/reference/functions). Not every message of the reference, but every one
@@ -356,11 +384,14 @@ pub fn refusal(store: &Store, segs: &[Segment], query: &str) -> Option<DvError> 
     }
     for s in &segs[1..] {
         if let Some((name, kind)) = message(&s.name) {
-            return Some(not_implemented(name, kind));
+            return (!IMPLEMENTED.contains(&name)).then(|| not_implemented(name, kind));
         }
         let Some(cast) = s.name.strip_prefix(NAMESPACE) else {
             continue;
         };
+        if under_table && custom_api::find(store, cast).is_some() {
+            return None;
+        }
         if !under_table {
             // Metadata casts are served (or refused) by metadata.
             return None;
@@ -373,6 +404,381 @@ pub fn refusal(store: &Store, segs: &[Segment], query: &str) -> Option<DvError> 
         });
     }
     None
+}
+
+/// What a message is bound to: nothing (called at the root), a table (`accounts/...`) or a row
+/// (`leads(<id>)/...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    Unbound,
+    Collection(TableId),
+    Row(TableId, Guid),
+}
+
+/// A message call found in a path.
+pub struct Call {
+    /// The message name without the namespace.
+    pub name: String,
+    pub kind: Kind,
+    pub binding: Binding,
+    /// The raw text between the parentheses of a function segment (`EntityNames=@p1`).
+    pub args: Option<String>,
+    /// The custom API row, when the message is one.
+    pub custom: Option<Guid>,
+}
+
+/// The tables a built-in message is bound to (Web API reference, each message's page): an
+/// empty list means unbound.
+fn bound_to(name: &str) -> &'static [&'static str] {
+    match name {
+        "QualifyLead" => &["lead"],
+        "ExecuteWorkflow" => &["workflow"],
+        "RetrievePrincipalAccess" => &["systemuser", "team"],
+        _ => &[],
+    }
+}
+
+/// The message call a path names, if it names one the emulator runs: `Name` or `Name(args)` at
+/// the root, or `set(key)/Microsoft.Dynamics.CRM.Name` / `set/Microsoft.Dynamics.CRM.Name` below
+/// a table. A built-in message bound to another table is not found there (404), as Dataverse
+/// answers for an operation the bound type does not have.
+pub fn locate(store: &Store, segs: &[Segment]) -> Result<Option<Call>, DvError> {
+    let (seg, binding) = match segs {
+        [only] => (only, Binding::Unbound),
+        [set, op] => {
+            let Some(e) = store.schema.entity_by_set(&set.name) else {
+                return Ok(None);
+            };
+            let binding = match &set.key {
+                Some(k) => Binding::Row(e, crate::row_key::resolve_existing(store, e, k)?),
+                None => Binding::Collection(e),
+            };
+            (op, binding)
+        }
+        _ => return Ok(None),
+    };
+    let name = seg.name.strip_prefix(NAMESPACE).unwrap_or(&seg.name);
+    if binding != Binding::Unbound && !seg.name.starts_with(NAMESPACE) {
+        return Ok(None);
+    }
+    let bound_table = match binding {
+        Binding::Unbound => None,
+        Binding::Collection(e) | Binding::Row(e, _) => Some(store.entity(e).logical_name.as_str()),
+    };
+    if let Some((builtin, kind)) = message(name)
+        && IMPLEMENTED.contains(&builtin)
+        && builtin != "WhoAmI"
+    {
+        let tables = bound_to(builtin);
+        let fits = match (binding, bound_table) {
+            (Binding::Unbound, _) => tables.is_empty(),
+            (Binding::Row(..), Some(t)) => tables.contains(&t),
+            _ => false,
+        };
+        if !fits {
+            return Err(DvError::segment_not_found(&seg.name));
+        }
+        return Ok(Some(Call {
+            name: builtin.to_string(),
+            kind,
+            binding,
+            args: seg.key.clone(),
+            custom: None,
+        }));
+    }
+    let Some(api) = custom_api::find(store, name) else {
+        return Ok(None);
+    };
+    if !api.binds(binding, bound_table) {
+        return Err(DvError::segment_not_found(&seg.name));
+    }
+    Ok(Some(Call {
+        name: api.unique_name.clone(),
+        kind: if api.is_function {
+            Kind::Function
+        } else {
+            Kind::Action
+        },
+        binding,
+        args: seg.key.clone(),
+        custom: Some(api.id),
+    }))
+}
+
+/// A function call (GET), if the path names a message; an action called with GET is 405
+/// ("Use Web API actions": actions are invoked with POST).
+pub fn read(store: &Store, req: &Req, segs: &[Segment]) -> Option<Result<Resp, DvError>> {
+    let call = match locate(store, segs) {
+        Ok(Some(call)) => call,
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e)),
+    };
+    if call.kind == Kind::Action {
+        return Some(Err(DvError::method_not_allowed(
+            req.method,
+            &format!("the action {}", call.name),
+        )));
+    }
+    Some(run_function(store, req, &call))
+}
+
+/// An action call (POST), if the path names a message; a function called with POST is 405
+/// ("Use Web API functions": functions are invoked with GET).
+pub fn write(store: &mut Store, req: &Req, segs: &[Segment]) -> Option<Result<Resp, DvError>> {
+    let call = match locate(store, segs) {
+        Ok(Some(call)) => call,
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e)),
+    };
+    if call.kind == Kind::Function || req.method != "POST" {
+        let what = match call.kind {
+            Kind::Function => "function",
+            Kind::Action => "action",
+        };
+        return Some(Err(DvError::method_not_allowed(
+            req.method,
+            &format!("the {what} {}", call.name),
+        )));
+    }
+    Some(run_action(store, req, &call))
+}
+
+fn run_function(store: &Store, req: &Req, call: &Call) -> Result<Resp, DvError> {
+    let params = Params::from_function(&call.name, call.args.as_deref(), req.query)?;
+    let out = match call.name.as_str() {
+        "RetrieveVersion" => info::retrieve_version(&params)?,
+        "RetrieveTotalRecordCount" => info::retrieve_total_record_count(store, &params)?,
+        "RetrievePrincipalAccess" => access::retrieve_principal_access(store, call, &params)?,
+        _ if call.custom.is_some() => custom_api::run(store, call, &params)?,
+        other => return Err(DvError::internal(&format!("no handler for {other}"))),
+    };
+    Ok(response(req, &call.name, out))
+}
+
+fn run_action(store: &mut Store, req: &Req, call: &Call) -> Result<Resp, DvError> {
+    let params = Params::from_body(&call.name, req.body)?;
+    if call.custom.is_some() && crate::async_ops::wants_async(req) {
+        return crate::async_ops::start(store, req, call, &params);
+    }
+    // A message's writes stand or fall together, as in Dataverse's transaction per request.
+    store.begin_tx();
+    let out = match call.name.as_str() {
+        "QualifyLead" => sales::qualify_lead(store, req, call, &params),
+        "WinOpportunity" => sales::close_opportunity(store, req, &params, sales::Close::Won),
+        "LoseOpportunity" => sales::close_opportunity(store, req, &params, sales::Close::Lost),
+        "FulfillSalesOrder" => sales::close_order(store, req, &params, sales::Close::Won),
+        "CancelSalesOrder" => sales::close_order(store, req, &params, sales::Close::Lost),
+        "GrantAccess" => access::grant_access(store, req, &params),
+        "ExecuteWorkflow" => jobs::execute_workflow(store, req, call, &params),
+        "BulkDelete" => jobs::bulk_delete(store, req, &params),
+        _ if call.custom.is_some() => custom_api::run(store, call, &params),
+        other => Err(DvError::internal(&format!("no handler for {other}"))),
+    };
+    match out {
+        Ok(out) => {
+            store.commit_tx();
+            Ok(response(req, &call.name, out))
+        }
+        Err(e) => {
+            store.rollback_tx();
+            Err(e)
+        }
+    }
+}
+
+/// What a message answered: its response properties, or a collection (`QualifyLead`).
+pub enum Output {
+    /// No response properties: 204 No Content.
+    Nothing,
+    /// `{Name}Response` complex type properties.
+    Properties(Map<String, Value>),
+    /// A collection of entities, with the context of its type.
+    Collection(&'static str, Vec<Value>),
+}
+
+/// The answer to a message: 204 without response properties, else 200 with the
+/// `{Name}Response` complex type ("Use Web API actions", "Use Web API functions").
+pub fn response(req: &Req, name: &str, out: Output) -> Resp {
+    match out {
+        Output::Nothing => Resp::empty(204),
+        Output::Properties(props) => {
+            let mut body = Map::new();
+            body.insert(
+                "@odata.context".into(),
+                Value::String(format!("{}/$metadata#{NAMESPACE}{name}Response", req.api)),
+            );
+            body.extend(props);
+            Resp::json(200, Value::Object(body).to_string().into_bytes())
+        }
+        Output::Collection(ty, items) => {
+            let body = serde_json::json!({
+                "@odata.context": format!("{}/$metadata#Collection({NAMESPACE}{ty})", req.api),
+                "value": items,
+            });
+            Resp::json(200, body.to_string().into_bytes())
+        }
+    }
+}
+
+/// The parameters of each built-in message the emulator runs, as its Web API reference page
+/// lists them: the handlers check calls against them and `$metadata` declares them.
+pub fn builtin_params(name: &str) -> Vec<params::Param> {
+    use params::{Ty, optional, required};
+    match name {
+        "RetrieveVersion" => vec![],
+        "RetrieveTotalRecordCount" => vec![required("EntityNames", Ty::StringArray)],
+        "QualifyLead" => vec![
+            required("CreateAccount", Ty::Bool),
+            required("CreateContact", Ty::Bool),
+            required("CreateOpportunity", Ty::Bool),
+            optional(
+                "OpportunityCurrencyId",
+                Ty::EntityRef("transactioncurrency".into()),
+            ),
+            optional(
+                "OpportunityCustomerId",
+                Ty::EntityRef("crmbaseentity".into()),
+            ),
+            optional("SourceCampaignId", Ty::EntityRef("crmbaseentity".into())),
+            optional("ProcessInstanceId", Ty::EntityRef("crmbaseentity".into())),
+            required("Status", Ty::Int),
+            optional("SuppressDuplicateDetection", Ty::Bool),
+        ],
+        "WinOpportunity" | "LoseOpportunity" => vec![
+            required("OpportunityClose", Ty::Entity("opportunityclose".into())),
+            required("Status", Ty::Int),
+        ],
+        "FulfillSalesOrder" | "CancelSalesOrder" => vec![
+            required("OrderClose", Ty::Entity("orderclose".into())),
+            required("Status", Ty::Int),
+        ],
+        "GrantAccess" => vec![
+            required("Target", Ty::EntityRef("crmbaseentity".into())),
+            required("PrincipalAccess", Ty::Complex("PrincipalAccess")),
+        ],
+        "RetrievePrincipalAccess" => {
+            vec![required("Target", Ty::EntityRef("crmbaseentity".into()))]
+        }
+        "ExecuteWorkflow" => vec![
+            required("EntityId", Ty::Guid),
+            optional("InputArguments", Ty::Complex("InputArgumentCollection")),
+        ],
+        "BulkDelete" => vec![
+            required("QuerySet", Ty::ComplexCollection("QueryExpression")),
+            required("JobName", Ty::Str),
+            required("SendEmailNotification", Ty::Bool),
+            required("ToRecipients", Ty::GuidArray),
+            required("CCRecipients", Ty::GuidArray),
+            required("RecurrencePattern", Ty::Str),
+            required("StartDateTime", Ty::DateTime),
+            optional("SourceImportId", Ty::Guid),
+            optional("RunNow", Ty::Bool),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// A message as `$metadata` declares it.
+pub struct Signature {
+    pub name: String,
+    pub kind: Kind,
+    /// The tables it is bound to (one declaration each), or none for an unbound message.
+    pub bound: Vec<String>,
+    /// Bound to the table's collection rather than a row.
+    pub collection: bool,
+    pub params: Vec<params::Param>,
+    /// `{Name}Response` properties.
+    pub response: Vec<(String, params::Ty)>,
+    /// A return type other than `{Name}Response` (`Collection(mscrm.crmbaseentity)`).
+    pub returns: Option<&'static str>,
+    pub description: String,
+}
+
+/// The response properties of the built-in messages (each message's reference page).
+fn builtin_response(name: &str) -> Vec<(String, params::Ty)> {
+    use params::Ty;
+    let props: &[(&str, Ty)] = match name {
+        "RetrieveVersion" => &[("Version", Ty::Str)],
+        "RetrieveTotalRecordCount" => &[(
+            "EntityRecordCountCollection",
+            Ty::Complex("EntityRecordCountCollection"),
+        )],
+        "RetrievePrincipalAccess" => &[("AccessRights", Ty::Complex("AccessRights"))],
+        "ExecuteWorkflow" => &[("Id", Ty::Guid)],
+        "BulkDelete" => &[("JobId", Ty::Guid)],
+        _ => &[],
+    };
+    props
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect()
+}
+
+/// Every message the emulator runs, built-in and custom, for `$metadata`.
+pub fn signatures(store: &Store) -> Vec<Signature> {
+    let mut out: Vec<Signature> = IMPLEMENTED
+        .iter()
+        .filter(|n| **n != "WhoAmI")
+        .filter_map(|n| message(n))
+        .map(|(name, kind)| Signature {
+            name: name.to_string(),
+            kind,
+            bound: bound_to(name).iter().map(|t| t.to_string()).collect(),
+            collection: false,
+            params: builtin_params(name),
+            response: builtin_response(name),
+            returns: (name == "QualifyLead").then_some("Collection(mscrm.crmbaseentity)"),
+            description: String::new(),
+        })
+        .collect();
+    for api in custom_api::all(store) {
+        out.push(Signature {
+            kind: if api.is_function {
+                Kind::Function
+            } else {
+                Kind::Action
+            },
+            bound: match api.binding_type {
+                0 => Vec::new(),
+                _ => vec![api.bound_entity.clone()],
+            },
+            collection: api.binding_type == 2,
+            params: api.parameters,
+            response: api.responses,
+            returns: None,
+            description: api.description,
+            name: api.unique_name,
+        });
+    }
+    out
+}
+
+/// The `nav@odata.bind` member that points column `column` of table `e` at row `id` of
+/// `target`, for bodies messages build to create rows.
+pub fn bind(
+    store: &Store,
+    e: TableId,
+    column: &str,
+    target: TableId,
+    id: Guid,
+) -> Option<(String, Value)> {
+    let col = store.entity(e).attr(column)?;
+    let rel = store.schema.relationship_for(e, col, target)?;
+    Some((
+        format!("{}@odata.bind", rel.referencing_nav),
+        Value::String(format!("/{}({id})", store.entity(target).entity_set_name)),
+    ))
+}
+
+/// A column of a row, when the table has it.
+pub fn cell<'a>(
+    store: &'a Store,
+    e: TableId,
+    id: &Guid,
+    column: &str,
+) -> Option<&'a crate::store::Val> {
+    let c = store.entity(e).attr(column)?;
+    store.get(e, id).map(|r| &r.vals[c])
 }
 
 #[cfg(test)]

@@ -36,6 +36,10 @@ pub fn handle_read(store: &Store, req: &Req) -> Result<Resp, DvError> {
         }
         _ => {}
     }
+    // Functions: built-in messages and custom APIs (messages.rs).
+    if let Some(answer) = crate::messages::read(store, req, &segs) {
+        return answer;
+    }
     let Some(e) = store.schema.entity_by_set(&first.name) else {
         return Err(DvError::segment_not_found(&first.name));
     };
@@ -100,6 +104,10 @@ pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
             ));
         }
         _ => {}
+    }
+    // Actions: built-in messages and custom APIs (messages.rs).
+    if let Some(answer) = crate::messages::write(store, req, &segs) {
+        return answer;
     }
     let Some(e) = store.schema.entity_by_set(&first.name) else {
         return Err(DvError::segment_not_found(&first.name));

@@ -200,6 +200,17 @@ pub fn row_count(entity: &Entity, rows_per_table: usize, overrides: &[(String, u
         | "sdkmessageprocessingstepimage"
         | "sdkmessage"
         | "sdkmessagefilter" => 0,
+        // Close activities, jobs, grants, custom API definitions and background operations
+        // come from messages; the custom APIs and a process are seeded apart (messages.rs).
+        "opportunityclose"
+        | "orderclose"
+        | "asyncoperation"
+        | "workflow"
+        | "principalobjectaccess"
+        | "customapi"
+        | "customapirequestparameter"
+        | "customapiresponseproperty"
+        | "backgroundoperation" => 0,
         _ => rows_per_table,
     }
 }

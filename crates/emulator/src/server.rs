@@ -250,6 +250,10 @@ fn dispatch(
     if let Some(rest) = path.strip_prefix("/api/data/") {
         return web_api(app, method, rest, query, headers, body, origin);
     }
+    // The status monitor resource of background operations (async_ops.rs).
+    if let Some(id) = path.strip_prefix("/api/backgroundoperation/") {
+        return crate::async_ops::monitor(app, method, id, headers);
+    }
     if let Some(parts) = crate::entra::route(app, method, path, query, headers, body, origin) {
         return parts;
     }

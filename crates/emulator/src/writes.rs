@@ -605,6 +605,8 @@ fn upsert(store: &mut Store, req: &Req, e: TableId, raw_key: &str) -> Result<Res
                     cols.push((full, vals[full].clone()));
                 }
             }
+            // A statecode/statuscode pair must agree (messages/set_state.rs).
+            crate::messages::set_state::check(store, e, id, &cols)?;
             stamp_update(store, e, req, &mut cols)?;
             store.update(e, id, cols)?;
             if let Err(err) = run_deferred(store, req, e, id, deferred, &mut created) {
@@ -768,6 +770,32 @@ fn refs(
         return Ok(Resp::empty(204));
     }
     Err(DvError::segment_not_found(&nav.name))
+}
+
+/// Creates a row from a JSON body as a POST to its entity set does (columns, `@odata.bind`,
+/// defaults, audit columns); nothing is left behind when it fails. Messages create the rows
+/// their documentation names this way.
+pub fn create_from_json(
+    store: &mut Store,
+    req: &Req,
+    e: TableId,
+    body: &Map<String, Value>,
+) -> Result<Guid, DvError> {
+    let mut created = Vec::new();
+    create_row(store, req, e, body, None, &mut created).inspect_err(|_| rollback(store, &created))
+}
+
+/// Sets columns of an existing row as a PATCH does (audit columns stamped).
+pub fn update_columns(
+    store: &mut Store,
+    req: &Req,
+    e: TableId,
+    id: Guid,
+    mut changes: Vec<(usize, Val)>,
+) -> Result<(), DvError> {
+    stamp_update(store, e, req, &mut changes)?;
+    store.update(e, id, changes)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -41,10 +41,11 @@ fn first_id(c: &Client, set: &str, key: &str) -> String {
 }
 
 #[test]
-fn bulk_actions_bound_to_a_table_answer_501_and_write_nothing() {
+fn actions_bound_to_a_table_answer_501_and_write_nothing() {
     let (emu, c) = start();
     let before = emu.table("accounts").len();
-    for action in ["CreateMultiple", "UpdateMultiple", "UpsertMultiple"] {
+    // The bulk messages are emulated (bulk_messages.rs); these are not.
+    for action in ["InstantiateFilters", "ReassignObjectsOwner"] {
         let a = c.request(
             "POST",
             &format!("accounts/Microsoft.Dynamics.CRM.{action}"),
@@ -71,13 +72,13 @@ fn bound_actions_on_a_row_answer_501() {
     let lead = first_id(&c, "leads", "leadid");
     let a = c.request(
         "POST",
-        &format!("leads({lead})/Microsoft.Dynamics.CRM.QualifyLead"),
+        &format!("leads({lead})/Microsoft.Dynamics.CRM.Merge"),
         "application/json",
-        r#"{"CreateAccount":true,"CreateContact":false,"CreateOpportunity":false,"Status":3}"#,
+        r#"{"Target":{},"Subordinate":{},"PerformParentingChecks":false}"#,
         &[],
     );
-    assert_not_implemented(&a, "the QualifyLead action");
-    // The lead is still open: nothing was qualified.
+    assert_not_implemented(&a, "the Merge action");
+    // The lead is unchanged: nothing was merged.
     let after = c.get(&format!("leads({lead})?$select=statecode"), &[]);
     assert_eq!(after.json()["statecode"], 0, "{}", after.body);
 }
@@ -86,29 +87,25 @@ fn bound_actions_on_a_row_answer_501() {
 fn unbound_actions_and_functions_answer_501_with_or_without_the_namespace() {
     let (_emu, c) = start();
     for (path, what) in [
-        ("RetrieveVersion()", "the RetrieveVersion function"),
+        ("RetrieveTimestamp()", "the RetrieveTimestamp function"),
         (
-            "RetrieveTotalRecordCount(EntityNames=@p1)?@p1=%5B%22account%22%5D",
-            "the RetrieveTotalRecordCount function",
+            "RetrieveDuplicates(BusinessEntity=@b,MatchingEntityName='account',PagingInfo=@p)?@b=%7B%7D&@p=%7B%7D",
+            "the RetrieveDuplicates function",
         ),
         (
-            "RetrievePrincipalAccess(Target=@t)?@t=%7B'@odata.id':'accounts(00000000-0000-0000-0000-000000000001)'%7D",
-            "the RetrievePrincipalAccess function",
-        ),
-        (
-            "Microsoft.Dynamics.CRM.RetrieveVersion()",
-            "the RetrieveVersion function",
+            "Microsoft.Dynamics.CRM.RetrieveTimestamp()",
+            "the RetrieveTimestamp function",
         ),
     ] {
         let a = c.get(path, &[]);
         assert_not_implemented(&a, what);
     }
     for (action, body) in [
-        ("WinOpportunity", r#"{"Status":3,"OpportunityClose":{}}"#),
-        ("GrantAccess", r#"{"Target":{},"PrincipalAccess":{}}"#),
-        ("BulkDelete", r#"{"QuerySet":[],"JobName":"x"}"#),
+        ("CloseIncident", r#"{"Status":5,"IncidentResolution":{}}"#),
+        ("RevokeAccess", r#"{"Target":{},"Revokee":{}}"#),
+        ("BulkDetectDuplicates", r#"{"Query":{},"JobName":"x"}"#),
         ("CreateEntities", r#"{"Entities":[]}"#),
-        ("Microsoft.Dynamics.CRM.WinOpportunity", r#"{"Status":3}"#),
+        ("Microsoft.Dynamics.CRM.CloseQuote", r#"{"Status":5}"#),
     ] {
         let a = c.request("POST", action, "application/json", body, &[]);
         let name = action.trim_start_matches("Microsoft.Dynamics.CRM.");
@@ -353,7 +350,7 @@ fn relationship_casts_pick_the_kind() {
 fn a_refused_message_inside_a_batch_is_refused_there_too() {
     let (emu, c) = start();
     let before = emu.table("accounts").len();
-    let body = "--batch_r\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nPOST accounts/Microsoft.Dynamics.CRM.CreateMultiple HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n{\"Targets\":[]}\r\n--batch_r--\r\n";
+    let body = "--batch_r\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nPOST accounts/Microsoft.Dynamics.CRM.InstantiateFilters HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n{\"Targets\":[]}\r\n--batch_r--\r\n";
     let a = c.request(
         "POST",
         "$batch",
@@ -366,6 +363,6 @@ fn a_refused_message_inside_a_batch_is_refused_there_too() {
         "{}",
         a.body
     );
-    assert!(a.body.contains("CreateMultiple action"), "{}", a.body);
+    assert!(a.body.contains("InstantiateFilters action"), "{}", a.body);
     assert_eq!(emu.table("accounts").len(), before);
 }
