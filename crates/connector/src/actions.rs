@@ -1,6 +1,7 @@
 //! The action catalogue, in the order of the product brief, and the dispatch to handlers.
 
 pub(crate) mod batch_entity_actions;
+mod call_function;
 mod attach_note;
 mod create_alternate_key;
 mod create_attribute;
@@ -24,6 +25,8 @@ mod list_entities;
 mod list_entity_types;
 mod query_attributes;
 mod query_entities;
+mod perform_bound_action;
+mod perform_unbound_action;
 mod raw_request;
 mod relate_rows;
 mod run_fetch_xml_query;
@@ -95,6 +98,9 @@ pub const CATALOGUE: &[ActionDef] = &[
     get_new_and_updated_records::ACTION,
     relate_rows::ACTION,
     unrelate_rows::ACTION,
+    perform_unbound_action::ACTION,
+    perform_bound_action::ACTION,
+    call_function::ACTION,
     upload_file::ACTION,
     download_file::ACTION,
     attach_note::ACTION,

@@ -55,6 +55,24 @@ const SOURCES: &[Source] = &[
         description: "A table's relationships (one-to-many, many-to-one, many-to-many) by schema name and related table; the value is the navigation property on the table's side.",
         inputs: &[CONNECTION, TABLE],
     },
+    Source {
+        key: "unbound-actions",
+        label: "Unbound Actions",
+        description: "The environment's actions and custom APIs not bound to a row, from its $metadata; the value is the action name.",
+        inputs: &[CONNECTION],
+    },
+    Source {
+        key: "bound-actions",
+        label: "Bound Actions",
+        description: "The environment's actions and custom APIs bound to a row, from its $metadata, those of one table when Entity Type is given; the value is the action name.",
+        inputs: &[CONNECTION, crate::operations::BOUND_ENTITY_TYPE],
+    },
+    Source {
+        key: "functions",
+        label: "Functions",
+        description: "The environment's functions, from its $metadata, bound ones only to the table given as Entity Type (all when empty); the value is the function name.",
+        inputs: &[CONNECTION, crate::operations::BOUND_ENTITY_TYPE],
+    },
 ];
 
 pub fn definitions() -> Vec<wit::DataSourceDefinition> {
@@ -90,6 +108,19 @@ pub fn choices(context: &Context, key: &str, input_json: &str) -> Result<Vec<Cho
         "relationships" => {
             crate::relationships::source(context, input.text(TABLE.key).unwrap_or_default())?
         }
+        "unbound-actions" => {
+            crate::operations::source(context, crate::operations::Family::UnboundAction, None)?
+        }
+        "bound-actions" => crate::operations::source(
+            context,
+            crate::operations::Family::BoundAction,
+            input.text(crate::operations::BOUND_ENTITY_TYPE.key),
+        )?,
+        "functions" => crate::operations::source(
+            context,
+            crate::operations::Family::Function,
+            input.text(crate::operations::BOUND_ENTITY_TYPE.key),
+        )?,
         "columns" => {
             let name = input.text(TABLE.key).unwrap_or_default();
             let logical = match context.metadata.table(&context.client, name)? {

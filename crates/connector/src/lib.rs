@@ -23,6 +23,7 @@ mod input;
 mod inputs;
 mod log;
 mod metadata;
+mod operations;
 mod metadata_writes;
 mod records;
 mod relationships;
