@@ -481,18 +481,10 @@ fn failure(req: &Req, failures: &[(usize, String, DvError)]) -> Resp {
 /// them: `CreateMultiple`, `UpdateMultiple` and `UpsertMultiple` for every data table but
 /// [`WITHOUT_BULK`], and all four for elastic tables.
 pub fn seed(store: &mut Store) {
-    let (Some(msg), Some(filter)) = (
-        store.schema.entity("sdkmessage"),
-        store.schema.entity("sdkmessagefilter"),
-    ) else {
+    let Some(msg) = store.schema.entity("sdkmessage") else {
         return;
     };
     let now = (store.clock)();
-    let set = |store: &Store, e: TableId, vals: &mut [Val], col: &str, v: Val| {
-        if let Some(c) = store.entity(e).attr(col) {
-            vals[c] = v;
-        }
-    };
     for name in MESSAGES {
         let mut vals = store.blank_row(msg);
         let pk = store.entity(msg).primary_id;
@@ -502,59 +494,102 @@ pub fn seed(store: &mut Store) {
         set(store, msg, &mut vals, "modifiedon", Val::Date(now));
         let _ = store.insert(msg, vals, false);
     }
-    let tables: Vec<(String, bool)> = store
+    let tables: Vec<String> = store
         .schema
         .entities
         .iter()
         .filter(|e| !REGISTRATION_TABLES.contains(&e.logical_name.as_str()))
         .filter(|e| !WITHOUT_BULK.contains(&e.logical_name.as_str()))
-        .map(|e| (e.logical_name.clone(), e.table_type == "Elastic"))
+        .map(|e| e.logical_name.clone())
         .collect();
-    for (table, elastic) in &tables {
-        for message in MESSAGES {
-            if *message == "DeleteMultiple" && !elastic {
-                continue;
-            }
-            let mut vals = store.blank_row(filter);
-            let pk = store.entity(filter).primary_id;
-            vals[pk] = Val::Guid(crate::schema::meta_guid(
-                "sdkmessagefilter",
-                &format!("{message}.{table}"),
-            ));
-            let name = Val::str(&format!("{message} of {table}"));
-            set(store, filter, &mut vals, "name", name);
-            set(
-                store,
-                filter,
-                &mut vals,
-                "primaryobjecttypecode",
-                Val::str(table),
-            );
-            set(
-                store,
-                filter,
-                &mut vals,
-                "secondaryobjecttypecode",
-                Val::str("none"),
-            );
-            set(
-                store,
-                filter,
-                &mut vals,
-                "iscustomprocessingstepallowed",
-                Val::Bool(true),
-            );
-            let message_id = crate::schema::meta_guid("sdkmessage", message);
-            set(
-                store,
-                filter,
-                &mut vals,
-                "sdkmessageid",
-                Val::Ref(message_id, msg),
-            );
-            set(store, filter, &mut vals, "createdon", Val::Date(now));
-            set(store, filter, &mut vals, "modifiedon", Val::Date(now));
-            let _ = store.insert(filter, vals, false);
+    for table in &tables {
+        for message in bulk_messages_of(store, table) {
+            add_filter(store, message, table);
         }
     }
+}
+
+/// Registers the messages of a table created through the metadata API: `Create`, `Update`
+/// and `Delete` (which webhooks register steps on) and its bulk messages, as for the seeded
+/// tables ("You can use the CreateMultiple and UpdateMultiple bulk operation messages with
+/// custom standard tables").
+pub fn register_table(store: &mut Store, table: &str) {
+    for message in ["Create", "Update", "Delete"] {
+        add_filter(store, message, table);
+    }
+    for message in bulk_messages_of(store, table) {
+        add_filter(store, message, table);
+    }
+}
+
+/// The bulk messages a table has: all four on an elastic table, all but `DeleteMultiple` on
+/// a standard one.
+fn bulk_messages_of(store: &Store, table: &str) -> Vec<&'static str> {
+    let elastic = store
+        .schema
+        .entity(table)
+        .is_some_and(|e| store.entity(e).table_type == "Elastic");
+    MESSAGES
+        .iter()
+        .copied()
+        .filter(|m| elastic || *m != "DeleteMultiple")
+        .collect()
+}
+
+fn set(store: &Store, e: TableId, vals: &mut [Val], col: &str, v: Val) {
+    if let Some(c) = store.entity(e).attr(col) {
+        vals[c] = v;
+    }
+}
+
+/// An `sdkmessagefilter` row: `message` is available on `table`. Its id and its message's
+/// follow the seeding of the webhook registration tables (`webhooks.rs`).
+fn add_filter(store: &mut Store, message: &str, table: &str) {
+    let (Some(msg), Some(filter)) = (
+        store.schema.entity("sdkmessage"),
+        store.schema.entity("sdkmessagefilter"),
+    ) else {
+        return;
+    };
+    let now = (store.clock)();
+    let mut vals = store.blank_row(filter);
+    let pk = store.entity(filter).primary_id;
+    vals[pk] = Val::Guid(crate::schema::meta_guid(
+        "sdkmessagefilter",
+        &format!("{message}.{table}"),
+    ));
+    let name = Val::str(&format!("{message} of {table}"));
+    set(store, filter, &mut vals, "name", name);
+    set(
+        store,
+        filter,
+        &mut vals,
+        "primaryobjecttypecode",
+        Val::str(table),
+    );
+    set(
+        store,
+        filter,
+        &mut vals,
+        "secondaryobjecttypecode",
+        Val::str("none"),
+    );
+    set(
+        store,
+        filter,
+        &mut vals,
+        "iscustomprocessingstepallowed",
+        Val::Bool(true),
+    );
+    let message_id = crate::schema::meta_guid("sdkmessage", message);
+    set(
+        store,
+        filter,
+        &mut vals,
+        "sdkmessageid",
+        Val::Ref(message_id, msg),
+    );
+    set(store, filter, &mut vals, "createdon", Val::Date(now));
+    set(store, filter, &mut vals, "modifiedon", Val::Date(now));
+    let _ = store.insert(filter, vals, false);
 }

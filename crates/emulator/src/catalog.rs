@@ -544,7 +544,7 @@ pub fn schema() -> Schema {
         "Sensor Reading",
         "Sensor Readings",
         10_043,
-        OrganizationOwned,
+        UserOwned,
         "A reading sent by a device (elastic table of the emulator's sample publisher).",
     )
     .id("new_sensorreadingid", "Sensor Reading")
@@ -553,6 +553,7 @@ pub fn schema() -> Schema {
     .string("new_sensortype", "Sensor Type", 100)
     .int("new_value", "Value", -2_147_483_648, 2_147_483_647)
     .datetime("new_timestamp", "Timestamp", false)
+    .lookup("ownerid", "Owner", &["systemuser", "team"])
     .elastic()
     .audit()
     .build();
@@ -1015,6 +1016,7 @@ pub fn schema() -> Schema {
         "annotation",
         "task",
         "new_project",
+        "new_sensorreading",
     ] {
         rels.push(owner_rel(logical));
     }

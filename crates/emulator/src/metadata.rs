@@ -11,8 +11,11 @@
 //! - `write`: column creation and updates;
 //! - `types`: the properties of each metadata type, as the Web API reference lists them.
 
+mod define_table;
 mod json;
+mod option_sets;
 mod read;
+mod relationships;
 mod types;
 mod write;
 

@@ -95,13 +95,8 @@ pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
                 "the function WhoAmI",
             ));
         }
-        "EntityDefinitions" => return metadata::handle_write(store, req, &segs),
-        "RelationshipDefinitions" | "GlobalOptionSetDefinitions" => {
-            return Err(DvError::new(
-                501,
-                crate::error::ODATA_ERROR,
-                "Changes to relationships and global choices are not implemented by the emulator.",
-            ));
+        "EntityDefinitions" | "RelationshipDefinitions" | "GlobalOptionSetDefinitions" => {
+            return metadata::handle_write(store, req, &segs);
         }
         _ => {}
     }
@@ -178,7 +173,7 @@ mod tests {
         };
         assert_eq!(write("POST", "").status, 405);
         assert_eq!(write("POST", "WhoAmI").status, 405);
-        assert_eq!(write("POST", "RelationshipDefinitions").status, 501);
+        assert_eq!(write("DELETE", "RelationshipDefinitions").status, 501);
         assert_eq!(write("POST", "acounts").status, 404);
     }
 }

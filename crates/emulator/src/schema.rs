@@ -600,6 +600,26 @@ pub struct Schema {
     single_nav: HashMap<(TableId, String), usize>,
     /// (entity, collection nav name) → relationship
     collection_nav: HashMap<(TableId, String), usize>,
+    /// Global choices and other definitions made through the metadata API.
+    pub additions: SchemaAdditions,
+}
+
+/// A global choice (`GlobalOptionSetDefinitions`), created through the metadata API
+/// (learn.microsoft.com/power-apps/developer/data-platform/webapi/create-update-optionsets).
+#[derive(Debug, Clone)]
+pub struct GlobalOptionSet {
+    pub name: String,
+    pub display_labels: Vec<(i64, String)>,
+    pub description_labels: Vec<(i64, String)>,
+    pub options: Vec<(i64, String)>,
+    pub metadata_id: Guid,
+}
+
+/// What the metadata API adds to a schema after it is built: tables, relationships, keys,
+/// global choices, and the removal of a column.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaAdditions {
+    pub global_option_sets: Vec<GlobalOptionSet>,
 }
 
 /// A relationship declaration, resolved by [`Schema::new`].
@@ -637,6 +657,7 @@ impl Schema {
             relationships: Vec::new(),
             single_nav: HashMap::new(),
             collection_nav: HashMap::new(),
+            additions: SchemaAdditions::default(),
         };
         for r in rels {
             let (Some(ing), Some(ed)) = (s.entity(&r.referencing), s.entity(&r.referenced)) else {
@@ -723,6 +744,66 @@ impl Schema {
                 && r.referencing_attribute == attribute
                 && r.referenced_entity == target
         })
+    }
+}
+
+/// Changes the metadata API makes to a built schema (metadata/write.rs and its siblings).
+impl Schema {
+    /// Appends a table and indexes its names; the caller adds its rows' table to the store.
+    pub fn add_table(&mut self, entity: Entity) -> TableId {
+        let id = TableId(self.entities.len() as u16);
+        self.by_logical.insert(entity.logical_name.clone(), id);
+        self.by_set.insert(entity.entity_set_name.clone(), id);
+        self.entities.push(entity);
+        id
+    }
+
+    /// Adds a one-to-many relationship over an existing lookup column; None when a table or
+    /// the column is missing.
+    pub fn add_relationship(&mut self, r: &RelDecl) -> Option<usize> {
+        let (ing, ed) = (self.entity(&r.referencing)?, self.entity(&r.referenced)?);
+        let attr = self.table(ing).attr(&r.attribute)?;
+        let idx = self.relationships.len();
+        self.relationships.push(Relationship {
+            schema_name: r.schema_name.clone(),
+            referenced_entity: ed,
+            referencing_entity: ing,
+            referencing_attribute: attr,
+            referencing_nav: r.referencing_nav.clone(),
+            referenced_nav: r.referenced_nav.clone(),
+            is_custom: true,
+            metadata_id: meta_guid(&r.schema_name, "relationship"),
+        });
+        self.single_nav
+            .insert((ing, r.referencing_nav.clone()), idx);
+        self.collection_nav
+            .insert((ed, r.referenced_nav.clone()), idx);
+        Some(idx)
+    }
+
+    /// Removes column `col` of a table: later columns move down one place, and the
+    /// relationships of the table follow them.
+    pub fn remove_attribute(&mut self, entity: TableId, col: usize) {
+        let e = &mut self.entities[entity.index()];
+        e.attributes.remove(col);
+        e.index.clear();
+        e.wire_index.clear();
+        for (i, a) in e.attributes.iter().enumerate() {
+            e.index.insert(a.logical_name.clone(), i);
+            e.wire_index.insert(a.wire_name(), i);
+        }
+        let shift = |i: &mut usize| {
+            if *i > col {
+                *i -= 1;
+            }
+        };
+        shift(&mut e.primary_id);
+        shift(&mut e.primary_name);
+        for r in &mut self.relationships {
+            if r.referencing_entity == entity {
+                shift(&mut r.referencing_attribute);
+            }
+        }
     }
 }
 

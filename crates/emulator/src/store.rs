@@ -171,6 +171,71 @@ impl Store {
         col
     }
 
+    /// Adds a table created through the metadata API, with no rows.
+    pub fn add_table(&mut self, entity: Entity) -> TableId {
+        let keys = entity.alternate_keys.len();
+        let id = Arc::make_mut(&mut self.schema).add_table(entity);
+        self.tables.push(Table {
+            rows: BTreeMap::new(),
+            alt: vec![HashMap::new(); keys],
+        });
+        id
+    }
+
+    /// Adds an alternate key and indexes the rows by it; fails, adding nothing, when two rows
+    /// share a value of it.
+    pub fn add_key(&mut self, entity: TableId, key: crate::schema::AltKey) -> Result<(), DvError> {
+        Arc::make_mut(&mut self.schema)
+            .table_mut(entity)
+            .alternate_keys
+            .push(key);
+        let k = self.entity(entity).alternate_keys.len() - 1;
+        let mut index = HashMap::new();
+        for (id, row) in &self.tables[entity.index()].rows {
+            if let Some(text) = self.alt_key_string(entity, k, &row.vals)
+                && index.insert(text, *id).is_some()
+            {
+                Arc::make_mut(&mut self.schema)
+                    .table_mut(entity)
+                    .alternate_keys
+                    .pop();
+                return Err(DvError::duplicate_key());
+            }
+        }
+        self.tables[entity.index()].alt.push(index);
+        Ok(())
+    }
+
+    /// Adds a one-to-many relationship over an existing lookup column (a metadata create).
+    pub fn add_relationship(&mut self, r: &crate::schema::RelDecl) -> Option<usize> {
+        Arc::make_mut(&mut self.schema).add_relationship(r)
+    }
+
+    /// Adds a global choice (a metadata create).
+    pub fn add_global_option_set(&mut self, set: crate::schema::GlobalOptionSet) {
+        Arc::make_mut(&mut self.schema)
+            .additions
+            .global_option_sets
+            .push(set);
+    }
+
+    /// Removes a column from a table's definition and from every row (a metadata delete).
+    pub fn remove_column(&mut self, entity: TableId, col: usize) {
+        Arc::make_mut(&mut self.schema).remove_attribute(entity, col);
+        for row in self.tables[entity.index()].rows.values_mut() {
+            row.vals.remove(col);
+        }
+        if let Some(j) = self.journal.as_mut() {
+            for (e, _, prior) in &mut j.rows {
+                if *e == entity
+                    && let Some(r) = prior
+                {
+                    r.vals.remove(col);
+                }
+            }
+        }
+    }
+
     /// Changes the definition of a column in place (a metadata update; same type).
     pub fn replace_column(
         &mut self,

@@ -17,7 +17,7 @@ fn label(text: &str, id_seed: &str) -> Value {
 }
 
 /// A Label: every LocalizedLabel, and the 1033 one (else the first) as UserLocalizedLabel.
-fn labels_json(labels: &[(i64, String)], id_seed: &str, managed: bool) -> Value {
+pub(super) fn labels_json(labels: &[(i64, String)], id_seed: &str, managed: bool) -> Value {
     let items: Vec<Value> = labels
         .iter()
         .map(|(lang, text)| {

@@ -231,11 +231,9 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
             }
         };
     }
+    // Global choices made through the metadata API (option_sets.rs).
     if segs[0].name == "GlobalOptionSetDefinitions" {
-        return Ok(list_response(
-            context(req, "GlobalOptionSetDefinitions", &q),
-            Vec::new(),
-        ));
+        return super::option_sets::read(store, req, segs);
     }
     if segs[0].key.is_none() {
         if let Some(s) = segs.get(1) {

@@ -1,18 +1,23 @@
-//! Writes below `EntityDefinitions`: creating a column (`POST .../Attributes`) and updating one
-//! (`PUT .../Attributes(...)`), from a body shaped like the column's metadata type.
+//! Metadata writes: the dispatch of every write below `EntityDefinitions`,
+//! `RelationshipDefinitions` and `GlobalOptionSetDefinitions`, and the column writes —
+//! creating a column (`POST .../Attributes`), updating one (`PUT .../Attributes(...)`), from a
+//! body shaped like the column's metadata type, and deleting one (`DELETE .../Attributes(...)`).
+//! Tables and keys are created in `define_table`, relationships in `relationships`, global
+//! choices in `option_sets`.
 
 use serde_json::{Map, Value};
 
 use super::find_entity;
 use super::json::{KEPT_PROPERTIES, column_labels};
 use crate::error::DvError;
+use crate::guid::Guid;
 use crate::odata::filter::Lit;
 use crate::odata::path::{self, Key, Segment};
 use crate::schema::{AttrKind, Entity, TableId};
 use crate::store::Store;
 use crate::wire::{Req, Resp};
 
-fn body_object(body: &[u8]) -> Result<Map<String, Value>, DvError> {
+pub(super) fn body_object(body: &[u8]) -> Result<Map<String, Value>, DvError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(DvError::bad_request(
@@ -24,7 +29,7 @@ fn body_object(body: &[u8]) -> Result<Map<String, Value>, DvError> {
 
 /// The metadata type a body names: `@odata.type`, else `AttributeType`, else
 /// `AttributeTypeName.Value` (e.g. `StringAttributeMetadata`).
-fn body_type(body: &Map<String, Value>) -> Option<String> {
+pub(super) fn body_type(body: &Map<String, Value>) -> Option<String> {
     if let Some(t) = body.get("@odata.type").and_then(Value::as_str) {
         let t = t.trim_start_matches('#');
         return Some(
@@ -47,7 +52,10 @@ fn body_type(body: &Map<String, Value>) -> Option<String> {
 }
 
 /// LocalizedLabels of a Label in a request body, as (LanguageCode, text).
-fn body_labels(v: Option<&Value>, property: &str) -> Result<Vec<(i64, String)>, DvError> {
+pub(super) fn body_labels(
+    v: Option<&Value>,
+    property: &str,
+) -> Result<Vec<(i64, String)>, DvError> {
     let Some(v) = v.filter(|v| !v.is_null()) else {
         return Ok(Vec::new());
     };
@@ -72,7 +80,7 @@ fn body_labels(v: Option<&Value>, property: &str) -> Result<Vec<(i64, String)>, 
     Ok(out)
 }
 
-fn required_level(body: &Map<String, Value>) -> Result<Option<&'static str>, DvError> {
+pub(super) fn required_level(body: &Map<String, Value>) -> Result<Option<&'static str>, DvError> {
     let Some(v) = body.get("RequiredLevel").filter(|v| !v.is_null()) else {
         return Ok(None);
     };
@@ -111,7 +119,7 @@ fn option_label(v: Option<&Value>, fallback: &str) -> Result<String, DvError> {
 }
 
 /// The column type a create body asks for.
-fn kind_from_body(t: &str, body: &Map<String, Value>) -> Result<AttrKind, DvError> {
+pub(super) fn kind_from_body(t: &str, body: &Map<String, Value>) -> Result<AttrKind, DvError> {
     let ranged = |name: &str, v: i64, lo: i64, hi: i64| {
         if v < lo || v > hi {
             Err(DvError::bad_request(format!(
@@ -211,7 +219,7 @@ fn kind_from_body(t: &str, body: &Map<String, Value>) -> Result<AttrKind, DvErro
     })
 }
 
-fn kept_properties(body: &Map<String, Value>) -> Vec<(String, Value)> {
+pub(super) fn kept_properties(body: &Map<String, Value>) -> Vec<(String, Value)> {
     KEPT_PROPERTIES
         .iter()
         .filter_map(|k| {
@@ -222,11 +230,23 @@ fn kept_properties(body: &Map<String, Value>) -> Vec<(String, Value)> {
         .collect()
 }
 
-fn valid_schema_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.contains('_')
+/// A custom schema name: the publisher's customization prefix ("between two and eight
+/// characters long, can consist only of alphanumeric characters, must start with a letter, and
+/// can't start with 'mscrm'", learn.microsoft.com/power-apps/maker/data-platform/create-solution),
+/// an underscore, then letters, digits and underscores; at most 50 characters.
+pub(super) fn valid_schema_name(name: &str) -> bool {
+    let Some((prefix, rest)) = name.split_once('_') else {
+        return false;
+    };
+    (2..=8).contains(&prefix.len())
+        && prefix
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+        && prefix.chars().all(|c| c.is_ascii_alphanumeric())
+        && !prefix.to_ascii_lowercase().starts_with("mscrm")
+        && !rest.is_empty()
+        && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && name.len() <= 50
 }
 
@@ -248,7 +268,7 @@ fn merge_labels(
     out
 }
 
-fn user_text(labels: &[(i64, String)]) -> String {
+pub(super) fn user_text(labels: &[(i64, String)]) -> String {
     labels
         .iter()
         .find(|(l, _)| *l == 1033)
@@ -257,7 +277,7 @@ fn user_text(labels: &[(i64, String)]) -> String {
         .unwrap_or_default()
 }
 
-fn find_attribute(ent: &Entity, raw: &str) -> Result<usize, DvError> {
+pub(super) fn find_attribute(ent: &Entity, raw: &str) -> Result<usize, DvError> {
     match path::parse_key(raw)? {
         Key::Id(g) => ent.attributes.iter().position(|x| x.metadata_id == g),
         Key::Named(p) => match p.as_slice() {
@@ -290,11 +310,23 @@ pub fn handle_write(store: &mut Store, req: &Req, segs: &[Segment]) -> Result<Re
             )
         } else {
             DvError::not_implemented(format_args!(
-                "{} on this metadata resource (columns can be created and updated)",
+                "{} on this metadata resource (the emulator creates tables, columns, alternate keys, one-to-many relationships and global choices, updates columns and deletes columns)",
                 req.method
             ))
         }
     };
+    match (segs, req.method) {
+        ([s], "POST") if s.key.is_none() && s.name == "EntityDefinitions" => {
+            return super::define_table::create_table(store, req);
+        }
+        ([s], "POST") if s.key.is_none() && s.name == "RelationshipDefinitions" => {
+            return super::relationships::create(store, req);
+        }
+        ([s], "POST") if s.key.is_none() && s.name == "GlobalOptionSetDefinitions" => {
+            return super::option_sets::create(store, req);
+        }
+        _ => {}
+    }
     if segs
         .first()
         .is_none_or(|s| s.name != "EntityDefinitions" || s.key.is_none())
@@ -306,6 +338,12 @@ pub fn handle_write(store: &mut Store, req: &Req, segs: &[Segment]) -> Result<Re
     match (&segs[1..], req.method) {
         ([a], "POST") if a.name == "Attributes" && a.key.is_none() => {
             create_attribute(store, req, e, &raw_entity)
+        }
+        ([a], "DELETE") if a.name == "Attributes" && a.key.is_some() => {
+            delete_attribute(store, e, a.key.as_deref().unwrap_or(""))
+        }
+        ([k], "POST") if k.name == "Keys" && k.key.is_none() => {
+            super::define_table::create_key(store, req, e, &raw_entity)
         }
         ([a], "PUT") if a.name == "Attributes" && a.key.is_some() => update_attribute(
             store,
@@ -333,7 +371,19 @@ fn create_attribute(
     e: TableId,
     raw_entity: &str,
 ) -> Result<Resp, DvError> {
-    let body = body_object(req.body)?;
+    let id = add_column(store, e, req.body)?;
+    Ok(Resp::empty(204).header(
+        "OData-EntityId",
+        format!(
+            "{}/EntityDefinitions({raw_entity})/Attributes({id})",
+            req.api
+        ),
+    ))
+}
+
+/// Creates a column of table `e` from its definition; returns its `MetadataId`.
+pub(super) fn add_column(store: &mut Store, e: TableId, body: &[u8]) -> Result<Guid, DvError> {
+    let body = body_object(body)?;
     let schema_name = body
         .get("SchemaName")
         .and_then(Value::as_str)
@@ -348,7 +398,18 @@ fn create_attribute(
             "The column definition must name its type (@odata.type or AttributeType).",
         )
     })?;
-    let kind = kind_from_body(&t, &body)?;
+    let mut kind = kind_from_body(&t, &body)?;
+    // A choice column over a global choice takes its options from it
+    // (create-update-optionsets, "Create a choice column using a global choice").
+    if let Some(bind) = body.get("GlobalOptionSet@odata.bind") {
+        let AttrKind::Picklist { options } = &mut kind else {
+            return Err(DvError::bad_request(
+                "GlobalOptionSet@odata.bind is for choice (Picklist) columns.",
+            ));
+        };
+        let set = super::option_sets::resolve_bind(store, bind)?;
+        *options = set.options.clone();
+    }
     let ent = store.entity(e);
     let logical = schema_name.to_lowercase();
     let clash = ent.attr(&logical).is_some()
@@ -367,13 +428,51 @@ fn create_attribute(
     a.extra = kept_properties(&body);
     let id = a.metadata_id;
     store.add_column(e, a);
-    Ok(Resp::empty(204).header(
-        "OData-EntityId",
-        format!(
-            "{}/EntityDefinitions({raw_entity})/Attributes({id})",
-            req.api
-        ),
-    ))
+    Ok(id)
+}
+
+/// `DELETE EntityDefinitions(...)/Attributes(...)` ("Delete a column",
+/// learn.microsoft.com/power-apps/developer/data-platform/webapi/create-update-column-definitions-using-web-api):
+/// the column leaves the definition and every row. Dataverse refuses to delete a column other
+/// components depend on; here: the primary key and primary name, system columns, a column of
+/// an alternate key, and a lookup behind a relationship (deleted with its relationship). The
+/// documentation names no error code for these refusals; the emulator answers 400.
+fn delete_attribute(store: &mut Store, e: TableId, raw_attr: &str) -> Result<Resp, DvError> {
+    let ent = store.entity(e);
+    let col = find_attribute(ent, raw_attr)?;
+    let a = &ent.attributes[col];
+    let refuse = |why: String| {
+        Err(DvError::bad_request(format!(
+            "The column '{}' of '{}' cannot be deleted: {why}.",
+            a.logical_name, ent.logical_name
+        )))
+    };
+    if a.is_primary_id || a.is_primary_name {
+        return refuse("it is the table's primary column".into());
+    }
+    if !a.is_custom {
+        return refuse("it is a system column".into());
+    }
+    if let Some(k) = ent
+        .alternate_keys
+        .iter()
+        .find(|k| k.attributes.contains(&a.logical_name))
+    {
+        return refuse(format!("the alternate key '{}' uses it", k.schema_name));
+    }
+    if let Some(r) = store
+        .schema
+        .relationships
+        .iter()
+        .find(|r| r.referencing_entity == e && r.referencing_attribute == col)
+    {
+        return refuse(format!(
+            "it is the lookup of the relationship '{}'; delete the relationship",
+            r.schema_name
+        ));
+    }
+    store.remove_column(e, col);
+    Ok(Resp::empty(204))
 }
 
 fn update_attribute(
@@ -546,13 +645,26 @@ mod tests {
             "{}",
             lookup.message
         );
-        // Creating a table is a Dataverse operation the emulator does not run: 501, naming it.
-        let table = send(&mut store, "POST", "EntityDefinitions", "{}").unwrap_err();
+        // Updating a whole table definition is a Dataverse operation the emulator does not
+        // run: 501, naming it.
+        let table = send(
+            &mut store,
+            "PUT",
+            "EntityDefinitions(LogicalName='account')",
+            "{}",
+        )
+        .unwrap_err();
         assert_eq!(table.status, 501);
         assert!(
-            table.message.contains("POST on this metadata resource"),
+            table.message.contains("PUT on this metadata resource"),
             "{}",
             table.message
+        );
+        let no_name = send(&mut store, "POST", "EntityDefinitions", "{}").unwrap_err();
+        assert!(
+            no_name.message.contains("SchemaName"),
+            "{}",
+            no_name.message
         );
     }
 
