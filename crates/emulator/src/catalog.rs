@@ -185,6 +185,8 @@ pub fn schema() -> Schema {
     .state_status(ACTIVE_INACTIVE, ACTIVE_INACTIVE_STATUS)
     .audit()
     .alt_key("AccountNumberKey", "Account Number", &["accountnumber"])
+    // The primary image column of the table (image-attributes; image data answers 501: files.rs).
+    .image("entityimage", "Default Image", 10_240, false)
     .build();
 
     let contact = B::new(
@@ -214,6 +216,7 @@ pub fn schema() -> Schema {
     .lookup("ownerid", "Owner", &["systemuser", "team"])
     .state_status(ACTIVE_INACTIVE, ACTIVE_INACTIVE_STATUS)
     .audit()
+    .image("entityimage", "Default Image", 10_240, false)
     .build();
 
     let lead = B::new(
@@ -531,6 +534,9 @@ pub fn schema() -> Schema {
     .state_status(ACTIVE_INACTIVE, ACTIVE_INACTIVE_STATUS)
     .audit()
     .alt_key("new_CodeKey", "Project Code", &["new_code"])
+    // A file column at the default maximum size, 32 MB
+    // (learn.microsoft.com/power-apps/developer/data-platform/file-attributes).
+    .file("new_contract", "Contract", 32_768)
     .build();
 
     // An elastic table ("Elastic tables",

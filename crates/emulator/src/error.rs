@@ -71,6 +71,10 @@ pub const INVALID_STATE: &str = "0x80040224";
 /// `BypassCustomPluginExecution` / `BypassBusinessLogicExecution` header values that are not
 /// valid (bypass-custom-business-logic): reported as `InvalidArgument`.
 pub const INVALID_BYPASS_HEADER: &str = INVALID_ARGUMENT;
+/// `unManagedidsattachmentinvalidfilesize`: a file or image over the column's `MaxSizeInKB`
+/// (learn.microsoft.com/power-apps/developer/data-platform/file-column-data, "Check maximum file
+/// size").
+pub const ATTACHMENT_INVALID_FILE_SIZE: &str = "0x80044a02";
 /// `ExpiredVersionStamp`: a change-tracking delta token older than the window.
 pub const EXPIRED_VERSION_STAMP: &str = "0x80044352";
 

@@ -106,7 +106,7 @@ fn only_the_front_and_batch_import_the_dispatcher() {
 fn nothing_below_the_handlers_imports_a_handler() {
     const ABOVE: &[&str] = &[
         "server", "routes", "batch", "read", "writes", "delta", "fetchxml", "metadata", "csdl",
-        "messages",
+        "messages", "files", "search",
     ];
     const BELOW: &[&str] = &[
         "wire.rs",
@@ -119,6 +119,7 @@ fn nothing_below_the_handlers_imports_a_handler() {
         "schema.rs",
         "catalog.rs",
         "store.rs",
+        "blobs.rs",
         "seed.rs",
         "guid.rs",
         "datetime.rs",

@@ -55,6 +55,7 @@ mod admin;
 mod async_ops;
 mod auth;
 mod batch;
+mod blobs;
 mod bulk_messages;
 mod catalog;
 mod csdl;
@@ -64,6 +65,7 @@ mod entra;
 mod error;
 mod faults;
 mod fetchxml;
+mod files;
 mod guid;
 mod impersonation;
 mod keys;
@@ -78,6 +80,7 @@ mod render;
 mod routes;
 mod row_key;
 mod schema;
+mod search;
 mod seed;
 mod server;
 mod store;
@@ -295,6 +298,15 @@ pub struct ChangeRecord {
     pub entity_set: String,
     pub id: String,
     pub kind: ChangeKind,
+}
+
+/// A file stored in a file column ([`Emulator::file`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFile {
+    /// The file name (`x-ms-file-name`, `FileName`).
+    pub name: String,
+    pub mime_type: String,
+    pub bytes: Vec<u8>,
 }
 
 /// One request as received.
@@ -639,6 +651,25 @@ impl Emulator {
             return Vec::new();
         };
         admin::table_rows(&store, entity_set_or_logical_name).unwrap_or_default()
+    }
+
+    /// The file a row's file column holds (`entity set or logical name`, row id, column):
+    /// its name, MIME type and bytes, as uploaded through the Web API or the file messages.
+    /// None when the row, the column or the file does not exist.
+    pub fn file(
+        &self,
+        entity_set_or_logical_name: &str,
+        id: &str,
+        column: &str,
+    ) -> Option<StoredFile> {
+        let store = self.app.store.read().ok()?;
+        let (name, mime_type, bytes) =
+            files::file_of(&store, entity_set_or_logical_name, id, column)?;
+        Some(StoredFile {
+            name,
+            mime_type,
+            bytes,
+        })
     }
 
     /// An access token for the application user, without the token dance.

@@ -19,6 +19,10 @@ pub fn is_read(method: &str) -> bool {
 /// Handles a read request.
 pub fn handle_read(store: &Store, req: &Req) -> Result<Resp, DvError> {
     let segs = path::segments(req.path)?;
+    // The search functions (search.rs) run before the 501 for messages.
+    if let Some(answer) = crate::search::handle(store, req, &segs) {
+        return answer;
+    }
     // Messages, casts and `?sql=` the emulator does not implement answer 501 (messages.rs).
     if let Some(e) = crate::messages::refusal(store, &segs, req.query) {
         return Err(e);
@@ -60,6 +64,9 @@ pub fn handle_read(store: &Store, req: &Req) -> Result<Resp, DvError> {
         (None, [s]) if s.name == "$count" && s.key.is_none() => {
             read::count(store, req, e, &opts, None)
         }
+        (Some(k), rest) if let Some(answer) = crate::files::read(store, req, e, k, rest) => {
+            answer
+        }
         (Some(k), rest) => read::entity(store, req, e, k, rest, &opts),
         (None, [s, ..]) => Err(DvError::segment_not_found(&s.name)),
     }
@@ -71,6 +78,13 @@ pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
     // The bulk messages bound to a table (bulk_messages.rs) run before the 501 for messages.
     if let Some((e, message)) = crate::bulk_messages::target(store, &segs) {
         return crate::bulk_messages::handle(store, req, e, message);
+    }
+    // The file messages (files.rs) and the search messages (search.rs) run before the 501 too.
+    if let Some(answer) = crate::files::message(store, req, &segs) {
+        return answer;
+    }
+    if let Some(answer) = crate::search::handle(store, req, &segs) {
+        return answer;
     }
     if let Some(e) = crate::messages::refusal(store, &segs, req.query) {
         return Err(e);
@@ -107,6 +121,11 @@ pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
     let Some(e) = store.schema.entity_by_set(&first.name) else {
         return Err(DvError::segment_not_found(&first.name));
     };
+    if let Some(k) = &first.key
+        && let Some(answer) = crate::files::write(store, req, e, k, &segs[1..])
+    {
+        return answer;
+    }
     writes::handle(store, req, e, first, &segs[1..])
 }
 

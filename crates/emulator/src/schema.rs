@@ -45,6 +45,20 @@ pub enum AttrKind {
         targets: Vec<String>,
         type_name: &'static str,
     },
+    /// A file column (FileAttributeMetadata; learn.microsoft.com/power-apps/developer/data-platform/file-attributes):
+    /// the row holds the file's id, the bytes live in the store's file data (`blobs.rs`), and
+    /// `MaxSizeInKB` bounds an upload (default 32,768 KB, at most 10,485,760 KB).
+    File {
+        max_size_kb: u32,
+    },
+    /// An image column (ImageAttributeMetadata; learn.microsoft.com/power-apps/developer/data-platform/image-attributes):
+    /// the row holds the image as base64 (`Edm.Binary`); `MaxSizeInKB` bounds an upload
+    /// (default 10,240 KB, at most 30,720 KB) and `CanStoreFullImage` whether the full-size
+    /// image is kept beside the thumbnail.
+    Image {
+        max_size_kb: u32,
+        can_store_full_image: bool,
+    },
 }
 
 impl AttrKind {
@@ -64,6 +78,17 @@ impl AttrKind {
             AttrKind::State { .. } => "State",
             AttrKind::Status { .. } => "Status",
             AttrKind::Lookup { type_name, .. } => type_name,
+            AttrKind::File { .. } | AttrKind::Image { .. } => "Virtual",
+        }
+    }
+
+    /// The `AttributeTypeName` metadata value: `FileType` and `ImageType` for the two virtual
+    /// kinds, `<AttributeType>Type` otherwise.
+    pub fn attribute_type_name(&self) -> String {
+        match self {
+            AttrKind::File { .. } => "FileType".into(),
+            AttrKind::Image { .. } => "ImageType".into(),
+            _ => format!("{}Type", self.type_name()),
         }
     }
 
@@ -83,13 +108,18 @@ impl AttrKind {
             AttrKind::State { .. } => "StateAttributeMetadata",
             AttrKind::Status { .. } => "StatusAttributeMetadata",
             AttrKind::Lookup { .. } => "LookupAttributeMetadata",
+            AttrKind::File { .. } => "FileAttributeMetadata",
+            AttrKind::Image { .. } => "ImageAttributeMetadata",
         }
     }
 
     /// The CSDL primitive type of the column (lookups are exposed as `_x_value` GUIDs).
     pub fn edm_type(&self) -> &'static str {
         match self {
-            AttrKind::Uniqueidentifier | AttrKind::Lookup { .. } => "Edm.Guid",
+            AttrKind::Uniqueidentifier | AttrKind::Lookup { .. } | AttrKind::File { .. } => {
+                "Edm.Guid"
+            }
+            AttrKind::Image { .. } => "Edm.Binary",
             AttrKind::String { .. } | AttrKind::Memo { .. } => "Edm.String",
             AttrKind::Integer { .. }
             | AttrKind::Picklist { .. }
@@ -283,6 +313,21 @@ impl Entity {
         self.wire_index.get(wire).copied()
     }
 
+    /// Whether a column is a read-only companion of a file or image column (`<file>_name`,
+    /// `<image>id`, `<image>_timestamp`, `<image>_url`): empty until a file or image is stored.
+    pub fn is_file_companion(&self, logical_name: &str) -> bool {
+        let of = |base: Option<&str>, image_only: bool| {
+            base.and_then(|b| self.attr(b)).is_some_and(|c| {
+                matches!(self.attributes[c].kind, AttrKind::Image { .. })
+                    || !image_only && matches!(self.attributes[c].kind, AttrKind::File { .. })
+            })
+        };
+        of(logical_name.strip_suffix("_name"), false)
+            || of(logical_name.strip_suffix("id"), true)
+            || of(logical_name.strip_suffix("_timestamp"), true)
+            || of(logical_name.strip_suffix("_url"), true)
+    }
+
     pub fn primary_id_name(&self) -> &str {
         &self.attributes[self.primary_id].logical_name
     }
@@ -464,6 +509,58 @@ impl EntityBuilder {
     pub fn picklist(mut self, logical: &str, display: &str, options: &[(i64, &str)]) -> Self {
         let options = options.iter().map(|(v, l)| (*v, l.to_string())).collect();
         self.push(logical, display, AttrKind::Picklist { options });
+        self
+    }
+
+    /// A file column and its read-only `<column>_name` companion holding the file name
+    /// (learn.microsoft.com/power-apps/developer/data-platform/file-column-data, "File name column").
+    pub fn file(mut self, logical: &str, display: &str, max_size_kb: u32) -> Self {
+        self.push(logical, display, AttrKind::File { max_size_kb });
+        self.push(
+            &format!("{logical}_name"),
+            &format!("{display} Name"),
+            AttrKind::String { max_len: 255 },
+        )
+        .writable = false;
+        self
+    }
+
+    /// An image column with its read-only companions `<column>id` (the image's id),
+    /// `<column>_timestamp` and `<column>_url`
+    /// (learn.microsoft.com/power-apps/developer/data-platform/image-attributes, "Image columns").
+    pub fn image(
+        mut self,
+        logical: &str,
+        display: &str,
+        max_size_kb: u32,
+        can_store_full_image: bool,
+    ) -> Self {
+        self.push(
+            logical,
+            display,
+            AttrKind::Image {
+                max_size_kb,
+                can_store_full_image,
+            },
+        );
+        self.push(
+            &format!("{logical}id"),
+            &format!("{display} Id"),
+            AttrKind::Uniqueidentifier,
+        )
+        .writable = false;
+        self.push(
+            &format!("{logical}_timestamp"),
+            &format!("{display} Timestamp"),
+            AttrKind::BigInt,
+        )
+        .writable = false;
+        self.push(
+            &format!("{logical}_url"),
+            &format!("{display} URL"),
+            AttrKind::String { max_len: 200 },
+        )
+        .writable = false;
         self
     }
 

@@ -310,6 +310,9 @@ fn row(
         let name = a.logical_name.as_str();
         vals[ai] = match (&a.kind, name) {
             (AttrKind::Uniqueidentifier, _) if a.is_primary_id => Val::Guid(seeded_id(e, i)),
+            // Seeded rows hold no files or images (files.rs stores them on upload).
+            (AttrKind::File { .. } | AttrKind::Image { .. }, _) => Val::Null,
+            _ if e.is_file_companion(name) => Val::Null,
             (_, "createdon") => Val::Date(created),
             (_, "modifiedon") => Val::Date(modified),
             (_, "createdby" | "modifiedby") => target_of("systemuser", 0),

@@ -250,6 +250,13 @@ fn dispatch(
     if let Some(rest) = path.strip_prefix("/api/data/") {
         return web_api(app, method, rest, query, headers, body, origin);
     }
+    // Dataverse search 2.0 endpoints are the Web API's search operations (search.rs).
+    if let Some(target) = crate::search::endpoint(path) {
+        return match target {
+            Ok(rest) => web_api(app, method, &rest, query, headers, body, origin),
+            Err(e) => dv_error_parts(&e),
+        };
+    }
     // The status monitor resource of background operations (async_ops.rs).
     if let Some(id) = path.strip_prefix("/api/backgroundoperation/") {
         return crate::async_ops::monitor(app, method, id, headers);

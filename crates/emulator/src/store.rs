@@ -109,6 +109,8 @@ pub struct Store {
     pub events: Vec<WriteEvent>,
     /// The `sdkmessageprocessingstep` table: events are captured while it has rows.
     step_table: Option<TableId>,
+    /// File and image data kept outside the rows (`blobs.rs`).
+    pub blobs: crate::blobs::Blobs,
 }
 
 /// What a change set must restore on rollback.
@@ -143,6 +145,7 @@ impl Store {
             journal: None,
             events: Vec::new(),
             step_table,
+            blobs: crate::blobs::Blobs::default(),
         }
     }
 

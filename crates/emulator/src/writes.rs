@@ -149,6 +149,10 @@ fn convert(store: &Store, e: TableId, col: usize, v: &Value) -> Result<Val, DvEr
                 "CRM do not support direct update of Entity Reference properties, Use Navigation properties instead.",
             ));
         }
+        // File and image data are written through their own requests (files.rs).
+        AttrKind::File { .. } | AttrKind::Image { .. } => {
+            return Err(crate::files::set_in_record(&ent.logical_name, a));
+        }
     };
     Ok(out)
 }
@@ -512,7 +516,7 @@ fn create(store: &mut Store, req: &Req, e: TableId) -> Result<Resp, DvError> {
     Ok(Resp::empty(204).header("OData-EntityId", entity_id_url(req, store, e, id)))
 }
 
-fn stamp_update(
+pub(crate) fn stamp_update(
     store: &Store,
     e: TableId,
     req: &Req,

@@ -152,9 +152,11 @@ fn literal(kind: &AttrKind, text: &str, entity: &str, attr: &str) -> Result<Val,
             _ => return Err(fail()),
         },
         AttrKind::DateTime { .. } => Val::Date(datetime::parse_iso(t).ok_or_else(fail)?),
-        AttrKind::Uniqueidentifier | AttrKind::Lookup { .. } => {
+        AttrKind::Uniqueidentifier | AttrKind::Lookup { .. } | AttrKind::File { .. } => {
             Val::Guid(Guid::parse(t).ok_or_else(fail)?)
         }
+        // An image is stored as base64 text; FetchXML compares it as such.
+        AttrKind::Image { .. } => Val::str(text),
     })
 }
 

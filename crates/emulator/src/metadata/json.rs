@@ -142,7 +142,7 @@ pub fn attribute_json(e: &Entity, a: &Attribute, with_option_set: bool) -> Map<S
         "SchemaName": a.schema_name,
         "EntityLogicalName": e.logical_name,
         "AttributeType": kind.type_name(),
-        "AttributeTypeName": {"Value": format!("{}Type", kind.type_name())},
+        "AttributeTypeName": {"Value": kind.attribute_type_name()},
         "AttributeOf": null,
         "DisplayName": labels_json(&column_labels(&a.display_labels, &a.display_name), &format!("{}.{}", e.logical_name, a.logical_name), !a.is_custom),
         "Description": labels_json(&column_labels(&a.description_labels, &a.description), &format!("{}.{}-d", e.logical_name, a.logical_name), !a.is_custom),
@@ -243,6 +243,21 @@ pub fn attribute_json(e: &Entity, a: &Attribute, with_option_set: bool) -> Map<S
             m.insert("Format".into(), json!("None"));
         }
         AttrKind::Uniqueidentifier => {}
+        // learn.microsoft.com/power-apps/developer/data-platform/file-attributes
+        AttrKind::File { max_size_kb } => {
+            m.insert("MaxSizeInKB".into(), json!(max_size_kb));
+        }
+        // learn.microsoft.com/power-apps/developer/data-platform/image-attributes
+        AttrKind::Image {
+            max_size_kb,
+            can_store_full_image,
+        } => {
+            m.insert("MaxSizeInKB".into(), json!(max_size_kb));
+            m.insert("CanStoreFullImage".into(), json!(can_store_full_image));
+            m.insert("IsPrimaryImage".into(), json!(a.logical_name == "entityimage"));
+            m.insert("MaxHeight".into(), json!(144));
+            m.insert("MaxWidth".into(), json!(144));
+        }
     }
     for (k, v) in &a.extra {
         m.insert(k.clone(), v.clone());

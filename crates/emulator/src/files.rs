@@ -1,0 +1,942 @@
+//! File columns: upload, download and delete, the three ways "Use file column data"
+//! (learn.microsoft.com/power-apps/developer/data-platform/file-column-data) documents them.
+//!
+//! - A single request: `PATCH <set>(<id>)/<column>` with `Content-Type: application/octet-stream`
+//!   and `x-ms-file-name`, answered 204.
+//! - In chunks: a first `PATCH` with `x-ms-transfer-mode: chunked` and the file name (header or
+//!   `x-ms-file-name` query parameter; the header wins) is answered 200 with `Location` (the same
+//!   URL with a `sessiontoken`), `x-ms-chunk-size: 4194304` and `Accept-Ranges: bytes`; each
+//!   chunk is a `PATCH` to that URL with `Content-Range: bytes a-b/total`, answered 206, the last
+//!   one 204.
+//! - The messages `InitializeFileBlocksUpload`, `UploadBlock`, `CommitFileBlocksUpload`,
+//!   `InitializeFileBlocksDownload`, `DownloadBlock` and `DeleteFile`.
+//! - Download: `GET <set>(<id>)/<column>/$value`, with `x-ms-file-size`, `x-ms-file-name` and
+//!   `mimetype`; with `Range: bytes=a-b`, 206 and `x-ms-chunk-size`.
+//! - Delete: `DELETE <set>(<id>)/<column>`, 204.
+//!
+//! A file bigger than the column's `MaxSizeInKB` is refused with `0x80044a02` "Attachment file
+//! size is too big." (same page, "Check maximum file size"). When a file is stored the row's
+//! file column holds a new file id and its `<column>_name` companion the file name ("Behavior
+//! when retrieving", "File name column"); the bytes live in the store's `blobs`.
+//!
+//! Image columns answer 501: the emulator does not generate the thumbnails Dataverse makes of
+//! every image ("Use image column data", "Full-size and thumbnail-sized images").
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Map, Value, json};
+
+use crate::blobs::{Parts, StoredFile, Upload};
+use crate::error::{self, DvError};
+use crate::guid::Guid;
+use crate::odata::path::Segment;
+use crate::odata::query::parse_pairs;
+use crate::row_key;
+use crate::schema::{AttrKind, TableId};
+use crate::store::{Store, Val};
+use crate::wire::{Req, Resp};
+
+/// The chunk size the service recommends in `x-ms-chunk-size` (4 MB), and the most a block of
+/// the block messages may hold ("UploadBlock": "less than 4 MB").
+pub const CHUNK_SIZE: usize = 4 * 1024 * 1024;
+
+/// The most a block id may be before base64 encoding ("UploadBlock": "less than or equal to 64
+/// bytes").
+const MAX_BLOCK_ID_BYTES: usize = 64;
+
+/// The error for a file column (or an image column) named in a create or update body: file
+/// data is written only through the requests of this module ("Use file column data": "you can't
+/// directly set the values in a create or update operation").
+pub fn set_in_record(entity: &str, a: &crate::schema::Attribute) -> DvError {
+    let column = &a.logical_name;
+    if matches!(a.kind, AttrKind::Image { .. }) {
+        return image_not_emulated(entity, column);
+    }
+    DvError::bad_request(format!(
+        "The column '{column}' of '{entity}' holds a file: it can't be set in a create or update; upload the file to {column} with PATCH or the InitializeFileBlocksUpload message."
+    ))
+}
+
+/// The file or image column a path segment names, with its kind.
+fn file_column<'s>(store: &'s Store, e: TableId, seg: &Segment) -> Option<(usize, &'s AttrKind)> {
+    if seg.key.is_some() {
+        return None;
+    }
+    let ent = store.entity(e);
+    let col = ent.attr(&seg.name)?;
+    let kind = &ent.attributes[col].kind;
+    matches!(kind, AttrKind::File { .. } | AttrKind::Image { .. }).then_some((col, kind))
+}
+
+fn image_not_emulated(entity: &str, column: &str) -> DvError {
+    DvError::not_implemented(format_args!(
+        "image column data ({entity}.{column}): Dataverse makes a 144x144 thumbnail of every image and the emulator does not (learn.microsoft.com/power-apps/developer/data-platform/image-column-data)"
+    ))
+}
+
+/// Answers a read of `<set>(<key>)/<file column>/$value` (the bytes), or of
+/// `<set>(<key>)/<file column>` (the same bytes as base64 in `{"value": ...}`, with the same
+/// headers and the same `Range` handling), or `None` when the path is neither.
+///
+/// The second form is not on the file-column page; it is what DynamicsWebApi's `downloadFile`
+/// sends (`GET .../<column>?size=full` with `Range`, reading `value` as base64), a client used
+/// against Dataverse, so Dataverse answers it so.
+pub fn read(
+    store: &Store,
+    req: &Req,
+    e: TableId,
+    key: &str,
+    rest: &[Segment],
+) -> Option<Result<Resp, DvError>> {
+    let (col_seg, as_json) = match rest {
+        [col_seg, value] if value.name == "$value" && value.key.is_none() => (col_seg, false),
+        [col_seg] => (col_seg, true),
+        _ => return None,
+    };
+    let (col, kind) = file_column(store, e, col_seg)?;
+    let is_image = matches!(kind, AttrKind::Image { .. });
+    if as_json && is_image {
+        // An image property read is the thumbnail, which read.rs answers from the row.
+        return None;
+    }
+    Some((|| {
+        let ent = store.entity(e);
+        if is_image {
+            return Err(image_not_emulated(&ent.logical_name, &col_seg.name));
+        }
+        let id = row_key::resolve_existing(store, e, key)?;
+        let file = stored(store, e, id, col)?;
+        let mut resp = download(req, file)?;
+        if as_json {
+            let context = format!(
+                "{}/$metadata#{}({id})/{}",
+                req.api, ent.entity_set_name, col_seg.name
+            );
+            resp.body = json!({"@odata.context": context, "value": STANDARD.encode(&resp.body)})
+                .to_string()
+                .into_bytes();
+            resp.content_type = Some(crate::wire::JSON);
+        }
+        Ok(resp)
+    })())
+}
+
+/// The file a row's file column holds, or the 404 saying it holds none.
+fn stored(store: &Store, e: TableId, id: Guid, col: usize) -> Result<&StoredFile, DvError> {
+    let ent = store.entity(e);
+    let row = store
+        .get(e, &id)
+        .ok_or_else(|| DvError::not_found(&ent.logical_name, &id))?;
+    let no_file = || {
+        DvError::new(
+            404,
+            error::OBJECT_DOES_NOT_EXIST,
+            format!(
+                "No file attachment found for attribute: {} EntityId: {id}.",
+                ent.attributes[col].logical_name
+            ),
+        )
+    };
+    match &row.vals[col] {
+        Val::Guid(file_id) => store.blobs.files.get(file_id).ok_or_else(no_file),
+        _ => Err(no_file()),
+    }
+}
+
+/// `GET .../$value`, whole or by `Range: bytes=a-b`.
+fn download(req: &Req, file: &StoredFile) -> Result<Resp, DvError> {
+    let size = file.bytes.len() as u64;
+    let common = |resp: Resp| {
+        resp.header("x-ms-file-size", size.to_string())
+            .header("x-ms-file-name", file.name.clone())
+            .header("mimetype", file.mime_type.clone())
+    };
+    let Some(range) = req.header("range") else {
+        let resp = common(Resp {
+            status: 200,
+            headers: Vec::new(),
+            body: file.bytes.clone(),
+            content_type: Some("application/octet-stream"),
+        });
+        return Ok(resp.header(
+            "Access-Control-Expose-Headers",
+            "x-ms-file-size; x-ms-file-name; mimetype",
+        ));
+    };
+    let (start, end) = parse_range(range, size)?;
+    let resp = common(Resp {
+        status: 206,
+        headers: Vec::new(),
+        body: file.bytes[start as usize..=end as usize].to_vec(),
+        content_type: Some("application/octet-stream"),
+    });
+    Ok(resp
+        .header("x-ms-chunk-size", CHUNK_SIZE.to_string())
+        .header("Content-Range", format!("bytes {start}-{end}/{size}"))
+        .header(
+            "Access-Control-Expose-Headers",
+            "x-ms-file-size; x-ms-file-name; x-ms-chunk-size; mimetype",
+        ))
+}
+
+/// `bytes=a-b` (b past the end is the end; `bytes=a-` is to the end), as RFC 9110 reads a
+/// byte range; a start past the end is 416.
+fn parse_range(text: &str, size: u64) -> Result<(u64, u64), DvError> {
+    let bad = || {
+        DvError::bad_request(format!(
+            "The Range header '{text}' is not valid: expected 'bytes=<start>-<end>'."
+        ))
+    };
+    let spec = text.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+    let start: u64 = a.trim().parse().map_err(|_| bad())?;
+    let end: u64 = match b.trim() {
+        "" => size.saturating_sub(1),
+        b => b.parse().map_err(|_| bad())?,
+    };
+    if end < start {
+        return Err(bad());
+    }
+    if start >= size {
+        return Err(DvError::new(
+            416,
+            error::ODATA_ERROR,
+            format!("The range start {start} is not below the file size {size}."),
+        ));
+    }
+    Ok((start, end.min(size - 1)))
+}
+
+/// Answers a write to `<set>(<key>)/<file column>` (PATCH uploads, DELETE deletes), or `None`
+/// when the path is not one.
+pub fn write(
+    store: &mut Store,
+    req: &Req,
+    e: TableId,
+    key: &str,
+    rest: &[Segment],
+) -> Option<Result<Resp, DvError>> {
+    let [col_seg] = rest else {
+        return None;
+    };
+    let (col, kind) = file_column(store, e, col_seg)?;
+    let is_image = matches!(kind, AttrKind::Image { .. });
+    Some((|| {
+        let ent = store.entity(e);
+        if is_image {
+            return Err(image_not_emulated(&ent.logical_name, &col_seg.name));
+        }
+        let id = row_key::resolve_existing(store, e, key)?;
+        match req.method {
+            "PATCH" => upload(store, req, e, id, col, key, &col_seg.name),
+            "DELETE" => {
+                remove(store, req, e, id, col)?;
+                Ok(Resp::empty(204))
+            }
+            m => Err(DvError::method_not_allowed(m, "a file column")),
+        }
+    })())
+}
+
+fn query_param(req: &Req, name: &str) -> Option<String> {
+    parse_pairs(req.query)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// The file name of an upload: the `x-ms-file-name` header, else the query parameter of the
+/// same name (the header takes precedence, "Upload the file in chunks using Web API").
+fn file_name(req: &Req) -> Option<String> {
+    req.header("x-ms-file-name")
+        .map(str::to_string)
+        .or_else(|| query_param(req, "x-ms-file-name"))
+        .filter(|n| !n.trim().is_empty())
+}
+
+fn missing_file_name() -> DvError {
+    DvError::bad_request(
+        "The file name is missing: send it in the x-ms-file-name header (or, for a chunked upload, the x-ms-file-name query parameter).",
+    )
+}
+
+fn upload(
+    store: &mut Store,
+    req: &Req,
+    e: TableId,
+    id: Guid,
+    col: usize,
+    key: &str,
+    column: &str,
+) -> Result<Resp, DvError> {
+    if let Some(token) = query_param(req, "sessiontoken") {
+        return upload_chunk(store, req, e, id, col, &token);
+    }
+    let name = file_name(req).ok_or_else(missing_file_name)?;
+    if req
+        .header("x-ms-transfer-mode")
+        .is_some_and(|m| m.eq_ignore_ascii_case("chunked"))
+    {
+        let token = new_token();
+        store.blobs.uploads.insert(
+            token.clone(),
+            Upload {
+                table: e,
+                row: id,
+                column: col,
+                name,
+                parts: Parts::Chunks {
+                    total: None,
+                    chunks: Default::default(),
+                },
+                committed: None,
+            },
+        );
+        let location = format!(
+            "{}/{}({key})/{column}?sessiontoken={token}",
+            req.api,
+            store.entity(e).entity_set_name
+        );
+        return Ok(Resp::empty(200)
+            .header("Accept-Ranges", "bytes")
+            .header("Location", location)
+            .header("x-ms-chunk-size", CHUNK_SIZE.to_string())
+            .header("Access-Control-Expose-Headers", "x-ms-chunk-size"));
+    }
+    check_content_type(req)?;
+    let mime = mime_of(req, &name);
+    commit(store, req, e, id, col, name, mime, req.body.to_vec())?;
+    Ok(Resp::empty(204))
+}
+
+fn check_content_type(req: &Req) -> Result<(), DvError> {
+    match req.header("content-type") {
+        Some(ct) if ct.trim().starts_with("application/octet-stream") => Ok(()),
+        other => Err(DvError::bad_request(format!(
+            "A file upload must be sent with Content-Type: application/octet-stream, not {}.",
+            other.map_or("none".to_string(), |c| format!("'{c}'"))
+        ))),
+    }
+}
+
+/// The MIME type stored with a file uploaded through the Web API: the documented requests send
+/// the bytes as `application/octet-stream`, so the type comes from the file name's extension.
+fn mime_of(_req: &Req, name: &str) -> String {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "txt" => "text/plain",
+        "csv" => "text/csv",
+        "htm" | "html" => "text/html",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "bmp" => "image/bmp",
+        "tif" | "tiff" => "image/tiff",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        _ => "application/octet-stream",
+    }
+    .to_string()
+}
+
+/// `bytes a-b/total` of a chunk.
+fn content_range(req: &Req) -> Result<(u64, u64, u64), DvError> {
+    let text = req.header("content-range").ok_or_else(|| {
+        DvError::bad_request("A chunk of a chunked upload must carry a Content-Range header ('bytes <start>-<end>/<size>').")
+    })?;
+    let bad = || {
+        DvError::bad_request(format!(
+            "The Content-Range header '{text}' is not valid: expected 'bytes <start>-<end>/<size>'."
+        ))
+    };
+    let spec = text.trim().strip_prefix("bytes ").ok_or_else(bad)?;
+    let (range, total) = spec.split_once('/').ok_or_else(bad)?;
+    let (a, b) = range.split_once('-').ok_or_else(bad)?;
+    let (start, end, total): (u64, u64, u64) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+        total.trim().parse().map_err(|_| bad())?,
+    );
+    if end < start || end >= total {
+        return Err(bad());
+    }
+    Ok((start, end, total))
+}
+
+fn upload_chunk(
+    store: &mut Store,
+    req: &Req,
+    e: TableId,
+    id: Guid,
+    col: usize,
+    token: &str,
+) -> Result<Resp, DvError> {
+    let unknown = || {
+        DvError::bad_request(format!(
+            "The sessiontoken '{token}' does not name an upload in progress for this column."
+        ))
+    };
+    let session = store.blobs.uploads.get(token).ok_or_else(unknown)?;
+    if session.table != e || session.row != id || session.column != col {
+        return Err(unknown());
+    }
+    check_content_type(req)?;
+    let (start, end, total) = content_range(req)?;
+    if req.body.len() as u64 != end - start + 1 {
+        return Err(DvError::bad_request(format!(
+            "The chunk holds {} bytes but its Content-Range names {} ({start}-{end}).",
+            req.body.len(),
+            end - start + 1
+        )));
+    }
+    if session.committed.is_some() {
+        // A chunk of an upload already stored (a retry of the last one): nothing changes.
+        return Ok(Resp::empty(204));
+    }
+    check_size(store, e, col, total)?;
+    let name = file_name(req).unwrap_or_else(|| session.name.clone());
+    let Some(session) = store.blobs.uploads.get_mut(token) else {
+        return Err(unknown());
+    };
+    let Parts::Chunks {
+        total: known,
+        chunks,
+    } = &mut session.parts
+    else {
+        return Err(unknown());
+    };
+    if known.is_some_and(|t| t != total) {
+        return Err(DvError::bad_request(format!(
+            "The Content-Range size {total} differs from the size {} of the earlier chunks.",
+            known.unwrap_or_default()
+        )));
+    }
+    *known = Some(total);
+    chunks.insert(start, req.body.to_vec());
+    let Some(bytes) = contiguous(chunks, total) else {
+        return Ok(Resp::empty(206));
+    };
+    let mime = mime_of(req, &name);
+    let file_id = commit(store, req, e, id, col, name, mime, bytes)?;
+    if let Some(s) = store.blobs.uploads.get_mut(token) {
+        s.committed = Some(file_id);
+        s.parts = Parts::Chunks {
+            total: Some(total),
+            chunks: Default::default(),
+        };
+    }
+    Ok(Resp::empty(204))
+}
+
+/// The file, once the chunks cover `0..total` without a gap (a chunk sent again replaces the
+/// one at its offset).
+fn contiguous(chunks: &std::collections::BTreeMap<u64, Vec<u8>>, total: u64) -> Option<Vec<u8>> {
+    let mut next = 0u64;
+    for (start, bytes) in chunks {
+        if *start > next {
+            return None;
+        }
+        next = next.max(start + bytes.len() as u64);
+    }
+    if next < total {
+        return None;
+    }
+    let mut out = vec![0u8; total as usize];
+    for (start, bytes) in chunks {
+        let s = *start as usize;
+        out[s..s + bytes.len()].copy_from_slice(bytes);
+    }
+    Some(out)
+}
+
+fn max_size_kb(store: &Store, e: TableId, col: usize) -> u64 {
+    match store.entity(e).attributes[col].kind {
+        AttrKind::File { max_size_kb } | AttrKind::Image { max_size_kb, .. } => max_size_kb.into(),
+        _ => 0,
+    }
+}
+
+fn check_size(store: &Store, e: TableId, col: usize, size: u64) -> Result<(), DvError> {
+    if size > max_size_kb(store, e, col) * 1024 {
+        return Err(DvError::new(
+            400,
+            error::ATTACHMENT_INVALID_FILE_SIZE,
+            "Attachment file size is too big.",
+        ));
+    }
+    Ok(())
+}
+
+/// Stores a file in a row's file column (replacing the one it held): a new file id in the
+/// column, the name in `<column>_name`, the bytes in the store's blobs.
+#[allow(clippy::too_many_arguments)]
+fn commit(
+    store: &mut Store,
+    req: &Req,
+    e: TableId,
+    id: Guid,
+    col: usize,
+    name: String,
+    mime_type: String,
+    bytes: Vec<u8>,
+) -> Result<Guid, DvError> {
+    check_size(store, e, col, bytes.len() as u64)?;
+    let ent = store.entity(e);
+    let name_col = ent.attr(&format!("{}_name", ent.attributes[col].logical_name));
+    let old = match store.get(e, &id).map(|r| &r.vals[col]) {
+        Some(Val::Guid(g)) => Some(*g),
+        _ => None,
+    };
+    let file_id = store.new_id(e);
+    let mut changes = vec![(col, Val::Guid(file_id))];
+    if let Some(c) = name_col {
+        changes.push((c, Val::str(&name)));
+    }
+    crate::writes::stamp_update(store, e, req, &mut changes)?;
+    store.update(e, id, changes)?;
+    if let Some(old) = old {
+        store.blobs.files.remove(&old);
+    }
+    store.blobs.files.insert(
+        file_id,
+        StoredFile {
+            table: e,
+            row: id,
+            column: col,
+            name,
+            mime_type,
+            bytes,
+        },
+    );
+    Ok(file_id)
+}
+
+/// Empties a row's file column (and its name); nothing to do when it holds no file.
+fn remove(store: &mut Store, req: &Req, e: TableId, id: Guid, col: usize) -> Result<(), DvError> {
+    let ent = store.entity(e);
+    let name_col = ent.attr(&format!("{}_name", ent.attributes[col].logical_name));
+    let Some(Val::Guid(file_id)) = store.get(e, &id).map(|r| r.vals[col].clone()) else {
+        return Ok(());
+    };
+    let mut changes = vec![(col, Val::Null)];
+    if let Some(c) = name_col {
+        changes.push((c, Val::Null));
+    }
+    crate::writes::stamp_update(store, e, req, &mut changes)?;
+    store.update(e, id, changes)?;
+    store.blobs.files.remove(&file_id);
+    Ok(())
+}
+
+/// A session or continuation token nobody can guess.
+fn new_token() -> String {
+    let mut bytes = [0u8; 24];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: fall back on the clock, still unique within this process.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes[..16].copy_from_slice(&nanos.to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The messages (Web API actions; "Use Dataverse messages to upload a file" / "... download a
+// file", and "Use the DeleteFile message", same page).
+
+/// The message names this module answers.
+pub const MESSAGES: &[&str] = &[
+    "InitializeFileBlocksUpload",
+    "UploadBlock",
+    "CommitFileBlocksUpload",
+    "InitializeFileBlocksDownload",
+    "DownloadBlock",
+    "DeleteFile",
+];
+
+/// Answers one of [`MESSAGES`] called unbound at the root (`POST [api]/UploadBlock`), or `None`
+/// when the path names none of them.
+pub fn message(store: &mut Store, req: &Req, segs: &[Segment]) -> Option<Result<Resp, DvError>> {
+    let [seg] = segs else {
+        return None;
+    };
+    if seg.key.is_some() {
+        return None;
+    }
+    let name = seg
+        .name
+        .strip_prefix(crate::messages::NAMESPACE)
+        .unwrap_or(&seg.name);
+    let name = MESSAGES.iter().find(|m| **m == name)?;
+    Some((|| {
+        if req.method != "POST" {
+            return Err(DvError::method_not_allowed(
+                req.method,
+                &format!("the action {name}"),
+            ));
+        }
+        let body = json_body(req.body)?;
+        match *name {
+            "InitializeFileBlocksUpload" => initialize_upload(store, req, &body),
+            "UploadBlock" => upload_block(store, &body),
+            "CommitFileBlocksUpload" => commit_blocks(store, req, &body),
+            "InitializeFileBlocksDownload" => initialize_download(store, req, &body),
+            "DownloadBlock" => download_block(store, req, &body),
+            _ => delete_file(store, req, &body),
+        }
+    })())
+}
+
+fn json_body(body: &[u8]) -> Result<Map<String, Value>, DvError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(DvError::bad_request(
+            "The request body must be a JSON object.",
+        )),
+        Err(e) => Err(DvError::bad_request(format!("Invalid JSON. {e}"))),
+    }
+}
+
+fn required_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, DvError> {
+    match body.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) | None | Some(Value::Null) => Err(DvError::bad_request(format!(
+            "The parameter '{name}' is required."
+        ))),
+        Some(other) => Err(DvError::bad_request(format!(
+            "The parameter '{name}' must be a string, not {other}."
+        ))),
+    }
+}
+
+fn required_int(body: &Map<String, Value>, name: &str) -> Result<u64, DvError> {
+    let v = body
+        .get(name)
+        .ok_or_else(|| DvError::bad_request(format!("The parameter '{name}' is required.")))?;
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .ok_or_else(|| {
+            DvError::bad_request(format!(
+                "The parameter '{name}' must be a non-negative integer, not {v}."
+            ))
+        })
+}
+
+/// The row a `Target` entity reference names: `{"@odata.type": "Microsoft.Dynamics.CRM.<table>",
+/// "<primary id>": "<id>"}`, and the file column `FileAttributeName` names on its table.
+fn target(store: &Store, body: &Map<String, Value>) -> Result<(TableId, Guid, usize), DvError> {
+    let t = body
+        .get("Target")
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            DvError::bad_request(
+                "The parameter 'Target' is required: an entity reference with @odata.type and the primary key.",
+            )
+        })?;
+    let ty = t
+        .get("@odata.type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            DvError::bad_request(
+                "The 'Target' parameter needs '@odata.type' (Microsoft.Dynamics.CRM.<table>).",
+            )
+        })?;
+    let logical = ty
+        .trim_start_matches('#')
+        .strip_prefix(crate::messages::NAMESPACE)
+        .unwrap_or(ty);
+    let e = store.schema.entity(logical).ok_or_else(|| {
+        DvError::bad_request(format!(
+            "The '@odata.type' of 'Target' names no table: '{ty}'."
+        ))
+    })?;
+    let ent = store.entity(e);
+    let id = t
+        .get(ent.primary_id_name())
+        .and_then(Value::as_str)
+        .and_then(Guid::parse)
+        .ok_or_else(|| {
+            DvError::bad_request(format!(
+                "The 'Target' parameter needs '{}' (the id of the {} row).",
+                ent.primary_id_name(),
+                ent.logical_name
+            ))
+        })?;
+    if store.get(e, &id).is_none() {
+        return Err(DvError::not_found(&ent.logical_name, &id));
+    }
+    let column = required_str(body, "FileAttributeName")?;
+    let col = ent
+        .attr(column)
+        .filter(|c| {
+            matches!(
+                ent.attributes[*c].kind,
+                AttrKind::File { .. } | AttrKind::Image { .. }
+            )
+        })
+        .ok_or_else(|| {
+            DvError::bad_request(format!(
+                "'{column}' is not a file or image column of {}.",
+                ent.logical_name
+            ))
+        })?;
+    if matches!(ent.attributes[col].kind, AttrKind::Image { .. }) {
+        return Err(image_not_emulated(&ent.logical_name, column));
+    }
+    Ok((e, id, col))
+}
+
+fn action_response(req: &Req, ty: &str, mut body: Map<String, Value>) -> Resp {
+    body.insert(
+        "@odata.context".into(),
+        json!(format!("{}/$metadata#Microsoft.Dynamics.CRM.{ty}", req.api)),
+    );
+    // The context first, as the service writes it.
+    let mut out = Map::new();
+    if let Some(c) = body.remove("@odata.context") {
+        out.insert("@odata.context".into(), c);
+    }
+    out.extend(body);
+    Resp::json(200, Value::Object(out).to_string().into_bytes())
+}
+
+fn initialize_upload(
+    store: &mut Store,
+    req: &Req,
+    body: &Map<String, Value>,
+) -> Result<Resp, DvError> {
+    let (e, id, col) = target(store, body)?;
+    let name = required_str(body, "FileName")?.to_string();
+    let token = new_token();
+    store.blobs.uploads.insert(
+        token.clone(),
+        Upload {
+            table: e,
+            row: id,
+            column: col,
+            name,
+            parts: Parts::Blocks(Default::default()),
+            committed: None,
+        },
+    );
+    let mut out = Map::new();
+    out.insert("FileContinuationToken".into(), json!(token));
+    Ok(action_response(
+        req,
+        "InitializeFileBlocksUploadResponse",
+        out,
+    ))
+}
+
+fn unknown_token(token: &str) -> DvError {
+    DvError::bad_request(format!(
+        "The FileContinuationToken '{token}' does not name a file operation in progress."
+    ))
+}
+
+fn upload_block(store: &mut Store, body: &Map<String, Value>) -> Result<Resp, DvError> {
+    let token = required_str(body, "FileContinuationToken")?;
+    let block_id = required_str(body, "BlockId")?;
+    let id_bytes = STANDARD.decode(block_id).map_err(|_| {
+        DvError::bad_request(format!(
+            "The BlockId '{block_id}' is not a valid Base64 string."
+        ))
+    })?;
+    if id_bytes.len() > MAX_BLOCK_ID_BYTES {
+        return Err(DvError::bad_request(format!(
+            "The BlockId must be at most {MAX_BLOCK_ID_BYTES} bytes before encoding; it is {}.",
+            id_bytes.len()
+        )));
+    }
+    let data = STANDARD
+        .decode(required_str(body, "BlockData")?)
+        .map_err(|_| DvError::bad_request("The BlockData is not a valid Base64 string."))?;
+    if data.len() > CHUNK_SIZE {
+        return Err(DvError::bad_request(format!(
+            "A block holds at most {CHUNK_SIZE} bytes (4 MB); this one holds {}.",
+            data.len()
+        )));
+    }
+    let session = store
+        .blobs
+        .uploads
+        .get_mut(token)
+        .ok_or_else(|| unknown_token(token))?;
+    let Parts::Blocks(blocks) = &mut session.parts else {
+        return Err(unknown_token(token));
+    };
+    if let Some(other) = blocks.keys().next()
+        && other.len() != block_id.len()
+    {
+        return Err(DvError::bad_request(format!(
+            "Every BlockId of a file must have the same length: '{block_id}' differs from '{other}'."
+        )));
+    }
+    blocks.insert(block_id.to_string(), data);
+    Ok(Resp::empty(204))
+}
+
+fn commit_blocks(store: &mut Store, req: &Req, body: &Map<String, Value>) -> Result<Resp, DvError> {
+    let token = required_str(body, "FileContinuationToken")?;
+    let name = required_str(body, "FileName")?.to_string();
+    let mime = required_str(body, "MimeType")?.to_string();
+    let list: Vec<&str> = match body.get("BlockList") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str().ok_or_else(|| {
+                    DvError::bad_request("The BlockList must be an array of BlockId strings.")
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(DvError::bad_request(
+                "The parameter 'BlockList' is required: the BlockId values in file order.",
+            ));
+        }
+    };
+    let session = store
+        .blobs
+        .uploads
+        .get(token)
+        .ok_or_else(|| unknown_token(token))?;
+    let (e, id, col) = (session.table, session.row, session.column);
+    if let Some(file_id) = session.committed {
+        // Committed already (a retry): answer as before, store nothing twice.
+        let size = store.blobs.files.get(&file_id).map_or(0, |f| f.bytes.len());
+        let mut out = Map::new();
+        out.insert("FileId".into(), json!(file_id.to_string()));
+        out.insert("FileSizeInBytes".into(), json!(size));
+        return Ok(action_response(req, "CommitFileBlocksUploadResponse", out));
+    }
+    let Parts::Blocks(blocks) = &session.parts else {
+        return Err(unknown_token(token));
+    };
+    let mut bytes = Vec::new();
+    for b in &list {
+        let block = blocks.get(*b).ok_or_else(|| {
+            DvError::bad_request(format!(
+                "The BlockList names '{b}', which no UploadBlock sent."
+            ))
+        })?;
+        bytes.extend_from_slice(block);
+    }
+    let size = bytes.len();
+    let file_id = commit(store, req, e, id, col, name, mime, bytes)?;
+    if let Some(s) = store.blobs.uploads.get_mut(token) {
+        s.committed = Some(file_id);
+        s.parts = Parts::Blocks(Default::default());
+    }
+    let mut out = Map::new();
+    out.insert("FileId".into(), json!(file_id.to_string()));
+    out.insert("FileSizeInBytes".into(), json!(size));
+    Ok(action_response(req, "CommitFileBlocksUploadResponse", out))
+}
+
+fn initialize_download(
+    store: &mut Store,
+    req: &Req,
+    body: &Map<String, Value>,
+) -> Result<Resp, DvError> {
+    let (e, id, col) = target(store, body)?;
+    let file_id = match store.get(e, &id).map(|r| &r.vals[col]) {
+        Some(Val::Guid(g)) => *g,
+        _ => {
+            stored(store, e, id, col)?;
+            return Err(DvError::internal("a file column without its file"));
+        }
+    };
+    let file = stored(store, e, id, col)?;
+    let mut out = Map::new();
+    out.insert("FileSizeInBytes".into(), json!(file.bytes.len()));
+    out.insert("FileName".into(), json!(file.name));
+    let token = new_token();
+    out.insert("FileContinuationToken".into(), json!(token));
+    out.insert("IsChunkingSupported".into(), json!(true));
+    store.blobs.downloads.insert(token, file_id);
+    Ok(action_response(
+        req,
+        "InitializeFileBlocksDownloadResponse",
+        out,
+    ))
+}
+
+fn download_block(
+    store: &mut Store,
+    req: &Req,
+    body: &Map<String, Value>,
+) -> Result<Resp, DvError> {
+    let token = required_str(body, "FileContinuationToken")?;
+    let offset = required_int(body, "Offset")?;
+    let length = required_int(body, "BlockLength")?;
+    let file_id = store
+        .blobs
+        .downloads
+        .get(token)
+        .ok_or_else(|| unknown_token(token))?;
+    let file = store.blobs.files.get(file_id).ok_or_else(|| {
+        DvError::new(
+            404,
+            error::OBJECT_DOES_NOT_EXIST,
+            format!("The file {file_id} no longer exists."),
+        )
+    })?;
+    let size = file.bytes.len() as u64;
+    if offset > size {
+        return Err(DvError::bad_request(format!(
+            "The Offset {offset} is past the end of the file ({size} bytes)."
+        )));
+    }
+    let end = offset.saturating_add(length).min(size);
+    let data = STANDARD.encode(&file.bytes[offset as usize..end as usize]);
+    let mut out = Map::new();
+    out.insert("Data".into(), json!(data));
+    Ok(action_response(req, "DownloadBlockResponse", out))
+}
+
+fn delete_file(store: &mut Store, req: &Req, body: &Map<String, Value>) -> Result<Resp, DvError> {
+    let text = required_str(body, "FileId")?;
+    let file_id = Guid::parse(text)
+        .ok_or_else(|| DvError::bad_request(format!("The FileId '{text}' is not a GUID.")))?;
+    let Some(file) = store.blobs.files.get(&file_id) else {
+        return Err(DvError::new(
+            404,
+            error::OBJECT_DOES_NOT_EXIST,
+            format!("fileattachment With Id = {file_id} Does Not Exist"),
+        ));
+    };
+    let (e, id, col) = (file.table, file.row, file.column);
+    remove(store, req, e, id, col)?;
+    Ok(Resp::empty(204))
+}
+
+/// The file a row's file column holds, for [`crate::Emulator::file`]: name, MIME type, bytes.
+pub fn file_of(
+    store: &Store,
+    entity_set_or_logical_name: &str,
+    id: &str,
+    column: &str,
+) -> Option<(String, String, Vec<u8>)> {
+    let e = store
+        .schema
+        .entity_by_set(entity_set_or_logical_name)
+        .or_else(|| store.schema.entity(entity_set_or_logical_name))?;
+    let id = Guid::parse(id)?;
+    let col = store.entity(e).attr(column)?;
+    let file = stored(store, e, id, col).ok()?;
+    Some((
+        file.name.clone(),
+        file.mime_type.clone(),
+        file.bytes.clone(),
+    ))
+}
