@@ -2,6 +2,7 @@
 
 pub(crate) mod batch_entity_actions;
 mod call_function;
+mod cancel_background_operation;
 mod attach_note;
 mod create_alternate_key;
 mod create_attribute;
@@ -15,6 +16,7 @@ mod delete_entity;
 mod download_file;
 mod download_note_attachment;
 mod get_attribute;
+mod get_background_operation;
 mod get_current_user;
 mod get_entities_metadata;
 mod get_entity;
@@ -101,6 +103,8 @@ pub const CATALOGUE: &[ActionDef] = &[
     perform_unbound_action::ACTION,
     perform_bound_action::ACTION,
     call_function::ACTION,
+    get_background_operation::ACTION,
+    cancel_background_operation::ACTION,
     upload_file::ACTION,
     download_file::ACTION,
     attach_note::ACTION,

@@ -7,6 +7,7 @@
 mod actions;
 mod attributes;
 mod auth;
+mod background;
 mod bulk;
 mod client;
 mod connection;
