@@ -75,6 +75,10 @@ pub const INVALID_BYPASS_HEADER: &str = INVALID_ARGUMENT;
 /// (learn.microsoft.com/power-apps/developer/data-platform/file-column-data, "Check maximum file
 /// size").
 pub const ATTACHMENT_INVALID_FILE_SIZE: &str = "0x80044a02";
+/// `PrivilegeDenied`: the calling user lacks a privilege the request needs, such as
+/// `prvBypassCustomBusinessLogic` for the bypass headers (bypass-custom-business-logic;
+/// web-service-error-codes).
+pub const PRIVILEGE_DENIED: &str = "0x80040220";
 /// `ExpiredVersionStamp`: a change-tracking delta token older than the window.
 pub const EXPIRED_VERSION_STAMP: &str = "0x80044352";
 

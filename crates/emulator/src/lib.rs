@@ -84,6 +84,7 @@ mod search;
 mod seed;
 mod server;
 mod store;
+mod switches;
 mod throttle;
 mod tls;
 mod webhooks;

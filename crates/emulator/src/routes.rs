@@ -75,6 +75,8 @@ pub fn handle_read(store: &Store, req: &Req) -> Result<Resp, DvError> {
 /// Handles a write request.
 pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
     let segs = path::segments(req.path)?;
+    // The data-load switches of a write are checked before it runs (switches.rs).
+    crate::switches::Switches::of(store, req)?;
     // The bulk messages bound to a table (bulk_messages.rs) run before the 501 for messages.
     if let Some((e, message)) = crate::bulk_messages::target(store, &segs) {
         return crate::bulk_messages::handle(store, req, e, message);

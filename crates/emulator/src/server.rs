@@ -487,7 +487,9 @@ fn take_webhook_calls(app: &App, store: &mut Store, req: &Req) -> Vec<crate::web
         correlation_id: crate::webhooks::fresh_guid(),
         now_ms: (store.clock)().saturating_mul(1000),
     };
-    crate::webhooks::collect(store, &ctx)
+    let calls = crate::webhooks::collect(store, &ctx);
+    // What the write's data-load switches bypass is not called (switches.rs).
+    crate::switches::filter_calls(store, req, calls)
 }
 
 /// A write, then the webhook calls it triggers: synchronous steps are called before the

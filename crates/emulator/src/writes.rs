@@ -467,6 +467,9 @@ fn create_row(
         );
     }
     compute_names(store, e, &mut vals);
+    if req.header("MSCRM.SuppressDuplicateDetection").is_some() {
+        crate::switches::check_duplicates(store, req, e, None, &vals)?;
+    }
     store.insert(e, vals, true)?;
     created.push((e, id));
     run_deferred(store, req, e, id, deferred, created)?;
@@ -611,6 +614,15 @@ fn upsert(store: &mut Store, req: &Req, e: TableId, raw_key: &str) -> Result<Res
             }
             // A statecode/statuscode pair must agree (messages/set_state.rs).
             crate::messages::set_state::check(store, e, id, &cols)?;
+            if req.header("MSCRM.SuppressDuplicateDetection").is_some()
+                && let Some(row) = store.get(e, &id)
+            {
+                let mut merged = row.vals.clone();
+                for (c, v) in &cols {
+                    merged[*c] = v.clone();
+                }
+                crate::switches::check_duplicates(store, req, e, Some(id), &merged)?;
+            }
             stamp_update(store, e, req, &mut cols)?;
             store.update(e, id, cols)?;
             if let Err(err) = run_deferred(store, req, e, id, deferred, &mut created) {

@@ -674,3 +674,221 @@ fn a_waiting_background_operation_can_be_canceled_both_ways() {
         )
     );
 }
+
+/// Registers a webhook step for `message` of `table` (mode 0 synchronous, 1 asynchronous) on an
+/// endpoint nobody listens on; returns the step id.
+fn register_step(c: &Client, table: &str, mode: i64) -> String {
+    let ep = post(
+        c,
+        "serviceendpoints",
+        json!({"name": "hook", "url": "http://127.0.0.1:9/none", "contract": 8, "authtype": 5, "authvalue": "k", "messageformat": 2}),
+    );
+    assert_eq!(ep.status, 204, "{}", ep.body);
+    let ep = created(&ep);
+    let msg = first_id(c, "sdkmessages", "sdkmessageid", "name%20eq%20'Create'");
+    let filter = first_id(
+        c,
+        "sdkmessagefilters",
+        "sdkmessagefilterid",
+        &format!("primaryobjecttypecode%20eq%20'{table}'%20and%20_sdkmessageid_value%20eq%20{msg}"),
+    );
+    let st = post(
+        c,
+        "sdkmessageprocessingsteps",
+        json!({
+            "name": format!("Create of {table}"), "stage": 40, "mode": mode, "rank": 1, "supporteddeployment": 0,
+            "sdkmessageid@odata.bind": format!("/sdkmessages({msg})"),
+            "sdkmessagefilterid@odata.bind": format!("/sdkmessagefilters({filter})"),
+            "eventhandler_serviceendpoint@odata.bind": format!("/serviceendpoints({ep})"),
+        }),
+    );
+    assert_eq!(st.status, 204, "{}", st.body);
+    created(&st)
+}
+
+fn create_with(c: &Client, set: &str, body: Value, headers: &[(&str, &str)]) -> Answer {
+    c.request("POST", set, "application/json", &body.to_string(), headers)
+}
+
+#[test]
+fn bypass_headers_skip_the_custom_logic_they_name() {
+    let (emu, c) = start();
+    // Asynchronous custom logic on accounts: a queued webhook call per create.
+    register_step(&c, "account", 1);
+    let a = create_with(
+        &c,
+        "accounts",
+        json!({"name": "Async bypassed"}),
+        &[("MSCRM.BypassBusinessLogicExecution", "CustomAsync")],
+    );
+    assert_eq!(a.status, 204, "{}", a.body);
+    let a = create_with(
+        &c,
+        "accounts",
+        json!({"name": "Sync only bypassed"}),
+        &[("MSCRM.BypassCustomPluginExecution", "true")],
+    );
+    assert_eq!(a.status, 204, "{}", a.body);
+    let a = create_with(&c, "accounts", json!({"name": "Not bypassed"}), &[]);
+    assert_eq!(a.status, 204, "{}", a.body);
+    let delivered = emu.wait_for_deliveries(2, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let names: Vec<String> = emu
+        .webhook_deliveries()
+        .iter()
+        .map(|d| d.json()["InputParameters"][0]["value"]["Attributes"].to_string())
+        .collect();
+    assert_eq!(delivered.len(), 2, "{names:?}");
+    assert!(
+        names.iter().all(|n| !n.contains("Async bypassed")),
+        "{names:?}"
+    );
+
+    // Synchronous custom logic on contacts that fails: the write fails with it unless bypassed.
+    let step = register_step(&c, "contact", 0);
+    let plain = create_with(&c, "contacts", json!({"lastname": "Plain"}), &[]);
+    assert_eq!(plain.status, 400, "{}", plain.body);
+    for header in [
+        ("MSCRM.BypassCustomPluginExecution", "true"),
+        (
+            "MSCRM.BypassBusinessLogicExecution",
+            "CustomSync,CustomAsync",
+        ),
+        ("MSCRM.BypassBusinessLogicExecutionStepIds", step.as_str()),
+    ] {
+        let a = create_with(&c, "contacts", json!({"lastname": header.0}), &[header]);
+        assert_eq!(a.status, 204, "{header:?}: {}", a.body);
+        assert!(
+            emu.table("contact")
+                .iter()
+                .any(|r| r["lastname"] == header.0)
+        );
+    }
+    let other_step = create_with(
+        &c,
+        "contacts",
+        json!({"lastname": "Other step"}),
+        &[(
+            "MSCRM.BypassBusinessLogicExecutionStepIds",
+            "00000000-0000-0000-0000-000000000001",
+        )],
+    );
+    assert_eq!(
+        other_step.status, 400,
+        "bypassing another step leaves this one: {}",
+        other_step.body
+    );
+}
+
+#[test]
+fn switch_values_and_privileges_are_checked_before_the_write() {
+    let (emu, c) = start();
+    let before = emu.table("account").len();
+    for (name, value) in [
+        ("MSCRM.BypassBusinessLogicExecution", "CustomEverything"),
+        ("MSCRM.BypassCustomPluginExecution", "yes"),
+        ("MSCRM.SuppressDuplicateDetection", "maybe"),
+        ("MSCRM.SuppressCallbackRegistrationExpanderJob", "1"),
+        ("MSCRM.BypassBusinessLogicExecutionStepIds", "not-a-guid"),
+    ] {
+        let a = create_with(&c, "accounts", json!({"name": "x"}), &[(name, value)]);
+        assert_eq!(
+            (a.status, a.error_code().as_str()),
+            (400, "0x80040203"),
+            "{name}: {}",
+            a.body
+        );
+        assert!(a.body.contains(name), "{}", a.body);
+    }
+    let four = "00000000-0000-0000-0000-000000000001,00000000-0000-0000-0000-000000000002,00000000-0000-0000-0000-000000000003,00000000-0000-0000-0000-000000000004";
+    let a = create_with(
+        &c,
+        "accounts",
+        json!({"name": "x"}),
+        &[("MSCRM.BypassBusinessLogicExecutionStepIds", four)],
+    );
+    assert_eq!(a.status, 400);
+    let ok = create_with(
+        &c,
+        "accounts",
+        json!({"name": "flows off"}),
+        &[("MSCRM.SuppressCallbackRegistrationExpanderJob", "true")],
+    );
+    assert_eq!(ok.status, 204, "{}", ok.body);
+
+    let sales = emu.seeded_users().sales_user.system_user_id;
+    let token = emu.issue_token_for(&sales);
+    let denied = support::answer(
+        c.agent
+            .post(c.url("accounts"))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .header("MSCRM.BypassBusinessLogicExecution", "CustomSync")
+            .send(json!({"name": "not allowed"}).to_string().as_bytes()),
+    );
+    assert_eq!(
+        (denied.status, denied.error_code().as_str()),
+        (403, "0x80040220"),
+        "{}",
+        denied.body
+    );
+    assert!(denied.body.contains("prvBypassCustomBusinessLogic"));
+    assert_eq!(emu.table("account").len(), before + 1);
+}
+
+#[test]
+fn duplicate_detection_is_off_by_default_and_on_with_its_header() {
+    let (emu, c) = start();
+    let name = emu.table("account")[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let on = [("MSCRM.SuppressDuplicateDetection", "false")];
+    let before = emu.table("account").len();
+    let dup = create_with(&c, "accounts", json!({"name": name.to_uppercase()}), &on);
+    assert_eq!(
+        (dup.status, dup.error_code().as_str()),
+        (500, "0x80040333"),
+        "{}",
+        dup.body
+    );
+    assert_eq!(emu.table("account").len(), before);
+    let default = create_with(&c, "accounts", json!({"name": name}), &[]);
+    assert_eq!(
+        default.status, 204,
+        "detection is off by default: {}",
+        default.body
+    );
+    let fresh = create_with(&c, "accounts", json!({"name": "A name nobody has"}), &on);
+    assert_eq!(fresh.status, 204, "{}", fresh.body);
+
+    let a = create_with(
+        &c,
+        "contacts",
+        json!({"lastname": "One", "emailaddress1": "same@example.com"}),
+        &on,
+    );
+    assert_eq!(a.status, 204, "{}", a.body);
+    let b = create_with(
+        &c,
+        "contacts",
+        json!({"lastname": "Two", "emailaddress1": "other@example.com"}),
+        &on,
+    );
+    let b = created(&b);
+    let update = c.request(
+        "PATCH",
+        &format!("contacts({b})"),
+        "application/json",
+        &json!({"emailaddress1": "Same@example.com"}).to_string(),
+        &[
+            ("MSCRM.SuppressDuplicateDetection", "false"),
+            ("If-Match", "*"),
+        ],
+    );
+    assert_eq!(update.status, 500, "{}", update.body);
+    assert_eq!(
+        row(&emu, "contact", "contactid", &b)["emailaddress1"],
+        "other@example.com"
+    );
+}
