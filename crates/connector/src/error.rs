@@ -110,16 +110,35 @@ pub fn from_service(service: ServiceError) -> ConnectorError {
         ErrorKind::Unavailable => ErrorCode::Unavailable,
         ErrorKind::Upstream => ErrorCode::Upstream,
     };
+    // A duplicate detection rule's refusal (DuplicateRecordsFound) is answered 500 in the doc
+    // and 412 by newer builds: either way the write was refused because of its data, not the
+    // service. See <https://learn.microsoft.com/power-apps/developer/data-platform/webapi/manage-duplicate-detection-create-update>.
+    let duplicate_detected = service
+        .code
+        .as_deref()
+        .is_some_and(|code| code.eq_ignore_ascii_case(DUPLICATE_DETECTED));
+    let (code, hint) = if duplicate_detected {
+        (
+            ErrorCode::Conflict,
+            Some("a duplicate detection rule matched an existing row, so nothing was written; change the values, or write without Detect Duplicates".to_string()),
+        )
+    } else {
+        (code, service.hint)
+    };
     ConnectorError {
         code,
         message: service.message,
         http_status: Some(service.status),
         service_code: service.code,
         retry_after_ms: service.retry_after_ms,
-        hint: service.hint,
+        hint,
         field: None,
     }
 }
+
+/// DuplicateRecordsFound: "A record was not created or updated because a duplicate of the
+/// current record already exists."
+const DUPLICATE_DETECTED: &str = "0x80040333";
 
 /// An Entra token endpoint error answer.
 pub fn from_entra(entra: EntraError) -> ConnectorError {

@@ -138,4 +138,24 @@ mod tests {
             refused.message
         );
     }
+
+    #[test]
+    fn a_duplicate_detection_refusal_is_a_conflict_that_says_why() {
+        use crate::bindings::dynamics::connector::types::ErrorCode;
+        let body = br#"{"error":{"code":"0x80040333","message":"A record was not created or updated because a duplicate of the current record already exists."}}"#;
+        // The doc shows 500; newer builds answer 412: both read the same.
+        for status in [500, 412] {
+            let response = crate::client::Response {
+                status,
+                headers: Vec::new(),
+                body: body.to_vec(),
+                attempts: 1,
+                lost_answers: 0,
+            };
+            let refused = response.into_success().expect_err("refused");
+            assert_eq!(refused.code, ErrorCode::Conflict);
+            assert_eq!(refused.service_code.as_deref(), Some("0x80040333"));
+            assert!(refused.hint.unwrap().contains("duplicate detection rule"));
+        }
+    }
 }
