@@ -421,3 +421,112 @@ test('a webhook event from the environment runs the flow', async () => {
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(await page.getByTestId('event').count(), 1);
 });
+
+// Picks `value` from the choices an input's data source lists through the component.
+async function pickChoice(scope, key, value) {
+  await field(scope, key).getByTestId('load-choices').click();
+  await field(scope, key).getByText(/\d+ choices/).waitFor();
+  await field(scope, key).getByTestId('choices').selectOption(value);
+}
+
+test('Relate Rows: the relationship is picked from metadata and the contact joins the account', async () => {
+  const account = await webApi('POST', 'accounts', { name: 'Relate Parent Co' });
+  const contact = await webApi('POST', 'contacts', { lastname: 'Relatedchild' });
+  assert.equal(account.status, 201);
+  assert.equal(contact.status, 201);
+  await page.goto(designerUrl + '#actions/relate-rows');
+  const panel = page.locator('#action-panel');
+  await panel.getByRole('heading', { name: 'Relate Rows' }).waitFor();
+  await field(panel, 'entityType').locator('input').fill('accounts');
+  await field(panel, 'entityId').locator('input').fill(account.body.accountid);
+  // The relationships come from the account's metadata, through the component.
+  await pickChoice(panel, 'relationship', 'contact_customer_accounts');
+  await field(panel, 'relatedEntityId').locator('input').fill(contact.body.contactid);
+  await panel.getByTestId('run-action').click();
+  const output = JSON.parse(await panel.getByTestId('output-json').innerText());
+  assert.equal(output.related, true);
+  const stored = await webApi('GET', `contacts(${contact.body.contactid})?$select=_parentcustomerid_value`);
+  assert.equal(stored.body._parentcustomerid_value, account.body.accountid, 'the emulator holds the relation');
+  await shot('09-relate-rows');
+});
+
+test('a file uploaded through the file picker is stored, and downloads back byte for byte', async () => {
+  const project = await webApi('POST', 'new_projects', { new_name: 'Designer Files' });
+  assert.equal(project.status, 201);
+  const id = project.body.new_projectid;
+  // Bytes of every value, so an encoding slip anywhere shows.
+  const bytes = Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7) % 256));
+  await page.goto(designerUrl + '#actions/upload-file');
+  const panel = page.locator('#action-panel');
+  await panel.getByRole('heading', { name: 'Upload File or Image' }).waitFor();
+  await field(panel, 'entityType').locator('input').fill('new_projects');
+  await field(panel, 'entityId').locator('input').fill(id);
+  await pickChoice(panel, 'column', 'new_contract');
+  await field(panel, 'fileName').locator('input').fill('contract.bin');
+  await field(panel, 'fileContent').getByTestId('file-picker').setInputFiles({ name: 'contract.bin', mimeType: 'application/octet-stream', buffer: bytes });
+  await field(panel, 'fileContent').getByTestId('file-status').getByText('3000 bytes').waitFor();
+  await panel.getByTestId('run-action').click();
+  const uploaded = JSON.parse(await panel.getByTestId('output-json').innerText());
+  assert.equal(uploaded.size, 3000);
+  // The emulator's own answer for the column.
+  const token = await emulatorToken();
+  const stored = await fetch(`${emulatorBase}/api/data/v9.2/new_projects(${id})/new_contract/$value`, { headers: { authorization: 'Bearer ' + token } });
+  assert.equal(stored.status, 200);
+  assert.deepEqual(Buffer.from(await stored.arrayBuffer()), bytes, 'the emulator stored the bytes');
+  await shot('10-upload-file');
+
+  await page.goto(designerUrl + '#actions/download-file');
+  await panel.getByRole('heading', { name: 'Download File or Image' }).waitFor();
+  await field(panel, 'entityType').locator('input').fill('new_projects');
+  await field(panel, 'entityId').locator('input').fill(id);
+  await field(panel, 'column').locator('input').fill('new_contract');
+  await panel.getByTestId('run-action').click();
+  const link = panel.getByTestId('download-file');
+  await link.waitFor();
+  assert.equal(await link.innerText(), 'Download contract.bin');
+  const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
+  const path = join(work, 'downloaded.bin');
+  await download.saveAs(path);
+  assert.equal(download.suggestedFilename(), 'contract.bin');
+  assert.deepEqual(readFileSync(path), bytes, 'the downloaded file is the uploaded one');
+  // A long base64 string wraps inside the output instead of widening the page.
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'the page keeps its width');
+  await shot('11-download-file');
+});
+
+test('Perform an Unbound Action: WinOpportunity renders its parameters as a form and wins the opportunity', async () => {
+  const opportunity = await webApi('POST', 'opportunities', { name: 'Designer Deal' });
+  assert.equal(opportunity.status, 201);
+  const id = opportunity.body.opportunityid;
+  await page.goto(designerUrl + '#actions/perform-unbound-action');
+  const panel = page.locator('#action-panel');
+  await panel.getByRole('heading', { name: 'Perform an Unbound Action' }).waitFor();
+  // The actions come from the environment's $metadata; picking one asks the component for its
+  // parameters, which appear as a second form.
+  await pickChoice(panel, 'actionName', 'WinOpportunity');
+  const parameters = panel.getByTestId('dynamic-inputs');
+  await field(parameters, 'Status').waitFor();
+  assert.equal(await field(parameters, 'Status').getAttribute('data-type'), 'number');
+  assert.equal(await field(parameters, 'OpportunityClose').getAttribute('data-type'), 'code');
+  assert.ok(await field(parameters, 'Status').locator('.required').count(), 'Status is marked required');
+  // A required parameter left empty is caught at its field before anything is sent.
+  const before = apiRuns.length;
+  await panel.getByTestId('run-action').click();
+  await panel.getByTestId('form-error').waitFor();
+  assert.match(await field(parameters, 'Status').locator('.error').innerText(), /required/);
+  assert.equal(apiRuns.length, before, 'no request was sent');
+  await field(parameters, 'Status').locator('input').fill('3');
+  await field(parameters, 'OpportunityClose').locator('textarea').fill(JSON.stringify({
+    subject: 'Won in the designer',
+    'opportunityid@odata.bind': `/opportunities(${id})`,
+  }));
+  await shot('12-perform-action-form');
+  await panel.getByTestId('run-action').click();
+  await panel.getByTestId('output').waitFor();
+  assert.equal(await panel.getByTestId('error').count(), 0, await panel.innerText());
+  const stored = await webApi('GET', `opportunities(${id})?$select=statecode,statuscode`);
+  assert.equal(stored.body.statecode, 1, 'the opportunity is won');
+  assert.equal(stored.body.statuscode, 3);
+  const closes = await webApi('GET', `opportunitycloses?$select=subject&$filter=_opportunityid_value eq ${id}`);
+  assert.deepEqual(closes.body.value.map((row) => row.subject), ['Won in the designer']);
+});

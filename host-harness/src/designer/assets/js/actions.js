@@ -118,7 +118,7 @@ export function openAction(key, values = {}) {
     }
   };
   runButton.addEventListener('click', () => run());
-  panel.replaceChildren(
+  panel.replaceChildren(...[
     el('h2', { text: action.label }),
     el('p', { class: 'muted', text: action.description }),
     form.element,
@@ -126,5 +126,5 @@ export function openAction(key, values = {}) {
       el('button', { type: 'button', class: 'small', text: 'Load parameters', 'data-testid': 'load-inputs', onclick: loadExtra }), extraStatus) : null,
     action.dynamicInputs ? extraBox : null,
     el('div', { class: 'buttons' }, runButton),
-    output);
+    output].filter(Boolean));
 }
