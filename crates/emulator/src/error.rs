@@ -68,9 +68,6 @@ pub const DUPLICATE_DETECTED: &str = "0x80040333";
 /// `InvalidState` of a record that a message cannot act on in its current state (a closed lead,
 /// a won opportunity, a completed job; web-service-error-codes).
 pub const INVALID_STATE: &str = "0x80040224";
-/// `BypassCustomPluginExecution` / `BypassBusinessLogicExecution` header values that are not
-/// valid (bypass-custom-business-logic): reported as `InvalidArgument`.
-pub const INVALID_BYPASS_HEADER: &str = INVALID_ARGUMENT;
 /// `unManagedidsattachmentinvalidfilesize`: a file or image over the column's `MaxSizeInKB`
 /// (learn.microsoft.com/power-apps/developer/data-platform/file-column-data, "Check maximum file
 /// size").

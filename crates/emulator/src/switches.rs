@@ -146,7 +146,7 @@ impl Switches {
         calls
             .into_iter()
             .filter(|c| !(c.synchronous && self.bypass_sync))
-            .filter(|c| !(!c.synchronous && self.bypass_async))
+            .filter(|c| c.synchronous || !self.bypass_async)
             .filter(|c| self.bypass_steps.is_empty() || !self.bypass_steps.contains(&step_of(c)))
             .collect()
     }
