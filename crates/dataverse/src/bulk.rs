@@ -106,6 +106,20 @@ pub fn body(targets: &[Map<String, Value>]) -> String {
     text
 }
 
+/// A bulk request body, `{"Targets": [...]}`, from targets already written as JSON objects
+/// (each carrying its `@odata.type`).
+pub fn body_of<'t>(targets: impl Iterator<Item = &'t str>) -> String {
+    let mut text = String::from("{\"Targets\":[");
+    for (index, target) in targets.enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        text.push_str(target);
+    }
+    text.push_str("]}");
+    text
+}
+
 /// Reads the `Ids` of a `CreateMultiple` answer, in the order of the targets.
 pub fn created_ids(answer: &Value) -> Result<Vec<String>, String> {
     let Some(Value::Array(ids)) = answer.get("Ids") else {
@@ -186,6 +200,14 @@ mod tests {
         target.insert("name".into(), json!("A \"quoted\" name"));
         let written: Value = serde_json::from_str(&body(&[target.clone(), target])).unwrap();
         assert_eq!(written["Targets"].as_array().unwrap().len(), 2);
+        let text = serde_json::to_string(&written["Targets"][0]).unwrap();
+        assert_eq!(
+            body_of([text.as_str(), text.as_str()].into_iter()),
+            body(&[
+                written["Targets"][0].as_object().unwrap().clone(),
+                written["Targets"][1].as_object().unwrap().clone()
+            ])
+        );
         assert_eq!(written["Targets"][1]["name"], "A \"quoted\" name");
     }
 

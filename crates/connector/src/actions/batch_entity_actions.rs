@@ -235,7 +235,9 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                     })
                     .into_iter()
                     {
-                        let body = bulk_body(part.iter().map(|&position| &targets[position]));
+                        let body = dataverse::bulk::body_of(
+                            part.iter().map(|&position| targets[position].as_str()),
+                        );
                         chunks.push(Chunk::Bulk {
                             table: table.clone(),
                             message,
@@ -309,19 +311,6 @@ enum Chunk {
         indices: Vec<usize>,
         body: (String, String),
     },
-}
-
-/// `{"Targets": [...]}` from targets already written as JSON.
-fn bulk_body<'t>(targets: impl Iterator<Item = &'t String>) -> String {
-    let mut body = String::from("{\"Targets\":[");
-    for (position, target) in targets.enumerate() {
-        if position > 0 {
-            body.push(',');
-        }
-        body.push_str(target);
-    }
-    body.push_str("]}");
-    body
 }
 
 /// What the sent requests have answered so far.

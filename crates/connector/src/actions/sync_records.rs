@@ -4,18 +4,21 @@
 //! input twice changes nothing the second time.
 
 use dataverse::batch::{BatchPart, BatchRequest};
+use dataverse::bulk::UPSERT_MULTIPLE;
 use dataverse::keys::{KeyValue, RecordKey};
 use dataverse::odata::string_literal;
 use serde_json::{Map, Value, json};
 
 use crate::actions::batch_entity_actions::send_batch;
 use crate::actions::{ActionDef, Run};
+use crate::bulk::{self, BulkTable, WRITE_PATH, WritePath};
 use crate::context::Context;
 use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, invalid_input};
 use crate::input::Input;
 use crate::inputs::*;
 use crate::records::{bind_lookups, explain, json_text, unknown_set_error};
+use crate::switches::{BYPASS_CUSTOM_LOGIC, DETECT_DUPLICATES, SUPPRESS_FLOW_TRIGGERS};
 
 const RECORDS: InputDef = InputDef::new("records", "Records", Kind::Code)
     .required()
@@ -34,7 +37,7 @@ const MATCH_ON: InputDef = InputDef::new("matchOn", "Match On", Kind::StringList
 
 const BATCH_SIZE: InputDef = InputDef::new("batchSize", "Batch Size", Kind::Number)
     .default("100")
-    .comments("How many records are read and written per round trip")
+    .comments("How many records are read and written per round trip: per $batch, or per UpsertMultiple request where the table has it (at most 100 on elastic tables, as Microsoft recommends)")
     .format(Format::Range(1, 1000));
 
 pub const ACTION: ActionDef = ActionDef {
@@ -51,13 +54,68 @@ pub const ACTION: ActionDef = ActionDef {
         BATCH_SIZE,
         IMPERSONATE_USER_ID,
         IMPERSONATE_OBJECT_ID,
+        WRITE_PATH,
+        BYPASS_CUSTOM_LOGIC,
+        SUPPRESS_FLOW_TRIGGERS,
+        DETECT_DUPLICATES,
     ],
     example_output: Some(
-        r#"{"created":1,"updated":0,"unchanged":0,"failed":0,"results":[{"index":0,"key":"productnumber='P-1'","outcome":"created","id":"00000000-0000-0000-0000-000000000002"}]}"#,
+        r#"{"created":1,"updated":0,"unchanged":0,"failed":0,"batches":0,"bulkRequests":1,"path":"bulk","results":[{"index":0,"key":"productnumber='P-1'","outcome":"created","id":"00000000-0000-0000-0000-000000000002","via":"bulk"}]}"#,
     ),
     run: Run::Value(run),
     dynamic_inputs: None,
 };
+
+/// A write of a chunk, before it is sent.
+struct Pending {
+    position: usize,
+    key_text: String,
+    outcome: &'static str,
+    /// The row's ID, when it exists.
+    id: Option<Value>,
+    body: Map<String, Value>,
+}
+
+/// How a write ended.
+enum Written {
+    /// Written by a bulk request.
+    Bulk,
+    /// Written through `$batch`; the ID its answer names.
+    Batch(Option<String>),
+    /// Refused with this status and error.
+    Failed(u16, Value),
+    /// The batch stopped before it.
+    NotRun,
+}
+
+/// A record as a target of `UpsertMultiple`: its data, `@odata.type`, and its key — the primary
+/// ID in the body, or an alternate key as the relative URL `@odata.id` ("The `@odata.id`
+/// annotation identifies the record with a relative URL", the UpsertMultiple reference,
+/// learn.microsoft.com/power-apps/developer/data-platform/webapi/reference/upsertmultiple).
+fn upsert_target(
+    table: &BulkTable,
+    entity_set: &str,
+    key: &RecordKey,
+    body: &Map<String, Value>,
+) -> String {
+    let mut target = body.clone();
+    match key {
+        RecordKey::Id(id) => {
+            target.insert(table.primary_id.clone(), Value::String(id.clone()));
+        }
+        RecordKey::Alternate(_) => {
+            target.insert(
+                "@odata.id".to_string(),
+                Value::String(format!("{entity_set}{}", key.segment())),
+            );
+        }
+    }
+    target.insert(
+        "@odata.type".to_string(),
+        Value::String(dataverse::bulk::target_type(&table.logical_name)),
+    );
+    json_text(&target)
+}
 
 /// A source record mapped to the table.
 struct Target {
@@ -88,13 +146,24 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         }
     }
     let root_path = context.client.api_root_path();
+    let path = WritePath::of(input);
+    // Upserts by key write the same values however often they are sent, so the bulk path
+    // needs no names of its own: a lost answer is simply sent again.
+    let bulk_table = match path {
+        WritePath::Batch => None,
+        _ => bulk::Tables::default()
+            .get(context, entity_set, path, &[UPSERT_MULTIPLE])?
+            .filter(|table| table.has(UPSERT_MULTIPLE)),
+    };
+    let switches = crate::switches::headers(input);
+    let mut batches = 0usize;
+    let mut bulk_requests = 0usize;
 
     let mut results: Vec<Value> = Vec::with_capacity(targets.len());
     for (chunk_index, chunk) in targets.chunks(batch_size).enumerate() {
         let offset = chunk_index * batch_size;
         let existing = read_existing(context, entity_set, &table.primary_id, &match_on, chunk)?;
-        let mut writes = Vec::new();
-        let mut pending = Vec::new();
+        let mut pending: Vec<Pending> = Vec::new();
         let mut chunk_results: Vec<Option<Value>> = vec![None; chunk.len()];
         for (position, target) in chunk.iter().enumerate() {
             let index = offset + position;
@@ -117,56 +186,189 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
                 );
                 continue;
             }
-            let address = target.key.segment();
-            writes.push(BatchPart::Single(BatchRequest {
-                method: "PATCH".to_string(),
-                url: format!("{root_path}/{entity_set}{address}"),
-                headers: vec![(
-                    "Content-Type".to_string(),
-                    "application/json; type=entry".to_string(),
-                )],
-                body: Some(json_text(&body)),
-                content_id: None,
-            }));
             let outcome = if current.is_some() {
                 "updated"
             } else {
                 "created"
             };
             let id = current.and_then(|row| row.get(&table.primary_id).cloned());
-            pending.push((position, key_text, outcome, id));
+            pending.push(Pending {
+                position,
+                key_text,
+                outcome,
+                id,
+                body: body.into_owned(),
+            });
         }
-        let answer = if writes.is_empty() {
-            None
-        } else {
+        // What each pending write ended with, by its place in `pending`.
+        let mut written: Vec<Option<Written>> = (0..pending.len()).map(|_| None).collect();
+        if let Some(bulk_table) = &bulk_table {
+            let targets: Vec<String> = pending
+                .iter()
+                .map(|write| {
+                    upsert_target(
+                        bulk_table,
+                        entity_set,
+                        &chunk[write.position].key,
+                        &write.body,
+                    )
+                })
+                .collect();
+            let places: Vec<usize> = (0..pending.len()).collect();
+            for part in bulk::split(&places, bulk_table.chunk(batch_size), |place| {
+                targets[place].len()
+            }) {
+                bulk_requests += 1;
+                let body =
+                    dataverse::bulk::body_of(part.iter().map(|&place| targets[place].as_str()));
+                match bulk::send(context, input, bulk_table, UPSERT_MULTIPLE, body)? {
+                    bulk::Answer::Written { .. } => {
+                        for &place in &part {
+                            written[place] = Some(Written::Bulk);
+                        }
+                    }
+                    bulk::Answer::Refused {
+                        error,
+                        failed: Some(failed),
+                    } if bulk_table.elastic && !failed.is_empty() => {
+                        // An elastic table wrote every record but the ones listed.
+                        for (slot, &place) in part.iter().enumerate() {
+                            written[place] = Some(
+                                match failed.iter().find(|f| f.request_index == slot) {
+                                    None => Written::Bulk,
+                                    Some(failure) => Written::Failed(
+                                        failure.status_code,
+                                        json!({"code": error.service_code, "message": if failed.len() == 1 {
+                                        error.message.clone()
+                                    } else {
+                                        format!("this record failed with status {} ({} records of the bulk request failed; the first said: {})", failure.status_code, failed.len(), error.message)
+                                    }, "hint": error.hint}),
+                                    ),
+                                },
+                            );
+                        }
+                    }
+                    bulk::Answer::Refused { error, .. } => {
+                        // A standard table rolled the request back: its records go through
+                        // $batch below, each with its own result.
+                        crate::log::info(format!(
+                            "UpsertMultiple of {} records on {entity_set} was refused ({}); sending them through $batch",
+                            part.len(),
+                            error.message
+                        ));
+                    }
+                }
+            }
+        }
+        let fallback: Vec<usize> = (0..pending.len())
+            .filter(|&place| written[place].is_none())
+            .collect();
+        if !fallback.is_empty() {
+            let writes: Vec<BatchPart> = fallback
+                .iter()
+                .map(|&place| {
+                    let write = &pending[place];
+                    let mut headers = vec![(
+                        "Content-Type".to_string(),
+                        "application/json; type=entry".to_string(),
+                    )];
+                    // The switches go in each part: each is the write they change.
+                    headers.extend(
+                        switches
+                            .iter()
+                            .map(|(name, value)| (name.to_string(), value.to_string())),
+                    );
+                    BatchPart::Single(BatchRequest {
+                        method: "PATCH".to_string(),
+                        url: format!(
+                            "{root_path}/{entity_set}{}",
+                            chunk[write.position].key.segment()
+                        ),
+                        headers,
+                        body: Some(json_text(&write.body)),
+                        content_id: None,
+                    })
+                })
+                .collect();
+            batches += 1;
             // Upserts by key: sending them twice changes nothing more than once.
-            Some(send_batch(context, input, writes, true, true)?)
+            let answer = send_batch(context, input, writes, true, true)?;
+            let answers = answer.responses()?;
+            for (slot, &place) in fallback.iter().enumerate() {
+                written[place] = Some(match answers.get(slot) {
+                    Some(answer) if (200..300).contains(&answer.status) => Written::Batch(
+                        answer
+                            .header("odata-entityid")
+                            .and_then(dataverse::keys::id_from_entity_url)
+                            .filter(|id| dataverse::guid::is_guid(id)),
+                    ),
+                    Some(answer) => {
+                        let service = dataverse::error::read_error(
+                            answer.status,
+                            answer.body.as_bytes(),
+                            None,
+                        );
+                        Written::Failed(
+                            answer.status,
+                            json!({"code": service.code, "message": service.message, "hint": service.hint}),
+                        )
+                    }
+                    None => Written::NotRun,
+                });
+            }
+        }
+        // A bulk upsert answers no IDs: the rows it created are read back by key, in one query.
+        let created_by_bulk: Vec<&Target> = pending
+            .iter()
+            .zip(&written)
+            .filter(|(write, done)| {
+                write.outcome == "created" && matches!(done, Some(Written::Bulk))
+            })
+            .map(|(write, _)| &chunk[write.position])
+            .collect();
+        let created_rows = if created_by_bulk.is_empty() {
+            Vec::new()
+        } else {
+            let owned: Vec<Target> = created_by_bulk
+                .iter()
+                .map(|target| Target {
+                    key: target.key.clone(),
+                    body: Map::new(),
+                })
+                .collect();
+            read_existing(context, entity_set, &table.primary_id, &match_on, &owned)?
         };
-        let answers = match &answer {
-            Some(answer) => answer.responses()?,
-            None => Vec::new(),
-        };
-        for (answer_index, (position, key_text, outcome, id)) in pending.into_iter().enumerate() {
-            let index = offset + position;
-            chunk_results[position] = Some(match answers.get(answer_index) {
-                Some(answer) if (200..300).contains(&answer.status) => {
-                    let id = answer
-                        .header("odata-entityid")
-                        .and_then(dataverse::keys::id_from_entity_url)
-                        .filter(|id| dataverse::guid::is_guid(id))
+        for (write, done) in pending.into_iter().zip(written) {
+            let index = offset + write.position;
+            let key_text = write.key_text;
+            let outcome = write.outcome;
+            chunk_results[write.position] = Some(match done {
+                Some(Written::Bulk) => {
+                    let id = write
+                        .id
+                        .or_else(|| {
+                            created_rows
+                                .iter()
+                                .find(|row| same_key(row, &match_on, &chunk[write.position].key))
+                                .and_then(|row| row.get(&table.primary_id).cloned())
+                        })
+                        .unwrap_or(Value::Null);
+                    json!({"index": index, "key": key_text, "outcome": outcome, "id": id, "via": "bulk"})
+                }
+                Some(Written::Batch(entity_id)) => {
+                    let id = entity_id
                         .map(Value::String)
-                        .or(id)
+                        .or(write.id)
                         .unwrap_or(Value::Null);
                     json!({"index": index, "key": key_text, "outcome": outcome, "id": id})
                 }
-                Some(answer) => {
-                    let service =
-                        dataverse::error::read_error(answer.status, answer.body.as_bytes(), None);
-                    json!({"index": index, "key": key_text, "outcome": "failed", "status": answer.status,
-                        "error": {"code": service.code, "message": service.message, "hint": service.hint}})
+                Some(Written::Failed(status, error)) => {
+                    json!({"index": index, "key": key_text, "outcome": "failed", "status": status, "error": error})
                 }
-                None => json!({"index": index, "key": key_text, "outcome": "failed",
-                    "error": {"message": "the batch stopped before this record"}}),
+                Some(Written::NotRun) | None => {
+                    json!({"index": index, "key": key_text, "outcome": "failed",
+                    "error": {"message": "the batch stopped before this record"}})
+                }
             });
         }
         results.extend(chunk_results.into_iter().flatten());
@@ -182,6 +384,13 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         "updated": count("updated"),
         "unchanged": count("unchanged"),
         "failed": count("failed"),
+        "batches": batches,
+        "bulkRequests": bulk_requests,
+        "path": match (bulk_requests, batches) {
+            (0, _) => "batch",
+            (_, 0) => "bulk",
+            _ => "bulk+batch",
+        },
         "results": results,
     }))
 }
@@ -353,5 +562,136 @@ fn same_key(row: &Value, match_on: &[String], key: &RecordKey) -> bool {
                     _ => false,
                 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::test_host::{Script, Signed, header};
+
+    const ACCOUNTS: &str = r#"{"value":[{"LogicalName":"account","EntitySetName":"accounts","PrimaryIdAttribute":"accountid"}]}"#;
+    const HAS_UPSERT: &str = r#"{"value":[{"sdkmessagefilterid":"00000000-0000-0000-0000-0000000000f3","sdkmessageid":{"name":"UpsertMultiple"}}]}"#;
+    const OLD: &str = "00000000-0000-0000-0000-0000000000b1";
+    const NEW: &str = "00000000-0000-0000-0000-0000000000b2";
+
+    fn sync(script: &Script, input: Value) -> Value {
+        let signed = Signed::new();
+        let context = signed.context(script);
+        let input = Input::parse(ACTION.inputs, &input.to_string()).unwrap();
+        run(&context, &input).unwrap()
+    }
+
+    fn input() -> Value {
+        json!({"entityType": "accounts", "matchOn": "accountnumber", "bypassCustomLogic": "sync",
+        "records": [
+            {"accountnumber": "A-1", "name": "same"},
+            {"accountnumber": "A-2", "name": "changed"},
+            {"accountnumber": "A-3", "name": "new"},
+        ]})
+    }
+
+    fn existing() -> String {
+        json!({"value": [
+            {"accountid": "00000000-0000-0000-0000-0000000000b0", "accountnumber": "A-1", "name": "same"},
+            {"accountid": OLD, "accountnumber": "A-2", "name": "before"},
+        ]})
+        .to_string()
+    }
+
+    #[test]
+    fn changed_and_new_records_go_in_one_upsert_multiple_addressed_by_their_alternate_keys() {
+        let script = Script::new()
+            .json(200, ACCOUNTS)
+            .json(200, HAS_UPSERT)
+            .json(200, r#"{"TableType":"Standard"}"#)
+            .json(200, &existing())
+            .answer_with(204, &[], "")
+            .json(
+                200,
+                &json!({"value": [{"accountid": NEW, "accountnumber": "A-3"}]}).to_string(),
+            );
+        let output = sync(&script, input());
+        let outcomes: Vec<&str> = output["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["outcome"].as_str().unwrap())
+            .collect();
+        assert_eq!(outcomes, ["unchanged", "updated", "created"]);
+        assert_eq!(output["results"][1]["id"], OLD);
+        assert_eq!(output["results"][2]["id"], NEW, "read back by key");
+        assert_eq!(output["results"][2]["via"], "bulk");
+        assert_eq!(output["path"], "bulk");
+        let sent = script.sent();
+        assert_eq!(sent.len(), 6);
+        let upsert = &sent[4];
+        assert!(
+            upsert
+                .url
+                .ends_with("/accounts/Microsoft.Dynamics.CRM.UpsertMultiple")
+        );
+        assert_eq!(
+            header(&upsert.headers, "MSCRM.BypassBusinessLogicExecution"),
+            Some("CustomSync")
+        );
+        let body: Value = serde_json::from_slice(&upsert.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"Targets": [
+                {"accountnumber": "A-2", "name": "changed", "@odata.id": "accounts(accountnumber='A-2')", "@odata.type": "Microsoft.Dynamics.CRM.account"},
+                {"accountnumber": "A-3", "name": "new", "@odata.id": "accounts(accountnumber='A-3')", "@odata.type": "Microsoft.Dynamics.CRM.account"},
+            ]})
+        );
+    }
+
+    #[test]
+    fn a_refused_upsert_multiple_falls_back_to_batch_upserts_with_the_switches_in_each_part() {
+        let batch = "--batchresponse_1\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n--batchresponse_1\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nHTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\r\n{\"error\":{\"code\":\"0x80040203\",\"message\":\"bad name\"}}\r\n--batchresponse_1--\r\n";
+        let script = Script::new()
+            .json(200, ACCOUNTS)
+            .json(200, HAS_UPSERT)
+            .json(200, r#"{"TableType":"Standard"}"#)
+            .json(200, &existing())
+            .json(
+                400,
+                r#"{"error":{"code":"0x80040203","message":"bad name"}}"#,
+            )
+            .answer(200, "multipart/mixed; boundary=batchresponse_1", batch);
+        let output = sync(&script, input());
+        assert_eq!(output["results"][1]["outcome"], "updated");
+        assert_eq!(output["results"][2]["outcome"], "failed");
+        assert_eq!(output["results"][2]["error"]["code"], "0x80040203");
+        assert_eq!(output["path"], "bulk+batch");
+        let sent = script.sent();
+        let parts = String::from_utf8(sent[5].body.clone()).unwrap();
+        assert!(parts.contains("PATCH /api/data/v9.2/accounts(accountnumber='A-3') HTTP/1.1"));
+        assert_eq!(
+            parts
+                .matches("MSCRM.BypassBusinessLogicExecution: CustomSync")
+                .count(),
+            2
+        );
+        assert_eq!(
+            header(&sent[5].headers, "MSCRM.BypassBusinessLogicExecution"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_batch_path_asks_nothing_about_bulk_messages() {
+        let batch = "--batchresponse_1\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n--batchresponse_1\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n--batchresponse_1--\r\n";
+        let script = Script::new()
+            .json(200, ACCOUNTS)
+            .json(200, &existing())
+            .answer(200, "multipart/mixed; boundary=batchresponse_1", batch);
+        let mut given = input();
+        given["writePath"] = json!("batch");
+        let output = sync(&script, given);
+        assert_eq!(output["path"], "batch");
+        assert_eq!(output["created"], 1);
+        assert_eq!(script.sent().len(), 3);
     }
 }
