@@ -2,6 +2,7 @@
 
 mod admin;
 mod bad_input;
+mod beyond_crud;
 mod bulk;
 mod catalogue;
 mod connections;
@@ -9,16 +10,19 @@ mod current_user;
 mod designer;
 mod exactly_once;
 mod extract;
+mod files;
 mod hostile;
 mod impersonation;
 mod incremental;
 mod limits;
 mod logs;
 mod metadata;
+mod metadata_writes;
 mod raw_request;
 mod records;
 mod resilience;
 mod retries;
+mod search;
 mod sync;
 mod tls;
 mod triggers;
