@@ -127,6 +127,13 @@ impl actions::Guest for Runaway {
     fn choices(_: String, _: Connection, _: String) -> Result<Vec<Choice>, ConnectorError> {
         Err(refuse())
     }
+    fn input_definitions(
+        _: String,
+        _: Connection,
+        _: String,
+    ) -> Result<Vec<bindings::dynamics::connector::types::InputDefinition>, ConnectorError> {
+        Err(refuse())
+    }
 }
 
 impl triggers::Guest for Runaway {
