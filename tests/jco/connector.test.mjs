@@ -113,6 +113,23 @@ test("Get Current User answers the emulator's WhoAmI", async () => {
   assert.equal(output.user.domainname, user.domainname);
 });
 
+test("an action's parameters come from the environment: input-definitions of world 0.2.0", async () => {
+  assert.ok(signedIn, "signed in by the test before");
+  const definition = await host.definition();
+  const perform = definition.actions.find((action) => action.key === "perform-unbound-action");
+  assert.equal(perform.dynamicInputs, true);
+  assert.equal(definition.actions.find((action) => action.key === "get-entity").dynamicInputs, false);
+  const inputs = await host.inputDefinitions("perform-unbound-action", signedIn, { actionName: "WinOpportunity" });
+  const byKey = new Map(inputs.map((input) => [input.key, input]));
+  assert.ok(byKey.has("actionName"), "the action's own inputs come first");
+  assert.equal(byKey.get("Status")?.inputType, "number");
+  assert.equal(byKey.get("Status")?.required, true);
+  assert.equal(byKey.get("OpportunityClose")?.inputType, "code");
+  // Nothing chosen yet: only the action's own inputs.
+  const own = await host.inputDefinitions("perform-unbound-action", signedIn, {});
+  assert.ok(!own.some((input) => input.key === "Status"));
+});
+
 test("Query Entities returns the emulator's accounts, page by page", async () => {
   assert.ok(signedIn, "signed in by the test before");
   const input = { entityType: "accounts", fieldNames: ["name", "accountid"], recordsPerPage: 4 };

@@ -125,6 +125,11 @@ export class Host {
     );
   }
 
+  /** An action's inputs once `input` (partial) is chosen: world 0.2.0's `input-definitions`. */
+  async inputDefinitions(key, connection, input = {}) {
+    return this.call(connection, (c) => c.actions.inputDefinitions(key, connection, JSON.stringify(input)));
+  }
+
   /** `http.send` as a call whose connection names `allowedOrigins` sees it, for tests. */
   sendAs(allowedOrigins, request) {
     const state = {
