@@ -2,7 +2,6 @@
 
 mod admin;
 mod bad_input;
-mod beyond_crud;
 mod bulk;
 mod catalogue;
 mod connections;
