@@ -11,6 +11,7 @@ pub mod invoke;
 pub mod login;
 pub mod logout;
 pub mod manifest;
+pub mod mcp;
 pub mod poll;
 pub mod serve_webhooks;
 pub mod status;

@@ -56,6 +56,9 @@ enum Command {
     Emulator(commands::emulator::Args),
     /// Print the component.yaml manifest generated from the component's definitions.
     Manifest(commands::manifest::Args),
+    /// Serve the actions as Model Context Protocol tools over stdio, for AI agents, with one
+    /// connection; --read-only and --tables limit what they may do.
+    Mcp(commands::mcp::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Designer(args) => args.run(&cli.global),
         Command::Emulator(args) => args.run(&cli.global),
         Command::Manifest(args) => args.run(&cli.global),
+        Command::Mcp(args) => args.run(&cli.global),
     };
     match outcome {
         Ok(code) => code,

@@ -1,0 +1,433 @@
+//! `dynamics mcp`: the component's actions as Model Context Protocol tools for AI agents, served
+//! over stdio for one connection. The tools are generated from the action definitions when the
+//! server starts ([`tools`]); `--read-only` and `--tables` limit what an agent may do
+//! ([`policy`]). Every call goes through the same [`Host`] as `dynamics invoke`, so the sandbox
+//! and its egress policy apply unchanged.
+//!
+//! stdout carries the protocol and nothing else: the host's log goes to stderr.
+
+mod policy;
+mod tools;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use dynamics_host::{
+    CallError, Connection, ConnectorError, ErrorCode, Host, TokenManager, TokenStore,
+    connection_file, describe_error,
+};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt as _};
+use serde_json::{Map, Value, json};
+
+use crate::commands::{Global, token_store};
+use policy::{Policy, Refusal};
+use tools::{Effect, Tables};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The connection file every tool call runs with (JSON: type, fields, optional token).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub connection: PathBuf,
+    /// Offer only the tools that change nothing; a call to any other is refused.
+    #[arg(long)]
+    pub read_only: bool,
+    /// The tables (entity set names, comma-separated, such as accounts,contacts) the tools may
+    /// touch. Tools that name a table refuse any other before a request is made, as well as
+    /// paths into other tables (expand, navigation in filters, lookups to unlisted tables,
+    /// deep inserts). Raw Request, Run Fetch XML Query and the metadata tools that name a table
+    /// by logical name are not offered with a list: they could reach any table.
+    #[arg(long, value_name = "SETS")]
+    pub tables: Option<String>,
+}
+
+impl Args {
+    pub fn run(self, global: &Global) -> anyhow::Result<ExitCode> {
+        let policy = Policy::new(self.read_only, self.tables.as_deref())?;
+        let named = connection_file::load_named(&self.connection)?;
+        let host = global.host()?;
+        let store = token_store(global.token_store.as_deref())?;
+        let server = Server::new(host, store, named.key, named.connection, policy);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(async move {
+            let service = server
+                .serve(rmcp::transport::stdio())
+                .await
+                .context("starting the MCP session on stdio")?;
+            service.waiting().await.context("serving MCP on stdio")?;
+            anyhow::Ok(())
+        })?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// One action as a tool, with what decides whether and how it may be called.
+struct Entry {
+    tool: Tool,
+    effect: Effect,
+    tables: Tables,
+    /// Why the policy does not offer it.
+    hidden: Option<&'static str>,
+}
+
+/// The MCP server of one connection.
+pub struct Server {
+    host: Arc<Host>,
+    store: Arc<TokenStore>,
+    connection_key: String,
+    connection: Connection,
+    policy: Policy,
+    entries: Vec<Entry>,
+}
+
+impl Server {
+    fn new(
+        host: Host,
+        store: TokenStore,
+        connection_key: String,
+        connection: Connection,
+        policy: Policy,
+    ) -> Server {
+        let entries = host
+            .definition()
+            .actions
+            .iter()
+            .map(|action| {
+                let (effect, tables, known) = tools::classify(&action.key);
+                if !known {
+                    eprintln!(
+                        "warning: action {:?} is not classified for MCP; it is offered as one that may change anything",
+                        action.key
+                    );
+                }
+                Entry {
+                    tool: tools::tool(action, effect),
+                    effect,
+                    tables,
+                    hidden: policy.hides(effect, tables),
+                }
+            })
+            .collect();
+        Server {
+            host: Arc::new(host),
+            store: Arc::new(store),
+            connection_key,
+            connection,
+            policy,
+            entries,
+        }
+    }
+
+    /// The tools an agent is offered.
+    fn offered(&self) -> Vec<Tool> {
+        self.entries
+            .iter()
+            .filter(|entry| entry.hidden.is_none())
+            .map(|entry| entry.tool.clone())
+            .collect()
+    }
+
+    /// Runs a tool call: the policy first, then the action through the host (blocking, so on
+    /// a thread of its own).
+    async fn call(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<CallToolResult, McpError> {
+        let Some(entry) = self.entries.iter().find(|entry| entry.tool.name == name) else {
+            return Err(McpError::invalid_params(
+                format!("unknown tool {name:?}"),
+                None,
+            ));
+        };
+        debug_assert!(entry.effect.read_only || !self.policy.read_only || entry.hidden.is_some());
+        if let Some(reason) = entry.hidden {
+            return Ok(refused(Refusal {
+                field: None,
+                message: format!("tool {name:?} is not available: {reason}"),
+            }));
+        }
+        if arguments.contains_key("connection") {
+            return Ok(failed(&ConnectorError {
+                code: ErrorCode::InvalidInput,
+                message: "the connection is not a tool input: the server runs every call with its own connection".to_string(),
+                http_status: None,
+                service_code: None,
+                retry_after_ms: None,
+                hint: Some("leave connection out of the arguments".to_string()),
+                field: Some("connection".to_string()),
+            }));
+        }
+        if let Err(refusal) = self.policy.check_tables(entry.tables, &arguments) {
+            return Ok(refused(refusal));
+        }
+        let input = Value::Object(arguments).to_string();
+        let host = self.host.clone();
+        let store = self.store.clone();
+        let key = self.connection_key.clone();
+        // Each call starts from the connection as configured; the token store keeps the token.
+        let mut connection = self.connection.clone();
+        let action = name.to_string();
+        let result = tokio::task::spawn_blocking(move || {
+            TokenManager::new(&host, &store).run_action(&key, &mut connection, &action, &input)
+        })
+        .await
+        .map_err(|problem| {
+            McpError::internal_error(format!("the call stopped: {problem}"), None)
+        })?;
+        Ok(match result {
+            Ok(output) => succeeded(output),
+            Err(CallError::Connector(failure)) => failed(&failure),
+            Err(CallError::Host(problem)) => {
+                let message = problem.to_string();
+                let mut result =
+                    CallToolResult::error(vec![ContentBlock::text(format!("host: {message}"))]);
+                result.structured_content =
+                    Some(json!({"error": {"code": "host", "message": message}}));
+                result
+            }
+        })
+    }
+}
+
+/// An action's output: the JSON as text, and as structured content when it is an object (the
+/// only shape MCP allows there).
+fn succeeded(output: String) -> CallToolResult {
+    let structured = serde_json::from_str::<Value>(&output)
+        .ok()
+        .filter(Value::is_object);
+    let mut result = CallToolResult::success(vec![ContentBlock::text(output)]);
+    result.structured_content = structured;
+    result
+}
+
+/// The component's error as a tool result an agent can read and act on. Connector errors hold
+/// no secret, and nothing is added here that could.
+fn failed(error: &ConnectorError) -> CallToolResult {
+    let mut result = CallToolResult::error(vec![ContentBlock::text(describe_error(error))]);
+    result.structured_content = Some(json!({"error": {
+        "code": error.code.to_string(),
+        "message": error.message,
+        "field": error.field,
+        "hint": error.hint,
+        "httpStatus": error.http_status,
+        "serviceCode": error.service_code,
+        "retryAfterMs": error.retry_after_ms,
+    }}));
+    result
+}
+
+fn refused(refusal: Refusal) -> CallToolResult {
+    failed(&ConnectorError {
+        code: ErrorCode::Forbidden,
+        message: refusal.message,
+        http_status: None,
+        service_code: None,
+        retry_after_ms: None,
+        hint: Some(
+            "this MCP server was started with --read-only or --tables; ask for a server without the limit"
+                .to_string(),
+        ),
+        field: refusal.field,
+    })
+}
+
+impl ServerHandler for Server {
+    fn get_info(&self) -> ServerConfig {
+        let mut instructions = String::from(
+            "Microsoft Dynamics 365 / Dataverse actions for one connection. Table names are entity set names (accounts, contacts).",
+        );
+        if self.policy.read_only {
+            instructions.push_str(" Read-only: tools that change data are not offered.");
+        }
+        if let Some(tables) = &self.policy.tables {
+            let list: Vec<&str> = tables.iter().map(String::as_str).collect();
+            instructions.push_str(&format!(" Only these tables: {}.", list.join(", ")));
+        }
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("dynamics", env!("CARGO_PKG_VERSION")))
+            .with_instructions(instructions)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.offered()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let arguments = request.arguments.unwrap_or_default();
+        Ok(self.call(&request.name, arguments).await?.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dynamics_host::HostConfig;
+
+    fn host() -> Host {
+        Host::builtin(HostConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn every_action_of_the_component_is_classified() {
+        let host = host();
+        let unclassified: Vec<&str> = host
+            .definition()
+            .actions
+            .iter()
+            .map(|action| action.key.as_str())
+            .filter(|key| !tools::classify(key).2)
+            .collect();
+        assert!(
+            unclassified.is_empty(),
+            "add these actions to tools::CLASSES: {unclassified:?}"
+        );
+    }
+
+    #[test]
+    fn tool_names_are_valid_mcp_names_and_schemas_leave_out_the_connection() {
+        let host = host();
+        for action in &host.definition().actions {
+            let (effect, _, _) = tools::classify(&action.key);
+            let tool = tools::tool(action, effect);
+            assert!(
+                (1..=128).contains(&tool.name.len())
+                    && tool
+                        .name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')),
+                "{} is not a valid tool name",
+                tool.name
+            );
+            assert!(
+                !tool.input_schema["properties"]
+                    .as_object()
+                    .unwrap()
+                    .contains_key("connection")
+            );
+        }
+    }
+
+    fn server(policy: Policy) -> Server {
+        let connection = Connection {
+            definition: "oauth2-client-credentials".into(),
+            // A loopback address no policy allows: a call that got past the checks would fail
+            // at the egress policy, not reach anything.
+            fields: vec![("webApiUrl".into(), "https://127.0.0.1:9".into())],
+            // A token of its own: no sign-in is tried before the component checks the input.
+            token: Some(dynamics_host::Token {
+                access_token: "test-token".into(),
+                token_type: "Bearer".into(),
+                refresh_token: None,
+                expires_in_secs: Some(3600),
+                scope: None,
+            }),
+        };
+        let store = TokenStore::open(std::env::temp_dir().join("dynamics-mcp-test-tokens.json"));
+        Server::new(host(), store, "test".into(), connection, policy)
+    }
+
+    fn names(server: &Server) -> Vec<String> {
+        server
+            .offered()
+            .iter()
+            .map(|tool| tool.name.to_string())
+            .collect()
+    }
+
+    fn error_of(result: &CallToolResult) -> &Value {
+        assert_eq!(result.is_error, Some(true));
+        &result.structured_content.as_ref().unwrap()["error"]
+    }
+
+    #[tokio::test]
+    async fn read_only_lists_only_reads_and_refuses_a_write_by_name() {
+        let server = server(Policy::new(true, None).unwrap());
+        let names = names(&server);
+        assert!(names.contains(&"query-entities".to_string()));
+        assert!(!names.contains(&"create-entity".to_string()));
+        assert!(!names.iter().any(|name| name.starts_with("raw-request")));
+        let result = server
+            .call(
+                "create-entity",
+                json!({"entityType": "accounts"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
+            .await
+            .unwrap();
+        let error = error_of(&result);
+        assert_eq!(error["code"], json!("forbidden"));
+        assert!(error["message"].as_str().unwrap().contains("--read-only"));
+    }
+
+    #[tokio::test]
+    async fn a_table_list_hides_raw_requests_and_refuses_other_tables() {
+        let server = server(Policy::new(false, Some("accounts")).unwrap());
+        let names = names(&server);
+        assert!(names.contains(&"create-entity".to_string()));
+        assert!(!names.iter().any(|name| name.starts_with("raw-request")));
+        assert!(!names.contains(&"run-fetch-xml-query".to_string()));
+        let result = server
+            .call(
+                "query-entities",
+                json!({"entityType": "contacts"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
+            .await
+            .unwrap();
+        let error = error_of(&result);
+        assert_eq!(error["field"], json!("entityType"));
+        assert!(error["message"].as_str().unwrap().contains("\"contacts\""));
+    }
+
+    #[tokio::test]
+    async fn the_connection_is_not_an_argument_and_an_unknown_tool_is_a_protocol_error() {
+        let server = server(Policy::default());
+        let result = server
+            .call(
+                "get-current-user",
+                json!({"connection": "x"}).as_object().unwrap().clone(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(error_of(&result)["field"], json!("connection"));
+        assert!(server.call("no-such-tool", Map::new()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn bad_input_comes_back_as_a_tool_error_naming_the_field() {
+        let server = server(Policy::default());
+        let result = server
+            .call(
+                "query-entities",
+                json!({"entityType": "accounts", "recordsPerPage": "many"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(error_of(&result)["field"], json!("recordsPerPage"));
+    }
+}

@@ -1,0 +1,314 @@
+"""Drives `dynamics mcp` with the official MCP Python SDK, as an agent host would.
+
+Started by tests/mcp/run.sh, which sets EMULATOR_URL, EMULATOR_TOKEN_URL, EMULATOR_CLIENT_ID,
+EMULATOR_CLIENT_SECRET, EMULATOR_ADMIN_KEY and DYNAMICS_BIN. Every check prints one line; the
+script exits non-zero when any fails.
+"""
+
+import asyncio
+import json
+import os
+import re
+import sys
+import tempfile
+import urllib.parse
+import urllib.request
+import uuid
+
+from mcp import Client, StdioServerParameters
+
+EMULATOR_URL = os.environ["EMULATOR_URL"]
+ADMIN_KEY = os.environ["EMULATOR_ADMIN_KEY"]
+DYNAMICS = os.environ["DYNAMICS_BIN"]
+
+failures: list[str] = []
+passed = 0
+
+
+def check(condition: bool, what: str, detail: object = "") -> bool:
+    global passed
+    if condition:
+        passed += 1
+        print(f"ok   - {what}")
+    else:
+        failures.append(what)
+        print(f"FAIL - {what}" + (f": {detail}" if detail != "" else ""))
+    return condition
+
+
+def admin(path: str) -> dict:
+    """The emulator's admin API: the judge of what the calls did."""
+    request = urllib.request.Request(
+        f"{EMULATOR_URL}/_admin/{path}", headers={"X-Emulator-Admin-Key": ADMIN_KEY}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def rows_named(name: str) -> list[dict]:
+    table = admin("tables/accounts")
+    return [row for row in table["value"] if row.get("name") == name]
+
+
+def last_request_seq() -> int:
+    log = admin("requests")
+    return max((entry.get("seq", 0) for entry in log["requests"]), default=0)
+
+
+def server(work: str, *flags: str) -> Client:
+    """A client session with `dynamics mcp` started with `flags` for the emulator's connection."""
+    args = [
+        "--allow-private",
+        "--token-store",
+        os.path.join(work, "tokens.json"),
+        "mcp",
+        "-c",
+        os.path.join(work, "connection.json"),
+        *flags,
+    ]
+    return Client(StdioServerParameters(command=DYNAMICS, args=args), read_timeout_seconds=120)
+
+
+def text_of(result) -> str:
+    return "\n".join(block.text for block in result.content if getattr(block, "type", "") == "text")
+
+
+def error_of(result) -> dict:
+    content = result.structured_content or {}
+    return content.get("error") or {}
+
+
+async def full_server(work: str) -> None:
+    async with server(work) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        check(
+            {"query-entities", "create-entity", "delete-entity", "raw-request"} <= tools.keys(),
+            "the tools include the catalogue's actions",
+            sorted(tools),
+        )
+        check(
+            all(re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", name) for name in tools),
+            "every tool name is a valid MCP tool name",
+        )
+        create = tools["create-entity"]
+        schema = create.input_schema
+        check(schema.get("type") == "object", "create-entity's input schema is an object schema")
+        check(
+            "connection" not in schema.get("properties", {}),
+            "the connection is not a tool input",
+        )
+        check(
+            schema["properties"].get("entityType", {}).get("type") == "string"
+            and "entityType" in schema.get("required", []),
+            "entityType is a required string",
+            schema["properties"].get("entityType"),
+        )
+        check(
+            schema["properties"].get("fieldValues", {}).get("type") == "object",
+            "fieldValues is an object of column values",
+            schema["properties"].get("fieldValues"),
+        )
+        check(
+            schema["properties"].get("returnRepresentation", {}).get("type") == "boolean"
+            and schema["properties"]["returnRepresentation"].get("default") is False,
+            "a boolean input has its typed default",
+        )
+        upsert_mode = tools["upsert-entity"].input_schema["properties"].get("upsertMode", {})
+        check(
+            upsert_mode.get("enum") == ["upsert", "createOnly", "updateOnly"],
+            "a picklist's fixed choices become an enum",
+            upsert_mode,
+        )
+        query = tools["query-entities"]
+        check(
+            query.input_schema["properties"].get("fieldNames", {}).get("type") == "array"
+            and query.input_schema["properties"]["fieldNames"].get("items") == {"type": "string"}
+            and query.input_schema["properties"]["fieldNames"].get("title") == "Field Name"
+            and query.input_schema["properties"]["fieldNames"]
+            .get("description", "")
+            .startswith("The names of the fields to retrieve"),
+            "a string list is an array of strings with its label and comment",
+            query.input_schema["properties"].get("fieldNames"),
+        )
+        check(
+            query.annotations is not None
+            and query.annotations.read_only_hint is True
+            and query.annotations.open_world_hint is False,
+            "query-entities is annotated read-only",
+            query.annotations,
+        )
+        check(
+            create.annotations is not None
+            and create.annotations.read_only_hint is False
+            and create.annotations.destructive_hint is False
+            and create.annotations.idempotent_hint is False,
+            "create-entity is annotated as an additive write",
+            create.annotations,
+        )
+        delete = tools["delete-entity"].annotations
+        check(
+            delete is not None and delete.destructive_hint is True and delete.read_only_hint is False,
+            "delete-entity is annotated destructive",
+            delete,
+        )
+        check(create.title == "Create Entity", "the tool's title is the action's label", create.title)
+
+        result = await client.call_tool(
+            "query-entities",
+            {"entityType": "accounts", "fieldNames": ["name", "accountid"], "recordsPerPage": 3},
+        )
+        listed = (result.structured_content or {}).get("records")
+        check(
+            not result.is_error and isinstance(listed, list) and 0 < len(listed) <= 3,
+            "Query Entities returns the emulator's accounts",
+            text_of(result)[:500],
+        )
+        check(
+            json.loads(text_of(result)) == result.structured_content,
+            "the text content is the same JSON as the structured content",
+        )
+
+        name = f"MCP Agent Co {uuid.uuid4()}"
+        key = f"mcp-e2e-{uuid.uuid4()}"
+        arguments = {
+            "entityType": "accounts",
+            "fieldValues": {"name": name, "revenue": 1250},
+            "idempotencyKey": key,
+        }
+        result = await client.call_tool("create-entity", arguments)
+        check(not result.is_error, "Create Entity succeeds", text_of(result)[:500])
+        created = rows_named(name)
+        check(
+            len(created) == 1 and float(created[0].get("revenue") or 0) == 1250,
+            "the created account is in the emulator's table with its values",
+            created,
+        )
+        result = await client.call_tool(
+            "query-entities",
+            {"entityType": "accounts", "filterExpression": f"name eq '{name}'", "fieldNames": ["name"]},
+        )
+        found = (result.structured_content or {}).get("records") or []
+        check(
+            not result.is_error and [row.get("name") for row in found] == [name],
+            "a second Query Entities finds the created account",
+            text_of(result)[:500],
+        )
+        result = await client.call_tool("create-entity", arguments)
+        check(
+            not result.is_error and len(rows_named(name)) == 1,
+            "calling Create Entity again with the same idempotency key makes no second row",
+            text_of(result)[:500],
+        )
+
+        before = last_request_seq()
+        result = await client.call_tool(
+            "query-entities", {"entityType": "accounts", "recordsPerPage": "many"}
+        )
+        error = error_of(result)
+        check(
+            result.is_error and error.get("field") == "recordsPerPage" and "recordsPerPage" in text_of(result),
+            "bad input comes back as isError naming the field",
+            text_of(result),
+        )
+        check(last_request_seq() == before, "bad input makes no request to the environment")
+        check(
+            EMULATOR_CLIENT_SECRET_TEXT not in text_of(result),
+            "the error does not carry the client secret",
+        )
+
+
+async def read_only_server(work: str) -> None:
+    async with server(work, "--read-only") as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        check("query-entities" in tools, "--read-only still offers Query Entities")
+        check(
+            "create-entity" not in tools and not any(name.startswith("raw-request") for name in tools),
+            "--read-only hides Create Entity and Raw Request",
+            sorted(tools),
+        )
+        check(
+            all(tool.annotations and tool.annotations.read_only_hint for tool in tools.values()),
+            "--read-only lists only read-only tools",
+        )
+        name = f"MCP Read Only {uuid.uuid4()}"
+        result = await client.call_tool(
+            "create-entity", {"entityType": "accounts", "fieldValues": {"name": name}}
+        )
+        check(
+            result.is_error and "--read-only" in text_of(result),
+            "--read-only refuses Create Entity called by name",
+            text_of(result),
+        )
+        check(rows_named(name) == [], "the refused create made no row")
+
+
+async def tables_server(work: str) -> None:
+    async with server(work, "--tables", "accounts") as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        check(
+            not any(name.startswith("raw-request") for name in tools)
+            and "run-fetch-xml-query" not in tools,
+            "--tables hides Raw Request and Fetch XML, which could reach any table",
+            sorted(tools),
+        )
+        check("create-entity" in tools, "--tables still offers Create Entity")
+        before = last_request_seq()
+        result = await client.call_tool("query-entities", {"entityType": "contacts"})
+        error = error_of(result)
+        check(
+            result.is_error and error.get("field") == "entityType" and "contacts" in error.get("message", ""),
+            "--tables accounts refuses a query of contacts, naming entityType",
+            text_of(result),
+        )
+        result = await client.call_tool(
+            "query-entities", {"entityType": "accounts", "expand": ["primarycontactid"]}
+        )
+        check(
+            result.is_error and error_of(result).get("field") == "expand",
+            "--tables refuses an expand into another table",
+            text_of(result),
+        )
+        check(last_request_seq() == before, "the refused calls made no request")
+        result = await client.call_tool(
+            "query-entities", {"entityType": "accounts", "recordsPerPage": 1}
+        )
+        check(not result.is_error, "--tables accounts allows a query of accounts", text_of(result)[:300])
+
+
+EMULATOR_CLIENT_SECRET_TEXT = os.environ["EMULATOR_CLIENT_SECRET"]
+
+
+async def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="dynamics-mcp-") as work:
+        connection = {
+            "name": "mcp-e2e",
+            "type": "oauth2-client-credentials",
+            "fields": {
+                "webApiUrl": EMULATOR_URL,
+                "tokenUrl": os.environ["EMULATOR_TOKEN_URL"],
+                "clientId": os.environ["EMULATOR_CLIENT_ID"],
+                "clientSecret": EMULATOR_CLIENT_SECRET_TEXT,
+            },
+        }
+        path = os.path.join(work, "connection.json")
+        with open(path, "w", encoding="utf-8") as file:
+            json.dump(connection, file)
+        os.chmod(path, 0o600)
+        for scenario in (full_server, read_only_server, tables_server):
+            print(f"# {scenario.__name__.replace('_', ' ')}")
+            try:
+                await scenario(work)
+            except Exception as problem:  # a broken session fails the run, with its cause
+                check(False, f"{scenario.__name__} ran to the end", repr(problem))
+    total = passed + len(failures)
+    if failures:
+        print(f"\nMCP client test: {len(failures)} of {total} checks failed:")
+        for what in failures:
+            print(f"  - {what}")
+        return 1
+    print(f"\nMCP client test: all {total} checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
