@@ -2,6 +2,7 @@
 
 mod admin;
 mod bad_input;
+mod beyond_crud;
 mod bulk;
 mod catalogue;
 mod connections;
