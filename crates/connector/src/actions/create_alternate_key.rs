@@ -13,7 +13,7 @@ use crate::entity_metadata::entity_path;
 use crate::error::{Result, invalid_input};
 use crate::input::Input;
 use crate::inputs::*;
-use crate::metadata_writes::{self, Create, label, language, schema_name};
+use crate::metadata_writes::{self, Create, label, language, same_text, schema_name};
 
 pub const ACTION: ActionDef = ActionDef {
     key: "create-alternate-key",
@@ -105,13 +105,22 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         wanted.sort();
         found == wanted
     };
+    // The table's keys, and among them the one of this name.
+    let pick = |keys: Value| {
+        keys.get("value")?
+            .as_array()?
+            .iter()
+            .find(|key| same_text(key, "LogicalName", &logical))
+            .cloned()
+    };
     let mut answer = metadata_writes::create(
         context,
         input,
         Create {
             collection: format!("{table_path}/Keys"),
             body,
-            read_back: format!("{table_path}/Keys(LogicalName='{logical}')"),
+            read_back: format!("{table_path}/Keys"),
+            pick: Some(&pick),
             same: &same,
             what: format!("key {logical:?} of {table:?}"),
         },

@@ -131,6 +131,7 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
             collection: "GlobalOptionSetDefinitions".into(),
             body,
             read_back: format!("GlobalOptionSetDefinitions(Name='{name}')"),
+            pick: None,
             same: &same,
             what: format!("choice {name:?}"),
         },

@@ -81,6 +81,7 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
             collection: "RelationshipDefinitions".into(),
             body,
             read_back: format!("RelationshipDefinitions(SchemaName='{schema}')"),
+            pick: None,
             same: &same,
             what: format!("relationship {schema:?}"),
         },

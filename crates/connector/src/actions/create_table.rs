@@ -129,6 +129,7 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
             read_back: format!(
                 "EntityDefinitions(LogicalName='{logical}')?$select=MetadataId,SchemaName,PrimaryNameAttribute"
             ),
+            pick: None,
             same: &same,
             what: format!("table {logical:?}"),
         },
