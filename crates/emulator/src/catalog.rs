@@ -447,6 +447,8 @@ pub fn schema() -> Schema {
     .string("filename", "File Name", 255)
     .string("mimetype", "Mime Type", 256)
     .int("filesize", "File Size (Bytes)", 0, 2_147_483_647)
+    // The note's file as base64 (attachment-annotation-files; size checked in files.rs).
+    .memo("documentbody", "Document")
     .lookup(
         "objectid",
         "Regarding",
@@ -455,6 +457,14 @@ pub fn schema() -> Schema {
     .lookup("ownerid", "Owner", &["systemuser", "team"])
     .audit()
     .build();
+    // documentbody's MaxLength in the annotation table reference (1,073,741,823): the file size
+    // limit, not the column's, bounds it (files.rs).
+    let mut annotation = annotation;
+    if let Some(c) = annotation.attr("documentbody") {
+        annotation.attributes[c].kind = crate::schema::AttrKind::Memo {
+            max_len: 1_073_741_823,
+        };
+    }
 
     let task = B::new(
         "task",

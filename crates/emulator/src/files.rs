@@ -146,10 +146,13 @@ fn stored(store: &Store, e: TableId, id: Guid, col: usize) -> Result<&StoredFile
 /// `GET .../$value`, whole or by `Range: bytes=a-b`.
 fn download(req: &Req, file: &StoredFile) -> Result<Resp, DvError> {
     let size = file.bytes.len() as u64;
+    // Content-Disposition names the file as HTTP downloads do (RFC 6266); DynamicsWebApi's
+    // downloadFile reads an answer as a file only when it has one.
     let common = |resp: Resp| {
         resp.header("x-ms-file-size", size.to_string())
             .header("x-ms-file-name", file.name.clone())
             .header("mimetype", file.mime_type.clone())
+            .header("Content-Disposition", content_disposition(&file.name))
     };
     let Some(range) = req.header("range") else {
         let resp = common(Resp {
@@ -177,6 +180,37 @@ fn download(req: &Req, file: &StoredFile) -> Result<Resp, DvError> {
             "Access-Control-Expose-Headers",
             "x-ms-file-size; x-ms-file-name; x-ms-chunk-size; mimetype",
         ))
+}
+
+/// `attachment; filename="..."`, with `filename*` (RFC 8187) when the name is not plain ASCII.
+fn content_disposition(name: &str) -> String {
+    let plain = name
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+    if plain {
+        return format!("attachment; filename=\"{name}\"");
+    }
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
 /// `bytes=a-b` (b past the end is the end; `bytes=a-` is to the end), as RFC 9110 reads a
@@ -939,4 +973,59 @@ pub fn file_of(
         file.mime_type.clone(),
         file.bytes.clone(),
     ))
+}
+
+/// The most a note's `documentbody` may hold, in base64 characters: `Organization.MaxUploadFileSize`,
+/// 5 MB by default, which "applies to the size of the file in Base64 encoding" ("Use file data
+/// with Attachment and Note records", learn.microsoft.com/power-apps/developer/data-platform/attachment-annotation-files,
+/// "File size limits").
+pub const MAX_UPLOAD_FILE_SIZE: usize = 5_242_880;
+
+/// A note's file (same page): `documentbody` holds the file as base64, `filename` and
+/// `mimetype` beside it. When a write sets `documentbody`, its base64 is checked and its size
+/// bounded by [`MAX_UPLOAD_FILE_SIZE`] (`0x80044a02` "Attachment file size is too big."), and
+/// the system-set `filesize` (bytes of the file) and `isdocument` follow it.
+pub fn note_document(
+    store: &Store,
+    e: TableId,
+    cols: &mut Vec<(usize, Val)>,
+) -> Result<(), DvError> {
+    let ent = store.entity(e);
+    if ent.logical_name != "annotation" {
+        return Ok(());
+    }
+    let Some(body_col) = ent.attr("documentbody") else {
+        return Ok(());
+    };
+    let Some((_, body)) = cols.iter().find(|(c, _)| *c == body_col) else {
+        return Ok(());
+    };
+    let size = match body {
+        Val::Str(text) => {
+            if text.len() > MAX_UPLOAD_FILE_SIZE {
+                return Err(DvError::new(
+                    400,
+                    error::ATTACHMENT_INVALID_FILE_SIZE,
+                    "Attachment file size is too big.",
+                ));
+            }
+            let bytes = STANDARD.decode(text.as_bytes()).map_err(|_| {
+                DvError::payload(
+                    &ent.entity_set_name,
+                    "The value of 'documentbody' is not a valid Base64 string.",
+                )
+            })?;
+            Some(bytes.len() as i64)
+        }
+        _ => None,
+    };
+    let mut set = |name: &str, v: Val| {
+        if let Some(c) = ent.attr(name) {
+            cols.retain(|(x, _)| *x != c);
+            cols.push((c, v));
+        }
+    };
+    set("filesize", Val::Int(size.unwrap_or(0)));
+    set("isdocument", Val::Bool(size.is_some()));
+    Ok(())
 }

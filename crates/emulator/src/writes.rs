@@ -321,6 +321,8 @@ fn apply_payload(
         }
         cols.push((col, convert(store, e, col, v)?));
     }
+    // A note's file sets its size (files.rs).
+    crate::files::note_document(store, e, &mut cols)?;
     Ok((cols, deferred))
 }
 

@@ -666,3 +666,61 @@ fn a_read_of_the_file_property_answers_the_content_as_base64_by_range() {
         .unwrap();
     assert_eq!(bytes, &data[1000..3000]);
 }
+
+#[test]
+fn a_note_with_a_document_gets_its_size_and_is_refused_over_the_upload_limit() {
+    let (emu, c) = start();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let file = sample(3000);
+    let r = c.request(
+        "POST",
+        "annotations",
+        "application/json",
+        &json!({
+            "subject": "Signed contract",
+            "filename": "contract.pdf",
+            "mimetype": "application/pdf",
+            "documentbody": b64.encode(&file),
+        })
+        .to_string(),
+        &[("Prefer", "return=representation")],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["annotationid"].as_str().unwrap().to_string();
+    let note = emu
+        .table("annotations")
+        .into_iter()
+        .find(|n| n["annotationid"] == id.as_str())
+        .unwrap();
+    assert_eq!(note["filesize"], 3000);
+    assert_eq!(note["isdocument"], true);
+    assert_eq!(
+        b64.decode(note["documentbody"].as_str().unwrap()).unwrap(),
+        file
+    );
+
+    // Over Organization.MaxUploadFileSize (5 MB of base64): the documented error, no note.
+    let before = emu.table("annotations").len();
+    let too_big = "A".repeat(5_242_880 + 4);
+    let r = c.request(
+        "POST",
+        "annotations",
+        "application/json",
+        &json!({"subject": "Too big", "filename": "big.bin", "documentbody": too_big}).to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_code(), "0x80044a02");
+    assert_eq!(emu.table("annotations").len(), before);
+
+    let r = c.request(
+        "POST",
+        "annotations",
+        "application/json",
+        &json!({"subject": "Not base64", "documentbody": "not base64!"}).to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("documentbody"), "{}", r.body);
+}
