@@ -230,7 +230,8 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                         .iter()
                         .map(|&index| plan.target(&table, message, index))
                         .collect::<Result<Vec<String>>>()?;
-                    for part in bulk::split(&indices, table.chunk(chunk), |position| {
+                    let positions: Vec<usize> = (0..indices.len()).collect();
+                    for part in bulk::split(&positions, table.chunk(chunk), |position| {
                         targets[position].len()
                     })
                     .into_iter()
