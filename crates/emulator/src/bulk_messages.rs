@@ -303,7 +303,15 @@ fn plan(
                 "Targets[{i}] of {message}: '@odata.id' must be a string, not {other}."
             )));
         }
-        (None, Some(g)) => Some(g.to_string()),
+        // An elastic row is named by its key with its partition
+        // (KeyForNoSqlEntityWithPKPartitionId), so a wrong partition finds no row (elastic.rs).
+        (None, Some(g)) => match body.get("partitionid").and_then(Value::as_str) {
+            Some(p) if ent.table_type == "Elastic" => Some(format!(
+                "{id_name}={g},partitionid='{}'",
+                p.replace('\'', "''")
+            )),
+            _ => Some(g.to_string()),
+        },
         (None, None) => alternate_key(ent, &body),
     };
     let Some(key) = key else {

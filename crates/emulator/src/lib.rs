@@ -12,7 +12,7 @@
 //! `admin` module lists the endpoints and the guard, `faults` the rule grammar.
 //!
 //! Honest refusals: a Dataverse message the emulator does not implement (a bound or unbound
-//! action or function such as `CreateMultiple`, `QualifyLead`, `RetrieveVersion`), a type-cast
+//! action or function such as `Merge` or `RetrieveTimestamp`), a type-cast
 //! segment, `?sql=`, or a documented metadata property it does not render answers 501 with a
 //! Dataverse-shaped error naming it (`messages`, `metadata::types`), never a plausible wrong
 //! answer; unknown names keep Dataverse's documented 404 and 400.
@@ -31,8 +31,10 @@
 //! - Handlers: `read` (collections with paging and counts, one row and the paths below it, the
 //!   service document, `WhoAmI`), `writes` (create, update, upsert, delete, `$ref`), `delta`
 //!   (change tracking), `fetchxml` (by stage: `parse`, `plan`, `execute`, `render`),
-//!   `metadata` (`json`, `read`, `write`, `types`), `csdl` (`$metadata`), `messages` (the 501s
-//!   for messages not emulated), `batch` (`$batch` and its change sets).
+//!   `metadata` (`json`, `read`, `write`, `types`, and the definitions it creates:
+//!   `define_table`, `relationships`, `option_sets`), `csdl` (`$metadata`), `messages` (the 501s
+//!   for messages not emulated), `bulk_messages` (CreateMultiple, UpdateMultiple, UpsertMultiple,
+//!   DeleteMultiple, each target through `writes`), `batch` (`$batch` and its change sets).
 //! - Shared by the handlers: `wire` (a leaf: `Req`, `Resp`, `Limits`, `Caller`, `Prefer`),
 //!   `row_key` (which row a key in the URL names), `odata` (paths, query options and the one
 //!   `$filter` evaluator, over rows and metadata records alike), `render` (rows as JSON),
@@ -57,10 +59,12 @@ mod auth;
 mod batch;
 mod blobs;
 mod bulk_messages;
+mod cascade;
 mod catalog;
 mod csdl;
 mod datetime;
 mod delta;
+mod elastic;
 mod entra;
 mod error;
 mod faults;

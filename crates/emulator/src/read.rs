@@ -79,6 +79,7 @@ pub fn entity(
     opts: &QueryOptions,
 ) -> Result<Resp, DvError> {
     let id = resolve_existing(store, e, raw_key)?;
+    crate::elastic::check(store, e, id, raw_key, req.query)?;
     entity_read(store, req, e, id, rest, opts)
 }
 
@@ -313,8 +314,15 @@ pub fn collection(
         })?),
         None => None,
     };
-    let matches =
-        |r: &Row| belongs(r, &parent) && filter.as_ref().is_none_or(|f| f.matches(store, r));
+    // `?partitionId=` reads one partition of an elastic table (elastic.rs).
+    let partition = crate::elastic::requested(ent, req.query);
+    let matches = |r: &Row| {
+        belongs(r, &parent)
+            && filter.as_ref().is_none_or(|f| f.matches(store, r))
+            && partition
+                .as_deref()
+                .is_none_or(|p| crate::elastic::holds(ent, r, p))
+    };
     let table = store.rows(e);
     let mut total: Option<usize> = None;
     let page: Vec<(&Guid, &Row)>;

@@ -717,6 +717,9 @@ pub struct GlobalOptionSet {
 #[derive(Debug, Clone, Default)]
 pub struct SchemaAdditions {
     pub global_option_sets: Vec<GlobalOptionSet>,
+    /// Properties kept as sent when a relationship was created (`CascadeConfiguration`,
+    /// `AssociatedMenuConfiguration`, ...), by relationship schema name, echoed on reads.
+    pub relationship_properties: Vec<(String, Vec<(String, serde_json::Value)>)>,
 }
 
 /// A relationship declaration, resolved by [`Schema::new`].

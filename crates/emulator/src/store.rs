@@ -214,6 +214,18 @@ impl Store {
         Arc::make_mut(&mut self.schema).add_relationship(r)
     }
 
+    /// Keeps the properties a relationship was created with, for its reads.
+    pub fn keep_relationship_properties(
+        &mut self,
+        schema_name: &str,
+        properties: Vec<(String, serde_json::Value)>,
+    ) {
+        Arc::make_mut(&mut self.schema)
+            .additions
+            .relationship_properties
+            .push((schema_name.to_string(), properties));
+    }
+
     /// Adds a global choice (a metadata create).
     pub fn add_global_option_set(&mut self, set: crate::schema::GlobalOptionSet) {
         Arc::make_mut(&mut self.schema)

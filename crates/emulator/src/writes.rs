@@ -681,12 +681,15 @@ fn upsert(store: &mut Store, req: &Req, e: TableId, raw_key: &str) -> Result<Res
 
 fn delete(store: &mut Store, req: &Req, e: TableId, raw_key: &str) -> Result<Resp, DvError> {
     let id = row_key::resolve_existing(store, e, raw_key)?;
+    crate::elastic::check(store, e, id, raw_key, req.query)?;
     if let Some(m) = req.header("if-match") {
         let version = store.get(e, &id).map(|r| r.version).unwrap_or(0);
         if !etag_matches(m, version) {
             return Err(DvError::version_mismatch());
         }
     }
+    // Rows related through a relationship created with Delete: Cascade go first (cascade.rs).
+    crate::cascade::before_delete(store, e, id)?;
     store.remove(e, id)?;
     Ok(Resp::empty(204))
 }

@@ -437,3 +437,72 @@ fn bulk_writes_run_as_the_impersonated_user() {
         users.application_user.system_user_id.as_str()
     );
 }
+
+#[test]
+fn a_partition_names_the_rows_of_an_elastic_table_it_holds_and_no_others() {
+    let (emu, c) = start();
+    let a = post(
+        &c,
+        "new_sensorreadings/Microsoft.Dynamics.CRM.CreateMultiple",
+        &json!({"Targets": [reading("north", "N1"), reading("north", "N2"), reading("south", "S1")]}),
+        &[],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let ids: Vec<String> = a.json()["Ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let north = c.get(
+        "new_sensorreadings?partitionId='north'&$select=new_name&$orderby=new_name",
+        &[],
+    );
+    let names: Vec<String> = north.json()["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["new_name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["N1", "N2"]);
+    let wrong = c.get(
+        &format!("new_sensorreadings({})?partitionId=south", ids[0]),
+        &[],
+    );
+    assert_eq!(wrong.status, 404, "{}", wrong.body);
+    let wrong_key = c.get(
+        &format!(
+            "new_sensorreadings(new_sensorreadingid={},partitionid='south')",
+            ids[0]
+        ),
+        &[],
+    );
+    assert_eq!(wrong_key.status, 404, "{}", wrong_key.body);
+
+    // DeleteMultiple with the wrong partition for one record deletes the others only.
+    let target = |id: &str, partition: &str| {
+        json!({
+            "@odata.type": "Microsoft.Dynamics.CRM.new_sensorreading",
+            "new_sensorreadingid": id,
+            "partitionid": partition,
+        })
+    };
+    let a = post(
+        &c,
+        "new_sensorreadings/Microsoft.Dynamics.CRM.DeleteMultiple",
+        &json!({"Targets": [target(&ids[0], "south"), target(&ids[2], "south")]}),
+        &[ANNOTATIONS],
+    );
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert_eq!(
+        details(&a),
+        vec![json!({"RequestIndex": 0, "Id": ids[0], "StatusCode": 404})]
+    );
+    let left: Vec<String> = emu
+        .table("new_sensorreadings")
+        .iter()
+        .filter_map(|r| r["new_sensorreadingid"].as_str().map(str::to_string))
+        .collect();
+    assert!(left.contains(&ids[0]), "the misnamed row stays");
+    assert!(!left.contains(&ids[2]), "the other row is deleted");
+}

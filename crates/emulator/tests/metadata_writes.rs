@@ -430,7 +430,7 @@ fn a_global_choice_is_created_and_used_by_a_choice_column() {
         .iter()
         .map(|o| o["Value"].as_i64().unwrap())
         .collect();
-    assert_eq!(options, [727000000, 727000001, 100000002]);
+    assert_eq!(options, [727000000, 727000001, 100000000]);
     let all = c.get("GlobalOptionSetDefinitions", &[]);
     assert_eq!(all.json()["value"][0]["MetadataId"], id.as_str());
     assert_eq!(
@@ -557,4 +557,110 @@ fn columns_others_depend_on_are_not_deleted() {
             .iter()
             .all(|r| r.get("new_code").is_some())
     );
+}
+
+#[test]
+fn a_relationships_delete_behaviour_is_kept_and_applied() {
+    let (emu, c) = start();
+    create_bank_account(&c);
+    let account_ids: Vec<String> = emu
+        .table("accounts")
+        .iter()
+        .map(|r| r["accountid"].as_str().unwrap().to_string())
+        .collect();
+    let mut cascade = parent_account_relationship();
+    cascade["CascadeConfiguration"]["Delete"] = json!("Cascade");
+    assert_eq!(
+        post(&c, "RelationshipDefinitions", &cascade, &[]).status,
+        204
+    );
+    let def = c.get(
+        "RelationshipDefinitions(SchemaName='new_account_new_bankaccount')",
+        &[],
+    );
+    assert_eq!(def.json()["CascadeConfiguration"]["Delete"], "Cascade");
+    let mut restrict = parent_account_relationship();
+    restrict["SchemaName"] = json!("new_account_new_bankaccount_restrict");
+    restrict["Lookup"]["SchemaName"] = json!("new_GuarantorId");
+    restrict["CascadeConfiguration"]["Delete"] = json!("Restrict");
+    assert_eq!(
+        post(&c, "RelationshipDefinitions", &restrict, &[]).status,
+        204
+    );
+
+    let row = |name: &str, parent: &str, field: &str| json!({"new_accountname": name, format!("{field}@odata.bind"): format!("/accounts({parent})")});
+    for (name, parent, field) in [
+        ("Child of 0", &account_ids[0], "new_ParentAccountId"),
+        ("Guaranteed by 1", &account_ids[1], "new_GuarantorId"),
+    ] {
+        assert_eq!(
+            post(&c, "new_bankaccounts", &row(name, parent, field), &[]).status,
+            204
+        );
+    }
+    let gone = c.delete_with(&format!("accounts({})", account_ids[0]), &[]);
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    let names: Vec<String> = emu
+        .table("new_bankaccounts")
+        .iter()
+        .map(|r| r["new_accountname"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["Guaranteed by 1"], "the cascade took the child");
+    let kept = c.delete_with(&format!("accounts({})", account_ids[1]), &[]);
+    assert_eq!(kept.status, 501, "{}", kept.body);
+    assert!(kept.body.contains("Restrict"), "{}", kept.body);
+    assert!(
+        emu.table("accounts")
+            .iter()
+            .any(|r| r["accountid"] == account_ids[1].as_str())
+    );
+}
+
+#[test]
+fn one_key_is_read_by_its_logical_name() {
+    let (_emu, c) = start();
+    let key = c.get(
+        "EntityDefinitions(LogicalName='new_project')/Keys(LogicalName='new_codekey')",
+        &[],
+    );
+    assert_eq!(key.status, 200, "{}", key.body);
+    assert_eq!(key.json()["KeyAttributes"], json!(["new_code"]));
+    assert!(
+        key.json()["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("/$entity")
+    );
+    let none = c.get(
+        "EntityDefinitions(LogicalName='new_project')/Keys(LogicalName='new_nokey')",
+        &[],
+    );
+    assert_eq!(none.status, 404, "{}", none.body);
+}
+
+#[test]
+fn options_without_values_take_values_the_list_does_not_use() {
+    let (_emu, c) = start();
+    let set = json!({
+        "@odata.type": "Microsoft.Dynamics.CRM.OptionSetMetadata",
+        "Name": "new_shades",
+        "IsGlobal": true,
+        "OptionSetType": "Picklist",
+        "Options": [
+            {"Value": null, "Label": label("Green")},
+            {"Value": 100000000, "Label": label("Red")}
+        ]
+    });
+    let a = post(&c, "GlobalOptionSetDefinitions", &set, &[]);
+    assert_eq!(a.status, 204, "{}", a.body);
+    let back = c
+        .get("GlobalOptionSetDefinitions(Name='new_shades')", &[])
+        .json();
+    let values: Vec<i64> = back["Options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["Value"].as_i64().unwrap())
+        .collect();
+    assert_eq!(values, [100000001, 100000000]);
 }

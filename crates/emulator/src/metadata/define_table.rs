@@ -319,3 +319,28 @@ pub fn create_key(
         format!("{}/EntityDefinitions({raw_entity})/Keys({id})", req.api),
     ))
 }
+
+/// The alternate key `Keys(...)` names: by `MetadataId`, `LogicalName='x'` or `'x'`; else the
+/// documented 404 ("Query table definitions using the Web API", "Retrieve alternate keys").
+pub fn find_key<'e>(ent: &'e crate::schema::Entity, raw: &str) -> Result<&'e AltKey, DvError> {
+    use crate::odata::filter::Lit;
+    use crate::odata::path::{Key, parse_key};
+    let found = match parse_key(raw)? {
+        Key::Id(g) => ent.alternate_keys.iter().find(|k| k.metadata_id == g),
+        Key::Named(pairs) => match pairs.as_slice() {
+            [(k, Lit::Str(v))] if k == "LogicalName" => {
+                ent.alternate_keys.iter().find(|x| x.logical_name == *v)
+            }
+            _ => None,
+        },
+        Key::Single(Lit::Str(v)) => ent.alternate_keys.iter().find(|x| x.logical_name == v),
+        Key::Single(_) => None,
+    };
+    found.ok_or_else(|| {
+        DvError::new(
+            404,
+            crate::error::OBJECT_DOES_NOT_EXIST,
+            format!("Could not find key with key '{raw}'."),
+        )
+    })
+}

@@ -286,7 +286,18 @@ pub fn relationship_json(store: &Store, r: &Relationship) -> Map<String, Value> 
         "CascadeConfiguration": {"Assign": "NoCascade", "Delete": "RemoveLink", "Merge": "NoCascade", "Reparent": "NoCascade", "Share": "NoCascade", "Unshare": "NoCascade"},
         "HasChanged": null,
     }) {
-        Value::Object(m) => m,
+        Value::Object(mut m) => {
+            // What a relationship created through the metadata API was sent with.
+            let kept = s
+                .additions
+                .relationship_properties
+                .iter()
+                .filter(|(name, _)| *name == r.schema_name);
+            for (k, v) in kept.flat_map(|(_, props)| props) {
+                m.insert(k.clone(), v.clone());
+            }
+            m
+        }
         _ => Map::new(),
     }
 }

@@ -64,27 +64,12 @@ pub fn create(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
             format!("A global choice named '{name}' already exists."),
         ));
     }
-    let mut options: Vec<(i64, String)> = Vec::new();
     let items = match body.get("Options") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items.clone(),
         Some(_) => return Err(DvError::bad_request("'Options' must be a list of options.")),
     };
-    for (i, o) in items.iter().enumerate() {
-        let value = match o.get("Value") {
-            None | Some(Value::Null) => FIRST_VALUE + i as i64,
-            Some(v) => v.as_i64().ok_or_else(|| {
-                DvError::bad_request(format!("Options[{i}].Value must be an integer."))
-            })?,
-        };
-        if options.iter().any(|(v, _)| *v == value) {
-            return Err(DvError::bad_request(format!(
-                "The option value {value} is used more than once."
-            )));
-        }
-        let labels = body_labels(o.get("Label"), "Label")?;
-        options.push((value, user_text(&labels)));
-    }
+    let options = numbered_options(&items)?;
     let set = GlobalOptionSet {
         name: name.to_string(),
         display_labels: body_labels(body.get("DisplayName"), "DisplayName")?,
@@ -178,6 +163,55 @@ pub fn json(set: &GlobalOptionSet) -> Map<String, Value> {
         Value::Object(m) => m,
         _ => Map::new(),
     }
+}
+
+/// The options of a choice definition as (value, label), in the order given. An option sent
+/// without a `Value` gets the first value from the publisher's prefix that no option of the
+/// list uses, so given and assigned values never collide.
+pub fn numbered_options(items: &[Value]) -> Result<Vec<(i64, String)>, DvError> {
+    let mut given: Vec<Option<i64>> = Vec::with_capacity(items.len());
+    for (i, o) in items.iter().enumerate() {
+        given.push(match o.get("Value") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_i64().ok_or_else(|| {
+                DvError::bad_request(format!("Options[{i}].Value must be an integer."))
+            })?),
+        });
+    }
+    let mut used: Vec<i64> = Vec::new();
+    for value in given.iter().flatten() {
+        if used.contains(value) {
+            return Err(DvError::bad_request(format!(
+                "The option value {value} is used more than once."
+            )));
+        }
+        used.push(*value);
+    }
+    let mut next = FIRST_VALUE;
+    let mut options = Vec::with_capacity(items.len());
+    for (o, value) in items.iter().zip(given) {
+        let value = match value {
+            Some(v) => v,
+            None => {
+                while used.contains(&next) {
+                    next += 1;
+                }
+                used.push(next);
+                next
+            }
+        };
+        let labels = body_labels(o.get("Label"), "Label")?;
+        let text = user_text(&labels);
+        options.push((
+            value,
+            if text.is_empty() {
+                value.to_string()
+            } else {
+                text
+            },
+        ));
+    }
+    Ok(options)
 }
 
 /// `GET GlobalOptionSetDefinitions` and `GET GlobalOptionSetDefinitions(...)`.

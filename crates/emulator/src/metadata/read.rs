@@ -329,6 +329,15 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
             );
             Ok(entity_response(context(req, &ctx_tail, &q), m))
         }
+        // One key by MetadataId or LogicalName (define_table.rs).
+        [k] if k.name == "Keys" && k.key.is_some() => {
+            check_select(&q, "EntityKeyMetadata", |p| key_renders(store, p))?;
+            let key = super::define_table::find_key(ent, k.key.as_deref().unwrap_or(""))?;
+            Ok(entity_response(
+                context(req, &format!("{base}/Keys"), &q),
+                select(key_json(ent, key), &q, &["MetadataId"]),
+            ))
+        }
         [k] if k.name == "Keys" => {
             check_select(&q, "EntityKeyMetadata", |p| key_renders(store, p))?;
             Ok(list_response(

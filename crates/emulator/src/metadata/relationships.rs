@@ -178,6 +178,17 @@ pub fn create(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
     store
         .add_relationship(&decl)
         .ok_or_else(|| DvError::internal("the new lookup column was not found"))?;
+    // How the relationship cascades and shows in menus is kept as sent and read back; the
+    // emulator's deletes still remove the link only (a delete clears the lookups pointing at it).
+    let kept: Vec<(String, Value)> = ["CascadeConfiguration", "AssociatedMenuConfiguration"]
+        .iter()
+        .filter_map(|k| {
+            body.get(*k)
+                .filter(|v| v.is_object())
+                .map(|v| (k.to_string(), v.clone()))
+        })
+        .collect();
+    store.keep_relationship_properties(schema_name, kept);
     Ok(Resp::empty(204).header(
         "OData-EntityId",
         format!(

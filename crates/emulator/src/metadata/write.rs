@@ -183,27 +183,13 @@ pub(super) fn kind_from_body(t: &str, body: &Map<String, Value>) -> Result<AttrK
             }
         }
         "PicklistAttributeMetadata" => {
-            let mut options: Vec<(i64, String)> = Vec::new();
             let items = body
                 .get("OptionSet")
                 .and_then(|s| s.get("Options"))
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            for (i, o) in items.iter().enumerate() {
-                let value = match o.get("Value") {
-                    None | Some(Value::Null) => 100_000_000 + i as i64,
-                    Some(v) => v.as_i64().ok_or_else(|| {
-                        DvError::bad_request("An option Value must be an integer.")
-                    })?,
-                };
-                if options.iter().any(|(v, _)| *v == value) {
-                    return Err(DvError::bad_request(format!(
-                        "The option value {value} is used more than once."
-                    )));
-                }
-                options.push((value, option_label(Some(o), &value.to_string())?));
-            }
+            let options = super::option_sets::numbered_options(&items)?;
             AttrKind::Picklist { options }
         }
         "LookupAttributeMetadata" | "CustomerAttributeMetadata" => {
