@@ -69,6 +69,7 @@ mod entra;
 mod error;
 mod faults;
 mod fetchxml;
+mod flows;
 mod files;
 mod guid;
 mod impersonation;

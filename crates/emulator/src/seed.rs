@@ -202,7 +202,8 @@ pub fn row_count(entity: &Entity, rows_per_table: usize, overrides: &[(String, u
         | "sdkmessagefilter" => 0,
         // Close activities, jobs, grants, custom API definitions and background operations
         // come from messages; the custom APIs and a process are seeded apart (messages.rs).
-        "opportunityclose"
+        "callbackregistration"
+        | "opportunityclose"
         | "orderclose"
         | "asyncoperation"
         | "workflow"

@@ -109,6 +109,8 @@ pub struct Store {
     pub events: Vec<WriteEvent>,
     /// The `sdkmessageprocessingstep` table: events are captured while it has rows.
     step_table: Option<TableId>,
+    /// The `callbackregistration` table: flows subscribed to changes also capture events.
+    callback_table: Option<TableId>,
     /// File and image data kept outside the rows (`blobs.rs`).
     pub blobs: crate::blobs::Blobs,
 }
@@ -133,6 +135,7 @@ impl Store {
             })
             .collect();
         let step_table = schema.entity("sdkmessageprocessingstep");
+        let callback_table = schema.entity("callbackregistration");
         Store {
             schema,
             tables,
@@ -145,14 +148,17 @@ impl Store {
             journal: None,
             events: Vec::new(),
             step_table,
+            callback_table,
             blobs: crate::blobs::Blobs::default(),
         }
     }
 
     /// Whether writes are captured for webhooks (some processing step is registered).
     pub fn captures_events(&self) -> bool {
-        self.step_table
-            .is_some_and(|t| !self.tables[t.index()].rows.is_empty())
+        [self.step_table, self.callback_table]
+            .into_iter()
+            .flatten()
+            .any(|t| !self.tables[t.index()].rows.is_empty())
     }
 
     /// Appends a column to a table (a metadata create): every row gets a null cell.

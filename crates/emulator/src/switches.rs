@@ -14,9 +14,10 @@
 //!   default in the Web API) with the default rules "Accounts with the same Account Name" and
 //!   "Contacts with the same e-mail address": a duplicate is refused with `0x80040333`, status
 //!   500 as the documentation shows;
-//! - `MSCRM.SuppressCallbackRegistrationExpanderJob: true` keeps Power Automate flows from
-//!   triggering ("Bypass Power Automate flows", .../bypass-power-automate-flows); the emulator
-//!   runs no flows, so the value is only checked.
+//! - `MSCRM.SuppressCallbackRegistrationExpanderJob: true` keeps Power Automate flows (the
+//!   callback registrations of flows.rs) from triggering ("Bypass Power Automate flows",
+//!   .../bypass-power-automate-flows); the CustomSync/CustomAsync switches leave flows alone
+//!   ("excluding Power Automate Flows").
 //!
 //! A value other than the documented ones is refused (400, naming the header). The bypass
 //! headers need `prvBypassCustomBusinessLogic` (`prvBypassCustomPlugins` for the older one),
@@ -145,11 +146,23 @@ impl Switches {
     pub fn filter(&self, calls: Vec<Outbound>) -> Vec<Outbound> {
         calls
             .into_iter()
-            .filter(|c| !(c.synchronous && self.bypass_sync))
-            .filter(|c| c.synchronous || !self.bypass_async)
-            .filter(|c| self.bypass_steps.is_empty() || !self.bypass_steps.contains(&step_of(c)))
+            .filter(|c| {
+                // Flows are not custom logic: only their own switch keeps them from triggering.
+                if is_flow(c) {
+                    return !self.suppress_flows;
+                }
+                !(c.synchronous && self.bypass_sync)
+                    && (c.synchronous || !self.bypass_async)
+                    && !self.bypass_steps.contains(&step_of(c))
+            })
             .collect()
     }
+}
+
+fn is_flow(call: &Outbound) -> bool {
+    call.headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case(crate::flows::CALLBACK_HEADER))
 }
 
 /// The step a webhook call comes from: the `OwningExtension` of its execution context.

@@ -492,6 +492,8 @@ pub fn collect(store: &mut Store, ctx: &EventCtx) -> Vec<Outbound> {
             out.push(call(store, ctx, ev, step));
         }
     }
+    // Power Automate flows subscribed through callback registrations (flows.rs).
+    out.extend(crate::flows::calls(store, &events));
     out
 }
 

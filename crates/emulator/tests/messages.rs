@@ -892,3 +892,57 @@ fn duplicate_detection_is_off_by_default_and_on_with_its_header() {
         "other@example.com"
     );
 }
+
+#[test]
+fn flows_trigger_on_their_changes_unless_the_write_suppresses_them() {
+    let (emu, c) = start();
+    let reg = post(
+        &c,
+        "callbackregistrations",
+        json!({"name": "When an account is added", "entityname": "account", "message": 1, "scope": 4, "url": "http://127.0.0.1:9/flow"}),
+    );
+    assert_eq!(reg.status, 204, "{}", reg.body);
+    let reg = created(&reg);
+    for (name, headers) in [
+        (
+            "Suppressed",
+            vec![("MSCRM.SuppressCallbackRegistrationExpanderJob", "true")],
+        ),
+        (
+            "Custom logic bypassed",
+            vec![(
+                "MSCRM.BypassBusinessLogicExecution",
+                "CustomSync,CustomAsync",
+            )],
+        ),
+        ("Plain", vec![]),
+    ] {
+        let a = create_with(&c, "accounts", json!({"name": name}), &headers);
+        assert_eq!(a.status, 204, "{name}: {}", a.body);
+    }
+    // Updates are not what this flow listens to.
+    let id = first_id(&c, "accounts", "accountid", "name%20eq%20'Plain'");
+    assert_eq!(
+        patch(
+            &c,
+            &format!("accounts({id})"),
+            json!({"name": "Plain, renamed"})
+        )
+        .status,
+        204
+    );
+    let flows = emu.wait_for_deliveries(2, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let flows: Vec<Value> = emu.webhook_deliveries().iter().map(|d| d.json()).collect();
+    let names: Vec<&Value> = flows.iter().map(|f| &f["row"]["name"]).collect();
+    assert_eq!(
+        names,
+        [&json!("Custom logic bypassed"), &json!("Plain")],
+        "{flows:?}"
+    );
+    assert!(
+        flows
+            .iter()
+            .all(|f| f["callbackregistrationid"] == reg.as_str() && f["message"] == "Create")
+    );
+}

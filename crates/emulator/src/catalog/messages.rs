@@ -376,7 +376,55 @@ pub fn entities() -> Vec<Entity> {
     .audit()
     .build();
 
+    // reference/entities/callbackregistration: "Callback Registration that stores
+    // configuration": how Power Automate flows subscribe to row changes (message: Create 1,
+    // Delete 2, Update 3, CreateOrUpdate 4, CreateOrDelete 5, UpdateOrDelete 6,
+    // CreateOrUpdateOrDelete 7).
+    let callbackregistration = B::new(
+        "callbackregistration",
+        "CallbackRegistration",
+        "callbackregistrations",
+        "Callback Registration",
+        "Callback Registrations",
+        301,
+        UserOwned,
+        "Callback Registration that stores configuration.",
+    )
+    .id("callbackregistrationid", "Callback Registration")
+    .name("name", "Name", 100)
+    .string("entityname", "Entity Name", 255)
+    .picklist(
+        "message",
+        "Message",
+        &[
+            (1, "Create"),
+            (2, "Delete"),
+            (3, "Update"),
+            (4, "CreateOrUpdate"),
+            (5, "CreateOrDelete"),
+            (6, "UpdateOrDelete"),
+            (7, "CreateOrUpdateOrDelete"),
+        ],
+    )
+    .picklist(
+        "scope",
+        "Scope",
+        &[
+            (1, "User"),
+            (2, "BusinessUnit"),
+            (3, "ParentChildBusinessUnit"),
+            (4, "Organization"),
+        ],
+    )
+    .string("url", "Url", 2000)
+    .string("filteringattributes", "Filtering Attributes", 100_000)
+    .string("version", "Version", 100)
+    .lookup("ownerid", "Owner", &["systemuser", "team"])
+    .audit()
+    .build();
+
     vec![
+        callbackregistration,
         opportunityclose,
         orderclose,
         asyncoperation,
@@ -471,6 +519,7 @@ pub fn relationships() -> Vec<RelDecl> {
         ));
     }
     for logical in [
+        "callbackregistration",
         "opportunityclose",
         "orderclose",
         "asyncoperation",
@@ -488,6 +537,7 @@ pub fn relationships() -> Vec<RelDecl> {
         ));
     }
     for logical in [
+        "callbackregistration",
         "opportunityclose",
         "orderclose",
         "asyncoperation",
