@@ -1,6 +1,7 @@
 //! The action catalogue, in the order of the product brief, and the dispatch to handlers.
 
 pub(crate) mod batch_entity_actions;
+mod autocomplete_rows;
 mod call_function;
 mod cancel_background_operation;
 mod attach_note;
@@ -111,6 +112,7 @@ pub const CATALOGUE: &[ActionDef] = &[
     download_note_attachment::ACTION,
     search_rows::ACTION,
     suggest_rows::ACTION,
+    autocomplete_rows::ACTION,
     create_table::ACTION,
     create_alternate_key::ACTION,
     create_one_to_many_relationship::ACTION,

@@ -315,3 +315,28 @@ fn a_note_with_a_file_is_attached_once_even_when_its_answer_is_lost() {
         content
     );
 }
+
+#[test]
+fn the_file_columns_data_source_lists_only_file_and_image_columns() {
+    let emulator = emulator();
+    let choices = host()
+        .choices(
+            "file-columns",
+            &connected(&emulator),
+            &json!({"entityType": SET}).to_string(),
+        )
+        .answered()
+        .unwrap();
+    let values: Vec<&str> = choices.iter().map(|choice| choice.value.as_str()).collect();
+    assert_eq!(values, [COLUMN]);
+    let accounts = host()
+        .choices(
+            "file-columns",
+            &connected(&emulator),
+            &json!({"entityType": "account"}).to_string(),
+        )
+        .answered()
+        .unwrap();
+    assert!(accounts.iter().any(|choice| choice.value == "entityimage"));
+    assert!(accounts.iter().all(|choice| choice.value != "name"));
+}

@@ -187,3 +187,24 @@ fn bad_search_input_is_refused_by_field_before_the_search_is_sent() {
             .all(|request| !request.path.contains("search"))
     );
 }
+
+#[test]
+fn autocomplete_rows_completes_a_partly_typed_word_of_a_row() {
+    let emulator = emulator();
+    let (word, _) = word_and_accounts(&emulator);
+    let answer = run(
+        &emulator,
+        "autocomplete-rows",
+        json!({"search": &word[..2], "tables": ["account"]}),
+    )
+    .unwrap();
+    let marked = answer["text"].as_str().expect("a completion");
+    assert!(marked.contains("{crmhit}"), "{marked}");
+    let completion = answer["completion"].as_str().unwrap();
+    assert!(!completion.contains("{crmhit}"));
+    assert!(
+        completion.to_lowercase().starts_with(&word[..2]),
+        "{completion} completes {}",
+        &word[..2]
+    );
+}
