@@ -65,9 +65,11 @@ pub const INVALID_STATE_CODE_STATUS_CODE: &str = "0x80048408";
 /// `DuplicateRecord` of duplicate detection: "A record was not created or updated because a
 /// duplicate of the current record already exists." (webapi/manage-duplicate-detection-create-update).
 pub const DUPLICATE_DETECTED: &str = "0x80040333";
-/// `InvalidState` of a record that a message cannot act on in its current state (a closed lead,
-/// a won opportunity, a completed job; web-service-error-codes).
-pub const INVALID_STATE: &str = "0x80040224";
+/// `InvalidState`: "The object is not in a valid state to perform this operation." (a closed
+/// opportunity or order, an inactive process, a completed job; web-service-error-codes).
+pub const INVALID_STATE: &str = "0x80040233";
+/// `LeadAlreadyInClosedState`: "The lead is already closed." (web-service-error-codes).
+pub const LEAD_ALREADY_CLOSED: &str = "0x80040519";
 /// `unManagedidsattachmentinvalidfilesize`: a file or image over the column's `MaxSizeInKB`
 /// (learn.microsoft.com/power-apps/developer/data-platform/file-column-data, "Check maximum file
 /// size").

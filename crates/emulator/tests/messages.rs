@@ -194,7 +194,13 @@ fn qualify_lead_creates_the_records_and_qualifies_the_lead_once() {
     assert_eq!(o["_customerid_value"], account);
 
     let again = post(&c, &path, body);
-    assert_eq!(again.status, 400, "{}", again.body);
+    assert_eq!(
+        (again.status, again.error_code().as_str()),
+        (400, "0x80040519"),
+        "{}",
+        again.body
+    );
+    assert!(again.body.contains("The lead is already closed."));
     assert_eq!(
         emu.table("account").len(),
         accounts_before + 1,
@@ -255,7 +261,10 @@ fn opportunities_are_won_and_lost_with_their_close_activity() {
         "WinOpportunity",
         json!({"OpportunityClose": close(&open[0], "Again"), "Status": 3}),
     );
-    assert_eq!(twice.status, 400);
+    assert_eq!(
+        (twice.status, twice.error_code().as_str()),
+        (400, "0x80040233")
+    );
     assert_eq!(emu.table("opportunityclose").len(), 2);
 }
 

@@ -110,8 +110,8 @@ pub fn qualify_lead(
     if state(store, leads, &lead) != 0 {
         return Err(DvError::new(
             400,
-            error::INVALID_STATE,
-            format!("The lead with Id {lead} is not open: only an open lead can be qualified."),
+            error::LEAD_ALREADY_CLOSED,
+            "The lead is already closed.",
         ));
     }
     check_status(store, leads, lead, 1, status)?;
