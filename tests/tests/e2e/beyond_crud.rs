@@ -646,3 +646,92 @@ fn a_bypassed_load_sends_no_webhook_for_its_rows() {
         "{bodies:?}"
     );
 }
+
+#[test]
+fn the_operation_data_sources_list_actions_and_functions_from_metadata() {
+    let emulator = emulator();
+    let values = |source: &str, input: Value| -> Vec<String> {
+        host()
+            .choices(source, &connected(&emulator), &input.to_string())
+            .answered()
+            .expect("choices")
+            .into_iter()
+            .map(|choice| choice.value)
+            .collect()
+    };
+    let unbound = values("unbound-actions", json!({}));
+    assert!(
+        unbound.contains(&"WinOpportunity".to_string()),
+        "{unbound:?}"
+    );
+    assert!(unbound.contains(&"new_CalculateDiscount".to_string()));
+    assert!(!unbound.contains(&"QualifyLead".to_string()), "bound");
+    let on_leads = values("bound-actions", json!({"entityType": "leads"}));
+    assert!(
+        on_leads.contains(&"QualifyLead".to_string()),
+        "{on_leads:?}"
+    );
+    assert!(
+        !on_leads.contains(&"new_ScoreAccount".to_string()),
+        "bound to accounts"
+    );
+    let functions = values("functions", json!({}));
+    assert!(
+        functions.contains(&"RetrieveVersion".to_string()),
+        "{functions:?}"
+    );
+    assert!(!functions.contains(&"WinOpportunity".to_string()));
+}
+
+#[test]
+fn a_function_whose_answer_is_broken_is_asked_again() {
+    let emulator = emulator();
+    emulator
+        .faults()
+        .inject_on(Fault::CutMidBody, 1, "RetrieveVersion");
+    let version = run(
+        &emulator,
+        "call-function",
+        json!({"functionName": "RetrieveVersion"}),
+    )
+    .expect("the second answer");
+    assert!(version["Version"].is_string(), "{version}");
+    let calls = emulator
+        .requests()
+        .into_iter()
+        .filter(|request| request.path.contains("RetrieveVersion"))
+        .count();
+    assert_eq!(calls, 2);
+}
+
+#[test]
+fn an_action_whose_answer_is_lost_is_not_sent_again_and_says_it_may_have_run() {
+    let emulator = emulator();
+    let lead = first(&emulator, "leads", "leadid", |row| row["statecode"] == 0);
+    let accounts_before = emulator.table("accounts").len();
+    emulator
+        .faults()
+        .inject_on(Fault::CutMidBody, 1, "QualifyLead");
+    let failure = run(
+        &emulator,
+        "perform-bound-action",
+        json!({"entityType": "leads", "entityId": lead, "actionName": "QualifyLead",
+               "CreateAccount": true, "CreateContact": false, "CreateOpportunity": false, "Status": 3}),
+    )
+    .expect_err("the answer was lost");
+    assert!(
+        failure
+            .message
+            .contains("QualifyLead may or may not have run"),
+        "{}",
+        failure.message
+    );
+    let posts = emulator
+        .requests()
+        .into_iter()
+        .filter(|request| request.path.contains("QualifyLead"))
+        .count();
+    assert_eq!(posts, 1, "not sent again");
+    assert_eq!(row(&emulator, "leads", "leadid", &lead)["statecode"], 1);
+    assert_eq!(emulator.table("accounts").len(), accounts_before + 1);
+}

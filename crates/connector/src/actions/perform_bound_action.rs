@@ -98,5 +98,6 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
                 operations::lost_action(operation, failure),
             )
         })?;
-    operations::output(&response)
+    // A 2xx whose body cannot be read is an action that ran with its answer lost.
+    operations::output(&response).map_err(|failure| operations::lost_action(operation, failure))
 }

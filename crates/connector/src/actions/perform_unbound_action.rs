@@ -97,7 +97,8 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         .send(request, RetryPolicy::RECORDS.not_idempotent())
         .and_then(|response| response.into_success())
         .map_err(|failure| operations::lost_action(operation, failure))?;
-    operations::output(&response)
+    // A 2xx whose body cannot be read is an action that ran with its answer lost.
+    operations::output(&response).map_err(|failure| operations::lost_action(operation, failure))
 }
 
 /// Whether `name` is a custom API (a row of the customapi table), the only messages that run in
