@@ -735,3 +735,16 @@ fn an_action_whose_answer_is_lost_is_not_sent_again_and_says_it_may_have_run() {
     assert_eq!(row(&emulator, "leads", "leadid", &lead)["statecode"], 1);
     assert_eq!(emulator.table("accounts").len(), accounts_before + 1);
 }
+
+#[test]
+fn a_hostile_function_parameter_reaches_the_function_as_it_was_given() {
+    let emulator = emulator();
+    let name = "O'Brien & Co)/?#=@p2,%27";
+    let output = run(
+        &emulator,
+        "call-function",
+        json!({"functionName": "new_GetGreeting", "Name": name}),
+    )
+    .expect("greeted");
+    assert_eq!(output["Greeting"], format!("Hello, {name}!"));
+}
