@@ -1,6 +1,6 @@
 //! Unrelate Rows: removes the association between a row and another.
 //!
-//! Source: <https://learn.microsoft.com/power-apps/developer/data-platform/webapi/associate-disassociate-entities-using-web-api#disassociate-table-rows>
+//! Source: <https://learn.microsoft.com/power-apps/developer/data-platform/webapi/associate-disassociate-entities-using-web-api#remove-a-reference-to-a-table-row>
 //! — from a collection-valued navigation property, `DELETE <row>/<property>(<related id>)/$ref`
 //! or `DELETE <row>/<property>/$ref?$id=<related row URL>`; a single-valued one is cleared with
 //! `DELETE <row>/<property>/$ref`. Each answers 204.
