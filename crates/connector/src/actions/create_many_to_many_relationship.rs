@@ -90,3 +90,56 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
     answer["intersectEntityName"] = json!(intersect);
     Ok(answer)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_host::{Script, Signed};
+
+    fn table(logical: &str, set: &str) -> String {
+        format!(
+            r#"{{"value":[{{"LogicalName":"{logical}","EntitySetName":"{set}","PrimaryIdAttribute":"{logical}id"}}]}}"#
+        )
+    }
+
+    #[test]
+    fn the_documented_body_names_both_tables_and_the_intersect_table() {
+        let signed = Signed::new();
+        let script = Script::new()
+            .json(200, r#"{"value":[]}"#)
+            .json(200, &table("account", "accounts"))
+            .json(200, r#"{"value":[]}"#)
+            .json(200, &table("campaign", "campaigns"))
+            .answer_with(
+                204,
+                &[(
+                    "OData-EntityId",
+                    "https://contoso.crm.dynamics.com/api/data/v9.2/RelationshipDefinitions(420245fa-c77c-e511-80d2-00155d2a68d2)",
+                )],
+                "",
+            );
+        let context = signed.context(&script);
+        let input = Input::parse(
+            ACTION.inputs,
+            r#"{"schemaName": "new_accounts_campaigns", "table1": "account", "table2": "Campaign"}"#,
+        )
+        .unwrap();
+        let answer = run(&context, &input).unwrap();
+        assert_eq!(answer["metadataId"], "420245fa-c77c-e511-80d2-00155d2a68d2");
+        assert_eq!(answer["intersectEntityName"], "new_accounts_campaigns");
+        let sent = script.sent();
+        let post = sent.last().unwrap();
+        assert!(post.url.ends_with("/RelationshipDefinitions"));
+        let body: Value = serde_json::from_slice(&post.body).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "@odata.type": "Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata",
+                "SchemaName": "new_accounts_campaigns",
+                "Entity1LogicalName": "account",
+                "Entity2LogicalName": "campaign",
+                "IntersectEntityName": "new_accounts_campaigns",
+            })
+        );
+    }
+}

@@ -58,3 +58,60 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         "content": dataverse::encoding::base64_encode(&got.bytes),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_host::{Script, Signed};
+
+    fn script_for(kind: &str) -> Script {
+        Script::new()
+            .json(
+                200,
+                r#"{"value":[{"LogicalName":"account","EntitySetName":"accounts","PrimaryIdAttribute":"accountid"}]}"#,
+            )
+            .json(
+                200,
+                &format!(r##"{{"@odata.type":"#Microsoft.Dynamics.CRM.{kind}","MaxSizeInKB":10240}}"##),
+            )
+            .answer_with(
+                206,
+                &[("x-ms-file-size", "3"), ("x-ms-file-name", "a.png"), ("mimetype", "image/png")],
+                "abc",
+            )
+    }
+
+    fn download(kind: &str, input: &str) -> (Value, String) {
+        let signed = Signed::new();
+        let script = script_for(kind);
+        let context = signed.context(&script);
+        let input = Input::parse(ACTION.inputs, input).unwrap();
+        let answer = run(&context, &input).unwrap();
+        (answer, script.sent()[2].url.clone())
+    }
+
+    const ROW: &str =
+        r#""entityType": "accounts", "entityId": "00000000-0000-0000-0000-000000000001""#;
+
+    #[test]
+    fn an_image_is_asked_for_full_size_by_default_and_as_the_thumbnail_on_request() {
+        let (answer, url) = download(
+            "ImageAttributeMetadata",
+            &format!(r#"{{{ROW}, "column": "entityimage"}}"#),
+        );
+        assert!(url.ends_with("/entityimage/$value?size=full"), "{url}");
+        assert_eq!(answer["content"], "YWJj");
+        assert_eq!(answer["mimeType"], "image/png");
+        let (_, url) = download(
+            "ImageAttributeMetadata",
+            &format!(r#"{{{ROW}, "column": "entityimage", "imageSize": "thumbnail"}}"#),
+        );
+        assert!(url.ends_with("/entityimage/$value"), "{url}");
+        // A file column takes no size parameter.
+        let (_, url) = download(
+            "FileAttributeMetadata",
+            &format!(r#"{{{ROW}, "column": "new_contract"}}"#),
+        );
+        assert!(url.ends_with("/new_contract/$value"), "{url}");
+    }
+}
