@@ -748,3 +748,39 @@ fn a_hostile_function_parameter_reaches_the_function_as_it_was_given() {
     .expect("greeted");
     assert_eq!(output["Greeting"], format!("Hello, {name}!"));
 }
+
+#[test]
+fn sales_orders_are_fulfilled_and_canceled_with_their_close_activity() {
+    let emulator = emulator();
+    let open: Vec<String> = emulator
+        .table("salesorders")
+        .iter()
+        .filter(|row| row["statecode"] == 0)
+        .take(2)
+        .map(|row| row["salesorderid"].as_str().unwrap().to_string())
+        .collect();
+    let close = |id: &str| json!({"subject": "closed", "salesorderid@odata.bind": format!("/salesorders({id})")});
+    run(
+        &emulator,
+        "perform-unbound-action",
+        json!({"actionName": "FulfillSalesOrder", "OrderClose": close(&open[0]), "Status": 100001}),
+    )
+    .expect("fulfilled");
+    let fulfilled = row(&emulator, "salesorders", "salesorderid", &open[0]);
+    assert_eq!(
+        (
+            fulfilled["statecode"].clone(),
+            fulfilled["statuscode"].clone()
+        ),
+        (json!(3), json!(100001))
+    );
+    run(
+        &emulator,
+        "perform-unbound-action",
+        json!({"actionName": "CancelSalesOrder", "OrderClose": close(&open[1]), "Status": 4}),
+    )
+    .expect("canceled");
+    let canceled = row(&emulator, "salesorders", "salesorderid", &open[1]);
+    assert_eq!(canceled["statecode"], 2);
+    assert_eq!(emulator.table("orderclose").len(), 2);
+}
