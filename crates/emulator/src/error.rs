@@ -78,6 +78,9 @@ pub const ATTACHMENT_INVALID_FILE_SIZE: &str = "0x80044a02";
 /// `prvBypassCustomBusinessLogic` for the bypass headers (bypass-custom-business-logic;
 /// web-service-error-codes).
 pub const PRIVILEGE_DENIED: &str = "0x80040220";
+/// `ProcessImageFailure`: an image over its column's size or not of an image type
+/// (learn.microsoft.com/power-apps/developer/data-platform/image-column-data).
+pub const PROCESS_IMAGE_FAILURE: &str = "0x80072553";
 /// `ExpiredVersionStamp`: a change-tracking delta token older than the window.
 pub const EXPIRED_VERSION_STAMP: &str = "0x80044352";
 

@@ -19,8 +19,11 @@
 //! file column holds a new file id and its `<column>_name` companion the file name ("Behavior
 //! when retrieving", "File name column"); the bytes live in the store's `blobs`.
 //!
-//! Image columns answer 501: the emulator does not generate the thumbnails Dataverse makes of
-//! every image ("Use image column data", "Full-size and thumbnail-sized images").
+//! Image columns ("Use image column data", `files/images.rs`) take the same uploads, and a
+//! base64 value in a create or update; the row holds the thumbnail as base64 with its
+//! companions `<column>id`, `<column>_timestamp` and `<column>_url`. `$value` downloads the
+//! thumbnail; `?size=full` answers 204 for a column that does not store full-size images, as
+//! documented.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -36,6 +39,8 @@ use crate::schema::{AttrKind, TableId};
 use crate::store::{Store, Val};
 use crate::wire::{Req, Resp};
 
+mod images;
+
 /// The chunk size the service recommends in `x-ms-chunk-size` (4 MB), and the most a block of
 /// the block messages may hold ("UploadBlock": "less than 4 MB").
 pub const CHUNK_SIZE: usize = 4 * 1024 * 1024;
@@ -49,9 +54,6 @@ const MAX_BLOCK_ID_BYTES: usize = 64;
 /// directly set the values in a create or update operation").
 pub fn set_in_record(entity: &str, a: &crate::schema::Attribute) -> DvError {
     let column = &a.logical_name;
-    if matches!(a.kind, AttrKind::Image { .. }) {
-        return image_not_emulated(entity, column);
-    }
     DvError::bad_request(format!(
         "The column '{column}' of '{entity}' holds a file: it can't be set in a create or update; upload the file to {column} with PATCH or the InitializeFileBlocksUpload message."
     ))
@@ -68,10 +70,154 @@ fn file_column<'s>(store: &'s Store, e: TableId, seg: &Segment) -> Option<(usize
     matches!(kind, AttrKind::File { .. } | AttrKind::Image { .. }).then_some((col, kind))
 }
 
-fn image_not_emulated(entity: &str, column: &str) -> DvError {
+/// An image column keeping full-size images: the emulator keeps thumbnails only.
+fn full_images_not_emulated(entity: &str, column: &str) -> DvError {
     DvError::not_implemented(format_args!(
-        "image column data ({entity}.{column}): Dataverse makes a 144x144 thumbnail of every image and the emulator does not (learn.microsoft.com/power-apps/developer/data-platform/image-column-data)"
+        "full-size images ({entity}.{column} has CanStoreFullImage; learn.microsoft.com/power-apps/developer/data-platform/image-column-data)"
     ))
+}
+
+fn stores_full_images(kind: &AttrKind) -> bool {
+    matches!(
+        kind,
+        AttrKind::Image {
+            can_store_full_image: true,
+            ..
+        }
+    )
+}
+
+fn wants_full_size(req: &Req) -> bool {
+    parse_pairs(req.query)
+        .iter()
+        .any(|(k, v)| k == "size" && v.eq_ignore_ascii_case("full"))
+}
+
+/// The value of an image column set in a create or update (a base64 string, or null): the
+/// thumbnail, as base64 ("Use image data with records").
+pub fn image_value(entity: &str, a: &crate::schema::Attribute, v: &Value) -> Result<Val, DvError> {
+    let AttrKind::Image { max_size_kb, .. } = a.kind else {
+        return Err(DvError::internal(
+            "image_value on a column that holds no image",
+        ));
+    };
+    if stores_full_images(&a.kind) {
+        return Err(full_images_not_emulated(entity, &a.logical_name));
+    }
+    let text = match v {
+        Value::Null => return Ok(Val::Null),
+        Value::String(s) => s,
+        other => {
+            return Err(DvError::bad_request(format!(
+                "The image column '{}' takes a base64 string or null, not {other}.",
+                a.logical_name
+            )));
+        }
+    };
+    let bytes = STANDARD.decode(text.as_bytes()).map_err(|_| {
+        DvError::bad_request(format!(
+            "The value of the image column '{}' is not a valid Base64 string.",
+            a.logical_name
+        ))
+    })?;
+    let (thumb, _) = images::thumbnail(entity, &a.logical_name, &bytes, max_size_kb)?;
+    Ok(Val::str(&STANDARD.encode(thumb)))
+}
+
+/// The companion columns of an image column (`<column>id`, `<column>_timestamp`,
+/// `<column>_url`, "Download URL") for a new image, or empty for none; and the new image id.
+fn companion_changes(
+    store: &mut Store,
+    e: TableId,
+    col: usize,
+    set: bool,
+) -> (Vec<(usize, Val)>, Option<Guid>) {
+    let image_id = set.then(|| store.new_id(e));
+    let ent = store.entity(e);
+    let column = ent.attributes[col].logical_name.clone();
+    let ts = images::ticks((store.clock)());
+    let mut out = Vec::new();
+    let mut put = |suffix: &str, v: Val| {
+        if let Some(c) = ent.attr(&format!("{column}{suffix}")) {
+            out.push((c, v));
+        }
+    };
+    match image_id {
+        Some(g) => {
+            put("id", Val::Guid(g));
+            put("_timestamp", Val::Int(ts));
+            put(
+                "_url",
+                Val::str(&images::url(&ent.logical_name, &column, &g, ts)),
+            );
+        }
+        None => {
+            put("id", Val::Null);
+            put("_timestamp", Val::Null);
+            put("_url", Val::Null);
+        }
+    }
+    (out, image_id)
+}
+
+/// Sets the companions of every image column a create or update sets.
+pub fn image_companions(store: &mut Store, e: TableId, cols: &mut Vec<(usize, Val)>) {
+    let images: Vec<(usize, bool)> = cols
+        .iter()
+        .filter(|(c, _)| matches!(store.entity(e).attributes[*c].kind, AttrKind::Image { .. }))
+        .map(|(c, v)| (*c, !v.is_null()))
+        .collect();
+    for (col, set) in images {
+        let (changes, _) = companion_changes(store, e, col, set);
+        for (c, v) in changes {
+            cols.retain(|(x, _)| *x != c);
+            cols.push((c, v));
+        }
+    }
+}
+
+/// The thumbnail an image column holds, as a file to download: the bytes, the name it was
+/// uploaded with (if it came as a file) and its type.
+fn stored_image(store: &Store, e: TableId, id: Guid, col: usize) -> Result<StoredFile, DvError> {
+    let ent = store.entity(e);
+    let row = store
+        .get(e, &id)
+        .ok_or_else(|| DvError::not_found(&ent.logical_name, &id))?;
+    let column = &ent.attributes[col].logical_name;
+    let no_image = || {
+        DvError::new(
+            404,
+            error::OBJECT_DOES_NOT_EXIST,
+            format!("No image found for attribute: {column} EntityId: {id}."),
+        )
+    };
+    let Val::Str(b64) = &row.vals[col] else {
+        return Err(no_image());
+    };
+    let bytes = STANDARD
+        .decode(b64.as_bytes())
+        .map_err(|_| DvError::internal("an image column holding invalid base64"))?;
+    let image_id = ent
+        .attr(&format!("{column}id"))
+        .and_then(|c| match &row.vals[c] {
+            Val::Guid(g) => Some(*g),
+            _ => None,
+        });
+    let name = image_id
+        .and_then(|g| store.blobs.files.get(&g))
+        .map(|f| f.name.clone())
+        .unwrap_or_default();
+    let mime_type = images::info(&bytes)
+        .map_or("application/octet-stream", |i| i.mime_type)
+        .to_string();
+    Ok(StoredFile {
+        table: e,
+        row: id,
+        column: col,
+        name,
+        mime_type,
+        bytes,
+    })
 }
 
 /// Answers a read of `<set>(<key>)/<file column>/$value` (the bytes), or of
@@ -95,17 +241,30 @@ pub fn read(
     };
     let (col, kind) = file_column(store, e, col_seg)?;
     let is_image = matches!(kind, AttrKind::Image { .. });
-    if as_json && is_image {
+    let full = is_image && wants_full_size(req);
+    if as_json && is_image && !full {
         // An image property read is the thumbnail, which read.rs answers from the row.
         return None;
     }
+    let full_kept = stores_full_images(kind);
     Some((|| {
         let ent = store.entity(e);
-        if is_image {
-            return Err(image_not_emulated(&ent.logical_name, &col_seg.name));
-        }
         let id = row_key::resolve_existing(store, e, key)?;
-        let file = stored(store, e, id, col)?;
+        if full {
+            // "If the image column doesn't support full-sized images ... the response will
+            // return 204 No Content."
+            if full_kept {
+                return Err(full_images_not_emulated(&ent.logical_name, &col_seg.name));
+            }
+            return Ok(Resp::empty(204));
+        }
+        let image;
+        let file = if is_image {
+            image = stored_image(store, e, id, col)?;
+            &image
+        } else {
+            stored(store, e, id, col)?
+        };
         let mut resp = download(req, file)?;
         if as_json {
             let context = format!(
@@ -149,9 +308,14 @@ fn download(req: &Req, file: &StoredFile) -> Result<Resp, DvError> {
     // Content-Disposition names the file as HTTP downloads do (RFC 6266); DynamicsWebApi's
     // downloadFile reads an answer as a file only when it has one.
     let common = |resp: Resp| {
-        resp.header("x-ms-file-size", size.to_string())
-            .header("x-ms-file-name", file.name.clone())
-            .header("mimetype", file.mime_type.clone())
+        let resp = resp
+            .header("x-ms-file-size", size.to_string())
+            .header("mimetype", file.mime_type.clone());
+        // An image set as base64 in a record has no file name.
+        if file.name.is_empty() {
+            return resp.header("Content-Disposition", "attachment");
+        }
+        resp.header("x-ms-file-name", file.name.clone())
             .header("Content-Disposition", content_disposition(&file.name))
     };
     let Some(range) = req.header("range") else {
@@ -254,17 +418,22 @@ pub fn write(
         return None;
     };
     let (col, kind) = file_column(store, e, col_seg)?;
-    let is_image = matches!(kind, AttrKind::Image { .. });
+    let full_kept = stores_full_images(kind);
     Some((|| {
         let ent = store.entity(e);
-        if is_image {
-            return Err(image_not_emulated(&ent.logical_name, &col_seg.name));
+        if full_kept {
+            return Err(full_images_not_emulated(&ent.logical_name, &col_seg.name));
         }
         let id = row_key::resolve_existing(store, e, key)?;
         match req.method {
             "PATCH" => upload(store, req, e, id, col, key, &col_seg.name),
             "DELETE" => {
                 remove(store, req, e, id, col)?;
+                Ok(Resp::empty(204))
+            }
+            // `PUT .../<image column>` with {"value": ...} ("Delete images").
+            "PUT" if matches!(store.entity(e).attributes[col].kind, AttrKind::Image { .. }) => {
+                put_image(store, req, e, id, col)?;
                 Ok(Resp::empty(204))
             }
             m => Err(DvError::method_not_allowed(m, "a file column")),
@@ -499,7 +668,16 @@ fn max_size_kb(store: &Store, e: TableId, col: usize) -> u64 {
 }
 
 fn check_size(store: &Store, e: TableId, col: usize, size: u64) -> Result<(), DvError> {
-    if size > max_size_kb(store, e, col) * 1024 {
+    let max = max_size_kb(store, e, col) * 1024;
+    if size > max && matches!(store.entity(e).attributes[col].kind, AttrKind::Image { .. }) {
+        let mb = |n: u64| n / (1024 * 1024);
+        return Err(images::failure(&format!(
+            "File size is too big. MaxSize: {} MB, Uploaded filesize: {} MB.",
+            mb(max),
+            mb(size)
+        )));
+    }
+    if size > max {
         return Err(DvError::new(
             400,
             error::ATTACHMENT_INVALID_FILE_SIZE,
@@ -523,6 +701,9 @@ fn commit(
     bytes: Vec<u8>,
 ) -> Result<Guid, DvError> {
     check_size(store, e, col, bytes.len() as u64)?;
+    if let AttrKind::Image { max_size_kb, .. } = store.entity(e).attributes[col].kind {
+        return commit_image(store, req, e, id, col, name, &bytes, max_size_kb);
+    }
     let ent = store.entity(e);
     let name_col = ent.attr(&format!("{}_name", ent.attributes[col].logical_name));
     let old = match store.get(e, &id).map(|r| &r.vals[col]) {
@@ -553,8 +734,100 @@ fn commit(
     Ok(file_id)
 }
 
+/// `PUT` of an image column's value: null empties it, base64 sets it.
+fn put_image(
+    store: &mut Store,
+    req: &Req,
+    e: TableId,
+    id: Guid,
+    col: usize,
+) -> Result<(), DvError> {
+    let body = json_body(req.body)?;
+    let value = body.get("value").ok_or_else(|| {
+        DvError::bad_request("A PUT of a property needs a body {\"value\": ...}.")
+    })?;
+    let ent = store.entity(e);
+    let val = image_value(&ent.logical_name, &ent.attributes[col], value)?;
+    if val.is_null() {
+        return remove(store, req, e, id, col);
+    }
+    let old = image_id_of(store, e, id, col);
+    let mut changes = vec![(col, val)];
+    image_companions(store, e, &mut changes);
+    crate::writes::stamp_update(store, e, req, &mut changes)?;
+    store.update(e, id, changes)?;
+    if let Some(old) = old {
+        store.blobs.files.remove(&old);
+    }
+    Ok(())
+}
+
+/// The image id (`<column>id`) a row's image column holds.
+fn image_id_of(store: &Store, e: TableId, id: Guid, col: usize) -> Option<Guid> {
+    let ent = store.entity(e);
+    let c = ent.attr(&format!("{}id", ent.attributes[col].logical_name))?;
+    match store.get(e, &id)?.vals.get(c)? {
+        Val::Guid(g) => Some(*g),
+        _ => None,
+    }
+}
+
+/// Stores an image uploaded as a file: its thumbnail in the row with new companions; the name
+/// it came with beside it (for the download headers).
+#[allow(clippy::too_many_arguments)]
+fn commit_image(
+    store: &mut Store,
+    req: &Req,
+    e: TableId,
+    id: Guid,
+    col: usize,
+    name: String,
+    bytes: &[u8],
+    max_size_kb: u32,
+) -> Result<Guid, DvError> {
+    let ent = store.entity(e);
+    let (thumb, mime) = images::thumbnail(
+        &ent.logical_name,
+        &ent.attributes[col].logical_name,
+        bytes,
+        max_size_kb,
+    )?;
+    let old = image_id_of(store, e, id, col);
+    let (mut changes, image_id) = companion_changes(store, e, col, true);
+    let image_id = image_id.ok_or_else(|| DvError::internal("no image id"))?;
+    changes.push((col, Val::str(&STANDARD.encode(&thumb))));
+    crate::writes::stamp_update(store, e, req, &mut changes)?;
+    store.update(e, id, changes)?;
+    if let Some(old) = old {
+        store.blobs.files.remove(&old);
+    }
+    store.blobs.files.insert(
+        image_id,
+        StoredFile {
+            table: e,
+            row: id,
+            column: col,
+            name,
+            mime_type: mime.to_string(),
+            bytes: thumb,
+        },
+    );
+    Ok(image_id)
+}
+
 /// Empties a row's file column (and its name); nothing to do when it holds no file.
 fn remove(store: &mut Store, req: &Req, e: TableId, id: Guid, col: usize) -> Result<(), DvError> {
+    if matches!(store.entity(e).attributes[col].kind, AttrKind::Image { .. }) {
+        let old = image_id_of(store, e, id, col);
+        let (mut changes, _) = companion_changes(store, e, col, false);
+        changes.push((col, Val::Null));
+        crate::writes::stamp_update(store, e, req, &mut changes)?;
+        store.update(e, id, changes)?;
+        if let Some(old) = old {
+            store.blobs.files.remove(&old);
+        }
+        return Ok(());
+    }
     let ent = store.entity(e);
     let name_col = ent.attr(&format!("{}_name", ent.attributes[col].logical_name));
     let Some(Val::Guid(file_id)) = store.get(e, &id).map(|r| r.vals[col].clone()) else {
@@ -724,8 +997,8 @@ fn target(store: &Store, body: &Map<String, Value>) -> Result<(TableId, Guid, us
                 ent.logical_name
             ))
         })?;
-    if matches!(ent.attributes[col].kind, AttrKind::Image { .. }) {
-        return Err(image_not_emulated(&ent.logical_name, column));
+    if stores_full_images(&ent.attributes[col].kind) {
+        return Err(full_images_not_emulated(&ent.logical_name, column));
     }
     Ok((e, id, col))
 }
@@ -883,6 +1156,20 @@ fn initialize_download(
     body: &Map<String, Value>,
 ) -> Result<Resp, DvError> {
     let (e, id, col) = target(store, body)?;
+    if matches!(store.entity(e).attributes[col].kind, AttrKind::Image { .. }) {
+        // The messages download full-size images only ("Download images").
+        let ent = store.entity(e);
+        return Err(DvError::new(
+            404,
+            error::OBJECT_DOES_NOT_EXIST,
+            format!(
+                "No FileAttachment records found for imagedescriptorId: {} for image attribute: {} of {} record with id {id}.",
+                image_id_of(store, e, id, col).unwrap_or_default(),
+                ent.attributes[col].logical_name,
+                ent.logical_name
+            ),
+        ));
+    }
     let file_id = match store.get(e, &id).map(|r| &r.vals[col]) {
         Some(Val::Guid(g)) => *g,
         _ => {

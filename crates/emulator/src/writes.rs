@@ -149,10 +149,12 @@ fn convert(store: &Store, e: TableId, col: usize, v: &Value) -> Result<Val, DvEr
                 "CRM do not support direct update of Entity Reference properties, Use Navigation properties instead.",
             ));
         }
-        // File and image data are written through their own requests (files.rs).
-        AttrKind::File { .. } | AttrKind::Image { .. } => {
+        // File data is written through its own requests; an image may also come as
+        // base64 in the record (files.rs).
+        AttrKind::File { .. } => {
             return Err(crate::files::set_in_record(&ent.logical_name, a));
         }
+        AttrKind::Image { .. } => crate::files::image_value(&ent.logical_name, a, v)?,
     };
     Ok(out)
 }
@@ -323,6 +325,7 @@ fn apply_payload(
     }
     // A note's file sets its size (files.rs).
     crate::files::note_document(store, e, &mut cols)?;
+    crate::files::image_companions(store, e, &mut cols);
     Ok((cols, deferred))
 }
 

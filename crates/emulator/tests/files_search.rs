@@ -413,13 +413,6 @@ fn file_columns_are_described_in_metadata_and_cannot_be_set_in_an_update() {
     );
     assert_eq!(r.status, 400);
     assert!(r.body.contains("new_contract"), "{}", r.body);
-    // Image data is not emulated: 501 naming it, not a plausible answer.
-    let contact = emu.table("contacts")[0]["contactid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = get_bytes(&c, &format!("contacts({contact})/entityimage/$value"), &[]);
-    assert_eq!(r.status, 501);
 }
 
 /// The JSON text of a search operation's `response` property.
@@ -723,4 +716,134 @@ fn a_note_with_a_document_gets_its_size_and_is_refused_over_the_upload_limit() {
     );
     assert_eq!(r.status, 400);
     assert!(r.body.contains("documentbody"), "{}", r.body);
+}
+
+/// The start of a PNG of the given size: what the emulator reads of an image.
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    b.extend_from_slice(&width.to_be_bytes());
+    b.extend_from_slice(&height.to_be_bytes());
+    b.extend_from_slice(&[8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89]);
+    b
+}
+
+#[test]
+fn an_image_uploaded_to_an_image_column_is_its_thumbnail_with_its_id_timestamp_and_url() {
+    let (emu, c) = start();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let contact = emu.table("contacts")[0]["contactid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let face = png(100, 100);
+    let up = patch_bytes(
+        &c,
+        &format!("contacts({contact})/entityimage"),
+        &[
+            ("Content-Type", "application/octet-stream"),
+            ("x-ms-file-name", "face.png"),
+        ],
+        &face,
+    );
+    assert_eq!(up.status, 204, "{}", String::from_utf8_lossy(&up.body));
+    let row = emu
+        .table("contacts")
+        .into_iter()
+        .find(|r| r["contactid"] == contact.as_str())
+        .unwrap();
+    assert_eq!(
+        b64.decode(row["entityimage"].as_str().unwrap()).unwrap(),
+        face
+    );
+    let image_id = row["entityimageid"].as_str().unwrap().to_string();
+    let ts = row["entityimage_timestamp"].as_i64().unwrap();
+    assert_eq!(
+        row["entityimage_url"],
+        format!(
+            "/Image/download.aspx?Entity=contact&Attribute=entityimage&Id={image_id}&Timestamp={ts}"
+        )
+        .as_str()
+    );
+
+    let thumb = get_bytes(&c, &format!("contacts({contact})/entityimage/$value"), &[]);
+    assert_eq!(thumb.status, 200);
+    assert_eq!(thumb.body, face);
+    assert_eq!(thumb.header("mimetype"), Some("image/png"));
+    assert_eq!(thumb.header("x-ms-file-name"), Some("face.png"));
+    // entityimage keeps no full-size image: "the response will return 204 No Content".
+    let full = get_bytes(
+        &c,
+        &format!("contacts({contact})/entityimage/$value?size=full"),
+        &[],
+    );
+    assert_eq!(full.status, 204);
+
+    // Set as base64 in an update, with new companions.
+    let smaller = png(48, 48);
+    let r = c.request(
+        "PATCH",
+        &format!("contacts({contact})"),
+        "application/json",
+        &json!({"entityimage": b64.encode(&smaller)}).to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let row = c
+        .get(
+            &format!("contacts({contact})?$select=entityimage,entityimageid"),
+            &[],
+        )
+        .json();
+    assert_eq!(row["entityimage"], b64.encode(&smaller).as_str());
+    assert_ne!(row["entityimageid"], image_id.as_str());
+
+    let r = c.delete_with(&format!("contacts({contact})/entityimage"), &[]);
+    assert_eq!(r.status, 204);
+    let row = c
+        .get(
+            &format!("contacts({contact})?$select=entityimage,entityimageid,entityimage_url"),
+            &[],
+        )
+        .json();
+    assert_eq!(row["entityimage"], Value::Null);
+    assert_eq!(row["entityimageid"], Value::Null);
+    assert_eq!(row["entityimage_url"], Value::Null);
+}
+
+#[test]
+fn images_that_are_not_images_or_need_resizing_are_refused() {
+    let (emu, c) = start();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let account = emu.table("accounts")[0]["accountid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pdf = c.request(
+        "PATCH",
+        &format!("accounts({account})"),
+        "application/json",
+        &json!({"entityimage": b64.encode(b"%PDF-1.7 not an image")}).to_string(),
+        &[],
+    );
+    assert_eq!(pdf.status, 400);
+    assert_eq!(pdf.error_code(), "0x80072553");
+    // A 300x428 image would be cropped and resized: the emulator does not, and says so.
+    let big = patch_bytes(
+        &c,
+        &format!("accounts({account})/entityimage"),
+        &[
+            ("Content-Type", "application/octet-stream"),
+            ("x-ms-file-name", "big.png"),
+        ],
+        &png(300, 428),
+    );
+    assert_eq!(big.status, 501);
+    let row = emu
+        .table("accounts")
+        .into_iter()
+        .find(|r| r["accountid"] == account.as_str())
+        .unwrap();
+    assert_eq!(row["entityimage"], Value::Null);
 }
