@@ -247,8 +247,9 @@ async def tables_server(work: str) -> None:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         check(
             not any(name.startswith("raw-request") for name in tools)
-            and "run-fetch-xml-query" not in tools,
-            "--tables hides Raw Request and Fetch XML, which could reach any table",
+            and "perform-unbound-action" not in tools
+            and "run-fetch-xml-query" in tools,
+            "--tables hides Raw Request and the messages, which could reach any table",
             sorted(tools),
         )
         check("create-entity" in tools, "--tables still offers Create Entity")
@@ -273,6 +274,48 @@ async def tables_server(work: str) -> None:
             "query-entities", {"entityType": "accounts", "recordsPerPage": 1}
         )
         check(not result.is_error, "--tables accounts allows a query of accounts", text_of(result)[:300])
+
+        # Definitions and FetchXML name tables by logical name: the server reads the listed
+        # tables' logical names from the environment once, then checks them.
+        result = await client.call_tool("get-entity-metadata", {"entityType": "account"})
+        check(
+            not result.is_error and (result.structured_content or {}).get("LogicalName") == "account",
+            "--tables accounts allows the definition of account, by logical name",
+            text_of(result)[:300],
+        )
+        before = last_request_seq()
+        result = await client.call_tool("get-entity-metadata", {"entityType": "contact"})
+        check(
+            result.is_error and error_of(result).get("field") == "entityType",
+            "--tables accounts refuses the definition of contact",
+            text_of(result),
+        )
+        fetch = (
+            '<fetch top="2"><entity name="account"><attribute name="name"/>'
+            '<link-entity name="contact" from="contactid" to="primarycontactid" link-type="outer">'
+            '<attribute name="fullname"/></link-entity></entity></fetch>'
+        )
+        result = await client.call_tool(
+            "run-fetch-xml-query", {"entityType": "accounts", "xmlQuery": fetch}
+        )
+        check(
+            result.is_error and error_of(result).get("field") == "xmlQuery" and "contact" in text_of(result),
+            "--tables accounts refuses a FetchXML query that links to contact",
+            text_of(result),
+        )
+        check(last_request_seq() == before, "those refusals made no request")
+        result = await client.call_tool(
+            "run-fetch-xml-query",
+            {
+                "entityType": "accounts",
+                "xmlQuery": '<fetch top="2"><entity name="account"><attribute name="name"/></entity></fetch>',
+            },
+        )
+        check(
+            not result.is_error,
+            "--tables accounts allows a FetchXML query of account alone",
+            text_of(result)[:300],
+        )
 
 
 EMULATOR_CLIENT_SECRET_TEXT = os.environ["EMULATOR_CLIENT_SECRET"]

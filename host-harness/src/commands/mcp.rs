@@ -9,13 +9,14 @@
 mod policy;
 mod tools;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use dynamics_host::{
-    CallError, Connection, ConnectorError, ErrorCode, Host, TokenManager, TokenStore,
+    CallError, CallResult, Connection, ConnectorError, ErrorCode, Host, TokenManager, TokenStore,
     connection_file, describe_error,
 };
 use rmcp::model::{
@@ -28,7 +29,7 @@ use serde_json::{Map, Value, json};
 
 use crate::commands::{Global, token_store};
 use policy::{Policy, Refusal};
-use tools::{Effect, Tables};
+use tools::Tables;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -39,10 +40,11 @@ pub struct Args {
     #[arg(long)]
     pub read_only: bool,
     /// The tables (entity set names, comma-separated, such as accounts,contacts) the tools may
-    /// touch. Tools that name a table refuse any other before a request is made, as well as
-    /// paths into other tables (expand, navigation in filters, lookups to unlisted tables,
-    /// deep inserts). Raw Request, Run Fetch XML Query and the metadata tools that name a table
-    /// by logical name are not offered with a list: they could reach any table.
+    /// touch. A tool call naming another table is refused before any request, as are paths
+    /// into other tables (expand, navigation in filters, lookups to unlisted tables, deep
+    /// inserts, FetchXML link-entities). Tools that could reach any table are not offered with
+    /// a list: Raw Request, relating rows, bound and unbound actions, functions, and new table
+    /// or relationship definitions.
     #[arg(long, value_name = "SETS")]
     pub tables: Option<String>,
 }
@@ -73,7 +75,6 @@ impl Args {
 /// One action as a tool, with what decides whether and how it may be called.
 struct Entry {
     tool: Tool,
-    effect: Effect,
     tables: Tables,
     /// Why the policy does not offer it.
     hidden: Option<&'static str>,
@@ -87,6 +88,8 @@ pub struct Server {
     connection: Connection,
     policy: Policy,
     entries: Vec<Entry>,
+    /// The logical names of the listed tables, once read.
+    logical: tokio::sync::Mutex<Option<BTreeSet<String>>>,
 }
 
 impl Server {
@@ -111,7 +114,6 @@ impl Server {
                 }
                 Entry {
                     tool: tools::tool(action, effect),
-                    effect,
                     tables,
                     hidden: policy.hides(effect, tables),
                 }
@@ -124,6 +126,7 @@ impl Server {
             connection,
             policy,
             entries,
+            logical: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -149,7 +152,6 @@ impl Server {
                 None,
             ));
         };
-        debug_assert!(entry.effect.read_only || !self.policy.read_only || entry.hidden.is_some());
         if let Some(reason) = entry.hidden {
             return Ok(refused(Refusal {
                 field: None,
@@ -167,35 +169,102 @@ impl Server {
                 field: Some("connection".to_string()),
             }));
         }
-        if let Err(refusal) = self.policy.check_tables(entry.tables, &arguments) {
+        let logical = if self.policy.tables.is_some() && entry.tables.needs_logical_names() {
+            match self.logical_names().await? {
+                Ok(names) => names,
+                Err(result) => return Ok(result),
+            }
+        } else {
+            BTreeSet::new()
+        };
+        if let Err(refusal) = self.policy.check_tables(entry.tables, &arguments, &logical) {
             return Ok(refused(refusal));
         }
-        let input = Value::Object(arguments).to_string();
+        Ok(
+            match self.run(name, Value::Object(arguments).to_string()).await? {
+                Ok(output) => succeeded(output),
+                Err(error) => call_failed(error),
+            },
+        )
+    }
+
+    /// The logical names of the listed tables (definitions and FetchXML name tables so), read
+    /// once from the environment's table list and kept; a failure is not kept, so the next
+    /// call tries again.
+    async fn logical_names(&self) -> Result<Result<BTreeSet<String>, CallToolResult>, McpError> {
+        let mut known = self.logical.lock().await;
+        if let Some(names) = &*known {
+            return Ok(Ok(names.clone()));
+        }
+        let Some(allowed) = &self.policy.tables else {
+            return Ok(Ok(BTreeSet::new()));
+        };
+        let output = match self.run(LIST_TABLES, "{}".to_string()).await? {
+            Ok(output) => output,
+            Err(error) => return Ok(Err(call_failed(error))),
+        };
+        let Some(entities) = serde_json::from_str::<Value>(&output)
+            .ok()
+            .and_then(|value| value.get("entities").and_then(Value::as_array).cloned())
+        else {
+            return Ok(Err(failed(&ConnectorError {
+                code: ErrorCode::MalformedResponse,
+                message: format!(
+                    "{LIST_TABLES} answered without a list of entities, so the logical names of the listed tables are unknown"
+                ),
+                http_status: None,
+                service_code: None,
+                retry_after_ms: None,
+                hint: None,
+                field: None,
+            })));
+        };
+        let names: BTreeSet<String> = entities
+            .iter()
+            .filter(|entity| {
+                entity["entitySetName"]
+                    .as_str()
+                    .is_some_and(|set| allowed.contains(&set.to_ascii_lowercase()))
+            })
+            .filter_map(|entity| entity["logicalName"].as_str().map(str::to_ascii_lowercase))
+            .collect();
+        *known = Some(names.clone());
+        Ok(Ok(names))
+    }
+
+    /// Runs an action with the server's connection, on a blocking thread (the host's calls
+    /// block).
+    async fn run(&self, action: &str, input: String) -> Result<CallResult<String>, McpError> {
         let host = self.host.clone();
         let store = self.store.clone();
         let key = self.connection_key.clone();
         // Each call starts from the connection as configured; the token store keeps the token.
         let mut connection = self.connection.clone();
-        let action = name.to_string();
-        let result = tokio::task::spawn_blocking(move || {
+        let action = action.to_string();
+        tokio::task::spawn_blocking(move || {
             TokenManager::new(&host, &store).run_action(&key, &mut connection, &action, &input)
         })
         .await
-        .map_err(|problem| {
-            McpError::internal_error(format!("the call stopped: {problem}"), None)
-        })?;
-        Ok(match result {
-            Ok(output) => succeeded(output),
-            Err(CallError::Connector(failure)) => failed(&failure),
-            Err(CallError::Host(problem)) => {
-                let message = problem.to_string();
-                let mut result =
-                    CallToolResult::error(vec![ContentBlock::text(format!("host: {message}"))]);
-                result.structured_content =
-                    Some(json!({"error": {"code": "host", "message": message}}));
-                result
-            }
-        })
+        .map_err(|problem| McpError::internal_error(format!("the call stopped: {problem}"), None))
+    }
+}
+
+/// The action that lists the environment's tables with their entity set and logical names.
+const LIST_TABLES: &str = "list-entities";
+
+/// A failed call as a tool result: the component's error as it is, the host's (a limit, a
+/// trap) with its message.
+fn call_failed(error: CallError) -> CallToolResult {
+    match error {
+        CallError::Connector(failure) => failed(&failure),
+        CallError::Host(problem) => {
+            let message = problem.to_string();
+            let mut result =
+                CallToolResult::error(vec![ContentBlock::text(format!("host: {message}"))]);
+            result.structured_content =
+                Some(json!({"error": {"code": "host", "message": message}}));
+            result
+        }
     }
 }
 
@@ -385,7 +454,9 @@ mod tests {
         let names = names(&server);
         assert!(names.contains(&"create-entity".to_string()));
         assert!(!names.iter().any(|name| name.starts_with("raw-request")));
-        assert!(!names.contains(&"run-fetch-xml-query".to_string()));
+        assert!(!names.contains(&"perform-unbound-action".to_string()));
+        // Checkable with the tables' logical names, read from the environment when needed.
+        assert!(names.contains(&"run-fetch-xml-query".to_string()));
         let result = server
             .call(
                 "query-entities",

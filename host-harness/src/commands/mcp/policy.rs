@@ -74,16 +74,18 @@ impl Policy {
     }
 
     /// Checks a call's arguments against the table list. Tables are compared without regard
-    /// to case, as Dataverse names them.
+    /// to case, as Dataverse names them. `logical` holds the logical names of the listed
+    /// tables, for the actions whose [`Tables::needs_logical_names`].
     pub fn check_tables(
         &self,
         tables: Tables,
         arguments: &Map<String, Value>,
+        logical: &BTreeSet<String>,
     ) -> Result<(), Refusal> {
         let Some(allowed) = &self.tables else {
             return Ok(());
         };
-        let check = Check { allowed };
+        let check = Check { allowed, logical };
         match tables {
             Tables::None => Ok(()),
             Tables::Unchecked => Err(Refusal {
@@ -91,52 +93,96 @@ impl Policy {
                 message: "this tool is not available with a table list".to_string(),
             }),
             Tables::EntitySet(key) => {
-                let Some(value) = arguments.get(key) else {
-                    // Missing: the component names the required input, and sends nothing.
+                // Missing: the component names the required input, and sends nothing.
+                if let Some(name) = text_input(arguments, key)? {
+                    check.table(key, name)?;
+                }
+                check.reads_no_other_table(arguments)?;
+                check.writes_no_other_table(arguments)
+            }
+            Tables::Logical(key) => {
+                let Some(name) = text_input(arguments, key)? else {
                     return Ok(());
                 };
-                let Some(name) = value.as_str() else {
-                    return Err(Refusal::of(
-                        key,
-                        format!("{key} must be text, an entity set name"),
-                    ));
+                let by_set = matches!(
+                    arguments.get("useLogicalNameForLookup"),
+                    Some(Value::Bool(false))
+                ) || matches!(
+                    arguments.get("useLogicalNameForLookup"),
+                    Some(Value::String(text)) if text.trim() == "false"
+                );
+                if by_set {
+                    check.table(key, name)
+                } else {
+                    check.logical_name(key, name)
+                }
+            }
+            Tables::FetchXml => {
+                if let Some(name) = text_input(arguments, "entityType")? {
+                    check.table("entityType", name)?;
+                }
+                let Some(query) = text_input(arguments, "xmlQuery")? else {
+                    return Ok(());
                 };
-                check.table(key, name)?;
-                check.no_paths(arguments, "expand", |_| true)?;
-                check.no_paths(arguments, "orderBy", |text| text.contains('/'))?;
-                if let Some(filter) = arguments.get("filterExpression").and_then(Value::as_str)
-                    && navigates(filter)
+                for name in
+                    fetch_entities(query).map_err(|problem| Refusal::of("xmlQuery", problem))?
                 {
-                    return Err(Refusal::of(
-                        "filterExpression",
-                        "a filter through a navigation property (a / or any/all) reads other tables, which the table list does not allow",
-                    ));
-                }
-                for key in ["fieldValues", "dynamicValues"] {
-                    if let Some(values) = arguments.get(key) {
-                        check.row(key, "", values)?;
-                    }
-                }
-                if let Some(mapping) = arguments.get("fieldMapping").and_then(Value::as_object)
-                    && let Some((source, _)) = mapping.iter().find(|(_, column)| {
-                        column.as_str().is_some_and(|column| column.contains('@'))
-                    })
-                {
-                    return Err(Refusal::of(
-                        "fieldMapping",
-                        format!(
-                            "{source:?} maps to an annotation (such as @odata.bind), which could reach tables the list does not allow"
-                        ),
-                    ));
-                }
-                // Not a list: the component refuses it, naming the input.
-                if let Some(Value::Array(records)) = arguments.get("records").and_then(parsed) {
-                    for (index, record) in records.iter().enumerate() {
-                        check.row("records", &format!("record {index}: "), record)?;
-                    }
+                    check.logical_name("xmlQuery", &name)?;
                 }
                 Ok(())
             }
+            Tables::Search => {
+                let mut named = 0;
+                for name in list_input(arguments, "tables") {
+                    check.logical_name("tables", name)?;
+                    named += 1;
+                }
+                if let Some(Value::Array(entities)) =
+                    arguments.get("searchEntities").and_then(parsed)
+                {
+                    for entity in &entities {
+                        let Some(name) = entity.get("name").and_then(Value::as_str) else {
+                            return Err(Refusal::of(
+                                "searchEntities",
+                                "each entry needs the name of a table from the list",
+                            ));
+                        };
+                        check.logical_name("searchEntities", name)?;
+                        named += 1;
+                    }
+                }
+                if named == 0 {
+                    return Err(Refusal::of(
+                        "tables",
+                        "a search of every table is not allowed with a table list; name the tables to search (by logical name)",
+                    ));
+                }
+                Ok(())
+            }
+            Tables::Notes(key) => {
+                check
+                    .table("annotations", "annotations")
+                    .map_err(|refusal| Refusal {
+                        field: Some(key.to_string()),
+                        message: format!(
+                            "notes are rows of the annotations table: {}",
+                            refusal.message
+                        ),
+                    })?;
+                match text_input(arguments, key)? {
+                    Some(name) => check.table(key, name),
+                    None => Ok(()),
+                }
+            }
+            Tables::NotesOnly => check
+                .table("noteId", "annotations")
+                .map_err(|refusal| Refusal {
+                    message: format!(
+                        "notes are rows of the annotations table: {}",
+                        refusal.message
+                    ),
+                    ..refusal
+                }),
             Tables::BatchItems => {
                 let Some(items) = arguments.get("batchActions").and_then(parsed) else {
                     return Ok(());
@@ -174,6 +220,79 @@ fn parsed(value: &Value) -> Option<Value> {
     }
 }
 
+/// A text input's value; `None` when it is missing (the component names a required input
+/// that is, and sends nothing).
+fn text_input<'a>(
+    arguments: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a str>, Refusal> {
+    match arguments.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(Refusal::of(key, format!("{key} must be text"))),
+    }
+}
+
+/// The entries of a string-list input: a JSON list, or text separated by commas.
+fn list_input<'a>(arguments: &'a Map<String, Value>, key: &str) -> Vec<&'a str> {
+    match arguments.get(key) {
+        Some(Value::String(text)) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The `name` of every `entity` and `link-entity` element of a FetchXML query. Deliberately
+/// strict rather than a full XML reader: tag names are matched without regard to case, and
+/// elements inside comments count too, so a name this cannot read is refused instead of
+/// passed.
+fn fetch_entities(query: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for (start, _) in query.match_indices('<') {
+        let after = &query[start + 1..];
+        let tag_len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '_')))
+            .unwrap_or(after.len());
+        let tag = after[..tag_len].to_ascii_lowercase();
+        let local = tag.rsplit(':').next().unwrap_or_default();
+        if local != "entity" && local != "link-entity" {
+            continue;
+        }
+        let end = after.find('>').unwrap_or(after.len());
+        match attribute(&after[tag_len..end], "name") {
+            Some(name) if !name.contains('&') => names.push(name.to_string()),
+            Some(name) => {
+                return Err(format!(
+                    "the table name {name:?} uses an XML character reference; write it plainly"
+                ));
+            }
+            None => return Err(format!("a <{tag}> element names no table")),
+        }
+    }
+    Ok(names)
+}
+
+/// The value of attribute `name` in the text between a tag's name and its `>`.
+fn attribute<'a>(attributes: &'a str, name: &str) -> Option<&'a str> {
+    let mut rest = attributes;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '/');
+        let equals = rest.find('=')?;
+        let key = rest[..equals].trim();
+        let value = rest[equals + 1..].trim_start();
+        let quote = value.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+        let close = value[1..].find(quote)?;
+        if key.eq_ignore_ascii_case(name) {
+            return Some(&value[1..1 + close]);
+        }
+        rest = &value[close + 2..];
+    }
+}
+
 /// Whether an OData filter goes through a navigation property: a `/` outside its string
 /// literals (OData divides with `div`, so a slash is always a path).
 fn navigates(filter: &str) -> bool {
@@ -191,9 +310,71 @@ fn navigates(filter: &str) -> bool {
 
 struct Check<'a> {
     allowed: &'a BTreeSet<String>,
+    logical: &'a BTreeSet<String>,
 }
 
 impl Check<'_> {
+    fn logical_name(&self, field: &str, name: &str) -> Result<(), Refusal> {
+        if self.logical.contains(&name.trim().to_ascii_lowercase()) {
+            return Ok(());
+        }
+        let logical: Vec<&str> = self.logical.iter().map(String::as_str).collect();
+        Err(Refusal::of(
+            field,
+            format!(
+                "table {name:?} is not in the tables this server may touch; by logical name they are: {}",
+                if logical.is_empty() {
+                    "(none found in this environment)".to_string()
+                } else {
+                    logical.join(", ")
+                }
+            ),
+        ))
+    }
+
+    /// Refuses the read inputs that follow a navigation property into another table.
+    fn reads_no_other_table(&self, arguments: &Map<String, Value>) -> Result<(), Refusal> {
+        self.no_paths(arguments, "expand", |_| true)?;
+        self.no_paths(arguments, "orderBy", |text| text.contains('/'))?;
+        if let Some(filter) = arguments.get("filterExpression").and_then(Value::as_str)
+            && navigates(filter)
+        {
+            return Err(Refusal::of(
+                "filterExpression",
+                "a filter through a navigation property (a / or any/all) reads other tables, which the table list does not allow",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses written values that bind, look up or create rows of tables not in the list.
+    fn writes_no_other_table(&self, arguments: &Map<String, Value>) -> Result<(), Refusal> {
+        for key in ["fieldValues", "dynamicValues"] {
+            if let Some(values) = arguments.get(key) {
+                self.row(key, "", values)?;
+            }
+        }
+        if let Some(mapping) = arguments.get("fieldMapping").and_then(Value::as_object)
+            && let Some((source, _)) = mapping
+                .iter()
+                .find(|(_, column)| column.as_str().is_some_and(|column| column.contains('@')))
+        {
+            return Err(Refusal::of(
+                "fieldMapping",
+                format!(
+                    "{source:?} maps to an annotation (such as @odata.bind), which could reach tables the list does not allow"
+                ),
+            ));
+        }
+        // Not a list: the component refuses it, naming the input.
+        if let Some(Value::Array(records)) = arguments.get("records").and_then(parsed) {
+            for (index, record) in records.iter().enumerate() {
+                self.row("records", &format!("record {index}: "), record)?;
+            }
+        }
+        Ok(())
+    }
+
     fn table(&self, field: &str, name: &str) -> Result<(), Refusal> {
         if self.allowed.contains(&name.trim().to_ascii_lowercase()) {
             return Ok(());
@@ -327,8 +508,13 @@ mod tests {
         value.as_object().unwrap().clone()
     }
 
+    /// The logical names of the listed tables, as the server resolves them.
+    fn logical() -> BTreeSet<String> {
+        ["account", "contact"].map(String::from).into()
+    }
+
     fn check(policy: &Policy, tables: Tables, value: Value) -> Result<(), Refusal> {
-        policy.check_tables(tables, &args(value))
+        policy.check_tables(tables, &args(value), &logical())
     }
 
     #[test]
@@ -501,5 +687,127 @@ mod tests {
     fn an_unchecked_tool_is_refused_even_if_called_by_name() {
         let refusal = check(&tables("accounts"), Tables::Unchecked, json!({})).unwrap_err();
         assert!(refusal.message.contains("table list"));
+    }
+
+    #[test]
+    fn definitions_are_checked_by_logical_name_or_by_entity_set_when_asked() {
+        let policy = tables("accounts,contacts");
+        let by_logical = Tables::Logical("entityType");
+        assert_eq!(
+            check(&policy, by_logical, json!({"entityType": "Account"})),
+            Ok(())
+        );
+        let refusal = check(&policy, by_logical, json!({"entityType": "accounts"})).unwrap_err();
+        assert!(refusal.message.contains("account, contact"));
+        assert!(check(&policy, by_logical, json!({"entityType": "lead"})).is_err());
+        assert_eq!(
+            check(
+                &policy,
+                by_logical,
+                json!({"entityType": "accounts", "useLogicalNameForLookup": false})
+            ),
+            Ok(())
+        );
+        // A metadata ID cannot be checked without asking the service: refused.
+        assert!(
+            check(
+                &policy,
+                Tables::Logical("entityId"),
+                json!({"entityId": "70816501-edb9-4740-a16c-6a5efbc05d84"})
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn every_entity_and_link_entity_of_a_fetch_query_must_be_listed() {
+        let policy = tables("accounts,contacts");
+        let query = |xml: &str| json!({"entityType": "accounts", "xmlQuery": xml});
+        let linked = r#"<fetch><entity name="account"><attribute name="name"/>
+            <link-entity name='contact' from='contactid' to='primarycontactid'/></entity></fetch>"#;
+        assert_eq!(check(&policy, Tables::FetchXml, query(linked)), Ok(()));
+        let other = r#"<fetch><entity name="account"><link-entity to="x" name="lead" from="y"/></entity></fetch>"#;
+        let refusal = check(&policy, Tables::FetchXml, query(other)).unwrap_err();
+        assert_eq!(refusal.field.as_deref(), Some("xmlQuery"));
+        assert!(refusal.message.contains("\"lead\""));
+        let shouting = r#"<fetch><ENTITY NAME="lead"/></fetch>"#;
+        assert!(check(&policy, Tables::FetchXml, query(shouting)).is_err());
+        let encoded = r#"<fetch><entity name="&#108;ead"/></fetch>"#;
+        assert!(check(&policy, Tables::FetchXml, query(encoded)).is_err());
+        let nameless = r#"<fetch><entity><all-attributes/></entity></fetch>"#;
+        assert!(check(&policy, Tables::FetchXml, query(nameless)).is_err());
+        let wrong_set =
+            json!({"entityType": "leads", "xmlQuery": "<fetch><entity name=\"account\"/></fetch>"});
+        assert_eq!(
+            check(&policy, Tables::FetchXml, wrong_set)
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("entityType")
+        );
+    }
+
+    #[test]
+    fn a_search_must_name_its_tables_and_only_listed_ones() {
+        let policy = tables("accounts,contacts");
+        assert_eq!(
+            check(
+                &policy,
+                Tables::Search,
+                json!({"search": "blue", "tables": ["account", "contact"]})
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &policy,
+                Tables::Search,
+                json!({"search": "blue", "searchEntities": [{"name": "account"}]})
+            ),
+            Ok(())
+        );
+        let everything = check(&policy, Tables::Search, json!({"search": "blue"})).unwrap_err();
+        assert_eq!(everything.field.as_deref(), Some("tables"));
+        assert!(
+            check(
+                &policy,
+                Tables::Search,
+                json!({"search": "blue", "tables": "account,lead"})
+            )
+            .is_err()
+        );
+        assert_eq!(
+            check(
+                &policy,
+                Tables::Search,
+                json!({"search": "blue", "searchEntities": "[{\"name\": \"lead\"}]"})
+            )
+            .unwrap_err()
+            .field
+            .as_deref(),
+            Some("searchEntities")
+        );
+    }
+
+    #[test]
+    fn notes_need_the_annotations_table_listed() {
+        let without = tables("accounts");
+        let note = json!({"entityType": "accounts", "noteId": "x"});
+        assert!(check(&without, Tables::Notes("entityType"), note.clone()).is_err());
+        assert!(check(&without, Tables::NotesOnly, note.clone()).is_err());
+        let with = tables("accounts,annotations");
+        assert_eq!(
+            check(&with, Tables::Notes("entityType"), note.clone()),
+            Ok(())
+        );
+        assert_eq!(check(&with, Tables::NotesOnly, note), Ok(()));
+        assert!(
+            check(
+                &with,
+                Tables::Notes("entityType"),
+                json!({"entityType": "leads"})
+            )
+            .is_err()
+        );
     }
 }

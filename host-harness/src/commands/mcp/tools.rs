@@ -70,9 +70,29 @@ pub enum Tables {
     EntitySet(&'static str),
     /// Batch Entity Actions: each item's `collection` and `data`.
     BatchItems,
-    /// Names tables in a way the list of entity set names cannot check (a logical name, a
-    /// metadata ID, FetchXML, any URL): not offered when a table list is set.
+    /// A table's definition, by logical name in this input (by entity set name when the call
+    /// sets `useLogicalNameForLookup` to false, as Get Entity Metadata allows).
+    Logical(&'static str),
+    /// Run Fetch XML Query: the entity set in `entityType`, and the logical name of every
+    /// `entity` and `link-entity` of the query.
+    FetchXml,
+    /// Dataverse search: the tables in `tables` or `searchEntities`, by logical name; a search
+    /// of every table is refused.
+    Search,
+    /// A note on a row: the row's table in this input, and the notes table (`annotations`).
+    Notes(&'static str),
+    /// The notes table only (a note by its ID).
+    NotesOnly,
+    /// Can reach tables the list cannot check (any URL, a relationship's other side, a
+    /// message's plug-ins, a new definition): not offered when a table list is set.
     Unchecked,
+}
+
+impl Tables {
+    /// Whether checking a call needs the logical names of the listed tables.
+    pub fn needs_logical_names(self) -> bool {
+        matches!(self, Tables::Logical(_) | Tables::FetchXml | Tables::Search)
+    }
 }
 
 /// One action's classification.
@@ -95,21 +115,21 @@ const fn class(key: &'static str, effect: Effect, tables: Tables) -> Class {
 /// [`Tables::Unchecked`] (hidden by `--read-only` and by a table list).
 pub const CLASSES: &[Class] = &[
     class("batch-entity-actions", MIXED, Tables::BatchItems),
-    class("create-attribute", CREATE, Tables::Unchecked),
+    class("create-attribute", CREATE, Tables::Logical("entityId")),
     class("create-entity", CREATE, Tables::EntitySet("entityType")),
     class("delete-entity", OVERWRITE, Tables::EntitySet("entityType")),
-    class("get-attribute", READ, Tables::Unchecked),
+    class("get-attribute", READ, Tables::Logical("entityId")),
     class("get-current-user", READ, Tables::None),
     class("get-entities-metadata", READ, Tables::None),
     class("get-entity", READ, Tables::EntitySet("entityType")),
-    class("get-entity-metadata", READ, Tables::Unchecked),
-    class("list-attributes", READ, Tables::Unchecked),
+    class("get-entity-metadata", READ, Tables::Logical("entityType")),
+    class("list-attributes", READ, Tables::Logical("entityId")),
     class("list-entities", READ, Tables::None),
-    class("query-attributes", READ, Tables::Unchecked),
+    class("query-attributes", READ, Tables::Logical("entityId")),
     class("query-entities", READ, Tables::EntitySet("entityType")),
     class("raw-request-crm", ANYTHING, Tables::Unchecked),
-    class("run-fetch-xml-query", READ, Tables::Unchecked),
-    class("update-attribute", OVERWRITE, Tables::Unchecked),
+    class("run-fetch-xml-query", READ, Tables::FetchXml),
+    class("update-attribute", OVERWRITE, Tables::Logical("entityId")),
     class("update-entity", OVERWRITE, Tables::EntitySet("entityType")),
     class("upsert-entity", OVERWRITE, Tables::EntitySet("entityType")),
     class("list-entity-types", READ, Tables::None),
@@ -131,14 +151,18 @@ pub const CLASSES: &[Class] = &[
     class("upload-file", OVERWRITE, Tables::EntitySet("entityType")),
     class("download-file", READ, Tables::EntitySet("entityType")),
     // Notes are rows of their own table (annotations), attached to a row of another.
-    class("attach-note", CREATE, Tables::Unchecked),
-    class("download-note-attachment", READ, Tables::Unchecked),
-    // Dataverse search names tables by logical name, or searches them all.
-    class("search-rows", READ, Tables::Unchecked),
-    class("suggest-rows", READ, Tables::Unchecked),
-    // Metadata writes name tables by logical name.
+    class("attach-note", CREATE, Tables::Notes("entityType")),
+    class("download-note-attachment", READ, Tables::NotesOnly),
+    class("search-rows", READ, Tables::Search),
+    class("suggest-rows", READ, Tables::Search),
+    class("autocomplete-rows", READ, Tables::Search),
+    // Definitions of new tables and relationships between tables: not one listed table.
     class("create-table", CREATE, Tables::Unchecked),
-    class("create-alternate-key", CREATE, Tables::Unchecked),
+    class(
+        "create-alternate-key",
+        CREATE,
+        Tables::Logical("entityType"),
+    ),
     class("create-one-to-many-relationship", CREATE, Tables::Unchecked),
     class(
         "create-many-to-many-relationship",
@@ -146,7 +170,7 @@ pub const CLASSES: &[Class] = &[
         Tables::Unchecked,
     ),
     class("create-global-choice", CREATE, Tables::Unchecked),
-    class("delete-column", OVERWRITE, Tables::Unchecked),
+    class("delete-column", OVERWRITE, Tables::Logical("entityType")),
     // A background operation is a row of its own table, whatever the custom API touched.
     class("get-background-operation", READ, Tables::Unchecked),
     class("cancel-background-operation", OVERWRITE, Tables::Unchecked),
