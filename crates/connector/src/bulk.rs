@@ -37,7 +37,7 @@ pub const WRITE_PATH: InputDef = InputDef::new("writePath", "Write Path", Kind::
         ("Bulk messages without asking the service first", "bulk"),
         ("$batch only", "batch"),
     ])
-    .comments("auto asks Dataverse once per table whether it has CreateMultiple, UpdateMultiple and UpsertMultiple and uses them where it does; bulk uses them without asking (for users who may not read sdkmessagefilters); batch never uses them. A bulk request that fails on a standard table changes nothing and its records are sent again through $batch, so each gets its own result");
+    .comments("auto asks Dataverse once per table whether it has CreateMultiple, UpdateMultiple and UpsertMultiple and uses them where it does; bulk uses them without asking (for users who may not read sdkmessagefilters); batch never uses them. A bulk request that fails on a standard table changes nothing and its records are sent again through $batch, so each gets its own result. Batch Entity Actions keeps $batch for All or Nothing (one change set across tables) and with Continue On Error off (stops at the first failure in input order), for deletes, updates by alternate key and items that return their record");
 
 /// The three choices of [`WRITE_PATH`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

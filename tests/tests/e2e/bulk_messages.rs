@@ -501,3 +501,38 @@ fn the_switches_reach_the_emulator_on_bulk_requests_and_in_every_batch_part() {
         "{body}"
     );
 }
+
+#[test]
+fn a_create_with_its_own_primary_id_whose_bulk_answer_is_cut_meets_its_row_and_a_taken_id_is_refused()
+ {
+    let emulator = emulator();
+    let id = "11111111-2222-3333-4444-55555555aaa1";
+    emulator.faults().inject_on(
+        Fault::CutMidBody,
+        1,
+        "accounts/Microsoft.Dynamics.CRM.CreateMultiple",
+    );
+    let input = json!({"batchActions": [
+        {"collection": "accounts", "action": "create", "data": {"name": "own id", "accountnumber": "OWN-0", "accountid": id}},
+        {"collection": "accounts", "action": "create", "data": {"name": "other", "accountnumber": "OWN-1"}},
+    ]});
+    let output = invoke(&emulator, "batch-entity-actions", &input);
+    assert_eq!(output["succeeded"], 2, "{output}");
+    assert_eq!(output["results"][0]["id"], id);
+    assert_eq!(output["results"][0]["alreadyCreated"], true, "{output}");
+    assert_eq!(count(&emulator, "OWN"), (2, 2));
+
+    // The same ID with other data is someone else's row: refused, the row untouched.
+    let taken = invoke(
+        &emulator,
+        "batch-entity-actions",
+        &json!({"batchActions": [
+            {"collection": "accounts", "action": "create", "data": {"name": "someone else", "accountid": id}},
+        ]}),
+    );
+    assert_eq!(taken["results"][0]["outcome"], "failed", "{taken}");
+    assert_eq!(taken["results"][0]["status"], 412);
+    let stored = emulator.table("accounts");
+    let row = stored.iter().find(|row| row["accountid"] == id).unwrap();
+    assert_eq!(row["name"], "own id");
+}
