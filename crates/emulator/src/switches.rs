@@ -151,9 +151,12 @@ impl Switches {
                 if is_flow(c) {
                     return !self.suppress_flows;
                 }
-                !(c.synchronous && self.bypass_sync)
-                    && (c.synchronous || !self.bypass_async)
-                    && !self.bypass_steps.contains(&step_of(c))
+                let bypassed = if c.synchronous {
+                    self.bypass_sync
+                } else {
+                    self.bypass_async
+                };
+                !bypassed && !self.bypass_steps.contains(&step_of(c))
             })
             .collect()
     }

@@ -611,7 +611,9 @@ fn metadata_endpoints_describe_the_tables() {
             "sdkmessage",
             "sdkmessagefilter",
             "sdkmessageprocessingstep",
-            "sdkmessageprocessingstepimage"
+            "sdkmessageprocessingstepimage",
+            "principalobjectaccess",
+            "backgroundoperation"
         ]
     );
     let csdl = c.get("$metadata", &[]);
