@@ -70,8 +70,8 @@ const SOURCES: &[Source] = &[
     Source {
         key: "functions",
         label: "Functions",
-        description: "The environment's functions, from its $metadata, bound ones only to the table given as Entity Type (all when empty); the value is the function name.",
-        inputs: &[CONNECTION, crate::operations::BOUND_ENTITY_TYPE],
+        description: "The environment's functions, from its $metadata, bound ones labelled with their table; the value is the function name.",
+        inputs: &[CONNECTION],
     },
 ];
 
@@ -116,11 +116,9 @@ pub fn choices(context: &Context, key: &str, input_json: &str) -> Result<Vec<Cho
             crate::operations::Family::BoundAction,
             input.text(crate::operations::BOUND_ENTITY_TYPE.key),
         )?,
-        "functions" => crate::operations::source(
-            context,
-            crate::operations::Family::Function,
-            input.text(crate::operations::BOUND_ENTITY_TYPE.key),
-        )?,
+        "functions" => {
+            crate::operations::source(context, crate::operations::Family::Function, None)?
+        }
         "columns" => {
             let name = input.text(TABLE.key).unwrap_or_default();
             let logical = match context.metadata.table(&context.client, name)? {
