@@ -1,10 +1,10 @@
 //! The action catalogue, in the order of the product brief, and the dispatch to handlers.
 
-pub(crate) mod batch_entity_actions;
+mod attach_note;
 mod autocomplete_rows;
+pub(crate) mod batch_entity_actions;
 mod call_function;
 mod cancel_background_operation;
-mod attach_note;
 mod create_alternate_key;
 mod create_attribute;
 mod create_entity;

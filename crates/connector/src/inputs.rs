@@ -159,8 +159,8 @@ pub const NOTE_SUBJECT: InputDef = InputDef::new("subject", "Subject", Kind::Tex
     .comments("The note's title")
     .example("Signed contract");
 
-pub const NOTE_TEXT: InputDef = InputDef::new("noteText", "Note Text", Kind::Multiline)
-    .comments("The note's text");
+pub const NOTE_TEXT: InputDef =
+    InputDef::new("noteText", "Note Text", Kind::Multiline).comments("The note's text");
 
 pub const MIME_TYPE: InputDef = InputDef::new("mimeType", "MIME Type", Kind::Text)
     .comments("The file's MIME type, such as application/pdf; empty to take it from the file name's extension")
@@ -253,8 +253,8 @@ pub const PLURAL_DISPLAY_NAME: InputDef =
         .comments("The table's name for many rows (DisplayCollectionName)")
         .example("Bank Accounts");
 
-pub const DESCRIPTION: InputDef = InputDef::new("description", "Description", Kind::Text)
-    .comments("What the definition is for");
+pub const DESCRIPTION: InputDef =
+    InputDef::new("description", "Description", Kind::Text).comments("What the definition is for");
 
 pub const OWNERSHIP: InputDef = InputDef::new("ownership", "Ownership", Kind::Picklist)
     .comments("User or team owned rows have an owner and follow security roles by owner; organization-owned rows do not")
@@ -269,16 +269,22 @@ pub const PRIMARY_NAME_SCHEMA_NAME: InputDef =
         .comments("Schema name of the primary name column (text, the name each row is shown by); empty for <prefix>_Name")
         .example("new_AccountName");
 
-pub const PRIMARY_NAME_DISPLAY_NAME: InputDef =
-    InputDef::new("primaryNameDisplayName", "Primary Name Display Name", Kind::Text)
-        .comments("The primary name column's display name")
-        .default("Name");
+pub const PRIMARY_NAME_DISPLAY_NAME: InputDef = InputDef::new(
+    "primaryNameDisplayName",
+    "Primary Name Display Name",
+    Kind::Text,
+)
+.comments("The primary name column's display name")
+.default("Name");
 
-pub const PRIMARY_NAME_MAX_LENGTH: InputDef =
-    InputDef::new("primaryNameMaxLength", "Primary Name Max Length", Kind::Number)
-        .comments("The most characters the primary name takes, 1 to 4000")
-        .default("100")
-        .format(Format::Range(1, 4000));
+pub const PRIMARY_NAME_MAX_LENGTH: InputDef = InputDef::new(
+    "primaryNameMaxLength",
+    "Primary Name Max Length",
+    Kind::Number,
+)
+.comments("The most characters the primary name takes, 1 to 4000")
+.default("100")
+.format(Format::Range(1, 4000));
 
 pub const HAS_NOTES: InputDef = InputDef::new("hasNotes", "Notes", Kind::Boolean)
     .comments("Rows can have notes and attachments")
@@ -327,10 +333,13 @@ pub const LOOKUP_SCHEMA_NAME: InputDef =
         .comments("The schema name of the lookup column made on the related table")
         .example("new_AccountOwner");
 
-pub const LOOKUP_DISPLAY_NAME: InputDef =
-    InputDef::new("lookupDisplayName", "Lookup Column Display Name", Kind::Text)
-        .required()
-        .example("Account Owner");
+pub const LOOKUP_DISPLAY_NAME: InputDef = InputDef::new(
+    "lookupDisplayName",
+    "Lookup Column Display Name",
+    Kind::Text,
+)
+.required()
+.example("Account Owner");
 
 pub const LOOKUP_REQUIRED: InputDef =
     InputDef::new("lookupRequiredLevel", "Lookup Requirement", Kind::Picklist)
@@ -363,10 +372,15 @@ pub const TABLE_2: InputDef = InputDef::new("table2", "Second Table", Kind::Text
     .data_source("tables")
     .format(Format::Identifier);
 
-pub const INTERSECT_NAME: InputDef =
-    InputDef::new("intersectEntityName", "Intersect Table Name", Kind::Text)
-        .comments("The logical name of the table that holds the pairs; empty for the schema name in lower case")
-        .format(Format::Identifier);
+pub const INTERSECT_NAME: InputDef = InputDef::new(
+    "intersectEntityName",
+    "Intersect Table Name",
+    Kind::Text,
+)
+.comments(
+    "The logical name of the table that holds the pairs; empty for the schema name in lower case",
+)
+.format(Format::Identifier);
 
 pub const CHOICE_OPTIONS: InputDef = InputDef::new("options", "Options", Kind::KeyValueList)
     .required()
