@@ -370,6 +370,7 @@ fn scopes(store: &Store, req: &Req, body: &Map<String, Value>) -> Result<Vec<Sco
             ));
         }
     };
+    let mut skipped: Option<DvError> = None;
     let explicit = body
         .get("entities")
         .is_some_and(|v| v.as_str().is_some_and(|s| s.trim() != "null"));
@@ -416,7 +417,17 @@ fn scopes(store: &Store, req: &Req, body: &Map<String, Value>) -> Result<Vec<Sco
             (None, None) => None,
         };
         let filter = match text {
-            Some(t) => Some(compile_filter(store, req, table, &t, "filter")?),
+            // The top-level filter is for columns the tables share ("filter parameter"): a
+            // table it cannot apply to (a column it does not have) has nothing to find, unless
+            // no table can take it.
+            Some(t) => match compile_filter(store, req, table, &t, "filter") {
+                Ok(f) => Some(f),
+                Err(e) if entity_filter.is_none() && top_filter.is_some() => {
+                    skipped = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
             None => None,
         };
         out.push(Scope {
@@ -426,7 +437,10 @@ fn scopes(store: &Store, req: &Req, body: &Map<String, Value>) -> Result<Vec<Sco
             filter,
         });
     }
-    Ok(out)
+    match skipped {
+        Some(e) if out.is_empty() => Err(e),
+        _ => Ok(out),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

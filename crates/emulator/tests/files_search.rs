@@ -847,3 +847,39 @@ fn images_that_are_not_images_or_need_resizing_are_refused() {
         .unwrap();
     assert_eq!(row["entityimage"], Value::Null);
 }
+
+#[test]
+fn a_top_level_filter_applies_to_the_tables_that_have_its_columns() {
+    let (emu, c) = start();
+    let billable: Vec<Value> = emu
+        .table("new_projects")
+        .into_iter()
+        .filter(|p| p["new_billable"] == true)
+        .collect();
+    let word = billable[0]["new_name"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    // Only projects have new_billable: the other searched tables have nothing to find.
+    let r = response(&post(
+        &c,
+        "searchquery",
+        &json!({"search": word, "count": true, "filter": "new_billable eq true"}),
+    ));
+    let value = r["Value"].as_array().unwrap();
+    assert!(!value.is_empty());
+    let ids: Vec<&Value> = billable.iter().map(|p| &p["new_projectid"]).collect();
+    for v in value {
+        assert_eq!(v["EntityName"], "new_project", "{v}");
+        assert!(ids.contains(&&v["Id"]), "{v}");
+    }
+    let bad = post(
+        &c,
+        "searchquery",
+        &json!({"search": "example", "filter": "statecode eqq 0"}),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+}
