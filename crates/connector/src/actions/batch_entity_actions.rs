@@ -455,12 +455,47 @@ impl<'a> Sender<'_, '_, 'a> {
                 progress.done.extend_from_slice(&indices);
                 Ok(())
             }
+            bulk::Answer::Refused { error, .. }
+                if table.elastic && message == dataverse::bulk::CREATE_MULTIPLE =>
+            {
+                // An elastic table without the list of failed records: some may be written. A
+                // create is not sent again (an upsert by ID outside the record's partition
+                // could make a second record); each is read back in its partition instead:
+                // found, it is this run's; not found, it failed with the request's error.
+                let found = plan.read_created(self.input, &indices)?;
+                for &index in &indices {
+                    let item = &items[index];
+                    let result = match found.get(&index).filter(|r| plan.is_own(index, r)) {
+                        // Written, by this request or an earlier attempt: nothing tells which.
+                        Some(_) => ItemResult {
+                            id: plan.rows[index].as_ref().map(|row| row.id.clone()),
+                            via: Some("bulk"),
+                            ..ItemResult::new(index, item, "succeeded")
+                        },
+                        None => ItemResult {
+                            status: error.http_status,
+                            error: Some(ItemError {
+                                code: error.service_code.clone(),
+                                message: error.message.clone(),
+                                hint: error.hint.clone(),
+                            }),
+                            via: Some("bulk"),
+                            ..ItemResult::new(index, item, "failed")
+                        },
+                    };
+                    progress.results[index] = Some(result);
+                }
+                progress.done.extend_from_slice(&indices);
+                Ok(())
+            }
             bulk::Answer::Refused { error, .. } => {
                 // A standard table rolled the whole request back ("On Error behavior with
                 // standard tables"), so nothing of it was written by this attempt. Its items go
                 // through `$batch`, each with its own result; the creates keep their IDs and
                 // If-None-Match, so one whose row an earlier, lost attempt made meets that row
-                // and is reported as already created instead of being made twice.
+                // and is reported as already created instead of being made twice. An elastic
+                // table's updates without a list of failures are sent again the same way: with
+                // If-Match: * they never create.
                 crate::log::info(format!(
                     "{} of {} items on {} was refused ({}); sending them through $batch",
                     message,
@@ -2197,5 +2232,49 @@ mod tests {
     fn item_numbers_are_written_as_ranges() {
         assert_eq!(ranges(&(0..500).collect::<Vec<_>>()), "0–499");
         assert_eq!(ranges(&[9, 0, 1, 2, 3, 7, 10, 11, 12]), "0–3, 7, 9–12");
+    }
+
+    #[test]
+    fn an_elastic_refusal_without_its_list_of_failures_reads_each_create_back_instead_of_resending()
+    {
+        let expected_a = named(0, json!({"name": "A"}));
+        let read_back = answer(&[
+            part(
+                None,
+                "200 OK",
+                &["Content-Type: application/json"],
+                &json!({"accountid": expected_a}).to_string(),
+            ),
+            part(
+                None,
+                "404 Not Found",
+                &["Content-Type: application/json"],
+                r#"{"error":{"code":"0x80040217","message":"missing"}}"#,
+            ),
+            part(
+                None,
+                "404 Not Found",
+                &["Content-Type: application/json"],
+                r#"{"error":{"code":"0x80040217","message":"missing"}}"#,
+            ),
+        ]);
+        let script = bulk_table(Script::new(), "Elastic")
+            .json(
+                400,
+                r#"{"error":{"code":"0x80040203","message":"bad value"}}"#,
+            )
+            .answer(200, ANSWER_TYPE, &read_back);
+        let output = run_batch(&script, three_creates());
+        assert_eq!(
+            outcomes(&output),
+            ["succeeded", "failed", "failed"],
+            "{output}"
+        );
+        assert_eq!(output["results"][0]["id"], expected_a.as_str());
+        assert_eq!(output["results"][1]["error"]["message"], "bad value");
+        let sent = script.sent();
+        assert_eq!(sent.len(), 5, "no create sent again");
+        let reads = String::from_utf8(sent[4].body.clone()).unwrap();
+        assert_eq!(reads.matches("GET ").count(), 3, "{reads}");
     }
 }
