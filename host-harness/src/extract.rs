@@ -1,5 +1,6 @@
 //! The extract command: Get New and Updated Records for one or more tables, appended to one
-//! NDJSON file per table, resumable from a state file.
+//! NDJSON file per table, resumable from a state file; or landed in a database (see
+//! [`database`]).
 //!
 //! After each call the state file records, per table, the watermark and the length of the
 //! NDJSON file that goes with it. A resumed run first cuts each file back to that length, so rows
@@ -15,6 +16,37 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use dynamics_host::{Connection, Host};
+
+pub mod database;
+pub mod destination;
+pub mod postgres;
+pub mod schema;
+pub mod sqlite;
+
+/// The seed's stream list (Sling's Dynamics 365 endpoints): what `dynamics extract` reads when
+/// no table is named. Tables of modules an environment lacks land 0 rows with a notice.
+pub const DEFAULT_TABLES: &[&str] = &[
+    "accounts",
+    "contacts",
+    "leads",
+    "opportunities",
+    "quotes",
+    "salesorders",
+    "invoices",
+    "products",
+    "incidents",
+    "activitypointers",
+    "emails",
+    "tasks",
+    "phonecalls",
+    "appointments",
+    "campaigns",
+    "systemusers",
+    "teams",
+    "businessunits",
+    "transactioncurrencies",
+    "annotations",
+];
 
 /// What to extract and where.
 #[derive(Debug, Clone)]

@@ -1,0 +1,750 @@
+//! Extraction into a database (SQLite or PostgreSQL): typed tables keyed on the row ID, rows
+//! upserted, deletes applied, and each call's rows committed in one transaction with the
+//! table's extraction state (`_dynamics_extract_state`), so a run killed at any point and run
+//! again lands every row exactly once.
+//!
+//! A table whose definition has `ChangeTrackingEnabled` is read through Get New and Updated
+//! Records' change-tracking mode, which reports deleted rows (learn.microsoft.com/power-apps/
+//! developer/data-platform/use-change-tracking-synchronize-data-external-systems); the delta
+//! link is the state. Other tables are read by watermark (`modifiedon`), page by page, and
+//! deletes cannot be seen there, which a notice says.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use anyhow::{Context as _, anyhow, bail};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::schema::{Cell, Column, Kind, TableSchema, check_identifier};
+use super::{PageReport, Summary};
+
+/// The state table: one row per extracted table, written in the transaction of its rows.
+pub const STATE_TABLE: &str = "_dynamics_extract_state";
+
+/// What happens to a row Dataverse reports deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletes {
+    /// The row is deleted from the database.
+    Delete,
+    /// The row stays, with `_deleted` true and `_deleted_at` the time it was seen deleted.
+    Flag,
+}
+
+impl std::str::FromStr for Deletes {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Deletes, String> {
+        match text {
+            "delete" => Ok(Deletes::Delete),
+            "flag" => Ok(Deletes::Flag),
+            other => Err(format!("{other:?} is not delete or flag")),
+        }
+    }
+}
+
+/// The SQL spelling of one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The column type of a kind. SQLite keeps money and decimals as TEXT: its NUMERIC
+    /// affinity would turn them into 8-byte floats and lose digits, while the text is the exact
+    /// number Dataverse sent (`CAST(x AS REAL)` or `sum()` still read it as a number).
+    pub fn column_type(self, kind: Kind) -> &'static str {
+        match (self, kind) {
+            (Dialect::Sqlite, Kind::Integer | Kind::BigInt | Kind::Boolean) => "INTEGER",
+            (Dialect::Sqlite, Kind::Float) => "REAL",
+            (Dialect::Sqlite, _) => "TEXT",
+            (Dialect::Postgres, Kind::Text) => "TEXT",
+            (Dialect::Postgres, Kind::Uuid) => "UUID",
+            (Dialect::Postgres, Kind::Integer) => "INTEGER",
+            (Dialect::Postgres, Kind::BigInt) => "BIGINT",
+            (Dialect::Postgres, Kind::Numeric) => "NUMERIC",
+            (Dialect::Postgres, Kind::Float) => "DOUBLE PRECISION",
+            (Dialect::Postgres, Kind::Boolean) => "BOOLEAN",
+            (Dialect::Postgres, Kind::Timestamp) => "TIMESTAMPTZ",
+            (Dialect::Postgres, Kind::Date) => "DATE",
+        }
+    }
+
+    /// The `n`th parameter (from 1) as a value of `kind`: PostgreSQL gets every value as text
+    /// and casts it, so one binding type serves every column.
+    pub fn parameter(self, n: usize, kind: Kind) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres if kind == Kind::Text => format!("${n}::text"),
+            Dialect::Postgres => format!("${n}::text::{}", self.column_type(kind)),
+        }
+    }
+
+    fn now(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ','now')",
+            Dialect::Postgres => "now()",
+        }
+    }
+
+    fn flag_columns(self) -> [(&'static str, &'static str); 2] {
+        match self {
+            Dialect::Sqlite => [
+                ("_deleted", "INTEGER NOT NULL DEFAULT 0"),
+                ("_deleted_at", "TEXT"),
+            ],
+            Dialect::Postgres => [
+                ("_deleted", "BOOLEAN NOT NULL DEFAULT false"),
+                ("_deleted_at", "TIMESTAMPTZ"),
+            ],
+        }
+    }
+}
+
+/// A table's extraction state as committed with its rows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SavedState {
+    /// `change-tracking` (cursor: the delta link) or `watermark` (cursor: the next watermark).
+    pub mode: String,
+    pub cursor: Option<String>,
+    pub complete: bool,
+}
+
+/// One call's worth of changes to a table, applied in one transaction.
+pub struct Landing<'a> {
+    pub table: &'a str,
+    pub primary_id: &'a str,
+    pub columns: &'a [Column],
+    pub rows: Vec<(String, Vec<Cell>)>,
+    pub deleted: Vec<String>,
+    pub deletes: Deletes,
+    pub state: SavedState,
+}
+
+/// The statements a landing runs, in the database's dialect.
+pub struct Statements {
+    /// Parameters: the ID, then one per column.
+    pub upsert: String,
+    /// Parameter: the ID.
+    pub delete: String,
+    /// Parameters: table name, mode, resume_from, complete (as text `true`/`false` in PostgreSQL,
+    /// an integer in SQLite).
+    pub state: String,
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
+impl Landing<'_> {
+    pub fn statements(&self, dialect: Dialect) -> Statements {
+        let table = quote(self.table);
+        let key = quote(self.primary_id);
+        let mut names = vec![key.clone()];
+        let mut values = vec![dialect.parameter(1, Kind::Uuid)];
+        let mut updates = Vec::new();
+        for (index, column) in self.columns.iter().enumerate() {
+            let name = quote(&column.name);
+            values.push(dialect.parameter(index + 2, column.kind));
+            updates.push(format!("{name} = excluded.{name}"));
+            names.push(name);
+        }
+        if self.deletes == Deletes::Flag {
+            // A row seen again (restored from the recycle bin, or its ID reused) is live again.
+            names.push(quote("_deleted"));
+            values.push(
+                if dialect == Dialect::Sqlite {
+                    "0"
+                } else {
+                    "false"
+                }
+                .into(),
+            );
+            names.push(quote("_deleted_at"));
+            values.push("NULL".into());
+            updates.push("\"_deleted\" = excluded.\"_deleted\"".into());
+            updates.push("\"_deleted_at\" = NULL".into());
+        }
+        let conflict = if updates.is_empty() {
+            "DO NOTHING".to_string()
+        } else {
+            format!("DO UPDATE SET {}", updates.join(", "))
+        };
+        let upsert = format!(
+            "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({key}) {conflict}",
+            names.join(", "),
+            values.join(", ")
+        );
+        let id = dialect.parameter(1, Kind::Uuid);
+        let delete = match self.deletes {
+            Deletes::Delete => format!("DELETE FROM {table} WHERE {key} = {id}"),
+            Deletes::Flag => format!(
+                "UPDATE {table} SET \"_deleted\" = {}, \"_deleted_at\" = {} WHERE {key} = {id} AND NOT \"_deleted\"",
+                if dialect == Dialect::Sqlite {
+                    "1"
+                } else {
+                    "true"
+                },
+                dialect.now()
+            ),
+        };
+        let complete = match dialect {
+            Dialect::Sqlite => "?4".to_string(),
+            Dialect::Postgres => "$4::text::boolean".to_string(),
+        };
+        let state = format!(
+            "INSERT INTO {STATE_TABLE} (table_name, mode, resume_from, complete, updated_at) VALUES ({}, {}, {}, {complete}, {}) \
+             ON CONFLICT (table_name) DO UPDATE SET mode = excluded.mode, resume_from = excluded.resume_from, complete = excluded.complete, updated_at = excluded.updated_at",
+            dialect.parameter(1, Kind::Text),
+            dialect.parameter(2, Kind::Text),
+            dialect.parameter(3, Kind::Text),
+            dialect.now(),
+        );
+        Statements {
+            upsert,
+            delete,
+            state,
+        }
+    }
+}
+
+/// The DDL of the state table.
+pub fn state_table_ddl(dialect: Dialect) -> String {
+    let boolean = if dialect == Dialect::Sqlite {
+        "INTEGER"
+    } else {
+        "BOOLEAN"
+    };
+    let time = if dialect == Dialect::Sqlite {
+        "TEXT"
+    } else {
+        "TIMESTAMPTZ"
+    };
+    format!(
+        "CREATE TABLE IF NOT EXISTS {STATE_TABLE} (table_name TEXT PRIMARY KEY, mode TEXT NOT NULL, \
+         resume_from TEXT, complete {boolean} NOT NULL, updated_at {time} NOT NULL)"
+    )
+}
+
+/// A database the rows land in; one per worker thread.
+pub trait Database: Send {
+    fn dialect(&self) -> Dialect;
+    /// Runs statements without parameters (DDL).
+    fn execute(&mut self, sql: &str) -> anyhow::Result<()>;
+    /// The table's column names; empty when there is no such table.
+    fn columns(&mut self, table: &str) -> anyhow::Result<Vec<String>>;
+    /// The saved state of a table, if a run committed one.
+    fn state(&mut self, table: &str) -> anyhow::Result<Option<SavedState>>;
+    /// The IDs the table holds (for the sweep after a full re-read).
+    fn ids(&mut self, table: &str, primary_id: &str) -> anyhow::Result<Vec<String>>;
+    fn count(&mut self, table: &str) -> anyhow::Result<u64>;
+    /// Upserts the rows, applies the deletes and saves the state in one transaction.
+    fn apply(&mut self, landing: &Landing) -> anyhow::Result<()>;
+}
+
+/// Makes the table, or adds the columns it lacks (the table's schema grew in Dataverse or a
+/// row brought a column the definition did not list).
+fn ensure(
+    db: &mut dyn Database,
+    schema: &TableSchema,
+    deletes: Deletes,
+    known: &mut HashSet<String>,
+) -> anyhow::Result<Vec<String>> {
+    let dialect = db.dialect();
+    if known.is_empty() {
+        known.extend(db.columns(&schema.table)?);
+    }
+    let mut wanted: Vec<(String, String)> = schema
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), dialect.column_type(c.kind).to_string()))
+        .collect();
+    if deletes == Deletes::Flag {
+        wanted.extend(
+            dialect
+                .flag_columns()
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string())),
+        );
+    }
+    let table = quote(&schema.table);
+    let mut added = Vec::new();
+    if known.is_empty() {
+        let mut definitions = vec![format!(
+            "{} {} PRIMARY KEY",
+            quote(&schema.primary_id),
+            dialect.column_type(Kind::Uuid)
+        )];
+        definitions.extend(wanted.iter().map(|(n, t)| format!("{} {t}", quote(n))));
+        db.execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} ({})",
+            definitions.join(", ")
+        ))
+        .with_context(|| format!("creating table {}", schema.table))?;
+        known.insert(schema.primary_id.clone());
+        known.extend(wanted.into_iter().map(|(n, _)| n));
+        return Ok(added);
+    }
+    for (name, kind) in wanted {
+        if !known.contains(&name) {
+            db.execute(&format!(
+                "ALTER TABLE {table} ADD COLUMN {} {kind}",
+                quote(&name)
+            ))
+            .with_context(|| format!("adding column {name} to {}", schema.table))?;
+            known.insert(name.clone());
+            added.push(name);
+        }
+    }
+    Ok(added)
+}
+
+/// Calls an action of the component with an input JSON and gives its output JSON.
+pub type ActionRunner<'a> = dyn FnMut(&str, &str) -> anyhow::Result<String> + Send + 'a;
+
+/// Opens a connection to the database; each worker thread opens its own.
+pub type Opener<'a> = dyn Fn() -> anyhow::Result<Box<dyn Database>> + Sync + 'a;
+
+/// What to extract into a database, and how.
+#[derive(Debug, Clone)]
+pub struct DatabaseOptions {
+    pub tables: Vec<String>,
+    /// Rows per request, and per call in watermark mode (at most 5000).
+    pub page_size: u32,
+    /// Watermark mode's first read starts here (the action's default: a year back).
+    pub anchor_date: Option<String>,
+    pub deletes: Deletes,
+    /// Tables read at the same time, each by its own thread and component call.
+    pub parallel: usize,
+    /// Stop after this many calls of Get New and Updated Records in all (tests interrupt a
+    /// run with it).
+    pub max_calls: Option<usize>,
+}
+
+/// Where the extraction reports, from several threads at once.
+pub trait TableProgress: Sync {
+    /// A table is about to be read; `rows` are the rows it holds already.
+    fn started(&self, table: &str, rows: u64);
+    /// A call's rows are committed.
+    fn page(&self, report: &PageReport);
+    /// Something the user should know that is not a failure (no such table, no deletes).
+    fn notice(&self, table: &str, text: &str);
+}
+
+/// The plain line per call that scripts read, as the NDJSON extraction writes them, and the
+/// notices as `notice: ` lines.
+pub struct Lines<W: std::io::Write + Send>(pub Mutex<W>);
+
+impl<W: std::io::Write + Send> TableProgress for Lines<W> {
+    fn started(&self, _table: &str, _rows: u64) {}
+    fn page(&self, report: &PageReport) {
+        if let Ok(mut out) = self.0.lock() {
+            let _ = writeln!(
+                out,
+                "{}: {} rows in all, {} this run{}",
+                report.table,
+                report.rows_in_all,
+                report.rows_this_run,
+                if report.complete { ", complete" } else { "" }
+            );
+        }
+    }
+    fn notice(&self, table: &str, text: &str) {
+        if let Ok(mut out) = self.0.lock() {
+            let _ = writeln!(out, "notice: {table}: {text}");
+        }
+    }
+}
+
+/// Rows landed and deleted per table, notices, and whether every table is complete.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DatabaseSummary {
+    pub landed: BTreeMap<String, u64>,
+    pub deleted: BTreeMap<String, u64>,
+    pub notices: Vec<String>,
+    pub complete: bool,
+}
+
+impl DatabaseSummary {
+    /// The NDJSON summary's shape, for callers that print either.
+    pub fn as_summary(&self) -> Summary {
+        Summary {
+            written: self.landed.clone(),
+            complete: self.complete,
+            warnings: self.notices.clone(),
+        }
+    }
+}
+
+/// Runs the extraction: `runners` are one action runner per worker (their number caps the
+/// parallelism), `open` opens the database for each.
+pub fn run<'a>(
+    mut runners: Vec<Box<ActionRunner<'a>>>,
+    open: &Opener,
+    options: &DatabaseOptions,
+    progress: &dyn TableProgress,
+) -> anyhow::Result<DatabaseSummary> {
+    for table in &options.tables {
+        check_identifier(table).map_err(|_| anyhow!("{table:?} is not an entity set name"))?;
+    }
+    if runners.is_empty() {
+        bail!("no runner to call the component with");
+    }
+    // The state table is made once, before threads race to make it.
+    let mut db = open()?;
+    db.execute(&state_table_ddl(db.dialect()))
+        .context("creating the state table")?;
+    drop(db);
+
+    let mut summary = DatabaseSummary {
+        complete: true,
+        ..DatabaseSummary::default()
+    };
+    // Tables this environment does not have (a module not installed) land nothing.
+    let installed = entity_sets(runners[0].as_mut())?;
+    let mut queue = VecDeque::new();
+    for table in &options.tables {
+        if installed.contains(table.as_str()) {
+            queue.push_back(table.clone());
+        } else {
+            let text = "no such table in this environment (is its module installed?); 0 rows";
+            progress.notice(table, text);
+            summary.notices.push(format!("{table}: {text}"));
+            summary.landed.insert(table.clone(), 0);
+        }
+    }
+    let workers = options
+        .parallel
+        .clamp(1, runners.len())
+        .min(queue.len().max(1));
+    runners.truncate(workers);
+    let queue = Mutex::new(queue);
+    let calls = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for mut runner in runners {
+            let (queue, calls, stop, results) = (&queue, &calls, &stop, &results);
+            scope.spawn(move || {
+                let mut db = match open() {
+                    Ok(db) => db,
+                    Err(error) => {
+                        stop.store(true, Ordering::SeqCst);
+                        results.lock().unwrap().push(Err(error));
+                        return;
+                    }
+                };
+                loop {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Some(table) = queue.lock().unwrap().pop_front() else {
+                        return;
+                    };
+                    let mut worker = Worker {
+                        runner: runner.as_mut(),
+                        db: db.as_mut(),
+                        options,
+                        progress,
+                        calls,
+                    };
+                    let outcome = worker
+                        .land(&table)
+                        .with_context(|| format!("extracting {table}"));
+                    if outcome.is_err() {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    results.lock().unwrap().push(outcome.map(|o| (table, o)));
+                }
+            });
+        }
+    });
+    let mut failure = None;
+    for result in results.into_inner().unwrap_or_default() {
+        match result {
+            Ok((table, outcome)) => {
+                summary.landed.insert(table.clone(), outcome.landed);
+                summary.deleted.insert(table.clone(), outcome.deleted);
+                summary
+                    .notices
+                    .extend(outcome.notices.into_iter().map(|n| format!("{table}: {n}")));
+                summary.complete &= outcome.complete;
+            }
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    if !queue.into_inner().unwrap_or_default().is_empty() {
+        summary.complete = false;
+    }
+    Ok(summary)
+}
+
+/// The entity set names of the environment's tables, from one metadata request
+/// (`EntityDefinitions?$select=EntitySetName`,
+/// learn.microsoft.com/power-apps/developer/data-platform/webapi/query-metadata-web-api).
+fn entity_sets(runner: &mut ActionRunner) -> anyhow::Result<HashSet<String>> {
+    let answer = raw_get(runner, "EntityDefinitions?$select=EntitySetName")
+        .context("listing the environment's tables")?;
+    Ok(answer["value"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|row| row["EntitySetName"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// A GET through the Raw Request action, its answer's JSON; anything but 200 is an error.
+fn raw_get(runner: &mut ActionRunner, path: &str) -> anyhow::Result<Value> {
+    let input = json!({"url": format!("/api/data/v9.2/{path}"), "method": "GET"});
+    let output: Value = serde_json::from_str(&runner("raw-request", &input.to_string())?)
+        .context("the raw request's output is not JSON")?;
+    match output["status"].as_u64() {
+        Some(200) => Ok(output["data"].clone()),
+        status => bail!(
+            "GET {path} answered {}: {}",
+            status.map_or("no status".to_string(), |s| s.to_string()),
+            output["data"]
+        ),
+    }
+}
+
+struct Outcome {
+    landed: u64,
+    deleted: u64,
+    notices: Vec<String>,
+    complete: bool,
+}
+
+struct Worker<'w, 'a> {
+    runner: &'w mut ActionRunner<'a>,
+    db: &'w mut dyn Database,
+    options: &'w DatabaseOptions,
+    progress: &'w dyn TableProgress,
+    calls: &'w AtomicUsize,
+}
+
+/// What one call of Get New and Updated Records answers, both modes.
+#[derive(Deserialize)]
+struct Output<'a> {
+    #[serde(borrow)]
+    records: Vec<&'a RawValue>,
+    #[serde(rename = "nextWatermark")]
+    next_watermark: Option<String>,
+    #[serde(rename = "deltaLink")]
+    delta_link: Option<String>,
+    #[serde(default)]
+    deleted: Vec<String>,
+    #[serde(default)]
+    resynced: bool,
+    complete: bool,
+    warning: Option<String>,
+}
+
+const CHANGE_TRACKING: &str = "change-tracking";
+const WATERMARK: &str = "watermark";
+
+impl Worker<'_, '_> {
+    fn land(&mut self, table: &str) -> anyhow::Result<Outcome> {
+        let mut outcome = Outcome {
+            landed: 0,
+            deleted: 0,
+            notices: Vec::new(),
+            complete: false,
+        };
+        let before = self.db.count(table).unwrap_or(0);
+        self.progress.started(table, before);
+        let mut schema = self.schema(table)?;
+        let mode = if schema.change_tracking {
+            CHANGE_TRACKING
+        } else {
+            let text = "change tracking is off for this table: new and updated rows land, deleted rows cannot be seen";
+            self.progress.notice(table, text);
+            outcome.notices.push(text.to_string());
+            WATERMARK
+        };
+        // A cursor of the other mode (the table's tracking was switched) cannot be followed:
+        // the read starts over, and the upserts make that harmless.
+        let mut cursor = self
+            .db
+            .state(table)?
+            .filter(|saved| saved.mode == mode)
+            .and_then(|saved| saved.cursor);
+        let mut known = HashSet::new();
+        ensure(self.db, &schema, self.options.deletes, &mut known)?;
+        let mut pages = 0u64;
+        loop {
+            if self
+                .options
+                .max_calls
+                .is_some_and(|max| self.calls.fetch_add(1, Ordering::SeqCst) >= max)
+            {
+                return Ok(outcome);
+            }
+            let mut input = json!({"entityType": table, "recordsPerPage": self.options.page_size});
+            if mode == CHANGE_TRACKING {
+                input["useChangeTracking"] = json!(true);
+                if let Some(link) = &cursor {
+                    input["deltaLink"] = json!(link);
+                }
+            } else {
+                input["maxRecords"] = json!(self.options.page_size);
+                match (&cursor, &self.options.anchor_date) {
+                    (Some(watermark), _) => input["watermark"] = json!(watermark),
+                    (None, Some(anchor)) => input["anchorDate"] = json!(anchor),
+                    (None, None) => {}
+                }
+            }
+            let text = (self.runner)("get-new-and-updated-records", &input.to_string())?;
+            let output: Output = serde_json::from_str(&text)
+                .context("the action's output is not the expected JSON")?;
+            if let Some(warning) = &output.warning {
+                self.progress.notice(table, warning);
+                outcome.notices.push(warning.clone());
+            }
+            let mut parsed = Vec::with_capacity(output.records.len());
+            for record in &output.records {
+                let row: BTreeMap<&str, &RawValue> = serde_json::from_str(record.get())
+                    .with_context(|| format!("a row of {table} is not a JSON object"))?;
+                parsed.push(row);
+            }
+            let mut grew = false;
+            for row in &parsed {
+                grew |= schema.grow_from(row);
+            }
+            if grew {
+                ensure(self.db, &schema, self.options.deletes, &mut known)?;
+            }
+            let mut rows = Vec::with_capacity(parsed.len());
+            for row in &parsed {
+                rows.push(schema.cells(row)?);
+            }
+            let mut deleted: Vec<String> = output
+                .deleted
+                .iter()
+                .map(|id| id.to_ascii_lowercase())
+                .collect();
+            if output.resynced {
+                // The delta link expired and the whole table was read again: rows it no
+                // longer has were deleted while the link was stale.
+                let seen: HashSet<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+                let gone: Vec<String> = self
+                    .db
+                    .ids(table, &schema.primary_id)?
+                    .into_iter()
+                    .filter(|id| !seen.contains(id.to_ascii_lowercase().as_str()))
+                    .collect();
+                deleted.extend(gone);
+                let text = "the delta link had expired: the table was read again in full";
+                self.progress.notice(table, text);
+                outcome.notices.push(text.to_string());
+            }
+            let next = if mode == CHANGE_TRACKING {
+                output.delta_link.clone()
+            } else {
+                output.next_watermark.clone()
+            };
+            let landing = Landing {
+                table,
+                primary_id: &schema.primary_id,
+                columns: &schema.columns,
+                rows,
+                deleted,
+                deletes: self.options.deletes,
+                state: SavedState {
+                    mode: mode.to_string(),
+                    cursor: next.clone(),
+                    complete: output.complete,
+                },
+            };
+            self.db.apply(&landing)?;
+            cursor = next;
+            pages += 1;
+            outcome.landed += landing.rows.len() as u64;
+            outcome.deleted += landing.deleted.len() as u64;
+            self.progress.page(&PageReport {
+                table,
+                table_number: 0,
+                tables: self.options.tables.len(),
+                rows_in_all: self.db.count(table)?,
+                rows_this_run: outcome.landed,
+                rows_this_page: landing.rows.len() as u64,
+                pages_this_run: pages,
+                complete: output.complete,
+            });
+            if output.complete {
+                outcome.complete = true;
+                return Ok(outcome);
+            }
+        }
+    }
+
+    /// The table's columns from Get Entity Metadata, with the labels of its choices read from
+    /// their option sets (`Attributes/Microsoft.Dynamics.CRM.PicklistAttributeMetadata?
+    /// $expand=OptionSet`, learn.microsoft.com/power-apps/developer/data-platform/webapi/
+    /// query-metadata-web-api#retrieving-attributes) for rows that come without annotations.
+    fn schema(&mut self, table: &str) -> anyhow::Result<TableSchema> {
+        let input = json!({"entityType": table, "useLogicalNameForLookup": false});
+        let definition: Value =
+            serde_json::from_str(&(self.runner)("get-entity-metadata", &input.to_string())?)
+                .context("the table definition is not JSON")?;
+        let logical = definition["LogicalName"]
+            .as_str()
+            .ok_or_else(|| anyhow!("the definition of {table} has no LogicalName"))?;
+        check_identifier(logical)?;
+        let mut labels: HashMap<String, BTreeMap<i64, String>> = HashMap::new();
+        let choices = definition["Attributes"].as_array().is_some_and(|a| {
+            a.iter().any(|attribute| {
+                matches!(
+                    attribute["AttributeType"].as_str(),
+                    Some("Picklist" | "State" | "Status")
+                )
+            })
+        });
+        if choices {
+            for cast in ["Picklist", "State", "Status"] {
+                let answer = raw_get(
+                    self.runner,
+                    &format!(
+                        "EntityDefinitions(LogicalName='{logical}')/Attributes/Microsoft.Dynamics.CRM.{cast}AttributeMetadata?$select=LogicalName&$expand=OptionSet($select=Options)"
+                    ),
+                )?;
+                for attribute in answer["value"].as_array().into_iter().flatten() {
+                    let Some(name) = attribute["LogicalName"].as_str() else {
+                        continue;
+                    };
+                    let options = attribute["OptionSet"]["Options"].as_array();
+                    let entry = labels.entry(name.to_ascii_lowercase()).or_default();
+                    for option in options.into_iter().flatten() {
+                        let label = option["Label"]["UserLocalizedLabel"]["Label"]
+                            .as_str()
+                            .or_else(|| option["Label"]["LocalizedLabels"][0]["Label"].as_str());
+                        if let (Some(value), Some(label)) = (option["Value"].as_i64(), label) {
+                            entry.insert(value, label.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        TableSchema::from_definition(table, &definition, &labels)
+    }
+}
+
+/// A cell as text, for databases that bind every value as text.
+pub fn cell_text(cell: &Cell) -> Option<String> {
+    match cell {
+        Cell::Null => None,
+        Cell::Text(text) | Cell::Number(text) => Some(text.clone()),
+        Cell::Int(n) => Some(n.to_string()),
+        Cell::Bool(b) => Some(b.to_string()),
+        Cell::Float(f) => Some(f.to_string()),
+    }
+}
