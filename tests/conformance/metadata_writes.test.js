@@ -1,5 +1,5 @@
 // dynamics-web-api's own metadata writes against the emulator: createEntity, createAttribute,
-// createRelationship (one-to-many; many-to-many answers the emulator's 501), createGlobalOptionSet
+// createRelationship (one-to-many, and many-to-many with associate/disassociate), createGlobalOptionSet
 // and deleting a column, following
 // learn.microsoft.com/power-apps/developer/data-platform/webapi/create-update-entity-definitions-using-web-api,
 // .../create-update-entity-relationships-using-web-api and .../create-update-optionsets.
@@ -147,19 +147,34 @@ test("createEntity makes a table that is defined and writable, then a column, a 
     assert.equal(defined.ReferencingAttribute, "new_accountid");
   });
 
-  await t.test("a many-to-many relationship is refused as not emulated", async () => {
-    await assert.rejects(
-      api.createRelationship({
-        data: {
-          "@odata.type": "Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata",
-          SchemaName: `new_${logical}_contact`,
-          Entity1LogicalName: logical,
-          Entity2LogicalName: "contact",
-          IntersectEntityName: `new_${logical}_contact`,
-        },
-      }),
-      (err) => err.status === 501,
-    );
+  await t.test("createRelationship makes a many-to-many relationship that associate and disassociate use", async () => {
+    const schemaName = `new_${logical}_contact`;
+    const rel = await api.createRelationship({
+      data: {
+        "@odata.type": "Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata",
+        SchemaName: schemaName,
+        Entity1LogicalName: logical,
+        Entity2LogicalName: "contact",
+        IntersectEntityName: schemaName,
+      },
+    });
+    assert.match(rel, GUID);
+    const defined = await api.retrieveRelationship({ key: `SchemaName='${schemaName}'` });
+    assert.equal(defined.IntersectEntityName, schemaName);
+    const row = await api.create({ collection: set, data: { [`new_conf${suffix}name`]: "shared" } });
+    const contact = (await api.retrieveMultiple({ collection: "contacts", select: ["contactid"], top: 1 })).value[0].contactid;
+    await api.associate({
+      collection: set,
+      primaryKey: row,
+      relationshipName: schemaName,
+      relatedCollection: "contacts",
+      relatedKey: contact,
+    });
+    const pairs = async () =>
+      (await api.retrieveMultiple({ collection: `${schemaName}set`, filter: `contactid eq ${contact}` })).value.length;
+    assert.equal(await pairs(), 1);
+    await api.disassociate({ collection: set, primaryKey: row, relationshipName: schemaName, relatedKey: contact });
+    assert.equal(await pairs(), 0);
   });
 });
 

@@ -4,7 +4,8 @@
 //! `Delete: Cascade` deletes the related rows too, `RemoveLink` clears their lookup (what the
 //! store does for every relationship), `Restrict` prevents deleting a row that related rows
 //! point at. The emulator does not emulate the restriction's refusal and answers 501 for it.
-//! The seeded relationships remove the link.
+//! The seeded relationships remove the link. A deleted row's many-to-many pairs are removed
+//! with it (`many_to_many.rs`).
 
 use serde_json::Value;
 
@@ -31,7 +32,8 @@ fn delete_behaviour<'s>(store: &'s Store, schema_name: &str) -> Option<&'s str> 
 /// the row itself is deleted: deletes the rows a `Cascade` relationship relates (and theirs),
 /// and refuses (501) when a `Restrict` relationship relates any — undoing what it deleted.
 pub fn before_delete(store: &mut Store, e: TableId, id: Guid) -> Result<(), DvError> {
-    if store.schema.additions.relationship_properties.is_empty() {
+    let additions = &store.schema.additions;
+    if additions.relationship_properties.is_empty() && additions.many_to_many.is_empty() {
         return Ok(());
     }
     let own = !store.in_tx();
@@ -48,6 +50,8 @@ pub fn before_delete(store: &mut Store, e: TableId, id: Guid) -> Result<(), DvEr
 }
 
 fn cascade(store: &mut Store, e: TableId, id: Guid) -> Result<(), DvError> {
+    // Its many-to-many pairs go with the row.
+    crate::many_to_many::before_delete(store, e, id)?;
     let schema = store.schema.clone();
     for rel in schema
         .relationships

@@ -76,6 +76,7 @@ mod impersonation;
 mod keys;
 #[cfg(test)]
 mod layout;
+mod many_to_many;
 mod messages;
 mod metadata;
 mod odata;

@@ -91,6 +91,12 @@ fn entity_read(
     rest: &[Segment],
     opts: &QueryOptions,
 ) -> Result<Resp, DvError> {
+    // Many-to-many navigation properties are not read (many_to_many.rs).
+    if let Some(s) = rest.first()
+        && let Some(refusal) = crate::many_to_many::read_refusal(store, e, &s.name)
+    {
+        return Err(refusal);
+    }
     let ent = store.entity(e);
     let row = store
         .get(e, &id)

@@ -464,6 +464,12 @@ impl EntityBuilder {
         self
     }
 
+    /// A GUID column (the intersect tables of many-to-many relationships hold two).
+    pub fn uniqueidentifier(mut self, logical: &str, display: &str) -> Self {
+        self.push(logical, display, AttrKind::Uniqueidentifier);
+        self
+    }
+
     pub fn string(mut self, logical: &str, display: &str, max_len: u32) -> Self {
         self.push(logical, display, AttrKind::String { max_len });
         self
@@ -720,6 +726,25 @@ pub struct SchemaAdditions {
     /// Properties kept as sent when a relationship was created (`CascadeConfiguration`,
     /// `AssociatedMenuConfiguration`, ...), by relationship schema name, echoed on reads.
     pub relationship_properties: Vec<(String, Vec<(String, serde_json::Value)>)>,
+    /// Many-to-many relationships (`many_to_many.rs`).
+    pub many_to_many: Vec<ManyToMany>,
+}
+
+/// A many-to-many relationship: the pairs live in the rows of its intersect table, which holds
+/// the primary keys of both tables.
+#[derive(Debug, Clone)]
+pub struct ManyToMany {
+    pub schema_name: String,
+    pub entity1: TableId,
+    pub entity2: TableId,
+    pub intersect: TableId,
+    /// Collection-valued navigation property of `entity1`, to rows of `entity2`.
+    pub entity1_nav: String,
+    /// Collection-valued navigation property of `entity2`, to rows of `entity1`.
+    pub entity2_nav: String,
+    pub metadata_id: Guid,
+    /// Properties kept as sent (the menu configurations, `SecurityTypes`).
+    pub kept: Vec<(String, serde_json::Value)>,
 }
 
 /// A relationship declaration, resolved by [`Schema::new`].

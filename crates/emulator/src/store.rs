@@ -232,6 +232,14 @@ impl Store {
             .push((schema_name.to_string(), properties));
     }
 
+    /// Adds a many-to-many relationship whose intersect table exists (a metadata create).
+    pub fn add_many_to_many(&mut self, m: crate::schema::ManyToMany) {
+        Arc::make_mut(&mut self.schema)
+            .additions
+            .many_to_many
+            .push(m);
+    }
+
     /// Adds a global choice (a metadata create).
     pub fn add_global_option_set(&mut self, set: crate::schema::GlobalOptionSet) {
         Arc::make_mut(&mut self.schema)

@@ -793,6 +793,31 @@ fn refs(
         store.update(child, cid, changes)?;
         return Ok(Resp::empty(204));
     }
+    // Many-to-many navigation properties (many_to_many.rs).
+    if crate::many_to_many::find(store, e, &nav.name).is_some() {
+        let target = match req.method {
+            "POST" | "PUT" => {
+                let body = parse_body(req.body)?;
+                let t = body
+                    .get("@odata.id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        DvError::bad_request("The request body must contain '@odata.id'.")
+                    })?;
+                Some(resolve_reference(store, t)?)
+            }
+            _ => match crate::odata::query::parse_pairs(req.query)
+                .into_iter()
+                .find(|(k, _)| k == "$id")
+            {
+                Some((_, t)) => Some(resolve_reference(store, &t)?),
+                None => None,
+            },
+        };
+        if let Some(answer) = crate::many_to_many::refs(store, req, e, id, nav, target) {
+            return answer;
+        }
+    }
     Err(DvError::segment_not_found(&nav.name))
 }
 

@@ -385,16 +385,16 @@ fn relationship_definitions_the_emulator_cannot_take_are_refused() {
     let a = post(&c, "RelationshipDefinitions", &unknown, &[]);
     assert_eq!(a.status, 400);
     assert!(a.body.contains("'acount'"), "{}", a.body);
-    let many = json!({
+    let with_itself = json!({
         "@odata.type": "Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata",
-        "SchemaName": "new_bankaccount_contact",
+        "SchemaName": "new_bankaccount_bankaccount",
         "Entity1LogicalName": "new_bankaccount",
-        "Entity2LogicalName": "contact",
-        "IntersectEntityName": "new_bankaccount_contact"
+        "Entity2LogicalName": "new_bankaccount",
+        "IntersectEntityName": "new_bankaccount_bankaccount"
     });
-    let a = post(&c, "RelationshipDefinitions", &many, &[]);
+    let a = post(&c, "RelationshipDefinitions", &with_itself, &[]);
     assert_eq!(a.status, 501, "{}", a.body);
-    assert!(a.body.contains("many-to-many"), "{}", a.body);
+    assert!(a.body.contains("with itself"), "{}", a.body);
 }
 
 #[test]
@@ -663,4 +663,122 @@ fn options_without_values_take_values_the_list_does_not_use() {
         .map(|o| o["Value"].as_i64().unwrap())
         .collect();
     assert_eq!(values, [100000001, 100000000]);
+}
+
+#[test]
+fn a_many_to_many_relationship_pairs_rows_through_its_intersect_table() {
+    let (emu, c) = start();
+    create_bank_account(&c);
+    let many = json!({
+        "@odata.type": "Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata",
+        "SchemaName": "new_bankaccount_contact",
+        "Entity1LogicalName": "new_bankaccount",
+        "Entity2LogicalName": "contact",
+        "IntersectEntityName": "new_bankaccount_contact",
+        "Entity1AssociatedMenuConfiguration": {"Behavior": "UseLabel", "Group": "Details", "Label": label("Contacts"), "Order": 10000},
+        "Entity2AssociatedMenuConfiguration": {"Behavior": "UseLabel", "Group": "Details", "Label": label("Bank Accounts"), "Order": 10000}
+    });
+    let a = post(&c, "RelationshipDefinitions", &many, &[]);
+    assert_eq!(a.status, 204, "{}", a.body);
+    assert!(
+        a.header("OData-EntityId")
+            .unwrap()
+            .contains("/RelationshipDefinitions(")
+    );
+    let def = c.get(
+        "RelationshipDefinitions(SchemaName='new_bankaccount_contact')",
+        &[],
+    );
+    assert_eq!(def.status, 200, "{}", def.body);
+    let def = def.json();
+    assert_eq!(def["IntersectEntityName"], "new_bankaccount_contact");
+    assert_eq!(def["Entity2IntersectAttribute"], "contactid");
+    let listed = c.get(
+        "EntityDefinitions(LogicalName='contact')/ManyToManyRelationships?$select=SchemaName",
+        &[],
+    );
+    assert_eq!(
+        listed.json()["value"][0]["SchemaName"],
+        "new_bankaccount_contact"
+    );
+    assert_eq!(
+        post(&c, "RelationshipDefinitions", &many, &[]).status,
+        412,
+        "the name is taken"
+    );
+
+    assert_eq!(
+        post(
+            &c,
+            "new_bankaccounts",
+            &json!({"new_accountname": "Joint"}),
+            &[]
+        )
+        .status,
+        204
+    );
+    let account = emu.table("new_bankaccounts")[0]["new_bankaccountid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let contacts: Vec<String> = emu
+        .table("contacts")
+        .iter()
+        .map(|r| r["contactid"].as_str().unwrap().to_string())
+        .collect();
+    let associate = |path: String, target: String| {
+        post(
+            &c,
+            &path,
+            &json!({"@odata.id": format!("{}/{target}", c.api)}),
+            &[],
+        )
+    };
+    let a = associate(
+        format!("new_bankaccounts({account})/new_bankaccount_contact/$ref"),
+        format!("contacts({})", contacts[0]),
+    );
+    assert_eq!(a.status, 204, "{}", a.body);
+    let again = associate(
+        format!("new_bankaccounts({account})/new_bankaccount_contact/$ref"),
+        format!("contacts({})", contacts[0]),
+    );
+    assert_eq!(again.status, 412, "{}", again.body);
+    // From the other side.
+    let a = associate(
+        format!("contacts({})/new_bankaccount_contact/$ref", contacts[1]),
+        format!("new_bankaccounts({account})"),
+    );
+    assert_eq!(a.status, 204, "{}", a.body);
+    let pairs = |emu: &Emulator| {
+        let mut p: Vec<String> = emu
+            .table("new_bankaccount_contactset")
+            .iter()
+            .inspect(|r| assert_eq!(r["new_bankaccountid"], account.as_str()))
+            .map(|r| r["contactid"].as_str().unwrap().to_string())
+            .collect();
+        p.sort();
+        p
+    };
+    let mut both = vec![contacts[0].clone(), contacts[1].clone()];
+    both.sort();
+    assert_eq!(pairs(&emu), both);
+
+    let read = c.get(
+        &format!("new_bankaccounts({account})/new_bankaccount_contact"),
+        &[],
+    );
+    assert_eq!(read.status, 501, "{}", read.body);
+    let removed = c.delete_with(
+        &format!(
+            "new_bankaccounts({account})/new_bankaccount_contact({})/$ref",
+            contacts[0]
+        ),
+        &[],
+    );
+    assert_eq!(removed.status, 204, "{}", removed.body);
+    assert_eq!(pairs(&emu), [contacts[1].clone()]);
+    let gone = c.delete_with(&format!("contacts({})", contacts[1]), &[]);
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    assert!(pairs(&emu).is_empty(), "a deleted row's pairs go with it");
 }

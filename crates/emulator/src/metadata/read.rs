@@ -118,7 +118,7 @@ fn entity_with_expands(
                 .collect(),
             "ManyToOneRelationships" => relationships_of(store, o, |r| r.referencing_entity == e),
             "OneToManyRelationships" => relationships_of(store, o, |r| r.referenced_entity == e),
-            "ManyToManyRelationships" => Vec::new(),
+            "ManyToManyRelationships" => crate::many_to_many::of(store, Some(e)),
             other => return Err(DvError::unknown_property(other, "EntityMetadata")),
         };
         m.insert(
@@ -189,10 +189,19 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
             None => "RelationshipDefinitions".to_string(),
         };
         return match &segs[0].key {
-            None if many_to_many => Ok(list_response(context(req, &tail, &q), Vec::new())),
+            None if many_to_many => Ok(list_response(
+                context(req, &tail, &q),
+                crate::many_to_many::of(store, None),
+            )),
             None => Ok(list_response(
                 context(req, &tail, &q),
-                relationships_of(store, &q, |_| true),
+                relationships_of(store, &q, |_| true)
+                    .into_iter()
+                    .chain(match cast {
+                        None => crate::many_to_many::of(store, None),
+                        Some(_) => Vec::new(),
+                    })
+                    .collect(),
             )),
             Some(k) => {
                 let name =
@@ -211,6 +220,17 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
                             .map(|r| r.schema_name.clone()),
                         Key::Single(_) => None,
                     };
+                // Many-to-many relationships made through the metadata API (many_to_many.rs).
+                let by_id = match path::parse_key(k)? {
+                    Key::Id(g) => Some(g),
+                    _ => None,
+                };
+                if let Some(m) = crate::many_to_many::by_key(store, name.as_deref(), by_id) {
+                    return Ok(entity_response(
+                        context(req, &tail, &q),
+                        select(crate::many_to_many::json(store, m), &q, &["MetadataId"]),
+                    ));
+                }
                 let r = store
                     .schema
                     .relationships
@@ -371,7 +391,10 @@ pub fn handle(store: &Store, req: &Req, segs: &[Segment]) -> Result<Resp, DvErro
             check_select(&q, "ManyToManyRelationshipMetadata", |_| true)?;
             Ok(list_response(
                 context(req, &format!("{base}/ManyToManyRelationships"), &q),
-                Vec::new(),
+                crate::many_to_many::of(store, Some(e))
+                    .into_iter()
+                    .map(|m| select(m, &q, &["MetadataId"]))
+                    .collect(),
             ))
         }
         [s, ..] => Err(DvError::segment_not_found(&s.name)),

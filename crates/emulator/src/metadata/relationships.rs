@@ -13,8 +13,8 @@
 //! `ReferencedEntityNavigationPropertyName` names another), usable in `@odata.bind`, `$expand`
 //! and `$ref` at once.
 //!
-//! Many-to-many relationships (`ManyToManyRelationshipMetadata`, with their intersect table)
-//! are not emulated: the emulator has no intersect tables, so they answer 501.
+//! Many-to-many relationships (`ManyToManyRelationshipMetadata`) are created by
+//! `many_to_many.rs`, with their intersect table.
 
 use serde_json::{Map, Value};
 
@@ -37,6 +37,29 @@ fn required<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, DvE
     })
 }
 
+/// Whether a relationship of either kind has this schema name.
+fn exists(store: &Store, schema_name: &str) -> bool {
+    store
+        .schema
+        .relationships
+        .iter()
+        .any(|r| r.schema_name.eq_ignore_ascii_case(schema_name))
+        || store
+            .schema
+            .additions
+            .many_to_many
+            .iter()
+            .any(|m| m.schema_name.eq_ignore_ascii_case(schema_name))
+}
+
+fn duplicate(schema_name: &str) -> DvError {
+    DvError::new(
+        412,
+        crate::error::DUPLICATE_RECORD,
+        format!("A relationship named '{schema_name}' already exists."),
+    )
+}
+
 /// `POST RelationshipDefinitions`.
 pub fn create(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
     let body = body_object(req.body)?;
@@ -47,9 +70,12 @@ pub fn create(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
     match kind {
         Some("OneToManyRelationshipMetadata") => {}
         Some("ManyToManyRelationshipMetadata") => {
-            return Err(DvError::not_implemented(
-                "many-to-many relationships (ManyToManyRelationshipMetadata): the emulator has no intersect tables",
-            ));
+            let schema_name = required(&body, "SchemaName")?;
+            check_schema_name(schema_name, "a relationship")?;
+            if exists(store, schema_name) {
+                return Err(duplicate(schema_name));
+            }
+            return crate::many_to_many::create(store, req, &body, schema_name);
         }
         Some(other) => {
             return Err(DvError::bad_request(format!(
@@ -64,17 +90,8 @@ pub fn create(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
     }
     let schema_name = required(&body, "SchemaName")?;
     check_schema_name(schema_name, "a relationship")?;
-    if store
-        .schema
-        .relationships
-        .iter()
-        .any(|r| r.schema_name.eq_ignore_ascii_case(schema_name))
-    {
-        return Err(DvError::new(
-            412,
-            crate::error::DUPLICATE_RECORD,
-            format!("A relationship named '{schema_name}' already exists."),
-        ));
+    if exists(store, schema_name) {
+        return Err(duplicate(schema_name));
     }
     let referenced_name = required(&body, "ReferencedEntity")?;
     let referencing_name = required(&body, "ReferencingEntity")?;
