@@ -340,3 +340,64 @@ fn the_file_columns_data_source_lists_only_file_and_image_columns() {
     assert!(accounts.iter().any(|choice| choice.value == "entityimage"));
     assert!(accounts.iter().all(|choice| choice.value != "name"));
 }
+
+#[test]
+fn a_file_name_outside_ascii_travels_in_the_query_and_is_stored_as_given() {
+    let emulator = emulator();
+    let id = project(&emulator);
+    emulator.clear_requests();
+    let uploaded = upload(&emulator, &id, "Vertrag für Müller.pdf", b"pdf bytes");
+    assert_eq!(uploaded["chunks"], 1);
+    let stored = emulator.file(SET, &id, COLUMN).expect("the file is stored");
+    assert_eq!(stored.name, "Vertrag für Müller.pdf");
+    assert_eq!(stored.bytes, b"pdf bytes");
+    let patches: Vec<_> = emulator
+        .requests()
+        .into_iter()
+        .filter(|request| request.method == "PATCH")
+        .collect();
+    // The chunked upload, whose first request names the file in the query, not in a header.
+    assert_eq!(patches.len(), 2);
+    assert!(
+        patches[0].path.contains("x-ms-file-name="),
+        "{}",
+        patches[0].path
+    );
+    assert!(patches.iter().all(|request| {
+        request
+            .headers
+            .iter()
+            .all(|(name, _)| name != "x-ms-file-name")
+    }));
+}
+
+#[test]
+fn a_range_past_the_end_of_the_file_is_refused_naming_the_offset() {
+    let emulator = emulator();
+    let id = project(&emulator);
+    upload(&emulator, &id, "short.txt", b"0123456789");
+    let failure = run(
+        &emulator,
+        "download-file",
+        json!({"entityType": SET, "entityId": id, "column": COLUMN, "offset": 50}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        failure.field.as_deref(),
+        Some("offset"),
+        "{}",
+        failure.message
+    );
+    // The last bytes, asked for with more length than is left, are what is left.
+    let tail = run(
+        &emulator,
+        "download-file",
+        json!({"entityType": SET, "entityId": id, "column": COLUMN, "offset": 7, "length": 100}),
+    )
+    .unwrap();
+    assert_eq!(
+        base64_decode(tail["content"].as_str().unwrap()).unwrap(),
+        b"789"
+    );
+    assert_eq!(tail["size"], 10);
+}
