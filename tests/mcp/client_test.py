@@ -274,6 +274,15 @@ async def tables_server(work: str) -> None:
             "query-entities", {"entityType": "accounts", "recordsPerPage": 1}
         )
         check(not result.is_error, "--tables accounts allows a query of accounts", text_of(result)[:300])
+        next_page = (result.structured_content or {}).get("nextPageId")
+        result = await client.call_tool(
+            "query-entities", {"entityType": "accounts", "recordsPerPage": 1, "nextPageId": next_page}
+        )
+        check(
+            bool(next_page) and not result.is_error and len((result.structured_content or {}).get("records") or []) == 1,
+            "--tables accounts follows the next page of accounts",
+            text_of(result)[:300],
+        )
 
         # Definitions and FetchXML name tables by logical name: the server reads the listed
         # tables' logical names from the environment once, then checks them.

@@ -332,8 +332,55 @@ impl Check<'_> {
         ))
     }
 
+    /// Refuses a link of a previous output (a next page, a delta link) that reads another
+    /// table: its path must be a listed entity set itself, not a row's navigation property,
+    /// and its query may not expand or navigate. The component checks that a link is of the
+    /// environment, not what it reads.
+    fn link(&self, field: &str, link: &str) -> Result<(), Refusal> {
+        let after_scheme = link.split_once("://").map_or(link, |(_, rest)| rest);
+        let path_and_query = after_scheme
+            .find('/')
+            .map_or("", |slash| &after_scheme[slash..]);
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let set = path.rsplit('/').next().unwrap_or_default();
+        if path.contains('(') || path.contains('%') {
+            return Err(Refusal::of(
+                field,
+                "the link goes through a row to related rows, which the table list does not allow",
+            ));
+        }
+        self.table(field, set)?;
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let option = key.trim_start_matches('$').to_ascii_lowercase();
+            let reaches = match option.as_str() {
+                "expand" | "apply" => true,
+                "filter" => navigates(&value),
+                "orderby" => value.contains('/'),
+                _ => false,
+            };
+            if reaches {
+                return Err(Refusal::of(
+                    field,
+                    format!(
+                        "the link's ${option} reads a related table, which the table list does not allow"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses the read inputs that follow a navigation property into another table.
     fn reads_no_other_table(&self, arguments: &Map<String, Value>) -> Result<(), Refusal> {
+        for key in ["nextPageId", "deltaLink"] {
+            if let Some(link) = arguments.get(key).and_then(Value::as_str)
+                && !link.trim().is_empty()
+            {
+                self.link(key, link.trim())?;
+            }
+        }
         self.no_paths(arguments, "expand", |_| true)?;
         self.no_paths(arguments, "orderBy", |text| text.contains('/'))?;
         if let Some(filter) = arguments.get("filterExpression").and_then(Value::as_str)
@@ -808,6 +855,46 @@ mod tests {
                 json!({"entityType": "leads"})
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn a_link_of_a_previous_output_must_read_a_listed_table_and_nothing_related() {
+        let policy = tables("accounts");
+        let entity_set = Tables::EntitySet("entityType");
+        let next = |link: &str| json!({"entityType": "accounts", "nextPageId": link});
+        let root = "https://contoso.crm.dynamics.com/api/data/v9.2";
+        let page = format!(
+            "{root}/accounts?$select=name&$skiptoken=%3Ccookie%20pagenumber=%222%22%20/%3E"
+        );
+        assert_eq!(check(&policy, entity_set, next(&page)), Ok(()));
+        for (link, field) in [
+            (format!("{root}/contacts?$skiptoken=x"), "nextPageId"),
+            (
+                format!(
+                    "{root}/accounts(00000000-0000-0000-0000-000000000001)/contact_customer_accounts"
+                ),
+                "nextPageId",
+            ),
+            (
+                format!("{root}/accounts?$expand=primarycontactid"),
+                "nextPageId",
+            ),
+            (
+                format!("{root}/accounts?%24filter=primarycontactid%2Ffullname%20eq%20%27x%27"),
+                "nextPageId",
+            ),
+        ] {
+            let refusal = check(&policy, entity_set, next(&link)).unwrap_err();
+            assert_eq!(refusal.field.as_deref(), Some(field), "{link}");
+        }
+        let delta = json!({"entityType": "accounts", "deltaLink": format!("{root}/contacts?$deltatoken=1")});
+        assert_eq!(
+            check(&policy, entity_set, delta)
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("deltaLink")
         );
     }
 }
