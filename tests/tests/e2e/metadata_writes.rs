@@ -384,3 +384,36 @@ fn bad_definition_input_is_refused_by_field_before_any_request() {
         );
     }
 }
+
+#[test]
+fn a_many_to_many_relationship_is_served_with_its_intersect_table_and_a_rerun_finds_it() {
+    let emulator = emulator();
+    let input = json!({
+        "schemaName": "new_accounts_contacts", "table1": "account", "table2": "contact",
+        "publisherPrefix": "new",
+    });
+    let created = run(&emulator, "create-many-to-many-relationship", input.clone()).unwrap();
+    assert_eq!(created["alreadyCreated"], false);
+    assert_eq!(created["intersectEntityName"], "new_accounts_contacts");
+    let (status, relationship) = read(
+        &emulator,
+        "RelationshipDefinitions(SchemaName='new_accounts_contacts')",
+    );
+    assert_eq!(status, 200, "{relationship}");
+    assert_eq!(relationship["MetadataId"], created["metadataId"]);
+    assert_eq!(relationship["Entity1LogicalName"], "account");
+    assert_eq!(relationship["Entity2LogicalName"], "contact");
+    assert_eq!(relationship["IntersectEntityName"], "new_accounts_contacts");
+
+    let again = run(&emulator, "create-many-to-many-relationship", input).unwrap();
+    assert_eq!(again["alreadyCreated"], true);
+    assert_eq!(again["metadataId"], created["metadataId"]);
+    // The same name between other tables is not the relationship asked for.
+    let failure = run(
+        &emulator,
+        "create-many-to-many-relationship",
+        json!({"schemaName": "new_accounts_contacts", "table1": "account", "table2": "lead"}),
+    )
+    .unwrap_err();
+    assert!(failure.hint.unwrap_or_default().contains("other settings"));
+}
