@@ -73,6 +73,19 @@ pub fn start(store: &mut Store, req: &Req, call: &Call, params: &Params) -> Resu
     let api = crate::messages::custom_api::find(store, &call.name)
         .ok_or_else(|| DvError::segment_not_found(&call.name))?;
     params.check(&api.parameters)?;
+    // "Request a callback": the emulator calls no one back; accepting the preference and
+    // never calling would be a plausible wrong answer.
+    let callback = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("prefer"))
+        .flat_map(|(_, v)| v.split([',', ';']))
+        .any(|p| p.trim().to_ascii_lowercase().starts_with("odata.callback"));
+    if callback {
+        return Err(DvError::not_implemented(
+            "callbacks of background operations (Prefer: odata.callback)",
+        ));
+    }
     let e = table(store)?;
     let mut inputs: Vec<Value> = params
         .values

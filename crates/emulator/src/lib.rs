@@ -32,8 +32,12 @@
 //!   service document, `WhoAmI`), `writes` (create, update, upsert, delete, `$ref`), `delta`
 //!   (change tracking), `fetchxml` (by stage: `parse`, `plan`, `execute`, `render`),
 //!   `metadata` (`json`, `read`, `write`, `types`, and the definitions it creates:
-//!   `define_table`, `relationships`, `option_sets`), `csdl` (`$metadata`), `messages` (the 501s
-//!   for messages not emulated), `bulk_messages` (CreateMultiple, UpdateMultiple, UpsertMultiple,
+//!   `define_table`, `relationships`, `option_sets`), `csdl` (`$metadata`), `messages` (Dataverse
+//!   messages and custom APIs by name: `params`, `sales`, `info`, `access`, `jobs`,
+//!   `custom_api`, `set_state`; the 501s for messages not emulated), `async_ops` (background
+//!   operations, their runner thread and status monitor), `switches` (the data-load headers of
+//!   writes), `flows` (callback
+//!   registrations), `bulk_messages` (CreateMultiple, UpdateMultiple, UpsertMultiple,
 //!   DeleteMultiple, each target through `writes`), `batch` (`$batch` and its change sets).
 //! - Shared by the handlers: `wire` (a leaf: `Req`, `Resp`, `Limits`, `Caller`, `Prefer`),
 //!   `row_key` (which row a key in the URL names), `odata` (paths, query options and the one

@@ -606,6 +606,18 @@ fn a_custom_api_runs_in_the_background_when_asked() {
     assert!(too_late.body.contains("terminal state"));
     let unauthenticated = support::answer(c.agent.get(&location).call());
     assert_eq!(unauthenticated.status, 401);
+    let callback = c.request(
+        "POST",
+        "new_CalculateDiscount",
+        "application/json",
+        &json!({"Amount": 50, "Percentage": 10}).to_string(),
+        &[(
+            "Prefer",
+            "respond-async, odata.callback; url=\"http://127.0.0.1:9/cb\"",
+        )],
+    );
+    assert_eq!(callback.status, 501, "{}", callback.body);
+    assert_eq!(emu.table("backgroundoperation").len(), 1, "nothing queued");
 }
 
 #[test]
