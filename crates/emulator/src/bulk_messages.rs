@@ -37,9 +37,11 @@
 //!   (`writes`), with the request's headers, so impersonation, the data-load switches,
 //!   change tracking and webhooks treat it as one; the whole message is one request.
 //!
+//! An upsert on an elastic table replaces the row it finds ("Upsert operations are expected to
+//! contain the full payload [and] will over-write any existing record", use-elastic-tables).
+//!
 //! Not emulated: a limit on the number of records ("There's no set limit on the number of
-//! records you can send"; the 116.85 MB sandbox limit applies only when a plug-in runs), the
-//! elastic table's full-record replacement on upsert (an upsert updates the columns sent), and
+//! records you can send"; the 116.85 MB sandbox limit applies only when a plug-in runs) and
 //! `x-ms-session-token`.
 //!
 //! Two records of one request naming the same row are refused before anything is written: the
@@ -265,6 +267,8 @@ struct Op {
     identity: Option<String>,
     /// `UpdateMultiple` writes existing rows only, as an update with `If-Match: *` does.
     update_only: bool,
+    /// An upsert on an elastic table replaces the whole row it finds.
+    replace: bool,
 }
 
 fn plan(
@@ -294,6 +298,7 @@ fn plan(
             body,
             identity: id.map(|g| g.to_string()),
             update_only: false,
+            replace: false,
         });
     }
     let key = match (body.remove("@odata.id"), id) {
@@ -331,6 +336,7 @@ fn plan(
         id,
         body,
         update_only: message == "UpdateMultiple",
+        replace: message == "UpsertMultiple" && ent.table_type == "Elastic",
     })
 }
 
@@ -425,6 +431,8 @@ fn run(store: &mut Store, req: &Req, ent: &Entity, op: &Op) -> Result<Guid, DvEr
     }
     let body = match op.method {
         "DELETE" => Vec::new(),
+        _ if op.replace => serde_json::to_vec(&replacement(store, ent, op)?)
+            .map_err(|e| DvError::internal(&e.to_string()))?,
         _ => serde_json::to_vec(&op.body).map_err(|e| DvError::internal(&e.to_string()))?,
     };
     let single = Req {
@@ -456,6 +464,47 @@ fn run(store: &mut Store, req: &Req, ent: &Entity, op: &Op) -> Result<Guid, DvEr
         .rsplit_once('(')
         .and_then(|(_, k)| Guid::parse(k.trim_end_matches(')')));
     Ok(created.or(op.id).unwrap_or_default())
+}
+
+/// The body of an elastic upsert: "Upsert operations are expected to contain the full payload
+/// [and] will over-write any existing record" (use-elastic-tables, "Upsert a record in an
+/// elastic table"), so a row that exists loses the values the target does not give. Keys,
+/// state, ownership and system columns stay.
+fn replacement(store: &Store, ent: &Entity, op: &Op) -> Result<Map<String, Value>, DvError> {
+    let mut body = op.body.clone();
+    let (Some(e), Some(key)) = (store.schema.entity_by_set(&ent.entity_set_name), &op.key) else {
+        return Ok(body);
+    };
+    let key = crate::row_key::key_ref(store, e, key)?;
+    if crate::row_key::find(store, e, &key).is_none() {
+        return Ok(body);
+    }
+    for a in &ent.attributes {
+        let plain = matches!(
+            a.kind,
+            AttrKind::String { .. }
+                | AttrKind::Memo { .. }
+                | AttrKind::Integer { .. }
+                | AttrKind::BigInt
+                | AttrKind::Decimal { .. }
+                | AttrKind::Money
+                | AttrKind::Boolean { .. }
+                | AttrKind::DateTime { .. }
+                | AttrKind::Picklist { .. }
+        );
+        let kept = a.is_primary_id
+            || a.logical_name == "partitionid"
+            || !a.writable
+            || !plain
+            || ent
+                .alternate_keys
+                .iter()
+                .any(|k| k.attributes.contains(&a.logical_name));
+        if !kept && !body.contains_key(&a.logical_name) {
+            body.insert(a.logical_name.clone(), Value::Null);
+        }
+    }
+    Ok(body)
 }
 
 /// The error answer for failed records: the first failure's status, code and message, and

@@ -13,7 +13,8 @@
 //!   (.../webapi/associate-disassociate-entities-using-web-api): `POST
 //!   accounts(<id>)/<nav>/$ref` with `{"@odata.id": "contacts(<id>)"}` adds a pair (a pair
 //!   that exists already is the duplicate-key error), `DELETE accounts(<id>)/<nav>(<id>)/$ref`
-//!   or `…/<nav>/$ref?$id=…` removes it; deleting a row removes its pairs.
+//!   or `…/<nav>/$ref?$id=…` removes it; deleting a row removes its pairs. The intersect table's
+//!   rows are not written directly.
 //!
 //! Not emulated, answering 501: reading a many-to-many navigation property
 //! (`GET accounts(<id>)/<nav>`, `$expand`), its CSDL navigation properties, and a relationship
@@ -40,6 +41,32 @@ pub fn find<'s>(store: &'s Store, e: TableId, nav: &str) -> Option<(&'s ManyToMa
             None
         }
     })
+}
+
+/// The refusal for writing the rows of an intersect table directly: its pairs are made and
+/// removed by associating and disassociating; the table has no Create, Update or Delete
+/// message (the answer a table without a message gets: `SdkEntityDoesNotSupportMessage`).
+pub fn write_refusal(store: &Store, e: TableId, method: &str) -> Option<DvError> {
+    let m = store
+        .schema
+        .additions
+        .many_to_many
+        .iter()
+        .find(|m| m.intersect == e)?;
+    let message = match method {
+        "POST" => "Create",
+        "DELETE" => "Delete",
+        _ => "Update",
+    };
+    Some(DvError::new(
+        400,
+        crate::error::ENTITY_DOES_NOT_SUPPORT_MESSAGE,
+        format!(
+            "The '{message}' method does not support entities of type '{}'. Associate and disassociate rows through '{}' instead.",
+            store.entity(m.intersect).logical_name,
+            m.schema_name
+        ),
+    ))
 }
 
 /// The refusal for reading a many-to-many navigation property.

@@ -128,6 +128,10 @@ pub fn handle_write(store: &mut Store, req: &Req) -> Result<Resp, DvError> {
     {
         return answer;
     }
+    // The rows of a many-to-many intersect table are written by (dis)associating only.
+    if let Some(refusal) = crate::many_to_many::write_refusal(store, e, req.method) {
+        return Err(refusal);
+    }
     writes::handle(store, req, e, first, &segs[1..])
 }
 

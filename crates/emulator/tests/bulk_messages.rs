@@ -506,3 +506,43 @@ fn a_partition_names_the_rows_of_an_elastic_table_it_holds_and_no_others() {
     assert!(left.contains(&ids[0]), "the misnamed row stays");
     assert!(!left.contains(&ids[2]), "the other row is deleted");
 }
+
+#[test]
+fn upsert_multiple_replaces_an_elastic_row_it_finds() {
+    let (emu, c) = start();
+    let mut first = reading("east", "Full");
+    first["new_sensortype"] = json!("Humidity");
+    let a = post(
+        &c,
+        "new_sensorreadings/Microsoft.Dynamics.CRM.CreateMultiple",
+        &json!({"Targets": [first]}),
+        &[],
+    );
+    let id = a.json()["Ids"][0].as_str().unwrap().to_string();
+    let replacement = json!({
+        "@odata.type": "Microsoft.Dynamics.CRM.new_sensorreading",
+        "new_sensorreadingid": id,
+        "partitionid": "east",
+        "new_name": "Replaced",
+    });
+    let a = post(
+        &c,
+        "new_sensorreadings/Microsoft.Dynamics.CRM.UpsertMultiple",
+        &json!({"Targets": [replacement]}),
+        &[],
+    );
+    assert_eq!(a.status, 204, "{}", a.body);
+    let row = emu
+        .table("new_sensorreadings")
+        .into_iter()
+        .find(|r| r["new_sensorreadingid"] == id.as_str())
+        .unwrap();
+    assert_eq!(row["new_name"], "Replaced");
+    assert_eq!(
+        row["new_sensortype"],
+        Value::Null,
+        "the whole row was replaced"
+    );
+    assert_eq!(row["new_value"], Value::Null);
+    assert_eq!(row["partitionid"], "east");
+}

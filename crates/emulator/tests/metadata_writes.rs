@@ -769,6 +769,14 @@ fn a_many_to_many_relationship_pairs_rows_through_its_intersect_table() {
         &[],
     );
     assert_eq!(read.status, 501, "{}", read.body);
+    let direct = post(
+        &c,
+        "new_bankaccount_contactset",
+        &json!({"new_bankaccountid": account, "contactid": contacts[2]}),
+        &[],
+    );
+    assert_eq!(direct.status, 400, "{}", direct.body);
+    assert_eq!(direct.error_code(), "0x80040800");
     let removed = c.delete_with(
         &format!(
             "new_bankaccounts({account})/new_bankaccount_contact({})/$ref",
