@@ -4,6 +4,7 @@ mod admin;
 mod bad_input;
 mod beyond_crud;
 mod bulk;
+mod bulk_messages;
 mod catalogue;
 mod connections;
 mod current_user;
