@@ -14,8 +14,10 @@ emulator_build
 cargo build --quiet -p host-harness --bin dynamics --manifest-path "$root/Cargo.toml"
 
 venv="$here/.venv"
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
+# A venv left without pip (an interrupted or failed creation) is made again.
+if [ ! -x "$venv/bin/pip" ]; then
+  python3 -m venv --clear "$venv"
+  rm -f "$venv/.requirements"
 fi
 # Installs only when the pinned requirements changed since the last install.
 stamp="$venv/.requirements"
