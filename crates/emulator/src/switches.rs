@@ -231,3 +231,88 @@ pub fn check_duplicates(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn store() -> Store {
+        let mut store = Store::new(Arc::new(crate::catalog::schema()));
+        crate::seed::seed(&mut store, 1, &[], "client");
+        store
+    }
+
+    fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn call(synchronous: bool, step: &str) -> Outbound {
+        Outbound {
+            url: "http://127.0.0.1:9/".into(),
+            headers: Vec::new(),
+            body: serde_json::json!({"OwningExtension": {"Id": step}})
+                .to_string()
+                .into_bytes(),
+            synchronous,
+        }
+    }
+
+    #[test]
+    fn each_switch_is_read_from_its_header_whatever_the_case() {
+        let store = store();
+        let admin =
+            crate::seed::seeded_id(store.entity(store.schema.entity("systemuser").unwrap()), 0);
+        let h = headers(&[
+            ("mscrm.bypassbusinesslogicexecution", "CustomAsync"),
+            ("MSCRM.SuppressDuplicateDetection", "FALSE"),
+            ("MSCRM.SuppressCallbackRegistrationExpanderJob", "true"),
+        ]);
+        let mut req = Req::test("POST", "accounts", "", &h, b"{}");
+        req.caller.user = admin;
+        let s = Switches::of(&store, &req).unwrap();
+        assert_eq!(
+            s,
+            Switches {
+                bypass_sync: false,
+                bypass_async: true,
+                bypass_steps: Vec::new(),
+                detect_duplicates: true,
+                suppress_flows: true,
+            }
+        );
+    }
+
+    #[test]
+    fn the_filter_keeps_what_is_not_bypassed() {
+        let step = "00000000-0000-0000-0000-0000000000aa";
+        let calls = || vec![call(true, step), call(false, step), call(false, "x")];
+        let sync_only = Switches {
+            bypass_sync: true,
+            ..Switches::default()
+        };
+        assert_eq!(sync_only.filter(calls()).len(), 2);
+        let by_step = Switches {
+            bypass_steps: vec![Guid::parse(step).unwrap()],
+            ..Switches::default()
+        };
+        let left = by_step.filter(calls());
+        assert_eq!(left.len(), 1);
+        assert_eq!(step_of(&left[0]), Guid::default());
+        assert_eq!(Switches::default().filter(calls()).len(), 3);
+    }
+
+    #[test]
+    fn a_user_without_the_privilege_is_refused_naming_it() {
+        let store = store();
+        let h = headers(&[("MSCRM.BypassCustomPluginExecution", "true")]);
+        let mut req = Req::test("POST", "accounts", "", &h, b"{}");
+        req.caller.user = Guid::from_seed(77, 77);
+        let e = Switches::of(&store, &req).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (403, error::PRIVILEGE_DENIED));
+        assert!(e.message.contains("prvBypassCustomPlugins"));
+    }
+}

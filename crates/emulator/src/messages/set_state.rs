@@ -132,3 +132,22 @@ pub fn check(store: &Store, e: TableId, id: Guid, cols: &[(usize, Val)]) -> Resu
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_reasons_belong_to_their_documented_state() {
+        let schema = crate::catalog::schema();
+        let of =
+            |table: &str, status| state_of(schema.table(schema.entity(table).unwrap()), status);
+        assert_eq!(of("lead", 3), Some(1));
+        assert_eq!(of("lead", 6), Some(2));
+        assert_eq!(of("opportunity", 5), Some(2));
+        assert_eq!(of("salesorder", 100002), Some(3));
+        assert_eq!(of("account", 2), Some(1));
+        assert_eq!(of("backgroundoperation", 22), Some(2));
+        assert_eq!(of("account", 9), None);
+    }
+}
