@@ -967,3 +967,36 @@ fn flows_trigger_on_their_changes_unless_the_write_suppresses_them() {
             .all(|f| f["callbackregistrationid"] == reg.as_str() && f["message"] == "Create")
     );
 }
+
+#[test]
+fn a_custom_api_created_through_the_web_api_is_declared_and_answers_501() {
+    let (_emu, c) = start();
+    let api = post(
+        &c,
+        "customapis",
+        json!({"name": "new_Ping", "uniquename": "new_Ping", "displayname": "Ping", "bindingtype": 0, "isfunction": false}),
+    );
+    assert_eq!(api.status, 204, "{}", api.body);
+    let api = created(&api);
+    let p = post(
+        &c,
+        "customapirequestparameters",
+        json!({"name": "new_Ping.Text", "uniquename": "Text", "type": 10, "isoptional": false,
+               "CustomAPIId@odata.bind": format!("/customapis({api})")}),
+    );
+    assert_eq!(p.status, 204, "{}", p.body);
+    let csdl = c.get("$metadata", &[]).body;
+    assert!(
+        csdl.contains(r#"<Action Name="new_Ping" IsBound="false"><Parameter Name="Text" Type="Edm.String" Nullable="false"/></Action>"#),
+        "the new API is declared"
+    );
+    let missing = post(&c, "new_Ping", json!({}));
+    assert_eq!(
+        missing.status, 400,
+        "its parameters are checked: {}",
+        missing.body
+    );
+    let run = post(&c, "new_Ping", json!({"Text": "hello"}));
+    assert_eq!(run.status, 501, "{}", run.body);
+    assert!(run.body.contains("new_Ping"), "{}", run.body);
+}
