@@ -122,6 +122,32 @@ pub fn check_size(input: &InputDef, column: &FileColumn, size: usize) -> Result<
     }
 }
 
+/// The image types an image column stores ("Use image column data", "Image file types"):
+/// another file is refused by the service with `0x80072553` after the upload, so it is refused here
+/// before.
+const IMAGE_EXTENSIONS: &[&str] = &["gif", "jpg", "jpeg", "tif", "tiff", "bmp", "png"];
+
+/// Refuses a file an image column cannot store, by its name's extension.
+pub fn check_image_name(input: &InputDef, column: &FileColumn, file_name: &str) -> Result<()> {
+    if column.kind != ColumnKind::Image {
+        return Ok(());
+    }
+    let extension = file_name
+        .rsplit_once('.')
+        .map(|(_, extension)| extension.to_ascii_lowercase())
+        .unwrap_or_default();
+    if IMAGE_EXTENSIONS.contains(&extension.as_str()) {
+        return Ok(());
+    }
+    Err(invalid_input(
+        input,
+        format!(
+            "{file_name:?} is not an image an image column stores (.{})",
+            IMAGE_EXTENSIONS.join(", .")
+        ),
+    ))
+}
+
 /// How an upload went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Uploaded {
@@ -313,6 +339,25 @@ mod tests {
         assert_eq!(image.kind, ColumnKind::Image);
         assert_eq!(image.max_bytes, Some(MAX_IMAGE_BYTES));
         assert!(read_column(&json!({"AttributeTypeName": {"Value": "StringType"}})).is_none());
+    }
+
+    #[test]
+    fn an_image_column_takes_only_the_documented_image_types() {
+        let image = FileColumn {
+            kind: ColumnKind::Image,
+            max_bytes: None,
+        };
+        let file = FileColumn {
+            kind: ColumnKind::File,
+            ..image.clone()
+        };
+        let name = crate::inputs::FILE_NAME;
+        assert!(check_image_name(&name, &image, "logo.PNG").is_ok());
+        assert!(check_image_name(&name, &image, "photo.jpeg").is_ok());
+        let refused = check_image_name(&name, &image, "logo.svg").unwrap_err();
+        assert_eq!(refused.field.as_deref(), Some("fileName"));
+        assert!(check_image_name(&name, &image, "noextension").is_err());
+        assert!(check_image_name(&name, &file, "logo.svg").is_ok());
     }
 
     #[test]

@@ -242,6 +242,30 @@ fn a_file_bigger_than_the_column_takes_is_refused_before_any_byte_is_sent() {
         "only the column's definition was read"
     );
 
+    // An image column stores only the documented image types.
+    emulator.clear_requests();
+    let failure = run(
+        &emulator,
+        "upload-file",
+        json!({
+            "entityType": "accounts", "entityId": account, "column": "entityimage",
+            "fileName": "logo.svg", "fileContent": "PHN2Zy8+",
+        }),
+    )
+    .unwrap_err();
+    assert_eq!(
+        failure.field.as_deref(),
+        Some("fileName"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        emulator
+            .requests()
+            .iter()
+            .all(|request| request.method == "GET")
+    );
+
     // A column that is not a file or image column is named as such.
     let failure = run(
         &emulator,

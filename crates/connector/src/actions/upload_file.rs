@@ -49,6 +49,7 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         return Err(invalid_input(&FILE_CONTENT, "is an empty file"));
     }
     let column = files::column(context, entity_set, &FILE_COLUMN, column_name)?;
+    files::check_image_name(&FILE_NAME, &column, file_name)?;
     files::check_size(&FILE_CONTENT, &column, bytes.len())?;
     let url = files::column_url(context, &path, column_name);
     let uploaded = files::upload(context, &url, file_name, bytes)
