@@ -1000,3 +1000,37 @@ fn a_custom_api_created_through_the_web_api_is_declared_and_answers_501() {
     assert_eq!(run.status, 501, "{}", run.body);
     assert!(run.body.contains("new_Ping"), "{}", run.body);
 }
+
+#[test]
+fn a_background_operation_that_fails_reports_its_error() {
+    let (emu, c) = start();
+    let a = c.request(
+        "POST",
+        "new_CalculateDiscount",
+        "application/json",
+        &json!({"Amount": 50, "Percentage": 150}).to_string(),
+        &[("Prefer", "respond-async")],
+    );
+    assert_eq!(a.status, 202, "{}", a.body);
+    let id = a
+        .header("x-ms-dyn-backgroundoperationid")
+        .unwrap()
+        .to_string();
+    let failed = wait_for(&emu, &id, 31);
+    assert_eq!(failed["backgroundoperationstatecode"], 3);
+    assert_eq!(
+        failed["errorcode"], -2147088248,
+        "0x80060888 as Dataverse numbers it"
+    );
+    assert!(
+        failed["errormessage"]
+            .as_str()
+            .unwrap()
+            .contains("'Percentage'")
+    );
+    assert!(failed["outputparameters"].is_null());
+    let status = monitor(&c, a.header("Location").unwrap(), "GET").json();
+    assert_eq!(status["backgroundOperationStatusCode"], 31);
+    assert_eq!(status["backgroundOperationErrorCode"], -2147088248);
+    assert!(status.get("DiscountAmount").is_none());
+}
