@@ -38,14 +38,17 @@
 //!   operations, their runner thread and status monitor), `switches` (the data-load headers of
 //!   writes), `flows` (callback
 //!   registrations), `bulk_messages` (CreateMultiple, UpdateMultiple, UpsertMultiple,
-//!   DeleteMultiple, each target through `writes`), `batch` (`$batch` and its change sets).
+//!   DeleteMultiple, each target through `writes`), `batch` (`$batch` and its change sets),
+//!   `files` (file and image columns, their messages, notes' files: `images`, `messages`,
+//!   `notes`) and `search` (Dataverse search 2.0).
 //! - Shared by the handlers: `wire` (a leaf: `Req`, `Resp`, `Limits`, `Caller`, `Prefer`),
 //!   `row_key` (which row a key in the URL names), `odata` (paths, query options and the one
 //!   `$filter` evaluator, over rows and metadata records alike), `render` (rows as JSON),
 //!   `paging` (skiptokens and paging cookies), `impersonation`, `webhooks`, and `error` (every
 //!   Dataverse error code, each once, as a constant).
 //! - Data: `schema` (tables, addressed by typed `TableId`s, and relationships), `catalog` (the
-//!   tables served), `store` (rows, row versions, the change log), `seed`, `guid`, `datetime`.
+//!   tables served), `store` (rows, row versions, the change log), `blobs` (file
+//!   data kept outside the rows), `seed`, `guid`, `datetime`.
 //!
 //! # Independent of `crates/dataverse`, on purpose
 //!
