@@ -121,6 +121,8 @@ pub struct Auth {
     refresh: HashMap<String, RefreshInfo>,
     counter: u64,
     key: u64,
+    /// Certificates registered to apps and the client assertions already used.
+    pub assertions: crate::assertions::Assertions,
 }
 
 /// A token endpoint answer: status, JSON body.
@@ -241,6 +243,14 @@ impl Auth {
     ) -> Auth {
         let key = std::collections::hash_map::RandomState::new();
         let key = std::hash::BuildHasher::hash_one(&key, 0x5eed_u64);
+        // The test certificate is registered to the first confidential app, as the secret is.
+        let mut assertions = crate::assertions::Assertions::default();
+        assertions.registered_to = apps
+            .iter()
+            .find(|a| a.client_secret.is_some())
+            .map(|a| a.client_id.clone())
+            .into_iter()
+            .collect();
         Auth {
             tenant_id,
             tenant_name,
@@ -258,6 +268,7 @@ impl Auth {
             refresh: HashMap::new(),
             counter: 0,
             key,
+            assertions,
         }
     }
 
@@ -519,7 +530,36 @@ impl Auth {
             Ok(a) => a,
             Err(e) => return e,
         };
+        // A certificate (or federated) credential stands in for the secret: see `assertions`.
+        let assertion = form.get("client_assertion");
+        if let Some(assertion) = assertion {
+            if app.client_secret.is_none() || secret.is_some() {
+                return aad_error(
+                    401,
+                    "invalid_client",
+                    700025,
+                    "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
+                    None,
+                );
+            }
+            let audiences: Vec<String> = origins
+                .iter()
+                .flat_map(|origin| {
+                    [&self.tenant_id, &self.tenant_name]
+                        .map(|t| format!("{origin}/{t}/oauth2/v2.0/token"))
+                })
+                .collect();
+            if let Err(e) = self.assertions.verify(
+                form.get("client_assertion_type").map(String::as_str),
+                assertion,
+                &client_id,
+                &audiences,
+            ) {
+                return e;
+            }
+        }
         match (&app.client_secret, &secret) {
+            (Some(_), None) if assertion.is_some() => {}
             (None, Some(_)) => {
                 return aad_error(
                     401,

@@ -61,6 +61,8 @@
 //! "deduplicate" the two (the `layout` tests check the manifest and the sources).
 
 mod admin;
+mod assertions;
+pub use assertions::TestCertificate;
 mod async_ops;
 mod auth;
 mod batch;
@@ -371,6 +373,7 @@ impl Emulator {
             .context("making the listener non-blocking")?;
         let addr: SocketAddr = listener.local_addr().context("reading the bound address")?;
         keys::warm_up();
+        assertions::warm_up();
         let tls = match config.tls {
             true => Some(tls::generate()?),
             false => None,
@@ -616,6 +619,25 @@ impl Emulator {
             application_user_id: ids.application_user.to_string(),
             business_unit_id: ids.root_business_unit.to_string(),
             organization_id: ids.organization_id.to_string(),
+        }
+    }
+
+    /// The certificate registered to the confidential app (`credentials().client_id`), with its
+    /// private key as PEM and PFX, for certificate sign-in (client assertions).
+    pub fn certificate(&self) -> &'static TestCertificate {
+        assertions::registered()
+    }
+
+    /// A certificate registered to no app: an assertion signed with it gets AADSTS700027.
+    pub fn unregistered_certificate(&self) -> &'static TestCertificate {
+        assertions::unregistered()
+    }
+
+    /// Moves the token service's clock by `secs` when it checks client assertions' `nbf` and
+    /// `exp`, so a test can make a fresh assertion look expired (or not yet valid).
+    pub fn shift_assertion_clock(&self, secs: i64) {
+        if let Ok(mut auth) = self.app.auth.lock() {
+            auth.assertions.clock_offset_secs = secs;
         }
     }
 
