@@ -1112,14 +1112,16 @@ fn send_or_explain(
         Err(mut failure)
             if failure.http_status.is_none() || failure.code == ErrorCode::MalformedResponse =>
         {
-            let first = pending.first().copied().unwrap_or(0);
-            let last = pending.last().copied().unwrap_or(0);
-            let certain = match (done.first(), done.last()) {
-                (Some(a), Some(b)) => format!("items {a}–{b} were answered before; "),
-                _ => String::new(),
+            // Items as ranges: the bulk path can leave a $batch of items that are not
+            // neighbours in the input.
+            let certain = if done.is_empty() {
+                String::new()
+            } else {
+                format!("items {} were answered before; ", ranges(done))
             };
             failure.message = format!(
-                "{certain}items {first}–{last} may or may not have been applied: {}",
+                "{certain}items {} may or may not have been applied: {}",
+                ranges(pending),
                 failure.message
             );
             failure.hint = Some(if repeatable {
