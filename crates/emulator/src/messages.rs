@@ -458,7 +458,9 @@ pub fn locate(store: &Store, segs: &[Segment]) -> Result<Option<Call>, DvError> 
         _ => return Ok(None),
     };
     let name = seg.name.strip_prefix(NAMESPACE).unwrap_or(&seg.name);
-    if binding != Binding::Unbound && !seg.name.starts_with(NAMESPACE) {
+    // Most paths name a table or something below one: no message lookup for them.
+    let plain_table = binding == Binding::Unbound && store.schema.entity_by_set(name).is_some();
+    if plain_table || (binding != Binding::Unbound && !seg.name.starts_with(NAMESPACE)) {
         return Ok(None);
     }
     let bound_table = match binding {
