@@ -66,6 +66,8 @@ pub struct TokenInfo {
     /// False for app-only (client credentials) tokens.
     pub delegated: bool,
     pub expires: Instant,
+    /// The `aud` claim: the resource the token is for (Dataverse's or F&O's environment URL).
+    pub audience: String,
 }
 
 #[derive(Debug, Clone)]
@@ -311,6 +313,18 @@ impl Auth {
         self.access_token(&origin, &origin, user, &client_id, None, true)
     }
 
+    /// An app-only access token for the application user whose audience is `aud` (the F&O
+    /// environment's tests use it).
+    pub fn issue_for_audience(&mut self, user: Guid, aud: &str) -> String {
+        let client_id = self
+            .apps
+            .first()
+            .map(|a| a.client_id.clone())
+            .unwrap_or_default();
+        let origin = self.origin.clone();
+        self.access_token(&origin, aud, user, &client_id, None, true)
+    }
+
     /// The v2.0 issuer: `{origin}/{tenant id}/v2.0`, as the v2.0 configuration names it.
     pub fn issuer_v2(&self, origin: &str) -> String {
         format!("{origin}/{}/v2.0", self.tenant_id)
@@ -400,6 +414,7 @@ impl Auth {
                     client_id: client_id.into(),
                     delegated: scp.is_some(),
                     expires: Instant::now() + self.lifetime,
+                    audience: aud.into(),
                 },
             );
         }

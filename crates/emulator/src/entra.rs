@@ -359,6 +359,16 @@ fn token(
         app.base_url(),
         format!("{}://localhost:{}", app.scheme, app.addr.port()),
     ];
+    // The F&O environment is a resource of its own (fno): its tokens name it as audience.
+    let origins: Vec<String> = origins
+        .into_iter()
+        .chain(app.fno_addr.iter().flat_map(|a| {
+            [
+                format!("{}://127.0.0.1:{}", app.scheme, a.port()),
+                format!("{}://localhost:{}", app.scheme, a.port()),
+            ]
+        }))
+        .collect();
     let (status, json) = match app.auth.lock() {
         Ok(mut auth) => auth.token(tenant, &form, basic, &origins),
         Err(_) => (500, serde_json::json!({"error": "server_error"})),

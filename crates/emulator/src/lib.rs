@@ -80,6 +80,7 @@ mod faults;
 mod fetchxml;
 mod files;
 mod flows;
+mod fno;
 mod guid;
 mod impersonation;
 mod keys;
@@ -372,6 +373,22 @@ impl Emulator {
             .set_nonblocking(true)
             .context("making the listener non-blocking")?;
         let addr: SocketAddr = listener.local_addr().context("reading the bound address")?;
+        // The Finance and Operations OData service answers on a port of its own (fno.rs), plain
+        // HTTP only: with TLS it is not served.
+        let fno_listener = match config.tls {
+            false => {
+                let l = std::net::TcpListener::bind(("127.0.0.1", 0))
+                    .context("binding the F&O port")?;
+                l.set_nonblocking(true)
+                    .context("making the F&O listener non-blocking")?;
+                Some(l)
+            }
+            true => None,
+        };
+        let fno_addr = match &fno_listener {
+            Some(l) => Some(l.local_addr().context("reading the F&O address")?),
+            None => None,
+        };
         keys::warm_up();
         assertions::warm_up();
         let tls = match config.tls {
@@ -420,6 +437,7 @@ impl Emulator {
         for (user, name, object_id) in profiles {
             auth.set_profile(user, name, object_id);
         }
+        let config_rows_fno = config.rows_per_table.clamp(1, 50);
         let app = Arc::new(server::App {
             rate_limit: Mutex::new(config.rate_limit),
             config,
@@ -434,6 +452,8 @@ impl Emulator {
             addr,
             scheme,
             webhooks: webhooks::Dispatcher::new(),
+            fno: Mutex::new(fno::Service::new(config_rows_fno)),
+            fno_addr,
         });
         async_ops::spawn(Arc::downgrade(&app), app.config.background_operation_delay);
 
@@ -473,6 +493,12 @@ impl Emulator {
                         let _ = rx.await;
                         signal.notify_one();
                     };
+                    if let Some(l) = fno_listener
+                        && let Ok(l) = tokio::net::TcpListener::from_std(l)
+                    {
+                        let fno = server::router(served.clone());
+                        tokio::spawn(axum::serve(l, fno).into_future());
+                    }
                     let router = server::router(served);
                     let server: std::pin::Pin<
                         Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>,
@@ -678,6 +704,40 @@ impl Emulator {
         if let Ok(mut l) = self.app.rate_limit.lock() {
             *l = limit;
         }
+    }
+
+    /// The Finance and Operations environment URL, `http://127.0.0.1:PORT` (its OData root is
+    /// `<that>/data`); None with TLS, where F&O is not served.
+    pub fn fno_url(&self) -> Option<String> {
+        self.app
+            .fno_addr
+            .map(|a| format!("{}://{a}", self.app.scheme))
+    }
+
+    /// A snapshot of an F&O entity's rows in every company, ordered by key.
+    pub fn fno_table(&self, entity_set: &str) -> Vec<serde_json::Value> {
+        self.app
+            .fno
+            .lock()
+            .map(|s| s.table(entity_set))
+            .unwrap_or_default()
+    }
+
+    /// Sets the F&O page size (the documented 10,000 by default), so tests page small sets.
+    pub fn set_fno_page_size(&self, size: usize) {
+        if let Ok(mut s) = self.app.fno.lock() {
+            s.page_size = size.clamp(1, fno::MAX_PAGE);
+        }
+    }
+
+    /// An access token for the application user whose audience is the F&O environment.
+    pub fn issue_fno_token_for_tests(&self) -> String {
+        let aud = self.fno_url().unwrap_or_default();
+        self.app
+            .auth
+            .lock()
+            .map(|mut a| a.issue_for_audience(self.app.ids.application_user, &aud))
+            .unwrap_or_default()
     }
 
     /// A snapshot of a table's rows (all columns, wire names, with `@odata.etag`), ordered by

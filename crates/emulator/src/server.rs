@@ -39,6 +39,10 @@ pub struct App {
     /// `http`, or `https` when served with TLS: the scheme of every absolute URL written.
     pub scheme: &'static str,
     pub webhooks: crate::webhooks::Dispatcher,
+    /// The Finance and Operations OData service (`fno`), served on its own port.
+    pub fno: Mutex<crate::fno::Service>,
+    /// The address of the F&O port; None when not served (with TLS).
+    pub fno_addr: Option<SocketAddr>,
 }
 
 impl App {
@@ -247,6 +251,10 @@ fn dispatch(
     body: &[u8],
     origin: &str,
 ) -> Parts {
+    // The F&O port serves `/data` (fno); its token service answers below as on the main port.
+    if let Some(parts) = crate::fno::route(app, method, path, query, headers, body, origin) {
+        return parts;
+    }
     if let Some(rest) = path.strip_prefix("/api/data/") {
         return web_api(app, method, rest, query, headers, body, origin);
     }
