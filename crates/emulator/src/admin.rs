@@ -10,6 +10,8 @@
 //! | DELETE | `/_admin/faults` | clears every rule |
 //! | GET | `/_admin/limits` | the service-protection limit: `{"rateLimit": {"requests": 100, "windowSecs": 60, "text": "100/60s"}}` or `{"rateLimit": null}` |
 //! | PUT | `/_admin/limits` | sets it: `{"rateLimit": "100/60s"}`, `{"rateLimit": {"requests": 100, "windowSecs": 60}}`, or `{"rateLimit": null}` to switch it off |
+//! | GET | `/_admin/cost` | the cost model and how many requests its limits refused: `{"costModel": {"latencyMs": 100, "perRecordMs": 1, "concurrentRequests": 52, "dopHint": 8, "requests": 6000, "executionMs": 1200000, "windowSecs": 300} or null, "throttled": {"requests": 0, "executionTime": 0, "concurrency": 0, "total": 0}}` |
+//! | PUT | `/_admin/cost` | sets it: `{"costModel": {"latencyMs": 100, "perRecordMs": 1}}` (every field optional: `windowSecs` scales the documented budgets, the others set their value), or `{"costModel": null}` to switch it off |
 //! | GET | `/_admin/requests[?since=N]` | the request log (entries after sequence number N): method, path, status, the fault met, headers (Authorization values withheld), body (secrets of token requests withheld) |
 //! | DELETE | `/_admin/requests` | clears the request log |
 //! | GET | `/_admin/tables/{entity set or logical name}` | every row of a table, all columns |
@@ -175,6 +177,7 @@ pub fn handle(
             &json!({"endpoints": [
                 "GET /_admin/faults", "POST /_admin/faults", "DELETE /_admin/faults",
                 "GET /_admin/limits", "PUT /_admin/limits",
+                "GET /_admin/cost", "PUT /_admin/cost",
                 "GET /_admin/requests", "DELETE /_admin/requests",
                 "GET /_admin/tables/{name}",
             ]}),
@@ -208,6 +211,22 @@ pub fn handle(
             Err(e) => fail(400, "invalid-limit", e),
         },
         (_, "/limits") => not_allowed("GET, PUT"),
+        ("GET", "/cost") => answer(200, &cost_json(app)),
+        ("PUT", "/cost") => {
+            let model = match parsed.get("costModel") {
+                Some(Value::Null) => Ok(None),
+                Some(m) => crate::cost::CostModel::from_json(m).map(Some),
+                None => Err(r#"send {"costModel": {"latencyMs": 100, "perRecordMs": 1}} or {"costModel": null}"#.to_string()),
+            };
+            match model {
+                Ok(model) => {
+                    app.cost.set_model(model);
+                    answer(200, &cost_json(app))
+                }
+                Err(e) => fail(400, "invalid-cost-model", e),
+            }
+        }
+        (_, "/cost") => not_allowed("GET, PUT"),
         ("GET", "/requests") => {
             let since = crate::odata::query::parse_pairs(query)
                 .into_iter()
@@ -262,6 +281,13 @@ pub fn handle(
             format!("no admin endpoint {path}; GET {PREFIX} lists them"),
         ),
     }
+}
+
+fn cost_json(app: &App) -> Value {
+    json!({
+        "costModel": app.cost.model().map(|m| m.to_json()),
+        "throttled": app.cost.throttled().to_json(),
+    })
 }
 
 /// Every row of a table (by entity set or logical name), all columns in wire names with

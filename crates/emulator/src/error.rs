@@ -19,6 +19,10 @@ pub const PAYLOAD_ERROR: &str = "0x80048d19";
 pub const VALIDATION_ERROR: &str = "0x80044331";
 /// Service protection: number of requests.
 pub const THROTTLED_REQUESTS: &str = "0x80072322";
+/// Service protection: combined execution time (-2147015903; api-limits, "Execution time").
+pub const THROTTLED_EXECUTION_TIME: &str = "0x80072321";
+/// Service protection: concurrent requests (-2147015898; api-limits, "Concurrent requests").
+pub const THROTTLED_CONCURRENCY: &str = "0x80072326";
 /// Missing or invalid bearer token. The reference lists the 401 codes of the status map without
 /// naming which one the live service sends for a missing token; this one is our choice.
 pub const NOT_AUTHENTICATED: &str = "0x8004a101";

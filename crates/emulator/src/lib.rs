@@ -70,6 +70,7 @@ mod blobs;
 mod bulk_messages;
 mod cascade;
 mod catalog;
+mod cost;
 mod csdl;
 mod datetime;
 mod delta;
@@ -122,6 +123,7 @@ pub use error::DvError;
 pub use faults::{Fault, FaultHandle, FaultRule};
 pub use guid::Guid;
 pub use store::ChangeKind;
+pub use cost::{CostModel, Throttled};
 pub use throttle::RateLimit;
 pub use webhooks::WebhookDelivery;
 
@@ -156,6 +158,10 @@ pub struct Config {
     pub count_limit: usize,
     /// Service protection: requests per caller per window; None disables it (default).
     pub rate_limit: Option<RateLimit>,
+    /// The cost model: per-request latency, per-record server time, `x-ms-dop-hint` and the
+    /// three service-protection limits per user (requests, execution time, concurrency).
+    /// None (the default): answers come as fast as they can and only `rate_limit` applies.
+    pub cost_model: Option<CostModel>,
     /// Access token lifetime. Default 3599 s.
     pub token_lifetime: Duration,
     pub tenant_id: String,
@@ -195,6 +201,7 @@ impl Default for Config {
             max_page_size: 5000,
             count_limit: 5000,
             rate_limit: None,
+            cost_model: None,
             token_lifetime: Duration::from_secs(3599),
             tenant_id: TENANT_ID.into(),
             tenant_name: "emulator.onmicrosoft.com".into(),
@@ -440,6 +447,7 @@ impl Emulator {
         let config_rows_fno = config.rows_per_table.clamp(1, 50);
         let app = Arc::new(server::App {
             rate_limit: Mutex::new(config.rate_limit),
+            cost: cost::Cost::new(config.cost_model),
             config,
             store: RwLock::new(store),
             auth: Mutex::new(auth),
@@ -704,6 +712,21 @@ impl Emulator {
         if let Ok(mut l) = self.app.rate_limit.lock() {
             *l = limit;
         }
+    }
+
+    /// Changes the cost model while running (None switches it off).
+    pub fn set_cost_model(&self, model: Option<CostModel>) {
+        self.app.cost.set_model(model);
+    }
+
+    /// The cost model in force.
+    pub fn cost_model(&self) -> Option<CostModel> {
+        self.app.cost.model()
+    }
+
+    /// How many requests the cost model's limits refused since the start, by limit.
+    pub fn throttled(&self) -> Throttled {
+        self.app.cost.throttled()
     }
 
     /// The Finance and Operations environment URL, `http://127.0.0.1:PORT` (its OData root is

@@ -14,14 +14,22 @@
 //! answers 429 with Retry-After. Both can be changed while running through the admin API
 //! (`/_admin/faults`, `/_admin/limits`, `/_admin/requests`, `/_admin/tables/{name}`; the key
 //! printed at start goes in `X-Emulator-Admin-Key` or `Authorization: Bearer`).
+//!
+//! Costing what Dataverse costs (the `cost` module, `/_admin/cost`): `--latency-ms MS` per
+//! request, `--per-record-ms MS` per record read or written, `--concurrent-requests N` (52),
+//! `--dop-hint N` (the `x-ms-dop-hint` answered, 8), `--window-secs S` (300; the request and
+//! execution-time budgets shrink in proportion) and `--cost-model` (the documented defaults);
+//! any of them switches the model on, with the three service-protection errors per user.
 
 use anyhow::{Context, bail};
-use dataverse_emulator::{Config, Emulator, FaultRule};
+use dataverse_emulator::{Config, CostModel, Emulator, FaultRule};
 
 fn main() -> anyhow::Result<()> {
     let mut port: u16 = 0;
     let mut config = Config::default();
     let mut faults: Vec<FaultRule> = Vec::new();
+    let mut cost: Option<CostModel> = None;
+    let mut window: Option<std::time::Duration> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -81,16 +89,50 @@ fn main() -> anyhow::Result<()> {
                         .map_err(|e| anyhow::anyhow!("--rate-limit: {e}"))?,
                 );
             }
+            "--cost-model" => {
+                cost.get_or_insert_with(CostModel::default);
+            }
+            "--latency-ms" | "--per-record-ms" | "--concurrent-requests" | "--dop-hint"
+            | "--window-secs" => {
+                let text = args.next().with_context(|| format!("{a} needs a value"))?;
+                let n: f64 = text
+                    .parse()
+                    .ok()
+                    .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+                    .with_context(|| format!("{a} must be a number of at least 0, not {text:?}"))?;
+                let ms = std::time::Duration::from_secs_f64(n / 1000.0);
+                let model = cost.get_or_insert_with(CostModel::default);
+                match a.as_str() {
+                    "--latency-ms" => model.latency = ms,
+                    "--per-record-ms" => model.per_record = ms,
+                    "--window-secs" if n > 0.0 => {
+                        window = Some(std::time::Duration::from_secs_f64(n))
+                    }
+                    "--concurrent-requests" | "--dop-hint" if n >= 1.0 => {
+                        if a == "--dop-hint" {
+                            model.dop_hint = n as usize
+                        } else {
+                            model.concurrent_requests = n as usize
+                        }
+                    }
+                    _ => bail!("{a} must be above 0, not {text:?}"),
+                }
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: dataverse-emulator [--port P] [--rows N] [--table-rows TABLE=N]... [--no-auth] [--no-record] [--tls [--ca-file PATH]] [--delta-token-lifetime-secs S] [--fault KIND[=VALUE][:[SKIP+]TIMES][@PATH]]... [--rate-limit N/WINDOW]"
+                    "usage: dataverse-emulator [--port P] [--rows N] [--table-rows TABLE=N]... [--no-auth] [--no-record] [--tls [--ca-file PATH]] [--delta-token-lifetime-secs S] [--fault KIND[=VALUE][:[SKIP+]TIMES][@PATH]]... [--rate-limit N/WINDOW] [--cost-model] [--latency-ms MS] [--per-record-ms MS] [--concurrent-requests N] [--dop-hint N] [--window-secs S]"
                 );
                 return Ok(());
             }
             other => bail!("unknown argument {other:?} (try --help)"),
         }
     }
+    config.cost_model = match (cost, window) {
+        (Some(m), Some(w)) => Some(m.with_window(w)),
+        (m, _) => m,
+    };
     let rate_limit = config.rate_limit;
+    let cost_model = config.cost_model;
     let emu = Emulator::start(config, port)?;
     for rule in faults {
         emu.faults().add(rule);
@@ -116,6 +158,9 @@ fn main() -> anyhow::Result<()> {
     println!("admin key:     {}", emu.admin_key());
     if let Some(limit) = rate_limit {
         println!("rate limit:    {limit} per caller");
+    }
+    if let Some(m) = cost_model {
+        println!("cost model:    {}", m.to_json());
     }
     for rule in emu.faults().rules() {
         println!("fault:         {rule}");

@@ -28,6 +28,8 @@ pub struct App {
     pub auth: Mutex<Auth>,
     pub throttle: Mutex<Throttle>,
     pub rate_limit: Mutex<Option<RateLimit>>,
+    /// Latency, server time, `x-ms-dop-hint` and the per-user limits (`cost.rs`).
+    pub cost: crate::cost::Cost,
     pub faults: FaultHandle,
     pub requests: Mutex<Vec<RecordedRequest>>,
     /// The sequence number of the last request logged.
@@ -181,6 +183,27 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         }
         _ => {}
     }
+    // The cost model admits (or refuses) a Web API request before it runs, here on the async
+    // side so its wait holds no thread (`cost.rs`).
+    let ticket = match path.starts_with("/api/data/") {
+        true => match app.cost.admit(token_user(&app, &headers)) {
+            Some(Ok(ticket)) => Some(ticket),
+            Some(Err(e)) => {
+                let (s, mut h, b) = dv_error_parts(&e);
+                if let Some(model) = app.cost.model() {
+                    h.push(("x-ms-dop-hint".into(), model.dop_hint.to_string()));
+                }
+                app.note_answer(seq, s, fault.as_ref());
+                return response(s, h, b);
+            }
+            None => None,
+        },
+        false => None,
+    };
+    let bulk_records = match &ticket {
+        Some(_) if path.ends_with("Multiple") => crate::cost::records(&path, &body, None, b""),
+        _ => 0,
+    };
     let host = headers
         .iter()
         .find(|(k, _)| k == "host")
@@ -188,7 +211,8 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         .unwrap_or_else(|| app.addr.to_string());
     let origin = format!("{}://{host}", app.scheme);
     let app2 = app.clone();
-    let (status, hdrs, bytes) = tokio::task::spawn_blocking(move || {
+    let cost_path = path.clone();
+    let (status, mut hdrs, bytes) = tokio::task::spawn_blocking(move || {
         dispatch(&app2, &method, &path, &query, &headers, &body, &origin)
     })
     .await
@@ -196,6 +220,23 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         let (s, h, b) = dv_error_parts(&DvError::internal("handler panicked"));
         (s, h, b)
     });
+    if let Some(ticket) = ticket {
+        let records = match bulk_records {
+            0 => {
+                let content_type = hdrs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                    .map(|(_, v)| v.as_str());
+                crate::cost::records(&cost_path, b"", content_type, &bytes)
+            }
+            n => n,
+        };
+        tokio::time::sleep(ticket.settle(records)).await;
+        hdrs.push((
+            "x-ms-dop-hint".into(),
+            ticket.model().dop_hint.to_string(),
+        ));
+    }
     let answered = match (&fault, status) {
         (Some(Fault::MalformedJson), 204) => 200,
         _ => status,
@@ -279,6 +320,29 @@ fn dispatch(
         format!("Resource not found for the segment '{first}'."),
     );
     dv_error_parts(&e)
+}
+
+/// The user a request's bearer token was issued to; without a valid token, the admin user
+/// when the emulator takes unauthenticated requests, else one GUID shared by every caller
+/// without a token (their requests are answered 401).
+fn token_user(app: &App, headers: &[(String, String)]) -> crate::guid::Guid {
+    let token = headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .and_then(|(_, v)| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    let user = token.and_then(|t| {
+        app.auth
+            .lock()
+            .ok()
+            .and_then(|a| a.validate(t).map(|i| i.user))
+    });
+    match (user, app.config.require_auth) {
+        (Some(u), _) => u,
+        (None, false) => app.ids.admin_user,
+        (None, true) => crate::guid::Guid::from_seed(0, 0),
+    }
 }
 
 fn caller_for(app: &App, user: crate::guid::Guid) -> Caller {
