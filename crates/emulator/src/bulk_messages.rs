@@ -412,8 +412,15 @@ fn refuse_repeats(ops: &[Op], message: &str) -> Result<(), DvError> {
 
 /// Writes one target through the single-record handler; returns its id (for a create).
 fn run(store: &mut Store, req: &Req, ent: &Entity, op: &Op) -> Result<Guid, DvError> {
+    // The key is already decoded text (from `@odata.id` or the target's columns) and the path
+    // below is decoded again by `path::segments`: escape what decoding or splitting would
+    // change, so `accountnumber='100%41'` names that row and not `100A`.
     let path = match &op.key {
-        Some(k) => format!("{}({k})", ent.entity_set_name),
+        Some(k) => format!(
+            "{}({})",
+            ent.entity_set_name,
+            k.replace('%', "%25").replace('/', "%2F")
+        ),
         None => ent.entity_set_name.clone(),
     };
     let mut headers: Vec<(String, String)> = req

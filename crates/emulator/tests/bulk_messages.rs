@@ -546,3 +546,51 @@ fn upsert_multiple_replaces_an_elastic_row_it_finds() {
     assert_eq!(row["new_value"], Value::Null);
     assert_eq!(row["partitionid"], "east");
 }
+
+/// A key value holding `%` reaches its own row, whether named in `@odata.id` (decoded once, as
+/// any URL) or by key columns (the raw value): `100%41` is not `100A`.
+#[test]
+fn upsert_multiple_keys_holding_percent_signs_name_exactly_their_row() {
+    let (emu, c) = start();
+    for number in ["100%41", "100A"] {
+        let a = post(
+            &c,
+            "accounts",
+            &json!({"name": format!("Decoy {number}"), "accountnumber": number}),
+            &[],
+        );
+        assert_eq!(a.status, 204, "{}", a.body);
+    }
+    let by_reference = json!({"@odata.type": "Microsoft.Dynamics.CRM.account",
+        "@odata.id": "accounts(accountnumber='100%2541')", "name": "By reference"});
+    let a = post(
+        &c,
+        "accounts/Microsoft.Dynamics.CRM.UpsertMultiple",
+        &json!({"Targets": [by_reference]}),
+        &[],
+    );
+    assert_eq!(a.status, 204, "{}", a.body);
+    let name_of = |number: &str| {
+        emu.table("accounts")
+            .into_iter()
+            .find(|r| r["accountnumber"] == number)
+            .map(|r| r["name"].clone())
+    };
+    assert_eq!(name_of("100%41"), Some(json!("By reference")));
+    assert_eq!(
+        name_of("100A"),
+        Some(json!("Decoy 100A")),
+        "the decoy is untouched"
+    );
+    let by_columns = json!({"@odata.type": "Microsoft.Dynamics.CRM.account",
+        "accountnumber": "100%41", "name": "By columns"});
+    let a = post(
+        &c,
+        "accounts/Microsoft.Dynamics.CRM.UpsertMultiple",
+        &json!({"Targets": [by_columns]}),
+        &[],
+    );
+    assert_eq!(a.status, 204, "{}", a.body);
+    assert_eq!(name_of("100%41"), Some(json!("By columns")));
+    assert_eq!(name_of("100A"), Some(json!("Decoy 100A")));
+}

@@ -249,7 +249,7 @@ fn a_throttled_batch_is_retried_whole_and_applies_each_item_once() {
         json!({"batchActions": [
             {"collection": "accounts", "action": "create", "data": {"name": "Throttled Batch 1"}},
             {"collection": "accounts", "action": "create", "data": {"name": "Throttled Batch 2"}},
-        ]}),
+        ], "writePath": "batch"}),
     )
     .unwrap();
     assert_eq!(output["succeeded"], 2);

@@ -47,7 +47,8 @@ fn creates(prefix: &str, n: usize) -> Value {
 }
 
 fn batch_input(prefix: &str, n: usize, all_or_nothing: bool, key: Option<&str>) -> Value {
-    let mut input = json!({"batchActions": creates(prefix, n), "allOrNothing": all_or_nothing});
+    // The `$batch` path, which these faults target; bulk_messages.rs runs them on CreateMultiple.
+    let mut input = json!({"batchActions": creates(prefix, n), "allOrNothing": all_or_nothing, "writePath": "batch"});
     if let Some(key) = key {
         input["idempotencyKey"] = json!(key);
     }
@@ -546,7 +547,7 @@ fn a_create_with_its_own_primary_id_whose_answer_is_lost_meets_its_row_and_a_tak
         host(),
         &emulator,
         "batch-entity-actions",
-        &json!({"batchActions": [{"collection": "accounts", "action": "create", "data": {"name": "batch own id", "accountid": other}}]}),
+        &json!({"batchActions": [{"collection": "accounts", "action": "create", "data": {"name": "batch own id", "accountid": other}}], "writePath": "batch"}),
     )
     .unwrap();
     assert_eq!(output["succeeded"], 1, "{output}");
