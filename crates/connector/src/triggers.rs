@@ -3,6 +3,8 @@
 //! `triggers/polling.rs`); the definitions flow designers see are generated from the catalogue.
 
 mod polling;
+mod row_changed;
+mod row_filter;
 mod webhook;
 
 use crate::bindings::dynamics::connector::types::{
@@ -53,7 +55,7 @@ impl TriggerDef {
     }
 }
 
-pub const CATALOGUE: &[TriggerDef] = &[webhook::TRIGGER, polling::TRIGGER];
+pub const CATALOGUE: &[TriggerDef] = &[webhook::TRIGGER, polling::TRIGGER, row_changed::TRIGGER];
 
 pub fn definitions() -> Vec<wit::TriggerDefinition> {
     CATALOGUE
@@ -156,7 +158,8 @@ mod tests {
             keys.as_slice(),
             [
                 ("webhook", TriggerKind::Webhook),
-                ("new-and-updated-records", TriggerKind::Polling)
+                ("new-and-updated-records", TriggerKind::Polling),
+                ("row-changed", TriggerKind::Webhook)
             ]
         ));
     }
@@ -176,7 +179,7 @@ mod tests {
             assert_eq!(
                 failure.message,
                 format!(
-                    "unknown trigger {key:?}; the triggers are webhook and new-and-updated-records"
+                    "unknown trigger {key:?}; the triggers are webhook, new-and-updated-records and row-changed"
                 )
             );
         }

@@ -688,6 +688,8 @@ pub fn schema() -> Schema {
     )
     .lookup("eventhandler", "Event Handler", &["serviceendpoint"])
     .string("filteringattributes", "Filtering Attributes", 100_000)
+    // "Run in User's Context" (impersonate-a-user): null is the calling user.
+    .lookup("impersonatinguserid", "Impersonating User", &["systemuser"])
     .picklist(
         "stage",
         "Execution Stage",
@@ -1012,6 +1014,14 @@ pub fn schema() -> Schema {
             "serviceendpoint",
             "eventhandler_serviceendpoint",
             "serviceendpoint_sdkmessageprocessingstep",
+        ),
+        rel(
+            "impersonatinguserid_sdkmessageprocessingstep",
+            "sdkmessageprocessingstep",
+            "impersonatinguserid",
+            "systemuser",
+            "impersonatinguserid",
+            "impersonatinguserid_sdkmessageprocessingstep",
         ),
         rel(
             "sdkmessageprocessingstepid_sdkmessageprocessingstepimage",

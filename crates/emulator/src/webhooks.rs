@@ -345,6 +345,12 @@ struct Step {
     authtype: i64,
     authvalue: String,
     images: Vec<Image>,
+    /// "Run in User's Context": the context's UserId is this user, InitiatingUserId stays the
+    /// caller (learn.microsoft.com/power-apps/developer/data-platform/impersonate-a-user:
+    /// "When this default option is applied, the SdkMessageProcessingStep.ImpersonatingUserId
+    /// will be set to null or Empty"; the step's user is IExecutionContext.UserId, the user who
+    /// initiated the action is InitiatingUserId).
+    impersonating: Option<Guid>,
 }
 
 struct Image {
@@ -445,6 +451,10 @@ fn steps(store: &Store) -> Vec<Step> {
             authtype: int(cell(store, se, ev, "authtype")).unwrap_or(0),
             authvalue: text(cell(store, se, ev, "authvalue")),
             images,
+            impersonating: match cell(store, st, v, "impersonatinguserid") {
+                Val::Ref(user, _) => Some(*user),
+                _ => None,
+            },
         });
     }
     out
@@ -662,7 +672,7 @@ fn call(store: &Store, ctx: &EventCtx, ev: &WriteEvent, step: &Step) -> Outbound
             "SecondaryEntityName": "none",
             "SharedVariables": [],
             "Stage": stage,
-            "UserId": ctx.user.to_string(),
+            "UserId": step.impersonating.unwrap_or(ctx.user).to_string(),
         })
     };
     let mut parent_inputs = inputs.clone();

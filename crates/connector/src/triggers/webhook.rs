@@ -15,20 +15,20 @@ use crate::error::{Result, error, invalid_input};
 use crate::input::Input;
 use crate::inputs::CONNECTION;
 
-const AUTH_TYPE: InputDef = InputDef::new("authType", "Authentication Type", Kind::Picklist)
+pub(super) const AUTH_TYPE: InputDef = InputDef::new("authType", "Authentication Type", Kind::Picklist)
     .default("WebhookKey")
     .comments("How Dataverse proves a request is its own: WebhookKey (a code query parameter), HttpHeader (named headers) or HttpQueryString (named query parameters)")
     .choices(&[("Webhook key", "WebhookKey"), ("HTTP headers", "HttpHeader"), ("HTTP query string", "HttpQueryString")]);
 
-const WEBHOOK_KEY: InputDef = InputDef::new("webhookKey", "Webhook Key", Kind::Secret)
+pub(super) const WEBHOOK_KEY: InputDef = InputDef::new("webhookKey", "Webhook Key", Kind::Secret)
     .comments("With WebhookKey: the key Dataverse sends as ?code=; generated when the trigger registers itself");
 
-const AUTH_VALUES: InputDef =
+pub(super) const AUTH_VALUES: InputDef =
     InputDef::new("authValues", "Authentication Values", Kind::KeyValueList).comments(
         "With HttpHeader or HttpQueryString: the names and values every request must carry",
     );
 
-const TABLE: InputDef = InputDef::new("entityType", "Entity Type", Kind::Text)
+pub(super) const TABLE: InputDef = InputDef::new("entityType", "Entity Type", Kind::Text)
     .comments("For self-registration and polling: the table, as its logical name (contact) or entity set name (contacts)")
     .format(Format::Identifier);
 
@@ -73,7 +73,7 @@ pub const TRIGGER: TriggerDef = TriggerDef {
 };
 
 /// Validates one request and reads its event. Refusals are answers with a reason, not errors.
-fn receive(config: &Input, request: &IncomingRequest) -> Result<WebhookOutcome> {
+pub(super) fn receive(config: &Input, request: &IncomingRequest) -> Result<WebhookOutcome> {
     let auth_type = config.text(AUTH_TYPE.key).unwrap_or("WebhookKey");
     match auth_type {
         "WebhookKey" if config.text(WEBHOOK_KEY.key).is_none() => {
@@ -136,7 +136,7 @@ fn receive(config: &Input, request: &IncomingRequest) -> Result<WebhookOutcome> 
     }
 }
 
-fn refuse(status: u16, reason: &str) -> WebhookOutcome {
+pub(super) fn refuse(status: u16, reason: &str) -> WebhookOutcome {
     WebhookOutcome {
         status,
         headers: vec![("content-type".to_string(), "application/json".to_string())],
@@ -287,7 +287,7 @@ fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Resul
 }
 
 /// Removes what `enable` registered; parts already gone are fine.
-fn disable(context: &Context, state: &str) -> Result<()> {
+pub(super) fn disable(context: &Context, state: &str) -> Result<()> {
     let state: Value = serde_json::from_str(state).map_err(|problem| {
         error(
             ErrorCode::InvalidInput,
@@ -331,7 +331,7 @@ fn remove_endpoint(context: &Context, endpoint: &str) -> Result<()> {
     delete(context, &format!("serviceendpoints({endpoint})"))
 }
 
-fn create(context: &Context, entity_set: &str, body: &Value) -> Result<String> {
+pub(super) fn create(context: &Context, entity_set: &str, body: &Value) -> Result<String> {
     let mut request = crate::client::Request::new("POST", context.client.api_url(entity_set))
         .header("Content-Type", "application/json");
     request.body = body.to_string().into_bytes();
@@ -352,7 +352,7 @@ fn create(context: &Context, entity_set: &str, body: &Value) -> Result<String> {
         })
 }
 
-fn delete(context: &Context, path: &str) -> Result<()> {
+pub(super) fn delete(context: &Context, path: &str) -> Result<()> {
     let request = crate::client::Request::new("DELETE", context.client.api_url(path));
     let response = context
         .client
@@ -363,7 +363,7 @@ fn delete(context: &Context, path: &str) -> Result<()> {
     response.into_success().map(|_| ())
 }
 
-fn first_id(context: &Context, path: &str, column: &str) -> Result<String> {
+pub(super) fn first_id(context: &Context, path: &str, column: &str) -> Result<String> {
     let answer = context.client.get_json(path)?;
     answer["value"][0][column]
         .as_str()
@@ -377,7 +377,7 @@ fn first_id(context: &Context, path: &str, column: &str) -> Result<String> {
 }
 
 /// `<settings><setting name=".." value=".."/></settings>`, values escaped for XML.
-fn settings_xml(pairs: &[(String, String)]) -> String {
+pub(super) fn settings_xml(pairs: &[(String, String)]) -> String {
     let escape = |text: &str| {
         text.replace('&', "&amp;")
             .replace('"', "&quot;")
@@ -397,7 +397,7 @@ fn settings_xml(pairs: &[(String, String)]) -> String {
     format!("<settings>{settings}</settings>")
 }
 
-fn random_key() -> Result<String> {
+pub(super) fn random_key() -> Result<String> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).map_err(|problem| {
         error(
