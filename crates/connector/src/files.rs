@@ -35,6 +35,9 @@ pub struct FileColumn {
     pub kind: ColumnKind,
     /// The largest file the column takes, from `MaxSizeInKB`.
     pub max_bytes: Option<u64>,
+    /// For images, `CanStoreFullImage`: without it the service keeps only the thumbnail and
+    /// answers `?size=full` with 204 ("Use image column data", full-size and thumbnail images).
+    pub full_image: bool,
 }
 
 /// Reads the column's definition and checks it is a file or image column
@@ -104,7 +107,16 @@ pub fn read_column(definition: &Value) -> Option<FileColumn> {
     if kind == ColumnKind::Image {
         max_bytes = Some(max_bytes.unwrap_or(MAX_IMAGE_BYTES).min(MAX_IMAGE_BYTES));
     }
-    Some(FileColumn { kind, max_bytes })
+    let full_image = kind == ColumnKind::Image
+        && definition
+            .get("CanStoreFullImage")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+    Some(FileColumn {
+        kind,
+        max_bytes,
+        full_image,
+    })
 }
 
 /// Refuses a file larger than the column takes, before any byte is sent: the service would
@@ -346,6 +358,7 @@ mod tests {
         let image = FileColumn {
             kind: ColumnKind::Image,
             max_bytes: None,
+            full_image: true,
         };
         let file = FileColumn {
             kind: ColumnKind::File,

@@ -144,7 +144,7 @@ pub const FILE_LENGTH: InputDef = InputDef::new("length", "Length", Kind::Number
     .format(Format::Range(1, 1 << 40));
 
 pub const IMAGE_SIZE: InputDef = InputDef::new("imageSize", "Image Size", Kind::Picklist)
-    .comments("Image columns only: the full-size image (when the column keeps full-size images) or the 144x144 thumbnail Dataverse makes")
+    .comments("Image columns only: the full-size image, or the 144x144 thumbnail Dataverse makes; a column that keeps no full-size image (CanStoreFullImage off) gives its thumbnail, and the output's imageSize says which came")
     .choices(&[("Full size", "full"), ("Thumbnail", "thumbnail")])
     .default("full");
 

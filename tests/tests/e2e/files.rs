@@ -425,3 +425,46 @@ fn a_range_past_the_end_of_the_file_is_refused_naming_the_offset() {
     );
     assert_eq!(tail["size"], 10);
 }
+
+/// A PNG header of `size`×`size` pixels (the emulator reads the header, as a thumbnail maker
+/// would, and keeps a square of at most 144×144 as its own thumbnail).
+fn png(size: u32) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    bytes.extend(size.to_be_bytes());
+    bytes.extend(size.to_be_bytes());
+    bytes.extend([8, 6, 0, 0, 0, 0, 0, 0, 0]);
+    bytes
+}
+
+#[test]
+fn an_image_column_without_full_size_images_downloads_its_thumbnail_and_says_so() {
+    let emulator = emulator();
+    let contact = emulator.table("contacts")[0]["contactid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let image = png(100);
+    let uploaded = run(
+        &emulator,
+        "upload-file",
+        json!({
+            "entityType": "contacts", "entityId": contact, "column": "entityimage",
+            "fileName": "face.png", "fileContent": base64_encode(&image),
+        }),
+    )
+    .unwrap_or_else(|failure| panic!("upload: {failure:?}"));
+    assert_eq!(uploaded["kind"], "image");
+    // Full size is the default choice, but contact.entityimage keeps no full-size image
+    // (CanStoreFullImage false): the thumbnail is the image, and the output says so.
+    let downloaded = run(
+        &emulator,
+        "download-file",
+        json!({"entityType": "contacts", "entityId": contact, "column": "entityimage"}),
+    )
+    .unwrap_or_else(|failure| panic!("download: {failure:?}"));
+    assert_eq!(downloaded["imageSize"], "thumbnail");
+    assert_eq!(
+        base64_decode(downloaded["content"].as_str().unwrap()).unwrap(),
+        image
+    );
+}

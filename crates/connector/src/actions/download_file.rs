@@ -43,10 +43,17 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
     let length = input.number(FILE_LENGTH.key).map(|length| length as u64);
     let column = files::column(context, entity_set, &FILE_COLUMN, column_name)?;
     let mut url = format!("{}/$value", files::column_url(context, &path, column_name));
-    // Thumbnails are what the service answers by default; the full-size image must be asked for.
-    if column.kind == ColumnKind::Image && input.text(IMAGE_SIZE.key) == Some("full") {
-        url.push_str("?size=full");
-    }
+    // Thumbnails are what the service answers by default; the full-size image must be asked for,
+    // and exists only where the column keeps one: otherwise the thumbnail is the image, and the
+    // output's imageSize says so.
+    let image_size = match column.kind {
+        ColumnKind::Image if input.text(IMAGE_SIZE.key) == Some("full") && column.full_image => {
+            url.push_str("?size=full");
+            Some("full")
+        }
+        ColumnKind::Image => Some("thumbnail"),
+        ColumnKind::File => None,
+    };
     let got = files::download(context, &url, offset, length)
         .map_err(|failure| explain(context, entity_set, failure))?;
     Ok(json!({
@@ -56,6 +63,7 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
         "offset": offset,
         "length": got.bytes.len(),
         "content": dataverse::encoding::base64_encode(&got.bytes),
+        "imageSize": image_size,
     }))
 }
 
@@ -65,6 +73,11 @@ mod tests {
     use crate::test_host::{Script, Signed};
 
     fn script_for(kind: &str) -> Script {
+        script_with(kind, "")
+    }
+
+    /// `extra` adds members to the column's definition.
+    fn script_with(kind: &str, extra: &str) -> Script {
         Script::new()
             .json(
                 200,
@@ -72,7 +85,7 @@ mod tests {
             )
             .json(
                 200,
-                &format!(r##"{{"@odata.type":"#Microsoft.Dynamics.CRM.{kind}","MaxSizeInKB":10240}}"##),
+                &format!(r##"{{"@odata.type":"#Microsoft.Dynamics.CRM.{kind}","MaxSizeInKB":10240{extra}}}"##),
             )
             .answer_with(
                 206,
@@ -92,6 +105,25 @@ mod tests {
 
     const ROW: &str =
         r#""entityType": "accounts", "entityId": "00000000-0000-0000-0000-000000000001""#;
+
+    #[test]
+    fn a_column_without_full_size_images_gives_its_thumbnail_and_says_so() {
+        let signed = Signed::new();
+        let script = script_with("ImageAttributeMetadata", r#","CanStoreFullImage":false"#);
+        let context = signed.context(&script);
+        let input = Input::parse(
+            ACTION.inputs,
+            &format!(r#"{{{ROW}, "column": "entityimage"}}"#),
+        )
+        .unwrap();
+        let answer = run(&context, &input).unwrap();
+        assert!(
+            script.sent()[2].url.ends_with("/entityimage/$value"),
+            "no ?size=full"
+        );
+        assert_eq!(answer["imageSize"], "thumbnail");
+        assert_eq!(answer["content"], "YWJj");
+    }
 
     #[test]
     fn an_image_is_asked_for_full_size_by_default_and_as_the_thumbnail_on_request() {
