@@ -84,6 +84,9 @@ export class Host {
       ...wasi,
       "dynamics:connector/http": {
         send: (request) => this.#send(state, request),
+        // World 0.2.0's `send-all`: this host sends the requests in turn, which the world
+        // allows ("a simple host may send them one after another"); results keep their order.
+        sendAll: (requests) => requests.map((request) => this.#send(state, request)),
         wait: (durationMs) => wait(state, durationMs),
       },
       "dynamics:connector/log": { log: (level, message) => this.#log(state, level, message) },

@@ -4,6 +4,8 @@
 //! The import sits behind [`Transport`], so native unit tests can answer requests from a script
 //! (`test_host.rs`) where the component has the host.
 
+use std::cell::{Cell, RefCell};
+
 use dataverse::environment::Environment;
 use dataverse::retry::{Outcome, RetryPolicy};
 use serde_json::Value;
@@ -122,6 +124,14 @@ pub trait Transport {
     fn send(&self, request: &WitRequest) -> std::result::Result<WitResponse, HttpError>;
     /// Waits `ms` milliseconds before a retry; false when the invocation's time limit is too near.
     fn wait(&self, ms: u32) -> bool;
+    /// Sends several requests, answers in the same order; in turn unless the transport can do
+    /// better.
+    fn send_all(
+        &self,
+        requests: &[WitRequest],
+    ) -> Vec<std::result::Result<WitResponse, HttpError>> {
+        requests.iter().map(|request| self.send(request)).collect()
+    }
 }
 
 /// The host's `http` import.
@@ -135,6 +145,13 @@ impl Transport for Host {
     fn wait(&self, ms: u32) -> bool {
         http::wait(ms)
     }
+
+    fn send_all(
+        &self,
+        requests: &[WitRequest],
+    ) -> Vec<std::result::Result<WitResponse, HttpError>> {
+        http::send_all(requests)
+    }
 }
 
 /// The environment as seen by one invocation.
@@ -145,6 +162,10 @@ pub struct Client<'a> {
     /// must never receive a bearer token.
     authenticate: bool,
     transport: &'a dyn Transport,
+    /// Answers of requests sent ahead ([`Client::send_ahead`]), by method, URL and body.
+    ahead: RefCell<Vec<(u64, Result<Response>)>>,
+    /// See [`Client::parallelism`].
+    parallelism: Cell<usize>,
 }
 
 impl<'a> Client<'a> {
@@ -154,6 +175,8 @@ impl<'a> Client<'a> {
             token,
             authenticate: true,
             transport: &Host,
+            ahead: RefCell::new(Vec::new()),
+            parallelism: Cell::new(DEFAULT_PARALLELISM),
         }
     }
 
@@ -177,6 +200,8 @@ impl<'a> Client<'a> {
             token: None,
             authenticate: false,
             transport: &Host,
+            ahead: RefCell::new(Vec::new()),
+            parallelism: Cell::new(DEFAULT_PARALLELISM),
         }
     }
 
@@ -198,6 +223,139 @@ impl<'a> Client<'a> {
     /// treated as a lost connection when `policy` may repeat the request: retried, and an error
     /// if it stays so.
     pub fn send(&self, request: Request, policy: RetryPolicy) -> Result<Response> {
+        if let Some(answer) = self.answered_ahead(&request) {
+            return answer;
+        }
+        let mut attempt = self.first_attempt(request, policy)?;
+        loop {
+            let result = self.transport.send(&attempt.wire);
+            match self.judge(&mut attempt, result) {
+                Judged::Done(answer) => return answer,
+                Judged::Retry { delay, result } => {
+                    if self.transport.wait(delay) {
+                        attempt.next(&result);
+                        continue;
+                    }
+                    log::warn(format!(
+                        "{}: not retrying, the invocation's time limit is near",
+                        attempt.target
+                    ));
+                    return attempt.finish(result);
+                }
+            }
+        }
+    }
+
+    /// Sends several requests, each with its policy, and answers them in the same order, each
+    /// as [`Client::send`] would. They go to the host together, at most
+    /// [`Client::parallelism`] at a time, and the host runs them side by side within its
+    /// bounds; retries of a group wait once, for the longest delay any of them asks.
+    ///
+    /// Only for requests that do not depend on each other's answers: they may run in any
+    /// order. Pages of one query chain their next links, so they are not sent this way.
+    pub fn send_all(&self, requests: Vec<(Request, RetryPolicy)>) -> Vec<Result<Response>> {
+        let mut answers: Vec<Option<Result<Response>>> = Vec::with_capacity(requests.len());
+        let mut pending: std::collections::VecDeque<(usize, Attempt)> =
+            std::collections::VecDeque::new();
+        for (index, (request, policy)) in requests.into_iter().enumerate() {
+            if let Some(answer) = self.answered_ahead(&request) {
+                answers.push(Some(answer));
+                continue;
+            }
+            match self.first_attempt(request, policy) {
+                Ok(attempt) => {
+                    answers.push(None);
+                    pending.push_back((index, attempt));
+                }
+                Err(failure) => answers.push(Some(Err(failure))),
+            }
+        }
+        while !pending.is_empty() {
+            let group: Vec<(usize, Attempt)> = pending
+                .drain(..self.parallelism().min(pending.len()))
+                .collect();
+            let wires: Vec<WitRequest> = group.iter().map(|(_, a)| a.wire.clone()).collect();
+            let results = self.transport.send_all(&wires);
+            let mut retries = Vec::new();
+            let mut results = results.into_iter();
+            for (index, mut attempt) in group {
+                let result = results.next().unwrap_or_else(|| {
+                    Err(HttpError::ConnectionFailed(
+                        "the host answered fewer requests than it was given".to_string(),
+                    ))
+                });
+                match self.judge(&mut attempt, result) {
+                    Judged::Done(answer) => answers[index] = Some(answer),
+                    Judged::Retry { delay, result } => {
+                        retries.push((index, attempt, delay, result))
+                    }
+                }
+            }
+            if retries.is_empty() {
+                continue;
+            }
+            let longest = retries
+                .iter()
+                .map(|(_, _, delay, _)| *delay)
+                .max()
+                .unwrap_or(0);
+            let waited = self.transport.wait(longest);
+            // Retries go first, so a request that met a 429 is not overtaken for ever.
+            for (index, mut attempt, _, result) in retries.into_iter().rev() {
+                if waited {
+                    attempt.next(&result);
+                    pending.push_front((index, attempt));
+                } else {
+                    log::warn(format!(
+                        "{}: not retrying, the invocation's time limit is near",
+                        attempt.target
+                    ));
+                    answers[index] = Some(attempt.finish(result));
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .map(|answer| {
+                answer.unwrap_or_else(|| Err(malformed("a request of a group was never answered")))
+            })
+            .collect()
+    }
+
+    /// Sends `requests` together now ([`Client::send_all`]) and keeps their answers: a later
+    /// [`Client::send`] of the same method, URL and body takes its answer from here instead of
+    /// sending it again. This lets code written for one request at a time run a group of
+    /// independent writes in parallel without changing how it reads each answer.
+    pub fn send_ahead(&self, requests: Vec<(Request, RetryPolicy)>) {
+        let keys: Vec<u64> = requests
+            .iter()
+            .map(|(request, _)| key_of(request))
+            .collect();
+        let answers = self.send_all(requests);
+        self.ahead
+            .borrow_mut()
+            .extend(keys.into_iter().zip(answers));
+    }
+
+    /// How many requests go to the host at once: the service's `x-ms-dop-hint` once an answer
+    /// brought one, [`DEFAULT_PARALLELISM`] until then.
+    pub fn parallelism(&self) -> usize {
+        self.parallelism.get()
+    }
+
+    /// The answer sent ahead for `request`, taken out (each is used once).
+    fn answered_ahead(&self, request: &Request) -> Option<Result<Response>> {
+        let mut ahead = self.ahead.borrow_mut();
+        if ahead.is_empty() {
+            return None;
+        }
+        let key = key_of(request);
+        let position = ahead.iter().position(|(k, _)| *k == key)?;
+        Some(ahead.remove(position).1)
+    }
+
+    /// `request` with its headers, checked, as its first attempt.
+    fn first_attempt(&self, request: Request, policy: RetryPolicy) -> Result<Attempt> {
         let request = self.prepare(request)?;
         check_on_the_wire(&request)?;
         let target = request.target();
@@ -205,85 +363,90 @@ impl<'a> Client<'a> {
         // not be repeated is answered as it came, and Raw Request (its own policies) too.
         let check_json =
             policy.idempotent && policy.retry_on == dataverse::retry::RetryOn::Transient;
-        let wit_request = WitRequest {
-            method: request.method,
-            url: request.url,
-            headers: request.headers,
-            body: request.body,
-            timeout_ms: request.timeout_ms,
-        };
-        let mut attempt = 1u32;
-        let mut lost_answers = 0u32;
-        let mut waited_ms = 0u64;
-        let mut seed = jitter_seed();
-        loop {
-            let result = self.transport.send(&wit_request);
-            let broken = check_json
-                && result.as_ref().is_ok_and(|response| {
-                    is_broken_json(response.status, &response.headers, &response.body)
-                });
-            let (outcome, retry_after) = match &result {
-                Ok(_) if broken => (Outcome::NoResponse, None),
-                Ok(response) => (
-                    Outcome::Status(response.status),
-                    header_of(&response.headers, "retry-after")
-                        .and_then(dataverse::error::parse_retry_after),
-                ),
-                Err(HttpError::ConnectionFailed(_) | HttpError::Timeout) => {
-                    (Outcome::NoResponse, None)
-                }
-                Err(_) => (Outcome::Status(0), None),
-            };
-            let retryable =
-                !matches!(outcome, Outcome::Status(0)) && policy.should_retry(attempt, outcome);
-            if retryable {
-                seed = next_random(seed);
-                let delay = policy.delay_ms(
-                    attempt,
-                    retry_after,
-                    (seed >> 11) as f64 / (1u64 << 53) as f64,
-                );
-                let delay = u32::try_from(delay).unwrap_or(u32::MAX);
-                waited_ms += u64::from(delay);
-                log::info(format!(
-                    "{target}: attempt {attempt} got {}; retrying in {delay} ms",
-                    describe(&outcome)
-                ));
-                if waited_ms > policy.max_total_wait_ms {
-                    log::warn(format!(
-                        "{target}: not retrying, the total wait would exceed {} ms",
-                        policy.max_total_wait_ms
-                    ));
-                } else if self.transport.wait(delay) {
-                    attempt += 1;
-                    lost_answers += u32::from(outcome == Outcome::NoResponse);
-                    continue;
-                } else {
-                    log::warn(format!(
-                        "{target}: not retrying, the invocation's time limit is near"
-                    ));
-                }
-            }
-            return match result {
-                Ok(_) if broken => Err(add_attempts(
-                    with_hint(
-                        malformed(format!(
-                            "{target}: the service's JSON answer was cut or malformed"
-                        )),
-                        "nothing was written; try again later, or resume from the last cursor you received",
-                    ),
-                    attempt,
-                )),
-                Ok(response) => Ok(Response {
-                    status: response.status,
-                    headers: response.headers,
-                    body: response.body,
-                    attempts: attempt,
-                    lost_answers,
-                }),
-                Err(failure) => Err(add_attempts(from_http_error(failure, &target), attempt)),
-            };
+        Ok(Attempt {
+            wire: WitRequest {
+                method: request.method,
+                url: request.url,
+                headers: request.headers,
+                body: request.body,
+                timeout_ms: request.timeout_ms,
+            },
+            target,
+            policy,
+            check_json,
+            attempt: 1,
+            lost_answers: 0,
+            waited_ms: 0,
+            seed: jitter_seed(),
+        })
+    }
+
+    /// What one attempt's result means: the answer, or a retry after a delay.
+    fn judge(
+        &self,
+        attempt: &mut Attempt,
+        result: std::result::Result<WitResponse, HttpError>,
+    ) -> Judged {
+        if let Ok(response) = &result
+            && let Some(hint) = header_of(&response.headers, "x-ms-dop-hint")
+                .and_then(|value| value.trim().parse::<usize>().ok())
+        {
+            // "52 or higher" concurrent requests are allowed per user; the hint stays below.
+            self.parallelism.set(hint.clamp(1, MAX_PARALLELISM));
         }
+        let broken = attempt.check_json
+            && result.as_ref().is_ok_and(|response| {
+                is_broken_json(response.status, &response.headers, &response.body)
+            });
+        let (outcome, retry_after) = match &result {
+            Ok(_) if broken => (Outcome::NoResponse, None),
+            Ok(response) => (
+                Outcome::Status(response.status),
+                header_of(&response.headers, "retry-after")
+                    .and_then(dataverse::error::parse_retry_after),
+            ),
+            Err(HttpError::ConnectionFailed(_) | HttpError::Timeout) => (Outcome::NoResponse, None),
+            Err(_) => (Outcome::Status(0), None),
+        };
+        let policy = attempt.policy;
+        let retryable =
+            !matches!(outcome, Outcome::Status(0)) && policy.should_retry(attempt.attempt, outcome);
+        if retryable {
+            attempt.seed = next_random(attempt.seed);
+            let delay = policy.delay_ms(
+                attempt.attempt,
+                retry_after,
+                (attempt.seed >> 11) as f64 / (1u64 << 53) as f64,
+            );
+            let delay = u32::try_from(delay).unwrap_or(u32::MAX);
+            attempt.waited_ms += u64::from(delay);
+            log::info(format!(
+                "{}: attempt {} got {}; retrying in {delay} ms",
+                attempt.target,
+                attempt.attempt,
+                describe(&outcome)
+            ));
+            if attempt.waited_ms > policy.max_total_wait_ms {
+                log::warn(format!(
+                    "{}: not retrying, the total wait would exceed {} ms",
+                    attempt.target, policy.max_total_wait_ms
+                ));
+            } else {
+                return Judged::Retry {
+                    delay,
+                    result: Tried {
+                        result,
+                        broken,
+                        lost: outcome == Outcome::NoResponse,
+                    },
+                };
+            }
+        }
+        Judged::Done(attempt.finish(Tried {
+            result,
+            broken,
+            lost: false,
+        }))
     }
 
     /// GET `relative` under the Web API root and read the JSON of a 2xx answer; transient
@@ -329,6 +492,88 @@ impl<'a> Client<'a> {
         }
         Ok(request)
     }
+}
+
+/// Requests at once until the service's `x-ms-dop-hint` says more: a small environment's hint is
+/// in the single digits ("there is no fixed number",
+/// <https://learn.microsoft.com/power-apps/developer/data-platform/send-parallel-requests#optimum-degree-of-parallelism-dop>).
+pub const DEFAULT_PARALLELISM: usize = 4;
+
+/// Dataverse allows "52 or higher" concurrent requests per user
+/// (<https://learn.microsoft.com/power-apps/developer/data-platform/api-limits#concurrent-requests>);
+/// a hint above that is not followed past it.
+const MAX_PARALLELISM: usize = 52;
+
+/// One request on its way: what is sent and what its attempts so far have cost.
+struct Attempt {
+    wire: WitRequest,
+    target: String,
+    policy: RetryPolicy,
+    check_json: bool,
+    attempt: u32,
+    lost_answers: u32,
+    waited_ms: u64,
+    seed: u64,
+}
+
+/// One attempt's result, as judged.
+struct Tried {
+    result: std::result::Result<WitResponse, HttpError>,
+    /// A 2xx JSON answer that does not parse.
+    broken: bool,
+    /// No usable answer came: an earlier attempt may have been applied.
+    lost: bool,
+}
+
+enum Judged {
+    Done(Result<Response>),
+    /// Send again after `delay` ms; `result` is the answer if the wait is refused.
+    Retry {
+        delay: u32,
+        result: Tried,
+    },
+}
+
+impl Attempt {
+    /// The retry after `tried` is sent.
+    fn next(&mut self, tried: &Tried) {
+        self.attempt += 1;
+        self.lost_answers += u32::from(tried.lost);
+    }
+
+    /// `tried` as the request's answer.
+    fn finish(&self, tried: Tried) -> Result<Response> {
+        let target = &self.target;
+        match tried.result {
+            Ok(_) if tried.broken => Err(add_attempts(
+                with_hint(
+                    malformed(format!(
+                        "{target}: the service's JSON answer was cut or malformed"
+                    )),
+                    "nothing was written; try again later, or resume from the last cursor you received",
+                ),
+                self.attempt,
+            )),
+            Ok(response) => Ok(Response {
+                status: response.status,
+                headers: response.headers,
+                body: response.body,
+                attempts: self.attempt,
+                lost_answers: self.lost_answers,
+            }),
+            Err(failure) => Err(add_attempts(from_http_error(failure, target), self.attempt)),
+        }
+    }
+}
+
+/// Method, URL and body: what makes two requests the same write.
+fn key_of(request: &Request) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    request.method.hash(&mut hasher);
+    request.url.hash(&mut hasher);
+    request.body.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// `root/relative` under the environment's Web API root.

@@ -15,6 +15,7 @@ use crate::bindings::exports::dynamics::connector::connections::AuthorizationReq
 use crate::bindings::{Connector, ConnectorPre};
 use crate::egress::{EgressPolicy, HostPattern};
 use crate::error::{CallError, flatten};
+use crate::governor::{Governor, Seen};
 use crate::logging::{Level, LogLine, LogSink, StderrLog, redact};
 use crate::outbound::{AllowList, Sender};
 use crate::{CallResult, ComponentDefinition, Connection, InputType, Token};
@@ -87,6 +88,9 @@ pub struct HostConfig {
     /// A folder to keep the compiled component in between processes
     /// ([`crate::compile_cache`]); None compiles at every start.
     pub compile_cache: Option<std::path::PathBuf>,
+    /// The budget every request of a connection is sent within ([`crate::governor`]), shared
+    /// by all calls of this host (and, with Redis counters, of other hosts).
+    pub governor: Governor,
 }
 
 impl Default for HostConfig {
@@ -98,6 +102,7 @@ impl Default for HostConfig {
                 min_level: Level::Warn,
             }),
             compile_cache: None,
+            governor: Governor::default(),
         }
     }
 }
@@ -132,6 +137,8 @@ struct State {
     requests: usize,
     /// A request ran into the call's deadline: the call used up its time limit.
     out_of_time: bool,
+    /// The governor and the connection's account in it; None for calls without a connection.
+    governed: Option<(Governor, String)>,
 }
 
 impl WasiView for State {
@@ -189,23 +196,58 @@ impl http_import::Host for State {
         }
         let started = Instant::now();
         let target = describe_target(&request.method, &request.url);
-        let result = self.sender.send(request, &self.allow, self.deadline);
-        if matches!(result, Err(http_import::HttpError::Timeout))
-            && self.deadline.saturating_duration_since(Instant::now()) < DEADLINE_MARGIN
-        {
-            self.out_of_time = true;
-        }
-        let message = match &result {
-            Ok(response) => format!(
-                "{target} -> {} ({} ms, {} bytes)",
-                response.status,
-                started.elapsed().as_millis(),
-                response.body.len()
-            ),
-            Err(failure) => format!("{target} -> {failure:?}"),
-        };
-        self.write_log(Level::Debug, "host", &message);
+        let result = governed_send(
+            &self.sender,
+            &self.allow,
+            self.deadline,
+            self.governed.as_ref(),
+            request,
+        );
+        self.note_result(&target, started, &result);
         result
+    }
+
+    fn send_all(
+        &mut self,
+        requests: Vec<http_import::Request>,
+    ) -> Vec<Result<http_import::Response, http_import::HttpError>> {
+        self.requests += requests.len();
+        if self.offline {
+            return requests
+                .iter()
+                .map(|_| {
+                    Err(http_import::HttpError::Denied(
+                        "the host is checking the call's input and sends nothing".to_string(),
+                    ))
+                })
+                .collect();
+        }
+        let targets: Vec<String> = requests
+            .iter()
+            .map(|request| describe_target(&request.method, &request.url))
+            .collect();
+        let started = Instant::now();
+        // Workers take the next request in turn; the governor decides when each may go, so
+        // more workers than the account's parallelism only wait. The cap bounds threads.
+        let workers = requests
+            .len()
+            .min(self.governed.as_ref().map_or(4, |(governor, _)| {
+                governor.budget().concurrent.max(1) as usize
+            }))
+            .max(1);
+        let results = run_together(requests, workers, |request| {
+            governed_send(
+                &self.sender,
+                &self.allow,
+                self.deadline,
+                self.governed.as_ref(),
+                request,
+            )
+        });
+        for (target, result) in targets.iter().zip(&results) {
+            self.note_result(target, started, result);
+        }
+        results
     }
 
     fn wait(&mut self, duration_ms: u32) -> bool {
@@ -236,7 +278,91 @@ impl log_import::Host for State {
     }
 }
 
+/// Sends `request` once its connection's account admits it, and tells the governor what came
+/// back. A request the deadline overtakes while it waits is a timeout, unsent.
+fn governed_send(
+    sender: &Sender,
+    allow: &AllowList,
+    deadline: Instant,
+    governed: Option<&(Governor, String)>,
+    request: http_import::Request,
+) -> Result<http_import::Response, http_import::HttpError> {
+    // A refused destination is answered at once, without spending the account's budget.
+    if let Some(reason) = allow.refusal(&request.url) {
+        return Err(http_import::HttpError::Denied(reason));
+    }
+    let Some((governor, account)) = governed else {
+        return sender.send(request, allow, deadline);
+    };
+    let Some(permit) = governor.admit(account, deadline) else {
+        return Err(http_import::HttpError::Timeout);
+    };
+    let result = sender.send(request, allow, deadline);
+    permit.finish(result.as_ref().ok().map(|response| Seen {
+        status: Some(response.status),
+        headers: &response.headers,
+    }));
+    result
+}
+
+/// Runs `send` over `requests` on up to `workers` threads, results in the requests' order.
+fn run_together<T: Send, R: Send>(
+    requests: Vec<T>,
+    workers: usize,
+    send: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    if workers <= 1 || requests.len() <= 1 {
+        return requests.into_iter().map(send).collect();
+    }
+    let count = requests.len();
+    let queue = std::sync::Mutex::new(requests.into_iter().enumerate());
+    let done = std::sync::Mutex::new(Vec::with_capacity(count));
+    thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                    let Some((index, request)) = next else {
+                        break;
+                    };
+                    let result = send(request);
+                    done.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((index, result));
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_by_key(|(index, _)| *index);
+    done.into_iter().map(|(_, result)| result).collect()
+}
+
 impl State {
+    /// Logs one request's outcome, and notes a timeout that the call's deadline caused.
+    fn note_result(
+        &mut self,
+        target: &str,
+        started: Instant,
+        result: &Result<http_import::Response, http_import::HttpError>,
+    ) {
+        if matches!(result, Err(http_import::HttpError::Timeout))
+            && self.deadline.saturating_duration_since(Instant::now()) < DEADLINE_MARGIN
+        {
+            self.out_of_time = true;
+        }
+        let message = match result {
+            Ok(response) => format!(
+                "{target} -> {} ({} ms, {} bytes)",
+                response.status,
+                started.elapsed().as_millis(),
+                response.body.len()
+            ),
+            Err(failure) => format!("{target} -> {failure:?}"),
+        };
+        self.write_log(Level::Debug, "host", &message);
+    }
+
     fn write_log(&self, level: Level, source: &'static str, message: &str) {
         // The refusals of an offline check are the host's own doing, not news for the user.
         if self.offline {
@@ -623,6 +749,17 @@ impl Host {
             offline,
             requests: 0,
             out_of_time: false,
+            governed: connection.map(|connection| {
+                let secret_keys = self.secret_keys(connection);
+                (
+                    self.config.governor.clone(),
+                    crate::governor::account_of(
+                        &connection.definition,
+                        &connection.fields,
+                        &secret_keys,
+                    ),
+                )
+            }),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);

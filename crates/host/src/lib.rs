@@ -17,6 +17,7 @@ pub mod compile_cache;
 pub mod connection_file;
 pub mod egress;
 pub mod error;
+pub mod governor;
 pub mod host;
 pub mod logging;
 pub mod manifest;
