@@ -130,3 +130,25 @@ impl<T> Answered<T> for CallResult<T> {
         }
     }
 }
+
+/// A client-credentials connection to the emulator's Finance and Operations environment (its
+/// OData root `<fno url>/data`), without a token yet: the scope it asks is the F&O environment's.
+pub fn fno_client_credentials(emulator: &Emulator) -> Connection {
+    let mut connection = client_credentials(emulator);
+    let root = format!("{}/data", emulator.fno_url().expect("F&O is served"));
+    connection.fields[0] = ("webApiUrl".to_string(), root);
+    connection
+}
+
+/// The same F&O connection with a token whose audience is the F&O environment.
+pub fn fno_connected(emulator: &Emulator) -> Connection {
+    let mut connection = fno_client_credentials(emulator);
+    connection.token = Some(Token {
+        access_token: emulator.issue_fno_token_for_tests(),
+        token_type: "Bearer".to_string(),
+        refresh_token: None,
+        expires_in_secs: Some(3599),
+        scope: None,
+    });
+    connection
+}

@@ -147,9 +147,19 @@ pub fn invoke(
         Some(_) => Input::parse_open(action.inputs, input_json)?,
         None => Input::parse(action.inputs, input_json)?,
     };
-    with_context(connection, |context| match action.run {
-        Run::Value(run) => Ok(run(context, &input)?.to_string()),
-        Run::Text(run) => run(context, &input),
+    with_context(connection, |context| {
+        // Finance & Operations: the actions it has no counterpart for are refused with the
+        // reason, and the ones it serves differently run in fno.rs.
+        if let Some(refusal) = crate::fno::refusal(context, action.key, action.label) {
+            return Err(refusal);
+        }
+        if let Some(answer) = crate::fno::run(context, action.key, &input) {
+            return answer;
+        }
+        match action.run {
+            Run::Value(run) => Ok(run(context, &input)?.to_string()),
+            Run::Text(run) => run(context, &input),
+        }
     })
 }
 

@@ -18,6 +18,7 @@ mod definition;
 mod entity_metadata;
 mod error;
 mod files;
+mod fno;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod input;

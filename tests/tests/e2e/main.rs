@@ -12,6 +12,7 @@ mod designer;
 mod exactly_once;
 mod extract;
 mod files;
+mod fno;
 mod hostile;
 mod impersonation;
 mod incremental;
