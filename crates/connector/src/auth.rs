@@ -14,6 +14,16 @@ use crate::error::{Result, error, from_entra, malformed, with_hint};
 /// Client credentials or password grant, depending on the connection type.
 pub fn acquire(settings: &Settings) -> Result<Token> {
     match settings.kind {
+        ConnectionKind::Oauth2ClientCredentials
+            if settings.definition == crate::connection::CLIENT_CERTIFICATE =>
+        {
+            with_assertion_hint(certificate_grant(settings))
+        }
+        ConnectionKind::Oauth2ClientCredentials
+            if settings.definition == crate::connection::FEDERATED =>
+        {
+            with_assertion_hint(federated_grant(settings))
+        }
         ConnectionKind::Oauth2ClientCredentials => {
             let secret = settings.client_secret.as_deref().unwrap_or_default();
             request_token(
@@ -47,6 +57,67 @@ pub fn acquire(settings: &Settings) -> Result<Token> {
             "sign in through the host's login command",
         )),
     }
+}
+
+/// Client credentials with a client assertion signed by the connection's certificate.
+fn certificate_grant(settings: &Settings) -> Result<Token> {
+    let certificate = crate::connection::SigningCertificate::load(
+        settings.certificate.as_deref().unwrap_or_default(),
+        settings.certificate_password.as_deref(),
+    )?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let assertion = certificate.assertion(
+        settings.signing_algorithm.as_deref().unwrap_or("PS256"),
+        &settings.client_id,
+        &settings.token_url,
+        now,
+    )?;
+    assertion_grant(settings, &assertion)
+}
+
+/// Client credentials with the external identity token the host read for this call.
+fn federated_grant(settings: &Settings) -> Result<Token> {
+    let Some(assertion) = settings.client_assertion.as_deref() else {
+        return Err(with_hint(
+            error(
+                ErrorCode::InvalidInput,
+                "input \"clientAssertion\" (Client Assertion) is empty: the host supplies no identity token for this federated connection",
+            ),
+            "name the token's file in Assertion File or its environment variable in Assertion Variable, and use a host that reads them (the dynamics CLI does)",
+        ));
+    };
+    assertion_grant(settings, assertion)
+}
+
+fn assertion_grant(settings: &Settings, assertion: &str) -> Result<Token> {
+    request_token(
+        settings,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &settings.client_id),
+            ("client_assertion_type", crate::connection::JWT_BEARER),
+            ("client_assertion", assertion),
+            ("scope", &settings.scopes),
+        ],
+    )
+}
+
+/// Adds what to do for the AADSTS codes of a refused client assertion.
+fn with_assertion_hint(result: Result<Token>) -> Result<Token> {
+    result.map_err(|mut problem| {
+        if problem.hint.is_none()
+            && let Some(hint) = problem
+                .service_code
+                .as_deref()
+                .and_then(crate::connection::assertion_hint)
+        {
+            problem.hint = Some(hint.to_string());
+        }
+        problem
+    })
 }
 
 /// The authorization URL with a fresh state and PKCE S256 challenge.

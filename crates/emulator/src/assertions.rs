@@ -23,6 +23,20 @@
 //! that does not verify, AADSTS50013 an assertion used a second time (InvalidAssertion: the
 //! pages name no code of its own for a replayed `jti`).
 
+//!
+//! Federated credentials (workload identity federation,
+//! <https://learn.microsoft.com/entra/workload-id/workload-identity-federation> and
+//! <https://learn.microsoft.com/entra/workload-id/workload-identity-federation-create-trust>):
+//! the client assertion is a token another issuer gave the workload (Kubernetes, GitHub
+//! Actions), and the app has a federated identity credential naming that `iss`, `sub` (both
+//! compared exactly, case-sensitive) and audience (`api://AzureADTokenExchange` recommended).
+//! Entra fetches the issuer's keys from its OpenID configuration; here the emulator itself is the
+//! test issuer (`{origin}/_test-issuer`, tokens from [`crate::Emulator::federated_token`]) and
+//! verifies with the key it signed with, so nothing leaves loopback. No match answers
+//! AADSTS700211 (issuer), AADSTS700213 (subject) or AADSTS700212 (audience); the token's own
+//! `nbf`/`exp` AADSTS700024. A federated token may be presented more than once while valid (CI
+//! tools do), so its `jti` is not held against it.
+
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -168,6 +182,52 @@ fn pfx_of(pkcs8: &[u8], certificate: &[u8], password: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("writing the test PFX: {e}"))
 }
 
+/// The audience Entra recommends for federated identity credentials.
+pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
+
+/// The subject of the seeded federated identity credential (a Kubernetes service account).
+pub const FEDERATED_SUBJECT: &str = "system:serviceaccount:dynamics:connector";
+
+/// A federated identity credential: an app trusts tokens of `issuer` about `subject`.
+#[derive(Debug, Clone)]
+pub struct FederatedCredential {
+    pub client_id: String,
+    pub issuer: String,
+    pub subject: String,
+    pub audiences: Vec<String>,
+}
+
+/// The test issuer's URL on an emulator answering at `origin`.
+pub fn test_issuer(origin: &str) -> String {
+    format!("{origin}/_test-issuer")
+}
+
+/// A token of the test issuer about `subject`, valid for `lifetime_secs` from now (negative:
+/// already expired), signed by the emulator's key.
+pub fn federated_token(origin: &str, subject: &str, audience: &str, lifetime_secs: i64) -> String {
+    let now = crate::datetime::now_secs();
+    let (nbf, exp) = if lifetime_secs < 0 {
+        (now + lifetime_secs - 600, now + lifetime_secs)
+    } else {
+        (now, now + lifetime_secs)
+    };
+    crate::keys::signing_key().sign(&serde_json::json!({
+        "iss": test_issuer(origin),
+        "sub": subject,
+        "aud": audience,
+        "iat": nbf,
+        "nbf": nbf,
+        "exp": exp,
+        "jti": URL_SAFE_NO_PAD.encode(Sha256::digest(format!("{subject}{now}{lifetime_secs}{}", rand_tag()))),
+    }))
+}
+
+fn rand_tag() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
 /// Which certificates are registered to which apps, the assertions already used, and the
 /// token service's clock offset (for tests of the valid time range).
 #[derive(Debug, Default)]
@@ -178,6 +238,8 @@ pub struct Assertions {
     pub clock_offset_secs: i64,
     /// `jti` values already accepted, with their `exp`, until they expire.
     used: HashMap<String, i64>,
+    /// Federated identity credentials of the apps.
+    pub federated: Vec<FederatedCredential>,
 }
 
 impl Assertions {
@@ -213,6 +275,11 @@ impl Assertions {
         }
         let claim = |name: &str| jwt.claims[name].as_str().unwrap_or_default().to_string();
         let (iss, sub) = (claim("iss"), claim("sub"));
+        let names_a_certificate =
+            jwt.header.get("x5t#S256").is_some() || jwt.header.get("x5t").is_some();
+        if !names_a_certificate && iss != client_id {
+            return self.verify_federated(&jwt, client_id);
+        }
         if iss != client_id || sub != client_id {
             return Err(aad_error(
                 401,
@@ -286,6 +353,81 @@ impl Assertions {
             ));
         }
         self.used.insert(jti, exp);
+        Ok(())
+    }
+
+    /// A token of another issuer, matched against the app's federated identity credentials.
+    fn verify_federated(&self, jwt: &Jwt, client_id: &str) -> Result<(), TokenAnswer> {
+        let claim = |name: &str| jwt.claims[name].as_str().unwrap_or_default().to_string();
+        let (iss, sub) = (claim("iss"), claim("sub"));
+        let auds: Vec<String> = match &jwt.claims["aud"] {
+            serde_json::Value::Array(list) => list
+                .iter()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect(),
+            serde_json::Value::String(a) => vec![a.clone()],
+            _ => Vec::new(),
+        };
+        let mine: Vec<&FederatedCredential> = self
+            .federated
+            .iter()
+            .filter(|f| f.client_id == client_id)
+            .collect();
+        let no_match = |code: u32, what: &str, value: &str| {
+            aad_error(
+                400,
+                "invalid_client",
+                code,
+                &format!(
+                    "No matching federated identity record found for presented assertion {what} '{value}'. Please note that the matching is done using a case-sensitive comparison. Check your federated identity credential Subject, Audience and Issuer against the presented assertion. https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
+                ),
+                None,
+            )
+        };
+        let by_issuer: Vec<&&FederatedCredential> =
+            mine.iter().filter(|f| f.issuer == iss).collect();
+        if by_issuer.is_empty() {
+            return Err(no_match(700211, "issuer", &iss));
+        }
+        let by_subject: Vec<&&&FederatedCredential> =
+            by_issuer.iter().filter(|f| f.subject == sub).collect();
+        if by_subject.is_empty() {
+            return Err(no_match(700213, "subject", &sub));
+        }
+        if !by_subject
+            .iter()
+            .any(|f| f.audiences.iter().any(|a| auds.contains(a)))
+        {
+            return Err(no_match(700212, "audience", &auds.join(", ")));
+        }
+        let alg = jwt.header["alg"].as_str().unwrap_or_default();
+        if !jwt.signature_verifies(alg, &crate::keys::signing_key().public_key()) {
+            return Err(aad_error(
+                401,
+                "invalid_client",
+                700027,
+                &format!(
+                    "Client assertion failed signature validation: the token is not signed by a key of issuer '{iss}'."
+                ),
+                None,
+            ));
+        }
+        let now = crate::datetime::now_secs() + self.clock_offset_secs;
+        let exp = jwt.claims["exp"].as_i64().unwrap_or(i64::MIN);
+        let nbf = jwt.claims["nbf"].as_i64().unwrap_or(i64::MIN);
+        if now > exp.saturating_add(CLOCK_SKEW_SECS) || now < nbf.saturating_sub(CLOCK_SKEW_SECS) {
+            return Err(aad_error(
+                400,
+                "invalid_client",
+                700024,
+                &format!(
+                    "Client assertion is not within its valid time range. Current time: {}, expiry time of assertion {}.",
+                    crate::datetime::format_iso(now),
+                    crate::datetime::format_iso(exp.max(0))
+                ),
+                None,
+            ));
+        }
         Ok(())
     }
 
@@ -502,6 +644,54 @@ mod tests {
         let cert = registered();
         let jwt = sign(cert, "PS256", x5t_s256(cert), claims("z"));
         assert_eq!(check(&mut a, &jwt), Err(700024));
+    }
+
+    #[test]
+    fn a_federated_token_matches_the_apps_credential_by_issuer_subject_and_audience() {
+        let origin = "http://127.0.0.1:9";
+        let mut a = assertions();
+        a.federated = vec![FederatedCredential {
+            client_id: "app".into(),
+            issuer: test_issuer(origin),
+            subject: FEDERATED_SUBJECT.into(),
+            audiences: vec![TOKEN_EXCHANGE_AUDIENCE.into()],
+        }];
+        let token = |subject: &str, audience: &str, lifetime: i64| {
+            federated_token(origin, subject, audience, lifetime)
+        };
+        let good = token(FEDERATED_SUBJECT, TOKEN_EXCHANGE_AUDIENCE, 600);
+        assert_eq!(check(&mut a, &good), Ok(()));
+        // Presented again while valid: CI tools reuse their token.
+        assert_eq!(check(&mut a, &good), Ok(()));
+        let other_subject = token(
+            "system:serviceaccount:default:other",
+            TOKEN_EXCHANGE_AUDIENCE,
+            600,
+        );
+        assert_eq!(check(&mut a, &other_subject), Err(700213));
+        let other_audience = token(FEDERATED_SUBJECT, "api://other", 600);
+        assert_eq!(check(&mut a, &other_audience), Err(700212));
+        let expired = token(
+            FEDERATED_SUBJECT,
+            TOKEN_EXCHANGE_AUDIENCE,
+            -CLOCK_SKEW_SECS - 60,
+        );
+        assert_eq!(check(&mut a, &expired), Err(700024));
+        let elsewhere = federated_token(
+            "http://127.0.0.1:10",
+            FEDERATED_SUBJECT,
+            TOKEN_EXCHANGE_AUDIENCE,
+            600,
+        );
+        assert_eq!(check(&mut a, &elsewhere), Err(700211));
+        // Signed by someone else: the registered certificate's key is not the issuer's.
+        let mut forged: Vec<String> = good.split('.').map(str::to_string).collect();
+        forged[2] = sign(registered(), "RS256", serde_json::json!({}), claims("x"))
+            .rsplit('.')
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(check(&mut a, &forged.join(".")), Err(700027));
     }
 
     #[test]

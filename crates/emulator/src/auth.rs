@@ -253,6 +253,17 @@ impl Auth {
             .map(|a| a.client_id.clone())
             .into_iter()
             .collect();
+        // So is the federated identity credential (its issuer's origin is set with `origin`).
+        assertions.federated = assertions
+            .registered_to
+            .iter()
+            .map(|client_id| crate::assertions::FederatedCredential {
+                client_id: client_id.clone(),
+                issuer: String::new(),
+                subject: crate::assertions::FEDERATED_SUBJECT.into(),
+                audiences: vec![crate::assertions::TOKEN_EXCHANGE_AUDIENCE.into()],
+            })
+            .collect();
         Auth {
             tenant_id,
             tenant_name,

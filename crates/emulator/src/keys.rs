@@ -86,6 +86,11 @@ impl SigningKey {
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
 
+    /// The public half, which verifies what this key signed.
+    pub fn public_key(&self) -> rsa::PublicKey {
+        self.private.to_public_key()
+    }
+
     /// The JSON Web Key Set served at `jwks_uri`. `issuer` is the issuer of the configuration
     /// the set belongs to (Entra's v2.0 key sets name it on every key).
     pub fn jwks(&self, issuer: Option<&str>) -> serde_json::Value {

@@ -441,6 +441,9 @@ impl Emulator {
             config.token_lifetime,
         );
         auth.origin = format!("{scheme}://{addr}");
+        for credential in &mut auth.assertions.federated {
+            credential.issuer = assertions::test_issuer(&auth.origin);
+        }
         for (user, name, object_id) in profiles {
             auth.set_profile(user, name, object_id);
         }
@@ -673,6 +676,19 @@ impl Emulator {
         if let Ok(mut auth) = self.app.auth.lock() {
             auth.assertions.clock_offset_secs = secs;
         }
+    }
+
+    /// A token of the emulator's test issuer about `subject`, for the federated identity
+    /// credential of the confidential app (subject [`Emulator::federated_subject`], audience
+    /// `api://AzureADTokenExchange`): what a workload would find in its token file. A negative
+    /// `lifetime_secs` makes one that has already expired.
+    pub fn federated_token(&self, subject: &str, audience: &str, lifetime_secs: i64) -> String {
+        assertions::federated_token(&self.base_url(), subject, audience, lifetime_secs)
+    }
+
+    /// The subject the confidential app's federated identity credential trusts.
+    pub fn federated_subject(&self) -> &'static str {
+        assertions::FEDERATED_SUBJECT
     }
 
     /// Every request received so far, in order.

@@ -589,7 +589,31 @@ fn image_value(store: &Store, ev: &WriteEvent, vals: &[Val], attributes: &[Strin
             }
         })
         .collect();
-    entity_value(store, ev.entity, &ev.id, vals, &cols, false)
+    let mut image = entity_value(store, ev.entity, &ev.id, vals, &cols, false);
+    if attributes.iter().any(|a| a == "owningbusinessunit")
+        && ent.attr("owningbusinessunit").is_none()
+        && let Some(unit) = owning_business_unit(store, ev.entity, vals)
+        && let Some(Value::Array(list)) = image.get_mut("Attributes")
+    {
+        list.push(json!({"key": "owningbusinessunit", "value": unit}));
+    }
+    image
+}
+
+/// The emulator's tables keep no `owningbusinessunit` column; an image that names it gets what
+/// Dataverse stores there, the business unit of the row's owner (entities/account
+/// OwningBusinessUnit: "Unique identifier for the business unit that owns the record"; a user's
+/// or a team's `businessunitid`). None when the row has no owner.
+fn owning_business_unit(store: &Store, e: TableId, vals: &[Val]) -> Option<Value> {
+    let owner = store.entity(e).attr("ownerid")?;
+    let Val::Ref(owner, owner_table) = vals.get(owner)? else {
+        return None;
+    };
+    let row = store.get(*owner_table, owner)?;
+    match cell(store, *owner_table, &row.vals, "businessunitid") {
+        Val::Ref(unit, units) => Some(reference(store, *units, unit)),
+        _ => None,
+    }
 }
 
 fn call(store: &Store, ctx: &EventCtx, ev: &WriteEvent, step: &Step) -> Outbound {

@@ -511,7 +511,7 @@ impl<'a> TokenManager<'a> {
     pub fn renew(&self, key: &str, connection: &mut Connection) -> CallResult<()> {
         let auth_code =
             self.host.connection_kind(connection) == Some(ConnectionKind::Oauth2AuthorizationCode);
-        let token = match self.host.renew_token(connection) {
+        let token = match self.host.renew_token(&with_host_assertion(connection)?) {
             Ok(Some(token)) => token,
             Err(CallError::Connector(failure)) => {
                 if auth_code && failure.code == ErrorCode::Unauthenticated {
@@ -556,6 +556,52 @@ impl<'a> TokenManager<'a> {
         }
         self.host.test_connection(connection)
     }
+}
+
+/// The connection as the component needs it to sign in: a federated credential's
+/// `clientAssertion` read now from the file named in `clientAssertionFile` or the environment
+/// variable named in `clientAssertionVariable` (Kubernetes workload identity rotates its token
+/// file, CI OIDC tokens live minutes, so it is read at each sign-in and never stored). Other
+/// connections are returned as they are. The host reads what the connection names; the
+/// component, which can read no file or variable, only ever sees the token.
+pub fn with_host_assertion(connection: &Connection) -> Result<Connection, ConnectorError> {
+    let field = |key: &str| {
+        connection
+            .fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let refused = |key: &str, message: String| ConnectorError {
+        code: ErrorCode::InvalidInput,
+        message,
+        http_status: None,
+        service_code: None,
+        retry_after_ms: None,
+        hint: None,
+        field: Some(key.to_string()),
+    };
+    let assertion = match (field("clientAssertionFile"), field("clientAssertionVariable")) {
+        (Some(path), _) => fs::read_to_string(&path).map_err(|problem| {
+            refused(
+                "clientAssertionFile",
+                format!("input \"clientAssertionFile\" (Assertion File): {path:?} could not be read: {problem}"),
+            )
+        })?,
+        (None, Some(name)) => std::env::var(&name).map_err(|_| {
+            refused(
+                "clientAssertionVariable",
+                format!("input \"clientAssertionVariable\" (Assertion Variable): the environment variable {name:?} is not set (or not UTF-8)"),
+            )
+        })?,
+        (None, None) => return Ok(connection.clone()),
+    };
+    let assertion = assertion.trim().to_string();
+    let mut filled = connection.clone();
+    filled.fields.retain(|(key, _)| key != "clientAssertion");
+    filled.fields.push(("clientAssertion".to_string(), assertion));
+    Ok(filled)
 }
 
 fn store_error(problem: anyhow::Error) -> HostError {

@@ -20,6 +20,7 @@ mod limits;
 mod logs;
 mod metadata;
 mod metadata_writes;
+mod precise_triggers;
 mod raw_request;
 mod records;
 mod resilience;

@@ -7,6 +7,8 @@ use crate::definition::{InputDef, Kind, inputs_to_wit};
 pub const AUTH_CODE: &str = "oauth2-auth-code";
 pub const CLIENT_CREDENTIALS: &str = "oauth2-client-credentials";
 pub const PASSWORD: &str = "oauth2-password";
+pub const CLIENT_CERTIFICATE: &str = "oauth2-client-certificate";
+pub const FEDERATED: &str = "oauth2-federated-credential";
 
 pub(super) const WEB_API_URL: InputDef = InputDef::new("webApiUrl", "Web API URL", Kind::Text)
     .required()
@@ -77,6 +79,22 @@ pub(super) const SERVICE: InputDef = InputDef::new("service", "Service", Kind::P
     ])
     .comments("Which OData API the environment serves. Empty picks Finance & Operations for operations.dynamics.com hosts and URLs ending in /data, Dataverse otherwise.");
 
+/// Filled by the host, never typed: see `wit/CHANGES.md` (host-filled fields).
+pub(super) const CLIENT_ASSERTION: InputDef =
+    InputDef::new("clientAssertion", "Client Assertion", Kind::Secret).comments(
+        "Filled in by the host at each sign-in from Assertion File or Assertion Variable; leave empty. A host without those can put the external identity token here itself.",
+    );
+
+pub(super) const CLIENT_ASSERTION_FILE: InputDef =
+    InputDef::new("clientAssertionFile", "Assertion File", Kind::Text).comments(
+        "A file holding the external identity token, which the host reads at each sign-in (it is rotated): Kubernetes workload identity's AZURE_FEDERATED_TOKEN_FILE, such as /var/run/secrets/azure/tokens/azure-identity-token.",
+    );
+
+pub(super) const CLIENT_ASSERTION_VARIABLE: InputDef =
+    InputDef::new("clientAssertionVariable", "Assertion Variable", Kind::Text).comments(
+        "The name of an environment variable of the host holding the external identity token, read at each sign-in (such as a CI job's OIDC token).",
+    );
+
 /// The authority origin the seed's default Authorize and Token URLs use.
 pub(super) const GLOBAL_AUTHORITY: &str = "https://login.microsoftonline.com";
 
@@ -135,6 +153,42 @@ pub const TYPES: &[ConnectionType] = &[
             USERNAME,
             PASSWORD_INPUT,
             PASSWORD_SCOPES,
+            TENANT_ID,
+            API_VERSION,
+            SERVICE,
+        ],
+    },
+    ConnectionType {
+        key: CLIENT_CERTIFICATE,
+        label: "MS Dynamics OAuth 2.0 Client Certificate",
+        description: "OAuth 2.0 client credentials for Microsoft Dynamics signed with a certificate instead of a secret, for tenants that forbid client secrets. Upload the certificate to your app registration (Certificates & secrets > Certificates), add the app as an **Application User** in the Power Platform admin center with a security role, and give the certificate with its private key here (PEM or PFX). The connector signs a short-lived client assertion (PS256 by default) for each token request; the key never leaves the connection.",
+        kind: ConnectionKind::Oauth2ClientCredentials,
+        inputs: &[
+            WEB_API_URL,
+            TOKEN_URL,
+            CLIENT_CREDENTIALS_SCOPES,
+            CLIENT_CREDENTIALS_ID,
+            super::certificate::CERTIFICATE,
+            super::certificate::CERTIFICATE_PASSWORD,
+            super::certificate::SIGNING_ALGORITHM,
+            TENANT_ID,
+            API_VERSION,
+            SERVICE,
+        ],
+    },
+    ConnectionType {
+        key: FEDERATED,
+        label: "MS Dynamics OAuth 2.0 Federated Credential",
+        description: "OAuth 2.0 client credentials for Microsoft Dynamics with no secret at all: Entra ID trusts an identity token another issuer gives this workload (Kubernetes workload identity, GitHub Actions or another CI's OIDC token). Add a federated identity credential to your app registration naming the token's issuer and subject (audience api://AzureADTokenExchange), add the app as an **Application User**, and name the file or environment variable holding the token: the host reads it at each sign-in and the connector sends it as the client assertion.",
+        kind: ConnectionKind::Oauth2ClientCredentials,
+        inputs: &[
+            WEB_API_URL,
+            TOKEN_URL,
+            CLIENT_CREDENTIALS_SCOPES,
+            CLIENT_CREDENTIALS_ID,
+            CLIENT_ASSERTION_FILE,
+            CLIENT_ASSERTION_VARIABLE,
+            CLIENT_ASSERTION,
             TENANT_ID,
             API_VERSION,
             SERVICE,

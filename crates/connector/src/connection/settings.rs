@@ -24,6 +24,15 @@ pub struct Settings {
     pub scopes: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The connection type's key, such as `oauth2-client-certificate`.
+    pub definition: &'static str,
+    /// Certificate connections: the key and certificate (PEM or base64 PFX), the PFX password
+    /// and the assertion's `alg`.
+    pub certificate: Option<String>,
+    pub certificate_password: Option<String>,
+    pub signing_algorithm: Option<String>,
+    /// Federated connections: the external identity token the host read for this call.
+    pub client_assertion: Option<String>,
 }
 
 impl Settings {
@@ -176,6 +185,11 @@ impl Settings {
             scopes,
             username: get("username")?,
             password: get("password")?,
+            definition: connection_type.key,
+            certificate: get("certificate")?,
+            certificate_password: get("certificatePassword")?,
+            signing_algorithm: get("signingAlgorithm")?,
+            client_assertion: get("clientAssertion")?,
         })
     }
 

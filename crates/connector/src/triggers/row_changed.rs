@@ -12,9 +12,10 @@
 //!   registered with the columns the filter reads. Power Automate evaluates it in the service;
 //!   a webhook step has no condition, so the component does.
 //! - Scope: Power Automate applies the flow owner's privilege depth. Here the registering user
-//!   and business unit (WhoAmI at enable) travel in the registered URL's query, and an event
-//!   passes when the image's `ownerid` (user scope) or `owningbusinessunit` (business unit,
-//!   parent-child business units) is among them.
+//!   (WhoAmI at enable), or their business unit (with its descendants for parent-child), travel
+//!   in the registered URL's `scopeIds` query parameter (sent back by Dataverse with the
+//!   webhook's secret), and an event passes when the image's `ownerid` (user scope) or
+//!   `owningbusinessunit` (business-unit scopes) is among them.
 //! - Run as: the flow owner is the step's `impersonatinguserid` (the context's UserId); the
 //!   modifying user is the context's InitiatingUserId; the row owner is the image's `ownerid`.
 //!   The event carries it as `runAsUserId`, for the host to pass as `impersonateUserId`.
@@ -92,8 +93,7 @@ const ONLY_WHEN_CHANGED: InputDef = InputDef::new(
 .comments("Start the flow for a modification only when a selected column's value differs from before (Power Automate also starts it when an update writes the same value)");
 
 const FLOW_ID: InputDef = InputDef::new("flowId", "Flow Id", Kind::Text)
-    .comments("The flow's own ID in the host: with the settings it names the registration, so enabling again reuses it and two flows keep their own")
-    .format(Format::Identifier);
+    .comments("The flow's own ID in the host: with the settings it names the registration, so enabling again reuses it and two flows keep their own");
 
 const INPUTS: &[InputDef] = &[
     CONNECTION,
@@ -288,16 +288,19 @@ fn accept(
         return Err(format!("{message} is not a change type of this trigger"));
     }
     let row = row_image(event);
-    let scope_column = match settings.scope {
-        "user" => Some("ownerid"),
-        "organization" => None,
-        _ => Some("owningbusinessunit"),
+    // A table without the columns (organization-owned) has no narrower scope than the
+    // organization.
+    let columns: &[&str] = match settings.scope {
+        "user" => &["ownerid"],
+        "organization" => &[],
+        _ => &["owningbusinessunit"],
     };
-    // A table without the column (organization-owned) has no narrower scope than the organization.
-    if let Some(column) = scope_column.filter(|column| row.contains_key(*column)) {
-        let inside = lookup_id(row, column).is_some_and(|id| scope_ids.contains(&id));
+    if columns.iter().any(|column| row.contains_key(*column)) {
+        let inside = columns
+            .iter()
+            .any(|column| lookup_id(row, column).is_some_and(|id| scope_ids.contains(&id)));
         if !inside {
-            return Err(format!("the row's {column} is outside the trigger's scope"));
+            return Err("the row's owner is outside the trigger's scope".to_string());
         }
     }
     if let Some(filter) = &settings.filter
@@ -365,7 +368,9 @@ fn encoded_literal(text: &str) -> String {
     dataverse::encoding::percent_encode_query_value(&dataverse::odata::string_literal(text))
 }
 
-/// The IDs an event's owner or owning business unit must be among, from the registering user.
+/// The IDs a row's owner (user scope) or owning business unit must be among, from the
+/// registering user. Kept short: they travel in the endpoint's URL, which Dataverse limits to
+/// 2000 characters.
 fn scope_ids(context: &Context, scope: &str, who: &Value) -> Result<Vec<String>> {
     let text = |name: &str| {
         who[name]
@@ -373,42 +378,40 @@ fn scope_ids(context: &Context, scope: &str, who: &Value) -> Result<Vec<String>>
             .map(str::to_lowercase)
             .ok_or_else(|| malformed(format!("WhoAmI answered without {name}")))
     };
-    Ok(match scope {
-        "user" => vec![text("UserId")?],
-        "business-unit" => vec![text("BusinessUnitId")?],
-        "parent-child-business-units" => {
-            let units = context
-                .client
-                .get_json("businessunits?$select=businessunitid,_parentbusinessunitid_value")?;
-            let pairs: Vec<(String, String)> = units["value"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|unit| {
-                    Some((
-                        unit["businessunitid"].as_str()?.to_lowercase(),
-                        unit["_parentbusinessunitid_value"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_lowercase(),
-                    ))
-                })
-                .collect();
-            let mut ids = vec![text("BusinessUnitId")?];
-            let mut at = 0;
-            while at < ids.len() {
-                let parent = ids[at].clone();
-                for (unit, of) in &pairs {
-                    if *of == parent && !ids.contains(unit) {
-                        ids.push(unit.clone());
-                    }
+    let pairs = |path: &str, id: &str, parent: &str| -> Result<Vec<(String, String)>> {
+        Ok(rows(context, path)?
+            .iter()
+            .filter_map(|row| {
+                Some((
+                    row[id].as_str()?.to_lowercase(),
+                    row[parent].as_str().unwrap_or_default().to_lowercase(),
+                ))
+            })
+            .collect())
+    };
+    let mut units = match scope {
+        "user" => return Ok(vec![text("UserId")?]),
+        "business-unit" | "parent-child-business-units" => vec![text("BusinessUnitId")?],
+        _ => return Ok(Vec::new()),
+    };
+    if scope == "parent-child-business-units" {
+        let tree = pairs(
+            "businessunits?$select=businessunitid,_parentbusinessunitid_value",
+            "businessunitid",
+            "_parentbusinessunitid_value",
+        )?;
+        let mut at = 0;
+        while at < units.len() {
+            let parent = units[at].clone();
+            for (unit, of) in &tree {
+                if *of == parent && !units.contains(unit) {
+                    units.push(unit.clone());
                 }
-                at += 1;
             }
-            ids
+            at += 1;
         }
-        _ => Vec::new(),
-    })
+    }
+    Ok(units)
 }
 
 fn patch(context: &Context, path: &str, body: &Value) -> Result<()> {
@@ -465,6 +468,16 @@ fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Resul
         registered_url.push(if url.contains('?') { '&' } else { '?' });
         registered_url.push_str("scopeIds=");
         registered_url.push_str(&ids.join(","));
+    }
+    // serviceendpoint.url holds at most 2000 characters.
+    if registered_url.len() > 2000 {
+        return Err(invalid_input(
+            &SCOPE,
+            format!(
+                "covers {} business units, too many to register in the webhook's URL; choose Business Unit or Organization",
+                ids.len()
+            ),
+        ));
     }
     let auth_type = config.text(AUTH_TYPE.key).unwrap_or("WebhookKey");
     let generated_key = match (auth_type, config.text(WEBHOOK_KEY.key)) {
@@ -714,7 +727,8 @@ mod tests {
         assert!(accept(&settings, &ids, &row("bu2")).is_err());
         assert_eq!(
             settings.image_columns("Create", false),
-            vec!["owningbusinessunit".to_string(), "ownerid".to_string()]
+            vec!["owningbusinessunit".to_string(), "ownerid".to_string()],
+            "the owning unit for the scope, the owner to run as"
         );
     }
 
