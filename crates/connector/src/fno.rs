@@ -23,7 +23,10 @@ use crate::client::{Request, Response};
 use crate::context::Context;
 use crate::error::{Result, error, invalid_field, invalid_input};
 use crate::input::Input;
-use crate::inputs::{ENTITY_ID, ENTITY_TYPE, ETAG, FIELD_NAMES, FIELD_VALUES};
+use crate::inputs::{
+    ENTITY_ID, ENTITY_TYPE, ETAG, EXPAND, FIELD_NAMES, FIELD_VALUES, FILTER, IMPERSONATE_OBJECT_ID,
+    IMPERSONATE_USER_ID,
+};
 
 /// True when the connection's service is Finance & Operations.
 pub fn is_fno(context: &Context) -> bool {
@@ -166,7 +169,20 @@ pub fn run(context: &Context, action: &str, input: &Input) -> Option<Result<Stri
     if !is_fno(context) {
         return None;
     }
+    // F&O OData has no caller impersonation header: a request would run as the connection.
+    for input_def in [&IMPERSONATE_USER_ID, &IMPERSONATE_OBJECT_ID] {
+        if input
+            .text(input_def.key)
+            .is_some_and(|v| !v.trim().is_empty())
+        {
+            return Some(Err(invalid_input(
+                input_def,
+                "Finance & Operations OData has no impersonation (MSCRMCallerID, CallerObjectId are Dataverse's); leave it empty",
+            )));
+        }
+    }
     let answer = match action {
+        "query-entities" => query_entities(context, input),
         "get-entity" => get_entity(context, input),
         "update-entity" => update_entity(context, input),
         "delete-entity" => delete_entity(context, input),
@@ -309,6 +325,119 @@ fn get_entity(context: &Context, input: &Input) -> Result<Value> {
     }
     let response = send(context, Request::new("GET", url))?;
     Ok(without_context(response.json()?))
+}
+
+/// Query Entities against F&O: `$top`/`$skip` pages (Next Page Id is the next page's URL, F&O's
+/// own `@odata.nextLink` when it pages the answer itself). A filter that names `dataAreaId`
+/// reads across companies, as F&O documents for filtering by a company other than the default.
+fn query_entities(context: &Context, input: &Input) -> Result<Value> {
+    let set = entity_set(input)?;
+    let per_page = input.number("recordsPerPage").unwrap_or(100.0).max(1.0) as usize;
+    let fetch_all = input.flag("fetchAll");
+    let max = input.number("maxRecords").unwrap_or(100_000.0).max(1.0) as usize;
+    let mut url = match input.text("nextPageId") {
+        Some(cursor) => {
+            // A next link of another entity would answer with records Entity Type does not name.
+            let collection = format!("{}?", context.client.api_url(set));
+            if !context.client.settings.environment.owns_url(cursor)
+                || !cursor.starts_with(&collection)
+            {
+                return Err(invalid_field(
+                    "nextPageId",
+                    Some("Next Page Id"),
+                    format!(
+                        "is not a next page link of {set} on this connection's environment; pass the nextPageId of a previous output as it is"
+                    ),
+                ));
+            }
+            cursor.to_string()
+        }
+        None => {
+            let mut query = vec![format!("$top={per_page}"), "$skip=0".to_string()];
+            let select = input.list(FIELD_NAMES.key);
+            if !select.is_empty() {
+                query.push(format!(
+                    "$select={}",
+                    percent_encode_query_value(&select.join(","))
+                ));
+            }
+            if let Some(filter) = input.text(FILTER.key).filter(|f| !f.trim().is_empty()) {
+                if filter.contains("dataAreaId") {
+                    query.push("cross-company=true".into());
+                }
+                query.push(format!("$filter={}", percent_encode_query_value(filter)));
+            }
+            let order = input.list("orderBy");
+            if !order.is_empty() {
+                query.push(format!(
+                    "$orderby={}",
+                    percent_encode_query_value(&order.join(","))
+                ));
+            }
+            let expand = input.list(EXPAND.key);
+            if !expand.is_empty() {
+                query.push(format!(
+                    "$expand={}",
+                    percent_encode_query_value(&expand.join(","))
+                ));
+            }
+            if input.flag("includeCount") {
+                query.push("$count=true".into());
+            }
+            context
+                .client
+                .api_url(&format!("{set}?{}", query.join("&")))
+        }
+    };
+    let mut records = Vec::new();
+    let mut count = Value::Null;
+    let mut pages = 0;
+    let next = loop {
+        let page = send(context, Request::new("GET", url.clone()))?.json()?;
+        pages += 1;
+        if count.is_null() {
+            count = page["@odata.count"].clone();
+        }
+        let rows = page["value"].as_array().cloned().unwrap_or_default();
+        let full = rows.len() >= per_page;
+        records.extend(rows);
+        let next = match page["@odata.nextLink"].as_str() {
+            Some(link) => Some(link.to_string()),
+            None if full => Some(advance_skip(&url, per_page)),
+            None => None,
+        };
+        match next {
+            Some(link) if fetch_all && records.len() < max => url = link,
+            other => break other,
+        }
+    };
+    Ok(json!({
+        "records": records,
+        "count": count,
+        "nextPageId": next,
+        "pages": pages,
+        "truncated": fetch_all && next.is_some(),
+    }))
+}
+
+/// The URL of the page after `url`'s: `$skip` moved on by a page, `$top` kept.
+fn advance_skip(url: &str, per_page: usize) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut skip = 0;
+    let mut parts: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| match p.strip_prefix("$skip=") {
+            Some(n) => {
+                skip = n.parse().unwrap_or(0);
+                false
+            }
+            None => true,
+        })
+        .map(str::to_string)
+        .collect();
+    parts.push(format!("$skip={}", skip + per_page));
+    format!("{base}?{}", parts.join("&"))
 }
 
 fn fields(input: &Input) -> Result<Map<String, Value>> {

@@ -360,3 +360,79 @@ fn what_fno_does_not_have_is_refused_by_name_before_any_request() {
     }
     assert_eq!(emulator.requests().len(), before, "no request was sent");
 }
+
+#[test]
+fn query_entities_pages_by_top_and_skip_and_reads_another_company_by_its_filter() {
+    let emulator = emulator();
+    let accounts = |page: &Value| -> Vec<String> {
+        page["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}/{}",
+                    r["dataAreaId"].as_str().unwrap(),
+                    r["CustomerAccount"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    // A filter on dataAreaId reads that company (cross-company, as F&O documents it).
+    let input = json!({
+        "entityType": "CustomersV3",
+        "fieldNames": "dataAreaId,CustomerAccount",
+        "filterExpression": "dataAreaId eq 'demf'",
+        "orderBy": ["CustomerAccount desc"],
+        "recordsPerPage": 8,
+        "includeCount": true,
+    });
+    let first = run(&emulator, "query-entities", input.clone()).unwrap();
+    let mut expected: Vec<String> = emulator
+        .fno_table("CustomersV3")
+        .iter()
+        .filter(|r| r["dataAreaId"] == "demf")
+        .map(|r| format!("demf/{}", r["CustomerAccount"].as_str().unwrap()))
+        .collect();
+    expected.sort();
+    expected.reverse();
+    assert_eq!(first["count"], expected.len());
+    assert_eq!(accounts(&first), expected[..8].to_vec());
+    let cursor = first["nextPageId"].as_str().unwrap();
+    assert!(cursor.contains("$skip=8"), "{cursor}");
+    let mut next = input.clone();
+    next["nextPageId"] = cursor.into();
+    let second = run(&emulator, "query-entities", next).unwrap();
+    assert_eq!(accounts(&second), expected[8..16].to_vec());
+    // Fetch All follows F&O's own next links when the service pages the answer itself.
+    emulator.set_fno_page_size(6);
+    let all = run(
+        &emulator,
+        "query-entities",
+        json!({"entityType": "CustomersV3", "recordsPerPage": 5000, "fetchAll": true, "filterExpression": "dataAreaId ne 'x'"}),
+    )
+    .unwrap();
+    assert_eq!(
+        all["records"].as_array().unwrap().len(),
+        emulator.fno_table("CustomersV3").len()
+    );
+    assert!(all["pages"].as_u64().unwrap() > 1, "{}", all["pages"]);
+    // A cursor of another entity is refused before any request.
+    let mut foreign = input;
+    foreign["nextPageId"] =
+        format!("{}/data/VendorsV2?$skip=2", emulator.fno_url().unwrap()).into();
+    let refused = run(&emulator, "query-entities", foreign).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::InvalidInput);
+    // F&O has no impersonation: refused naming the input.
+    let impersonated = run(
+        &emulator,
+        "get-entity",
+        json!({"entityType": "CustomersV3", "entityId": "dataAreaId='usmf',CustomerAccount='US-001'", "impersonateUserId": "00000000-0000-0000-0000-000000000009"}),
+    )
+    .unwrap_err();
+    assert!(
+        impersonated.message.contains("impersonateUserId"),
+        "{}",
+        impersonated.message
+    );
+}
