@@ -206,6 +206,19 @@ pub fn send(
     message: &str,
     body: String,
 ) -> Result<Answer> {
+    let request = request(context, input, table, message, body)?;
+    let response = context.client.send(request, RetryPolicy::RECORDS)?;
+    read(response)
+}
+
+/// The request [`send`] sends (retried with `RetryPolicy::RECORDS`), for sending it ahead.
+pub fn request(
+    context: &Context,
+    input: &Input,
+    table: &BulkTable,
+    message: &str,
+    body: String,
+) -> Result<Request> {
     let mut request = Request::new(
         "POST",
         context
@@ -215,9 +228,7 @@ pub fn send(
     .header("Content-Type", "application/json; charset=utf-8")
     .header("Prefer", bulk::PREFER_ERROR_DETAILS);
     request.body = body.into_bytes();
-    let request = crate::switches::apply(impersonate(request, input)?, input);
-    let response = context.client.send(request, RetryPolicy::RECORDS)?;
-    read(response)
+    Ok(crate::switches::apply(impersonate(request, input)?, input))
 }
 
 fn read(response: Response) -> Result<Answer> {

@@ -774,6 +774,71 @@ mod tests {
     }
 
     #[test]
+    fn requests_sent_together_answer_in_order_and_a_throttled_one_is_sent_again() {
+        let signed = Signed::new();
+        let script = Script::new()
+            .json(200, r#"{"value":[{"name":"first"}]}"#)
+            .json(
+                429,
+                r#"{"error":{"code":"0x80072322","message":"Number of requests exceeded"}}"#,
+            )
+            .json(200, r#"{"value":[{"name":"third"}]}"#)
+            .json(200, r#"{"value":[{"name":"second"}]}"#);
+        let context = signed.context(&script);
+        let client = &context.client;
+        let requests = ["first", "second", "third"]
+            .iter()
+            .map(|name| {
+                (
+                    Request::new("GET", client.api_url(&format!("accounts?name={name}"))),
+                    RetryPolicy::RECORDS,
+                )
+            })
+            .collect();
+        let answers = client.send_all(requests);
+        let names: Vec<String> = answers
+            .into_iter()
+            .map(|answer| answer.unwrap().json().unwrap()["value"][0]["name"].to_string())
+            .collect();
+        assert_eq!(names, ["\"first\"", "\"second\"", "\"third\""]);
+        let sent: Vec<String> = script.sent().iter().map(|r| r.url.clone()).collect();
+        assert_eq!(sent.len(), 4);
+        assert!(sent[3].ends_with("name=second"), "{sent:?}");
+    }
+
+    #[test]
+    fn an_answer_sent_ahead_is_used_once_and_the_hint_sets_the_parallelism() {
+        let signed = Signed::new();
+        let script = Script::new()
+            .answer_with(
+                200,
+                &[
+                    ("content-type", "application/json"),
+                    ("x-ms-dop-hint", "12"),
+                ],
+                ACCOUNTS,
+            )
+            .json(200, ACCOUNTS);
+        let context = signed.context(&script);
+        let client = &context.client;
+        assert_eq!(client.parallelism(), DEFAULT_PARALLELISM);
+        let mut write = Request::new("POST", client.api_url("accounts"));
+        write.body = br#"{"name":"a"}"#.to_vec();
+        client.send_ahead(vec![(write.clone(), RetryPolicy::RECORDS.not_idempotent())]);
+        assert_eq!(client.parallelism(), 12);
+        assert_eq!(script.sent().len(), 1);
+        // The same write takes the answer sent ahead; sent once more, it goes out again.
+        client
+            .send(write.clone(), RetryPolicy::RECORDS.not_idempotent())
+            .unwrap();
+        assert_eq!(script.sent().len(), 1);
+        client
+            .send(write, RetryPolicy::RECORDS.not_idempotent())
+            .unwrap();
+        assert_eq!(script.sent().len(), 2);
+    }
+
+    #[test]
     fn a_cut_json_answer_to_a_read_counts_as_lost_and_is_read_again() {
         let signed = Signed::new();
         let script = Script::new()

@@ -222,7 +222,9 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     let steps = plan.steps(&tables, path, use_bulk)?;
     // Every request body is written (and every lookup resolved) before anything is sent.
     let mut chunks: Vec<Chunk> = Vec::new();
-    for step in steps {
+    // The step of each chunk: chunks of one step may be sent together (below).
+    let mut step_of: Vec<usize> = Vec::new();
+    for (step_number, step) in steps.into_iter().enumerate() {
         for group in step {
             match group {
                 Group::Bulk(table, message, indices) => {
@@ -257,6 +259,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                 }
             }
         }
+        step_of.resize(chunks.len(), step_number);
     }
     drop(tables);
 
@@ -274,16 +277,52 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         named,
         run_key: &run_key,
     };
-    for chunk in chunks {
-        match chunk {
-            Chunk::Bulk {
-                table,
-                message,
-                indices,
-                body,
-            } => sender.bulk(&table, message, indices, body, &mut progress)?,
-            Chunk::Batch { indices, body } => sender.batch(indices, Some(body), &mut progress)?,
+    // With Continue On Error every chunk is sent whatever the others answer, so the chunks of
+    // one step that share no record go to the host together, as many at once as the service's
+    // `x-ms-dop-hint` says (Send parallel requests,
+    // https://learn.microsoft.com/power-apps/developer/data-platform/send-parallel-requests),
+    // and are then read in input order by the same code as one at a time. A record's writes
+    // in different steps, or in two chunks of one step, keep their order.
+    let mut chunks = chunks.into_iter().zip(step_of).peekable();
+    while let Some((chunk, step)) = chunks.next() {
+        let mut group = vec![chunk];
+        if continue_on_error {
+            let mut records = plan.records_of(group[0].indices());
+            while let Some((next, _)) = chunks.next_if(|(next, next_step)| {
+                *next_step == step && plan.records_of(next.indices()).is_disjoint(&records)
+            }) {
+                records.extend(plan.records_of(next.indices()));
+                group.push(next);
+            }
         }
+        let together = group.len() > 1 && !progress.stopped;
+        if together {
+            let requests = group
+                .iter()
+                .map(|chunk| sender.request(chunk))
+                .collect::<Result<Vec<_>>>()?;
+            context.client.send_ahead(requests);
+        }
+        let mut stopped = progress.stopped;
+        for chunk in group {
+            // Sent together, each chunk's answer is read even if another's stopped the run.
+            if together {
+                progress.stopped = false;
+            }
+            match chunk {
+                Chunk::Bulk {
+                    table,
+                    message,
+                    indices,
+                    body,
+                } => sender.bulk(&table, message, indices, body, &mut progress)?,
+                Chunk::Batch { indices, body } => {
+                    sender.batch(indices, Some(body), &mut progress)?
+                }
+            }
+            stopped |= progress.stopped;
+        }
+        progress.stopped = stopped;
     }
     for (index, result) in progress.results.into_iter().enumerate() {
         let result = result.unwrap_or_else(|| ItemResult::new(index, &items[index], "not-run"));
@@ -314,6 +353,14 @@ enum Chunk {
     },
 }
 
+impl Chunk {
+    fn indices(&self) -> &[usize] {
+        match self {
+            Chunk::Bulk { indices, .. } | Chunk::Batch { indices, .. } => indices,
+        }
+    }
+}
+
 /// What the sent requests have answered so far.
 struct Progress<'a> {
     results: Vec<Option<ItemResult<'a>>>,
@@ -335,6 +382,33 @@ struct Sender<'s, 'p, 'a> {
 }
 
 impl<'a> Sender<'_, '_, 'a> {
+    /// The request `chunk` is first sent as, and its retry policy: the same as
+    /// [`Sender::bulk`] and [`Sender::batch`] send, so an answer sent ahead is theirs.
+    fn request(&self, chunk: &Chunk) -> Result<(Request, RetryPolicy)> {
+        match chunk {
+            Chunk::Bulk {
+                table,
+                message,
+                body,
+                ..
+            } => Ok((
+                bulk::request(self.plan.context, self.input, table, message, body.clone())?,
+                RetryPolicy::RECORDS,
+            )),
+            Chunk::Batch {
+                body: (encoded, content_type),
+                ..
+            } => batch_request(
+                self.plan.context,
+                self.input,
+                encoded.clone(),
+                content_type.clone(),
+                self.continue_on_error,
+                self.named,
+            ),
+        }
+    }
+
     /// One bulk request, and what its answer means for each of its items.
     fn bulk(
         &self,
@@ -733,6 +807,18 @@ impl Plan<'_, '_> {
             ("update", Some(RecordKey::Id(_))) => Some(UPDATE_MULTIPLE),
             _ => None,
         }
+    }
+
+    /// The records the items at `indices` write or bind lookups to.
+    fn records_of(&self, indices: &[usize]) -> std::collections::HashSet<String> {
+        indices
+            .iter()
+            .flat_map(|&index| {
+                self.identity(index)
+                    .into_iter()
+                    .chain(self.lookup_identities(index))
+            })
+            .collect()
     }
 
     /// What names the record the item at `index` writes, when anything does.
@@ -1482,16 +1568,15 @@ pub(crate) fn send_batch(
     )
 }
 
-/// Sends an encoded `$batch` body. A repeatable batch is sent again when its answer is lost,
-/// cut or unreadable; any other batch only when the answer proves nothing ran (429, 503).
-fn send_encoded(
+/// The request that sends an encoded `$batch` body, and how it may be retried.
+fn batch_request(
     context: &Context,
     input: &Input,
     body: String,
     content_type: String,
     continue_on_error: bool,
     repeatable: bool,
-) -> Result<BatchAnswer> {
+) -> Result<(Request, RetryPolicy)> {
     let mut request =
         Request::new("POST", context.client.api_url("$batch")).header("Content-Type", content_type);
     if continue_on_error {
@@ -1504,6 +1589,27 @@ fn send_encoded(
     } else {
         RetryPolicy::RECORDS.not_idempotent()
     };
+    Ok((request, policy))
+}
+
+/// Sends an encoded `$batch` body. A repeatable batch is sent again when its answer is lost,
+/// cut or unreadable; any other batch only when the answer proves nothing ran (429, 503).
+fn send_encoded(
+    context: &Context,
+    input: &Input,
+    body: String,
+    content_type: String,
+    continue_on_error: bool,
+    repeatable: bool,
+) -> Result<BatchAnswer> {
+    let (request, policy) = batch_request(
+        context,
+        input,
+        body,
+        content_type,
+        continue_on_error,
+        repeatable,
+    )?;
     let mut unreadable = 0u32;
     loop {
         let response = context.client.send(request.clone(), policy)?;

@@ -7,6 +7,7 @@ use dataverse::batch::{BatchPart, BatchRequest};
 use dataverse::bulk::UPSERT_MULTIPLE;
 use dataverse::keys::{KeyValue, RecordKey};
 use dataverse::odata::string_literal;
+use dataverse::retry::RetryPolicy;
 use serde_json::{Map, Value, json};
 
 use crate::actions::batch_entity_actions::send_batch;
@@ -215,12 +216,37 @@ fn run(context: &Context, input: &Input) -> Result<Value> {
                 })
                 .collect();
             let places: Vec<usize> = (0..pending.len()).collect();
-            for part in bulk::split(&places, bulk_table.chunk(batch_size), |place| {
-                targets[place].len()
-            }) {
+            let parts: Vec<(Vec<usize>, String)> =
+                bulk::split(&places, bulk_table.chunk(batch_size), |place| {
+                    targets[place].len()
+                })
+                .into_iter()
+                .map(|part| {
+                    let body =
+                        dataverse::bulk::body_of(part.iter().map(|&place| targets[place].as_str()));
+                    (part, body)
+                })
+                .collect();
+            // Parts that name no record twice are independent upserts: sent together, up to
+            // the service's `x-ms-dop-hint` at once (Send parallel requests,
+            // https://learn.microsoft.com/power-apps/developer/data-platform/send-parallel-requests),
+            // then read one by one as below.
+            let keys: std::collections::HashSet<String> = pending
+                .iter()
+                .map(|write| chunk[write.position].key.segment())
+                .collect();
+            if parts.len() > 1 && keys.len() == pending.len() {
+                let requests = parts
+                    .iter()
+                    .map(|(_, body)| {
+                        bulk::request(context, input, bulk_table, UPSERT_MULTIPLE, body.clone())
+                            .map(|request| (request, RetryPolicy::RECORDS))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                context.client.send_ahead(requests);
+            }
+            for (part, body) in parts {
                 bulk_requests += 1;
-                let body =
-                    dataverse::bulk::body_of(part.iter().map(|&place| targets[place].as_str()));
                 match bulk::send(context, input, bulk_table, UPSERT_MULTIPLE, body)? {
                     bulk::Answer::Written { .. } => {
                         for &place in &part {
