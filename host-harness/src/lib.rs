@@ -13,4 +13,5 @@ pub mod designer;
 pub mod extract;
 pub mod http;
 pub mod login;
+pub mod shop_sync;
 pub mod webhook_server;

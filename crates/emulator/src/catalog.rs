@@ -4,6 +4,7 @@
 use crate::schema::{EntityBuilder as B, Ownership::*, RelDecl, Schema};
 
 mod messages;
+mod pricing;
 
 const ACTIVE_INACTIVE: &[(i64, &str)] = &[(0, "Active"), (1, "Inactive")];
 const ACTIVE_INACTIVE_STATUS: &[(i64, &str)] = &[(1, "Active"), (2, "Inactive")];
@@ -216,6 +217,14 @@ pub fn schema() -> Schema {
     .lookup("ownerid", "Owner", &["systemuser", "team"])
     .state_status(ACTIVE_INACTIVE, ACTIVE_INACTIVE_STATUS)
     .audit()
+    // entities/contact ExternalUserIdentifier: "Identifier for an external user." A shop's
+    // customer id lands here; the key is an organization's own (define-alternate-keys-entity).
+    .string("externaluseridentifier", "External User Identifier", 50)
+    .alt_key(
+        "ExternalUserIdentifierKey",
+        "External User Identifier",
+        &["externaluseridentifier"],
+    )
     .image("entityimage", "Default Image", 10_240, false)
     .build();
 
@@ -358,6 +367,18 @@ pub fn schema() -> Schema {
     )
     .audit()
     .alt_key("ProductNumberKey", "Product Number", &["productnumber"])
+    // entities/product: ProductStructure Product (1), Product Family (2), Product Bundle (3);
+    // ParentProductId "Specifies the parent product family hierarchy"; the unit group, default
+    // unit and default price list a product is sold with (pricing.rs).
+    .picklist(
+        "productstructure",
+        "Product Structure",
+        &[(1, "Product"), (2, "Product Family"), (3, "Product Bundle")],
+    )
+    .lookup("parentproductid", "Parent", &["product"])
+    .lookup("defaultuomscheduleid", "Unit Group", &["uomschedule"])
+    .lookup("defaultuomid", "Default Unit", &["uom"])
+    .lookup("pricelevelid", "Default Price List", &["pricelevel"])
     .build();
 
     let salesorder = B::new(
@@ -381,6 +402,8 @@ pub fn schema() -> Schema {
         "Currency",
         &["transactioncurrency"],
     )
+    // entities/salesorder PriceLevelId: "Choose the price list associated with this record".
+    .lookup("pricelevelid", "Price List", &["pricelevel"])
     .lookup("ownerid", "Owner", &["systemuser", "team"])
     .state_status(
         &[
@@ -421,6 +444,16 @@ pub fn schema() -> Schema {
     .money("priceperunit", "Price Per Unit")
     .money("extendedamount", "Extended Amount")
     .int("lineitemnumber", "Line Item Number", 0, 1_000_000)
+    // entities/salesorderdetail UoMId: "Choose the unit of measurement for the base unit
+    // quantity for this purchase"; IsPriceOverridden: "Select whether the price per unit is
+    // fixed at the value in the specified price list or can be overridden".
+    .lookup("uomid", "Unit", &["uom"])
+    .boolean(
+        "ispriceoverridden",
+        "Pricing",
+        "Override Price",
+        "Use Default",
+    )
     .lookup(
         "transactioncurrencyid",
         "Currency",
@@ -787,6 +820,7 @@ pub fn schema() -> Schema {
     let entities: Vec<_> = entities
         .into_iter()
         .chain(messages::entities())
+        .chain(pricing::entities())
         .map(change_tracking)
         .collect();
 
@@ -1082,6 +1116,7 @@ pub fn schema() -> Schema {
         rels.extend(audit_rels(logical));
     }
     rels.extend(messages::relationships());
+    rels.extend(pricing::relationships());
     Schema::new(entities, &rels)
 }
 

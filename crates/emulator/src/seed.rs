@@ -193,6 +193,10 @@ pub fn row_count(entity: &Entity, rows_per_table: usize, overrides: &[(String, u
         "businessunit" => rows_per_table.clamp(1, 10),
         "team" => rows_per_table.min(50),
         "transactioncurrency" => CURRENCIES.len(),
+        // The "Default Unit" group and its base unit "Primary Unit" that every organization
+        // has; price lists and their items are the organization's own (catalog/pricing.rs).
+        "uomschedule" | "uom" => 1,
+        "pricelevel" | "productpricelevel" => 0,
         "systemuser" => FIXED_USERS + rows_per_table.min(200),
         // Registration tables start empty; the SDK messages and filters are seeded apart.
         "serviceendpoint"
@@ -518,6 +522,38 @@ fn row(
         set(&mut vals, "exchangerate", Val::Num(rate));
         set(&mut vals, "currencyprecision", Val::Int(2));
         set(&mut vals, "statecode", Val::Int(0));
+    }
+    if matches!(e.logical_name.as_str(), "uomschedule" | "uom" | "product") {
+        let set = |vals: &mut Vec<Val>, col: &str, v: Val| {
+            if let Some(c) = e.attr(col) {
+                vals[c] = v;
+            }
+        };
+        match e.logical_name.as_str() {
+            "uomschedule" => {
+                set(&mut vals, "name", Val::str("Default Unit"));
+                set(&mut vals, "baseuomname", Val::str("Primary Unit"));
+                set(&mut vals, "statecode", Val::Int(0));
+            }
+            "uom" => {
+                set(&mut vals, "name", Val::str("Primary Unit"));
+                set(&mut vals, "uomscheduleid", target_of("uomschedule", 0));
+                set(&mut vals, "baseuom", Val::Null);
+                set(&mut vals, "quantity", Val::Num(1.0));
+                set(&mut vals, "isschedulebaseuom", Val::Bool(true));
+            }
+            _ => {
+                // Seeded products are plain products sold in the default unit.
+                set(&mut vals, "productstructure", Val::Int(1));
+                set(&mut vals, "parentproductid", Val::Null);
+                set(
+                    &mut vals,
+                    "defaultuomscheduleid",
+                    target_of("uomschedule", 0),
+                );
+                set(&mut vals, "defaultuomid", target_of("uom", 0));
+            }
+        }
     }
     if e.logical_name == "businessunit"
         && i == 0

@@ -26,6 +26,7 @@ mod records;
 mod resilience;
 mod retries;
 mod search;
+mod shop_sync;
 mod sign_in;
 mod sync;
 mod tls;
