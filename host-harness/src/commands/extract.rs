@@ -49,8 +49,10 @@ pub struct Args {
     )]
     pub tables: Vec<String>,
     /// Where the rows land: sqlite:PATH, postgres://… or ndjson:DIR (see below).
+    // Parsed in `run`, not by clap: clap's refusal repeats the value, and a URL may hold a
+    // password.
     #[arg(long, value_name = "DESTINATION", conflicts_with = "out")]
-    pub to: Option<Destination>,
+    pub to: Option<String>,
     /// Directory for NDJSON files, one per table (the same as --to ndjson:DIR).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -79,7 +81,13 @@ pub struct Args {
 impl Args {
     pub fn run(self, global: &Global) -> anyhow::Result<ExitCode> {
         let destination = match (&self.to, &self.out) {
-            (Some(to), _) => to.clone(),
+            (Some(to), _) => to.parse::<Destination>().unwrap_or_else(|problem| {
+                clap::Error::raw(
+                    clap::error::ErrorKind::InvalidValue,
+                    format!("invalid value for '--to <DESTINATION>': {problem}\n"),
+                )
+                .exit()
+            }),
             (None, Some(out)) => Destination::Ndjson(out.clone()),
             (None, None) => Destination::Sqlite(PathBuf::from("extract.db")),
         };

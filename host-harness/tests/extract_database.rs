@@ -1,0 +1,699 @@
+//! `dynamics extract --to sqlite:… | postgres://…` as a person runs it, against the emulator:
+//! typed columns, upserts, deletes applied or flagged, columns added when a table grows, a run
+//! killed and run again landing every row once, tables of modules not installed as notices.
+//!
+//! SQLite always runs. PostgreSQL runs against the server `DATABASE_URL` names (start one with
+//! `tests/postgres.sh cargo test -p host-harness --test extract_database`); without it those
+//! tests print that they are skipped.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use dataverse_emulator::{Config, Emulator};
+use serde_json::{Value, json};
+
+/// A database a test lands rows in and reads back as text.
+enum Target {
+    Sqlite(PathBuf),
+    /// The URL with the test's own schema first on the search path, and that schema.
+    Postgres {
+        url: String,
+        schema: String,
+    },
+}
+
+impl Target {
+    fn sqlite(name: &str) -> Target {
+        let dir = std::env::temp_dir().join(format!("dynamics-extract-db-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.db"));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        Target::Sqlite(path)
+    }
+
+    /// A fresh schema on the `DATABASE_URL` server; None (and a printed notice) without one.
+    fn postgres(name: &str) -> Option<Target> {
+        let Ok(base) = std::env::var("DATABASE_URL") else {
+            eprintln!("skipped: DATABASE_URL is not set (run under tests/postgres.sh)");
+            return None;
+        };
+        let schema = format!("{name}_{}", std::process::id());
+        let mut client =
+            postgres::Client::connect(&base, postgres::NoTls).expect("DATABASE_URL connects");
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
+            .unwrap();
+        let separator = if base.contains('?') { '&' } else { '?' };
+        Some(Target::Postgres {
+            url: format!("{base}{separator}options=-csearch_path%3D{schema}%20-cTimeZone%3DUTC"),
+            schema,
+        })
+    }
+
+    fn arg(&self) -> String {
+        match self {
+            Target::Sqlite(path) => format!("sqlite:{}", path.display()),
+            Target::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    /// Rows of a query, every value as text (NULL as None).
+    fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        match self {
+            Target::Sqlite(path) => {
+                let connection = rusqlite::Connection::open(path).unwrap();
+                let mut statement = connection.prepare(sql).unwrap();
+                let width = statement.column_count();
+                statement
+                    .query_map([], |row| {
+                        (0..width)
+                            .map(|i| {
+                                Ok(match row.get::<_, rusqlite::types::Value>(i)? {
+                                    rusqlite::types::Value::Null => None,
+                                    rusqlite::types::Value::Integer(n) => Some(n.to_string()),
+                                    rusqlite::types::Value::Real(f) => Some(f.to_string()),
+                                    rusqlite::types::Value::Text(t) => Some(t),
+                                    rusqlite::types::Value::Blob(_) => Some("<blob>".into()),
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+            Target::Postgres { url, .. } => {
+                let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                let rows = client
+                    .simple_query(sql)
+                    .unwrap()
+                    .into_iter()
+                    .filter_map(|message| match message {
+                        postgres::SimpleQueryMessage::Row(row) => Some(
+                            (0..row.len())
+                                .map(|i| row.get(i).map(str::to_string))
+                                .collect(),
+                        ),
+                        _ => None,
+                    })
+                    .collect();
+                rows
+            }
+        }
+    }
+
+    fn one(&self, sql: &str) -> Option<String> {
+        self.query(sql)
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next().flatten())
+    }
+
+    /// Column name → declared type.
+    fn column_types(&self, table: &str) -> Vec<(String, String)> {
+        let sql = match self {
+            Target::Sqlite(_) => format!("SELECT name, type FROM pragma_table_info('{table}')"),
+            Target::Postgres { schema, .. } => format!(
+                "SELECT column_name, data_type FROM information_schema.columns \
+                 WHERE table_schema = '{schema}' AND table_name = '{table}'"
+            ),
+        };
+        self.query(&sql)
+            .into_iter()
+            .map(|row| (row[0].clone().unwrap(), row[1].clone().unwrap()))
+            .collect()
+    }
+
+    fn is_postgres(&self) -> bool {
+        matches!(self, Target::Postgres { .. })
+    }
+}
+
+fn emulator(rows: usize) -> Emulator {
+    Emulator::start(
+        Config {
+            rows_per_table: rows,
+            ..Config::default()
+        },
+        0,
+    )
+    .unwrap()
+}
+
+fn connection_file(emulator: &Emulator, name: &str) -> PathBuf {
+    let credentials = emulator.credentials();
+    // Tests run at once: each emulator gets its own file, whatever the test's name.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "dynamics-extract-db-{name}-{}-{}.json",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let json = json!({
+        "type": "oauth2-client-credentials",
+        "fields": {
+            "webApiUrl": emulator.base_url(),
+            "tokenUrl": emulator.token_url(),
+            "clientId": credentials.client_id,
+            "clientSecret": credentials.client_secret,
+        }
+    });
+    std::fs::write(&path, json.to_string()).unwrap();
+    path
+}
+
+fn extract_command(connection: &PathBuf, target: &Target, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dynamics"));
+    command
+        .env(
+            "XDG_STATE_HOME",
+            std::env::temp_dir().join(format!("dynamics-extract-db-state-{}", std::process::id())),
+        )
+        .args(["--allow-private", "extract", "-c"])
+        .arg(connection)
+        .args(["--to", &target.arg()])
+        .args(extra);
+    command
+}
+
+fn extract(connection: &PathBuf, target: &Target, extra: &[&str]) -> Output {
+    let output = extract_command(connection, target, extra)
+        .output()
+        .expect("the CLI runs");
+    assert!(
+        output.status.success(),
+        "extract {extra:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .filter(|line| !line.contains(" rows in all, "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    output
+}
+
+/// A Web API call to the emulator as the application user, for changes made "in Dataverse"
+/// between runs.
+fn web_api(emulator: &Emulator, method: &str, path: &str, body: Option<Value>) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{}/{path}", emulator.web_api_url());
+    let token = format!("Bearer {}", emulator.issue_token_for_tests());
+    let response = match (method, body) {
+        ("DELETE", _) => agent.delete(&url).header("Authorization", &token).call(),
+        ("PATCH", Some(body)) => agent
+            .patch(&url)
+            .header("Authorization", &token)
+            .header("Content-Type", "application/json")
+            .send(body.to_string()),
+        ("POST", Some(body)) => agent
+            .post(&url)
+            .header("Authorization", &token)
+            .header("Content-Type", "application/json")
+            .send(body.to_string()),
+        other => panic!("no such call {other:?}"),
+    };
+    response.expect("the emulator answers").status().as_u16()
+}
+
+fn ids_in_emulator(emulator: &Emulator, table: &str, key: &str) -> BTreeSet<String> {
+    emulator
+        .table(table)
+        .iter()
+        .map(|row| row[key].as_str().unwrap().to_ascii_lowercase())
+        .collect()
+}
+
+fn ids_in(target: &Target, table: &str, key: &str) -> Vec<String> {
+    target
+        .query(&format!(
+            "SELECT CAST({key} AS TEXT) FROM {table} ORDER BY 1"
+        ))
+        .into_iter()
+        .map(|row| row[0].clone().unwrap().to_ascii_lowercase())
+        .collect()
+}
+
+// ---- the behaviours, each run on SQLite and on PostgreSQL ----
+
+fn typed_columns_hold_what_dataverse_has(target: Target) {
+    let emulator = emulator(6);
+    let connection = connection_file(&emulator, "typed");
+    extract(
+        &connection,
+        &target,
+        &["--tables", "opportunities,accounts", "--parallel", "2"],
+    );
+
+    let types: std::collections::HashMap<String, String> =
+        target.column_types("opportunities").into_iter().collect();
+    let expected: &[(&str, &str, &str)] = &[
+        // column, SQLite, PostgreSQL
+        ("opportunityid", "TEXT", "uuid"),
+        ("estimatedvalue", "TEXT", "numeric"),
+        ("estimatedclosedate", "TEXT", "date"),
+        ("modifiedon", "TEXT", "timestamp with time zone"),
+        ("closeprobability", "INTEGER", "integer"),
+        ("versionnumber", "INTEGER", "bigint"),
+        ("parentaccountid", "TEXT", "uuid"),
+        ("parentaccountid_table", "TEXT", "text"),
+        ("statecode", "INTEGER", "integer"),
+        ("statecode_label", "TEXT", "text"),
+        ("name", "TEXT", "text"),
+    ];
+    for (column, sqlite, postgres) in expected {
+        let want = if target.is_postgres() {
+            postgres
+        } else {
+            sqlite
+        };
+        assert_eq!(
+            types.get(*column).map(String::as_str),
+            Some(*want),
+            "{column}"
+        );
+    }
+    let accounts: std::collections::HashMap<String, String> =
+        target.column_types("accounts").into_iter().collect();
+    let boolean = if target.is_postgres() {
+        "boolean"
+    } else {
+        "INTEGER"
+    };
+    assert_eq!(
+        accounts.get("creditonhold").map(String::as_str),
+        Some(boolean)
+    );
+
+    // Every row, once, with the values Dataverse holds.
+    let rows = emulator.table("opportunities");
+    assert_eq!(
+        ids_in(&target, "opportunities", "opportunityid"),
+        ids_in_emulator(&emulator, "opportunities", "opportunityid")
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+    for row in &rows {
+        let id = row["opportunityid"].as_str().unwrap();
+        let got = &target.query(&format!(
+            "SELECT CAST(estimatedvalue AS TEXT), CAST(estimatedclosedate AS TEXT), \
+             CAST(parentaccountid AS TEXT), parentaccountid_table, statecode, statecode_label, \
+             CAST(modifiedon AS TEXT) FROM opportunities WHERE CAST(opportunityid AS TEXT) = '{}'",
+            id.to_ascii_lowercase()
+        ))[0];
+        let money = row["estimatedvalue"].to_string();
+        assert_eq!(
+            got[0]
+                .as_deref()
+                .map(|v| v.trim_end_matches(".0000").trim_end_matches(".00")),
+            Some(money.as_str()),
+            "money exact"
+        );
+        assert_eq!(
+            got[1].as_deref(),
+            row["estimatedclosedate"].as_str(),
+            "date only"
+        );
+        assert_eq!(
+            got[2].as_deref(),
+            row["_parentaccountid_value"].as_str(),
+            "the lookup's GUID"
+        );
+        if row["_parentaccountid_value"].is_string() {
+            assert_eq!(got[3].as_deref(), Some("account"), "the lookup's table");
+        }
+        assert_eq!(
+            got[4].as_deref(),
+            Some(row["statecode"].to_string().as_str())
+        );
+        let label = match row["statecode"].as_i64() {
+            Some(0) => "Open",
+            Some(1) => "Won",
+            _ => "Lost",
+        };
+        assert_eq!(got[5].as_deref(), Some(label), "the choice's label");
+        let modified = row["modifiedon"].as_str().unwrap();
+        let landed = got[6].clone().unwrap();
+        if target.is_postgres() {
+            assert_eq!(landed.replace(' ', "T").replace("+00", "Z"), modified);
+        } else {
+            assert_eq!(landed, modified);
+        }
+    }
+
+    // A second run lands nothing new and duplicates nothing.
+    let again = extract(
+        &connection,
+        &target,
+        &["--tables", "opportunities,accounts"],
+    );
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        stdout.contains("opportunities: 0 rows landed, 0 deleted"),
+        "{stdout}"
+    );
+    assert_eq!(
+        target
+            .one("SELECT CAST(count(*) AS TEXT) FROM opportunities")
+            .as_deref(),
+        Some(rows.len().to_string().as_str())
+    );
+}
+
+fn changes_between_runs_are_applied(target: Target, deletes: &str) {
+    let emulator = emulator(5);
+    let connection = connection_file(&emulator, &format!("changes-{deletes}"));
+    let args = ["--tables", "accounts", "--deletes", deletes];
+    extract(&connection, &target, &args);
+    let before = ids_in_emulator(&emulator, "accounts", "accountid");
+    let mut ids = before.iter();
+    let (updated, deleted) = (ids.next().unwrap().clone(), ids.next().unwrap().clone());
+
+    // In Dataverse: a column added to the table, a row updated with it, a row deleted, a row
+    // created.
+    let column = json!({
+        "@odata.type": "Microsoft.Dynamics.CRM.DecimalAttributeMetadata",
+        "SchemaName": "new_Score",
+        "DisplayName": {"@odata.type": "Microsoft.Dynamics.CRM.Label", "LocalizedLabels": [
+            {"@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel", "Label": "Score", "LanguageCode": 1033}]},
+        "RequiredLevel": {"Value": "None"},
+        "Precision": 2, "MinValue": 0, "MaxValue": 1000
+    });
+    assert_eq!(
+        web_api(
+            &emulator,
+            "POST",
+            "EntityDefinitions(LogicalName='account')/Attributes",
+            Some(column)
+        ),
+        204
+    );
+    let patch = json!({"name": "Renamed between runs", "new_score": 12.25});
+    assert_eq!(
+        web_api(
+            &emulator,
+            "PATCH",
+            &format!("accounts({updated})"),
+            Some(patch)
+        ),
+        204
+    );
+    assert_eq!(
+        web_api(&emulator, "DELETE", &format!("accounts({deleted})"), None),
+        204
+    );
+    assert_eq!(
+        web_api(
+            &emulator,
+            "POST",
+            "accounts",
+            Some(json!({"name": "Created between runs"}))
+        ),
+        204
+    );
+
+    let output = extract(&connection, &target, &args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("accounts: 2 rows landed, 1 deleted"),
+        "{stdout}"
+    );
+
+    let row = &target.query(&format!(
+        "SELECT name, CAST(new_score AS TEXT) FROM accounts WHERE CAST(accountid AS TEXT) = '{updated}'"
+    ))[0];
+    assert_eq!(row[0].as_deref(), Some("Renamed between runs"));
+    assert_eq!(
+        row[1].as_deref(),
+        Some("12.25"),
+        "the new column, typed, with its value"
+    );
+    assert_eq!(
+        target
+            .one("SELECT CAST(count(*) AS TEXT) FROM accounts WHERE name = 'Created between runs'")
+            .as_deref(),
+        Some("1")
+    );
+    let landed = ids_in(&target, "accounts", "accountid");
+    let now: Vec<String> = ids_in_emulator(&emulator, "accounts", "accountid")
+        .into_iter()
+        .collect();
+    match deletes {
+        "delete" => assert_eq!(landed, now, "the deleted row is gone, every other row once"),
+        _ => {
+            let mut with_deleted = now.clone();
+            with_deleted.push(deleted.clone());
+            with_deleted.sort();
+            assert_eq!(landed, with_deleted, "the deleted row stays, flagged");
+            let flag = &target.query(&format!(
+                "SELECT CAST(_deleted AS TEXT), CAST(_deleted_at AS TEXT) FROM accounts WHERE CAST(accountid AS TEXT) = '{deleted}'"
+            ))[0];
+            assert!(
+                matches!(flag[0].as_deref(), Some("1" | "true")),
+                "flagged: {flag:?}"
+            );
+            assert!(flag[1].is_some(), "with the time it was seen deleted");
+            assert_eq!(
+                target
+                    .one("SELECT CAST(count(*) AS TEXT) FROM accounts WHERE _deleted = false")
+                    .as_deref(),
+                Some(now.len().to_string().as_str()),
+                "the rest are live"
+            );
+        }
+    }
+}
+
+fn a_killed_run_rerun_lands_every_row_exactly_once(target: Target) {
+    let emulator = emulator(1500);
+    let connection = connection_file(&emulator, "killed");
+    let tables = "accounts,contacts,leads,opportunities,tasks,annotations";
+    let args = [
+        "--tables",
+        tables,
+        "--page-size",
+        "50",
+        "--since",
+        "2000-01-01",
+        "--parallel",
+        "3",
+    ];
+
+    // Stopped after a few calls: some tables landed, some not begun.
+    let first = extract(
+        &connection,
+        &target,
+        &[&args[..], &["--max-calls", "4"]].concat(),
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("stopped before the end"));
+
+    // Then a real SIGKILL while tables are being landed: once this run has committed
+    // another table, before it has committed them all.
+    let complete = |target: &Target| {
+        target
+            .one(&format!(
+                "SELECT CAST(count(*) AS TEXT) FROM _dynamics_extract_state WHERE complete = {}",
+                if target.is_postgres() { "true" } else { "1" }
+            ))
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    let before = complete(&target);
+    assert!(before < 6, "the interrupted run left tables to do");
+    let mut child = extract_command(&connection, &target, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        if complete(&target) > before {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(complete(&target) < 6, "killed before the end");
+
+    // Between runs, a row is deleted in Dataverse.
+    let gone = ids_in_emulator(&emulator, "contacts", "contactid")
+        .into_iter()
+        .next()
+        .unwrap();
+    assert_eq!(
+        web_api(&emulator, "DELETE", &format!("contacts({gone})"), None),
+        204
+    );
+
+    let rerun = extract(&connection, &target, &args);
+    let said = String::from_utf8_lossy(&rerun.stdout).into_owned();
+    for (table, key) in [
+        ("accounts", "accountid"),
+        ("contacts", "contactid"),
+        ("leads", "leadid"),
+        ("opportunities", "opportunityid"),
+        ("tasks", "activityid"),
+        ("annotations", "annotationid"),
+    ] {
+        let landed = ids_in(&target, table, key);
+        let distinct: BTreeSet<String> = landed.iter().cloned().collect();
+        assert_eq!(distinct.len(), landed.len(), "{table}: no row twice");
+        let dataverse = ids_in_emulator(&emulator, table, key);
+        let missing: Vec<&String> = dataverse.difference(&distinct).collect();
+        let extra: Vec<&String> = distinct.difference(&dataverse).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{table}: every row of Dataverse, once: {} missing {:?}, {} extra {:?}; the rerun said {said}",
+            missing.len(),
+            missing.iter().take(3).collect::<Vec<_>>(),
+            extra.len(),
+            extra.iter().take(3).collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        !ids_in(&target, "contacts", "contactid").contains(&gone),
+        "the deleted row is gone"
+    );
+    // The state says every table is complete.
+    assert_eq!(
+        target
+            .one(&format!(
+                "SELECT CAST(count(*) AS TEXT) FROM _dynamics_extract_state WHERE complete = {}",
+                if target.is_postgres() { "true" } else { "1" }
+            ))
+            .as_deref(),
+        Some("6")
+    );
+}
+
+fn modules_not_installed_give_zero_rows_and_a_notice(target: Target) {
+    let emulator = emulator(3);
+    let connection = connection_file(&emulator, "modules");
+    let output = extract(
+        &connection,
+        &target,
+        &["--tables", "accounts,campaigns,incidents"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for table in ["campaigns", "incidents"] {
+        assert!(
+            stderr.contains(&format!(
+                "notice: {table}: no such table in this environment"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stdout.contains(&format!("{table}: 0 rows landed")),
+            "{stdout}"
+        );
+        assert!(
+            target.column_types(table).is_empty(),
+            "no {table} table is made"
+        );
+    }
+    assert!(stdout.contains("accounts: 3 rows landed"), "{stdout}");
+}
+
+// ---- SQLite ----
+
+#[test]
+fn sqlite_typed_columns_hold_what_dataverse_has() {
+    typed_columns_hold_what_dataverse_has(Target::sqlite("typed"));
+}
+
+#[test]
+fn sqlite_deletes_updates_and_new_columns_between_runs_are_applied() {
+    changes_between_runs_are_applied(Target::sqlite("changes-delete"), "delete");
+}
+
+#[test]
+fn sqlite_deleted_rows_can_be_flagged_instead() {
+    changes_between_runs_are_applied(Target::sqlite("changes-flag"), "flag");
+}
+
+#[test]
+fn sqlite_a_killed_run_rerun_lands_every_row_exactly_once() {
+    a_killed_run_rerun_lands_every_row_exactly_once(Target::sqlite("killed"));
+}
+
+#[test]
+fn sqlite_modules_not_installed_give_zero_rows_and_a_notice() {
+    modules_not_installed_give_zero_rows_and_a_notice(Target::sqlite("modules"));
+}
+
+// ---- PostgreSQL ----
+
+#[test]
+fn postgres_typed_columns_hold_what_dataverse_has() {
+    if let Some(target) = Target::postgres("typed") {
+        typed_columns_hold_what_dataverse_has(target);
+    }
+}
+
+#[test]
+fn postgres_deletes_updates_and_new_columns_between_runs_are_applied() {
+    if let Some(target) = Target::postgres("changes_delete") {
+        changes_between_runs_are_applied(target, "delete");
+    }
+}
+
+#[test]
+fn postgres_deleted_rows_can_be_flagged_instead() {
+    if let Some(target) = Target::postgres("changes_flag") {
+        changes_between_runs_are_applied(target, "flag");
+    }
+}
+
+#[test]
+fn postgres_a_killed_run_rerun_lands_every_row_exactly_once() {
+    if let Some(target) = Target::postgres("killed") {
+        a_killed_run_rerun_lands_every_row_exactly_once(target);
+    }
+}
+
+#[test]
+fn postgres_modules_not_installed_give_zero_rows_and_a_notice() {
+    if let Some(target) = Target::postgres("modules") {
+        modules_not_installed_give_zero_rows_and_a_notice(target);
+    }
+}
+
+// ---- refusals ----
+
+#[test]
+fn a_destination_or_deletes_option_it_does_not_know_is_refused_before_any_request() {
+    let emulator = emulator(3);
+    let connection = connection_file(&emulator, "refused");
+    for (option, value, says) in [
+        ("--to", "mysql://app:hunter2@db/crm", "is not a destination"),
+        ("--deletes", "archive", "is not delete or flag"),
+        ("--parallel", "0", "--parallel"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_dynamics"))
+            .args(["--allow-private", "extract", "-c"])
+            .arg(&connection)
+            .args([option, value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{option}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "no password shown: {stderr}");
+    }
+    assert!(emulator.requests().is_empty(), "nothing was sent");
+}
