@@ -998,3 +998,60 @@ fn read_batch_answers(text: &str) -> Vec<BatchAnswer> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names_keep_their_case_and_values_stay_quoted() {
+        assert_eq!(
+            key_segment("dataAreaId='usmf', CustomerAccount='US,=1'", "entityId").unwrap(),
+            "(dataAreaId='usmf',CustomerAccount='US%2C%3D1')"
+        );
+        assert_eq!(
+            key_segment(
+                r#"{"dataAreaId":"usmf","SalesOrderNumber":"SO-1","LineNumber":2}"#,
+                "k"
+            )
+            .unwrap()
+            .matches("LineNumber=2")
+            .count(),
+            1
+        );
+        let guid = key_segment("00000000-0000-0000-0000-000000000001", "entityId").unwrap_err();
+        assert!(
+            guid.message.contains("every field of its key"),
+            "{}",
+            guid.message
+        );
+        let broken = key_segment("dataAreaId='usmf", "entityId").unwrap_err();
+        assert_eq!(broken.field.as_deref(), Some("entityId"));
+    }
+
+    #[test]
+    fn the_next_page_moves_skip_and_keeps_the_rest() {
+        assert_eq!(
+            advance_skip("https://x/data/C?$top=5&$skip=10&$filter=a", 5),
+            "https://x/data/C?$top=5&$filter=a&$skip=15"
+        );
+        assert_eq!(
+            advance_skip("https://x/data/C", 3),
+            "https://x/data/C?$skip=3"
+        );
+    }
+
+    #[test]
+    fn batch_answers_are_read_by_content_id() {
+        let text = "--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n--c\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: 1\r\n\r\nHTTP/1.1 201 Created\r\nOData-EntityId: https://x/data/C(dataAreaId='usmf',CustomerAccount='A')\r\n\r\n{}\r\n--c--\r\n--b\r\nContent-Type: application/http\r\nContent-ID: 2\r\n\r\nHTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\r\n{\"error\":{\"code\":\"\",\"message\":\"An error has occurred.\",\"innererror\":{\"message\":\"exists\",\"type\":\"t\",\"stacktrace\":\"\"}}}\r\n--b--\r\n";
+        let answers = read_batch_answers(text);
+        assert_eq!(answers.len(), 2);
+        assert_eq!(answers[0].content_id, Some(1));
+        assert_eq!(
+            answers[0].entity_id.as_deref(),
+            Some("dataAreaId='usmf',CustomerAccount='A'")
+        );
+        assert_eq!(answers[1].status, 400);
+        assert_eq!(answers[1].error, "An error has occurred.: exists");
+    }
+}
