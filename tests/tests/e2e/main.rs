@@ -6,6 +6,7 @@ mod beyond_crud;
 mod bulk;
 mod bulk_messages;
 mod catalogue;
+mod concurrency;
 mod connections;
 mod current_user;
 mod designer;
