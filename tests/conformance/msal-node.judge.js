@@ -5,7 +5,8 @@
 // authorities, so each test passes only if the emulator answers as Entra does.
 //
 // Needs EMULATOR_URL (https://127.0.0.1:PORT), EMULATOR_TENANT, EMULATOR_CLIENT_ID,
-// EMULATOR_CLIENT_SECRET, EMULATOR_PUBLIC_CLIENT_ID, EMULATOR_USERNAME, EMULATOR_PASSWORD, and
+// EMULATOR_CLIENT_SECRET, EMULATOR_PUBLIC_CLIENT_ID, EMULATOR_USERNAME, EMULATOR_PASSWORD,
+// EMULATOR_CLIENT_CERTIFICATE (a PEM file with the key and certificate registered to the client), and
 // NODE_EXTRA_CA_CERTS naming the emulator's CA certificate; run-msal.sh starts the emulator with
 // --tls and sets them.
 
@@ -142,6 +143,51 @@ test("ConfidentialClientApplication: client credentials, then the same token fro
   await assert.rejects(wrong.acquireTokenByClientCredential(request), (e) => {
     assert.equal(e.errorCode, "invalid_client");
     assert.match(e.errorMessage, /AADSTS7000215/);
+    return true;
+  });
+});
+
+test("ConfidentialClientApplication: certificate credentials, PS256 with x5t#S256 and RS256 with x5t", async () => {
+  // The key and certificate the emulator registered to clientId (run-msal.sh: EMULATOR_CLIENT_CERTIFICATE).
+  const pem = require("node:fs").readFileSync(env("EMULATOR_CLIENT_CERTIFICATE"), "utf8");
+  const certificate = new crypto.X509Certificate(pem.slice(pem.indexOf("-----BEGIN CERTIFICATE-----")));
+  const privateKey = pem.slice(0, pem.indexOf("-----BEGIN CERTIFICATE-----"));
+  const hex = (fingerprint) => fingerprint.replaceAll(":", "");
+  for (const clientCertificate of [
+    { thumbprintSha256: hex(certificate.fingerprint256), privateKey },
+    { thumbprint: hex(certificate.fingerprint), privateKey },
+  ]) {
+    const cca = new msal.ConfidentialClientApplication({
+      auth: { clientId, clientCertificate, authority, knownAuthorities },
+    });
+    const request = { scopes: [`${base}/.default`] };
+    const first = await cca.acquireTokenByClientCredential(request);
+    assert.equal(first.fromCache, false);
+    const { claims } = verifyJwt(first.accessToken);
+    assert.equal(claims.appid, clientId);
+    assert.equal(claims.idtyp, "app");
+    assert.match((await whoAmI(first.accessToken)).UserId, GUID);
+    // MSAL sends the assertion it signed again (skipping its token cache): Entra takes it.
+    const again = await cca.acquireTokenByClientCredential({ ...request, skipCache: true });
+    assert.equal(again.fromCache, false);
+  }
+
+  // Another key under the registered certificate's thumbprint: the signature does not verify.
+  const { privateKey: otherKey } = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const forged = new msal.ConfidentialClientApplication({
+    auth: {
+      clientId,
+      clientCertificate: {
+        thumbprintSha256: hex(certificate.fingerprint256),
+        privateKey: otherKey.export({ type: "pkcs8", format: "pem" }),
+      },
+      authority,
+      knownAuthorities,
+    },
+  });
+  await assert.rejects(forged.acquireTokenByClientCredential({ scopes: [`${base}/.default`] }), (e) => {
+    assert.equal(e.errorCode, "invalid_client");
+    assert.match(e.errorMessage, /AADSTS700027/);
     return true;
   });
 });

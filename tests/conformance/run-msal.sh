@@ -25,6 +25,7 @@ export EMULATOR_CLIENT_SECRET="$(field 'client secret')"
 export EMULATOR_PUBLIC_CLIENT_ID="$(field 'public client')"
 export EMULATOR_USERNAME="$(field 'username')"
 export EMULATOR_PASSWORD="$(field 'password')"
+export EMULATOR_CLIENT_CERTIFICATE="$(field 'client certificate')"
 export NODE_EXTRA_CA_CERTS="$(field 'ca certificate')"
 [ -s "$NODE_EXTRA_CA_CERTS" ] || { cat "$log"; echo "no CA certificate file" >&2; exit 1; }
 

@@ -20,8 +20,11 @@
 //! AADSTS50027 a JWT that cannot be read (InvalidJwtToken), AADSTS700021 `iss`/`sub` not the
 //! client id, AADSTS700023 an audience that is not this token endpoint, AADSTS700024 outside
 //! its valid time range, AADSTS700027 a certificate not registered to the app or a signature
-//! that does not verify, AADSTS50013 an assertion used a second time (InvalidAssertion: the
-//! pages name no code of its own for a replayed `jti`).
+//! that does not verify, AADSTS50013 a `jti` already used by another assertion (InvalidAssertion:
+//! the pages name no code of their own for it). The page asks for a `jti` that no other assertion
+//! carries, not for single use: the very same assertion may be presented again while valid, as
+//! `@azure/msal-node` does (it keeps its signed assertion for its ten minutes and sends it with
+//! each token request), so only a second, different assertion under a used `jti` is refused.
 
 //!
 //! Federated credentials (workload identity federation,
@@ -236,8 +239,9 @@ pub struct Assertions {
     pub registered_to: Vec<String>,
     /// Seconds added to the clock when checking `nbf`/`exp`.
     pub clock_offset_secs: i64,
-    /// `jti` values already accepted, with their `exp`, until they expire.
-    used: HashMap<String, i64>,
+    /// `jti` values already accepted, with their `exp` and the assertion's signature, until
+    /// they expire.
+    used: HashMap<String, (i64, Vec<u8>)>,
     /// Federated identity credentials of the apps.
     pub federated: Vec<FederatedCredential>,
 }
@@ -340,19 +344,24 @@ impl Assertions {
         if jti.is_empty() {
             return Err(invalid_jwt("the client assertion has no jti claim"));
         }
-        self.used.retain(|_, until| *until + CLOCK_SKEW_SECS >= now);
-        if self.used.contains_key(&jti) {
+        self.used
+            .retain(|_, (until, _)| *until + CLOCK_SKEW_SECS >= now);
+        if self
+            .used
+            .get(&jti)
+            .is_some_and(|(_, signature)| signature != &jwt.signature)
+        {
             return Err(aad_error(
                 401,
                 "invalid_client",
                 50013,
                 &format!(
-                    "Assertion is invalid: the client assertion with jti '{jti}' was already used. Sign a new assertion (a new jti) for each token request."
+                    "Assertion is invalid: jti '{jti}' was already used by another client assertion. Give each assertion a unique jti."
                 ),
                 None,
             ));
         }
-        self.used.insert(jti, exp);
+        self.used.insert(jti, (exp, jwt.signature.clone()));
         Ok(())
     }
 
@@ -583,7 +592,8 @@ mod tests {
     }
 
     #[test]
-    fn ps256_and_rs256_assertions_of_the_registered_certificate_are_accepted_once() {
+    fn ps256_and_rs256_assertions_of_the_registered_certificate_are_accepted_and_a_jti_names_one_assertion()
+     {
         let mut a = assertions();
         let cert = registered();
         let ps = sign(cert, "PS256", x5t_s256(cert), claims("one"));
@@ -591,8 +601,12 @@ mod tests {
         let legacy = serde_json::json!({"x5t": cert.x5t});
         let rs = sign(cert, "RS256", legacy, claims("two"));
         assert_eq!(check(&mut a, &rs), Ok(()));
-        // The same assertion again is a replay.
-        assert_eq!(check(&mut a, &ps), Err(50013));
+        // The same assertion again is accepted while valid (MSAL resends its assertion) ...
+        assert_eq!(check(&mut a, &ps), Ok(()));
+        // ... but another assertion under a used jti is not.
+        let reused = sign(cert, "PS256", x5t_s256(cert), claims("one"));
+        assert_ne!(reused, ps, "PSS signatures are randomised");
+        assert_eq!(check(&mut a, &reused), Err(50013));
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //!
 //! Costing what Dataverse costs (the `cost` module, `/_admin/cost`): `--latency-ms MS` per
 //! request, `--per-record-ms MS` per record read or written, `--concurrent-requests N` (52),
-//! `--dop-hint N` (the `x-ms-dop-hint` answered, 8), `--window-secs S` (300; the request and
+//! `--dop-hint N` (the `x-ms-dop-hint` answered, 48), `--window-secs S` (300; the request and
 //! execution-time budgets shrink in proportion) and `--cost-model` (the documented defaults);
 //! any of them switches the model on, with the three service-protection errors per user.
 
@@ -152,6 +152,10 @@ fn main() -> anyhow::Result<()> {
     println!("client id:     {}", c.client_id);
     println!("client secret: {}", c.client_secret);
     println!("public client: {}", c.public_client_id);
+    // Certificate sign-in: the key and certificate registered to the client id, as a PEM file of
+    // the owner's only, removed at stop (test material, printed as a path, never as content).
+    let client_certificate = client_certificate_file(&emu)?;
+    println!("client certificate: {}", client_certificate.display());
     println!("username:      {}", c.username);
     println!("password:      {}", c.password);
     println!("admin api:     {}/", emu.admin_url());
@@ -185,5 +189,31 @@ fn main() -> anyhow::Result<()> {
         tokio::signal::ctrl_c().await
     })?;
     emu.stop();
+    let _ = std::fs::remove_file(&client_certificate);
     Ok(())
+}
+
+/// Writes the private key and certificate registered to the confidential app to a temporary
+/// PEM file readable by its owner only.
+fn client_certificate_file(emu: &Emulator) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::Write as _;
+    let certificate = emu.certificate();
+    let path = std::env::temp_dir().join(format!(
+        "dataverse-emulator-{}-client-certificate.pem",
+        std::process::id()
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    write!(
+        file,
+        "{}{}",
+        certificate.private_key_pem, certificate.certificate_pem
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }

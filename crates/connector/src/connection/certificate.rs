@@ -299,7 +299,7 @@ pub fn hint(code: &str) -> Option<&'static str> {
             "the client assertion is not a valid JWT: for federated credentials, check that the file or variable holds the identity token itself"
         }
         "AADSTS50013" => {
-            "the client assertion was already used: each token request needs a new one (the connector signs a fresh one; a federated token must be refreshed by its issuer)"
+            "the client assertion's jti was already used by another assertion: each assertion needs a unique jti (the connector makes one; a federated token must come fresh from its issuer)"
         }
         "AADSTS700025" => {
             "the app is registered as a public client, which cannot use certificates: turn off 'Allow public client flows' or use another app registration"
