@@ -319,3 +319,18 @@ fn a_dataverse_token_is_refused_and_the_token_service_issues_for_fno() {
     );
     assert_eq!(ok.status, 200, "{}", ok.body);
 }
+
+#[test]
+fn the_request_limit_answers_429_with_retry_after() {
+    let f = Fno::start();
+    f.emu.set_rate_limit(Some(dataverse_emulator::RateLimit {
+        requests: 2,
+        window: Duration::from_secs(60),
+    }));
+    assert_eq!(f.get("CustomersV3?$top=1").status, 200);
+    assert_eq!(f.get("CustomersV3?$top=1").status, 200);
+    let throttled = f.get("CustomersV3?$top=1");
+    assert_eq!(throttled.status, 429);
+    assert!(throttled.header("Retry-After").is_some());
+    assert_eq!(throttled.json()["error"]["code"], "");
+}

@@ -436,3 +436,27 @@ fn query_entities_pages_by_top_and_skip_and_reads_another_company_by_its_filter(
         impersonated.message
     );
 }
+
+#[test]
+fn a_throttled_fno_request_is_retried_after_retry_after() {
+    let emulator = emulator();
+    emulator.set_rate_limit(Some(dataverse_emulator::RateLimit {
+        requests: 2,
+        window: std::time::Duration::from_secs(2),
+    }));
+    for _ in 0..3 {
+        let record = run(
+            &emulator,
+            "get-entity",
+            json!({"entityType": "CustomersV3", "entityId": "dataAreaId='usmf',CustomerAccount='US-001'"}),
+        )
+        .unwrap();
+        assert_eq!(record["CustomerAccount"], "US-001");
+    }
+    let throttled = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.status == Some(429))
+        .count();
+    assert!(throttled >= 1, "the limit was met and waited out");
+}

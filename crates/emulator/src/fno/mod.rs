@@ -171,7 +171,11 @@ pub fn route(
     } else {
         path.strip_prefix("/data/")?
     };
-    if let Some(refusal) = authenticate(app, headers, origin) {
+    let user = match authenticate(app, headers, origin) {
+        Ok(user) => user,
+        Err(refusal) => return Some(refusal),
+    };
+    if let Some(refusal) = throttle(app, user) {
         return Some(refusal);
     }
     let root = format!("{origin}/data");
@@ -208,9 +212,37 @@ pub fn route(
     )
 }
 
+/// Service protection on the F&O port, with the emulator's request limit per user ("Throttling
+/// prioritization", learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/data-entities/priority-based-throttling:
+/// a throttled request answers 429 Too Many Requests with a `Retry-After` header).
+fn throttle(app: &App, user: crate::guid::Guid) -> Option<Parts> {
+    let limit = app.rate_limit.lock().ok().and_then(|l| *l)?;
+    let verdict = app
+        .throttle
+        .lock()
+        .ok()?
+        .check(user, limit, std::time::Instant::now());
+    match verdict {
+        crate::throttle::Verdict::Allowed { .. } => None,
+        crate::throttle::Verdict::Throttled { retry_after } => {
+            let (status, mut headers, body) = FnoError::new(
+                429,
+                "The request was throttled: too many requests. Retry after the time in Retry-After.",
+            )
+            .parts();
+            headers.push(("Retry-After".into(), retry_after.to_string()));
+            Some((status, headers, body))
+        }
+    }
+}
+
 /// The bearer token must be one the token service issued for this F&O environment (its `aud`
-/// the environment URL); a Dataverse token is refused with 401 and no body.
-fn authenticate(app: &App, headers: &[(String, String)], origin: &str) -> Option<Parts> {
+/// the environment URL); a Dataverse token is refused with 401 and no body. The caller's user.
+fn authenticate(
+    app: &App,
+    headers: &[(String, String)],
+    origin: &str,
+) -> Result<crate::guid::Guid, Parts> {
     let bearer = headers
         .iter()
         .find(|(k, _)| k == "authorization")
@@ -225,18 +257,18 @@ fn authenticate(app: &App, headers: &[(String, String)], origin: &str) -> Option
             || aud == format!("{}://localhost:{port}", app.scheme)
     };
     let accepted = match &bearer {
-        Some(token) => app
-            .auth
-            .lock()
-            .ok()
-            .and_then(|a| a.validate(token).map(|i| ours(&i.audience)))
-            .unwrap_or(false),
-        None => !app.config.require_auth,
+        Some(token) => app.auth.lock().ok().and_then(|a| {
+            a.validate(token)
+                .filter(|i| ours(&i.audience))
+                .map(|i| i.user)
+        }),
+        None if !app.config.require_auth => Some(app.ids.admin_user),
+        None => None,
     };
-    if accepted {
-        return None;
+    if let Some(user) = accepted {
+        return Ok(user);
     }
-    Some((
+    Err((
         401,
         vec![(
             "WWW-Authenticate".into(),
