@@ -147,6 +147,7 @@ fn each_change_type_registers_its_messages_and_starts_the_flow_only_for_them() {
             .unwrap();
     }
     assert!(emulator.table("serviceendpoints").is_empty());
+    assert!(emulator.table("sdkmessageprocessingsteps").is_empty());
 
     let flow = enable(
         &connection,
@@ -246,6 +247,13 @@ fn filter_rows_is_evaluated_on_the_row_after_the_change() {
     assert_eq!(seen[0]["row"]["revenue"], 5000.0);
     assert_eq!(seen[1]["recordId"], small.as_str());
     assert_eq!(seen[1]["row"]["revenue"], 2000.0);
+
+    host()
+        .disable_trigger("row-changed", &connection, &flow.config, &flow.state)
+        .unwrap();
+    assert!(emulator.table("sdkmessageprocessingstepimages").is_empty());
+    assert!(emulator.table("sdkmessageprocessingsteps").is_empty());
+    assert!(emulator.table("serviceendpoints").is_empty());
 }
 
 #[test]
@@ -284,7 +292,11 @@ fn scope_keeps_the_rows_owned_within_the_registering_users_reach() {
         .iter()
         .find(|unit| unit["businessunitid"] == other.business_unit_id.as_str())
         .unwrap();
-    let child_of_mine = other_unit["_parentbusinessunitid_value"] == me.business_unit_id.as_str();
+    assert_eq!(
+        other_unit["_parentbusinessunitid_value"],
+        me.business_unit_id.as_str(),
+        "the salesperson's unit is a child of the registering user's"
+    );
 
     let settings = |scope: &str| json!({"entityType": "contacts", "changeType": "added", "scope": scope, "flowId": scope});
     let user = enable(&connection, settings("user"));
@@ -325,11 +337,8 @@ fn scope_keeps_the_rows_owned_within_the_registering_users_reach() {
     );
     assert_eq!(
         ids(&tree),
-        if child_of_mine {
-            both.clone()
-        } else {
-            vec![mine.clone()]
-        }
+        both,
+        "a child unit's rows are the parent-child scope's"
     );
     assert_eq!(ids(&organization), both);
 }

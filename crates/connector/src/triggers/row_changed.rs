@@ -118,7 +118,7 @@ pub const TRIGGER: TriggerDef = TriggerDef {
     handlers: Handlers::Webhook {
         receive,
         enable,
-        disable: super::webhook::disable,
+        disable,
     },
 };
 
@@ -583,6 +583,32 @@ fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Resul
         "name": name,
     })
     .to_string())
+}
+
+/// Removes the steps' images, then what the webhook trigger removes (the steps and endpoint).
+/// Dataverse deletes a step's images with it; removing them first leaves none behind where a
+/// service does not.
+fn disable(context: &Context, state: &str) -> Result<()> {
+    let parsed: Value = serde_json::from_str(state).unwrap_or(Value::Null);
+    for step in parsed["stepIds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|id| dataverse::guid::is_guid(id))
+    {
+        for image in rows(
+            context,
+            &format!(
+                "sdkmessageprocessingstepimages?$select=sdkmessageprocessingstepimageid&$filter=_sdkmessageprocessingstepid_value%20eq%20{step}"
+            ),
+        )? {
+            if let Some(id) = image["sdkmessageprocessingstepimageid"].as_str() {
+                delete(context, &format!("sdkmessageprocessingstepimages({id})"))?;
+            }
+        }
+    }
+    super::webhook::disable(context, state)
 }
 
 fn create_step(
