@@ -10,7 +10,7 @@
 //! | DELETE | `/_admin/faults` | clears every rule |
 //! | GET | `/_admin/limits` | the service-protection limit: `{"rateLimit": {"requests": 100, "windowSecs": 60, "text": "100/60s"}}` or `{"rateLimit": null}` |
 //! | PUT | `/_admin/limits` | sets it: `{"rateLimit": "100/60s"}`, `{"rateLimit": {"requests": 100, "windowSecs": 60}}`, or `{"rateLimit": null}` to switch it off |
-//! | GET | `/_admin/cost` | the cost model and how many requests its limits refused: `{"costModel": {"latencyMs": 100, "perRecordMs": 1, "concurrentRequests": 52, "dopHint": 8, "requests": 6000, "executionMs": 1200000, "windowSecs": 300} or null, "throttled": {"requests": 0, "executionTime": 0, "concurrency": 0, "total": 0}}` |
+//! | GET | `/_admin/cost` | the cost model and how many requests its limits refused: `{"costModel": {"latencyMs": 100, "perRecordMs": 1, "concurrentRequests": 52, "dopHint": 48, "requests": 6000, "executionMs": 1200000, "windowSecs": 300} or null, "throttled": {"requests": 0, "executionTime": 0, "concurrency": 0, "total": 0}}` |
 //! | PUT | `/_admin/cost` | sets it: `{"costModel": {"latencyMs": 100, "perRecordMs": 1}}` (every field optional: `windowSecs` scales the documented budgets, the others set their value), or `{"costModel": null}` to switch it off |
 //! | GET | `/_admin/requests[?since=N]` | the request log (entries after sequence number N): method, path, status, the fault met, headers (Authorization values withheld), body (secrets of token requests withheld) |
 //! | DELETE | `/_admin/requests` | clears the request log |

@@ -69,8 +69,9 @@ pub struct CostModel {
     pub per_record: Duration,
     /// Requests of one user running at once before the next is refused. Default 52.
     pub concurrent_requests: usize,
-    /// The `x-ms-dop-hint` value. Default 8: the service varies it by environment ("there is no
-    /// fixed number"), and a small environment's hint is in the single digits.
+    /// The `x-ms-dop-hint` value. Default 48: the service varies it by environment ("there is
+    /// no fixed number"; live environments have been seen answering from 4, a trial on one web
+    /// server, to 48), and a hint is meant to stay under the 52 concurrent requests.
     pub dop_hint: usize,
     /// Requests of one user in `window`. Default 6000.
     pub requests: usize,
@@ -86,7 +87,7 @@ impl Default for CostModel {
             latency: Duration::ZERO,
             per_record: Duration::ZERO,
             concurrent_requests: DOCUMENTED_CONCURRENCY,
-            dop_hint: 8,
+            dop_hint: 48,
             requests: DOCUMENTED_REQUESTS,
             execution: DOCUMENTED_EXECUTION,
             window: DOCUMENTED_WINDOW,
@@ -264,6 +265,9 @@ pub struct Ticket {
     user: Guid,
     loads: Arc<Mutex<HashMap<Guid, Load>>>,
     started: Instant,
+    /// What the window had left when the request came in, for the rate-limit headers.
+    remaining_requests: usize,
+    remaining_execution: Duration,
 }
 
 impl Cost {
@@ -343,6 +347,8 @@ impl Cost {
             user,
             loads: self.loads.clone(),
             started: now,
+            remaining_requests: model.requests.saturating_sub(load.arrivals.len()),
+            remaining_execution: model.execution.saturating_sub(load.execution_sum),
         }))
     }
 }
@@ -351,6 +357,26 @@ impl Ticket {
     /// The model the request was admitted under.
     pub fn model(&self) -> &CostModel {
         &self.model
+    }
+
+    /// The documented headers "to track the remaining limit values" (api-limits, "HTTP Response
+    /// headers"): `x-ms-ratelimit-burst-remaining-xrm-requests` (requests left in the window)
+    /// and `x-ms-ratelimit-time-remaining-xrm-requests` (seconds of execution time left, written
+    /// as the service writes it: `1,200.00`).
+    pub fn rate_limit_headers(&self) -> [(String, String); 2] {
+        let secs = self.remaining_execution.as_secs_f64();
+        let whole = secs.trunc() as u128;
+        let cents = ((secs - secs.trunc()) * 100.0).round().min(99.0) as u32;
+        [
+            (
+                "x-ms-ratelimit-burst-remaining-xrm-requests".into(),
+                self.remaining_requests.to_string(),
+            ),
+            (
+                "x-ms-ratelimit-time-remaining-xrm-requests".into(),
+                format!("{}.{cents:02}", grouped(whole)),
+            ),
+        ]
     }
 
     /// How much longer the request must take for its server time, given the records it read

@@ -24,7 +24,8 @@
 //! nothing below the handlers imports a handler (the `layout` tests check both):
 //!
 //! - `server`: the HTTP front (axum as a byte pipe): request log, fault injection (`faults`),
-//!   the admin API (`admin`), bearer tokens, service protection (`throttle`), impersonation,
+//!   the admin API (`admin`), bearer tokens, service protection (`throttle`; and `cost`, the
+//!   latency, `x-ms-dop-hint` and per-user limits of [`Config::cost_model`]), impersonation,
 //!   then `routes`; or the Entra ID side (`entra`, `auth`, `keys` for the signing key, `tls`).
 //! - `routes`: the one dispatcher of the Web API, called by `server` and by `batch` for the
 //!   requests inside a `$batch`.
@@ -87,6 +88,7 @@ mod impersonation;
 mod keys;
 #[cfg(test)]
 mod layout;
+mod managed_identity;
 mod many_to_many;
 mod messages;
 mod metadata;
@@ -119,11 +121,11 @@ use std::future::IntoFuture;
 use anyhow::{Context, anyhow};
 
 pub use auth::{AppConfig, UserConfig};
+pub use cost::{CostModel, Throttled};
 pub use error::DvError;
 pub use faults::{Fault, FaultHandle, FaultRule};
 pub use guid::Guid;
 pub use store::ChangeKind;
-pub use cost::{CostModel, Throttled};
 pub use throttle::RateLimit;
 pub use webhooks::WebhookDelivery;
 

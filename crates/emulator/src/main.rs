@@ -92,7 +92,10 @@ fn main() -> anyhow::Result<()> {
             "--cost-model" => {
                 cost.get_or_insert_with(CostModel::default);
             }
-            "--latency-ms" | "--per-record-ms" | "--concurrent-requests" | "--dop-hint"
+            "--latency-ms"
+            | "--per-record-ms"
+            | "--concurrent-requests"
+            | "--dop-hint"
             | "--window-secs" => {
                 let text = args.next().with_context(|| format!("{a} needs a value"))?;
                 let n: f64 = text

@@ -232,10 +232,12 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             n => n,
         };
         tokio::time::sleep(ticket.settle(records)).await;
-        hdrs.push((
-            "x-ms-dop-hint".into(),
-            ticket.model().dop_hint.to_string(),
-        ));
+        // The model's budgets replace the figures `web_api` wrote without it.
+        for (name, value) in ticket.rate_limit_headers() {
+            hdrs.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+            hdrs.push((name, value));
+        }
+        hdrs.push(("x-ms-dop-hint".into(), ticket.model().dop_hint.to_string()));
     }
     let answered = match (&fault, status) {
         (Some(Fault::MalformedJson), 204) => 200,

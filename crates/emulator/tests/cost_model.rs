@@ -122,6 +122,32 @@ fn answers_carry_the_dop_hint_only_with_the_model_on() {
 }
 
 #[test]
+fn the_rate_limit_headers_count_down_the_models_budgets() {
+    let (_emu, c) = start(CostModel {
+        latency: Duration::from_millis(250),
+        ..CostModel::default()
+    });
+    let first = c.get("WhoAmI", &[]);
+    assert_eq!(
+        first.header("x-ms-ratelimit-burst-remaining-xrm-requests"),
+        Some("5999")
+    );
+    assert_eq!(
+        first.header("x-ms-ratelimit-time-remaining-xrm-requests"),
+        Some("1,200.00")
+    );
+    let second = c.get("WhoAmI", &[]);
+    assert_eq!(
+        second.header("x-ms-ratelimit-burst-remaining-xrm-requests"),
+        Some("5998")
+    );
+    let left = second
+        .header("x-ms-ratelimit-time-remaining-xrm-requests")
+        .unwrap();
+    assert!(left.starts_with("1,199.7"), "{left}");
+}
+
+#[test]
 fn the_request_count_limit_answers_the_documented_429_until_the_window_slides() {
     let (emu, c) = start(CostModel {
         requests: 3,

@@ -37,7 +37,7 @@ pub struct Args {
     /// Concurrent requests per user before the next is refused (default 52).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrent_requests: Option<u32>,
-    /// The `x-ms-dop-hint` answered (default 8).
+    /// The `x-ms-dop-hint` answered (default 48).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub dop_hint: Option<u32>,
     /// The limits' sliding window in seconds (default 300); the request and server-time
