@@ -199,7 +199,11 @@ pub fn run(context: &Context, action: &str, input: &Input) -> Option<Result<Stri
 /// Sends, and turns a refusal into an error whose message carries F&O's `innererror` reason
 /// (F&O answers write failures with "An error has occurred." and the reason inside).
 fn send(context: &Context, request: Request) -> Result<Response> {
-    let response = context.client.send(request, RetryPolicy::RECORDS)?;
+    send_with(context, request, RetryPolicy::RECORDS)
+}
+
+fn send_with(context: &Context, request: Request, policy: RetryPolicy) -> Result<Response> {
+    let response = context.client.send(request, policy)?;
     if response.is_success() {
         return Ok(response);
     }
@@ -490,30 +494,24 @@ fn delete_entity(context: &Context, input: &Input) -> Result<Value> {
     Ok(json!({ "id": id, "deleted": true }))
 }
 
-/// A plain POST: F&O has no create-if-absent, so a create is exactly-once only through its key
-/// (a retry of a create whose key was given meets "The record already exists" and reports the
-/// record as made); an entity that numbers its records itself may get a second one on a retry
-/// after a lost answer, which the error then says.
+/// What a create whose answer was lost tells: F&O has no create-if-absent, so it is not sent again.
+const LOST_CREATE: &str = "the answer to the create was lost, so the record may exist: F&O OData has no create-if-absent, so the create is not sent again; read the record by its key (Get Entity or Query Entities) before creating it again";
+
+/// A plain POST, never repeated after a lost answer: F&O has no create-if-absent (no upsert,
+/// no `If-None-Match`), and an entity that numbers its records would make a second one. A
+/// retry happens only after 429 or 503, which F&O answers before applying anything; a second
+/// create of a key that exists is F&O's "already exists" refusal, never a second record.
 fn create_entity(context: &Context, input: &Input) -> Result<Value> {
     let set = entity_set(input)?;
     let body = fields(input)?;
     let request = json_request("POST", context.client.api_url(set), &body);
-    let response = context.client.send(request, RetryPolicy::RECORDS)?;
-    if !response.is_success() {
-        let inner = inner_message(&response.body).unwrap_or_default();
-        if response.attempts > 1 && inner.contains("already exists") {
-            return Ok(json!({ "id": Value::Null, "alreadyCreated": true, "detail": inner }));
-        }
-        let mut failure = response
-            .into_success()
-            .err()
-            .unwrap_or_else(|| error(ErrorCode::Upstream, "the create failed"));
-        if !inner.is_empty() {
-            failure.message = format!("{}: {inner}", failure.message);
-        }
-        return Err(failure);
-    }
-    let record = without_context(response.json()?);
+    let response = send_with(context, request, RetryPolicy::RECORDS.not_idempotent())
+        .map_err(|failure| lost(failure, LOST_CREATE))?;
+    let record = without_context(
+        response
+            .json()
+            .map_err(|failure| lost(failure, LOST_CREATE))?,
+    );
     let id = response
         .header("OData-EntityId")
         .and_then(|url| {
@@ -522,6 +520,15 @@ fn create_entity(context: &Context, input: &Input) -> Result<Value> {
         })
         .unwrap_or_default();
     Ok(json!({ "id": id, "record": record }))
+}
+
+/// A failure with no answer from F&O (lost, cut, timed out or unreadable) gets `hint`.
+fn lost(failure: ConnectorError, hint: &str) -> ConnectorError {
+    let answered = failure.http_status.is_some_and(|status| status >= 400);
+    if answered {
+        return failure;
+    }
+    crate::error::with_hint(failure, hint)
 }
 
 /// One entity of `$metadata`: its set, type, key and fields (name, EDM type).
@@ -762,6 +769,8 @@ fn new_and_updated(context: &Context, input: &Input) -> Result<Value> {
     }))
 }
 
+const LOST_BATCH: &str = "the answer to the $batch was lost, so its writes may have been applied: F&O OData has no create-if-absent, so the batch is not sent again; read the records before sending it again";
+
 /// Batch Entity Actions against F&O: one `$batch`, each write in a change set of its own, or all
 /// in one change set with allOrNothing (F&O applies a change set all or nothing).
 fn batch(context: &Context, input: &Input) -> Result<Value> {
@@ -895,7 +904,9 @@ fn batch(context: &Context, input: &Input) -> Result<Value> {
         format!("multipart/mixed; boundary={boundary}"),
     );
     request.body = text.into_bytes();
-    let response = send(context, request)?;
+    // Like a create, a batch is not sent again after a lost answer (its creates are POSTs).
+    let response = send_with(context, request, RetryPolicy::RECORDS.not_idempotent())
+        .map_err(|failure| lost(failure, LOST_BATCH))?;
     let answers = read_batch_answers(&String::from_utf8_lossy(&response.body));
     let mut results = Vec::new();
     let (mut succeeded, mut failed, mut rolled_back) = (0, 0, 0);

@@ -460,3 +460,58 @@ fn a_throttled_fno_request_is_retried_after_retry_after() {
         .count();
     assert!(throttled >= 1, "the limit was met and waited out");
 }
+
+#[test]
+fn a_create_whose_answer_is_lost_is_not_sent_again() {
+    use dataverse_emulator::Fault;
+    let emulator = emulator();
+    let named = |name: &str| {
+        emulator
+            .fno_table("CustomersV3")
+            .iter()
+            .filter(|r| r["OrganizationName"] == name)
+            .count()
+    };
+    for (fault, name, key) in [
+        (Fault::CutMidBody, "Cut keyed", Some("US-777")),
+        (Fault::MalformedJson, "Corrupt keyed", Some("US-778")),
+        (Fault::CutMidBody, "Cut numbered", None),
+    ] {
+        emulator
+            .faults()
+            .inject_on(fault.clone(), 1, "/data/CustomersV3");
+        let mut fields = json!({"OrganizationName": name});
+        if let Some(key) = key {
+            fields["CustomerAccount"] = key.into();
+        }
+        let lost = run(
+            &emulator,
+            "create-entity",
+            json!({"entityType": "CustomersV3", "fieldValues": fields}),
+        )
+        .unwrap_err();
+        assert!(
+            lost.hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("not sent again"),
+            "{name}: {lost:?}"
+        );
+        assert_eq!(named(name), 1, "{name}: made once");
+        // Rerunning a keyed create meets F&O's refusal, never a second record.
+        if key.is_some() {
+            let again = run(
+                &emulator,
+                "create-entity",
+                json!({"entityType": "CustomersV3", "fieldValues": fields}),
+            )
+            .unwrap_err();
+            assert!(
+                again.message.contains("already exists"),
+                "{}",
+                again.message
+            );
+            assert_eq!(named(name), 1);
+        }
+    }
+}
