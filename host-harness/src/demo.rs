@@ -229,21 +229,10 @@ pub fn tour(emulator: &Emulator, rows: usize, out: &mut dyn Write) -> anyhow::Re
         ))?,
     }
 
-    tour.heading("Sync a small shop export (sync-records), then run it again")?;
-    for run in ["first run", "second run, same export"] {
-        let mut totals = Vec::new();
-        for (what, input) in shop_export() {
-            let output = tour.action("sync-records", input)?;
-            totals.push(format!(
-                "{what}: {} created, {} updated, {} unchanged",
-                output["created"], output["updated"], output["unchanged"]
-            ));
-        }
-        tour.say(&format!("{run}:"))?;
-        for line in totals {
-            tour.say(&format!("  {line}"))?;
-        }
-    }
+    tour.heading(
+        "nopCommerce's one-way sync: customers, products and orders with their lifecycle (shop_sync)",
+    )?;
+    crate::shop_sync::show(tour.host, tour.connection, tour.out)?;
 
     tour.heading("A mistyped table name (query-entities)")?;
     if let Some(failure) = answered(host.invoke(
@@ -320,53 +309,4 @@ impl Tour<'_> {
 /// Continues a multi-line error under the tour's indentation.
 fn indent(text: &str) -> String {
     text.replace('\n', "\n     ")
-}
-
-/// A shop's customers, products, orders and order lines, mapped onto accounts, products,
-/// sales orders and their lines. Customers and products match on their alternate keys; orders
-/// and lines have no alternate key in a fresh environment, so they match on IDs derived from
-/// the shop's order and line numbers.
-fn shop_export() -> Vec<(&'static str, Value)> {
-    let order_id = |number: u32| format!("5a1e0000-0000-4000-8000-{number:012}");
-    let line_id =
-        |order: u32, line: u32| format!("5a1e0000-0000-4000-9000-{:012}", order * 100 + line);
-    let customers = json!([
-        {"code": "SHOP-C1", "company": "Northwind Bikes", "phone": "555-0100"},
-        {"code": "SHOP-C2", "company": "Tailspin Cafe", "phone": "555-0101"},
-    ]);
-    let products = json!([
-        {"sku": "SHOP-P1", "title": "Road Bike", "price": 899.0},
-        {"sku": "SHOP-P2", "title": "Helmet", "price": 49.5},
-    ]);
-    let orders = json!([
-        {"id": order_id(1001), "number": "SO-1001", "customer": {"table": "accounts", "key": {"accountnumber": "SHOP-C1"}}},
-        {"id": order_id(1002), "number": "SO-1002", "customer": {"table": "accounts", "key": {"accountnumber": "SHOP-C2"}}},
-    ]);
-    let lines = json!([
-        {"id": line_id(1001, 1), "order": {"table": "salesorders", "id": order_id(1001)}, "product": {"table": "products", "key": {"productnumber": "SHOP-P1"}}, "qty": 1, "price": 899.0},
-        {"id": line_id(1001, 2), "order": {"table": "salesorders", "id": order_id(1001)}, "product": {"table": "products", "key": {"productnumber": "SHOP-P2"}}, "qty": 2, "price": 49.5},
-        {"id": line_id(1002, 1), "order": {"table": "salesorders", "id": order_id(1002)}, "product": {"table": "products", "key": {"productnumber": "SHOP-P2"}}, "qty": 4, "price": 45.0},
-    ]);
-    vec![
-        (
-            "customers -> accounts",
-            json!({"entityType": "accounts", "records": customers, "matchOn": "accountnumber",
-            "fieldMapping": {"code": "accountnumber", "company": "name", "phone": "telephone1"}}),
-        ),
-        (
-            "products -> products",
-            json!({"entityType": "products", "records": products, "matchOn": "productnumber",
-            "fieldMapping": {"sku": "productnumber", "title": "name", "price": "price"}}),
-        ),
-        (
-            "orders -> salesorders",
-            json!({"entityType": "salesorders", "records": orders, "matchOn": "salesorderid",
-            "fieldMapping": {"id": "salesorderid", "number": "ordernumber", "customer": "customerid"}}),
-        ),
-        (
-            "order lines -> salesorderdetails",
-            json!({"entityType": "salesorderdetails", "records": lines, "matchOn": "salesorderdetailid",
-            "fieldMapping": {"id": "salesorderdetailid", "order": "salesorderid", "product": "productid", "qty": "quantity", "price": "priceperunit"}}),
-        ),
-    ]
 }

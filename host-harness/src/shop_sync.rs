@@ -669,3 +669,117 @@ pub fn sync(host: &Host, connection: &mut Connection, shop: &Shop) -> anyhow::Re
     }
     Ok(flow.report)
 }
+
+/// The fixture the demo syncs: a small store in nopCommerce's shapes.
+pub const DEMO_SHOP: &str = include_str!("../../tests/fixtures/nopcommerce/shop.json");
+
+/// Where each of the shop's fields lands, on the seed's and nopCommerce's own names.
+pub const MAPPING: &[(&str, &str)] = &[
+    (
+        "Customer.Id",
+        "contact.externaluseridentifier (alternate key)",
+    ),
+    (
+        "Customer.FirstName / LastName / Email / Phone",
+        "contact.firstname / lastname / emailaddress1 / telephone1",
+    ),
+    ("Product.Sku", "product.productnumber (alternate key)"),
+    (
+        "Product (ProductTypeId 10, grouped)",
+        "product, productstructure = Product Family",
+    ),
+    (
+        "Product.ParentGroupedProductId",
+        "product.parentproductid (the family)",
+    ),
+    (
+        "Product.Price",
+        "product.price and its productpricelevel.amount (Primary Unit)",
+    ),
+    (
+        "Order.Id / CustomOrderNumber / CustomerId",
+        "salesorder.salesorderid (derived) / ordernumber / customerid (the contact)",
+    ),
+    (
+        "OrderItem.ProductId / Quantity / UnitPriceExclTax",
+        "salesorderdetail.productid / quantity / priceperunit",
+    ),
+    (
+        "Order.OrderStatusId Pending / Processing",
+        "salesorder Active/New / Active/Pending (Update Entity)",
+    ),
+    (
+        "Order.OrderStatusId Cancelled / Complete",
+        "CancelSalesOrder / FulfillSalesOrder",
+    ),
+    (
+        "Order.Deleted",
+        "the sales order deleted, unless PaymentStatusId is Paid",
+    ),
+];
+
+fn print(out: &mut dyn std::io::Write, title: &str, report: &Report) -> anyhow::Result<()> {
+    writeln!(out, "   {title}: {} writes", report.writes)?;
+    for line in report
+        .tables
+        .iter()
+        .chain(&report.transitions)
+        .chain(&report.notes)
+        .chain(&report.failures)
+    {
+        writeln!(out, "     {line}")?;
+    }
+    Ok(())
+}
+
+/// The demo's walk through the sync: the first run, a rerun, the orders' lifecycle (paid and
+/// processing, cancelled, completed), a rerun after it, and a paid order the shop deletes.
+pub fn show(
+    host: &Host,
+    connection: &mut Connection,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<Shop> {
+    let mut shop = Shop::from_json(DEMO_SHOP)?;
+    writeln!(out, "   nopCommerce field -> Dataverse column:")?;
+    for (from, to) in MAPPING {
+        writeln!(out, "     {from} -> {to}")?;
+    }
+    print(out, "first run", &sync(host, connection, &shop)?)?;
+    print(
+        out,
+        "second run, same export",
+        &sync(host, connection, &shop)?,
+    )?;
+    let mut set = |order: u64, status: u32, payment: u32| {
+        if let Some(o) = shop.orders.iter_mut().find(|o| o.id == order) {
+            o.order_status_id = status;
+            o.payment_status_id = payment;
+        }
+    };
+    set(1, 20, PAID);
+    set(2, 40, 10);
+    set(3, 30, PAID);
+    writeln!(
+        out,
+        "   the shop: order 1 paid and Processing, order 2 Cancelled, order 3 paid and Complete"
+    )?;
+    print(
+        out,
+        "after the status changes",
+        &sync(host, connection, &shop)?,
+    )?;
+    print(
+        out,
+        "again, nothing changed",
+        &sync(host, connection, &shop)?,
+    )?;
+    for o in shop.orders.iter_mut().filter(|o| o.id == 1 || o.id == 2) {
+        o.deleted = true;
+    }
+    writeln!(
+        out,
+        "   the shop deletes order 1 (paid) and order 2 (not paid)"
+    )?;
+    print(out, "after the deletes", &sync(host, connection, &shop)?)?;
+    Ok(shop)
+}

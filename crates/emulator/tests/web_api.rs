@@ -613,7 +613,12 @@ fn metadata_endpoints_describe_the_tables() {
             "sdkmessageprocessingstep",
             "sdkmessageprocessingstepimage",
             "principalobjectaccess",
-            "backgroundoperation"
+            "backgroundoperation",
+            // The product catalog's unit groups, units, price lists and items (pricing.rs).
+            "uomschedule",
+            "uom",
+            "pricelevel",
+            "productpricelevel"
         ]
     );
     let csdl = c.get("$metadata", &[]);

@@ -328,3 +328,36 @@ fn a_bad_export_is_refused_naming_the_field_before_any_request() {
     );
     assert_eq!(emulator.requests().len(), before, "no request was made");
 }
+
+#[test]
+fn the_demo_shows_the_sync_on_the_seeds_field_names_and_the_order_transitions() {
+    let emulator = emulator();
+    let mut connection = connected(&emulator);
+    let mut out = Vec::new();
+    shop_sync::show(host(), &mut connection, &mut out).expect("the demo's sync runs");
+    let text = String::from_utf8(out).unwrap();
+    for expected in [
+        "Customer.Id -> contact.externaluseridentifier",
+        "Customers -> contacts: 3 created",
+        "second run, same export: 0 writes",
+        "by FulfillSalesOrder",
+        "by CancelSalesOrder",
+        "Active/New -> Active/Pending",
+        "again, nothing changed: 0 writes",
+        "deleted in the shop but paid, so kept",
+        "order 2: deleted (not paid)",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    // What it printed is what the emulator holds.
+    assert_eq!(order_state(&emulator, 1), (0, 2), "paid and processing, kept");
+    assert_eq!(order_state(&emulator, 3), (3, 100_001));
+    assert!(rows_where(&emulator, "salesorders", "salesorderid", &sales_order_id(2)).is_empty());
+    assert_eq!(
+        rows_where(&emulator, "contacts", "externaluseridentifier", "3").len(),
+        1
+    );
+}
