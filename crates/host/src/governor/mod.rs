@@ -151,6 +151,25 @@ impl Governor {
         Governor::new(budget, Arc::new(MemoryCounters::default()))
     }
 
+    /// The environment variable that names a Redis for [`Governor::from_env`].
+    pub const REDIS_URL_VAR: &'static str = "DYNAMICS_GOVERNOR_REDIS_URL";
+
+    /// Accounts in the Redis that `DYNAMICS_GOVERNOR_REDIS_URL` names (`redis://host:port/db`),
+    /// for host processes that share users; in memory when it is unset. A set but unreachable
+    /// Redis is an error, so a misconfigured fleet does not run with a budget per process.
+    pub fn from_env(budget: Budget) -> anyhow::Result<Governor> {
+        match std::env::var(Self::REDIS_URL_VAR) {
+            Ok(url) if !url.trim().is_empty() => Ok(Governor::new(
+                budget,
+                Arc::new(
+                    RedisCounters::connect(url.trim())
+                        .map_err(|problem| anyhow::anyhow!("{}: {problem}", Self::REDIS_URL_VAR))?,
+                ),
+            )),
+            _ => Ok(Governor::in_memory(budget)),
+        }
+    }
+
     pub fn budget(&self) -> &Budget {
         &self.budget
     }
@@ -370,6 +389,51 @@ mod tests {
                 .admit("a", Instant::now() + Duration::from_millis(100))
                 .is_some()
         );
+    }
+
+    #[test]
+    fn two_governors_on_one_redis_share_an_account() {
+        let url = std::env::var("DYNAMICS_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_string());
+        let (Ok(one), Ok(other)) = (RedisCounters::connect(&url), RedisCounters::connect(&url))
+        else {
+            eprintln!("NOTICE: skipping the Redis governor test: no Redis at {url}");
+            return;
+        };
+        let budget = Budget {
+            window: Duration::from_secs(2),
+            requests: 3,
+            margin: Duration::from_millis(50),
+            ..Budget::default()
+        };
+        let one = Governor::new(budget.clone(), Arc::new(one));
+        let other = Governor::new(budget, Arc::new(other));
+        let account = format!("unit-{}", new_lease());
+        let soon = || Instant::now() + Duration::from_millis(150);
+        // A hint of 1 seen by one process holds the other's second request back.
+        let first = one.admit(&account, soon()).unwrap();
+        let hint = vec![("x-ms-dop-hint".to_string(), "1".to_string())];
+        first.finish(Some(Seen {
+            status: Some(200),
+            headers: &hint,
+        }));
+        let held = one.admit(&account, soon()).unwrap();
+        assert!(other.admit(&account, soon()).is_none());
+        held.finish(None);
+        other.admit(&account, soon()).unwrap().finish(None);
+        // Three requests in the window between them: a fourth waits for it to slide.
+        assert!(one.admit(&account, soon()).is_none());
+        // A 429 seen by one pauses the other.
+        let late = Instant::now() + Duration::from_secs(5);
+        let started = Instant::now();
+        one.admit(&account, late).unwrap().finish(Some(Seen {
+            status: Some(429),
+            headers: &[("retry-after".to_string(), "1".to_string())],
+        }));
+        assert!(started.elapsed() >= Duration::from_millis(1500));
+        let paused_at = Instant::now();
+        other.admit(&account, late).unwrap().finish(None);
+        assert!(paused_at.elapsed() >= Duration::from_millis(800));
     }
 
     #[test]
