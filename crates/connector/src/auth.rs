@@ -24,6 +24,17 @@ pub fn acquire(settings: &Settings) -> Result<Token> {
         {
             with_assertion_hint(federated_grant(settings))
         }
+        ConnectionKind::Oauth2ClientCredentials
+            if settings.definition == crate::connection::MANAGED_IDENTITY =>
+        {
+            Err(with_hint(
+                error(
+                    ErrorCode::Unsupported,
+                    "a managed identity connection gets its token from the host, which asks the managed identity endpoint of where it runs",
+                ),
+                "run it through a host that supports managed identity (the dynamics CLI's token manager does), on an Azure resource with the identity enabled",
+            ))
+        }
         ConnectionKind::Oauth2ClientCredentials => {
             let secret = settings.client_secret.as_deref().unwrap_or_default();
             request_token(

@@ -10,6 +10,6 @@ mod settings;
 mod test;
 
 pub use certificate::{JWT_BEARER, SigningCertificate, hint as assertion_hint};
-pub use definitions::{CLIENT_CERTIFICATE, FEDERATED, definitions};
+pub use definitions::{CLIENT_CERTIFICATE, FEDERATED, MANAGED_IDENTITY, definitions};
 pub use settings::Settings;
 pub use test::test;

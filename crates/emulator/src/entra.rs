@@ -47,6 +47,9 @@ pub fn route(
             with_tenant(app, tenant, |_| instance_discovery(query, origin))
         }
         ("GET" | "POST", ["oidc", "userinfo"]) => userinfo(app, headers),
+        ("GET", ["metadata", "identity", "oauth2", "token"]) => {
+            crate::managed_identity::token(app, query, headers, origin)
+        }
         // Advertised by the v1.0 configuration (as Entra's is) but not emulated.
         (_, [_, "oauth2", "token" | "authorize" | "devicecode" | "logout"])
         | (_, [_, "oauth2", "v2.0", "devicecode"]) => not_emulated(path),

@@ -509,6 +509,13 @@ impl<'a> TokenManager<'a> {
     /// stores it and puts it on the connection. A refresh token the identity provider refused
     /// is forgotten, so `status` shows the connection needs a new sign-in.
     pub fn renew(&self, key: &str, connection: &mut Connection) -> CallResult<()> {
+        if connection.definition == MANAGED_IDENTITY {
+            let token = managed_identity_token(connection)?;
+            self.remember(key, connection, &token)
+                .map_err(store_error)?;
+            connection.token = Some(token);
+            return Ok(());
+        }
         let auth_code =
             self.host.connection_kind(connection) == Some(ConnectionKind::Oauth2AuthorizationCode);
         let token = match self.host.renew_token(&with_host_assertion(connection)?) {
@@ -602,6 +609,145 @@ pub fn with_host_assertion(connection: &Connection) -> Result<Connection, Connec
     filled.fields.retain(|(key, _)| key != "clientAssertion");
     filled.fields.push(("clientAssertion".to_string(), assertion));
     Ok(filled)
+}
+
+/// The connection type whose token the host fetches itself.
+pub const MANAGED_IDENTITY: &str = "managed-identity";
+
+/// A managed identity's token for the environment of `connection`, fetched by the host from the
+/// managed identity endpoint of where it runs; the component only ever gets the access token.
+///
+/// Microsoft Entra "managed identities for Azure resources": on App Service, Functions and
+/// Container Apps the platform sets `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`, asked with
+/// `GET {IDENTITY_ENDPOINT}?resource=...&api-version=2019-08-01` and the header
+/// `X-IDENTITY-HEADER` (<https://learn.microsoft.com/azure/app-service/overview-managed-identity#rest-endpoint-reference>);
+/// elsewhere (VMs, scale sets, AKS nodes) the Instance Metadata Service answers
+/// `GET http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=...`
+/// with the header `Metadata: true`
+/// (<https://learn.microsoft.com/entra/identity/managed-identities-azure-resources/how-to-use-vm-token>).
+/// The connection's `identityEndpoint` names an endpoint of the IMDS kind instead (a local
+/// token service, the emulator); `managedIdentityClientId` picks a user-assigned identity.
+pub fn managed_identity_token(connection: &Connection) -> Result<Token, ConnectorError> {
+    let field = |key: &str| {
+        connection
+            .fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let failure = |code: ErrorCode, message: String, field: Option<&str>| ConnectorError {
+        code,
+        message,
+        http_status: None,
+        service_code: None,
+        retry_after_ms: None,
+        hint: None,
+        field: field.map(str::to_string),
+    };
+    let web_api_url = field("webApiUrl").unwrap_or_default();
+    let resource = web_api_url
+        .split_once("://")
+        .and_then(|(scheme, rest)| {
+            let authority = rest.split(['/', '?', '#']).next()?;
+            (!authority.is_empty()).then(|| format!("{scheme}://{authority}").to_ascii_lowercase())
+        })
+        .ok_or_else(|| {
+            failure(
+                ErrorCode::InvalidInput,
+                format!("input \"webApiUrl\" (Web API URL): {web_api_url:?} is not an absolute URL"),
+                Some("webApiUrl"),
+            )
+        })?;
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let platform = (
+        std::env::var("IDENTITY_ENDPOINT").ok(),
+        std::env::var("IDENTITY_HEADER").ok(),
+    );
+    let (endpoint, api_version, header) = match (field("identityEndpoint"), platform) {
+        (Some(endpoint), _) => (endpoint, "2018-02-01", ("Metadata", "true".to_string())),
+        (None, (Some(endpoint), Some(secret))) => {
+            (endpoint, "2019-08-01", ("X-IDENTITY-HEADER", secret))
+        }
+        (None, _) => (
+            "http://169.254.169.254/metadata/identity/oauth2/token".to_string(),
+            "2018-02-01",
+            ("Metadata", "true".to_string()),
+        ),
+    };
+    let separator = if endpoint.contains('?') { '&' } else { '?' };
+    let mut url = format!(
+        "{endpoint}{separator}api-version={api_version}&resource={}",
+        encode(&resource)
+    );
+    if let Some(client_id) = field("managedIdentityClientId") {
+        url.push_str(&format!("&client_id={}", encode(&client_id)));
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(15)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let unreachable = |problem: String| {
+        let mut f = failure(
+            ErrorCode::Unauthenticated,
+            format!("the managed identity endpoint {endpoint} could not be asked for a token: {problem}"),
+            None,
+        );
+        f.hint = Some("run on an Azure resource with a managed identity enabled (or name a token service in Identity Endpoint)".to_string());
+        f
+    };
+    let mut response = agent
+        .get(&url)
+        .header(header.0, &header.1)
+        .call()
+        .map_err(|problem| unreachable(problem.to_string()))?;
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|problem| problem.to_string())
+        .and_then(|text| serde_json::from_str(&text).map_err(|problem| problem.to_string()))
+        .map_err(|problem| unreachable(format!("its answer is not JSON ({problem})")))?;
+    let text = |key: &str| body.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    let number = |key: &str| {
+        body.get(key)
+            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+    };
+    let Some(access_token) = text("access_token").filter(|_| status == 200) else {
+        let mut f = failure(
+            ErrorCode::Unauthenticated,
+            format!(
+                "the managed identity endpoint refused the token (HTTP {status}): {}",
+                text("error_description")
+                    .or_else(|| text("error"))
+                    .unwrap_or_default()
+            ),
+            None,
+        );
+        f.http_status = Some(status);
+        f.hint = Some("check that the identity is enabled on the resource, that Managed Identity Client ID names one assigned to it, and that it is an application user of the environment".to_string());
+        return Err(f);
+    };
+    let expires_in = number("expires_in").or_else(|| {
+        number("expires_on").map(|on| on.saturating_sub(unix_now()))
+    });
+    Ok(Token {
+        access_token,
+        token_type: text("token_type").unwrap_or_else(|| "Bearer".to_string()),
+        refresh_token: None,
+        expires_in_secs: expires_in.map(|s| u32::try_from(s).unwrap_or(u32::MAX)),
+        scope: None,
+    })
 }
 
 fn store_error(problem: anyhow::Error) -> HostError {

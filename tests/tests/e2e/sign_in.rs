@@ -554,3 +554,122 @@ fn a_federated_connection_whose_file_is_missing_is_refused_naming_the_field_befo
     );
     assert!(emulator.requests().is_empty(), "nothing was sent");
 }
+
+/// A managed identity connection whose host asks the emulator's IMDS-shaped endpoint.
+fn managed_identity_connection(emulator: &Emulator) -> Connection {
+    Connection {
+        definition: "managed-identity".to_string(),
+        fields: vec![
+            ("webApiUrl".to_string(), emulator.base_url()),
+            (
+                "identityEndpoint".to_string(),
+                format!("{}/metadata/identity/oauth2/token", emulator.base_url()),
+            ),
+        ],
+        token: None,
+    }
+}
+
+#[test]
+fn a_managed_identity_connection_gets_its_token_from_the_host_and_the_component_only_sees_it() {
+    let emulator = emulator();
+    let temp = TempDir::new("managed-identity");
+    let store = dynamics_host::TokenStore::open(temp.0.join("tokens.json"));
+    let manager = dynamics_host::TokenManager::new(host(), &store);
+    let mut connection = managed_identity_connection(&emulator);
+
+    let output = manager
+        .run_action("mi", &mut connection, "get-current-user", "{}")
+        .answered()
+        .expect("the managed identity signs in");
+    assert_eq!(
+        json(&output)["userId"],
+        emulator.credentials().application_user_id.as_str()
+    );
+    let requests = emulator.requests();
+    let identity = requests
+        .iter()
+        .find(|r| r.path.starts_with("/metadata/identity/oauth2/token"))
+        .expect("the host asked the managed identity endpoint");
+    assert_eq!(identity.method, "GET");
+    assert_eq!(identity.header("metadata"), Some("true"));
+    assert!(
+        identity.path.contains(&format!(
+            "resource={}",
+            percent_encode(&emulator.base_url())
+        )),
+        "{}",
+        identity.path
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.path.contains("/oauth2/v2.0/token")),
+        "no token endpoint request: the component got the token from the host"
+    );
+}
+
+#[test]
+fn a_managed_identity_connection_without_a_host_that_fetches_its_token_says_so() {
+    let emulator = emulator();
+    let mut connection = managed_identity_connection(&emulator);
+    let problem = host()
+        .run_action("get-current-user", &mut connection, "{}")
+        .answered()
+        .expect_err("the component cannot get the token itself");
+    assert_eq!(problem.code, dynamics_host::ErrorCode::Unsupported);
+    assert!(problem.hint.is_some());
+    assert!(emulator.requests().is_empty(), "nothing was sent");
+}
+
+#[test]
+fn the_managed_identity_endpoint_wants_the_metadata_header_and_a_known_resource() {
+    let emulator = emulator();
+    let url = format!(
+        "{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={}",
+        emulator.base_url(),
+        percent_encode(&emulator.base_url())
+    );
+    let (status, _) = get(&url, &[]);
+    assert_eq!(status, 400, "without Metadata: true");
+    let (status, body) = get(&url, &[("Metadata", "true")]);
+    assert_eq!(status, 200, "{body}");
+    let body = json(&body);
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"].is_string(), "IMDS answers strings");
+    let elsewhere = url.replace(
+        &percent_encode(&emulator.base_url()),
+        &percent_encode("https://other.crm.dynamics.com"),
+    );
+    let (status, body) = get(&elsewhere, &[("Metadata", "true")]);
+    assert_eq!(status, 400);
+    assert_eq!(json(&body)["error"], "invalid_resource");
+}
+
+/// A GET over plain HTTP/1.1: status and body.
+fn get(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (authority, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut stream = std::net::TcpStream::connect(authority).expect("connects");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .expect("sends");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("reads");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}

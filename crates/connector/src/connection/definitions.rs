@@ -9,6 +9,7 @@ pub const CLIENT_CREDENTIALS: &str = "oauth2-client-credentials";
 pub const PASSWORD: &str = "oauth2-password";
 pub const CLIENT_CERTIFICATE: &str = "oauth2-client-certificate";
 pub const FEDERATED: &str = "oauth2-federated-credential";
+pub const MANAGED_IDENTITY: &str = "managed-identity";
 
 pub(super) const WEB_API_URL: InputDef = InputDef::new("webApiUrl", "Web API URL", Kind::Text)
     .required()
@@ -94,6 +95,16 @@ pub(super) const CLIENT_ASSERTION_VARIABLE: InputDef =
     InputDef::new("clientAssertionVariable", "Assertion Variable", Kind::Text).comments(
         "The name of an environment variable of the host holding the external identity token, read at each sign-in (such as a CI job's OIDC token).",
     );
+
+const MANAGED_IDENTITY_CLIENT_ID: InputDef = InputDef::new(
+    "managedIdentityClientId",
+    "Managed Identity Client ID",
+    Kind::Text,
+)
+.comments("For a user-assigned managed identity, its client ID; leave empty for the system-assigned one.");
+
+const IDENTITY_ENDPOINT: InputDef = InputDef::new("identityEndpoint", "Identity Endpoint", Kind::Text)
+    .comments("Leave empty: the host asks the managed identity endpoint of where it runs (IDENTITY_ENDPOINT on App Service, Functions and Container Apps; the Instance Metadata Service on VMs and AKS nodes). Set it only for a local token service with the IMDS interface.");
 
 /// The authority origin the seed's default Authorize and Token URLs use.
 pub(super) const GLOBAL_AUTHORITY: &str = "https://login.microsoftonline.com";
@@ -190,6 +201,19 @@ pub const TYPES: &[ConnectionType] = &[
             CLIENT_ASSERTION_VARIABLE,
             CLIENT_ASSERTION,
             TENANT_ID,
+            API_VERSION,
+            SERVICE,
+        ],
+    },
+    ConnectionType {
+        key: MANAGED_IDENTITY,
+        label: "MS Dynamics Managed Identity",
+        description: "Microsoft Dynamics as the managed identity of the Azure resource the host runs on (VM, App Service, Functions, Container Apps, AKS): no secret, certificate or token file to keep. Enable the identity on the resource and add it as an **Application User** in the Power Platform admin center with a security role. The host fetches the token from the resource's managed identity endpoint; the connector only ever sees the access token.",
+        kind: ConnectionKind::Oauth2ClientCredentials,
+        inputs: &[
+            WEB_API_URL,
+            MANAGED_IDENTITY_CLIENT_ID,
+            IDENTITY_ENDPOINT,
             API_VERSION,
             SERVICE,
         ],

@@ -141,6 +141,10 @@ impl Settings {
                 }
                 dataverse::entra::token_url(environment.cloud.authority_origin(), &tenant)
             }
+            // A managed identity's token comes from the host, never from a token endpoint.
+            (None, None) if connection_type.key == super::definitions::MANAGED_IDENTITY => {
+                String::new()
+            }
             (None, None) => {
                 return Err(invalid_input(
                     &TOKEN_URL,
