@@ -88,9 +88,6 @@ pub struct HostConfig {
     /// A folder to keep the compiled component in between processes
     /// ([`crate::compile_cache`]); None compiles at every start.
     pub compile_cache: Option<std::path::PathBuf>,
-    /// The budget every request of a connection is sent within ([`crate::governor`]), shared
-    /// by all calls of this host (and, with Redis counters, of other hosts).
-    pub governor: Governor,
 }
 
 impl Default for HostConfig {
@@ -102,7 +99,6 @@ impl Default for HostConfig {
                 min_level: Level::Warn,
             }),
             compile_cache: None,
-            governor: Governor::default(),
         }
     }
 }
@@ -396,6 +392,9 @@ pub struct Host {
     sender: Sender,
     /// The host's egress policy, fixed for the host's life.
     egress: EgressPolicy,
+    /// The budget every request of a connection is sent within ([`crate::governor`]), shared
+    /// by all calls of this host (and, with Redis counters, of other hosts).
+    governor: Governor,
     definition: ComponentDefinition,
 }
 
@@ -428,6 +427,7 @@ impl Host {
             config,
             sender,
             egress,
+            governor: Governor::default(),
             definition: empty_definition(),
         };
         host.definition = host.call(None, |connector, store| {
@@ -436,6 +436,13 @@ impl Host {
                 .call_definition(store)
         })?;
         Ok(host)
+    }
+
+    /// This host with `governor` instead of its own in-memory one: a budget shared with other
+    /// hosts (Redis counters, [`Governor::from_env`]) or another user's limits.
+    pub fn with_governor(mut self, governor: Governor) -> Host {
+        self.governor = governor;
+        self
     }
 
     /// Loads the Dynamics component embedded in this binary.
@@ -752,7 +759,7 @@ impl Host {
             governed: connection.map(|connection| {
                 let secret_keys = self.secret_keys(connection);
                 (
-                    self.config.governor.clone(),
+                    self.governor.clone(),
                     crate::governor::account_of(
                         &connection.definition,
                         &connection.fields,

@@ -48,11 +48,11 @@ fn tight_budget() -> Budget {
 
 fn host_with(governor: Governor) -> Host {
     Host::builtin(HostConfig {
-        governor,
         compile_cache: Some(std::env::temp_dir().join("dynamics-e2e-compile-cache")),
         ..loopback_config()
     })
     .expect("the built-in component loads")
+    .with_governor(governor)
 }
 
 fn creates(prefix: &str, n: usize) -> Value {
