@@ -607,7 +607,9 @@ pub fn with_host_assertion(connection: &Connection) -> Result<Connection, Connec
     let assertion = assertion.trim().to_string();
     let mut filled = connection.clone();
     filled.fields.retain(|(key, _)| key != "clientAssertion");
-    filled.fields.push(("clientAssertion".to_string(), assertion));
+    filled
+        .fields
+        .push(("clientAssertion".to_string(), assertion));
     Ok(filled)
 }
 
@@ -655,7 +657,9 @@ pub fn managed_identity_token(connection: &Connection) -> Result<Token, Connecto
         .ok_or_else(|| {
             failure(
                 ErrorCode::InvalidInput,
-                format!("input \"webApiUrl\" (Web API URL): {web_api_url:?} is not an absolute URL"),
+                format!(
+                    "input \"webApiUrl\" (Web API URL): {web_api_url:?} is not an absolute URL"
+                ),
                 Some("webApiUrl"),
             )
         })?;
@@ -700,7 +704,9 @@ pub fn managed_identity_token(connection: &Connection) -> Result<Token, Connecto
     let unreachable = |problem: String| {
         let mut f = failure(
             ErrorCode::Unauthenticated,
-            format!("the managed identity endpoint {endpoint} could not be asked for a token: {problem}"),
+            format!(
+                "the managed identity endpoint {endpoint} could not be asked for a token: {problem}"
+            ),
             None,
         );
         f.hint = Some("run on an Azure resource with a managed identity enabled (or name a token service in Identity Endpoint)".to_string());
@@ -720,8 +726,10 @@ pub fn managed_identity_token(connection: &Connection) -> Result<Token, Connecto
         .map_err(|problem| unreachable(format!("its answer is not JSON ({problem})")))?;
     let text = |key: &str| body.get(key).and_then(|v| v.as_str()).map(str::to_string);
     let number = |key: &str| {
-        body.get(key)
-            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        body.get(key).and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
     };
     let Some(access_token) = text("access_token").filter(|_| status == 200) else {
         let mut f = failure(
@@ -738,9 +746,8 @@ pub fn managed_identity_token(connection: &Connection) -> Result<Token, Connecto
         f.hint = Some("check that the identity is enabled on the resource, that Managed Identity Client ID names one assigned to it, and that it is an application user of the environment".to_string());
         return Err(f);
     };
-    let expires_in = number("expires_in").or_else(|| {
-        number("expires_on").map(|on| on.saturating_sub(unix_now()))
-    });
+    let expires_in = number("expires_in")
+        .or_else(|| number("expires_on").map(|on| on.saturating_sub(unix_now())));
     Ok(Token {
         access_token,
         token_type: text("token_type").unwrap_or_else(|| "Bearer".to_string()),

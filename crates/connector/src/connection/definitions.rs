@@ -101,7 +101,9 @@ const MANAGED_IDENTITY_CLIENT_ID: InputDef = InputDef::new(
     "Managed Identity Client ID",
     Kind::Text,
 )
-.comments("For a user-assigned managed identity, its client ID; leave empty for the system-assigned one.");
+.comments(
+    "For a user-assigned managed identity, its client ID; leave empty for the system-assigned one.",
+);
 
 const IDENTITY_ENDPOINT: InputDef = InputDef::new("identityEndpoint", "Identity Endpoint", Kind::Text)
     .comments("Leave empty: the host asks the managed identity endpoint of where it runs (IDENTITY_ENDPOINT on App Service, Functions and Container Apps; the Instance Metadata Service on VMs and AKS nodes). Set it only for a local token service with the IMDS interface.");
