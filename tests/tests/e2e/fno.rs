@@ -48,6 +48,26 @@ fn the_connection_test_gets_an_fno_token_and_reads_the_service_document() {
         .into_iter()
         .any(|r| r.method == "GET" && r.path == "/data/");
     assert!(asked, "the test reads the service document");
+    assert!(output["testedBy"].as_str().unwrap().contains("no WhoAmI"));
+
+    // A token for Dataverse is refused by F&O (401); the test gets one for F&O and passes.
+    let mut stale = fno_client_credentials(&emulator);
+    stale.token = Some(dynamics_host::Token {
+        access_token: emulator.issue_token_for_tests(),
+        token_type: "Bearer".to_string(),
+        refresh_token: None,
+        expires_in_secs: Some(3599),
+        scope: None,
+    });
+    emulator.clear_requests();
+    host().test_connection(&stale).answered().unwrap();
+    let statuses: Vec<Option<u16>> = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/data/")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [Some(401), Some(200)]);
 }
 
 #[test]
