@@ -579,6 +579,9 @@ fn run_action(store: &mut Store, req: &Req, call: &Call) -> Result<Resp, DvError
     match out {
         Ok(out) => {
             store.commit_tx();
+            if call.custom.is_some() {
+                custom_api::ran(store, call, &params, &out);
+            }
             Ok(response(req, &call.name, out))
         }
         Err(e) => {

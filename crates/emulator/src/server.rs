@@ -548,7 +548,7 @@ fn web_api(
 }
 
 fn take_webhook_calls(app: &App, store: &mut Store, req: &Req) -> Vec<crate::webhooks::Outbound> {
-    if store.events.is_empty() {
+    if store.events.is_empty() && store.message_events.is_empty() {
         return Vec::new();
     }
     let host = app.addr.to_string();

@@ -78,6 +78,21 @@ pub struct WriteEvent {
     pub post: Option<Vec<Val>>,
 }
 
+/// A custom API that ran to success, for the steps registered on its `sdkmessage` (custom-api:
+/// "Select a Custom Processing Step Type": with Async Only or Sync and Async, others may register
+/// asynchronous steps that run after the main operation).
+#[derive(Debug, Clone)]
+pub struct MessageEvent {
+    /// The custom API's unique name, which is its message name.
+    pub name: String,
+    /// The bound row (table, id) of an entity-bound custom API.
+    pub bound: Option<(TableId, Guid)>,
+    /// The request parameters as sent.
+    pub inputs: serde_json::Map<String, serde_json::Value>,
+    /// The response properties as answered.
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+}
+
 /// One table's rows and alternate-key indexes.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -107,6 +122,8 @@ pub struct Store {
     journal: Option<Journal>,
     /// Writes not yet handed to the webhook dispatcher.
     pub events: Vec<WriteEvent>,
+    /// Custom API runs not yet handed to the webhook dispatcher.
+    pub message_events: Vec<MessageEvent>,
     /// The `sdkmessageprocessingstep` table: events are captured while it has rows.
     step_table: Option<TableId>,
     /// The `callbackregistration` table: flows subscribed to changes also capture events.
@@ -147,6 +164,7 @@ impl Store {
             delta_token_lifetime: DEFAULT_TOKEN_LIFETIME_SECS,
             journal: None,
             events: Vec::new(),
+            message_events: Vec::new(),
             step_table,
             callback_table,
             blobs: crate::blobs::Blobs::default(),

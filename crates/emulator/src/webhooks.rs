@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::error::DvError;
 use crate::guid::Guid;
 use crate::schema::{AttrKind, TableId};
-use crate::store::{ChangeKind, Store, Val, WriteEvent};
+use crate::store::{ChangeKind, MessageEvent, Store, Val, WriteEvent};
 
 /// Payloads above this size lose their contexts, inputs and images (and get a header).
 pub const MAX_PAYLOAD: usize = 256 * 1024;
@@ -329,6 +330,127 @@ pub fn seed(store: &mut Store) {
     }
 }
 
+// ---- custom API messages -------------------------------------------------------------------
+
+/// Gives a custom API row its `sdkmessage` (and, when bound to a table, the message's
+/// `sdkmessagefilter` on it), and links it through `customapi.sdkmessageid`: Dataverse creates
+/// the message with the custom API (custom-api-tables, CustomAPI.SdkMessageId "Unique identifier
+/// for the SDK Message associated with this Custom API"), and steps are registered on that
+/// message like on any other (custom-api, "Select a Custom Processing Step Type").
+/// `vals` is the custom API row about to be inserted; a row that already names a message keeps it.
+pub fn add_custom_api_message(store: &mut Store, apis: TableId, vals: &mut [Val]) {
+    let (Some(msg), Some(filter)) = (
+        store.schema.entity("sdkmessage"),
+        store.schema.entity("sdkmessagefilter"),
+    ) else {
+        return;
+    };
+    let Some(link) = store.entity(apis).attr("sdkmessageid") else {
+        return;
+    };
+    if !matches!(vals[link], Val::Null) {
+        return;
+    }
+    let name = text(cell(store, apis, vals, "uniquename"));
+    if name.is_empty() {
+        return;
+    }
+    let allowed = int(cell(store, apis, vals, "allowedcustomprocessingsteptype")).unwrap_or(0);
+    let bound = text(cell(store, apis, vals, "boundentitylogicalname"));
+    let now = (store.clock)();
+    let id = message_id(&name);
+    if store.get(msg, &id).is_none() {
+        let mut row = store.blank_row(msg);
+        let pk = store.entity(msg).primary_id;
+        row[pk] = Val::Guid(id);
+        set(store, msg, &mut row, "name", Val::str(&name));
+        set(store, msg, &mut row, "createdon", Val::Date(now));
+        set(store, msg, &mut row, "modifiedon", Val::Date(now));
+        let _ = store.insert(msg, row, false);
+    }
+    if !bound.is_empty() && store.get(filter, &filter_id(&name, &bound)).is_none() {
+        let mut row = store.blank_row(filter);
+        let pk = store.entity(filter).primary_id;
+        row[pk] = Val::Guid(filter_id(&name, &bound));
+        set(
+            store,
+            filter,
+            &mut row,
+            "name",
+            Val::str(&format!("{name} of {bound}")),
+        );
+        set(
+            store,
+            filter,
+            &mut row,
+            "primaryobjecttypecode",
+            Val::str(&bound),
+        );
+        set(
+            store,
+            filter,
+            &mut row,
+            "secondaryobjecttypecode",
+            Val::str("none"),
+        );
+        set(
+            store,
+            filter,
+            &mut row,
+            "iscustomprocessingstepallowed",
+            Val::Bool(allowed != 0),
+        );
+        set(store, filter, &mut row, "sdkmessageid", Val::Ref(id, msg));
+        set(store, filter, &mut row, "createdon", Val::Date(now));
+        set(store, filter, &mut row, "modifiedon", Val::Date(now));
+        let _ = store.insert(filter, row, false);
+    }
+    vals[link] = Val::Ref(id, msg);
+}
+
+/// Checks a row about to be created: a custom API gets its message (above); a step on a custom
+/// API's message must be one its AllowedCustomProcessingStepType allows (custom-api-tables,
+/// AllowedCustomProcessingStepType: 0 None "No custom processing steps allowed", 1 Async Only
+/// "Only asynchronous custom processing steps allowed", 2 Sync and Async). Dataverse refuses
+/// the registration; the refusal names the custom API and its setting.
+pub fn before_create(store: &mut Store, e: TableId, vals: &mut [Val]) -> Result<(), DvError> {
+    let name = store.entity(e).logical_name.clone();
+    if name == "customapi" {
+        add_custom_api_message(store, e, vals);
+        return Ok(());
+    }
+    if name != "sdkmessageprocessingstep" {
+        return Ok(());
+    }
+    let Some(msg) = store.schema.entity("sdkmessage") else {
+        return Ok(());
+    };
+    let Val::Ref(message, _) = cell(store, e, vals, "sdkmessageid").clone() else {
+        return Ok(());
+    };
+    let Some(message_name) = store
+        .get(msg, &message)
+        .map(|r| text(cell(store, msg, &r.vals, "name")))
+    else {
+        return Ok(());
+    };
+    let Some(api) = crate::messages::custom_api::find(store, &message_name) else {
+        return Ok(());
+    };
+    let mode = int(cell(store, e, vals, "mode")).unwrap_or(0);
+    match api.allowed_steps {
+        0 => Err(DvError::bad_request(format!(
+            "The custom API '{}' does not allow custom processing steps: its AllowedCustomProcessingStepType is None (0).",
+            api.unique_name
+        ))),
+        1 if mode != 1 => Err(DvError::bad_request(format!(
+            "The custom API '{}' allows only asynchronous custom processing steps (AllowedCustomProcessingStepType Async Only (1)): the step's mode must be 1 (Asynchronous).",
+            api.unique_name
+        ))),
+        _ => Ok(()),
+    }
+}
+
 // ---- matching ------------------------------------------------------------------------------
 
 /// A registered step, read from its rows.
@@ -470,12 +592,26 @@ fn message_name(kind: ChangeKind) -> &'static str {
 
 /// Takes the captured writes and returns the calls the registered steps ask for.
 pub fn collect(store: &mut Store, ctx: &EventCtx) -> Vec<Outbound> {
-    if store.events.is_empty() {
+    if store.events.is_empty() && store.message_events.is_empty() {
         return Vec::new();
     }
     let events = std::mem::take(&mut store.events);
+    let runs = std::mem::take(&mut store.message_events);
     let steps = steps(store);
     let mut out = Vec::new();
+    for run in &runs {
+        let table = run.bound.map(|(t, _)| store.entity(t).logical_name.clone());
+        for step in &steps {
+            let table_matches = match (&step.table, &table) {
+                (None, _) => true,
+                (Some(s), Some(t)) => s.eq_ignore_ascii_case(t),
+                (Some(_), None) => false,
+            };
+            if step.message == run.name && table_matches {
+                out.push(message_call(store, ctx, run, step));
+            }
+        }
+    }
     for ev in &events {
         let ent = store.entity(ev.entity);
         let message = message_name(ev.kind);
@@ -713,9 +849,8 @@ fn call(store: &Store, ctx: &EventCtx, ev: &WriteEvent, step: &Step) -> Outbound
         Vec::new(),
         json!([]),
     );
-    let mut body = context(step.stage, inputs, parent, pre_images, post_images, output);
-    let mut bytes = data_contract_json(&body);
-    let mut headers = vec![
+    let body = context(step.stage, inputs, parent, pre_images, post_images, output);
+    let headers = vec![
         ("Content-Type".to_string(), "application/json".to_string()),
         ("x-request-id".to_string(), fresh_guid().to_string()),
         (
@@ -735,6 +870,13 @@ fn call(store: &Store, ctx: &EventCtx, ev: &WriteEvent, step: &Step) -> Outbound
             ctx.correlation_id.to_string(),
         ),
     ];
+    outbound(step, body, headers)
+}
+
+/// Serializes a context and addresses it to the step's endpoint: an oversized body loses its
+/// inputs, images and parent (with the size header); the endpoint's authentication is added.
+fn outbound(step: &Step, mut body: Value, mut headers: Vec<(String, String)>) -> Outbound {
+    let mut bytes = data_contract_json(&body);
     if bytes.len() > MAX_PAYLOAD {
         if let Value::Object(m) = &mut body {
             m.insert("ParentContext".into(), Value::Null);
@@ -770,6 +912,93 @@ fn call(store: &Store, ctx: &EventCtx, ev: &WriteEvent, step: &Step) -> Outbound
         body: bytes,
         synchronous: step.mode == 0,
     }
+}
+
+/// The context of a custom API run (custom-api, "Select a Custom Processing Step Type"; the
+/// context's members: reference/.../remoteexecutioncontext and "Understand the execution
+/// context"): MessageName is the custom API's unique name, InputParameters its request
+/// parameters (a bound one's row as `Target`, an EntityReference: custom-api, "Binding type"),
+/// OutputParameters its response properties; PrimaryEntityName is `none` for an unbound one
+/// and the bound table otherwise, with PrimaryEntityId the bound row (else the empty GUID).
+fn message_call(store: &Store, ctx: &EventCtx, run: &MessageEvent, step: &Step) -> Outbound {
+    let mut inputs: Vec<Value> = run
+        .inputs
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    let (entity, id) = match run.bound {
+        Some((table, id)) => {
+            let name = store.entity(table).logical_name.clone();
+            inputs.insert(
+                0,
+                json!({"key": "Target", "value": {
+                    "__type": REF_TYPE,
+                    "Id": id.to_string(),
+                    "KeyAttributes": [],
+                    "LogicalName": name,
+                    "Name": null,
+                    "RowVersion": null,
+                }}),
+            );
+            (name, id)
+        }
+        None => ("none".to_string(), Guid([0; 16])),
+    };
+    let outputs: Vec<Value> = run
+        .outputs
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    let body = json!({
+        "BusinessUnitId": ctx.business_unit.to_string(),
+        "CorrelationId": ctx.correlation_id.to_string(),
+        "Depth": 1,
+        "InitiatingUserId": ctx.user.to_string(),
+        "InputParameters": inputs,
+        "IsExecutingOffline": false,
+        "IsInTransaction": step.mode == 0,
+        "IsOfflinePlayback": false,
+        "IsolationMode": 1,
+        "MessageName": run.name,
+        "Mode": step.mode,
+        "OperationCreatedOn": format!("/Date({}+0000)/", ctx.now_ms),
+        "OperationId": fresh_guid().to_string(),
+        "OrganizationId": ctx.organization_id.to_string(),
+        "OrganizationName": ctx.organization_name,
+        "OutputParameters": outputs,
+        "OwningExtension": {
+            "Id": step.id.to_string(),
+            "KeyAttributes": [],
+            "LogicalName": "sdkmessageprocessingstep",
+            "Name": if step.name.is_empty() { Value::Null } else { json!(step.name) },
+            "RowVersion": null,
+        },
+        "ParentContext": null,
+        "PostEntityImages": [],
+        "PreEntityImages": [],
+        "PrimaryEntityId": id.to_string(),
+        "PrimaryEntityName": entity,
+        "RequestId": null,
+        "SecondaryEntityName": "none",
+        "SharedVariables": [],
+        "Stage": step.stage,
+        "UserId": step.impersonating.unwrap_or(ctx.user).to_string(),
+    });
+    let headers = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("x-request-id".to_string(), fresh_guid().to_string()),
+        (
+            "x-ms-dynamics-organization".to_string(),
+            ctx.organization_host.to_string(),
+        ),
+        ("x-ms-dynamics-entity-name".to_string(), entity.clone()),
+        ("x-ms-dynamics-request-name".to_string(), run.name.clone()),
+        (
+            "x-ms-correlation-request-id".to_string(),
+            ctx.correlation_id.to_string(),
+        ),
+    ];
+    outbound(step, body, headers)
 }
 
 /// Serializes like DataContractJsonSerializer: solidus escaped as `\/`.

@@ -472,6 +472,7 @@ fn create_row(
         );
     }
     compute_names(store, e, &mut vals);
+    crate::webhooks::before_create(store, e, &mut vals)?;
     if req.header("MSCRM.SuppressDuplicateDetection").is_some() {
         crate::switches::check_duplicates(store, req, e, None, &vals)?;
     }

@@ -253,6 +253,9 @@ pub fn entities() -> Vec<Entity> {
         "Yes",
         "No",
     )
+    // custom-api-tables, SdkMessageId: "Unique identifier for the SDK Message associated with
+    // this Custom API"; Dataverse creates the message with the custom API.
+    .lookup("sdkmessageid", "SDK Message", &["sdkmessage"])
     .lookup("ownerid", "Owner", &["systemuser", "team"])
     .state_status(
         &[(0, "Active"), (1, "Inactive")],

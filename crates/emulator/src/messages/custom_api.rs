@@ -25,6 +25,8 @@ pub struct Api {
     pub binding_type: i64,
     pub bound_entity: String,
     pub is_function: bool,
+    /// AllowedCustomProcessingStepType: 0 None, 1 Async Only, 2 Sync and Async.
+    pub allowed_steps: i64,
     pub parameters: Vec<Param>,
     /// Response properties: name and type.
     pub responses: Vec<(String, Ty)>,
@@ -139,6 +141,7 @@ pub fn all(store: &Store) -> Vec<Api> {
             binding_type: int(&get(apis, v, "bindingtype")),
             bound_entity: s(&get(apis, v, "boundentitylogicalname")),
             is_function: get(apis, v, "isfunction") == Val::Bool(true),
+            allowed_steps: int(&get(apis, v, "allowedcustomprocessingsteptype")),
             parameters,
             responses,
         });
@@ -240,9 +243,32 @@ pub fn run(store: &Store, call: &Call, params: &Params) -> Result<Output, DvErro
     })
 }
 
+/// Records a successful run for the steps registered on the custom API's message
+/// (webhooks.rs). Nothing is recorded while no step is registered: nobody would read it.
+pub fn ran(store: &mut Store, call: &Call, params: &Params, out: &Output) {
+    if !store.captures_events() {
+        return;
+    }
+    let outputs = match out {
+        Output::Properties(p) => p.clone(),
+        _ => Map::new(),
+    };
+    let bound = match call.binding {
+        Binding::Row(table, id) => Some((table, id)),
+        _ => None,
+    };
+    store.message_events.push(crate::store::MessageEvent {
+        name: call.name.clone(),
+        bound,
+        inputs: params.values.clone(),
+        outputs,
+    });
+}
+
 /// The seeded custom APIs: (unique name, display name, description, binding type, bound table,
 /// is function, request parameters (name, type code, optional), response properties (name,
-/// type code)).
+/// type code), AllowedCustomProcessingStepType). One of each step type: Sync and Async, Async
+/// Only and None.
 type Definition = (
     &'static str,
     &'static str,
@@ -252,6 +278,7 @@ type Definition = (
     bool,
     &'static [(&'static str, i64, bool)],
     &'static [(&'static str, i64)],
+    i64,
 );
 
 const SEEDED: &[Definition] = &[
@@ -268,6 +295,7 @@ const SEEDED: &[Definition] = &[
             ("Percentage", 7, false),
         ],
         &[("DiscountAmount", 2), ("FinalAmount", 2)],
+        2,
     ),
     (
         "new_ScoreAccount",
@@ -278,6 +306,7 @@ const SEEDED: &[Definition] = &[
         false,
         &[("Weight", 7, true)],
         &[("Score", 7)],
+        1,
     ),
     (
         "new_GetGreeting",
@@ -288,6 +317,7 @@ const SEEDED: &[Definition] = &[
         true,
         &[("Name", 10, false)],
         &[("Greeting", 10)],
+        0,
     ),
 ];
 
@@ -307,7 +337,7 @@ pub fn seed(store: &mut Store) {
             vals[c] = v;
         }
     };
-    for (i, (name, display, description, binding, bound, function, requests, responses)) in
+    for (i, (name, display, description, binding, bound, function, requests, responses, steps)) in
         SEEDED.iter().enumerate()
     {
         let api = Guid::from_seed(0xc0571, i as u64);
@@ -329,7 +359,7 @@ pub fn seed(store: &mut Store) {
             ),
             ("isfunction", Val::Bool(*function)),
             ("isprivate", Val::Bool(false)),
-            ("allowedcustomprocessingsteptype", Val::Int(2)),
+            ("allowedcustomprocessingsteptype", Val::Int(*steps)),
             ("workflowsdkstepenabled", Val::Bool(false)),
             ("statecode", Val::Int(0)),
             ("statuscode", Val::Int(1)),
@@ -338,6 +368,7 @@ pub fn seed(store: &mut Store) {
         ] {
             set(store, apis, &mut vals, col, v);
         }
+        crate::webhooks::add_custom_api_message(store, apis, &mut vals);
         let _ = store.insert(apis, vals, false);
         for (j, (pname, code, optional)) in requests.iter().enumerate() {
             let mut vals = store.blank_row(reqs);
