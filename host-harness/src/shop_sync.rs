@@ -43,7 +43,7 @@ pub struct Shop {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Customer {
-    pub id: u64,
+    pub id: u32,
     pub email: String,
     pub first_name: String,
     pub last_name: String,
@@ -58,22 +58,22 @@ pub const GROUPED_PRODUCT: u32 = 10;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Product {
-    pub id: u64,
+    pub id: u32,
     pub name: String,
     pub sku: String,
     pub product_type_id: u32,
     /// The grouped product this one belongs to; 0 for none.
     #[serde(default)]
-    pub parent_grouped_product_id: u64,
+    pub parent_grouped_product_id: u32,
     pub price: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Order {
-    pub id: u64,
+    pub id: u32,
     pub custom_order_number: String,
-    pub customer_id: u64,
+    pub customer_id: u32,
     pub order_status_id: u32,
     pub payment_status_id: u32,
     /// nopCommerce deletes orders softly; the sync deletes the sales order unless it was paid.
@@ -85,8 +85,8 @@ pub struct Order {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct OrderItem {
-    pub id: u64,
-    pub product_id: u64,
+    pub id: u32,
+    pub product_id: u32,
     pub quantity: u32,
     pub unit_price_excl_tax: f64,
 }
@@ -150,7 +150,10 @@ impl Shop {
 
     /// Each reference and code in the export names something that exists.
     pub fn check(&self) -> anyhow::Result<()> {
-        if self.currency_code.len() != 3 {
+        // It goes into a query filter, so it must be exactly the ISO code's three letters.
+        if self.currency_code.len() != 3
+            || !self.currency_code.bytes().all(|b| b.is_ascii_alphabetic())
+        {
             bail!(
                 "CurrencyCode {:?}: expected a three-letter ISO code",
                 self.currency_code
@@ -243,31 +246,36 @@ impl Shop {
         Ok(())
     }
 
-    fn product(&self, id: u64) -> Option<&Product> {
+    fn product(&self, id: u32) -> Option<&Product> {
         self.products.iter().find(|p| p.id == id)
     }
 }
 
 /// Row IDs for the rows that have no alternate key, derived from the shop's IDs so a rerun
 /// addresses the same rows (Dataverse accepts a caller's primary key on create and upsert).
+/// nopCommerce's IDs are 32-bit integers: ten digits at most, in the GUID's last group of 12.
 fn derived_id(kind: u16, id: u64) -> String {
     format!("5a1e{kind:04x}-0000-4000-8000-{id:012}")
 }
 
+/// The shop's price list, one per currency.
 pub fn price_list_id(currency: &str) -> String {
     let code = currency
         .bytes()
         .fold(0u64, |n, b| n * 256 + u64::from(b.to_ascii_uppercase()));
     derived_id(1, code)
 }
-pub fn sales_order_id(order: u64) -> String {
-    derived_id(2, order)
+/// The sales order of a shop order.
+pub fn sales_order_id(order: u32) -> String {
+    derived_id(2, u64::from(order))
 }
-pub fn order_line_id(item: u64) -> String {
-    derived_id(3, item)
+/// The sales order line of a shop order item.
+pub fn order_line_id(item: u32) -> String {
+    derived_id(3, u64::from(item))
 }
-pub fn price_list_item_id(product: u64) -> String {
-    derived_id(4, product)
+/// A product's price list item.
+pub fn price_list_item_id(product: u32) -> String {
+    derived_id(4, u64::from(product))
 }
 
 /// What a run did.
@@ -750,7 +758,7 @@ pub fn show(
         "second run, same export",
         &sync(host, connection, &shop)?,
     )?;
-    let mut set = |order: u64, status: u32, payment: u32| {
+    let mut set = |order: u32, status: u32, payment: u32| {
         if let Some(o) = shop.orders.iter_mut().find(|o| o.id == order) {
             o.order_status_id = status;
             o.payment_status_id = payment;

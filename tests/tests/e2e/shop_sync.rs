@@ -36,7 +36,7 @@ fn one(emulator: &Emulator, set: &str, column: &str, value: &str) -> Value {
     rows.into_iter().next().unwrap()
 }
 
-fn order_state(emulator: &Emulator, order: u64) -> (i64, i64) {
+fn order_state(emulator: &Emulator, order: u32) -> (i64, i64) {
     let row = one(
         emulator,
         "salesorders",
@@ -49,7 +49,7 @@ fn order_state(emulator: &Emulator, order: u64) -> (i64, i64) {
     )
 }
 
-fn closes_of(emulator: &Emulator, order: u64) -> usize {
+fn closes_of(emulator: &Emulator, order: u32) -> usize {
     rows_where(
         emulator,
         "ordercloses",
@@ -59,7 +59,7 @@ fn closes_of(emulator: &Emulator, order: u64) -> usize {
     .len()
 }
 
-fn status(shop: &mut Shop, order: u64, order_status: u32, payment_status: u32) {
+fn status(shop: &mut Shop, order: u32, order_status: u32, payment_status: u32) {
     let o = shop.orders.iter_mut().find(|o| o.id == order).unwrap();
     o.order_status_id = order_status;
     o.payment_status_id = payment_status;
@@ -326,6 +326,19 @@ fn a_bad_export_is_refused_naming_the_field_before_any_request() {
         error.to_string().contains("Orders[1].OrderStatusId 25"),
         "{error}"
     );
+    let mut shop = fixture();
+    shop.currency_code = "U'S".to_string();
+    let error = shop_sync::sync(host(), &mut connection, &shop).unwrap_err();
+    assert!(error.to_string().contains("CurrencyCode"), "{error}");
+    let mut shop = fixture();
+    shop.products[4].parent_grouped_product_id = 1;
+    let error = shop_sync::sync(host(), &mut connection, &shop).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("Products[4].ParentGroupedProductId 1"),
+        "{error}"
+    );
     assert_eq!(emulator.requests().len(), before, "no request was made");
 }
 
@@ -353,7 +366,11 @@ fn the_demo_shows_the_sync_on_the_seeds_field_names_and_the_order_transitions() 
         );
     }
     // What it printed is what the emulator holds.
-    assert_eq!(order_state(&emulator, 1), (0, 2), "paid and processing, kept");
+    assert_eq!(
+        order_state(&emulator, 1),
+        (0, 2),
+        "paid and processing, kept"
+    );
     assert_eq!(order_state(&emulator, 3), (3, 100_001));
     assert!(rows_where(&emulator, "salesorders", "salesorderid", &sales_order_id(2)).is_empty());
     assert_eq!(
