@@ -181,6 +181,9 @@ pub fn run(context: &Context, action: &str, input: &Input) -> Option<Result<Stri
             )));
         }
     }
+    if let Some(refusal) = dataverse_only(input) {
+        return Some(Err(refusal));
+    }
     let answer = match action {
         "query-entities" => query_entities(context, input),
         "get-entity" => get_entity(context, input),
@@ -194,6 +197,64 @@ pub fn run(context: &Context, action: &str, input: &Input) -> Option<Result<Stri
         _ => return None,
     };
     Some(answer.map(|value| value.to_string()))
+}
+
+/// An input set to something only Dataverse does, refused naming it rather than ignored.
+fn dataverse_only(input: &Input) -> Option<ConnectorError> {
+    let set = |key: &str, default: &str| {
+        input
+            .text(key)
+            .is_some_and(|v| !v.trim().is_empty() && !v.eq_ignore_ascii_case(default))
+            || (default == "false" && input.flag(key))
+    };
+    let refused: &[(&str, &str, &str, &str)] = &[
+        (
+            "includeFormattedValues",
+            "Include Formatted Values",
+            "false",
+            "F&O OData has no formatted-value annotations",
+        ),
+        (
+            "bypassCustomLogic",
+            "Bypass Custom Logic",
+            "none",
+            "bypassing plug-ins is a Dataverse header; F&O has none",
+        ),
+        (
+            "suppressFlowTriggers",
+            "Suppress Flow Triggers",
+            "false",
+            "flow trigger suppression is a Dataverse header; F&O has none",
+        ),
+        (
+            "detectDuplicates",
+            "Detect Duplicates",
+            "false",
+            "duplicate detection rules are Dataverse's",
+        ),
+        (
+            "idempotencyKey",
+            "Idempotency Key",
+            "",
+            "F&O has no create-if-absent to name records by it: a create is made once because it is never sent again after a lost answer, and a key given in the data is refused when it exists",
+        ),
+        (
+            "writePath",
+            "Write Path",
+            "auto",
+            "F&O has no bulk messages (CreateMultiple, UpdateMultiple): writes go through $batch",
+        ),
+    ];
+    refused
+        .iter()
+        .find(|(key, _, default, _)| set(key, default))
+        .map(|(key, label, _, reason)| {
+            invalid_field(
+                key,
+                Some(label),
+                format!("does not apply to Finance & Operations: {reason}; leave it unset"),
+            )
+        })
 }
 
 /// Sends, and turns a refusal into an error whose message carries F&O's `innererror` reason
@@ -444,14 +505,36 @@ fn advance_skip(url: &str, per_page: usize) -> String {
     format!("{base}?{}", parts.join("&"))
 }
 
+/// Field Value and Dynamic Values merged (Dynamic Values win), as for Dataverse.
 fn fields(input: &Input) -> Result<Map<String, Value>> {
-    match input.json(FIELD_VALUES.key) {
-        Some(Value::Object(fields)) if !fields.is_empty() => Ok(fields.clone()),
-        _ => Err(invalid_input(
+    let mut fields = match input.json(FIELD_VALUES.key) {
+        Some(Value::Object(fields)) => fields.clone(),
+        None | Some(Value::Null) => Map::new(),
+        Some(_) => {
+            return Err(invalid_input(
+                &FIELD_VALUES,
+                "must be an object of fields and values",
+            ));
+        }
+    };
+    match input.json("dynamicValues") {
+        Some(Value::Object(dynamic)) => fields.extend(dynamic.clone()),
+        None | Some(Value::Null) => {}
+        Some(_) => {
+            return Err(invalid_field(
+                "dynamicValues",
+                Some("Dynamic Values"),
+                "must be an object of fields and values",
+            ));
+        }
+    }
+    if fields.is_empty() {
+        return Err(invalid_input(
             &FIELD_VALUES,
             "give the entity's fields and values as an object, such as {\"OrganizationName\":\"Contoso\"}",
-        )),
+        ));
     }
+    Ok(fields)
 }
 
 fn json_request(method: &str, url: String, body: &Map<String, Value>) -> Request {
@@ -466,6 +549,12 @@ fn update_entity(context: &Context, input: &Input) -> Result<Value> {
     let request =
         json_request("PATCH", url, &body).header("If-Match", input.text(ETAG.key).unwrap_or("*"));
     send(context, request)?;
+    // F&O answers a PATCH with 204: the record as stored is read back when asked for.
+    if input.flag("returnRepresentation") {
+        let (url, _) = record_url(context, input)?;
+        let record = send(context, Request::new("GET", url))?.json()?;
+        return Ok(json!({ "id": id, "record": without_context(record) }));
+    }
     Ok(json!({ "id": id }))
 }
 
@@ -802,6 +891,13 @@ fn batch(context: &Context, input: &Input) -> Result<Value> {
         ));
     }
     let all = input.flag("allOrNothing");
+    if !all && input.text("continueOnError").is_some() && !input.flag("continueOnError") {
+        return Err(invalid_field(
+            "continueOnError",
+            Some("Continue On Error"),
+            "against Finance & Operations each write is its own change set and F&O runs them all; use All or Nothing to stop every write when one fails",
+        ));
+    }
     let root = context.client.api_root_path();
     let mut ops = Vec::new();
     for (index, action) in actions.iter().enumerate() {

@@ -132,6 +132,22 @@ fn records_are_read_created_updated_and_deleted_by_their_company_key() {
     .unwrap();
     let row = customer(&emulator, "usrt", "US-900").unwrap();
     assert_eq!(row["CreditLimit"], 7500.0);
+    // Dynamic Values join Field Value; the stored record comes back when asked for.
+    let updated = run(
+        &emulator,
+        "update-entity",
+        json!({"entityType": "CustomersV3", "entityId": key, "fieldValues": {"CustomerGroupId": "10"}, "dynamicValues": {"SalesCurrencyCode": "CAD"}, "returnRepresentation": true}),
+    )
+    .unwrap();
+    assert_eq!(updated["record"]["SalesCurrencyCode"], "CAD");
+    let row = customer(&emulator, "usrt", "US-900").unwrap();
+    assert_eq!(
+        (
+            row["CustomerGroupId"].as_str(),
+            row["SalesCurrencyCode"].as_str()
+        ),
+        (Some("10"), Some("CAD"))
+    );
     // The same account number in the default company is untouched.
     assert_eq!(
         customer(&emulator, "usmf", "US-002").unwrap()["CreditLimit"],
@@ -375,6 +391,36 @@ fn what_fno_does_not_have_is_refused_by_name_before_any_request() {
         assert!(
             refused.message.contains("Finance & Operations") && refused.message.contains(reason),
             "{action}: {}",
+            refused.message
+        );
+    }
+    // Dataverse-only inputs are refused by name rather than ignored.
+    for (action, input, field) in [
+        (
+            "create-entity",
+            json!({"entityType": "CustomersV3", "fieldValues": {"OrganizationName": "X"}, "idempotencyKey": "run-1"}),
+            "idempotencyKey",
+        ),
+        (
+            "update-entity",
+            json!({"entityType": "CustomersV3", "entityId": "dataAreaId='usmf',CustomerAccount='US-001'", "fieldValues": {"OrganizationName": "X"}, "bypassCustomLogic": "all"}),
+            "bypassCustomLogic",
+        ),
+        (
+            "query-entities",
+            json!({"entityType": "CustomersV3", "includeFormattedValues": true}),
+            "includeFormattedValues",
+        ),
+    ] {
+        let refused = run(&emulator, action, input).unwrap_err();
+        assert_eq!(
+            refused.field.as_deref(),
+            Some(field),
+            "{action}: {refused:?}"
+        );
+        assert!(
+            refused.message.contains("Finance & Operations"),
+            "{}",
             refused.message
         );
     }
