@@ -6,8 +6,11 @@
 //! memory cap, an epoch-based time limit and WASI locked down (no environment, files or
 //! sockets). The only way out is the `http` import implemented in [`outbound`], which sends a
 //! request only to an origin the connection declares *and* the host's [`egress`] policy allows,
-//! checking the resolved address at connect time. [`tokens`] keeps connections' tokens fresh;
-//! [`manifest`] renders `component.yaml` from the component's definitions.
+//! checking the resolved address at connect time, and only when the connection's [`governor`]
+//! budget allows it (service-protection limits, `Retry-After`, the service's parallelism hint;
+//! `http.send-all` runs a component's independent requests side by side within it). [`tokens`]
+//! keeps connections' tokens fresh; [`manifest`] renders `component.yaml` from the component's
+//! definitions.
 //!
 //! Dependency direction: this crate knows wasmtime, the world's WIT and the host's policy. The
 //! CLI (`host-harness`, binary `dynamics`) and the end-to-end tests build on it; it depends on
