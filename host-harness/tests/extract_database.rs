@@ -90,7 +90,7 @@ impl Target {
             }
             Target::Postgres { url, .. } => {
                 let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
-                let rows = client
+                client
                     .simple_query(sql)
                     .unwrap()
                     .into_iter()
@@ -102,8 +102,7 @@ impl Target {
                         ),
                         _ => None,
                     })
-                    .collect();
-                rows
+                    .collect()
             }
         }
     }
