@@ -50,6 +50,11 @@
 //! - Data: `schema` (tables, addressed by typed `TableId`s, and relationships), `catalog` (the
 //!   tables served), `store` (rows, row versions, the change log), `blobs` (file
 //!   data kept outside the rows), `seed`, `guid`, `datetime`.
+//! - Finance and Operations: `fno` serves a small F&O OData service on a port of its own
+//!   ([`Emulator::fno_url`], OData root `<that>/data`): data entities with company-scoped keys,
+//!   `cross-company`, queries, `$batch`, `$metadata`, F&O's errors, and tokens whose audience is
+//!   the F&O environment. It shares only the front (request log, faults, request limit) and the
+//!   token service with the Dataverse side.
 //!
 //! # Independent of `crates/dataverse`, on purpose
 //!
