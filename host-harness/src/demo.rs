@@ -33,6 +33,19 @@ pub fn start_emulator(rows: usize) -> anyhow::Result<Emulator> {
 
 /// Runs the tour against `emulator` (seeded with `rows` rows per table), writing to `out`.
 pub fn tour(emulator: &Emulator, rows: usize, out: &mut dyn Write) -> anyhow::Result<()> {
+    tour_with(emulator, rows, None, out)
+}
+
+/// The tour with the shop sync run on `shop_export` (a nopCommerce export as JSON) instead of
+/// the built-in fixture; the export is checked before the tour sends anything.
+pub fn tour_with(
+    emulator: &Emulator,
+    rows: usize,
+    shop_export: Option<&str>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let shop =
+        crate::shop_sync::Shop::from_json(shop_export.unwrap_or(crate::shop_sync::DEMO_SHOP))?;
     let host = Host::builtin(HostConfig {
         network: NetworkPolicy {
             allow_private: true,
@@ -232,7 +245,7 @@ pub fn tour(emulator: &Emulator, rows: usize, out: &mut dyn Write) -> anyhow::Re
     tour.heading(
         "nopCommerce's one-way sync: customers, products and orders with their lifecycle (shop_sync)",
     )?;
-    crate::shop_sync::show(tour.host, tour.connection, tour.out)?;
+    crate::shop_sync::show(tour.host, tour.connection, shop, tour.out)?;
 
     tour.heading("A mistyped table name (query-entities)")?;
     if let Some(failure) = answered(host.invoke(

@@ -740,14 +740,16 @@ fn print(out: &mut dyn std::io::Write, title: &str, report: &Report) -> anyhow::
     Ok(())
 }
 
-/// The demo's walk through the sync: the first run, a rerun, the orders' lifecycle (paid and
-/// processing, cancelled, completed), a rerun after it, and a paid order the shop deletes.
+/// The demo's walk through the sync of `shop` (the fixture, [`DEMO_SHOP`], or an export of the
+/// user's): the first run, a rerun, the orders' lifecycle (order 1 paid and processing, 2
+/// cancelled, 3 paid and completed, where the export has them), a rerun after it, and orders 1
+/// and 2 deleted by the shop.
 pub fn show(
     host: &Host,
     connection: &mut Connection,
+    mut shop: Shop,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<Shop> {
-    let mut shop = Shop::from_json(DEMO_SHOP)?;
     writeln!(out, "   nopCommerce field -> Dataverse column:")?;
     for (from, to) in MAPPING {
         writeln!(out, "     {from} -> {to}")?;

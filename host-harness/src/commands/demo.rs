@@ -17,6 +17,10 @@ pub struct Args {
     /// The designer's port on 127.0.0.1 (with --designer); 0 picks a free one.
     #[arg(long, default_value_t = 8765)]
     pub port: u16,
+    /// A nopCommerce export (JSON with Customers, Products, Orders on nopCommerce's field names,
+    /// as tests/fixtures/nopcommerce/shop.json) for the shop sync step, instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub shop: Option<std::path::PathBuf>,
 }
 
 impl Args {
@@ -25,13 +29,27 @@ impl Args {
             rows,
             designer,
             port,
+            shop,
         } = self;
+        let shop =
+            match shop {
+                Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
+                    anyhow::anyhow!("--shop {}: cannot read it: {e}", path.display())
+                })?),
+                None => None,
+            };
         if !designer {
-            host_harness::demo::run(rows, &mut std::io::stdout())?;
+            let emulator = host_harness::demo::start_emulator(rows)?;
+            host_harness::demo::tour_with(
+                &emulator,
+                rows,
+                shop.as_deref(),
+                &mut std::io::stdout(),
+            )?;
             return Ok(ExitCode::SUCCESS);
         }
         let emulator = host_harness::demo::start_emulator(rows)?;
-        host_harness::demo::tour(&emulator, rows, &mut std::io::stdout())?;
+        host_harness::demo::tour_with(&emulator, rows, shop.as_deref(), &mut std::io::stdout())?;
         let store = token_store(global.token_store.as_deref())?;
         let file = designer_file(&store, None);
         println!();

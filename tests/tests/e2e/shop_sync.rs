@@ -347,7 +347,7 @@ fn the_demo_shows_the_sync_on_the_seeds_field_names_and_the_order_transitions() 
     let emulator = emulator();
     let mut connection = connected(&emulator);
     let mut out = Vec::new();
-    shop_sync::show(host(), &mut connection, &mut out).expect("the demo's sync runs");
+    shop_sync::show(host(), &mut connection, fixture(), &mut out).expect("the demo's sync runs");
     let text = String::from_utf8(out).unwrap();
     for expected in [
         "Customer.Id -> contact.externaluseridentifier",
@@ -377,4 +377,16 @@ fn the_demo_shows_the_sync_on_the_seeds_field_names_and_the_order_transitions() 
         rows_where(&emulator, "contacts", "externaluseridentifier", "3").len(),
         1
     );
+}
+
+#[test]
+fn the_demo_refuses_a_bad_shop_export_before_it_sends_anything() {
+    let emulator = emulator();
+    let before = emulator.requests().len();
+    let export =
+        r#"{"CurrencyCode": "USD", "Customers": [], "Products": [], "Orders": [], "Colour": 1}"#;
+    let error = host_harness::demo::tour_with(&emulator, 20, Some(export), &mut Vec::new())
+        .expect_err("an unknown field is refused");
+    assert!(format!("{error:#}").contains("Colour"), "{error:#}");
+    assert_eq!(emulator.requests().len(), before, "no request was made");
 }
