@@ -117,7 +117,12 @@ impl Global {
             Some(path) => Host::from_file(path, config)?,
             None => Host::builtin(config)?,
         };
-        Ok((host, activity))
+        // Dataverse's limits are per user across every process: with DYNAMICS_GOVERNOR_REDIS_URL
+        // set, CLI processes (extract workers, several flows) share one budget per connection.
+        let governor = dynamics_host::governor::Governor::from_env(
+            dynamics_host::governor::Budget::default(),
+        )?;
+        Ok((host.with_governor(governor), activity))
     }
 }
 

@@ -66,8 +66,14 @@ fn kinds() -> Vec<(&'static str, &'static str, Value, &'static str)> {
         (
             "a $batch",
             "batch-entity-actions",
-            json!({"batchActions": [{"collection": "accounts", "action": "create", "data": {"name": "b"}}]}),
+            json!({"batchActions": [{"collection": "accounts", "action": "create", "data": {"name": "b"}}], "writePath": "batch"}),
             "/$batch",
+        ),
+        (
+            "a CreateMultiple",
+            "batch-entity-actions",
+            json!({"batchActions": [{"collection": "accounts", "action": "create", "data": {"name": "m"}}]}),
+            "CreateMultiple",
         ),
         (
             "Sync Records' read of existing rows",
