@@ -696,3 +696,48 @@ fn a_destination_or_deletes_option_it_does_not_know_is_refused_before_any_reques
     }
     assert!(emulator.requests().is_empty(), "nothing was sent");
 }
+
+#[test]
+fn tables_in_parallel_under_service_protection_limits_wait_out_429s_and_land_every_row() {
+    let emulator = Emulator::start(
+        Config {
+            rows_per_table: 30,
+            // Far below Dataverse's 6000 per 300 s: four table threads run into it.
+            rate_limit: Some(dataverse_emulator::RateLimit {
+                requests: 8,
+                window: Duration::from_secs(2),
+            }),
+            ..Config::default()
+        },
+        0,
+    )
+    .unwrap();
+    let connection = connection_file(&emulator, "throttled");
+    let target = Target::sqlite("throttled");
+    let tables = [
+        ("accounts", "accountid"),
+        ("contacts", "contactid"),
+        ("leads", "leadid"),
+        ("opportunities", "opportunityid"),
+    ];
+    extract(
+        &connection,
+        &target,
+        &[
+            "--tables",
+            "accounts,contacts,leads,opportunities",
+            "--parallel",
+            "4",
+        ],
+    );
+    let throttled = emulator
+        .requests()
+        .iter()
+        .filter(|request| request.status == Some(429))
+        .count();
+    assert!(throttled > 0, "the limit was reached");
+    for (table, key) in tables {
+        let landed: BTreeSet<String> = ids_in(&target, table, key).into_iter().collect();
+        assert_eq!(landed, ids_in_emulator(&emulator, table, key), "{table}");
+    }
+}

@@ -4,11 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::bail;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use dynamics_host::{TokenManager, connection_file};
+use dynamics_host::{CallError, ErrorCode, TokenManager, connection_file};
 use host_harness::extract::database::{self, Deletes, TableProgress};
 use host_harness::extract::destination::Destination;
 use host_harness::extract::{DEFAULT_TABLES, PageReport};
@@ -16,6 +17,9 @@ use host_harness::extract::{DEFAULT_TABLES, PageReport};
 use crate::commands::Global;
 use crate::commands::{failed, token_store};
 use crate::progress;
+
+/// Throttled calls a table thread makes again before it gives up.
+const THROTTLED_CALLS: u32 = 20;
 
 #[derive(clap::Args)]
 #[command(after_help = "DESTINATIONS (--to):
@@ -189,9 +193,26 @@ impl Args {
             .map(|_| {
                 let mut connection = named.connection.clone();
                 Box::new(move |action: &str, input: &str| -> anyhow::Result<String> {
-                    TokenManager::new(host, store)
-                        .run_action(key, &mut connection, action, input)
-                        .map_err(failed)
+                    let manager = TokenManager::new(host, store);
+                    let mut waits = 0;
+                    loop {
+                        match manager.run_action(key, &mut connection, action, input) {
+                            // Every call here reads, so a throttled one is simply made again
+                            // after the service's Retry-After: several table threads share
+                            // one service-protection budget, and the component's own retries
+                            // may not outlast it.
+                            Err(CallError::Connector(failure))
+                                if failure.code == ErrorCode::Throttled
+                                    && waits < THROTTLED_CALLS =>
+                            {
+                                waits += 1;
+                                let wait =
+                                    failure.retry_after_ms.unwrap_or(1000).clamp(100, 300_000);
+                                std::thread::sleep(Duration::from_millis(wait));
+                            }
+                            outcome => return outcome.map_err(failed),
+                        }
+                    }
                 }) as Box<database::ActionRunner>
             })
             .collect();
