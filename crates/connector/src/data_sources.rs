@@ -68,6 +68,12 @@ const SOURCES: &[Source] = &[
         inputs: &[CONNECTION, crate::operations::BOUND_ENTITY_TYPE],
     },
     Source {
+        key: crate::triggers::ACTIONS_WITH_STEPS,
+        label: "Actions With Steps",
+        description: "The environment's active custom APIs that allow processing steps (AllowedCustomProcessingStepType not None), for When an Action Is Performed; the value is the unique name.",
+        inputs: &[CONNECTION],
+    },
+    Source {
         key: "functions",
         label: "Functions",
         description: "The environment's functions, from its $metadata, bound ones labelled with their table; the value is the function name.",
@@ -119,6 +125,7 @@ pub fn choices(context: &Context, key: &str, input_json: &str) -> Result<Vec<Cho
         "functions" => {
             crate::operations::source(context, crate::operations::Family::Function, None)?
         }
+        crate::triggers::ACTIONS_WITH_STEPS => crate::triggers::actions_with_steps(context)?,
         "columns" => {
             let name = input.text(TABLE.key).unwrap_or_default();
             let logical = match context.metadata.table(&context.client, name)? {

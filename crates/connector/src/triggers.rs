@@ -2,6 +2,7 @@
 //! module holding its definition next to its handlers (`triggers/webhook.rs`,
 //! `triggers/polling.rs`); the definitions flow designers see are generated from the catalogue.
 
+mod action_performed;
 mod polling;
 mod row_changed;
 mod row_filter;
@@ -55,7 +56,14 @@ impl TriggerDef {
     }
 }
 
-pub const CATALOGUE: &[TriggerDef] = &[webhook::TRIGGER, polling::TRIGGER, row_changed::TRIGGER];
+pub const CATALOGUE: &[TriggerDef] = &[
+    webhook::TRIGGER,
+    polling::TRIGGER,
+    row_changed::TRIGGER,
+    action_performed::TRIGGER,
+];
+
+pub use action_performed::{DATA_SOURCE as ACTIONS_WITH_STEPS, source as actions_with_steps};
 
 pub fn definitions() -> Vec<wit::TriggerDefinition> {
     CATALOGUE
@@ -159,7 +167,8 @@ mod tests {
             [
                 ("webhook", TriggerKind::Webhook),
                 ("new-and-updated-records", TriggerKind::Polling),
-                ("row-changed", TriggerKind::Webhook)
+                ("row-changed", TriggerKind::Webhook),
+                ("action-performed", TriggerKind::Webhook)
             ]
         ));
     }
@@ -179,7 +188,7 @@ mod tests {
             assert_eq!(
                 failure.message,
                 format!(
-                    "unknown trigger {key:?}; the triggers are webhook, new-and-updated-records and row-changed"
+                    "unknown trigger {key:?}; the triggers are webhook, new-and-updated-records, row-changed and action-performed"
                 )
             );
         }

@@ -1,5 +1,6 @@
 //! End-to-end: the built component, loaded by the harness, against servers on 127.0.0.1.
 
+mod action_triggers;
 mod admin;
 mod bad_input;
 mod beyond_crud;

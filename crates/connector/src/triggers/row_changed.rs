@@ -92,7 +92,7 @@ const ONLY_WHEN_CHANGED: InputDef = InputDef::new(
 .default("false")
 .comments("Start the flow for a modification only when a selected column's value differs from before (Power Automate also starts it when an update writes the same value)");
 
-const FLOW_ID: InputDef = InputDef::new("flowId", "Flow Id", Kind::Text)
+pub(super) const FLOW_ID: InputDef = InputDef::new("flowId", "Flow Id", Kind::Text)
     .comments("The flow's own ID in the host: with the settings it names the registration, so enabling again reuses it and two flows keep their own");
 
 const INPUTS: &[InputDef] = &[
@@ -355,7 +355,7 @@ fn registration_name(config: &Input, table: &str) -> String {
     )
 }
 
-fn fnv64(text: &str) -> String {
+pub(super) fn fnv64(text: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {
         hash ^= u64::from(byte);
@@ -364,7 +364,7 @@ fn fnv64(text: &str) -> String {
     format!("{hash:016x}")
 }
 
-fn encoded_literal(text: &str) -> String {
+pub(super) fn encoded_literal(text: &str) -> String {
     dataverse::encoding::percent_encode_query_value(&dataverse::odata::string_literal(text))
 }
 
@@ -426,7 +426,7 @@ fn patch(context: &Context, path: &str, body: &Value) -> Result<()> {
         .map(|_| ())
 }
 
-fn rows(context: &Context, path: &str) -> Result<Vec<Value>> {
+pub(super) fn rows(context: &Context, path: &str) -> Result<Vec<Value>> {
     Ok(context.client.get_json(path)?["value"]
         .as_array()
         .cloned()
@@ -479,22 +479,7 @@ fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Resul
             ),
         ));
     }
-    let auth_type = config.text(AUTH_TYPE.key).unwrap_or("WebhookKey");
-    let generated_key = match (auth_type, config.text(WEBHOOK_KEY.key)) {
-        ("WebhookKey", None) => Some(random_key()?),
-        _ => None,
-    };
-    let (auth_code, auth_value) = match auth_type {
-        "WebhookKey" => (
-            4,
-            generated_key
-                .clone()
-                .or(config.text(WEBHOOK_KEY.key).map(str::to_string))
-                .unwrap_or_default(),
-        ),
-        "HttpHeader" => (5, settings_xml(config.pairs(AUTH_VALUES.key))),
-        _ => (6, settings_xml(config.pairs(AUTH_VALUES.key))),
-    };
+    let (auth_code, auth_value, generated_key) = endpoint_auth(config)?;
     let name = registration_name(config, &table.logical_name);
     let endpoint_body = json!({
         "name": name,
@@ -505,38 +490,7 @@ fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Resul
         "messageformat": 2,
     });
 
-    // Enabling again (after a crash, or in a copy of the environment) finds its own endpoint by
-    // name and repairs it; a second one of the same name is an earlier crash's leftover.
-    let found = rows(
-        context,
-        &format!(
-            "serviceendpoints?$select=serviceendpointid&$filter=name%20eq%20{}",
-            encoded_literal(&name)
-        ),
-    )?;
-    let mut found_ids = found
-        .iter()
-        .filter_map(|row| row["serviceendpointid"].as_str().map(str::to_string));
-    let endpoint_id = match found_ids.next() {
-        Some(id) => {
-            patch(context, &format!("serviceendpoints({id})"), &endpoint_body)?;
-            id
-        }
-        None => create(context, "serviceendpoints", &endpoint_body)?,
-    };
-    for extra in found_ids {
-        for step in rows(
-            context,
-            &format!(
-                "sdkmessageprocessingsteps?$select=sdkmessageprocessingstepid&$filter=_eventhandler_value%20eq%20{extra}"
-            ),
-        )? {
-            if let Some(step) = step["sdkmessageprocessingstepid"].as_str() {
-                delete(context, &format!("sdkmessageprocessingsteps({step})"))?;
-            }
-        }
-        delete(context, &format!("serviceendpoints({extra})"))?;
-    }
+    let endpoint_id = ensure_endpoint(context, &name, &endpoint_body)?;
 
     let existing = rows(
         context,
@@ -583,6 +537,70 @@ fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Resul
         "name": name,
     })
     .to_string())
+}
+
+/// The endpoint's `authtype` and `authvalue` from the trigger's authentication inputs, and the
+/// webhook key generated when WebhookKey has none (the host keeps it with the config).
+pub(super) fn endpoint_auth(config: &Input) -> Result<(i64, String, Option<String>)> {
+    let auth_type = config.text(AUTH_TYPE.key).unwrap_or("WebhookKey");
+    let generated_key = match (auth_type, config.text(WEBHOOK_KEY.key)) {
+        ("WebhookKey", None) => Some(random_key()?),
+        _ => None,
+    };
+    let (auth_code, auth_value) = match auth_type {
+        "WebhookKey" => (
+            4,
+            generated_key
+                .clone()
+                .or(config.text(WEBHOOK_KEY.key).map(str::to_string))
+                .unwrap_or_default(),
+        ),
+        "HttpHeader" => (5, settings_xml(config.pairs(AUTH_VALUES.key))),
+        _ => (6, settings_xml(config.pairs(AUTH_VALUES.key))),
+    };
+    Ok((auth_code, auth_value, generated_key))
+}
+
+/// The service endpoint named `name`, created or repaired to `endpoint_body`, with any other
+/// of the same name removed (with its steps). Enabling again (after a crash, or in a copy of
+/// the environment) finds its own endpoint by name and repairs it; a second one of the same
+/// name is an earlier crash's leftover. Shared by the triggers that register themselves.
+pub(super) fn ensure_endpoint(
+    context: &Context,
+    name: &str,
+    endpoint_body: &Value,
+) -> Result<String> {
+    let found = rows(
+        context,
+        &format!(
+            "serviceendpoints?$select=serviceendpointid&$filter=name%20eq%20{}",
+            encoded_literal(name)
+        ),
+    )?;
+    let mut found_ids = found
+        .iter()
+        .filter_map(|row| row["serviceendpointid"].as_str().map(str::to_string));
+    let endpoint_id = match found_ids.next() {
+        Some(id) => {
+            patch(context, &format!("serviceendpoints({id})"), endpoint_body)?;
+            id
+        }
+        None => create(context, "serviceendpoints", endpoint_body)?,
+    };
+    for extra in found_ids {
+        for step in rows(
+            context,
+            &format!(
+                "sdkmessageprocessingsteps?$select=sdkmessageprocessingstepid&$filter=_eventhandler_value%20eq%20{extra}"
+            ),
+        )? {
+            if let Some(step) = step["sdkmessageprocessingstepid"].as_str() {
+                delete(context, &format!("sdkmessageprocessingsteps({step})"))?;
+            }
+        }
+        delete(context, &format!("serviceendpoints({extra})"))?;
+    }
+    Ok(endpoint_id)
 }
 
 /// Removes the steps' images, then what the webhook trigger removes (the steps and endpoint).
