@@ -333,10 +333,10 @@ pub fn seed(store: &mut Store) {
 // ---- custom API messages -------------------------------------------------------------------
 
 /// Gives a custom API row its `sdkmessage` (and, when bound to a table, the message's
-/// `sdkmessagefilter` on it), and links it through `customapi.sdkmessageid`: Dataverse creates
-/// the message with the custom API (custom-api-tables, CustomAPI.SdkMessageId "Unique identifier
-/// for the SDK Message associated with this Custom API"), and steps are registered on that
-/// message like on any other (custom-api, "Select a Custom Processing Step Type").
+/// `sdkmessagefilter` on it), and links it through `customapi.sdkmessageid` (the SdkMessageId
+/// lookup of reference/entities/customapi): the unique name "will be the name of the message
+/// created" (custom-api-tables, UniqueName), and steps are registered on that message like on
+/// any other (custom-api, "Select a custom processing step type").
 /// `vals` is the custom API row about to be inserted; a row that already names a message keeps it.
 pub fn add_custom_api_message(store: &mut Store, apis: TableId, vals: &mut [Val]) {
     let (Some(msg), Some(filter)) = (

@@ -253,8 +253,8 @@ pub fn entities() -> Vec<Entity> {
         "Yes",
         "No",
     )
-    // custom-api-tables, SdkMessageId: "Unique identifier for the SDK Message associated with
-    // this Custom API"; Dataverse creates the message with the custom API.
+    // reference/entities/customapi, SdkMessageId: the message created for the custom API
+    // (custom-api-tables, UniqueName: "This will be the name of the message created").
     .lookup("sdkmessageid", "SDK Message", &["sdkmessage"])
     .lookup("ownerid", "Owner", &["systemuser", "team"])
     .state_status(
