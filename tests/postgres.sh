@@ -16,7 +16,7 @@ if [[ -z "$PG_BIN" || ! -x "$PG_BIN/initdb" ]]; then
   exit 1
 fi
 PORT=${PG_PORT:-$((20000 + RANDOM % 20000))}
-DIR=$(mktemp -d /tmp/dynamics-pg.XXXXXX)
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/dynamics-pg.XXXXXX")
 chmod 755 "$DIR"
 
 if [[ $(id -u) == 0 ]]; then
