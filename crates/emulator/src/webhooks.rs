@@ -422,30 +422,38 @@ pub fn before_create(store: &mut Store, e: TableId, vals: &mut [Val]) -> Result<
     if name != "sdkmessageprocessingstep" {
         return Ok(());
     }
-    let Some(msg) = store.schema.entity("sdkmessage") else {
+    let Some(apis) = store.schema.entity("customapi") else {
         return Ok(());
     };
     let Val::Ref(message, _) = cell(store, e, vals, "sdkmessageid").clone() else {
         return Ok(());
     };
-    let Some(message_name) = store
-        .get(msg, &message)
-        .map(|r| text(cell(store, msg, &r.vals, "name")))
-    else {
-        return Ok(());
-    };
-    let Some(api) = crate::messages::custom_api::find(store, &message_name) else {
+    // The custom API whose message this is; a step on any other message is not restricted here.
+    let Some((api_name, allowed)) = store.rows(apis).values().find_map(|r| {
+        matches!(cell(store, apis, &r.vals, "sdkmessageid"), Val::Ref(m, _) if *m == message).then(
+            || {
+                (
+                    text(cell(store, apis, &r.vals, "uniquename")),
+                    int(cell(
+                        store,
+                        apis,
+                        &r.vals,
+                        "allowedcustomprocessingsteptype",
+                    ))
+                    .unwrap_or(0),
+                )
+            },
+        )
+    }) else {
         return Ok(());
     };
     let mode = int(cell(store, e, vals, "mode")).unwrap_or(0);
-    match api.allowed_steps {
+    match allowed {
         0 => Err(DvError::bad_request(format!(
-            "The custom API '{}' does not allow custom processing steps: its AllowedCustomProcessingStepType is None (0).",
-            api.unique_name
+            "The custom API '{api_name}' does not allow custom processing steps: its AllowedCustomProcessingStepType is None (0)."
         ))),
         1 if mode != 1 => Err(DvError::bad_request(format!(
-            "The custom API '{}' allows only asynchronous custom processing steps (AllowedCustomProcessingStepType Async Only (1)): the step's mode must be 1 (Asynchronous).",
-            api.unique_name
+            "The custom API '{api_name}' allows only asynchronous custom processing steps (AllowedCustomProcessingStepType Async Only (1)): the step's mode must be 1 (Asynchronous)."
         ))),
         _ => Ok(()),
     }

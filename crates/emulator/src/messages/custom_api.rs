@@ -25,8 +25,6 @@ pub struct Api {
     pub binding_type: i64,
     pub bound_entity: String,
     pub is_function: bool,
-    /// AllowedCustomProcessingStepType: 0 None, 1 Async Only, 2 Sync and Async.
-    pub allowed_steps: i64,
     pub parameters: Vec<Param>,
     /// Response properties: name and type.
     pub responses: Vec<(String, Ty)>,
@@ -141,7 +139,6 @@ pub fn all(store: &Store) -> Vec<Api> {
             binding_type: int(&get(apis, v, "bindingtype")),
             bound_entity: s(&get(apis, v, "boundentitylogicalname")),
             is_function: get(apis, v, "isfunction") == Val::Bool(true),
-            allowed_steps: int(&get(apis, v, "allowedcustomprocessingsteptype")),
             parameters,
             responses,
         });
