@@ -15,7 +15,8 @@
 //! Sizes and the model come from the environment: `BENCH_CREATES` (10000), `BENCH_ROWS` (rows per
 //! extracted table, 10000), `BENCH_LATENCY_MS` (100), `BENCH_PER_RECORD_MS` (1), `BENCH_GROUP`
 //! (10), `BENCH_DOP_HINT` (the emulator's default when unset), `BENCH_PARALLEL` (extraction's
-//! parallel tables, 5), `BENCH_ONLY` (comma-separated: component, node-seq, node-par, extract).
+//! parallel tables, 5), `BENCH_MEMORY_MIB` (the extracting CLI's guest memory limit, its default
+//! when unset), `BENCH_ONLY` (comma-separated: component, node-seq, node-par, extract).
 //! `tests/conformance/bench/throughput.sh` runs it; `--full` there is 100,000 of each.
 
 use std::path::{Path, PathBuf};
@@ -224,8 +225,13 @@ fn extraction(settings: &Settings, parallel: usize) -> Option<Figure> {
     });
     let connection_file = dir.join("connection.json");
     std::fs::write(&connection_file, connection.to_string()).ok()?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dynamics"));
+    // The CLI's guest memory limit (64 MiB by default) unless BENCH_MEMORY_MIB raises it.
+    if let Ok(mib) = std::env::var("BENCH_MEMORY_MIB") {
+        command.arg("--memory-limit-mib").arg(mib.trim());
+    }
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_dynamics"))
+    let output = command
         .arg("extract")
         .arg("--allow-private")
         .arg("--time-limit-secs")

@@ -11,7 +11,8 @@
 #                                                    same pages; bulk)
 #
 # Knobs (environment): BENCH_CREATES, BENCH_ROWS, BENCH_LATENCY_MS (100), BENCH_PER_RECORD_MS
-# (1), BENCH_GROUP (Promise.all group, 10), BENCH_DOP_HINT, BENCH_PARALLEL (5), BENCH_ONLY
+# (1), BENCH_GROUP (Promise.all group, 10), BENCH_DOP_HINT, BENCH_PARALLEL (5), BENCH_MEMORY_MIB
+# (the extracting CLI's --memory-limit-mib), BENCH_ONLY
 # (component,node-seq,node-par,extract). The Node rows need `npm ci` in tests/conformance.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
