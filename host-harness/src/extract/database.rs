@@ -139,44 +139,64 @@ fn quote(name: &str) -> String {
 }
 
 impl Landing<'_> {
-    pub fn statements(&self, dialect: Dialect) -> Statements {
+    /// The upsert of `rows` rows in one statement: parameters are each row's ID then its
+    /// columns, row after row.
+    pub fn upsert(&self, dialect: Dialect, rows: usize) -> String {
         let table = quote(self.table);
         let key = quote(self.primary_id);
         let mut names = vec![key.clone()];
-        let mut values = vec![dialect.parameter(1, Kind::Uuid)];
         let mut updates = Vec::new();
-        for (index, column) in self.columns.iter().enumerate() {
+        for column in self.columns {
             let name = quote(&column.name);
-            values.push(dialect.parameter(index + 2, column.kind));
             updates.push(format!("{name} = excluded.{name}"));
             names.push(name);
         }
-        if self.deletes == Deletes::Flag {
+        let flag = self.deletes == Deletes::Flag;
+        if flag {
             // A row seen again (restored from the recycle bin, or its ID reused) is live again.
             names.push(quote("_deleted"));
-            values.push(
-                if dialect == Dialect::Sqlite {
-                    "0"
-                } else {
-                    "false"
-                }
-                .into(),
-            );
             names.push(quote("_deleted_at"));
-            values.push("NULL".into());
             updates.push("\"_deleted\" = excluded.\"_deleted\"".into());
             updates.push("\"_deleted_at\" = NULL".into());
         }
+        let width = self.columns.len() + 1;
+        let tuples: Vec<String> = (0..rows)
+            .map(|row| {
+                let base = row * width;
+                let mut values = vec![dialect.parameter(base + 1, Kind::Uuid)];
+                for (index, column) in self.columns.iter().enumerate() {
+                    values.push(dialect.parameter(base + index + 2, column.kind));
+                }
+                if flag {
+                    values.push(
+                        if dialect == Dialect::Sqlite {
+                            "0"
+                        } else {
+                            "false"
+                        }
+                        .into(),
+                    );
+                    values.push("NULL".into());
+                }
+                format!("({})", values.join(", "))
+            })
+            .collect();
         let conflict = if updates.is_empty() {
             "DO NOTHING".to_string()
         } else {
             format!("DO UPDATE SET {}", updates.join(", "))
         };
-        let upsert = format!(
-            "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({key}) {conflict}",
+        format!(
+            "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({key}) {conflict}",
             names.join(", "),
-            values.join(", ")
-        );
+            tuples.join(", ")
+        )
+    }
+
+    pub fn statements(&self, dialect: Dialect) -> Statements {
+        let table = quote(self.table);
+        let key = quote(self.primary_id);
+        let upsert = self.upsert(dialect, 1);
         let id = dialect.parameter(1, Kind::Uuid);
         let delete = match self.deletes {
             Deletes::Delete => format!("DELETE FROM {table} WHERE {key} = {id}"),

@@ -8,6 +8,9 @@ use postgres::{Client, NoTls};
 
 use super::database::{Database, Dialect, Landing, STATE_TABLE, SavedState, cell_text};
 
+/// PostgreSQL's limit on a statement's parameters is 65,535.
+const MAX_PARAMETERS: usize = 65_000;
+
 pub struct Postgres {
     client: Client,
 }
@@ -99,20 +102,50 @@ impl Database for Postgres {
     fn apply(&mut self, landing: &Landing) -> anyhow::Result<()> {
         let statements = landing.statements(Dialect::Postgres);
         let mut transaction = self.client.transaction()?;
-        let upsert = transaction
-            .prepare(&statements.upsert)
-            .with_context(|| format!("preparing {}", statements.upsert))?;
-        for (id, cells) in &landing.rows {
-            let values: Vec<Option<String>> = std::iter::once(Some(id.clone()))
-                .chain(cells.iter().map(cell_text))
+        // Many rows per statement: one round trip per chunk instead of per row. A chunk
+        // may not name a row twice (ON CONFLICT cannot change one row twice in a command), so
+        // a call's output that repeats an ID goes row by row.
+        let width = landing.columns.len() + 1;
+        let ids: std::collections::HashSet<&str> =
+            landing.rows.iter().map(|(id, _)| id.as_str()).collect();
+        let per_statement = if ids.len() == landing.rows.len() {
+            (MAX_PARAMETERS / width).clamp(1, 1000)
+        } else {
+            1
+        };
+        let mut prepared: Option<(usize, postgres::Statement)> = None;
+        for chunk in landing.rows.chunks(per_statement) {
+            let statement = match &prepared {
+                Some((rows, statement)) if *rows == chunk.len() => statement.clone(),
+                _ => {
+                    let sql = landing.upsert(Dialect::Postgres, chunk.len());
+                    let statement = transaction
+                        .prepare(&sql)
+                        .with_context(|| format!("preparing the upsert into {}", landing.table))?;
+                    prepared = Some((chunk.len(), statement.clone()));
+                    statement
+                }
+            };
+            let values: Vec<Option<String>> = chunk
+                .iter()
+                .flat_map(|(id, cells)| {
+                    std::iter::once(Some(id.clone())).chain(cells.iter().map(cell_text))
+                })
                 .collect();
             let parameters: Vec<&(dyn postgres::types::ToSql + Sync)> = values
                 .iter()
                 .map(|v| v as &(dyn postgres::types::ToSql + Sync))
                 .collect();
             transaction
-                .execute(&upsert, &parameters)
-                .with_context(|| format!("upserting row {id} of {}", landing.table))?;
+                .execute(&statement, &parameters)
+                .with_context(|| {
+                    format!(
+                        "upserting rows {}..{} of {}",
+                        chunk[0].0,
+                        chunk[chunk.len() - 1].0,
+                        landing.table
+                    )
+                })?;
         }
         if !landing.deleted.is_empty() {
             let delete = transaction.prepare(&statements.delete)?;
