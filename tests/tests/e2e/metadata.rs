@@ -203,7 +203,36 @@ fn data_sources_list_tables_and_columns_as_choices() {
         .iter()
         .map(|source| source.key.as_str())
         .collect();
-    assert_eq!(declared, ["entity-types", "tables", "columns"]);
+    assert_eq!(
+        declared,
+        [
+            "entity-types",
+            "tables",
+            "columns",
+            "file-columns",
+            "relationships",
+            "unbound-actions",
+            "bound-actions",
+            "actions-with-steps",
+            "functions"
+        ]
+    );
+    // Every data source an input names is declared, and every declared one is named by an
+    // input: a designer never asks for a source that is not there, nor lists a dead one.
+    let named: std::collections::BTreeSet<&str> = definition
+        .actions
+        .iter()
+        .flat_map(|action| &action.inputs)
+        .chain(
+            definition
+                .triggers
+                .iter()
+                .flat_map(|trigger| &trigger.inputs),
+        )
+        .filter_map(|input| input.data_source.as_deref())
+        .collect();
+    let declared_set: std::collections::BTreeSet<&str> = declared.iter().copied().collect();
+    assert_eq!(named, declared_set);
     let query = definition
         .actions
         .iter()
