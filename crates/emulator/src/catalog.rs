@@ -1106,6 +1106,7 @@ pub fn schema() -> Schema {
         "salesorderdetail",
         "annotation",
         "task",
+        "new_project",
         "new_sensorreading",
         "serviceendpoint",
         "sdkmessage",

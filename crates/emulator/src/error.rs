@@ -58,6 +58,10 @@ pub const NO_ATTRIBUTE: &str = "0x80041103";
 pub const TOO_MANY_LINKS: &str = "0x8004430D";
 /// FetchXML: an aggregate over more rows than allowed.
 pub const AGGREGATE_LIMIT: &str = "0x8004E023";
+/// `unManagedidsattachmentinvalidfilesize`: a file or image over the column's `MaxSizeInKB`
+/// (learn.microsoft.com/power-apps/developer/data-platform/file-column-data, "Check maximum file
+/// size").
+pub const ATTACHMENT_INVALID_FILE_SIZE: &str = "0x80044a02";
 /// `SdkEntityDoesNotSupportMessage`: "The '{0}' method does not support entities of type
 /// '{1}'." (web-service-error-codes): a bulk message on a table without it (bulk-operations,
 /// "Availability").
@@ -74,10 +78,6 @@ pub const DUPLICATE_DETECTED: &str = "0x80040333";
 pub const INVALID_STATE: &str = "0x80040233";
 /// `LeadAlreadyInClosedState`: "The lead is already closed." (web-service-error-codes).
 pub const LEAD_ALREADY_CLOSED: &str = "0x80040519";
-/// `unManagedidsattachmentinvalidfilesize`: a file or image over the column's `MaxSizeInKB`
-/// (learn.microsoft.com/power-apps/developer/data-platform/file-column-data, "Check maximum file
-/// size").
-pub const ATTACHMENT_INVALID_FILE_SIZE: &str = "0x80044a02";
 /// `PrivilegeDenied`: the calling user lacks a privilege the request needs, such as
 /// `prvBypassCustomBusinessLogic` for the bypass headers (bypass-custom-business-logic;
 /// web-service-error-codes).

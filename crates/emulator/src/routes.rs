@@ -64,9 +64,7 @@ pub fn handle_read(store: &Store, req: &Req) -> Result<Resp, DvError> {
         (None, [s]) if s.name == "$count" && s.key.is_none() => {
             read::count(store, req, e, &opts, None)
         }
-        (Some(k), rest) if let Some(answer) = crate::files::read(store, req, e, k, rest) => {
-            answer
-        }
+        (Some(k), rest) if let Some(answer) = crate::files::read(store, req, e, k, rest) => answer,
         (Some(k), rest) => read::entity(store, req, e, k, rest, &opts),
         (None, [s, ..]) => Err(DvError::segment_not_found(&s.name)),
     }

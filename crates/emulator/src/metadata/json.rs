@@ -254,7 +254,10 @@ pub fn attribute_json(e: &Entity, a: &Attribute, with_option_set: bool) -> Map<S
         } => {
             m.insert("MaxSizeInKB".into(), json!(max_size_kb));
             m.insert("CanStoreFullImage".into(), json!(can_store_full_image));
-            m.insert("IsPrimaryImage".into(), json!(a.logical_name == "entityimage"));
+            m.insert(
+                "IsPrimaryImage".into(),
+                json!(a.logical_name == "entityimage"),
+            );
             m.insert("MaxHeight".into(), json!(144));
             m.insert("MaxWidth".into(), json!(144));
         }
