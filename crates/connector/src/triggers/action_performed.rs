@@ -14,13 +14,15 @@
 use serde_json::{Map, Value, json};
 
 use super::row_changed::{FLOW_ID, encoded_literal, endpoint_auth, ensure_endpoint, fnv64, rows};
-use super::webhook::{AUTH_TYPE, AUTH_VALUES, TABLE, WEBHOOK_KEY, create, delete, first_id};
+use super::webhook::{
+    AUTH_TYPE, AUTH_VALUES, TABLE, WEBHOOK_KEY, callback_url, create, delete, first_id,
+};
 use super::{Handlers, TriggerDef};
-use crate::bindings::dynamics::connector::types::{Choice, ErrorCode};
+use crate::bindings::dynamics::connector::types::Choice;
 use crate::bindings::exports::dynamics::connector::triggers::{IncomingRequest, WebhookOutcome};
 use crate::context::Context;
 use crate::definition::{InputDef, Kind};
-use crate::error::{Result, error, invalid_input, malformed};
+use crate::error::{Result, invalid_input, malformed};
 use crate::input::Input;
 use crate::inputs::CONNECTION;
 
@@ -106,14 +108,7 @@ pub fn source(context: &Context) -> Result<Vec<Choice>> {
 /// Registers (or finds and repairs) the endpoint and its one step.
 fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Result<String> {
     let action = action_name(config)?;
-    let url = webhook_url
-        .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
-        .ok_or_else(|| {
-            error(
-                ErrorCode::InvalidInput,
-                "the host must give the absolute URL Dataverse should call",
-            )
-        })?;
+    let url = callback_url(webhook_url)?;
     let found = rows(
         context,
         &format!(

@@ -30,15 +30,14 @@ use serde_json::{Map, Value, json};
 
 use super::row_filter::{self, Condition};
 use super::webhook::{
-    AUTH_TYPE, AUTH_VALUES, TABLE, WEBHOOK_KEY, create, delete, first_id, random_key, refuse,
-    settings_xml,
+    AUTH_TYPE, AUTH_VALUES, TABLE, WEBHOOK_KEY, callback_url, configured_table, create, delete,
+    first_id, random_key, refuse, settings_xml,
 };
 use super::{Handlers, TriggerDef};
-use crate::bindings::dynamics::connector::types::ErrorCode;
 use crate::bindings::exports::dynamics::connector::triggers::{IncomingRequest, WebhookOutcome};
 use crate::context::Context;
 use crate::definition::{Format, InputDef, Kind};
-use crate::error::{Result, error, invalid_input, malformed};
+use crate::error::{Result, invalid_input, malformed};
 use crate::input::Input;
 use crate::inputs::CONNECTION;
 
@@ -436,26 +435,8 @@ pub(super) fn rows(context: &Context, path: &str) -> Result<Vec<Value>> {
 /// Registers (or finds and repairs) the endpoint and its steps and images.
 fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Result<String> {
     let settings = settings(config)?;
-    let url = webhook_url
-        .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
-        .ok_or_else(|| {
-            error(
-                ErrorCode::InvalidInput,
-                "the host must give the absolute URL Dataverse should call",
-            )
-        })?;
-    let table_name = config
-        .text(TABLE.key)
-        .ok_or_else(|| invalid_input(&TABLE, "is required to register the trigger"))?;
-    let table = context
-        .metadata
-        .table(&context.client, table_name)?
-        .ok_or_else(|| {
-            invalid_input(
-                &TABLE,
-                format!("{table_name:?} is not a table of this environment"),
-            )
-        })?;
+    let url = callback_url(webhook_url)?;
+    let table = configured_table(context, config)?;
     let who = context.client.get_json("WhoAmI")?;
     let owner = who["UserId"]
         .as_str()

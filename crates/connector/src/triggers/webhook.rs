@@ -3,6 +3,8 @@
 //! itself with the environment (a service endpoint and one step per message) and remove that
 //! registration again.
 
+use std::rc::Rc;
+
 use dataverse::webhook::{MAX_BODY_BYTES, read_context, secrets_match};
 use serde_json::{Value, json};
 
@@ -14,6 +16,7 @@ use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, error, invalid_input};
 use crate::input::Input;
 use crate::inputs::CONNECTION;
+use crate::metadata::Table;
 
 pub(super) const AUTH_TYPE: InputDef = InputDef::new("authType", "Authentication Type", Kind::Picklist)
     .default("WebhookKey")
@@ -166,26 +169,8 @@ fn query<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// registration instead of adding a second. Returns the state `disable` needs, with the
 /// generated webhook key when there was none (the host keeps it with the trigger's config).
 fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Result<String> {
-    let url = webhook_url
-        .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
-        .ok_or_else(|| {
-            error(
-                ErrorCode::InvalidInput,
-                "the host must give the absolute URL Dataverse should call",
-            )
-        })?;
-    let table_name = config
-        .text(TABLE.key)
-        .ok_or_else(|| invalid_input(&TABLE, "is required to register the webhook"))?;
-    let table = context
-        .metadata
-        .table(&context.client, table_name)?
-        .ok_or_else(|| {
-            invalid_input(
-                &TABLE,
-                format!("{table_name:?} is not a table of this environment"),
-            )
-        })?;
+    let url = callback_url(webhook_url)?;
+    let table = configured_table(context, config)?;
     let messages: Vec<String> = config.list(MESSAGES.key).to_vec();
     for message in &messages {
         if !matches!(message.as_str(), "Create" | "Update" | "Delete") {
@@ -287,6 +272,34 @@ fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Resul
 }
 
 /// Removes what `enable` registered; parts already gone are fine.
+/// The URL the host gives for Dataverse to call: absolute http(s), or the host's mistake.
+pub(super) fn callback_url(webhook_url: Option<&str>) -> Result<&str> {
+    webhook_url
+        .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
+        .ok_or_else(|| {
+            error(
+                ErrorCode::InvalidInput,
+                "the host must give the absolute URL Dataverse should call",
+            )
+        })
+}
+
+/// The table a trigger's config names (`TABLE`), as the environment's metadata describes it.
+pub(super) fn configured_table(context: &Context, config: &Input) -> Result<Rc<Table>> {
+    let table_name = config
+        .text(TABLE.key)
+        .ok_or_else(|| invalid_input(&TABLE, "is required to register the trigger"))?;
+    context
+        .metadata
+        .table(&context.client, table_name)?
+        .ok_or_else(|| {
+            invalid_input(
+                &TABLE,
+                format!("{table_name:?} is not a table of this environment"),
+            )
+        })
+}
+
 pub(super) fn disable(context: &Context, state: &str) -> Result<()> {
     let state: Value = serde_json::from_str(state).map_err(|problem| {
         error(
