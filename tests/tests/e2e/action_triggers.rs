@@ -4,69 +4,17 @@
 //! registration that re-enabling reuses, nothing for a failed run, and a custom API that
 //! allows no steps refused before anything is registered.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use dataverse_emulator::Emulator;
 use dynamics_host::{Connection, ErrorCode};
-use e2e_tests::{Answered, connected, emulator, host, json};
-use host_harness::webhook_server::WebhookServer;
+use e2e_tests::{Answered, connected, emulator, host};
 use serde_json::{Value, json};
+
+use super::trigger_flow::{self, Flow, events, invoke};
 
 const KEY: &str = "action-performed-key";
 
-struct Flow {
-    server: WebhookServer,
-    config: String,
-    state: String,
-}
-
 fn enable(connection: &Connection, settings: Value) -> Flow {
-    let mut config = settings;
-    config["webhookKey"] = json!(KEY);
-    let config = config.to_string();
-    let handler_config = config.clone();
-    let server = WebhookServer::start(
-        0,
-        "/hooks/action-performed",
-        Arc::new(move |request| {
-            host()
-                .handle_webhook("action-performed", &handler_config, request)
-                .unwrap()
-        }),
-    )
-    .unwrap();
-    let state = host()
-        .enable_trigger("action-performed", connection, &config, server.url())
-        .unwrap();
-    Flow {
-        server,
-        config,
-        state,
-    }
-}
-
-/// Waits for the emulator's `deliveries` webhook calls, then gives the flow's events.
-fn events(emulator: &Emulator, flow: &Flow, deliveries: usize) -> Vec<Value> {
-    let made = emulator.wait_for_deliveries(deliveries, Duration::from_secs(10));
-    assert!(
-        made.len() >= deliveries,
-        "expected {deliveries} webhook calls, the emulator made {}",
-        made.len()
-    );
-    let mut out = Vec::new();
-    while let Some(event) = flow.server.next_event(Duration::from_millis(300)) {
-        out.push(serde_json::from_str(&event).unwrap());
-    }
-    out
-}
-
-fn invoke(connection: &Connection, action: &str, input: Value) -> Value {
-    json(
-        &host()
-            .invoke(action, connection, &input.to_string())
-            .unwrap(),
-    )
+    trigger_flow::enable("action-performed", KEY, connection, settings)
 }
 
 fn counts(emulator: &Emulator) -> (usize, usize) {

@@ -32,4 +32,5 @@ mod shop_sync;
 mod sign_in;
 mod sync;
 mod tls;
+mod trigger_flow;
 mod triggers;

@@ -3,71 +3,19 @@
 //! emulator's webhook calls: change types, select columns, filter rows, scope, run as, the
 //! only-when-changed mode, and a registration that re-enabling finds and reuses.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use dataverse_emulator::Emulator;
 use dynamics_host::{Connection, ErrorCode};
-use e2e_tests::{Answered, connected, emulator, host, json};
-use host_harness::webhook_server::WebhookServer;
+use e2e_tests::{Answered, connected, emulator, host};
 use serde_json::{Value, json};
+
+use super::trigger_flow::{self, Flow, events, invoke};
 
 const KEY: &str = "row-changed-key";
 
-/// An enabled flow: the server that receives its webhooks, and the state to disable it.
-struct Flow {
-    server: WebhookServer,
-    config: String,
-    state: String,
-}
-
 fn enable(connection: &Connection, settings: Value) -> Flow {
-    let mut config = settings;
-    config["webhookKey"] = json!(KEY);
-    let config = config.to_string();
-    let handler_config = config.clone();
-    let server = WebhookServer::start(
-        0,
-        "/hooks/row-changed",
-        Arc::new(move |request| {
-            host()
-                .handle_webhook("row-changed", &handler_config, request)
-                .unwrap()
-        }),
-    )
-    .unwrap();
-    let state = host()
-        .enable_trigger("row-changed", connection, &config, server.url())
-        .unwrap();
-    Flow {
-        server,
-        config,
-        state,
-    }
-}
-
-/// Waits for the emulator to have made `deliveries` webhook calls in all, then gives the events
-/// the flow's server produced.
-fn events(emulator: &Emulator, flow: &Flow, deliveries: usize) -> Vec<Value> {
-    let made = emulator.wait_for_deliveries(deliveries, Duration::from_secs(10));
-    assert!(
-        made.len() >= deliveries,
-        "expected {deliveries} webhook calls, the emulator made {}",
-        made.len()
-    );
-    let mut out = Vec::new();
-    while let Some(event) = flow.server.next_event(Duration::from_millis(200)) {
-        out.push(serde_json::from_str(&event).unwrap());
-    }
-    out
-}
-
-fn invoke(connection: &Connection, action: &str, input: Value) -> Value {
-    json(
-        &host()
-            .invoke(action, connection, &input.to_string())
-            .unwrap(),
-    )
+    trigger_flow::enable("row-changed", KEY, connection, settings)
 }
 
 fn create(connection: &Connection, table: &str, fields: Value) -> String {
