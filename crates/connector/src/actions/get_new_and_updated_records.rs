@@ -47,6 +47,14 @@ const CHANGE_TRACKING: InputDef = InputDef::new("useChangeTracking", "Use Change
     .default("false")
     .comments("Use Dataverse change tracking (the table must have it enabled): reports deleted rows too, and starts over with a full read when the delta link has expired");
 
+const CREATED_FROM: InputDef = InputDef::new("createdFrom", "Created From", Kind::Text)
+    .comments("Watermark mode only: read just the rows created at or after this instant (ISO 8601); with Created Before, one range of a table that several calls read at the same time")
+    .example("2024-01-01T00:00:00Z");
+
+const CREATED_BEFORE: InputDef = InputDef::new("createdBefore", "Created Before", Kind::Text)
+    .comments("Watermark mode only: read just the rows created before this instant (ISO 8601); without Created From, rows with no createdon are read too, so ranges that meet cover every row once")
+    .example("2024-07-01T00:00:00Z");
+
 const DELTA_LINK: InputDef = InputDef::new("deltaLink", "Delta Link", Kind::Text).comments(
     "With change tracking: the deltaLink of a previous output; empty for the first, full read",
 );
@@ -64,6 +72,8 @@ pub const ACTION: ActionDef = ActionDef {
         WATERMARK,
         PAGE_SIZE,
         MAX_RECORDS,
+        CREATED_FROM,
+        CREATED_BEFORE,
         CHANGE_TRACKING,
         DELTA_LINK,
         IMPERSONATE_USER_ID,
@@ -158,7 +168,21 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         Some(text) => Watermark::parse(text)?,
         None => Watermark::from_anchor(input.text(ANCHOR_DATE.key))?,
     };
+    let created = CreatedRange::of(input)?;
     if input.flag(CHANGE_TRACKING.key) {
+        if !created.is_whole() {
+            // learn.microsoft.com/power-apps/developer/data-platform/use-change-tracking-synchronize-data-external-systems:
+            // $filter is refused with Prefer: odata.track-changes, so a change read is whole.
+            let field = if created.from.is_some() {
+                &CREATED_FROM
+            } else {
+                &CREATED_BEFORE
+            };
+            return Err(invalid_input(
+                field,
+                "cannot be used with change tracking: a change-tracking read takes no filter and is read whole",
+            ));
+        }
         return changes(context, input, entity_set);
     }
     let request = Request {
@@ -170,7 +194,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         caller: Caller::of(input),
     };
     let mut chunks = RecordChunks::default();
-    let changes = read_since(context, &request, &mut |rows| {
+    let changes = read_range_since(context, &request, &created, &mut |rows| {
         chunks.push_page(rows);
         Ok(())
     })?;
@@ -198,6 +222,70 @@ pub fn read_since(
     request: &Request,
     on_rows: &mut dyn FnMut(&[&RawValue]) -> Result<()>,
 ) -> Result<Changes> {
+    read_range_since(context, request, &CreatedRange::default(), on_rows)
+}
+
+/// A range of `createdon`: from (inclusive) and before (exclusive), each open when None. A range
+/// open below holds the rows without a `createdon` too, so ranges that meet (one's `before` the
+/// next one's `from`) hold every row exactly once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreatedRange {
+    pub from: Option<String>,
+    pub before: Option<String>,
+}
+
+impl CreatedRange {
+    /// The Created From and Created Before inputs, checked.
+    fn of(input: &Input) -> Result<CreatedRange> {
+        let instant = |def: &InputDef| -> Result<Option<String>> {
+            match input.text(def.key) {
+                None => Ok(None),
+                Some(text) => normalize_instant(text).map(Some).ok_or_else(|| {
+                    invalid_input(
+                        def,
+                        format!(
+                            "{text:?} is not an ISO 8601 instant, such as 2024-01-31T00:00:00Z"
+                        ),
+                    )
+                }),
+            }
+        };
+        Ok(CreatedRange {
+            from: instant(&CREATED_FROM)?,
+            before: instant(&CREATED_BEFORE)?,
+        })
+    }
+
+    fn is_whole(&self) -> bool {
+        self.from.is_none() && self.before.is_none()
+    }
+
+    /// The `$filter` terms of the range, to join with `and`
+    /// (learn.microsoft.com/power-apps/developer/data-platform/webapi/query/filter-rows:
+    /// comparison operators, `null` literal, parentheses for `or` within `and`).
+    fn filter_terms(&self) -> Vec<String> {
+        let mut terms = Vec::new();
+        if let Some(from) = &self.from {
+            terms.push(format!("createdon ge {from}"));
+        }
+        match (&self.from, &self.before) {
+            (None, Some(before)) => {
+                terms.push(format!("(createdon lt {before} or createdon eq null)"))
+            }
+            (Some(_), Some(before)) => terms.push(format!("createdon lt {before}")),
+            (_, None) => {}
+        }
+        terms
+    }
+}
+
+/// [`read_since`] of the rows whose `createdon` falls in `created`.
+pub fn read_range_since(
+    context: &Context,
+    request: &Request,
+    created: &CreatedRange,
+    on_rows: &mut dyn FnMut(&[&RawValue]) -> Result<()>,
+) -> Result<Changes> {
     let entity_set = request.entity_set;
     let watermark = &request.since;
     let Some(table) = context.metadata.table(&context.client, entity_set)? else {
@@ -222,7 +310,12 @@ pub fn read_since(
     }
     let options = QueryOptions {
         select,
-        filter: Some(format!("modifiedon ge {}", watermark.modifiedon)),
+        filter: Some(
+            std::iter::once(format!("modifiedon ge {}", watermark.modifiedon))
+                .chain(created.filter_terms())
+                .collect::<Vec<_>>()
+                .join(" and "),
+        ),
         order_by: vec![
             "modifiedon asc".to_string(),
             format!("{} asc", table.primary_id),
@@ -490,6 +583,79 @@ mod tests {
         for bad in ["", "2024-01-31", r#"{"modifiedon":"yesterday","ids":[]}"#] {
             let failure = Watermark::parse(bad).unwrap_err();
             assert_eq!(failure.field.as_deref(), Some("watermark"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn created_ranges_meet_without_overlap_and_the_one_open_below_holds_rows_without_createdon() {
+        let first = CreatedRange {
+            from: None,
+            before: Some("2024-01-01T00:00:00Z".into()),
+        };
+        let middle = CreatedRange {
+            from: Some("2024-01-01T00:00:00Z".into()),
+            before: Some("2024-02-01T00:00:00Z".into()),
+        };
+        let last = CreatedRange {
+            from: Some("2024-02-01T00:00:00Z".into()),
+            before: None,
+        };
+        assert_eq!(
+            first.filter_terms(),
+            ["(createdon lt 2024-01-01T00:00:00Z or createdon eq null)"]
+        );
+        assert_eq!(
+            middle.filter_terms(),
+            [
+                "createdon ge 2024-01-01T00:00:00Z",
+                "createdon lt 2024-02-01T00:00:00Z"
+            ]
+        );
+        assert_eq!(last.filter_terms(), ["createdon ge 2024-02-01T00:00:00Z"]);
+        assert!(CreatedRange::default().filter_terms().is_empty());
+    }
+
+    #[test]
+    fn a_ranged_read_filters_on_createdon_and_a_bad_bound_or_a_ranged_change_read_is_refused() {
+        let signed = Signed::new();
+        let script = Script::new()
+            .json(200, ACCOUNTS)
+            .json(200, r#"{"value":[]}"#);
+        let context = signed.context(&script);
+        let input = Input::parse(
+            ACTION.inputs,
+            r#"{"entityType":"accounts","createdFrom":"2024-01-01T00:00:00Z","createdBefore":"2024-02-01T00:00:00Z","anchorDate":"2000-01-01"}"#,
+        )
+        .unwrap();
+        let output: Value = serde_json::from_str(&run(&context, &input).unwrap()).unwrap();
+        assert_eq!(output["complete"], true);
+        let sent = script.sent();
+        assert!(
+            sent[1].url.contains(
+                "$filter=modifiedon%20ge%202000-01-01T00:00:00Z%20and%20createdon%20ge%202024-01-01T00:00:00Z%20and%20createdon%20lt%202024-02-01T00:00:00Z"
+            ),
+            "{}",
+            sent[1].url
+        );
+        for (text, field) in [
+            (
+                r#"{"entityType":"accounts","createdFrom":"yesterday"}"#,
+                "createdFrom",
+            ),
+            (
+                r#"{"entityType":"accounts","createdBefore":"2024-01-01T00:00:00Z' or 1 eq 1"}"#,
+                "createdBefore",
+            ),
+            (
+                r#"{"entityType":"accounts","useChangeTracking":true,"createdBefore":"2024-01-01T00:00:00Z"}"#,
+                "createdBefore",
+            ),
+        ] {
+            let script = Script::new();
+            let context = signed.context(&script);
+            let failure = run(&context, &Input::parse(ACTION.inputs, text).unwrap()).unwrap_err();
+            assert_eq!(failure.field.as_deref(), Some(field), "{text}");
+            assert!(script.sent().is_empty(), "no request for {text}");
         }
     }
 
