@@ -49,6 +49,8 @@ fn into_database(host: &Host, emulator: &Emulator, open: &database::Opener) -> (
         anchor_date: Some("2000-01-01".to_string()),
         deletes: Deletes::Delete,
         parallel: 1,
+        partitions: 1,
+        mode: database::ReadMode::Auto,
         max_calls: None,
     };
     let started = Instant::now();

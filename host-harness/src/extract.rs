@@ -19,6 +19,7 @@ use dynamics_host::{Connection, Host};
 
 pub mod database;
 pub mod destination;
+pub mod partitions;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;

@@ -10,7 +10,7 @@ use anyhow::bail;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use dynamics_host::{CallError, ErrorCode, TokenManager, connection_file};
-use host_harness::extract::database::{self, Deletes, TableProgress};
+use host_harness::extract::database::{self, Deletes, ReadMode, TableProgress};
 use host_harness::extract::destination::Destination;
 use host_harness::extract::{DEFAULT_TABLES, PageReport};
 
@@ -38,7 +38,17 @@ In a database each table gets typed columns from its Dataverse definition (money
 exact, date and time, date only, lookups with <column>_table, choices with <column>_label),
 the row ID as primary key and upserts; deleted rows are applied from change tracking; the
 state (_dynamics_extract_state) is committed with the rows it covers, so a run stopped at any
-point and run again lands every row exactly once.")]
+point and run again lands every row exactly once.
+
+RANGES (--partitions N, databases): a table's first read by modifiedon is split into N ranges of
+createdon (equal slices of time between its oldest and newest row; the first range open below
+and holding rows without createdon, the last open above), read at the same time by up to
+max(--parallel, N) workers. Each range's progress is committed with its rows, so a stopped run
+goes on where each range stopped. Afterwards the table's next read starts from its newest
+modifiedon at the start, less 5 minutes, so rows changed during the load are read again. A table
+with change tracking is read whole in auto mode: a change-tracking read takes no filter and gives
+its delta link only at the end (use --mode watermark to split it; deleted rows are then not
+seen).")]
 pub struct Args {
     /// The connection file.
     #[arg(long, short = 'c', value_name = "FILE")]
@@ -77,6 +87,14 @@ pub struct Args {
     /// Databases: tables read at the same time (1 to 16), each with its own component call.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub parallel: u16,
+    /// Databases: ranges of createdon a table's first read by modifiedon is split into, read
+    /// at the same time (1 to 32; 1 reads it whole). See RANGES below.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub partitions: u16,
+    /// How tables with change tracking are read: auto (through change tracking, deleted rows
+    /// seen) or watermark (by modifiedon like the others: can be split, deleted rows not seen).
+    #[arg(long, default_value = "auto", value_name = "auto|watermark")]
+    pub mode: ReadMode,
     /// Stop after this many calls of the action in all (to rehearse an interrupted run).
     #[arg(long, hide = true)]
     pub max_calls: Option<usize>,
@@ -102,6 +120,11 @@ impl Args {
         };
         if self.state.is_some() && !matches!(destination, Destination::Ndjson(_)) {
             bail!("--state is for NDJSON; a database keeps its state in _dynamics_extract_state");
+        }
+        if self.partitions > 1 && matches!(destination, Destination::Ndjson(_)) {
+            bail!(
+                "--partitions is for databases: an NDJSON file is appended by one reader in order; use --to sqlite:PATH or postgres://…"
+            );
         }
         match destination {
             Destination::Ndjson(dir) => self.ndjson(global, tables, dir),
@@ -184,12 +207,16 @@ impl Args {
             anchor_date: self.since,
             deletes: self.deletes,
             parallel: usize::from(self.parallel),
+            partitions: usize::from(self.partitions),
+            mode: self.mode,
             max_calls: self.max_calls,
         };
         // One runner per worker: its own copy of the connection, the one host and token store
         // (the token the first call gets is stored and reused by the others).
         let (host, store, key) = (&host, &store, named.key.as_str());
-        let runners: Vec<Box<database::ActionRunner>> = (0..options.parallel.max(1))
+        // Ranges of a split table are read by workers of their own, as many as ranges.
+        let workers = options.parallel.max(options.partitions).max(1);
+        let runners: Vec<Box<database::ActionRunner>> = (0..workers)
             .map(|_| {
                 let mut connection = named.connection.clone();
                 Box::new(move |action: &str, input: &str| -> anyhow::Result<String> {

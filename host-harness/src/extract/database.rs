@@ -7,17 +7,26 @@
 //! Records' change-tracking mode, which reports deleted rows (learn.microsoft.com/power-apps/
 //! developer/data-platform/use-change-tracking-synchronize-data-external-systems); the delta
 //! link is the state. Other tables are read by watermark (`modifiedon`), page by page, and
-//! deletes cannot be seen there, which a notice says.
+//! deletes cannot be seen there, which a notice says. [`ReadMode::Watermark`] reads tracked
+//! tables that way too.
+//!
+//! With `partitions` above 1, a table's first watermark read is split into ranges of
+//! `createdon` read at the same time (see [`super::partitions`]): each range's progress is a
+//! state row of its own (`<table>#<n>`), committed with its rows, so a run stopped midway goes on
+//! with each range where it stopped; the table's own row holds the plan until every range is
+//! complete, then the instant the next read starts from.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use super::partitions::{Plan, Range};
 use super::schema::{Cell, Column, Kind, TableSchema, check_identifier};
 use super::{PageReport, Summary};
 
@@ -40,6 +49,27 @@ impl std::str::FromStr for Deletes {
             "delete" => Ok(Deletes::Delete),
             "flag" => Ok(Deletes::Flag),
             other => Err(format!("{other:?} is not delete or flag")),
+        }
+    }
+}
+
+/// How a table with change tracking is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Through change tracking where the table has it (deleted rows seen), else by watermark.
+    Auto,
+    /// By watermark (`modifiedon`) always: a first read can be split into ranges, but rows
+    /// deleted in Dataverse are not seen.
+    Watermark,
+}
+
+impl std::str::FromStr for ReadMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<ReadMode, String> {
+        match text {
+            "auto" => Ok(ReadMode::Auto),
+            "watermark" => Ok(ReadMode::Watermark),
+            other => Err(format!("{other:?} is not auto or watermark")),
         }
     }
 }
@@ -115,6 +145,8 @@ pub struct SavedState {
 /// One call's worth of changes to a table, applied in one transaction.
 pub struct Landing<'a> {
     pub table: &'a str,
+    /// The state row the landing's state is saved under: the table, or one of its ranges.
+    pub state_key: &'a str,
     pub primary_id: &'a str,
     pub columns: &'a [Column],
     pub rows: Vec<(String, Vec<Cell>)>,
@@ -309,11 +341,18 @@ fn ensure(
     }
     for (name, kind) in wanted {
         if !known.contains(&name) {
-            db.execute(&format!(
+            let altered = db.execute(&format!(
                 "ALTER TABLE {table} ADD COLUMN {} {kind}",
                 quote(&name)
-            ))
-            .with_context(|| format!("adding column {name} to {}", schema.table))?;
+            ));
+            // Workers reading ranges of one table may add the same column at once: the one
+            // that loses finds it there.
+            if let Err(error) = altered
+                && !db.columns(&schema.table)?.contains(&name)
+            {
+                return Err(error)
+                    .with_context(|| format!("adding column {name} to {}", schema.table));
+            }
             known.insert(name.clone());
             added.push(name);
         }
@@ -338,6 +377,11 @@ pub struct DatabaseOptions {
     pub deletes: Deletes,
     /// Tables read at the same time, each by its own thread and component call.
     pub parallel: usize,
+    /// Ranges a table's first watermark read is split into (1: not split; at most
+    /// [`super::partitions::MAX_PARTITIONS`]); the ranges are read by the same workers.
+    pub partitions: usize,
+    /// Whether tracked tables are read through change tracking.
+    pub mode: ReadMode,
     /// Stop after this many calls of Get New and Updated Records in all (tests interrupt a
     /// run with it).
     pub max_calls: Option<usize>,
@@ -427,7 +471,7 @@ pub fn run<'a>(
     let mut queue = VecDeque::new();
     for table in &options.tables {
         if installed.contains(table.as_str()) {
-            queue.push_back(table.clone());
+            queue.push_back(Task::Table(table.clone()));
         } else {
             let text = "no such table in this environment (is its module installed?); 0 rows";
             progress.notice(table, text);
@@ -435,18 +479,24 @@ pub fn run<'a>(
             summary.landed.insert(table.clone(), 0);
         }
     }
-    let workers = options
-        .parallel
-        .clamp(1, runners.len())
-        .min(queue.len().max(1));
-    runners.truncate(workers);
+    // Ranges of a split table are read by as many workers as there are ranges, when the caller
+    // gave that many runners; otherwise a worker per table.
+    let wanted = if options.partitions > 1 {
+        options.parallel.max(options.partitions)
+    } else {
+        options.parallel.min(queue.len().max(1))
+    };
+    runners.truncate(wanted.clamp(1, runners.len()));
     let queue = Mutex::new(queue);
+    // Tasks being worked on: a table being planned may still add its ranges to the queue, so a
+    // worker that finds the queue empty waits while any is.
+    let busy = AtomicUsize::new(0);
     let calls = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let results = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for mut runner in runners {
-            let (queue, calls, stop, results) = (&queue, &calls, &stop, &results);
+            let (queue, busy, calls, stop, results) = (&queue, &busy, &calls, &stop, &results);
             scope.spawn(move || {
                 let mut db = match open() {
                     Ok(db) => db,
@@ -460,8 +510,20 @@ pub fn run<'a>(
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
-                    let Some(table) = queue.lock().unwrap().pop_front() else {
-                        return;
+                    let task = {
+                        let mut queue = queue.lock().unwrap();
+                        let task = queue.pop_front();
+                        if task.is_some() {
+                            busy.fetch_add(1, Ordering::SeqCst);
+                        }
+                        task
+                    };
+                    let Some(task) = task else {
+                        if busy.load(Ordering::SeqCst) == 0 {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
                     };
                     let mut worker = Worker {
                         runner: runner.as_mut(),
@@ -470,13 +532,38 @@ pub fn run<'a>(
                         progress,
                         calls,
                     };
-                    let outcome = worker
-                        .land(&table)
-                        .with_context(|| format!("extracting {table}"));
+                    let (table, outcome) = match task {
+                        Task::Table(table) => {
+                            let outcome = match worker.land(&table) {
+                                Ok(Landed::Whole(outcome)) => Ok(outcome),
+                                Ok(Landed::Split(split, mut outcome)) => {
+                                    // The ranges' outcomes say whether the table is complete.
+                                    outcome.complete = true;
+                                    let mut queue = queue.lock().unwrap();
+                                    // At the front: the split table's ranges start now, on
+                                    // every worker free.
+                                    for index in (0..split.ranges.len()).rev() {
+                                        queue.push_front(Task::Range(split.clone(), index));
+                                    }
+                                    Ok(outcome)
+                                }
+                                Err(error) => Err(error),
+                            };
+                            (table, outcome)
+                        }
+                        Task::Range(split, index) => {
+                            let outcome = worker.land_range(&split, index).with_context(|| {
+                                format!("range {} of {}", index + 1, split.ranges.len())
+                            });
+                            (split.table.clone(), outcome)
+                        }
+                    };
+                    let outcome = outcome.with_context(|| format!("extracting {table}"));
                     if outcome.is_err() {
                         stop.store(true, Ordering::SeqCst);
                     }
                     results.lock().unwrap().push(outcome.map(|o| (table, o)));
+                    busy.fetch_sub(1, Ordering::SeqCst);
                 }
             });
         }
@@ -485,8 +572,8 @@ pub fn run<'a>(
     for result in results.into_inner().unwrap_or_default() {
         match result {
             Ok((table, outcome)) => {
-                summary.landed.insert(table.clone(), outcome.landed);
-                summary.deleted.insert(table.clone(), outcome.deleted);
+                *summary.landed.entry(table.clone()).or_default() += outcome.landed;
+                *summary.deleted.entry(table.clone()).or_default() += outcome.deleted;
                 summary
                     .notices
                     .extend(outcome.notices.into_iter().map(|n| format!("{table}: {n}")));
@@ -504,6 +591,37 @@ pub fn run<'a>(
         summary.complete = false;
     }
     Ok(summary)
+}
+
+/// A unit of work for a worker: a whole table, or one range of a split table.
+enum Task {
+    Table(String),
+    Range(Arc<Split>, usize),
+}
+
+/// A table read in ranges at the same time: what each range's worker needs, and how far the
+/// ranges are.
+struct Split {
+    table: String,
+    schema: TableSchema,
+    plan: Plan,
+    ranges: Vec<Range>,
+    /// Ranges not yet complete; the worker that completes the last saves the table's state.
+    left: AtomicUsize,
+    /// Rows and calls of every range this run, for the progress reports.
+    landed: AtomicU64,
+    pages: AtomicU64,
+}
+
+/// What reading a table gave: its outcome, or a split whose ranges are still to read.
+enum Landed {
+    Whole(Outcome),
+    Split(Arc<Split>, Outcome),
+}
+
+/// The state row of a split table's range `index` (entity set names hold no `#`).
+fn range_key(table: &str, index: usize) -> String {
+    format!("{table}#{index}")
 }
 
 /// The entity set names of the environment's tables, from one metadata request
@@ -537,6 +655,7 @@ fn raw_get(runner: &mut ActionRunner, path: &str) -> anyhow::Result<Value> {
     }
 }
 
+#[derive(Default)]
 struct Outcome {
     landed: u64,
     deleted: u64,
@@ -571,35 +690,265 @@ struct Output<'a> {
 
 const CHANGE_TRACKING: &str = "change-tracking";
 const WATERMARK: &str = "watermark";
+/// The state of a table whose next read starts at an instant (the cursor), given as the
+/// action's Anchor Date: what a split read leaves once every range is complete.
+const SINCE: &str = "watermark-since";
+/// The state of a table being read in ranges: the cursor is the [`Plan`].
+const PARTITIONED: &str = "partitioned";
+
+/// The doc page that says why a change-tracking read is never split.
+const NOT_SPLIT: &str = "change tracking is on for this table and a change-tracking read cannot be split into ranges (it takes no $filter, and the delta link comes only at the end of the whole read: learn.microsoft.com/power-apps/developer/data-platform/use-change-tracking-synchronize-data-external-systems); read whole (--mode watermark splits it, without deletes)";
+
+/// One read of a table, or of a range of it, page after page.
+struct Read<'r> {
+    table: &'r str,
+    /// The state row its progress is saved under.
+    state_key: &'r str,
+    mode: &'static str,
+    /// Where it goes on: a delta link or a watermark.
+    cursor: Option<String>,
+    /// Where a first watermark read starts.
+    anchor: Option<String>,
+    range: Option<&'r Range>,
+    /// The split the read is a range of, for the progress reports.
+    split: Option<&'r Split>,
+}
 
 impl Worker<'_, '_> {
-    fn land(&mut self, table: &str) -> anyhow::Result<Outcome> {
-        let mut outcome = Outcome {
-            landed: 0,
-            deleted: 0,
-            notices: Vec::new(),
-            complete: false,
-        };
+    fn notice(&self, table: &str, outcome: &mut Outcome, text: &str) {
+        self.progress.notice(table, text);
+        outcome.notices.push(text.to_string());
+    }
+
+    fn land(&mut self, table: &str) -> anyhow::Result<Landed> {
+        let mut outcome = Outcome::default();
         let before = self.db.count(table).unwrap_or(0);
         self.progress.started(table, before);
         let mut schema = self.schema(table)?;
-        let mode = if schema.change_tracking {
-            CHANGE_TRACKING
-        } else {
-            let text = "change tracking is off for this table: new and updated rows land, deleted rows cannot be seen";
-            self.progress.notice(table, text);
-            outcome.notices.push(text.to_string());
-            WATERMARK
+        let mode = match (schema.change_tracking, self.options.mode) {
+            (true, ReadMode::Auto) => {
+                if self.options.partitions > 1 {
+                    self.notice(table, &mut outcome, NOT_SPLIT);
+                }
+                CHANGE_TRACKING
+            }
+            (true, ReadMode::Watermark) => {
+                let text = "read by modifiedon as --mode watermark asks, not through its change tracking: new and updated rows land, deleted rows are not seen";
+                self.notice(table, &mut outcome, text);
+                WATERMARK
+            }
+            (false, _) => {
+                let text = "change tracking is off for this table: new and updated rows land, deleted rows cannot be seen";
+                self.notice(table, &mut outcome, text);
+                WATERMARK
+            }
         };
-        // A cursor of the other mode (the table's tracking was switched) cannot be followed:
-        // the read starts over, and the upserts make that harmless.
-        let mut cursor = self
-            .db
-            .state(table)?
-            .filter(|saved| saved.mode == mode)
-            .and_then(|saved| saved.cursor);
         let mut known = HashSet::new();
         ensure(self.db, &schema, self.options.deletes, &mut known)?;
+        // A cursor of the other mode (the table's tracking was switched) cannot be followed:
+        // the read starts over, and the upserts make that harmless.
+        let saved = self.db.state(table)?;
+        let mut cursor = None;
+        let mut anchor = self.options.anchor_date.clone();
+        match saved {
+            Some(saved) if saved.mode == mode => cursor = saved.cursor,
+            Some(saved) if mode == WATERMARK && saved.mode == SINCE && saved.cursor.is_some() => {
+                anchor = saved.cursor
+            }
+            Some(saved) if mode == WATERMARK && saved.mode == PARTITIONED => {
+                // A split read stopped midway goes on with the plan it made, whatever
+                // --partitions says now: its ranges' states hold where each stopped.
+                if let Some(plan) = saved.cursor.as_deref().and_then(Plan::parse) {
+                    return Ok(Landed::Split(self.split(schema, plan), outcome));
+                }
+            }
+            _ => {
+                if mode == WATERMARK
+                    && self.options.partitions > 1
+                    && let Some(plan) = self.plan(&schema, &mut outcome)?
+                {
+                    self.db.apply(&Landing {
+                        table,
+                        state_key: table,
+                        primary_id: &schema.primary_id,
+                        columns: &schema.columns,
+                        rows: Vec::new(),
+                        deleted: Vec::new(),
+                        deletes: self.options.deletes,
+                        state: SavedState {
+                            mode: PARTITIONED.to_string(),
+                            cursor: Some(plan.to_text()),
+                            complete: false,
+                        },
+                    })?;
+                    let text = format!(
+                        "first read in {} ranges of createdon at once; the next run reads rows modified since {}",
+                        plan.bounds.len() + 1,
+                        plan.since
+                    );
+                    self.notice(table, &mut outcome, &text);
+                    return Ok(Landed::Split(self.split(schema, plan), outcome));
+                }
+            }
+        }
+        let read = Read {
+            table,
+            state_key: table,
+            mode,
+            cursor,
+            anchor,
+            range: None,
+            split: None,
+        };
+        outcome.complete = self.pages(read, &mut schema, &mut known, &mut outcome)?;
+        Ok(Landed::Whole(outcome))
+    }
+
+    fn split(&self, schema: TableSchema, plan: Plan) -> Arc<Split> {
+        let ranges = plan.ranges();
+        Arc::new(Split {
+            table: schema.table.clone(),
+            schema,
+            left: AtomicUsize::new(ranges.len()),
+            ranges,
+            plan,
+            landed: AtomicU64::new(0),
+            pages: AtomicU64::new(0),
+        })
+    }
+
+    /// The ranges of a table's first read: its oldest and newest `createdon` and its newest
+    /// `modifiedon`, each from one small query (`$orderby` … `$top=1`,
+    /// learn.microsoft.com/power-apps/developer/data-platform/webapi/query/order-rows and
+    /// query/overview#limit-the-number-of-rows); rows without the value are left out of these
+    /// queries (`ne null`) since nulls sort first. None (read whole, with a notice) when the
+    /// table has no `createdon` or holds one instant only.
+    fn plan(
+        &mut self,
+        schema: &TableSchema,
+        outcome: &mut Outcome,
+    ) -> anyhow::Result<Option<Plan>> {
+        let table = schema.table.as_str();
+        let has = |name: &str| schema.columns.iter().any(|c| c.name == name);
+        if !has("createdon") || !has("modifiedon") {
+            self.notice(
+                table,
+                outcome,
+                "no createdon or modifiedon column: read whole, not in ranges",
+            );
+            return Ok(None);
+        }
+        let mut edge = |column: &str, order: &str| -> anyhow::Result<Option<String>> {
+            let answer = raw_get(
+                self.runner,
+                &format!(
+                    "{table}?$select={column}&$filter={column}%20ne%20null&$orderby={column}%20{order}&$top=1"
+                ),
+            )?;
+            Ok(answer["value"][0][column].as_str().map(str::to_string))
+        };
+        let oldest = edge("createdon", "asc")?;
+        let newest = edge("createdon", "desc")?;
+        let modified = edge("modifiedon", "desc")?;
+        let plan = match (oldest, newest, modified) {
+            (Some(oldest), Some(newest), Some(modified)) => Plan::new(
+                &oldest,
+                &newest,
+                &modified,
+                self.options.partitions,
+                self.options.anchor_date.as_deref(),
+            ),
+            _ => None,
+        };
+        if plan.is_none() {
+            self.notice(
+                table,
+                outcome,
+                "too few distinct createdon values to split: read whole",
+            );
+        }
+        Ok(plan)
+    }
+
+    /// One range of a split table, from where an earlier run left it; the worker that completes
+    /// the last range saves the table's next start and drops the ranges' states.
+    fn land_range(&mut self, split: &Split, index: usize) -> anyhow::Result<Outcome> {
+        let table = split.table.as_str();
+        let key = range_key(table, index);
+        let mut outcome = Outcome::default();
+        let (cursor, done) = match self.db.state(&key)? {
+            Some(saved) if saved.mode == WATERMARK => (saved.cursor, saved.complete),
+            _ => (None, false),
+        };
+        outcome.complete = done || {
+            let mut schema = split.schema.clone();
+            let mut known = HashSet::new();
+            ensure(self.db, &schema, self.options.deletes, &mut known)?;
+            let read = Read {
+                table,
+                state_key: &key,
+                mode: WATERMARK,
+                cursor,
+                anchor: self.options.anchor_date.clone(),
+                range: Some(&split.ranges[index]),
+                split: Some(split),
+            };
+            self.pages(read, &mut schema, &mut known, &mut outcome)?
+        };
+        if outcome.complete && split.left.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.db.apply(&Landing {
+                table,
+                state_key: table,
+                primary_id: &split.schema.primary_id,
+                columns: &split.schema.columns,
+                rows: Vec::new(),
+                deleted: Vec::new(),
+                deletes: self.options.deletes,
+                state: SavedState {
+                    mode: SINCE.to_string(),
+                    cursor: Some(split.plan.since.clone()),
+                    complete: true,
+                },
+            })?;
+            let keys: Vec<String> = (0..split.ranges.len())
+                .map(|i| format!("'{}'", range_key(table, i)))
+                .collect();
+            self.db.execute(&format!(
+                "DELETE FROM {STATE_TABLE} WHERE table_name IN ({})",
+                keys.join(", ")
+            ))?;
+            self.progress.page(&PageReport {
+                table,
+                table_number: 0,
+                tables: self.options.tables.len(),
+                rows_in_all: self.db.count(table)?,
+                rows_this_run: split.landed.load(Ordering::SeqCst),
+                rows_this_page: 0,
+                pages_this_run: split.pages.load(Ordering::SeqCst),
+                complete: true,
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// Calls Get New and Updated Records until the read is complete (true) or the run's calls
+    /// are spent (false), landing each call's rows with the read's state.
+    fn pages(
+        &mut self,
+        read: Read,
+        schema: &mut TableSchema,
+        known: &mut HashSet<String>,
+        outcome: &mut Outcome,
+    ) -> anyhow::Result<bool> {
+        let Read {
+            table,
+            state_key,
+            mode,
+            mut cursor,
+            anchor,
+            range,
+            split,
+        } = read;
         let mut pages = 0u64;
         loop {
             if self
@@ -607,7 +956,7 @@ impl Worker<'_, '_> {
                 .max_calls
                 .is_some_and(|max| self.calls.fetch_add(1, Ordering::SeqCst) >= max)
             {
-                return Ok(outcome);
+                return Ok(false);
             }
             let mut input = json!({"entityType": table, "recordsPerPage": self.options.page_size});
             if mode == CHANGE_TRACKING {
@@ -617,18 +966,25 @@ impl Worker<'_, '_> {
                 }
             } else {
                 input["maxRecords"] = json!(self.options.page_size);
-                match (&cursor, &self.options.anchor_date) {
+                match (&cursor, &anchor) {
                     (Some(watermark), _) => input["watermark"] = json!(watermark),
                     (None, Some(anchor)) => input["anchorDate"] = json!(anchor),
                     (None, None) => {}
+                }
+                if let Some(range) = range {
+                    if let Some(from) = &range.from {
+                        input["createdFrom"] = json!(from);
+                    }
+                    if let Some(before) = &range.before {
+                        input["createdBefore"] = json!(before);
+                    }
                 }
             }
             let text = (self.runner)("get-new-and-updated-records", &input.to_string())?;
             let output: Output = serde_json::from_str(&text)
                 .context("the action's output is not the expected JSON")?;
             if let Some(warning) = &output.warning {
-                self.progress.notice(table, warning);
-                outcome.notices.push(warning.clone());
+                self.notice(table, outcome, warning);
             }
             let mut parsed = Vec::with_capacity(output.records.len());
             for record in &output.records {
@@ -641,7 +997,7 @@ impl Worker<'_, '_> {
                 grew |= schema.grow_from(row);
             }
             if grew {
-                ensure(self.db, &schema, self.options.deletes, &mut known)?;
+                ensure(self.db, schema, self.options.deletes, known)?;
             }
             let mut rows = Vec::with_capacity(parsed.len());
             for row in &parsed {
@@ -664,8 +1020,7 @@ impl Worker<'_, '_> {
                     .collect();
                 deleted.extend(gone);
                 let text = "the delta link had expired: the table was read again in full";
-                self.progress.notice(table, text);
-                outcome.notices.push(text.to_string());
+                self.notice(table, outcome, text);
             }
             let next = if mode == CHANGE_TRACKING {
                 output.delta_link.clone()
@@ -674,6 +1029,7 @@ impl Worker<'_, '_> {
             };
             let landing = Landing {
                 table,
+                state_key,
                 primary_id: &schema.primary_id,
                 columns: &schema.columns,
                 rows,
@@ -690,19 +1046,27 @@ impl Worker<'_, '_> {
             pages += 1;
             outcome.landed += landing.rows.len() as u64;
             outcome.deleted += landing.deleted.len() as u64;
+            let this_page = landing.rows.len() as u64;
+            // A range reports the table's figures: its bar and lines are the table's.
+            let (rows_this_run, pages_this_run) = match split {
+                Some(split) => (
+                    split.landed.fetch_add(this_page, Ordering::SeqCst) + this_page,
+                    split.pages.fetch_add(1, Ordering::SeqCst) + 1,
+                ),
+                None => (outcome.landed, pages),
+            };
             self.progress.page(&PageReport {
                 table,
                 table_number: 0,
                 tables: self.options.tables.len(),
                 rows_in_all: self.db.count(table)?,
-                rows_this_run: outcome.landed,
-                rows_this_page: landing.rows.len() as u64,
-                pages_this_run: pages,
-                complete: output.complete,
+                rows_this_run,
+                rows_this_page: this_page,
+                pages_this_run,
+                complete: output.complete && split.is_none(),
             });
             if output.complete {
-                outcome.complete = true;
-                return Ok(outcome);
+                return Ok(true);
             }
         }
     }

@@ -157,7 +157,7 @@ impl Database for Postgres {
         transaction.execute(
             &statements.state,
             &[
-                &landing.table,
+                &landing.state_key,
                 &landing.state.mode,
                 &landing.state.cursor,
                 &complete,

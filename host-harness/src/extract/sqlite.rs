@@ -30,6 +30,16 @@ impl Sqlite {
             .context("setting the SQLite journal mode")?;
         Ok(Sqlite { connection })
     }
+
+    /// The first column of a query's rows as text (NULL as None): a landed table read back by
+    /// a script or a test.
+    pub fn column_text(&self, sql: &str) -> anyhow::Result<Vec<Option<String>>> {
+        let mut statement = self.connection.prepare(sql)?;
+        let values = statement
+            .query_map([], |row| row.get::<_, Option<String>>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(values)
+    }
 }
 
 fn value(cell: &Cell) -> SqlValue {
@@ -125,7 +135,7 @@ impl Database for Sqlite {
             transaction.execute(
                 &statements.state,
                 rusqlite::params![
-                    landing.table,
+                    landing.state_key,
                     landing.state.mode,
                     landing.state.cursor,
                     i64::from(landing.state.complete)

@@ -13,6 +13,7 @@ mod current_user;
 mod designer;
 mod exactly_once;
 mod extract;
+mod extract_partitions;
 mod files;
 mod fno;
 mod hostile;

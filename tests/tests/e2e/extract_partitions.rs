@@ -1,0 +1,309 @@
+//! Extraction into SQLite with a table's first read split into ranges of `createdon`, read at
+//! the same time: every row once, a stopped run going on where each range stopped, a change made
+//! after the split read arriving on the next run, and a change-tracked table read whole.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use dataverse_emulator::{Config, Emulator};
+use e2e_tests::{connected, host, json};
+use host_harness::extract::PageReport;
+use host_harness::extract::database::{
+    self, ActionRunner, Database, DatabaseOptions, DatabaseSummary, Deletes, ReadMode,
+    TableProgress,
+};
+use host_harness::extract::sqlite::Sqlite;
+use serde_json::json;
+
+const ROWS: usize = 3000;
+
+fn emulator_with_accounts() -> Emulator {
+    Emulator::start(
+        Config {
+            rows_per_table: 5,
+            table_rows: vec![("accounts".to_string(), ROWS)],
+            ..Config::default()
+        },
+        0,
+    )
+    .expect("the emulator starts")
+}
+
+fn sqlite_path(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "extract-partitions-{name}-{}.db",
+        std::process::id()
+    ));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    path
+}
+
+/// Notices kept, page lines dropped.
+#[derive(Default)]
+struct Notices(Mutex<Vec<String>>);
+
+impl TableProgress for Notices {
+    fn started(&self, _table: &str, _rows: u64) {}
+    fn page(&self, _report: &PageReport) {}
+    fn notice(&self, table: &str, text: &str) {
+        self.0.lock().unwrap().push(format!("{table}: {text}"));
+    }
+}
+
+/// One extraction run as the CLI makes it: a runner per worker over the built component.
+fn extract(
+    emulator: &Emulator,
+    path: &Path,
+    tables: &[&str],
+    partitions: usize,
+    mode: ReadMode,
+    max_calls: Option<usize>,
+) -> (DatabaseSummary, Vec<String>) {
+    let options = DatabaseOptions {
+        tables: tables.iter().map(|t| t.to_string()).collect(),
+        page_size: 250,
+        anchor_date: Some("2000-01-01T00:00:00Z".to_string()),
+        deletes: Deletes::Delete,
+        parallel: 2,
+        partitions,
+        mode,
+        max_calls,
+    };
+    let runners: Vec<Box<ActionRunner>> = (0..options.parallel.max(partitions))
+        .map(|_| {
+            let mut connection = connected(emulator);
+            Box::new(move |action: &str, input: &str| -> anyhow::Result<String> {
+                Ok(host().run_action(action, &mut connection, input)?)
+            }) as Box<ActionRunner>
+        })
+        .collect();
+    let open = || Ok(Box::new(Sqlite::open(path)?) as Box<dyn Database>);
+    let notices = Notices::default();
+    let summary = database::run(runners, &open, &options, &notices).expect("the extraction runs");
+    (summary, notices.0.into_inner().unwrap())
+}
+
+fn emulator_ids(emulator: &Emulator) -> BTreeSet<String> {
+    emulator
+        .table("accounts")
+        .iter()
+        .map(|row| row["accountid"].as_str().unwrap().to_ascii_lowercase())
+        .collect()
+}
+
+/// The `$filter`s of the Get New and Updated Records reads of accounts, decoded.
+fn account_filters(emulator: &Emulator) -> Vec<String> {
+    emulator
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/accounts?"))
+        .filter_map(|r| {
+            let query = r.path.split_once('?')?.1;
+            let filter = query.split('&').find_map(|p| p.strip_prefix("$filter="))?;
+            Some(filter.replace("%20", " "))
+        })
+        .collect()
+}
+
+#[test]
+fn a_table_split_into_four_createdon_ranges_lands_every_row_once_even_when_stopped_and_rerun() {
+    let emulator = emulator_with_accounts();
+    let path = sqlite_path("four");
+
+    // A run stopped after three calls: not every range can be complete.
+    let (first, notices) = extract(
+        &emulator,
+        &path,
+        &["accounts"],
+        4,
+        ReadMode::Watermark,
+        Some(3),
+    );
+    assert!(!first.complete, "three calls cannot read {ROWS} rows");
+    let stopped_at = first.landed["accounts"];
+    assert!(
+        stopped_at > 0 && stopped_at < ROWS as u64,
+        "the stopped run landed some rows: {stopped_at}"
+    );
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("first read in 4 ranges of createdon")),
+        "{notices:?}"
+    );
+    assert!(
+        notices.iter().any(|n| n.contains("--mode watermark")),
+        "a tracked table read by watermark says deletes are not seen: {notices:?}"
+    );
+    let mut db = Sqlite::open(&path).unwrap();
+    let saved = db.state("accounts").unwrap().unwrap();
+    assert_eq!(
+        saved.mode, "partitioned",
+        "the plan is kept until the ranges finish"
+    );
+
+    // A row created in between: newer than any range bound, it belongs to the last range.
+    let created = json(
+        &host()
+            .invoke(
+                "create-entity",
+                &connected(&emulator),
+                &json!({"entityType": "accounts", "fieldValues": {"name": "Created Between Runs"}, "returnRepresentation": true}).to_string(),
+            )
+            .unwrap(),
+    );
+    let created_id = created["accountid"]
+        .as_str()
+        .or_else(|| created["id"].as_str())
+        .map(str::to_ascii_lowercase);
+
+    let (second, _) = extract(
+        &emulator,
+        &path,
+        &["accounts"],
+        4,
+        ReadMode::Watermark,
+        None,
+    );
+    assert!(second.complete);
+    let expected = emulator_ids(&emulator);
+    assert_eq!(expected.len(), ROWS + 1);
+    let landed: BTreeSet<String> = db
+        .ids("accounts", "accountid")
+        .unwrap()
+        .into_iter()
+        .map(|id| id.to_ascii_lowercase())
+        .collect();
+    assert_eq!(landed, expected, "every row of the emulator, nothing else");
+    assert_eq!(db.count("accounts").unwrap(), (ROWS + 1) as u64);
+    if let Some(id) = created_id {
+        assert!(landed.contains(&id), "the row created between runs landed");
+    }
+    assert_eq!(
+        first.landed["accounts"] + second.landed["accounts"],
+        (ROWS + 1) as u64,
+        "each row was read once across the stopped run and the rerun"
+    );
+
+    // The reads were ranged on createdon: the first open below (with rows without createdon),
+    // the last open above, two closed between, and the edges found by $top=1 queries.
+    let filters = account_filters(&emulator);
+    let open_below = filters
+        .iter()
+        .filter(|f| f.contains("(createdon lt ") && f.contains(" or createdon eq null)"))
+        .count();
+    let closed = filters
+        .iter()
+        .filter(|f| f.contains("createdon ge ") && f.contains(" and createdon lt "))
+        .map(|f| {
+            f.split(" and createdon ge ")
+                .nth(1)
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect::<BTreeSet<_>>();
+    let open_above = filters
+        .iter()
+        .filter(|f| f.contains("createdon ge ") && !f.contains("createdon lt "))
+        .filter(|f| !f.contains("ne null"))
+        .count();
+    assert!(
+        open_below > 0 && open_above > 0,
+        "ranges open at both ends: {filters:?}"
+    );
+    assert_eq!(closed.len(), 2, "two closed ranges between: {filters:?}");
+    let requests = emulator.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.path.contains("$orderby=createdon%20asc&$top=1")),
+        "the oldest createdon was asked for"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.path.contains("$orderby=createdon%20desc&$top=1")),
+        "the newest createdon was asked for"
+    );
+
+    // Done: the table's state says where the next read starts; the ranges' states are gone.
+    let saved = db.state("accounts").unwrap().unwrap();
+    assert_eq!(saved.mode, "watermark-since");
+    assert!(saved.complete);
+    for index in 0..4 {
+        assert_eq!(db.state(&format!("accounts#{index}")).unwrap(), None);
+    }
+
+    // A row updated after the split read arrives on the next run, which reads by watermark
+    // from that instant, unsplit.
+    let touched = expected.iter().next().unwrap().clone();
+    host()
+        .invoke(
+            "update-entity",
+            &connected(&emulator),
+            &json!({"entityType": "accounts", "entityId": touched, "fieldValues": {"name": "Touched After The Split Read"}}).to_string(),
+        )
+        .unwrap();
+    emulator.clear_requests();
+    let (third, _) = extract(
+        &emulator,
+        &path,
+        &["accounts"],
+        4,
+        ReadMode::Watermark,
+        None,
+    );
+    assert!(third.complete);
+    let name = db
+        .column_text(&format!(
+            "SELECT name FROM accounts WHERE lower(accountid) = '{touched}'"
+        ))
+        .unwrap();
+    assert_eq!(name, [Some("Touched After The Split Read".to_string())]);
+    let filters = account_filters(&emulator);
+    assert!(
+        !filters.is_empty() && filters.iter().all(|f| !f.contains("createdon")),
+        "the next read is one watermark read: {filters:?}"
+    );
+    assert_eq!(db.state("accounts").unwrap().unwrap().mode, "watermark");
+    assert_eq!(db.count("accounts").unwrap(), (ROWS + 1) as u64);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_change_tracked_table_asked_for_ranges_in_auto_mode_is_read_whole_with_a_notice() {
+    let emulator = Emulator::start(
+        Config {
+            rows_per_table: 40,
+            ..Config::default()
+        },
+        0,
+    )
+    .unwrap();
+    let path = sqlite_path("tracked");
+    let (summary, notices) = extract(&emulator, &path, &["contacts"], 4, ReadMode::Auto, None);
+    assert!(summary.complete);
+    assert!(
+        notices.iter().any(|n| n.contains("cannot be split")
+            && n.contains(
+                "learn.microsoft.com/power-apps/developer/data-platform/use-change-tracking-synchronize-data-external-systems"
+            )),
+        "{notices:?}"
+    );
+    let db_rows = Sqlite::open(&path).unwrap().count("contacts").unwrap();
+    assert_eq!(db_rows, emulator.table("contacts").len() as u64);
+    let ranged = emulator
+        .requests()
+        .iter()
+        .any(|r| r.path.contains("/contacts?") && r.path.contains("createdon"));
+    assert!(!ranged, "no range was asked for");
+    let tracked = emulator.requests().iter().any(|r| {
+        r.header("prefer")
+            .is_some_and(|p| p.contains("odata.track-changes"))
+    });
+    assert!(tracked, "the table was read through change tracking");
+    let _ = std::fs::remove_file(&path);
+}
