@@ -337,3 +337,50 @@ impl TableProgress for Bars {
         let _ = self.multi.println(format!("notice: {table}: {text}"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        global: Global,
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(extra: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["extract", "-c", "connection.json"].iter().chain(extra))
+    }
+
+    #[test]
+    fn partitions_outside_one_to_thirty_two_are_refused_naming_the_flag() {
+        for bad in ["0", "33", "many"] {
+            let error = parse(&["--partitions", bad]).err().expect(bad).to_string();
+            assert!(error.contains("--partitions"), "{bad}: {error}");
+        }
+        let cli = parse(&["--partitions", "32", "--mode", "watermark"]).unwrap();
+        assert_eq!(cli.args.partitions, 32);
+        assert_eq!(cli.args.mode, ReadMode::Watermark);
+        let defaults = parse(&[]).unwrap();
+        assert_eq!(
+            (defaults.args.partitions, defaults.args.mode),
+            (1, ReadMode::Auto)
+        );
+        let error = parse(&["--mode", "delta"]).err().unwrap().to_string();
+        assert!(
+            error.contains("--mode") && error.contains("auto or watermark"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn partitions_into_ndjson_are_refused_before_anything_is_read() {
+        let cli = parse(&["--to", "ndjson:/nonexistent/out", "--partitions", "4"]).unwrap();
+        let error = cli.args.run(&cli.global).unwrap_err().to_string();
+        assert!(error.contains("--partitions is for databases"), "{error}");
+    }
+}
