@@ -9,6 +9,9 @@
 //!   `BENCH_GROUP` batches (`tests/conformance/bench/batch_create_parallel.js`);
 //! - extraction of 5 tables by `dynamics extract` to SQLite, tables in parallel against one
 //!   after another;
+//! - extraction of one table by watermark (`--mode watermark`), its first read whole
+//!   (`--partitions 1`) against split into 8 ranges of `createdon` read at once
+//!   (`--partitions 8`);
 //! - for each, the records found in the emulator afterwards (failed = asked − found) and the 429s
 //!   the emulator answered (each one met and retried by the client, or a failure).
 //!
@@ -16,7 +19,8 @@
 //! extracted table, 10000), `BENCH_LATENCY_MS` (100), `BENCH_PER_RECORD_MS` (1), `BENCH_GROUP`
 //! (10), `BENCH_DOP_HINT` (the emulator's default when unset), `BENCH_PARALLEL` (extraction's
 //! parallel tables, 5), `BENCH_MEMORY_MIB` (the extracting CLI's guest memory limit, its default
-//! when unset), `BENCH_ONLY` (comma-separated: component, node-seq, node-par, extract).
+//! when unset), `BENCH_ONLY` (comma-separated: component, node-seq, node-par, extract,
+//! extract-partitions).
 //! `tests/conformance/bench/throughput.sh` runs it; `--full` there is 100,000 of each.
 
 use std::path::{Path, PathBuf};
@@ -206,9 +210,46 @@ fn extraction(settings: &Settings, parallel: usize) -> Option<Figure> {
             .map(|t| (t.to_string(), settings.rows))
             .collect(),
     );
+    let what = format!("extraction: 5 tables, {parallel} at a time (CLI)");
+    let parallel = parallel.to_string();
+    extract_cli(
+        &emulator,
+        &what,
+        &TABLES,
+        &["--parallel", &parallel],
+        settings.rows * TABLES.len(),
+    )
+}
+
+/// `dynamics extract` of one table of `BENCH_ROWS` rows by watermark, its first read split
+/// into `partitions` ranges of createdon.
+fn partitioned_extraction(settings: &Settings, partitions: usize) -> Option<Figure> {
+    let emulator = settings.emulator(vec![(TABLES[0].to_string(), settings.rows)]);
+    let what = format!("extraction: 1 table, --partitions {partitions} (CLI)");
+    let partitions = partitions.to_string();
+    extract_cli(
+        &emulator,
+        &what,
+        &TABLES[..1],
+        &["--mode", "watermark", "--partitions", &partitions],
+        settings.rows,
+    )
+}
+
+/// Runs `dynamics extract` of `tables` into a new SQLite file with `extra` arguments; the
+/// figure counts the rows found in the file against `expected`.
+fn extract_cli(
+    emulator: &Emulator,
+    what: &str,
+    tables: &[&str],
+    extra: &[&str],
+    expected: usize,
+) -> Option<Figure> {
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "throughput-bench-{}-{parallel}",
-        std::process::id()
+        "throughput-bench-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).ok()?;
@@ -241,16 +282,14 @@ fn extraction(settings: &Settings, parallel: usize) -> Option<Figure> {
         .arg("-c")
         .arg(&connection_file)
         .arg("--tables")
-        .arg(TABLES.join(","))
+        .arg(tables.join(","))
         .arg("--to")
         .arg(format!("sqlite:{}", dir.join("extract.db").display()))
         .arg("--since")
         .arg("2000-01-01T00:00:00Z")
-        .arg("--parallel")
-        .arg(parallel.to_string())
+        .args(extra)
         .output();
     let elapsed = started.elapsed();
-    let what = format!("extraction: 5 tables, {parallel} at a time (CLI)");
     match output {
         Ok(o) if o.status.success() => {}
         Ok(o) => {
@@ -262,11 +301,10 @@ fn extraction(settings: &Settings, parallel: usize) -> Option<Figure> {
             return None;
         }
     }
-    let expected = settings.rows * TABLES.len();
-    let written = rows_in_sqlite(&dir.join("extract.db")).unwrap_or(0);
+    let written = rows_in_sqlite(&dir.join("extract.db"), tables).unwrap_or(0);
     let _ = std::fs::remove_dir_all(&dir);
     Some(Figure {
-        what,
+        what: what.to_string(),
         records: written,
         failed: expected - written.min(expected),
         elapsed,
@@ -274,11 +312,11 @@ fn extraction(settings: &Settings, parallel: usize) -> Option<Figure> {
     })
 }
 
-/// Rows landed in the five tables of an extraction's SQLite file.
-fn rows_in_sqlite(path: &Path) -> Option<usize> {
+/// Rows landed in `tables` of an extraction's SQLite file.
+fn rows_in_sqlite(path: &Path, tables: &[&str]) -> Option<usize> {
     let db = rusqlite::Connection::open(path).ok()?;
     let mut total = 0usize;
-    for table in TABLES {
+    for table in tables {
         let n: i64 = db
             .query_row(&format!("SELECT COUNT(*) FROM \"{table}\""), [], |r| {
                 r.get(0)
@@ -357,6 +395,18 @@ fn main() {
             f.print();
         }
     }
+    let mut split_one = None;
+    let mut split_eight = None;
+    if settings.runs("extract-partitions") {
+        split_one = partitioned_extraction(&settings, 1);
+        if let Some(f) = &split_one {
+            f.print();
+        }
+        split_eight = partitioned_extraction(&settings, 8);
+        if let Some(f) = &split_eight {
+            f.print();
+        }
+    }
 
     println!();
     println!("side by side:");
@@ -366,6 +416,8 @@ fn main() {
         .chain(&node_par)
         .chain(&extract_par)
         .chain(&extract_seq)
+        .chain(&split_one)
+        .chain(&split_eight)
     {
         f.print();
     }
@@ -393,6 +445,14 @@ fn main() {
         println!(
             "extraction in parallel vs one table after another: {:.2}x faster",
             s.elapsed.as_secs_f64() / p.elapsed.as_secs_f64()
+        );
+    }
+    if let (Some(one), Some(eight)) = (&split_one, &split_eight) {
+        println!(
+            "one table in 8 ranges vs whole: {:.2}x faster (429s: {} in ranges, {} whole)",
+            one.elapsed.as_secs_f64() / eight.elapsed.as_secs_f64(),
+            eight.throttled,
+            one.throttled
         );
     }
 }
