@@ -91,8 +91,9 @@ pub struct Args {
     /// at the same time (1 to 32; 1 reads it whole). See RANGES below.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub partitions: u16,
-    /// How tables with change tracking are read: auto (through change tracking, deleted rows
-    /// seen) or watermark (by modifiedon like the others: can be split, deleted rows not seen).
+    /// Databases: how tables with change tracking are read: auto (through change tracking,
+    /// deleted rows seen) or watermark (by modifiedon like the others: can be split, deleted
+    /// rows not seen). NDJSON always reads by modifiedon.
     #[arg(long, default_value = "auto", value_name = "auto|watermark")]
     pub mode: ReadMode,
     /// Stop after this many calls of the action in all (to rehearse an interrupted run).

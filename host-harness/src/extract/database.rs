@@ -624,6 +624,19 @@ fn range_key(table: &str, index: usize) -> String {
     format!("{table}#{index}")
 }
 
+/// Removes the state rows of a table's ranges, all there can be.
+fn drop_range_states(db: &mut dyn Database, table: &str) -> anyhow::Result<()> {
+    // `table` passed check_identifier: letters, digits and underscores only.
+    let keys: Vec<String> = (0..super::partitions::MAX_PARTITIONS)
+        .map(|i| format!("'{}'", range_key(table, i)))
+        .collect();
+    db.execute(&format!(
+        "DELETE FROM {STATE_TABLE} WHERE table_name IN ({})",
+        keys.join(", ")
+    ))
+    .with_context(|| format!("clearing the range states of {table}"))
+}
+
 /// The entity set names of the environment's tables, from one metadata request
 /// (`EntityDefinitions?$select=EntitySetName`,
 /// learn.microsoft.com/power-apps/developer/data-platform/webapi/query-metadata-web-api).
@@ -767,6 +780,9 @@ impl Worker<'_, '_> {
                     && self.options.partitions > 1
                     && let Some(plan) = self.plan(&schema, &mut outcome)?
                 {
+                    // Ranges of an earlier split (read since in another mode) must not be
+                    // taken for this one's.
+                    drop_range_states(self.db, table)?;
                     self.db.apply(&Landing {
                         table,
                         state_key: table,
@@ -910,13 +926,7 @@ impl Worker<'_, '_> {
                     complete: true,
                 },
             })?;
-            let keys: Vec<String> = (0..split.ranges.len())
-                .map(|i| format!("'{}'", range_key(table, i)))
-                .collect();
-            self.db.execute(&format!(
-                "DELETE FROM {STATE_TABLE} WHERE table_name IN ({})",
-                keys.join(", ")
-            ))?;
+            drop_range_states(self.db, table)?;
             self.progress.page(&PageReport {
                 table,
                 table_number: 0,

@@ -307,3 +307,43 @@ fn a_change_tracked_table_asked_for_ranges_in_auto_mode_is_read_whole_with_a_not
     assert!(tracked, "the table was read through change tracking");
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn a_new_split_never_resumes_the_ranges_of_an_earlier_one_read_since_in_another_mode() {
+    let emulator = emulator_with_accounts();
+    let path = sqlite_path("stale");
+    // A split read stopped midway leaves range states behind...
+    let (stopped, _) = extract(
+        &emulator,
+        &path,
+        &["accounts"],
+        4,
+        ReadMode::Watermark,
+        Some(2),
+    );
+    assert!(!stopped.complete);
+    // ...then the table is read through change tracking instead...
+    let (tracked, _) = extract(&emulator, &path, &["accounts"], 1, ReadMode::Auto, None);
+    assert!(tracked.complete);
+    let mut db = Sqlite::open(&path).unwrap();
+    assert_eq!(
+        db.state("accounts").unwrap().unwrap().mode,
+        "change-tracking"
+    );
+    // ...and split again by watermark: each range starts from its beginning.
+    let (split, _) = extract(
+        &emulator,
+        &path,
+        &["accounts"],
+        4,
+        ReadMode::Watermark,
+        None,
+    );
+    assert!(split.complete);
+    assert_eq!(
+        split.landed["accounts"], ROWS as u64,
+        "every row read again, none skipped by a stale range state"
+    );
+    assert_eq!(db.count("accounts").unwrap(), ROWS as u64);
+    let _ = std::fs::remove_file(&path);
+}
