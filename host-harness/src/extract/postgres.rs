@@ -28,6 +28,20 @@ impl Postgres {
         })?;
         Ok(Postgres { client })
     }
+
+    /// The first column of a query's rows as text (NULL as None): a landed table read back by
+    /// a script or a test.
+    pub fn column_text(&mut self, sql: &str) -> anyhow::Result<Vec<Option<String>>> {
+        Ok(self
+            .client
+            .simple_query(sql)?
+            .into_iter()
+            .filter_map(|message| match message {
+                postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+                _ => None,
+            })
+            .collect())
+    }
 }
 
 /// The URL as it may be shown: a password in it is replaced by `***`.

@@ -1,9 +1,12 @@
 //! Extraction into SQLite with a table's first read split into ranges of `createdon`, read at
 //! the same time: every row once, a stopped run going on where each range stopped, a change made
 //! after the split read arriving on the next run, and a change-tracked table read whole.
+//!
+//! The split read also lands in PostgreSQL when `DATABASE_URL` names a server (run under
+//! `tests/postgres.sh`); without one that test prints that it is skipped.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use dataverse_emulator::{Config, Emulator};
@@ -13,6 +16,7 @@ use host_harness::extract::database::{
     self, ActionRunner, Database, DatabaseOptions, DatabaseSummary, Deletes, ReadMode,
     TableProgress,
 };
+use host_harness::extract::postgres::Postgres;
 use host_harness::extract::sqlite::Sqlite;
 use serde_json::json;
 
@@ -30,15 +34,64 @@ fn emulator_with_accounts() -> Emulator {
     .expect("the emulator starts")
 }
 
-fn sqlite_path(name: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "extract-partitions-{name}-{}.db",
-        std::process::id()
-    ));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+/// Where a test's rows land.
+enum Target {
+    Sqlite(PathBuf),
+    /// A URL whose search path starts with a schema of the test's own.
+    Postgres(String),
+}
+
+impl Target {
+    fn sqlite(name: &str) -> Target {
+        let path = std::env::temp_dir().join(format!(
+            "extract-partitions-{name}-{}.db",
+            std::process::id()
+        ));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        Target::Sqlite(path)
     }
-    path
+
+    /// A fresh schema on the `DATABASE_URL` server; None (and a printed notice) without one.
+    fn postgres(name: &str) -> Option<Target> {
+        let Ok(base) = std::env::var("DATABASE_URL") else {
+            eprintln!("skipped: DATABASE_URL is not set (run under tests/postgres.sh)");
+            return None;
+        };
+        let schema = format!("{name}_{}", std::process::id());
+        Postgres::connect(&base)
+            .unwrap()
+            .execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
+            .unwrap();
+        let separator = if base.contains('?') { '&' } else { '?' };
+        Some(Target::Postgres(format!(
+            "{base}{separator}options=-csearch_path%3D{schema}%20-cTimeZone%3DUTC"
+        )))
+    }
+
+    fn open(&self) -> anyhow::Result<Box<dyn Database>> {
+        Ok(match self {
+            Target::Sqlite(path) => Box::new(Sqlite::open(path)?),
+            Target::Postgres(url) => Box::new(Postgres::connect(url)?),
+        })
+    }
+
+    /// The first column of a query's rows, as text.
+    fn column_text(&self, sql: &str) -> Vec<Option<String>> {
+        match self {
+            Target::Sqlite(path) => Sqlite::open(path).unwrap().column_text(sql).unwrap(),
+            Target::Postgres(url) => Postgres::connect(url).unwrap().column_text(sql).unwrap(),
+        }
+    }
+
+    fn remove(&self) {
+        if let Target::Sqlite(path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Notices kept, page lines dropped.
@@ -56,7 +109,7 @@ impl TableProgress for Notices {
 /// One extraction run as the CLI makes it: a runner per worker over the built component.
 fn extract(
     emulator: &Emulator,
-    path: &Path,
+    path: &Target,
     tables: &[&str],
     partitions: usize,
     mode: ReadMode,
@@ -80,7 +133,7 @@ fn extract(
             }) as Box<ActionRunner>
         })
         .collect();
-    let open = || Ok(Box::new(Sqlite::open(path)?) as Box<dyn Database>);
+    let open = || path.open();
     let notices = Notices::default();
     let summary = database::run(runners, &open, &options, &notices).expect("the extraction runs");
     (summary, notices.0.into_inner().unwrap())
@@ -110,8 +163,18 @@ fn account_filters(emulator: &Emulator) -> Vec<String> {
 
 #[test]
 fn a_table_split_into_four_createdon_ranges_lands_every_row_once_even_when_stopped_and_rerun() {
+    split_read_lands_every_row_once(Target::sqlite("four"));
+}
+
+#[test]
+fn postgres_a_table_split_into_four_createdon_ranges_lands_every_row_once() {
+    if let Some(target) = Target::postgres("partitions") {
+        split_read_lands_every_row_once(target);
+    }
+}
+
+fn split_read_lands_every_row_once(path: Target) {
     let emulator = emulator_with_accounts();
-    let path = sqlite_path("four");
 
     // A run stopped after three calls: not every range can be complete.
     let (first, notices) = extract(
@@ -138,7 +201,7 @@ fn a_table_split_into_four_createdon_ranges_lands_every_row_once_even_when_stopp
         notices.iter().any(|n| n.contains("--mode watermark")),
         "a tracked table read by watermark says deletes are not seen: {notices:?}"
     );
-    let mut db = Sqlite::open(&path).unwrap();
+    let mut db = path.open().unwrap();
     let saved = db.state("accounts").unwrap().unwrap();
     assert_eq!(
         saved.mode, "partitioned",
@@ -257,11 +320,9 @@ fn a_table_split_into_four_createdon_ranges_lands_every_row_once_even_when_stopp
         None,
     );
     assert!(third.complete);
-    let name = db
-        .column_text(&format!(
-            "SELECT name FROM accounts WHERE lower(accountid) = '{touched}'"
-        ))
-        .unwrap();
+    let name = path.column_text(&format!(
+        "SELECT name FROM accounts WHERE lower(CAST(accountid AS TEXT)) = '{touched}'"
+    ));
     assert_eq!(name, [Some("Touched After The Split Read".to_string())]);
     let filters = account_filters(&emulator);
     assert!(
@@ -270,7 +331,7 @@ fn a_table_split_into_four_createdon_ranges_lands_every_row_once_even_when_stopp
     );
     assert_eq!(db.state("accounts").unwrap().unwrap().mode, "watermark");
     assert_eq!(db.count("accounts").unwrap(), (ROWS + 1) as u64);
-    let _ = std::fs::remove_file(&path);
+    path.remove();
 }
 
 #[test]
@@ -283,7 +344,7 @@ fn a_change_tracked_table_asked_for_ranges_in_auto_mode_is_read_whole_with_a_not
         0,
     )
     .unwrap();
-    let path = sqlite_path("tracked");
+    let path = Target::sqlite("tracked");
     let (summary, notices) = extract(&emulator, &path, &["contacts"], 4, ReadMode::Auto, None);
     assert!(summary.complete);
     assert!(
@@ -293,7 +354,7 @@ fn a_change_tracked_table_asked_for_ranges_in_auto_mode_is_read_whole_with_a_not
             )),
         "{notices:?}"
     );
-    let db_rows = Sqlite::open(&path).unwrap().count("contacts").unwrap();
+    let db_rows = path.open().unwrap().count("contacts").unwrap();
     assert_eq!(db_rows, emulator.table("contacts").len() as u64);
     let ranged = emulator
         .requests()
@@ -305,13 +366,13 @@ fn a_change_tracked_table_asked_for_ranges_in_auto_mode_is_read_whole_with_a_not
             .is_some_and(|p| p.contains("odata.track-changes"))
     });
     assert!(tracked, "the table was read through change tracking");
-    let _ = std::fs::remove_file(&path);
+    path.remove();
 }
 
 #[test]
 fn a_new_split_never_resumes_the_ranges_of_an_earlier_one_read_since_in_another_mode() {
     let emulator = emulator_with_accounts();
-    let path = sqlite_path("stale");
+    let path = Target::sqlite("stale");
     // A split read stopped midway leaves range states behind...
     let (stopped, _) = extract(
         &emulator,
@@ -325,7 +386,7 @@ fn a_new_split_never_resumes_the_ranges_of_an_earlier_one_read_since_in_another_
     // ...then the table is read through change tracking instead...
     let (tracked, _) = extract(&emulator, &path, &["accounts"], 1, ReadMode::Auto, None);
     assert!(tracked.complete);
-    let mut db = Sqlite::open(&path).unwrap();
+    let mut db = path.open().unwrap();
     assert_eq!(
         db.state("accounts").unwrap().unwrap().mode,
         "change-tracking"
@@ -345,5 +406,5 @@ fn a_new_split_never_resumes_the_ranges_of_an_earlier_one_read_since_in_another_
         "every row read again, none skipped by a stale range state"
     );
     assert_eq!(db.count("accounts").unwrap(), ROWS as u64);
-    let _ = std::fs::remove_file(&path);
+    path.remove();
 }
