@@ -772,6 +772,11 @@ impl Worker<'_, '_> {
                 // A split read stopped midway goes on with the plan it made, whatever
                 // --partitions says now: its ranges' states hold where each stopped.
                 if let Some(plan) = saved.cursor.as_deref().and_then(Plan::parse) {
+                    let text = format!(
+                        "going on with the first read in {} ranges of createdon begun earlier",
+                        plan.bounds.len() + 1
+                    );
+                    self.notice(table, &mut outcome, &text);
                     return Ok(Landed::Split(self.split(schema, plan), outcome));
                 }
             }

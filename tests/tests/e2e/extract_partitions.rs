@@ -223,7 +223,7 @@ fn split_read_lands_every_row_once(path: Target) {
         .or_else(|| created["id"].as_str())
         .map(str::to_ascii_lowercase);
 
-    let (second, _) = extract(
+    let (second, resumed) = extract(
         &emulator,
         &path,
         &["accounts"],
@@ -232,6 +232,12 @@ fn split_read_lands_every_row_once(path: Target) {
         None,
     );
     assert!(second.complete);
+    assert!(
+        resumed
+            .iter()
+            .any(|n| n.contains("going on with the first read in 4 ranges")),
+        "{resumed:?}"
+    );
     let expected = emulator_ids(&emulator);
     assert_eq!(expected.len(), ROWS + 1);
     let landed: BTreeSet<String> = db
