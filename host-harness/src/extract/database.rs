@@ -839,11 +839,12 @@ impl Worker<'_, '_> {
     }
 
     /// The ranges of a table's first read: its oldest and newest `createdon` and its newest
-    /// `modifiedon`, each from one small query (`$orderby` … `$top=1`,
-    /// learn.microsoft.com/power-apps/developer/data-platform/webapi/query/order-rows and
-    /// query/overview#limit-the-number-of-rows); rows without the value are left out of these
-    /// queries (`ne null`) since nulls sort first. None (read whole, with a notice) when the
-    /// table has no `createdon` or holds one instant only.
+    /// `modifiedon`, each from one small query (`$orderby` with `$top=1`,
+    /// learn.microsoft.com/power-apps/developer/data-platform/webapi/query/overview#limit-the-number-of-rows
+    /// and query/order-rows); rows without the value are left out of these queries with
+    /// `ne null`, as order-rows' example does, so each edge is an instant (such rows belong to
+    /// the first range). None (read whole, with a notice) when the table has no `createdon` or
+    /// holds one instant only.
     fn plan(
         &mut self,
         schema: &TableSchema,
