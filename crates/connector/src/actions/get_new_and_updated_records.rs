@@ -262,7 +262,9 @@ impl CreatedRange {
 
     /// The `$filter` terms of the range, to join with `and`
     /// (learn.microsoft.com/power-apps/developer/data-platform/webapi/query/filter-rows:
-    /// comparison operators, `null` literal, parentheses for `or` within `and`).
+    /// comparison and logical operators, parentheses for an `or` within an `and`). A row is
+    /// left out when the expression "evaluates to `false` or `null`", so a row without
+    /// `createdon` matches no comparison: the range open below asks for it by `eq null`.
     fn filter_terms(&self) -> Vec<String> {
         let mut terms = Vec::new();
         if let Some(from) = &self.from {
