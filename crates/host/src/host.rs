@@ -403,6 +403,11 @@ impl Host {
     pub fn new(bytes: &[u8], config: HostConfig) -> anyhow::Result<Host> {
         let mut wasm_config = Config::new();
         wasm_config.epoch_interruption(true);
+        // `DYNAMICS_PERFMAP=1` names the guest's compiled functions for `perf`
+        // (/tmp/perf-PID.map): how a slow call is profiled down to the connector's own code.
+        if std::env::var_os("DYNAMICS_PERFMAP").is_some_and(|v| v == "1") {
+            wasm_config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wasm_config)?;
         let component = match &config.compile_cache {
             Some(dir) => crate::compile_cache::load_or_compile(&engine, bytes, dir)?,

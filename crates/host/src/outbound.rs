@@ -240,8 +240,16 @@ impl Sender {
                 return Err(HttpError::RedirectDenied(reason));
             }
         }
-        let mut body = Vec::new();
         let limit = self.max_response_bytes;
+        // One allocation for a body whose length is announced: grown by doubling instead, a
+        // page of 5,000 rows is copied and freed a dozen times (a tenth of a loopback read).
+        // The announcement is only trusted up to the limit.
+        let announced = headers
+            .iter()
+            .find(|(name, _)| name == "content-length")
+            .and_then(|(_, value)| value.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let mut body = Vec::with_capacity(announced.min(limit.saturating_add(1)) as usize);
         let mut reader = response
             .body_mut()
             .with_config()

@@ -86,7 +86,7 @@ fn assert_ids_in_input_order(emulator: &Emulator, prefix: &str, output: &Value) 
 #[test]
 fn twelve_hundred_creates_go_in_two_create_multiple_requests_and_land_once_in_input_order() {
     let emulator = emulator();
-    let input = json!({"batchActions": creates("BULK", 1200), "idempotencyKey": "bulk-1"});
+    let input = json!({"batchActions": creates("BULK", 1200), "idempotencyKey": "bulk-1", "bulkBatchSize": 1000});
     let output = invoke(&emulator, "batch-entity-actions", &input);
     assert_eq!(output["succeeded"], 1200, "{}", output["failed"]);
     assert_eq!(output["path"], "bulk");
@@ -117,6 +117,47 @@ fn twelve_hundred_creates_go_in_two_create_multiple_requests_and_land_once_in_in
             .all(|result| result["alreadyCreated"] == true)
     );
     assert_eq!(count(&emulator, "BULK"), (1200, 1200));
+}
+
+#[test]
+fn without_a_size_the_creates_are_spread_over_the_services_parallelism() {
+    // The hint arrives with the bulk messages question, before the chunks are cut: 2,000
+    // creates under a hint of 8 go as 8 requests of 250 (sent together), not 2 of 1,000.
+    let emulator = emulator();
+    emulator.set_cost_model(Some(dataverse_emulator::CostModel {
+        latency: std::time::Duration::ZERO,
+        per_record: std::time::Duration::ZERO,
+        dop_hint: 8,
+        ..dataverse_emulator::CostModel::default()
+    }));
+    let input = json!({"batchActions": creates("SPREAD", 2000), "idempotencyKey": "spread-1"});
+    let output = invoke(&emulator, "batch-entity-actions", &input);
+    assert_eq!(output["succeeded"], 2000, "{}", output["failed"]);
+    assert_eq!(output["bulkRequests"], 8);
+    let sizes: Vec<usize> = emulator
+        .requests()
+        .iter()
+        .filter(|request| {
+            request
+                .path
+                .ends_with("/Microsoft.Dynamics.CRM.CreateMultiple")
+        })
+        .map(|request| {
+            json(&String::from_utf8_lossy(&request.body))["Targets"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
+        .collect();
+    assert_eq!(sizes, [250; 8]);
+    assert_eq!(count(&emulator, "SPREAD"), (2000, 2000));
+    assert_ids_in_input_order(&emulator, "SPREAD", &output);
+    assert_eq!(emulator.throttled().total(), 0);
+
+    // A rerun with the same key cuts the same records differently or not: each one is met.
+    let rerun = invoke(&emulator, "batch-entity-actions", &input);
+    assert_eq!(rerun["succeeded"], 2000);
+    assert_eq!(ids(&rerun), ids(&output));
+    assert_eq!(count(&emulator, "SPREAD"), (2000, 2000));
 }
 
 #[test]
@@ -301,7 +342,7 @@ fn when_every_bulk_answer_is_lost_the_error_gives_the_key_whose_rerun_finishes_w
         100,
         "Microsoft.Dynamics.CRM.CreateMultiple",
     );
-    let input = json!({"batchActions": creates("LOSTBULK", 200)});
+    let input = json!({"batchActions": creates("LOSTBULK", 200), "bulkBatchSize": 200});
     let failure = invoke_on(impatient_host(), &emulator, "batch-entity-actions", &input)
         .expect_err("no answer ever arrives");
     assert!(

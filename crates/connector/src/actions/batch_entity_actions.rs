@@ -65,8 +65,7 @@ const CONTINUE_ON_ERROR: InputDef = InputDef::new("continueOnError", "Continue O
     .comments("Without All or Nothing: go on with the next actions after one fails, instead of stopping there");
 
 const BULK_BATCH_SIZE: InputDef = InputDef::new("bulkBatchSize", "Bulk Batch Size", Kind::Number)
-    .default("1000")
-    .comments("Records per bulk request (CreateMultiple, UpdateMultiple) on a standard table; Microsoft suggests 1000 to start and fewer when requests time out or plug-ins run. Elastic tables take at most 100 per request, as Microsoft recommends")
+    .comments("Records per bulk request (CreateMultiple, UpdateMultiple) on a standard table; Microsoft suggests 1000 to start and fewer when requests time out or plug-ins run. Left empty, the connector spreads the records over as many requests as the service's x-ms-dop-hint runs at once, 100 to 1000 each (also for $batch requests with Continue On Error); 1000 when the service sent no hint. Elastic tables take at most 100 per request, as Microsoft recommends")
     .format(Format::Range(1, 1000));
 
 const MAX_ITEMS: usize = 1000;
@@ -127,7 +126,18 @@ fn run(context: &Context, input: &Input) -> Result<String> {
             "bulk cannot run with Continue On Error off: a bulk request writes many actions at once, so it cannot stop at the first failed action in input order; choose auto or batch",
         ));
     }
-    let chunk = bulk::chunk_size(input, &BULK_BATCH_SIZE, bulk::STANDARD_CHUNK)?;
+    // The size asked for, or None: the connector then spreads each group's records over the
+    // service's `x-ms-dop-hint` (Dataverse sends it with every answer, so it is known from the
+    // answers before the chunks are cut, such as the bulk messages query's), or sends the
+    // largest requests when no answer brought one.
+    let asked_chunk = match input.number(BULK_BATCH_SIZE.key) {
+        Some(_) => Some(bulk::chunk_size(
+            input,
+            &BULK_BATCH_SIZE,
+            bulk::STANDARD_CHUNK,
+        )?),
+        None => None,
+    };
     let items = parse_items(input.json(BATCH_ACTIONS.key), all_or_nothing)?;
     let run_key = RunKey::of(input);
     let named = creates::named_creates(context);
@@ -233,6 +243,13 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                         .map(|&index| plan.target(&table, message, index))
                         .collect::<Result<Vec<String>>>()?;
                     let positions: Vec<usize> = (0..indices.len()).collect();
+                    let largest = table.chunk(bulk::STANDARD_CHUNK);
+                    let chunk = asked_chunk.unwrap_or_else(|| {
+                        context
+                            .client
+                            .hinted_parallelism()
+                            .map_or(largest, |hint| bulk::spread(indices.len(), hint, largest))
+                    });
                     for part in bulk::split(&positions, table.chunk(chunk), |position| {
                         targets[position].len()
                     })
@@ -250,7 +267,15 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                     }
                 }
                 Group::Batch(indices) => {
-                    for part in indices.chunks(MAX_ITEMS) {
+                    // Only independent requests run side by side: with Continue On Error off
+                    // they go one at a time, so the largest requests are the fewest.
+                    let size = match context.client.hinted_parallelism() {
+                        Some(hint) if continue_on_error => {
+                            bulk::spread(indices.len(), hint, MAX_ITEMS)
+                        }
+                        _ => MAX_ITEMS,
+                    };
+                    for part in indices.chunks(size) {
                         chunks.push(Chunk::Batch {
                             body: plan.encode(part)?,
                             indices: part.to_vec(),

@@ -151,37 +151,44 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         }
         let request = impersonate(request, input)?;
         // A page that still fails after the retries: say where to pick the read up again.
+        let read_before = chunks.len();
         let resumable =
             |mut failure: crate::bindings::dynamics::connector::types::ConnectorError| {
                 if pages > 0 {
                     failure.hint = Some(format!(
-                        "{} records in {pages} pages were read before this; to go on page by page, pass nextPageId {url}",
-                        chunks.len()
+                        "{read_before} records in {pages} pages were read before this; to go on page by page, pass nextPageId {url}"
                     ));
                 }
                 failure
             };
-        let response = context
+        // The page is read as it arrives: its records go straight into the output, and a cut
+        // page is sent for again (the read's refusal is the client's body check).
+        let (response, read) = context
             .client
-            .send(request, RetryPolicy::RECORDS)
-            .map_err(&resumable)?
+            .send_reading(request, RetryPolicy::RECORDS, |body| {
+                let page: Page = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+                chunks.push_page(&page.value);
+                Ok((page.next_link, page.count))
+            })
+            .map_err(&resumable)?;
+        let response = response
             .into_success()
             .map_err(|failure| resumable(explain(context, entity_set, failure)))?;
-        let page: Page = serde_json::from_slice(&response.body).map_err(|problem| {
-            malformed(format!(
-                "a page of {entity_set} is not a record list: {problem}"
-            ))
-        })?;
-        let Page {
-            value,
-            next_link,
-            count: page_count,
-        } = page;
+        let (next_link, page_count) = match read {
+            Some(read) => read,
+            None => {
+                let page: Page = serde_json::from_slice(&response.body).map_err(|problem| {
+                    malformed(format!(
+                        "a page of {entity_set} is not a record list: {problem}"
+                    ))
+                })?;
+                chunks.push_page(&page.value);
+                (page.next_link, page.count)
+            }
+        };
         pages += 1;
         count = count.or(page_count);
-        chunks.push_page(&value);
         // The page's body is freed before the next one arrives.
-        drop(value);
         drop(response);
         match next_link {
             Some(next) if fetch_all && chunks.len() < max_records => url = next,
