@@ -339,7 +339,7 @@ fn compile_filter(
     what: &str,
 ) -> Result<Filter, DvError> {
     let expr = filter::parse(text, &|_| None)
-        .map_err(|e| DvError::bad_request(format!("The {what} is not valid: {}", e.0)))?;
+        .map_err(|e| e.into_dv_error(|text| format!("The {what} is not valid: {text}")))?;
     Filter::compile(store, table, &expr, req.caller)
 }
 

@@ -169,6 +169,22 @@ fn the_sql_query_option_answers_501_instead_of_the_whole_table() {
 }
 
 #[test]
+fn query_functions_the_emulator_does_not_evaluate_answer_501_naming_them() {
+    // LastXDays is in the Web API Query Function Reference; the emulator evaluates In, Between,
+    // Null and the user and business unit functions only. Unknown OData functions keep
+    // Dataverse's 400.
+    let (_emu, c) = start();
+    let a = c.get(
+        "accounts?$filter=Microsoft.Dynamics.CRM.LastXDays(PropertyName='createdon',PropertyValue=7)",
+        &[],
+    );
+    assert_not_implemented(&a, "the query function Microsoft.Dynamics.CRM.LastXDays");
+    assert!(a.json().get("value").is_none(), "{}", a.body);
+    let a = c.get("accounts?$filter=tolower(name) eq 'x'", &[]);
+    assert_eq!(a.status, 400, "{}", a.body);
+}
+
+#[test]
 fn options_dataverse_does_not_support_get_its_400() {
     // learn.microsoft.com/power-apps/developer/data-platform/webapi/query/overview: $skip,
     // $search and $format are not supported (protocol notes 2.1); names are case-sensitive.

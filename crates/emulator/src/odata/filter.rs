@@ -89,6 +89,28 @@ enum Tok {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntaxError(pub String);
 
+const NOT_EMULATED: &str = "the query function ";
+
+impl SyntaxError {
+    /// A query function of Dataverse's (the Web API Query Function Reference,
+    /// learn.microsoft.com/power-apps/developer/data-platform/webapi/reference/queryfunctions)
+    /// that the emulator does not evaluate: answered 501 naming it, never as a syntax error a
+    /// client would take for Dataverse's own.
+    fn not_emulated(name: &str) -> SyntaxError {
+        SyntaxError(format!("{NOT_EMULATED}{name}"))
+    }
+
+    /// The answer for this error: 400 as Dataverse answers a bad `$filter` (with `context`
+    /// around the message), or 501 for [`SyntaxError::not_emulated`].
+    pub fn into_dv_error(self, context: impl FnOnce(String) -> String) -> crate::error::DvError {
+        if self.0.starts_with(NOT_EMULATED) {
+            crate::error::DvError::not_implemented(self.0)
+        } else {
+            crate::error::DvError::bad_request(context(self.0))
+        }
+    }
+}
+
 fn is_guid_at(b: &[u8], i: usize) -> bool {
     if i + 36 > b.len() {
         return false;
@@ -649,9 +671,7 @@ impl Parser<'_> {
                     Operand::Lit(lit),
                 ))
             }
-            _ => Err(SyntaxError(format!(
-                "The query function '{name}' is not supported by the emulator."
-            ))),
+            _ => Err(SyntaxError::not_emulated(name)),
         }
     }
 }

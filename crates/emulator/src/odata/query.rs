@@ -90,7 +90,8 @@ impl QueryOptions {
             "$filter" => {
                 let params = self.params.clone();
                 let lookup = move |alias: &str| params.get(alias).cloned();
-                let expr = filter::parse(value, &lookup).map_err(|e| DvError::bad_request(e.0))?;
+                let expr =
+                    filter::parse(value, &lookup).map_err(|e| e.into_dv_error(|text| text))?;
                 self.filter = Some(expr);
                 self.filter_text = Some(value.to_string());
             }
