@@ -233,27 +233,25 @@ pub fn handle(
                 .find(|(k, _)| k == "since")
                 .and_then(|(_, v)| v.parse::<u64>().ok())
                 .unwrap_or(0);
-            let log = app.requests.lock().map(|r| r.clone()).unwrap_or_default();
-            let requests: Vec<Value> = log
-                .iter()
-                .filter(|r| r.seq > since)
-                .map(request_json)
-                .collect();
+            let (requests, dropped) = app
+                .requests
+                .lock()
+                .map(|log| {
+                    let requests: Vec<Value> = log
+                        .iter()
+                        .filter(|r| r.seq > since)
+                        .map(request_json)
+                        .collect();
+                    (requests, log.dropped())
+                })
+                .unwrap_or_default();
             answer(
                 200,
-                &json!({"recording": app.config.record_requests, "requests": requests}),
+                &json!({"recording": app.config.record_requests, "requests": requests, "dropped": dropped}),
             )
         }
         ("DELETE", "/requests") => {
-            let cleared = app
-                .requests
-                .lock()
-                .map(|mut r| {
-                    let n = r.len();
-                    r.clear();
-                    n
-                })
-                .unwrap_or(0);
+            let cleared = app.requests.lock().map(|mut r| r.clear()).unwrap_or(0);
             answer(200, &json!({"cleared": cleared}))
         }
         (_, "/requests") => not_allowed("GET, DELETE"),

@@ -340,6 +340,88 @@ pub struct StoredFile {
     pub bytes: Vec<u8>,
 }
 
+/// The recorded requests, newest last, bounded: an emulator left running for days behind an
+/// integration keeps the latest [`RequestLog::MAX_REQUESTS`] requests and at most
+/// [`RequestLog::MAX_BODY_BYTES`] of their bodies, dropping the oldest first, instead of
+/// growing until the machine runs out of memory. `--no-record` keeps none.
+#[derive(Debug)]
+pub struct RequestLog {
+    entries: std::collections::VecDeque<RecordedRequest>,
+    body_bytes: usize,
+    dropped: u64,
+    max_requests: usize,
+    max_body_bytes: usize,
+}
+
+impl Default for RequestLog {
+    fn default() -> RequestLog {
+        RequestLog::with_bounds(RequestLog::MAX_REQUESTS, RequestLog::MAX_BODY_BYTES)
+    }
+}
+
+impl RequestLog {
+    pub const MAX_REQUESTS: usize = 200_000;
+    pub const MAX_BODY_BYTES: usize = 512 << 20;
+
+    /// A log with other bounds than the defaults (tests).
+    pub fn with_bounds(max_requests: usize, max_body_bytes: usize) -> RequestLog {
+        RequestLog {
+            entries: std::collections::VecDeque::new(),
+            body_bytes: 0,
+            dropped: 0,
+            max_requests: max_requests.max(1),
+            max_body_bytes,
+        }
+    }
+
+    pub fn push(&mut self, request: RecordedRequest) {
+        self.body_bytes += request.body.len();
+        self.entries.push_back(request);
+        while self.entries.len() > self.max_requests
+            || (self.body_bytes > self.max_body_bytes && self.entries.len() > 1)
+        {
+            if let Some(old) = self.entries.pop_front() {
+                self.body_bytes -= old.body.len();
+                self.dropped += 1;
+            }
+        }
+    }
+
+    /// The entries, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &RecordedRequest> {
+        self.entries.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut RecordedRequest> {
+        self.entries.iter_mut()
+    }
+
+    pub fn to_vec(&self) -> Vec<RecordedRequest> {
+        self.entries.iter().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Forgets every entry; returns how many there were.
+    pub fn clear(&mut self) -> usize {
+        let n = self.entries.len();
+        self.entries.clear();
+        self.body_bytes = 0;
+        n
+    }
+
+    /// How many of the oldest requests were dropped to keep within the bounds.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
 /// One request as received.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
@@ -463,7 +545,7 @@ impl Emulator {
             auth: Mutex::new(auth),
             throttle: Mutex::new(throttle::Throttle::default()),
             faults: FaultHandle::default(),
-            requests: Mutex::new(Vec::new()),
+            requests: Mutex::new(RequestLog::default()),
             request_seq: std::sync::atomic::AtomicU64::new(0),
             admin_key: admin::random_key(),
             ids,
@@ -698,12 +780,12 @@ impl Emulator {
         assertions::FEDERATED_SUBJECT
     }
 
-    /// Every request received so far, in order.
+    /// Every request received so far, in order (the latest [`RequestLog::MAX_REQUESTS`]).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.app
             .requests
             .lock()
-            .map(|r| r.clone())
+            .map(|r| r.to_vec())
             .unwrap_or_default()
     }
 
@@ -1066,4 +1148,43 @@ fn resolve_users(
             (u.clone(), id)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod request_log_tests {
+    use super::{RecordedRequest, RequestLog};
+
+    fn request(seq: u64, body: usize) -> RecordedRequest {
+        RecordedRequest {
+            seq,
+            method: "POST".into(),
+            path: "/api/data/v9.2/accounts".into(),
+            headers: Vec::new(),
+            body: vec![b'x'; body],
+            status: None,
+            fault: None,
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_the_latest_requests_within_its_bounds_and_counts_what_it_dropped() {
+        let mut log = RequestLog::with_bounds(100, 1000);
+        for seq in 1..=103 {
+            log.push(request(seq, 0));
+        }
+        assert_eq!(log.len(), 100);
+        assert_eq!(log.dropped(), 3);
+        assert_eq!(log.iter().next().map(|r| r.seq), Some(4));
+
+        let mut log = RequestLog::with_bounds(100, 1000);
+        for seq in 1..=4 {
+            log.push(request(seq, 334));
+        }
+        assert_eq!(log.iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 4]);
+        // One request larger than the whole budget is still kept, alone.
+        log.push(request(5, 1001));
+        assert_eq!(log.iter().map(|r| r.seq).collect::<Vec<_>>(), [5]);
+        assert_eq!(log.clear(), 1);
+        assert!(log.is_empty());
+    }
 }

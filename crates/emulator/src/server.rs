@@ -31,7 +31,7 @@ pub struct App {
     /// Latency, server time, `x-ms-dop-hint` and the per-user limits (`cost.rs`).
     pub cost: crate::cost::Cost,
     pub faults: FaultHandle,
-    pub requests: Mutex<Vec<RecordedRequest>>,
+    pub requests: Mutex<crate::RequestLog>,
     /// The sequence number of the last request logged.
     pub request_seq: std::sync::atomic::AtomicU64,
     /// The key of the admin API (`admin.rs`).
