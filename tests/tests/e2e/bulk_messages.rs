@@ -161,6 +161,31 @@ fn without_a_size_the_creates_are_spread_over_the_services_parallelism() {
 }
 
 #[test]
+fn batch_requests_are_spread_too_the_hint_asked_for_with_who_am_i_when_no_answer_brought_it() {
+    // On the $batch path nothing is asked before the chunks are cut, so the action asks
+    // WhoAmI for the hint: 2,000 creates under a hint of 8 go as 8 $batch requests of 250.
+    let emulator = emulator();
+    emulator.set_cost_model(Some(dataverse_emulator::CostModel {
+        latency: std::time::Duration::ZERO,
+        per_record: std::time::Duration::ZERO,
+        dop_hint: 8,
+        ..dataverse_emulator::CostModel::default()
+    }));
+    let input = json!({"batchActions": creates("SPREADB", 2000), "idempotencyKey": "spread-b", "writePath": "batch"});
+    let output = invoke(&emulator, "batch-entity-actions", &input);
+    assert_eq!(output["succeeded"], 2000, "{}", output["failed"]);
+    assert_eq!(
+        (output["batches"].as_u64(), output["bulkRequests"].as_u64()),
+        (Some(8), Some(0))
+    );
+    assert_eq!(requests_to(&emulator, "/WhoAmI"), 1);
+    assert_eq!(requests_to(&emulator, "$batch"), 8);
+    assert_eq!(count(&emulator, "SPREADB"), (2000, 2000));
+    assert_ids_in_input_order(&emulator, "SPREADB", &output);
+    assert_eq!(emulator.throttled().total(), 0);
+}
+
+#[test]
 fn a_table_without_bulk_messages_is_written_through_batch_beside_one_with_them() {
     let emulator = emulator();
     let output = invoke(

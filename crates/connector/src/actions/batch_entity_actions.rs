@@ -230,6 +230,24 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     let tables = bulk::Tables::default();
     let use_bulk = named && continue_on_error && path != WritePath::Batch;
     let steps = plan.steps(&tables, path, use_bulk)?;
+    // The service's hint decides how many requests the `$batch` chunks are spread over. A run
+    // whose answers have not brought it yet (no bulk messages question, no lookup) asks
+    // WhoAmI, the cheapest request there is, instead of sending its first chunks four at a
+    // time at 1,000 records each. Its failure only leaves the chunks at 1,000.
+    let batched: usize = steps
+        .iter()
+        .flatten()
+        .map(|group| match group {
+            Group::Batch(indices) => indices.len(),
+            Group::Bulk(..) => 0,
+        })
+        .sum();
+    if continue_on_error
+        && batched >= 2 * bulk::MIN_SPREAD_CHUNK
+        && context.client.hinted_parallelism().is_none()
+    {
+        let _ = context.client.get_json("WhoAmI");
+    }
     // Every request body is written (and every lookup resolved) before anything is sent.
     let mut chunks: Vec<Chunk> = Vec::new();
     // The step of each chunk: chunks of one step may be sent together (below).
