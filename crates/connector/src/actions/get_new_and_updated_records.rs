@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 
+use dataverse::encoding::{Instant, parse_instant};
 use dataverse::query::{QueryOptions, prefer_header};
 use dataverse::retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
@@ -98,7 +99,7 @@ impl Watermark {
     pub fn parse(text: &str) -> Result<Watermark> {
         serde_json::from_str::<Watermark>(text)
             .ok()
-            .filter(|w| is_instant(&w.modifiedon))
+            .filter(|w| parse_instant(&w.modifiedon).is_ok())
             .ok_or_else(|| {
                 invalid_input(
                     &WATERMARK,
@@ -110,9 +111,11 @@ impl Watermark {
     /// A first read's start: the anchor date (ISO 8601), or one year back without one.
     pub fn from_anchor(anchor: Option<&str>) -> Result<Watermark> {
         let modifiedon = match anchor {
-            Some(date) => normalize_instant(date).ok_or_else(|| {
-                invalid_input(&ANCHOR_DATE, format!("{date:?} is not an ISO 8601 date, such as 2024-01-31 or 2024-01-31T00:00:00Z"))
-            })?,
+            Some(date) => {
+                parse_instant(date)
+                    .map_err(|problem| invalid_input(&ANCHOR_DATE, problem.explain(date)))?
+                    .literal
+            }
             None => one_year_back(),
         };
         Ok(Watermark {
@@ -229,30 +232,38 @@ pub fn read_since(
 /// open below holds the rows without a `createdon` too, so ranges that meet (one's `before` the
 /// next one's `from`) hold every row exactly once.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct CreatedRange {
-    pub from: Option<String>,
-    pub before: Option<String>,
+struct CreatedRange {
+    from: Option<String>,
+    before: Option<String>,
 }
 
 impl CreatedRange {
-    /// The Created From and Created Before inputs, checked.
+    /// The Created From and Created Before inputs, checked: each an instant, and a range that
+    /// holds something (an empty one is a caller's mistake, not a read of nothing).
     fn of(input: &Input) -> Result<CreatedRange> {
-        let instant = |def: &InputDef| -> Result<Option<String>> {
+        let instant = |def: &InputDef| -> Result<Option<Instant>> {
             match input.text(def.key) {
                 None => Ok(None),
-                Some(text) => normalize_instant(text).map(Some).ok_or_else(|| {
-                    invalid_input(
-                        def,
-                        format!(
-                            "{text:?} is not an ISO 8601 instant, such as 2024-01-31T00:00:00Z"
-                        ),
-                    )
-                }),
+                Some(text) => parse_instant(text)
+                    .map(Some)
+                    .map_err(|problem| invalid_input(def, problem.explain(text))),
             }
         };
+        let (from, before) = (instant(&CREATED_FROM)?, instant(&CREATED_BEFORE)?);
+        if let (Some(from), Some(before)) = (&from, &before)
+            && !from.is_before(before)
+        {
+            return Err(invalid_input(
+                &CREATED_BEFORE,
+                format!(
+                    "{:?} is not after Created From ({:?}): the range would hold no row",
+                    before.literal, from.literal
+                ),
+            ));
+        }
         Ok(CreatedRange {
-            from: instant(&CREATED_FROM)?,
-            before: instant(&CREATED_BEFORE)?,
+            from: from.map(|i| i.literal),
+            before: before.map(|i| i.literal),
         })
     }
 
@@ -282,7 +293,7 @@ impl CreatedRange {
 }
 
 /// [`read_since`] of the rows whose `createdon` falls in `created`.
-pub fn read_range_since(
+fn read_range_since(
     context: &Context,
     request: &Request,
     created: &CreatedRange,
@@ -405,36 +416,6 @@ impl Stamp<'_> {
     fn id(&self, primary_id: &str) -> Option<String> {
         self.text(primary_id).map(|id| id.to_ascii_lowercase())
     }
-}
-
-fn is_instant(text: &str) -> bool {
-    normalize_instant(text).is_some()
-}
-
-/// `2024-01-31` or `2024-01-31T10:00:00Z` (offsets and fractions kept) checked for shape, so it
-/// can go into a filter as a literal; None when it is anything else.
-fn normalize_instant(text: &str) -> Option<String> {
-    let text = text.trim();
-    let bytes = text.as_bytes();
-    let date_ok = bytes.len() >= 10
-        && bytes[..4].iter().all(u8::is_ascii_digit)
-        && bytes[4] == b'-'
-        && bytes[5..7].iter().all(u8::is_ascii_digit)
-        && bytes[7] == b'-'
-        && bytes[8..10].iter().all(u8::is_ascii_digit);
-    if !date_ok {
-        return None;
-    }
-    if bytes.len() == 10 {
-        return Some(format!("{text}T00:00:00Z"));
-    }
-    let rest = &text[10..];
-    let time_ok = rest.starts_with('T')
-        && rest.len() >= 9
-        && rest[1..]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b':' | b'.' | b'Z' | b'+' | b'-'));
-    time_ok.then(|| text.to_string())
 }
 
 fn one_year_back() -> String {
@@ -564,6 +545,7 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
 mod tests {
     use super::*;
     use crate::test_host::{ORIGIN, Script, Signed};
+    use serde_json::json;
 
     const ACCOUNTS: &str = r#"{"value":[{"LogicalName":"account","EntitySetName":"accounts","PrimaryIdAttribute":"accountid"}]}"#;
 
@@ -658,6 +640,50 @@ mod tests {
             let failure = run(&context, &Input::parse(ACTION.inputs, text).unwrap()).unwrap_err();
             assert_eq!(failure.field.as_deref(), Some(field), "{text}");
             assert!(script.sent().is_empty(), "no request for {text}");
+        }
+    }
+
+    #[test]
+    fn malformed_out_of_range_overlong_or_empty_range_dates_are_refused_naming_the_field_before_any_request()
+     {
+        let signed = Signed::new();
+        let long = format!("2024-01-01T00:00:00Z{}", "0".repeat(100_000));
+        let mut cases = Vec::new();
+        for field in ["createdFrom", "createdBefore", "anchorDate"] {
+            for bad in [
+                "2024-01-01T::::::::",
+                "2024-01-01T00:00:00-----",
+                "2024-01-01T00:00:00ZZZZ",
+                "2024-99-99",
+                "2023-02-29T00:00:00Z",
+                "2024-01-01T24:00:00Z",
+                long.as_str(),
+            ] {
+                cases.push((json!({"entityType": "accounts", field: bad}), field));
+            }
+        }
+        for (from, before) in [
+            ("2024-02-01T00:00:00Z", "2024-01-01T00:00:00Z"),
+            ("2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z"),
+            ("2024-01-01T01:00:00+01:00", "2024-01-01T00:00:00Z"),
+        ] {
+            cases.push((
+                json!({"entityType": "accounts", "createdFrom": from, "createdBefore": before}),
+                "createdBefore",
+            ));
+        }
+        for (input, field) in cases {
+            let script = Script::new();
+            let context = signed.context(&script);
+            let text = input.to_string();
+            let failure = run(&context, &Input::parse(ACTION.inputs, &text).unwrap()).unwrap_err();
+            let shown = &text[..text.len().min(80)];
+            assert_eq!(failure.field.as_deref(), Some(field), "{shown}");
+            assert!(
+                failure.message.len() < 300,
+                "a long value is not repeated: {shown}"
+            );
+            assert!(script.sent().is_empty(), "no request for {shown}");
         }
     }
 
