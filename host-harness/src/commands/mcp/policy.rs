@@ -104,13 +104,14 @@ impl Policy {
                 let Some(name) = text_input(arguments, key)? else {
                     return Ok(());
                 };
-                let by_set = matches!(
-                    arguments.get("useLogicalNameForLookup"),
-                    Some(Value::Bool(false))
-                ) || matches!(
-                    arguments.get("useLogicalNameForLookup"),
-                    Some(Value::String(text)) if text.trim() == "false"
-                );
+                // Read as the component reads a boolean ("false" in any case is false), and
+                // anything but a clear true as an entity set name: the check then never
+                // passes a name the component reads the other way.
+                let by_set = match arguments.get("useLogicalNameForLookup") {
+                    None | Some(Value::Null) | Some(Value::Bool(true)) => false,
+                    Some(Value::String(text)) => !text.eq_ignore_ascii_case("true"),
+                    Some(_) => true,
+                };
                 if by_set {
                     check.table(key, name)
                 } else {
@@ -137,18 +138,41 @@ impl Policy {
                     check.logical_name("tables", name)?;
                     named += 1;
                 }
-                if let Some(Value::Array(entities)) =
-                    arguments.get("searchEntities").and_then(parsed)
-                {
-                    for entity in &entities {
-                        let Some(name) = entity.get("name").and_then(Value::as_str) else {
+                match arguments.get("searchEntities") {
+                    None | Some(Value::Null) => {}
+                    Some(given) => {
+                        let Some(Value::Array(entities)) = parsed(given) else {
                             return Err(Refusal::of(
                                 "searchEntities",
-                                "each entry needs the name of a table from the list",
+                                "must be a JSON list of tables such as [{\"name\": \"account\"}]",
                             ));
                         };
-                        check.logical_name("searchEntities", name)?;
-                        named += 1;
+                        for entity in &entities {
+                            // The component reads the keys of an entry in any case.
+                            let names: Vec<&Value> = entity
+                                .as_object()
+                                .into_iter()
+                                .flatten()
+                                .filter(|(key, _)| key.eq_ignore_ascii_case("name"))
+                                .map(|(_, name)| name)
+                                .collect();
+                            if names.is_empty() {
+                                return Err(Refusal::of(
+                                    "searchEntities",
+                                    "each entry needs the name of a table from the list",
+                                ));
+                            }
+                            for name in names {
+                                let Some(name) = name.as_str() else {
+                                    return Err(Refusal::of(
+                                        "searchEntities",
+                                        "an entry's name must be text",
+                                    ));
+                                };
+                                check.logical_name("searchEntities", name)?;
+                            }
+                            named += 1;
+                        }
                     }
                 }
                 if named == 0 {
@@ -308,6 +332,28 @@ fn navigates(filter: &str) -> bool {
     false
 }
 
+/// The entity set of a binding's target, when it is one row: `/set(key)` or `set(key)`, with
+/// nothing after the key (a path past it would reach another table through the row).
+fn bound_set(target: &str) -> Option<&str> {
+    let target = target.trim();
+    let target = target.strip_prefix('/').unwrap_or(target);
+    let (set, key) = target.split_once('(')?;
+    let key = key.strip_suffix(')')?;
+    // The key ends at the last `)`: no quote left open, no path after it.
+    let quotes = key.chars().filter(|c| *c == '\'').count();
+    if quotes % 2 != 0 || (quotes == 0 && (key.contains(')') || key.contains('/'))) {
+        return None;
+    }
+    if quotes > 0 {
+        // Outside the quoted values, a key holds no `)` or `/`.
+        let outside: String = key.split('\'').step_by(2).collect();
+        if outside.contains(')') || outside.contains('/') {
+            return None;
+        }
+    }
+    Some(set)
+}
+
 struct Check<'a> {
     allowed: &'a BTreeSet<String>,
     logical: &'a BTreeSet<String>,
@@ -345,7 +391,13 @@ impl Check<'_> {
             .split_once('?')
             .unwrap_or((path_and_query, ""));
         let set = path.rsplit('/').next().unwrap_or_default();
-        if path.contains('(') || path.contains('%') {
+        // Only plain segments: a row key, an escape, a parameter (`;`) or a step back (`..`)
+        // could make the service read another table than the last segment names.
+        if !path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+            || path.contains("..")
+        {
             return Err(Refusal::of(
                 field,
                 "the link goes through a row to related rows, which the table list does not allow",
@@ -354,17 +406,19 @@ impl Check<'_> {
         self.table(field, set)?;
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             let option = key.trim_start_matches('$').to_ascii_lowercase();
+            // The options of a page of one table; any other (fetchXml, savedQuery,
+            // userQuery, $apply, $expand, ...) may read what it names, so it is refused.
             let reaches = match option.as_str() {
-                "expand" | "apply" => true,
                 "filter" => navigates(&value),
-                "orderby" => value.contains('/'),
-                _ => false,
+                "orderby" | "select" => value.contains('/') || value.contains('('),
+                "top" | "skiptoken" | "count" | "deltatoken" => false,
+                _ => true,
             };
             if reaches {
                 return Err(Refusal::of(
                     field,
                     format!(
-                        "the link's ${option} reads a related table, which the table list does not allow"
+                        "the link's {key} option may read another table, which the table list does not allow"
                     ),
                 ));
             }
@@ -382,6 +436,9 @@ impl Check<'_> {
             }
         }
         self.no_paths(arguments, "expand", |_| true)?;
+        self.no_paths(arguments, "fieldNames", |text| {
+            text.contains('/') || text.contains('(')
+        })?;
         self.no_paths(arguments, "orderBy", |text| text.contains('/'))?;
         if let Some(filter) = arguments.get("filterExpression").and_then(Value::as_str)
             && navigates(filter)
@@ -489,23 +546,56 @@ impl Check<'_> {
                     ..refusal
                 })
             };
-            if column.ends_with("@odata.bind") {
-                let Some(target) = value.as_str() else {
-                    continue;
+            // Any annotation ending in bind, in any case (OData 4.01 also has a short
+            // `@bind`): which spellings the service takes is not ours to guess.
+            if column
+                .split_once('@')
+                .is_some_and(|(_, annotation)| annotation.to_ascii_lowercase().ends_with("bind"))
+            {
+                let targets: Vec<&Value> = match value {
+                    // A collection-valued navigation property binds a list of rows.
+                    Value::Array(targets) => targets.iter().collect(),
+                    target => vec![target],
                 };
-                let set = target
-                    .trim_start_matches('/')
-                    .split(['(', '/'])
-                    .next()
-                    .unwrap_or_default();
-                named(set)?;
+                for target in targets {
+                    let Some(target) = target.as_str() else {
+                        return Err(Refusal::of(
+                            field,
+                            format!(
+                                "{prefix}column {column:?} must bind a row by its path, such as /accounts(<id>)"
+                            ),
+                        ));
+                    };
+                    match bound_set(target) {
+                        Some(set) => named(set)?,
+                        None => {
+                            return Err(Refusal::of(
+                                field,
+                                format!(
+                                    "{prefix}column {column:?} binds {target:?}, which is not one row of a listed table such as /accounts(<id>)"
+                                ),
+                            ));
+                        }
+                    }
+                }
                 continue;
             }
             match value {
-                Value::Object(object) if object.len() == 1 && object.contains_key("ref") => {}
+                // Exactly the lookup shapes the component binds; any other object is sent as
+                // it is, a deep insert.
+                Value::Object(object)
+                    if object.len() == 1 && object.get("ref").is_some_and(Value::is_string) => {}
                 Value::Object(object) => match object.get("table").and_then(Value::as_str) {
-                    Some(table) => named(table)?,
-                    None => {
+                    Some(table)
+                        if object
+                            .keys()
+                            .all(|key| matches!(key.as_str(), "table" | "id" | "key"))
+                            && (object.get("id").is_some_and(Value::is_string)
+                                || object.contains_key("key")) =>
+                    {
+                        named(table)?
+                    }
+                    _ => {
                         return Err(Refusal::of(
                             field,
                             format!(
@@ -896,5 +986,172 @@ mod tests {
                 .as_deref(),
             Some("deltaLink")
         );
+    }
+    #[test]
+    fn a_link_may_carry_only_the_query_options_of_a_page_of_one_table() {
+        let policy = tables("accounts");
+        let entity_set = Tables::EntitySet("entityType");
+        let root = "https://contoso.crm.dynamics.com/api/data/v9.2";
+        let next = |link: String| json!({"entityType": "accounts", "nextPageId": link});
+        // A FetchXML query, a saved or user query in a link of a listed set reads whatever
+        // they name; so do options this check does not know.
+        for query in [
+            "fetchXml=%3Cfetch%3E%3Centity%20name%3D%22account%22%3E%3Clink-entity%20name%3D%22systemuser%22%20from%3D%22systemuserid%22%20to%3D%22ownerid%22%2F%3E%3C%2Fentity%3E%3C%2Ffetch%3E",
+            "savedQuery=00000000-0000-0000-0000-000000000001",
+            "userQuery=00000000-0000-0000-0000-000000000001",
+            "$compute=x",
+            "$search=blue",
+        ] {
+            let refusal = check(
+                &policy,
+                entity_set,
+                next(format!("{root}/accounts?{query}")),
+            )
+            .unwrap_err();
+            assert_eq!(refusal.field.as_deref(), Some("nextPageId"), "{query}");
+        }
+        // Path tricks: a parameter segment, a step back, an escaped character.
+        for path in [
+            "contacts;x/../accounts",
+            "contacts/../accounts",
+            "account%73",
+        ] {
+            assert!(
+                check(&policy, entity_set, next(format!("{root}/{path}?$top=1"))).is_err(),
+                "{path}"
+            );
+        }
+        let page = format!(
+            "{root}/accounts?$select=name&$filter=name%20ne%20null&$orderby=name&$count=true&$top=5&$skiptoken=%3Ccookie%20pagenumber=%222%22%20/%3E"
+        );
+        assert_eq!(check(&policy, entity_set, next(page)), Ok(()));
+        let delta = json!({"entityType": "accounts", "deltaLink": format!("{root}/accounts?$select=name&$deltatoken=919042%2108%2f22%2f2017")});
+        assert_eq!(check(&policy, entity_set, delta), Ok(()));
+    }
+
+    #[test]
+    fn every_spelling_and_shape_of_a_binding_is_checked() {
+        let policy = tables("accounts");
+        let entity_set = Tables::EntitySet("entityType");
+        let refused = |values: Value| {
+            check(
+                &policy,
+                entity_set,
+                json!({"entityType": "accounts", "fieldValues": values}),
+            )
+            .is_err()
+        };
+        // Annotation names in another case, or OData 4.01's short @bind.
+        assert!(refused(
+            json!({"ownerid@OData.Bind": "/systemusers(00000000-0000-0000-0000-000000000001)"})
+        ));
+        assert!(refused(
+            json!({"ownerid@bind": "/systemusers(00000000-0000-0000-0000-000000000001)"})
+        ));
+        // A collection-valued navigation property binds a list of rows.
+        assert!(refused(
+            json!({"contact_customer_accounts@odata.bind": ["/contacts(00000000-0000-0000-0000-000000000001)"]})
+        ));
+        assert!(refused(json!({"x@odata.bind": {"table": "accounts"}})));
+        // A path past the row reaches another table through it.
+        assert!(refused(
+            json!({"parentaccountid@odata.bind": "/accounts(00000000-0000-0000-0000-000000000001)/primarycontactid"})
+        ));
+        assert!(refused(json!({"parentaccountid@odata.bind": "accounts"})));
+        // An object that is not exactly a lookup is sent as it is: a deep insert.
+        assert!(refused(
+            json!({"primarycontactid": {"table": "accounts", "id": "00000000-0000-0000-0000-000000000001", "firstname": "Deep"}})
+        ));
+        assert!(refused(json!({"primarycontactid": {"table": "accounts"}})));
+        assert!(refused(json!({"primarycontactid": {"ref": 5}})));
+        // These stay allowed.
+        for values in [
+            json!({"parentaccountid@odata.bind": "/accounts(00000000-0000-0000-0000-000000000001)"}),
+            json!({"parentaccountid@odata.bind": "accounts(accountnumber='A/1')"}),
+            json!({"parentaccountid@odata.bind": ["/accounts(00000000-0000-0000-0000-000000000001)"]}),
+            json!({"parentaccountid": {"table": "accounts", "key": {"accountnumber": "A-1"}}}),
+            json!({"parentaccountid": {"ref": "a"}}),
+        ] {
+            assert!(!refused(values.clone()), "{values}");
+        }
+    }
+
+    #[test]
+    fn the_lookup_mode_of_a_definition_is_read_as_the_component_reads_it() {
+        let policy = tables("accounts");
+        let by_logical = Tables::Logical("entityType");
+        // The component takes "False" in any case as false: the name is an entity set name.
+        assert_eq!(
+            check(
+                &policy,
+                by_logical,
+                json!({"entityType": "accounts", "useLogicalNameForLookup": "FALSE"})
+            ),
+            Ok(())
+        );
+        assert!(
+            check(
+                &policy,
+                by_logical,
+                json!({"entityType": "account", "useLogicalNameForLookup": "False"})
+            )
+            .is_err()
+        );
+        assert_eq!(
+            check(
+                &policy,
+                by_logical,
+                json!({"entityType": "account", "useLogicalNameForLookup": "TRUE"})
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_search_entry_names_its_table_under_any_spelling_of_name() {
+        let policy = tables("accounts");
+        let refusal = check(
+            &policy,
+            Tables::Search,
+            json!({"search": "x", "searchEntities": [{"name": "account", "NAME": "systemuser"}]}),
+        )
+        .unwrap_err();
+        assert_eq!(refusal.field.as_deref(), Some("searchEntities"));
+        assert!(
+            check(
+                &policy,
+                Tables::Search,
+                json!({"search": "x", "searchEntities": [{"Name": "systemuser"}], "tables": ["account"]})
+            )
+            .is_err()
+        );
+        assert!(
+            check(
+                &policy,
+                Tables::Search,
+                json!({"search": "x", "searchEntities": {"name": "systemuser"}, "tables": ["account"]})
+            )
+            .is_err()
+        );
+        assert_eq!(
+            check(
+                &policy,
+                Tables::Search,
+                json!({"search": "x", "searchEntities": [{"Name": "Account"}]})
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn selected_columns_may_not_follow_a_path() {
+        let policy = tables("accounts");
+        let refusal = check(
+            &policy,
+            Tables::EntitySet("entityType"),
+            json!({"entityType": "accounts", "fieldNames": ["name", "primarycontactid/fullname"]}),
+        )
+        .unwrap_err();
+        assert_eq!(refusal.field.as_deref(), Some("fieldNames"));
     }
 }
