@@ -423,28 +423,41 @@ pub fn write_body(
     Ok(Value::Object(output))
 }
 
-/// Records of many pages, copied as raw JSON text into one chunk per page, and joined into the
-/// output once at the end: the guest then holds at most twice the output, where growing one
-/// string page by page could hold three times as much.
-#[derive(Default)]
+/// Records of many pages, copied as raw JSON text into the output as each page arrives. The
+/// output grows by exactly each page: the guest's allocator extends the last block of its
+/// heap in place, so the output moves (and is copied) only when a page's body had to be put
+/// above it, which happens once or twice in a long read (the bodies then fit in the space it
+/// left). Doubling instead held old and new copies of a large output at once (three times its
+/// size), and one chunk per page joined at the end wrote every record twice into fresh
+/// memory.
 pub struct RecordChunks {
-    chunks: Vec<String>,
+    output: String,
     count: usize,
+}
+
+const HEAD: &str = "{\"records\":[";
+
+impl Default for RecordChunks {
+    fn default() -> RecordChunks {
+        RecordChunks {
+            output: String::from(HEAD),
+            count: 0,
+        }
+    }
 }
 
 impl RecordChunks {
     /// Appends a page's records.
     pub fn push_page(&mut self, records: &[&serde_json::value::RawValue]) {
         let size: usize = records.iter().map(|record| record.get().len() + 1).sum();
-        let mut chunk = String::with_capacity(size);
+        self.output.reserve_exact(size);
         for record in records {
-            if self.count > 0 || !chunk.is_empty() {
-                chunk.push(',');
+            if self.count > 0 {
+                self.output.push(',');
             }
-            chunk.push_str(record.get());
+            self.output.push_str(record.get());
+            self.count += 1;
         }
-        self.count += records.len();
-        self.chunks.push(chunk);
     }
 
     /// How many records so far.
@@ -453,19 +466,12 @@ impl RecordChunks {
     }
 
     /// `{"records":[...]` followed by `fields` (`,"name":value` pairs) and `}`.
-    pub fn finish(self, fields: &str) -> String {
-        let head = "{\"records\":[";
-        let size =
-            head.len() + self.chunks.iter().map(String::len).sum::<usize>() + fields.len() + 2;
-        let mut output = String::with_capacity(size);
-        output.push_str(head);
-        for chunk in self.chunks {
-            output.push_str(&chunk);
-        }
-        output.push(']');
-        output.push_str(fields);
-        output.push('}');
-        output
+    pub fn finish(mut self, fields: &str) -> String {
+        self.output.reserve_exact(fields.len() + 2);
+        self.output.push(']');
+        self.output.push_str(fields);
+        self.output.push('}');
+        self.output
     }
 }
 
