@@ -456,6 +456,11 @@ pub fn run<'a>(
     if runners.is_empty() {
         bail!("no runner to call the component with");
     }
+    // Checked before any call: a range plan fixes its start from it.
+    if let Some(since) = &options.anchor_date {
+        dataverse::encoding::parse_instant(since)
+            .map_err(|problem| anyhow!("--since {}", problem.explain(since)))?;
+    }
     // The state table is made once, before threads race to make it.
     let mut db = open()?;
     db.execute(&state_table_ddl(db.dialect()))
@@ -495,9 +500,10 @@ pub fn run<'a>(
     let stop = AtomicBool::new(false);
     let results = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
+        let mut workers = Vec::new();
         for mut runner in runners {
             let (queue, busy, calls, stop, results) = (&queue, &busy, &calls, &stop, &results);
-            scope.spawn(move || {
+            workers.push(scope.spawn(move || {
                 let mut db = match open() {
                     Ok(db) => db,
                     Err(error) => {
@@ -512,13 +518,9 @@ pub fn run<'a>(
                     }
                     let task = {
                         let mut queue = queue.lock().unwrap();
-                        let task = queue.pop_front();
-                        if task.is_some() {
-                            busy.fetch_add(1, Ordering::SeqCst);
-                        }
-                        task
+                        queue.pop_front().map(|task| (task, Busy::new(busy, stop)))
                     };
-                    let Some(task) = task else {
+                    let Some((task, _busy)) = task else {
                         if busy.load(Ordering::SeqCst) == 0 {
                             return;
                         }
@@ -563,13 +565,25 @@ pub fn run<'a>(
                         stop.store(true, Ordering::SeqCst);
                     }
                     results.lock().unwrap().push(outcome.map(|o| (table, o)));
-                    busy.fetch_sub(1, Ordering::SeqCst);
                 }
-            });
+            }));
+        }
+        // Joined here so that a worker's panic becomes the run's error instead of a panic.
+        for worker in workers {
+            if let Err(panic) = worker.join() {
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| text.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
+                results.push(Err(anyhow!("an extraction worker panicked: {text}")));
+            }
         }
     });
     let mut failure = None;
-    for result in results.into_inner().unwrap_or_default() {
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    for result in results {
         match result {
             Ok((table, outcome)) => {
                 *summary.landed.entry(table.clone()).or_default() += outcome.landed;
@@ -591,6 +605,30 @@ pub fn run<'a>(
         summary.complete = false;
     }
     Ok(summary)
+}
+
+/// A task being worked on, counted in `busy` until dropped: a worker that finds the queue empty
+/// waits while any is (it may still queue a split's ranges), so the count must fall even when
+/// the task's worker panics, which then stops the run.
+struct Busy<'b> {
+    busy: &'b AtomicUsize,
+    stop: &'b AtomicBool,
+}
+
+impl<'b> Busy<'b> {
+    fn new(busy: &'b AtomicUsize, stop: &'b AtomicBool) -> Busy<'b> {
+        busy.fetch_add(1, Ordering::SeqCst);
+        Busy { busy, stop }
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A unit of work for a worker: a whole table, or one range of a split table.
@@ -770,44 +808,27 @@ impl Worker<'_, '_> {
             }
             Some(saved) if mode == WATERMARK && saved.mode == PARTITIONED => {
                 // A split read stopped midway goes on with the plan it made, whatever
-                // --partitions says now: its ranges' states hold where each stopped.
+                // --partitions and --since say now: its ranges' states hold where each stopped.
                 if let Some(plan) = saved.cursor.as_deref().and_then(Plan::parse) {
                     let text = format!(
-                        "going on with the first read in {} ranges of createdon begun earlier",
-                        plan.bounds.len() + 1
+                        "going on with the first read in {} ranges of createdon begun earlier (rows modified since {})",
+                        plan.bounds.len() + 1,
+                        plan.anchor
                     );
                     self.notice(table, &mut outcome, &text);
                     return Ok(Landed::Split(self.split(schema, plan), outcome));
                 }
+                // Its ranges' states cannot be matched to ranges any more: the first read
+                // starts over (the upserts make reading rows again harmless).
+                let text = "the saved plan of the split first read cannot be read (made by another version, or changed by hand): the first read starts over";
+                self.notice(table, &mut outcome, text);
+                drop_range_states(self.db, table)?;
+                if let Some(plan) = self.start_split(mode, &schema, &mut outcome)? {
+                    return Ok(Landed::Split(self.split(schema, plan), outcome));
+                }
             }
             _ => {
-                if mode == WATERMARK
-                    && self.options.partitions > 1
-                    && let Some(plan) = self.plan(&schema, &mut outcome)?
-                {
-                    // Ranges of an earlier split (read since in another mode) must not be
-                    // taken for this one's.
-                    drop_range_states(self.db, table)?;
-                    self.db.apply(&Landing {
-                        table,
-                        state_key: table,
-                        primary_id: &schema.primary_id,
-                        columns: &schema.columns,
-                        rows: Vec::new(),
-                        deleted: Vec::new(),
-                        deletes: self.options.deletes,
-                        state: SavedState {
-                            mode: PARTITIONED.to_string(),
-                            cursor: Some(plan.to_text()),
-                            complete: false,
-                        },
-                    })?;
-                    let text = format!(
-                        "first read in {} ranges of createdon at once; the next run reads rows modified since {}",
-                        plan.bounds.len() + 1,
-                        plan.since
-                    );
-                    self.notice(table, &mut outcome, &text);
+                if let Some(plan) = self.start_split(mode, &schema, &mut outcome)? {
                     return Ok(Landed::Split(self.split(schema, plan), outcome));
                 }
             }
@@ -823,6 +844,48 @@ impl Worker<'_, '_> {
         };
         outcome.complete = self.pages(read, &mut schema, &mut known, &mut outcome)?;
         Ok(Landed::Whole(outcome))
+    }
+
+    /// A new split first read, when asked for and possible: its plan, saved as the table's
+    /// state before any range is read.
+    fn start_split(
+        &mut self,
+        mode: &str,
+        schema: &TableSchema,
+        outcome: &mut Outcome,
+    ) -> anyhow::Result<Option<Plan>> {
+        if mode != WATERMARK || self.options.partitions < 2 {
+            return Ok(None);
+        }
+        let Some(plan) = self.plan(schema, outcome)? else {
+            return Ok(None);
+        };
+        let table = schema.table.as_str();
+        // Ranges of an earlier split (read since in another mode) must not be taken for this
+        // one's.
+        drop_range_states(self.db, table)?;
+        self.db.apply(&Landing {
+            table,
+            state_key: table,
+            primary_id: &schema.primary_id,
+            columns: &schema.columns,
+            rows: Vec::new(),
+            deleted: Vec::new(),
+            deletes: self.options.deletes,
+            state: SavedState {
+                mode: PARTITIONED.to_string(),
+                cursor: Some(plan.to_text()),
+                complete: false,
+            },
+        })?;
+        let text = format!(
+            "first read in {} ranges of createdon at once, of rows modified since {}; the next run reads rows modified since {}",
+            plan.bounds.len() + 1,
+            plan.anchor,
+            plan.since
+        );
+        self.notice(table, outcome, &text);
+        Ok(Some(plan))
     }
 
     fn split(&self, schema: TableSchema, plan: Plan) -> Arc<Split> {
@@ -872,22 +935,34 @@ impl Worker<'_, '_> {
         let oldest = edge("createdon", "asc")?;
         let newest = edge("createdon", "desc")?;
         let modified = edge("modifiedon", "desc")?;
-        let plan = match (oldest, newest, modified) {
-            (Some(oldest), Some(newest), Some(modified)) => Plan::new(
-                &oldest,
-                &newest,
-                &modified,
-                self.options.partitions,
-                self.options.anchor_date.as_deref(),
-            ),
-            _ => None,
-        };
-        if plan.is_none() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs() as i64)
+            .unwrap_or_default();
+        // Fixed here and saved in the plan: every range starts from it, whatever later runs
+        // are given (run() checked --since).
+        let anchor = super::partitions::first_start(self.options.anchor_date.as_deref(), now)
+            .map_err(|problem| anyhow!("--since {problem}"))?;
+        let (Some(oldest), Some(newest), Some(modified)) = (oldest, newest, modified) else {
             self.notice(
                 table,
                 outcome,
-                "too few distinct createdon values to split: read whole",
+                "no row has both a createdon and a modifiedon (the table is empty, or its rows lack them): read whole, not in ranges",
             );
+            return Ok(None);
+        };
+        let plan = Plan::new(&oldest, &newest, &modified, self.options.partitions, anchor);
+        if plan.is_none() {
+            let text = if oldest == newest {
+                format!(
+                    "every row's createdon is the same instant ({oldest}): read whole, not in ranges"
+                )
+            } else {
+                format!(
+                    "createdon runs from {oldest:?} to {newest:?} (newest modifiedon {modified:?}), which cannot be split into ranges of whole seconds: read whole"
+                )
+            };
+            self.notice(table, outcome, &text);
         }
         Ok(plan)
     }
@@ -911,7 +986,8 @@ impl Worker<'_, '_> {
                 state_key: &key,
                 mode: WATERMARK,
                 cursor,
-                anchor: self.options.anchor_date.clone(),
+                // The plan's start, not this run's --since: see Plan.
+                anchor: Some(split.plan.anchor.clone()),
                 range: Some(&split.ranges[index]),
                 split: Some(split),
             };

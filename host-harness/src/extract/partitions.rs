@@ -25,10 +25,17 @@ pub const SAFETY_MARGIN_SECS: i64 = 300;
 /// The most ranges a table is split into (`--partitions`).
 pub const MAX_PARTITIONS: usize = 32;
 
-/// A partitioned read as saved in the table's state row: where the next read starts once every
-/// range is complete, and the inner bounds of the ranges (n - 1 bounds for n ranges).
+/// A partitioned read as saved in the table's state row: where every range's first read starts,
+/// where the next read starts once every range is complete, and the inner bounds of the ranges
+/// (n - 1 bounds for n ranges).
+///
+/// The start is fixed when the plan is made, not taken from each run's flags: a range first
+/// read by a rerun with another `--since` (or none, which means one year back from that day)
+/// would otherwise start later than the others and miss rows for good, since the table's next
+/// read begins after the plan's `since`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    pub anchor: String,
     pub since: String,
     pub bounds: Vec<String>,
 }
@@ -43,25 +50,25 @@ pub struct Range {
 impl Plan {
     /// The plan of a table whose `createdon` values run from `oldest` to `newest` (instants as
     /// Dataverse writes them) and whose newest `modifiedon` is `modified`, in `parts` equal
-    /// slices of time; None when there is nothing to split (one instant, or unreadable values).
-    /// `anchor` (the user's `--since`) is kept as the next start when it is the later one.
+    /// slices of time (at most [`MAX_PARTITIONS`]); None when there is nothing to split (one
+    /// instant, or unreadable values). `anchor` (seconds: the user's `--since`, or one year
+    /// back) is where every range starts, and the next start when it is the later one.
     pub fn new(
         oldest: &str,
         newest: &str,
         modified: &str,
         parts: usize,
-        anchor: Option<&str>,
+        anchor: i64,
     ) -> Option<Plan> {
         let (low, high) = (parse_instant(oldest)?, parse_instant(newest)?);
-        let bounds = slice_bounds(low, high, parts);
+        // drop_range_states clears the states of MAX_PARTITIONS ranges: never plan more.
+        let bounds = slice_bounds(low, high, parts.min(MAX_PARTITIONS));
         if bounds.is_empty() {
             return None;
         }
-        let mut since = parse_instant(modified)? - SAFETY_MARGIN_SECS;
-        if let Some(anchor) = anchor.and_then(parse_instant) {
-            since = since.max(anchor);
-        }
+        let since = (parse_instant(modified)? - SAFETY_MARGIN_SECS).max(anchor);
         Some(Plan {
+            anchor: dataverse::encoding::iso_datetime(anchor),
             since: dataverse::encoding::iso_datetime(since),
             bounds: bounds
                 .into_iter()
@@ -91,9 +98,13 @@ impl Plan {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// A saved plan; None when the text is not one (the read then starts over).
+    /// A saved plan; None when the text is not one (the read then starts over), including a
+    /// plan of more ranges than [`MAX_PARTITIONS`], whose states could not all be cleared.
     pub fn parse(text: &str) -> Option<Plan> {
         let plan: Plan = serde_json::from_str(text).ok()?;
+        if plan.bounds.len() >= MAX_PARTITIONS || parse_instant(&plan.anchor).is_none() {
+            return None;
+        }
         let ordered = plan
             .bounds
             .iter()
@@ -122,61 +133,25 @@ pub fn slice_bounds(low: i64, high: i64, parts: usize) -> Vec<i64> {
     bounds
 }
 
-/// Seconds since 1970 of an ISO 8601 instant as Dataverse writes them (`2024-01-31T10:00:00Z`,
-/// fractions and `±hh:mm` offsets accepted, fractions dropped); None for anything else.
+/// Seconds since 1970 of an ISO 8601 date or instant (`2024-01-31`, `2024-01-31T10:00:00Z`,
+/// fractions and `±hh:mm` offsets accepted, fractions dropped), read by the one strict parser
+/// the connector's inputs use too; None for anything else.
 pub fn parse_instant(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let b = text.as_bytes();
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = text.get(range)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
-        return None;
-    }
-    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    if b[16] != b':' || !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 {
-        return None;
-    }
-    let mut rest = &text[19..];
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let end = fraction
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(fraction.len());
-        if end == 0 {
-            return None;
-        }
-        rest = &fraction[end..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            let hours: i64 = rest.get(1..3)?.parse().ok()?;
-            let minutes: i64 = rest.get(4..6)?.parse().ok()?;
-            if rest.as_bytes()[3] != b':' {
-                return None;
-            }
-            sign * (hours * 3600 + minutes * 60)
-        }
-        _ => return None,
-    };
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset)
+    dataverse::encoding::parse_instant(text)
+        .ok()
+        .map(|instant| instant.unix_seconds)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (the inverse of the civil-from-days
-/// reckoning `dataverse::encoding::iso_datetime` uses).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+/// Where a first read starts, in seconds: `since` (the user's `--since`, checked), or one
+/// year before `now` as Get New and Updated Records reads without an Anchor Date.
+pub fn first_start(
+    since: Option<&str>,
+    now: i64,
+) -> Result<i64, dataverse::encoding::InstantError> {
+    match since {
+        Some(text) => dataverse::encoding::parse_instant(text).map(|i| i.unix_seconds),
+        None => Ok(now - 365 * 86_400),
+    }
 }
 
 #[cfg(test)]
@@ -193,9 +168,12 @@ mod tests {
             parse_instant("2024-01-31T10:00:00.123+01:00"),
             parse_instant("2024-01-31T09:00:00Z")
         );
+        assert_eq!(
+            parse_instant("2024-01-31"),
+            parse_instant("2024-01-31T00:00:00Z")
+        );
         for bad in [
             "",
-            "2024-01-31",
             "2024-13-01T00:00:00Z",
             "2024-01-31 10:00:00Z",
             "2024-01-31T10:00:00",
@@ -220,10 +198,11 @@ mod tests {
             "2023-01-01T00:04:00Z",
             "2023-06-01T00:10:00Z",
             4,
-            Some("2000-01-01T00:00:00Z"),
+            parse_instant("2000-01-01T00:00:00Z").unwrap(),
         )
         .unwrap();
         assert_eq!(plan.since, "2023-06-01T00:05:00Z");
+        assert_eq!(plan.anchor, "2000-01-01T00:00:00Z");
         let ranges = plan.ranges();
         assert_eq!(ranges.len(), 4);
         assert_eq!(ranges[0].from, None);
@@ -233,12 +212,17 @@ mod tests {
         }
         assert_eq!(Plan::parse(&plan.to_text()), Some(plan));
         assert_eq!(Plan::parse(r#"{"since":"x","bounds":[]}"#), None);
+        assert_eq!(
+            Plan::parse(r#"{"since":"2024-01-01T00:00:00Z","bounds":["2023-01-01T00:00:00Z"]}"#),
+            None,
+            "a plan saved without its anchor is not resumed"
+        );
         let later_anchor = Plan::new(
             "2023-01-01T00:00:00Z",
             "2023-01-02T00:00:00Z",
             "2023-06-01T00:10:00Z",
             2,
-            Some("2024-01-01T00:00:00Z"),
+            parse_instant("2024-01-01T00:00:00Z").unwrap(),
         )
         .unwrap();
         assert_eq!(later_anchor.since, "2024-01-01T00:00:00Z");
@@ -248,9 +232,33 @@ mod tests {
                 "2023-01-01T00:00:00Z",
                 "2023-01-01T00:00:00Z",
                 4,
-                None
+                0
             ),
             None
         );
+    }
+
+    #[test]
+    fn no_plan_has_more_ranges_than_the_states_a_new_split_clears() {
+        let plan = Plan::new(
+            "2023-01-01T00:00:00Z",
+            "2024-01-01T00:00:00Z",
+            "2024-01-01T00:00:00Z",
+            1000,
+            0,
+        )
+        .unwrap();
+        assert_eq!(plan.ranges().len(), MAX_PARTITIONS);
+        assert_eq!(Plan::parse(&plan.to_text()), Some(plan.clone()));
+        let mut more = plan;
+        more.bounds.push("2025-01-01T00:00:00Z".to_string());
+        assert_eq!(Plan::parse(&more.to_text()), None, "33 ranges are refused");
+    }
+
+    #[test]
+    fn a_first_read_starts_at_since_or_one_year_back() {
+        assert_eq!(first_start(None, 400 * 86_400), Ok(35 * 86_400));
+        assert_eq!(first_start(Some("1970-01-02"), 0), Ok(86_400));
+        assert!(first_start(Some("2024-01-01T::::::::"), 0).is_err());
     }
 }
