@@ -106,6 +106,9 @@ impl TableProgress for Notices {
     }
 }
 
+/// The `--since` of most runs: older than every seeded row.
+const SINCE: &str = "2000-01-01T00:00:00Z";
+
 /// One extraction run as the CLI makes it: a runner per worker over the built component.
 fn extract(
     emulator: &Emulator,
@@ -115,10 +118,30 @@ fn extract(
     mode: ReadMode,
     max_calls: Option<usize>,
 ) -> (DatabaseSummary, Vec<String>) {
+    let (summary, notices) = try_extract(
+        emulator,
+        path,
+        tables,
+        (partitions, mode, max_calls),
+        Some(SINCE),
+        |_, _| false,
+    );
+    (summary.expect("the extraction runs"), notices)
+}
+
+/// [`extract`] with its `--since` given, and a runner that panics when `panics(action, input)`.
+fn try_extract(
+    emulator: &Emulator,
+    path: &Target,
+    tables: &[&str],
+    (partitions, mode, max_calls): (usize, ReadMode, Option<usize>),
+    since: Option<&str>,
+    panics: fn(&str, &str) -> bool,
+) -> (anyhow::Result<DatabaseSummary>, Vec<String>) {
     let options = DatabaseOptions {
         tables: tables.iter().map(|t| t.to_string()).collect(),
         page_size: 250,
-        anchor_date: Some("2000-01-01T00:00:00Z".to_string()),
+        anchor_date: since.map(str::to_string),
         deletes: Deletes::Delete,
         parallel: 2,
         partitions,
@@ -129,13 +152,16 @@ fn extract(
         .map(|_| {
             let mut connection = connected(emulator);
             Box::new(move |action: &str, input: &str| -> anyhow::Result<String> {
+                if panics(action, input) {
+                    panic!("a worker panics as the test asks, on {action} {input}");
+                }
                 Ok(host().run_action(action, &mut connection, input)?)
             }) as Box<ActionRunner>
         })
         .collect();
     let open = || path.open();
     let notices = Notices::default();
-    let summary = database::run(runners, &open, &options, &notices).expect("the extraction runs");
+    let summary = database::run(runners, &open, &options, &notices);
     (summary, notices.0.into_inner().unwrap())
 }
 
@@ -412,5 +438,161 @@ fn a_new_split_never_resumes_the_ranges_of_an_earlier_one_read_since_in_another_
         "every row read again, none skipped by a stale range state"
     );
     assert_eq!(db.count("accounts").unwrap(), ROWS as u64);
+    path.remove();
+}
+
+/// The rows landed in `path`'s accounts: (rows, distinct lower-case IDs).
+fn landed_accounts(path: &Target) -> (u64, BTreeSet<String>) {
+    let mut db = path.open().unwrap();
+    let ids = db
+        .ids("accounts", "accountid")
+        .unwrap()
+        .into_iter()
+        .map(|id| id.to_ascii_lowercase())
+        .collect();
+    (db.count("accounts").unwrap(), ids)
+}
+
+#[test]
+fn a_stopped_split_read_rerun_with_another_since_or_none_still_lands_every_row_once() {
+    // Without a --since the action reads one year back, and a date alone is a later start
+    // than the first run's: either way a range first read by the rerun must not start later.
+    for (name, rerun_since) in [("nosince", None), ("latersince", Some("2026-06-01"))] {
+        let emulator = emulator_with_accounts();
+        let path = Target::sqlite(name);
+        let (first, _) = try_extract(
+            &emulator,
+            &path,
+            &["accounts"],
+            (4, ReadMode::Watermark, Some(3)),
+            Some(SINCE),
+            |_, _| false,
+        );
+        assert!(
+            !first.unwrap().complete,
+            "{name}: three calls cannot read {ROWS} rows"
+        );
+        let saved = path.open().unwrap().state("accounts").unwrap().unwrap();
+        assert_eq!(saved.mode, "partitioned", "{name}");
+
+        emulator.clear_requests();
+        for run in ["rerun", "next run"] {
+            let (summary, notices) = try_extract(
+                &emulator,
+                &path,
+                &["accounts"],
+                (4, ReadMode::Watermark, None),
+                rerun_since,
+                |_, _| false,
+            );
+            assert!(summary.unwrap().complete, "{name} {run}: {notices:?}");
+        }
+        let expected = emulator_ids(&emulator);
+        assert_eq!(expected.len(), emulator.table("accounts").len());
+        let (rows, ids) = landed_accounts(&path);
+        let missing = expected.difference(&ids).count();
+        let extra = ids.difference(&expected).count();
+        assert_eq!(
+            (missing, extra),
+            (0, 0),
+            "{name}: every row of the emulator, nothing else"
+        );
+        assert_eq!(rows, expected.len() as u64, "{name}: each row once");
+
+        // Every range read by the rerun started from the plan's start, the first run's --since.
+        let ranged: Vec<String> = account_filters(&emulator)
+            .into_iter()
+            .filter(|f| f.contains("createdon ge ") || f.contains("createdon lt "))
+            .filter(|f| !f.contains("ne null"))
+            .collect();
+        assert!(
+            ranged
+                .iter()
+                .any(|f| f.starts_with(&format!("modifiedon ge {SINCE} and "))),
+            "{name}: the range the first run never read starts at the plan's start: {ranged:?}"
+        );
+        if let Some(later) = rerun_since {
+            assert!(
+                !ranged
+                    .iter()
+                    .any(|f| f.contains(&format!("modifiedon ge {later}"))),
+                "{name}: no range starts at the rerun's --since: {ranged:?}"
+            );
+        }
+        path.remove();
+    }
+}
+
+#[test]
+fn a_worker_that_panics_mid_read_ends_the_run_with_an_error_instead_of_hanging_it() {
+    let emulator = emulator_with_accounts();
+    let path = Target::sqlite("panic");
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // The first range (open below: Created Before alone) panics; the other three are
+            // read and their workers then wait for it.
+            let outcome = try_extract(
+                &emulator,
+                &path,
+                &["accounts"],
+                (4, ReadMode::Watermark, None),
+                Some(SINCE),
+                |action, input| {
+                    action == "get-new-and-updated-records"
+                        && input.contains("createdBefore")
+                        && !input.contains("createdFrom")
+                },
+            );
+            let _ = done.send(outcome.0.map(|summary| summary.complete));
+        });
+        let outcome = finished
+            .recv_timeout(std::time::Duration::from_secs(300))
+            .expect("the run ends");
+        let error = format!("{:#}", outcome.expect_err("the run fails"));
+        assert!(error.contains("panicked"), "{error}");
+    });
+    // The ranges that were read are kept with their states: a rerun goes on and lands all.
+    let (rerun, _) = extract(
+        &emulator,
+        &path,
+        &["accounts"],
+        4,
+        ReadMode::Watermark,
+        None,
+    );
+    assert!(rerun.complete);
+    let (rows, ids) = landed_accounts(&path);
+    assert_eq!(ids, emulator_ids(&emulator));
+    assert_eq!(rows, ROWS as u64);
+    path.remove();
+}
+
+#[test]
+fn a_malformed_since_is_refused_naming_the_flag_before_any_request() {
+    let emulator = emulator_with_accounts();
+    let path = Target::sqlite("badsince");
+    for bad in [
+        "2024-01-01T::::::::",
+        "2024-99-99",
+        "2024-01-01T00:00:00ZZZZ",
+    ] {
+        let (summary, _) = try_extract(
+            &emulator,
+            &path,
+            &["accounts"],
+            (4, ReadMode::Watermark, None),
+            Some(bad),
+            |_, _| false,
+        );
+        let error = format!("{:#}", summary.expect_err(bad));
+        assert!(error.contains("--since") && error.contains(bad), "{error}");
+    }
+    let data_requests = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/api/data/"))
+        .count();
+    assert_eq!(data_requests, 0, "nothing was asked of Dataverse");
     path.remove();
 }
