@@ -9,8 +9,11 @@ import asyncio
 import json
 import os
 import re
+import select
+import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -284,6 +287,39 @@ async def tables_server(work: str) -> None:
             text_of(result)[:300],
         )
 
+        # A link of a listed set may carry nothing that reads another table: not a FetchXML
+        # query (the Web API runs one given as fetchXml on any entity set), nor a binding in
+        # another spelling or as a list.
+        before = last_request_seq()
+        fetch_link = f"{EMULATOR_URL}/api/data/v9.2/accounts?fetchXml=" + urllib.parse.quote(
+            '<fetch><entity name="account"><link-entity name="contact" from="contactid" '
+            'to="primarycontactid"><attribute name="fullname"/></link-entity></entity></fetch>'
+        )
+        result = await client.call_tool(
+            "query-entities", {"entityType": "accounts", "nextPageId": fetch_link}
+        )
+        check(
+            result.is_error and error_of(result).get("field") == "nextPageId",
+            "--tables accounts refuses a next page link that carries a FetchXML query",
+            text_of(result),
+        )
+        contact = "/contacts(00000000-0000-0000-0000-000000000001)"
+        for values in (
+            {"name": "x", "primarycontactid@OData.Bind": contact},
+            {"name": "x", "contact_customer_accounts@odata.bind": [contact]},
+            {"name": "x", "parentaccountid@odata.bind": "/accounts(00000000-0000-0000-0000-000000000001)/primarycontactid"},
+        ):
+            result = await client.call_tool(
+                "create-entity", {"entityType": "accounts", "fieldValues": values}
+            )
+            check(
+                result.is_error and error_of(result).get("field") == "fieldValues",
+                "--tables accounts refuses the binding "
+                + next(repr(key) for key in values if "@" in key),
+                text_of(result),
+            )
+        check(last_request_seq() == before, "the refused links and bindings made no request")
+
         # Definitions and FetchXML name tables by logical name: the server reads the listed
         # tables' logical names from the environment once, then checks them.
         result = await client.call_tool("get-entity-metadata", {"entityType": "account"})
@@ -327,6 +363,159 @@ async def tables_server(work: str) -> None:
         )
 
 
+def raw_session(work: str, *flags: str) -> "subprocess.Popen[bytes]":
+    """`dynamics mcp` on pipes, spoken to line by line without an SDK: a hostile client."""
+    args = [
+        DYNAMICS,
+        "--allow-private",
+        "--token-store",
+        os.path.join(work, "tokens.json"),
+        "mcp",
+        "-c",
+        os.path.join(work, "connection.json"),
+        *flags,
+    ]
+    stderr = open(os.path.join(work, "raw-stderr.log"), "wb")
+    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
+
+
+def send(process, message) -> None:
+    line = message if isinstance(message, bytes) else json.dumps(message).encode()
+    process.stdin.write(line + b"\n")
+    process.stdin.flush()
+
+
+def answer(process, wanted_id, timeout: float = 60) -> dict | None:
+    """The response with id `wanted_id`, skipping notifications; None when the server closed
+    stdout or said nothing in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return None
+        line = process.stdout.readline()
+        if not line:
+            return None
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if message.get("id") == wanted_id:
+            return message
+    return None
+
+
+async def hostile_protocol(work: str) -> None:
+    """Malformed JSON-RPC, unknown tools, arguments of the wrong type, deep nesting and a huge
+    argument: each gets an error (or is dropped) and the server keeps serving; the client
+    secret appears neither in what it answers nor on stderr."""
+    process = raw_session(work, "--tables", "accounts")
+    seen = []
+    try:
+        send(process, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "hostile", "version": "0"}}})
+        reply = answer(process, 1)
+        check(reply is not None and "result" in reply, "the raw session initializes", reply)
+        send(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+        def still_serving(after: str, request_id: int) -> None:
+            send(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/list"})
+            reply = answer(process, request_id)
+            check(
+                reply is not None and bool(reply.get("result", {}).get("tools")),
+                f"the server still lists its tools after {after}",
+                reply,
+            )
+
+        send(process, b"{this is not json")
+        still_serving("a line that is not JSON", 2)
+        send(process, b'{"jsonrpc": "2.0", "id": 3, "method": 42}')
+        still_serving("a method that is not text", 4)
+        calls = [
+            ("a tool that does not exist", {"name": "launch-rockets", "arguments": {}}),
+            ("arguments that are a list", {"name": "query-entities", "arguments": ["accounts"]}),
+            ("a tool name that is a number", {"name": 7, "arguments": {}}),
+            ("an input of the wrong type", {"name": "query-entities",
+                                            "arguments": {"entityType": {"set": "accounts"}}}),
+        ]
+        request_id = 10
+        for what, params in calls:
+            send(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params})
+            reply = answer(process, request_id)
+            seen.append(json.dumps(reply))
+            check(
+                reply is not None and ("error" in reply or reply.get("result", {}).get("isError") is True),
+                f"{what} is answered with an error",
+                reply,
+            )
+            still_serving(what, request_id + 1)
+            request_id += 2
+        deep = "[" * 100_000 + "]" * 100_000
+        line = ('{"jsonrpc": "2.0", "id": %d, "method": "tools/call", "params": {"name": '
+                '"create-entity", "arguments": {"entityType": "accounts", "dynamicValues": %s}}}'
+                % (request_id, deep)).encode()
+        send(process, line)
+        # Past serde_json's nesting limit the line is not JSON to rmcp, which ignores it as the
+        # other MCP SDKs do (there is no id to answer): the server must just keep serving.
+        still_serving("arguments nested 100,000 deep", request_id + 1)
+        request_id += 2
+        # Just under the limit the call reaches the server, and is answered.
+        nested = {"entityType": "accounts", "fieldValues": {"name": "deep"}}
+        for _ in range(120):
+            nested = {"a": nested}
+        send(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {
+            "name": "create-entity", "arguments": {"entityType": "accounts", "dynamicValues": nested}}})
+        reply = answer(process, request_id)
+        check(
+            reply is not None and ("error" in reply or reply.get("result", {}).get("isError") is True),
+            "arguments nested 120 deep are answered with an error",
+            (json.dumps(reply) or "")[:300],
+        )
+        still_serving("arguments nested 120 deep", request_id + 1)
+        request_id += 2
+        # Under the transport's 16 MiB line limit a big argument is a call like any other.
+        big = "name eq '" + "x" * (8 * 1024 * 1024) + "'"
+        send(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {
+            "name": "query-entities", "arguments": {"entityType": "accounts", "filterExpression": big}}})
+        reply = answer(process, request_id, timeout=120)
+        check(reply is not None, "an 8 MiB argument is answered", reply)
+        still_serving("an 8 MiB argument", request_id + 1)
+        request_id += 2
+        # Over it, rmcp drops the line unread (so there is no id to answer) instead of
+        # buffering it: the server neither grows without bound nor stops.
+        huge = "x" * (32 * 1024 * 1024)
+        send(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {
+            "name": "query-entities", "arguments": {"entityType": "accounts", "filterExpression": huge}}})
+        still_serving("a 32 MiB message", request_id + 1)
+        request_id += 2
+        # A call that signs in and fails at the service: no secret in the answer either.
+        send(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {
+            "name": "get-entity", "arguments": {"entityType": "accounts", "entityId": str(uuid.uuid4())}}})
+        reply = answer(process, request_id)
+        seen.append(json.dumps(reply))
+        check(reply is not None, "a call that reaches the service is answered", reply)
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    check(process.returncode == 0, "the server exits cleanly when stdin closes", process.returncode)
+    with open(os.path.join(work, "raw-stderr.log"), "rb") as log:
+        stderr = log.read().decode(errors="replace")
+    check(
+        EMULATOR_CLIENT_SECRET_TEXT not in stderr
+        and not any(EMULATOR_CLIENT_SECRET_TEXT in answer for answer in seen),
+        "the client secret is neither on stderr nor in any answer",
+    )
+    check(
+        not re.search(r"eyJ[A-Za-z0-9_-]{10,}\.", stderr) and "access_token" not in stderr,
+        "no token is on stderr",
+    )
+
+
 EMULATOR_CLIENT_SECRET_TEXT = os.environ["EMULATOR_CLIENT_SECRET"]
 
 
@@ -346,7 +535,7 @@ async def main() -> int:
         with open(path, "w", encoding="utf-8") as file:
             json.dump(connection, file)
         os.chmod(path, 0o600)
-        for scenario in (full_server, read_only_server, tables_server):
+        for scenario in (full_server, read_only_server, tables_server, hostile_protocol):
             print(f"# {scenario.__name__.replace('_', ' ')}")
             try:
                 await scenario(work)
