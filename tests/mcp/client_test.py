@@ -516,6 +516,46 @@ async def hostile_protocol(work: str) -> None:
     )
 
 
+async def wrong_secret(work: str) -> None:
+    """A sign-in the token endpoint refuses: the error names the problem, and the secret that
+    was refused appears neither in it nor on stderr."""
+    secret = f"wrong-secret-{uuid.uuid4()}"
+    with open(os.path.join(work, "connection.json"), encoding="utf-8") as file:
+        connection = json.load(file)
+    connection["name"] = "mcp-wrong-secret"
+    connection["fields"]["clientSecret"] = secret
+    bad = os.path.join(work, "wrong")
+    os.makedirs(bad, exist_ok=True)
+    with open(os.path.join(bad, "connection.json"), "w", encoding="utf-8") as file:
+        json.dump(connection, file)
+    os.chmod(os.path.join(bad, "connection.json"), 0o600)
+    process = raw_session(bad)
+    try:
+        send(process, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "hostile", "version": "0"}}})
+        answer(process, 1)
+        send(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        send(process, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "get-current-user", "arguments": {}}})
+        reply = answer(process, 2)
+        check(
+            reply is not None and reply.get("result", {}).get("isError") is True,
+            "a refused sign-in is a tool error",
+            reply,
+        )
+        check(secret not in json.dumps(reply), "the refused secret is not in the error")
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    with open(os.path.join(bad, "raw-stderr.log"), "rb") as log:
+        check(secret not in log.read().decode(errors="replace"), "the refused secret is not on stderr")
+
+
 EMULATOR_CLIENT_SECRET_TEXT = os.environ["EMULATOR_CLIENT_SECRET"]
 
 
@@ -535,7 +575,7 @@ async def main() -> int:
         with open(path, "w", encoding="utf-8") as file:
             json.dump(connection, file)
         os.chmod(path, 0o600)
-        for scenario in (full_server, read_only_server, tables_server, hostile_protocol):
+        for scenario in (full_server, read_only_server, tables_server, hostile_protocol, wrong_secret):
             print(f"# {scenario.__name__.replace('_', ' ')}")
             try:
                 await scenario(work)
