@@ -90,7 +90,14 @@ pub struct Server {
     entries: Vec<Entry>,
     /// The logical names of the listed tables, once read.
     logical: tokio::sync::Mutex<Option<BTreeSet<String>>>,
+    /// Calls running at once. rmcp serves requests concurrently and each call holds a
+    /// component instance (up to the host's memory limit) on a blocking thread: an agent
+    /// firing hundreds of calls at once would otherwise take that many times the memory.
+    running: tokio::sync::Semaphore,
 }
+
+/// How many tool calls run at once; the others wait their turn.
+const CONCURRENT_CALLS: usize = 4;
 
 impl Server {
     fn new(
@@ -127,6 +134,7 @@ impl Server {
             policy,
             entries,
             logical: tokio::sync::Mutex::new(None),
+            running: tokio::sync::Semaphore::new(CONCURRENT_CALLS),
         }
     }
 
@@ -241,6 +249,10 @@ impl Server {
         // Each call starts from the connection as configured; the token store keeps the token.
         let mut connection = self.connection.clone();
         let action = action.to_string();
+        // The semaphore is never closed, so acquiring only waits.
+        let _turn = self.running.acquire().await.map_err(|problem| {
+            McpError::internal_error(format!("the call could not start: {problem}"), None)
+        })?;
         tokio::task::spawn_blocking(move || {
             TokenManager::new(&host, &store).run_action(&key, &mut connection, &action, &input)
         })
@@ -484,6 +496,26 @@ mod tests {
             .unwrap();
         assert_eq!(error_of(&result)["field"], json!("connection"));
         assert!(server.call("no-such-tool", Map::new()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn only_a_few_calls_run_at_once_and_the_others_wait_their_turn() {
+        let server = server(Policy::default());
+        let call = || server.call("get-current-user", Map::new());
+        let taken = server
+            .running
+            .acquire_many(CONCURRENT_CALLS as u32)
+            .await
+            .unwrap();
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(300), call()).await;
+        assert!(waiting.is_err(), "a call ran with every turn taken");
+        drop(taken);
+        let result = tokio::time::timeout(std::time::Duration::from_secs(60), call())
+            .await
+            .expect("a call waited with turns free")
+            .unwrap();
+        // The test connection names an address the egress policy refuses: an error, but run.
+        assert_eq!(result.is_error, Some(true));
     }
 
     #[tokio::test]
