@@ -525,33 +525,32 @@ fn a_stopped_split_read_rerun_with_another_since_or_none_still_lands_every_row_o
 
 #[test]
 fn a_worker_that_panics_mid_read_ends_the_run_with_an_error_instead_of_hanging_it() {
-    let emulator = emulator_with_accounts();
-    let path = Target::sqlite("panic");
     let (done, finished) = std::sync::mpsc::channel();
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            // The first range (open below: Created Before alone) panics; the other three are
-            // read and their workers then wait for it.
-            let outcome = try_extract(
-                &emulator,
-                &path,
-                &["accounts"],
-                (4, ReadMode::Watermark, None),
-                Some(SINCE),
-                |action, input| {
-                    action == "get-new-and-updated-records"
-                        && input.contains("createdBefore")
-                        && !input.contains("createdFrom")
-                },
-            );
-            let _ = done.send(outcome.0.map(|summary| summary.complete));
-        });
-        let outcome = finished
-            .recv_timeout(std::time::Duration::from_secs(300))
-            .expect("the run ends");
-        let error = format!("{:#}", outcome.expect_err("the run fails"));
-        assert!(error.contains("panicked"), "{error}");
+    // A thread of its own, not scoped: a run that hangs fails the test instead of hanging it.
+    std::thread::spawn(move || {
+        let emulator = emulator_with_accounts();
+        let path = Target::sqlite("panic");
+        // The first range (open below: Created Before alone) panics; the other three are read
+        // and their workers then wait for it.
+        let (outcome, _) = try_extract(
+            &emulator,
+            &path,
+            &["accounts"],
+            (4, ReadMode::Watermark, None),
+            Some(SINCE),
+            |action, input| {
+                action == "get-new-and-updated-records"
+                    && input.contains("createdBefore")
+                    && !input.contains("createdFrom")
+            },
+        );
+        let _ = done.send((outcome.map(|summary| summary.complete), emulator, path));
     });
+    let (outcome, emulator, path) = finished
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .expect("the run ends");
+    let error = format!("{:#}", outcome.expect_err("the run fails"));
+    assert!(error.contains("panicked"), "{error}");
     // The ranges that were read are kept with their states: a rerun goes on and lands all.
     let (rerun, _) = extract(
         &emulator,
@@ -563,7 +562,10 @@ fn a_worker_that_panics_mid_read_ends_the_run_with_an_error_instead_of_hanging_i
     );
     assert!(rerun.complete);
     let (rows, ids) = landed_accounts(&path);
-    assert_eq!(ids, emulator_ids(&emulator));
+    assert!(
+        ids == emulator_ids(&emulator),
+        "every row of the emulator, nothing else"
+    );
     assert_eq!(rows, ROWS as u64);
     path.remove();
 }
