@@ -178,6 +178,14 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// Keep every request for [`Emulator::requests`]. Default true.
     pub record_requests: bool,
+    /// The `x-ms-dop-hint` every Web API answer carries when the cost model is off (the cost
+    /// model answers its own). Dataverse sends it with its answers ("the `x-ms-dop-hint`
+    /// response header value provides recommended degree of parallelism, which varies from
+    /// environment to environment", Send parallel requests,
+    /// learn.microsoft.com/power-apps/developer/data-platform/send-parallel-requests), and
+    /// clients read it from the first answer they get, WhoAmI in Microsoft's WebAPIService
+    /// sample. Default 4, a small environment on one web server.
+    pub dop_hint: usize,
     /// Answer an upsert by alternate key with `OData-EntityId: set(<guid>)` instead of the
     /// documented key form `set(key='v')`. Default false (the documented form).
     pub alt_key_entity_id_as_guid: bool,
@@ -254,6 +262,7 @@ impl Default for Config {
                 },
             ],
             record_requests: true,
+            dop_hint: 4,
             alt_key_entity_id_as_guid: false,
             tls: false,
             ca_certificate_file: None,

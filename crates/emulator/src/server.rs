@@ -238,6 +238,11 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             hdrs.push((name, value));
         }
         hdrs.push(("x-ms-dop-hint".into(), ticket.model().dop_hint.to_string()));
+    } else if cost_path.starts_with("/api/data/") {
+        hdrs.push((
+            "x-ms-dop-hint".into(),
+            app.config.dop_hint.max(1).to_string(),
+        ));
     }
     let answered = match (&fault, status) {
         (Some(Fault::MalformedJson), 204) => 200,

@@ -107,7 +107,7 @@ fn the_wait_holds_no_other_request() {
 }
 
 #[test]
-fn answers_carry_the_dop_hint_only_with_the_model_on() {
+fn answers_carry_the_models_dop_hint_and_without_it_the_configured_one() {
     let (emu, c) = start(CostModel {
         dop_hint: 5,
         ..CostModel::default()
@@ -118,7 +118,12 @@ fn answers_carry_the_dop_hint_only_with_the_model_on() {
         Some("5")
     );
     emu.set_cost_model(None);
-    assert_eq!(c.get("WhoAmI", &[]).header("x-ms-dop-hint"), None);
+    // Dataverse answers a hint whatever the load; the emulator's default is 4.
+    assert_eq!(c.get("WhoAmI", &[]).header("x-ms-dop-hint"), Some("4"));
+    assert_eq!(
+        c.get("accounts?$top=1", &[]).header("x-ms-dop-hint"),
+        Some("4")
+    );
 }
 
 #[test]

@@ -48,7 +48,8 @@ fn creates(prefix: &str, n: usize) -> Value {
 
 fn batch_input(prefix: &str, n: usize, all_or_nothing: bool, key: Option<&str>) -> Value {
     // The `$batch` path, which these faults target; bulk_messages.rs runs them on CreateMultiple.
-    let mut input = json!({"batchActions": creates(prefix, n), "allOrNothing": all_or_nothing, "writePath": "batch"});
+    // One request of up to 1,000 (the service's hint would spread them over several).
+    let mut input = json!({"batchActions": creates(prefix, n), "allOrNothing": all_or_nothing, "writePath": "batch", "bulkBatchSize": 1000});
     if let Some(key) = key {
         input["idempotencyKey"] = json!(key);
     }

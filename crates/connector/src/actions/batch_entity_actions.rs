@@ -64,8 +64,8 @@ const CONTINUE_ON_ERROR: InputDef = InputDef::new("continueOnError", "Continue O
     .default("true")
     .comments("Without All or Nothing: go on with the next actions after one fails, instead of stopping there");
 
-const BULK_BATCH_SIZE: InputDef = InputDef::new("bulkBatchSize", "Bulk Batch Size", Kind::Number)
-    .comments("Records per bulk request (CreateMultiple, UpdateMultiple) on a standard table; Microsoft suggests 1000 to start and fewer when requests time out or plug-ins run. Left empty, the connector spreads the records over as many requests as the service's x-ms-dop-hint runs at once, 100 to 1000 each (also for $batch requests with Continue On Error); 1000 when the service sent no hint. Elastic tables take at most 100 per request, as Microsoft recommends")
+const BULK_BATCH_SIZE: InputDef = InputDef::new("bulkBatchSize", "Batch Size", Kind::Number)
+    .comments("Records per request: per bulk request (CreateMultiple, UpdateMultiple) on a standard table, and per $batch request when Continue On Error is on; Microsoft suggests 1000 to start and fewer when requests time out or plug-ins run. Left empty, the connector spreads the records over as many requests as the service's x-ms-dop-hint runs at once, 100 to 1000 each. Elastic tables take at most 100 per bulk request, as Microsoft recommends. With Continue On Error off, $batch requests carry 1000 (they go one at a time)")
     .format(Format::Range(1, 1000));
 
 const MAX_ITEMS: usize = 1000;
@@ -243,6 +243,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         })
         .sum();
     if continue_on_error
+        && asked_chunk.is_none()
         && batched >= 2 * bulk::MIN_SPREAD_CHUNK
         && context.client.hinted_parallelism().is_none()
     {
@@ -287,11 +288,11 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                 Group::Batch(indices) => {
                     // Only independent requests run side by side: with Continue On Error off
                     // they go one at a time, so the largest requests are the fewest.
-                    let size = match context.client.hinted_parallelism() {
-                        Some(hint) if continue_on_error => {
-                            bulk::spread(indices.len(), hint, MAX_ITEMS)
-                        }
-                        _ => MAX_ITEMS,
+                    let size = match (asked_chunk, context.client.hinted_parallelism()) {
+                        _ if !continue_on_error => MAX_ITEMS,
+                        (Some(asked), _) => asked.min(MAX_ITEMS),
+                        (None, Some(hint)) => bulk::spread(indices.len(), hint, MAX_ITEMS),
+                        (None, None) => MAX_ITEMS,
                     };
                     for part in indices.chunks(size) {
                         chunks.push(Chunk::Batch {
