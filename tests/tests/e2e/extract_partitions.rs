@@ -598,3 +598,83 @@ fn a_malformed_since_is_refused_naming_the_flag_before_any_request() {
     assert_eq!(data_requests, 0, "nothing was asked of Dataverse");
     path.remove();
 }
+
+#[test]
+fn a_corrupt_saved_plan_starts_the_first_read_over_with_a_notice_and_lands_every_row_once() {
+    let emulator = emulator_with_accounts();
+    let path = Target::sqlite("corrupt");
+    let (stopped, _) = extract(
+        &emulator,
+        &path,
+        &["accounts"],
+        4,
+        ReadMode::Watermark,
+        Some(2),
+    );
+    assert!(!stopped.complete);
+    let mut db = path.open().unwrap();
+    db.execute(&format!(
+        "UPDATE {} SET resume_from = '{{\"since\":' WHERE table_name = 'accounts'",
+        database::STATE_TABLE
+    ))
+    .unwrap();
+    let (rerun, notices) = extract(
+        &emulator,
+        &path,
+        &["accounts"],
+        4,
+        ReadMode::Watermark,
+        None,
+    );
+    assert!(rerun.complete);
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("saved plan of the split first read cannot be read")),
+        "{notices:?}"
+    );
+    assert_eq!(
+        rerun.landed["accounts"], ROWS as u64,
+        "every row read again: no range went on from a state of the lost plan"
+    );
+    let (rows, ids) = landed_accounts(&path);
+    assert!(
+        ids == emulator_ids(&emulator),
+        "every row of the emulator, nothing else"
+    );
+    assert_eq!(rows, ROWS as u64);
+    path.remove();
+}
+
+#[test]
+fn an_empty_table_asked_for_ranges_is_read_whole_with_a_notice_saying_it_has_no_rows() {
+    let emulator = Emulator::start(
+        Config {
+            rows_per_table: 5,
+            table_rows: vec![("accounts".to_string(), 0)],
+            ..Config::default()
+        },
+        0,
+    )
+    .unwrap();
+    assert!(emulator.table("accounts").is_empty(), "the table is empty");
+    let path = Target::sqlite("empty");
+    let (summary, notices) = extract(
+        &emulator,
+        &path,
+        &["accounts"],
+        4,
+        ReadMode::Watermark,
+        None,
+    );
+    assert!(summary.complete);
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("no row has both a createdon and a modifiedon")),
+        "{notices:?}"
+    );
+    assert!(!notices.iter().any(|n| n.contains("too few distinct")));
+    assert_eq!(path.open().unwrap().count("accounts").unwrap(), 0);
+    path.remove();
+}
