@@ -461,6 +461,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn read_only_refuses_functions_whose_plug_ins_may_write() {
+        // A custom API marked as a function runs its plug-in on GET like any other message,
+        // and CalculateRollupField, a built-in function, stores the value it computes.
+        let server = server(Policy::new(true, None).unwrap());
+        assert!(!names(&server).contains(&"call-function".to_string()));
+        let result = server
+            .call(
+                "call-function",
+                json!({"functionName": "CalculateRollupField"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(error_of(&result)["code"], json!("forbidden"));
+    }
+
+    #[tokio::test]
     async fn a_table_list_hides_raw_requests_and_refuses_other_tables() {
         let server = server(Policy::new(false, Some("accounts")).unwrap());
         let names = names(&server);

@@ -146,8 +146,12 @@ pub const CLASSES: &[Class] = &[
     // Messages and custom APIs run plug-ins and flows that may do anything, anywhere.
     class("perform-unbound-action", ANYTHING, Tables::Unchecked),
     class("perform-bound-action", ANYTHING, Tables::Unchecked),
-    // OData functions have no side effects; their parameters may name any table.
-    class("call-function", READ, Tables::Unchecked),
+    // A function is called with GET, but not every one changes nothing: a custom API marked
+    // as a function runs its plug-in (the main operation) like any other message
+    // (learn.microsoft.com/power-apps/developer/data-platform/custom-api-tables: "Plugin
+    // Type ... provides the main operation"), and CalculateRollupField stores the value it
+    // computes. Its parameters may name any table.
+    class("call-function", ANYTHING, Tables::Unchecked),
     class("upload-file", OVERWRITE, Tables::EntitySet("entityType")),
     class("download-file", READ, Tables::EntitySet("entityType")),
     // Notes are rows of their own table (annotations), attached to a row of another.
