@@ -230,6 +230,11 @@ async def read_only_server(work: str) -> None:
             sorted(tools),
         )
         check(
+            "call-function" not in tools,
+            "--read-only hides Call a Function (a custom API function's plug-in may write)",
+            sorted(tools),
+        )
+        check(
             all(tool.annotations and tool.annotations.read_only_hint for tool in tools.values()),
             "--read-only lists only read-only tools",
         )
