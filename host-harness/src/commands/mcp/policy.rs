@@ -546,11 +546,11 @@ impl Check<'_> {
                     ..refusal
                 })
             };
-            // Any annotation ending in bind, in any case (OData 4.01 also has a short
-            // `@bind`): which spellings the service takes is not ours to guess.
+            // Any annotation naming bind, in any case and with any spacing (OData 4.01 also
+            // has a short `@bind`): which spellings the service takes is not ours to guess.
             if column
                 .split_once('@')
-                .is_some_and(|(_, annotation)| annotation.to_ascii_lowercase().ends_with("bind"))
+                .is_some_and(|(_, annotation)| annotation.to_ascii_lowercase().contains("bind"))
             {
                 let targets: Vec<&Value> = match value {
                     // A collection-valued navigation property binds a list of rows.
@@ -1047,6 +1047,9 @@ mod tests {
         ));
         assert!(refused(
             json!({"ownerid@bind": "/systemusers(00000000-0000-0000-0000-000000000001)"})
+        ));
+        assert!(refused(
+            json!({"ownerid@odata.bind ": "/systemusers(00000000-0000-0000-0000-000000000001)"})
         ));
         // A collection-valued navigation property binds a list of rows.
         assert!(refused(
