@@ -421,12 +421,14 @@ async def hostile_protocol(work: str) -> None:
             "protocolVersion": "2025-06-18", "capabilities": {},
             "clientInfo": {"name": "hostile", "version": "0"}}})
         reply = answer(process, 1)
+        seen.append(json.dumps(reply))
         check(reply is not None and "result" in reply, "the raw session initializes", reply)
         send(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})
 
         def still_serving(after: str, request_id: int) -> None:
             send(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/list"})
             reply = answer(process, request_id)
+            seen.append(json.dumps(reply))
             check(
                 reply is not None and bool(reply.get("result", {}).get("tools")),
                 f"the server still lists its tools after {after}",
@@ -513,7 +515,7 @@ async def hostile_protocol(work: str) -> None:
     check(
         EMULATOR_CLIENT_SECRET_TEXT not in stderr
         and not any(EMULATOR_CLIENT_SECRET_TEXT in answer for answer in seen),
-        "the client secret is neither on stderr nor in any answer",
+        "the client secret is on neither stderr nor any answer (instructions, tool list, errors)",
     )
     check(
         not re.search(r"eyJ[A-Za-z0-9_-]{10,}\.", stderr) and "access_token" not in stderr,
