@@ -17,7 +17,7 @@
 //! complete, then the instant the next read starts from.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +27,11 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::partitions::{Plan, Range};
+use split::{Split, drop_range_states};
+
+/// A table's first read split into ranges of `createdon`: the plan and the reading of a range.
+#[path = "split.rs"]
+mod split;
 use super::schema::{Cell, Column, Kind, TableSchema, check_identifier};
 use super::{PageReport, Summary};
 
@@ -637,42 +642,10 @@ enum Task {
     Range(Arc<Split>, usize),
 }
 
-/// A table read in ranges at the same time: what each range's worker needs, and how far the
-/// ranges are.
-struct Split {
-    table: String,
-    schema: TableSchema,
-    plan: Plan,
-    ranges: Vec<Range>,
-    /// Ranges not yet complete; the worker that completes the last saves the table's state.
-    left: AtomicUsize,
-    /// Rows and calls of every range this run, for the progress reports.
-    landed: AtomicU64,
-    pages: AtomicU64,
-}
-
 /// What reading a table gave: its outcome, or a split whose ranges are still to read.
 enum Landed {
     Whole(Outcome),
     Split(Arc<Split>, Outcome),
-}
-
-/// The state row of a split table's range `index` (entity set names hold no `#`).
-fn range_key(table: &str, index: usize) -> String {
-    format!("{table}#{index}")
-}
-
-/// Removes the state rows of a table's ranges, all there can be.
-fn drop_range_states(db: &mut dyn Database, table: &str) -> anyhow::Result<()> {
-    // `table` passed check_identifier: letters, digits and underscores only.
-    let keys: Vec<String> = (0..super::partitions::MAX_PARTITIONS)
-        .map(|i| format!("'{}'", range_key(table, i)))
-        .collect();
-    db.execute(&format!(
-        "DELETE FROM {STATE_TABLE} WHERE table_name IN ({})",
-        keys.join(", ")
-    ))
-    .with_context(|| format!("clearing the range states of {table}"))
 }
 
 /// The entity set names of the environment's tables, from one metadata request
@@ -844,183 +817,6 @@ impl Worker<'_, '_> {
         };
         outcome.complete = self.pages(read, &mut schema, &mut known, &mut outcome)?;
         Ok(Landed::Whole(outcome))
-    }
-
-    /// A new split first read, when asked for and possible: its plan, saved as the table's
-    /// state before any range is read.
-    fn start_split(
-        &mut self,
-        mode: &str,
-        schema: &TableSchema,
-        outcome: &mut Outcome,
-    ) -> anyhow::Result<Option<Plan>> {
-        if mode != WATERMARK || self.options.partitions < 2 {
-            return Ok(None);
-        }
-        let Some(plan) = self.plan(schema, outcome)? else {
-            return Ok(None);
-        };
-        let table = schema.table.as_str();
-        // Ranges of an earlier split (read since in another mode) must not be taken for this
-        // one's.
-        drop_range_states(self.db, table)?;
-        self.db.apply(&Landing {
-            table,
-            state_key: table,
-            primary_id: &schema.primary_id,
-            columns: &schema.columns,
-            rows: Vec::new(),
-            deleted: Vec::new(),
-            deletes: self.options.deletes,
-            state: SavedState {
-                mode: PARTITIONED.to_string(),
-                cursor: Some(plan.to_text()),
-                complete: false,
-            },
-        })?;
-        let text = format!(
-            "first read in {} ranges of createdon at once, of rows modified since {}; the next run reads rows modified since {}",
-            plan.bounds.len() + 1,
-            plan.anchor,
-            plan.since
-        );
-        self.notice(table, outcome, &text);
-        Ok(Some(plan))
-    }
-
-    fn split(&self, schema: TableSchema, plan: Plan) -> Arc<Split> {
-        let ranges = plan.ranges();
-        Arc::new(Split {
-            table: schema.table.clone(),
-            schema,
-            left: AtomicUsize::new(ranges.len()),
-            ranges,
-            plan,
-            landed: AtomicU64::new(0),
-            pages: AtomicU64::new(0),
-        })
-    }
-
-    /// The ranges of a table's first read: its oldest and newest `createdon` and its newest
-    /// `modifiedon`, each from one small query (`$orderby` with `$top=1`,
-    /// learn.microsoft.com/power-apps/developer/data-platform/webapi/query/overview#limit-the-number-of-rows
-    /// and query/order-rows); rows without the value are left out of these queries with
-    /// `ne null`, as order-rows' example does, so each edge is an instant (such rows belong to
-    /// the first range). None (read whole, with a notice) when the table has no `createdon` or
-    /// holds one instant only.
-    fn plan(
-        &mut self,
-        schema: &TableSchema,
-        outcome: &mut Outcome,
-    ) -> anyhow::Result<Option<Plan>> {
-        let table = schema.table.as_str();
-        let has = |name: &str| schema.columns.iter().any(|c| c.name == name);
-        if !has("createdon") || !has("modifiedon") {
-            self.notice(
-                table,
-                outcome,
-                "no createdon or modifiedon column: read whole, not in ranges",
-            );
-            return Ok(None);
-        }
-        let mut edge = |column: &str, order: &str| -> anyhow::Result<Option<String>> {
-            let answer = raw_get(
-                self.runner,
-                &format!(
-                    "{table}?$select={column}&$filter={column}%20ne%20null&$orderby={column}%20{order}&$top=1"
-                ),
-            )?;
-            Ok(answer["value"][0][column].as_str().map(str::to_string))
-        };
-        let oldest = edge("createdon", "asc")?;
-        let newest = edge("createdon", "desc")?;
-        let modified = edge("modifiedon", "desc")?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_secs() as i64)
-            .unwrap_or_default();
-        // Fixed here and saved in the plan: every range starts from it, whatever later runs
-        // are given (run() checked --since).
-        let anchor = super::partitions::first_start(self.options.anchor_date.as_deref(), now)
-            .map_err(|problem| anyhow!("--since {problem}"))?;
-        let (Some(oldest), Some(newest), Some(modified)) = (oldest, newest, modified) else {
-            self.notice(
-                table,
-                outcome,
-                "no row has both a createdon and a modifiedon (the table is empty, or its rows lack them): read whole, not in ranges",
-            );
-            return Ok(None);
-        };
-        let plan = Plan::new(&oldest, &newest, &modified, self.options.partitions, anchor);
-        if plan.is_none() {
-            let text = if oldest == newest {
-                format!(
-                    "every row's createdon is the same instant ({oldest}): read whole, not in ranges"
-                )
-            } else {
-                format!(
-                    "createdon runs from {oldest:?} to {newest:?} (newest modifiedon {modified:?}), which cannot be split into ranges of whole seconds: read whole"
-                )
-            };
-            self.notice(table, outcome, &text);
-        }
-        Ok(plan)
-    }
-
-    /// One range of a split table, from where an earlier run left it; the worker that completes
-    /// the last range saves the table's next start and drops the ranges' states.
-    fn land_range(&mut self, split: &Split, index: usize) -> anyhow::Result<Outcome> {
-        let table = split.table.as_str();
-        let key = range_key(table, index);
-        let mut outcome = Outcome::default();
-        let (cursor, done) = match self.db.state(&key)? {
-            Some(saved) if saved.mode == WATERMARK => (saved.cursor, saved.complete),
-            _ => (None, false),
-        };
-        outcome.complete = done || {
-            let mut schema = split.schema.clone();
-            let mut known = HashSet::new();
-            ensure(self.db, &schema, self.options.deletes, &mut known)?;
-            let read = Read {
-                table,
-                state_key: &key,
-                mode: WATERMARK,
-                cursor,
-                // The plan's start, not this run's --since: see Plan.
-                anchor: Some(split.plan.anchor.clone()),
-                range: Some(&split.ranges[index]),
-                split: Some(split),
-            };
-            self.pages(read, &mut schema, &mut known, &mut outcome)?
-        };
-        if outcome.complete && split.left.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.db.apply(&Landing {
-                table,
-                state_key: table,
-                primary_id: &split.schema.primary_id,
-                columns: &split.schema.columns,
-                rows: Vec::new(),
-                deleted: Vec::new(),
-                deletes: self.options.deletes,
-                state: SavedState {
-                    mode: SINCE.to_string(),
-                    cursor: Some(split.plan.since.clone()),
-                    complete: true,
-                },
-            })?;
-            drop_range_states(self.db, table)?;
-            self.progress.page(&PageReport {
-                table,
-                table_number: 0,
-                tables: self.options.tables.len(),
-                rows_in_all: self.db.count(table)?,
-                rows_this_run: split.landed.load(Ordering::SeqCst),
-                rows_this_page: 0,
-                pages_this_run: split.pages.load(Ordering::SeqCst),
-                complete: true,
-            });
-        }
-        Ok(outcome)
     }
 
     /// Calls Get New and Updated Records until the read is complete (true) or the run's calls
