@@ -152,3 +152,6 @@ pub fn fno_connected(emulator: &Emulator) -> Connection {
     });
     connection
 }
+
+/// The database an extraction test lands rows in.
+pub mod extract_target;

@@ -42,6 +42,24 @@ impl Postgres {
             })
             .collect())
     }
+
+    /// Every column of a query's rows as text (NULL as None), for tests that read landed
+    /// rows back.
+    pub fn rows_text(&mut self, sql: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+        Ok(self
+            .client
+            .simple_query(sql)?
+            .into_iter()
+            .filter_map(|message| match message {
+                postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect())
+    }
 }
 
 /// The URL as it may be shown: a password in it is replaced by `***`.

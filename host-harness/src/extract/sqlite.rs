@@ -40,6 +40,29 @@ impl Sqlite {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(values)
     }
+
+    /// Every column of a query's rows as text (NULL as None, a blob as `<blob>`), for tests
+    /// that read landed rows back.
+    pub fn rows_text(&self, sql: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+        let mut statement = self.connection.prepare(sql)?;
+        let width = statement.column_count();
+        let rows = statement
+            .query_map([], |row| {
+                (0..width)
+                    .map(|i| {
+                        Ok(match row.get::<_, SqlValue>(i)? {
+                            SqlValue::Null => None,
+                            SqlValue::Integer(n) => Some(n.to_string()),
+                            SqlValue::Real(f) => Some(f.to_string()),
+                            SqlValue::Text(t) => Some(t),
+                            SqlValue::Blob(_) => Some("<blob>".to_string()),
+                        })
+                    })
+                    .collect()
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
 }
 
 fn value(cell: &Cell) -> SqlValue {

@@ -6,18 +6,15 @@
 //! `tests/postgres.sh`); without one that test prints that it is skipped.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 use dataverse_emulator::{Config, Emulator};
+use e2e_tests::extract_target::Target;
 use e2e_tests::{connected, host, json};
 use host_harness::extract::PageReport;
 use host_harness::extract::database::{
-    self, ActionRunner, Database, DatabaseOptions, DatabaseSummary, Deletes, ReadMode,
-    TableProgress,
+    self, ActionRunner, DatabaseOptions, DatabaseSummary, Deletes, ReadMode, TableProgress,
 };
-use host_harness::extract::postgres::Postgres;
-use host_harness::extract::sqlite::Sqlite;
 use serde_json::json;
 
 const ROWS: usize = 3000;
@@ -32,66 +29,6 @@ fn emulator_with_accounts() -> Emulator {
         0,
     )
     .expect("the emulator starts")
-}
-
-/// Where a test's rows land.
-enum Target {
-    Sqlite(PathBuf),
-    /// A URL whose search path starts with a schema of the test's own.
-    Postgres(String),
-}
-
-impl Target {
-    fn sqlite(name: &str) -> Target {
-        let path = std::env::temp_dir().join(format!(
-            "extract-partitions-{name}-{}.db",
-            std::process::id()
-        ));
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-        Target::Sqlite(path)
-    }
-
-    /// A fresh schema on the `DATABASE_URL` server; None (and a printed notice) without one.
-    fn postgres(name: &str) -> Option<Target> {
-        let Ok(base) = std::env::var("DATABASE_URL") else {
-            eprintln!("skipped: DATABASE_URL is not set (run under tests/postgres.sh)");
-            return None;
-        };
-        let schema = format!("{name}_{}", std::process::id());
-        Postgres::connect(&base)
-            .unwrap()
-            .execute(&format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-            ))
-            .unwrap();
-        let separator = if base.contains('?') { '&' } else { '?' };
-        Some(Target::Postgres(format!(
-            "{base}{separator}options=-csearch_path%3D{schema}%20-cTimeZone%3DUTC"
-        )))
-    }
-
-    fn open(&self) -> anyhow::Result<Box<dyn Database>> {
-        Ok(match self {
-            Target::Sqlite(path) => Box::new(Sqlite::open(path)?),
-            Target::Postgres(url) => Box::new(Postgres::connect(url)?),
-        })
-    }
-
-    /// The first column of a query's rows, as text.
-    fn column_text(&self, sql: &str) -> Vec<Option<String>> {
-        match self {
-            Target::Sqlite(path) => Sqlite::open(path).unwrap().column_text(sql).unwrap(),
-            Target::Postgres(url) => Postgres::connect(url).unwrap().column_text(sql).unwrap(),
-        }
-    }
-
-    fn remove(&self) {
-        if let Target::Sqlite(path) = self {
-            let _ = std::fs::remove_file(path);
-        }
-    }
 }
 
 /// Notices kept, page lines dropped.
