@@ -264,9 +264,11 @@ impl InstantError {
 }
 
 /// Reads `YYYY-MM-DD` or `YYYY-MM-DDThh:mm:ss[.f{1,7}](Z|±hh:mm)` strictly: every field in range
-/// (year 1 to 9999, the day within its month, no leap second, offsets within ±14:00 as .NET's
-/// `DateTimeOffset` allows), at most seven fraction digits (Dataverse keeps 100 ns ticks) and at
-/// most [`MAX_INSTANT_LEN`] characters, so what passes can go into a `$filter` as a literal.
+/// and at most [`MAX_INSTANT_LEN`] characters, so what passes can go into a `$filter` as a
+/// literal. The ranges are those of the SQL Server `datetimeoffset` Dataverse stores dates in
+/// (learn.microsoft.com/sql/t-sql/data-types/datetimeoffset-transact-sql: years 0001 to 9999,
+/// 00:00:00 to 23:59:59.9999999, so no leap second and at most seven fraction digits, offsets
+/// from -14:00 to +14:00), the day within its month.
 pub fn parse_instant(text: &str) -> Result<Instant, InstantError> {
     let text = text.trim();
     if text.is_empty() {
