@@ -475,6 +475,23 @@ impl RecordChunks {
     }
 }
 
+/// Whether `link` (a next or delta link the caller passed back) addresses `entity_set` itself:
+/// `<Web API root>/<entity_set>` followed by `?`, `(` or `/`. A link of another table would
+/// answer rows the Entity Type does not name.
+pub fn is_link_of(context: &Context, entity_set: &str, link: &str) -> bool {
+    let collection = format!("{}/{entity_set}", context.client.api_root_path());
+    let path = link
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|slash| &rest[slash..]))
+        .unwrap_or_default();
+    path.get(..collection.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(&collection))
+        && matches!(
+            path.as_bytes().get(collection.len()),
+            Some(b'?' | b'(' | b'/')
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

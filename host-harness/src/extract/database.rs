@@ -704,6 +704,8 @@ struct Output<'a> {
     next_watermark: Option<String>,
     #[serde(rename = "deltaLink")]
     delta_link: Option<String>,
+    #[serde(rename = "nextLink", default)]
+    next_link: Option<String>,
     #[serde(default)]
     deleted: Vec<String>,
     #[serde(default)]
@@ -838,6 +840,12 @@ impl Worker<'_, '_> {
             split,
         } = read;
         let mut pages = 0u64;
+        // A change-tracking read that took several calls, or went on from where a stopped run
+        // left it, lands pages of different moments: a row deleted or changed meanwhile is
+        // only in the delta after it. One more call, with the delta link the read ended with,
+        // lands those before the run says the table is complete.
+        let mut catch_up = mode == CHANGE_TRACKING && cursor.as_deref().is_some_and(is_next_link);
+        let mut caught_up = false;
         loop {
             if self
                 .options
@@ -849,6 +857,9 @@ impl Worker<'_, '_> {
             let mut input = json!({"entityType": table, "recordsPerPage": self.options.page_size});
             if mode == CHANGE_TRACKING {
                 input["useChangeTracking"] = json!(true);
+                // One page per call, as in watermark mode: a table's first read is not one
+                // call holding every row (a large table outgrew the call's memory and time).
+                input["rowsPerCall"] = json!(self.options.page_size);
                 if let Some(link) = &cursor {
                     input["deltaLink"] = json!(link);
                 }
@@ -911,7 +922,12 @@ impl Worker<'_, '_> {
                 self.notice(table, outcome, text);
             }
             let next = if mode == CHANGE_TRACKING {
-                output.delta_link.clone()
+                // A read cut by Rows Per Call goes on from its next link; the state holds
+                // either, committed with the rows it covers.
+                output
+                    .delta_link
+                    .clone()
+                    .or_else(|| output.next_link.clone())
             } else {
                 output.next_watermark.clone()
             };
@@ -953,7 +969,12 @@ impl Worker<'_, '_> {
                 pages_this_run,
                 complete: output.complete && split.is_none(),
             });
+            catch_up |= mode == CHANGE_TRACKING && pages > 1;
             if output.complete {
+                if catch_up && !caught_up && output.delta_link.is_some() {
+                    caught_up = true;
+                    continue;
+                }
                 return Ok(true);
             }
         }
@@ -1008,6 +1029,16 @@ impl Worker<'_, '_> {
         }
         TableSchema::from_definition(table, &definition, &labels)
     }
+}
+
+/// Whether a saved change-tracking cursor is the next link of a read cut by Rows Per Call
+/// rather than a delta link (`$deltatoken` among its query options).
+fn is_next_link(link: &str) -> bool {
+    let query = link.split_once('?').map_or("", |(_, query)| query);
+    !query.split('&').any(|option| {
+        let name = option.split('=').next().unwrap_or_default();
+        name.eq_ignore_ascii_case("$deltatoken") || name.eq_ignore_ascii_case("%24deltatoken")
+    })
 }
 
 /// A cell as text, for databases that bind every value as text.

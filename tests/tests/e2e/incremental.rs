@@ -181,3 +181,85 @@ fn change_tracking_reports_changes_and_deletions_and_starts_over_when_the_link_e
     assert_eq!(again["resynced"], true);
     assert_eq!(again["records"].as_array().unwrap().len(), total - 1);
 }
+
+#[test]
+fn a_change_tracking_read_cut_by_rows_per_call_goes_on_from_its_next_link_to_every_row_once() {
+    let emulator = emulator();
+    let total = emulator.table("accounts").len();
+    assert!(total > 12, "the seed has enough rows to cut: {total}");
+    let mut ids = std::collections::BTreeSet::new();
+    let mut rows = 0;
+    let mut calls = 0;
+    let mut input = json!({"entityType": "accounts", "useChangeTracking": true, "recordsPerPage": 5, "rowsPerCall": 7, "fieldNames": ["name"]});
+    let delta = loop {
+        calls += 1;
+        assert!(calls <= total, "the read ends");
+        let output = read(&emulator, input.clone());
+        for record in output["records"].as_array().unwrap() {
+            rows += 1;
+            ids.insert(record["accountid"].as_str().unwrap().to_string());
+        }
+        if output["complete"] == true {
+            assert_eq!(output["nextLink"], Value::Null);
+            break output["deltaLink"].as_str().unwrap().to_string();
+        }
+        // Cut after the page that reached 7 rows: two pages of 5.
+        assert_eq!(output["records"].as_array().unwrap().len(), 10);
+        assert_eq!(output["deltaLink"], Value::Null);
+        input["deltaLink"] = output["nextLink"].clone();
+    };
+    assert_eq!((rows, ids.len()), (total, total), "every row once");
+    assert_eq!(calls, total.div_ceil(10));
+
+    // The delta link the cut read ends with tracks what changed after it.
+    let changed = emulator.table("accounts")[2]["accountid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let update = json!({"entityType": "accounts", "entityId": changed, "fieldValues": {"name": "After The Cut"}});
+    host()
+        .invoke("update-entity", &connected(&emulator), &update.to_string())
+        .unwrap();
+    let next = read(
+        &emulator,
+        json!({"entityType": "accounts", "useChangeTracking": true, "rowsPerCall": 7, "deltaLink": delta}),
+    );
+    assert_eq!(next["records"][0]["name"], "After The Cut");
+    assert_eq!(next["complete"], true);
+}
+
+#[test]
+fn rows_per_call_and_a_link_of_another_table_are_refused_naming_the_field_before_any_request() {
+    let emulator = emulator();
+    let other = format!(
+        "{}/contacts?$skiptoken=%3Ccookie%20pagenumber%3D%222%22%20istracking%3D%22True%22%20/%3E",
+        emulator.web_api_url()
+    );
+    for (input, field) in [
+        (
+            json!({"entityType": "accounts", "useChangeTracking": true, "rowsPerCall": 0}),
+            "rowsPerCall",
+        ),
+        (
+            json!({"entityType": "accounts", "useChangeTracking": true, "rowsPerCall": 2.5}),
+            "rowsPerCall",
+        ),
+        (
+            json!({"entityType": "accounts", "useChangeTracking": true, "deltaLink": other}),
+            "deltaLink",
+        ),
+    ] {
+        emulator.clear_requests();
+        let failure = host()
+            .invoke(
+                "get-new-and-updated-records",
+                &connected(&emulator),
+                &input.to_string(),
+            )
+            .answered()
+            .expect_err("refused");
+        assert_eq!(failure.code, ErrorCode::InvalidInput, "{input}");
+        assert_eq!(failure.field.as_deref(), Some(field), "{input}");
+        assert!(emulator.requests().is_empty(), "{input}");
+    }
+}

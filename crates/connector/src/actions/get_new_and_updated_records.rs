@@ -57,8 +57,12 @@ const CREATED_BEFORE: InputDef = InputDef::new("createdBefore", "Created Before"
     .example("2024-07-01T00:00:00Z");
 
 const DELTA_LINK: InputDef = InputDef::new("deltaLink", "Delta Link", Kind::Text).comments(
-    "With change tracking: the deltaLink of a previous output; empty for the first, full read",
+    "With change tracking: the deltaLink of a previous output, or its nextLink to go on with a read cut by Rows Per Call; empty for the first, full read",
 );
+
+const ROWS_PER_CALL: InputDef = InputDef::new("rowsPerCall", "Rows Per Call", Kind::Number)
+    .comments("With change tracking: stop after the page that reaches this many rows and answer nextLink (complete false); pass it as Delta Link to go on. Empty: read to the end in one call. A table read again because its delta link expired is always read to the end, so the rows it no longer has can be told")
+    .format(Format::Range(1, 1_000_000));
 
 pub const ACTION: ActionDef = ActionDef {
     key: "get-new-and-updated-records",
@@ -77,6 +81,7 @@ pub const ACTION: ActionDef = ActionDef {
         CREATED_BEFORE,
         CHANGE_TRACKING,
         DELTA_LINK,
+        ROWS_PER_CALL,
         IMPERSONATE_USER_ID,
         IMPERSONATE_OBJECT_ID,
     ],
@@ -448,13 +453,26 @@ struct Deleted {
 /// what changed, deleted rows included.
 fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String> {
     let page_size = input.number(PAGE_SIZE.key).unwrap_or(5000.0) as u32;
+    let budget = match input.number(ROWS_PER_CALL.key) {
+        None => None,
+        Some(n) if (1.0..=1_000_000.0).contains(&n) && n.fract() == 0.0 => Some(n as usize),
+        Some(n) => {
+            return Err(invalid_input(
+                &ROWS_PER_CALL,
+                format!("must be a whole number from 1 to 1000000, got {n}"),
+            ));
+        }
+    };
     let given = input.text(DELTA_LINK.key);
     if let Some(link) = given {
-        let own = context.client.settings.environment.owns_url(link);
-        if !own || !link.contains("deltatoken") {
+        // A delta link, or the next link of a read cut by Rows Per Call (its skiptoken carries
+        // the tracking), of this environment and this table.
+        let own = context.client.settings.environment.owns_url(link)
+            && crate::records::is_link_of(context, entity_set, link);
+        if !own || !(link.contains("deltatoken") || link.contains("skiptoken")) {
             return Err(invalid_input(
                 &DELTA_LINK,
-                "is not a delta link of this connection's environment; pass the deltaLink of a previous output as it is",
+                "is not a delta link or next link of this table in this connection's environment; pass the deltaLink or nextLink of a previous output as it is",
             ));
         }
     }
@@ -475,6 +493,7 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
         .unwrap_or_else(|| first_url.clone());
     let mut chunks = RecordChunks::default();
     let mut deleted: Vec<String> = Vec::new();
+    // Some(delta link) when the read reached its end, None when Rows Per Call cut it at `url`.
     let delta_link = loop {
         let request = client::Request::new("GET", url.clone()).header(
             "Prefer",
@@ -524,9 +543,16 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
             }
         }
         chunks.push_page(&rows);
+        let seen = chunks.len() + deleted.len();
         match (page.next_link, page.delta_link) {
+            // A read that starts the table over after an expired link goes to its end: the
+            // caller tells deleted rows by what the whole read did not bring.
+            (Some(next), _) if !resynced && budget.is_some_and(|budget| seen >= budget) => {
+                url = next;
+                break None;
+            }
             (Some(next), _) => url = next,
-            (None, Some(delta)) => break delta,
+            (None, Some(delta)) => break Some(delta),
             (None, None) => {
                 return Err(malformed(format!(
                     "the change answer for {entity_set} has neither a next link nor a delta link"
@@ -535,9 +561,12 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
         }
     };
     let deleted = serde_json::to_string(&deleted).unwrap_or_else(|_| "[]".to_string());
+    let (delta_link, next_link, complete) = match delta_link {
+        Some(delta) => (Value::String(delta), Value::Null, true),
+        None => (Value::Null, Value::String(url), false),
+    };
     Ok(chunks.finish(&format!(
-        ",\"deleted\":{deleted},\"deltaLink\":{},\"resynced\":{resynced},\"complete\":true,\"warning\":null",
-        Value::String(delta_link)
+        ",\"deleted\":{deleted},\"deltaLink\":{delta_link},\"nextLink\":{next_link},\"resynced\":{resynced},\"complete\":{complete},\"warning\":null"
     )))
 }
 

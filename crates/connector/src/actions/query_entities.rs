@@ -101,20 +101,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                     "is not a next page link of this connection's environment; pass the nextPageId of a previous output as it is",
                 ));
             }
-            // A next link of another table would answer with rows the Entity Type does not name.
-            let collection = format!("{}/{entity_set}", context.client.api_root_path());
-            let path = cursor
-                .split_once("://")
-                .and_then(|(_, rest)| rest.find('/').map(|slash| &rest[slash..]))
-                .unwrap_or_default();
-            let same_table = path
-                .get(..collection.len())
-                .is_some_and(|start| start.eq_ignore_ascii_case(&collection))
-                && matches!(
-                    path.as_bytes().get(collection.len()),
-                    Some(b'?' | b'(' | b'/')
-                );
-            if !same_table {
+            if !crate::records::is_link_of(context, entity_set, cursor) {
                 return Err(invalid_input(
                     &QUERY_NEXT_PAGE_ID,
                     format!(
