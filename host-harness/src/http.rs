@@ -55,6 +55,7 @@ const GRACE: Duration = Duration::from_secs(2);
 pub struct LoopbackServer {
     address: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
+    serving: Option<thread::JoinHandle<()>>,
 }
 
 impl LoopbackServer {
@@ -70,7 +71,7 @@ impl LoopbackServer {
             .enable_all()
             .build()?;
         let (stop, stopped) = oneshot::channel();
-        thread::Builder::new()
+        let serving = thread::Builder::new()
             .name(format!("http-{}", address.port()))
             .spawn(move || {
                 runtime.block_on(accept(listener, limits, router, stopped));
@@ -80,6 +81,7 @@ impl LoopbackServer {
         Ok(LoopbackServer {
             address,
             stop: Some(stop),
+            serving: Some(serving),
         })
     }
 
@@ -95,9 +97,17 @@ impl LoopbackServer {
 }
 
 impl Drop for LoopbackServer {
+    /// Stops accepting and waits (at most [`GRACE`]) for the answers already decided to go out.
+    /// Without the wait, a CLI that returns right after the sign-in redirect could exit before
+    /// the browser's page was written, and the browser would see a cut connection.
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(serving) = self.serving.take()
+            && serving.thread().id() != thread::current().id()
+        {
+            let _ = serving.join();
         }
     }
 }
@@ -265,6 +275,36 @@ mod tests {
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
         answer
+    }
+
+    #[test]
+    fn a_dropped_server_sends_the_answers_it_was_writing_before_drop_returns() {
+        // The sign-in page is decided just before the CLI drops its server and exits: drop must
+        // not return before that page is on the wire.
+        let (started, handler_started) = std::sync::mpsc::channel::<()>();
+        let router = Router::new().fallback(move || {
+            let _ = started.send(());
+            async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                text(StatusCode::OK, "signed in")
+            }
+        });
+        let server = LoopbackServer::start(bind(0).unwrap(), Limits::default(), router).unwrap();
+        let mut stream = TcpStream::connect(server.address()).unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        handler_started
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap();
+        drop(server);
+        // Whatever the server wrote is in the socket now; nothing more is waited for.
+        stream.set_nonblocking(true).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        assert!(answer.ends_with("signed in"), "{answer:?}");
     }
 
     #[test]
