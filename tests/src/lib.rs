@@ -155,3 +155,32 @@ pub fn fno_connected(emulator: &Emulator) -> Connection {
 
 /// The database an extraction test lands rows in.
 pub mod extract_target;
+
+/// Batch Entity Actions items creating `n` accounts named `<prefix> <i>` with account number
+/// `<prefix>-<i>`, for counting what landed with [`accounts_numbered`].
+pub fn account_creates(prefix: &str, n: usize) -> serde_json::Value {
+    serde_json::Value::Array(
+        (0..n)
+            .map(|i| {
+                serde_json::json!({"collection": "accounts", "action": "create",
+                       "data": {"name": format!("{prefix} {i}"), "accountnumber": format!("{prefix}-{i}")}})
+            })
+            .collect(),
+    )
+}
+
+/// The accounts whose number starts with `<prefix>-`: (rows, distinct numbers). Equal figures
+/// mean no number landed twice.
+pub fn accounts_numbered(emulator: &dataverse_emulator::Emulator, prefix: &str) -> (usize, usize) {
+    let numbers: Vec<String> = emulator
+        .table("accounts")
+        .iter()
+        .filter_map(|row| row["accountnumber"].as_str().map(str::to_string))
+        .filter(|number| number.starts_with(&format!("{prefix}-")))
+        .collect();
+    let distinct = numbers
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    (numbers.len(), distinct)
+}

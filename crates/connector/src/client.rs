@@ -164,10 +164,8 @@ pub struct Client<'a> {
     transport: &'a dyn Transport,
     /// Answers of requests sent ahead ([`Client::send_ahead`]), by method, URL and body.
     ahead: RefCell<Vec<(u64, Result<Response>)>>,
-    /// See [`Client::parallelism`].
-    parallelism: Cell<usize>,
-    /// Whether an answer brought `x-ms-dop-hint` ([`Client::hinted_parallelism`]).
-    hinted: Cell<bool>,
+    /// The service's `x-ms-dop-hint`, once an answer brought one ([`Client::parallelism`]).
+    hint: Cell<Option<usize>>,
 }
 
 impl<'a> Client<'a> {
@@ -178,8 +176,7 @@ impl<'a> Client<'a> {
             authenticate: true,
             transport: &Host,
             ahead: RefCell::new(Vec::new()),
-            parallelism: Cell::new(DEFAULT_PARALLELISM),
-            hinted: Cell::new(false),
+            hint: Cell::new(None),
         }
     }
 
@@ -204,8 +201,7 @@ impl<'a> Client<'a> {
             authenticate: false,
             transport: &Host,
             ahead: RefCell::new(Vec::new()),
-            parallelism: Cell::new(DEFAULT_PARALLELISM),
-            hinted: Cell::new(false),
+            hint: Cell::new(None),
         }
     }
 
@@ -253,15 +249,9 @@ impl<'a> Client<'a> {
         policy: RetryPolicy,
         mut read: impl FnMut(&[u8]) -> std::result::Result<R, String>,
     ) -> Result<(Response, Option<R>)> {
-        let is_json = |status: u16, headers: &[(String, String)], body: &[u8]| {
-            (200..300).contains(&status)
-                && !body.iter().all(u8::is_ascii_whitespace)
-                && header_of(headers, "content-type")
-                    .is_some_and(|kind| kind.to_ascii_lowercase().contains("json"))
-        };
         if let Some(answer) = self.answered_ahead(&request) {
             let response = answer?;
-            let product = if is_json(response.status, &response.headers, &response.body) {
+            let product = if is_json_answer(response.status, &response.headers, &response.body) {
                 read(&response.body).ok()
             } else {
                 None
@@ -272,7 +262,7 @@ impl<'a> Client<'a> {
         let check = attempt.check_json;
         let mut product = None;
         let response = self.attempts(attempt, &mut |response| {
-            if !is_json(response.status, &response.headers, &response.body) {
+            if !is_json_answer(response.status, &response.headers, &response.body) {
                 return false;
             }
             match read(&response.body) {
@@ -411,12 +401,12 @@ impl<'a> Client<'a> {
     /// How many requests go to the host at once: the service's `x-ms-dop-hint` once an answer
     /// brought one, [`DEFAULT_PARALLELISM`] until then.
     pub fn parallelism(&self) -> usize {
-        self.parallelism.get()
+        self.hint.get().unwrap_or(DEFAULT_PARALLELISM)
     }
 
     /// The service's `x-ms-dop-hint`, once an answer brought one.
     pub fn hinted_parallelism(&self) -> Option<usize> {
-        self.hinted.get().then(|| self.parallelism.get())
+        self.hint.get()
     }
 
     /// The answer sent ahead for `request`, taken out (each is used once).
@@ -469,8 +459,7 @@ impl<'a> Client<'a> {
                 .and_then(|value| value.trim().parse::<usize>().ok())
         {
             // "52 or higher" concurrent requests are allowed per user; the hint stays below.
-            self.parallelism.set(hint.clamp(1, MAX_PARALLELISM));
-            self.hinted.set(true);
+            self.hint.set(Some(hint.clamp(1, MAX_PARALLELISM)));
         }
         let (outcome, retry_after) = match &result {
             Ok(_) if broken => (Outcome::NoResponse, None),
@@ -719,14 +708,18 @@ fn check_on_the_wire(request: &Request) -> Result<()> {
 /// learn.microsoft.com/power-apps/developer/data-platform/webapi/query/overview).
 pub const MAX_URL: usize = 32_768;
 
+/// True for a 2xx answer with a body that says it is JSON: the answers whose body is checked.
+fn is_json_answer(status: u16, headers: &[(String, String)], body: &[u8]) -> bool {
+    (200..300).contains(&status)
+        && !body.iter().all(u8::is_ascii_whitespace)
+        && header_of(headers, "content-type")
+            .is_some_and(|kind| kind.to_ascii_lowercase().contains("json"))
+}
+
 /// True for a 2xx answer that says it is JSON but does not parse.
 fn is_broken_json(status: u16, headers: &[(String, String)], body: &[u8]) -> bool {
-    if !(200..300).contains(&status) || body.iter().all(u8::is_ascii_whitespace) {
-        return false;
-    }
-    let json = header_of(headers, "content-type")
-        .is_some_and(|kind| kind.to_ascii_lowercase().contains("json"));
-    json && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err()
+    is_json_answer(status, headers, body)
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err()
 }
 
 fn header_of<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 
 use dataverse_emulator::{Emulator, Fault};
 use dynamics_host::{ConnectorError, Host};
-use e2e_tests::{Answered, connected, emulator, host, impatient_host, json};
+use e2e_tests::{
+    Answered, account_creates, accounts_numbered, connected, emulator, host, impatient_host, json,
+};
 use serde_json::{Value, json};
 
 fn invoke_on(
@@ -25,29 +27,6 @@ fn invoke_on(
 fn invoke(emulator: &Emulator, action: &str, input: &Value) -> Value {
     invoke_on(host(), emulator, action, input)
         .unwrap_or_else(|failure| panic!("{action}: {failure:?}"))
-}
-
-fn creates(prefix: &str, n: usize) -> Value {
-    Value::Array(
-        (0..n)
-            .map(|i| {
-                json!({"collection": "accounts", "action": "create",
-                       "data": {"name": format!("{prefix} {i}"), "accountnumber": format!("{prefix}-{i}")}})
-            })
-            .collect(),
-    )
-}
-
-/// The accounts whose number starts with `prefix`: (rows, distinct numbers).
-fn count(emulator: &Emulator, prefix: &str) -> (usize, usize) {
-    let numbers: Vec<String> = emulator
-        .table("accounts")
-        .iter()
-        .filter_map(|row| row["accountnumber"].as_str().map(str::to_string))
-        .filter(|number| number.starts_with(&format!("{prefix}-")))
-        .collect();
-    let distinct = numbers.iter().collect::<BTreeSet<_>>().len();
-    (numbers.len(), distinct)
 }
 
 /// Requests whose path contains `part`, as the emulator received them.
@@ -86,7 +65,7 @@ fn assert_ids_in_input_order(emulator: &Emulator, prefix: &str, output: &Value) 
 #[test]
 fn twelve_hundred_creates_go_in_two_create_multiple_requests_and_land_once_in_input_order() {
     let emulator = emulator();
-    let input = json!({"batchActions": creates("BULK", 1200), "idempotencyKey": "bulk-1", "bulkBatchSize": 1000});
+    let input = json!({"batchActions": account_creates("BULK", 1200), "idempotencyKey": "bulk-1", "bulkBatchSize": 1000});
     let output = invoke(&emulator, "batch-entity-actions", &input);
     assert_eq!(output["succeeded"], 1200, "{}", output["failed"]);
     assert_eq!(output["path"], "bulk");
@@ -94,7 +73,7 @@ fn twelve_hundred_creates_go_in_two_create_multiple_requests_and_land_once_in_in
         (output["bulkRequests"].as_u64(), output["batches"].as_u64()),
         (Some(2), Some(0))
     );
-    assert_eq!(count(&emulator, "BULK"), (1200, 1200));
+    assert_eq!(accounts_numbered(&emulator, "BULK"), (1200, 1200));
     assert_ids_in_input_order(&emulator, "BULK", &output);
     // What the emulator saw: one availability question, two bulk requests, no $batch.
     assert_eq!(requests_to(&emulator, "sdkmessagefilters"), 1);
@@ -116,7 +95,7 @@ fn twelve_hundred_creates_go_in_two_create_multiple_requests_and_land_once_in_in
             .iter()
             .all(|result| result["alreadyCreated"] == true)
     );
-    assert_eq!(count(&emulator, "BULK"), (1200, 1200));
+    assert_eq!(accounts_numbered(&emulator, "BULK"), (1200, 1200));
 }
 
 #[test]
@@ -130,7 +109,8 @@ fn without_a_size_the_creates_are_spread_over_the_services_parallelism() {
         dop_hint: 8,
         ..dataverse_emulator::CostModel::default()
     }));
-    let input = json!({"batchActions": creates("SPREAD", 2000), "idempotencyKey": "spread-1"});
+    let input =
+        json!({"batchActions": account_creates("SPREAD", 2000), "idempotencyKey": "spread-1"});
     let output = invoke(&emulator, "batch-entity-actions", &input);
     assert_eq!(output["succeeded"], 2000, "{}", output["failed"]);
     assert_eq!(output["bulkRequests"], 8);
@@ -149,7 +129,7 @@ fn without_a_size_the_creates_are_spread_over_the_services_parallelism() {
         })
         .collect();
     assert_eq!(sizes, [250; 8]);
-    assert_eq!(count(&emulator, "SPREAD"), (2000, 2000));
+    assert_eq!(accounts_numbered(&emulator, "SPREAD"), (2000, 2000));
     assert_ids_in_input_order(&emulator, "SPREAD", &output);
     assert_eq!(emulator.throttled().total(), 0);
 
@@ -157,7 +137,7 @@ fn without_a_size_the_creates_are_spread_over_the_services_parallelism() {
     let rerun = invoke(&emulator, "batch-entity-actions", &input);
     assert_eq!(rerun["succeeded"], 2000);
     assert_eq!(ids(&rerun), ids(&output));
-    assert_eq!(count(&emulator, "SPREAD"), (2000, 2000));
+    assert_eq!(accounts_numbered(&emulator, "SPREAD"), (2000, 2000));
 }
 
 #[test]
@@ -171,7 +151,7 @@ fn batch_requests_are_spread_too_the_hint_asked_for_with_who_am_i_when_no_answer
         dop_hint: 8,
         ..dataverse_emulator::CostModel::default()
     }));
-    let input = json!({"batchActions": creates("SPREADB", 2000), "idempotencyKey": "spread-b", "writePath": "batch"});
+    let input = json!({"batchActions": account_creates("SPREADB", 2000), "idempotencyKey": "spread-b", "writePath": "batch"});
     let output = invoke(&emulator, "batch-entity-actions", &input);
     assert_eq!(output["succeeded"], 2000, "{}", output["failed"]);
     assert_eq!(
@@ -180,7 +160,7 @@ fn batch_requests_are_spread_too_the_hint_asked_for_with_who_am_i_when_no_answer
     );
     assert_eq!(requests_to(&emulator, "/WhoAmI"), 1);
     assert_eq!(requests_to(&emulator, "$batch"), 8);
-    assert_eq!(count(&emulator, "SPREADB"), (2000, 2000));
+    assert_eq!(accounts_numbered(&emulator, "SPREADB"), (2000, 2000));
     assert_ids_in_input_order(&emulator, "SPREADB", &output);
     assert_eq!(emulator.throttled().total(), 0);
 }
@@ -214,14 +194,14 @@ fn a_table_without_bulk_messages_is_written_through_batch_beside_one_with_them()
             .unwrap_or_else(|| panic!("{subject} stored"));
         assert_eq!(note["annotationid"], output["results"][index]["id"]);
     }
-    assert_eq!(count(&emulator, "MIX"), (1, 1));
+    assert_eq!(accounts_numbered(&emulator, "MIX"), (1, 1));
 
     // Write Path batch: no question, no bulk request.
     emulator.clear_requests();
     let output = invoke(
         &emulator,
         "batch-entity-actions",
-        &json!({"writePath": "batch", "batchActions": creates("ONLYBATCH", 3)}),
+        &json!({"writePath": "batch", "batchActions": account_creates("ONLYBATCH", 3)}),
     );
     assert_eq!(output["path"], "batch");
     assert_eq!(requests_to(&emulator, "sdkmessagefilters"), 0);
@@ -229,7 +209,7 @@ fn a_table_without_bulk_messages_is_written_through_batch_beside_one_with_them()
         requests_to(&emulator, "Microsoft.Dynamics.CRM.CreateMultiple"),
         0
     );
-    assert_eq!(count(&emulator, "ONLYBATCH"), (3, 3));
+    assert_eq!(accounts_numbered(&emulator, "ONLYBATCH"), (3, 3));
 }
 
 #[test]
@@ -239,7 +219,7 @@ fn a_refused_standard_request_rolls_back_and_each_item_gets_its_own_result_throu
         .as_str()
         .unwrap()
         .to_string();
-    let mut items = creates("ROLL", 3);
+    let mut items = account_creates("ROLL", 3);
     // Someone else's row ID: the whole CreateMultiple is refused and rolled back.
     items[1]["data"]["accountid"] = json!(taken);
     let output = invoke(
@@ -259,7 +239,7 @@ fn a_refused_standard_request_rolls_back_and_each_item_gets_its_own_result_throu
     );
     assert_eq!(output["results"][1]["status"], 412);
     assert_eq!(output["path"], "bulk+batch");
-    assert_eq!(count(&emulator, "ROLL"), (2, 2));
+    assert_eq!(accounts_numbered(&emulator, "ROLL"), (2, 2));
     let rows = emulator.table("accounts");
     let kept = rows.iter().find(|row| row["accountid"] == taken.as_str());
     assert_ne!(
@@ -334,7 +314,7 @@ fn cut_corrupted_and_throttled_bulk_answers_make_each_row_once_through_call_and_
     ] {
         let emulator = emulator();
         let prefix = format!("F{}", fault.kind());
-        let input = json!({"batchActions": creates(&prefix, 300), "idempotencyKey": format!("fault-{prefix}")});
+        let input = json!({"batchActions": account_creates(&prefix, 300), "idempotencyKey": format!("fault-{prefix}")});
         emulator
             .faults()
             .inject_on(fault.clone(), 2, "Microsoft.Dynamics.CRM.CreateMultiple");
@@ -342,7 +322,7 @@ fn cut_corrupted_and_throttled_bulk_answers_make_each_row_once_through_call_and_
             .unwrap_or_else(|failure| panic!("{prefix}: {failure:?}"));
         assert_eq!(first["succeeded"], 300, "{prefix}: {}", first["failed"]);
         assert_eq!(
-            count(&emulator, &prefix),
+            accounts_numbered(&emulator, &prefix),
             (300, 300),
             "{prefix}: after the call"
         );
@@ -351,7 +331,7 @@ fn cut_corrupted_and_throttled_bulk_answers_make_each_row_once_through_call_and_
         assert_eq!(rerun["succeeded"], 300, "{prefix}");
         assert_eq!(ids(&rerun), ids(&first), "{prefix}");
         assert_eq!(
-            count(&emulator, &prefix),
+            accounts_numbered(&emulator, &prefix),
             (300, 300),
             "{prefix}: after the rerun"
         );
@@ -367,7 +347,7 @@ fn when_every_bulk_answer_is_lost_the_error_gives_the_key_whose_rerun_finishes_w
         100,
         "Microsoft.Dynamics.CRM.CreateMultiple",
     );
-    let input = json!({"batchActions": creates("LOSTBULK", 200), "bulkBatchSize": 200});
+    let input = json!({"batchActions": account_creates("LOSTBULK", 200), "bulkBatchSize": 200});
     let failure = invoke_on(impatient_host(), &emulator, "batch-entity-actions", &input)
         .expect_err("no answer ever arrives");
     assert!(
@@ -385,7 +365,11 @@ fn when_every_bulk_answer_is_lost_the_error_gives_the_key_whose_rerun_finishes_w
         .unwrap_or_else(|| panic!("the hint names the key: {hint}"))
         .to_string();
     emulator.faults().clear();
-    assert_eq!(count(&emulator, "LOSTBULK"), (200, 200), "applied once");
+    assert_eq!(
+        accounts_numbered(&emulator, "LOSTBULK"),
+        (200, 200),
+        "applied once"
+    );
     let mut rerun = input.clone();
     rerun["idempotencyKey"] = json!(key);
     let output = invoke(&emulator, "batch-entity-actions", &rerun);
@@ -397,7 +381,7 @@ fn when_every_bulk_answer_is_lost_the_error_gives_the_key_whose_rerun_finishes_w
             .iter()
             .all(|result| result["alreadyCreated"] == true)
     );
-    assert_eq!(count(&emulator, "LOSTBULK"), (200, 200));
+    assert_eq!(accounts_numbered(&emulator, "LOSTBULK"), (200, 200));
 }
 
 #[test]
@@ -406,20 +390,20 @@ fn a_key_reused_for_other_data_makes_other_rows_through_the_bulk_path() {
     let first = invoke(
         &emulator,
         "batch-entity-actions",
-        &json!({"batchActions": creates("REUSEA", 5), "idempotencyKey": "shared"}),
+        &json!({"batchActions": account_creates("REUSEA", 5), "idempotencyKey": "shared"}),
     );
     let second = invoke(
         &emulator,
         "batch-entity-actions",
-        &json!({"batchActions": creates("REUSEB", 5), "idempotencyKey": "shared"}),
+        &json!({"batchActions": account_creates("REUSEB", 5), "idempotencyKey": "shared"}),
     );
     assert_eq!(second["path"], "bulk", "{second}");
     assert!(!second.to_string().contains("alreadyCreated"), "{second}");
     let a: BTreeSet<String> = ids(&first).into_iter().collect();
     let b: BTreeSet<String> = ids(&second).into_iter().collect();
     assert!(a.is_disjoint(&b));
-    assert_eq!(count(&emulator, "REUSEA"), (5, 5));
-    assert_eq!(count(&emulator, "REUSEB"), (5, 5));
+    assert_eq!(accounts_numbered(&emulator, "REUSEA"), (5, 5));
+    assert_eq!(accounts_numbered(&emulator, "REUSEB"), (5, 5));
 }
 
 #[test]
@@ -513,7 +497,7 @@ fn sync_records_upserts_by_alternate_key_with_upsert_multiple_and_a_rerun_change
     assert!(upserts.iter().all(|request| {
         request.header("MSCRM.SuppressCallbackRegistrationExpanderJob") == Some("true")
     }));
-    assert_eq!(count(&emulator, "UPS"), (150, 150));
+    assert_eq!(accounts_numbered(&emulator, "UPS"), (150, 150));
     let rows = emulator.table("accounts");
     for (index, result) in output["results"]
         .as_array()
@@ -530,7 +514,7 @@ fn sync_records_upserts_by_alternate_key_with_upsert_multiple_and_a_rerun_change
     }
     let rerun = invoke(&emulator, "sync-records", &input);
     assert_eq!(rerun["unchanged"], 151);
-    assert_eq!(count(&emulator, "UPS"), (150, 150));
+    assert_eq!(accounts_numbered(&emulator, "UPS"), (150, 150));
 }
 
 #[test]
@@ -586,7 +570,7 @@ fn a_create_with_its_own_primary_id_whose_bulk_answer_is_cut_meets_its_row_and_a
     assert_eq!(output["succeeded"], 2, "{output}");
     assert_eq!(output["results"][0]["id"], id);
     assert_eq!(output["results"][0]["alreadyCreated"], true, "{output}");
-    assert_eq!(count(&emulator, "OWN"), (2, 2));
+    assert_eq!(accounts_numbered(&emulator, "OWN"), (2, 2));
 
     // The same ID with other data is someone else's row: refused, the row untouched.
     let taken = invoke(

@@ -5,7 +5,6 @@
 //! faults; and two host processes sharing a budget in Redis stay inside one user's limits
 //! together.
 
-use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +12,9 @@ use std::time::{Duration, Instant};
 use dataverse_emulator::{CostModel, Emulator, Fault};
 use dynamics_host::governor::{Budget, Governor, RedisCounters};
 use dynamics_host::{Connection, Host, HostConfig, Token};
-use e2e_tests::{Answered, connected, emulator, json, loopback_config};
+use e2e_tests::{
+    Answered, account_creates, accounts_numbered, connected, emulator, json, loopback_config,
+};
 use serde_json::{Value, json};
 
 /// The Redis a test shares budgets through; CI starts one there.
@@ -55,29 +56,6 @@ fn host_with(governor: Governor) -> Host {
     .with_governor(governor)
 }
 
-fn creates(prefix: &str, n: usize) -> Value {
-    Value::Array(
-        (0..n)
-            .map(|i| {
-                json!({"collection": "accounts", "action": "create",
-                       "data": {"name": format!("{prefix} {i}"), "accountnumber": format!("{prefix}-{i}")}})
-            })
-            .collect(),
-    )
-}
-
-/// Rows whose account number starts with `prefix`: (rows, distinct numbers).
-fn count(emulator: &Emulator, prefix: &str) -> (usize, usize) {
-    let numbers: Vec<String> = emulator
-        .table("accounts")
-        .iter()
-        .filter_map(|row| row["accountnumber"].as_str().map(str::to_string))
-        .filter(|number| number.starts_with(&format!("{prefix}-")))
-        .collect();
-    let distinct = numbers.iter().collect::<BTreeSet<_>>().len();
-    (numbers.len(), distinct)
-}
-
 /// Each result names the stored row of its own item, in input order.
 fn assert_in_input_order(emulator: &Emulator, prefix: &str, output: &Value) {
     let rows = emulator.table("accounts");
@@ -110,7 +88,7 @@ fn burst(
                 let prefix = format!("{tag}{call}");
                 scope.spawn(move || {
                     let input = json!({
-                        "batchActions": creates(&prefix, per_call),
+                        "batchActions": account_creates(&prefix, per_call),
                         "bulkBatchSize": 5,
                         "idempotencyKey": format!("burst-{prefix}"),
                     });
@@ -142,7 +120,7 @@ fn a_burst_of_concurrent_calls_on_one_connection_stays_inside_the_limits_with_no
     for (call, output) in outputs.iter().enumerate() {
         let prefix = format!("BURST{call}");
         assert_eq!(output["succeeded"], 20, "{prefix}: {}", output["failed"]);
-        assert_eq!(count(&emulator, &prefix), (20, 20), "{prefix}");
+        assert_eq!(accounts_numbered(&emulator, &prefix), (20, 20), "{prefix}");
         assert_in_input_order(&emulator, &prefix, output);
     }
     let throttled = emulator.throttled();
@@ -179,7 +157,7 @@ fn a_host_that_ignores_the_limits_meets_the_429s_the_governor_avoids() {
             let connection = &connection;
             scope.spawn(move || {
                 let input = json!({
-                    "batchActions": creates(&format!("LOOSE{call}"), 20),
+                    "batchActions": account_creates(&format!("LOOSE{call}"), 20),
                     "bulkBatchSize": 5,
                 });
                 // Failures are allowed here: this host does not slow down.
@@ -209,7 +187,7 @@ fn requests_sent_together_land_once_in_input_order_through_lost_and_throttled_an
         // 60 creates in 6 CreateMultiple requests of one step, sent together; two of them
         // meet the fault.
         let input = json!({
-            "batchActions": creates(&prefix, 60),
+            "batchActions": account_creates(&prefix, 60),
             "bulkBatchSize": 10,
             "idempotencyKey": format!("par-{prefix}"),
         });
@@ -226,7 +204,7 @@ fn requests_sent_together_land_once_in_input_order_through_lost_and_throttled_an
             .map(|output| json(&output))
             .unwrap_or_else(|failure| panic!("{prefix}: {failure:?}"));
         assert_eq!(first["succeeded"], 60, "{prefix}: {}", first["failed"]);
-        assert_eq!(count(&emulator, &prefix), (60, 60), "{prefix}");
+        assert_eq!(accounts_numbered(&emulator, &prefix), (60, 60), "{prefix}");
         assert_in_input_order(&emulator, &prefix, &first);
         let rerun = host
             .invoke(
@@ -251,7 +229,11 @@ fn requests_sent_together_land_once_in_input_order_through_lost_and_throttled_an
             ids(&first),
             "{prefix}: the rerun meets the same rows"
         );
-        assert_eq!(count(&emulator, &prefix), (60, 60), "{prefix}: rerun");
+        assert_eq!(
+            accounts_numbered(&emulator, &prefix),
+            (60, 60),
+            "{prefix}: rerun"
+        );
     }
 }
 
@@ -313,7 +295,7 @@ fn two_host_processes_sharing_one_budget_in_redis_stay_inside_the_users_limits()
     for name in ["A", "B"] {
         for call in 0..4 {
             let prefix = format!("TWO{name}{call}");
-            assert_eq!(count(&emulator, &prefix), (20, 20), "{prefix}");
+            assert_eq!(accounts_numbered(&emulator, &prefix), (20, 20), "{prefix}");
         }
     }
     let throttled = emulator.throttled();

@@ -8,7 +8,9 @@ use std::fs;
 
 use dataverse_emulator::{Emulator, Fault};
 use dynamics_host::{ConnectorError, ErrorCode, Host};
-use e2e_tests::{Answered, client_credentials, connected, emulator, host, impatient_host, json};
+use e2e_tests::{
+    Answered, account_creates, client_credentials, connected, emulator, host, impatient_host, json,
+};
 use host_harness::extract::{ExtractOptions, run, with_host};
 use serde_json::{Value, json};
 
@@ -35,21 +37,10 @@ fn count(emulator: &Emulator, prefix: &str) -> (usize, usize) {
     (numbers.len(), distinct)
 }
 
-fn creates(prefix: &str, n: usize) -> Value {
-    Value::Array(
-        (0..n)
-            .map(|i| {
-                json!({"collection": "accounts", "action": "create",
-                       "data": {"name": format!("{prefix} {i}"), "accountnumber": format!("{prefix}-{i}")}})
-            })
-            .collect(),
-    )
-}
-
 fn batch_input(prefix: &str, n: usize, all_or_nothing: bool, key: Option<&str>) -> Value {
     // The `$batch` path, which these faults target; bulk_messages.rs runs them on CreateMultiple.
     // One request of up to 1,000 (the service's hint would spread them over several).
-    let mut input = json!({"batchActions": creates(prefix, n), "allOrNothing": all_or_nothing, "writePath": "batch", "bulkBatchSize": 1000});
+    let mut input = json!({"batchActions": account_creates(prefix, n), "allOrNothing": all_or_nothing, "writePath": "batch", "bulkBatchSize": 1000});
     if let Some(key) = key {
         input["idempotencyKey"] = json!(key);
     }

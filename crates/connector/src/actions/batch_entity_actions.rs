@@ -247,7 +247,11 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         && batched >= 2 * bulk::MIN_SPREAD_CHUNK
         && context.client.hinted_parallelism().is_none()
     {
-        let _ = context.client.get_json("WhoAmI");
+        // Only the answer's headers matter; its body is not read.
+        let _ = context.client.send(
+            crate::client::Request::new("GET", context.client.api_url("WhoAmI")),
+            RetryPolicy::RECORDS,
+        );
     }
     // Every request body is written (and every lookup resolved) before anything is sent.
     let mut chunks: Vec<Chunk> = Vec::new();
