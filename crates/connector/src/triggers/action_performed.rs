@@ -199,16 +199,7 @@ fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Resul
     let step_id = match reused {
         Some(id) => id,
         None => {
-            let mut step = json!({
-                "name": step_name,
-                "mode": 1,
-                "stage": 40,
-                "rank": 1,
-                "supporteddeployment": 0,
-                "asyncautodelete": false,
-                "sdkmessageid@odata.bind": format!("/sdkmessages({message_id})"),
-                "eventhandler_serviceendpoint@odata.bind": format!("/serviceendpoints({endpoint_id})"),
-            });
+            let mut step = super::webhook::async_step(&step_name, &message_id, &endpoint_id);
             if let Some(table) = &table {
                 let filter = first_id(
                     context,

@@ -632,17 +632,8 @@ fn create_step(
         ),
         "sdkmessagefilterid",
     )?;
-    let mut step = json!({
-        "name": step_name,
-        "mode": 1,
-        "stage": 40,
-        "rank": 1,
-        "supporteddeployment": 0,
-        "asyncautodelete": false,
-        "sdkmessageid@odata.bind": format!("/sdkmessages({message_id})"),
-        "sdkmessagefilterid@odata.bind": format!("/sdkmessagefilters({filter_id})"),
-        "eventhandler_serviceendpoint@odata.bind": format!("/serviceendpoints({endpoint_id})"),
-    });
+    let mut step = super::webhook::async_step(step_name, &message_id, endpoint_id);
+    step["sdkmessagefilterid@odata.bind"] = json!(format!("/sdkmessagefilters({filter_id})"));
     if message == "Update" && !settings.select.is_empty() {
         step["filteringattributes"] = json!(settings.select.join(","));
     }

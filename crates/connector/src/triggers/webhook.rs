@@ -344,6 +344,22 @@ fn remove_endpoint(context: &Context, endpoint: &str) -> Result<()> {
     delete(context, &format!("serviceendpoints({endpoint})"))
 }
 
+/// The body of an asynchronous post-operation step (stage 40, mode 1) of `message_id` that
+/// posts to the service endpoint: the shape both webhook triggers register. Its filter, filtering
+/// attributes and impersonation are theirs to add.
+pub(super) fn async_step(name: &str, message_id: &str, endpoint_id: &str) -> Value {
+    json!({
+        "name": name,
+        "mode": 1,
+        "stage": 40,
+        "rank": 1,
+        "supporteddeployment": 0,
+        "asyncautodelete": false,
+        "sdkmessageid@odata.bind": format!("/sdkmessages({message_id})"),
+        "eventhandler_serviceendpoint@odata.bind": format!("/serviceendpoints({endpoint_id})"),
+    })
+}
+
 pub(super) fn create(context: &Context, entity_set: &str, body: &Value) -> Result<String> {
     let mut request = crate::client::Request::new("POST", context.client.api_url(entity_set))
         .header("Content-Type", "application/json");
