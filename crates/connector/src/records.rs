@@ -424,18 +424,21 @@ pub fn write_body(
 }
 
 /// Records of many pages, copied as raw JSON text into the output as each page arrives. The
-/// output grows by exactly each page: the guest's allocator extends the last block of its
-/// heap in place, so the output moves (and is copied) only when a page's body had to be put
-/// above it, which happens once or twice in a long read (the bodies then fit in the space it
-/// left). Doubling instead held old and new copies of a large output at once (three times its
-/// size), and one chunk per page joined at the end wrote every record twice into fresh
-/// memory.
+/// output grows by exactly each page, in place ([`RecordChunks::grow`]), so a read needs little
+/// more memory than its output: one page's body and the room kept for it below the output.
+/// Doubling instead held old and new copies of a large output at once (three times its size),
+/// one chunk per page joined at the end wrote every record twice into fresh memory, and a plain
+/// exact reserve moved (copied) the whole output on almost every page.
 pub struct RecordChunks {
     output: String,
     count: usize,
 }
 
 const HEAD: &str = "{\"records\":[";
+
+/// The largest spacer [`RecordChunks::grow`] leaves below the output: every byte of it counts
+/// against the call's memory limit.
+const MAX_SPACER: usize = 16 << 20;
 
 impl Default for RecordChunks {
     fn default() -> RecordChunks {
@@ -450,7 +453,7 @@ impl RecordChunks {
     /// Appends a page's records.
     pub fn push_page(&mut self, records: &[&serde_json::value::RawValue]) {
         let size: usize = records.iter().map(|record| record.get().len() + 1).sum();
-        self.output.reserve_exact(size);
+        self.grow(size);
         for record in records {
             if self.count > 0 {
                 self.output.push(',');
@@ -460,6 +463,50 @@ impl RecordChunks {
         }
     }
 
+    /// Makes room for `additional` bytes without moving the output, as far as the guest's
+    /// allocator (wasi-libc's dlmalloc) allows.
+    ///
+    /// dlmalloc extends a block in place only into free memory that already follows it: when
+    /// the heap's free top is shorter than the growth, it allocates a new block and copies,
+    /// even though the output is the last block. So:
+    /// - the first page puts a spacer of its size (at most 16 MiB) below the output and frees
+    ///   it, leaving room below for the next pages' bodies (otherwise a body a byte larger than
+    ///   the last one lands just above the output and blocks it);
+    /// - later pages first ask for a block of the growth's size: a block that lands right after
+    ///   the output extends the free top there, and freeing it lets the output grow into it.
+    ///   A block that lands in a hole below is kept while the next is asked for (at most four),
+    ///   so a later one comes from the top.
+    ///
+    /// If none lands there (something else follows the output), the reserve moves the output as
+    /// before: slower, never wrong. Natively (tests) the spacer and blocks are just freed.
+    fn grow(&mut self, additional: usize) {
+        let spare = self.output.capacity() - self.output.len();
+        if spare >= additional {
+            return;
+        }
+        if self.count == 0 {
+            let spacer: Vec<u8> = Vec::with_capacity(additional.min(MAX_SPACER));
+            self.output.reserve_exact(additional);
+            drop(spacer);
+            return;
+        }
+        let end = self.output.as_ptr() as usize + self.output.capacity();
+        let mut probes: [Option<Vec<u8>>; 4] = [None, None, None, None];
+        for slot in &mut probes {
+            // A few bytes more than the growth: the allocator's own headers.
+            let probe: Vec<u8> = Vec::with_capacity(additional - spare + 64);
+            let at = probe.as_ptr() as usize;
+            *slot = Some(probe);
+            // Right after the output, or above it (something else follows the output, and more
+            // blocks would only take more memory): either way, no more.
+            if at >= end {
+                break;
+            }
+        }
+        drop(probes);
+        self.output.reserve_exact(additional);
+    }
+
     /// How many records so far.
     pub fn len(&self) -> usize {
         self.count
@@ -467,7 +514,7 @@ impl RecordChunks {
 
     /// `{"records":[...]` followed by `fields` (`,"name":value` pairs) and `}`.
     pub fn finish(mut self, fields: &str) -> String {
-        self.output.reserve_exact(fields.len() + 2);
+        self.grow(fields.len() + 2);
         self.output.push(']');
         self.output.push_str(fields);
         self.output.push('}');

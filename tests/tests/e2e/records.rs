@@ -494,3 +494,51 @@ fn bad_record_inputs_are_refused_before_any_request() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_fetch_all_read_needs_little_more_memory_than_its_output() {
+    // The output grows by each page where it lies; a copy moved to a larger block on every
+    // page held two outputs at once and needed about twice its size.
+    let emulator = dataverse_emulator::Emulator::start(
+        dataverse_emulator::Config {
+            rows_per_table: 10,
+            table_rows: vec![("account".to_string(), 40_000)],
+            record_requests: false,
+            ..dataverse_emulator::Config::default()
+        },
+        0,
+    )
+    .expect("the emulator starts");
+    let limit_mib = 20;
+    let host = dynamics_host::Host::builtin(dynamics_host::HostConfig {
+        limits: dynamics_host::Limits {
+            memory_bytes: limit_mib << 20,
+            ..dynamics_host::Limits::default()
+        },
+        ..e2e_tests::loopback_config()
+    })
+    .expect("the built-in component loads");
+    let input = json!({
+        "entityType": "accounts",
+        "fieldNames": ["name", "accountnumber", "revenue", "creditlimit", "address1_city", "modifiedon"],
+        "recordsPerPage": 5000,
+        "fetchAll": true,
+    });
+    let output = host
+        .invoke("query-entities", &connected(&emulator), &input.to_string())
+        .unwrap_or_else(|problem| panic!("the read does not fit in {limit_mib} MiB: {problem}"));
+    let size = output.len();
+    let output = json(&output);
+    let records = output["records"].as_array().unwrap();
+    assert_eq!(records.len(), 40_000);
+    let numbers: BTreeSet<&str> = records
+        .iter()
+        .filter_map(|record| record["accountnumber"].as_str())
+        .collect();
+    assert_eq!(numbers.len(), 40_000, "each record once");
+    // The output is more than half of the limit: two copies of it could not fit.
+    assert!(
+        size > (limit_mib << 20) / 2,
+        "the output is only {size} bytes"
+    );
+}
