@@ -263,3 +263,32 @@ fn rows_per_call_and_a_link_of_another_table_are_refused_naming_the_field_before
         assert!(emulator.requests().is_empty(), "{input}");
     }
 }
+
+#[test]
+fn a_broken_or_cut_page_is_sent_for_again_and_its_rows_arrive_once() {
+    use dataverse_emulator::Fault;
+    for fault in [Fault::MalformedJson, Fault::CutMidBody] {
+        let emulator = emulator();
+        let all: BTreeSet<String> = emulator
+            .table("accounts")
+            .iter()
+            .map(|row| row["accountid"].as_str().unwrap().to_string())
+            .collect();
+        // Pages of 3: the second answer is broken.
+        emulator.faults().inject_after(1, fault, 1, "/accounts");
+        let output = read(
+            &emulator,
+            json!({"entityType": "accounts", "anchorDate": "2000-01-01", "recordsPerPage": 3, "maxRecords": 1000, "fieldNames": ["name"]}),
+        );
+        assert_eq!(emulator.faults().pending(), 0, "the fault was met");
+        assert_eq!(output["complete"], true);
+        let ids: Vec<String> = output["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["accountid"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids.len(), all.len(), "no row twice: {ids:?}");
+        assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), all);
+    }
+}

@@ -356,41 +356,40 @@ fn read_range_since(
             page_request = page_request.header("Prefer", prefer.clone());
         }
         let page_request = request.caller.apply(page_request)?;
-        let response = context
-            .client
-            .send(page_request, RetryPolicy::RECORDS)?
-            .into_success()?;
-        let page: Page = serde_json::from_slice(&response.body).map_err(|problem| {
-            malformed(format!(
-                "a page of {entity_set} is not a record list: {problem}"
-            ))
-        })?;
-        let mut kept = Vec::with_capacity(page.value.len());
-        for record in &page.value {
-            let fields: Stamp = serde_json::from_str(record.get()).map_err(|problem| {
-                malformed(format!("a row of {entity_set} cannot be read: {problem}"))
-            })?;
-            let id = fields.id(&table.primary_id).unwrap_or_default();
-            let modified = fields.modifiedon();
-            if modified.as_deref() == Some(watermark.modifiedon.as_str())
-                && skip.contains(id.as_str())
-            {
-                continue;
+        // The page is read as it arrives (the read's refusal is the client's body check, so a
+        // cut page is sent for again), and its rows go to `on_rows` then: the body is parsed
+        // once. What `on_rows` answers travels out as the read's product.
+        let mut take = |body: &[u8]| -> std::result::Result<Result<Option<String>>, String> {
+            let page: Page = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+            Ok(
+                keep_new(&page, &table.primary_id, watermark, &skip, &mut newest)
+                    .map_err(|problem| {
+                        malformed(format!("a row of {entity_set} cannot be read: {problem}"))
+                    })
+                    .and_then(|kept| {
+                        read += kept.len();
+                        on_rows(&kept)
+                    })
+                    .map(|()| page.next_link),
+            )
+        };
+        let (response, taken) =
+            context
+                .client
+                .send_reading(page_request, RetryPolicy::RECORDS, &mut take)?;
+        let response = response.into_success()?;
+        let next_link = match taken {
+            Some(taken) => taken?,
+            None => {
+                // Not read on arrival (not JSON by its headers): read here, once, to say why.
+                take(&response.body).map_err(|problem| {
+                    malformed(format!(
+                        "a page of {entity_set} is not a record list: {problem}"
+                    ))
+                })??
             }
-            if let Some(modified) = modified {
-                if modified != newest.modifiedon {
-                    newest = Watermark {
-                        modifiedon: modified,
-                        ids: Vec::new(),
-                    };
-                }
-                newest.ids.push(id);
-            }
-            kept.push(*record);
-        }
-        read += kept.len();
-        on_rows(&kept)?;
-        match page.next_link {
+        };
+        match next_link {
             Some(next) if read < request.max_records => url = next,
             Some(_) => break false,
             None => break true,
@@ -405,21 +404,106 @@ fn read_range_since(
 }
 
 /// The two columns the watermark needs, read from a row without building its values.
-#[derive(Deserialize)]
-struct Stamp<'a>(#[serde(borrow)] std::collections::BTreeMap<&'a str, &'a RawValue>);
+/// The rows of a page that are new since `watermark` (the rows of its instant it already
+/// gave, `skip`, are left out), moving `newest` on to the newest row kept.
+fn keep_new<'a>(
+    page: &Page<'a>,
+    primary_id: &str,
+    watermark: &Watermark,
+    skip: &HashSet<&str>,
+    newest: &mut Watermark,
+) -> std::result::Result<Vec<&'a RawValue>, serde_json::Error> {
+    let mut kept = Vec::with_capacity(page.value.len());
+    for record in &page.value {
+        let stamp = Stamp::of(record, primary_id)?;
+        let id = stamp.id.unwrap_or_default();
+        if stamp.modifiedon.as_deref() == Some(watermark.modifiedon.as_str())
+            && skip.contains(id.as_str())
+        {
+            continue;
+        }
+        if let Some(modified) = stamp.modifiedon {
+            if modified != newest.modifiedon {
+                *newest = Watermark {
+                    modifiedon: modified,
+                    ids: Vec::new(),
+                };
+            }
+            newest.ids.push(id);
+        }
+        kept.push(*record);
+    }
+    Ok(kept)
+}
 
-impl Stamp<'_> {
-    fn text(&self, column: &str) -> Option<String> {
-        let raw = self.0.get(column)?.get();
-        serde_json::from_str::<String>(raw).ok()
+/// A row's `modifiedon` and primary ID (lower case), each when it is a string; the row's
+/// other columns are skipped, not kept.
+#[derive(Debug, Default, PartialEq)]
+struct Stamp {
+    modifiedon: Option<String>,
+    id: Option<String>,
+}
+
+impl Stamp {
+    fn of(record: &RawValue, primary_id: &str) -> std::result::Result<Stamp, serde_json::Error> {
+        use serde::de::DeserializeSeed as _;
+        let mut reader = serde_json::Deserializer::from_str(record.get());
+        StampSeed(primary_id).deserialize(&mut reader)
+    }
+}
+
+struct StampSeed<'p>(&'p str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for StampSeed<'_> {
+    type Value = Stamp;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Stamp, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StampSeed<'_> {
+    type Value = Stamp;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a row")
     }
 
-    fn modifiedon(&self) -> Option<String> {
-        self.text("modifiedon")
-    }
-
-    fn id(&self, primary_id: &str) -> Option<String> {
-        self.text(primary_id).map(|id| id.to_ascii_lowercase())
+    fn visit_map<M: serde::de::MapAccess<'de>>(
+        self,
+        mut map: M,
+    ) -> std::result::Result<Stamp, M::Error> {
+        // A column named twice counts by its last value, as the map this replaced kept it.
+        let mut stamp = Stamp::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let wanted = if key == "modifiedon" {
+                Some(false)
+            } else if key == self.0 {
+                Some(true)
+            } else {
+                None
+            };
+            match wanted {
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Some(is_id) => {
+                    let value = map.next_value::<Value>()?;
+                    let text = value.as_str().map(|text| match is_id {
+                        true => text.to_ascii_lowercase(),
+                        false => text.to_string(),
+                    });
+                    match is_id {
+                        true => stamp.id = text,
+                        false => stamp.modifiedon = text,
+                    }
+                }
+            }
+        }
+        Ok(stamp)
     }
 }
 
@@ -569,6 +653,33 @@ mod tests {
     use serde_json::json;
 
     const ACCOUNTS: &str = r#"{"value":[{"LogicalName":"account","EntitySetName":"accounts","PrimaryIdAttribute":"accountid"}]}"#;
+
+    #[test]
+    fn a_rows_stamp_is_its_modifiedon_and_lower_case_id_whatever_else_it_holds() {
+        let stamp = |text: &str| {
+            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            Stamp::of(&raw, "accountid")
+        };
+        let full = stamp(
+            r#"{"@odata.etag":"W/\"7\"","name":"x","address":{"modifiedon":"nested","accountid":"no"},"modifiedon":"2024-05-01T10:00:00Z","accountid":"AB-CD","list":[1,{"a":[]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(full.modifiedon.as_deref(), Some("2024-05-01T10:00:00Z"));
+        assert_eq!(full.id.as_deref(), Some("ab-cd"));
+        // A name spelt with escapes is the same name; a column named twice counts by its last
+        // value; a value that is not text is no stamp.
+        let escaped =
+            stamp(r#"{"modified\u006fn":"2024-01-01T00:00:00Z","accountid":"A","accountid":"B"}"#)
+                .unwrap();
+        assert_eq!(escaped.modifiedon.as_deref(), Some("2024-01-01T00:00:00Z"));
+        assert_eq!(escaped.id.as_deref(), Some("b"));
+        assert_eq!(
+            stamp(r#"{"modifiedon":5,"accountid":null}"#).unwrap(),
+            Stamp::default()
+        );
+        assert!(stamp("[1]").is_err());
+        assert!(stamp("\"row\"").is_err());
+    }
 
     #[test]
     fn anchors_are_iso_dates_or_instants_and_watermarks_only_what_a_read_gave() {
