@@ -292,3 +292,73 @@ fn a_broken_or_cut_page_is_sent_for_again_and_its_rows_arrive_once() {
         assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), all);
     }
 }
+
+#[test]
+fn a_cut_change_page_is_sent_for_again_and_its_rows_and_deletions_arrive_once() {
+    use dataverse_emulator::Fault;
+    for fault in [Fault::MalformedJson, Fault::CutMidBody] {
+        let emulator = emulator();
+        let total = emulator.table("accounts").len();
+        emulator
+            .faults()
+            .inject_after(1, fault.clone(), 1, "/accounts");
+        let first = read(
+            &emulator,
+            json!({"entityType": "accounts", "useChangeTracking": true, "recordsPerPage": 3, "fieldNames": ["name"]}),
+        );
+        assert_eq!(emulator.faults().pending(), 0, "the fault was met");
+        let ids: BTreeSet<&str> = first["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["accountid"].as_str().unwrap())
+            .collect();
+        assert_eq!(first["records"].as_array().unwrap().len(), total);
+        assert_eq!(ids.len(), total, "no row twice");
+
+        let rows = emulator.table("accounts");
+        let victims: Vec<String> = rows[..2]
+            .iter()
+            .map(|row| row["accountid"].as_str().unwrap().to_string())
+            .collect();
+        let connection = connected(&emulator);
+        for victim in &victims {
+            host()
+                .invoke(
+                    "delete-entity",
+                    &connection,
+                    &json!({"entityType": "accounts", "entityId": victim}).to_string(),
+                )
+                .unwrap();
+        }
+        let changed = rows[2]["accountid"].as_str().unwrap();
+        let update = json!({"entityType": "accounts", "entityId": changed, "fieldValues": {"name": "Changed"}});
+        host()
+            .invoke("update-entity", &connection, &update.to_string())
+            .unwrap();
+        // The changes come a row a page; the second page is broken.
+        emulator.faults().inject_after(1, fault, 1, "/accounts");
+        let next = read(
+            &emulator,
+            json!({"entityType": "accounts", "useChangeTracking": true, "recordsPerPage": 1, "deltaLink": first["deltaLink"]}),
+        );
+        assert_eq!(emulator.faults().pending(), 0, "the fault was met");
+        let names: Vec<&str> = next["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Changed"]);
+        let mut deleted: Vec<String> = next["deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_str().unwrap().to_string())
+            .collect();
+        deleted.sort();
+        let mut expected = victims.clone();
+        expected.sort();
+        assert_eq!(deleted, expected, "each deletion once");
+    }
+}

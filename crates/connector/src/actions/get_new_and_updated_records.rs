@@ -533,6 +533,36 @@ struct Deleted {
     reason: Option<String>,
 }
 
+/// Splits a change page into rows (into `chunks`) and deleted rows' IDs (into `deleted`), and
+/// answers its next and delta links. A row is a deletion when its own `@odata.context` names
+/// `$deletedEntity` or its `reason` is `deleted` (use-change-tracking-synchronize-data-external-systems).
+fn take(
+    body: &[u8],
+    chunks: &mut RecordChunks,
+    deleted: &mut Vec<String>,
+) -> std::result::Result<(Option<String>, Option<String>), String> {
+    let page: DeltaPage = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let mut rows = Vec::with_capacity(page.value.len());
+    for entry in &page.value {
+        let marker: Deleted = serde_json::from_str(entry.get()).unwrap_or(Deleted {
+            context: None,
+            id: None,
+            reason: None,
+        });
+        let is_deleted = marker
+            .context
+            .as_deref()
+            .is_some_and(|c| c.ends_with("$deletedEntity"))
+            || marker.reason.as_deref() == Some("deleted");
+        match (is_deleted, marker.id) {
+            (true, Some(id)) => deleted.push(id),
+            _ => rows.push(*entry),
+        }
+    }
+    chunks.push_page(&rows);
+    Ok((page.next_link, page.delta_link))
+}
+
 /// Change-tracking mode: a full read the first time (and after an expired delta link), then only
 /// what changed, deleted rows included.
 fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String> {
@@ -576,7 +606,14 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
             format!("odata.track-changes,odata.maxpagesize={page_size}"),
         );
         let request = impersonate(request, input)?;
-        let response = context.client.send(request, RetryPolicy::RECORDS)?;
+        // The page is read as it arrives (the read's refusal is the client's body check, so a
+        // cut page is sent for again): parsed once.
+        let (response, read) =
+            context
+                .client
+                .send_reading(request, RetryPolicy::RECORDS, |body| {
+                    take(body, &mut chunks, &mut deleted)
+                })?;
         if response.status == 400
             && given.is_some()
             && !resynced
@@ -596,31 +633,16 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
         let response = response
             .into_success()
             .map_err(|failure| crate::records::explain(context, entity_set, failure))?;
-        let page: DeltaPage = serde_json::from_slice(&response.body).map_err(|problem| {
-            malformed(format!(
-                "a change page of {entity_set} is not a record list: {problem}"
-            ))
-        })?;
-        let mut rows = Vec::with_capacity(page.value.len());
-        for entry in &page.value {
-            let marker: Deleted = serde_json::from_str(entry.get()).unwrap_or(Deleted {
-                context: None,
-                id: None,
-                reason: None,
-            });
-            let is_deleted = marker
-                .context
-                .as_deref()
-                .is_some_and(|c| c.ends_with("$deletedEntity"))
-                || marker.reason.as_deref() == Some("deleted");
-            match (is_deleted, marker.id) {
-                (true, Some(id)) => deleted.push(id),
-                _ => rows.push(*entry),
-            }
-        }
-        chunks.push_page(&rows);
+        let (next_link, delta_link) = match read {
+            Some(links) => links,
+            None => take(&response.body, &mut chunks, &mut deleted).map_err(|problem| {
+                malformed(format!(
+                    "a change page of {entity_set} is not a record list: {problem}"
+                ))
+            })?,
+        };
         let seen = chunks.len() + deleted.len();
-        match (page.next_link, page.delta_link) {
+        match (next_link, delta_link) {
             // A read that starts the table over after an expired link goes to its end: the
             // caller tells deleted rows by what the whole read did not bring.
             (Some(next), _) if !resynced && budget.is_some_and(|budget| seen >= budget) => {
