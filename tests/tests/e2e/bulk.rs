@@ -216,6 +216,33 @@ fn fetch_xml_pages_by_next_page_id() {
 }
 
 #[test]
+fn a_broken_or_cut_fetch_xml_page_is_sent_for_again_and_its_rows_arrive_once() {
+    use dataverse_emulator::Fault;
+    for fault in [Fault::MalformedJson, Fault::CutMidBody] {
+        let emulator = emulator();
+        let total = emulator.table("accounts").len();
+        // Pages of 3 read to the end: the second answer is broken.
+        emulator.faults().inject_after(1, fault, 1, "/accounts");
+        let xml = "<fetch count='3'><entity name='account'><attribute name='accountid'/><order attribute='name'/></entity></fetch>";
+        let output = run(
+            &emulator,
+            "run-fetch-xml-query",
+            json!({"entityType": "accounts", "xmlQuery": xml, "fetchAll": true}),
+        )
+        .unwrap();
+        assert_eq!(emulator.faults().pending(), 0, "the fault was met");
+        let ids: Vec<&str> = output["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["accountid"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), total, "every row, none twice");
+        assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), total);
+    }
+}
+
+#[test]
 fn bad_fetch_xml_is_refused_naming_the_element() {
     let emulator = emulator();
     for (xml, expected) in [

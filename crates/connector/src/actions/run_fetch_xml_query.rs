@@ -151,16 +151,16 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         } else {
             xml.to_string()
         };
-        let body = fetch_page(context, input, entity_set, &paged, &prefer)?;
-        let parsed: Page = serde_json::from_str(&body).map_err(|problem| {
-            malformed(format!(
-                "the FetchXML answer is not a record list: {problem}"
-            ))
-        })?;
+        // The page's records go into the output as it is read; its paging annotations come back.
+        let (more, cookie_text) =
+            fetch_page(context, input, entity_set, &paged, &prefer, &mut |body| {
+                let parsed: Page = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+                chunks.push_page(&parsed.value);
+                Ok((parsed.more, parsed.cookie))
+            })?;
         pages += 1;
-        chunks.push_page(&parsed.value);
-        let more = parsed.more.unwrap_or(false) && pages_allowed;
-        let next_cookie = parsed.cookie.as_deref().and_then(paging_cookie);
+        let more = more.unwrap_or(false) && pages_allowed;
+        let next_cookie = cookie_text.as_deref().and_then(paging_cookie);
         if !(fetch_all && more && chunks.len() < max_records) {
             break (more, next_cookie);
         }
@@ -184,14 +184,25 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     )))
 }
 
-/// One page's JSON: by GET, or inside `$batch` when the URL would be too long.
+/// What a page's reader answers: `@Microsoft.Dynamics.CRM.morerecords` and the paging cookie.
+type PageInfo = (Option<bool>, Option<String>);
+
+/// Fetches one page, by GET or inside `$batch` when the URL would be too long, and hands its JSON
+/// to `read`. A GET's page is read as it arrives (the read's refusal is the client's body check,
+/// so a cut page is sent for again): parsed once.
 fn fetch_page(
     context: &Context,
     input: &Input,
     entity_set: &str,
     xml: &str,
     prefer: &str,
-) -> Result<String> {
+    read: &mut dyn FnMut(&[u8]) -> std::result::Result<PageInfo, String>,
+) -> Result<PageInfo> {
+    let not_a_page = |problem: String| {
+        malformed(format!(
+            "the FetchXML answer is not a record list: {problem}"
+        ))
+    };
     let relative = format!("{entity_set}?fetchXml={}", percent_encode(xml));
     let url = context.client.api_url(&relative);
     let impersonation: Vec<(String, String)> = input
@@ -201,13 +212,17 @@ fn fetch_page(
     if url.len() <= MAX_URL {
         let mut request = Request::new("GET", url).header("Prefer", prefer);
         request.headers.extend(impersonation);
-        let response = context
-            .client
-            .send(request, RetryPolicy::RECORDS)?
+        let (response, info) =
+            context
+                .client
+                .send_reading(request, RetryPolicy::RECORDS, |body| read(body))?;
+        let response = response
             .into_success()
             .map_err(|failure| explain(context, entity_set, failure))?;
-        return Ok(String::from_utf8(response.body)
-            .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned()));
+        return match info {
+            Some(info) => Ok(info),
+            None => read(&response.body).map_err(not_a_page),
+        };
     }
     let path = format!("{}/{relative}", context.client.api_root_path());
     let mut headers = vec![("Prefer".to_string(), prefer.to_string())];
@@ -250,5 +265,5 @@ fn fetch_page(
             crate::error::from_service(service),
         ));
     }
-    Ok(answer.body.to_string())
+    read(answer.body.as_bytes()).map_err(not_a_page)
 }
