@@ -47,11 +47,18 @@ pub struct Args {
     /// or relationship definitions.
     #[arg(long, value_name = "SETS")]
     pub tables: Option<String>,
+    /// Let tool calls act as another user (Impersonate User Id, Impersonate Entra Object Id,
+    /// and Raw Request's MSCRMCallerID and CallerObjectId headers). Without it those inputs
+    /// are not offered and a call that gives them is refused: the connection's user may hold
+    /// the privilege to act as anyone, an administrator included.
+    #[arg(long)]
+    pub allow_impersonation: bool,
 }
 
 impl Args {
     pub fn run(self, global: &Global) -> anyhow::Result<ExitCode> {
-        let policy = Policy::new(self.read_only, self.tables.as_deref())?;
+        let mut policy = Policy::new(self.read_only, self.tables.as_deref())?;
+        policy.allow_impersonation = self.allow_impersonation;
         let named = connection_file::load_named(&self.connection)?;
         let host = global.host()?;
         let store = token_store(global.token_store.as_deref())?;
@@ -119,8 +126,12 @@ impl Server {
                         action.key
                     );
                 }
+                let mut tool = tools::tool(action, effect);
+                if !policy.allow_impersonation {
+                    tools::leave_out_inputs(&mut tool, &policy::IMPERSONATION_INPUTS);
+                }
                 Entry {
-                    tool: tools::tool(action, effect),
+                    tool,
                     tables,
                     hidden: policy.hides(effect, tables),
                 }
@@ -176,6 +187,9 @@ impl Server {
                 hint: Some("leave connection out of the arguments".to_string()),
                 field: Some("connection".to_string()),
             }));
+        }
+        if let Err(refusal) = self.policy.check_impersonation(name, &arguments) {
+            return Ok(refused(refusal));
         }
         let logical = if self.policy.tables.is_some() && entry.tables.needs_logical_names() {
             match self.logical_names().await? {
@@ -315,7 +329,7 @@ fn refused(refusal: Refusal) -> CallToolResult {
         service_code: None,
         retry_after_ms: None,
         hint: Some(
-            "this MCP server was started with --read-only or --tables; ask for a server without the limit"
+            "this MCP server limits its tools (--read-only, --tables, or no --allow-impersonation); ask for a server without the limit"
                 .to_string(),
         ),
         field: refusal.field,
@@ -329,6 +343,10 @@ impl ServerHandler for Server {
         );
         if self.policy.read_only {
             instructions.push_str(" Read-only: tools that change data are not offered.");
+        }
+        if !self.policy.allow_impersonation {
+            instructions
+                .push_str(" Calls act as the connection's own user: impersonation is not allowed.");
         }
         if let Some(tables) = &self.policy.tables {
             let list: Vec<&str> = tables.iter().map(String::as_str).collect();
@@ -535,6 +553,96 @@ mod tests {
             .unwrap();
         // The test connection names an address the egress policy refuses: an error, but run.
         assert_eq!(result.is_error, Some(true));
+    }
+
+    #[tokio::test]
+    async fn impersonation_is_neither_offered_nor_taken_unless_allowed() {
+        let server_of = server;
+        let server = server_of(Policy::default());
+        for tool in server.offered() {
+            let properties = tool.input_schema["properties"].as_object().unwrap();
+            for key in policy::IMPERSONATION_INPUTS {
+                assert!(!properties.contains_key(key), "{} offers {key}", tool.name);
+            }
+        }
+        let args = |value: Value| value.as_object().unwrap().clone();
+        let user = "00000000-0000-0000-0000-000000000001";
+        let attempts = [
+            (
+                "query-entities",
+                args(json!({"entityType": "accounts", "impersonateUserId": user})),
+            ),
+            (
+                "create-entity",
+                args(json!({"entityType": "accounts", "impersonateObjectId": user})),
+            ),
+            // Present at all, even empty, is refused: what counts as empty is the component's.
+            (
+                "batch-entity-actions",
+                args(json!({"batchActions": [], "impersonateUserId": ""})),
+            ),
+            (
+                "raw-request",
+                args(json!({"method": "GET", "url": "WhoAmI", "headers": {"mscrmcallerid": user}})),
+            ),
+            (
+                "raw-request",
+                args(
+                    json!({"method": "GET", "url": "WhoAmI", "headers": [{"key": " CallerObjectId ", "value": user}]}),
+                ),
+            ),
+            (
+                "raw-request",
+                args(
+                    json!({"method": "GET", "url": "WhoAmI", "headers": "{\"MSCRM\\u0043allerID\": \"x\"}"}),
+                ),
+            ),
+        ];
+        for (tool, arguments) in attempts {
+            let result = server.call(tool, arguments.clone()).await.unwrap();
+            let error = error_of(&result);
+            assert_eq!(error["code"], json!("forbidden"), "{tool} {arguments:?}");
+            assert!(
+                error["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("--allow-impersonation"),
+                "{error}"
+            );
+        }
+
+        // Allowed, the inputs are offered and the call goes on to the component (whose own
+        // checks answer here: the test connection reaches nothing).
+        let allowing = server_of(Policy {
+            allow_impersonation: true,
+            ..Policy::default()
+        });
+        let query = allowing
+            .offered()
+            .into_iter()
+            .find(|tool| tool.name == "query-entities")
+            .unwrap();
+        assert!(
+            query.input_schema["properties"]
+                .as_object()
+                .unwrap()
+                .contains_key("impersonateUserId")
+        );
+        let result = allowing
+            .call(
+                "query-entities",
+                args(json!({"entityType": "accounts", "impersonateUserId": user, "impersonateObjectId": user})),
+            )
+            .await
+            .unwrap();
+        let error = error_of(&result);
+        assert_ne!(error["code"], json!("forbidden"), "{error}");
+        assert!(
+            !error["message"]
+                .as_str()
+                .unwrap()
+                .contains("--allow-impersonation")
+        );
     }
 
     #[tokio::test]

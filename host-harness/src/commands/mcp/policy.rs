@@ -14,7 +14,18 @@ pub struct Policy {
     pub read_only: bool,
     /// Entity set names, lower-case; `None` means every table.
     pub tables: Option<BTreeSet<String>>,
+    /// Whether a tool call may act as another user (`--allow-impersonation`).
+    pub allow_impersonation: bool,
 }
+
+/// The inputs that make a call act as another user: Dataverse sends them as `MSCRMCallerID`
+/// and `CallerObjectId` (impersonate-another-user). The connection's own user needs the Act on
+/// Behalf of Another User privilege, which service principals often hold: with it, an agent
+/// could act as an administrator.
+pub const IMPERSONATION_INPUTS: [&str; 2] = ["impersonateUserId", "impersonateObjectId"];
+
+/// The headers of a raw request that impersonate, compared without case.
+const IMPERSONATION_HEADERS: [&str; 2] = ["MSCRMCallerID", "CallerObjectId"];
 
 /// A call the policy refuses: the input it is about (when one is) and why.
 #[derive(Debug, PartialEq, Eq)]
@@ -57,7 +68,51 @@ impl Policy {
                 Some(names)
             }
         };
-        Ok(Policy { read_only, tables })
+        Ok(Policy {
+            read_only,
+            tables,
+            allow_impersonation: false,
+        })
+    }
+
+    /// Refuses a call that would act as another user, unless the server allows it: the
+    /// impersonation inputs of any tool (given at all, even empty), and Raw Request's
+    /// impersonation headers in every shape the component reads headers in (an object, a list
+    /// of `{"key", "value"}`, or JSON text of either).
+    pub fn check_impersonation(
+        &self,
+        tool: &str,
+        arguments: &Map<String, Value>,
+    ) -> Result<(), Refusal> {
+        if self.allow_impersonation {
+            return Ok(());
+        }
+        for key in IMPERSONATION_INPUTS {
+            if arguments.contains_key(key) {
+                return Err(Refusal::of(
+                    key,
+                    format!(
+                        "{tool}: acting as another user is not allowed; this server runs without --allow-impersonation"
+                    ),
+                ));
+            }
+        }
+        if tool.starts_with("raw-request")
+            && let Some(headers) = arguments.get("headers")
+            && let Some(name) = header_names(headers).into_iter().find(|name| {
+                IMPERSONATION_HEADERS
+                    .iter()
+                    .any(|header| name.trim().eq_ignore_ascii_case(header))
+            })
+        {
+            return Err(Refusal::of(
+                "headers",
+                format!(
+                    "{tool}: the {name} header acts as another user, which is not allowed; this server runs without --allow-impersonation"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Why an action is not offered as a tool, or `None` when it is.
@@ -616,6 +671,24 @@ impl Check<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The header names in a Headers argument, read as the component reads it: an object's keys,
+/// the `key` of each entry of a list, or either of those given as JSON text.
+fn header_names(headers: &Value) -> Vec<String> {
+    match headers {
+        Value::Object(object) => object.keys().cloned().collect(),
+        Value::Array(entries) => entries
+            .iter()
+            .filter_map(|entry| entry.get("key").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect(),
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(parsed @ (Value::Object(_) | Value::Array(_))) => header_names(&parsed),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
     }
 }
 

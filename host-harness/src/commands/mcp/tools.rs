@@ -214,6 +214,21 @@ pub fn tool(action: &ActionDefinition, effect: Effect) -> Tool {
     .with_annotations(annotations)
 }
 
+/// Removes `keys` from a tool's input schema (its properties and required list): inputs this
+/// server does not let an agent give.
+pub fn leave_out_inputs(tool: &mut Tool, keys: &[&str]) {
+    let mut schema = (*tool.input_schema).clone();
+    if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+        for key in keys {
+            properties.remove(*key);
+        }
+    }
+    if let Some(Value::Array(required)) = schema.get_mut("required") {
+        required.retain(|name| !keys.iter().any(|key| name == key));
+    }
+    tool.input_schema = Arc::new(schema);
+}
+
 /// The JSON Schema of an action's input object. The connection is not among the properties:
 /// the server runs every call with the one connection it was started for.
 pub fn input_schema(action: &ActionDefinition) -> JsonObject {
