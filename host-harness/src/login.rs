@@ -126,7 +126,7 @@ impl PendingLogin {
     ) -> Result<LoginOutcome, LoginError> {
         let (sender, redirects) = channel();
         let router = Router::new().fallback(redirected).with_state(sender);
-        let _server = LoopbackServer::start(self.listener, Limits::default(), router)
+        let server = LoopbackServer::start(self.listener, Limits::default(), router)
             .map_err(|problem| LoginError::Failed(format!("serving the redirect: {problem}")))?;
         let PendingLogin {
             redirect_uri,
@@ -148,6 +148,10 @@ impl PendingLogin {
         };
         let (page, outcome) = waiting.answer(&redirect.query, manager, key, connection);
         let _ = redirect.reply.send(page);
+        // Another hit on the callback (a reload) is answered "over" at once, so stopping the
+        // server does not wait out its grace for it.
+        drop(redirects);
+        drop(server);
         outcome
     }
 }

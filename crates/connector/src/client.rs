@@ -708,6 +708,22 @@ fn check_on_the_wire(request: &Request) -> Result<()> {
 /// learn.microsoft.com/power-apps/developer/data-platform/webapi/query/overview).
 pub const MAX_URL: usize = 32_768;
 
+/// What a page reader answers: `Err` refuses the body (sent for again), `Ok(Err(why))` is an
+/// answer of the wrong shape (not retried), `Ok(Ok(_))` the page read.
+pub type PageRead<T> = std::result::Result<std::result::Result<T, String>, String>;
+
+/// Parses a page in a [`Client::send_reading`] reader. A body that is not JSON (cut short or
+/// corrupted on the way) is refused, so it is sent for again; JSON of another shape (no `value`,
+/// a value of the wrong type) is what the service answered, and comes back as `Ok(Err(why))`,
+/// which is not retried: sending for it again would only bring the same answer.
+pub fn parse_page<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> PageRead<T> {
+    match serde_json::from_slice::<T>(body) {
+        Ok(page) => Ok(Ok(page)),
+        Err(problem) if problem.is_data() => Ok(Err(problem.to_string())),
+        Err(problem) => Err(problem.to_string()),
+    }
+}
+
 /// True for a 2xx answer with a body that says it is JSON: the answers whose body is checked.
 fn is_json_answer(status: u16, headers: &[(String, String)], body: &[u8]) -> bool {
     (200..300).contains(&status)
@@ -863,6 +879,51 @@ mod tests {
         assert_eq!(names.as_deref(), Some("\"Contoso\""));
         assert_eq!((reads, response.attempts, response.lost_answers), (2, 2, 1));
         assert_eq!(script.sent().len(), 2);
+    }
+
+    #[test]
+    fn a_page_of_another_shape_is_the_answer_not_a_cut_one_and_is_not_sent_again() {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            value: Vec<Value>,
+        }
+        for body in [
+            r#"{"value":{}}"#,
+            r#"{"error":{"message":"x"}}"#,
+            r#"{"value":null}"#,
+        ] {
+            let signed = Signed::new();
+            let script = Script::new().json(200, body);
+            let context = signed.context(&script);
+            let (response, read) = context
+                .client
+                .send_reading(
+                    Request::new("GET", context.client.api_url("accounts")),
+                    RetryPolicy::RECORDS,
+                    |body| parse_page::<Page>(body),
+                )
+                .unwrap();
+            let why = read.expect("read").err().expect("refused as a page");
+            assert!(why.contains("line 1"), "{why}");
+            assert_eq!((response.attempts, response.lost_answers), (1, 0), "{body}");
+            assert_eq!(script.sent().len(), 1, "{body}");
+        }
+        // Not JSON at all: sent for again.
+        let signed = Signed::new();
+        let script = Script::new()
+            .json(200, r#"{"value":[1,"#)
+            .json(200, r#"{"value":[1]}"#);
+        let context = signed.context(&script);
+        let (response, read) = context
+            .client
+            .send_reading(
+                Request::new("GET", context.client.api_url("accounts")),
+                RetryPolicy::RECORDS,
+                |body| parse_page::<Page>(body),
+            )
+            .unwrap();
+        assert!(matches!(read, Some(Ok(page)) if page.value.len() == 1));
+        assert_eq!(response.attempts, 2);
     }
 
     #[test]

@@ -432,6 +432,8 @@ pub fn write_body(
 pub struct RecordChunks {
     output: String,
     count: usize,
+    /// Whether more pages are expected: only then is room kept below the output for them.
+    paged: bool,
 }
 
 const HEAD: &str = "{\"records\":[";
@@ -445,6 +447,19 @@ impl Default for RecordChunks {
         RecordChunks {
             output: String::from(HEAD),
             count: 0,
+            paged: false,
+        }
+    }
+}
+
+impl RecordChunks {
+    /// For a read that may take many pages: the first page leaves room below the output for
+    /// the bodies of the next ones ([`RecordChunks::grow`]). A read of one page would only pay
+    /// for that room.
+    pub fn paged(paged: bool) -> RecordChunks {
+        RecordChunks {
+            paged,
+            ..RecordChunks::default()
         }
     }
 }
@@ -469,9 +484,10 @@ impl RecordChunks {
     /// dlmalloc extends a block in place only into free memory that already follows it: when
     /// the heap's free top is shorter than the growth, it allocates a new block and copies,
     /// even though the output is the last block. So:
-    /// - the first page puts a spacer of its size (at most 16 MiB) below the output and frees
-    ///   it, leaving room below for the next pages' bodies (otherwise a body a byte larger than
-    ///   the last one lands just above the output and blocks it);
+    /// - in a read of many pages ([`RecordChunks::paged`]), the first page puts a spacer of its
+    ///   size (at most 16 MiB) below the output and frees it, leaving room below for the next
+    ///   pages' bodies (otherwise a body a byte larger than the last one lands just above the
+    ///   output and blocks it);
     /// - later pages first ask for a block of the growth's size: a block that lands right after
     ///   the output extends the free top there, and freeing it lets the output grow into it.
     ///   A block that lands in a hole below is kept while the next is asked for (at most four),
@@ -485,8 +501,14 @@ impl RecordChunks {
             return;
         }
         if self.count == 0 {
-            let spacer: Vec<u8> = Vec::with_capacity(additional.min(MAX_SPACER));
+            let spacer: Vec<u8> = if self.paged {
+                Vec::with_capacity(additional.min(MAX_SPACER))
+            } else {
+                Vec::new()
+            };
             self.output.reserve_exact(additional);
+            // Seen, so the optimizer cannot drop an allocation whose only use is its free.
+            std::hint::black_box(spacer.as_ptr());
             drop(spacer);
             return;
         }

@@ -597,6 +597,11 @@ mod tests {
                     json!({"method": "GET", "url": "WhoAmI", "headers": "{\"MSCRM\\u0043allerID\": \"x\"}"}),
                 ),
             ),
+            // A $batch carries headers per request inside its body.
+            (
+                "raw-request",
+                args(json!({"method": "POST", "url": "/api/data/v9.2/%24BATCH", "data": "--b"})),
+            ),
         ];
         for (tool, arguments) in attempts {
             let result = server.call(tool, arguments.clone()).await.unwrap();

@@ -201,7 +201,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         max_records: input.number(MAX_RECORDS.key).unwrap_or(5000.0) as usize,
         caller: Caller::of(input),
     };
-    let mut chunks = RecordChunks::default();
+    let mut chunks = RecordChunks::paged(request.max_records > request.page_size as usize);
     let changes = read_range_since(context, &request, &created, &mut |rows| {
         chunks.push_page(rows);
         Ok(())
@@ -360,7 +360,14 @@ fn read_range_since(
         // cut page is sent for again), and its rows go to `on_rows` then: the body is parsed
         // once. What `on_rows` answers travels out as the read's product.
         let mut take = |body: &[u8]| -> std::result::Result<Result<Option<String>>, String> {
-            let page: Page = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+            let page: Page = match client::parse_page(body)? {
+                Ok(page) => page,
+                Err(problem) => {
+                    return Ok(Err(malformed(format!(
+                        "a page of {entity_set} is not a record list: {problem}"
+                    ))));
+                }
+            };
             Ok(
                 keep_new(&page, &table.primary_id, watermark, &skip, &mut newest)
                     .map_err(|problem| {
@@ -478,14 +485,7 @@ impl<'de> serde::de::Visitor<'de> for StampSeed<'_> {
     ) -> std::result::Result<Stamp, M::Error> {
         // A column named twice counts by its last value, as the map this replaced kept it.
         let mut stamp = Stamp::default();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let wanted = if key == "modifiedon" {
-                Some(false)
-            } else if key == self.0 {
-                Some(true)
-            } else {
-                None
-            };
+        while let Some(wanted) = map.next_key_seed(StampKey(self.0))? {
             match wanted {
                 None => {
                     map.next_value::<serde::de::IgnoredAny>()?;
@@ -504,6 +504,39 @@ impl<'de> serde::de::Visitor<'de> for StampSeed<'_> {
             }
         }
         Ok(stamp)
+    }
+}
+
+/// A column name, read without keeping it: `Some(false)` for `modifiedon`, `Some(true)` for the
+/// primary ID, `None` for any other.
+struct StampKey<'p>(&'p str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for StampKey<'_> {
+    type Value = Option<bool>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Option<bool>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StampKey<'_> {
+    type Value = Option<bool>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a column name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> std::result::Result<Option<bool>, E> {
+        Ok(if key == "modifiedon" {
+            Some(false)
+        } else if key == self.0 {
+            Some(true)
+        } else {
+            None
+        })
     }
 }
 
@@ -536,12 +569,18 @@ struct Deleted {
 /// Splits a change page into rows (into `chunks`) and deleted rows' IDs (into `deleted`), and
 /// answers its next and delta links. A row is a deletion when its own `@odata.context` names
 /// `$deletedEntity` or its `reason` is `deleted` (use-change-tracking-synchronize-data-external-systems).
+///
+/// A body that is not JSON is refused (sent for again); JSON of another shape is `Ok(Err(why))`
+/// ([`client::parse_page`]).
 fn take(
     body: &[u8],
     chunks: &mut RecordChunks,
     deleted: &mut Vec<String>,
-) -> std::result::Result<(Option<String>, Option<String>), String> {
-    let page: DeltaPage = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+) -> client::PageRead<Links> {
+    let page: DeltaPage = match client::parse_page(body)? {
+        Ok(page) => page,
+        Err(problem) => return Ok(Err(problem)),
+    };
     let mut rows = Vec::with_capacity(page.value.len());
     for entry in &page.value {
         let marker: Deleted = serde_json::from_str(entry.get()).unwrap_or(Deleted {
@@ -560,8 +599,11 @@ fn take(
         }
     }
     chunks.push_page(&rows);
-    Ok((page.next_link, page.delta_link))
+    Ok(Ok((page.next_link, page.delta_link)))
 }
+
+/// A change page's next and delta links.
+type Links = (Option<String>, Option<String>);
 
 /// Change-tracking mode: a full read the first time (and after an expired delta link), then only
 /// what changed, deleted rows included.
@@ -597,7 +639,10 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
     let mut url = given
         .map(str::to_string)
         .unwrap_or_else(|| first_url.clone());
-    let mut chunks = RecordChunks::default();
+    // A whole read (and a read started over) may take many pages; a read cut at a page's
+    // worth of rows takes one.
+    let many_pages = budget.is_none_or(|budget| budget > page_size as usize);
+    let mut chunks = RecordChunks::paged(many_pages);
     let mut deleted: Vec<String> = Vec::new();
     // Some(delta link) when the read reached its end, None when Rows Per Call cut it at `url`.
     let delta_link = loop {
@@ -625,7 +670,7 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
                 "the delta link of {entity_set} has expired; reading the whole table again"
             ));
             resynced = true;
-            chunks = RecordChunks::default();
+            chunks = RecordChunks::paged(true);
             deleted.clear();
             url = first_url.clone();
             continue;
@@ -633,14 +678,15 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
         let response = response
             .into_success()
             .map_err(|failure| crate::records::explain(context, entity_set, failure))?;
-        let (next_link, delta_link) = match read {
-            Some(links) => links,
-            None => take(&response.body, &mut chunks, &mut deleted).map_err(|problem| {
-                malformed(format!(
-                    "a change page of {entity_set} is not a record list: {problem}"
-                ))
-            })?,
+        let read = match read {
+            Some(read) => read,
+            None => take(&response.body, &mut chunks, &mut deleted).and_then(|read| read),
         };
+        let (next_link, delta_link) = read.map_err(|problem| {
+            malformed(format!(
+                "a change page of {entity_set} is not a record list: {problem}"
+            ))
+        })?;
         let seen = chunks.len() + deleted.len();
         match (next_link, delta_link) {
             // A read that starts the table over after an expired link goes to its end: the

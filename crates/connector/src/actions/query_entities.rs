@@ -128,7 +128,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         }
     };
 
-    let mut chunks = RecordChunks::default();
+    let mut chunks = RecordChunks::paged(fetch_all);
     let mut pages = 0u32;
     let mut count: Option<u64> = None;
     let next_page = loop {
@@ -153,22 +153,26 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         let (response, read) = context
             .client
             .send_reading(request, RetryPolicy::RECORDS, |body| {
-                let page: Page = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-                chunks.push_page(&page.value);
-                Ok((page.next_link, page.count))
+                Ok(crate::client::parse_page::<Page>(body)?.map(|page| {
+                    chunks.push_page(&page.value);
+                    (page.next_link, page.count)
+                }))
             })
             .map_err(&resumable)?;
         let response = response
             .into_success()
             .map_err(|failure| resumable(explain(context, entity_set, failure)))?;
+        let not_a_page = |problem: String| {
+            malformed(format!(
+                "a page of {entity_set} is not a record list: {problem}"
+            ))
+        };
         let (next_link, page_count) = match read {
-            Some(read) => read,
+            Some(Ok(read)) => read,
+            Some(Err(problem)) => return Err(resumable(not_a_page(problem))),
             None => {
-                let page: Page = serde_json::from_slice(&response.body).map_err(|problem| {
-                    malformed(format!(
-                        "a page of {entity_set} is not a record list: {problem}"
-                    ))
-                })?;
+                let page: Page = serde_json::from_slice(&response.body)
+                    .map_err(|problem| resumable(not_a_page(problem.to_string())))?;
                 chunks.push_page(&page.value);
                 (page.next_link, page.count)
             }

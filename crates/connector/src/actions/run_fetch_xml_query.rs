@@ -137,7 +137,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     }
     let prefer = format!("odata.include-annotations=\"{annotations}\"");
 
-    let mut chunks = RecordChunks::default();
+    let mut chunks = RecordChunks::paged(fetch_all);
     let mut pages = 0u32;
     let (more, next_cookie) = loop {
         let paged = if pages_allowed
@@ -154,9 +154,10 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         // The page's records go into the output as it is read; its paging annotations come back.
         let (more, cookie_text) =
             fetch_page(context, input, entity_set, &paged, &prefer, &mut |body| {
-                let parsed: Page = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-                chunks.push_page(&parsed.value);
-                Ok((parsed.more, parsed.cookie))
+                Ok(crate::client::parse_page::<Page>(body)?.map(|parsed| {
+                    chunks.push_page(&parsed.value);
+                    (parsed.more, parsed.cookie)
+                }))
             })?;
         pages += 1;
         let more = more.unwrap_or(false) && pages_allowed;
@@ -196,7 +197,7 @@ fn fetch_page(
     entity_set: &str,
     xml: &str,
     prefer: &str,
-    read: &mut dyn FnMut(&[u8]) -> std::result::Result<PageInfo, String>,
+    read: &mut dyn FnMut(&[u8]) -> crate::client::PageRead<PageInfo>,
 ) -> Result<PageInfo> {
     let not_a_page = |problem: String| {
         malformed(format!(
@@ -219,10 +220,11 @@ fn fetch_page(
         let response = response
             .into_success()
             .map_err(|failure| explain(context, entity_set, failure))?;
-        return match info {
-            Some(info) => Ok(info),
-            None => read(&response.body).map_err(not_a_page),
+        let info = match info {
+            Some(info) => info,
+            None => read(&response.body).and_then(|info| info),
         };
+        return info.map_err(not_a_page);
     }
     let path = format!("{}/{relative}", context.client.api_root_path());
     let mut headers = vec![("Prefer".to_string(), prefer.to_string())];
@@ -265,5 +267,7 @@ fn fetch_page(
             crate::error::from_service(service),
         ));
     }
-    read(answer.body.as_bytes()).map_err(not_a_page)
+    read(answer.body.as_bytes())
+        .and_then(|info| info)
+        .map_err(not_a_page)
 }

@@ -97,6 +97,24 @@ impl Policy {
                 ));
             }
         }
+        // A $batch body carries headers of its own for each request in it; Raw Request cannot
+        // send multipart/mixed today, but the refusal should not rest on that.
+        if tool.starts_with("raw-request")
+            && let Some(Value::String(url)) = arguments.get("url")
+            && url
+                .to_ascii_lowercase()
+                .replace("%24", "$")
+                .split(['?', '#'])
+                .next()
+                .is_some_and(|path| path.contains("$batch"))
+        {
+            return Err(Refusal::of(
+                "url",
+                format!(
+                    "{tool}: a $batch can act as another user in each of its requests, which is not allowed; this server runs without --allow-impersonation"
+                ),
+            ));
+        }
         if tool.starts_with("raw-request")
             && let Some(headers) = arguments.get("headers")
             && let Some(name) = header_names(headers).into_iter().find(|name| {
