@@ -887,13 +887,12 @@ mod tests {
         struct Page {
             value: Vec<Value>,
         }
-        for body in [
-            r#"{"value":{}}"#,
-            r#"{"error":{"message":"x"}}"#,
-            r#"{"value":null}"#,
-        ] {
+        // Attempts, answers counted as lost, what the reader made of the last, requests sent.
+        let read = |answers: &[&str]| {
             let signed = Signed::new();
-            let script = Script::new().json(200, body);
+            let script = answers
+                .iter()
+                .fold(Script::new(), |script, body| script.json(200, body));
             let context = signed.context(&script);
             let (response, read) = context
                 .client
@@ -903,27 +902,23 @@ mod tests {
                     |body| parse_page::<Page>(body),
                 )
                 .unwrap();
+            let sent = script.sent().len();
+            (response.attempts, response.lost_answers, read, sent)
+        };
+        for body in [
+            r#"{"value":{}}"#,
+            r#"{"error":{"message":"x"}}"#,
+            r#"{"value":null}"#,
+        ] {
+            let (attempts, lost, read, sent) = read(&[body]);
             let why = read.expect("read").err().expect("refused as a page");
             assert!(why.contains("line 1"), "{why}");
-            assert_eq!((response.attempts, response.lost_answers), (1, 0), "{body}");
-            assert_eq!(script.sent().len(), 1, "{body}");
+            assert_eq!((attempts, lost, sent), (1, 0, 1), "{body}");
         }
         // Not JSON at all: sent for again.
-        let signed = Signed::new();
-        let script = Script::new()
-            .json(200, r#"{"value":[1,"#)
-            .json(200, r#"{"value":[1]}"#);
-        let context = signed.context(&script);
-        let (response, read) = context
-            .client
-            .send_reading(
-                Request::new("GET", context.client.api_url("accounts")),
-                RetryPolicy::RECORDS,
-                |body| parse_page::<Page>(body),
-            )
-            .unwrap();
+        let (attempts, lost, read, sent) = read(&[r#"{"value":[1,"#, r#"{"value":[1]}"#]);
         assert!(matches!(read, Some(Ok(page)) if page.value.len() == 1));
-        assert_eq!(response.attempts, 2);
+        assert_eq!((attempts, lost, sent), (2, 1, 2));
     }
 
     #[test]

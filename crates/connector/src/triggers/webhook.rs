@@ -235,17 +235,8 @@ fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Resul
             ),
             "sdkmessagefilterid",
         )?;
-        let mut step = json!({
-            "name": format!("{name} {message}"),
-            "mode": 1,
-            "stage": 40,
-            "rank": 1,
-            "supporteddeployment": 0,
-            "asyncautodelete": false,
-            "sdkmessageid@odata.bind": format!("/sdkmessages({message_id})"),
-            "sdkmessagefilterid@odata.bind": format!("/sdkmessagefilters({filter_id})"),
-            "eventhandler_serviceendpoint@odata.bind": format!("/serviceendpoints({endpoint_id})"),
-        });
+        let mut step = async_step(&format!("{name} {message}"), &message_id, &endpoint_id);
+        step["sdkmessagefilterid@odata.bind"] = json!(format!("/sdkmessagefilters({filter_id})"));
         if message == "Update" && !config.list(FILTERING_ATTRIBUTES.key).is_empty() {
             step["filteringattributes"] = json!(config.list(FILTERING_ATTRIBUTES.key).join(","));
         }
@@ -345,7 +336,7 @@ fn remove_endpoint(context: &Context, endpoint: &str) -> Result<()> {
 }
 
 /// The body of an asynchronous post-operation step (stage 40, mode 1) of `message_id` that
-/// posts to the service endpoint: the shape both webhook triggers register. Its filter, filtering
+/// posts to the service endpoint: the shape every webhook trigger registers. Its filter, filtering
 /// attributes and impersonation are theirs to add.
 pub(super) fn async_step(name: &str, message_id: &str, endpoint_id: &str) -> Value {
     json!({
