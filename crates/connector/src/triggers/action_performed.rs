@@ -13,9 +13,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::row_changed::{FLOW_ID, encoded_literal, endpoint_auth, ensure_endpoint, fnv64, rows};
+use super::row_changed::{FLOW_ID, endpoint_auth, ensure_endpoint, fnv64, rows};
 use super::webhook::{
-    AUTH_TYPE, AUTH_VALUES, TABLE, WEBHOOK_KEY, callback_url, create, delete, first_id,
+    AUTH_TYPE, AUTH_VALUES, TABLE, WEBHOOK_KEY, async_step, callback_url, create, delete,
+    encoded_literal, message_filter, message_id,
 };
 use super::{Handlers, TriggerDef};
 use crate::bindings::dynamics::connector::types::Choice;
@@ -161,14 +162,7 @@ fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Resul
     };
     let message_id = match api["_sdkmessageid_value"].as_str() {
         Some(id) => id.to_string(),
-        None => first_id(
-            context,
-            &format!(
-                "sdkmessages?$select=sdkmessageid&$filter=name%20eq%20{}",
-                encoded_literal(action)
-            ),
-            "sdkmessageid",
-        )?,
+        None => message_id(context, action)?,
     };
     let (auth_code, auth_value, generated_key) = endpoint_auth(config)?;
     let name = registration_name(config, action, table.as_deref().unwrap_or_default());
@@ -199,19 +193,11 @@ fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Resul
     let step_id = match reused {
         Some(id) => id,
         None => {
-            let mut step = super::webhook::async_step(&step_name, &message_id, &endpoint_id);
-            if let Some(table) = &table {
-                let filter = first_id(
-                    context,
-                    &format!(
-                        "sdkmessagefilters?$select=sdkmessagefilterid&$filter=_sdkmessageid_value%20eq%20{message_id}%20and%20primaryobjecttypecode%20eq%20{}",
-                        encoded_literal(table)
-                    ),
-                    "sdkmessagefilterid",
-                )?;
-                step["sdkmessagefilterid@odata.bind"] =
-                    json!(format!("/sdkmessagefilters({filter})"));
-            }
+            let filter = table
+                .as_deref()
+                .map(|table| message_filter(context, &message_id, table))
+                .transpose()?;
+            let step = async_step(&step_name, &message_id, filter.as_deref(), &endpoint_id);
             create(context, "sdkmessageprocessingsteps", &step)?
         }
     };

@@ -30,8 +30,8 @@ use serde_json::{Map, Value, json};
 
 use super::row_filter::{self, Condition};
 use super::webhook::{
-    AUTH_TYPE, AUTH_VALUES, TABLE, WEBHOOK_KEY, callback_url, configured_table, create, delete,
-    first_id, random_key, refuse, settings_xml,
+    AUTH_TYPE, AUTH_VALUES, TABLE, WEBHOOK_KEY, async_step, callback_url, configured_table, create,
+    delete, encoded_literal, message_filter, message_id, random_key, refuse, settings_xml,
 };
 use super::{Handlers, TriggerDef};
 use crate::bindings::exports::dynamics::connector::triggers::{IncomingRequest, WebhookOutcome};
@@ -363,10 +363,6 @@ pub(super) fn fnv64(text: &str) -> String {
     format!("{hash:016x}")
 }
 
-pub(super) fn encoded_literal(text: &str) -> String {
-    dataverse::encoding::percent_encode_query_value(&dataverse::odata::string_literal(text))
-}
-
 /// The IDs a row's owner (user scope) or owning business unit must be among, from the
 /// registering user. Kept short: they travel in the endpoint's URL, which Dataverse limits to
 /// 2000 characters.
@@ -619,21 +615,9 @@ fn create_step(
     endpoint_id: &str,
     owner: &str,
 ) -> Result<String> {
-    let message_id = first_id(
-        context,
-        &format!("sdkmessages?$select=sdkmessageid&$filter=name%20eq%20'{message}'"),
-        "sdkmessageid",
-    )?;
-    let filter_id = first_id(
-        context,
-        &format!(
-            "sdkmessagefilters?$select=sdkmessagefilterid&$filter=_sdkmessageid_value%20eq%20{message_id}%20and%20primaryobjecttypecode%20eq%20{}",
-            encoded_literal(table)
-        ),
-        "sdkmessagefilterid",
-    )?;
-    let mut step = super::webhook::async_step(step_name, &message_id, endpoint_id);
-    step["sdkmessagefilterid@odata.bind"] = json!(format!("/sdkmessagefilters({filter_id})"));
+    let message_id = message_id(context, message)?;
+    let filter_id = message_filter(context, &message_id, table)?;
+    let mut step = async_step(step_name, &message_id, Some(&filter_id), endpoint_id);
     if message == "Update" && !settings.select.is_empty() {
         step["filteringattributes"] = json!(settings.select.join(","));
     }

@@ -222,21 +222,14 @@ fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Resul
     let endpoint_id = create(context, "serviceendpoints", &endpoint)?;
     let mut step_ids = Vec::new();
     for message in &messages {
-        let message_id = first_id(
-            context,
-            &format!("sdkmessages?$select=sdkmessageid&$filter=name%20eq%20'{message}'"),
-            "sdkmessageid",
-        )?;
-        let filter_id = first_id(
-            context,
-            &format!(
-                "sdkmessagefilters?$select=sdkmessagefilterid&$filter=_sdkmessageid_value%20eq%20{message_id}%20and%20primaryobjecttypecode%20eq%20'{}'",
-                table.logical_name
-            ),
-            "sdkmessagefilterid",
-        )?;
-        let mut step = async_step(&format!("{name} {message}"), &message_id, &endpoint_id);
-        step["sdkmessagefilterid@odata.bind"] = json!(format!("/sdkmessagefilters({filter_id})"));
+        let message_id = message_id(context, message)?;
+        let filter_id = message_filter(context, &message_id, &table.logical_name)?;
+        let mut step = async_step(
+            &format!("{name} {message}"),
+            &message_id,
+            Some(&filter_id),
+            &endpoint_id,
+        );
         if message == "Update" && !config.list(FILTERING_ATTRIBUTES.key).is_empty() {
             step["filteringattributes"] = json!(config.list(FILTERING_ATTRIBUTES.key).join(","));
         }
@@ -335,11 +328,16 @@ fn remove_endpoint(context: &Context, endpoint: &str) -> Result<()> {
     delete(context, &format!("serviceendpoints({endpoint})"))
 }
 
-/// The body of an asynchronous post-operation step (stage 40, mode 1) of `message_id` that
-/// posts to the service endpoint: the shape every webhook trigger registers. Its filter, filtering
-/// attributes and impersonation are theirs to add.
-pub(super) fn async_step(name: &str, message_id: &str, endpoint_id: &str) -> Value {
-    json!({
+/// The body of an asynchronous post-operation step (stage 40, mode 1) of `message_id`, for the
+/// rows of `filter_id`'s table when given, that posts to the service endpoint: the shape every
+/// webhook trigger registers. Filtering attributes and impersonation are theirs to add.
+pub(super) fn async_step(
+    name: &str,
+    message_id: &str,
+    filter_id: Option<&str>,
+    endpoint_id: &str,
+) -> Value {
+    let mut step = json!({
         "name": name,
         "mode": 1,
         "stage": 40,
@@ -348,7 +346,44 @@ pub(super) fn async_step(name: &str, message_id: &str, endpoint_id: &str) -> Val
         "asyncautodelete": false,
         "sdkmessageid@odata.bind": format!("/sdkmessages({message_id})"),
         "eventhandler_serviceendpoint@odata.bind": format!("/serviceendpoints({endpoint_id})"),
-    })
+    });
+    if let Some(filter_id) = filter_id {
+        step["sdkmessagefilterid@odata.bind"] = json!(format!("/sdkmessagefilters({filter_id})"));
+    }
+    step
+}
+
+/// The ID of the SDK message `name` (Create, Update, a custom API's unique name).
+pub(super) fn message_id(context: &Context, name: &str) -> Result<String> {
+    first_id(
+        context,
+        &format!(
+            "sdkmessages?$select=sdkmessageid&$filter=name%20eq%20{}",
+            encoded_literal(name)
+        ),
+        "sdkmessageid",
+    )
+}
+
+/// The ID of the filter that limits `message_id` to the table `logical_name`.
+pub(super) fn message_filter(
+    context: &Context,
+    message_id: &str,
+    logical_name: &str,
+) -> Result<String> {
+    first_id(
+        context,
+        &format!(
+            "sdkmessagefilters?$select=sdkmessagefilterid&$filter=_sdkmessageid_value%20eq%20{message_id}%20and%20primaryobjecttypecode%20eq%20{}",
+            encoded_literal(logical_name)
+        ),
+        "sdkmessagefilterid",
+    )
+}
+
+/// `text` as an OData string literal, encoded for a query string.
+pub(super) fn encoded_literal(text: &str) -> String {
+    dataverse::encoding::percent_encode_query_value(&dataverse::odata::string_literal(text))
 }
 
 pub(super) fn create(context: &Context, entity_set: &str, body: &Value) -> Result<String> {
@@ -383,7 +418,7 @@ pub(super) fn delete(context: &Context, path: &str) -> Result<()> {
     response.into_success().map(|_| ())
 }
 
-pub(super) fn first_id(context: &Context, path: &str, column: &str) -> Result<String> {
+fn first_id(context: &Context, path: &str, column: &str) -> Result<String> {
     let answer = context.client.get_json(path)?;
     answer["value"][0][column]
         .as_str()
