@@ -462,9 +462,7 @@ impl RecordChunks {
             ..RecordChunks::default()
         }
     }
-}
 
-impl RecordChunks {
     /// Appends a page's records.
     pub fn push_page(&mut self, records: &[&serde_json::value::RawValue]) {
         let size: usize = records.iter().map(|record| record.get().len() + 1).sum();

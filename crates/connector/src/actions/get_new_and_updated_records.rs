@@ -410,7 +410,6 @@ fn read_range_since(
     })
 }
 
-/// The two columns the watermark needs, read from a row without building its values.
 /// The rows of a page that are new since `watermark` (the rows of its instant it already
 /// gave, `skip`, are left out), moving `newest` on to the newest row kept.
 fn keep_new<'a>(
@@ -443,8 +442,8 @@ fn keep_new<'a>(
     Ok(kept)
 }
 
-/// A row's `modifiedon` and primary ID (lower case), each when it is a string; the row's
-/// other columns are skipped, not kept.
+/// The two columns the watermark needs: a row's `modifiedon` and primary ID (lower case), each
+/// when it is a string; the row's other columns are skipped, not kept.
 #[derive(Debug, Default, PartialEq)]
 struct Stamp {
     modifiedon: Option<String>,
@@ -558,7 +557,7 @@ struct DeltaPage<'a> {
     delta_link: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Deleted {
     #[serde(rename = "@odata.context")]
     context: Option<String>,
@@ -572,7 +571,7 @@ struct Deleted {
 ///
 /// A body that is not JSON is refused (sent for again); JSON of another shape is `Ok(Err(why))`
 /// ([`client::parse_page`]).
-fn take(
+fn split_changes(
     body: &[u8],
     chunks: &mut RecordChunks,
     deleted: &mut Vec<String>,
@@ -583,11 +582,7 @@ fn take(
     };
     let mut rows = Vec::with_capacity(page.value.len());
     for entry in &page.value {
-        let marker: Deleted = serde_json::from_str(entry.get()).unwrap_or(Deleted {
-            context: None,
-            id: None,
-            reason: None,
-        });
+        let marker: Deleted = serde_json::from_str(entry.get()).unwrap_or_default();
         let is_deleted = marker
             .context
             .as_deref()
@@ -657,7 +652,7 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
             context
                 .client
                 .send_reading(request, RetryPolicy::RECORDS, |body| {
-                    take(body, &mut chunks, &mut deleted)
+                    split_changes(body, &mut chunks, &mut deleted)
                 })?;
         if response.status == 400
             && given.is_some()
@@ -680,7 +675,7 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
             .map_err(|failure| crate::records::explain(context, entity_set, failure))?;
         let read = match read {
             Some(read) => read,
-            None => take(&response.body, &mut chunks, &mut deleted).and_then(|read| read),
+            None => split_changes(&response.body, &mut chunks, &mut deleted).and_then(|read| read),
         };
         let (next_link, delta_link) = read.map_err(|problem| {
             malformed(format!(

@@ -150,33 +150,26 @@ fn run(context: &Context, input: &Input) -> Result<String> {
             };
         // The page is read as it arrives: its records go straight into the output, and a cut
         // page is sent for again (the read's refusal is the client's body check).
+        let mut take = |body: &[u8]| {
+            Ok(crate::client::parse_page::<Page>(body)?.map(|page| {
+                chunks.push_page(&page.value);
+                (page.next_link, page.count)
+            }))
+        };
         let (response, read) = context
             .client
-            .send_reading(request, RetryPolicy::RECORDS, |body| {
-                Ok(crate::client::parse_page::<Page>(body)?.map(|page| {
-                    chunks.push_page(&page.value);
-                    (page.next_link, page.count)
-                }))
-            })
+            .send_reading(request, RetryPolicy::RECORDS, &mut take)
             .map_err(&resumable)?;
         let response = response
             .into_success()
             .map_err(|failure| resumable(explain(context, entity_set, failure)))?;
-        let not_a_page = |problem: String| {
-            malformed(format!(
+        // Not read on arrival (not JSON by its headers): read here, once, to say why.
+        let read = read.unwrap_or_else(|| take(&response.body).and_then(|read| read));
+        let (next_link, page_count) = read.map_err(|problem| {
+            resumable(malformed(format!(
                 "a page of {entity_set} is not a record list: {problem}"
-            ))
-        };
-        let (next_link, page_count) = match read {
-            Some(Ok(read)) => read,
-            Some(Err(problem)) => return Err(resumable(not_a_page(problem))),
-            None => {
-                let page: Page = serde_json::from_slice(&response.body)
-                    .map_err(|problem| resumable(not_a_page(problem.to_string())))?;
-                chunks.push_page(&page.value);
-                (page.next_link, page.count)
-            }
-        };
+            )))
+        })?;
         pages += 1;
         count = count.or(page_count);
         // The page's body is freed before the next one arrives.
