@@ -98,17 +98,23 @@ fn twelve_hundred_creates_go_in_two_create_multiple_requests_and_land_once_in_in
     assert_eq!(accounts_numbered(&emulator, "BULK"), (1200, 1200));
 }
 
-#[test]
-fn without_a_size_the_creates_are_spread_over_the_services_parallelism() {
-    // The hint arrives with the bulk messages question, before the chunks are cut: 2,000
-    // creates under a hint of 8 go as 8 requests of 250 (sent together), not 2 of 1,000.
+/// An emulator that answers at once and sends `x-ms-dop-hint: hint`.
+fn hinting(hint: usize) -> dataverse_emulator::Emulator {
     let emulator = emulator();
     emulator.set_cost_model(Some(dataverse_emulator::CostModel {
         latency: std::time::Duration::ZERO,
         per_record: std::time::Duration::ZERO,
-        dop_hint: 8,
+        dop_hint: hint,
         ..dataverse_emulator::CostModel::default()
     }));
+    emulator
+}
+
+#[test]
+fn without_a_size_the_creates_are_spread_over_the_services_parallelism() {
+    // The hint arrives with the bulk messages question, before the chunks are cut: 2,000
+    // creates under a hint of 8 go as 8 requests of 250 (sent together), not 2 of 1,000.
+    let emulator = hinting(8);
     let input =
         json!({"batchActions": account_creates("SPREAD", 2000), "idempotencyKey": "spread-1"});
     let output = invoke(&emulator, "batch-entity-actions", &input);
@@ -144,13 +150,7 @@ fn without_a_size_the_creates_are_spread_over_the_services_parallelism() {
 fn batch_requests_are_spread_too_the_hint_asked_for_with_who_am_i_when_no_answer_brought_it() {
     // On the $batch path nothing is asked before the chunks are cut, so the action asks
     // WhoAmI for the hint: 2,000 creates under a hint of 8 go as 8 $batch requests of 250.
-    let emulator = emulator();
-    emulator.set_cost_model(Some(dataverse_emulator::CostModel {
-        latency: std::time::Duration::ZERO,
-        per_record: std::time::Duration::ZERO,
-        dop_hint: 8,
-        ..dataverse_emulator::CostModel::default()
-    }));
+    let emulator = hinting(8);
     let input = json!({"batchActions": account_creates("SPREADB", 2000), "idempotencyKey": "spread-b", "writePath": "batch"});
     let output = invoke(&emulator, "batch-entity-actions", &input);
     assert_eq!(output["succeeded"], 2000, "{}", output["failed"]);

@@ -97,10 +97,12 @@ impl Policy {
                 ));
             }
         }
+        if !tool.starts_with("raw-request") {
+            return Ok(());
+        }
         // A $batch body carries headers of its own for each request in it; Raw Request cannot
         // send multipart/mixed today, but the refusal should not rest on that.
-        if tool.starts_with("raw-request")
-            && let Some(Value::String(url)) = arguments.get("url")
+        if let Some(Value::String(url)) = arguments.get("url")
             && url
                 .to_ascii_lowercase()
                 .replace("%24", "$")
@@ -115,8 +117,7 @@ impl Policy {
                 ),
             ));
         }
-        if tool.starts_with("raw-request")
-            && let Some(headers) = arguments.get("headers")
+        if let Some(headers) = arguments.get("headers")
             && let Some(name) = header_names(headers).into_iter().find(|name| {
                 IMPERSONATION_HEADERS
                     .iter()
