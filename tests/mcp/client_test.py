@@ -368,6 +368,16 @@ async def tables_server(work: str) -> None:
         )
 
 
+def end_session(process: "subprocess.Popen[bytes]") -> None:
+    """Closes a raw session's stdin, which ends the server; killed if it has not ended in 30 s."""
+    process.stdin.close()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def raw_session(work: str, *flags: str) -> "subprocess.Popen[bytes]":
     """`dynamics mcp` on pipes, spoken to line by line without an SDK: a hostile client."""
     args = [
@@ -503,12 +513,7 @@ async def hostile_protocol(work: str) -> None:
         seen.append(json.dumps(reply))
         check(reply is not None, "a call that reaches the service is answered", reply)
     finally:
-        process.stdin.close()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_session(process)
     check(process.returncode == 0, "the server exits cleanly when stdin closes", process.returncode)
     with open(os.path.join(work, "raw-stderr.log"), "rb") as log:
         stderr = log.read().decode(errors="replace")
@@ -553,12 +558,7 @@ async def wrong_secret(work: str) -> None:
         )
         check(secret not in json.dumps(reply), "the refused secret is not in the error")
     finally:
-        process.stdin.close()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_session(process)
     with open(os.path.join(bad, "raw-stderr.log"), "rb") as log:
         check(secret not in log.read().decode(errors="replace"), "the refused secret is not on stderr")
 
