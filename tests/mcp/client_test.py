@@ -420,6 +420,45 @@ def answer(process, wanted_id, timeout: float = 60) -> dict | None:
     return None
 
 
+async def impersonation(work: str) -> None:
+    """Calls act as the connection's own user unless the server is started with
+    --allow-impersonation."""
+    async with server(work) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        check(
+            not any(
+                "impersonateUserId" in tool.input_schema.get("properties", {})
+                for tool in tools.values()
+            ),
+            "without --allow-impersonation no tool offers Impersonate User Id",
+        )
+        result = await client.call_tool(
+            "query-entities",
+            {"entityType": "accounts", "impersonateUserId": str(uuid.uuid4())},
+        )
+        check(
+            result.is_error and "--allow-impersonation" in text_of(result),
+            "without --allow-impersonation a call acting as another user is refused",
+            text_of(result)[:300],
+        )
+    async with server(work, "--allow-impersonation") as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        check(
+            "impersonateUserId" in tools["query-entities"].input_schema.get("properties", {}),
+            "with --allow-impersonation Query Entities offers Impersonate User Id",
+        )
+        me = json.loads(text_of(await client.call_tool("get-current-user", {})))
+        result = await client.call_tool(
+            "query-entities",
+            {"entityType": "accounts", "impersonateUserId": me["userId"]},
+        )
+        check(
+            not result.is_error,
+            "with --allow-impersonation a query acting as a user of the environment runs",
+            text_of(result)[:300],
+        )
+
+
 async def hostile_protocol(work: str) -> None:
     """Malformed JSON-RPC, unknown tools, arguments of the wrong type, deep nesting and a huge
     argument: each gets an error (or is dropped) and the server keeps serving; the client
@@ -582,7 +621,14 @@ async def main() -> int:
         with open(path, "w", encoding="utf-8") as file:
             json.dump(connection, file)
         os.chmod(path, 0o600)
-        for scenario in (full_server, read_only_server, tables_server, hostile_protocol, wrong_secret):
+        for scenario in (
+            full_server,
+            read_only_server,
+            tables_server,
+            impersonation,
+            hostile_protocol,
+            wrong_secret,
+        ):
             print(f"# {scenario.__name__.replace('_', ' ')}")
             try:
                 await scenario(work)
