@@ -128,12 +128,14 @@ fn rate(records: usize, elapsed: Duration) -> f64 {
     records as f64 / elapsed.as_secs_f64()
 }
 
-fn best(runs: usize, mut f: impl FnMut() -> (usize, Duration)) -> (usize, Duration) {
-    (0..runs)
-        .map(|_| f())
+fn best(runs: Vec<(usize, Duration)>) -> (usize, Duration) {
+    runs.into_iter()
         .min_by_key(|(_, elapsed)| *elapsed)
         .expect("at least one run")
 }
+
+/// Turns of each read; the best of each is reported.
+const RUNS: usize = 5;
 
 fn main() {
     let started = Instant::now();
@@ -148,7 +150,7 @@ fn main() {
     )
     .expect("the emulator starts");
     println!(
-        "seeded {ROWS} accounts in {:.2?}; selecting {} columns, pages of 5000, best of 3",
+        "seeded {ROWS} accounts in {:.2?}; selecting {} columns, pages of 5000",
         started.elapsed(),
         SELECT.len()
     );
@@ -160,10 +162,23 @@ fn main() {
         time: Duration::from_secs(300),
         ..Limits::default()
     });
-    let component = best(3, || {
-        component_read(&host, &connection).expect("the component reads every record")
-    });
-    let plain = best(3, || plain_read(&emulator, &token));
+    // The two reads take turns, so a slow spell of the machine (this benchmark's noise is
+    // ±10% on a shared 2-core VM) falls on both; each pair's ratio is kept as well as the best
+    // of each.
+    let mut components = Vec::new();
+    let mut plains = Vec::new();
+    let mut pair_ratios = Vec::new();
+    for _ in 0..RUNS {
+        let component =
+            component_read(&host, &connection).expect("the component reads every record");
+        let plain = plain_read(&emulator, &token);
+        pair_ratios.push(component.1.as_secs_f64() / plain.1.as_secs_f64());
+        components.push(component);
+        plains.push(plain);
+    }
+    pair_ratios.sort_by(f64::total_cmp);
+    let component = best(components);
+    let plain = best(plains);
     let node = (0..3)
         .filter_map(|_| node_read(&emulator, &token))
         .min_by_key(|(_, elapsed)| *elapsed);
@@ -196,8 +211,14 @@ fn main() {
         );
     }
     println!(
-        "ratio plain fetch / component:      {:.2}x   (target <= 1.2x)",
+        "ratio plain fetch / component:      {:.2}x   (target <= 1.2x; best of {RUNS} each)",
         plain_rate / component_rate
+    );
+    println!(
+        "  the same, turn by turn:           median {:.2}x, from {:.2}x to {:.2}x",
+        pair_ratios[pair_ratios.len() / 2],
+        pair_ratios[0],
+        pair_ratios[pair_ratios.len() - 1]
     );
 
     // The smallest memory limit the read fits in bounds the guest's peak memory from above.

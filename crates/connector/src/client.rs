@@ -132,6 +132,27 @@ pub trait Transport {
     ) -> Vec<std::result::Result<WitResponse, HttpError>> {
         requests.iter().map(|request| self.send(request)).collect()
     }
+    /// Starts one request and returns before its answer unless the transport cannot do better,
+    /// when it sends it now.
+    fn start(&self, request: &WitRequest) -> Started {
+        Started::Answered(self.send(request))
+    }
+}
+
+/// A request under way ([`Transport::start`]).
+pub enum Started {
+    Answered(std::result::Result<WitResponse, HttpError>),
+    Host(http::Pending),
+}
+
+impl Started {
+    /// Waits for the answer.
+    fn finish(self) -> std::result::Result<WitResponse, HttpError> {
+        match self {
+            Started::Answered(result) => result,
+            Started::Host(pending) => http::finish(pending),
+        }
+    }
 }
 
 /// The host's `http` import.
@@ -152,6 +173,10 @@ impl Transport for Host {
     ) -> Vec<std::result::Result<WitResponse, HttpError>> {
         http::send_all(requests)
     }
+
+    fn start(&self, request: &WitRequest) -> Started {
+        Started::Host(http::start(request))
+    }
 }
 
 /// The environment as seen by one invocation.
@@ -166,6 +191,9 @@ pub struct Client<'a> {
     ahead: RefCell<Vec<(u64, Result<Response>)>>,
     /// The service's `x-ms-dop-hint`, once an answer brought one ([`Client::parallelism`]).
     hint: Cell<Option<usize>>,
+    /// Reads started ahead ([`Client::start_reading`]): the request as it goes on the wire and
+    /// its first attempt, under way.
+    started: RefCell<Vec<(WitRequest, Started)>>,
 }
 
 impl<'a> Client<'a> {
@@ -177,6 +205,7 @@ impl<'a> Client<'a> {
             transport: &Host,
             ahead: RefCell::new(Vec::new()),
             hint: Cell::new(None),
+            started: RefCell::new(Vec::new()),
         }
     }
 
@@ -202,6 +231,7 @@ impl<'a> Client<'a> {
             transport: &Host,
             ahead: RefCell::new(Vec::new()),
             hint: Cell::new(None),
+            started: RefCell::new(Vec::new()),
         }
     }
 
@@ -276,15 +306,56 @@ impl<'a> Client<'a> {
         Ok((response, product))
     }
 
+    /// Starts the first attempt of a read now and returns at once; a later [`Client::send`] or
+    /// [`Client::send_reading`] of the very same request (method, URL, headers, body) takes its
+    /// answer as its first attempt's, and retries it as it would its own. The next page of a
+    /// query travels this way while the guest reads the page before it.
+    ///
+    /// Only for requests that may be thrown away unanswered: reads. A write, or a request that
+    /// cannot be sent, is not started (the later send reports what is wrong with it).
+    pub fn start_reading(&self, request: Request, policy: RetryPolicy) {
+        if request.method != "GET" || !policy.idempotent {
+            return;
+        }
+        let Ok(attempt) = self.first_attempt(request, policy) else {
+            return;
+        };
+        let started = self.transport.start(&attempt.wire);
+        self.started.borrow_mut().push((attempt.wire, started));
+    }
+
+    /// Drops the reads started ahead that no send has taken: their answers are not waited for.
+    pub fn discard_started(&self) {
+        self.started.borrow_mut().clear();
+    }
+
+    /// The read started ahead for exactly `wire`, taken out.
+    fn started_for(&self, wire: &WitRequest) -> Option<Started> {
+        let mut started = self.started.borrow_mut();
+        let position = started.iter().position(|(request, _)| {
+            request.method == wire.method
+                && request.url == wire.url
+                && request.headers == wire.headers
+                && request.body == wire.body
+                && request.timeout_ms == wire.timeout_ms
+        })?;
+        Some(started.remove(position).1)
+    }
+
     /// Sends `attempt` and its retries until one is the answer; `broken` says whether an
-    /// answer's body is unusable (treated as no answer).
+    /// answer's body is unusable (treated as no answer). A first attempt started ahead is
+    /// waited for instead of sent.
     fn attempts(
         &self,
         mut attempt: Attempt,
         broken: &mut dyn FnMut(&WitResponse) -> bool,
     ) -> Result<Response> {
+        let mut started = self.started_for(&attempt.wire);
         loop {
-            let result = self.transport.send(&attempt.wire);
+            let result = match started.take() {
+                Some(started) => started.finish(),
+                None => self.transport.send(&attempt.wire),
+            };
             let is_broken = result.as_ref().is_ok_and(&mut *broken);
             match self.judge(&mut attempt, result, is_broken) {
                 Judged::Done(answer) => return answer,

@@ -2,11 +2,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -135,6 +136,26 @@ struct State {
     out_of_time: bool,
     /// The governor and the connection's account in it; None for calls without a connection.
     governed: Option<(Governor, String)>,
+    /// Started requests of this call whose threads are still running, taken or not: a
+    /// component that starts and drops requests in a loop cannot pile threads up.
+    under_way: Arc<AtomicUsize>,
+}
+
+/// Most started requests of one call that run on threads of their own at once; past this,
+/// `start` sends at once and keeps the answer, which the world allows. The component keeps one
+/// page ahead, so this bounds a component that would start more, not the connector's reads.
+const MAX_UNDER_WAY: usize = 8;
+
+/// A request the component `start`ed: its answer, or the thread that is getting it.
+pub struct PendingRequest {
+    target: String,
+    started: Instant,
+    answer: PendingAnswer,
+}
+
+enum PendingAnswer {
+    Ready(Result<http_import::Response, http_import::HttpError>),
+    Running(thread::JoinHandle<Result<http_import::Response, http_import::HttpError>>),
 }
 
 impl WasiView for State {
@@ -246,6 +267,83 @@ impl http_import::Host for State {
         results
     }
 
+    fn start(&mut self, request: http_import::Request) -> Resource<PendingRequest> {
+        self.requests += 1;
+        let target = describe_target(&request.method, &request.url);
+        let started = Instant::now();
+        let answer = if self.offline {
+            PendingAnswer::Ready(Err(http_import::HttpError::Denied(
+                "the host is checking the call's input and sends nothing".to_string(),
+            )))
+        } else if self.under_way.load(Ordering::Acquire) >= MAX_UNDER_WAY {
+            PendingAnswer::Ready(governed_send(
+                &self.sender,
+                &self.allow,
+                self.deadline,
+                self.governed.as_ref(),
+                request,
+            ))
+        } else {
+            let (sender, allow, deadline, governed, under_way) = (
+                self.sender.clone(),
+                self.allow.clone(),
+                self.deadline,
+                self.governed.clone(),
+                self.under_way.clone(),
+            );
+            under_way.fetch_add(1, Ordering::AcqRel);
+            // A thread per started request: the component keeps at most a page ahead, and a
+            // request's own work (TLS, the body) dwarfs starting a thread. It ends by the call's
+            // deadline at the latest, whether or not the call is still there to take the answer.
+            thread::Builder::new()
+                .name("dynamics-http".to_string())
+                .spawn(move || {
+                    let result =
+                        governed_send(&sender, &allow, deadline, governed.as_ref(), request);
+                    under_way.fetch_sub(1, Ordering::AcqRel);
+                    result
+                })
+                .map(PendingAnswer::Running)
+                .unwrap_or_else(|error| {
+                    self.under_way.fetch_sub(1, Ordering::AcqRel);
+                    PendingAnswer::Ready(Err(http_import::HttpError::ConnectionFailed(format!(
+                        "the host could not start a thread for the request: {error}"
+                    ))))
+                })
+        };
+        let pending = PendingRequest {
+            target,
+            started,
+            answer,
+        };
+        // The table holds few entries (at most one per started request the component keeps);
+        // a full one is the component's leak, reported as the request's failure.
+        self.table.push(pending).unwrap_or_else(|_| Resource::new_own(u32::MAX))
+    }
+
+    fn finish(
+        &mut self,
+        pending: Resource<PendingRequest>,
+    ) -> Result<http_import::Response, http_import::HttpError> {
+        let Ok(pending) = self.table.delete(pending) else {
+            return Err(http_import::HttpError::InvalidRequest(
+                "the started request is unknown to the host".to_string(),
+            ));
+        };
+        let result = match pending.answer {
+            PendingAnswer::Ready(result) => result,
+            PendingAnswer::Running(handle) => {
+                handle.join().unwrap_or_else(|_| {
+                    Err(http_import::HttpError::ConnectionFailed(
+                        "the host's request thread failed".to_string(),
+                    ))
+                })
+            }
+        };
+        self.note_result(&pending.target, pending.started, &result);
+        result
+    }
+
     fn wait(&mut self, duration_ms: u32) -> bool {
         if self.offline {
             return false;
@@ -258,6 +356,21 @@ impl http_import::Host for State {
         }
         thread::sleep(wanted);
         true
+    }
+}
+
+impl http_import::HostPending for State {
+    /// A started request dropped unfinished: its answer is thrown away when it comes. The
+    /// request itself runs to its end on its thread (it may already be on the wire).
+    fn drop(&mut self, pending: Resource<PendingRequest>) -> wasmtime::Result<()> {
+        if let Ok(pending) = self.table.delete(pending) {
+            self.write_log(
+                Level::Debug,
+                "host",
+                &format!("{} -> not taken by the component", pending.target),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -760,6 +873,7 @@ impl Host {
             log: self.config.log.clone(),
             offline,
             requests: 0,
+            under_way: Arc::new(AtomicUsize::new(0)),
             out_of_time: false,
             governed: connection.map(|connection| {
                 let secret_keys = self.secret_keys(connection);

@@ -31,6 +31,9 @@ pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "connector",
+        with: {
+            "dynamics:connector/http.pending": crate::host::PendingRequest,
+        },
     });
 }
 

@@ -128,15 +128,18 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         }
     };
 
+    let page_request = |url: &str| {
+        let mut request = Request::new("GET", url.to_string());
+        if let Some(prefer) = &prefer {
+            request = request.header("Prefer", prefer.clone());
+        }
+        impersonate(request, input)
+    };
     let mut chunks = RecordChunks::paged(fetch_all);
     let mut pages = 0u32;
     let mut count: Option<u64> = None;
     let next_page = loop {
-        let mut request = Request::new("GET", url.clone());
-        if let Some(prefer) = &prefer {
-            request = request.header("Prefer", prefer.clone());
-        }
-        let request = impersonate(request, input)?;
+        let request = page_request(&url)?;
         // A page that still fails after the retries: say where to pick the read up again.
         let read_before = chunks.len();
         let resumable =
@@ -148,9 +151,21 @@ fn run(context: &Context, input: &Input) -> Result<String> {
                 }
                 failure
             };
+        // The next page is asked for while this one is read, when the page's tail names it
+        // plainly; the parse below decides whether that answer is the one to follow.
+        let mut ahead: Option<String> = None;
         // The page is read as it arrives: its records go straight into the output, and a cut
         // page is sent for again (the read's refusal is the client's body check).
         let mut take = |body: &[u8]| {
+            if fetch_all && chunks.len() < max_records {
+                context.client.discard_started();
+                ahead = dataverse::query::trailing_next_link(body).map(str::to_string);
+                if let Some(next) = &ahead
+                    && let Ok(request) = page_request(next)
+                {
+                    context.client.start_reading(request, RetryPolicy::RECORDS);
+                }
+            }
             Ok(crate::client::parse_page::<Page>(body)?.map(|page| {
                 chunks.push_page(&page.value);
                 (page.next_link, page.count)
@@ -174,11 +189,15 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         count = count.or(page_count);
         // The page's body is freed before the next one arrives.
         drop(response);
+        if ahead.is_none() || ahead != next_link {
+            context.client.discard_started();
+        }
         match next_link {
             Some(next) if fetch_all && chunks.len() < max_records => url = next,
             other => break other,
         }
     };
+    context.client.discard_started();
     let truncated = fetch_all && next_page.is_some();
     let count = count
         .map(|c| c.to_string())
