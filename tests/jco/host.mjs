@@ -35,6 +35,13 @@ import { WASIShim } from "@bytecodealliance/preview2-shim/instantiation";
 const LEVELS = ["trace", "debug", "info", "warn", "error"];
 const METHODS = new Set(["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]);
 
+/** A request `start`ed by the component: this host has its result already. */
+class Pending {
+  constructor(result) {
+    this.result = result;
+  }
+}
+
 export class ConnectorError extends Error {
   constructor(payload) {
     super(`${payload.code}: ${payload.message}`);
@@ -87,6 +94,11 @@ export class Host {
         // World 0.2.0's `send-all`: this host sends the requests in turn, which the world
         // allows ("a simple host may send them one after another"); results keep their order.
         sendAll: (requests) => requests.map((request) => this.#send(state, request)),
+        // World 0.3.0's `start` and `finish`: this host sends at `start` and keeps the result
+        // for `finish`, which the world allows ("a simple host may send it now").
+        Pending,
+        start: (request) => new Pending(this.#send(state, request)),
+        finish: (pending) => pending.result,
         wait: (durationMs) => wait(state, durationMs),
       },
       "dynamics:connector/log": { log: (level, message) => this.#log(state, level, message) },

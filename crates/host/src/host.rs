@@ -340,7 +340,7 @@ impl http_import::Host for State {
                 })
             }
         };
-        self.note_result(&pending.target, pending.started, &result);
+        self.note_result_of(&pending.target, pending.started, &result, ", started ahead");
         result
     }
 
@@ -455,6 +455,17 @@ impl State {
         started: Instant,
         result: &Result<http_import::Response, http_import::HttpError>,
     ) {
+        self.note_result_of(target, started, result, "");
+    }
+
+    /// [`State::note_result`] with `how` after the figures (", started ahead").
+    fn note_result_of(
+        &mut self,
+        target: &str,
+        started: Instant,
+        result: &Result<http_import::Response, http_import::HttpError>,
+        how: &str,
+    ) {
         if matches!(result, Err(http_import::HttpError::Timeout))
             && self.deadline.saturating_duration_since(Instant::now()) < DEADLINE_MARGIN
         {
@@ -462,12 +473,12 @@ impl State {
         }
         let message = match result {
             Ok(response) => format!(
-                "{target} -> {} ({} ms, {} bytes)",
+                "{target} -> {} ({} ms, {} bytes{how})",
                 response.status,
                 started.elapsed().as_millis(),
                 response.body.len()
             ),
-            Err(failure) => format!("{target} -> {failure:?}"),
+            Err(failure) => format!("{target} -> {failure:?}{how}"),
         };
         self.write_log(Level::Debug, "host", &message);
     }

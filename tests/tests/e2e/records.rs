@@ -542,3 +542,91 @@ fn a_fetch_all_read_needs_little_more_memory_than_its_output() {
         "the output is only {size} bytes"
     );
 }
+
+/// The ids of a read's records, which must be each of the emulator's accounts once.
+fn assert_each_account_once(emulator: &dataverse_emulator::Emulator, output: &Value) {
+    let mut ids: Vec<&str> = output["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["accountid"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let table = emulator.table("accounts");
+    let mut expected: Vec<&str> = table
+        .iter()
+        .map(|row| row["accountid"].as_str().unwrap())
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "each account once");
+}
+
+/// The paths of the reads of accounts the emulator answered, in order.
+fn account_reads(emulator: &dataverse_emulator::Emulator) -> Vec<String> {
+    emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/accounts"))
+        .map(|r| r.path)
+        .collect()
+}
+
+#[test]
+fn fetch_all_asks_for_each_next_page_while_reading_the_one_before_and_for_each_page_once() {
+    let emulator = emulator();
+    let (host, log) = e2e_tests::host_with_memory_log();
+    emulator.clear_requests();
+    let input = json!({"entityType": "accounts", "recordsPerPage": 7, "fetchAll": true, "fieldNames": ["accountid"]});
+    let output = json(
+        &host
+            .invoke("query-entities", &connected(&emulator), &input.to_string())
+            .unwrap(),
+    );
+    assert_each_account_once(&emulator, &output);
+    let pages = output["pages"].as_u64().unwrap() as usize;
+    assert!(pages > 2, "{pages}");
+    let reads = account_reads(&emulator);
+    assert_eq!(reads.len(), pages, "{reads:#?}");
+    assert_eq!(
+        reads.iter().collect::<BTreeSet<_>>().len(),
+        pages,
+        "no page twice"
+    );
+    // Every page after the first travelled while the component read the one before it.
+    let ahead = log
+        .lines()
+        .into_iter()
+        .filter(|line| line.message.contains("/accounts") && line.message.contains("started ahead"))
+        .count();
+    assert_eq!(ahead, pages - 1);
+}
+
+#[test]
+fn a_page_that_met_a_fault_while_travelling_ahead_is_sent_for_again_and_its_records_arrive_once()
+{
+    use dataverse_emulator::Fault;
+    for fault in [
+        Fault::Throttle {
+            retry_after_secs: 1,
+        },
+        Fault::Unavailable,
+        Fault::BadGateway,
+        Fault::CutMidBody,
+        Fault::MalformedJson,
+    ] {
+        let emulator = emulator();
+        // The second page, the first one asked for ahead, meets the fault.
+        emulator
+            .faults()
+            .inject_after(1, fault.clone(), 1, "/accounts");
+        emulator.clear_requests();
+        let input = json!({"entityType": "accounts", "recordsPerPage": 7, "fetchAll": true, "fieldNames": ["accountid"]});
+        let output = run(&emulator, "query-entities", input).unwrap();
+        assert_eq!(emulator.faults().pending(), 0, "{fault:?} was met");
+        assert_each_account_once(&emulator, &output);
+        let pages = output["pages"].as_u64().unwrap() as usize;
+        let reads = account_reads(&emulator);
+        assert_eq!(reads.len(), pages + 1, "{fault:?}: the faulty page once more");
+        assert_eq!(reads[1], reads[2], "{fault:?}: the second page was asked for again");
+    }
+}

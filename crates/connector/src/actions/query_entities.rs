@@ -157,7 +157,8 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         // The page is read as it arrives: its records go straight into the output, and a cut
         // page is sent for again (the read's refusal is the client's body check).
         let mut take = |body: &[u8]| {
-            if fetch_all && chunks.len() < max_records {
+            // Not when this page may reach the cap: a page holds at most the page size asked.
+            if fetch_all && chunks.len() + (page_size as usize) < max_records {
                 context.client.discard_started();
                 ahead = dataverse::query::trailing_next_link(body).map(str::to_string);
                 if let Some(next) = &ahead
@@ -206,4 +207,71 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     Ok(chunks.finish(&format!(
         ",\"count\":{count},\"nextPageId\":{next_page},\"pages\":{pages},\"truncated\":{truncated}"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::test_host::{ORIGIN, Script, Signed};
+
+    fn query(script: &Script, input: Value) -> Value {
+        let signed = Signed::new();
+        let context = signed.context(script);
+        let input = Input::parse(ACTION.inputs, &input.to_string()).unwrap();
+        serde_json::from_str(&run(&context, &input).unwrap()).unwrap()
+    }
+
+    /// A broken page whose tail names another table's page: that page is asked for while the
+    /// broken one is read (a read, thrown away), but never followed; the page is read again and
+    /// the link its parse names is the one followed.
+    #[test]
+    fn a_link_guessed_from_a_broken_pages_tail_is_never_followed() {
+        let first = format!("{ORIGIN}/api/data/v9.2/accounts?$select=name");
+        let second = format!("{ORIGIN}/api/data/v9.2/accounts?$select=name&$skiptoken=2");
+        let elsewhere = format!("{ORIGIN}/api/data/v9.2/contacts?$select=fullname");
+        let script = Script::new()
+            // The first answer is not JSON at all (a string where a member should be), but it
+            // ends as a page with a next link would.
+            .json(
+                200,
+                &format!(r#"{{"value":[{{"name":"A"}},"@odata.nextLink":"{elsewhere}"}}"#),
+            )
+            .json(200, r#"{"value":[{"fullname":"Not an account"}]}"#)
+            .json(
+                200,
+                &format!(r#"{{"value":[{{"name":"A"}}],"@odata.nextLink":"{second}"}}"#),
+            )
+            .json(200, r#"{"value":[{"name":"B"}]}"#);
+        let output = query(
+            &script,
+            json!({"entityType": "accounts", "fieldNames": ["name"], "fetchAll": true, "recordsPerPage": 1}),
+        );
+        assert_eq!(output["records"], json!([{"name": "A"}, {"name": "B"}]));
+        assert_eq!(output["pages"], 2);
+        let urls: Vec<String> = script.sent().into_iter().map(|r| r.url).collect();
+        assert_eq!(urls, [first.clone(), elsewhere, first, second]);
+    }
+
+    /// The page that reaches the cap starts nothing ahead: a page holds at most the page size
+    /// asked, so the read asks for no page it will not follow.
+    #[test]
+    fn no_page_is_asked_for_ahead_past_the_cap() {
+        let page = |name: &str, next: u32| {
+            format!(
+                r#"{{"value":[{{"name":"{name}"}},{{"name":"{name}2"}}],"@odata.nextLink":"{ORIGIN}/api/data/v9.2/accounts?$skiptoken={next}"}}"#
+            )
+        };
+        let script = Script::new()
+            .json(200, &page("A", 2))
+            .json(200, &page("B", 3));
+        let output = query(
+            &script,
+            json!({"entityType": "accounts", "fetchAll": true, "recordsPerPage": 2, "maxRecords": 3}),
+        );
+        assert_eq!(output["records"].as_array().unwrap().len(), 4);
+        assert_eq!(output["truncated"], true);
+        assert_eq!(script.sent().len(), 2, "the third page was never asked for");
+    }
 }
