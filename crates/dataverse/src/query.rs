@@ -102,7 +102,10 @@ pub fn trailing_next_link(page: &[u8]) -> Option<&str> {
 }
 
 fn trim_end(bytes: &[u8], is_space: impl Fn(&u8) -> bool) -> &[u8] {
-    let end = bytes.iter().rposition(|b| !is_space(b)).map_or(0, |i| i + 1);
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(0, |i| i + 1);
     &bytes[..end]
 }
 
@@ -178,8 +181,7 @@ b"}"#,
         for cut in 0..page.len() {
             let cut = &page.as_bytes()[..cut];
             assert!(
-                trailing_next_link(cut).is_none()
-                    || serde_json::from_slice::<Page>(cut).is_err(),
+                trailing_next_link(cut).is_none() || serde_json::from_slice::<Page>(cut).is_err(),
                 "{}",
                 String::from_utf8_lossy(cut)
             );

@@ -318,7 +318,9 @@ impl http_import::Host for State {
         };
         // The table holds few entries (at most one per started request the component keeps);
         // a full one is the component's leak, reported as the request's failure.
-        self.table.push(pending).unwrap_or_else(|_| Resource::new_own(u32::MAX))
+        self.table
+            .push(pending)
+            .unwrap_or_else(|_| Resource::new_own(u32::MAX))
     }
 
     fn finish(
@@ -332,13 +334,11 @@ impl http_import::Host for State {
         };
         let result = match pending.answer {
             PendingAnswer::Ready(result) => result,
-            PendingAnswer::Running(handle) => {
-                handle.join().unwrap_or_else(|_| {
-                    Err(http_import::HttpError::ConnectionFailed(
-                        "the host's request thread failed".to_string(),
-                    ))
-                })
-            }
+            PendingAnswer::Running(handle) => handle.join().unwrap_or_else(|_| {
+                Err(http_import::HttpError::ConnectionFailed(
+                    "the host's request thread failed".to_string(),
+                ))
+            }),
         };
         self.note_result_of(&pending.target, pending.started, &result, ", started ahead");
         result

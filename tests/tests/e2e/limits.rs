@@ -289,3 +289,115 @@ fn the_emulator_is_unreachable_when_the_host_does_not_allow_loopback() {
     );
     assert!(emulator.requests().is_empty());
 }
+
+#[test]
+fn a_started_request_meets_the_same_egress_policy_as_a_sent_one() {
+    let host = runaway(Limits::default(), false);
+    for (connection, url, reason) in [
+        (
+            asking_for(&["https://exfiltrate.example"]),
+            "https://exfiltrate.example/steal",
+            "egress policy",
+        ),
+        (
+            nobody(),
+            "https://example.com/",
+            "not an origin of this connection",
+        ),
+        (
+            nobody(),
+            "http://127.0.0.1:9/",
+            "loopback or private address",
+        ),
+    ] {
+        let output = host.invoke("escape-ahead", &connection, url).unwrap();
+        assert!(output.contains("\"denied\""), "{url}: {output}");
+        assert!(output.contains(reason), "{url}: {output}");
+    }
+
+    // A name the operator allowed that resolves to loopback: refused before connecting.
+    let (port, accepted) = counting_listener();
+    let pinned = |allow_private| NetworkPolicy {
+        allow_private,
+        extra_hosts: vec!["rebind.example".to_string()],
+        pinned: vec![("rebind.example".to_string(), "127.0.0.1".parse().unwrap())],
+        root_certificates: Vec::new(),
+    };
+    let origin = format!("http://rebind.example:{port}");
+    let output = runaway_with(Limits::default(), pinned(false))
+        .invoke(
+            "escape-ahead",
+            &asking_for(&[&origin]),
+            &format!("{origin}/x"),
+        )
+        .unwrap();
+    assert!(output.contains("resolves to 127.0.0.1"), "{output}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Allowed, it connects and finish gives the answer: the refusal above was the rule.
+    let output = runaway_with(Limits::default(), pinned(true))
+        .invoke(
+            "escape-ahead",
+            &asking_for(&[&origin]),
+            &format!("{origin}/x"),
+        )
+        .unwrap();
+    assert!(output.contains("\"status\":200"), "{output}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_component_that_starts_requests_and_drops_them_cannot_pile_threads_up_in_the_host() {
+    // A server that holds each answer for a while and counts how many it holds at once.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let (open, most, served) = (open.clone(), most.clone(), served.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (open, most, served) = (open.clone(), most.clone(), served.clone());
+                std::thread::spawn(move || {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    let now = open.fetch_add(1, SeqCst) + 1;
+                    most.fetch_max(now, SeqCst);
+                    let mut request = [0u8; 1024];
+                    let _ = stream.read(&mut request);
+                    std::thread::sleep(Duration::from_millis(50));
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    );
+                    open.fetch_sub(1, SeqCst);
+                    served.fetch_add(1, SeqCst);
+                });
+            }
+        });
+    }
+    let host = runaway(Limits::default(), true);
+    let origin = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let output = host
+        .invoke("flood", &asking_for(&[&origin]), &format!("{origin}/slow"))
+        .unwrap();
+    assert_eq!(output, "{}");
+    // Past 8 running, `start` sends in the call's own thread: the component waited for the
+    // rest, and at most 8 threads of the host plus the call itself held requests at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served.load(std::sync::atomic::Ordering::SeqCst) < 40 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        40,
+        "every request ran"
+    );
+    let most = most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(most <= 9, "{most} requests were held at once");
+    assert!(most >= 2, "started requests ran side by side ({most})");
+    eprintln!(
+        "40 dropped requests: {most} at once at most, the call took {:?}",
+        started.elapsed()
+    );
+}

@@ -602,8 +602,7 @@ fn fetch_all_asks_for_each_next_page_while_reading_the_one_before_and_for_each_p
 }
 
 #[test]
-fn a_page_that_met_a_fault_while_travelling_ahead_is_sent_for_again_and_its_records_arrive_once()
-{
+fn a_page_that_met_a_fault_while_travelling_ahead_is_sent_for_again_and_its_records_arrive_once() {
     use dataverse_emulator::Fault;
     for fault in [
         Fault::Throttle {
@@ -626,7 +625,14 @@ fn a_page_that_met_a_fault_while_travelling_ahead_is_sent_for_again_and_its_reco
         assert_each_account_once(&emulator, &output);
         let pages = output["pages"].as_u64().unwrap() as usize;
         let reads = account_reads(&emulator);
-        assert_eq!(reads.len(), pages + 1, "{fault:?}: the faulty page once more");
-        assert_eq!(reads[1], reads[2], "{fault:?}: the second page was asked for again");
+        assert_eq!(
+            reads.len(),
+            pages + 1,
+            "{fault:?}: the faulty page once more"
+        );
+        assert_eq!(
+            reads[1], reads[2],
+            "{fault:?}: the second page was asked for again"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! A component that misbehaves on purpose, so the harness's limits can be seen to hold:
 //! `spin` loops forever, `hoard` allocates until memory runs out, `escape` sends a request to
-//! a host no connection names. Everything else mirrors a well-behaved connector minimally.
+//! a host no connection names (`escape-ahead` through `start`), `flood` starts requests and drops
+//! them. Everything else mirrors a well-behaved connector minimally.
 
 mod bindings {
     wit_bindgen::generate!({
@@ -120,6 +121,39 @@ impl actions::Guest for Runaway {
                     }
                     Err(other) => Ok(format!("{{\"other\":{:?}}}", format!("{other:?}"))),
                 }
+            }
+            // `escape` through `start` and `finish`: a started request must meet the same
+            // policy as a sent one.
+            "escape-ahead" => {
+                let request = http::Request {
+                    method: "GET".to_string(),
+                    url: input,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                    timeout_ms: Some(1000),
+                };
+                match http::finish(http::start(&request)) {
+                    Ok(response) => Ok(format!("{{\"status\":{}}}", response.status)),
+                    Err(http::HttpError::Denied(reason)) => {
+                        Ok(format!("{{\"denied\":{reason:?}}}"))
+                    }
+                    Err(other) => Ok(format!("{{\"other\":{:?}}}", format!("{other:?}"))),
+                }
+            }
+            // Starts 40 requests to the URL and drops each at once, as a component trying to
+            // pile threads up in the host would.
+            "flood" => {
+                let request = http::Request {
+                    method: "GET".to_string(),
+                    url: input,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                    timeout_ms: Some(5000),
+                };
+                for _ in 0..40 {
+                    drop(http::start(&request));
+                }
+                Ok("{}".to_string())
             }
             _ => Err(refuse()),
         }
