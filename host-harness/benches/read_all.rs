@@ -135,7 +135,7 @@ fn best(runs: Vec<(usize, Duration)>) -> (usize, Duration) {
 }
 
 /// Turns of each read; the best of each is reported.
-const RUNS: usize = 5;
+const RUNS: usize = 11;
 
 fn main() {
     let started = Instant::now();
