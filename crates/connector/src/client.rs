@@ -139,6 +139,15 @@ pub trait Transport {
     }
 }
 
+/// See [`Client::reading_ahead`].
+pub struct ReadingAhead<'c, 'a>(&'c Client<'a>);
+
+impl Drop for ReadingAhead<'_, '_> {
+    fn drop(&mut self) {
+        self.0.discard_started();
+    }
+}
+
 /// A request under way ([`Transport::start`]).
 pub enum Started {
     Answered(std::result::Result<WitResponse, HttpError>),
@@ -327,6 +336,12 @@ impl<'a> Client<'a> {
     /// Drops the reads started ahead that no send has taken: their answers are not waited for.
     pub fn discard_started(&self) {
         self.started.borrow_mut().clear();
+    }
+
+    /// A guard that discards the reads started ahead when it goes, whichever way the reader
+    /// leaves (an error included), so none is taken by an unrelated request later.
+    pub fn reading_ahead(&self) -> ReadingAhead<'_, 'a> {
+        ReadingAhead(self)
     }
 
     /// The read started ahead for exactly `wire`, taken out.

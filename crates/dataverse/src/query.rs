@@ -97,8 +97,13 @@ pub fn trailing_next_link(page: &[u8]) -> Option<&str> {
     let before = trim_end(&rest[..start], is_space);
     let before = before.strip_suffix(b":")?;
     let before = trim_end(before, is_space);
-    before.strip_suffix(b"\"@odata.nextLink\"")?;
-    std::str::from_utf8(link).ok()
+    let before = before.strip_suffix(b"\"@odata.nextLink\"")?;
+    // The key's opening quote must open a member (`{` or `,` before it), not end an escape
+    // inside another key (`"x\"@odata.nextLink"`).
+    match trim_end(before, is_space).last() {
+        Some(b',' | b'{') => std::str::from_utf8(link).ok(),
+        _ => None,
+    }
 }
 
 fn trim_end(bytes: &[u8], is_space: impl Fn(&u8) -> bool) -> &[u8] {
@@ -134,6 +139,8 @@ mod tests {
             br#"{"value":[],"@odata.nextLink":"https://a/b""}"#,
             // Another member that ends the same way, a nested one, a cut page.
             br#"{"value":[],"x@odata.nextLink":"https://a/b"}"#,
+            br#"{"value":[],"x\"@odata.nextLink":"https://a/b"}"#,
+            br#"@odata.nextLink":"https://a/b"}"#,
             br#"{"value":[{"@odata.nextLink":"https://a/b"}]}"#,
             br#"{"value":[],"@odata.nextLink":"https://a/b"#,
             br#"{"value":[],"@odata.nextLink":""}"#,
@@ -169,6 +176,7 @@ b"}"#,
             r#"["@odata.nextLink":"https://a/b"}"#,
             r#"{"value":"@odata.nextLink":"https://a/b"}"#,
             r#"{"v":"x"@odata.nextLink":"https://a/b"}"#,
+            r#"{"value":[],"x\"@odata.nextLink":"https://a/b"}"#,
         ];
         for page in pages {
             let parsed = serde_json::from_str::<Page>(page).ok();

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -139,6 +139,16 @@ struct State {
     /// Started requests of this call whose threads are still running, taken or not: a
     /// component that starts and drops requests in a loop cannot pile threads up.
     under_way: Arc<AtomicUsize>,
+    /// Started requests the component holds (not yet finished or dropped).
+    table_pending: usize,
+    /// Set when the call's store goes: threads still waiting to send then send nothing.
+    call_over: Arc<AtomicBool>,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        self.call_over.store(true, Ordering::Release);
+    }
 }
 
 /// Most started requests of one call that run on threads of their own at once; past this,
@@ -146,11 +156,34 @@ struct State {
 /// page ahead, so this bounds a component that would start more, not the connector's reads.
 const MAX_UNDER_WAY: usize = 8;
 
+/// Most started requests one call may hold unfinished; past this, `start` fails the request.
+/// The connector holds one.
+const MAX_PENDING: usize = 16;
+
 /// A request the component `start`ed: its answer, or the thread that is getting it.
 pub struct PendingRequest {
     target: String,
     started: Instant,
     answer: PendingAnswer,
+    /// Set when the component drops it: the thread sends nothing if it has not yet.
+    cancelled: Arc<AtomicBool>,
+}
+
+/// One running request thread, counted in its call's `under_way` while it lives (a panic
+/// included).
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn count(under_way: &Arc<AtomicUsize>) -> Running {
+        under_way.fetch_add(1, Ordering::AcqRel);
+        Running(under_way.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 enum PendingAnswer {
@@ -219,6 +252,7 @@ impl http_import::Host for State {
             self.deadline,
             self.governed.as_ref(),
             request,
+            &|| false,
         );
         self.note_result(&target, started, &result);
         result
@@ -259,6 +293,7 @@ impl http_import::Host for State {
                 self.deadline,
                 self.governed.as_ref(),
                 request,
+                &|| false,
             )
         });
         for (target, result) in targets.iter().zip(&results) {
@@ -271,10 +306,17 @@ impl http_import::Host for State {
         self.requests += 1;
         let target = describe_target(&request.method, &request.url);
         let started = Instant::now();
+        let cancelled = Arc::new(AtomicBool::new(false));
         let answer = if self.offline {
             PendingAnswer::Ready(Err(http_import::HttpError::Denied(
                 "the host is checking the call's input and sends nothing".to_string(),
             )))
+        } else if self.table_pending >= MAX_PENDING {
+            // Answers wait in the host, outside the component's memory limit: a component that
+            // starts requests and never takes them must not make the host hold more.
+            PendingAnswer::Ready(Err(http_import::HttpError::InvalidRequest(format!(
+                "{MAX_PENDING} started requests are not finished yet; finish or drop one first"
+            ))))
         } else if self.under_way.load(Ordering::Acquire) >= MAX_UNDER_WAY {
             PendingAnswer::Ready(governed_send(
                 &self.sender,
@@ -282,30 +324,40 @@ impl http_import::Host for State {
                 self.deadline,
                 self.governed.as_ref(),
                 request,
+                &|| false,
             ))
         } else {
-            let (sender, allow, deadline, governed, under_way) = (
+            let (sender, allow, deadline, governed, under_way, call_over, dropped) = (
                 self.sender.clone(),
                 self.allow.clone(),
                 self.deadline,
                 self.governed.clone(),
-                self.under_way.clone(),
+                Running::count(&self.under_way),
+                self.call_over.clone(),
+                cancelled.clone(),
             );
-            under_way.fetch_add(1, Ordering::AcqRel);
             // A thread per started request: the component keeps at most a page ahead, and a
             // request's own work (TLS, the body) dwarfs starting a thread. It ends by the call's
-            // deadline at the latest, whether or not the call is still there to take the answer.
+            // deadline at the latest, whether or not the call is still there to take the answer,
+            // and sends nothing once the answer is not wanted (dropped, or the call over) by the
+            // time the governor lets it go.
             thread::Builder::new()
                 .name("dynamics-http".to_string())
                 .spawn(move || {
-                    let result =
-                        governed_send(&sender, &allow, deadline, governed.as_ref(), request);
-                    under_way.fetch_sub(1, Ordering::AcqRel);
-                    result
+                    let _running = under_way;
+                    let unwanted =
+                        || dropped.load(Ordering::Acquire) || call_over.load(Ordering::Acquire);
+                    governed_send(
+                        &sender,
+                        &allow,
+                        deadline,
+                        governed.as_ref(),
+                        request,
+                        &unwanted,
+                    )
                 })
                 .map(PendingAnswer::Running)
                 .unwrap_or_else(|error| {
-                    self.under_way.fetch_sub(1, Ordering::AcqRel);
                     PendingAnswer::Ready(Err(http_import::HttpError::ConnectionFailed(format!(
                         "the host could not start a thread for the request: {error}"
                     ))))
@@ -315,9 +367,11 @@ impl http_import::Host for State {
             target,
             started,
             answer,
+            cancelled,
         };
-        // The table holds few entries (at most one per started request the component keeps);
-        // a full one is the component's leak, reported as the request's failure.
+        self.table_pending += 1;
+        // With at most MAX_PENDING entries the table cannot be full; were it so, the handle
+        // names nothing and `finish` answers that it is unknown.
         self.table
             .push(pending)
             .unwrap_or_else(|_| Resource::new_own(u32::MAX))
@@ -332,6 +386,7 @@ impl http_import::Host for State {
                 "the started request is unknown to the host".to_string(),
             ));
         };
+        self.table_pending -= 1;
         let result = match pending.answer {
             PendingAnswer::Ready(result) => result,
             PendingAnswer::Running(handle) => handle.join().unwrap_or_else(|_| {
@@ -364,6 +419,8 @@ impl http_import::HostPending for State {
     /// request itself runs to its end on its thread (it may already be on the wire).
     fn drop(&mut self, pending: Resource<PendingRequest>) -> wasmtime::Result<()> {
         if let Ok(pending) = self.table.delete(pending) {
+            self.table_pending -= 1;
+            pending.cancelled.store(true, Ordering::Release);
             self.write_log(
                 Level::Debug,
                 "host",
@@ -388,17 +445,22 @@ impl log_import::Host for State {
 }
 
 /// Sends `request` once its connection's account admits it, and tells the governor what came
-/// back. A request the deadline overtakes while it waits is a timeout, unsent.
+/// back. A request the deadline overtakes while it waits is a timeout, unsent; so is one whose
+/// answer is no longer wanted (`unwanted`, a started request dropped) when its turn comes.
 fn governed_send(
     sender: &Sender,
     allow: &AllowList,
     deadline: Instant,
     governed: Option<&(Governor, String)>,
     request: http_import::Request,
+    unwanted: &dyn Fn() -> bool,
 ) -> Result<http_import::Response, http_import::HttpError> {
     // A refused destination is answered at once, without spending the account's budget.
     if let Some(reason) = allow.refusal(&request.url) {
         return Err(http_import::HttpError::Denied(reason));
+    }
+    if unwanted() {
+        return Err(http_import::HttpError::Timeout);
     }
     let Some((governor, account)) = governed else {
         return sender.send(request, allow, deadline);
@@ -406,6 +468,10 @@ fn governed_send(
     let Some(permit) = governor.admit(account, deadline) else {
         return Err(http_import::HttpError::Timeout);
     };
+    if unwanted() {
+        permit.finish(None);
+        return Err(http_import::HttpError::Timeout);
+    }
     let result = sender.send(request, allow, deadline);
     permit.finish(result.as_ref().ok().map(|response| Seen {
         status: Some(response.status),
@@ -885,6 +951,8 @@ impl Host {
             offline,
             requests: 0,
             under_way: Arc::new(AtomicUsize::new(0)),
+            table_pending: 0,
+            call_over: Arc::new(AtomicBool::new(false)),
             out_of_time: false,
             governed: connection.map(|connection| {
                 let secret_keys = self.secret_keys(connection);
@@ -1093,5 +1161,113 @@ impl Host {
                 None => false,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::egress::EgressPolicy;
+    use crate::governor::Budget;
+
+    /// A request whose answer stops being wanted while the governor holds it back (a dropped
+    /// `pending`, a call that ended) is never sent; the same request still wanted is.
+    #[test]
+    fn a_started_request_dropped_while_it_waits_for_its_turn_is_never_sent() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        {
+            let accepted = accepted.clone();
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    if let Ok(mut stream) = stream {
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        );
+                    }
+                }
+            });
+        }
+        let network = NetworkPolicy {
+            allow_private: true,
+            ..NetworkPolicy::default()
+        };
+        let sender = Sender::new(1 << 20, &network).unwrap();
+        let mut allow = AllowList::new(true);
+        allow.add_origin(
+            &origin,
+            &EgressPolicy {
+                allow_private: true,
+                ..EgressPolicy::default()
+            },
+        );
+        let governor = Governor::in_memory(Budget {
+            concurrent: 1,
+            initial_parallelism: 1,
+            ..Budget::default()
+        });
+        let governed = (governor.clone(), "account".to_string());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let url = format!("{origin}/page");
+        let request = move || http_import::Request {
+            method: "GET".to_string(),
+            url: url.clone(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout_ms: None,
+        };
+
+        for wanted in [false, true] {
+            // The account's one slot is taken, so the request waits for its turn.
+            let held = governor
+                .admit("account", deadline)
+                .expect("the slot is free");
+            let dropped = Arc::new(AtomicBool::new(false));
+            let waiting = {
+                let (sender, allow, governed, dropped, request) = (
+                    sender.clone(),
+                    allow.clone(),
+                    governed.clone(),
+                    dropped.clone(),
+                    request.clone(),
+                );
+                thread::spawn(move || {
+                    let unwanted = || dropped.load(Ordering::Acquire);
+                    governed_send(
+                        &sender,
+                        &allow,
+                        deadline,
+                        Some(&governed),
+                        request(),
+                        &unwanted,
+                    )
+                })
+            };
+            thread::sleep(Duration::from_millis(100));
+            dropped.store(!wanted, Ordering::Release);
+            held.finish(None);
+            let result = waiting.join().unwrap();
+            if wanted {
+                assert_eq!(result.unwrap().status, 200);
+                assert_eq!(
+                    accepted.load(Ordering::SeqCst),
+                    1,
+                    "the wanted one was sent"
+                );
+            } else {
+                assert!(matches!(result, Err(http_import::HttpError::Timeout)));
+                assert_eq!(
+                    accepted.load(Ordering::SeqCst),
+                    0,
+                    "the dropped one was not"
+                );
+            }
+        }
     }
 }

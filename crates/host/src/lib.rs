@@ -8,7 +8,8 @@
 //! request only to an origin the connection declares *and* the host's [`egress`] policy allows,
 //! checking the resolved address at connect time, and only when the connection's [`governor`]
 //! budget allows it (service-protection limits, `Retry-After`, the service's parallelism hint;
-//! `http.send-all` runs a component's independent requests side by side within it). [`tokens`]
+//! `http.send-all` runs a component's independent requests side by side within it, and
+//! `http.start` lets one travel while the component works). [`tokens`]
 //! keeps connections' tokens fresh; [`manifest`] renders `component.yaml` from the component's
 //! definitions.
 //!

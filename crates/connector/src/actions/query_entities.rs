@@ -135,6 +135,12 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         }
         impersonate(request, input)
     };
+    // However the read ends, no read started ahead is left behind for a later request.
+    let _ahead = context.client.reading_ahead();
+    let own_page = |link: &str| {
+        context.client.settings.environment.owns_url(link)
+            && crate::records::is_link_of(context, entity_set, link)
+    };
     let mut chunks = RecordChunks::paged(fetch_all);
     let mut pages = 0u32;
     let mut count: Option<u64> = None;
@@ -158,13 +164,19 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         // page is sent for again (the read's refusal is the client's body check).
         let mut take = |body: &[u8]| {
             // Not when this page may reach the cap: a page holds at most the page size asked.
+            // Only a link to this table's pages in this environment, as a nextPageId must be.
             if fetch_all && chunks.len() + (page_size as usize) < max_records {
-                context.client.discard_started();
-                ahead = dataverse::query::trailing_next_link(body).map(str::to_string);
-                if let Some(next) = &ahead
-                    && let Ok(request) = page_request(next)
-                {
-                    context.client.start_reading(request, RetryPolicy::RECORDS);
+                let guess =
+                    dataverse::query::trailing_next_link(body).filter(|next| own_page(next));
+                // A retried answer that names the same link keeps the read already started.
+                if guess != ahead.as_deref() {
+                    context.client.discard_started();
+                    ahead = guess.map(str::to_string);
+                    if let Some(next) = &ahead
+                        && let Ok(request) = page_request(next)
+                    {
+                        context.client.start_reading(request, RetryPolicy::RECORDS);
+                    }
                 }
             }
             Ok(crate::client::parse_page::<Page>(body)?.map(|page| {
@@ -198,7 +210,6 @@ fn run(context: &Context, input: &Input) -> Result<String> {
             other => break other,
         }
     };
-    context.client.discard_started();
     let truncated = fetch_all && next_page.is_some();
     let count = count
         .map(|c| c.to_string())
@@ -223,22 +234,22 @@ mod tests {
         serde_json::from_str(&run(&context, &input).unwrap()).unwrap()
     }
 
-    /// A broken page whose tail names another table's page: that page is asked for while the
-    /// broken one is read (a read, thrown away), but never followed; the page is read again and
-    /// the link its parse names is the one followed.
+    /// A broken page whose tail names a page: that page is asked for while the broken one is
+    /// read (a read, thrown away), but never followed; the page is read again and the link its
+    /// parse names is the one followed.
     #[test]
     fn a_link_guessed_from_a_broken_pages_tail_is_never_followed() {
         let first = format!("{ORIGIN}/api/data/v9.2/accounts?$select=name");
         let second = format!("{ORIGIN}/api/data/v9.2/accounts?$select=name&$skiptoken=2");
-        let elsewhere = format!("{ORIGIN}/api/data/v9.2/contacts?$select=fullname");
+        let guessed = format!("{ORIGIN}/api/data/v9.2/accounts?$select=name&$skiptoken=99");
         let script = Script::new()
             // The first answer is not JSON at all (a string where a member should be), but it
             // ends as a page with a next link would.
             .json(
                 200,
-                &format!(r#"{{"value":[{{"name":"A"}},"@odata.nextLink":"{elsewhere}"}}"#),
+                &format!(r#"{{"value":[{{"name":"A"}},"@odata.nextLink":"{guessed}"}}"#),
             )
-            .json(200, r#"{"value":[{"fullname":"Not an account"}]}"#)
+            .json(200, r#"{"value":[{"name":"Not this page's"}]}"#)
             .json(
                 200,
                 &format!(r#"{{"value":[{{"name":"A"}}],"@odata.nextLink":"{second}"}}"#),
@@ -251,7 +262,58 @@ mod tests {
         assert_eq!(output["records"], json!([{"name": "A"}, {"name": "B"}]));
         assert_eq!(output["pages"], 2);
         let urls: Vec<String> = script.sent().into_iter().map(|r| r.url).collect();
-        assert_eq!(urls, [first.clone(), elsewhere, first, second]);
+        assert_eq!(urls, [first.clone(), guessed, first, second]);
+    }
+
+    /// A tail naming another table, or another environment, starts nothing: only what could
+    /// be passed as this query's nextPageId is asked for ahead.
+    #[test]
+    fn a_tail_naming_another_table_or_host_starts_nothing() {
+        for elsewhere in [
+            format!("{ORIGIN}/api/data/v9.2/contacts?$select=fullname"),
+            "https://attacker.example/api/data/v9.2/accounts?$skiptoken=2".to_string(),
+        ] {
+            let script = Script::new()
+                .json(
+                    200,
+                    &format!(r#"{{"value":[{{"name":"A"}},"@odata.nextLink":"{elsewhere}"}}"#),
+                )
+                .json(200, r#"{"value":[{"name":"A"}]}"#);
+            let output = query(
+                &script,
+                json!({"entityType": "accounts", "fieldNames": ["name"], "fetchAll": true, "recordsPerPage": 1}),
+            );
+            assert_eq!(output["records"], json!([{"name": "A"}]));
+            let urls: Vec<String> = script.sent().into_iter().map(|r| r.url).collect();
+            assert!(
+                urls.iter()
+                    .all(|url| url.contains("/accounts?$select=name")),
+                "{urls:?}"
+            );
+            assert_eq!(urls.len(), 2);
+        }
+    }
+
+    /// A broken page is sent for again; when its retried answer names the same next page, the
+    /// read already started for it is kept, not sent a second time.
+    #[test]
+    fn a_retried_page_naming_the_same_link_keeps_the_read_started_for_it() {
+        let second = format!("{ORIGIN}/api/data/v9.2/accounts?$select=name&$skiptoken=2");
+        // Broken in the middle, whole at the end.
+        let broken = format!(r#"{{"value":[{{"name":"A"}} x],"@odata.nextLink":"{second}"}}"#);
+        let whole = format!(r#"{{"value":[{{"name":"A"}}],"@odata.nextLink":"{second}"}}"#);
+        let script = Script::new()
+            .json(200, &broken)
+            .json(200, r#"{"value":[{"name":"B"}]}"#)
+            .json(200, &whole);
+        let output = query(
+            &script,
+            json!({"entityType": "accounts", "fieldNames": ["name"], "fetchAll": true, "recordsPerPage": 1}),
+        );
+        assert_eq!(output["records"], json!([{"name": "A"}, {"name": "B"}]));
+        let urls: Vec<String> = script.sent().into_iter().map(|r| r.url).collect();
+        assert_eq!(urls.len(), 3, "{urls:?}");
+        assert_eq!(urls[1], second);
     }
 
     /// The page that reaches the cap starts nothing ahead: a page holds at most the page size

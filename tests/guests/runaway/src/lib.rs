@@ -1,7 +1,7 @@
 //! A component that misbehaves on purpose, so the harness's limits can be seen to hold:
 //! `spin` loops forever, `hoard` allocates until memory runs out, `escape` sends a request to
 //! a host no connection names (`escape-ahead` through `start`), `flood` starts requests and drops
-//! them. Everything else mirrors a well-behaved connector minimally.
+//! them, `hold` starts more than the host holds. Everything else mirrors a well-behaved connector minimally.
 
 mod bindings {
     wit_bindgen::generate!({
@@ -154,6 +154,32 @@ impl actions::Guest for Runaway {
                     drop(http::start(&request));
                 }
                 Ok("{}".to_string())
+            }
+            // Starts 20 requests and holds them all before finishing any: the host holds at
+            // most 16 answers for a call.
+            "hold" => {
+                let request = http::Request {
+                    method: "GET".to_string(),
+                    url: input,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                    timeout_ms: Some(5000),
+                };
+                let held: Vec<http::Pending> = (0..20).map(|_| http::start(&request)).collect();
+                let (mut answered, mut refused, mut reason) = (0, 0, String::new());
+                for pending in held {
+                    match http::finish(pending) {
+                        Ok(_) => answered += 1,
+                        Err(http::HttpError::InvalidRequest(why)) => {
+                            refused += 1;
+                            reason = why;
+                        }
+                        Err(_) => {}
+                    }
+                }
+                Ok(format!(
+                    "{{\"answered\":{answered},\"refused\":{refused},\"reason\":{reason:?}}}"
+                ))
             }
             _ => Err(refuse()),
         }
