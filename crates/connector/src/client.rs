@@ -288,29 +288,47 @@ impl<'a> Client<'a> {
         policy: RetryPolicy,
         mut read: impl FnMut(&[u8]) -> std::result::Result<R, String>,
     ) -> Result<(Response, Option<R>)> {
+        self.send_reading_when(request, policy, |response| {
+            is_json_answer(response.status, &response.headers, &response.body)
+                .then(|| read(&response.body))
+        })
+    }
+
+    /// [`Client::send_reading`] for answers that are not JSON (a `$batch` answer is multipart):
+    /// `read` sees the whole answer and says None when it is not one to read (an error status),
+    /// else its product or its refusal, which counts as a cut answer.
+    pub fn send_reading_when<R>(
+        &self,
+        request: Request,
+        policy: RetryPolicy,
+        mut read: impl FnMut(&WitResponse) -> Option<std::result::Result<R, String>>,
+    ) -> Result<(Response, Option<R>)> {
         if let Some(answer) = self.answered_ahead(&request) {
             let response = answer?;
-            let product = if is_json_answer(response.status, &response.headers, &response.body) {
-                read(&response.body).ok()
-            } else {
-                None
+            let wire = WitResponse {
+                status: response.status,
+                headers: response.headers,
+                body: response.body,
+            };
+            let product = read(&wire).and_then(|read| read.ok());
+            let response = Response {
+                status: wire.status,
+                headers: wire.headers,
+                body: wire.body,
+                ..response
             };
             return Ok((response, product));
         }
         let attempt = self.first_attempt(request, policy)?;
         let check = attempt.check_json;
         let mut product = None;
-        let response = self.attempts(attempt, &mut |response| {
-            if !is_json_answer(response.status, &response.headers, &response.body) {
-                return false;
+        let response = self.attempts(attempt, &mut |response| match read(response) {
+            None => false,
+            Some(Ok(read)) => {
+                product = Some(read);
+                false
             }
-            match read(&response.body) {
-                Ok(read) => {
-                    product = Some(read);
-                    false
-                }
-                Err(_) => check,
-            }
+            Some(Err(_)) => check,
         })?;
         Ok((response, product))
     }

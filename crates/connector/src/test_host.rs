@@ -85,13 +85,18 @@ impl Script {
 
     /// Answers the next request with `status`, these headers and the body.
     pub fn answer_with(self, status: u16, headers: &[(&str, &str)], body: &str) -> Script {
+        self.answer_bytes(status, headers, body.as_bytes())
+    }
+
+    /// Answers the next request with `status`, these headers and a body of any bytes.
+    pub fn answer_bytes(self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Script {
         self.answers.borrow_mut().push_back(Ok(Response {
             status,
             headers: headers
                 .iter()
                 .map(|(name, value)| (name.to_string(), value.to_string()))
                 .collect(),
-            body: body.as_bytes().to_vec(),
+            body: body.to_vec(),
         }));
         self
     }

@@ -316,3 +316,47 @@ fn fetch_xml_too_long_for_a_url_goes_through_batch() {
     assert_eq!(requests[0].method, "POST");
     assert!(requests[0].path.ends_with("$batch"));
 }
+
+#[test]
+fn a_broken_or_cut_fetch_xml_batch_answer_is_sent_for_again_and_its_rows_arrive_once() {
+    use dataverse_emulator::Fault;
+    let conditions: String = (0..400)
+        .map(|i| format!("<condition attribute='name' operator='ne' value='not-a-name-{i:04}'/>"))
+        .collect();
+    let xml = format!(
+        "<fetch count='3'><entity name='account'><attribute name='accountid'/><order attribute='name'/><filter>{conditions}</filter></entity></fetch>"
+    );
+    for fault in [Fault::MalformedJson, Fault::CutMidBody] {
+        let emulator = emulator();
+        let total = emulator.table("accounts").len();
+        // Pages of 3 through $batch, read to the end: the second answer is broken.
+        emulator
+            .faults()
+            .inject_after(1, fault.clone(), 1, "$batch");
+        let output = run(
+            &emulator,
+            "run-fetch-xml-query",
+            json!({"entityType": "accounts", "xmlQuery": xml, "fetchAll": true}),
+        )
+        .unwrap();
+        assert_eq!(emulator.faults().pending(), 0, "{fault:?} was met");
+        let ids: Vec<&str> = output["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["accountid"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), total, "{fault:?}: every row, none twice");
+        assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), total);
+        let batches = emulator
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("$batch"))
+            .count();
+        assert_eq!(
+            batches,
+            total.div_ceil(3) + 1,
+            "{fault:?}: one page asked twice"
+        );
+    }
+}

@@ -240,34 +240,150 @@ fn fetch_page(
     let mut request =
         Request::new("POST", context.client.api_url("$batch")).header("Content-Type", content_type);
     request.body = body.into_bytes();
-    // A read inside $batch repeats safely.
-    let response = context
-        .client
-        .send(request, RetryPolicy::RECORDS)?
-        .into_success()?;
-    let content_type = response
-        .header("content-type")
-        .unwrap_or_default()
-        .to_string();
-    let text = String::from_utf8_lossy(&response.body);
-    let answer = decode(&content_type, &text)
-        .map_err(|problem| malformed(problem.to_string()))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| malformed("the $batch answer holds no response"))?;
-    if !(200..300).contains(&answer.status) {
-        let service = dataverse::error::read_error(
-            answer.status,
-            answer.body.as_bytes(),
-            answer.header("retry-after"),
-        );
-        return Err(explain(
+    // A read inside $batch repeats safely, so an answer that is cut, not UTF-8 or not a batch
+    // answer is sent for again as a cut GET page is; the part's page is read once, when whole.
+    let (response, product) =
+        context
+            .client
+            .send_reading_when(request, RetryPolicy::RECORDS, |response| {
+                if !(200..300).contains(&response.status) {
+                    return None;
+                }
+                Some(read_batch_page(response, &mut *read))
+            })?;
+    response
+        .into_success()
+        .map_err(|failure| explain(context, entity_set, failure))?;
+    match product {
+        Some(BatchPage::Read(info)) => info.map_err(not_a_page),
+        Some(BatchPage::Failed(service)) => Err(explain(
             context,
             entity_set,
             crate::error::from_service(service),
-        ));
+        )),
+        // Only when the request may not be repeated, which a read inside $batch may.
+        None => Err(malformed("the $batch answer was cut or malformed")),
     }
-    read(answer.body.as_bytes())
-        .and_then(|info| info)
-        .map_err(not_a_page)
+}
+
+/// What the one part of a FetchXML `$batch` answer held.
+enum BatchPage {
+    /// A page, read (or a page of another shape: the inner error).
+    Read(std::result::Result<PageInfo, String>),
+    /// The service's error for the query.
+    Failed(dataverse::error::ServiceError),
+}
+
+/// Reads a `$batch` answer holding one FetchXML page. Its refusal (not UTF-8, not a batch
+/// answer, a cut part) means the answer did not arrive whole; an error status in the part is
+/// the service's answer, not a refusal.
+fn read_batch_page(
+    response: &crate::bindings::dynamics::connector::http::Response,
+    read: &mut dyn FnMut(&[u8]) -> crate::client::PageRead<PageInfo>,
+) -> std::result::Result<BatchPage, String> {
+    let content_type = response
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .map(|(_, value)| value.as_str())
+        .unwrap_or_default();
+    let text = std::str::from_utf8(&response.body)
+        .map_err(|_| "the $batch answer is not UTF-8".to_string())?;
+    let answer = decode(content_type, text)
+        .map_err(|problem| problem.to_string())?
+        .into_iter()
+        .next()
+        .ok_or_else(|| "the $batch answer holds no response".to_string())?;
+    if !(200..300).contains(&answer.status) {
+        return Ok(BatchPage::Failed(dataverse::error::read_error(
+            answer.status,
+            answer.body.as_bytes(),
+            answer.header("retry-after"),
+        )));
+    }
+    Ok(BatchPage::Read(read(answer.body.as_bytes())?))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::test_host::{Script, Signed};
+
+    const MULTIPART: &str = "multipart/mixed; boundary=batchresponse_1";
+
+    /// A `$batch` answer whose one part is `status` with `body`.
+    fn batch_answer(status: &str, body: &[u8]) -> Vec<u8> {
+        let mut answer = format!(
+            "--batchresponse_1\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nHTTP/1.1 {status}\r\nContent-Type: application/json; odata.metadata=minimal\r\n\r\n"
+        )
+        .into_bytes();
+        answer.extend_from_slice(body);
+        answer.extend_from_slice(b"\r\n--batchresponse_1--\r\n");
+        answer
+    }
+
+    /// A query too long for a URL, so it goes inside `$batch`.
+    fn long_query() -> Value {
+        let conditions: String = (0..400)
+            .map(|i| format!("<condition attribute='name' operator='ne' value='n-{i:04}'/>"))
+            .collect();
+        let xml = format!(
+            "<fetch><entity name='account'><attribute name='name'/><filter>{conditions}</filter></entity></fetch>"
+        );
+        json!({"entityType": "accounts", "xmlQuery": xml})
+    }
+
+    fn query(script: &Script, input: Value) -> Result<Value> {
+        let signed = Signed::new();
+        let context = signed.context(script);
+        let input = Input::parse(ACTION.inputs, &input.to_string()).unwrap();
+        run(&context, &input).map(|output| serde_json::from_str(&output).unwrap())
+    }
+
+    fn multipart(script: Script, body: &[u8]) -> Script {
+        script.answer_bytes(200, &[("Content-Type", MULTIPART)], body)
+    }
+
+    /// A `$batch` answer whose page is cut inside its multipart body, or whose bytes are not
+    /// UTF-8, did not arrive whole: the batch is sent again, and the page is read once, as it
+    /// is (never with replacement characters).
+    #[test]
+    fn a_cut_or_garbled_batch_page_is_sent_for_again_and_read_once_whole() {
+        let page = r#"{"value":[{"name":"Zoë"}]}"#.as_bytes();
+        let cut = &page[..page.len() - 6];
+        let mut garbled = page.to_vec();
+        let at = garbled.iter().position(|&b| b == 0xc3).unwrap();
+        garbled[at] = 0xff;
+        for broken in [
+            batch_answer("200 OK", cut),
+            batch_answer("200 OK", &garbled),
+        ] {
+            let script = multipart(
+                multipart(Script::new(), &broken),
+                &batch_answer("200 OK", page),
+            );
+            let output = query(&script, long_query()).unwrap();
+            assert_eq!(output["records"], json!([{"name": "Zoë"}]));
+            let sent = script.sent();
+            assert_eq!(sent.len(), 2);
+            assert!(sent.iter().all(|request| request.url.ends_with("$batch")));
+        }
+    }
+
+    /// The service's error inside the batch is its answer: reported, not sent again.
+    #[test]
+    fn an_error_inside_the_batch_is_the_services_answer_and_is_not_sent_again() {
+        let script = multipart(
+            Script::new(),
+            &batch_answer(
+                "400 Bad Request",
+                br#"{"error":{"code":"0x80041103","message":"'account' entity doesn't contain attribute with Name = 'nope'."}}"#,
+            ),
+        );
+        let failure = query(&script, long_query()).unwrap_err();
+        assert!(failure.message.contains("nope"), "{failure:?}");
+        assert_eq!(script.sent().len(), 1);
+    }
 }
