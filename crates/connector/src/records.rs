@@ -559,6 +559,54 @@ pub fn is_link_of(context: &Context, entity_set: &str, link: &str) -> bool {
         )
 }
 
+/// The next page of a read, asked for while the current page is read: the page's tail names
+/// its next link before the page is parsed ([`dataverse::query::trailing_next_link`]), and
+/// that GET travels while the guest parses. Made afresh for each page.
+///
+/// Only a link of `entity_set` in this environment is started (what a nextPageId must be),
+/// and the started answer is used only when the parsed page names the same link: the client
+/// gives it to the next send of exactly that request. Wrap the read in
+/// [`crate::client::Client::reading_ahead`] so nothing started stays behind.
+#[derive(Default)]
+pub struct NextPage {
+    started: Option<String>,
+}
+
+impl NextPage {
+    /// Called with each answer's body before it is parsed (a retried answer included): starts
+    /// `request(link)` for the link its tail names, unless it is already under way.
+    pub fn guess(
+        &mut self,
+        context: &Context,
+        entity_set: &str,
+        body: &[u8],
+        request: impl Fn(&str) -> Result<Request>,
+    ) {
+        let guess = dataverse::query::trailing_next_link(body).filter(|link| {
+            context.client.settings.environment.owns_url(link)
+                && is_link_of(context, entity_set, link)
+        });
+        // A retried answer that names the same link keeps the read already started.
+        if guess == self.started.as_deref() {
+            return;
+        }
+        context.client.discard_started();
+        self.started = guess.map(str::to_string);
+        if let Some(link) = &self.started
+            && let Ok(request) = request(link)
+        {
+            context.client.start_reading(request, RetryPolicy::RECORDS);
+        }
+    }
+
+    /// After the page parsed: the started read goes unless the page names its link.
+    pub fn settle(self, context: &Context, next_link: Option<&str>) {
+        if self.started.is_none() || self.started.as_deref() != next_link {
+            context.client.discard_started();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

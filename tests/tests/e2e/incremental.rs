@@ -345,3 +345,49 @@ fn a_cut_change_page_is_sent_for_again_and_its_rows_and_deletions_arrive_once() 
         assert_eq!(deleted, expected, "each deletion once");
     }
 }
+
+/// Both kinds of read ask for each next page while reading the one before it, and for each
+/// page once.
+#[test]
+fn watermark_and_change_reads_ask_for_each_next_page_while_reading_the_one_before() {
+    let emulator = emulator();
+    let (host, log) = e2e_tests::host_with_memory_log();
+    for input in [
+        json!({"entityType": "accounts", "anchorDate": "2000-01-01", "recordsPerPage": 3, "maxRecords": 1000, "fieldNames": ["name"]}),
+        json!({"entityType": "accounts", "useChangeTracking": true, "recordsPerPage": 3, "fieldNames": ["name"]}),
+    ] {
+        emulator.clear_requests();
+        let before = log.lines().len();
+        let output = json(
+            &host
+                .invoke(
+                    "get-new-and-updated-records",
+                    &connected(&emulator),
+                    &input.to_string(),
+                )
+                .unwrap(),
+        );
+        assert_each_account_once(&emulator, &output);
+        let reads: Vec<String> = emulator
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/accounts"))
+            .map(|r| r.path)
+            .collect();
+        let pages = emulator.table("accounts").len().div_ceil(3);
+        assert!(pages > 2, "{pages}");
+        assert_eq!(reads.len(), pages, "{input}: {reads:#?}");
+        assert_eq!(
+            reads.iter().collect::<BTreeSet<_>>().len(),
+            reads.len(),
+            "no page twice"
+        );
+        let ahead = log.lines()[before..]
+            .iter()
+            .filter(|line| {
+                line.message.contains("/accounts") && line.message.contains("started ahead")
+            })
+            .count();
+        assert_eq!(ahead, reads.len() - 1, "{input}");
+    }
+}

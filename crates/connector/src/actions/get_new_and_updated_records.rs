@@ -25,7 +25,7 @@ use crate::error::{Result, invalid_input, malformed};
 use crate::input::Input;
 use crate::inputs::*;
 use crate::log;
-use crate::records::{Caller, RecordChunks, impersonate};
+use crate::records::{Caller, NextPage, RecordChunks, impersonate};
 
 const ANCHOR_DATE: InputDef = InputDef::new("anchorDate", "Anchor Date", Kind::Text)
     .comments("Read rows modified at or after this instant (ISO 8601, such as 2024-01-31T00:00:00Z) when there is no watermark; defaults to one year back")
@@ -350,16 +350,27 @@ fn read_range_since(
     );
     let mut read = 0usize;
     let mut newest = watermark.clone();
-    let complete = loop {
-        let mut page_request = client::Request::new("GET", url);
+    let page_request = |url: &str| {
+        let mut page_request = client::Request::new("GET", url.to_string());
         if let Some(prefer) = &prefer {
             page_request = page_request.header("Prefer", prefer.clone());
         }
-        let page_request = request.caller.apply(page_request)?;
+        request.caller.apply(page_request)
+    };
+    // However the read ends, no page asked for ahead stays behind.
+    let _ahead = context.client.reading_ahead();
+    let complete = loop {
+        // The next page travels while this one is read, when its tail names it.
+        let mut ahead = NextPage::default();
+        let this_page = page_request(&url)?;
         // The page is read as it arrives (the read's refusal is the client's body check, so a
         // cut page is sent for again), and its rows go to `on_rows` then: the body is parsed
         // once. What `on_rows` answers travels out as the read's product.
         let mut take = |body: &[u8]| -> std::result::Result<Result<Option<String>>, String> {
+            // Not when this page may reach the cap: a page holds at most the page size asked.
+            if read + (request.page_size as usize) < request.max_records {
+                ahead.guess(context, entity_set, body, page_request);
+            }
             let page: Page = match client::parse_page(body)? {
                 Ok(page) => page,
                 Err(problem) => {
@@ -383,7 +394,7 @@ fn read_range_since(
         let (response, taken) =
             context
                 .client
-                .send_reading(page_request, RetryPolicy::RECORDS, &mut take)?;
+                .send_reading(this_page, RetryPolicy::RECORDS, &mut take)?;
         let response = response.into_success()?;
         let next_link = match taken {
             Some(taken) => taken?,
@@ -396,6 +407,7 @@ fn read_range_since(
                 })??
             }
         };
+        ahead.settle(context, next_link.as_deref());
         match next_link {
             Some(next) if read < request.max_records => url = next,
             Some(_) => break false,
@@ -639,19 +651,33 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
     let many_pages = budget.is_none_or(|budget| budget > page_size as usize);
     let mut chunks = RecordChunks::paged(many_pages);
     let mut deleted: Vec<String> = Vec::new();
-    // Some(delta link) when the read reached its end, None when Rows Per Call cut it at `url`.
-    let delta_link = loop {
-        let request = client::Request::new("GET", url.clone()).header(
+    let page_request = |url: &str| {
+        let request = client::Request::new("GET", url.to_string()).header(
             "Prefer",
             format!("odata.track-changes,odata.maxpagesize={page_size}"),
         );
-        let request = impersonate(request, input)?;
+        impersonate(request, input)
+    };
+    // However the read ends, no page asked for ahead stays behind.
+    let _ahead = context.client.reading_ahead();
+    // Some(delta link) when the read reached its end, None when Rows Per Call cut it at `url`.
+    let delta_link = loop {
+        let request = page_request(&url)?;
+        // The next page travels while this one is read, when its tail names it; not when
+        // Rows Per Call may end the read at this page.
+        let mut ahead = NextPage::default();
+        let may_go_on = resynced
+            || budget
+                .is_none_or(|budget| chunks.len() + deleted.len() + (page_size as usize) < budget);
         // The page is read as it arrives (the read's refusal is the client's body check, so a
         // cut page is sent for again): parsed once.
         let (response, read) =
             context
                 .client
                 .send_reading(request, RetryPolicy::RECORDS, |body| {
+                    if may_go_on {
+                        ahead.guess(context, entity_set, body, page_request);
+                    }
                     split_changes(body, &mut chunks, &mut deleted)
                 })?;
         if response.status == 400
@@ -682,6 +708,7 @@ fn changes(context: &Context, input: &Input, entity_set: &str) -> Result<String>
                 "a change page of {entity_set} is not a record list: {problem}"
             ))
         })?;
+        ahead.settle(context, next_link.as_deref());
         let seen = chunks.len() + deleted.len();
         match (next_link, delta_link) {
             // A read that starts the table over after an expired link goes to its end: the

@@ -16,7 +16,7 @@ use crate::definition::{Format, InputDef, Kind};
 use crate::error::{Result, invalid_input, malformed};
 use crate::input::Input;
 use crate::inputs::*;
-use crate::records::{RecordChunks, explain, impersonate};
+use crate::records::{NextPage, RecordChunks, explain, impersonate};
 
 const ORDER_BY: InputDef = InputDef::new("orderBy", "Order By Field Name", Kind::StringList)
     .comments("The names of the fields to order by")
@@ -137,10 +137,6 @@ fn run(context: &Context, input: &Input) -> Result<String> {
     };
     // However the read ends, no read started ahead is left behind for a later request.
     let _ahead = context.client.reading_ahead();
-    let own_page = |link: &str| {
-        context.client.settings.environment.owns_url(link)
-            && crate::records::is_link_of(context, entity_set, link)
-    };
     let mut chunks = RecordChunks::paged(fetch_all);
     let mut pages = 0u32;
     let mut count: Option<u64> = None;
@@ -159,25 +155,13 @@ fn run(context: &Context, input: &Input) -> Result<String> {
             };
         // The next page is asked for while this one is read, when the page's tail names it
         // plainly; the parse below decides whether that answer is the one to follow.
-        let mut ahead: Option<String> = None;
+        let mut ahead = NextPage::default();
         // The page is read as it arrives: its records go straight into the output, and a cut
         // page is sent for again (the read's refusal is the client's body check).
         let mut take = |body: &[u8]| {
             // Not when this page may reach the cap: a page holds at most the page size asked.
-            // Only a link to this table's pages in this environment, as a nextPageId must be.
             if fetch_all && chunks.len() + (page_size as usize) < max_records {
-                let guess =
-                    dataverse::query::trailing_next_link(body).filter(|next| own_page(next));
-                // A retried answer that names the same link keeps the read already started.
-                if guess != ahead.as_deref() {
-                    context.client.discard_started();
-                    ahead = guess.map(str::to_string);
-                    if let Some(next) = &ahead
-                        && let Ok(request) = page_request(next)
-                    {
-                        context.client.start_reading(request, RetryPolicy::RECORDS);
-                    }
-                }
+                ahead.guess(context, entity_set, body, page_request);
             }
             Ok(crate::client::parse_page::<Page>(body)?.map(|page| {
                 chunks.push_page(&page.value);
@@ -202,9 +186,7 @@ fn run(context: &Context, input: &Input) -> Result<String> {
         count = count.or(page_count);
         // The page's body is freed before the next one arrives.
         drop(response);
-        if ahead.is_none() || ahead != next_link {
-            context.client.discard_started();
-        }
+        ahead.settle(context, next_link.as_deref());
         match next_link {
             Some(next) if fetch_all && chunks.len() < max_records => url = next,
             other => break other,
