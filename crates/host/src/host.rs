@@ -246,14 +246,7 @@ impl http_import::Host for State {
         }
         let started = Instant::now();
         let target = describe_target(&request.method, &request.url);
-        let result = governed_send(
-            &self.sender,
-            &self.allow,
-            self.deadline,
-            self.governed.as_ref(),
-            request,
-            &|| false,
-        );
+        let result = self.send_now(request);
         self.note_result(&target, started, &result);
         result
     }
@@ -318,14 +311,7 @@ impl http_import::Host for State {
                 "{MAX_PENDING} started requests are not finished yet; finish or drop one first"
             ))))
         } else if self.under_way.load(Ordering::Acquire) >= MAX_UNDER_WAY {
-            PendingAnswer::Ready(governed_send(
-                &self.sender,
-                &self.allow,
-                self.deadline,
-                self.governed.as_ref(),
-                request,
-                &|| false,
-            ))
+            PendingAnswer::Ready(self.send_now(request))
         } else {
             let (sender, allow, deadline, governed, under_way, call_over, dropped) = (
                 self.sender.clone(),
@@ -514,6 +500,21 @@ fn run_together<T: Send, R: Send>(
 }
 
 impl State {
+    /// Sends `request` in the call's own thread, within the call's policy and budget.
+    fn send_now(
+        &self,
+        request: http_import::Request,
+    ) -> Result<http_import::Response, http_import::HttpError> {
+        governed_send(
+            &self.sender,
+            &self.allow,
+            self.deadline,
+            self.governed.as_ref(),
+            request,
+            &|| false,
+        )
+    }
+
     /// Logs one request's outcome, and notes a timeout that the call's deadline caused.
     fn note_result(
         &mut self,

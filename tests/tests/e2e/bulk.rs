@@ -231,14 +231,7 @@ fn a_broken_or_cut_fetch_xml_page_is_sent_for_again_and_its_rows_arrive_once() {
         )
         .unwrap();
         assert_eq!(emulator.faults().pending(), 0, "the fault was met");
-        let ids: Vec<&str> = output["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["accountid"].as_str().unwrap())
-            .collect();
-        assert_eq!(ids.len(), total, "every row, none twice");
-        assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), total);
+        assert_every_row_once(&output, total);
     }
 }
 
@@ -340,14 +333,7 @@ fn a_broken_or_cut_fetch_xml_batch_answer_is_sent_for_again_and_its_rows_arrive_
         )
         .unwrap();
         assert_eq!(emulator.faults().pending(), 0, "{fault:?} was met");
-        let ids: Vec<&str> = output["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["accountid"].as_str().unwrap())
-            .collect();
-        assert_eq!(ids.len(), total, "{fault:?}: every row, none twice");
-        assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), total);
+        assert_every_row_once(&output, total);
         let batches = emulator
             .requests()
             .iter()
@@ -359,4 +345,21 @@ fn a_broken_or_cut_fetch_xml_batch_answer_is_sent_for_again_and_its_rows_arrive_
             "{fault:?}: one page asked twice"
         );
     }
+}
+
+/// The output's records are `total` accounts, none twice.
+#[track_caller]
+fn assert_every_row_once(output: &Value, total: usize) {
+    let ids: Vec<&str> = output["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["accountid"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), total, "every row");
+    assert_eq!(
+        ids.iter().collect::<BTreeSet<_>>().len(),
+        total,
+        "none twice"
+    );
 }

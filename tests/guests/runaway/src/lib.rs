@@ -18,6 +18,26 @@ use bindings::exports::dynamics::connector::{actions, component, connections, tr
 
 struct Runaway;
 
+/// A GET of `url` with a timeout.
+fn get(url: String, timeout_ms: u32) -> http::Request {
+    http::Request {
+        method: "GET".to_string(),
+        url,
+        headers: Vec::new(),
+        body: Vec::new(),
+        timeout_ms: Some(timeout_ms),
+    }
+}
+
+/// What the host answered, as the limit tests read it.
+fn outcome(result: Result<http::Response, http::HttpError>) -> String {
+    match result {
+        Ok(response) => format!("{{\"status\":{}}}", response.status),
+        Err(http::HttpError::Denied(reason)) => format!("{{\"denied\":{reason:?}}}"),
+        Err(other) => format!("{{\"other\":{:?}}}", format!("{other:?}")),
+    }
+}
+
 fn refuse() -> ConnectorError {
     ConnectorError {
         code: ErrorCode::Unsupported,
@@ -106,50 +126,14 @@ impl actions::Guest for Runaway {
                     std::hint::black_box(&hoard);
                 }
             }
-            "escape" => {
-                let request = http::Request {
-                    method: "GET".to_string(),
-                    url: input,
-                    headers: Vec::new(),
-                    body: Vec::new(),
-                    timeout_ms: Some(1000),
-                };
-                match http::send(&request) {
-                    Ok(response) => Ok(format!("{{\"status\":{}}}", response.status)),
-                    Err(http::HttpError::Denied(reason)) => {
-                        Ok(format!("{{\"denied\":{reason:?}}}"))
-                    }
-                    Err(other) => Ok(format!("{{\"other\":{:?}}}", format!("{other:?}"))),
-                }
-            }
+            "escape" => Ok(outcome(http::send(&get(input, 1000)))),
             // `escape` through `start` and `finish`: a started request must meet the same
             // policy as a sent one.
-            "escape-ahead" => {
-                let request = http::Request {
-                    method: "GET".to_string(),
-                    url: input,
-                    headers: Vec::new(),
-                    body: Vec::new(),
-                    timeout_ms: Some(1000),
-                };
-                match http::finish(http::start(&request)) {
-                    Ok(response) => Ok(format!("{{\"status\":{}}}", response.status)),
-                    Err(http::HttpError::Denied(reason)) => {
-                        Ok(format!("{{\"denied\":{reason:?}}}"))
-                    }
-                    Err(other) => Ok(format!("{{\"other\":{:?}}}", format!("{other:?}"))),
-                }
-            }
+            "escape-ahead" => Ok(outcome(http::finish(http::start(&get(input, 1000))))),
             // Starts 40 requests to the URL and drops each at once, as a component trying to
             // pile threads up in the host would.
             "flood" => {
-                let request = http::Request {
-                    method: "GET".to_string(),
-                    url: input,
-                    headers: Vec::new(),
-                    body: Vec::new(),
-                    timeout_ms: Some(5000),
-                };
+                let request = get(input, 5000);
                 for _ in 0..40 {
                     drop(http::start(&request));
                 }
@@ -158,13 +142,7 @@ impl actions::Guest for Runaway {
             // Starts 20 requests and holds them all before finishing any: the host holds at
             // most 16 answers for a call.
             "hold" => {
-                let request = http::Request {
-                    method: "GET".to_string(),
-                    url: input,
-                    headers: Vec::new(),
-                    body: Vec::new(),
-                    timeout_ms: Some(5000),
-                };
+                let request = get(input, 5000);
                 let held: Vec<http::Pending> = (0..20).map(|_| http::start(&request)).collect();
                 let (mut answered, mut refused, mut reason) = (0, 0, String::new());
                 for pending in held {
