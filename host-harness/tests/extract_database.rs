@@ -558,6 +558,87 @@ fn postgres_modules_not_installed_give_zero_rows_and_a_notice() {
     }
 }
 
+/// One page that names a row twice lands the row's later version once, and text with the
+/// characters PostgreSQL's COPY format reads as structure arrives as it was sent; the same page
+/// through SQLite's row-by-row upserts lands the same.
+fn a_page_naming_a_row_twice_lands_its_last_version_and_text_as_sent(target: Target) {
+    use host_harness::extract::database::{Deletes, Landing, SavedState, state_table_ddl};
+    use host_harness::extract::schema::{Cell, Column, Kind, Source};
+    let mut db = target.open().unwrap();
+    let uuid = if target.is_postgres() { "UUID" } else { "TEXT" };
+    db.execute(&format!(
+        "CREATE TABLE \"things\" (\"thingid\" {uuid} PRIMARY KEY, \"name\" TEXT, \"size\" INTEGER)"
+    ))
+    .unwrap();
+    db.execute(&state_table_ddl(db.dialect())).unwrap();
+    let column = |name: &str, kind| Column {
+        name: name.to_string(),
+        kind,
+        source: Source::Plain(name.to_string()),
+    };
+    let columns = [column("name", Kind::Text), column("size", Kind::Integer)];
+    let (one, two) = (
+        "00000000-0000-0000-0000-0000000000a1",
+        "00000000-0000-0000-0000-0000000000a2",
+    );
+    let awkward = "tab\there, new\nline, return\r, back\\slash, \\N, é, \"quoted\"";
+    let landing = Landing {
+        table: "things",
+        state_key: "things",
+        primary_id: "thingid",
+        columns: &columns,
+        rows: vec![
+            (
+                one.to_string(),
+                vec![Cell::Text("first".into()), Cell::Int(1)],
+            ),
+            (two.to_string(), vec![Cell::Null, Cell::Null]),
+            (
+                one.to_string(),
+                vec![Cell::Text(awkward.into()), Cell::Int(2)],
+            ),
+        ],
+        deleted: Vec::new(),
+        deletes: Deletes::Delete,
+        state: SavedState {
+            mode: "watermark".to_string(),
+            cursor: Some("next".to_string()),
+            complete: false,
+        },
+    };
+    db.apply(&landing).unwrap();
+    let rows = target.query(
+        "SELECT CAST(\"thingid\" AS TEXT), \"name\", CAST(\"size\" AS TEXT) FROM \"things\" ORDER BY 1",
+    );
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                Some(one.to_string()),
+                Some(awkward.to_string()),
+                Some("2".to_string())
+            ],
+            vec![Some(two.to_string()), None, None],
+        ]
+    );
+    assert_eq!(
+        target.one("SELECT resume_from FROM _dynamics_extract_state WHERE table_name = 'things'"),
+        Some("next".to_string())
+    );
+}
+
+#[test]
+fn sqlite_a_page_naming_a_row_twice_lands_its_last_version_and_text_as_sent() {
+    a_page_naming_a_row_twice_lands_its_last_version_and_text_as_sent(Target::sqlite("twice"));
+}
+
+#[test]
+fn postgres_a_page_naming_a_row_twice_lands_its_last_version_and_text_as_sent() {
+    if let Some(target) = Target::postgres("twice") {
+        a_page_naming_a_row_twice_lands_its_last_version_and_text_as_sent(target);
+    }
+}
+
 // ---- refusals ----
 
 #[test]

@@ -176,26 +176,83 @@ fn quote(name: &str) -> String {
 }
 
 impl Landing<'_> {
-    /// The upsert of `rows` rows in one statement: parameters are each row's ID then its
-    /// columns, row after row.
-    pub fn upsert(&self, dialect: Dialect, rows: usize) -> String {
-        let table = quote(self.table);
+    /// The columns an upsert writes (the key, the table's columns, and the deletion flags when
+    /// deletes are flagged) and its `ON CONFLICT` action.
+    fn upsert_target(&self) -> (Vec<String>, String) {
         let key = quote(self.primary_id);
-        let mut names = vec![key.clone()];
+        let mut names = vec![key];
         let mut updates = Vec::new();
         for column in self.columns {
             let name = quote(&column.name);
             updates.push(format!("{name} = excluded.{name}"));
             names.push(name);
         }
-        let flag = self.deletes == Deletes::Flag;
-        if flag {
+        if self.deletes == Deletes::Flag {
             // A row seen again (restored from the recycle bin, or its ID reused) is live again.
             names.push(quote("_deleted"));
             names.push(quote("_deleted_at"));
             updates.push("\"_deleted\" = excluded.\"_deleted\"".into());
             updates.push("\"_deleted_at\" = NULL".into());
         }
+        let conflict = if updates.is_empty() {
+            "DO NOTHING".to_string()
+        } else {
+            format!("DO UPDATE SET {}", updates.join(", "))
+        };
+        (names, conflict)
+    }
+
+    /// A temporary table of text columns the rows are copied into before one upsert moves
+    /// them ([`Landing::upsert_staged`]): `_ordinal` (the order rows came in), `id`, then
+    /// `c1`… for the columns in order. PostgreSQL only; dropped at commit.
+    pub fn stage_ddl(&self, stage: &str) -> String {
+        let columns: String = (1..=self.columns.len())
+            .map(|n| format!(", c{n} TEXT"))
+            .collect();
+        format!("CREATE TEMP TABLE {stage} (_ordinal BIGSERIAL, id TEXT{columns}) ON COMMIT DROP")
+    }
+
+    /// The `COPY` that fills the stage, in PostgreSQL's text format.
+    pub fn stage_copy(&self, stage: &str) -> String {
+        let columns: String = (1..=self.columns.len())
+            .map(|n| format!(", c{n}"))
+            .collect();
+        format!("COPY {stage} (id{columns}) FROM STDIN")
+    }
+
+    /// The upsert of every staged row, each ID's last row only (a page that names a row twice
+    /// lands its later version, as row-by-row upserts would), cast as the parameters of
+    /// [`Landing::upsert`] are.
+    pub fn upsert_staged(&self, stage: &str) -> String {
+        let dialect = Dialect::Postgres;
+        let (names, conflict) = self.upsert_target();
+        let mut values = vec![format!("id::{}", dialect.column_type(Kind::Uuid))];
+        for (index, column) in self.columns.iter().enumerate() {
+            values.push(match column.kind {
+                Kind::Text => format!("c{}", index + 1),
+                kind => format!("c{}::{}", index + 1, dialect.column_type(kind)),
+            });
+        }
+        if self.deletes == Deletes::Flag {
+            values.push("false".into());
+            values.push("NULL".into());
+        }
+        format!(
+            "INSERT INTO {} ({}) SELECT DISTINCT ON (id::uuid) {} FROM {stage} ORDER BY id::uuid, _ordinal DESC ON CONFLICT ({}) {conflict}",
+            quote(self.table),
+            names.join(", "),
+            values.join(", "),
+            quote(self.primary_id),
+        )
+    }
+
+    /// The upsert of `rows` rows in one statement: parameters are each row's ID then its
+    /// columns, row after row.
+    pub fn upsert(&self, dialect: Dialect, rows: usize) -> String {
+        let table = quote(self.table);
+        let key = quote(self.primary_id);
+        let (names, conflict) = self.upsert_target();
+        let flag = self.deletes == Deletes::Flag;
         let width = self.columns.len() + 1;
         let tuples: Vec<String> = (0..rows)
             .map(|row| {
@@ -218,11 +275,6 @@ impl Landing<'_> {
                 format!("({})", values.join(", "))
             })
             .collect();
-        let conflict = if updates.is_empty() {
-            "DO NOTHING".to_string()
-        } else {
-            format!("DO UPDATE SET {}", updates.join(", "))
-        };
         format!(
             "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({key}) {conflict}",
             names.join(", "),

@@ -3,13 +3,35 @@
 //! Every value is bound as text and cast in the statement (`$2::text::numeric`), so one binding
 //! type serves every column type and a decimal keeps all its digits.
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use postgres::{Client, NoTls};
 
 use super::database::{Database, Dialect, Landing, STATE_TABLE, SavedState, cell_text};
 
 /// PostgreSQL's limit on a statement's parameters is 65,535.
-const MAX_PARAMETERS: usize = 65_000;
+/// Bytes of COPY text sent to the server at a time.
+const COPY_CHUNK: usize = 64 * 1024;
+
+/// Appends `value` as a field of PostgreSQL's COPY text format: `\N` for NULL; backslash, tab,
+/// newline and carriage return escaped (<https://www.postgresql.org/docs/current/sql-copy.html>,
+/// "Text Format").
+fn push_copy_field(out: &mut Vec<u8>, value: Option<&str>) {
+    let Some(value) = value else {
+        out.extend_from_slice(b"\\N");
+        return;
+    };
+    for &byte in value.as_bytes() {
+        match byte {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            other => out.push(other),
+        }
+    }
+}
 
 pub struct Postgres {
     client: Client,
@@ -134,48 +156,38 @@ impl Database for Postgres {
     fn apply(&mut self, landing: &Landing) -> anyhow::Result<()> {
         let statements = landing.statements(Dialect::Postgres);
         let mut transaction = self.client.transaction()?;
-        // Many rows per statement: one round trip per chunk instead of per row. A chunk
-        // may not name a row twice (ON CONFLICT cannot change one row twice in a command), so
-        // a call's output that repeats an ID goes row by row.
-        let width = landing.columns.len() + 1;
-        let ids: std::collections::HashSet<&str> =
-            landing.rows.iter().map(|(id, _)| id.as_str()).collect();
-        let per_statement = if ids.len() == landing.rows.len() {
-            (MAX_PARAMETERS / width).clamp(1, 1000)
-        } else {
-            1
-        };
-        let mut prepared: Option<(usize, postgres::Statement)> = None;
-        for chunk in landing.rows.chunks(per_statement) {
-            let statement = match &prepared {
-                Some((rows, statement)) if *rows == chunk.len() => statement.clone(),
-                _ => {
-                    let sql = landing.upsert(Dialect::Postgres, chunk.len());
-                    let statement = transaction
-                        .prepare(&sql)
-                        .with_context(|| format!("preparing the upsert into {}", landing.table))?;
-                    prepared = Some((chunk.len(), statement.clone()));
-                    statement
+        if !landing.rows.is_empty() {
+            // The rows are copied into a temporary table and moved by one upsert. A multi-row
+            // INSERT … VALUES with a parameter per cell spent most of a page in PostgreSQL's
+            // parser and planner (a statement of up to 65,000 parameters, planned again for
+            // each page); COPY streams the text and the upsert is planned once per page.
+            const STAGE: &str = "_dynamics_stage";
+            transaction.batch_execute(&landing.stage_ddl(STAGE))?;
+            let mut writer = transaction.copy_in(&landing.stage_copy(STAGE))?;
+            let mut buffer = Vec::with_capacity(COPY_CHUNK + 4096);
+            for (id, cells) in &landing.rows {
+                push_copy_field(&mut buffer, Some(id));
+                for cell in cells {
+                    buffer.push(b'\t');
+                    push_copy_field(&mut buffer, cell_text(cell).as_deref());
                 }
-            };
-            let values: Vec<Option<String>> = chunk
-                .iter()
-                .flat_map(|(id, cells)| {
-                    std::iter::once(Some(id.clone())).chain(cells.iter().map(cell_text))
-                })
-                .collect();
-            let parameters: Vec<&(dyn postgres::types::ToSql + Sync)> = values
-                .iter()
-                .map(|v| v as &(dyn postgres::types::ToSql + Sync))
-                .collect();
+                buffer.push(b'\n');
+                if buffer.len() >= COPY_CHUNK {
+                    writer.write_all(&buffer)?;
+                    buffer.clear();
+                }
+            }
+            writer.write_all(&buffer)?;
+            writer.finish()?;
             transaction
-                .execute(&statement, &parameters)
+                .batch_execute(&landing.upsert_staged(STAGE))
                 .with_context(|| {
                     format!(
-                        "upserting rows {}..{} of {}",
-                        chunk[0].0,
-                        chunk[chunk.len() - 1].0,
-                        landing.table
+                        "upserting {} rows of {} (the first {}, the last {})",
+                        landing.rows.len(),
+                        landing.table,
+                        landing.rows[0].0,
+                        landing.rows[landing.rows.len() - 1].0
                     )
                 })?;
         }
@@ -203,6 +215,19 @@ impl Database for Postgres {
 #[cfg(test)]
 mod tests {
     use super::without_password;
+
+    #[test]
+    fn copy_fields_escape_what_the_text_format_reads_as_structure() {
+        let mut out = Vec::new();
+        super::push_copy_field(&mut out, Some("a\tb\nc\rd\\e\\N é"));
+        assert_eq!(out, "a\\tb\\nc\\rd\\\\e\\\\N é".as_bytes());
+        out.clear();
+        super::push_copy_field(&mut out, None);
+        assert_eq!(out, b"\\N");
+        out.clear();
+        super::push_copy_field(&mut out, Some(""));
+        assert!(out.is_empty(), "an empty text is an empty field, not NULL");
+    }
 
     #[test]
     fn a_password_in_the_url_is_never_shown() {
