@@ -12,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use dataverse_emulator::{Config, Emulator};
+use host_harness::extract::database::Database;
 use serde_json::{Value, json};
 
 /// The same `Target` as the end-to-end tests', from one file.
@@ -558,84 +559,220 @@ fn postgres_modules_not_installed_give_zero_rows_and_a_notice() {
     }
 }
 
-/// One page that names a row twice lands the row's later version once, and text with the
-/// characters PostgreSQL's COPY format reads as structure arrives as it was sent; the same page
-/// through SQLite's row-by-row upserts lands the same.
-fn a_page_naming_a_row_twice_lands_its_last_version_and_text_as_sent(target: Target) {
+/// One page that names a row twice lands the row's later version once; text with the
+/// characters PostgreSQL's COPY format reads as structure, decimals, instants and IDs arrive as
+/// sent; a page with a value its column cannot take fails whole and the next page on the same
+/// connection lands; flagged deletes flag. SQLite's row statements, PostgreSQL's COPY path and
+/// its parameter path (for roles without TEMPORARY) must all land the same.
+fn pages_land_whole_with_their_last_versions(target: &Target, mut db: Box<dyn Database>) {
     use host_harness::extract::database::{Deletes, Landing, SavedState, state_table_ddl};
     use host_harness::extract::schema::{Cell, Column, Kind, Source};
-    let mut db = target.open().unwrap();
-    let uuid = if target.is_postgres() { "UUID" } else { "TEXT" };
-    db.execute(&format!(
-        "CREATE TABLE \"things\" (\"thingid\" {uuid} PRIMARY KEY, \"name\" TEXT, \"size\" INTEGER)"
-    ))
-    .unwrap();
+    let postgres = target.is_postgres();
+    let ty = |pg: &'static str, lite: &'static str| if postgres { pg } else { lite };
+    for (table, flags) in [("things", ""), ("flagged", "")] {
+        let flags = if table == "flagged" {
+            format!(
+                ", \"_deleted\" {} NOT NULL DEFAULT {}, \"_deleted_at\" {}",
+                ty("BOOLEAN", "INTEGER"),
+                ty("false", "0"),
+                ty("TIMESTAMPTZ", "TEXT")
+            )
+        } else {
+            flags.to_string()
+        };
+        db.execute(&format!(
+            "CREATE TABLE \"{table}\" (\"thingid\" {} PRIMARY KEY, \"name\" TEXT, \"size\" {}, \"amount\" {}, \"seen\" {}, \"owner\" {}{flags})",
+            ty("UUID", "TEXT"),
+            ty("INTEGER", "INTEGER"),
+            ty("NUMERIC", "TEXT"),
+            ty("TIMESTAMPTZ", "TEXT"),
+            ty("UUID", "TEXT"),
+        ))
+        .unwrap();
+    }
     db.execute(&state_table_ddl(db.dialect())).unwrap();
     let column = |name: &str, kind| Column {
         name: name.to_string(),
         kind,
         source: Source::Plain(name.to_string()),
     };
-    let columns = [column("name", Kind::Text), column("size", Kind::Integer)];
+    let columns = [
+        column("name", Kind::Text),
+        column("size", Kind::Integer),
+        column("amount", Kind::Numeric),
+        column("seen", Kind::Timestamp),
+        column("owner", Kind::Uuid),
+    ];
     let (one, two) = (
         "00000000-0000-0000-0000-0000000000a1",
         "00000000-0000-0000-0000-0000000000a2",
     );
-    let awkward = "tab\there, new\nline, return\r, back\\slash, \\N, é, \"quoted\"";
-    let landing = Landing {
-        table: "things",
-        state_key: "things",
+    let owner = "00000000-0000-0000-0000-0000000000b1";
+    let awkward = "tab\there, new\nline, return\r, back\\slash, \\N, \\., é, \"quoted\", ''";
+    let row = |id: &str, name: Cell, size: Cell| {
+        (
+            id.to_string(),
+            vec![
+                name,
+                size,
+                Cell::Number("12345678901234.5678".into()),
+                Cell::Text("2024-05-01T10:00:00Z".into()),
+                Cell::Text(owner.into()),
+            ],
+        )
+    };
+    let landing = |table: &'static str, rows, deleted: Vec<String>, deletes| Landing {
+        table,
+        state_key: table,
         primary_id: "thingid",
         columns: &columns,
-        rows: vec![
-            (
-                one.to_string(),
-                vec![Cell::Text("first".into()), Cell::Int(1)],
-            ),
-            (two.to_string(), vec![Cell::Null, Cell::Null]),
-            (
-                one.to_string(),
-                vec![Cell::Text(awkward.into()), Cell::Int(2)],
-            ),
-        ],
-        deleted: Vec::new(),
-        deletes: Deletes::Delete,
+        rows,
+        deleted,
+        deletes,
         state: SavedState {
             mode: "watermark".to_string(),
-            cursor: Some("next".to_string()),
+            cursor: Some(format!("after {table}")),
             complete: false,
         },
     };
-    db.apply(&landing).unwrap();
-    let rows = target.query(
-        "SELECT CAST(\"thingid\" AS TEXT), \"name\", CAST(\"size\" AS TEXT) FROM \"things\" ORDER BY 1",
+
+    // A value its column cannot take: the page fails whole, nothing of it lands.
+    let broken = landing(
+        "things",
+        vec![
+            row(two, Cell::Text("fine".into()), Cell::Int(1)),
+            row(
+                one,
+                Cell::Text("bad".into()),
+                Cell::Text("not a number".into()),
+            ),
+        ],
+        Vec::new(),
+        Deletes::Delete,
     );
+    if postgres {
+        assert!(db.apply(&broken).is_err(), "a text in an INTEGER column");
+        assert_eq!(
+            target.one("SELECT count(*) FROM \"things\""),
+            Some("0".into())
+        );
+    }
+    // The next page on the same connection lands, its repeated row as its later version.
+    let page = landing(
+        "things",
+        vec![
+            row(one, Cell::Text("first".into()), Cell::Int(1)),
+            row(two, Cell::Null, Cell::Null),
+            row(one, Cell::Text(awkward.into()), Cell::Int(2)),
+        ],
+        Vec::new(),
+        Deletes::Delete,
+    );
+    db.apply(&page).unwrap();
+    let text = |column: &str| {
+        if postgres {
+            format!("CAST(\"{column}\" AS TEXT)")
+        } else {
+            format!("\"{column}\"")
+        }
+    };
+    let rows = target.query(&format!(
+        "SELECT {}, \"name\", {}, {}, {} FROM \"things\" ORDER BY 1",
+        text("thingid"),
+        text("size"),
+        text("amount"),
+        text("owner"),
+    ));
     assert_eq!(
         rows,
         vec![
             vec![
                 Some(one.to_string()),
                 Some(awkward.to_string()),
-                Some("2".to_string())
+                Some("2".to_string()),
+                Some("12345678901234.5678".to_string()),
+                Some(owner.to_string()),
             ],
-            vec![Some(two.to_string()), None, None],
+            vec![
+                Some(two.to_string()),
+                None,
+                None,
+                Some("12345678901234.5678".to_string()),
+                Some(owner.to_string()),
+            ],
         ]
     );
+    if postgres {
+        assert_eq!(
+            target.one("SELECT to_char(\"seen\" AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM \"things\" LIMIT 1"),
+            Some("2024-05-01 10:00:00".to_string())
+        );
+    }
     assert_eq!(
         target.one("SELECT resume_from FROM _dynamics_extract_state WHERE table_name = 'things'"),
-        Some("next".to_string())
+        Some("after things".to_string())
+    );
+
+    // Flagged deletes: a row landed, then flagged by the next page, then seen again is live.
+    let flagged = |rows, deleted| landing("flagged", rows, deleted, Deletes::Flag);
+    db.apply(&flagged(
+        vec![
+            row(one, Cell::Text("kept".into()), Cell::Int(1)),
+            row(two, Cell::Text("goes".into()), Cell::Int(2)),
+        ],
+        Vec::new(),
+    ))
+    .unwrap();
+    db.apply(&flagged(Vec::new(), vec![two.to_string()]))
+        .unwrap();
+    let live = |id: &str| {
+        target.one(&format!(
+            "SELECT {} FROM \"flagged\" WHERE {} = '{id}'",
+            text("_deleted"),
+            text("thingid")
+        ))
+    };
+    let (yes, no) = if postgres {
+        ("true", "false")
+    } else {
+        ("1", "0")
+    };
+    assert_eq!(live(two), Some(yes.to_string()), "flagged");
+    assert_eq!(live(one), Some(no.to_string()));
+    db.apply(&flagged(
+        vec![row(two, Cell::Text("back".into()), Cell::Int(3))],
+        Vec::new(),
+    ))
+    .unwrap();
+    assert_eq!(live(two), Some(no.to_string()), "seen again, live again");
+    assert_eq!(
+        target.one("SELECT count(*) FROM \"flagged\" WHERE \"_deleted_at\" IS NULL"),
+        Some("2".to_string())
     );
 }
 
 #[test]
-fn sqlite_a_page_naming_a_row_twice_lands_its_last_version_and_text_as_sent() {
-    a_page_naming_a_row_twice_lands_its_last_version_and_text_as_sent(Target::sqlite("twice"));
+fn sqlite_pages_land_whole_with_their_last_versions() {
+    let target = Target::sqlite("whole");
+    let db = target.open().unwrap();
+    pages_land_whole_with_their_last_versions(&target, db);
 }
 
 #[test]
-fn postgres_a_page_naming_a_row_twice_lands_its_last_version_and_text_as_sent() {
-    if let Some(target) = Target::postgres("twice") {
-        a_page_naming_a_row_twice_lands_its_last_version_and_text_as_sent(target);
+fn postgres_pages_land_whole_with_their_last_versions() {
+    if let Some(target) = Target::postgres("whole") {
+        let db = target.open().unwrap();
+        pages_land_whole_with_their_last_versions(&target, db);
+    }
+}
+
+#[test]
+fn postgres_without_temporary_tables_pages_land_the_same() {
+    if let Some(target) = Target::postgres("whole_params") {
+        let db = host_harness::extract::postgres::Postgres::connect(&target.arg())
+            .unwrap()
+            .without_staging();
+        pages_land_whole_with_their_last_versions(&target, Box::new(db));
     }
 }
 

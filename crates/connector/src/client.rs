@@ -715,7 +715,7 @@ impl Attempt {
             Ok(_) if tried.broken => Err(add_attempts(
                 with_hint(
                     malformed(format!(
-                        "{target}: the service's JSON answer was cut or malformed"
+                        "{target}: the service's answer was cut or malformed"
                     )),
                     "nothing was written; try again later, or resume from the last cursor you received",
                 ),

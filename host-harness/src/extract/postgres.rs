@@ -1,7 +1,9 @@
 //! PostgreSQL, the destination for teams, through the synchronous `postgres` client.
 //!
-//! Every value is bound as text and cast in the statement (`$2::text::numeric`), so one binding
-//! type serves every column type and a decimal keeps all its digits.
+//! Each page's rows are `COPY`ed as text into a temporary table and moved by one upsert that
+//! casts each column (`c2::NUMERIC`), so a decimal keeps all its digits. Where the role may not
+//! create temporary tables, or a table is too wide for the stage, rows are bound as text
+//! parameters instead (`$2::text::numeric`), up to PostgreSQL's 65,535 a statement.
 
 use std::io::Write as _;
 
@@ -10,9 +12,18 @@ use postgres::{Client, NoTls};
 
 use super::database::{Database, Dialect, Landing, STATE_TABLE, SavedState, cell_text};
 
-/// PostgreSQL's limit on a statement's parameters is 65,535.
 /// Bytes of COPY text sent to the server at a time.
 const COPY_CHUNK: usize = 64 * 1024;
+
+/// Parameters of one statement on the fallback path; PostgreSQL takes at most 65,535.
+const MAX_PARAMETERS: usize = 65_000;
+
+/// The temporary table a page is copied into, in the session's own temporary schema so that no
+/// table of the database can be taken for it.
+const STAGE: &str = "pg_temp._dynamics_stage";
+
+/// PostgreSQL's limit on a table's columns; the stage has two more than the page's columns.
+const MAX_COLUMNS: usize = 1600;
 
 /// Appends `value` as a field of PostgreSQL's COPY text format: `\N` for NULL; backslash, tab,
 /// newline and carriage return escaped (<https://www.postgresql.org/docs/current/sql-copy.html>,
@@ -35,6 +46,8 @@ fn push_copy_field(out: &mut Vec<u8>, value: Option<&str>) {
 
 pub struct Postgres {
     client: Client,
+    /// Whether the role may create temporary tables (the COPY path needs one).
+    may_stage: bool,
 }
 
 impl Postgres {
@@ -48,7 +61,26 @@ impl Postgres {
                 without_password(url)
             )
         })?;
-        Ok(Postgres { client })
+        let mut postgres = Postgres {
+            client,
+            may_stage: true,
+        };
+        // A hardened database may revoke TEMPORARY from PUBLIC; rows then go as parameters.
+        postgres.may_stage = postgres
+            .client
+            .query_one(
+                "SELECT has_database_privilege(current_database(), 'TEMPORARY')",
+                &[],
+            )
+            .map(|row| row.get::<_, bool>(0))
+            .unwrap_or(false);
+        Ok(postgres)
+    }
+
+    /// Lands rows as text parameters only, as where temporary tables are not allowed (tests).
+    pub fn without_staging(mut self) -> Postgres {
+        self.may_stage = false;
+        self
     }
 
     /// The first column of a query's rows as text (NULL as None): a landed table read back by
@@ -156,40 +188,10 @@ impl Database for Postgres {
     fn apply(&mut self, landing: &Landing) -> anyhow::Result<()> {
         let statements = landing.statements(Dialect::Postgres);
         let mut transaction = self.client.transaction()?;
-        if !landing.rows.is_empty() {
-            // The rows are copied into a temporary table and moved by one upsert. A multi-row
-            // INSERT … VALUES with a parameter per cell spent most of a page in PostgreSQL's
-            // parser and planner (a statement of up to 65,000 parameters, planned again for
-            // each page); COPY streams the text and the upsert is planned once per page.
-            const STAGE: &str = "_dynamics_stage";
-            transaction.batch_execute(&landing.stage_ddl(STAGE))?;
-            let mut writer = transaction.copy_in(&landing.stage_copy(STAGE))?;
-            let mut buffer = Vec::with_capacity(COPY_CHUNK + 4096);
-            for (id, cells) in &landing.rows {
-                push_copy_field(&mut buffer, Some(id));
-                for cell in cells {
-                    buffer.push(b'\t');
-                    push_copy_field(&mut buffer, cell_text(cell).as_deref());
-                }
-                buffer.push(b'\n');
-                if buffer.len() >= COPY_CHUNK {
-                    writer.write_all(&buffer)?;
-                    buffer.clear();
-                }
-            }
-            writer.write_all(&buffer)?;
-            writer.finish()?;
-            transaction
-                .batch_execute(&landing.upsert_staged(STAGE))
-                .with_context(|| {
-                    format!(
-                        "upserting {} rows of {} (the first {}, the last {})",
-                        landing.rows.len(),
-                        landing.table,
-                        landing.rows[0].0,
-                        landing.rows[landing.rows.len() - 1].0
-                    )
-                })?;
+        if self.may_stage && landing.columns.len() + 2 <= MAX_COLUMNS {
+            stage_and_upsert(&mut transaction, landing)?;
+        } else {
+            upsert_by_parameters(&mut transaction, landing)?;
         }
         if !landing.deleted.is_empty() {
             let delete = transaction.prepare(&statements.delete)?;
@@ -210,6 +212,102 @@ impl Database for Postgres {
         transaction.commit()?;
         Ok(())
     }
+}
+
+/// Copies the page's rows into a temporary table and moves them with one upsert. A multi-row
+/// INSERT … VALUES with a parameter per cell spent most of a page in PostgreSQL's parser and
+/// planner (a statement of up to 65,000 parameters, planned again for each page); COPY streams
+/// the text and the upsert is planned once per page. The table goes at commit or rollback.
+fn stage_and_upsert(
+    transaction: &mut postgres::Transaction<'_>,
+    landing: &Landing,
+) -> anyhow::Result<()> {
+    if landing.rows.is_empty() {
+        return Ok(());
+    }
+    let staging = || format!("staging {} rows of {}", landing.rows.len(), landing.table);
+    transaction
+        .batch_execute(&landing.stage_ddl(STAGE))
+        .with_context(staging)?;
+    let mut writer = transaction
+        .copy_in(&landing.stage_copy(STAGE))
+        .with_context(staging)?;
+    let mut buffer = Vec::with_capacity(COPY_CHUNK + 4096);
+    for (id, cells) in &landing.rows {
+        push_copy_field(&mut buffer, Some(id));
+        for cell in cells {
+            buffer.push(b'\t');
+            push_copy_field(&mut buffer, cell_text(cell).as_deref());
+        }
+        buffer.push(b'\n');
+        if buffer.len() >= COPY_CHUNK {
+            writer.write_all(&buffer).with_context(staging)?;
+            buffer.clear();
+        }
+    }
+    writer.write_all(&buffer).with_context(staging)?;
+    writer.finish().with_context(staging)?;
+    transaction
+        .batch_execute(&landing.upsert_staged(STAGE))
+        .with_context(|| {
+            format!(
+                "upserting {} rows of {} (a value that does not fit its column's type is named above)",
+                landing.rows.len(),
+                landing.table
+            )
+        })?;
+    Ok(())
+}
+
+/// Upserts the page's rows as text parameters, up to 1,000 rows a statement (a page that names
+/// a row twice goes a row at a time, so its later version lands).
+fn upsert_by_parameters(
+    transaction: &mut postgres::Transaction<'_>,
+    landing: &Landing,
+) -> anyhow::Result<()> {
+    let width = landing.columns.len() + 1;
+    let ids: std::collections::HashSet<&str> =
+        landing.rows.iter().map(|(id, _)| id.as_str()).collect();
+    let per_statement = if ids.len() == landing.rows.len() {
+        (MAX_PARAMETERS / width).clamp(1, 1000)
+    } else {
+        1
+    };
+    let mut prepared: Option<(usize, postgres::Statement)> = None;
+    for chunk in landing.rows.chunks(per_statement) {
+        let statement = match &prepared {
+            Some((rows, statement)) if *rows == chunk.len() => statement.clone(),
+            _ => {
+                let sql = landing.upsert(Dialect::Postgres, chunk.len());
+                let statement = transaction
+                    .prepare(&sql)
+                    .with_context(|| format!("preparing the upsert into {}", landing.table))?;
+                prepared = Some((chunk.len(), statement.clone()));
+                statement
+            }
+        };
+        let values: Vec<Option<String>> = chunk
+            .iter()
+            .flat_map(|(id, cells)| {
+                std::iter::once(Some(id.clone())).chain(cells.iter().map(cell_text))
+            })
+            .collect();
+        let parameters: Vec<&(dyn postgres::types::ToSql + Sync)> = values
+            .iter()
+            .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+            .collect();
+        transaction
+            .execute(&statement, &parameters)
+            .with_context(|| {
+                format!(
+                    "upserting rows {}..{} of {}",
+                    chunk[0].0,
+                    chunk[chunk.len() - 1].0,
+                    landing.table
+                )
+            })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -261,7 +261,8 @@ fn fetch_page(
             entity_set,
             crate::error::from_service(service),
         )),
-        // Only when the request may not be repeated, which a read inside $batch may.
+        // A refused answer that was not sent again: a read inside $batch is sent again, so
+        // this is an answer sent ahead (which this query never is) or a policy that changed.
         None => Err(malformed("the $batch answer was cut or malformed")),
     }
 }
