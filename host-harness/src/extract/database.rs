@@ -747,6 +747,19 @@ struct Worker<'w, 'a> {
     calls: &'w AtomicUsize,
 }
 
+/// One page, read and waiting to land ([`Worker::pages`]).
+struct PageToLand {
+    /// The table's schema when the page made it grow: its new columns are added first.
+    schema: Option<TableSchema>,
+    columns: Vec<Column>,
+    rows: Vec<(String, Vec<Cell>)>,
+    deleted: Vec<String>,
+    /// The whole table was read again after an expired delta link: rows it lacks are deleted.
+    resynced: bool,
+    state: SavedState,
+    complete: bool,
+}
+
 /// What one call of Get New and Updated Records answers, both modes.
 #[derive(Deserialize)]
 struct Output<'a> {
@@ -875,6 +888,12 @@ impl Worker<'_, '_> {
 
     /// Calls Get New and Updated Records until the read is complete (true) or the run's calls
     /// are spent (false), landing each call's rows with the read's state.
+    /// Reads a table (or a range) page after page and lands each page. The two overlap: while
+    /// a writer thread commits page N (its rows, deletes and state in one transaction), the
+    /// next call reads page N+1, since a call's cursor comes from its own output, not from the
+    /// database. Pages land in the order they were read, one transaction each, as before, so
+    /// a run stopped at any point has committed a prefix of the pages with the cursor that goes
+    /// on from it. When the writer fails, the page read meanwhile is dropped unlanded.
     fn pages(
         &mut self,
         read: Read,
@@ -891,145 +910,202 @@ impl Worker<'_, '_> {
             range,
             split,
         } = read;
-        let mut pages = 0u64;
-        // A change-tracking read that took several calls, or went on from where a stopped run
-        // left it, lands pages of different moments: a row deleted or changed meanwhile is
-        // only in the delta after it. One more call, with the delta link the read ended with,
-        // lands those before the run says the table is complete.
-        let mut catch_up = mode == CHANGE_TRACKING && cursor.as_deref().is_some_and(is_next_link);
-        let mut caught_up = false;
-        loop {
-            if self
-                .options
-                .max_calls
-                .is_some_and(|max| self.calls.fetch_add(1, Ordering::SeqCst) >= max)
-            {
-                return Ok(false);
-            }
-            let mut input = json!({"entityType": table, "recordsPerPage": self.options.page_size});
-            if mode == CHANGE_TRACKING {
-                input["useChangeTracking"] = json!(true);
-                // One page per call, as in watermark mode: a table's first read is not one
-                // call holding every row (a large table outgrew the call's memory and time).
-                input["rowsPerCall"] = json!(self.options.page_size);
-                if let Some(link) = &cursor {
-                    input["deltaLink"] = json!(link);
-                }
-            } else {
-                input["maxRecords"] = json!(self.options.page_size);
-                match (&cursor, &anchor) {
-                    (Some(watermark), _) => input["watermark"] = json!(watermark),
-                    (None, Some(anchor)) => input["anchorDate"] = json!(anchor),
-                    (None, None) => {}
-                }
-                if let Some(range) = range {
-                    if let Some(from) = &range.from {
-                        input["createdFrom"] = json!(from);
+        let Worker {
+            runner,
+            db,
+            options,
+            progress,
+            calls,
+        } = self;
+        let (options, progress, calls) = (*options, *progress, *calls);
+        let Outcome {
+            landed,
+            deleted: deleted_count,
+            notices,
+            ..
+        } = outcome;
+        let primary_id = schema.primary_id.clone();
+        std::thread::scope(|scope| -> anyhow::Result<bool> {
+            // One page waits while another is committed: at most two pages in memory.
+            let (to_writer, pages_read) = std::sync::mpsc::sync_channel::<PageToLand>(1);
+            let writer = scope.spawn(|| -> anyhow::Result<()> {
+                let mut pages = 0u64;
+                for page in pages_read {
+                    if let Some(grown) = &page.schema {
+                        ensure(&mut **db, grown, options.deletes, known)?;
                     }
-                    if let Some(before) = &range.before {
-                        input["createdBefore"] = json!(before);
+                    let mut deleted = page.deleted;
+                    if page.resynced {
+                        // The delta link expired and the whole table was read again: rows it
+                        // no longer has were deleted while the link was stale. Asked here,
+                        // after every earlier page has landed.
+                        let seen: HashSet<&str> =
+                            page.rows.iter().map(|(id, _)| id.as_str()).collect();
+                        let gone: Vec<String> = db
+                            .ids(table, &primary_id)?
+                            .into_iter()
+                            .filter(|id| !seen.contains(id.to_ascii_lowercase().as_str()))
+                            .collect();
+                        deleted.extend(gone);
                     }
+                    let landing = Landing {
+                        table,
+                        state_key,
+                        primary_id: &primary_id,
+                        columns: &page.columns,
+                        rows: page.rows,
+                        deleted,
+                        deletes: options.deletes,
+                        state: page.state,
+                    };
+                    db.apply(&landing)?;
+                    pages += 1;
+                    *landed += landing.rows.len() as u64;
+                    *deleted_count += landing.deleted.len() as u64;
+                    let this_page = landing.rows.len() as u64;
+                    // A range reports the table's figures: its bar and lines are the table's.
+                    let (rows_this_run, pages_this_run) = match split {
+                        Some(split) => (
+                            split.landed.fetch_add(this_page, Ordering::SeqCst) + this_page,
+                            split.pages.fetch_add(1, Ordering::SeqCst) + 1,
+                        ),
+                        None => (*landed, pages),
+                    };
+                    progress.page(&PageReport {
+                        table,
+                        table_number: 0,
+                        tables: options.tables.len(),
+                        rows_in_all: db.count(table)?,
+                        rows_this_run,
+                        rows_this_page: this_page,
+                        pages_this_run,
+                        complete: page.complete && split.is_none(),
+                    });
                 }
-            }
-            let text = (self.runner)("get-new-and-updated-records", &input.to_string())?;
-            let output: Output = serde_json::from_str(&text)
-                .context("the action's output is not the expected JSON")?;
-            if let Some(warning) = &output.warning {
-                self.notice(table, outcome, warning);
-            }
-            let mut parsed = Vec::with_capacity(output.records.len());
-            for record in &output.records {
-                let row: BTreeMap<&str, &RawValue> = serde_json::from_str(record.get())
-                    .with_context(|| format!("a row of {table} is not a JSON object"))?;
-                parsed.push(row);
-            }
-            let mut grew = false;
-            for row in &parsed {
-                grew |= schema.grow_from(row);
-            }
-            if grew {
-                ensure(self.db, schema, self.options.deletes, known)?;
-            }
-            let mut rows = Vec::with_capacity(parsed.len());
-            for row in &parsed {
-                rows.push(schema.cells(row)?);
-            }
-            let mut deleted: Vec<String> = output
-                .deleted
-                .iter()
-                .map(|id| id.to_ascii_lowercase())
-                .collect();
-            if output.resynced {
-                // The delta link expired and the whole table was read again: rows it no
-                // longer has were deleted while the link was stale.
-                let seen: HashSet<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
-                let gone: Vec<String> = self
-                    .db
-                    .ids(table, &schema.primary_id)?
-                    .into_iter()
-                    .filter(|id| !seen.contains(id.to_ascii_lowercase().as_str()))
-                    .collect();
-                deleted.extend(gone);
-                let text = "the delta link had expired: the table was read again in full";
-                self.notice(table, outcome, text);
-            }
-            let next = if mode == CHANGE_TRACKING {
-                // A read cut by Rows Per Call goes on from its next link; the state holds
-                // either, committed with the rows it covers.
-                output
-                    .delta_link
-                    .clone()
-                    .or_else(|| output.next_link.clone())
-            } else {
-                output.next_watermark.clone()
-            };
-            let landing = Landing {
-                table,
-                state_key,
-                primary_id: &schema.primary_id,
-                columns: &schema.columns,
-                rows,
-                deleted,
-                deletes: self.options.deletes,
-                state: SavedState {
-                    mode: mode.to_string(),
-                    cursor: next.clone(),
-                    complete: output.complete,
-                },
-            };
-            self.db.apply(&landing)?;
-            cursor = next;
-            pages += 1;
-            outcome.landed += landing.rows.len() as u64;
-            outcome.deleted += landing.deleted.len() as u64;
-            let this_page = landing.rows.len() as u64;
-            // A range reports the table's figures: its bar and lines are the table's.
-            let (rows_this_run, pages_this_run) = match split {
-                Some(split) => (
-                    split.landed.fetch_add(this_page, Ordering::SeqCst) + this_page,
-                    split.pages.fetch_add(1, Ordering::SeqCst) + 1,
-                ),
-                None => (outcome.landed, pages),
-            };
-            self.progress.page(&PageReport {
-                table,
-                table_number: 0,
-                tables: self.options.tables.len(),
-                rows_in_all: self.db.count(table)?,
-                rows_this_run,
-                rows_this_page: this_page,
-                pages_this_run,
-                complete: output.complete && split.is_none(),
+                Ok(())
             });
-            catch_up |= mode == CHANGE_TRACKING && pages > 1;
-            if output.complete {
-                if catch_up && !caught_up && output.delta_link.is_some() {
-                    caught_up = true;
-                    continue;
+            let mut notice = |text: &str| {
+                progress.notice(table, text);
+                notices.push(text.to_string());
+            };
+            let read = (|| -> anyhow::Result<bool> {
+                let mut pages = 0u64;
+                // A change-tracking read that took several calls, or went on from where a
+                // stopped run left it, lands pages of different moments: a row deleted or
+                // changed meanwhile is only in the delta after it. One more call, with the
+                // delta link the read ended with, lands those before the run says the table
+                // is complete.
+                let mut catch_up =
+                    mode == CHANGE_TRACKING && cursor.as_deref().is_some_and(is_next_link);
+                let mut caught_up = false;
+                loop {
+                    if options
+                        .max_calls
+                        .is_some_and(|max| calls.fetch_add(1, Ordering::SeqCst) >= max)
+                    {
+                        return Ok(false);
+                    }
+                    let mut input =
+                        json!({"entityType": table, "recordsPerPage": options.page_size});
+                    if mode == CHANGE_TRACKING {
+                        input["useChangeTracking"] = json!(true);
+                        // One page per call, as in watermark mode: a table's first read is not
+                        // one call holding every row (a large table outgrew the call's memory
+                        // and time).
+                        input["rowsPerCall"] = json!(options.page_size);
+                        if let Some(link) = &cursor {
+                            input["deltaLink"] = json!(link);
+                        }
+                    } else {
+                        input["maxRecords"] = json!(options.page_size);
+                        match (&cursor, &anchor) {
+                            (Some(watermark), _) => input["watermark"] = json!(watermark),
+                            (None, Some(anchor)) => input["anchorDate"] = json!(anchor),
+                            (None, None) => {}
+                        }
+                        if let Some(range) = range {
+                            if let Some(from) = &range.from {
+                                input["createdFrom"] = json!(from);
+                            }
+                            if let Some(before) = &range.before {
+                                input["createdBefore"] = json!(before);
+                            }
+                        }
+                    }
+                    let text = runner("get-new-and-updated-records", &input.to_string())?;
+                    let output: Output = serde_json::from_str(&text)
+                        .context("the action's output is not the expected JSON")?;
+                    if let Some(warning) = &output.warning {
+                        notice(warning);
+                    }
+                    let mut parsed = Vec::with_capacity(output.records.len());
+                    for record in &output.records {
+                        let row: BTreeMap<&str, &RawValue> = serde_json::from_str(record.get())
+                            .with_context(|| format!("a row of {table} is not a JSON object"))?;
+                        parsed.push(row);
+                    }
+                    let mut grew = false;
+                    for row in &parsed {
+                        grew |= schema.grow_from(row);
+                    }
+                    let mut rows = Vec::with_capacity(parsed.len());
+                    for row in &parsed {
+                        rows.push(schema.cells(row)?);
+                    }
+                    if output.resynced {
+                        notice("the delta link had expired: the table was read again in full");
+                    }
+                    let next = if mode == CHANGE_TRACKING {
+                        // A read cut by Rows Per Call goes on from its next link; the state
+                        // holds either, committed with the rows it covers.
+                        output
+                            .delta_link
+                            .clone()
+                            .or_else(|| output.next_link.clone())
+                    } else {
+                        output.next_watermark.clone()
+                    };
+                    let page = PageToLand {
+                        schema: grew.then(|| schema.clone()),
+                        columns: schema.columns.clone(),
+                        rows,
+                        deleted: output
+                            .deleted
+                            .iter()
+                            .map(|id| id.to_ascii_lowercase())
+                            .collect(),
+                        resynced: output.resynced,
+                        state: SavedState {
+                            mode: mode.to_string(),
+                            cursor: next.clone(),
+                            complete: output.complete,
+                        },
+                        complete: output.complete,
+                    };
+                    if to_writer.send(page).is_err() {
+                        // The writer stopped on an error, which the caller reports.
+                        return Ok(false);
+                    }
+                    cursor = next;
+                    pages += 1;
+                    catch_up |= mode == CHANGE_TRACKING && pages > 1;
+                    if output.complete {
+                        if catch_up && !caught_up && output.delta_link.is_some() {
+                            caught_up = true;
+                            continue;
+                        }
+                        return Ok(true);
+                    }
                 }
-                return Ok(true);
-            }
-        }
+            })();
+            drop(to_writer);
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the thread landing the pages of {table} failed")));
+            // The writer's error first: it is why the reader stopped, when it did.
+            written?;
+            read
+        })
     }
 
     /// The table's columns from Get Entity Metadata, with the labels of its choices read from

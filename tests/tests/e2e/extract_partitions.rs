@@ -626,3 +626,121 @@ fn an_empty_table_asked_for_ranges_is_read_whole_with_a_notice_saying_it_has_no_
     assert_eq!(path.open().unwrap().count("accounts").unwrap(), 0);
     path.remove();
 }
+
+/// A database that fails the `fail_at`th page it is asked to land (from 1), once.
+struct FailsOnce {
+    inner: Box<dyn database::Database>,
+    applies: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Rows of the pages it landed.
+    landed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    fail_at: usize,
+}
+
+impl database::Database for FailsOnce {
+    fn dialect(&self) -> database::Dialect {
+        self.inner.dialect()
+    }
+    fn execute(&mut self, sql: &str) -> anyhow::Result<()> {
+        self.inner.execute(sql)
+    }
+    fn columns(&mut self, table: &str) -> anyhow::Result<Vec<String>> {
+        self.inner.columns(table)
+    }
+    fn state(&mut self, table: &str) -> anyhow::Result<Option<database::SavedState>> {
+        self.inner.state(table)
+    }
+    fn ids(&mut self, table: &str, primary_id: &str) -> anyhow::Result<Vec<String>> {
+        self.inner.ids(table, primary_id)
+    }
+    fn count(&mut self, table: &str) -> anyhow::Result<u64> {
+        self.inner.count(table)
+    }
+    fn apply(&mut self, landing: &database::Landing) -> anyhow::Result<()> {
+        let n = self
+            .applies
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if n == self.fail_at {
+            anyhow::bail!("the database refuses page {n}, as the test asks");
+        }
+        self.inner.apply(landing)?;
+        self.landed
+            .fetch_add(landing.rows.len(), std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Pages are read while earlier ones land. When the database fails a page, the run stops
+/// with that error, the pages before it are committed with the cursor after them, the page
+/// read meanwhile is not landed, and a rerun lands every row exactly once.
+#[test]
+fn a_page_the_database_refuses_stops_the_run_and_a_rerun_lands_every_row_once() {
+    let emulator = emulator_with_accounts();
+    let target = Target::sqlite("refused_page");
+    let applies = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let landed_rows = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let options = DatabaseOptions {
+        tables: vec!["accounts".to_string()],
+        page_size: 250,
+        anchor_date: Some(SINCE.to_string()),
+        deletes: Deletes::Delete,
+        parallel: 1,
+        partitions: 1,
+        mode: ReadMode::Watermark,
+        max_calls: None,
+    };
+    let runner = || {
+        let mut connection = connected(&emulator);
+        vec![
+            Box::new(move |action: &str, input: &str| -> anyhow::Result<String> {
+                Ok(host().run_action(action, &mut connection, input)?)
+            }) as Box<ActionRunner>,
+        ]
+    };
+    let failing = || -> anyhow::Result<Box<dyn database::Database>> {
+        Ok(Box::new(FailsOnce {
+            inner: target.open()?,
+            applies: applies.clone(),
+            landed: landed_rows.clone(),
+            fail_at: 3,
+        }))
+    };
+    let Err(failure) = database::run(runner(), &failing, &options, &Notices::default()) else {
+        panic!("the run stops at the refused page");
+    };
+    assert!(
+        format!("{failure:#}").contains("refuses page 3"),
+        "{failure:#}"
+    );
+    let landed: Vec<Option<String>> =
+        target.column_text("SELECT CAST(accountid AS TEXT) FROM accounts");
+    let before = landed_rows.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        landed.len(),
+        before,
+        "the two pages before it, and only them"
+    );
+    assert_eq!(
+        applies.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "no page after it"
+    );
+    let cursor = target
+        .one("SELECT resume_from FROM _dynamics_extract_state WHERE table_name = 'accounts'")
+        .expect("the state of the second page");
+    assert!(!cursor.is_empty());
+
+    let open = || target.open();
+    let summary = database::run(runner(), &open, &options, &Notices::default()).expect("the rerun");
+    assert!(summary.landed["accounts"] as usize >= ROWS - before);
+    let ids: Vec<String> = target
+        .column_text("SELECT CAST(accountid AS TEXT) FROM accounts")
+        .into_iter()
+        .map(|id| id.unwrap().to_ascii_lowercase())
+        .collect();
+    assert_eq!(ids.len(), ROWS, "every row once");
+    assert_eq!(
+        ids.into_iter().collect::<BTreeSet<_>>(),
+        emulator_ids(&emulator)
+    );
+}
