@@ -749,6 +749,8 @@ struct Worker<'w, 'a> {
 
 /// One page, read and waiting to land ([`Worker::pages`]).
 struct PageToLand {
+    /// What the call said about the page (a warning, a resync), told when it lands.
+    notices: Vec<String>,
     /// The table's schema when the page made it grow: its new columns are added first.
     schema: Option<TableSchema>,
     columns: Vec<Column>,
@@ -888,12 +890,13 @@ impl Worker<'_, '_> {
 
     /// Calls Get New and Updated Records until the read is complete (true) or the run's calls
     /// are spent (false), landing each call's rows with the read's state.
-    /// Reads a table (or a range) page after page and lands each page. The two overlap: while
-    /// a writer thread commits page N (its rows, deletes and state in one transaction), the
-    /// next call reads page N+1, since a call's cursor comes from its own output, not from the
-    /// database. Pages land in the order they were read, one transaction each, as before, so
-    /// a run stopped at any point has committed a prefix of the pages with the cursor that goes
-    /// on from it. When the writer fails, the page read meanwhile is dropped unlanded.
+    ///
+    /// Reading and landing overlap: while a writer thread commits page N (its rows, deletes
+    /// and state in one transaction), the next call reads page N+1, since a call's cursor comes
+    /// from its own output, not from the database. Pages land in the order they were read, one
+    /// transaction each, as before, so a run stopped at any point has committed a prefix of the
+    /// pages with the cursor that goes on from it. When the writer fails, the page read
+    /// meanwhile is dropped unlanded and no call follows.
     fn pages(
         &mut self,
         read: Read,
@@ -926,11 +929,18 @@ impl Worker<'_, '_> {
         } = outcome;
         let primary_id = schema.primary_id.clone();
         std::thread::scope(|scope| -> anyhow::Result<bool> {
-            // One page waits while another is committed: at most two pages in memory.
-            let (to_writer, pages_read) = std::sync::mpsc::sync_channel::<PageToLand>(1);
+            // A rendezvous: the reader hands a page over only when the writer takes it, so at
+            // most two pages are in memory (one landing, one read) and no call is made after
+            // the writer has failed.
+            let (to_writer, pages_read) = std::sync::mpsc::sync_channel::<PageToLand>(0);
             let writer = scope.spawn(|| -> anyhow::Result<()> {
                 let mut pages = 0u64;
                 for page in pages_read {
+                    // A page's notices are told as it lands, after the pages before it.
+                    for text in &page.notices {
+                        progress.notice(table, text);
+                        notices.push(text.clone());
+                    }
                     if let Some(grown) = &page.schema {
                         ensure(&mut **db, grown, options.deletes, known)?;
                     }
@@ -984,10 +994,6 @@ impl Worker<'_, '_> {
                 }
                 Ok(())
             });
-            let mut notice = |text: &str| {
-                progress.notice(table, text);
-                notices.push(text.to_string());
-            };
             let read = (|| -> anyhow::Result<bool> {
                 let mut pages = 0u64;
                 // A change-tracking read that took several calls, or went on from where a
@@ -1035,9 +1041,7 @@ impl Worker<'_, '_> {
                     let text = runner("get-new-and-updated-records", &input.to_string())?;
                     let output: Output = serde_json::from_str(&text)
                         .context("the action's output is not the expected JSON")?;
-                    if let Some(warning) = &output.warning {
-                        notice(warning);
-                    }
+                    let mut page_notices: Vec<String> = output.warning.iter().cloned().collect();
                     let mut parsed = Vec::with_capacity(output.records.len());
                     for record in &output.records {
                         let row: BTreeMap<&str, &RawValue> = serde_json::from_str(record.get())
@@ -1053,7 +1057,9 @@ impl Worker<'_, '_> {
                         rows.push(schema.cells(row)?);
                     }
                     if output.resynced {
-                        notice("the delta link had expired: the table was read again in full");
+                        page_notices.push(
+                            "the delta link had expired: the table was read again in full".into(),
+                        );
                     }
                     let next = if mode == CHANGE_TRACKING {
                         // A read cut by Rows Per Call goes on from its next link; the state
@@ -1066,6 +1072,7 @@ impl Worker<'_, '_> {
                         output.next_watermark.clone()
                     };
                     let page = PageToLand {
+                        notices: page_notices,
                         schema: grew.then(|| schema.clone()),
                         columns: schema.columns.clone(),
                         rows,
@@ -1099,11 +1106,23 @@ impl Worker<'_, '_> {
                 }
             })();
             drop(to_writer);
-            let written = writer
-                .join()
-                .unwrap_or_else(|_| Err(anyhow!("the thread landing the pages of {table} failed")));
+            let written = writer.join().unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Err(anyhow!(
+                    "the thread landing the pages of {table} panicked: {why}"
+                ))
+            });
             // The writer's error first: it is why the reader stopped, when it did.
-            written?;
+            if let Err(failure) = written {
+                return Err(match read {
+                    Err(reading) => failure.context(format!("(reading failed too: {reading:#})")),
+                    Ok(_) => failure,
+                });
+            }
             read
         })
     }
