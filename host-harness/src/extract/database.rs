@@ -1,7 +1,8 @@
 //! Extraction into a database (SQLite or PostgreSQL): typed tables keyed on the row ID, rows
 //! upserted, deletes applied, and each call's rows committed in one transaction with the
 //! table's extraction state (`_dynamics_extract_state`), so a run killed at any point and run
-//! again lands every row exactly once.
+//! again lands every row exactly once. The next page is read while a writer thread commits
+//! the last one, pages landing in the order they were read ([`Worker::pages`]).
 //!
 //! A table whose definition has `ChangeTrackingEnabled` is read through Get New and Updated
 //! Records' change-tracking mode, which reports deleted rows (learn.microsoft.com/power-apps/
