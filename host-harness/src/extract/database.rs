@@ -2,7 +2,7 @@
 //! upserted, deletes applied, and each call's rows committed in one transaction with the
 //! table's extraction state (`_dynamics_extract_state`), so a run killed at any point and run
 //! again lands every row exactly once. The next page is read while a writer thread commits
-//! the last one, pages landing in the order they were read ([`Worker::pages`]).
+//! the last one, pages landing in the order they were read.
 //!
 //! A table whose definition has `ChangeTrackingEnabled` is read through Get New and Updated
 //! Records' change-tracking mode, which reports deleted rows (learn.microsoft.com/power-apps/
