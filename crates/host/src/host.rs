@@ -240,9 +240,7 @@ impl http_import::Host for State {
     ) -> Result<http_import::Response, http_import::HttpError> {
         self.requests += 1;
         if self.offline {
-            return Err(http_import::HttpError::Denied(
-                "the host is checking the call's input and sends nothing".to_string(),
-            ));
+            return Err(offline_refusal());
         }
         let started = Instant::now();
         let target = describe_target(&request.method, &request.url);
@@ -257,14 +255,7 @@ impl http_import::Host for State {
     ) -> Vec<Result<http_import::Response, http_import::HttpError>> {
         self.requests += requests.len();
         if self.offline {
-            return requests
-                .iter()
-                .map(|_| {
-                    Err(http_import::HttpError::Denied(
-                        "the host is checking the call's input and sends nothing".to_string(),
-                    ))
-                })
-                .collect();
+            return requests.iter().map(|_| Err(offline_refusal())).collect();
         }
         let targets: Vec<String> = requests
             .iter()
@@ -301,9 +292,7 @@ impl http_import::Host for State {
         let started = Instant::now();
         let cancelled = Arc::new(AtomicBool::new(false));
         let answer = if self.offline {
-            PendingAnswer::Ready(Err(http_import::HttpError::Denied(
-                "the host is checking the call's input and sends nothing".to_string(),
-            )))
+            PendingAnswer::Ready(Err(offline_refusal()))
         } else if self.table_pending >= MAX_PENDING {
             // Answers wait in the host, outside the component's memory limit: a component that
             // starts requests and never takes them must not make the host hold more.
@@ -428,6 +417,11 @@ impl log_import::Host for State {
         };
         self.write_log(level, "component", &message);
     }
+}
+
+/// What every request of an offline call ([`Host::check_poll`]) gets, unsent.
+fn offline_refusal() -> http_import::HttpError {
+    http_import::HttpError::Denied("the host is checking the call's input and sends nothing".into())
 }
 
 /// Sends `request` once its connection's account admits it, and tells the governor what came

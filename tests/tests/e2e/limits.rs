@@ -430,7 +430,7 @@ fn a_component_that_starts_requests_and_never_takes_them_cannot_make_the_host_ho
 }
 
 #[test]
-fn a_component_that_starts_requests_and_drops_them_sends_few_and_piles_nothing_up() {
+fn a_component_that_starts_requests_and_drops_them_piles_nothing_up() {
     let server = SlowServer::start();
     let origin = &server.origin;
     let output = runaway(Limits::default(), true)

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::row_changed::{FLOW_ID, endpoint_auth, ensure_endpoint, fnv64, rows};
 use super::webhook::{
     AUTH_TYPE, AUTH_VALUES, TABLE, WEBHOOK_KEY, async_step, callback_url, create, delete,
-    encoded_literal, message_filter, message_id,
+    encoded_literal, message_filter, message_id, service_id,
 };
 use super::{Handlers, TriggerDef};
 use crate::bindings::dynamics::connector::types::Choice;
@@ -161,7 +161,7 @@ fn enable(context: &Context, config: &Input, webhook_url: Option<&str>) -> Resul
         }
     };
     let message_id = match api["_sdkmessageid_value"].as_str() {
-        Some(id) => id.to_string(),
+        Some(id) => service_id(id, "_sdkmessageid_value")?,
         None => message_id(context, action)?,
     };
     let (auth_code, auth_value, generated_key) = endpoint_auth(config)?;

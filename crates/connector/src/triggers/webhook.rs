@@ -13,7 +13,7 @@ use crate::bindings::dynamics::connector::types::ErrorCode;
 use crate::bindings::exports::dynamics::connector::triggers::{IncomingRequest, WebhookOutcome};
 use crate::context::Context;
 use crate::definition::{Format, InputDef, Kind};
-use crate::error::{Result, error, invalid_input};
+use crate::error::{Result, error, invalid_input, malformed};
 use crate::input::Input;
 use crate::inputs::CONNECTION;
 use crate::metadata::Table;
@@ -420,15 +420,23 @@ pub(super) fn delete(context: &Context, path: &str) -> Result<()> {
 
 fn first_id(context: &Context, path: &str, column: &str) -> Result<String> {
     let answer = context.client.get_json(path)?;
-    answer["value"][0][column]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| {
-            error(
-                ErrorCode::NotFound,
-                format!("the environment has no row for {path}"),
-            )
-        })
+    let id = answer["value"][0][column].as_str().ok_or_else(|| {
+        error(
+            ErrorCode::NotFound,
+            format!("the environment has no row for {path}"),
+        )
+    })?;
+    service_id(id, column)
+}
+
+/// An ID the service answered, checked before it goes into a URL or an `@odata.bind` path:
+/// anything but a GUID is a malformed answer, never spliced.
+pub(super) fn service_id(id: &str, column: &str) -> Result<String> {
+    dataverse::guid::parse(id).ok_or_else(|| {
+        malformed(format!(
+            "the service answered {column} {id:?}, which is not an ID"
+        ))
+    })
 }
 
 /// `<settings><setting name=".." value=".."/></settings>`, values escaped for XML.
@@ -476,6 +484,30 @@ fn short_hash(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An ID the service answers goes into the next lookup's `$filter` and into the step's
+    /// `@odata.bind` paths: one that is not a GUID is refused, and nothing more is sent.
+    #[test]
+    fn an_answered_id_that_is_not_a_guid_never_reaches_a_url() {
+        use crate::test_host::{Script, Signed};
+        let signed = Signed::new();
+        let script = Script::new().json(200, r#"{"value":[{"sdkmessageid":"x) or true or (x"}]}"#);
+        let context = signed.context(&script);
+        let failure = message_id(&context, "Create").unwrap_err();
+        assert_eq!(failure.code, ErrorCode::MalformedResponse, "{failure:?}");
+        assert!(failure.message.contains("not an ID"), "{failure:?}");
+        assert_eq!(script.sent().len(), 1);
+
+        let script = Script::new().json(
+            200,
+            r#"{"value":[{"sdkmessageid":"{00000000-0000-0000-0000-0000000000AB}"}]}"#,
+        );
+        let context = signed.context(&script);
+        assert_eq!(
+            message_id(&context, "Create").unwrap(),
+            "00000000-0000-0000-0000-0000000000ab"
+        );
+    }
 
     const CONTEXT: &str = r#"{"MessageName":"Create","PrimaryEntityName":"account","PrimaryEntityId":"00000000-0000-0000-0000-0000000000a1","OperationId":"00000000-0000-0000-0000-0000000000f1","Depth":1}"#;
 
