@@ -5,6 +5,10 @@ use std::sync::Arc;
 use dataverse_emulator::Emulator;
 use dynamics_host::{Connection, Host, HostConfig, Level, Limits, NetworkPolicy, StderrLog, Token};
 
+/// The `dynamics` binary's allocator (see `src/main.rs`), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The built-in component with `limits`, allowed to reach loopback, logging errors only.
 pub fn host(limits: Limits) -> Host {
     Host::builtin(HostConfig {
