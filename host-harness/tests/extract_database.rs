@@ -81,6 +81,24 @@ fn extract(connection: &PathBuf, target: &Target, extra: &[&str]) -> Output {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    // The progress line's "N rows in all" is a running sum of what each page added and
+    // deleted: after the run it must be what the table holds.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut last = std::collections::BTreeMap::new();
+    for line in stderr.lines() {
+        if let Some((table, rest)) = line.split_once(": ")
+            && let Some((rows, _)) = rest.split_once(" rows in all, ")
+        {
+            last.insert(table.to_string(), rows.to_string());
+        }
+    }
+    for (table, rows) in last {
+        assert_eq!(
+            target.one(&format!("SELECT count(*) FROM \"{table}\"")),
+            Some(rows),
+            "{table}'s last progress line against its table"
+        );
+    }
     output
 }
 
@@ -565,7 +583,7 @@ fn postgres_modules_not_installed_give_zero_rows_and_a_notice() {
 /// connection lands; flagged deletes flag. SQLite's row statements, PostgreSQL's COPY path and
 /// its parameter path (for roles without TEMPORARY) must all land the same.
 fn pages_land_whole_with_their_last_versions(target: &Target, mut db: Box<dyn Database>) {
-    use host_harness::extract::database::{Deletes, Landing, SavedState, state_table_ddl};
+    use host_harness::extract::database::{Applied, Deletes, Landing, SavedState, state_table_ddl};
     use host_harness::extract::schema::{Cell, Column, Kind, Source};
     let postgres = target.is_postgres();
     let ty = |pg: &'static str, lite: &'static str| if postgres { pg } else { lite };
@@ -668,7 +686,14 @@ fn pages_land_whole_with_their_last_versions(target: &Target, mut db: Box<dyn Da
         Vec::new(),
         Deletes::Delete,
     );
-    db.apply(&page).unwrap();
+    // Two rows are new, the one named twice counted once.
+    assert_eq!(
+        db.apply(&page).unwrap(),
+        Applied {
+            added: 2,
+            removed: 0
+        }
+    );
     let text = |column: &str| {
         if postgres {
             format!("CAST(\"{column}\" AS TEXT)")
@@ -712,19 +737,48 @@ fn pages_land_whole_with_their_last_versions(target: &Target, mut db: Box<dyn Da
         target.one("SELECT resume_from FROM _dynamics_extract_state WHERE table_name = 'things'"),
         Some("after things".to_string())
     );
+    // A row seen again is not new; of two deletes, only the row the table held is counted.
+    let applied = db
+        .apply(&landing(
+            "things",
+            vec![row(one, Cell::Text("again".into()), Cell::Int(3))],
+            vec![
+                two.to_string(),
+                "00000000-0000-0000-0000-0000000000a9".to_string(),
+            ],
+            Deletes::Delete,
+        ))
+        .unwrap();
+    assert_eq!(
+        applied,
+        Applied {
+            added: 0,
+            removed: 1
+        }
+    );
+    assert_eq!(
+        target.one("SELECT count(*) FROM \"things\""),
+        Some(applied.onto(2).to_string())
+    );
 
     // Flagged deletes: a row landed, then flagged by the next page, then seen again is live.
     let flagged = |rows, deleted| landing("flagged", rows, deleted, Deletes::Flag);
-    db.apply(&flagged(
-        vec![
-            row(one, Cell::Text("kept".into()), Cell::Int(1)),
-            row(two, Cell::Text("goes".into()), Cell::Int(2)),
-        ],
-        Vec::new(),
-    ))
-    .unwrap();
-    db.apply(&flagged(Vec::new(), vec![two.to_string()]))
+    let first = db
+        .apply(&flagged(
+            vec![
+                row(one, Cell::Text("kept".into()), Cell::Int(1)),
+                row(two, Cell::Text("goes".into()), Cell::Int(2)),
+            ],
+            Vec::new(),
+        ))
         .unwrap();
+    assert_eq!(first.added, 2);
+    // A flagged row stays in the table: the count does not fall.
+    assert_eq!(
+        db.apply(&flagged(Vec::new(), vec![two.to_string()]))
+            .unwrap(),
+        Applied::default()
+    );
     let live = |id: &str| {
         target.one(&format!(
             "SELECT {} FROM \"flagged\" WHERE {} = '{id}'",
@@ -739,11 +793,15 @@ fn pages_land_whole_with_their_last_versions(target: &Target, mut db: Box<dyn Da
     };
     assert_eq!(live(two), Some(yes.to_string()), "flagged");
     assert_eq!(live(one), Some(no.to_string()));
-    db.apply(&flagged(
-        vec![row(two, Cell::Text("back".into()), Cell::Int(3))],
-        Vec::new(),
-    ))
-    .unwrap();
+    assert_eq!(
+        db.apply(&flagged(
+            vec![row(two, Cell::Text("back".into()), Cell::Int(3))],
+            Vec::new(),
+        ))
+        .unwrap(),
+        Applied::default(),
+        "a flagged row seen again is not new"
+    );
     assert_eq!(live(two), Some(no.to_string()), "seen again, live again");
     assert_eq!(
         target.one("SELECT count(*) FROM \"flagged\" WHERE \"_deleted_at\" IS NULL"),

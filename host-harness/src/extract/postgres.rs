@@ -10,7 +10,10 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use postgres::{Client, NoTls};
 
-use super::database::{Database, Dialect, Landing, STATE_TABLE, SavedState, cell_text};
+use super::database::{
+    Applied, Database, Deletes, Dialect, Landing, STATE_TABLE, SavedState, cell_text, distinct_ids,
+    quote,
+};
 
 /// Bytes of COPY text sent to the server at a time.
 const COPY_CHUNK: usize = 64 * 1024;
@@ -185,9 +188,27 @@ impl Database for Postgres {
         Ok(row.get::<_, i64>(0) as u64)
     }
 
-    fn apply(&mut self, landing: &Landing) -> anyhow::Result<()> {
+    fn apply(&mut self, landing: &Landing) -> anyhow::Result<Applied> {
         let statements = landing.statements(Dialect::Postgres);
         let mut transaction = self.client.transaction()?;
+        let mut applied = Applied::default();
+        if !landing.rows.is_empty() {
+            // Which of the page's rows are new, asked of the primary key's index before the
+            // upsert (ON CONFLICT does not say whether it inserted).
+            let ids = distinct_ids(landing);
+            let held: i64 = transaction
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {} WHERE {} = ANY($1::text[]::uuid[])",
+                        quote(landing.table),
+                        quote(landing.primary_id)
+                    ),
+                    &[&ids],
+                )
+                .with_context(|| format!("looking up the page's rows in {}", landing.table))?
+                .get(0);
+            applied.added = (ids.len() as u64).saturating_sub(held as u64);
+        }
         if self.may_stage && landing.columns.len() + 2 <= MAX_COLUMNS {
             stage_and_upsert(&mut transaction, landing)?;
         } else {
@@ -196,7 +217,10 @@ impl Database for Postgres {
         if !landing.deleted.is_empty() {
             let delete = transaction.prepare(&statements.delete)?;
             for id in &landing.deleted {
-                transaction.execute(&delete, &[id])?;
+                let changed = transaction.execute(&delete, &[id])?;
+                if landing.deletes == Deletes::Delete {
+                    applied.removed += changed;
+                }
             }
         }
         let complete = landing.state.complete.to_string();
@@ -210,7 +234,7 @@ impl Database for Postgres {
             ],
         )?;
         transaction.commit()?;
-        Ok(())
+        Ok(applied)
     }
 }
 

@@ -29,6 +29,8 @@ pub(super) struct Split {
     /// Rows and calls of every range this run, for the progress reports.
     pub(super) landed: AtomicU64,
     pub(super) pages: AtomicU64,
+    /// The table's rows, kept by every range as its pages land.
+    pub(super) rows: AtomicU64,
 }
 
 /// The state row of a split table's range `index` (entity set names hold no `#`).
@@ -92,7 +94,8 @@ impl Worker<'_, '_> {
         Ok(Some(plan))
     }
 
-    pub(super) fn split(&self, schema: TableSchema, plan: Plan) -> Arc<Split> {
+    /// `rows`: the rows the table held when the run began.
+    pub(super) fn split(&self, schema: TableSchema, plan: Plan, rows: u64) -> Arc<Split> {
         let ranges = plan.ranges();
         Arc::new(Split {
             table: schema.table.clone(),
@@ -102,6 +105,7 @@ impl Worker<'_, '_> {
             plan,
             landed: AtomicU64::new(0),
             pages: AtomicU64::new(0),
+            rows: AtomicU64::new(rows),
         })
     }
 
@@ -195,6 +199,7 @@ impl Worker<'_, '_> {
                 anchor: Some(split.plan.anchor.clone()),
                 range: Some(&split.ranges[index]),
                 split: Some(split),
+                rows: &split.rows,
             };
             self.pages(read, &mut schema, &mut known, &mut outcome)?
         };
@@ -218,7 +223,7 @@ impl Worker<'_, '_> {
                 table,
                 table_number: 0,
                 tables: self.options.tables.len(),
-                rows_in_all: self.db.count(table)?,
+                rows_in_all: split.rows.load(Ordering::SeqCst),
                 rows_this_run: split.landed.load(Ordering::SeqCst),
                 rows_this_page: 0,
                 pages_this_run: split.pages.load(Ordering::SeqCst),

@@ -7,7 +7,9 @@ use anyhow::Context as _;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params_from_iter};
 
-use super::database::{Database, Dialect, Landing, STATE_TABLE, SavedState};
+use super::database::{
+    Applied, Database, Deletes, Dialect, Landing, STATE_TABLE, SavedState, distinct_ids, quote,
+};
 use super::schema::Cell;
 
 pub struct Sqlite {
@@ -133,14 +135,27 @@ impl Database for Sqlite {
         Ok(count as u64)
     }
 
-    fn apply(&mut self, landing: &Landing) -> anyhow::Result<()> {
+    fn apply(&mut self, landing: &Landing) -> anyhow::Result<Applied> {
         let statements = landing.statements(Dialect::Sqlite);
         // IMMEDIATE takes the write lock at the start, so two threads never both read and
         // then deadlock upgrading.
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut applied = Applied::default();
         {
+            // Which of the page's rows are new, asked of the primary key's index before the
+            // upserts (an upsert does not say whether it inserted).
+            let mut held = transaction.prepare(&format!(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE {} = ?1)",
+                quote(landing.table),
+                quote(landing.primary_id)
+            ))?;
+            for id in distinct_ids(landing) {
+                if !held.query_row([id], |row| row.get::<_, bool>(0))? {
+                    applied.added += 1;
+                }
+            }
             let mut upsert = transaction
                 .prepare(&statements.upsert)
                 .with_context(|| format!("preparing {}", statements.upsert))?;
@@ -153,7 +168,10 @@ impl Database for Sqlite {
             }
             let mut delete = transaction.prepare(&statements.delete)?;
             for id in &landing.deleted {
-                delete.execute([id])?;
+                let changed = delete.execute([id])?;
+                if landing.deletes == Deletes::Delete {
+                    applied.removed += changed as u64;
+                }
             }
             transaction.execute(
                 &statements.state,
@@ -166,6 +184,6 @@ impl Database for Sqlite {
             )?;
         }
         transaction.commit()?;
-        Ok(())
+        Ok(applied)
     }
 }

@@ -5,7 +5,7 @@
 //! The split read also lands in PostgreSQL when `DATABASE_URL` names a server (run under
 //! `tests/postgres.sh`); without one that test prints that it is skipped.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use dataverse_emulator::{Config, Emulator};
@@ -31,13 +31,18 @@ fn emulator_with_accounts() -> Emulator {
     .expect("the emulator starts")
 }
 
-/// Notices kept, page lines dropped.
+/// Notices kept; of the page lines, each table's last "rows in all".
 #[derive(Default)]
-struct Notices(Mutex<Vec<String>>);
+struct Notices(Mutex<Vec<String>>, Mutex<BTreeMap<String, u64>>);
 
 impl TableProgress for Notices {
     fn started(&self, _table: &str, _rows: u64) {}
-    fn page(&self, _report: &PageReport) {}
+    fn page(&self, report: &PageReport) {
+        self.1
+            .lock()
+            .unwrap()
+            .insert(report.table.to_string(), report.rows_in_all);
+    }
     fn notice(&self, table: &str, text: &str) {
         self.0.lock().unwrap().push(format!("{table}: {text}"));
     }
@@ -99,6 +104,16 @@ fn try_extract(
     let open = || path.open();
     let notices = Notices::default();
     let summary = database::run(runners, &open, &options, &notices);
+    // "Rows in all" is a running sum of what each page added and deleted, kept by the ranges
+    // of a split table together: after the run it must be what each table holds.
+    let mut db = path.open().unwrap();
+    for (table, rows) in notices.1.into_inner().unwrap() {
+        assert_eq!(
+            db.count(&table).unwrap(),
+            rows,
+            "{table}'s last progress report"
+        );
+    }
     (summary, notices.0.into_inner().unwrap())
 }
 
@@ -655,7 +670,7 @@ impl database::Database for FailsOnce {
     fn count(&mut self, table: &str) -> anyhow::Result<u64> {
         self.inner.count(table)
     }
-    fn apply(&mut self, landing: &database::Landing) -> anyhow::Result<()> {
+    fn apply(&mut self, landing: &database::Landing) -> anyhow::Result<database::Applied> {
         let n = self
             .applies
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -663,10 +678,10 @@ impl database::Database for FailsOnce {
         if n == self.fail_at {
             anyhow::bail!("the database refuses page {n}, as the test asks");
         }
-        self.inner.apply(landing)?;
+        let applied = self.inner.apply(landing)?;
         self.landed
             .fetch_add(landing.rows.len(), std::sync::atomic::Ordering::SeqCst);
-        Ok(())
+        Ok(applied)
     }
 }
 
