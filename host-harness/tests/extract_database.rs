@@ -92,6 +92,10 @@ fn extract(connection: &PathBuf, target: &Target, extra: &[&str]) -> Output {
             last.insert(table.to_string(), rows.to_string());
         }
     }
+    assert!(
+        !last.is_empty() || stderr.contains("0 rows"),
+        "no progress line to check: {stderr}"
+    );
     for (table, rows) in last {
         assert_eq!(
             target.one(&format!("SELECT count(*) FROM \"{table}\"")),

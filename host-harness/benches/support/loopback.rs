@@ -5,7 +5,8 @@ use std::sync::Arc;
 use dataverse_emulator::Emulator;
 use dynamics_host::{Connection, Host, HostConfig, Level, Limits, NetworkPolicy, StderrLog, Token};
 
-/// The `dynamics` binary's allocator (see `src/main.rs`), so the figures are the binary's.
+/// The `dynamics` binary's allocator (see `src/main.rs`), so the figures of the benchmarks
+/// that include this file are the binary's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

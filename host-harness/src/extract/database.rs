@@ -18,8 +18,8 @@
 //! complete, then the instant the next read starts from.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -172,8 +172,10 @@ pub struct Statements {
     pub state: String,
 }
 
+/// A name as an SQL identifier. Every name passed `check_identifier` (letters, digits,
+/// underscores), so the doubling of quotes only matters to other callers of the public API.
 pub(super) fn quote(name: &str) -> String {
-    format!("\"{name}\"")
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 impl Landing<'_> {
@@ -369,6 +371,10 @@ pub struct Applied {
 impl Applied {
     /// `rows` after this page.
     pub fn onto(self, rows: u64) -> u64 {
+        debug_assert!(
+            rows + self.added >= self.removed,
+            "{self:?} onto {rows} rows"
+        );
         (rows + self.added).saturating_sub(self.removed)
     }
 }
@@ -562,7 +568,9 @@ pub fn run<'a>(
     // Tables this environment does not have (a module not installed) land nothing.
     let installed = entity_sets(runners[0].as_mut())?;
     let mut queue = VecDeque::new();
-    for table in &options.tables {
+    // A table named twice is read once: two readers of one table would race on its state row.
+    let mut named = HashSet::new();
+    for table in options.tables.iter().filter(|t| named.insert(t.as_str())) {
         if installed.contains(table.as_str()) {
             queue.push_back(Task::Table(table.clone()));
         } else {
@@ -835,7 +843,7 @@ struct Read<'r> {
     anchor: Option<String>,
     range: Option<&'r Range>,
     /// The table's rows, kept as pages land (shared by the ranges of a split table).
-    rows: &'r AtomicU64,
+    rows: &'r Mutex<u64>,
     /// The split the read is a range of, for the progress reports.
     split: Option<&'r Split>,
 }
@@ -871,6 +879,9 @@ impl Worker<'_, '_> {
         };
         let mut known = HashSet::new();
         ensure(self.db, &schema, self.options.deletes, &mut known)?;
+        // The start of the running sum the progress lines report: counted once the table
+        // exists, and an error here is the run's error, not a sum that starts from nothing.
+        let rows_at_start = self.db.count(table)?;
         // A cursor of the other mode (the table's tracking was switched) cannot be followed:
         // the read starts over, and the upserts make that harmless.
         let saved = self.db.state(table)?;
@@ -891,7 +902,10 @@ impl Worker<'_, '_> {
                         plan.anchor
                     );
                     self.notice(table, &mut outcome, &text);
-                    return Ok(Landed::Split(self.split(schema, plan, before), outcome));
+                    return Ok(Landed::Split(
+                        self.split(schema, plan, rows_at_start),
+                        outcome,
+                    ));
                 }
                 // Its ranges' states cannot be matched to ranges any more: the first read
                 // starts over (the upserts make reading rows again harmless).
@@ -899,16 +913,22 @@ impl Worker<'_, '_> {
                 self.notice(table, &mut outcome, text);
                 drop_range_states(self.db, table)?;
                 if let Some(plan) = self.start_split(mode, &schema, &mut outcome)? {
-                    return Ok(Landed::Split(self.split(schema, plan, before), outcome));
+                    return Ok(Landed::Split(
+                        self.split(schema, plan, rows_at_start),
+                        outcome,
+                    ));
                 }
             }
             _ => {
                 if let Some(plan) = self.start_split(mode, &schema, &mut outcome)? {
-                    return Ok(Landed::Split(self.split(schema, plan, before), outcome));
+                    return Ok(Landed::Split(
+                        self.split(schema, plan, rows_at_start),
+                        outcome,
+                    ));
                 }
             }
         }
-        let rows = AtomicU64::new(before);
+        let rows = Mutex::new(rows_at_start);
         let read = Read {
             table,
             state_key: table,
@@ -1005,13 +1025,10 @@ impl Worker<'_, '_> {
                         state: page.state,
                     };
                     let applied = db.apply(&landing)?;
-                    // Ranges of one table land at once: each adds what it did to the shared sum.
-                    let previous = rows_in_all
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |rows| {
-                            Some(applied.onto(rows))
-                        })
-                        .unwrap_or_else(|rows| rows);
-                    let rows_now = applied.onto(previous);
+                    // Ranges of one table land at once: the sum is held until its report is
+                    // made, so the last report of the table is its last sum.
+                    let mut rows_now = rows_in_all.lock().unwrap_or_else(PoisonError::into_inner);
+                    *rows_now = applied.onto(*rows_now);
                     pages += 1;
                     *landed += landing.rows.len() as u64;
                     *deleted_count += landing.deleted.len() as u64;
@@ -1028,7 +1045,7 @@ impl Worker<'_, '_> {
                         table,
                         table_number: 0,
                         tables: options.tables.len(),
-                        rows_in_all: rows_now,
+                        rows_in_all: *rows_now,
                         rows_this_run,
                         rows_this_page: this_page,
                         pages_this_run,

@@ -175,7 +175,7 @@ impl Database for Postgres {
 
     fn ids(&mut self, table: &str, primary_id: &str) -> anyhow::Result<Vec<String>> {
         let rows = self.client.query(
-            &format!("SELECT \"{primary_id}\"::text FROM \"{table}\""),
+            &format!("SELECT {}::text FROM {}", quote(primary_id), quote(table)),
             &[],
         )?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
@@ -184,7 +184,7 @@ impl Database for Postgres {
     fn count(&mut self, table: &str) -> anyhow::Result<u64> {
         let row = self
             .client
-            .query_one(&format!("SELECT count(*) FROM \"{table}\""), &[])?;
+            .query_one(&format!("SELECT count(*) FROM {}", quote(table)), &[])?;
         Ok(row.get::<_, i64>(0) as u64)
     }
 
@@ -194,7 +194,8 @@ impl Database for Postgres {
         let mut applied = Applied::default();
         if !landing.rows.is_empty() {
             // Which of the page's rows are new, asked of the primary key's index before the
-            // upsert (ON CONFLICT does not say whether it inserted).
+            // upsert: INSERT … ON CONFLICT reports rows written, not which were new (short of
+            // reading the system column xmax, which PostgreSQL does not document for this).
             let ids = distinct_ids(landing);
             let held: i64 = transaction
                 .query_one(
@@ -290,9 +291,7 @@ fn upsert_by_parameters(
     landing: &Landing,
 ) -> anyhow::Result<()> {
     let width = landing.columns.len() + 1;
-    let ids: std::collections::HashSet<&str> =
-        landing.rows.iter().map(|(id, _)| id.as_str()).collect();
-    let per_statement = if ids.len() == landing.rows.len() {
+    let per_statement = if distinct_ids(landing).len() == landing.rows.len() {
         (MAX_PARAMETERS / width).clamp(1, 1000)
     } else {
         1

@@ -5,8 +5,8 @@
 //! there), whose workers read the ranges.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context as _, anyhow};
 
@@ -30,7 +30,7 @@ pub(super) struct Split {
     pub(super) landed: AtomicU64,
     pub(super) pages: AtomicU64,
     /// The table's rows, kept by every range as its pages land.
-    pub(super) rows: AtomicU64,
+    pub(super) rows: Mutex<u64>,
 }
 
 /// The state row of a split table's range `index` (entity set names hold no `#`).
@@ -105,7 +105,7 @@ impl Worker<'_, '_> {
             plan,
             landed: AtomicU64::new(0),
             pages: AtomicU64::new(0),
-            rows: AtomicU64::new(rows),
+            rows: Mutex::new(rows),
         })
     }
 
@@ -223,7 +223,7 @@ impl Worker<'_, '_> {
                 table,
                 table_number: 0,
                 tables: self.options.tables.len(),
-                rows_in_all: split.rows.load(Ordering::SeqCst),
+                rows_in_all: *split.rows.lock().unwrap_or_else(PoisonError::into_inner),
                 rows_this_run: split.landed.load(Ordering::SeqCst),
                 rows_this_page: 0,
                 pages_this_run: split.pages.load(Ordering::SeqCst),

@@ -117,9 +117,11 @@ impl Database for Sqlite {
     }
 
     fn ids(&mut self, table: &str, primary_id: &str) -> anyhow::Result<Vec<String>> {
-        let mut statement = self
-            .connection
-            .prepare(&format!("SELECT \"{primary_id}\" FROM \"{table}\""))?;
+        let mut statement = self.connection.prepare(&format!(
+            "SELECT {} FROM {}",
+            quote(primary_id),
+            quote(table)
+        ))?;
         let ids = statement
             .query_map([], |row| row.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
@@ -127,11 +129,11 @@ impl Database for Sqlite {
     }
 
     fn count(&mut self, table: &str) -> anyhow::Result<u64> {
-        let count: i64 =
-            self.connection
-                .query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |row| {
-                    row.get(0)
-                })?;
+        let count: i64 = self.connection.query_row(
+            &format!("SELECT count(*) FROM {}", quote(table)),
+            [],
+            |row| row.get(0),
+        )?;
         Ok(count as u64)
     }
 

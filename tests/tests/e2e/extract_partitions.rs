@@ -393,6 +393,41 @@ fn a_new_split_never_resumes_the_ranges_of_an_earlier_one_read_since_in_another_
     path.remove();
 }
 
+#[test]
+fn a_table_named_twice_is_read_once() {
+    let emulator = emulator_with_accounts();
+    let once = Target::sqlite("named-once");
+    extract(
+        &emulator,
+        &once,
+        &["accounts"],
+        1,
+        ReadMode::Watermark,
+        None,
+    );
+    let reads_of_one = account_filters(&emulator);
+    once.remove();
+    emulator.clear_requests();
+    let path = Target::sqlite("named-twice");
+    let (summary, _) = extract(
+        &emulator,
+        &path,
+        &["accounts", "accounts"],
+        1,
+        ReadMode::Watermark,
+        None,
+    );
+    assert!(summary.complete);
+    assert_eq!(
+        summary.landed["accounts"], ROWS as u64,
+        "each row landed once"
+    );
+    // One read of accounts: the requests of a run that names it once.
+    assert_eq!(account_filters(&emulator), reads_of_one);
+    assert_eq!(path.open().unwrap().count("accounts").unwrap(), ROWS as u64);
+    path.remove();
+}
+
 /// The rows landed in `path`'s accounts: (rows, distinct lower-case IDs).
 fn landed_accounts(path: &Target) -> (u64, BTreeSet<String>) {
     let mut db = path.open().unwrap();
