@@ -278,9 +278,16 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         Some(Fault::MalformedJson) => {
             let mut broken = bytes[..bytes.len() / 2].to_vec();
             broken.extend_from_slice(b"{\"value\":[{\"name\":\"trunc");
+            // The answer keeps its own content type (a `$batch` answer stays multipart, its
+            // closing boundary lost), so the client meets a broken body of the kind it asked
+            // for; only a 204, which has none, is given JSON's.
             let mut hdrs = hdrs;
-            hdrs.retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
-            hdrs.push(("Content-Type".into(), wire::JSON.into()));
+            if !hdrs
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                hdrs.push(("Content-Type".into(), wire::JSON.into()));
+            }
             let status = if status == 204 { 200 } else { status };
             response(status, hdrs, broken)
         }

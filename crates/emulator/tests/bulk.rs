@@ -94,6 +94,29 @@ fn count_named(c: &Client, set: &str, field: &str, value: &str) -> usize {
 }
 
 #[test]
+fn a_malformed_fault_on_a_batch_keeps_its_multipart_type_and_loses_its_closing_boundary() {
+    let (emu, c) = start(5);
+    let body = batch_body(&[part("GET", "tasks?$select=subject", None, &[], "")]);
+    emu.faults()
+        .add("malformed:1@$batch".parse().expect("a fault rule"));
+    let a = c.batch(&body, &[]);
+    assert_eq!(a.status, 200);
+    let ct = a.header("content-type").unwrap_or_default();
+    let boundary = ct
+        .strip_prefix("multipart/mixed; boundary=")
+        .unwrap_or_else(|| panic!("content type {ct}"));
+    assert!(
+        a.body.starts_with(&format!("--{boundary}\r\n")),
+        "{}",
+        a.body
+    );
+    assert!(!a.body.contains(&format!("--{boundary}--")), "{}", a.body);
+    // The next answer is whole again.
+    let whole = c.batch(&body, &[]);
+    assert!(whole.body.ends_with("--\r\n"), "{}", whole.body);
+}
+
+#[test]
 fn batch_without_change_set_answers_each_part_with_documented_framing() {
     let (_emu, c) = start(5);
     let body = batch_body(&[
