@@ -594,6 +594,10 @@ fn split_changes(
     };
     let mut rows = Vec::with_capacity(page.value.len());
     for entry in &page.value {
+        if !may_mark_a_deletion(entry.get()) {
+            rows.push(*entry);
+            continue;
+        }
         let marker: Deleted = serde_json::from_str(entry.get()).unwrap_or_default();
         let is_deleted = marker
             .context
@@ -607,6 +611,13 @@ fn split_changes(
     }
     chunks.push_page(&rows);
     Ok(Ok((page.next_link, page.delta_link)))
+}
+
+/// Whether a row's raw JSON can be a deletion: both markers hold the letters `deleted`
+/// (`…$deletedEntity`, `"deleted"`), and only a `\u` escape can spell them otherwise. Other rows
+/// (nearly all of a page) are not parsed a second time.
+fn may_mark_a_deletion(raw: &str) -> bool {
+    raw.contains("deleted") || raw.contains("\\u")
 }
 
 /// A change page's next and delta links.
@@ -769,6 +780,27 @@ mod tests {
         );
         assert!(stamp("[1]").is_err());
         assert!(stamp("\"row\"").is_err());
+    }
+
+    #[test]
+    fn deletions_are_found_however_they_are_spelt_and_rows_that_mention_deleted_stay_rows() {
+        let page = br#"{"value":[
+            {"@odata.context":"https://x.crm.dynamics.com/api/data/v9.2/$metadata#accounts/$deletedEntity","id":"a1"},
+            {"reason":"deleted","id":"a2"},
+            {"reason":"\u0064eleted","id":"a3"},
+            {"@odata.context":"https://x/api/data/v9.2/$metadata#accounts/$\u0064eletedEntity","id":"a4"},
+            {"accountid":"r1","name":"deleted by mistake","reason":"kept"},
+            {"accountid":"r2","name":"plain"}
+        ],"@odata.deltaLink":"https://x/api/data/v9.2/accounts?$deltatoken=1"}"#;
+        let mut chunks = RecordChunks::default();
+        let mut deleted = Vec::new();
+        let links = split_changes(page, &mut chunks, &mut deleted)
+            .unwrap()
+            .unwrap();
+        assert_eq!(deleted, ["a1", "a2", "a3", "a4"]);
+        assert_eq!(chunks.len(), 2);
+        assert!(links.1.is_some());
+        assert!(!may_mark_a_deletion(r#"{"accountid":"r2","name":"plain"}"#));
     }
 
     #[test]
