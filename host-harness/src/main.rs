@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod progress;
 
+use commands::ActionFailed;
+
 /// A long read hands the host a large output at once (30 MB for 100,000 records) and brings
 /// in page after page of a megabyte or more, call after call. Measured on `benches/read_all`
 /// (emulator in the same process): with glibc's allocator a 100,000-record read took about
@@ -16,8 +18,6 @@ mod progress;
 /// use it too, so their figures are this binary's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use commands::ActionFailed;
 
 #[derive(Parser)]
 #[command(

@@ -15,7 +15,8 @@
 //! `bad-gateway` (502), `delay` (VALUE = `500ms`, `2s`, required), `cut` (headers and half the
 //! body, then the connection drops), `malformed` (the normal status and content type with half
 //! the body and a broken tail: JSON that does not parse, a `$batch` answer without its closing
-//! boundary; a 204 becomes a 200 with broken JSON). TIMES defaults to 1; PATH is matched as a substring of the URL path (not the query).
+//! boundary; a 204 becomes a 200 with broken JSON). TIMES defaults to 1; PATH is matched as a
+//! substring of the URL path (not the query).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

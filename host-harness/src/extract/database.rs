@@ -357,6 +357,15 @@ pub trait Database: Send {
     fn apply(&mut self, landing: &Landing) -> anyhow::Result<Applied>;
 }
 
+/// The message a panicking thread left (`panic!` with text or a format), empty otherwise.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 /// What one [`Database::apply`] did to the table's row count, so the progress line "N rows in
 /// all" is kept as a running sum: a `count(*)` after every page scanned every row landed so far,
 /// a cost that grew with the table (hundreds of milliseconds a page at millions of rows).
@@ -667,11 +676,7 @@ pub fn run<'a>(
         // Joined here so that a worker's panic becomes the run's error instead of a panic.
         for worker in workers {
             if let Err(panic) = worker.join() {
-                let text = panic
-                    .downcast_ref::<&str>()
-                    .map(|text| text.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let text = panic_text(panic.as_ref());
                 let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
                 results.push(Err(anyhow!("an extraction worker panicked: {text}")));
             }
@@ -797,8 +802,8 @@ struct PageToLand {
     deleted: Vec<String>,
     /// The whole table was read again after an expired delta link: rows it lacks are deleted.
     resynced: bool,
+    /// The read's state after this page (its cursor, and whether the read is complete).
     state: SavedState,
-    complete: bool,
 }
 
 /// What one call of Get New and Updated Records answers, both modes.
@@ -856,8 +861,15 @@ impl Worker<'_, '_> {
 
     fn land(&mut self, table: &str) -> anyhow::Result<Landed> {
         let mut outcome = Outcome::default();
-        let before = self.db.count(table).unwrap_or(0);
-        self.progress.started(table, before);
+        // The rows the table holds, the start of the running sum the progress lines report: a
+        // table not made yet holds none, and any other error is the run's, not a sum that
+        // starts from nothing.
+        let rows_at_start = if self.db.columns(table)?.is_empty() {
+            0
+        } else {
+            self.db.count(table)?
+        };
+        self.progress.started(table, rows_at_start);
         let mut schema = self.schema(table)?;
         let mode = match (schema.change_tracking, self.options.mode) {
             (true, ReadMode::Auto) => {
@@ -879,9 +891,6 @@ impl Worker<'_, '_> {
         };
         let mut known = HashSet::new();
         ensure(self.db, &schema, self.options.deletes, &mut known)?;
-        // The start of the running sum the progress lines report: counted once the table
-        // exists, and an error here is the run's error, not a sum that starts from nothing.
-        let rows_at_start = self.db.count(table)?;
         // A cursor of the other mode (the table's tracking was switched) cannot be followed:
         // the read starts over, and the upserts make that harmless.
         let saved = self.db.state(table)?;
@@ -1014,6 +1023,7 @@ impl Worker<'_, '_> {
                             .collect();
                         deleted.extend(gone);
                     }
+                    let complete = page.state.complete;
                     let landing = Landing {
                         table,
                         state_key,
@@ -1049,7 +1059,7 @@ impl Worker<'_, '_> {
                         rows_this_run,
                         rows_this_page: this_page,
                         pages_this_run,
-                        complete: page.complete && split.is_none(),
+                        complete: complete && split.is_none(),
                     });
                 }
                 Ok(())
@@ -1147,7 +1157,6 @@ impl Worker<'_, '_> {
                             cursor: next.clone(),
                             complete: output.complete,
                         },
-                        complete: output.complete,
                     };
                     if to_writer.send(page).is_err() {
                         // The writer stopped on an error, which the caller reports.
@@ -1167,13 +1176,9 @@ impl Worker<'_, '_> {
             })();
             drop(to_writer);
             let written = writer.join().unwrap_or_else(|panic| {
-                let why = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
                 Err(anyhow!(
-                    "the thread landing the pages of {table} panicked: {why}"
+                    "the thread landing the pages of {table} panicked: {}",
+                    panic_text(panic.as_ref())
                 ))
             });
             // The writer's error first: it is why the reader stopped, when it did.
