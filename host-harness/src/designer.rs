@@ -4,7 +4,8 @@
 //! embedded in the binary, nothing fetched from the network) builds every form from the
 //! component's definitions: connection forms from the connection definitions, action forms from
 //! the action inputs, picklists from the declared data sources through `actions.choices`.
-//! Everything runs through the same [`Host`] and [`TokenManager`] as the CLI.
+//! Everything runs through the same [`Host`] and [`TokenManager`](dynamics_host::TokenManager) as
+//! the CLI.
 //!
 //! The JSON API under `/api/` is for the page only: it answers only requests whose `Host` is this
 //! server and, for anything that changes state, whose body is JSON and whose `Origin` (when sent)

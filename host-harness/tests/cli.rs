@@ -1111,6 +1111,54 @@ fn without_a_terminal_extract_writes_a_plain_line_per_call_and_a_long_invoke_not
     assert_eq!(json["records"].as_array().map(Vec::len), Some(5));
 }
 
+#[test]
+fn a_table_named_twice_on_the_command_line_is_extracted_once() {
+    let emulator = small_emulator();
+    let connection = connection_file(&emulator);
+    let mut account_reads = Vec::new();
+    for (name, tables) in [("once", "accounts"), ("twice", "accounts,accounts")] {
+        let out = fresh_dir(&format!("dynamics-cli-extract-named-{name}"));
+        emulator.clear_requests();
+        let output = dynamics(&[
+            "extract",
+            "--allow-private",
+            "-c",
+            connection.arg(),
+            "--tables",
+            tables,
+            "--page-size",
+            "2",
+            "--since",
+            "2000-01-01",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = text(&output.stderr);
+        assert!(output.status.success(), "{tables}: {stderr}");
+        assert_eq!(
+            stderr.lines().last(),
+            Some("accounts: 5 rows in all, 5 this run, complete"),
+            "{tables}"
+        );
+        let written = std::fs::read_to_string(out.join("accounts.ndjson")).unwrap();
+        assert_eq!(
+            written.lines().count(),
+            5,
+            "{tables}: each row written once"
+        );
+        account_reads.push(
+            emulator
+                .requests()
+                .iter()
+                .filter(|request| request.path.contains("/accounts"))
+                .count(),
+        );
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    assert!(account_reads[0] > 0);
+    assert_eq!(account_reads[0], account_reads[1], "one read of accounts");
+}
+
 /// Output without the terminal's escape sequences (colours, cursor moves).
 fn without_escapes(raw: &str) -> String {
     let mut plain = String::new();

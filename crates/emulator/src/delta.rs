@@ -32,7 +32,7 @@
 //!   changes made in tables using Web API": `GET accounts/$count?$deltatoken=…`); `$count=true`
 //!   on a delta read gives the same number as `@odata.count`.
 //! - Tables have change tracking or not (`ChangeTrackingEnabled`, see `catalog.rs`); asking a
-//!   table without it answers 400 "Change tracking is not enabled for the entity '<name>'…"
+//!   table without it answers 400 "Change tracking is not enabled for the entity '`<name>`'…"
 //!   (the notes' third-party capture; the code there is the OData error 0x80060888).
 //! - `$filter`, `$orderby`, `$expand` and `$top` are refused with the documented message.
 //!

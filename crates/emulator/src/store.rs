@@ -55,7 +55,7 @@ pub struct Change {
     pub kind: ChangeKind,
 }
 
-/// The kind of a [`Change`].
+/// The kind of a change in the store's change log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
     Create,

@@ -16,8 +16,8 @@ pub struct Args {
     /// printed (give it to `--ca-file`, NODE_EXTRA_CA_CERTS or SSL_CERT_FILE).
     #[arg(long)]
     pub tls: bool,
-    /// Inject a fault from the start: KIND[=VALUE][:[SKIP+]TIMES][@PATH], e.g.
-    /// throttle:3@/accounts or cut:1@$batch (repeatable; the admin API changes them later).
+    /// Inject a fault from the start: `KIND[=VALUE][:[SKIP+]TIMES][@PATH]`, e.g.
+    /// `throttle:3@/accounts` or `cut:1@$batch` (repeatable; the admin API changes them later).
     #[arg(long = "fault", value_name = "RULE")]
     pub faults: Vec<dataverse_emulator::FaultRule>,
     /// Dataverse's service-protection limit per caller, e.g. 100/60s (off by default).

@@ -117,7 +117,13 @@ impl Args {
         let tables: Vec<String> = if self.tables.is_empty() {
             DEFAULT_TABLES.iter().map(|t| t.to_string()).collect()
         } else {
-            self.tables.clone()
+            // A table named twice is read once, and "table N of M" counts it once.
+            let mut named = std::collections::HashSet::new();
+            self.tables
+                .iter()
+                .filter(|t| named.insert(*t))
+                .cloned()
+                .collect()
         };
         if self.state.is_some() && !matches!(destination, Destination::Ndjson(_)) {
             bail!("--state is for NDJSON; a database keeps its state in _dynamics_extract_state");

@@ -1,7 +1,7 @@
 //! The tables behind Dataverse messages, custom APIs and background work: the close activities
 //! the sales messages create, system jobs, processes, shared access, the custom API definition
 //! tables and background operations. Each table's columns are the documented ones the emulator
-//! reads or writes (learn.microsoft.com/power-apps/developer/data-platform/reference/entities/<name>).
+//! reads or writes (learn.microsoft.com/power-apps/developer/data-platform/reference/entities/`<name>`).
 
 use crate::schema::{Entity, EntityBuilder as B, Ownership::*, RelDecl};
 

@@ -5,7 +5,7 @@
 //! "Price lists contain one to many individual product prices" (Product catalog entities,
 //! learn.microsoft.com/dynamics365/sales/developer/product-catalog-entities). Each table's
 //! columns are the documented ones a sync writes
-//! (learn.microsoft.com/dynamics365/sales/developer/entities/<name>).
+//! (learn.microsoft.com/dynamics365/sales/developer/entities/`<name>`).
 
 use crate::schema::{Entity, EntityBuilder as B, Ownership::*, RelDecl};
 

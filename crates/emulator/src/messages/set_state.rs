@@ -3,7 +3,7 @@
 //! (learn.microsoft.com/power-apps/developer/data-platform/webapi/update-delete-entities-using-web-api,
 //! and .../org-service/entity-operations-update-delete "Use the Update message to set
 //! statecode and statuscode"). Each status reason belongs to one state (`StatusOptionMetadata.State`
-//! in each table's reference page, .../reference/entities/<table>); a pair that does not agree
+//! in each table's reference page, .../reference/entities/`<table>`); a pair that does not agree
 //! is refused with `InvalidStateCodeStatusCode`.
 
 use crate::error::{self, DvError};
