@@ -1,7 +1,7 @@
 //! The admin API (`/_admin/`): fault rules, the service-protection limit, the request log and
 //! table snapshots over HTTP, behind the key the emulator prints, for this emulator only.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::time::Duration;

@@ -5,14 +5,21 @@ use std::time::Duration;
 use dataverse_emulator::{Config, Emulator, Fault, RateLimit};
 use serde_json::{Value, json};
 
-mod support;
+use crate::support;
 use support::{Answer, Client, answer};
 
 fn agent() -> ureq::Agent {
     support::agent(Duration::from_secs(30))
 }
 
-impl Client {
+/// Calls this file's tests share (a trait, not an inherent impl: other files of the binary
+/// name theirs the same).
+trait Calls {
+    fn send(&self, method: &str, path: &str, body: Value, headers: &[(&str, &str)]) -> Answer;
+    fn delete(&self, path: &str, headers: &[(&str, &str)]) -> Answer;
+}
+
+impl Calls for Client {
     fn send(&self, method: &str, path: &str, body: Value, headers: &[(&str, &str)]) -> Answer {
         self.request(method, path, "application/json", &body.to_string(), headers)
     }

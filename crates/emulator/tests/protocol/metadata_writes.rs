@@ -7,7 +7,7 @@ use std::time::Duration;
 use dataverse_emulator::{Config, Emulator};
 use serde_json::{Value, json};
 
-mod support;
+use crate::support;
 use support::{Answer, Client};
 
 fn start() -> (Emulator, Client) {

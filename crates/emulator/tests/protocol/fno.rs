@@ -1,7 +1,7 @@
 //! The Finance and Operations OData service (`src/fno/`) over HTTP: company scoping, keys,
 //! paging, queries, writes, `$batch`, `$metadata`, the token audience and the error shape.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

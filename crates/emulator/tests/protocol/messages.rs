@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use dataverse_emulator::{Config, Emulator};
 use serde_json::{Value, json};
 
-mod support;
+use crate::support;
 use support::{Answer, Client};
 
 fn start_with(config: Config) -> (Emulator, Client) {

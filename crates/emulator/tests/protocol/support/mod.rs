@@ -1,5 +1,4 @@
 //! What the emulator's HTTP tests share: a client with a token, and answers read whole.
-#![allow(dead_code)] // each test file uses its own part
 
 use std::time::Duration;
 

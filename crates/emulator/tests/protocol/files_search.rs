@@ -3,7 +3,7 @@
 //! ("Search for Dataverse records", learn.microsoft.com/power-apps/developer/data-platform/search/overview)
 //! over HTTP, checked in the emulator's data.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

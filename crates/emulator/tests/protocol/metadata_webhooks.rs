@@ -9,10 +9,18 @@ use std::time::Duration;
 use dataverse_emulator::{Config, Emulator};
 use serde_json::{Value, json};
 
-mod support;
+use crate::support;
 use support::{Answer, Client};
 
-impl Client {
+/// Calls this file's tests share (a trait, not an inherent impl: other files of the binary
+/// name theirs the same).
+trait Calls {
+    fn send(&self, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> Answer;
+    fn post(&self, path: &str, body: Value) -> Answer;
+    fn delete(&self, path: &str) -> Answer;
+}
+
+impl Calls for Client {
     fn send(&self, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
         self.request(method, path, "application/json", body, headers)
     }

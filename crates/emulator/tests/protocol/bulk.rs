@@ -5,10 +5,18 @@ use std::time::Duration;
 use dataverse_emulator::{Config, Emulator};
 use serde_json::{Value, json};
 
-mod support;
+use crate::support;
 use support::{Answer, Client};
 
-impl Client {
+/// Calls this file's tests share (a trait, not an inherent impl: other files of the binary
+/// name theirs the same).
+trait Calls {
+    fn post(&self, path: &str, content_type: &str, body: &str, headers: &[(&str, &str)]) -> Answer;
+    fn delete(&self, path: &str) -> Answer;
+    fn batch(&self, body: &str, headers: &[(&str, &str)]) -> Answer;
+}
+
+impl Calls for Client {
     fn post(&self, path: &str, content_type: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
         self.request("POST", path, content_type, body, headers)
     }

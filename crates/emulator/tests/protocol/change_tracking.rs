@@ -8,7 +8,7 @@ use std::time::Duration;
 use dataverse_emulator::{Config, Emulator};
 use serde_json::{Value, json};
 
-mod support;
+use crate::support;
 use support::{Answer, Client};
 
 fn start_with(config: Config) -> (Emulator, Client) {
@@ -24,7 +24,16 @@ fn start(rows: usize) -> (Emulator, Client) {
     })
 }
 
-impl Client {
+/// Calls this file's tests share (a trait, not an inherent impl: other files of the binary
+/// name theirs the same).
+trait Calls {
+    fn create(&self, set: &str, body: Value) -> String;
+    fn update(&self, path: &str, body: Value);
+    fn remove(&self, path: &str);
+    fn pages(&self, first: &str, headers: &[(&str, &str)]) -> Vec<Value>;
+}
+
+impl Calls for Client {
     fn create(&self, set: &str, body: Value) -> String {
         let a = self.request("POST", set, "application/json", &body.to_string(), &[]);
         assert_eq!(a.status, 204, "{}", a.body);

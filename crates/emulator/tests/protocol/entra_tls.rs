@@ -2,7 +2,7 @@
 //! documents, the key set that verifies every token, and absolute URLs that name the scheme and
 //! host the emulator is reached on.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

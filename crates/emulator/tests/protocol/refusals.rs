@@ -2,7 +2,7 @@
 //! itself refuses answers Dataverse's error, and nothing comes back as a plausible wrong answer.
 //! (messages.rs and metadata_types.rs cite the pages.)
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

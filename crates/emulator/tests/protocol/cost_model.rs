@@ -3,7 +3,7 @@
 //! (learn.microsoft.com/power-apps/developer/data-platform/api-limits and
 //! send-parallel-requests).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use dataverse_emulator::{ChangeKind, Config, Emulator};
 use serde_json::{Value, json};
 
-mod support;
+use crate::support;
 use support::{Answer, Client};
 
 const ANNOTATIONS: (&str, &str) = ("Prefer", "odata.include-annotations=\"*\"");
