@@ -538,12 +538,26 @@ async def hostile_protocol(work: str) -> None:
         check(reply is not None, "an 8 MiB argument is answered", reply)
         still_serving("an 8 MiB argument", request_id + 1)
         request_id += 2
-        # Over it, rmcp drops the line unread (so there is no id to answer) instead of
-        # buffering it: the server neither grows without bound nor stops.
+        # Over it, the line is skipped as it arrives (never held whole), nothing is sent to the
+        # service, and the request is answered under its own id with an error naming the limit.
         huge = "x" * (32 * 1024 * 1024)
+        before = last_request_seq()
         send(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {
             "name": "query-entities", "arguments": {"entityType": "accounts", "filterExpression": huge}}})
+        reply = answer(process, request_id, timeout=120)
+        error = (reply or {}).get("error") or {}
+        check(
+            error.get("code") == -32600 and "16 MiB" in error.get("message", ""),
+            "a 32 MiB message is answered with an error naming the limit",
+            (json.dumps(reply) or "")[:300],
+        )
+        check(last_request_seq() == before, "a 32 MiB message sends nothing to the service")
         still_serving("a 32 MiB message", request_id + 1)
+        request_id += 2
+        # A notification over the limit has no id to answer: it is dropped, and the server
+        # goes on serving.
+        send(process, {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"x": huge}})
+        still_serving("a 32 MiB notification", request_id + 1)
         request_id += 2
         # A call that signs in and fails at the service: no secret in the answer either.
         send(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {

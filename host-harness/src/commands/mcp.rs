@@ -7,6 +7,7 @@
 //! stdout carries the protocol and nothing else: the host's log goes to stderr.
 
 mod policy;
+mod stdin;
 mod tools;
 
 use std::collections::BTreeSet;
@@ -20,10 +21,12 @@ use dynamics_host::{
     connection_file, describe_error,
 };
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
+    CustomResult, ErrorCode as McpErrorCode, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
+use rmcp::transport::async_rw::AsyncRwTransport;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt as _};
 use serde_json::{Map, Value, json};
 
@@ -69,7 +72,15 @@ impl Args {
             .context("starting the async runtime")?;
         runtime.block_on(async move {
             let service = server
-                .serve(rmcp::transport::stdio())
+                .serve(
+                    // rmcp's own bound is set above ours, so that every line over ours is
+                    // answered by [`stdin`] rather than dropped by rmcp.
+                    AsyncRwTransport::new_server(
+                        stdin::front(tokio::io::stdin(), stdin::LIMIT),
+                        tokio::io::stdout(),
+                    )
+                    .with_max_line_length(2 * stdin::LIMIT),
+                )
                 .await
                 .context("starting the MCP session on stdio")?;
             service.waiting().await.context("serving MCP on stdio")?;
@@ -372,6 +383,31 @@ impl ServerHandler for Server {
     ) -> Result<CallToolResponse, McpError> {
         let arguments = request.arguments.unwrap_or_default();
         Ok(self.call(&request.name, arguments).await?.into())
+    }
+
+    /// The stand-in for a message over the input's limit ([`stdin`]) is answered with an error
+    /// naming the limit; other methods are not known.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, McpError> {
+        if request.method != stdin::OVERSIZED {
+            return Err(McpError::new(
+                McpErrorCode::METHOD_NOT_FOUND,
+                request.method,
+                None,
+            ));
+        }
+        let bytes = request.params.as_ref().and_then(|p| p["bytes"].as_u64());
+        Err(McpError::invalid_request(
+            format!(
+                "the message{} is over this server's limit of {} bytes (16 MiB) a message: it was not read, and nothing was done",
+                bytes.map(|b| format!(" of {b} bytes")).unwrap_or_default(),
+                stdin::LIMIT
+            ),
+            None,
+        ))
     }
 }
 
