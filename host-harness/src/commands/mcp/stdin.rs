@@ -14,7 +14,7 @@ use tokio::io::{
     AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader, DuplexStream,
 };
 
-/// The longest message read, newline excluded: rmcp's own default.
+/// The longest message read, newline excluded (rmcp's default, which counts the newline).
 pub const LIMIT: usize = 16 * 1024 * 1024;
 
 /// The method of the request that stands for a message over [`LIMIT`].
@@ -104,11 +104,17 @@ fn id_of(start: &[u8]) -> Option<Value> {
         }
         at = skip_space(start, at + 1);
         if key == "id" {
-            let (id, _) = value_at::<Value>(start, at)?;
-            return (id.is_string() || id.is_number()).then_some(id);
+            let (id, after) = value_at::<Value>(start, at)?;
+            // A number cut off by the limit (`"id":12` of `"id":12345`) would name another
+            // request: the id counts only when what follows it shows it whole.
+            let whole = matches!(start.get(skip_space(start, after)), Some(b',' | b'}'));
+            return (whole && (id.is_string() || id.is_number())).then_some(id);
         }
-        // Any other member is stepped over without being kept (its nesting is bounded by
-        // serde_json's recursion limit).
+        // A response of the client's (`result` or `error`) is not a request to answer.
+        if key == "result" || key == "error" {
+            return None;
+        }
+        // Any other member is stepped over without being kept.
         let (_, after) = value_at::<IgnoredAny>(start, at)?;
         at = skip_space(start, after);
         match start.get(at) {
@@ -163,7 +169,10 @@ mod tests {
 
     #[test]
     fn the_id_is_read_from_the_top_level_object_only() {
-        let cases: [(&str, Option<Value>); 8] = [
+        let cases: [(&str, Option<Value>); 11] = [
+            (r#"{"method":"x","id":12"#, None),
+            (r#"{"method":"x","id":12 }"#, Some(json!(12))),
+            (r#"{"result":{},"id":5,"#, None),
             (
                 r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"#,
                 Some(json!(7)),
