@@ -97,7 +97,8 @@ impl LoopbackServer {
 }
 
 impl Drop for LoopbackServer {
-    /// Stops accepting and waits (at most `GRACE`, two seconds) for the answers already decided to go out.
+    /// Stops accepting and waits (at most `GRACE`, two seconds) for the answers already decided
+    /// to go out.
     /// Without the wait, a CLI that returns right after the sign-in redirect could exit before
     /// the browser's page was written, and the browser would see a cut connection.
     fn drop(&mut self) {

@@ -402,9 +402,10 @@ impl ServerHandler for Server {
         let bytes = request.params.as_ref().and_then(|p| p["bytes"].as_u64());
         Err(McpError::invalid_request(
             format!(
-                "the message{} is over this server's limit of {} bytes (16 MiB) a message: it was not read, and nothing was done",
+                "the message{} is over this server's limit of {} bytes ({} MiB) a message: it was not read, and nothing was done",
                 bytes.map(|b| format!(" of {b} bytes")).unwrap_or_default(),
-                stdin::LIMIT
+                stdin::LIMIT,
+                stdin::LIMIT >> 20
             ),
             None,
         ))
